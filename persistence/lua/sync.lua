@@ -1,0 +1,73 @@
+-- sync.lua: set stock keys from MySQL at a consistent point: load missing keys, or repair keys
+-- that drifted. The caller holds MySQL share locks on these stock rows, so no MySQL write to them
+-- can commit while this runs.
+--
+-- KEYS[1]     event stream <prefix>{L<loc>}:ev (events accepted in Redis, not yet known persisted)
+-- KEYS[2..]   stock keys <prefix>{L<loc>}:s:<productId>
+-- ARGV[1]     'load' (set missing keys only) or 'repair' (set every key whose value differs)
+-- ARGV[2]     product ids, comma separated, in KEYS[2..] order
+-- ARGV[3]     MySQL on-hand values, comma separated, same order
+-- ARGV[4]     events already applied in MySQL, as "<orderId>:<R|C>" comma separated
+--
+-- expected = on_hand - (units of reservations still in the stream and not applied)
+--                    + (units of cancels still in the stream and not applied)
+--
+-- Returns a flat list, three entries per key: before (-1 when missing), expected, changed (0/1).
+
+local products = {}
+local index = {}
+local p = 1
+for id in string.gmatch(ARGV[2], '[^,]+') do
+  products[p] = id
+  index[id] = p
+  p = p + 1
+end
+local expected = {}
+p = 1
+for v in string.gmatch(ARGV[3], '[^,]+') do
+  expected[p] = tonumber(v)
+  p = p + 1
+end
+local applied = {}
+for e in string.gmatch(ARGV[4], '[^,]+') do
+  applied[e] = true
+end
+
+for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
+  local f = entry[2]
+  local t, o, l
+  for j = 1, #f, 2 do
+    if f[j] == 't' then t = f[j + 1] elseif f[j] == 'o' then o = f[j + 1] elseif f[j] == 'l' then l = f[j + 1] end
+  end
+  if t and o and l and not applied[o .. ':' .. t] then
+    local sign = (t == 'R') and -1 or 1
+    for pid, qty in string.gmatch(l, '(%d+):(%d+)') do
+      local k = index[pid]
+      if k then
+        expected[k] = expected[k] + sign * tonumber(qty)
+      end
+    end
+  end
+end
+
+local out = {}
+for k = 1, #products do
+  local key = KEYS[k + 1]
+  local before = redis.call('GET', key)
+  local changed = 0
+  if not before then
+    redis.call('SET', key, expected[k])
+    changed = 1
+    before = -1
+  else
+    before = tonumber(before)
+    if ARGV[1] == 'repair' and before ~= expected[k] then
+      redis.call('SET', key, expected[k])
+      changed = 1
+    end
+  end
+  out[#out + 1] = before
+  out[#out + 1] = expected[k]
+  out[#out + 1] = changed
+end
+return out

@@ -1,0 +1,74 @@
+//! The MySQL pool, embedded migrations, and the retry loop for transactions that MySQL aborts
+//! (deadlock, lock wait timeout).
+
+use crate::error::{StoreError, StoreResult};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::{ConnectOptions, MySqlPool};
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// Connects to `url`, creating the database if it does not exist yet.
+pub async fn connect(url: &str, max_connections: u32) -> StoreResult<MySqlPool> {
+    let options = MySqlConnectOptions::from_str(url)?
+        .log_statements(tracing::log::LevelFilter::Trace)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(2));
+    if let Some(name) = options.get_database().map(str::to_owned) {
+        // A fresh server has no database yet: create it through a connection without one.
+        let mut admin = options.clone().database("").connect().await?;
+        sqlx::query(&format!(
+            "CREATE DATABASE IF NOT EXISTS `{}` CHARACTER SET utf8mb4",
+            name.replace('`', "")
+        ))
+        .execute(&mut admin)
+        .await?;
+    }
+    let pool = MySqlPoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                // Locking reads must see the latest committed rows; snapshots of REPEATABLE READ
+                // would make the stock checks reason about stale figures.
+                sqlx::query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await?;
+    Ok(pool)
+}
+
+pub async fn migrate(pool: &MySqlPool) -> StoreResult<()> {
+    MIGRATOR
+        .run(pool)
+        .await
+        .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))
+}
+
+/// Runs `attempt` again when MySQL aborted it for a deadlock or a lock wait timeout, so those never
+/// reach the client. Other errors are returned as they are.
+pub async fn with_retry<T, F, Fut>(what: &str, mut attempt: F) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = StoreResult<T>>,
+{
+    const ATTEMPTS: u32 = 20;
+    let mut n = 0;
+    loop {
+        n += 1;
+        match attempt().await {
+            Err(e) if e.is_retryable() && n < ATTEMPTS => {
+                tracing::debug!(what, attempt = n, error = %e, "retrying transaction");
+                let jitter = rand::random::<u64>() % (2 * u64::from(n));
+                tokio::time::sleep(Duration::from_millis(jitter + u64::from(n))).await;
+            }
+            other => return other,
+        }
+    }
+}

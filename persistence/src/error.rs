@@ -1,0 +1,101 @@
+//! The one error type of the storage layer. The HTTP layer maps each kind to a status and a
+//! problem type; server-side kinds carry their cause for the log, never for the client.
+
+use sf_routing::{LocationId, ProductId};
+
+/// A nearby store that could fill an order another location could not.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alternative {
+    pub store_id: u64,
+    pub name: String,
+    pub distance_km: Option<f64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("product {0} does not exist or is not for sale")]
+    UnknownProduct(ProductId),
+    #[error("order {0} does not exist")]
+    UnknownOrder(String),
+    #[error("location {0} does not exist")]
+    UnknownLocation(LocationId),
+    #[error("{0}")]
+    NotFound(String),
+    /// No candidate location can fill the order.
+    #[error("{detail}")]
+    OutOfStock {
+        detail: String,
+        product: Option<ProductId>,
+        alternatives: Option<Vec<Alternative>>,
+    },
+    /// Valid syntax, but the request cannot be carried out as asked (422).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("this Idempotency-Key was already used with a different request body")]
+    IdempotencyMismatch,
+    #[error("a request with this Idempotency-Key is still being processed; retry shortly")]
+    IdempotencyInFlight,
+    /// The request conflicts with the current state (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// A dependency cannot serve now; the client may retry (503 with Retry-After).
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("redis error: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<bb8::RunError<redis::RedisError>> for StoreError {
+    fn from(e: bb8::RunError<redis::RedisError>) -> Self {
+        match e {
+            bb8::RunError::User(e) => Self::Redis(e),
+            bb8::RunError::TimedOut => Self::Unavailable("redis connection pool timed out".into()),
+        }
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Internal(format!("json: {e}"))
+    }
+}
+
+impl StoreError {
+    /// Whether MySQL asks us to run the transaction again (deadlock 1213, lock wait timeout 1205).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Db(sqlx::Error::Database(e)) => {
+                matches!(mysql_code(e.as_ref()), Some(1213 | 1205))
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether this is a unique-key violation (1062).
+    pub fn is_duplicate_key(&self) -> bool {
+        match self {
+            Self::Db(sqlx::Error::Database(e)) => mysql_code(e.as_ref()) == Some(1062),
+            _ => false,
+        }
+    }
+
+    /// Whether the failure is on the server's side (logged with cause; shown without internals).
+    pub fn is_server_error(&self) -> bool {
+        matches!(
+            self,
+            Self::Db(_) | Self::Redis(_) | Self::Internal(_) | Self::Unavailable(_)
+        )
+    }
+}
+
+fn mysql_code(e: &dyn sqlx::error::DatabaseError) -> Option<u16> {
+    e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+        .map(|e| e.number())
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;

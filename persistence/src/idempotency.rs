@@ -1,0 +1,101 @@
+//! `Idempotency-Key` bookkeeping. A key belongs to a scope (`DB_LOCK`, `REDIS`, `POS:<store>`);
+//! the same key with the same body replays the first answer, with another body it is refused.
+//! Only successful creations are remembered: a refused order leaves the key free for a retry.
+
+use crate::error::{StoreError, StoreResult};
+use crate::model::Order;
+use sha2::{Digest, Sha256};
+use sqlx::{MySqlConnection, Row};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRequest {
+    pub scope: String,
+    pub key: String,
+    /// SHA-256 of the canonical request body.
+    pub fingerprint: String,
+}
+
+impl IdempotencyRequest {
+    pub fn new(scope: impl Into<String>, key: impl Into<String>, body: &impl serde::Serialize) -> Self {
+        let canonical = serde_json::to_vec(body).unwrap_or_default();
+        Self {
+            scope: scope.into(),
+            key: key.into(),
+            fingerprint: hex::encode(Sha256::digest(&canonical)),
+        }
+    }
+}
+
+/// What a claim found.
+pub enum Claim {
+    /// The key is ours: go on and create the order.
+    Fresh,
+    /// The key was used before with this body: here is the first answer.
+    Replay(Box<Order>),
+}
+
+/// Claims `req` inside `conn`'s transaction. A concurrent request with the same key waits on the
+/// row until this transaction ends, then sees its answer (or, if it rolled back, claims it itself).
+pub async fn claim_mysql(
+    conn: &mut MySqlConnection,
+    req: &IdempotencyRequest,
+    ttl_secs: u64,
+) -> StoreResult<Claim> {
+    // An expired key is as good as absent.
+    sqlx::query("DELETE FROM idempotency_keys WHERE scope = ? AND idem_key = ? AND expires_at < NOW(3)")
+        .bind(&req.scope)
+        .bind(&req.key)
+        .execute(&mut *conn)
+        .await?;
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (scope, idem_key, fingerprint, expires_at) \
+         VALUES (?, ?, ?, NOW(3) + INTERVAL ? SECOND)",
+    )
+    .bind(&req.scope)
+    .bind(&req.key)
+    .bind(&req.fingerprint)
+    .bind(ttl_secs)
+    .execute(&mut *conn)
+    .await;
+    match inserted {
+        Ok(_) => Ok(Claim::Fresh),
+        Err(e) => {
+            let e = StoreError::from(e);
+            if !e.is_duplicate_key() {
+                return Err(e);
+            }
+            let row = sqlx::query(
+                "SELECT fingerprint, response FROM idempotency_keys WHERE scope = ? AND idem_key = ?",
+            )
+            .bind(&req.scope)
+            .bind(&req.key)
+            .fetch_one(&mut *conn)
+            .await?;
+            let fingerprint: String = row.try_get("fingerprint")?;
+            if fingerprint != req.fingerprint {
+                return Err(StoreError::IdempotencyMismatch);
+            }
+            let response: Option<String> = row.try_get("response")?;
+            match response {
+                Some(json) => Ok(Claim::Replay(Box::new(serde_json::from_str(&json)?))),
+                None => Err(StoreError::IdempotencyInFlight),
+            }
+        }
+    }
+}
+
+/// Stores the answer of a claimed key, in the same transaction as the order.
+pub async fn complete_mysql(
+    conn: &mut MySqlConnection,
+    req: &IdempotencyRequest,
+    order: &Order,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE idempotency_keys SET order_id = ?, response = ? WHERE scope = ? AND idem_key = ?")
+        .bind(&order.order_id)
+        .bind(serde_json::to_string(order)?)
+        .bind(&req.scope)
+        .bind(&req.key)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}

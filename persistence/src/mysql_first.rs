@@ -1,0 +1,586 @@
+//! Writes decided in a MySQL transaction: online orders on the DB-lock path, POS sales, their
+//! cancels, and operators' stock changes.
+//!
+//! Every such write locks its stock rows (always in (location, product) order, so two writers never
+//! deadlock on each other's rows), changes MySQL, and, while it still holds the locks, applies the
+//! same change to Redis through `adjust.lua`. The Redis figure already accounts for reservations
+//! that MySQL has not seen yet, so a MySQL-first write never sells a unit an online order took, and
+//! Redis learns of it as a change, never as an absolute value that would erase orders in flight.
+
+use crate::db::with_retry;
+use crate::error::{StoreError, StoreResult};
+use crate::idempotency::{claim_mysql, complete_mysql, Claim, IdempotencyRequest};
+use crate::model::{Address, Order, OrderItem, OrderPath, OrderStatus};
+use crate::redis_stock::{decision, Decision};
+use crate::sync::SyncMode;
+use crate::Store;
+use sf_routing::{candidates, Candidate, Destination, LocationId, OrderLines, ProductId};
+use sqlx::{MySqlConnection, Row};
+
+/// An order to decide in MySQL.
+#[derive(Debug, Clone)]
+pub struct MysqlFirstOrder {
+    pub lines: OrderLines,
+    pub destination: Destination,
+    pub path: OrderPath,
+    pub idempotency: Option<IdempotencyRequest>,
+}
+
+/// A created order, or the first answer replayed for a repeated `Idempotency-Key`.
+#[derive(Debug, Clone)]
+pub enum Placed {
+    New(Order),
+    Replayed(Order),
+}
+
+impl Placed {
+    pub fn order(&self) -> &Order {
+        match self {
+            Self::New(o) | Self::Replayed(o) => o,
+        }
+    }
+}
+
+/// The outcome of trying one candidate location.
+pub(crate) enum Attempt {
+    Placed(Placed),
+    Short { product: ProductId, have: i64 },
+}
+
+/// Why a stock change was made, as the ledger names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Order,
+    Cancel,
+    PosSale,
+    PosReturn,
+    Restock,
+    Adjust,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Order => "ORDER",
+            Self::Cancel => "CANCEL",
+            Self::PosSale => "POS_SALE",
+            Self::PosReturn => "POS_RETURN",
+            Self::Restock => "RESTOCK",
+            Self::Adjust => "ADJUST",
+        }
+    }
+}
+
+/// The result of an operator's stock change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StockChange {
+    pub before: i64,
+    pub after: i64,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+pub(crate) fn build_order(
+    order_id: String,
+    status: OrderStatus,
+    path: OrderPath,
+    destination: &Destination,
+    candidate: Candidate,
+    lines: &OrderLines,
+    prices: &[i64],
+) -> Order {
+    let (delivery_type, address) = match *destination {
+        Destination::Normal { address } => (sf_routing::DeliveryType::Normal, Some(address)),
+        Destination::SameDay { address, .. } => (sf_routing::DeliveryType::SameDay, Some(address)),
+        Destination::Pickup { address, .. } => (sf_routing::DeliveryType::Pickup, address),
+        Destination::InStore { .. } => (sf_routing::DeliveryType::InStore, None),
+    };
+    let items: Vec<OrderItem> = lines
+        .iter()
+        .zip(prices)
+        .map(|((p, q), price)| OrderItem {
+            product_id: p.get(),
+            quantity: q.get(),
+            unit_price: *price,
+        })
+        .collect();
+    let total_amount = items
+        .iter()
+        .map(|i| i64::from(i.quantity) * i.unit_price)
+        .sum();
+    Order {
+        order_id,
+        status,
+        path,
+        delivery_type,
+        fulfillment_location_id: candidate.location.get(),
+        distance_km: candidate.distance_km.map(|d| (d * 1000.0).round() / 1000.0),
+        delivery_address: address.map(|a| Address {
+            latitude: a.latitude(),
+            longitude: a.longitude(),
+        }),
+        items,
+        total_amount,
+        accepted_at_ms: now_ms(),
+    }
+}
+
+/// Inserts orders, their lines and their ledger rows (no stock change) in three statements.
+pub(crate) async fn insert_orders(
+    conn: &mut MySqlConnection,
+    orders: &[&Order],
+    reason: Reason,
+) -> StoreResult<()> {
+    if orders.is_empty() {
+        return Ok(());
+    }
+    let mut sql = String::from(
+        "INSERT INTO orders (id, path, delivery_type, status, location_id, distance_km, \
+         delivery_latitude, delivery_longitude, total_amount, accepted_at) VALUES ",
+    );
+    sql.push_str(&vec!["(?,?,?,?,?,?,?,?,?,FROM_UNIXTIME(? / 1000))"; orders.len()].join(","));
+    let mut q = sqlx::query(&sql);
+    for o in orders {
+        q = q
+            .bind(&o.order_id)
+            .bind(o.path.as_str())
+            .bind(o.delivery_type.as_str())
+            .bind(match o.status {
+                OrderStatus::Cancelled => "CANCELLED",
+                _ => "CONFIRMED",
+            })
+            .bind(o.fulfillment_location_id)
+            .bind(o.distance_km)
+            .bind(o.delivery_address.map(|a| a.latitude))
+            .bind(o.delivery_address.map(|a| a.longitude))
+            .bind(o.total_amount)
+            .bind(o.accepted_at_ms);
+    }
+    q.execute(&mut *conn).await?;
+
+    let n: usize = orders.iter().map(|o| o.items.len()).sum();
+    let sql = format!(
+        "INSERT INTO order_lines (order_id, product_id, quantity, unit_price) VALUES {}",
+        vec!["(?,?,?,?)"; n].join(",")
+    );
+    let mut q = sqlx::query(&sql);
+    for o in orders {
+        for i in &o.items {
+            q = q
+                .bind(&o.order_id)
+                .bind(i.product_id)
+                .bind(i.quantity)
+                .bind(i.unit_price);
+        }
+    }
+    q.execute(&mut *conn).await?;
+
+    let moves: Vec<(u64, u64, i64, &str)> = orders
+        .iter()
+        .flat_map(|o| {
+            o.items.iter().map(move |i| {
+                (
+                    o.fulfillment_location_id,
+                    i.product_id,
+                    -i64::from(i.quantity),
+                    o.order_id.as_str(),
+                )
+            })
+        })
+        .collect();
+    insert_movements(conn, &moves, reason).await
+}
+
+/// Appends ledger rows `(location, product, delta, ref)`.
+pub(crate) async fn insert_movements(
+    conn: &mut MySqlConnection,
+    moves: &[(u64, u64, i64, &str)],
+    reason: Reason,
+) -> StoreResult<()> {
+    if moves.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO stock_movements (location_id, product_id, delta, reason, ref_id) VALUES {}",
+        vec!["(?,?,?,?,?)"; moves.len()].join(",")
+    );
+    let mut q = sqlx::query(&sql);
+    for (l, p, d, r) in moves {
+        q = q.bind(l).bind(p).bind(d).bind(reason.as_str()).bind(*r);
+    }
+    q.execute(&mut *conn).await?;
+    Ok(())
+}
+
+impl Store {
+    /// Places an order decided in MySQL (DB-lock path or POS sale), trying candidate locations
+    /// nearest first.
+    #[tracing::instrument(skip(self, req), fields(path = req.path.as_str()))]
+    pub async fn place_mysql_first(&self, req: &MysqlFirstOrder) -> StoreResult<Placed> {
+        let prices = self.prices(&req.lines).await?;
+        let ranked = candidates(&self.locations().index, &req.destination)
+            .map_err(|e| StoreError::NotFound(e.to_string()))?;
+        let mut shortest = None;
+        for candidate in &ranked {
+            let attempt = with_retry("mysql-first order", || {
+                self.try_mysql_first(req, &prices, *candidate)
+            })
+            .await?;
+            match attempt {
+                Attempt::Placed(p) => return Ok(p),
+                Attempt::Short { product, have } => {
+                    shortest.get_or_insert((candidate.location, product, have));
+                }
+            }
+        }
+        Err(self.no_location(req.lines.clone(), &req.destination, shortest).await)
+    }
+
+    async fn try_mysql_first(
+        &self,
+        req: &MysqlFirstOrder,
+        prices: &[i64],
+        candidate: Candidate,
+    ) -> StoreResult<Attempt> {
+        let loc = candidate.location;
+        let mut tx = self.db.begin().await?;
+        if let Some(idem) = &req.idempotency {
+            if let Claim::Replay(order) =
+                claim_mysql(&mut tx, idem, self.config.idempotency_ttl_secs).await?
+            {
+                tx.rollback().await?;
+                return Ok(Attempt::Placed(Placed::Replayed(*order)));
+            }
+        }
+        let order = build_order(
+            Order::new_id(loc.get()),
+            OrderStatus::Confirmed,
+            req.path,
+            &req.destination,
+            candidate,
+            &req.lines,
+            prices,
+        );
+        let reason = match req.path {
+            OrderPath::Pos => Reason::PosSale,
+            _ => Reason::Order,
+        };
+        insert_orders(&mut tx, &[&order], reason).await?;
+        // The stock rows are locked last, in product order, and held only until the commit.
+        let deltas: Vec<(ProductId, i64)> = req
+            .lines
+            .iter()
+            .map(|(p, q)| (p, -i64::from(q.get())))
+            .collect();
+        if let Some((product, have)) = self.decrement_rows(&mut tx, loc, &deltas).await? {
+            tx.rollback().await?;
+            return Ok(Attempt::Short { product, have });
+        }
+        if let Some((product, have)) = self.adjust_redis(&mut tx, loc, &deltas).await? {
+            tx.rollback().await?;
+            return Ok(Attempt::Short { product, have });
+        }
+        let finish = async {
+            if let Some(idem) = &req.idempotency {
+                complete_mysql(&mut tx, idem, &order).await?;
+            }
+            tx.commit().await?;
+            Ok::<_, StoreError>(())
+        };
+        if let Err(e) = finish.await {
+            self.compensate_redis(loc, &deltas).await;
+            return Err(e);
+        }
+        Ok(Attempt::Placed(Placed::New(order)))
+    }
+
+    /// Applies signed deltas to MySQL stock rows in product order. Answers the first product that
+    /// would go below zero (with what it has), leaving the transaction to be rolled back.
+    async fn decrement_rows(
+        &self,
+        conn: &mut MySqlConnection,
+        loc: LocationId,
+        deltas: &[(ProductId, i64)],
+    ) -> StoreResult<Option<(ProductId, i64)>> {
+        for (product, delta) in deltas {
+            let done = sqlx::query(
+                "UPDATE stock SET on_hand = on_hand + ? \
+                 WHERE location_id = ? AND product_id = ? AND on_hand + ? >= 0",
+            )
+            .bind(delta)
+            .bind(loc.get())
+            .bind(product.get())
+            .bind(delta)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            if done == 0 {
+                let have: Option<i64> = sqlx::query_scalar(
+                    "SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ?",
+                )
+                .bind(loc.get())
+                .bind(product.get())
+                .fetch_optional(&mut *conn)
+                .await?;
+                return Ok(Some((*product, have.unwrap_or(0))));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Applies signed deltas to Redis while the caller holds the rows' locks, loading keys that
+    /// are missing. Answers the first product whose Redis figure is too low.
+    pub(crate) async fn adjust_redis(
+        &self,
+        conn: &mut MySqlConnection,
+        loc: LocationId,
+        deltas: &[(ProductId, i64)],
+    ) -> StoreResult<Option<(ProductId, i64)>> {
+        for _ in 0..3 {
+            let mut inv = self.scripts.adjust.prepare_invoke();
+            for (p, d) in deltas {
+                inv.key(self.keys.stock(loc, *p)).arg(*d);
+            }
+            let reply: Vec<i64> = {
+                let mut redis = self.redis.get().await?;
+                inv.invoke_async(&mut *redis).await?
+            };
+            match decision(&reply)? {
+                Decision::Applied | Decision::Duplicate => return Ok(None),
+                Decision::Short { index, have } => return Ok(Some((deltas[index].0, have))),
+                Decision::NotLoaded { .. } => {
+                    let products: Vec<ProductId> = deltas.iter().map(|(p, _)| *p).collect();
+                    self.sync_keys(conn, loc, &products, SyncMode::Load).await?;
+                }
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "stock of location {loc} could not be loaded into redis"
+        )))
+    }
+
+    /// Takes back a Redis change whose MySQL transaction did not commit. If this fails too, the
+    /// reconcile job repairs the key.
+    async fn compensate_redis(&self, loc: LocationId, deltas: &[(ProductId, i64)]) {
+        let mut inv = self.scripts.adjust.prepare_invoke();
+        for (p, d) in deltas {
+            inv.key(self.keys.stock(loc, *p)).arg(-*d);
+        }
+        let res: StoreResult<Vec<i64>> = async {
+            let mut redis = self.redis.get().await?;
+            Ok(inv.invoke_async(&mut *redis).await?)
+        }
+        .await;
+        if let Err(e) = res {
+            tracing::error!(location = %loc, error = %e, "could not take back a redis change after a failed commit; reconcile will repair it");
+        }
+    }
+
+    /// Cancels a DB-lock order or a POS sale; the stock comes back exactly once, however often
+    /// this is called.
+    #[tracing::instrument(skip(self))]
+    pub async fn cancel_mysql_first(&self, order_id: &str) -> StoreResult<Order> {
+        with_retry("mysql-first cancel", || self.try_cancel_mysql_first(order_id)).await
+    }
+
+    async fn try_cancel_mysql_first(&self, order_id: &str) -> StoreResult<Order> {
+        let mut tx = self.db.begin().await?;
+        let row = sqlx::query(
+            "SELECT CAST(status AS CHAR) AS status, CAST(path AS CHAR) AS path, location_id \
+             FROM orders WHERE id = ? FOR UPDATE",
+        )
+        .bind(order_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::UnknownOrder(order_id.to_owned()))?;
+        let status: String = row.try_get("status")?;
+        let path: String = row.try_get("path")?;
+        let loc = LocationId::new_unchecked(row.try_get("location_id")?);
+        if status != "CANCELLED" {
+            sqlx::query("UPDATE orders SET status = 'CANCELLED', cancelled_at = NOW(3) WHERE id = ?")
+                .bind(order_id)
+                .execute(&mut *tx)
+                .await?;
+            let lines = sqlx::query(
+                "SELECT product_id, quantity FROM order_lines WHERE order_id = ? ORDER BY product_id",
+            )
+            .bind(order_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut deltas = Vec::with_capacity(lines.len());
+            for r in &lines {
+                let p: u64 = r.try_get("product_id")?;
+                let q: i32 = r.try_get("quantity")?;
+                deltas.push((ProductId::new_unchecked(p), i64::from(q)));
+            }
+            self.decrement_rows(&mut tx, loc, &deltas).await?;
+            let reason = if path == "POS" {
+                Reason::PosReturn
+            } else {
+                Reason::Cancel
+            };
+            let moves: Vec<_> = deltas
+                .iter()
+                .map(|(p, d)| (loc.get(), p.get(), *d, order_id))
+                .collect();
+            insert_movements(&mut tx, &moves, reason).await?;
+            self.adjust_redis(&mut tx, loc, &deltas).await?;
+            if let Err(e) = tx.commit().await {
+                let back: Vec<_> = deltas.iter().map(|(p, d)| (*p, -d)).collect();
+                self.compensate_redis(loc, &back).await;
+                return Err(e.into());
+            }
+        } else {
+            tx.commit().await?;
+        }
+        self.order_from_mysql(order_id)
+            .await?
+            .ok_or_else(|| StoreError::UnknownOrder(order_id.to_owned()))
+    }
+
+    /// Sets (`target`) or changes (`delta`) the on-hand stock of one product at one location, as
+    /// an operator; recorded in the ledger and applied to Redis as a change.
+    #[tracing::instrument(skip(self))]
+    pub async fn change_stock(
+        &self,
+        loc: LocationId,
+        product: ProductId,
+        change: StockTarget,
+        reason: Reason,
+    ) -> StoreResult<StockChange> {
+        if !self.locations().all.iter().any(|l| l.location_id == loc.get()) {
+            self.refresh_locations().await?;
+            if self.locations().get(loc).is_none() {
+                return Err(StoreError::UnknownLocation(loc));
+            }
+        }
+        if self.catalog_product(product).is_none() {
+            self.refresh_catalog().await?;
+            self.catalog_product(product)
+                .ok_or(StoreError::UnknownProduct(product))?;
+        }
+        with_retry("stock change", || self.try_change_stock(loc, product, change, reason)).await
+    }
+
+    async fn try_change_stock(
+        &self,
+        loc: LocationId,
+        product: ProductId,
+        change: StockTarget,
+        reason: Reason,
+    ) -> StoreResult<StockChange> {
+        let mut tx = self.db.begin().await?;
+        // A product a location never carried gets a row that starts at zero.
+        sqlx::query(
+            "INSERT IGNORE INTO stock (location_id, product_id, on_hand, initial_quantity) VALUES (?, ?, 0, 0)",
+        )
+        .bind(loc.get())
+        .bind(product.get())
+        .execute(&mut *tx)
+        .await?;
+        let before: i64 = sqlx::query_scalar(
+            "SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ? FOR UPDATE",
+        )
+        .bind(loc.get())
+        .bind(product.get())
+        .fetch_one(&mut *tx)
+        .await?;
+        let delta = match change {
+            StockTarget::Set(q) => q - before,
+            StockTarget::Add(d) => d,
+        };
+        let after = before + delta;
+        if after < 0 {
+            return Err(StoreError::Invalid(format!(
+                "on-hand stock of product {product} at location {loc} is {before}; a change of {delta} would make it negative"
+            )));
+        }
+        if delta != 0 {
+            sqlx::query("UPDATE stock SET on_hand = ? WHERE location_id = ? AND product_id = ?")
+                .bind(after)
+                .bind(loc.get())
+                .bind(product.get())
+                .execute(&mut *tx)
+                .await?;
+            let reference = format!("op-{}", uuid::Uuid::now_v7().simple());
+            insert_movements(
+                &mut tx,
+                &[(loc.get(), product.get(), delta, reference.as_str())],
+                reason,
+            )
+            .await?;
+            if let Some((_, have)) = self.adjust_redis(&mut tx, loc, &[(product, delta)]).await? {
+                return Err(StoreError::Conflict(format!(
+                    "only {have} units of product {product} at location {loc} are free; the rest are reserved by orders that are not yet persisted, so the stock cannot go down by {}",
+                    -delta
+                )));
+            }
+            if let Err(e) = tx.commit().await {
+                self.compensate_redis(loc, &[(product, delta)]).await;
+                return Err(e.into());
+            }
+        } else {
+            tx.commit().await?;
+        }
+        Ok(StockChange { before, after })
+    }
+
+    /// The 409 for an order no candidate could fill. For a pickup it lists the nearby stores that
+    /// could, nearest first.
+    pub(crate) async fn no_location(
+        &self,
+        lines: OrderLines,
+        destination: &Destination,
+        shortest: Option<(LocationId, ProductId, i64)>,
+    ) -> StoreError {
+        let detail = match (destination, shortest) {
+            (_, Some((loc, product, have))) => {
+                let want = lines
+                    .iter()
+                    .find(|(p, _)| *p == product)
+                    .map(|(_, q)| q.get())
+                    .unwrap_or(0);
+                format!(
+                    "not enough stock of product {product}: {want} requested, {} available at location {loc}{}",
+                    have.max(0),
+                    match destination {
+                        Destination::Normal { .. } => " (and at no other warehouse either)",
+                        Destination::SameDay { .. } => " (and at no other store in range either)",
+                        _ => "",
+                    }
+                )
+            }
+            (Destination::Normal { .. }, None) => "there is no active warehouse".to_owned(),
+            (Destination::SameDay { radius_km, .. }, None) => {
+                format!("no active store within {radius_km} km of the delivery address")
+            }
+            (_, None) => "the store cannot fill this order".to_owned(),
+        };
+        let alternatives = match destination {
+            Destination::Pickup { store, .. } => {
+                match self.pickup_alternatives(&lines, *store).await {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not list pickup alternatives");
+                        Some(Vec::new())
+                    }
+                }
+            }
+            _ => None,
+        };
+        StoreError::OutOfStock {
+            detail,
+            product: shortest.map(|(_, p, _)| p),
+            alternatives,
+        }
+    }
+}
+
+/// An operator's stock change: an absolute target or a relative delta.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StockTarget {
+    Set(i64),
+    Add(i64),
+}

@@ -1,0 +1,162 @@
+//! Stock, order records and order events in Redis, and the Lua scripts that change them.
+//!
+//! Key layout (the prefix is configurable so tests and instances can share one server):
+//!
+//! | key | type | what |
+//! |---|---|---|
+//! | `<p>{L<loc>}:s:<product>` | string | units sellable through Redis at a location |
+//! | `<p>{L<loc>}:ev` | stream | order events not yet known persisted to MySQL |
+//! | `<p>{L<loc>}:o:<order>` | hash | a Redis-path order: `st` (`A`/`C`) and `j` (its JSON) |
+//! | `<p>idem:<scope>:<key>` | string | idempotency claim and replayed answer |
+//!
+//! Every key one script touches carries the location's hash tag `{L<loc>}`, so the scripts also
+//! run on Redis Cluster.
+
+use crate::error::{StoreError, StoreResult};
+use bb8_redis::RedisConnectionManager;
+use redis::Script;
+use sf_routing::{LocationId, OrderLines, ProductId};
+
+pub type RedisPool = bb8::Pool<RedisConnectionManager>;
+
+/// The consumer group that persists events to MySQL.
+pub const GROUP: &str = "persist";
+
+pub async fn connect(url: &str, max_size: u32) -> StoreResult<RedisPool> {
+    let manager = RedisConnectionManager::new(url)?;
+    let pool = bb8::Pool::builder()
+        .max_size(max_size)
+        .connection_timeout(std::time::Duration::from_secs(5))
+        .build(manager)
+        .await?;
+    Ok(pool)
+}
+
+/// Builds key names under one prefix.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+    pub fn stock(&self, loc: LocationId, product: ProductId) -> String {
+        format!("{}{{L{}}}:s:{}", self.prefix, loc, product)
+    }
+    pub fn stream(&self, loc: LocationId) -> String {
+        format!("{}{{L{}}}:ev", self.prefix, loc)
+    }
+    pub fn order(&self, loc: LocationId, order_id: &str) -> String {
+        format!("{}{{L{}}}:o:{}", self.prefix, loc, order_id)
+    }
+    pub fn idempotency(&self, scope: &str, key: &str) -> String {
+        format!("{}idem:{}:{}", self.prefix, scope, key)
+    }
+    /// Present while Redis holds the data this service loaded; its absence means Redis lost it.
+    pub fn epoch(&self) -> String {
+        format!("{}epoch", self.prefix)
+    }
+    pub fn lease(&self, job: &str) -> String {
+        format!("{}lease:{}", self.prefix, job)
+    }
+}
+
+/// The Lua scripts, loaded from files under `persistence/lua/`. `redis::Script` sends `EVALSHA`
+/// and loads the script again when the server answers `NOSCRIPT`.
+pub struct Scripts {
+    pub reserve: Script,
+    pub cancel: Script,
+    pub adjust: Script,
+    pub sync: Script,
+    pub ack: Script,
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Self {
+            reserve: Script::new(include_str!("../lua/reserve.lua")),
+            cancel: Script::new(include_str!("../lua/cancel.lua")),
+            adjust: Script::new(include_str!("../lua/adjust.lua")),
+            sync: Script::new(include_str!("../lua/sync.lua")),
+            ack: Script::new(include_str!("../lua/ack.lua")),
+        }
+    }
+}
+
+/// The source of the reservation script, for the benchmark's ceiling run.
+pub const RESERVE_LUA: &str = include_str!("../lua/reserve.lua");
+
+/// Lines as the events carry them: `"productId:quantity,..."`.
+pub fn encode_lines(lines: &OrderLines) -> String {
+    let mut s = String::with_capacity(lines.len() * 8);
+    for (i, (p, q)) in lines.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&p.to_string());
+        s.push(':');
+        s.push_str(&q.get().to_string());
+    }
+    s
+}
+
+/// Parses `"productId:quantity,..."`.
+pub fn decode_lines(s: &str) -> StoreResult<Vec<(ProductId, u32)>> {
+    s.split(',')
+        .filter(|x| !x.is_empty())
+        .map(|pair| {
+            let (p, q) = pair
+                .split_once(':')
+                .ok_or_else(|| StoreError::Internal(format!("bad event line {pair:?}")))?;
+            let p = p
+                .parse::<u64>()
+                .map_err(|_| StoreError::Internal(format!("bad event product {p:?}")))?;
+            let q = q
+                .parse::<u32>()
+                .map_err(|_| StoreError::Internal(format!("bad event quantity {q:?}")))?;
+            Ok((ProductId::new_unchecked(p), q))
+        })
+        .collect()
+}
+
+/// What a script answered about one order or one change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Applied,
+    /// Line `index` (0-based) has only `have` units.
+    Short {
+        index: usize,
+        have: i64,
+    },
+    /// The stock key of line `index` (0-based) is not loaded.
+    NotLoaded {
+        index: usize,
+    },
+    Duplicate,
+}
+
+pub fn decision(reply: &[i64]) -> StoreResult<Decision> {
+    let idx = |i: usize| -> StoreResult<usize> {
+        reply
+            .get(i)
+            .and_then(|v| usize::try_from(*v - 1).ok())
+            .ok_or_else(|| StoreError::Internal(format!("bad script reply {reply:?}")))
+    };
+    match reply.first() {
+        Some(1) => Ok(Decision::Applied),
+        Some(2) => Ok(Decision::Duplicate),
+        Some(0) => Ok(Decision::Short {
+            index: idx(1)?,
+            have: reply.get(2).copied().unwrap_or(0),
+        }),
+        Some(-1) => Ok(Decision::NotLoaded { index: idx(1)? }),
+        _ => Err(StoreError::Internal(format!("bad script reply {reply:?}"))),
+    }
+}

@@ -1,0 +1,181 @@
+//! Loading and repairing Redis stock from MySQL at a consistent point.
+//!
+//! The Redis figure of a (location, product) must equal MySQL's on-hand minus the reservations
+//! still in the location's event stream plus the cancels still there, counting only events MySQL
+//! has not applied yet. To compute that without racing a writer, the MySQL rows are share-locked
+//! first (no MySQL write to them can commit meanwhile), then the events in the stream are checked
+//! against MySQL, and finally `sync.lua` recomputes and sets the keys atomically in Redis.
+
+use crate::error::{StoreError, StoreResult};
+use crate::redis_stock::decode_lines;
+use crate::Store;
+use redis::streams::StreamRangeReply;
+use redis::AsyncCommands;
+use sf_routing::{LocationId, ProductId};
+use sqlx::{MySqlConnection, Row};
+use std::collections::{HashMap, HashSet};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Set keys that are missing; leave present ones alone.
+    Load,
+    /// Set every key whose value differs from the expected one.
+    Repair,
+}
+
+/// What one key was, should be, and whether it was set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncedKey {
+    pub product: ProductId,
+    pub before: Option<i64>,
+    pub expected: i64,
+    pub changed: bool,
+}
+
+/// Placeholders `?,?,...` for an `IN` list.
+pub(crate) fn marks(n: usize) -> String {
+    let mut s = "?,".repeat(n);
+    s.pop();
+    s
+}
+
+impl Store {
+    /// Loads missing stock keys of `products` at `loc` in a transaction of its own.
+    pub async fn load_keys(&self, loc: LocationId, products: &[ProductId]) -> StoreResult<()> {
+        let mut tx = self.db.begin().await?;
+        self.sync_keys(&mut tx, loc, products, SyncMode::Load)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Computes and sets the Redis stock of `products` at `loc` within `conn`'s transaction, which
+    /// keeps the share locks until it ends.
+    pub async fn sync_keys(
+        &self,
+        conn: &mut MySqlConnection,
+        loc: LocationId,
+        products: &[ProductId],
+        mode: SyncMode,
+    ) -> StoreResult<Vec<SyncedKey>> {
+        if products.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT product_id, on_hand FROM stock WHERE location_id = ? AND product_id IN ({}) \
+             ORDER BY product_id LOCK IN SHARE MODE",
+            marks(products.len())
+        );
+        let mut q = sqlx::query(&sql).bind(loc.get());
+        for p in products {
+            q = q.bind(p.get());
+        }
+        let mut on_hand: HashMap<u64, i64> = HashMap::new();
+        for r in q.fetch_all(&mut *conn).await? {
+            on_hand.insert(r.try_get("product_id")?, r.try_get("on_hand")?);
+        }
+
+        // Events still in the stream that touch these products, and which of them MySQL has.
+        let wanted: HashSet<ProductId> = products.iter().copied().collect();
+        let mut redis = self.redis.get().await?;
+        let range: StreamRangeReply = redis.xrange_all(self.keys.stream(loc)).await?;
+        let mut events: Vec<(String, String)> = Vec::new();
+        for entry in &range.ids {
+            let t: Option<String> = entry.get("t");
+            let o: Option<String> = entry.get("o");
+            let l: Option<String> = entry.get("l");
+            let (Some(t), Some(o), Some(l)) = (t, o, l) else {
+                continue;
+            };
+            if decode_lines(&l)?.iter().any(|(p, _)| wanted.contains(p)) {
+                events.push((o, t));
+            }
+        }
+        let applied = self.applied_events(&mut *conn, &events).await?;
+
+        let join = |it: &mut dyn Iterator<Item = String>| it.collect::<Vec<_>>().join(",");
+        let mut inv = self.scripts.sync.prepare_invoke();
+        inv.key(self.keys.stream(loc));
+        for p in products {
+            inv.key(self.keys.stock(loc, *p));
+        }
+        inv.arg(match mode {
+            SyncMode::Load => "load",
+            SyncMode::Repair => "repair",
+        })
+        .arg(join(&mut products.iter().map(|p| p.to_string())))
+        .arg(join(
+            &mut products
+                .iter()
+                .map(|p| on_hand.get(&p.get()).copied().unwrap_or(0).to_string()),
+        ))
+        .arg(join(&mut applied.iter().map(|(o, t)| format!("{o}:{t}"))));
+        let reply: Vec<i64> = inv.invoke_async(&mut *redis).await?;
+        if reply.len() != products.len() * 3 {
+            return Err(StoreError::Internal(format!(
+                "sync.lua answered {} values for {} keys",
+                reply.len(),
+                products.len()
+            )));
+        }
+        let out: Vec<SyncedKey> = products
+            .iter()
+            .zip(reply.chunks(3))
+            .map(|(p, c)| SyncedKey {
+                product: *p,
+                before: (c[0] >= 0).then_some(c[0]),
+                expected: c[1],
+                changed: c[2] == 1,
+            })
+            .collect();
+        for k in out.iter().filter(|k| k.changed) {
+            match k.before {
+                None => tracing::debug!(location = %loc, product = %k.product, value = k.expected, "loaded stock key {loc}/{}", k.product),
+                Some(before) => tracing::warn!(
+                    location = %loc, product = %k.product, before, after = k.expected,
+                    reason = "redis differed from mysql minus unpersisted events",
+                    "repaired stock key {loc}/{}: {before} -> {}", k.product, k.expected
+                ),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Which `(orderId, type)` events MySQL already holds: a reservation (`R`) once its order row
+    /// exists, a cancel (`C`) once that row is `CANCELLED`.
+    pub(crate) async fn applied_events(
+        &self,
+        conn: &mut MySqlConnection,
+        events: &[(String, String)],
+    ) -> StoreResult<Vec<(String, String)>> {
+        let mut status: HashMap<String, String> = HashMap::new();
+        let ids: Vec<&str> = {
+            let mut v: Vec<&str> = events.iter().map(|(o, _)| o.as_str()).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        for chunk in ids.chunks(1000) {
+            let sql = format!(
+                "SELECT id, CAST(status AS CHAR) AS status FROM orders WHERE id IN ({})",
+                marks(chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&mut *conn).await? {
+                status.insert(r.try_get("id")?, r.try_get("status")?);
+            }
+        }
+        Ok(events
+            .iter()
+            .filter(|(o, t)| match (status.get(o).map(String::as_str), t.as_str()) {
+                (Some(_), "R") => true,
+                (Some("CANCELLED"), "C") => true,
+                _ => false,
+            })
+            .cloned()
+            .collect())
+    }
+}

@@ -1,0 +1,177 @@
+//! The in-memory index of active locations.
+//!
+//! Sites are kept sorted by latitude; a radius query first narrows to the latitude band (binary
+//! search) and a longitude window, then measures the survivors geodesically. Ties in distance are
+//! broken by location id so every decision is deterministic.
+
+use crate::domain::{Coordinates, LocationId, LocationKind};
+use geo::{Distance, Geodesic, Point};
+
+/// One active warehouse or store as routing sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Site {
+    pub id: LocationId,
+    pub kind: LocationKind,
+    pub name: String,
+    pub coordinates: Coordinates,
+}
+
+/// A location ranked for one request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    pub location: LocationId,
+    /// Geodesic distance from the delivery address, when the request has one.
+    pub distance_km: Option<f64>,
+}
+
+/// Kilometres per degree of latitude, rounded down so the band is never too narrow.
+const KM_PER_DEGREE_LAT: f64 = 110.5;
+
+#[derive(Debug, Clone, Default)]
+pub struct LocationIndex {
+    /// Active sites sorted by latitude.
+    by_latitude: Vec<Site>,
+}
+
+impl LocationIndex {
+    /// Builds the index from active sites (callers leave inactive ones out).
+    pub fn new(sites: impl IntoIterator<Item = Site>) -> Self {
+        let mut by_latitude: Vec<Site> = sites.into_iter().collect();
+        by_latitude.sort_by(|a, b| {
+            a.coordinates
+                .latitude()
+                .total_cmp(&b.coordinates.latitude())
+                .then(a.id.cmp(&b.id))
+        });
+        Self { by_latitude }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_latitude.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_latitude.is_empty()
+    }
+
+    pub fn get(&self, id: LocationId) -> Option<&Site> {
+        self.by_latitude.iter().find(|s| s.id == id)
+    }
+
+    pub fn sites(&self) -> impl Iterator<Item = &Site> {
+        self.by_latitude.iter()
+    }
+
+    /// Every site of `kind`, nearest to `from` first.
+    pub fn nearest(&self, kind: LocationKind, from: Coordinates) -> Vec<Candidate> {
+        let mut out: Vec<Candidate> = self
+            .by_latitude
+            .iter()
+            .filter(|s| s.kind == kind)
+            .map(|s| candidate(s, from))
+            .collect();
+        sort(&mut out);
+        out
+    }
+
+    /// Sites of `kind` within `radius_km` of `from` (geodesic), nearest first.
+    pub fn within(&self, kind: LocationKind, from: Coordinates, radius_km: f64) -> Vec<Candidate> {
+        let band = radius_km / KM_PER_DEGREE_LAT;
+        let lo = from.latitude() - band;
+        let hi = from.latitude() + band;
+        let start = self
+            .by_latitude
+            .partition_point(|s| s.coordinates.latitude() < lo);
+        let end = self
+            .by_latitude
+            .partition_point(|s| s.coordinates.latitude() <= hi);
+        let lon_window = longitude_window(from, radius_km);
+        let mut out: Vec<Candidate> = self.by_latitude[start..end]
+            .iter()
+            .filter(|s| s.kind == kind)
+            .filter(|s| {
+                lon_window.is_none_or(|w| {
+                    (s.coordinates.longitude() - from.longitude()).abs() <= w
+                })
+            })
+            .map(|s| candidate(s, from))
+            .filter(|c| c.distance_km.is_some_and(|d| d <= radius_km))
+            .collect();
+        sort(&mut out);
+        out
+    }
+}
+
+/// Half-width in degrees of longitude that surely holds every point within `radius_km`, or `None`
+/// near the poles or the antimeridian, where the window would not be safe and every site in the
+/// band is measured instead.
+fn longitude_window(from: Coordinates, radius_km: f64) -> Option<f64> {
+    // The widest latitude the circle reaches has the narrowest degrees of longitude.
+    let edge = (from.latitude().abs() + radius_km / KM_PER_DEGREE_LAT).to_radians();
+    let km_per_degree_lon = 111.0 * edge.cos();
+    if km_per_degree_lon < 1.0 {
+        return None;
+    }
+    let w = radius_km / km_per_degree_lon * 1.01;
+    (from.longitude().abs() + w < 180.0).then_some(w)
+}
+
+pub fn distance_km(a: Coordinates, b: Coordinates) -> f64 {
+    let pa = Point::new(a.longitude(), a.latitude());
+    let pb = Point::new(b.longitude(), b.latitude());
+    Geodesic.distance(pa, pb) / 1000.0
+}
+
+fn candidate(site: &Site, from: Coordinates) -> Candidate {
+    Candidate {
+        location: site.id,
+        distance_km: Some(distance_km(from, site.coordinates)),
+    }
+}
+
+fn sort(candidates: &mut [Candidate]) {
+    candidates.sort_by(|a, b| {
+        let da = a.distance_km.unwrap_or(0.0);
+        let db = b.distance_km.unwrap_or(0.0);
+        da.total_cmp(&db).then(a.location.cmp(&b.location))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(id: u64, kind: LocationKind, lat: f64, lon: f64) -> Site {
+        Site {
+            id: LocationId::new_unchecked(id),
+            kind,
+            name: format!("site {id}"),
+            coordinates: Coordinates::new(lat, lon).unwrap(),
+        }
+    }
+
+    #[test]
+    fn seoul_to_busan_is_about_325_km() {
+        let seoul = Coordinates::new(37.5665, 126.9780).unwrap();
+        let busan = Coordinates::new(35.1796, 129.0756).unwrap();
+        let d = distance_km(seoul, busan);
+        assert!((320.0..330.0).contains(&d), "{d}");
+    }
+
+    #[test]
+    fn within_respects_radius_kind_and_order() {
+        let idx = LocationIndex::new([
+            site(1, LocationKind::Store, 37.60, 127.00),
+            site(2, LocationKind::Store, 37.57, 126.98),
+            site(3, LocationKind::Warehouse, 37.57, 126.98),
+            site(4, LocationKind::Store, 38.50, 127.00),
+        ]);
+        let from = Coordinates::new(37.5665, 126.9780).unwrap();
+        let got: Vec<u64> = idx
+            .within(LocationKind::Store, from, 10.0)
+            .iter()
+            .map(|c| c.location.get())
+            .collect();
+        assert_eq!(got, vec![2, 1]);
+    }
+}

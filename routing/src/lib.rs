@@ -1,0 +1,24 @@
+//! Fulfillment decisions, free of I/O.
+//!
+//! # Layout
+//!
+//! - [`domain`]: values that are validated once at the edge ([`ProductId`], [`Quantity`],
+//!   [`Coordinates`], [`OrderLines`]) so code past the edge never re-checks them.
+//! - [`index`]: the in-memory [`LocationIndex`] of active warehouses and stores, with a latitude-band
+//!   prefilter so ranking stays fast with thousands of stores.
+//! - [`plan`]: turns a delivery request into ranked [`Candidate`]s and picks the first that can fill
+//!   every line.
+//!
+//! This crate must never talk to a database, a cache or the network: callers hand it the locations
+//! and a stock lookup, and it answers with a decision.
+
+pub mod domain;
+pub mod index;
+pub mod plan;
+
+pub use domain::{
+    Coordinates, DeliveryType, DomainError, LocationId, LocationKind, OrderLines, ProductId,
+    Quantity, MAX_DISTINCT_LINES, MAX_LINE_QUANTITY,
+};
+pub use index::{Candidate, LocationIndex, Site};
+pub use plan::{candidates, eligible, Destination, RoutingError};
