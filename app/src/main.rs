@@ -1,1 +1,155 @@
-fn main() {}
+//! `stock-flow`: serve, migrate, or seed.
+
+use clap::{Parser, Subcommand};
+use sf_persistence::seed::{self, Profile};
+use stock_flow::config::{Config, LogFormat, StorageConfig};
+use stock_flow::{telemetry, Application};
+
+#[derive(Parser)]
+#[command(
+    name = "stock-flow",
+    version,
+    about = "Store-aware inventory and fulfillment service"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default command).
+    Serve(Box<Config>),
+    /// Create the database if needed and apply migrations.
+    Migrate(StorageConfig),
+    /// Apply migrations and load deterministic demo or benchmark data into an empty database.
+    Seed {
+        #[command(flatten)]
+        storage: StorageConfig,
+        /// `demo` (2 warehouses, 30 stores, 200 products) or `bench` (50 locations, 10,000
+        /// products).
+        #[arg(long, default_value = "demo", value_parser = ["demo", "bench"])]
+        profile: String,
+        /// Leave a database that already has products alone instead of failing.
+        #[arg(long)]
+        if_empty: bool,
+        /// Also write the CSV files the JMeter plans read into this folder.
+        #[arg(long)]
+        csv_dir: Option<std::path::PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        None => {
+            let config = Config::from_env();
+            telemetry::init(config.log_format);
+            Application::build(config).await?.run_until_stopped().await
+        }
+        Some(Command::Serve(config)) => {
+            telemetry::init(config.log_format);
+            Application::build(*config).await?.run_until_stopped().await
+        }
+        Some(Command::Migrate(storage)) => {
+            telemetry::init(LogFormat::Text);
+            let pool = sf_persistence::db::connect(&storage.database_url, 2).await?;
+            sf_persistence::db::migrate(&pool).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Some(Command::Seed {
+            storage,
+            profile,
+            if_empty,
+            csv_dir,
+        }) => {
+            telemetry::init(LogFormat::Text);
+            let profile = Profile::parse(&profile).expect("clap checked the profile");
+            run_seed(&storage, profile, if_empty, csv_dir).await
+        }
+    }
+}
+
+async fn run_seed(
+    storage: &StorageConfig,
+    profile: Profile,
+    if_empty: bool,
+    csv_dir: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let pool = sf_persistence::db::connect(&storage.database_url, 4).await?;
+    sf_persistence::db::migrate(&pool).await?;
+    let started = std::time::Instant::now();
+    let report = seed::seed(&pool, profile, if_empty, &|msg| {
+        println!("==> seeding {msg}")
+    })
+    .await?;
+    if report.skipped {
+        println!("database already has data; not seeded");
+    } else {
+        println!(
+            "seeded {} locations, {} products, {} stock rows in {:.1}s",
+            report.locations,
+            report.products,
+            report.stock_rows,
+            started.elapsed().as_secs_f64()
+        );
+        // Stock keys of an earlier database would be wrong for this one.
+        let n = clear_redis(storage).await?;
+        if n > 0 {
+            println!(
+                "cleared {n} stale Redis keys under prefix {:?}",
+                storage.redis_key_prefix
+            );
+        }
+    }
+    if let Some(dir) = csv_dir {
+        seed::write_csv(&pool, &dir).await?;
+        println!("wrote JMeter CSV files to {}", dir.display());
+    }
+    if !report.store_keys.is_empty() {
+        println!(
+            "demo POS keys (send as Authorization: Bearer <key> on /api/stores/<storeId>/...):"
+        );
+        for (id, name, key) in report.store_keys.iter().take(5) {
+            println!("  store {id:>3} {name:<24} {key}");
+        }
+        if report.store_keys.len() > 5 {
+            println!(
+                "  ... and {} more, each sfk_demo_<storeId>",
+                report.store_keys.len() - 5
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn clear_redis(storage: &StorageConfig) -> anyhow::Result<u64> {
+    let client = redis::Client::open(storage.redis_url.as_str())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let pattern = format!("{}*", storage.redis_key_prefix);
+    let mut cursor: u64 = 0;
+    let mut removed = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            removed += keys.len() as u64;
+            let _: () = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await?;
+        }
+        if next == 0 {
+            return Ok(removed);
+        }
+        cursor = next;
+    }
+}

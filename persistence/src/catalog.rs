@@ -131,7 +131,10 @@ impl Store {
         .fetch_all(&self.db)
         .await?;
         Ok(Page {
-            items: rows.iter().map(product_from_row).collect::<StoreResult<_>>()?,
+            items: rows
+                .iter()
+                .map(product_from_row)
+                .collect::<StoreResult<_>>()?,
             total: total as u64,
         })
     }
@@ -141,11 +144,13 @@ impl Store {
         &self,
         id: ProductId,
     ) -> StoreResult<(Product, Vec<StockLevel>)> {
-        let row = sqlx::query("SELECT id, sku, name, price, active FROM products WHERE id = ? AND active")
-            .bind(id.get())
-            .fetch_optional(&self.db)
-            .await?
-            .ok_or(StoreError::UnknownProduct(id))?;
+        let row = sqlx::query(
+            "SELECT id, sku, name, price, active FROM products WHERE id = ? AND active",
+        )
+        .bind(id.get())
+        .fetch_optional(&self.db)
+        .await?
+        .ok_or(StoreError::UnknownProduct(id))?;
         let product = product_from_row(&row)?;
         let rows = sqlx::query(
             "SELECT s.location_id, CAST(l.kind AS CHAR) AS kind, s.on_hand FROM stock s \

@@ -14,7 +14,9 @@ use crate::mysql_first::{insert_movements, insert_orders, Reason};
 use crate::redis_stock::{decode_lines, GROUP};
 use crate::sync::marks;
 use crate::Store;
-use redis::streams::{StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply};
+use redis::streams::{
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply,
+};
 use redis::AsyncCommands;
 use sf_routing::{LocationId, ProductId};
 use sqlx::Row;
@@ -170,7 +172,9 @@ impl State {
                     n += 1;
                     match parse_event(locations[li], entry) {
                         Some(e) => events.push(e),
-                        None => tracing::error!(stream = %key.key, id = %entry.id, "unreadable event left pending"),
+                        None => {
+                            tracing::error!(stream = %key.key, id = %entry.id, "unreadable event left pending")
+                        }
                     }
                 }
             }
@@ -185,7 +189,10 @@ impl State {
     }
 
     async fn ensure_groups(&mut self, store: &Store, streams: &[String]) -> StoreResult<()> {
-        let missing: Vec<&String> = streams.iter().filter(|s| !self.groups.contains(*s)).collect();
+        let missing: Vec<&String> = streams
+            .iter()
+            .filter(|s| !self.groups.contains(*s))
+            .collect();
         if missing.is_empty() {
             return Ok(());
         }
@@ -247,12 +254,19 @@ async fn apply_and_ack(
         }
     };
     stats.batches.fetch_add(1, Ordering::Relaxed);
-    stats.applied.fetch_add(done.applied as u64, Ordering::Relaxed);
-    stats.duplicates.fetch_add(done.duplicates as u64, Ordering::Relaxed);
+    stats
+        .applied
+        .fetch_add(done.applied as u64, Ordering::Relaxed);
+    stats
+        .duplicates
+        .fetch_add(done.duplicates as u64, Ordering::Relaxed);
 
     // Acknowledge per stream, after the commit.
     let mut by_loc: BTreeMap<LocationId, Vec<&Event>> = BTreeMap::new();
-    for e in events.iter().filter(|e| done.ackable.contains(&(e.stream_id.clone(), e.loc))) {
+    for e in events
+        .iter()
+        .filter(|e| done.ackable.contains(&(e.stream_id.clone(), e.loc)))
+    {
         by_loc.entry(e.loc).or_default().push(e);
     }
     let mut redis = store.redis.get().await?;
@@ -317,12 +331,17 @@ async fn apply(store: &Store, events: &[Event]) -> StoreResult<Applied> {
                     duplicates += 1;
                 } else {
                     let json = e.json.as_deref().ok_or_else(|| {
-                        StoreError::Internal(format!("reservation event of {} has no order", e.order_id))
+                        StoreError::Internal(format!(
+                            "reservation event of {} has no order",
+                            e.order_id
+                        ))
                     })?;
                     let mut order: Order = serde_json::from_str(json)?;
                     order.status = OrderStatus::Confirmed;
                     for i in &order.items {
-                        *stock.entry((order.fulfillment_location_id, i.product_id)).or_default() -= i64::from(i.quantity);
+                        *stock
+                            .entry((order.fulfillment_location_id, i.product_id))
+                            .or_default() -= i64::from(i.quantity);
                     }
                     inserted.insert(e.order_id.as_str());
                     new_orders.push(order);
@@ -330,7 +349,8 @@ async fn apply(store: &Store, events: &[Event]) -> StoreResult<Applied> {
                 ackable.insert((e.stream_id.clone(), e.loc));
             }
             'C' => {
-                let persisted = known == Some("CONFIRMED") || inserted.contains(e.order_id.as_str());
+                let persisted =
+                    known == Some("CONFIRMED") || inserted.contains(e.order_id.as_str());
                 if known == Some("CANCELLED") || cancelled.contains(e.order_id.as_str()) {
                     duplicates += 1;
                     ackable.insert((e.stream_id.clone(), e.loc));
@@ -413,7 +433,12 @@ pub async fn backlog(store: &Store) -> StoreResult<(u64, u64)> {
     for l in &locations.all {
         let key = store.keys.stream(LocationId::new_unchecked(l.location_id));
         pipe.xlen(&key);
-        pipe.cmd("XRANGE").arg(&key).arg("-").arg("+").arg("COUNT").arg(1);
+        pipe.cmd("XRANGE")
+            .arg(&key)
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(1);
     }
     let replies: Vec<redis::Value> = pipe.query_async(&mut *redis).await?;
     let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
@@ -423,7 +448,11 @@ pub async fn backlog(store: &Store) -> StoreResult<(u64, u64)> {
         total += redis::from_redis_value::<u64>(&pair[0]).unwrap_or(0);
         if let Ok(first) = redis::from_redis_value::<redis::streams::StreamRangeReply>(&pair[1]) {
             if let Some(e) = first.ids.first() {
-                let ms: u64 = e.id.split('-').next().and_then(|m| m.parse().ok()).unwrap_or(now_ms);
+                let ms: u64 =
+                    e.id.split('-')
+                        .next()
+                        .and_then(|m| m.parse().ok())
+                        .unwrap_or(now_ms);
                 oldest = oldest.max(now_ms.saturating_sub(ms));
             }
         }

@@ -16,7 +16,11 @@ pub struct IdempotencyRequest {
 }
 
 impl IdempotencyRequest {
-    pub fn new(scope: impl Into<String>, key: impl Into<String>, body: &impl serde::Serialize) -> Self {
+    pub fn new(
+        scope: impl Into<String>,
+        key: impl Into<String>,
+        body: &impl serde::Serialize,
+    ) -> Self {
         let canonical = serde_json::to_vec(body).unwrap_or_default();
         Self {
             scope: scope.into(),
@@ -42,11 +46,13 @@ pub async fn claim_mysql(
     ttl_secs: u64,
 ) -> StoreResult<Claim> {
     // An expired key is as good as absent.
-    sqlx::query("DELETE FROM idempotency_keys WHERE scope = ? AND idem_key = ? AND expires_at < NOW(3)")
-        .bind(&req.scope)
-        .bind(&req.key)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "DELETE FROM idempotency_keys WHERE scope = ? AND idem_key = ? AND expires_at < NOW(3)",
+    )
+    .bind(&req.scope)
+    .bind(&req.key)
+    .execute(&mut *conn)
+    .await?;
     let inserted = sqlx::query(
         "INSERT INTO idempotency_keys (scope, idem_key, fingerprint, expires_at) \
          VALUES (?, ?, ?, NOW(3) + INTERVAL ? SECOND)",
@@ -90,12 +96,14 @@ pub async fn complete_mysql(
     req: &IdempotencyRequest,
     order: &Order,
 ) -> StoreResult<()> {
-    sqlx::query("UPDATE idempotency_keys SET order_id = ?, response = ? WHERE scope = ? AND idem_key = ?")
-        .bind(&order.order_id)
-        .bind(serde_json::to_string(order)?)
-        .bind(&req.scope)
-        .bind(&req.key)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "UPDATE idempotency_keys SET order_id = ?, response = ? WHERE scope = ? AND idem_key = ?",
+    )
+    .bind(&order.order_id)
+    .bind(serde_json::to_string(order)?)
+    .bind(&req.scope)
+    .bind(&req.key)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }

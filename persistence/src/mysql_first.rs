@@ -235,7 +235,9 @@ impl Store {
                 }
             }
         }
-        Err(self.no_location(req.lines.clone(), &req.destination, shortest).await)
+        Err(self
+            .no_location(req.lines.clone(), &req.destination, shortest)
+            .await)
     }
 
     async fn try_mysql_first(
@@ -382,7 +384,10 @@ impl Store {
     /// this is called.
     #[tracing::instrument(skip(self))]
     pub async fn cancel_mysql_first(&self, order_id: &str) -> StoreResult<Order> {
-        with_retry("mysql-first cancel", || self.try_cancel_mysql_first(order_id)).await
+        with_retry("mysql-first cancel", || {
+            self.try_cancel_mysql_first(order_id)
+        })
+        .await
     }
 
     async fn try_cancel_mysql_first(&self, order_id: &str) -> StoreResult<Order> {
@@ -399,10 +404,12 @@ impl Store {
         let path: String = row.try_get("path")?;
         let loc = LocationId::new_unchecked(row.try_get("location_id")?);
         if status != "CANCELLED" {
-            sqlx::query("UPDATE orders SET status = 'CANCELLED', cancelled_at = NOW(3) WHERE id = ?")
-                .bind(order_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE orders SET status = 'CANCELLED', cancelled_at = NOW(3) WHERE id = ?",
+            )
+            .bind(order_id)
+            .execute(&mut *tx)
+            .await?;
             let lines = sqlx::query(
                 "SELECT product_id, quantity FROM order_lines WHERE order_id = ? ORDER BY product_id",
             )
@@ -450,7 +457,12 @@ impl Store {
         change: StockTarget,
         reason: Reason,
     ) -> StoreResult<StockChange> {
-        if !self.locations().all.iter().any(|l| l.location_id == loc.get()) {
+        if !self
+            .locations()
+            .all
+            .iter()
+            .any(|l| l.location_id == loc.get())
+        {
             self.refresh_locations().await?;
             if self.locations().get(loc).is_none() {
                 return Err(StoreError::UnknownLocation(loc));
@@ -461,7 +473,10 @@ impl Store {
             self.catalog_product(product)
                 .ok_or(StoreError::UnknownProduct(product))?;
         }
-        with_retry("stock change", || self.try_change_stock(loc, product, change, reason)).await
+        with_retry("stock change", || {
+            self.try_change_stock(loc, product, change, reason)
+        })
+        .await
     }
 
     async fn try_change_stock(

@@ -68,7 +68,9 @@ impl Store {
             .ok_or_else(|| StoreError::UnknownOrder(order_id.to_owned()))?;
         let persisted = self.order_from_mysql(order_id).await?;
         match persisted {
-            Some(order) if order.path != OrderPath::Redis || order.status == OrderStatus::Cancelled => {
+            Some(order)
+                if order.path != OrderPath::Redis || order.status == OrderStatus::Cancelled =>
+            {
                 Ok(order)
             }
             persisted => {

@@ -9,7 +9,9 @@ use crate::mysql_first::{build_order, Placed};
 use crate::redis_stock::{decision, encode_lines, Decision};
 use crate::Store;
 use redis::AsyncCommands;
-use sf_routing::{candidates, eligible, Destination, LocationId, LocationKind, OrderLines, ProductId};
+use sf_routing::{
+    candidates, eligible, Destination, LocationId, LocationKind, OrderLines, ProductId,
+};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -113,7 +115,11 @@ impl Store {
                     Decision::NotLoaded { index } => {
                         return Err(StoreError::Unavailable(format!(
                             "stock of product {} at location {loc} is not loaded into redis yet",
-                            req.lines.iter().nth(index).map(|(p, _)| p.get()).unwrap_or(0)
+                            req.lines
+                                .iter()
+                                .nth(index)
+                                .map(|(p, _)| p.get())
+                                .unwrap_or(0)
                         )))
                     }
                 }
@@ -242,7 +248,9 @@ impl Store {
             locations.index.sites().map(|s| (s.id, s.kind)).collect();
         let mut sites = sites;
         sites.sort_by_key(|(id, _)| *id);
-        let values = self.read_stock(&sites.iter().map(|(l, _)| *l).collect::<Vec<_>>(), products).await?;
+        let values = self
+            .read_stock(&sites.iter().map(|(l, _)| *l).collect::<Vec<_>>(), products)
+            .await?;
         let mut out: HashMap<ProductId, Vec<StockLevel>> = HashMap::new();
         for (li, (loc, kind)) in sites.iter().enumerate() {
             for (pi, product) in products.iter().enumerate() {
@@ -309,7 +317,11 @@ impl Store {
         };
         let nearby: Vec<_> = locations
             .index
-            .within(LocationKind::Store, site.coordinates, self.config.same_day_radius_km)
+            .within(
+                LocationKind::Store,
+                site.coordinates,
+                self.config.same_day_radius_km,
+            )
             .into_iter()
             .filter(|c| c.location != store)
             .collect();

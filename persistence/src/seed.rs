@@ -156,8 +156,21 @@ pub async fn seed(
 
     progress(&format!("products: {n_prod}"));
     const CATEGORIES: &[&str] = &[
-        "Sneakers", "T-shirt", "Hoodie", "Backpack", "Water Bottle", "Headphones", "Notebook",
-        "Umbrella", "Cap", "Socks", "Jacket", "Tumbler", "Phone Case", "Charger", "Sunglasses",
+        "Sneakers",
+        "T-shirt",
+        "Hoodie",
+        "Backpack",
+        "Water Bottle",
+        "Headphones",
+        "Notebook",
+        "Umbrella",
+        "Cap",
+        "Socks",
+        "Jacket",
+        "Tumbler",
+        "Phone Case",
+        "Charger",
+        "Sunglasses",
     ];
     const COLOURS: &[&str] = &["Black", "White", "Navy", "Red", "Olive", "Grey", "Beige"];
     for chunk in (1..=n_prod).collect::<Vec<_>>().chunks(2000) {
@@ -225,10 +238,7 @@ pub async fn seed(
     })
 }
 
-async fn insert_stock(
-    tx: &mut sqlx::MySqlConnection,
-    rows: &[(u64, u64, i64)],
-) -> StoreResult<()> {
+async fn insert_stock(tx: &mut sqlx::MySqlConnection, rows: &[(u64, u64, i64)]) -> StoreResult<()> {
     if rows.is_empty() {
         return Ok(());
     }

@@ -104,11 +104,9 @@ impl Store {
             SyncMode::Repair => "repair",
         })
         .arg(join(&mut products.iter().map(|p| p.to_string())))
-        .arg(join(
-            &mut products
-                .iter()
-                .map(|p| on_hand.get(&p.get()).copied().unwrap_or(0).to_string()),
-        ))
+        .arg(join(&mut products.iter().map(|p| {
+            on_hand.get(&p.get()).copied().unwrap_or(0).to_string()
+        })))
         .arg(join(&mut applied.iter().map(|(o, t)| format!("{o}:{t}"))));
         let reply: Vec<i64> = inv.invoke_async(&mut *redis).await?;
         if reply.len() != products.len() * 3 {
@@ -130,7 +128,9 @@ impl Store {
             .collect();
         for k in out.iter().filter(|k| k.changed) {
             match k.before {
-                None => tracing::debug!(location = %loc, product = %k.product, value = k.expected, "loaded stock key {loc}/{}", k.product),
+                None => {
+                    tracing::debug!(location = %loc, product = %k.product, value = k.expected, "loaded stock key {loc}/{}", k.product)
+                }
                 Some(before) => tracing::warn!(
                     location = %loc, product = %k.product, before, after = k.expected,
                     reason = "redis differed from mysql minus unpersisted events",
@@ -170,11 +170,13 @@ impl Store {
         }
         Ok(events
             .iter()
-            .filter(|(o, t)| match (status.get(o).map(String::as_str), t.as_str()) {
-                (Some(_), "R") => true,
-                (Some("CANCELLED"), "C") => true,
-                _ => false,
-            })
+            .filter(
+                |(o, t)| match (status.get(o).map(String::as_str), t.as_str()) {
+                    (Some(_), "R") => true,
+                    (Some("CANCELLED"), "C") => true,
+                    _ => false,
+                },
+            )
             .cloned()
             .collect())
     }

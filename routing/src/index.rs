@@ -90,9 +90,7 @@ impl LocationIndex {
             .iter()
             .filter(|s| s.kind == kind)
             .filter(|s| {
-                lon_window.is_none_or(|w| {
-                    (s.coordinates.longitude() - from.longitude()).abs() <= w
-                })
+                lon_window.is_none_or(|w| (s.coordinates.longitude() - from.longitude()).abs() <= w)
             })
             .map(|s| candidate(s, from))
             .filter(|c| c.distance_km.is_some_and(|d| d <= radius_km))

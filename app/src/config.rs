@@ -1,0 +1,92 @@
+//! Configuration from environment variables (or the matching flags), with local defaults. Every
+//! variable is listed in `.env.example` and in the README; `stock-flow serve --help` prints them.
+
+use clap::{Args, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the stores are.
+#[derive(Debug, Clone, Args)]
+pub struct StorageConfig {
+    /// MySQL/MariaDB URL; the database is created if missing.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "mysql://root@127.0.0.1:3306/stock_flow"
+    )]
+    pub database_url: String,
+    /// Redis URL.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379/0")]
+    pub redis_url: String,
+    /// Prefix of every Redis key this service uses (no braces).
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "sf:")]
+    pub redis_key_prefix: String,
+    /// Most MySQL connections in the pool.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 32)]
+    pub db_max_connections: u32,
+    /// Most Redis connections in the pool.
+    #[arg(long, env = "REDIS_POOL_SIZE", default_value_t = 32)]
+    pub redis_pool_size: u32,
+}
+
+/// The running service.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    #[command(flatten)]
+    pub storage: StorageConfig,
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Bearer token of the operators' routes under /api/admin.
+    #[arg(
+        long,
+        env = "ADMIN_TOKEN",
+        default_value = "stockflow-dev-admin",
+        hide_env_values = true
+    )]
+    pub admin_token: String,
+    /// Same-day delivery radius around the address, in km.
+    #[arg(long, env = "SAME_DAY_RADIUS_KM", default_value_t = 10.0)]
+    pub same_day_radius_km: f64,
+    /// Run the consumer that persists Redis orders to MySQL in this instance.
+    #[arg(long, env = "CONSUMER_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub consumer_enabled: bool,
+    /// Most events the consumer reads per stream per batch.
+    #[arg(long, env = "CONSUMER_BATCH", default_value_t = 500)]
+    pub consumer_batch: usize,
+    /// Events a dead consumer held this long (ms) are taken over by another.
+    #[arg(long, env = "CONSUMER_RECLAIM_IDLE_MS", default_value_t = 15_000)]
+    pub consumer_reclaim_idle_ms: u64,
+    /// Seconds a Redis-path order record stays in Redis after it reached MySQL.
+    #[arg(long, env = "ORDER_RECORD_TTL_SECS", default_value_t = 3600)]
+    pub order_record_ttl_secs: u64,
+    /// Hours an Idempotency-Key is remembered (at least 24).
+    #[arg(long, env = "IDEMPOTENCY_TTL_HOURS", default_value_t = 48, value_parser = clap::value_parser!(u64).range(24..))]
+    pub idempotency_ttl_hours: u64,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The configuration from the environment alone, with defaults (tests start from this).
+    pub fn from_env() -> Self {
+        use clap::{FromArgMatches, Parser};
+        #[derive(Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            c: Config,
+        }
+        let matches = <Wrap as clap::CommandFactory>::command()
+            .no_binary_name(true)
+            .get_matches_from(Vec::<String>::new());
+        Wrap::from_arg_matches(&matches).expect("defaults parse").c
+    }
+}

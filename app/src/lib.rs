@@ -1,0 +1,16 @@
+//! The Stock Flow service: configuration, wiring, background jobs, and the binary's commands.
+//!
+//! # Layout
+//!
+//! - [`config`]: environment variables and flags;
+//! - [`telemetry`]: logging;
+//! - [`startup`]: [`Application`], which connects, migrates, serves, and runs the consumer and jobs;
+//! - [`jobs`]: scheduled background work.
+
+pub mod config;
+pub mod jobs;
+pub mod startup;
+pub mod telemetry;
+
+pub use config::Config;
+pub use startup::Application;

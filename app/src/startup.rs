@@ -1,0 +1,230 @@
+//! Builds the application: pools, migrations, the store, the HTTP server, the consumer and the
+//! scheduled jobs. `main` and the tests both start the service through [`Application::build`].
+
+use crate::config::Config;
+use anyhow::Context;
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::Server;
+use sf_openapi::metrics::Metrics;
+use sf_openapi::ApiState;
+use sf_persistence::consumer::{self, ConsumerConfig, ConsumerStats};
+use sf_persistence::{db, redis_stock, Store, StoreConfig};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// A running service.
+pub struct Application {
+    port: u16,
+    pub store: Arc<Store>,
+    pub state: Arc<ApiState>,
+    config: Config,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    consumer: Option<JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+/// Connects to MySQL (creating the database and applying migrations) and Redis.
+pub async fn connect(config: &Config) -> anyhow::Result<Arc<Store>> {
+    let s = &config.storage;
+    anyhow::ensure!(
+        !s.redis_key_prefix.contains(['{', '}']),
+        "REDIS_KEY_PREFIX must not contain braces (they mark Redis Cluster hash tags)"
+    );
+    let pool = db::connect(&s.database_url, s.db_max_connections)
+        .await
+        .with_context(|| format!("connecting to MySQL at {}", redact(&s.database_url)))?;
+    db::migrate(&pool).await.context("applying migrations")?;
+    let redis = redis_stock::connect(&s.redis_url, s.redis_pool_size)
+        .await
+        .with_context(|| format!("connecting to Redis at {}", redact(&s.redis_url)))?;
+    let store = Store::new(
+        pool,
+        redis,
+        StoreConfig {
+            key_prefix: s.redis_key_prefix.clone(),
+            same_day_radius_km: config.same_day_radius_km,
+            record_ttl_secs: config.order_record_ttl_secs,
+            idempotency_ttl_secs: config.idempotency_ttl_hours * 3600,
+        },
+    )
+    .await
+    .context("loading catalogue and locations")?;
+    Ok(Arc::new(store))
+}
+
+/// A URL without its password, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{}@{}", &url[..s + 3], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let store = connect(&config).await?;
+        warn_if_redis_forgets(&store).await;
+        if config.admin_token == "stockflow-dev-admin" {
+            tracing::warn!(
+                "ADMIN_TOKEN is the development default; set your own outside local trials"
+            );
+        }
+        let stats = Arc::new(ConsumerStats::default());
+        let state = Arc::new(ApiState {
+            store: store.clone(),
+            admin_token: config.admin_token.clone(),
+            metrics: Metrics::new(),
+            consumer: stats,
+        });
+
+        let acceptor = TcpListener::bind(format!("{}:{}", config.host, config.port))
+            .into_acceptor()
+            .await
+            .with_context(|| format!("listening on {}:{}", config.host, config.port))?;
+        let port = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().map(|s| s.port()))
+            .context("listener has no address")?;
+        let (shutdown, rx) = watch::channel(false);
+        let routes = sf_openapi::routes(state.clone());
+        let mut server_rx = rx.clone();
+        let server = tokio::spawn(async move {
+            Server::new_with_acceptor(acceptor)
+                .run_with_graceful_shutdown(
+                    routes,
+                    async move {
+                        let _ = server_rx.wait_for(|v| *v).await;
+                    },
+                    Some(Duration::from_secs(10)),
+                )
+                .await
+        });
+
+        let mut app = Self {
+            port,
+            store: store.clone(),
+            state,
+            config,
+            shutdown,
+            server,
+            consumer: None,
+            background: Vec::new(),
+        };
+        if app.config.consumer_enabled {
+            app.start_consumer();
+        }
+        app.background
+            .push(tokio::spawn(crate::jobs::refresh_caches(
+                store.clone(),
+                rx.clone(),
+            )));
+        tracing::info!(port, "stock flow listening on port {port}");
+        Ok(app)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Starts (or restarts) this instance's consumer.
+    pub fn start_consumer(&mut self) {
+        self.stop_consumer_now();
+        let config = ConsumerConfig {
+            name: format!("c-{}", uuid::Uuid::new_v4().simple()),
+            batch: self.config.consumer_batch,
+            block: Duration::from_millis(100),
+            reclaim_idle: Duration::from_millis(self.config.consumer_reclaim_idle_ms),
+        };
+        self.consumer = Some(tokio::spawn(consumer::run(
+            self.store.clone(),
+            config,
+            self.state.consumer.clone(),
+            self.shutdown.subscribe(),
+        )));
+    }
+
+    /// Kills the consumer task where it stands (as a crash would), leaving its events pending.
+    pub fn stop_consumer_now(&mut self) {
+        if let Some(handle) = self.consumer.take() {
+            handle.abort();
+        }
+    }
+
+    /// Serves until SIGINT or SIGTERM, then drains requests and stops the background work.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let signal = async {
+            let ctrl_c = tokio::signal::ctrl_c();
+            #[cfg(unix)]
+            {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("SIGTERM handler");
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = ctrl_c.await;
+        };
+        signal.await;
+        tracing::info!("shutting down: draining requests and stopping background work");
+        self.stop().await
+    }
+
+    /// Stops serving and waits for the consumer and jobs to finish their current step.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        let _ = (&mut self.server).await;
+        if let Some(c) = self.consumer.take() {
+            let _ = c.await;
+        }
+        for b in self.background.drain(..) {
+            let _ = b.await;
+        }
+        Ok(())
+    }
+}
+
+/// Warns when the Redis in use would lose accepted orders on a crash.
+async fn warn_if_redis_forgets(store: &Store) {
+    let check = async {
+        let mut c = store.redis.get().await.ok()?;
+        let aof: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendonly")
+            .query_async(&mut *c)
+            .await
+            .ok()?;
+        let save: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("save")
+            .query_async(&mut *c)
+            .await
+            .ok()?;
+        Some((
+            aof.get(1).cloned().unwrap_or_default(),
+            save.get(1).cloned().unwrap_or_default(),
+        ))
+    };
+    match check.await {
+        Some((aof, save)) if aof != "yes" && save.trim().is_empty() => tracing::warn!(
+            "Redis persists nothing (appendonly no, no save points): orders answered ACCEPTED but \
+             not yet in MySQL are lost if Redis crashes. Run Redis with --appendonly yes."
+        ),
+        Some((aof, _)) if aof != "yes" => tracing::warn!(
+            "Redis has append-only persistence off: only snapshots are kept, and orders accepted \
+             since the last snapshot are lost if Redis crashes"
+        ),
+        Some(_) => {}
+        None => tracing::warn!("could not read the Redis persistence settings (CONFIG GET)"),
+    }
+}

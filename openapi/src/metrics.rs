@@ -1,0 +1,180 @@
+//! Prometheus metrics: requests by operation and status, latency histograms, pool and consumer
+//! figures. Rendered at `/metrics` in the text exposition format.
+
+use crate::state::ApiState;
+use poem::{Endpoint, IntoResponse, Request, Response};
+use poem_openapi::OperationId;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    pool: IntGaugeVec,
+    consumer: IntGaugeVec,
+    backlog: IntGauge,
+    backlog_age: IntGauge,
+    /// Figures of the scheduled jobs, set by the app.
+    pub jobs: IntGaugeVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by operation and status",
+            ),
+            &["operation", "status"],
+        )
+        .expect("metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency").buckets(
+                vec![
+                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ],
+            ),
+            &["operation"],
+        )
+        .expect("metric");
+        let pool = IntGaugeVec::new(
+            Opts::new("pool_connections", "Connections in the pools by state"),
+            &["pool", "state"],
+        )
+        .expect("metric");
+        let consumer = IntGaugeVec::new(
+            Opts::new("consumer_events_total", "Order events the consumer handled"),
+            &["outcome"],
+        )
+        .expect("metric");
+        let backlog = IntGauge::new(
+            "consumer_backlog_events",
+            "Events accepted in Redis and not yet acknowledged as persisted",
+        )
+        .expect("metric");
+        let backlog_age = IntGauge::new(
+            "consumer_backlog_oldest_ms",
+            "Age of the oldest event not yet acknowledged as persisted, in ms",
+        )
+        .expect("metric");
+        let jobs = IntGaugeVec::new(
+            Opts::new(
+                "job_last_run",
+                "Figures of the last run of each scheduled job",
+            ),
+            &["job", "figure"],
+        )
+        .expect("metric");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(pool.clone()),
+            Box::new(consumer.clone()),
+            Box::new(backlog.clone()),
+            Box::new(backlog_age.clone()),
+            Box::new(jobs.clone()),
+        ] {
+            registry.register(c).expect("register metric");
+        }
+        Self {
+            registry,
+            requests,
+            latency,
+            pool,
+            consumer,
+            backlog,
+            backlog_age,
+            jobs,
+        }
+    }
+
+    fn observe(&self, operation: &str, status: u16, started: Instant) {
+        self.requests
+            .with_label_values(&[operation, &status.to_string()])
+            .inc();
+        self.latency
+            .with_label_values(&[operation])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Refreshes the gauges that are read on demand, then renders everything.
+    pub async fn render(&self, state: &ApiState) -> String {
+        let db = &state.store.db;
+        self.pool
+            .with_label_values(&["mysql", "open"])
+            .set(i64::from(db.size()));
+        self.pool
+            .with_label_values(&["mysql", "idle"])
+            .set(db.num_idle() as i64);
+        let r = state.store.redis.state();
+        self.pool
+            .with_label_values(&["redis", "open"])
+            .set(i64::from(r.connections));
+        self.pool
+            .with_label_values(&["redis", "idle"])
+            .set(i64::from(r.idle_connections));
+        let c = &state.consumer;
+        for (k, v) in [
+            ("applied", &c.applied),
+            ("duplicate", &c.duplicates),
+            ("batch", &c.batches),
+            ("error", &c.errors),
+        ] {
+            self.consumer
+                .with_label_values(&[k])
+                .set(v.load(Ordering::Relaxed) as i64);
+        }
+        if let Ok((n, age)) = sf_persistence::consumer::backlog(&state.store).await {
+            self.backlog.set(n as i64);
+            self.backlog_age.set(age as i64);
+        }
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .unwrap_or_default();
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Middleware: counts and times every request by its operation id.
+pub struct Track<E> {
+    pub inner: E,
+    pub metrics: Metrics,
+}
+
+impl<E: Endpoint> Endpoint for Track<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        let started = Instant::now();
+        let result = self.inner.call(req).await.map(IntoResponse::into_response);
+        let (op, status) = match &result {
+            Ok(resp) => (resp.data::<OperationId>().map(|o| o.0), resp.status()),
+            Err(err) => (err.data::<OperationId>().map(|o| o.0), err.status()),
+        };
+        self.metrics
+            .observe(op.unwrap_or("other"), status.as_u16(), started);
+        result
+    }
+}
+
+pub async fn render(state: Arc<ApiState>) -> Response {
+    let body = state.metrics.render(&state).await;
+    Response::builder()
+        .content_type("text/plain; version=0.0.4")
+        .body(body)
+}

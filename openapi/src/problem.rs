@@ -1,0 +1,257 @@
+//! RFC 9457 problem details: the one error body of the API.
+//!
+//! Every error the service answers, including the ones poem-openapi raises itself (malformed JSON,
+//! wrong types, unknown enum values, missing credentials, unknown routes), leaves as
+//! `application/problem+json` with a stable `type` per kind of error.
+
+use poem::http::StatusCode;
+use poem_openapi::payload::Json;
+use poem_openapi::Object;
+use sf_persistence::{Alternative, StoreError};
+use sf_routing::DomainError;
+
+/// A problem detail (RFC 9457).
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct Problem {
+    /// A URI reference naming the kind of problem; stable, so clients can branch on it.
+    #[oai(rename = "type")]
+    pub kind: String,
+    /// A short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong with this request, for a human.
+    pub detail: String,
+    /// The product the problem is about, when there is one.
+    #[oai(skip_serializing_if_is_none)]
+    pub product_id: Option<u64>,
+    /// For a pickup that the chosen store cannot fill: nearby stores that can, nearest first.
+    #[oai(skip_serializing_if_is_none)]
+    pub alternatives: Option<Vec<AlternativeStore>>,
+}
+
+/// A store that could fill the order instead.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct AlternativeStore {
+    pub store_id: u64,
+    pub name: String,
+    pub distance_km: Option<f64>,
+}
+
+impl From<Alternative> for AlternativeStore {
+    fn from(a: Alternative) -> Self {
+        Self {
+            store_id: a.store_id,
+            name: a.name,
+            distance_km: a.distance_km,
+        }
+    }
+}
+
+pub const CONTENT_TYPE: &str = "application/problem+json";
+
+impl Problem {
+    pub fn new(status: u16, kind: &str, title: &str, detail: impl Into<String>) -> Self {
+        Self {
+            kind: format!("/problems/{kind}"),
+            title: title.to_owned(),
+            status,
+            detail: detail.into(),
+            product_id: None,
+            alternatives: None,
+        }
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(400, "bad-request", "The request is malformed", detail)
+    }
+    pub fn validation(detail: impl Into<String>) -> Self {
+        Self::new(422, "validation-error", "The request is not valid", detail)
+    }
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(
+            401,
+            "unauthorized",
+            "Missing or invalid credentials",
+            detail,
+        )
+    }
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(
+            403,
+            "forbidden",
+            "These credentials may not do this",
+            detail,
+        )
+    }
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(404, "not-found", "Not found", detail)
+    }
+    pub fn internal() -> Self {
+        Self::new(
+            500,
+            "internal",
+            "Internal error",
+            "the service failed to handle this request; it has been logged",
+        )
+    }
+}
+
+impl From<DomainError> for Problem {
+    fn from(e: DomainError) -> Self {
+        Self::validation(e.to_string())
+    }
+}
+
+impl From<StoreError> for Problem {
+    fn from(e: StoreError) -> Self {
+        if e.is_server_error() {
+            if let StoreError::Unavailable(detail) = &e {
+                tracing::warn!(error = %e, "dependency unavailable");
+                return Self::new(
+                    503,
+                    "unavailable",
+                    "Temporarily unavailable",
+                    detail.clone(),
+                );
+            }
+            tracing::error!(error = %e, "request failed");
+            return match e {
+                StoreError::Redis(_) => Self::new(
+                    503,
+                    "unavailable",
+                    "Temporarily unavailable",
+                    "the stock cache cannot be reached; retry shortly",
+                ),
+                StoreError::Db(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => Self::new(
+                    503,
+                    "unavailable",
+                    "Temporarily unavailable",
+                    "the database cannot be reached; retry shortly",
+                ),
+                _ => Self::internal(),
+            };
+        }
+        let detail = e.to_string();
+        match e {
+            StoreError::UnknownProduct(p) => Self {
+                product_id: Some(p.get()),
+                ..Self::new(404, "unknown-product", "Unknown product", detail)
+            },
+            StoreError::UnknownOrder(_) => Self::new(404, "unknown-order", "Unknown order", detail),
+            StoreError::UnknownLocation(_) | StoreError::NotFound(_) => Self::not_found(detail),
+            StoreError::OutOfStock {
+                product,
+                alternatives,
+                ..
+            } => Self {
+                product_id: product.map(|p| p.get()),
+                alternatives: alternatives.map(|a| a.into_iter().map(Into::into).collect()),
+                ..Self::new(409, "out-of-stock", "Not enough stock", detail)
+            },
+            StoreError::Invalid(_) => Self::validation(detail),
+            StoreError::IdempotencyMismatch => Self::new(
+                422,
+                "idempotency-key-reused",
+                "Idempotency-Key reused with another request",
+                detail,
+            ),
+            StoreError::IdempotencyInFlight => Self::new(
+                409,
+                "idempotency-key-in-flight",
+                "Request with this Idempotency-Key still running",
+                detail,
+            ),
+            StoreError::Conflict(_) => Self::new(409, "conflict", "Conflict", detail),
+            _ => Self::internal(),
+        }
+    }
+}
+
+/// Turns any error poem or poem-openapi raised into a problem (used by `bad_request_handler`s and
+/// by the catch-all at the top of the route tree).
+pub fn from_poem(err: &poem::Error) -> Problem {
+    let status = err.status();
+    let detail = err.to_string();
+    match status {
+        StatusCode::BAD_REQUEST => Problem::bad_request(detail),
+        StatusCode::UNAUTHORIZED => Problem::unauthorized(if detail.is_empty() {
+            "send Authorization: Bearer <token>".into()
+        } else {
+            detail
+        }),
+        StatusCode::NOT_FOUND => {
+            Problem::not_found(if detail.is_empty() || detail == "not found" {
+                "no such route".to_owned()
+            } else {
+                detail
+            })
+        }
+        StatusCode::METHOD_NOT_ALLOWED => Problem::new(
+            405,
+            "method-not-allowed",
+            "Method not allowed",
+            "this route does not accept this method",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Problem::new(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            format!("{detail}; send Content-Type: application/json"),
+        ),
+        s if s.is_server_error() => {
+            tracing::error!(error = %err, "unhandled server error");
+            Problem::internal()
+        }
+        s => Problem::new(
+            s.as_u16(),
+            "http-error",
+            s.canonical_reason().unwrap_or("Error"),
+            detail,
+        ),
+    }
+}
+
+/// The `bad_request_handler` of every response enum: a 400 problem.
+pub fn bad_request<T: From<Problem>>(err: poem::Error) -> T {
+    T::from(from_poem(&err))
+}
+
+/// Renders a problem as a plain poem response (outside typed operations).
+pub fn into_response(p: &Problem) -> poem::Response {
+    use poem_openapi::types::ToJSON;
+    let mut resp = poem::Response::builder()
+        .status(StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .content_type(CONTENT_TYPE);
+    if p.status == 503 {
+        resp = resp.header("Retry-After", "1");
+    }
+    resp.body(p.to_json_string())
+}
+
+/// Implements `From<Problem>` for a response enum: each listed status maps to its variant
+/// (`Unavailable` also carries `Retry-After`), anything else to `Internal`.
+#[macro_export]
+macro_rules! problem_responses {
+    ($ty:ty { $($code:literal => $variant:ident),* $(,)? }) => {
+        impl From<$crate::problem::Problem> for $ty {
+            fn from(p: $crate::problem::Problem) -> Self {
+                match p.status {
+                    $($code => problem_responses!(@make $variant, p),)*
+                    _ => Self::Internal(poem_openapi::payload::Json(p)),
+                }
+            }
+        }
+    };
+    (@make Unavailable, $p:ident) => { Self::Unavailable(poem_openapi::payload::Json($p), 1) };
+    (@make $variant:ident, $p:ident) => { Self::$variant(poem_openapi::payload::Json($p)) };
+}
+
+/// Shorthand: a failed store call as the operation's response.
+pub fn fail<T: From<Problem>>(e: impl Into<Problem>) -> T {
+    T::from(e.into())
+}
+
+pub type ProblemJson = Json<Problem>;

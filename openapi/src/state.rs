@@ -1,0 +1,14 @@
+//! What every operation can reach.
+
+use crate::metrics::Metrics;
+use sf_persistence::consumer::ConsumerStats;
+use sf_persistence::Store;
+use std::sync::Arc;
+
+pub struct ApiState {
+    pub store: Arc<Store>,
+    /// Bearer token of the operators' routes.
+    pub admin_token: String,
+    pub metrics: Metrics,
+    pub consumer: Arc<ConsumerStats>,
+}

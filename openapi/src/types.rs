@@ -1,0 +1,395 @@
+//! Request and response bodies of the wire contract (camelCase JSON), and the one place where a
+//! request becomes validated domain values.
+
+use crate::problem::Problem;
+use poem_openapi::types::Example;
+use poem_openapi::{Enum, Object};
+use sf_persistence::model::{self, OrderPath, OrderStatus};
+use sf_routing::{Coordinates, Destination, LocationId, LocationKind, OrderLines};
+
+/// One line of an order request.
+#[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderItemRequest {
+    /// The product to buy.
+    pub product_id: i64,
+    /// How many, 1 to 1000. Two lines of one product are summed.
+    pub quantity: i64,
+}
+
+/// How the order reaches the customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, serde::Serialize)]
+#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeliveryTypeRequest {
+    /// Shipped from the nearest warehouse that has everything.
+    Normal,
+    /// Delivered today by the nearest store within the same-day radius that has everything.
+    SameDay,
+    /// Collected by the customer at the chosen store.
+    Pickup,
+}
+
+/// A point on the map (WGS 84 degrees).
+#[derive(Debug, Clone, Copy, Object, serde::Serialize)]
+#[oai(deny_unknown_fields)]
+pub struct GeoPoint {
+    /// -90 to 90.
+    pub latitude: f64,
+    /// -180 to 180.
+    pub longitude: f64,
+}
+
+/// An online order.
+#[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(rename_all = "camelCase", deny_unknown_fields, example)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderRequest {
+    /// The lines; at least one, at most 50 distinct products.
+    pub items: Vec<OrderItemRequest>,
+    pub delivery_type: DeliveryTypeRequest,
+    /// Required for `NORMAL` and `SAME_DAY`; optional for `PICKUP` (fills in the distance).
+    pub delivery_address: Option<GeoPoint>,
+    /// Required for `PICKUP`: the store the customer collects at.
+    pub store_id: Option<i64>,
+}
+
+impl Example for OrderRequest {
+    fn example() -> Self {
+        Self {
+            items: vec![OrderItemRequest {
+                product_id: 1,
+                quantity: 2,
+            }],
+            delivery_type: DeliveryTypeRequest::Normal,
+            delivery_address: Some(GeoPoint {
+                latitude: 37.5665,
+                longitude: 126.978,
+            }),
+            store_id: None,
+        }
+    }
+}
+
+/// A POS sale: the store comes from the path.
+#[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(rename_all = "camelCase", deny_unknown_fields, example)]
+pub struct PosOrderRequest {
+    pub items: Vec<OrderItemRequest>,
+}
+
+impl Example for PosOrderRequest {
+    fn example() -> Self {
+        Self {
+            items: vec![OrderItemRequest {
+                product_id: 1,
+                quantity: 1,
+            }],
+        }
+    }
+}
+
+pub fn parse_lines(items: &[OrderItemRequest]) -> Result<OrderLines, Problem> {
+    OrderLines::parse(items.iter().map(|i| (i.product_id, i.quantity))).map_err(Problem::from)
+}
+
+fn coordinates(p: GeoPoint) -> Result<Coordinates, Problem> {
+    Coordinates::new(p.latitude, p.longitude)
+        .map_err(|e| Problem::validation(format!("deliveryAddress: {e}")))
+}
+
+impl OrderRequest {
+    /// Validates the request once; everything past here works on domain values.
+    pub fn validate(&self, same_day_radius_km: f64) -> Result<(OrderLines, Destination), Problem> {
+        let lines = parse_lines(&self.items)?;
+        let address = self.delivery_address.map(coordinates).transpose()?;
+        let need_address = |what: &str| {
+            address.ok_or_else(|| {
+                Problem::validation(format!("deliveryAddress is required for {what} delivery"))
+            })
+        };
+        let destination = match self.delivery_type {
+            DeliveryTypeRequest::Normal | DeliveryTypeRequest::SameDay if self.store_id.is_some() => {
+                return Err(Problem::validation(
+                    "storeId is only for PICKUP orders; NORMAL and SAME_DAY are routed by deliveryAddress",
+                ))
+            }
+            DeliveryTypeRequest::Normal => Destination::Normal {
+                address: need_address("NORMAL")?,
+            },
+            DeliveryTypeRequest::SameDay => Destination::SameDay {
+                address: need_address("SAME_DAY")?,
+                radius_km: same_day_radius_km,
+            },
+            DeliveryTypeRequest::Pickup => {
+                let store = self.store_id.ok_or_else(|| {
+                    Problem::validation("storeId is required for PICKUP orders")
+                })?;
+                Destination::Pickup {
+                    store: LocationId::parse("storeId", store)?,
+                    address,
+                }
+            }
+        };
+        Ok((lines, destination))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatusBody {
+    /// Decided in Redis, not yet in MySQL.
+    Accepted,
+    /// In MySQL.
+    Confirmed,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderPathBody {
+    DbLock,
+    Redis,
+    Pos,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeliveryTypeBody {
+    Normal,
+    SameDay,
+    Pickup,
+    InStore,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LocationTypeBody {
+    Warehouse,
+    Store,
+}
+
+impl From<LocationKind> for LocationTypeBody {
+    fn from(k: LocationKind) -> Self {
+        match k {
+            LocationKind::Warehouse => Self::Warehouse,
+            LocationKind::Store => Self::Store,
+        }
+    }
+}
+
+/// One line of an order, with the server's price.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct OrderItemBody {
+    pub product_id: u64,
+    pub quantity: u32,
+    /// The server's price of one unit when the order was placed.
+    pub unit_price: i64,
+}
+
+/// An order of any path.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase", example)]
+pub struct OrderBody {
+    /// Opaque id (`<locationId>-<uuid>`).
+    pub order_id: String,
+    pub status: OrderStatusBody,
+    pub path: OrderPathBody,
+    pub delivery_type: DeliveryTypeBody,
+    /// The warehouse or store that fulfils the order.
+    pub fulfillment_location_id: u64,
+    /// Geodesic distance from the delivery address to that location, when known.
+    pub distance_km: Option<f64>,
+    pub delivery_address: Option<GeoPoint>,
+    pub items: Vec<OrderItemBody>,
+    pub total_amount: i64,
+    /// When the order was decided (RFC 3339).
+    pub accepted_at: String,
+}
+
+impl Example for OrderBody {
+    fn example() -> Self {
+        Self {
+            order_id: "1-01936f0c2b7e7c3a9d1e5f2a3b4c5d6e".into(),
+            status: OrderStatusBody::Accepted,
+            path: OrderPathBody::Redis,
+            delivery_type: DeliveryTypeBody::Normal,
+            fulfillment_location_id: 1,
+            distance_km: Some(4.2),
+            delivery_address: Some(GeoPoint {
+                latitude: 37.5665,
+                longitude: 126.978,
+            }),
+            items: vec![OrderItemBody {
+                product_id: 1,
+                quantity: 2,
+                unit_price: 12000,
+            }],
+            total_amount: 24000,
+            accepted_at: "2026-11-24T09:00:00.000Z".into(),
+        }
+    }
+}
+
+impl From<model::Order> for OrderBody {
+    fn from(o: model::Order) -> Self {
+        Self {
+            order_id: o.order_id,
+            status: match o.status {
+                OrderStatus::Accepted => OrderStatusBody::Accepted,
+                OrderStatus::Confirmed => OrderStatusBody::Confirmed,
+                OrderStatus::Cancelled => OrderStatusBody::Cancelled,
+            },
+            path: match o.path {
+                OrderPath::DbLock => OrderPathBody::DbLock,
+                OrderPath::Redis => OrderPathBody::Redis,
+                OrderPath::Pos => OrderPathBody::Pos,
+            },
+            delivery_type: match o.delivery_type {
+                sf_routing::DeliveryType::Normal => DeliveryTypeBody::Normal,
+                sf_routing::DeliveryType::SameDay => DeliveryTypeBody::SameDay,
+                sf_routing::DeliveryType::Pickup => DeliveryTypeBody::Pickup,
+                sf_routing::DeliveryType::InStore => DeliveryTypeBody::InStore,
+            },
+            fulfillment_location_id: o.fulfillment_location_id,
+            distance_km: o.distance_km,
+            delivery_address: o.delivery_address.map(|a| GeoPoint {
+                latitude: a.latitude,
+                longitude: a.longitude,
+            }),
+            items: o
+                .items
+                .into_iter()
+                .map(|i| OrderItemBody {
+                    product_id: i.product_id,
+                    quantity: i.quantity,
+                    unit_price: i.unit_price,
+                })
+                .collect(),
+            total_amount: o.total_amount,
+            accepted_at: rfc3339(o.accepted_at_ms),
+        }
+    }
+}
+
+/// Milliseconds since the epoch as an RFC 3339 UTC timestamp.
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Stock of a product at one location.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct StockBody {
+    pub location_id: u64,
+    pub location_type: LocationTypeBody,
+    pub quantity: i64,
+}
+
+impl From<model::StockLevel> for StockBody {
+    fn from(s: model::StockLevel) -> Self {
+        Self {
+            location_id: s.location_id,
+            location_type: s.location_type.into(),
+            quantity: s.quantity,
+        }
+    }
+}
+
+/// A product, with its stock per active location when asked for.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ProductBody {
+    pub product_id: u64,
+    pub sku: String,
+    pub name: String,
+    /// The price of one unit, in won.
+    pub price: i64,
+    #[oai(skip_serializing_if_is_none)]
+    pub stock: Option<Vec<StockBody>>,
+}
+
+impl ProductBody {
+    pub fn new(p: model::Product, stock: Option<Vec<model::StockLevel>>) -> Self {
+        Self {
+            product_id: p.product_id,
+            sku: p.sku,
+            name: p.name,
+            price: p.price,
+            stock: stock.map(|s| s.into_iter().map(Into::into).collect()),
+        }
+    }
+}
+
+/// A page of products.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ProductList {
+    pub products: Vec<ProductBody>,
+    pub page: u32,
+    pub size: u32,
+    pub total: u64,
+}
+
+/// A warehouse or store.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct LocationBody {
+    pub location_id: u64,
+    pub location_type: LocationTypeBody,
+    pub name: String,
+    pub latitude: f64,
+    pub longitude: f64,
+    pub active: bool,
+}
+
+impl From<model::Location> for LocationBody {
+    fn from(l: model::Location) -> Self {
+        Self {
+            location_id: l.location_id,
+            location_type: l.location_type.into(),
+            name: l.name,
+            latitude: l.latitude,
+            longitude: l.longitude,
+            active: l.active,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct LocationList {
+    pub locations: Vec<LocationBody>,
+}
+
+/// Page parameters, validated: `page` from 0, `size` from 1 to 100 (default 0 and 20).
+pub fn page_params(page: Option<i64>, size: Option<i64>) -> Result<(u32, u32), Problem> {
+    let page = page.unwrap_or(0);
+    let size = size.unwrap_or(20);
+    if !(0..=1_000_000).contains(&page) {
+        return Err(Problem::bad_request(format!(
+            "page must be between 0 and 1000000, got {page}"
+        )));
+    }
+    if !(1..=100).contains(&size) {
+        return Err(Problem::bad_request(format!(
+            "size must be between 1 and 100, got {size}"
+        )));
+    }
+    Ok((page as u32, size as u32))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamps_are_rfc3339() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            super::rfc3339(1_795_510_800_123),
+            "2026-11-25T07:00:00.123Z"
+        );
+    }
+}
