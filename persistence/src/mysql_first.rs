@@ -12,7 +12,7 @@ use crate::error::{StoreError, StoreResult};
 use crate::idempotency::{claim_mysql, complete_mysql, Claim, IdempotencyRequest};
 use crate::model::{Address, Order, OrderItem, OrderPath, OrderStatus};
 use crate::redis_stock::{decision, Decision};
-use crate::sync::SyncMode;
+use crate::sync::{marks, SyncMode};
 use crate::Store;
 use sf_routing::{candidates, Candidate, Destination, LocationId, OrderLines, ProductId};
 use sqlx::{MySqlConnection, Row};
@@ -270,17 +270,12 @@ impl Store {
             _ => Reason::Order,
         };
         insert_orders(&mut tx, &[&order], reason).await?;
-        // The stock rows are locked last, in product order, and held only until the commit.
         let deltas: Vec<(ProductId, i64)> = req
             .lines
             .iter()
             .map(|(p, q)| (p, -i64::from(q.get())))
             .collect();
-        if let Some((product, have)) = self.decrement_rows(&mut tx, loc, &deltas).await? {
-            tx.rollback().await?;
-            return Ok(Attempt::Short { product, have });
-        }
-        if let Some((product, have)) = self.adjust_redis(&mut tx, loc, &deltas).await? {
+        if let Some((product, have)) = self.apply_stock(&mut tx, loc, &deltas).await? {
             tx.rollback().await?;
             return Ok(Attempt::Short { product, have });
         }
@@ -298,36 +293,51 @@ impl Store {
         Ok(Attempt::Placed(Placed::New(order)))
     }
 
-    /// Applies signed deltas to MySQL stock rows in product order. Answers the first product that
-    /// would go below zero (with what it has), leaving the transaction to be rolled back.
-    async fn decrement_rows(
+    /// Applies signed deltas to one location's stock, in MySQL and in Redis. The rows are locked
+    /// first, in product order (the order every writer uses, so writers never deadlock on each
+    /// other's rows); then Redis is changed while the locks are held (loading a missing key reads
+    /// the rows as they were before this change); then the rows are updated. Answers the first
+    /// product that is short (with what it has), leaving the transaction to be rolled back.
+    pub(crate) async fn apply_stock(
         &self,
         conn: &mut MySqlConnection,
         loc: LocationId,
         deltas: &[(ProductId, i64)],
     ) -> StoreResult<Option<(ProductId, i64)>> {
-        for (product, delta) in deltas {
-            let done = sqlx::query(
-                "UPDATE stock SET on_hand = on_hand + ? \
-                 WHERE location_id = ? AND product_id = ? AND on_hand + ? >= 0",
-            )
-            .bind(delta)
-            .bind(loc.get())
-            .bind(product.get())
-            .bind(delta)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-            if done == 0 {
-                let have: Option<i64> = sqlx::query_scalar(
-                    "SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ?",
-                )
-                .bind(loc.get())
-                .bind(product.get())
-                .fetch_optional(&mut *conn)
-                .await?;
-                return Ok(Some((*product, have.unwrap_or(0))));
+        let sql = format!(
+            "SELECT product_id, on_hand FROM stock WHERE location_id = ? AND product_id IN ({}) \
+             ORDER BY product_id FOR UPDATE",
+            marks(deltas.len())
+        );
+        let mut q = sqlx::query(&sql).bind(loc.get());
+        for (p, _) in deltas {
+            q = q.bind(p.get());
+        }
+        let mut on_hand = std::collections::HashMap::new();
+        for r in q.fetch_all(&mut *conn).await? {
+            on_hand.insert(
+                r.try_get::<u64, _>("product_id")?,
+                r.try_get::<i64, _>("on_hand")?,
+            );
+        }
+        for (p, d) in deltas {
+            let have = on_hand.get(&p.get()).copied().unwrap_or(0);
+            if have + d < 0 {
+                return Ok(Some((*p, have)));
             }
+        }
+        if let Some(short) = self.adjust_redis(conn, loc, deltas).await? {
+            return Ok(Some(short));
+        }
+        for (p, d) in deltas {
+            sqlx::query(
+                "UPDATE stock SET on_hand = on_hand + ? WHERE location_id = ? AND product_id = ?",
+            )
+            .bind(d)
+            .bind(loc.get())
+            .bind(p.get())
+            .execute(&mut *conn)
+            .await?;
         }
         Ok(None)
     }
@@ -422,7 +432,7 @@ impl Store {
                 let q: i32 = r.try_get("quantity")?;
                 deltas.push((ProductId::new_unchecked(p), i64::from(q)));
             }
-            self.decrement_rows(&mut tx, loc, &deltas).await?;
+            self.apply_stock(&mut tx, loc, &deltas).await?;
             let reason = if path == "POS" {
                 Reason::PosReturn
             } else {
@@ -433,7 +443,6 @@ impl Store {
                 .map(|(p, d)| (loc.get(), p.get(), *d, order_id))
                 .collect();
             insert_movements(&mut tx, &moves, reason).await?;
-            self.adjust_redis(&mut tx, loc, &deltas).await?;
             if let Err(e) = tx.commit().await {
                 let back: Vec<_> = deltas.iter().map(|(p, d)| (*p, -d)).collect();
                 self.compensate_redis(loc, &back).await;
@@ -513,12 +522,12 @@ impl Store {
             )));
         }
         if delta != 0 {
-            sqlx::query("UPDATE stock SET on_hand = ? WHERE location_id = ? AND product_id = ?")
-                .bind(after)
-                .bind(loc.get())
-                .bind(product.get())
-                .execute(&mut *tx)
-                .await?;
+            if let Some((_, have)) = self.apply_stock(&mut tx, loc, &[(product, delta)]).await? {
+                return Err(StoreError::Conflict(format!(
+                    "only {have} units of product {product} at location {loc} are free; the rest are reserved by orders that are not yet persisted, so the stock cannot go down by {}",
+                    -delta
+                )));
+            }
             let reference = format!("op-{}", uuid::Uuid::now_v7().simple());
             insert_movements(
                 &mut tx,
@@ -526,12 +535,6 @@ impl Store {
                 reason,
             )
             .await?;
-            if let Some((_, have)) = self.adjust_redis(&mut tx, loc, &[(product, delta)]).await? {
-                return Err(StoreError::Conflict(format!(
-                    "only {have} units of product {product} at location {loc} are free; the rest are reserved by orders that are not yet persisted, so the stock cannot go down by {}",
-                    -delta
-                )));
-            }
             if let Err(e) = tx.commit().await {
                 self.compensate_redis(loc, &[(product, delta)]).await;
                 return Err(e.into());

@@ -1,0 +1,342 @@
+//! The DB-lock order path: invariants under real concurrency against real MariaDB and Redis.
+
+mod common;
+
+use common::*;
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::json;
+
+/// I1 no oversell: 200 concurrent 1-unit orders for 50 units give exactly 50 created, 150
+/// out-of-stock, stock 0, and a ledger that sums to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_oversell_on_the_db_lock_path() {
+    let t = TestApp::spawn().await;
+    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
+    let p = t.add_product(12_000).await;
+    t.stock_row(wh, p, 50).await;
+
+    let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
+    let results = join_all((0..200).map(|_| t.post("/api/orders", &body))).await;
+    let mut created = 0;
+    let mut conflicts = 0;
+    for r in results {
+        let (status, body) = json_of(r).await;
+        match status {
+            StatusCode::CREATED => {
+                created += 1;
+                assert_eq!(body["status"], "CONFIRMED");
+                assert_eq!(body["path"], "DB_LOCK");
+                assert_eq!(body["items"][0]["unitPrice"], 12_000);
+            }
+            StatusCode::CONFLICT => {
+                conflicts += 1;
+                assert_eq!(body["type"], "/problems/out-of-stock");
+                assert_eq!(body["productId"], p);
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!((created, conflicts), (50, 150));
+    assert_eq!(t.on_hand(wh, p).await, 0);
+    assert_eq!(t.ledger_sum(wh, p).await, -50);
+    assert_eq!(t.count_orders("CONFIRMED").await, 50);
+    assert_eq!(t.redis_stock(wh, p).await, Some(0));
+    t.assert_converged().await;
+    t.cleanup().await;
+}
+
+/// Orders locking (A, B) and (B, A) at high concurrency never deadlock into a 5xx: rows are
+/// locked in one fixed order and MySQL deadlocks are retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crossed_multi_line_orders_finish_without_server_errors() {
+    let t = TestApp::spawn().await;
+    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
+    let a = t.add_product(1_000).await;
+    let b = t.add_product(2_000).await;
+    t.stock_row(wh, a, 1_000).await;
+    t.stock_row(wh, b, 1_000).await;
+
+    let ab = normal_order(&[(a, 1), (b, 2)], SEOUL.0, SEOUL.1);
+    let ba = normal_order(&[(b, 2), (a, 1)], SEOUL.0, SEOUL.1);
+    let results = join_all((0..200).map(|i| {
+        let body = if i % 2 == 0 { &ab } else { &ba };
+        t.post("/api/orders", body)
+    }))
+    .await;
+    for r in results {
+        let (status, body) = json_of(r).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["totalAmount"], 5_000);
+    }
+    assert_eq!(t.on_hand(wh, a).await, 800);
+    assert_eq!(t.on_hand(wh, b).await, 600);
+    t.assert_converged().await;
+    t.cleanup().await;
+}
+
+/// Two lines of one product are summed, never under-counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_lines_are_summed() {
+    let t = TestApp::spawn().await;
+    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
+    let p = t.add_product(1_000).await;
+    t.stock_row(wh, p, 5).await;
+
+    let (status, body) = json_of(
+        t.post(
+            "/api/orders",
+            &normal_order(&[(p, 3), (p, 3)], SEOUL.0, SEOUL.1),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(t.on_hand(wh, p).await, 5);
+
+    let (status, body) = json_of(
+        t.post(
+            "/api/orders",
+            &normal_order(&[(p, 2), (p, 3)], SEOUL.0, SEOUL.1),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        body["items"],
+        json!([{"productId": p, "quantity": 5, "unitPrice": 1000}])
+    );
+    assert_eq!(t.on_hand(wh, p).await, 0);
+    t.cleanup().await;
+}
+
+/// I3 exactly-once restock: 50 concurrent cancels of one order restore its stock once, and all
+/// answer the cancelled order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancel_storm_restores_stock_once() {
+    let t = TestApp::spawn().await;
+    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
+    let p = t.add_product(1_000).await;
+    t.stock_row(wh, p, 10).await;
+    let (_, order) = json_of(
+        t.post("/api/orders", &normal_order(&[(p, 4)], SEOUL.0, SEOUL.1))
+            .await,
+    )
+    .await;
+    let id = order["orderId"].as_str().unwrap().to_owned();
+    assert_eq!(t.on_hand(wh, p).await, 6);
+
+    let path = format!("/api/orders/{id}/cancel");
+    let results = join_all((0..50).map(|_| t.patch(&path))).await;
+    for r in results {
+        let (status, body) = json_of(r).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["status"], "CANCELLED");
+    }
+    assert_eq!(t.on_hand(wh, p).await, 10);
+    assert_eq!(t.ledger_sum(wh, p).await, 0);
+    assert_eq!(t.redis_stock(wh, p).await, Some(10));
+    let (status, body) = json_of(t.get(&format!("/api/orders/{id}")).await).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("CANCELLED"))
+    );
+    t.assert_converged().await;
+    t.cleanup().await;
+}
+
+/// I5 idempotent creation: 20 concurrent requests with one key create one order; all get the same
+/// answer. The same key with another body is refused with 422.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idempotency_key_creates_one_order() {
+    let t = TestApp::spawn().await;
+    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
+    let p = t.add_product(1_000).await;
+    t.stock_row(wh, p, 100).await;
+    let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
+
+    let results = join_all((0..20).map(|_| {
+        t.client
+            .post(format!("{}/api/orders", t.base))
+            .header("Idempotency-Key", "order-abc-1")
+            .json(&body)
+            .send()
+    }))
+    .await;
+    let mut ids = std::collections::HashSet::new();
+    let mut replayed = 0;
+    for r in results {
+        let r = r.unwrap();
+        if r.headers().get("idempotent-replayed").is_some() {
+            replayed += 1;
+        }
+        let (status, body) = json_of(r).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        ids.insert(body["orderId"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 1);
+    assert_eq!(replayed, 19);
+    assert_eq!(t.count_orders("CONFIRMED").await, 1);
+    assert_eq!(t.on_hand(wh, p).await, 99);
+
+    let other = normal_order(&[(p, 2)], SEOUL.0, SEOUL.1);
+    let r = t
+        .client
+        .post(format!("{}/api/orders", t.base))
+        .header("Idempotency-Key", "order-abc-1")
+        .json(&other)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(r).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["type"], "/problems/idempotency-key-reused");
+    assert_eq!(t.on_hand(wh, p).await, 99);
+    t.cleanup().await;
+}
+
+/// I6 bad input changes nothing: each malformed or out-of-range request gets its problem and the
+/// stock stays as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_problem_and_changes_nothing() {
+    let t = TestApp::spawn().await;
+    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
+    let p = t.add_product(1_000).await;
+    t.stock_row(wh, p, 10).await;
+    let addr = json!({"latitude": SEOUL.0, "longitude": SEOUL.1});
+
+    let raw = |body: &'static str| {
+        t.client
+            .post(format!("{}/api/orders", t.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let cases: Vec<(reqwest::Response, StatusCode, &str, &str)> = vec![
+        (raw("{\"items\": [").await.unwrap(), StatusCode::BAD_REQUEST, "/problems/bad-request", "malformed JSON"),
+        (t.post("/api/orders", &json!({"items": [{"productId": "one", "quantity": 1}], "deliveryType": "NORMAL", "deliveryAddress": addr})).await,
+            StatusCode::BAD_REQUEST, "/problems/bad-request", "string product id"),
+        (t.post("/api/orders", &json!({"items": [{"productId": p, "quantity": 1}], "deliveryType": "TOMORROW", "deliveryAddress": addr})).await,
+            StatusCode::BAD_REQUEST, "/problems/bad-request", "unknown delivery type"),
+        (t.post("/api/orders", &json!({"items": [{"productId": p, "quantity": 1, "unitPrice": 1}], "deliveryType": "NORMAL", "deliveryAddress": addr})).await,
+            StatusCode::BAD_REQUEST, "/problems/bad-request", "client-sent price"),
+        (raw(r#"{"items": [{"productId": 1, "quantity": 100000000000000000000}], "deliveryType": "NORMAL", "deliveryAddress": {"latitude": 37.5, "longitude": 127.0}}"#).await.unwrap(),
+            StatusCode::BAD_REQUEST, "/problems/bad-request", "quantity beyond 64 bits"),
+        (t.post("/api/orders", &json!({"items": [{"productId": p, "quantity": -1}], "deliveryType": "NORMAL", "deliveryAddress": addr})).await,
+            StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation-error", "negative quantity"),
+        (t.post("/api/orders", &json!({"items": [{"productId": p, "quantity": 0}], "deliveryType": "NORMAL", "deliveryAddress": addr})).await,
+            StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation-error", "zero quantity"),
+        (t.post("/api/orders", &json!({"items": [{"productId": p, "quantity": 5000}], "deliveryType": "NORMAL", "deliveryAddress": addr})).await,
+            StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation-error", "absurd quantity"),
+        (t.post("/api/orders", &json!({"items": [], "deliveryType": "NORMAL", "deliveryAddress": addr})).await,
+            StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation-error", "empty order"),
+        (t.post("/api/orders", &json!({"items": [{"productId": p, "quantity": 1}], "deliveryType": "NORMAL"})).await,
+            StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation-error", "missing address"),
+        (t.post("/api/orders", &json!({"items": [{"productId": p, "quantity": 1}], "deliveryType": "NORMAL", "deliveryAddress": {"latitude": 95.0, "longitude": 10.0}})).await,
+            StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation-error", "latitude out of range"),
+        (t.post("/api/orders", &json!({"items": [{"productId": 999999, "quantity": 1}], "deliveryType": "NORMAL", "deliveryAddress": addr})).await,
+            StatusCode::NOT_FOUND, "/problems/unknown-product", "unknown product"),
+        (t.post("/api/orders", &json!({"items": [{"productId": p, "quantity": 1}, {"productId": 999999, "quantity": 1}], "deliveryType": "NORMAL", "deliveryAddress": addr})).await,
+            StatusCode::NOT_FOUND, "/problems/unknown-product", "unknown second product"),
+    ];
+    for (r, status, kind, what) in cases {
+        let (got, body) = json_of(r).await;
+        assert_eq!(got, status, "{what}: {body}");
+        assert_eq!(body["type"], kind, "{what}: {body}");
+        assert_eq!(body["status"], status.as_u16(), "{what}");
+        assert!(
+            !body["detail"].as_str().unwrap_or("").is_empty(),
+            "{what}: no detail"
+        );
+    }
+    assert_eq!(t.on_hand(wh, p).await, 10);
+    assert_eq!(t.ledger_sum(wh, p).await, 0);
+    assert_eq!(t.count_orders("CONFIRMED").await, 0);
+
+    // Bad page parameters, unknown routes and missing admin credentials are problems too.
+    let (s, b) = json_of(t.get("/api/products?page=-1").await).await;
+    assert_eq!(
+        (s, b["type"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("/problems/bad-request"))
+    );
+    let (s, b) = json_of(t.get("/api/products?size=1000").await).await;
+    assert_eq!(
+        (s, b["type"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("/problems/bad-request"))
+    );
+    let (s, _) = json_of(t.get("/api/nothing-here").await).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, b) = json_of(
+        t.client
+            .put(format!(
+                "{}/api/admin/locations/{wh}/products/{p}/stock",
+                t.base
+            ))
+            .json(&json!({"quantity": 1, "reason": "RESTOCK"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, b["type"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("/problems/unauthorized"))
+    );
+    assert_eq!(t.on_hand(wh, p).await, 10);
+    t.cleanup().await;
+}
+
+/// Orders ship from the nearest warehouse that can fill every line; the next one is tried when
+/// the nearest is short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn normal_orders_ship_from_the_nearest_warehouse_that_can_fill_them() {
+    let t = TestApp::spawn().await;
+    let near = t.add_location("WAREHOUSE", "Near", 37.55, 126.95).await;
+    let far = t.add_location("WAREHOUSE", "Far", 37.20, 127.40).await;
+    let p = t.add_product(1_000).await;
+    t.stock_row(near, p, 2).await;
+    t.stock_row(far, p, 10).await;
+
+    for (qty, expect) in [(2, near), (2, far)] {
+        let (s, b) = json_of(
+            t.post("/api/orders", &normal_order(&[(p, qty)], SEOUL.0, SEOUL.1))
+                .await,
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        assert_eq!(b["fulfillmentLocationId"], expect);
+        assert!(b["distanceKm"].as_f64().unwrap() > 0.0);
+    }
+    t.cleanup().await;
+}
+
+/// Operators set and adjust stock; both go to the ledger and reach Redis as a change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_stock_changes_are_in_the_ledger() {
+    let t = TestApp::spawn().await;
+    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
+    let p = t.add_product(1_000).await;
+    t.stock_row(wh, p, 10).await;
+
+    let (s, b) = json_of(t.admin_set_stock(wh, p, 25).await).await;
+    assert_eq!(
+        (s, b["before"].as_i64(), b["after"].as_i64()),
+        (StatusCode::OK, Some(10), Some(25))
+    );
+    let (s, b) = json_of(t.admin_adjust(wh, p, -5).await).await;
+    assert_eq!((s, b["after"].as_i64()), (StatusCode::OK, Some(20)));
+    let (s, b) = json_of(t.admin_adjust(wh, p, -50).await).await;
+    assert_eq!(
+        (s, b["type"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("/problems/validation-error")
+        )
+    );
+    assert_eq!(t.on_hand(wh, p).await, 20);
+    assert_eq!(t.ledger_sum(wh, p).await, 10);
+    assert_eq!(t.redis_stock(wh, p).await, Some(20));
+    t.assert_converged().await;
+    t.cleanup().await;
+}
