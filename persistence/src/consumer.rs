@@ -279,7 +279,7 @@ async fn apply_and_ack(
             inv.key(store.keys.order(loc, &e.order_id))
                 .arg(format!("{}:{}", e.stream_id, e.kind));
         }
-        let _: i64 = inv.invoke_async(&mut *redis).await?;
+        let _: i64 = crate::redis_stock::invoke(&inv, &mut redis).await?;
     }
     tracing::debug!(consumer = %config.name, applied = done.applied, duplicates = done.duplicates, "batch persisted");
     Ok(())

@@ -357,7 +357,7 @@ impl Store {
             }
             let reply: Vec<i64> = {
                 let mut redis = self.redis.get().await?;
-                inv.invoke_async(&mut *redis).await?
+                crate::redis_stock::invoke(&inv, &mut redis).await?
             };
             match decision(&reply)? {
                 Decision::Applied | Decision::Duplicate => return Ok(None),
@@ -382,7 +382,7 @@ impl Store {
         }
         let res: StoreResult<Vec<i64>> = async {
             let mut redis = self.redis.get().await?;
-            Ok(inv.invoke_async(&mut *redis).await?)
+            Ok(crate::redis_stock::invoke(&inv, &mut redis).await?)
         }
         .await;
         if let Err(e) = res {

@@ -90,7 +90,7 @@ impl Store {
                 }
                 let reply: Vec<i64> = {
                     let mut redis = self.redis.get().await?;
-                    inv.invoke_async(&mut *redis).await?
+                    crate::redis_stock::invoke(&inv, &mut redis).await?
                 };
                 match decision(&reply)? {
                     Decision::Applied => return Ok(order),
@@ -210,7 +210,7 @@ impl Store {
         }
         let reply: Vec<i64> = {
             let mut redis = self.redis.get().await?;
-            inv.invoke_async(&mut *redis).await?
+            crate::redis_stock::invoke(&inv, &mut redis).await?
         };
         match reply.first() {
             Some(0 | 1) => Ok(Order {

@@ -90,6 +90,22 @@ impl Default for Scripts {
     }
 }
 
+/// Runs a script; `NOSCRIPT` (the server lost its script cache, for example after `SCRIPT FLUSH`
+/// or a restart) makes `redis::Script` load the script again, and a flush racing that reload is
+/// retried here.
+pub async fn invoke<T: redis::FromRedisValue>(
+    inv: &redis::ScriptInvocation<'_>,
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> StoreResult<T> {
+    let mut attempt = 0;
+    loop {
+        match inv.invoke_async(conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::NoScriptError && attempt < 10 => attempt += 1,
+            other => return Ok(other?),
+        }
+    }
+}
+
 /// The source of the reservation script, for the benchmark's ceiling run.
 pub const RESERVE_LUA: &str = include_str!("../lua/reserve.lua");
 

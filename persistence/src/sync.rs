@@ -108,7 +108,7 @@ impl Store {
             on_hand.get(&p.get()).copied().unwrap_or(0).to_string()
         })))
         .arg(join(&mut applied.iter().map(|(o, t)| format!("{o}:{t}"))));
-        let reply: Vec<i64> = inv.invoke_async(&mut *redis).await?;
+        let reply: Vec<i64> = crate::redis_stock::invoke(&inv, &mut redis).await?;
         if reply.len() != products.len() * 3 {
             return Err(StoreError::Internal(format!(
                 "sync.lua answered {} values for {} keys",

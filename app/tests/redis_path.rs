@@ -1,0 +1,514 @@
+//! The Redis order path: atomic decisions in Lua, durable events, the consumer, and the
+//! invariants under concurrency and failures, against real MariaDB and Redis.
+
+mod common;
+
+use common::*;
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+async fn fixture(t: &TestApp, qty: i64) -> (u64, u64) {
+    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
+    let p = t.add_product(9_900).await;
+    t.stock_row(wh, p, qty).await;
+    (wh, p)
+}
+
+/// Orders in MySQL by id, with how many rows each has (exactly-once check).
+async fn mysql_order_ids(t: &TestApp) -> Vec<String> {
+    sqlx::query_scalar("SELECT id FROM orders")
+        .fetch_all(&t.store().db)
+        .await
+        .unwrap()
+}
+
+/// I1 no oversell and I2 nothing lost: 500 concurrent 1-unit orders for 100 units: exactly 100
+/// accepted; once the consumer caught up MySQL has exactly those 100 confirmed, stock 0, ledger -100.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_oversell_on_the_redis_path() {
+    let t = TestApp::spawn().await;
+    let (wh, p) = fixture(&t, 100).await;
+    let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
+    let results = join_all((0..500).map(|_| t.post("/api/redis/orders", &body))).await;
+    let mut accepted = HashSet::new();
+    let mut conflicts = 0;
+    for r in results {
+        let (status, body) = json_of(r).await;
+        match status {
+            StatusCode::ACCEPTED => {
+                assert_eq!(body["status"], "ACCEPTED");
+                assert_eq!(body["path"], "REDIS");
+                accepted.insert(body["orderId"].as_str().unwrap().to_owned());
+            }
+            StatusCode::CONFLICT => {
+                assert_eq!(body["type"], "/problems/out-of-stock");
+                conflicts += 1;
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!((accepted.len(), conflicts), (100, 400));
+    t.wait_persisted().await;
+    let in_mysql: HashSet<String> = mysql_order_ids(&t).await.into_iter().collect();
+    assert!(
+        in_mysql == accepted,
+        "MySQL orders differ from the accepted ones"
+    );
+    assert_eq!(t.count_orders("CONFIRMED").await, 100);
+    assert_eq!(t.on_hand(wh, p).await, 0);
+    assert_eq!(t.ledger_sum(wh, p).await, -100);
+    assert_eq!(t.redis_stock(wh, p).await, Some(0));
+    let id = accepted.iter().next().unwrap();
+    let (_, order) = json_of(t.get(&format!("/api/orders/{id}")).await).await;
+    assert_eq!(order["status"], "CONFIRMED");
+    t.assert_converged().await;
+    t.cleanup().await;
+}
+
+/// All or nothing: an order whose second line is short takes nothing from the first line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_line_orders_are_all_or_nothing() {
+    let t = TestApp::spawn().await;
+    let (wh, a) = fixture(&t, 10).await;
+    let b = t.add_product(500).await;
+    t.stock_row(wh, b, 1).await;
+    let (s, body) = json_of(
+        t.post(
+            "/api/redis/orders",
+            &normal_order(&[(a, 3), (b, 2)], SEOUL.0, SEOUL.1),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["productId"], b);
+    assert_eq!(t.redis_stock(wh, a).await, Some(10));
+    assert_eq!(t.redis_stock(wh, b).await, Some(1));
+    t.wait_persisted().await;
+    assert_eq!(t.on_hand(wh, a).await, 10);
+    assert_eq!(mysql_order_ids(&t).await.len(), 0);
+    t.cleanup().await;
+}
+
+/// Cancel of a Redis order, before and after it reached MySQL, sent 50 times at once: the units
+/// come back once in Redis and once in MySQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_cancel_storm_restores_once() {
+    let t = TestApp::spawn().await;
+    let (wh, p) = fixture(&t, 10).await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (s, b) = json_of(
+            t.post(
+                "/api/redis/orders",
+                &normal_order(&[(p, 3)], SEOUL.0, SEOUL.1),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        ids.push(b["orderId"].as_str().unwrap().to_owned());
+    }
+    // The first is cancelled once it is CONFIRMED, the second possibly before.
+    t.wait_persisted().await;
+    for id in &ids {
+        let path = format!("/api/redis/orders/{id}/cancel");
+        let results = join_all((0..50).map(|_| t.patch(&path))).await;
+        for r in results {
+            let (s, b) = json_of(r).await;
+            assert_eq!(
+                (s, b["status"].as_str()),
+                (StatusCode::OK, Some("CANCELLED")),
+                "{b}"
+            );
+        }
+    }
+    assert_eq!(t.redis_stock(wh, p).await, Some(10));
+    t.wait_persisted().await;
+    assert_eq!(t.on_hand(wh, p).await, 10);
+    assert_eq!(t.ledger_sum(wh, p).await, 0);
+    assert_eq!(t.count_orders("CANCELLED").await, 2);
+    t.assert_converged().await;
+    t.cleanup().await;
+}
+
+/// A cancel that arrives before the consumer persisted the order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_before_persisted() {
+    let mut t = TestApp::spawn().await;
+    let (wh, p) = fixture(&t, 10).await;
+    t.app().stop_consumer_now();
+    let (_, b) = json_of(
+        t.post(
+            "/api/redis/orders",
+            &normal_order(&[(p, 4)], SEOUL.0, SEOUL.1),
+        )
+        .await,
+    )
+    .await;
+    let id = b["orderId"].as_str().unwrap().to_owned();
+    let (_, b) = json_of(t.get(&format!("/api/orders/{id}")).await).await;
+    assert_eq!(b["status"], "ACCEPTED");
+    let path = format!("/api/redis/orders/{id}/cancel");
+    let results = join_all((0..20).map(|_| t.patch(&path))).await;
+    for r in results {
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    assert_eq!(t.redis_stock(wh, p).await, Some(10));
+    assert_eq!(t.on_hand(wh, p).await, 10);
+    t.app().start_consumer();
+    t.wait_persisted().await;
+    let (_, b) = json_of(t.get(&format!("/api/orders/{id}")).await).await;
+    assert_eq!(b["status"], "CANCELLED");
+    assert_eq!(t.on_hand(wh, p).await, 10);
+    assert_eq!(t.ledger_sum(wh, p).await, 0);
+    t.assert_converged().await;
+    t.cleanup().await;
+}
+
+/// I5 on the Redis path: 20 concurrent requests with one key make one order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_idempotency_key_creates_one_order() {
+    let t = TestApp::spawn().await;
+    let (wh, p) = fixture(&t, 100).await;
+    let body = normal_order(&[(p, 2)], SEOUL.0, SEOUL.1);
+    let results = join_all((0..20).map(|_| {
+        t.client
+            .post(format!("{}/api/redis/orders", t.base))
+            .header("Idempotency-Key", "k-1")
+            .json(&body)
+            .send()
+    }))
+    .await;
+    let mut ids = HashSet::new();
+    for r in results {
+        let (s, b) = json_of(r.unwrap()).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+        ids.insert(b["orderId"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 1);
+    let r = t
+        .client
+        .post(format!("{}/api/redis/orders", t.base))
+        .header("Idempotency-Key", "k-1")
+        .json(&normal_order(&[(p, 3)], SEOUL.0, SEOUL.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    t.wait_persisted().await;
+    assert_eq!(t.on_hand(wh, p).await, 98);
+    assert_eq!(mysql_order_ids(&t).await.len(), 1);
+    t.cleanup().await;
+}
+
+/// Fires `n` one-unit Redis orders from 32 concurrent workers, optionally with something else
+/// happening halfway; returns the accepted order ids.
+fn burst(
+    t: &TestApp,
+    p: u64,
+    n: usize,
+    expect_errors: bool,
+) -> tokio::task::JoinHandle<(HashSet<String>, usize)> {
+    let client = t.client.clone();
+    let url = format!("{}/api/redis/orders", t.base);
+    tokio::spawn(burst_run(client, url, p, n, expect_errors))
+}
+
+async fn burst_run(
+    client: reqwest::Client,
+    url: String,
+    p: u64,
+    n: usize,
+    expect_errors: bool,
+) -> (HashSet<String>, usize) {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let body = Arc::new(normal_order(&[(p, 1)], SEOUL.0, SEOUL.1));
+    let workers = (0..32).map(|_| {
+        let next = next.clone();
+        let body = body.clone();
+        let client = client.clone();
+        let url = url.clone();
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            let mut failed = 0;
+            while next.fetch_add(1, Ordering::Relaxed) < n {
+                match client.post(&url).json(&*body).send().await {
+                    Ok(r) if r.status() == StatusCode::ACCEPTED => {
+                        let b: Value = r.json().await.unwrap();
+                        ids.push(b["orderId"].as_str().unwrap().to_owned());
+                    }
+                    Ok(r) if r.status() == StatusCode::CONFLICT => {}
+                    Ok(r) => {
+                        assert!(expect_errors, "unexpected {}", r.status());
+                        failed += 1;
+                    }
+                    Err(e) => {
+                        assert!(expect_errors, "request failed: {e}");
+                        failed += 1;
+                    }
+                }
+            }
+            (ids, failed)
+        })
+    });
+    let mut all = HashSet::new();
+    let mut failed = 0;
+    for w in join_all(workers).await {
+        let (ids, f) = w.unwrap();
+        failed += f;
+        for id in ids {
+            assert!(all.insert(id), "an order id was answered twice");
+        }
+    }
+    (all, failed)
+}
+
+/// I2 with a consumer that dies mid-run: its task is aborted while a 5,000-order run goes on,
+/// then a new consumer starts; every accepted order is in MySQL exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn consumer_aborted_mid_run_loses_nothing() {
+    let mut t = TestApp::spawn().await;
+    let (wh, p) = fixture(&t, 4_000).await;
+    let run = burst(&t, p, 5_000, false);
+    // Let part of the run through, then kill the consumer while orders keep coming.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let persisted_before = mysql_order_ids(&t).await.len();
+    t.app().stop_consumer_now();
+    let accepted = run.await.unwrap().0;
+    assert!(
+        persisted_before < 4_000,
+        "the consumer had finished before it was killed"
+    );
+    assert_eq!(accepted.len(), 4_000);
+    t.app().start_consumer();
+    t.wait_persisted().await;
+    let ids = mysql_order_ids(&t).await;
+    assert_eq!(ids.len(), 4_000);
+    assert!(
+        ids.into_iter().collect::<HashSet<_>>() == accepted,
+        "MySQL orders differ from the accepted ones"
+    );
+    assert_eq!(t.on_hand(wh, p).await, 0);
+    assert_eq!(t.ledger_sum(wh, p).await, -4_000);
+    t.assert_converged().await;
+    t.cleanup().await;
+}
+
+/// I2 with the whole app process killed (`kill -9`) mid-run: a second process takes over the
+/// events the first held, and every accepted order is in MySQL exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn app_process_killed_mid_run_loses_nothing() {
+    let t = TestApp::spawn_with(|c| c.consumer_enabled = false).await;
+    let (wh, p) = fixture(&t, 3_000).await;
+    let port = free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stock-flow"))
+        .arg("serve")
+        .env("DATABASE_URL", &t.database_url)
+        .env("REDIS_URL", &t.redis_url)
+        .env("REDIS_KEY_PREFIX", &t.prefix)
+        .env("PORT", port.to_string())
+        .env("HOST", "127.0.0.1")
+        .env("CONSUMER_BATCH", "50")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..200 {
+        if t.client
+            .get(format!("{base}/health/live"))
+            .send()
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
+    let accepted = Arc::new(std::sync::Mutex::new(HashSet::new()));
+    let workers: Vec<_> = (0..16)
+        .map(|_| {
+            let client = t.client.clone();
+            let url = format!("{base}/api/redis/orders");
+            let body = body.clone();
+            let accepted = accepted.clone();
+            tokio::spawn(async move {
+                for _ in 0..200 {
+                    match client.post(&url).json(&body).send().await {
+                        Ok(r) if r.status() == StatusCode::ACCEPTED => {
+                            let b: Value = r.json().await.unwrap();
+                            accepted
+                                .lock()
+                                .unwrap()
+                                .insert(b["orderId"].as_str().unwrap().to_owned());
+                        }
+                        Ok(_) => {}
+                        Err(_) => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    join_all(workers).await;
+    let accepted = accepted.lock().unwrap().clone();
+    assert!(
+        !accepted.is_empty(),
+        "no order was accepted before the kill"
+    );
+
+    // A fresh instance (with a consumer) takes over the dead consumer's pending events.
+    let mut t2 = t;
+    t2.app().start_consumer();
+    t2.wait_persisted().await;
+    let ids = mysql_order_ids(&t2).await;
+    let unique: HashSet<String> = ids.iter().cloned().collect();
+    assert_eq!(unique.len(), ids.len(), "an order was persisted twice");
+    // Every answered order is persisted; orders decided just before the kill whose answer never
+    // left the process are persisted too (they took stock), so MySQL may hold a few more.
+    let lost = accepted.difference(&unique).count();
+    assert_eq!(lost, 0, "{lost} accepted orders are missing from MySQL");
+    assert_eq!(t2.on_hand(wh, p).await, 3_000 - unique.len() as i64);
+    t2.assert_converged().await;
+    t2.cleanup().await;
+}
+
+/// I2 with Redis killed: `kill -9` a private append-only Redis mid-run and restart it; every
+/// order answered ACCEPTED ends up in MySQL exactly once and no unit is sold twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_killed_mid_run_loses_nothing() {
+    let mut redis = PrivateRedis::start();
+    let url = redis.url();
+    let t = TestApp::spawn_with(|c| c.storage.redis_url = url).await;
+    let (wh, p) = fixture(&t, 1_500).await;
+    let run = burst(&t, p, 3_000, true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.restart();
+    let (accepted, failed) = run.await.unwrap();
+    assert!(accepted.len() <= 1_500, "oversold: {}", accepted.len());
+    // Orders refused while Redis was down are retried by clients; none was accepted twice.
+    t.wait_persisted().await;
+    let ids = mysql_order_ids(&t).await;
+    let unique: HashSet<String> = ids.iter().cloned().collect();
+    assert_eq!(unique.len(), ids.len(), "an order was persisted twice");
+    let lost = accepted.difference(&unique).count();
+    assert_eq!(
+        lost, 0,
+        "{lost} accepted orders are missing ({failed} requests failed while Redis was down)"
+    );
+    assert!(unique.len() <= 1_500, "oversold: {}", unique.len());
+    assert_eq!(t.on_hand(wh, p).await, 1_500 - unique.len() as i64);
+    t.assert_converged().await;
+    t.cleanup().await;
+}
+
+/// `SCRIPT FLUSH` during a run causes no failed order: scripts are reloaded on NOSCRIPT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn script_flush_causes_no_failed_order() {
+    let t = TestApp::spawn().await;
+    let (wh, p) = fixture(&t, 1_000).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flusher = {
+        let stop = stop.clone();
+        let client = redis::Client::open(t.redis_url.as_str()).unwrap();
+        tokio::spawn(async move {
+            let mut c = client.get_multiplexed_async_connection().await.unwrap();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let _: () = redis::cmd("SCRIPT")
+                    .arg("FLUSH")
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            n
+        })
+    };
+    let (accepted, failed) = burst(&t, p, 1_200, false).await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    assert!(flusher.await.unwrap() > 5);
+    assert_eq!((accepted.len(), failed), (1_000, 0));
+    t.wait_persisted().await;
+    assert_eq!(t.on_hand(wh, p).await, 0);
+    t.assert_converged().await;
+    t.cleanup().await;
+}
+
+/// One stock, several writers: DB-lock orders, Redis orders, Redis cancels and admin adjustments
+/// on one product at once. No oversell; after quiescence Redis equals MySQL and the ledger sums.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mixed_writers_converge() {
+    let t = TestApp::spawn().await;
+    let (wh, p) = fixture(&t, 200).await;
+    let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
+    let t = Arc::new(t);
+    let mut tasks = Vec::new();
+    for i in 0..400 {
+        let t = t.clone();
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            match i % 8 {
+                0 | 1 | 2 => {
+                    let r = t.post("/api/orders", &body).await;
+                    (r.status(), 0)
+                }
+                3 => {
+                    let delta = if i % 16 == 3 { 5 } else { -3 };
+                    let r = t.admin_adjust(wh, p, delta).await;
+                    let s = r.status();
+                    (s, if s == StatusCode::OK { delta } else { 0 })
+                }
+                4 => {
+                    let r = t.post("/api/redis/orders", &body).await;
+                    let s = r.status();
+                    if s == StatusCode::ACCEPTED {
+                        let b: Value = r.json().await.unwrap();
+                        let id = b["orderId"].as_str().unwrap();
+                        let c = t.patch(&format!("/api/redis/orders/{id}/cancel")).await;
+                        assert_eq!(c.status(), StatusCode::OK);
+                        return (StatusCode::RESET_CONTENT, 0);
+                    }
+                    (s, 0)
+                }
+                _ => {
+                    let r = t.post("/api/redis/orders", &body).await;
+                    (r.status(), 0)
+                }
+            }
+        }));
+    }
+    let mut sold = 0i64;
+    let mut restocked = 0i64;
+    for task in join_all(tasks).await {
+        let (status, delta) = task.unwrap();
+        match status {
+            StatusCode::CREATED | StatusCode::ACCEPTED => sold += 1,
+            StatusCode::OK => restocked += delta,
+            // Refused: out of stock, or an adjustment that would go below zero or below what
+            // online orders hold.
+            StatusCode::RESET_CONTENT | StatusCode::CONFLICT | StatusCode::UNPROCESSABLE_ENTITY => {
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    t.wait_persisted().await;
+    let on_hand = t.on_hand(wh, p).await;
+    assert!(on_hand >= 0);
+    assert_eq!(on_hand, 200 + restocked - sold);
+    assert_eq!(t.redis_stock(wh, p).await, Some(on_hand));
+    t.assert_converged().await;
+    Arc::try_unwrap(t).ok().unwrap().cleanup().await;
+}
