@@ -70,6 +70,26 @@ pub struct Config {
     /// Hours an Idempotency-Key is remembered (at least 24).
     #[arg(long, env = "IDEMPOTENCY_TTL_HOURS", default_value_t = 48, value_parser = clap::value_parser!(u64).range(24..))]
     pub idempotency_ttl_hours: u64,
+    /// Run the scheduled jobs (reconcile, reclaim, housekeeping) in this instance. With several
+    /// instances each job still runs on one at a time (a lease in Redis).
+    #[arg(long, env = "JOBS_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub jobs_enabled: bool,
+    /// Cron schedule (sec min hour day month weekday) of reconciliation: every 5 minutes.
+    #[arg(long, env = "RECONCILE_SCHEDULE", default_value = "0 */5 * * * *")]
+    pub reconcile_schedule: String,
+    /// Cron schedule of the reclaim of events a dead consumer held: every 10 seconds.
+    #[arg(long, env = "RECLAIM_SCHEDULE", default_value = "*/10 * * * * *")]
+    pub reclaim_schedule: String,
+    /// Cron schedule of housekeeping (expired idempotency keys, old job runs): hourly.
+    #[arg(long, env = "HOUSEKEEPING_SCHEDULE", default_value = "0 17 * * * *")]
+    pub housekeeping_schedule: String,
+    /// Seconds a job lease lasts without renewal (it is renewed while the job runs; a crashed
+    /// holder's lease expires after this).
+    #[arg(long, env = "JOB_LEASE_SECS", default_value_t = 30)]
+    pub job_lease_secs: u64,
+    /// How often (ms) the service checks that Redis still holds its data.
+    #[arg(long, env = "REDIS_WATCH_MS", default_value_t = 1000)]
+    pub redis_watch_ms: u64,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

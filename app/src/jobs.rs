@@ -1,9 +1,57 @@
-//! Background work of an instance besides the consumer.
+//! Background work of an instance besides the consumer: the scheduled jobs (tokio-cron-scheduler)
+//! and the watchers that keep the in-memory caches fresh and notice when Redis lost its data.
 
+use crate::config::Config;
+use sf_persistence::jobs::{JobKind, JobRunner, RunOutcome};
 use sf_persistence::Store;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio_cron_scheduler::{Job, JobScheduler};
+
+/// The cron schedule (six fields: seconds first) of each job.
+pub fn schedule(config: &Config, kind: JobKind) -> &str {
+    match kind {
+        JobKind::Reconcile => &config.reconcile_schedule,
+        JobKind::Reclaim => &config.reclaim_schedule,
+        JobKind::Housekeeping => &config.housekeeping_schedule,
+    }
+}
+
+/// Schedules every job. Each tick goes through [`JobRunner::run`], which skips a tick while the
+/// previous run still goes, takes the job's lease, and survives panics.
+pub async fn start_scheduler(
+    config: &Config,
+    runner: Arc<JobRunner>,
+) -> anyhow::Result<JobScheduler> {
+    let scheduler = JobScheduler::new().await?;
+    for kind in JobKind::ALL {
+        let cron = schedule(config, kind).to_owned();
+        let runner = runner.clone();
+        let job = Job::new_async(cron.as_str(), move |_, _| {
+            let runner = runner.clone();
+            Box::pin(async move {
+                match runner.run(kind).await {
+                    Ok(RunOutcome::Ran(run)) => tracing::debug!(
+                        job = kind.name(),
+                        ok = run.ok,
+                        ms = run.duration_ms,
+                        "job ran"
+                    ),
+                    Ok(RunOutcome::Skipped(why)) => {
+                        tracing::debug!(job = kind.name(), "job skipped: {why}")
+                    }
+                    Err(e) => tracing::warn!(job = kind.name(), error = %e, "job could not start"),
+                }
+            })
+        })
+        .map_err(|e| anyhow::anyhow!("bad schedule {cron:?} for job {}: {e}", kind.name()))?;
+        scheduler.add(job).await?;
+        tracing::info!(job = kind.name(), schedule = %cron, "scheduled job {}", kind.name());
+    }
+    scheduler.start().await?;
+    Ok(scheduler)
+}
 
 /// Reloads the catalogue and locations every few seconds, so that changes made through another
 /// instance reach this one's pricing and routing.
@@ -20,6 +68,34 @@ pub async fn refresh_caches(store: Arc<Store>, mut shutdown: watch::Receiver<boo
         }
         if let Err(e) = store.refresh_locations().await {
             tracing::warn!(error = %e, "locations refresh failed");
+        }
+    }
+}
+
+/// Warms Redis up at start-up, then checks every second that it still holds what was loaded; if
+/// it lost its data (a restart without persistence, a flush) the stock is reloaded from MySQL.
+/// Meanwhile no order is decided on a missing key: the order paths load the keys they need.
+pub async fn watch_redis(store: Arc<Store>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut warm = false;
+    loop {
+        match store.redis_has_epoch().await {
+            Ok(true) => warm = true,
+            Ok(false) => {
+                if warm {
+                    tracing::warn!("redis lost its data (restart without persistence or flush); reloading stock from MySQL");
+                } else {
+                    tracing::info!("warming redis up: loading stock from MySQL");
+                }
+                match store.warm_up().await {
+                    Ok(_) => warm = true,
+                    Err(e) => tracing::error!(error = %e, "warm-up failed; retrying"),
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot reach redis to check its data"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.wait_for(|v| *v) => return,
         }
     }
 }

@@ -8,6 +8,7 @@ use poem::Server;
 use sf_openapi::metrics::Metrics;
 use sf_openapi::ApiState;
 use sf_persistence::consumer::{self, ConsumerConfig, ConsumerStats};
+use sf_persistence::jobs::JobRunner;
 use sf_persistence::{db, redis_stock, Store, StoreConfig};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +24,19 @@ pub struct Application {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     consumer: Option<JoinHandle<()>>,
+    scheduler: Option<tokio_cron_scheduler::JobScheduler>,
     background: Vec<JoinHandle<()>>,
+    /// This instance's id (job leases, consumer names).
+    pub instance: String,
+}
+
+fn consumer_config(config: &Config, name: &str) -> ConsumerConfig {
+    ConsumerConfig {
+        name: name.to_owned(),
+        batch: config.consumer_batch,
+        block: Duration::from_millis(100),
+        reclaim_idle: Duration::from_millis(config.consumer_reclaim_idle_ms),
+    }
 }
 
 /// Connects to MySQL (creating the database and applying migrations) and Redis.
@@ -77,11 +90,20 @@ impl Application {
             );
         }
         let stats = Arc::new(ConsumerStats::default());
+        let instance = format!("i-{}", uuid::Uuid::new_v4().simple());
+        let jobs = Arc::new(JobRunner::new(
+            store.clone(),
+            instance.clone(),
+            Duration::from_secs(config.job_lease_secs.max(1)),
+            consumer_config(&config, &instance),
+            stats.clone(),
+        ));
         let state = Arc::new(ApiState {
             store: store.clone(),
             admin_token: config.admin_token.clone(),
             metrics: Metrics::new(),
             consumer: stats,
+            jobs: jobs.clone(),
         });
 
         let acceptor = TcpListener::bind(format!("{}:{}", config.host, config.port))
@@ -108,14 +130,21 @@ impl Application {
                 .await
         });
 
+        let scheduler = if config.jobs_enabled {
+            Some(crate::jobs::start_scheduler(&config, jobs).await?)
+        } else {
+            None
+        };
         let mut app = Self {
             port,
             store: store.clone(),
             state,
+            instance,
             config,
             shutdown,
             server,
             consumer: None,
+            scheduler,
             background: Vec::new(),
         };
         if app.config.consumer_enabled {
@@ -126,6 +155,11 @@ impl Application {
                 store.clone(),
                 rx.clone(),
             )));
+        app.background.push(tokio::spawn(crate::jobs::watch_redis(
+            store.clone(),
+            Duration::from_millis(app.config.redis_watch_ms.max(50)),
+            rx.clone(),
+        )));
         tracing::info!(port, "stock flow listening on port {port}");
         Ok(app)
     }
@@ -137,12 +171,12 @@ impl Application {
     /// Starts (or restarts) this instance's consumer.
     pub fn start_consumer(&mut self) {
         self.stop_consumer_now();
-        let config = ConsumerConfig {
-            name: format!("c-{}", uuid::Uuid::new_v4().simple()),
-            batch: self.config.consumer_batch,
-            block: Duration::from_millis(100),
-            reclaim_idle: Duration::from_millis(self.config.consumer_reclaim_idle_ms),
-        };
+        // A restarted consumer gets a new name: the old one's events are reclaimed like a dead
+        // consumer's would be.
+        let config = consumer_config(
+            &self.config,
+            &format!("{}-{}", self.instance, uuid::Uuid::new_v4().simple()),
+        );
         self.consumer = Some(tokio::spawn(consumer::run(
             self.store.clone(),
             config,
@@ -183,6 +217,9 @@ impl Application {
     /// Stops serving and waits for the consumer and jobs to finish their current step.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
+        if let Some(mut s) = self.scheduler.take() {
+            let _ = s.shutdown().await;
+        }
         let _ = (&mut self.server).await;
         if let Some(c) = self.consumer.take() {
             let _ = c.await;

@@ -1,15 +1,18 @@
 //! Operators' routes under `/api/admin`, behind the admin bearer token.
 
 use crate::auth::AdminAuth;
-use crate::problem::{bad_request, Problem};
+use crate::problem::{bad_request, fail, Problem};
 use crate::problem_responses;
 use crate::state::ApiState;
-use poem_openapi::param::Path;
+use crate::types::{LocationBody, LocationTypeBody};
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags};
+use sf_persistence::catalog::{LocationChange, ProductChange};
+use sf_persistence::jobs::{recent_runs, JobKind, RunOutcome};
 use sf_persistence::mysql_first::{Reason, StockTarget};
-use sf_routing::LocationId;
+use sf_routing::{Coordinates, LocationId, LocationKind};
 use std::sync::Arc;
 
 #[derive(Tags)]
@@ -170,6 +173,203 @@ pub enum RevokeKeyResponse {
 }
 problem_responses!(RevokeKeyResponse { 400 => BadRequest, 401 => Unauthorized, 404 => NotFound });
 
+/// A new warehouse or store.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewLocation {
+    pub location_type: LocationTypeBody,
+    /// 1 to 200 characters.
+    pub name: String,
+    pub latitude: f64,
+    pub longitude: f64,
+}
+
+/// Changes to a location; absent fields stay as they are. `active: false` closes it: routing
+/// never chooses it again.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct LocationPatch {
+    pub name: Option<String>,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    pub active: Option<bool>,
+}
+
+/// A new product.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct NewProduct {
+    /// Unique, 1 to 64 characters.
+    pub sku: String,
+    /// 1 to 200 characters.
+    pub name: String,
+    /// Price of one unit in won, 0 to 100,000,000.
+    pub price: i64,
+}
+
+/// Changes to a product; absent fields stay as they are. `active: false` stops its sale.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ProductPatch {
+    pub name: Option<String>,
+    pub price: Option<i64>,
+    pub active: Option<bool>,
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct AdminProductBody {
+    pub product_id: u64,
+    pub sku: String,
+    pub name: String,
+    pub price: i64,
+    pub active: bool,
+}
+
+impl From<sf_persistence::model::Product> for AdminProductBody {
+    fn from(p: sf_persistence::model::Product) -> Self {
+        Self {
+            product_id: p.product_id,
+            sku: p.sku,
+            name: p.name,
+            price: p.price,
+            active: p.active,
+        }
+    }
+}
+
+macro_rules! write_response {
+    ($name:ident, $body:ty, $status:literal, $doc:literal) => {
+        #[derive(ApiResponse)]
+        #[oai(bad_request_handler = "bad_request")]
+        pub enum $name {
+            #[doc = $doc]
+            #[oai(status = $status)]
+            Ok(Json<$body>),
+            #[oai(status = 400, content_type = "application/problem+json")]
+            BadRequest(Json<Problem>),
+            #[oai(status = 401, content_type = "application/problem+json")]
+            Unauthorized(Json<Problem>),
+            #[oai(status = 404, content_type = "application/problem+json")]
+            NotFound(Json<Problem>),
+            /// A product with this SKU exists already.
+            #[oai(status = 409, content_type = "application/problem+json")]
+            Conflict(Json<Problem>),
+            /// A field out of range.
+            #[oai(status = 422, content_type = "application/problem+json")]
+            Unprocessable(Json<Problem>),
+            #[oai(status = 500, content_type = "application/problem+json")]
+            Internal(Json<Problem>),
+        }
+        problem_responses!($name { 400 => BadRequest, 401 => Unauthorized, 404 => NotFound, 409 => Conflict, 422 => Unprocessable });
+    };
+}
+write_response!(CreateLocationResponse, LocationBody, 201, "Opened.");
+write_response!(UpdateLocationResponse, LocationBody, 200, "Changed.");
+write_response!(CreateProductResponse, AdminProductBody, 201, "Created.");
+write_response!(UpdateProductResponse, AdminProductBody, 200, "Changed.");
+
+fn check_name(field: &str, value: &str, max: usize) -> Result<(), Problem> {
+    let n = value.trim().chars().count();
+    if n == 0 || n > max {
+        return Err(Problem::validation(format!(
+            "{field} must have 1 to {max} characters"
+        )));
+    }
+    Ok(())
+}
+
+const MAX_PRICE: i64 = 100_000_000;
+
+fn check_price(price: i64) -> Result<(), Problem> {
+    if !(0..=MAX_PRICE).contains(&price) {
+        return Err(Problem::validation(format!(
+            "price must be between 0 and {MAX_PRICE}, got {price}"
+        )));
+    }
+    Ok(())
+}
+
+/// One run of a scheduled job.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct JobRunBody {
+    pub run_id: u64,
+    /// `reconcile`, `reclaim` or `housekeeping`.
+    pub job: String,
+    /// The instance that ran it.
+    pub instance: String,
+    pub started_at: String,
+    pub duration_ms: u64,
+    /// False when the run failed or panicked (`details.error` says why).
+    pub ok: bool,
+    pub keys_checked: u64,
+    /// Redis keys whose value differed from MySQL and were set right.
+    pub keys_repaired: u64,
+    /// Stock rows whose on-hand is not initial stock plus the ledger (reported, never rewritten).
+    pub ledger_mismatches: u64,
+    /// For reconcile: `repairs` (location, product, before, after), `mismatches`, `keysLoaded`.
+    pub details: serde_json::Value,
+}
+
+impl From<sf_persistence::jobs::JobRun> for JobRunBody {
+    fn from(r: sf_persistence::jobs::JobRun) -> Self {
+        Self {
+            run_id: r.run_id,
+            job: r.job,
+            instance: r.instance,
+            started_at: r.started_at,
+            duration_ms: r.duration_ms,
+            ok: r.ok,
+            keys_checked: r.keys_checked,
+            keys_repaired: r.keys_repaired,
+            ledger_mismatches: r.ledger_mismatches,
+            details: r.details,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct JobRunList {
+    /// Newest first.
+    pub runs: Vec<JobRunBody>,
+}
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "bad_request")]
+pub enum JobRunsResponse {
+    /// Recent runs.
+    #[oai(status = 200)]
+    Ok(Json<JobRunList>),
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    #[oai(status = 500, content_type = "application/problem+json")]
+    Internal(Json<Problem>),
+}
+problem_responses!(JobRunsResponse { 400 => BadRequest, 401 => Unauthorized });
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "bad_request")]
+pub enum RunNowResponse {
+    /// The run finished; here is what it checked and repaired.
+    #[oai(status = 200)]
+    Ok(Json<JobRunBody>),
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// A run is already going (here or on another instance).
+    #[oai(status = 409, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(Json<Problem>, #[oai(header = "Retry-After")] u32),
+    #[oai(status = 500, content_type = "application/problem+json")]
+    Internal(Json<Problem>),
+}
+problem_responses!(RunNowResponse { 400 => BadRequest, 401 => Unauthorized, 409 => Conflict, 503 => Unavailable });
+
 pub fn location_in_path(id: i64) -> Result<LocationId, Problem> {
     LocationId::parse("locationId", id)
         .map_err(|_| Problem::not_found(format!("location {id} does not exist")))
@@ -301,6 +501,246 @@ impl AdminApi {
                 key: k.key,
             })),
             Err(p) => p.into(),
+        }
+    }
+
+    /// Open a location
+    ///
+    /// Adds a warehouse or a store. Routing considers it at once (on other instances within a few
+    /// seconds). Give it stock with the stock routes.
+    #[oai(path = "/locations", method = "post", operation_id = "createLocation")]
+    async fn create_location(
+        &self,
+        _auth: AdminAuth,
+        body: Json<NewLocation>,
+    ) -> CreateLocationResponse {
+        let run = async {
+            check_name("name", &body.name, 200)?;
+            let at = Coordinates::new(body.latitude, body.longitude)?;
+            let kind = match body.location_type {
+                LocationTypeBody::Warehouse => LocationKind::Warehouse,
+                LocationTypeBody::Store => LocationKind::Store,
+            };
+            Ok::<_, Problem>(
+                self.state
+                    .store
+                    .create_location(kind, body.name.trim(), at)
+                    .await?,
+            )
+        };
+        match run.await {
+            Ok(l) => CreateLocationResponse::Ok(Json(l.into())),
+            Err(p) => p.into(),
+        }
+    }
+
+    /// Change a location
+    ///
+    /// Rename, move, close (`active: false`) or reopen a location.
+    #[oai(
+        path = "/locations/:locationId",
+        method = "patch",
+        operation_id = "updateLocation"
+    )]
+    async fn update_location(
+        &self,
+        _auth: AdminAuth,
+        #[oai(name = "locationId")] location_id: Path<i64>,
+        body: Json<LocationPatch>,
+    ) -> UpdateLocationResponse {
+        let run = async {
+            let id = location_in_path(location_id.0)?;
+            if let Some(n) = &body.name {
+                check_name("name", n, 200)?;
+            }
+            let coordinates = match (body.latitude, body.longitude) {
+                (Some(lat), Some(lon)) => Some(Coordinates::new(lat, lon)?),
+                (None, None) => None,
+                _ => return Err(Problem::validation("send latitude and longitude together")),
+            };
+            let change = LocationChange {
+                name: body.name.as_ref().map(|n| n.trim().to_owned()),
+                coordinates,
+                active: body.active,
+            };
+            Ok::<_, Problem>(self.state.store.update_location(id, change).await?)
+        };
+        match run.await {
+            Ok(l) => UpdateLocationResponse::Ok(Json(l.into())),
+            Err(p) => p.into(),
+        }
+    }
+
+    /// Close a location
+    ///
+    /// Same as `PATCH` with `active: false`: routing never chooses it again; its stock, orders and
+    /// keys stay.
+    #[oai(
+        path = "/locations/:locationId",
+        method = "delete",
+        operation_id = "deactivateLocation"
+    )]
+    async fn deactivate_location(
+        &self,
+        _auth: AdminAuth,
+        #[oai(name = "locationId")] location_id: Path<i64>,
+    ) -> UpdateLocationResponse {
+        let run = async {
+            let id = location_in_path(location_id.0)?;
+            let change = LocationChange {
+                active: Some(false),
+                ..LocationChange::default()
+            };
+            Ok::<_, Problem>(self.state.store.update_location(id, change).await?)
+        };
+        match run.await {
+            Ok(l) => UpdateLocationResponse::Ok(Json(l.into())),
+            Err(p) => p.into(),
+        }
+    }
+
+    /// Create a product
+    #[oai(path = "/products", method = "post", operation_id = "createProduct")]
+    async fn create_product(
+        &self,
+        _auth: AdminAuth,
+        body: Json<NewProduct>,
+    ) -> CreateProductResponse {
+        let run = async {
+            check_name("sku", &body.sku, 64)?;
+            check_name("name", &body.name, 200)?;
+            check_price(body.price)?;
+            Ok::<_, Problem>(
+                self.state
+                    .store
+                    .create_product(body.sku.trim(), body.name.trim(), body.price)
+                    .await?,
+            )
+        };
+        match run.await {
+            Ok(p) => CreateProductResponse::Ok(Json(p.into())),
+            Err(p) => p.into(),
+        }
+    }
+
+    /// Change a product
+    ///
+    /// Rename, reprice (orders placed from now on get the new price), stop (`active: false`) or
+    /// resume its sale.
+    #[oai(
+        path = "/products/:productId",
+        method = "patch",
+        operation_id = "updateProduct"
+    )]
+    async fn update_product(
+        &self,
+        _auth: AdminAuth,
+        #[oai(name = "productId")] product_id: Path<i64>,
+        body: Json<ProductPatch>,
+    ) -> UpdateProductResponse {
+        let run = async {
+            let id = crate::catalog::product_in_path(product_id.0)?;
+            if let Some(n) = &body.name {
+                check_name("name", n, 200)?;
+            }
+            if let Some(p) = body.price {
+                check_price(p)?;
+            }
+            let change = ProductChange {
+                name: body.name.as_ref().map(|n| n.trim().to_owned()),
+                price: body.price,
+                active: body.active,
+            };
+            Ok::<_, Problem>(self.state.store.update_product(id, change).await?)
+        };
+        match run.await {
+            Ok(p) => UpdateProductResponse::Ok(Json(p.into())),
+            Err(p) => p.into(),
+        }
+    }
+
+    /// Stop selling a product
+    ///
+    /// Same as `PATCH` with `active: false`.
+    #[oai(
+        path = "/products/:productId",
+        method = "delete",
+        operation_id = "deactivateProduct"
+    )]
+    async fn deactivate_product(
+        &self,
+        _auth: AdminAuth,
+        #[oai(name = "productId")] product_id: Path<i64>,
+    ) -> UpdateProductResponse {
+        let run = async {
+            let id = crate::catalog::product_in_path(product_id.0)?;
+            let change = ProductChange {
+                active: Some(false),
+                ..ProductChange::default()
+            };
+            Ok::<_, Problem>(self.state.store.update_product(id, change).await?)
+        };
+        match run.await {
+            Ok(p) => UpdateProductResponse::Ok(Json(p.into())),
+            Err(p) => p.into(),
+        }
+    }
+
+    /// Reconciliation runs
+    ///
+    /// The most recent runs of the scheduled jobs, newest first: when each started, how long it
+    /// took, the keys it checked and repaired (with before and after values), and ledger
+    /// mismatches. `job` filters (`reconcile`, `reclaim`, `housekeeping`); `limit` is 1 to 200
+    /// (default 20).
+    #[oai(path = "/reconciliation", method = "get", operation_id = "listJobRuns")]
+    async fn job_runs(
+        &self,
+        _auth: AdminAuth,
+        job: Query<Option<String>>,
+        limit: Query<Option<i64>>,
+    ) -> JobRunsResponse {
+        let run = async {
+            let limit = limit.0.unwrap_or(20);
+            if !(1..=200).contains(&limit) {
+                return Err(Problem::bad_request(format!(
+                    "limit must be between 1 and 200, got {limit}"
+                )));
+            }
+            if let Some(j) = &job.0 {
+                if !JobKind::ALL.iter().any(|k| k.name() == j) {
+                    return Err(Problem::bad_request(format!(
+                        "job must be one of reconcile, reclaim, housekeeping; got {j:?}"
+                    )));
+                }
+            }
+            let runs = recent_runs(&self.state.store, job.0.as_deref(), limit as u32).await?;
+            Ok::<_, Problem>(JobRunList {
+                runs: runs.into_iter().map(Into::into).collect(),
+            })
+        };
+        match run.await {
+            Ok(l) => JobRunsResponse::Ok(Json(l)),
+            Err(p) => p.into(),
+        }
+    }
+
+    /// Reconcile now
+    ///
+    /// Runs reconciliation at once and answers what it checked and repaired. Redis keys are
+    /// repaired at a consistent point (orders in flight are counted, never erased); MySQL is
+    /// never rewritten.
+    #[oai(
+        path = "/reconciliation/runs",
+        method = "post",
+        operation_id = "runReconciliation"
+    )]
+    async fn run_now(&self, _auth: AdminAuth) -> RunNowResponse {
+        match self.state.jobs.run(JobKind::Reconcile).await {
+            Ok(RunOutcome::Ran(r)) => RunNowResponse::Ok(Json(r.into())),
+            Ok(RunOutcome::Skipped(why)) => {
+                Problem::new(409, "job-running", "A run is already going", why).into()
+            }
+            Err(e) => fail(e),
         }
     }
 

@@ -31,10 +31,12 @@ pub enum ProductListResponse {
     /// Bad page parameters.
     #[oai(status = 400, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(Json<Problem>, #[oai(header = "Retry-After")] u32),
     #[oai(status = 500, content_type = "application/problem+json")]
     Internal(Json<Problem>),
 }
-problem_responses!(ProductListResponse { 400 => BadRequest });
+problem_responses!(ProductListResponse { 400 => BadRequest, 503 => Unavailable });
 
 #[derive(ApiResponse)]
 #[oai(bad_request_handler = "bad_request")]

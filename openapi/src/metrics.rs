@@ -142,6 +142,23 @@ impl Metrics {
             self.backlog.set(n as i64);
             self.backlog_age.set(age as i64);
         }
+        for kind in sf_persistence::jobs::JobKind::ALL {
+            if let Ok(runs) =
+                sf_persistence::jobs::recent_runs(&state.store, Some(kind.name()), 1).await
+            {
+                if let Some(r) = runs.first() {
+                    for (figure, v) in [
+                        ("keys_checked", r.keys_checked as i64),
+                        ("keys_repaired", r.keys_repaired as i64),
+                        ("ledger_mismatches", r.ledger_mismatches as i64),
+                        ("duration_ms", r.duration_ms as i64),
+                        ("ok", i64::from(r.ok)),
+                    ] {
+                        self.jobs.with_label_values(&[kind.name(), figure]).set(v);
+                    }
+                }
+            }
+        }
         let mut buf = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut buf)

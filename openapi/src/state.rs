@@ -11,4 +11,6 @@ pub struct ApiState {
     pub admin_token: String,
     pub metrics: Metrics,
     pub consumer: Arc<ConsumerStats>,
+    /// Runs the scheduled jobs on demand (the operators' "run now").
+    pub jobs: Arc<sf_persistence::jobs::JobRunner>,
 }

@@ -173,3 +173,119 @@ impl Store {
         Ok((product, stock))
     }
 }
+
+/// Fields an operator may change on a location; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct LocationChange {
+    pub name: Option<String>,
+    pub coordinates: Option<Coordinates>,
+    pub active: Option<bool>,
+}
+
+/// Fields an operator may change on a product; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct ProductChange {
+    pub name: Option<String>,
+    pub price: Option<i64>,
+    pub active: Option<bool>,
+}
+
+/// A unique-key violation becomes a client conflict here, in one place.
+fn conflict_on_duplicate(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+    let e = StoreError::from(e);
+    if e.is_duplicate_key() {
+        StoreError::Conflict(what())
+    } else {
+        e
+    }
+}
+
+impl Store {
+    /// Opens a warehouse or store. It takes part in routing at once on this instance, and within
+    /// a few seconds on the others.
+    pub async fn create_location(
+        &self,
+        kind: LocationKind,
+        name: &str,
+        at: Coordinates,
+    ) -> StoreResult<Location> {
+        let id = sqlx::query(
+            "INSERT INTO locations (kind, name, latitude, longitude) VALUES (?, ?, ?, ?)",
+        )
+        .bind(kind.as_str())
+        .bind(name)
+        .bind(at.latitude())
+        .bind(at.longitude())
+        .execute(&self.db)
+        .await?
+        .last_insert_id();
+        self.refresh_locations().await?;
+        self.locations()
+            .get(LocationId::new_unchecked(id))
+            .cloned()
+            .ok_or(StoreError::UnknownLocation(LocationId::new_unchecked(id)))
+    }
+
+    /// Renames, moves, deactivates or reactivates a location. A deactivated location is never
+    /// chosen by routing; its stock and orders stay.
+    pub async fn update_location(
+        &self,
+        id: LocationId,
+        change: LocationChange,
+    ) -> StoreResult<Location> {
+        sqlx::query(
+            "UPDATE locations SET name = COALESCE(?, name), latitude = COALESCE(?, latitude), \
+             longitude = COALESCE(?, longitude), active = COALESCE(?, active) WHERE id = ?",
+        )
+        .bind(change.name)
+        .bind(change.coordinates.map(|c| c.latitude()))
+        .bind(change.coordinates.map(|c| c.longitude()))
+        .bind(change.active)
+        .bind(id.get())
+        .execute(&self.db)
+        .await?;
+        self.refresh_locations().await?;
+        self.locations()
+            .get(id)
+            .cloned()
+            .ok_or(StoreError::UnknownLocation(id))
+    }
+
+    pub async fn create_product(&self, sku: &str, name: &str, price: i64) -> StoreResult<Product> {
+        let id = sqlx::query("INSERT INTO products (sku, name, price) VALUES (?, ?, ?)")
+            .bind(sku)
+            .bind(name)
+            .bind(price)
+            .execute(&self.db)
+            .await
+            .map_err(|e| {
+                conflict_on_duplicate(e, || format!("a product with SKU {sku:?} exists already"))
+            })?
+            .last_insert_id();
+        self.refresh_catalog().await?;
+        self.catalog_product(ProductId::new_unchecked(id))
+            .ok_or(StoreError::UnknownProduct(ProductId::new_unchecked(id)))
+    }
+
+    /// Renames, reprices, deactivates or reactivates a product. A new price applies to orders
+    /// placed from now on; a deactivated product cannot be ordered.
+    pub async fn update_product(
+        &self,
+        id: ProductId,
+        change: ProductChange,
+    ) -> StoreResult<Product> {
+        sqlx::query(
+            "UPDATE products SET name = COALESCE(?, name), price = COALESCE(?, price), \
+             active = COALESCE(?, active) WHERE id = ?",
+        )
+        .bind(change.name)
+        .bind(change.price)
+        .bind(change.active)
+        .bind(id.get())
+        .execute(&self.db)
+        .await?;
+        self.refresh_catalog().await?;
+        self.catalog_product(id)
+            .ok_or(StoreError::UnknownProduct(id))
+    }
+}

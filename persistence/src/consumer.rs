@@ -210,6 +210,27 @@ impl State {
     }
 }
 
+/// One reclaim pass: takes over events that a consumer has held for longer than `reclaim_idle`
+/// (it died or stalled) and persists them. Answers how many events were taken over.
+pub async fn reclaim_pass(
+    store: &Store,
+    config: &ConsumerConfig,
+    stats: &ConsumerStats,
+) -> StoreResult<usize> {
+    let locations: Vec<LocationId> = store
+        .locations()
+        .all
+        .iter()
+        .map(|l| LocationId::new_unchecked(l.location_id))
+        .collect();
+    let events = reclaim(store, config, &locations).await?;
+    let n = events.len();
+    if n > 0 {
+        apply_and_ack(store, config, stats, events).await?;
+    }
+    Ok(n)
+}
+
 /// Takes over events that another consumer has held for longer than `reclaim_idle`.
 async fn reclaim(
     store: &Store,

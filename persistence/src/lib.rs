@@ -12,6 +12,8 @@
 //! - [`redis_path`]: orders decided by the reservation script, and their cancels.
 //! - [`consumer`]: the background writer that persists Redis order events to MySQL exactly once.
 //! - [`orders`]: reading an order of any path.
+//! - [`reconcile`]: the reconciliation pass, warm-up after Redis lost its data, housekeeping.
+//! - [`jobs`]: running scheduled jobs without overlap, under a lease, with every run recorded.
 //! - [`idempotency`], [`credentials`], [`seed`].
 //!
 //! This crate decides nothing about routing (that is `sf-routing`) and knows nothing of HTTP.
@@ -22,9 +24,11 @@ pub mod credentials;
 pub mod db;
 pub mod error;
 pub mod idempotency;
+pub mod jobs;
 pub mod model;
 pub mod mysql_first;
 pub mod orders;
+pub mod reconcile;
 pub mod redis_path;
 pub mod redis_stock;
 pub mod seed;

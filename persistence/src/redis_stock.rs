@@ -76,6 +76,7 @@ pub struct Scripts {
     pub adjust: Script,
     pub sync: Script,
     pub ack: Script,
+    pub lease: Script,
 }
 
 impl Default for Scripts {
@@ -86,6 +87,7 @@ impl Default for Scripts {
             adjust: Script::new(include_str!("../lua/adjust.lua")),
             sync: Script::new(include_str!("../lua/sync.lua")),
             ack: Script::new(include_str!("../lua/ack.lua")),
+            lease: Script::new(include_str!("../lua/lease.lua")),
         }
     }
 }
