@@ -3,7 +3,7 @@
 //! # Layout
 //!
 //! - [`config`]: environment variables and flags;
-//! - [`telemetry`]: logging;
+//! - [`telemetry`] sets up logging;
 //! - [`startup`]: [`Application`], which connects, migrates, serves, and runs the consumer and jobs;
 //! - [`jobs`]: scheduled background work.
 

@@ -382,7 +382,7 @@ impl Store {
         }
         let res: StoreResult<Vec<i64>> = async {
             let mut redis = self.redis.get().await?;
-            Ok(crate::redis_stock::invoke(&inv, &mut redis).await?)
+            crate::redis_stock::invoke(&inv, &mut redis).await
         }
         .await;
         if let Err(e) = res {

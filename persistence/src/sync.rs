@@ -170,13 +170,12 @@ impl Store {
         }
         Ok(events
             .iter()
-            .filter(
-                |(o, t)| match (status.get(o).map(String::as_str), t.as_str()) {
-                    (Some(_), "R") => true,
-                    (Some("CANCELLED"), "C") => true,
-                    _ => false,
-                },
-            )
+            .filter(|(o, t)| {
+                matches!(
+                    (status.get(o).map(String::as_str), t.as_str()),
+                    (Some(_), "R") | (Some("CANCELLED"), "C")
+                )
+            })
             .cloned()
             .collect())
     }
