@@ -43,6 +43,12 @@ fn consumer_config(config: &Config, name: &str) -> ConsumerConfig {
 pub async fn connect(config: &Config) -> anyhow::Result<Arc<Store>> {
     let s = &config.storage;
     anyhow::ensure!(
+        config.same_day_radius_km.is_finite()
+            && (0.1..=1000.0).contains(&config.same_day_radius_km),
+        "SAME_DAY_RADIUS_KM must be between 0.1 and 1000, got {}",
+        config.same_day_radius_km
+    );
+    anyhow::ensure!(
         !s.redis_key_prefix.contains(['{', '}']),
         "REDIS_KEY_PREFIX must not contain braces (they mark Redis Cluster hash tags)"
     );

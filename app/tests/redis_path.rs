@@ -461,7 +461,7 @@ async fn mixed_writers_converge() {
         let body = body.clone();
         tasks.push(tokio::spawn(async move {
             match i % 8 {
-                0 | 1 | 2 => {
+                0..=2 => {
                     let r = t.post("/api/orders", &body).await;
                     (r.status(), 0)
                 }

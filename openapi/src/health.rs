@@ -53,9 +53,9 @@ impl HealthApi {
         let store = &self.state.store;
         let db = sqlx::query("SELECT 1").execute(&store.db).await;
         let redis = async {
-            let mut c = store.redis.get().await.map_err(|e| e.to_string())?;
+            let mut c = store.conn().await.map_err(|e| e.to_string())?;
             redis::cmd("PING")
-                .query_async::<String>(&mut *c)
+                .query_async::<String>(&mut c)
                 .await
                 .map_err(|e| e.to_string())
         }

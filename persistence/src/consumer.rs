@@ -102,6 +102,7 @@ pub async fn run(
             stats.errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(consumer = %config.name, error = %e, "consumer round failed; retrying");
             state.groups.clear();
+            state.reader = None;
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 _ = shutdown.changed() => break,
@@ -118,6 +119,7 @@ struct State {
     /// Whether our own pending events (from before a restart) were read again.
     own_pending_done: bool,
     last_reclaim: Option<Instant>,
+    reader: Option<redis::aio::MultiplexedConnection>,
 }
 
 impl State {
@@ -160,7 +162,16 @@ impl State {
             };
             let ids = vec![start; streams.len()];
             let reply: Option<StreamReadReply> = {
-                let mut redis = store.redis.get().await?;
+                // A connection of its own: a blocking read must not hold up other commands.
+                let redis = match &mut self.reader {
+                    Some(c) => c,
+                    None => self.reader.insert(
+                        store
+                            .redis_client
+                            .get_multiplexed_async_connection()
+                            .await?,
+                    ),
+                };
                 redis.xread_options(&streams, &ids, &opts).await?
             };
             let mut n = 0;
@@ -196,7 +207,7 @@ impl State {
         if missing.is_empty() {
             return Ok(());
         }
-        let mut redis = store.redis.get().await?;
+        let mut redis = store.conn().await?;
         for s in missing {
             let created: redis::RedisResult<()> = redis.xgroup_create_mkstream(s, GROUP, "0").await;
             match created {
@@ -238,7 +249,7 @@ async fn reclaim(
     locations: &[LocationId],
 ) -> StoreResult<Vec<Event>> {
     let mut out = Vec::new();
-    let mut redis = store.redis.get().await?;
+    let mut redis = store.conn().await?;
     for loc in locations {
         let reply: StreamAutoClaimReply = redis
             .xautoclaim_options(
@@ -290,7 +301,7 @@ async fn apply_and_ack(
     {
         by_loc.entry(e.loc).or_default().push(e);
     }
-    let mut redis = store.redis.get().await?;
+    let mut redis = store.conn().await?;
     for (loc, evs) in by_loc {
         let mut inv = store.scripts.ack.prepare_invoke();
         inv.key(store.keys.stream(loc))
@@ -449,7 +460,7 @@ async fn apply(store: &Store, events: &[Event]) -> StoreResult<Applied> {
 /// age of the oldest in milliseconds.
 pub async fn backlog(store: &Store) -> StoreResult<(u64, u64)> {
     let locations = store.locations();
-    let mut redis = store.redis.get().await?;
+    let mut redis = store.conn().await?;
     let mut pipe = redis::pipe();
     for l in &locations.all {
         let key = store.keys.stream(LocationId::new_unchecked(l.location_id));
@@ -461,7 +472,7 @@ pub async fn backlog(store: &Store) -> StoreResult<(u64, u64)> {
             .arg("COUNT")
             .arg(1);
     }
-    let replies: Vec<redis::Value> = pipe.query_async(&mut *redis).await?;
+    let replies: Vec<redis::Value> = pipe.query_async(&mut redis).await?;
     let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
     let mut total = 0;
     let mut oldest = 0;

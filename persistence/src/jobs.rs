@@ -159,14 +159,14 @@ impl JobRunner {
         };
         let key = self.store.keys.lease(name);
         let taken: Option<String> = {
-            let mut c = self.store.redis.get().await?;
+            let mut c = self.store.conn().await?;
             redis::cmd("SET")
                 .arg(&key)
                 .arg(&self.instance)
                 .arg("NX")
                 .arg("PX")
                 .arg(self.lease.as_millis() as u64)
-                .query_async(&mut *c)
+                .query_async(&mut c)
                 .await?
         };
         if taken.is_none() {
@@ -249,7 +249,7 @@ impl JobRunner {
                     .arg(&self.instance)
                     .arg("renew")
                     .arg(self.lease.as_millis() as u64);
-                let mut c = self.store.redis.get().await?;
+                let mut c = self.store.conn().await?;
                 crate::redis_stock::invoke(&inv, &mut c).await
             }
             .await;
@@ -263,7 +263,7 @@ impl JobRunner {
         let released: StoreResult<i64> = async {
             let mut inv = self.store.scripts.lease.prepare_invoke();
             inv.key(key).arg(&self.instance).arg("release").arg(0);
-            let mut c = self.store.redis.get().await?;
+            let mut c = self.store.conn().await?;
             crate::redis_stock::invoke(&inv, &mut c).await
         }
         .await;

@@ -1,5 +1,5 @@
 //! Storage for Stock Flow: MySQL (the system of record) through sqlx, Redis (the fast order path)
-//! through bb8-redis, and the Lua scripts that decide orders in Redis.
+//! through a bb8 pool of self-healing multiplexed connections, and the Lua scripts that decide orders in Redis.
 //!
 //! # Layout
 //!
@@ -69,6 +69,8 @@ impl Default for StoreConfig {
 pub struct Store {
     pub db: MySqlPool,
     pub redis: RedisPool,
+    /// For connections of their own, outside the pool.
+    pub redis_client: redis::Client,
     pub keys: Keys,
     pub scripts: redis_stock::Scripts,
     pub config: StoreConfig,
@@ -78,10 +80,15 @@ pub struct Store {
 
 impl Store {
     /// Wraps open pools and loads the catalogue and locations into memory.
-    pub async fn new(db: MySqlPool, redis: RedisPool, config: StoreConfig) -> StoreResult<Self> {
+    pub async fn new(
+        db: MySqlPool,
+        (redis, redis_client): (RedisPool, redis::Client),
+        config: StoreConfig,
+    ) -> StoreResult<Self> {
         let store = Self {
             db,
             redis,
+            redis_client,
             keys: Keys::new(config.key_prefix.clone()),
             scripts: redis_stock::Scripts::default(),
             config,
@@ -91,5 +98,13 @@ impl Store {
         store.refresh_catalog().await?;
         store.refresh_locations().await?;
         Ok(store)
+    }
+
+    /// A Redis connection for one operation. The pooled connection is multiplexed: a clone of
+    /// it pipelines this operation with other requests' over the same socket, and the pool slot
+    /// is free again at once.
+    pub async fn conn(&self) -> StoreResult<redis::aio::ConnectionManager> {
+        let pooled = self.redis.get().await?;
+        Ok((*pooled).clone())
     }
 }

@@ -356,7 +356,7 @@ impl Store {
                 inv.key(self.keys.stock(loc, *p)).arg(*d);
             }
             let reply: Vec<i64> = {
-                let mut redis = self.redis.get().await?;
+                let mut redis = self.conn().await?;
                 crate::redis_stock::invoke(&inv, &mut redis).await?
             };
             match decision(&reply)? {
@@ -381,7 +381,7 @@ impl Store {
             inv.key(self.keys.stock(loc, *p)).arg(-*d);
         }
         let res: StoreResult<Vec<i64>> = async {
-            let mut redis = self.redis.get().await?;
+            let mut redis = self.conn().await?;
             crate::redis_stock::invoke(&inv, &mut redis).await
         }
         .await;

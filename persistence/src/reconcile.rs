@@ -182,10 +182,10 @@ impl Store {
     /// Whether Redis still holds what this service loaded into it. A missing epoch marker means
     /// Redis restarted without its data, or was flushed.
     pub async fn redis_has_epoch(&self) -> StoreResult<bool> {
-        let mut c = self.redis.get().await?;
+        let mut c = self.conn().await?;
         let n: i64 = redis::cmd("EXISTS")
             .arg(self.keys.epoch())
-            .query_async(&mut *c)
+            .query_async(&mut c)
             .await?;
         Ok(n == 1)
     }
@@ -196,11 +196,11 @@ impl Store {
     pub async fn warm_up(&self) -> StoreResult<ReconcileReport> {
         let started = Instant::now();
         let report = self.reconcile(SyncMode::Load, &|_| {}).await?;
-        let mut c = self.redis.get().await?;
+        let mut c = self.conn().await?;
         let _: () = redis::cmd("SET")
             .arg(self.keys.epoch())
             .arg(chrono::Utc::now().to_rfc3339())
-            .query_async(&mut *c)
+            .query_async(&mut c)
             .await?;
         tracing::info!(
             keys = report.keys_checked,

@@ -38,7 +38,7 @@ impl Store {
         let result = self.decide_redis(req).await;
         if let Some(idem) = &req.idempotency {
             let key = self.keys.idempotency(&idem.scope, &idem.key);
-            let mut redis = self.redis.get().await?;
+            let mut redis = self.conn().await?;
             match &result {
                 Ok(order) => {
                     let value = format!("{}|{}", idem.fingerprint, serde_json::to_string(order)?);
@@ -47,7 +47,7 @@ impl Store {
                         .arg(value)
                         .arg("XX")
                         .arg("KEEPTTL")
-                        .query_async(&mut *redis)
+                        .query_async(&mut redis)
                         .await?;
                 }
                 // A refused order leaves the key free for a retry.
@@ -89,7 +89,7 @@ impl Store {
                     inv.key(self.keys.stock(loc, p)).arg(q.get());
                 }
                 let reply: Vec<i64> = {
-                    let mut redis = self.redis.get().await?;
+                    let mut redis = self.conn().await?;
                     crate::redis_stock::invoke(&inv, &mut redis).await?
                 };
                 match decision(&reply)? {
@@ -136,14 +136,14 @@ impl Store {
         let key = self.keys.idempotency(&idem.scope, &idem.key);
         let deadline = tokio::time::Instant::now() + IDEMPOTENCY_WAIT;
         loop {
-            let mut redis = self.redis.get().await?;
+            let mut redis = self.conn().await?;
             let claimed: Option<String> = redis::cmd("SET")
                 .arg(&key)
                 .arg(format!("{}|", idem.fingerprint))
                 .arg("NX")
                 .arg("EX")
                 .arg(self.config.idempotency_ttl_secs)
-                .query_async(&mut *redis)
+                .query_async(&mut redis)
                 .await?;
             if claimed.is_some() {
                 return Ok(None);
@@ -209,7 +209,7 @@ impl Store {
                 .arg(i.quantity);
         }
         let reply: Vec<i64> = {
-            let mut redis = self.redis.get().await?;
+            let mut redis = self.conn().await?;
             crate::redis_stock::invoke(&inv, &mut redis).await?
         };
         match reply.first() {
@@ -227,12 +227,12 @@ impl Store {
         loc: LocationId,
         order_id: &str,
     ) -> StoreResult<(Option<String>, Option<String>)> {
-        let mut redis = self.redis.get().await?;
+        let mut redis = self.conn().await?;
         let (st, j): (Option<String>, Option<String>) = redis::cmd("HMGET")
             .arg(self.keys.order(loc, order_id))
             .arg("st")
             .arg("j")
-            .query_async(&mut *redis)
+            .query_async(&mut redis)
             .await?;
         Ok((st, j))
     }
@@ -279,8 +279,8 @@ impl Store {
                 }
             }
             let flat: Vec<Option<i64>> = {
-                let mut redis = self.redis.get().await?;
-                pipe.query_async(&mut *redis).await?
+                let mut redis = self.conn().await?;
+                pipe.query_async(&mut redis).await?
             };
             let mut missing = Vec::new();
             for (li, loc) in locations.iter().enumerate() {

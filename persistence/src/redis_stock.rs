@@ -13,23 +13,61 @@
 //! run on Redis Cluster.
 
 use crate::error::{StoreError, StoreResult};
-use bb8_redis::RedisConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 use sf_routing::{LocationId, OrderLines, ProductId};
+use std::time::Duration;
 
-pub type RedisPool = bb8::Pool<RedisConnectionManager>;
+/// A bb8 pool of self-healing multiplexed Redis connections.
+///
+/// Each pooled connection is a `redis::aio::ConnectionManager`: multiplexed (a clone pipelines
+/// over the same socket, so a request takes a clone and frees the pool slot at once) and
+/// reconnecting by itself after Redis restarts. bb8-redis's stock manager hands out plain
+/// multiplexed connections and cannot tell a dead one without a PING on every checkout, which
+/// would double the round trips of every order.
+pub type RedisPool = bb8::Pool<RedisManager>;
+
+pub struct RedisManager {
+    client: redis::Client,
+}
+
+impl bb8::ManageConnection for RedisManager {
+    type Connection = ConnectionManager;
+    type Error = redis::RedisError;
+
+    async fn connect(&self) -> Result<Self::Connection, Self::Error> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(2))
+            .set_response_timeout(Duration::from_secs(5))
+            .set_number_of_retries(2);
+        ConnectionManager::new_with_config(self.client.clone(), config).await
+    }
+
+    async fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
+        redis::cmd("PING").query_async::<()>(conn).await
+    }
+
+    fn has_broken(&self, _: &mut Self::Connection) -> bool {
+        false
+    }
+}
 
 /// The consumer group that persists events to MySQL.
 pub const GROUP: &str = "persist";
 
-pub async fn connect(url: &str, max_size: u32) -> StoreResult<RedisPool> {
-    let manager = RedisConnectionManager::new(url)?;
+/// The pool, and a client for connections of their own (the consumer's blocking reads).
+pub async fn connect(url: &str, max_size: u32) -> StoreResult<(RedisPool, redis::Client)> {
+    let client = redis::Client::open(url)?;
     let pool = bb8::Pool::builder()
         .max_size(max_size)
-        .connection_timeout(std::time::Duration::from_secs(5))
-        .build(manager)
+        .connection_timeout(Duration::from_secs(5))
+        // Connections heal themselves; a PING per checkout would only add a round trip.
+        .test_on_check_out(false)
+        .build(RedisManager {
+            client: client.clone(),
+        })
         .await?;
-    Ok(pool)
+    Ok((pool, client))
 }
 
 /// Builds key names under one prefix.
@@ -97,7 +135,7 @@ impl Default for Scripts {
 /// retried here.
 pub async fn invoke<T: redis::FromRedisValue>(
     inv: &redis::ScriptInvocation<'_>,
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut ConnectionManager,
 ) -> StoreResult<T> {
     let mut attempt = 0;
     loop {

@@ -77,7 +77,7 @@ impl Store {
 
         // Events still in the stream that touch these products, and which of them MySQL has.
         let wanted: HashSet<ProductId> = products.iter().copied().collect();
-        let mut redis = self.redis.get().await?;
+        let mut redis = self.conn().await?;
         let range: StreamRangeReply = redis.xrange_all(self.keys.stream(loc)).await?;
         let mut events: Vec<(String, String)> = Vec::new();
         for entry in &range.ids {

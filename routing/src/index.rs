@@ -76,6 +76,10 @@ impl LocationIndex {
 
     /// Sites of `kind` within `radius_km` of `from` (geodesic), nearest first.
     pub fn within(&self, kind: LocationKind, from: Coordinates, radius_km: f64) -> Vec<Candidate> {
+        // A negative or NaN radius holds nothing (and would invert the band below).
+        if radius_km.is_nan() || radius_km < 0.0 {
+            return Vec::new();
+        }
         let band = radius_km / KM_PER_DEGREE_LAT;
         let lo = from.latitude() - band;
         let hi = from.latitude() + band;
@@ -171,5 +175,7 @@ mod tests {
             .map(|c| c.location.get())
             .collect();
         assert_eq!(got, vec![2, 1]);
+        assert!(idx.within(LocationKind::Store, from, -1.0).is_empty());
+        assert!(idx.within(LocationKind::Store, from, f64::NAN).is_empty());
     }
 }
