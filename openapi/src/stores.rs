@@ -339,32 +339,19 @@ impl StoresApi {
                     "limit must be between 1 and 50, got {limit}"
                 )));
             }
-            let locations = self.state.store.locations();
-            let site = locations
-                .index
-                .get(store)
-                .ok_or_else(|| Problem::not_found("store is closed"))?;
-            let near: Vec<_> = locations
-                .index
-                .within(LocationKind::Store, site.coordinates, radius)
-                .into_iter()
-                .filter(|c| c.location != store)
-                .collect();
-            let locs: Vec<LocationId> = near.iter().map(|c| c.location).collect();
-            let stock = self.state.store.read_stock(&locs, &[product]).await?;
+            let nearby = self
+                .state
+                .store
+                .nearby_stock(store, &[product], radius)
+                .await?;
             Ok::<_, Problem>(NearbyStores {
-                stores: near
-                    .iter()
-                    .zip(stock)
-                    .filter(|(_, q)| q[0] > 0)
+                stores: nearby
+                    .into_iter()
+                    .filter(|(_, _, q)| q[0] > 0)
                     .take(limit as usize)
-                    .map(|(c, q)| NearbyStore {
+                    .map(|(c, name, q)| NearbyStore {
                         store_id: c.location.get(),
-                        name: locations
-                            .index
-                            .get(c.location)
-                            .map(|s| s.name.clone())
-                            .unwrap_or_default(),
+                        name,
                         distance_km: (c.distance_km.unwrap_or(0.0) * 1000.0).round() / 1000.0,
                         quantity: q[0],
                     })

@@ -90,6 +90,15 @@ impl Store {
         Ok(())
     }
 
+    /// Ids of every location, active or not (every one may have events in flight).
+    pub fn all_location_ids(&self) -> Vec<LocationId> {
+        self.locations()
+            .all
+            .iter()
+            .map(|l| LocationId::new_unchecked(l.location_id))
+            .collect()
+    }
+
     pub fn locations(&self) -> Arc<Locations> {
         self.locations.read().expect("locations lock").clone()
     }

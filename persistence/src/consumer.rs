@@ -129,12 +129,7 @@ impl State {
         config: &ConsumerConfig,
         stats: &ConsumerStats,
     ) -> StoreResult<()> {
-        let locations: Vec<LocationId> = store
-            .locations()
-            .all
-            .iter()
-            .map(|l| LocationId::new_unchecked(l.location_id))
-            .collect();
+        let locations = store.all_location_ids();
         if locations.is_empty() {
             tokio::time::sleep(config.block).await;
             return Ok(());
@@ -228,12 +223,7 @@ pub async fn reclaim_pass(
     config: &ConsumerConfig,
     stats: &ConsumerStats,
 ) -> StoreResult<usize> {
-    let locations: Vec<LocationId> = store
-        .locations()
-        .all
-        .iter()
-        .map(|l| LocationId::new_unchecked(l.location_id))
-        .collect();
+    let locations = store.all_location_ids();
     let events = reclaim(store, config, &locations).await?;
     let n = events.len();
     if n > 0 {

@@ -351,15 +351,7 @@ impl Store {
         deltas: &[(ProductId, i64)],
     ) -> StoreResult<Option<(ProductId, i64)>> {
         for _ in 0..3 {
-            let mut inv = self.scripts.adjust.prepare_invoke();
-            for (p, d) in deltas {
-                inv.key(self.keys.stock(loc, *p)).arg(*d);
-            }
-            let reply: Vec<i64> = {
-                let mut redis = self.conn().await?;
-                crate::redis_stock::invoke(&inv, &mut redis).await?
-            };
-            match decision(&reply)? {
+            match decision(&self.run_adjust(loc, deltas, 1).await?)? {
                 Decision::Applied | Decision::Duplicate => return Ok(None),
                 Decision::Short { index, have } => return Ok(Some((deltas[index].0, have))),
                 Decision::NotLoaded { .. } => {
@@ -373,19 +365,25 @@ impl Store {
         )))
     }
 
+    /// Runs `adjust.lua` with every delta times `sign`.
+    async fn run_adjust(
+        &self,
+        loc: LocationId,
+        deltas: &[(ProductId, i64)],
+        sign: i64,
+    ) -> StoreResult<Vec<i64>> {
+        let mut inv = self.scripts.adjust.prepare_invoke();
+        for (p, d) in deltas {
+            inv.key(self.keys.stock(loc, *p)).arg(d * sign);
+        }
+        let mut redis = self.conn().await?;
+        crate::redis_stock::invoke(&inv, &mut redis).await
+    }
+
     /// Takes back a Redis change whose MySQL transaction did not commit. If this fails too, the
     /// reconcile job repairs the key.
     async fn compensate_redis(&self, loc: LocationId, deltas: &[(ProductId, i64)]) {
-        let mut inv = self.scripts.adjust.prepare_invoke();
-        for (p, d) in deltas {
-            inv.key(self.keys.stock(loc, *p)).arg(-*d);
-        }
-        let res: StoreResult<Vec<i64>> = async {
-            let mut redis = self.conn().await?;
-            crate::redis_stock::invoke(&inv, &mut redis).await
-        }
-        .await;
-        if let Err(e) = res {
+        if let Err(e) = self.run_adjust(loc, deltas, -1).await {
             tracing::error!(location = %loc, error = %e, "could not take back a redis change after a failed commit; reconcile will repair it");
         }
     }

@@ -304,6 +304,40 @@ impl Store {
         ))
     }
 
+    /// Other active stores within `radius_km` of `store`, nearest first, each with its Redis
+    /// stock of `products` (in that order).
+    pub async fn nearby_stock(
+        &self,
+        store: LocationId,
+        products: &[ProductId],
+        radius_km: f64,
+    ) -> StoreResult<Vec<(sf_routing::Candidate, String, Vec<i64>)>> {
+        let locations = self.locations();
+        let Some(site) = locations.index.get(store) else {
+            return Ok(Vec::new());
+        };
+        let nearby: Vec<_> = locations
+            .index
+            .within(LocationKind::Store, site.coordinates, radius_km)
+            .into_iter()
+            .filter(|c| c.location != store)
+            .collect();
+        let locs: Vec<LocationId> = nearby.iter().map(|c| c.location).collect();
+        let stock = self.read_stock(&locs, products).await?;
+        Ok(nearby
+            .into_iter()
+            .zip(stock)
+            .map(|(c, s)| {
+                let name = locations
+                    .index
+                    .get(c.location)
+                    .map(|x| x.name.clone())
+                    .unwrap_or_default();
+                (c, name, s)
+            })
+            .collect())
+    }
+
     /// Nearby stores (within the same-day radius of `store`) that can fill every line, nearest
     /// first, by their Redis stock.
     pub async fn pickup_alternatives(
@@ -311,36 +345,23 @@ impl Store {
         lines: &OrderLines,
         store: LocationId,
     ) -> StoreResult<Vec<crate::Alternative>> {
-        let locations = self.locations();
-        let Some(site) = locations.index.get(store) else {
-            return Ok(Vec::new());
-        };
-        let nearby: Vec<_> = locations
-            .index
-            .within(
-                LocationKind::Store,
-                site.coordinates,
-                self.config.same_day_radius_km,
-            )
-            .into_iter()
-            .filter(|c| c.location != store)
-            .collect();
         let products: Vec<ProductId> = lines.products().collect();
-        let locs: Vec<LocationId> = nearby.iter().map(|c| c.location).collect();
-        let values = self.read_stock(&locs, &products).await?;
-        let good = eligible(&nearby, lines, |loc, p| {
-            let li = locs.iter().position(|l| *l == loc)?;
-            let pi = products.iter().position(|x| *x == p)?;
-            Some(values[li][pi])
+        let nearby = self
+            .nearby_stock(store, &products, self.config.same_day_radius_km)
+            .await?;
+        let candidates: Vec<_> = nearby.iter().map(|(c, _, _)| *c).collect();
+        let good = eligible(&candidates, lines, |loc, p| {
+            let (_, _, stock) = nearby.iter().find(|(c, _, _)| c.location == loc)?;
+            Some(stock[products.iter().position(|x| *x == p)?])
         });
         Ok(good
             .into_iter()
             .map(|c| crate::Alternative {
                 store_id: c.location.get(),
-                name: locations
-                    .index
-                    .get(c.location)
-                    .map(|s| s.name.clone())
+                name: nearby
+                    .iter()
+                    .find(|(x, _, _)| x.location == c.location)
+                    .map(|(_, n, _)| n.clone())
                     .unwrap_or_default(),
                 distance_km: c.distance_km.map(|d| (d * 1000.0).round() / 1000.0),
             })
