@@ -89,7 +89,7 @@ impl RedisApi {
             Err(p) => return p.into(),
         };
         let run = async {
-            let p = self.state.store.products_page(page, size).await?;
+            let p = self.state.store.cached_products_page(page, size);
             let ids: Vec<ProductId> = p
                 .items
                 .iter()

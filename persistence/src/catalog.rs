@@ -15,6 +15,8 @@ use std::sync::Arc;
 #[derive(Debug, Default)]
 pub struct Catalog {
     products: HashMap<ProductId, Product>,
+    /// Active products by id, for pages served without a MySQL query.
+    active: Vec<ProductId>,
 }
 
 /// All locations, and the routing index of the active ones.
@@ -52,12 +54,34 @@ impl Store {
             .fetch_all(&self.db)
             .await?;
         let mut products = HashMap::with_capacity(rows.len());
+        let mut active = Vec::with_capacity(rows.len());
         for r in &rows {
             let p = product_from_row(r)?;
+            if p.active {
+                active.push(ProductId::new_unchecked(p.product_id));
+            }
             products.insert(ProductId::new_unchecked(p.product_id), p);
         }
-        *self.catalog.write().expect("catalog lock") = Arc::new(Catalog { products });
+        active.sort_unstable();
+        *self.catalog.write().expect("catalog lock") = Arc::new(Catalog { products, active });
         Ok(())
+    }
+
+    /// A page of active products from the in-memory catalogue (the Redis read path: no MySQL
+    /// query per request; the catalogue is at most a few seconds old on other instances).
+    pub fn cached_products_page(&self, page: u32, size: u32) -> Page<Product> {
+        let catalog = self.catalog.read().expect("catalog lock").clone();
+        let start = (page as usize).saturating_mul(size as usize);
+        Page {
+            items: catalog
+                .active
+                .iter()
+                .skip(start)
+                .take(size as usize)
+                .filter_map(|id| catalog.products.get(id).cloned())
+                .collect(),
+            total: catalog.active.len() as u64,
+        }
     }
 
     /// Reloads the locations and rebuilds the routing index of the active ones.
@@ -114,17 +138,22 @@ impl Store {
 
     /// The server's prices for `products`, all of which must exist and be active.
     pub async fn prices(&self, lines: &OrderLines) -> StoreResult<Vec<i64>> {
-        if lines.products().any(|p| self.catalog_product(p).is_none()) {
-            // Perhaps created on another instance since our last refresh.
-            self.refresh_catalog().await?;
+        let price = |catalog: &Catalog, p: ProductId| {
+            catalog
+                .products
+                .get(&p)
+                .filter(|prod| prod.active)
+                .map(|prod| prod.price)
+                .ok_or(StoreError::UnknownProduct(p))
+        };
+        let catalog = self.catalog.read().expect("catalog lock").clone();
+        if let Ok(prices) = lines.products().map(|p| price(&catalog, p)).collect() {
+            return Ok(prices);
         }
-        lines
-            .products()
-            .map(|p| match self.catalog_product(p) {
-                Some(prod) if prod.active => Ok(prod.price),
-                _ => Err(StoreError::UnknownProduct(p)),
-            })
-            .collect()
+        // Perhaps created on another instance since our last refresh.
+        self.refresh_catalog().await?;
+        let catalog = self.catalog.read().expect("catalog lock").clone();
+        lines.products().map(|p| price(&catalog, p)).collect()
     }
 
     /// Active products by id, a page at a time (MySQL).

@@ -271,17 +271,22 @@ impl Store {
         locations: &[LocationId],
         products: &[ProductId],
     ) -> StoreResult<Vec<Vec<i64>>> {
+        if products.is_empty() || locations.is_empty() {
+            return Ok(vec![Vec::new(); locations.len()]);
+        }
         for _ in 0..3 {
+            // One MGET per location: its keys share a hash tag, so this also works on a cluster.
             let mut pipe = redis::pipe();
             for loc in locations {
-                for p in products {
-                    pipe.get(self.keys.stock(*loc, *p));
-                }
+                let keys: Vec<String> =
+                    products.iter().map(|p| self.keys.stock(*loc, *p)).collect();
+                pipe.cmd("MGET").arg(keys);
             }
-            let flat: Vec<Option<i64>> = {
+            let per_location: Vec<Vec<Option<i64>>> = {
                 let mut redis = self.conn().await?;
                 pipe.query_async(&mut redis).await?
             };
+            let flat: Vec<Option<i64>> = per_location.into_iter().flatten().collect();
             let mut missing = Vec::new();
             for (li, loc) in locations.iter().enumerate() {
                 let row = &flat[li * products.len()..(li + 1) * products.len()];
