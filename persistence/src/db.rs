@@ -64,9 +64,21 @@ where
         n += 1;
         match attempt().await {
             Err(e) if e.is_retryable() && n < ATTEMPTS => {
-                tracing::debug!(what, attempt = n, error = %e, "retrying transaction");
+                tracing::debug!(
+                    what,
+                    attempt = n,
+                    "transaction aborted by MySQL ({e}); retrying"
+                );
                 let jitter = rand::random::<u64>() % (2 * u64::from(n));
                 tokio::time::sleep(Duration::from_millis(jitter + u64::from(n))).await;
+            }
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(
+                    what,
+                    attempts = n,
+                    "transaction still aborted after {n} attempts: {e}"
+                );
+                return Err(e);
             }
             other => return other,
         }

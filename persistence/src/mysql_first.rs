@@ -12,7 +12,7 @@ use crate::error::{StoreError, StoreResult};
 use crate::idempotency::{claim_mysql, complete_mysql, Claim, IdempotencyRequest};
 use crate::model::{Address, Order, OrderItem, OrderPath, OrderStatus};
 use crate::redis_stock::{decision, Decision};
-use crate::sync::{marks, SyncMode};
+use crate::sync::SyncMode;
 use crate::Store;
 use sf_routing::{candidates, Candidate, Destination, LocationId, OrderLines, ProductId};
 use sqlx::{MySqlConnection, Row};
@@ -293,53 +293,42 @@ impl Store {
         Ok(Attempt::Placed(Placed::New(order)))
     }
 
-    /// Applies signed deltas to one location's stock, in MySQL and in Redis. The rows are locked
-    /// first, in product order (the order every writer uses, so writers never deadlock on each
-    /// other's rows); then Redis is changed while the locks are held (loading a missing key reads
-    /// the rows as they were before this change); then the rows are updated. Answers the first
-    /// product that is short (with what it has), leaving the transaction to be rolled back.
+    /// Applies signed deltas to one location's stock, in MySQL and in Redis. Each row is locked,
+    /// checked and changed by one conditional `UPDATE`, in product order (the order every writer
+    /// uses, so writers never deadlock on each other's rows); then, while the locks are held, the
+    /// same change goes to Redis, whose figure also excludes units online orders took. Answers
+    /// the first product that is short (with what it has), leaving the transaction to be rolled
+    /// back.
     pub(crate) async fn apply_stock(
         &self,
         conn: &mut MySqlConnection,
         loc: LocationId,
         deltas: &[(ProductId, i64)],
     ) -> StoreResult<Option<(ProductId, i64)>> {
-        let sql = format!(
-            "SELECT product_id, on_hand FROM stock WHERE location_id = ? AND product_id IN ({}) \
-             ORDER BY product_id FOR UPDATE",
-            marks(deltas.len())
-        );
-        let mut q = sqlx::query(&sql).bind(loc.get());
-        for (p, _) in deltas {
-            q = q.bind(p.get());
-        }
-        let mut on_hand = std::collections::HashMap::new();
-        for r in q.fetch_all(&mut *conn).await? {
-            on_hand.insert(
-                r.try_get::<u64, _>("product_id")?,
-                r.try_get::<i64, _>("on_hand")?,
-            );
-        }
         for (p, d) in deltas {
-            let have = on_hand.get(&p.get()).copied().unwrap_or(0);
-            if have + d < 0 {
-                return Ok(Some((*p, have)));
-            }
-        }
-        if let Some(short) = self.adjust_redis(conn, loc, deltas).await? {
-            return Ok(Some(short));
-        }
-        for (p, d) in deltas {
-            sqlx::query(
-                "UPDATE stock SET on_hand = on_hand + ? WHERE location_id = ? AND product_id = ?",
+            let changed = sqlx::query(
+                "UPDATE stock SET on_hand = on_hand + ? \
+                 WHERE location_id = ? AND product_id = ? AND on_hand + ? >= 0",
             )
             .bind(d)
             .bind(loc.get())
             .bind(p.get())
+            .bind(d)
             .execute(&mut *conn)
-            .await?;
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                let have: Option<i64> = sqlx::query_scalar(
+                    "SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ?",
+                )
+                .bind(loc.get())
+                .bind(p.get())
+                .fetch_optional(&mut *conn)
+                .await?;
+                return Ok(Some((*p, have.unwrap_or(0))));
+            }
         }
-        Ok(None)
+        self.adjust_redis(conn, loc, deltas).await
     }
 
     /// Applies signed deltas to Redis while the caller holds the rows' locks, loading keys that
@@ -356,7 +345,8 @@ impl Store {
                 Decision::Short { index, have } => return Ok(Some((deltas[index].0, have))),
                 Decision::NotLoaded { .. } => {
                     let products: Vec<ProductId> = deltas.iter().map(|(p, _)| *p).collect();
-                    self.sync_keys(conn, loc, &products, SyncMode::Load).await?;
+                    self.sync_keys_before(conn, loc, &products, SyncMode::Load, deltas)
+                        .await?;
                 }
             }
         }
@@ -494,21 +484,29 @@ impl Store {
         reason: Reason,
     ) -> StoreResult<StockChange> {
         let mut tx = self.db.begin().await?;
-        // A product a location never carried gets a row that starts at zero.
-        sqlx::query(
-            "INSERT IGNORE INTO stock (location_id, product_id, on_hand, initial_quantity) VALUES (?, ?, 0, 0)",
-        )
-        .bind(loc.get())
-        .bind(product.get())
-        .execute(&mut *tx)
-        .await?;
-        let before: i64 = sqlx::query_scalar(
-            "SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ? FOR UPDATE",
-        )
-        .bind(loc.get())
-        .bind(product.get())
-        .fetch_one(&mut *tx)
-        .await?;
+        let lock = || {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ? FOR UPDATE",
+            )
+            .bind(loc.get())
+            .bind(product.get())
+        };
+        // The row is locked exclusively straight away: a shared lock first (as an INSERT IGNORE
+        // on an existing row takes) would deadlock two operators upgrading it at once.
+        let before = match lock().fetch_optional(&mut *tx).await? {
+            Some(v) => v,
+            None => {
+                // A product the location never carried gets a row that starts at zero.
+                sqlx::query(
+                    "INSERT IGNORE INTO stock (location_id, product_id, on_hand, initial_quantity) VALUES (?, ?, 0, 0)",
+                )
+                .bind(loc.get())
+                .bind(product.get())
+                .execute(&mut *tx)
+                .await?;
+                lock().fetch_one(&mut *tx).await?
+            }
+        };
         let delta = match change {
             StockTarget::Set(q) => q - before,
             StockTarget::Add(d) => d,

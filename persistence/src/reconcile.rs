@@ -100,9 +100,13 @@ impl Store {
         mode: SyncMode,
         report: &mut ReconcileReport,
     ) -> StoreResult<()> {
-        let mut tx = self.db.begin().await?;
-        let synced = self.sync_keys(&mut tx, loc, products, mode).await?;
-        tx.commit().await?;
+        let synced = crate::db::with_retry("reconcile batch", || async {
+            let mut tx = self.db.begin().await?;
+            let synced = self.sync_keys(&mut tx, loc, products, mode).await?;
+            tx.commit().await?;
+            Ok(synced)
+        })
+        .await?;
         for k in synced {
             report.keys_checked += 1;
             match k.before {

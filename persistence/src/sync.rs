@@ -42,11 +42,14 @@ pub(crate) fn marks(n: usize) -> String {
 impl Store {
     /// Loads missing stock keys of `products` at `loc` in a transaction of its own.
     pub async fn load_keys(&self, loc: LocationId, products: &[ProductId]) -> StoreResult<()> {
-        let mut tx = self.db.begin().await?;
-        self.sync_keys(&mut tx, loc, products, SyncMode::Load)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        crate::db::with_retry("load stock keys", || async {
+            let mut tx = self.db.begin().await?;
+            self.sync_keys(&mut tx, loc, products, SyncMode::Load)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Computes and sets the Redis stock of `products` at `loc` within `conn`'s transaction, which
@@ -57,6 +60,20 @@ impl Store {
         loc: LocationId,
         products: &[ProductId],
         mode: SyncMode,
+    ) -> StoreResult<Vec<SyncedKey>> {
+        self.sync_keys_before(conn, loc, products, mode, &[]).await
+    }
+
+    /// Like [`Store::sync_keys`], from within a transaction that already changed some of these
+    /// rows by `own` and has not yet told Redis: the keys are computed from the rows as they were
+    /// before that change, which then reaches Redis as a change like any other.
+    pub async fn sync_keys_before(
+        &self,
+        conn: &mut MySqlConnection,
+        loc: LocationId,
+        products: &[ProductId],
+        mode: SyncMode,
+        own: &[(ProductId, i64)],
     ) -> StoreResult<Vec<SyncedKey>> {
         if products.is_empty() {
             return Ok(Vec::new());
@@ -73,6 +90,11 @@ impl Store {
         let mut on_hand: HashMap<u64, i64> = HashMap::new();
         for r in q.fetch_all(&mut *conn).await? {
             on_hand.insert(r.try_get("product_id")?, r.try_get("on_hand")?);
+        }
+        for (p, d) in own {
+            if let Some(v) = on_hand.get_mut(&p.get()) {
+                *v -= d;
+            }
         }
 
         // Events still in the stream that touch these products, and which of them MySQL has.
