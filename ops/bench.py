@@ -1,0 +1,1490 @@
+#!/usr/bin/env python3
+"""Stock Flow benchmark orchestrator, started by ops/bench.
+
+ops/bench builds the service, starts the private MariaDB and Redis, seeds the bench profile and
+starts the service; this program then runs every scenario against it, checks the invariants after
+each write scenario, and writes report.md, report.json and the charts into the output directory.
+
+Standard library only, plus matplotlib for the charts (from ops/bench-requirements.txt, in the
+venv ops/bench prepares). Exit status: 0 when every invariant check passed, 1 when a scenario
+FAILED (the report is written first), 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import random
+import resource
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+HOT_PRODUCT = 1
+HOT_STOCK = 10_000_000
+CITY_HALL = (37.5665, 126.9780)  # Seoul City Hall
+CEILING_PREFIX = "bench-ceiling:"
+ROOT = Path(__file__).resolve().parent.parent
+
+# Durations (seconds) and rates of the two modes.
+MODES = {
+    "quick": {
+        "hot": 5, "fixed": 5, "fixed_rate_redis": 2_000, "spread": 3, "store": 3, "reads": 2,
+        "ceiling": 2, "drain_limit": 60,
+    },
+    "full": {
+        "hot": 20, "fixed": 60, "fixed_rate_redis": 10_000, "spread": 20, "store": 20, "reads": 20,
+        "ceiling": 10, "drain_limit": 300,
+    },
+}
+TARGETS = {
+    "redis_hot_min": 20_000,
+    "redis_hot_ceiling_fraction": 0.5,
+    "redis_fixed_rate": 10_000,
+    "redis_fixed_p99_ms": 10.0,
+    "redis_fixed_confirm_s": 5.0,
+    "db_hot_min": 2_000,
+    "redis_over_db": 10.0,
+    "redis_reads_min": 30_000,
+}
+
+
+def now_utc() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def fmt_int(v) -> str:
+    return "–" if v is None else f"{int(round(v)):,}"
+
+
+def fmt_ms(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:,.0f}"
+
+
+def haversine_km(a, b) -> float:
+    la1, lo1, la2, lo2 = map(math.radians, (a[0], a[1], b[0], b[1]))
+    h = math.sin((la2 - la1) / 2) ** 2 + math.cos(la1) * math.cos(la2) * math.sin((lo2 - lo1) / 2) ** 2
+    return 2 * 6371.0088 * math.asin(math.sqrt(h))
+
+
+class BenchError(Exception):
+    pass
+
+
+# Load-generator processes running now, stopped when this program is told to stop.
+RUNNING: list[subprocess.Popen] = []
+
+
+def _stop(signum, _frame):
+    for p in list(RUNNING):
+        try:
+            p.terminate()
+        except OSError:
+            pass
+    print(f"ops/bench.py: stopped by signal {signum}", file=sys.stderr)
+    os._exit(128 + signum)
+
+
+# ---------------------------------------------------------------------------
+# CPU accounting: where the machine's CPU time went during a run
+# ---------------------------------------------------------------------------
+
+
+def _proc_cpu_s(pid) -> float | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _machine_cpu() -> tuple[float, float]:
+    with open("/proc/stat") as f:
+        vals = [int(x) for x in f.readline().split()[1:]]
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+    tck = os.sysconf("SC_CLK_TCK")
+    return sum(vals[:8]) / tck, idle / tck
+
+
+class CpuMeter:
+    """CPU seconds of the machine, the service, MariaDB, Redis and the load generator."""
+
+    def __init__(self, pids: dict[str, int | None]):
+        self.pids = pids
+
+    def __enter__(self):
+        self.t0 = time.monotonic()
+        self.m0 = _machine_cpu()
+        self.p0 = {k: _proc_cpu_s(p) if p else None for k, p in self.pids.items()}
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.c0 = r.ru_utime + r.ru_stime
+        return self
+
+    def __exit__(self, *exc):
+        wall = max(time.monotonic() - self.t0, 1e-6)
+        total1, idle1 = _machine_cpu()
+        busy = (total1 - self.m0[0]) - (idle1 - self.m0[1])
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        loadgen = r.ru_utime + r.ru_stime - self.c0
+        pct = {"machine": 100 * busy / wall, "loadgen": 100 * loadgen / wall}
+        for k, p in self.pids.items():
+            v1 = _proc_cpu_s(p) if p else None
+            pct[k] = None if v1 is None or self.p0[k] is None else 100 * (v1 - self.p0[k]) / wall
+        known = sum(v for k, v in pct.items() if k != "machine" and v is not None)
+        pct["other"] = max(pct["machine"] - known, 0.0)
+        self.result = {k: round(v, 1) if v is not None else None for k, v in pct.items()}
+        return False
+
+
+# ---------------------------------------------------------------------------
+# Load generators
+# ---------------------------------------------------------------------------
+
+
+def summarize_statuses(statuses: dict[str, int], conn_errors: dict[str, int]) -> dict:
+    ok = sum(n for s, n in statuses.items() if s.startswith("2"))
+    conflict = statuses.get("409", 0)
+    other = {s: n for s, n in statuses.items() if not s.startswith("2") and s != "409"}
+    errors = sum(other.values()) + sum(conn_errors.values())
+    return {
+        "ok": ok,
+        "conflict": conflict,
+        "errors": errors,
+        "statuses": dict(sorted(statuses.items())),
+        "error_detail": {**{f"HTTP {s}": n for s, n in other.items()}, **conn_errors},
+        "requests": ok + conflict + errors,
+    }
+
+
+class Oha:
+    name = "oha"
+
+    def __init__(self, binary: str):
+        self.binary = binary
+        self.version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
+
+    def command(self, job: dict) -> list[str]:
+        cmd = [self.binary, "--no-tui", "--output-format", "json", "-c", str(job["conns"]),
+               "-z", f"{job['duration']}s",
+               # Wait for the requests still in flight at the deadline: an aborted request may
+               # still have been decided by the service, and every decided order must be counted.
+               "-w"]
+        if job.get("rate"):
+            cmd += ["-q", str(job["rate"]), "--latency-correction"]
+        if job.get("threads"):
+            cmd += ["--worker-threads", str(job["threads"])]
+        if job.get("method", "GET") != "GET":
+            cmd += ["-m", job["method"]]
+        if job.get("body") is not None:
+            cmd += ["-d", job["body"]]
+        if job.get("body_lines"):
+            cmd += ["-Z", str(job["body_lines"])]  # one random line of the file per request
+        if job.get("body") is not None or job.get("body_lines"):
+            cmd += ["-H", "content-type: application/json"]
+        for h in job.get("headers", []):
+            cmd += ["-H", h]
+        if job.get("urls_file"):
+            cmd += ["--urls-from-file", str(job["urls_file"])]  # a random line per request
+        else:
+            cmd.append(job["url"])
+        return cmd
+
+    def parse(self, stdout: str, job: dict) -> dict:
+        data = json.loads(stdout)
+        res = summarize_statuses(
+            {str(k): int(v) for k, v in data.get("statusCodeDistribution", {}).items()},
+            {str(k): int(v) for k, v in data.get("errorDistribution", {}).items()},
+        )
+        pct = data.get("latencyPercentiles", {})
+
+        def ms(key):
+            v = pct.get(key)
+            return None if v is None or (isinstance(v, float) and math.isnan(v)) else v * 1000
+
+        wall = float(data["summary"]["total"])
+        res.update({
+            "wall_s": wall,
+            "p50_ms": ms("p50"), "p99_ms": ms("p99"), "p999_ms": ms("p99.9"),
+            "max_ms": (data["summary"].get("slowest") or 0) * 1000,
+            "bytes_per_answer": data["summary"].get("sizePerRequest"),
+            "ok_per_s": res["ok"] / wall if wall else 0.0,
+            "req_per_s": res["requests"] / wall if wall else 0.0,
+        })
+        return res
+
+
+WRK_LUA = r"""
+-- ops/bench: random body or path per request from a file, counts per status, JSON summary.
+local lines, method, hdr_name, hdr_value, mode = {}, "GET", nil, nil, "body"
+counts = {}
+local threads = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  method, mode = args[1], args[2]
+  if args[4] and args[4] ~= "" then hdr_name, hdr_value = args[4]:match("^([^:]+):%s*(.*)$") end
+  for line in io.lines(args[3]) do
+    if #line > 0 then table.insert(lines, line) end
+  end
+  math.randomseed(os.time() + math.floor(os.clock() * 1e6))
+  counts = {}
+end
+
+function request()
+  local pick = lines[math.random(#lines)]
+  local headers = {}
+  if hdr_name then headers[hdr_name] = hdr_value end
+  if mode == "body" then
+    headers["Content-Type"] = "application/json"
+    return wrk.format(method, nil, headers, pick)
+  end
+  return wrk.format(method, pick, headers, nil)
+end
+
+function response(status, headers, body)
+  local k = tostring(status)
+  counts[k] = (counts[k] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  local merged = {}
+  for _, t in ipairs(threads) do
+    local c = t:get("counts")
+    for k, v in pairs(c) do merged[k] = (merged[k] or 0) + v end
+  end
+  local parts = {}
+  for k, v in pairs(merged) do table.insert(parts, string.format('"%s":%d', k, v)) end
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_JSON {"duration_us":%d,"statuses":{%s},"connect":%d,"read":%d,"write":%d,"timeout":%d,' ..
+    '"p50":%d,"p99":%d,"p999":%d,"max":%d,"bytes":%d,"requests":%d}\n',
+    summary.duration, table.concat(parts, ","), e.connect, e.read, e.write, e.timeout,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.max,
+    summary.bytes, summary.requests))
+end
+"""
+
+
+class Wrk:
+    """Fallback when oha cannot be built: closed loop only (wrk has no fixed-rate mode). wrk drops
+    the requests in flight when the duration ends, so the service may have decided up to one
+    request per connection more than wrk counted; the invariant check allows for that."""
+
+    name = "wrk"
+
+    def __init__(self, binary: str, workdir: Path):
+        self.binary = binary
+        out = subprocess.run([binary, "-v"], capture_output=True, text=True)
+        text = (out.stdout + out.stderr).strip()
+        self.version = text.splitlines()[0].split(" Copyright")[0].strip() if text else "wrk"
+        self.script = workdir / "wrk-bench.lua"
+        self.script.write_text(WRK_LUA)
+        self.workdir = workdir
+
+    def command(self, job: dict) -> list[str]:
+        if job.get("rate"):
+            raise BenchError("wrk has no fixed-rate (open-loop) mode")
+        threads = max(1, min(2, job["conns"]))
+        base = job.get("url") or ""
+        if job.get("urls_file"):
+            urls = [u for u in Path(job["urls_file"]).read_text().splitlines() if u]
+            parsed = urllib.parse.urlsplit(urls[0])
+            base = f"{parsed.scheme}://{parsed.netloc}/"
+            lines_file = self.workdir / (Path(job["urls_file"]).stem + ".paths")
+            lines_file.write_text("\n".join(urllib.parse.urlsplit(u).path + (
+                "?" + urllib.parse.urlsplit(u).query if urllib.parse.urlsplit(u).query else "") for u in urls) + "\n")
+            mode = "path"
+        elif job.get("body_lines") or job.get("body") is not None:
+            if job.get("body_lines"):
+                lines_file = Path(job["body_lines"])
+            else:
+                lines_file = self.workdir / f"body-{abs(hash(job['body']))}.jsonl"
+                lines_file.write_text(job["body"] + "\n")
+            mode = "body"
+        else:
+            parsed = urllib.parse.urlsplit(base)
+            lines_file = self.workdir / f"path-{abs(hash(base))}.paths"
+            lines_file.write_text(parsed.path + ("?" + parsed.query if parsed.query else "") + "\n")
+            mode = "path"
+        header = job.get("headers", [""])[0] if job.get("headers") else ""
+        return [self.binary, "-t", str(threads), "-c", str(job["conns"]), "-d", f"{job['duration']}s",
+                "--timeout", "120s", "-s", str(self.script), base, "--",
+                job.get("method", "GET"), mode, str(lines_file), header]
+
+    def parse(self, stdout: str, job: dict) -> dict:
+        line = next((ln for ln in stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
+        if line is None:
+            raise BenchError("wrk printed no summary")
+        data = json.loads(line[len("BENCH_JSON "):])
+        conn = {k: data[k] for k in ("connect", "read", "write", "timeout") if data[k]}
+        res = summarize_statuses({str(k): int(v) for k, v in data["statuses"].items()}, conn)
+        wall = data["duration_us"] / 1e6
+        res.update({
+            "wall_s": wall,
+            "p50_ms": data["p50"] / 1000, "p99_ms": data["p99"] / 1000, "p999_ms": data["p999"] / 1000,
+            "max_ms": data["max"] / 1000,
+            "bytes_per_answer": (data["bytes"] // max(data["requests"], 1)) if data.get("requests") else None,
+            "ok_per_s": res["ok"] / wall if wall else 0.0,
+            "req_per_s": res["requests"] / wall if wall else 0.0,
+            "in_flight_slack": job["conns"],
+        })
+        return res
+
+
+# ---------------------------------------------------------------------------
+# The bench
+# ---------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, a: argparse.Namespace):
+        self.a = a
+        self.quick = bool(a.quick)
+        self.mode = "quick" if a.quick else "full"
+        self.cfg = MODES[self.mode]
+        self.out = Path(a.out)
+        self.raw = self.out / "raw"
+        self.raw.mkdir(parents=True, exist_ok=True)
+        self.base = a.base_url.rstrip("/")
+        self.token = os.environ.get("ADMIN_TOKEN", "stockflow-dev-admin")
+        db = urllib.parse.urlsplit(a.database_url)
+        self.db = {
+            "host": db.hostname or "127.0.0.1", "port": str(db.port or 3306),
+            "user": urllib.parse.unquote(db.username or "root"),
+            "password": urllib.parse.unquote(db.password or ""), "name": db.path.lstrip("/"),
+        }
+        r = urllib.parse.urlsplit(a.redis_url)
+        self.redis = {"host": r.hostname or "127.0.0.1", "port": str(r.port or 6379),
+                      "db": (r.path.lstrip("/") or "0"),
+                      "password": urllib.parse.unquote(r.password or "")}
+        self.prefix = a.redis_prefix
+        self.bench_start = a.bench_start or time.time()
+        if a.loadgen == "oha":
+            self.lg = Oha(a.loadgen_bin)
+        else:
+            self.lg = Wrk(a.loadgen_bin, self.raw)
+        data_dir = Path(os.environ.get("SF_DATA_DIR", ROOT / ".data")) / "bench"
+        self.pids = {
+            "service": a.service_pid,
+            "mariadb": self._pidfile(data_dir / "mariadb" / "mariadbd.pid"),
+            "redis": self._pidfile(data_dir / "redis" / "redis.pid"),
+        }
+        self.results: dict = {"scenarios": [], "checks": [], "targets": [], "notes": []}
+        self.step = 0
+        self.failed: list[str] = []
+
+    @staticmethod
+    def _pidfile(p: Path) -> int | None:
+        try:
+            return int(p.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    # --- small clients ----------------------------------------------------
+
+    def http(self, method: str, path: str, body=None, token: str | None = None, timeout=300):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        if data is not None:
+            req.add_header("content-type", "application/json")
+        if token:
+            req.add_header("authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def http_json(self, method, path, body=None, token=None, expect=(200,)):
+        status, raw = self.http(method, path, body, token)
+        if status not in expect:
+            raise BenchError(f"{method} {path}: HTTP {status}: {raw[:300]!r}")
+        return json.loads(raw) if raw else None
+
+    def sql(self, query: str) -> list[list[str]]:
+        env = dict(os.environ, MYSQL_PWD=self.db["password"])
+        p = subprocess.run(
+            [self.a.mariadb_client, "--no-defaults", "--protocol=tcp", "-h", self.db["host"],
+             "-P", self.db["port"], "-u", self.db["user"], "--batch", "--skip-column-names",
+             self.db["name"], "-e", query],
+            capture_output=True, text=True, env=env, timeout=600)
+        if p.returncode != 0:
+            raise BenchError(f"SQL failed: {query}: {p.stderr.strip()}")
+        return [ln.split("\t") for ln in p.stdout.splitlines()]
+
+    def redis_cmd(self, *args: str) -> str:
+        cmd = [self.a.redis_cli, "--no-auth-warning", "-h", self.redis["host"], "-p", self.redis["port"],
+               "-n", self.redis["db"]]
+        if self.redis["password"]:
+            cmd += ["-a", self.redis["password"]]
+        p = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=120)
+        if p.returncode != 0:
+            raise BenchError(f"redis-cli {args[0]} failed: {p.stderr.strip()}")
+        return p.stdout.strip()
+
+    def redis_forks(self) -> int | None:
+        """Background saves/AOF rewrites Redis has forked so far (INFO stats total_forks)."""
+        try:
+            for line in self.redis_cmd("INFO", "stats").splitlines():
+                if line.startswith("total_forks:"):
+                    return int(line.split(":", 1)[1])
+        except BenchError:
+            pass
+        return None
+
+    def metrics(self) -> dict[str, float]:
+        status, raw = self.http("GET", "/metrics", timeout=30)
+        if status != 200:
+            raise BenchError(f"/metrics: HTTP {status}")
+        out = {}
+        for line in raw.decode().splitlines():
+            if line.startswith("consumer_backlog"):
+                name, _, val = line.partition(" ")
+                out[name] = float(val)
+        return out
+
+    def backlog(self) -> int:
+        return int(self.metrics().get("consumer_backlog_events", -1))
+
+    def wait_backlog(self, limit_s: float) -> float | None:
+        """Seconds until consumer_backlog_events reads 0 (polled every 50 ms), None past limit_s."""
+        t0 = time.monotonic()
+        while True:
+            if self.backlog() == 0:
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > limit_s:
+                return None
+            time.sleep(0.05)
+
+    def progress(self, title: str, seconds: float | None = None):
+        self.step += 1
+        t = int(time.time() - self.bench_start)
+        dur = f" ({seconds:g} s)" if seconds else ""
+        print(f"==> [{self.step}/{self.total_steps}] {title}{dur}   [elapsed {t // 60:02d}:{t % 60:02d}]",
+              file=sys.stderr, flush=True)
+
+    def note(self, msg: str):
+        print(f"    {msg}", file=sys.stderr, flush=True)
+
+    # --- data the scenarios need ------------------------------------------
+
+    def load_world(self):
+        locs = self.http_json("GET", "/api/locations")
+        locs = locs.get("locations", locs) if isinstance(locs, dict) else locs
+        self.warehouses, self.stores = [], []
+        for l in locs:
+            kind = l.get("locationType") or l.get("kind")
+            entry = (int(l.get("locationId", l.get("id"))), float(l["latitude"]), float(l["longitude"]))
+            (self.warehouses if kind == "WAREHOUSE" else self.stores).append(entry)
+        if not self.warehouses or not self.stores:
+            raise BenchError(f"unexpected /api/locations answer: {str(locs)[:200]}")
+        self.max_product = int(self.sql("SELECT MAX(id) FROM products")[0][0])
+        # NORMAL orders go to the nearest warehouse that has stock: work out which one that is
+        # for Seoul City Hall, so the hot product's stock is reset where the orders will go.
+        ranked = sorted(self.warehouses, key=lambda w: haversine_km(CITY_HALL, (w[1], w[2])))
+        self.hot_loc = ranked[0][0]
+        self.results["world"] = {
+            "warehouses": len(self.warehouses), "stores": len(self.stores), "products": self.max_product,
+            "hot_location": self.hot_loc,
+            "warehouse_distance_km": {w[0]: round(haversine_km(CITY_HALL, (w[1], w[2])), 2) for w in ranked},
+        }
+        rnd = random.Random(20_261_124)
+        # Spread: a random product at a random warehouse (the address lies ~1 km from it, so that
+        # warehouse is the nearest; every product has 200-1,000 units at every warehouse).
+        with open(self.raw / "spread-bodies.jsonl", "w") as f:
+            for _ in range(50_000):
+                w = rnd.choice(self.warehouses)
+                f.write(json.dumps({
+                    "items": [{"productId": rnd.randint(1, self.max_product), "quantity": 1}],
+                    "deliveryType": "NORMAL",
+                    "deliveryAddress": {"latitude": round(w[1] + rnd.uniform(-0.01, 0.01), 5),
+                                        "longitude": round(w[2] + rnd.uniform(-0.01, 0.01), 5)},
+                }, separators=(",", ":")) + "\n")
+        # Store level, online: half SAME_DAY from an address near a random store (within ~3 km),
+        # half PICKUP at a random store; random product. Stores hold 0-40 units of each product,
+        # so some orders are refused (409), as in real life.
+        with open(self.raw / "store-bodies.jsonl", "w") as f:
+            for i in range(50_000):
+                s = rnd.choice(self.stores)
+                item = [{"productId": rnd.randint(1, self.max_product), "quantity": 1}]
+                if i % 2 == 0:
+                    body = {"items": item, "deliveryType": "SAME_DAY",
+                            "deliveryAddress": {"latitude": round(s[1] + rnd.uniform(-0.03, 0.03), 5),
+                                                "longitude": round(s[2] + rnd.uniform(-0.03, 0.03), 5)}}
+                else:
+                    body = {"items": item, "deliveryType": "PICKUP", "storeId": s[0]}
+                f.write(json.dumps(body, separators=(",", ":")) + "\n")
+        # POS: one body file per terminal store, random product.
+        n_pos = 8
+        step = max(1, len(self.stores) // n_pos)
+        self.pos_stores = [s[0] for s in self.stores[::step][:n_pos]]
+        for sid in self.pos_stores:
+            with open(self.raw / f"pos-{sid}-bodies.jsonl", "w") as f:
+                for _ in range(5_000):
+                    f.write(json.dumps({"items": [{"productId": rnd.randint(1, self.max_product),
+                                                   "quantity": 1}]}, separators=(",", ":")) + "\n")
+        for src in ("", "redis/"):
+            with open(self.raw / f"detail-urls-{'redis' if src else 'mysql'}.txt", "w") as f:
+                for p in range(1, self.max_product + 1):
+                    f.write(f"{self.base}/api/{src}products/{p}\n")
+
+    def snapshot(self) -> dict:
+        """Order counts per path, order-line units, total and hot on-hand, all read in one
+        consistent snapshot (one transaction), so a write committing meanwhile cannot split them."""
+        rows = self.sql(
+            "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY; "
+            "SELECT 'orders', path, COUNT(*) FROM orders GROUP BY path; "
+            "SELECT 'lines', COUNT(*), COALESCE(SUM(quantity), 0) FROM order_lines; "
+            "SELECT 'on_hand', SUM(on_hand), 0 FROM stock; "
+            f"SELECT 'hot', on_hand, 0 FROM stock WHERE location_id = {self.hot_loc} "
+            f"AND product_id = {HOT_PRODUCT}; COMMIT;")
+        snap = {"orders": {}, "lines": 0, "units_ordered": 0, "on_hand": 0, "hot_on_hand": None}
+        for r in rows:
+            if r[0] == "orders":
+                snap["orders"][r[1]] = int(r[2])
+            elif r[0] == "lines":
+                snap["lines"], snap["units_ordered"] = int(r[1]), int(r[2])
+            elif r[0] == "on_hand":
+                snap["on_hand"] = int(r[1])
+            elif r[0] == "hot":
+                snap["hot_on_hand"] = int(r[1])
+        return snap
+
+    def quiesce(self, limit_s: float = 30.0):
+        """Waits until MySQL stops changing (two equal snapshots 0.5 s apart): wrk drops the
+        requests in flight at its deadline, which the service may still be deciding."""
+        t0 = time.monotonic()
+        last = self.snapshot()
+        while time.monotonic() - t0 < limit_s:
+            time.sleep(0.5)
+            cur = self.snapshot()
+            if cur == last:
+                return
+            last = cur
+
+    def reset_hot_stock(self):
+        body = self.http_json("PUT", f"/api/admin/locations/{self.hot_loc}/products/{HOT_PRODUCT}/stock",
+                              {"quantity": HOT_STOCK, "reason": "RESTOCK"}, self.token)
+        return body
+
+    def reconcile(self) -> dict:
+        for _ in range(60):
+            status, raw = self.http("POST", "/api/admin/reconciliation/runs", token=self.token, timeout=600)
+            if status == 200:
+                return json.loads(raw)
+            if status == 409:  # a scheduled run is going; wait for it
+                time.sleep(1)
+                continue
+            raise BenchError(f"reconciliation run: HTTP {status}: {raw[:300]!r}")
+        raise BenchError("reconciliation run: another run kept going for a minute")
+
+    # --- running load -----------------------------------------------------
+
+    def run_load(self, name: str, jobs: list[dict]) -> tuple[list[dict], dict, float]:
+        """Runs the jobs (load generator processes) side by side; returns their results, the CPU
+        split over the run and the time the last one ended (monotonic)."""
+        procs = []
+        forks0 = self.redis_forks()
+        with CpuMeter(self.pids) as cpu:
+            for i, job in enumerate(jobs):
+                cmd = self.lg.command(job)
+                tag = name if len(jobs) == 1 else f"{name}-{job.get('tag', i)}"
+                (self.raw / f"{tag}.cmd").write_text(" ".join(cmd) + "\n")
+                out = open(self.raw / f"{tag}.{'json' if self.lg.name == 'oha' else 'txt'}", "w+")
+                err = open(self.raw / f"{tag}.stderr", "w+")
+                proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+                RUNNING.append(proc)
+                procs.append((tag, job, proc, out, err))
+            results = []
+            for tag, job, p, out, err in procs:
+                rc = p.wait()
+                RUNNING.remove(p)
+                out.seek(0)
+                err.seek(0)
+                stdout, stderr = out.read(), err.read()
+                out.close()
+                err.close()
+                if rc != 0:
+                    raise BenchError(f"{self.lg.name} ({tag}) exited {rc}: {stderr.strip()[:500]}")
+                res = self.lg.parse(stdout, job)
+                res["tag"] = tag
+                results.append(res)
+            ended = time.monotonic()
+        forks1 = self.redis_forks()
+        cpu.result["redis_forks"] = (forks1 - forks0) if forks0 is not None and forks1 is not None else None
+        return results, cpu.result, ended
+
+    # --- scenarios --------------------------------------------------------
+
+    def write_scenario(self, sid: str, title: str, path: str, jobs: list[dict], *, hot: bool,
+                       expect_paths: dict[str, list[str]], extra: dict | None = None,
+                       pair: dict | None = None) -> dict:
+        """One write run: snapshot, load, drain, snapshot, checks, reconciliation.
+
+        pair (quick runs): {"first": True} leaves the reconciliation to the next scenario;
+        {"with": scen} reconciles once for that scenario and this one, checked in both."""
+        duration = max(j["duration"] for j in jobs)
+        self.progress(title, duration)
+        if self.backlog() != 0:
+            self.wait_backlog(self.cfg["drain_limit"])
+        if hot:
+            self.reset_hot_stock()
+        t0 = time.monotonic()
+        before = self.snapshot()
+        t_snap = time.monotonic() - t0
+        load_avg = os.getloadavg()
+        results, cpu, ended = self.run_load(sid, jobs)
+        drain = self.wait_backlog(self.cfg["drain_limit"])
+        confirm_after = (time.monotonic() - ended) if drain is not None else None
+        if self.lg.name != "oha" and drain is not None:
+            self.quiesce()
+            drain = self.wait_backlog(self.cfg["drain_limit"])
+        t1 = time.monotonic()
+        after = self.snapshot()
+        t2 = time.monotonic()
+        recon = None if pair and pair.get("first") else self.reconcile()
+        t_recon = time.monotonic() - t2
+        t_snap += t2 - t1
+        by_tag = {r["tag"]: r for r in results}
+        main = results[0]
+        scen = {
+            "id": sid, "title": title, "path": path, "kind": sid.split("-")[0],
+            "duration_s": duration, "load_avg_1m": round(load_avg[0], 2), "cpu_pct": cpu,
+            **{k: main[k] for k in ("ok", "conflict", "errors", "statuses", "error_detail", "requests",
+                                    "wall_s", "p50_ms", "p99_ms", "p999_ms", "max_ms", "ok_per_s",
+                                    "req_per_s")},
+            "confirm_after_s": (0.0 if path == "db" else confirm_after),
+            "drained": drain is not None,
+            "timings_s": {"snapshots": round(t_snap, 2), "drain": round(drain, 2) if drain is not None else None,
+                          "reconciliation": round(t_recon, 2) if recon else None},
+            "jobs": [{k: j.get(k) for k in ("tag", "conns", "rate", "duration", "url")} for j in jobs],
+        }
+        if len(results) > 1:
+            scen["parts"] = {r["tag"]: {k: r[k] for k in ("ok", "conflict", "errors", "statuses",
+                                                             "error_detail", "p50_ms", "p99_ms", "p999_ms",
+                                                             "ok_per_s", "wall_s")} for r in results}
+            wall = max(r["wall_s"] for r in results)
+            scen["total_ok"] = sum(r["ok"] for r in results)
+            scen["total_ok_per_s"] = scen["total_ok"] / wall
+            scen["total_conflict"] = sum(r["conflict"] for r in results)
+            scen["total_errors"] = sum(r["errors"] for r in results)
+        if extra:
+            scen.update(extra)
+
+        # Checks.
+        checks = []
+        slack = max((r.get("in_flight_slack", 0) for r in results), default=0)
+
+        def check(name, ok, detail):
+            checks.append({"check": name, "ok": bool(ok), "detail": detail})
+
+        check("consumer caught up", drain is not None,
+              f"consumer_backlog_events reached 0 {confirm_after:.2f} s after the load ended"
+              if drain is not None else f"backlog still {self.backlog()} after {self.cfg['drain_limit']} s")
+        gained_total = 0
+        for mysql_path, tags in expect_paths.items():
+            answered = sum(by_tag[t]["ok"] for t in tags)
+            gained = after["orders"].get(mysql_path, 0) - before["orders"].get(mysql_path, 0)
+            gained_total += gained
+            ok = gained == answered if not slack else answered <= gained <= answered + slack
+            check(f"{mysql_path} orders answered 2xx == MySQL orders gained", ok,
+                  f"answered {answered:,}, MySQL gained {gained:,}")
+        all_gained = sum(after["orders"].values()) - sum(before["orders"].values())
+        check("no other orders appeared", all_gained == gained_total,
+              f"MySQL gained {all_gained:,} orders in all, {gained_total:,} on the paths under test")
+        units_taken = before["on_hand"] - after["on_hand"]
+        units_ordered = after["units_ordered"] - before["units_ordered"]
+        check("units taken from stock == units ordered", units_taken == units_ordered,
+              f"on_hand fell by {units_taken:,}; new order lines hold {units_ordered:,} units")
+        if hot:
+            taken = before["hot_on_hand"] - after["hot_on_hand"]
+            answered = sum(r["ok"] for r in results)
+            ok = taken == answered if not slack else answered <= taken <= answered + slack
+            check(f"hot product: units taken at location {self.hot_loc} == orders accepted", ok,
+                  f"on_hand({self.hot_loc},{HOT_PRODUCT}) {before['hot_on_hand']:,} -> "
+                  f"{after['hot_on_hand']:,} (−{taken:,}); accepted {answered:,}")
+            key = f"{self.prefix}{{L{self.hot_loc}}}:s:{HOT_PRODUCT}"
+            rv = self.redis_cmd("GET", key)
+            if rv:
+                check("hot product: Redis key == MySQL on_hand", int(rv) == after["hot_on_hand"],
+                      f"{key} = {int(rv):,}, MySQL {after['hot_on_hand']:,}")
+        scen["checks"] = checks
+        scen["before"], scen["after"] = before, after
+        self.results["scenarios"].append(scen)
+        if recon is not None:
+            covered = ([pair["with"]] if pair and pair.get("with") else []) + [scen]
+            for sc in covered:
+                self.add_reconciliation(sc, recon, [c["title"] for c in covered if c is not sc])
+        scen["passed"] = all(c["ok"] for c in checks)
+        if not scen["passed"] and title not in self.failed:
+            self.failed.append(title)
+        ok_s = scen.get("total_ok_per_s", scen["ok_per_s"])
+        self.note(f"{ok_s:,.0f} ok/s, p50 {fmt_ms(scen['p50_ms'])} ms, p99 {fmt_ms(scen['p99_ms'])} ms, "
+                  f"p99.9 {fmt_ms(scen['p999_ms'])} ms, 409 {scen.get('total_conflict', scen['conflict']):,}, "
+                  f"errors {scen.get('total_errors', scen['errors']):,}; invariants "
+                  f"{'PASS' if scen['passed'] else 'FAILED'}"
+                  + (f"; confirmed {confirm_after:.2f} s after the load" if path == "redis" and drain is not None else ""))
+        for c in checks:
+            if not c["ok"]:
+                self.note(f"FAILED: {c['check']}: {c['detail']}")
+        return scen
+
+    def add_reconciliation(self, scen: dict, recon: dict, shared_with: list[str]):
+        ok = bool(recon.get("ok") and recon.get("keysRepaired") == 0 and recon.get("ledgerMismatches") == 0)
+        detail = (f"keysChecked {recon.get('keysChecked'):,}, keysRepaired {recon.get('keysRepaired')}, "
+                  f"ledgerMismatches {recon.get('ledgerMismatches')}, ok {recon.get('ok')}, "
+                  f"{recon.get('durationMs', 0) / 1000:.1f} s")
+        if shared_with:
+            detail += f" (one run after this scenario and {', '.join(shared_with)})"
+        scen["checks"].append({"check": "reconciliation: no Redis key repaired, no ledger mismatch",
+                               "ok": ok, "detail": detail})
+        scen["reconciliation"] = {k: recon.get(k) for k in ("keysChecked", "keysRepaired",
+                                                              "ledgerMismatches", "ok", "durationMs")}
+        if recon.get("keysRepaired") or recon.get("ledgerMismatches"):
+            scen["reconciliation"]["details"] = recon.get("details")
+        scen["passed"] = all(c["ok"] for c in scen["checks"])
+        if not scen["passed"] and scen["title"] not in self.failed:
+            self.failed.append(scen["title"])
+
+    def order_url(self, path: str) -> str:
+        return f"{self.base}/api/orders" if path == "db" else f"{self.base}/api/redis/orders"
+
+    def mysql_path(self, path: str) -> str:
+        return "DB_LOCK" if path == "db" else "REDIS"
+
+    def hot_body(self) -> str:
+        return json.dumps({"items": [{"productId": HOT_PRODUCT, "quantity": 1}], "deliveryType": "NORMAL",
+                           "deliveryAddress": {"latitude": CITY_HALL[0], "longitude": CITY_HALL[1]}},
+                          separators=(",", ":"))
+
+    def scenario_hot(self, path: str, conns: int, pair: dict | None = None):
+        sid = f"hot{conns}-{path}"
+        job = {"url": self.order_url(path), "method": "POST", "body": self.hot_body(), "conns": conns,
+               "duration": self.cfg["hot"]}
+        return self.write_scenario(
+            sid, f"hot product, {self.path_name(path)}, {conns} connections", path, [job], hot=True,
+            expect_paths={self.mysql_path(path): [sid]}, extra={"connections": conns}, pair=pair)
+
+    def scenario_fixed(self, path: str, rate: int, pair: dict | None = None):
+        sid = f"fixed-{path}"
+        job = {"url": self.order_url(path), "method": "POST", "body": self.hot_body(), "conns": 256,
+               "duration": self.cfg["fixed"], "rate": rate}
+        return self.write_scenario(
+            sid, f"fixed rate, {self.path_name(path)}, {rate:,} orders/s", path, [job], hot=True,
+            expect_paths={self.mysql_path(path): [sid]}, extra={"rate": rate, "connections": 256},
+            pair=pair)
+
+    def scenario_spread(self, path: str, pair: dict | None = None):
+        sid = f"spread-{path}"
+        job = {"url": self.order_url(path), "method": "POST", "body_lines": self.raw / "spread-bodies.jsonl",
+               "conns": 64, "duration": self.cfg["spread"]}
+        return self.write_scenario(
+            sid, f"spread over {self.max_product:,} products x {len(self.warehouses)} warehouses, "
+            f"{self.path_name(path)}, 64 connections", path, [job], hot=False,
+            expect_paths={self.mysql_path(path): [sid]}, extra={"connections": 64}, pair=pair)
+
+    def scenario_store(self, path: str, pair: dict | None = None):
+        sid = f"store-{path}"
+        jobs = [{"tag": "online", "url": self.order_url(path), "method": "POST",
+                 "body_lines": self.raw / "store-bodies.jsonl", "conns": 48, "duration": self.cfg["store"]}]
+        for s in self.pos_stores:
+            jobs.append({"tag": f"pos{s}", "url": f"{self.base}/api/stores/{s}/orders", "method": "POST",
+                         "body_lines": self.raw / f"pos-{s}-bodies.jsonl",
+                         "headers": [f"authorization: Bearer sfk_demo_{s}"], "conns": 2, "threads": 1,
+                         "duration": self.cfg["store"]})
+        pos_tags = [f"{sid}-pos{s}" for s in self.pos_stores]
+        return self.write_scenario(
+            sid, f"store level (SAME_DAY + PICKUP over {len(self.stores)} stores, {self.path_name(path)}, "
+            f"48 connections; POS sales at {len(self.pos_stores)} stores beside it, 2 connections each)",
+            path, jobs, hot=False,
+            expect_paths={self.mysql_path(path): [f"{sid}-online"], "POS": pos_tags},
+            extra={"connections": 48 + 2 * len(self.pos_stores)}, pair=pair)
+
+    def scenario_reads(self, source: str, what: str):
+        sid = f"reads-{what}-{source}"
+        prefix = "/api/redis" if source == "redis" else "/api"
+        title = f"reads, product {what} from {'Redis' if source == 'redis' else 'MySQL'}, 64 connections"
+        self.progress(title, self.cfg["reads"])
+        job = {"conns": 64, "duration": self.cfg["reads"]}
+        if what == "list":
+            job["url"] = f"{self.base}{prefix}/products?page=0&size=20"
+        else:
+            job["urls_file"] = self.raw / f"detail-urls-{source}.txt"
+        load_avg = os.getloadavg()
+        results, cpu, _ = self.run_load(sid, [job])
+        r = results[0]
+        scen = {"id": sid, "title": title, "path": "db" if source == "mysql" else "redis",
+                "kind": f"reads-{what}", "duration_s": self.cfg["reads"], "connections": 64,
+                "load_avg_1m": round(load_avg[0], 2), "cpu_pct": cpu,
+                **{k: r[k] for k in ("ok", "conflict", "errors", "statuses", "error_detail", "requests",
+                                     "wall_s", "p50_ms", "p99_ms", "p999_ms", "max_ms", "ok_per_s", "req_per_s",
+                                     "bytes_per_answer")},
+                "passed": r["errors"] == 0 and r["conflict"] == 0, "checks": []}
+        if not scen["passed"]:
+            self.failed.append(title)
+        self.results["scenarios"].append(scen)
+        self.note(f"{r['ok_per_s']:,.0f} req/s, p50 {fmt_ms(r['p50_ms'])} ms, p99 {fmt_ms(r['p99_ms'])} ms, "
+                  f"p99.9 {fmt_ms(r['p999_ms'])} ms, errors {r['errors']:,}")
+        return scen
+
+    def scenario_ceiling(self):
+        secs = self.cfg["ceiling"]
+        self.progress(f"ceiling: redis-benchmark EVALSHA reserve.lua, 50 clients, pipeline 1", secs)
+        script = (ROOT / "persistence" / "lua" / "reserve.lua").read_text()
+        sha = self.redis_cmd("SCRIPT", "LOAD", script)
+        loc = self.hot_loc
+        # A real order JSON from the hot-product runs, so ARGV[2] has the service's size.
+        order_json = None
+        ids = self.sql(f"SELECT id FROM orders WHERE path = 'REDIS' AND location_id = {loc} "
+                       "ORDER BY accepted_at DESC LIMIT 1")
+        if ids:
+            order_json = self.redis_cmd("HGET", f"{self.prefix}{{L{loc}}}:o:{ids[0][0]}", "j") or None
+        if not order_json:
+            order_json = json.dumps({"orderId": "x" * 40, "status": "ACCEPTED", "path": "REDIS",
+                                     "items": [{"productId": 1, "quantity": 1, "unitPrice": 56000}],
+                                     "fulfillmentLocationId": loc, "deliveryType": "NORMAL"})
+        p = CEILING_PREFIX
+        stock_key = f"{p}{{L{loc}}}:s:{HOT_PRODUCT}"
+        self.redis_cmd("SET", stock_key, str(10**15))
+        cmd_args = ["EVALSHA", sha, "3", f"{p}{{L{loc}}}:o:__rand_int__", f"{p}{{L{loc}}}:ev", stock_key,
+                    "__rand_int__", order_json, f"{HOT_PRODUCT}:1", "1"]
+
+        def bench(n: int) -> dict:
+            cmd = ["redis-benchmark", "-h", self.redis["host"], "-p", self.redis["port"],
+                   "--dbnum", self.redis["db"], "-c", "50", "-P", "1", "-r", "1000000000", "-n", str(n),
+                   "--csv"] + (["-a", self.redis["password"]] if self.redis["password"] else []) + cmd_args
+            t0 = time.monotonic()
+            pr = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+            wall = time.monotonic() - t0
+            if pr.returncode != 0:
+                raise BenchError(f"redis-benchmark failed: {pr.stderr.strip()[:300]}")
+            # --csv: "test","rps","avg_latency_ms",...; the test name is the command itself, JSON
+            # quotes unescaped, so the figures are read from the right.
+            lines = pr.stdout.splitlines()
+            header = next((ln for ln in lines if ln.startswith('"test"')), None)
+            names = [h.strip('"') for h in header.split('","')] if header else ["test", "rps"]
+            row = [ln for ln in lines if ln.startswith('"') and ln is not header][-1]
+            vals = [v.strip('"') for v in row.rsplit('","', len(names) - 1)]
+            out = {"requests": n, "wall_s": wall, "cmd": cmd}
+            for name, v in zip(names[1:], vals[1:]):
+                try:
+                    out[name] = float(v)
+                except ValueError:
+                    pass
+            if "rps" not in out:
+                raise BenchError(f"cannot read redis-benchmark output: {pr.stdout[-300:]!r}")
+            return out
+
+        probe = bench(5_000)
+        n = max(5_000, int(probe["rps"] * secs))
+        with CpuMeter(self.pids) as cpu:
+            res = bench(n)
+        dup_estimate = n * n / (2 * 1e9)
+        self.redis_cmd("UNLINK", stock_key, f"{p}{{L{loc}}}:ev")
+        scen = {"id": "ceiling", "kind": "ceiling", "title": "ceiling", "rps": res["rps"], "requests": n,
+                "wall_s": res["wall_s"], "p50_ms": res.get("p50_latency_ms"), "p99_ms": res.get("p99_latency_ms"),
+                "cpu_pct": cpu.result, "order_json_bytes": len(order_json), "duplicate_ids_estimate": dup_estimate,
+                "command": " ".join(res["cmd"][:-5] + ["<order JSON>"] + res["cmd"][-4:]).replace(sha, "<sha>"),
+                "passed": True, "load_avg_1m": round(os.getloadavg()[0], 2)}
+        self.results["ceiling"] = scen
+        self.note(f"{res['rps']:,.0f} EVALSHA/s over {n:,} calls")
+
+    @staticmethod
+    def path_name(path: str) -> str:
+        return "DB-lock path" if path == "db" else "Redis path"
+
+    # --- the run ----------------------------------------------------------
+
+    def warm_up(self):
+        """A second of each order path before measuring: connection pools filled, hot keys loaded."""
+        self.reset_hot_stock()
+        for path in ("db", "redis"):
+            job = {"url": self.order_url(path), "method": "POST", "body": self.hot_body(), "conns": 16,
+                   "duration": 1}
+            self.run_load(f"warmup-{path}", [job])
+        self.wait_backlog(self.cfg["drain_limit"])
+
+    def run(self) -> int:
+        started = now_utc()
+        self.results["meta"] = {"mode": self.mode, "started": started, "load_generator": self.lg.version}
+        self.results["machine"] = machine_info(self.a, self.lg.version)
+        can_fixed = self.lg.name == "oha"
+        self.total_steps = 4 + (2 if can_fixed else 0) + 2 + 2 + 4 + 1
+        error = None
+        try:
+            self.load_world()
+            self.note(f"hot product {HOT_PRODUCT}: NORMAL orders from Seoul City Hall go to warehouse "
+                      f"{self.hot_loc} (nearest); its stock is set to {HOT_STOCK:,} before each hot run")
+            self.warm_up()
+            # Quick runs reconcile once per pair of scenarios (the second one's reconciliation
+            # covers both) to stay short; full runs reconcile after every write scenario.
+            first = {"first": True} if self.quick else None
+
+            def then(scen):
+                return {"with": scen} if self.quick else None
+
+            for path in ("db", "redis"):
+                s1 = self.scenario_hot(path, 64, pair=first)
+                self.scenario_hot(path, 256, pair=then(s1))
+            if can_fixed:
+                s1 = self.scenario_fixed("redis", self.cfg["fixed_rate_redis"], pair=first)
+                db64 = self.find("hot64-db")
+                db_rate = max(50, int(0.8 * db64["ok_per_s"])) if db64 else 500
+                self.scenario_fixed("db", db_rate, pair=then(s1))
+            else:
+                self.results["notes"].append("fixed-rate runs skipped: wrk has no open-loop mode")
+            s1 = self.scenario_spread("db", pair=first)
+            self.scenario_spread("redis", pair=then(s1))
+            s1 = self.scenario_store("db", pair=first)
+            self.scenario_store("redis", pair=then(s1))
+            for source in ("mysql", "redis"):
+                for what in ("list", "detail"):
+                    self.scenario_reads(source, what)
+            self.scenario_ceiling()
+        except Exception as e:  # the report is written whatever happened
+            import traceback
+            error = str(e) if isinstance(e, BenchError) else f"{type(e).__name__}: {e}"
+            self.failed.append(f"run broke off: {error}")
+            (self.out / "error.txt").write_text(traceback.format_exc())
+            print(f"error: {error} (traceback in {self.out / 'error.txt'})", file=sys.stderr)
+        self.results["meta"]["finished"] = now_utc()
+        self.results["meta"]["elapsed_s"] = round(time.time() - self.bench_start)
+        self.results["meta"]["error"] = error
+        self.results["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+        self.results["machine"]["uptime_end"] = uptime()
+        self.evaluate_targets()
+        self.observe()
+        self.results["failed"] = self.failed
+        write_report(self)
+        return 1 if self.failed else 0
+
+    def observe(self):
+        """Plain-language notes on what stands out in the figures."""
+        notes = self.results["notes"]
+        for s in self.results["scenarios"]:
+            if s.get("rate") and (s["ok_per_s"] < 0.95 * s["rate"] or (s["p99_ms"] or 0) >= 1000):
+                notes.append(f"{s['title']}: the service did not keep up with the asked rate all along — "
+                             f"{s['ok_per_s']:,.0f} orders/s answered over the run, p50 {fmt_ms(s['p50_ms'])} ms, "
+                             f"p99 {fmt_ms(s['p99_ms'])} ms (latency-corrected: counted from when each request "
+                             "was due, so the queue that built up is in the figures).")
+            errs = s.get("total_errors", s.get("errors", 0))
+            if errs:
+                notes.append(f"{s['title']}: {errs:,} errors (see its table).")
+            ca = s.get("confirm_after_s")
+            forks = (s.get("cpu_pct") or {}).get("redis_forks")
+            if forks:
+                notes.append(f"{s['title']}: Redis forked {forks} time{'s' if forks > 1 else ''} in the background during the load "
+                             "(automatic AOF rewrite: `auto-aof-rewrite-percentage` 100 by default; the child "
+                             "competes for the same cores and disk, a likely cause of latency spikes).")
+            if s.get("path") == "redis" and ca is not None and ca > 1.0:
+                notes.append(f"{s['title']}: the consumer needed {ca:.2f} s after the load to persist every "
+                             "accepted order (it was behind by that much while the load ran).")
+        lm, lr = self.find("reads-list-mysql"), self.find("reads-list-redis")
+        if lm and lr and lm.get("bytes_per_answer") and lr.get("bytes_per_answer") and \
+                lr["bytes_per_answer"] > 3 * lm["bytes_per_answer"]:
+            notes.append(f"The Redis product list answer is {lr['bytes_per_answer']:,} bytes against "
+                         f"{lm['bytes_per_answer']:,} for the MySQL list: it carries every listed product's "
+                         "stock at every location (one MGET per location), which the MySQL list does not, "
+                         "so the two list figures do not compare like for like.")
+
+    def find(self, sid: str) -> dict | None:
+        return next((s for s in self.results["scenarios"] if s["id"] == sid), None)
+
+    def evaluate_targets(self):
+        t = TARGETS
+        out = self.results["targets"]
+        ceiling = self.results.get("ceiling", {}).get("rps")
+
+        def add(name, figure, ok, note=""):
+            out.append({"target": name, "figure": figure, "result": "n/a" if ok is None else ("PASS" if ok else "MISS"),
+                        "note": note})
+
+        r256 = self.find("hot256-redis")
+        r64 = self.find("hot64-redis")
+        if r256:
+            add(f"Redis hot product (256 connections) ≥ {t['redis_hot_min']:,} orders/s",
+                f"{r256['ok_per_s']:,.0f} orders/s", r256["ok_per_s"] >= t["redis_hot_min"])
+            if ceiling:
+                frac = r256["ok_per_s"] / ceiling
+                self.results["ceiling"]["fraction_redis_hot256"] = frac
+                add(f"Redis hot product ≥ {t['redis_hot_ceiling_fraction']:.0%} of the ceiling",
+                    f"{frac:.1%} of {ceiling:,.0f}/s", frac >= t["redis_hot_ceiling_fraction"])
+        fr = self.find("fixed-redis")
+        if fr:
+            rate = fr["rate"]
+            label = f"at {rate:,}/s" + (" (quick run; the target is at 10,000/s)" if rate != t["redis_fixed_rate"] else "")
+            add(f"Redis fixed rate p99 ≤ {t['redis_fixed_p99_ms']:g} ms {label}", f"p99 {fmt_ms(fr['p99_ms'])} ms",
+                fr["p99_ms"] is not None and fr["p99_ms"] <= t["redis_fixed_p99_ms"])
+            add(f"Redis fixed rate: no errors {label}", f"{fr['errors']:,} errors, {fr['conflict']:,} × 409",
+                fr["errors"] == 0 and fr["conflict"] == 0)
+            ca = fr["confirm_after_s"]
+            add(f"Redis fixed rate: all CONFIRMED within {t['redis_fixed_confirm_s']:g} s of the load's end {label}",
+                "never (backlog did not drain)" if ca is None else f"{ca:.2f} s",
+                ca is not None and ca <= t["redis_fixed_confirm_s"])
+        d64, d256 = self.find("hot64-db"), self.find("hot256-db")
+        dbs = [s for s in (d64, d256) if s]
+        if dbs:
+            best = max(dbs, key=lambda s: s["ok_per_s"])
+            errs = sum(s["errors"] for s in dbs)
+            add(f"DB-lock hot product ≥ {t['db_hot_min']:,} orders/s, no errors but out-of-stock",
+                f"{best['ok_per_s']:,.0f} orders/s ({best['connections']} connections); {errs:,} errors",
+                best["ok_per_s"] >= t["db_hot_min"] and errs == 0)
+        rs = [s for s in (r64, r256) if s]
+        if rs and dbs:
+            rb = max(s["ok_per_s"] for s in rs)
+            db = max(s["ok_per_s"] for s in dbs)
+            ratio = rb / db if db else float("inf")
+            add(f"Redis ≥ {t['redis_over_db']:g}× DB-lock (hot product, best of 64/256 connections each)",
+                f"{ratio:.1f}× ({rb:,.0f} vs {db:,.0f} orders/s)", ratio >= t["redis_over_db"])
+        for what in ("list", "detail"):
+            s = self.find(f"reads-{what}-redis")
+            if s:
+                add(f"Redis reads (product {what}) ≥ {t['redis_reads_min']:,} req/s",
+                    f"{s['ok_per_s']:,.0f} req/s", s["ok_per_s"] >= t["redis_reads_min"])
+
+
+# ---------------------------------------------------------------------------
+# Machine facts
+# ---------------------------------------------------------------------------
+
+
+def uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return ""
+
+
+def first_line(cmd: list[str]) -> str:
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        return ((p.stdout or p.stderr).strip().splitlines() or [""])[0]
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def machine_info(a, loadgen_version: str) -> dict:
+    cpu_model = "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = None
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal:"):
+                mem_gib = int(line.split()[1]) / 1024 / 1024
+    except OSError:
+        pass
+    nproc = first_line(["nproc"])
+    commit = first_line(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return {
+        "nproc": nproc, "cpu_model": cpu_model, "memory_gib": round(mem_gib, 1) if mem_gib else None,
+        "kernel": platform.release(), "os": first_line(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
+        "mariadb": first_line([a.mariadbd, "--version"]).split("Ver", 1)[-1].strip(),
+        "redis": first_line([a.redis_server, "--version"]),
+        "redis_benchmark": first_line(["redis-benchmark", "--version"]),
+        "load_generator": loadgen_version, "python": platform.python_version(),
+        "commit": commit + (" (with uncommitted changes)" if dirty else ""),
+        "load_avg_start": [round(x, 2) for x in os.getloadavg()], "uptime_start": uptime(),
+    }
+
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
+SCENARIO_ROWS = [
+    ("hot64", "hot product, 64 conn.", "hot 64"), ("hot256", "hot product, 256 conn.", "hot 256"),
+    ("fixed", "fixed rate", "fixed rate"), ("spread", "spread", "spread"),
+    ("store", "store level (all)", "store online"), ("reads-list", "reads: list", "list"),
+    ("reads-detail", "reads: detail", "detail"),
+]
+
+
+def scen_key(s: dict) -> str:
+    return s["id"].rsplit("-", 1)[0] if s["kind"] != "ceiling" else "ceiling"
+
+
+def charts(bench: Bench) -> list[tuple[str, str]]:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:  # the report is still written, without charts
+        bench.results["notes"].append(f"charts skipped: {e}")
+        return []
+    made = []
+    scen = {s["id"]: s for s in bench.results["scenarios"]}
+    rows = [(k, label, short) for k, label, short in SCENARIO_ROWS
+            if any(f"{k}-{p}" in scen for p in ("db", "redis", "mysql"))]
+    colours = {"db": "#c0504d", "redis": "#2e75b6"}
+    names = {"db": "DB-lock / MySQL", "redis": "Redis"}
+
+    def get(k, path):
+        if k.startswith("reads"):
+            return scen.get(f"{k}-{'mysql' if path == 'db' else 'redis'}")
+        return scen.get(f"{k}-{path}")
+
+    # Throughput.
+    fig, ax = plt.subplots(figsize=(11, 5.5))
+    width = 0.38
+    for i, path in enumerate(("db", "redis")):
+        xs, ys = [], []
+        for j, (k, _, _) in enumerate(rows):
+            s = get(k, path)
+            if s:
+                xs.append(j + (i - 0.5) * width)
+                ys.append(s.get("total_ok_per_s", s["ok_per_s"]))
+        bars = ax.bar(xs, ys, width, label=names[path], color=colours[path])
+        for b, y in zip(bars, ys):
+            ax.annotate(f"{y:,.0f}", (b.get_x() + b.get_width() / 2, y), ha="center", va="bottom", fontsize=8)
+    ceiling = bench.results.get("ceiling", {}).get("rps")
+    ax.set_yscale("log")
+    if ceiling:
+        ax.axhline(ceiling, color="#555", linestyle="--", linewidth=1)
+        ax.annotate(f"ceiling: reserve.lua in redis-benchmark, {ceiling:,.0f}/s", (-0.5, ceiling),
+                    ha="left", va="bottom", fontsize=8, color="#555")
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(lo, max(hi, ceiling * 3))
+    ax.set_xticks(range(len(rows)), [label for _, label, _ in rows], rotation=15)
+    ax.set_ylabel("successful requests per second (log scale)")
+    ax.set_title(f"Stock Flow throughput per scenario and path ({bench.mode} run)")
+    ax.legend()
+    ax.grid(axis="y", which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(bench.out / "throughput.png", dpi=110)
+    plt.close(fig)
+    made.append(("throughput.png", "Throughput per scenario and path"))
+
+    # Latency percentiles.
+    groups = []
+    for k, _, short in rows:
+        for path in ("db", "redis"):
+            s = get(k, path)
+            if s:
+                who = "Redis" if path == "redis" else ("MySQL" if k.startswith("reads") else "DB-lock")
+                groups.append((f"{short}\n{who}", s, path))
+    fig, ax = plt.subplots(figsize=(max(11, len(groups) * 0.9), 6))
+    pcts = [("p50_ms", "p50", 0.45), ("p99_ms", "p99", 0.7), ("p999_ms", "p99.9", 1.0)]
+    w = 0.26
+    for i, (key, lab, alpha) in enumerate(pcts):
+        xs = [j + (i - 1) * w for j in range(len(groups))]
+        ys = [max(g[1].get(key) or 0, 0.001) for g in groups]
+        cs = [colours[g[2]] for g in groups]
+        ax.bar(xs, ys, w, color=cs, alpha=alpha, label=lab, edgecolor="black", linewidth=0.3)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(groups)), [g[0] for g in groups], fontsize=8)
+    ax.set_ylabel("latency, ms (log scale)")
+    ax.set_title("Latency percentiles per scenario and path (red: DB-lock / MySQL, blue: Redis)")
+    from matplotlib.patches import Patch
+    ax.legend(handles=[Patch(facecolor="grey", alpha=a, label=l) for _, l, a in pcts], loc="lower center",
+              bbox_to_anchor=(0.5, 1.06), ncol=3, frameon=False)
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo, hi * 1.5)
+    ax.grid(axis="y", which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(bench.out / "latency.png", dpi=110)
+    plt.close(fig)
+    made.append(("latency.png", "Latency percentiles per scenario and path"))
+    return made
+
+
+def confirm_cell(s: dict) -> str:
+    if s["path"] == "db":
+        return "0 (sync)"
+    ca = s.get("confirm_after_s")
+    return "never" if ca is None else f"{ca:.2f} s"
+
+
+def cpu_cell(c: dict | None) -> str:
+    if not c:
+        return "–"
+
+    def f(k):
+        v = c.get(k)
+        return "–" if v is None else f"{v:.0f}"
+
+    return (f"{f('machine')} (svc {f('service')}, db {f('mariadb')}, redis {f('redis')}, "
+            f"load {f('loadgen')}, other {f('other')})")
+
+
+def write_report(bench: Bench):
+    r = bench.results
+    made = charts(bench)
+    (bench.out / "report.json").write_text(json.dumps(r, indent=2, default=str) + "\n")
+    m = r["machine"]
+    scen = {s["id"]: s for s in r["scenarios"]}
+    L = []
+    w = L.append
+    w(f"# Stock Flow benchmark ({bench.mode} run)")
+    w("")
+    el = r["meta"].get("elapsed_s") or 0
+    w(f"Scenarios started {r['meta']['started']}, finished {r['meta']['finished']}; {el // 60} min {el % 60} s "
+      f"since `ops/bench` started (build and set-up included). Commit {m['commit']}.")
+    w("")
+    writes = [s for s in r["scenarios"] if not s["kind"].startswith("reads")]
+    if bench.failed:
+        w(f"**Result: FAILED** — {len(bench.failed)} scenario(s) broke an invariant or the run broke off:")
+        w("")
+        for f in bench.failed:
+            w(f"- {f}")
+    else:
+        w(f"**Result: every invariant check passed** ({len(writes)} write scenarios verified).")
+    w("")
+    tp = sum(1 for t in r["targets"] if t["result"] == "PASS")
+    tm = sum(1 for t in r["targets"] if t["result"] == "MISS")
+    w(f"Targets: {tp} PASS, {tm} MISS (see [Targets](#targets)).")
+    if r["meta"].get("error"):
+        w("")
+        w(f"The run broke off: `{r['meta']['error']}`")
+    w("")
+    w("## Machine")
+    w("")
+    w("| | |")
+    w("|---|---|")
+    w(f"| CPU | {m['cpu_model']}, `nproc` = {m['nproc']} |")
+    w(f"| Memory | {m['memory_gib']} GiB |")
+    w(f"| OS, kernel | {m['os']}, {m['kernel']} |")
+    w(f"| MariaDB | {m['mariadb']} (private, `innodb_flush_log_at_trx_commit=1`, 512 MB buffer pool) |")
+    w(f"| Redis | {m['redis']} (private, `appendonly yes`, `appendfsync always`) |")
+    w(f"| Load generator | {m['load_generator']}; {m['redis_benchmark']} for the ceiling |")
+    w(f"| Load at start (`uptime`) | {m['uptime_start']} |")
+    w(f"| Load at end (`uptime`) | {m.get('uptime_end', '')} |")
+    w("")
+    w("Everything — service, MariaDB, Redis and the load generator — shares these cores, and other work "
+      "on the machine (e.g. a compiler) competes with it: the *CPU %* columns below show, per run, how "
+      f"busy the whole machine was (100% = one core, {m['nproc']} cores = {int(m['nproc']) * 100 if str(m['nproc']).isdigit() else '?'}%) and "
+      "how that split between the service (svc), MariaDB (db), Redis, the load generator (load) and "
+      "anything else (other). A large *other* share means the figures are lower than the machine can do.")
+    w("")
+    w("## Method")
+    w("")
+    world = r.get("world", {})
+    w(f"- Fresh private MariaDB and Redis under `.data/bench/` (wiped at start), seeded with "
+      f"`stock-flow seed --profile bench`: {world.get('warehouses')} warehouses, {world.get('stores')} stores, "
+      f"{world.get('products', 0):,} products, 500,000 stock rows. The service runs from the release build "
+      "with `RUST_LOG=warn` and its default pool sizes; its scheduled reconciliation is moved out of the "
+      "way (the bench runs one itself after every write scenario).")
+    w(f"- Load generator: **{bench.lg.name}**. " + (
+        "oha was chosen because it does open-loop fixed-rate load (`-q`) with latency correction "
+        "(`--latency-correction`: latency counted from when each request was due, so a stalled server "
+        "cannot hide its queue — no coordinated omission), writes JSON with status-code counts "
+        "(`--output-format json`), picks a random body line per request (`-Z FILE`) or a random URL "
+        "(`--urls-from-file`), and installs from crates.io with `cargo install oha --locked`. Every run "
+        "uses `--no-tui` and `-w` (wait for requests in flight at the deadline, so each order the "
+        "service decided is counted)." if bench.lg.name == "oha" else
+        "oha was not available (it could not be built, or `SF_BENCH_LOADGEN=wrk` asked for wrk), so Debian's wrk runs with a Lua script (random body per request, "
+        "status counts). wrk has no fixed-rate mode, so the fixed-rate scenario is skipped, and wrk drops "
+        "requests in flight at the end: the count checks allow up to one extra order per connection."))
+    w(f"- Hot product: every order is 1 unit of product {HOT_PRODUCT}, `NORMAL` from Seoul City Hall "
+      f"({CITY_HALL[0]}, {CITY_HALL[1]}). The service sends it to the nearest warehouse with stock: "
+      f"location **{world.get('hot_location')}** (distances from City Hall in km: "
+      f"{', '.join(f'{k}: {v}' for k, v in (world.get('warehouse_distance_km') or {}).items())}). Before every "
+      f"hot and fixed-rate run its stock there is set to {HOT_STOCK:,} with the admin "
+      "`PUT /api/admin/locations/{loc}/products/{p}/stock` (reason RESTOCK), so neither path runs out.")
+    w(f"- Closed loop: each connection sends its next request when the previous answer arrives, for "
+      f"{bench.cfg['hot']} s (hot product), {bench.cfg['spread']} s (spread, store level), "
+      f"{bench.cfg['reads']} s (reads). Fixed rate: open loop for {bench.cfg['fixed']} s, Redis at "
+      f"{bench.cfg['fixed_rate_redis']:,} orders/s, DB-lock at 80% of its own 64-connection hot-product "
+      "throughput (the rate it should sustain), 256 connections available to the load generator.")
+    w("- Spread: a random line of 50,000 prepared bodies per request: a random product of "
+      f"{world.get('products', 0):,}, `NORMAL` from an address ~1 km from a random warehouse (so the "
+      "orders spread over all 5 warehouses).")
+    w("- Store level: online orders on the path under test (48 connections; a random line of 50,000 bodies: "
+      "half `SAME_DAY` from an address within ~3 km of a random store, half `PICKUP` at a random store, "
+      "random product — stores hold 0–40 units of each product, so some answers are 409) and, at the same "
+      f"time, POS sales (`POST /api/stores/{{id}}/orders`, the store's demo key) at {len(getattr(bench, 'pos_stores', []))} "
+      "stores spread over the list, one load-generator process per store (a key belongs to one store, so a "
+      "process cannot vary the store), 2 connections each, random product. POS sales always take the "
+      "MySQL-first path.")
+    w("- Reads: `GET /api/products?page=0&size=20` and `/api/products/{id}` (MySQL), the same under "
+      "`/api/redis/` (Redis); detail reads pick a random product id of 10,000 per request.")
+    w("- Errors: any answer other than 2xx and 409, and any connection error. 409 (out of stock) is "
+      "counted apart. Throughput is successful (2xx) answers per second of the run.")
+    w("- After every write scenario the bench waits until `consumer_backlog_events` on `/metrics` is 0 "
+      "(polled every 50 ms; the time from the load's end to that point is *confirmed after*: when the last "
+      "Redis-path order became CONFIRMED — 0 by definition on the DB-lock path), then checks: orders "
+      "answered 2xx == orders MySQL gained (per path, `orders` table); units taken from `stock.on_hand` == "
+      "units in the new `order_lines`; for the hot product, units taken at its location == orders accepted "
+      "and its Redis key == MySQL; and `POST /api/admin/reconciliation/runs` answers `keysRepaired == 0` "
+      "and `ledgerMismatches == 0`" + (
+          ". A reconciliation takes several seconds over 500,000 rows, so this quick run makes one per pair "
+          "of scenarios (after the second; it covers both, and both are marked by it)." if bench.quick else
+          " (one reconciliation after every write scenario)."))
+    w("")
+
+    w("## Targets")
+    w("")
+    w("| target | figure | result |")
+    w("|---|---|---|")
+    for t in r["targets"]:
+        w(f"| {t['target']} | {t['figure']} | **{t['result']}** |")
+    w("")
+
+    def scen_table(title, ids, extra_cols=()):
+        rows = [scen[i] for i in ids if i in scen]
+        if not rows:
+            return
+        w(f"## {title}")
+        w("")
+        head = ["path", "conn.", "ok/s", "ok", "409", "errors", "p50 ms", "p99 ms", "p99.9 ms"]
+        head += [c[0] for c in extra_cols] + ["CPU % (machine)", "invariants"]
+        w("| " + " | ".join(head) + " |")
+        w("|" + "---|" * len(head))
+        for s in rows:
+            name = {"db": "DB-lock" if not s["kind"].startswith("reads") else "MySQL", "redis": "Redis"}[s["path"]]
+            cells = [name, str(s.get("connections", "")), fmt_int(s["ok_per_s"]), fmt_int(s["ok"]),
+                     fmt_int(s["conflict"]), fmt_int(s["errors"]), fmt_ms(s["p50_ms"]), fmt_ms(s["p99_ms"]),
+                     fmt_ms(s["p999_ms"])]
+            cells += [c[1](s) for c in extra_cols]
+            cells += [cpu_cell(s.get("cpu_pct")),
+                      "–" if s["kind"].startswith("reads") else ("PASS" if s["passed"] else "**FAILED**")]
+            w("| " + " | ".join(cells) + " |")
+        w("")
+        for s in rows:
+            if s.get("error_detail"):
+                w(f"- {s['title']}: errors " + ", ".join(f"`{k}` × {v:,}" for k, v in s["error_detail"].items()))
+        if any(s.get("error_detail") for s in rows):
+            w("")
+
+    scen_table("Hot product", ["hot64-db", "hot256-db", "hot64-redis", "hot256-redis"],
+               [("confirmed after", confirm_cell)])
+    scen_table("Fixed rate (open loop, latency-corrected)", ["fixed-redis", "fixed-db"],
+               [("rate asked", lambda s: fmt_int(s.get("rate"))),
+                ("confirmed after", confirm_cell)])
+    scen_table("Spread over products and warehouses", ["spread-db", "spread-redis"],
+               [("confirmed after", confirm_cell)])
+    rows = [scen[i] for i in ("store-db", "store-redis") if i in scen]
+    if rows:
+        w("## Store level (online SAME_DAY/PICKUP + POS sales)")
+        w("")
+        w("| path | part | conn. | ok/s | ok | 409 | errors | p50 ms | p99 ms | p99.9 ms | confirmed after | CPU % (machine) | invariants |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for s in rows:
+            name = "DB-lock" if s["path"] == "db" else "Redis"
+            pos = [v for k, v in s["parts"].items() if "-pos" in k]
+            online = next(v for k, v in s["parts"].items() if k.endswith("-online"))
+            w(f"| {name} | online | 48 | {fmt_int(online['ok_per_s'])} | {fmt_int(online['ok'])} | "
+              f"{fmt_int(online['conflict'])} | {fmt_int(online['errors'])} | {fmt_ms(online['p50_ms'])} | "
+              f"{fmt_ms(online['p99_ms'])} | {fmt_ms(online['p999_ms'])} | "
+              f"{confirm_cell(s)} | "
+              f"{cpu_cell(s.get('cpu_pct'))} | {'PASS' if s['passed'] else '**FAILED**'} |")
+            if pos:
+                wall = max(p["wall_s"] for p in pos)
+                w(f"| {name} | POS ({len(pos)} stores, worst percentiles) | {2 * len(pos)} | "
+                  f"{fmt_int(sum(p['ok'] for p in pos) / wall)} | {fmt_int(sum(p['ok'] for p in pos))} | "
+                  f"{fmt_int(sum(p['conflict'] for p in pos))} | {fmt_int(sum(p['errors'] for p in pos))} | "
+                  f"{fmt_ms(max(p['p50_ms'] or 0 for p in pos))} | {fmt_ms(max(p['p99_ms'] or 0 for p in pos))} | "
+                  f"{fmt_ms(max(p['p999_ms'] or 0 for p in pos))} | 0 (sync) | | |")
+            w(f"| {name} | all | {s['connections']} | {fmt_int(s['total_ok_per_s'])} | {fmt_int(s['total_ok'])} | "
+              f"{fmt_int(s['total_conflict'])} | {fmt_int(s['total_errors'])} | | | | | | |")
+        w("")
+        for s in rows:
+            for tag, part in s["parts"].items():
+                if part.get("error_detail"):
+                    w(f"- {s['title']}, {tag}: errors " +
+                      ", ".join(f"`{k}` × {v:,}" for k, v in part["error_detail"].items()))
+        w("")
+    scen_table("Reads (closed loop, 64 connections)",
+               ["reads-list-mysql", "reads-list-redis", "reads-detail-mysql", "reads-detail-redis"],
+               [("what", lambda s: s["kind"].split("-")[1]),
+                ("bytes/answer", lambda s: fmt_int(s.get("bytes_per_answer")))])
+
+    c = r.get("ceiling")
+    if c:
+        w("## Ceiling: the reservation script alone")
+        w("")
+        w("`redis-benchmark` against the same private Redis (`appendfsync always`), running the service's own "
+          "`persistence/lua/reserve.lua` (`SCRIPT LOAD`, then `EVALSHA`) on one stock key holding 10^15 units, "
+          "a fresh random order id per call (`__rand_int__`, `-r 1000000000`), an order JSON of "
+          f"{c['order_json_bytes']} bytes taken from a real hot-product order, 50 clients, pipeline 1, "
+          f"{c['requests']:,} calls ({c['wall_s']:.1f} s). Keys under `{CEILING_PREFIX}`, apart from the service's.")
+        w("")
+        w("| EVALSHA/s | p50 ms | p99 ms | Redis hot (256 conn.) | fraction | CPU % (machine) |")
+        w("|---|---|---|---|---|---|")
+        r256 = scen.get("hot256-redis")
+        frac = c.get("fraction_redis_hot256")
+        w(f"| {fmt_int(c['rps'])} | {fmt_ms(c['p50_ms'])} | {fmt_ms(c['p99_ms'])} | "
+          f"{fmt_int(r256['ok_per_s']) if r256 else '–'} | {f'{frac:.1%}' if frac else '–'} | {cpu_cell(c.get('cpu_pct'))} |")
+        w("")
+        dup = c["duplicate_ids_estimate"]
+        w(("Fewer than one call is" if dup < 1 else f"About {dup:.0f} calls are") + " expected to draw an order "
+          "id already used (ids are random, not sequential); the script answers such a call as a duplicate, at "
+          "about the same cost.")
+        w("")
+
+    w("## Invariant checks")
+    w("")
+    w("| scenario | check | result | detail |")
+    w("|---|---|---|---|")
+    for s in r["scenarios"]:
+        for ch in s.get("checks", []):
+            w(f"| {s['title']} | {ch['check']} | {'PASS' if ch['ok'] else '**FAILED**'} | {ch['detail']} |")
+    w("")
+    if made:
+        w("## Charts")
+        w("")
+        for fname, title in made:
+            w(f"![{title}]({fname})")
+            w("")
+    if r["notes"]:
+        w("## Notes")
+        w("")
+        for n in r["notes"]:
+            w(f"- {n}")
+        w("")
+    w("Files: `report.json` (every figure), `raw/` (load-generator commands and outputs, request bodies), "
+      "`service.log`, `seed.log`.")
+    (bench.out / "report.md").write_text("\n".join(L) + "\n")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--base-url", required=True)
+    ap.add_argument("--database-url", required=True)
+    ap.add_argument("--redis-url", required=True)
+    ap.add_argument("--redis-prefix", default="sf:")
+    ap.add_argument("--loadgen", choices=["oha", "wrk"], default="oha")
+    ap.add_argument("--loadgen-bin", default="oha")
+    ap.add_argument("--service-pid", type=int)
+    ap.add_argument("--bench-start", type=float)
+    ap.add_argument("--mariadb-client", default="mariadb")
+    ap.add_argument("--mariadbd", default="mariadbd")
+    ap.add_argument("--redis-server", default="redis-server")
+    ap.add_argument("--redis-cli", default="redis-cli")
+    a = ap.parse_args()
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        bench = Bench(a)
+        return bench.run()
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
