@@ -64,8 +64,9 @@ pub struct Config {
     /// Events a dead consumer held this long (ms) are taken over by another.
     #[arg(long, env = "CONSUMER_RECLAIM_IDLE_MS", default_value_t = 15_000)]
     pub consumer_reclaim_idle_ms: u64,
-    /// Seconds a Redis-path order record stays in Redis after it reached MySQL.
-    #[arg(long, env = "ORDER_RECORD_TTL_SECS", default_value_t = 3600)]
+    /// Seconds a Redis-path order record stays in Redis after it reached MySQL (status reads and
+    /// cancels go to MySQL after that; a short stay keeps Redis small and its AOF rewrites cheap).
+    #[arg(long, env = "ORDER_RECORD_TTL_SECS", default_value_t = 60)]
     pub order_record_ttl_secs: u64,
     /// Hours an Idempotency-Key is remembered (at least 24).
     #[arg(long, env = "IDEMPOTENCY_TTL_HOURS", default_value_t = 48, value_parser = clap::value_parser!(u64).range(24..))]

@@ -297,11 +297,33 @@ async fn apply_and_ack(
         inv.key(store.keys.stream(loc))
             .arg(GROUP)
             .arg(store.config.record_ttl_secs);
-        for e in evs {
+        for e in &evs {
             inv.key(store.keys.order(loc, &e.order_id))
                 .arg(format!("{}:{}", e.stream_id, e.kind));
         }
-        let _: i64 = crate::redis_stock::invoke(&inv, &mut redis).await?;
+        let acked: i64 = crate::redis_stock::invoke(&inv, &mut redis).await?;
+        if acked < evs.len() as i64 {
+            // Some events were no longer pending: another consumer took them over, or Redis lost
+            // its data (a flush, a restart without persistence) while this batch was on its way
+            // to MySQL. In the second case a reload may have counted the stock without this
+            // batch; set the touched keys right again, at a consistent point.
+            let mut products: Vec<ProductId> = evs
+                .iter()
+                .flat_map(|e| e.lines.iter().map(|(p, _)| *p))
+                .collect();
+            products.sort_unstable();
+            products.dedup();
+            tracing::warn!(location = %loc, acked, events = evs.len(), "events were no longer pending at acknowledgement; re-syncing their stock keys");
+            crate::db::with_retry("re-sync after lost events", || async {
+                let mut tx = store.db.begin().await?;
+                store
+                    .sync_keys(&mut tx, loc, &products, crate::sync::SyncMode::Repair)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            })
+            .await?;
+        }
     }
     tracing::debug!(consumer = %config.name, applied = done.applied, duplicates = done.duplicates, "batch persisted");
     Ok(())

@@ -59,7 +59,7 @@ impl Default for StoreConfig {
         Self {
             key_prefix: "sf:".into(),
             same_day_radius_km: 10.0,
-            record_ttl_secs: 3600,
+            record_ttl_secs: 60,
             idempotency_ttl_secs: 48 * 3600,
         }
     }

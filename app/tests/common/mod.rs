@@ -72,7 +72,14 @@ impl TestApp {
     }
 
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
-        stock_flow::telemetry::init(stock_flow::config::LogFormat::Text);
+        // Logs go through the test harness, so they show only for a failing test.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "info,sqlx=warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
         let (mut config, db_name, prefix) = test_config();
         tweak(&mut config);
         let app = Application::build(config.clone())
