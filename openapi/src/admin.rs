@@ -582,21 +582,16 @@ impl AdminApi {
     )]
     async fn deactivate_location(
         &self,
-        _auth: AdminAuth,
+        auth: AdminAuth,
         #[oai(name = "locationId")] location_id: Path<i64>,
     ) -> UpdateLocationResponse {
-        let run = async {
-            let id = location_in_path(location_id.0)?;
-            let change = LocationChange {
-                active: Some(false),
-                ..LocationChange::default()
-            };
-            Ok::<_, Problem>(self.state.store.update_location(id, change).await?)
+        let close = LocationPatch {
+            name: None,
+            latitude: None,
+            longitude: None,
+            active: Some(false),
         };
-        match run.await {
-            Ok(l) => UpdateLocationResponse::Ok(Json(l.into())),
-            Err(p) => p.into(),
-        }
+        self.update_location(auth, location_id, Json(close)).await
     }
 
     /// Create a product
@@ -669,21 +664,15 @@ impl AdminApi {
     )]
     async fn deactivate_product(
         &self,
-        _auth: AdminAuth,
+        auth: AdminAuth,
         #[oai(name = "productId")] product_id: Path<i64>,
     ) -> UpdateProductResponse {
-        let run = async {
-            let id = crate::catalog::product_in_path(product_id.0)?;
-            let change = ProductChange {
-                active: Some(false),
-                ..ProductChange::default()
-            };
-            Ok::<_, Problem>(self.state.store.update_product(id, change).await?)
+        let stop = ProductPatch {
+            name: None,
+            price: None,
+            active: Some(false),
         };
-        match run.await {
-            Ok(p) => UpdateProductResponse::Ok(Json(p.into())),
-            Err(p) => p.into(),
-        }
+        self.update_product(auth, product_id, Json(stop)).await
     }
 
     /// Reconciliation runs
