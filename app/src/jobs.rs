@@ -72,26 +72,38 @@ pub async fn refresh_caches(store: Arc<Store>, mut shutdown: watch::Receiver<boo
     }
 }
 
-/// Warms Redis up at start-up, then checks every second that it still holds what was loaded; if
-/// it lost its data (a restart without persistence, a flush) the stock is reloaded from MySQL.
-/// Meanwhile no order is decided on a missing key: the order paths load the keys they need.
+/// Warms Redis up at start-up, then checks every `every` that it still holds what was loaded; if
+/// it lost its data (a restart without persistence, a flush) the loss is recorded (so a status
+/// look-up of an order lost with it says so) and the stock is reloaded from MySQL. Meanwhile no
+/// order is decided on a missing key: the order paths load the keys they need. Each tick also
+/// re-syncs stock keys that a failed write left queued.
 pub async fn watch_redis(store: Arc<Store>, every: Duration, mut shutdown: watch::Receiver<bool>) {
-    let mut warm = false;
+    let mut seen = None;
     loop {
-        match store.redis_has_epoch().await {
-            Ok(true) => warm = true,
-            Ok(false) => {
-                if warm {
-                    tracing::warn!("redis lost its data (restart without persistence or flush); reloading stock from MySQL");
+        match store.redis_epoch().await {
+            Ok(Some(epoch)) => seen = Some(epoch),
+            Ok(None) => {
+                if let Some(since) = seen {
+                    tracing::warn!(loaded_at = %since, "redis lost its data (restart without persistence or flush); reloading stock from MySQL");
+                    if let Err(e) = store.record_data_loss(since).await {
+                        tracing::error!(error = %e, "could not record the redis data loss");
+                    }
                 } else {
                     tracing::info!("warming redis up: loading stock from MySQL");
                 }
                 match store.warm_up().await {
-                    Ok(_) => warm = true,
+                    Ok(_) => seen = store.redis_epoch().await.ok().flatten().or(seen),
                     Err(e) => tracing::error!(error = %e, "warm-up failed; retrying"),
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot reach redis to check its data"),
+        }
+        let left = store.drain_resync_queue().await;
+        if left > 0 {
+            tracing::warn!(
+                keys = left,
+                "stock keys still waiting to be re-synced from MySQL"
+            );
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}

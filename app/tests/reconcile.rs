@@ -175,13 +175,13 @@ async fn flushall_is_noticed_and_reloaded() {
     join_all(workers).await;
     // The watcher reloads everything and marks Redis warm again.
     for _ in 0..100 {
-        if t.store().redis_has_epoch().await.unwrap() {
+        if t.store().redis_epoch().await.unwrap().is_some() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
-        t.store().redis_has_epoch().await.unwrap(),
+        t.store().redis_epoch().await.unwrap().is_some(),
         "redis was not warmed up again"
     );
     t.wait_persisted().await;

@@ -4,7 +4,7 @@ use crate::auth::AdminAuth;
 use crate::problem::{bad_request, fail, Problem};
 use crate::problem_responses;
 use crate::state::ApiState;
-use crate::types::{LocationBody, LocationTypeBody};
+use crate::types::{LocationBody, LocationTypeBody, OrderBody};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
@@ -370,6 +370,53 @@ pub enum RunNowResponse {
 }
 problem_responses!(RunNowResponse { 400 => BadRequest, 401 => Unauthorized, 409 => Conflict, 503 => Unavailable });
 
+#[derive(Debug, Clone, Object)]
+pub struct OrderList {
+    /// Newest first.
+    pub orders: Vec<OrderBody>,
+}
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "bad_request")]
+pub enum OrderListResponse {
+    /// Orders in that status.
+    #[oai(status = 200)]
+    Ok(Json<OrderList>),
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(Json<Problem>, #[oai(header = "Retry-After")] u32),
+    #[oai(status = 500, content_type = "application/problem+json")]
+    Internal(Json<Problem>),
+}
+problem_responses!(OrderListResponse { 400 => BadRequest, 401 => Unauthorized, 503 => Unavailable });
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "bad_request")]
+pub enum RetryOrderResponse {
+    /// MySQL took the order as sold now: it is `CONFIRMED`, with its stock and ledger rows.
+    #[oai(status = 200)]
+    Ok(Json<OrderBody>),
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// No such order.
+    #[oai(status = 404, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+    /// The order is not `REJECTED` (`/problems/conflict`), or its location still lacks the units
+    /// (`/problems/out-of-stock`, naming the product); nothing changed.
+    #[oai(status = 409, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(Json<Problem>, #[oai(header = "Retry-After")] u32),
+    #[oai(status = 500, content_type = "application/problem+json")]
+    Internal(Json<Problem>),
+}
+problem_responses!(RetryOrderResponse { 400 => BadRequest, 401 => Unauthorized, 404 => NotFound, 409 => Conflict, 503 => Unavailable });
+
 pub fn location_in_path(id: i64) -> Result<LocationId, Problem> {
     LocationId::parse("locationId", id)
         .map_err(|_| Problem::not_found(format!("location {id} does not exist")))
@@ -710,6 +757,71 @@ impl AdminApi {
         match run.await {
             Ok(l) => JobRunsResponse::Ok(Json(l)),
             Err(p) => p.into(),
+        }
+    }
+
+    /// List orders by status
+    ///
+    /// `status=REJECTED` (the default) lists the orders accepted on the Redis path that MySQL
+    /// could not take as sold, each with its `rejectReason`; retry one after a restock
+    /// (`POST /api/admin/orders/{orderId}/retry`) or close it with a cancel. Any order status may
+    /// be listed; `limit` is 1 to 200 (default 50). Newest first.
+    #[oai(path = "/orders", method = "get", operation_id = "listOrdersByStatus")]
+    async fn list_orders(
+        &self,
+        _auth: AdminAuth,
+        status: Query<Option<String>>,
+        limit: Query<Option<i64>>,
+    ) -> OrderListResponse {
+        let run = async {
+            let limit = limit.0.unwrap_or(50);
+            if !(1..=200).contains(&limit) {
+                return Err(Problem::bad_request(format!(
+                    "limit must be between 1 and 200, got {limit}"
+                )));
+            }
+            let status = status.0.unwrap_or_else(|| "REJECTED".into());
+            let parsed = sf_persistence::model::OrderStatus::parse(&status)
+                .filter(|s| *s != sf_persistence::model::OrderStatus::Accepted)
+                .ok_or_else(|| {
+                    Problem::bad_request(format!(
+                        "status must be one of CONFIRMED, CANCELLED, REJECTED (ACCEPTED orders are not in MySQL yet); got {status:?}"
+                    ))
+                })?;
+            let orders = self
+                .state
+                .store
+                .orders_by_status(parsed, limit as u32)
+                .await?;
+            Ok::<_, Problem>(OrderList {
+                orders: orders.into_iter().map(Into::into).collect(),
+            })
+        };
+        match run.await {
+            Ok(l) => OrderListResponse::Ok(Json(l)),
+            Err(p) => p.into(),
+        }
+    }
+
+    /// Retry a rejected order
+    ///
+    /// For an order MySQL could not take as sold (`REJECTED`), after a restock: if its location
+    /// has the units now, the order becomes `CONFIRMED` with its stock and ledger rows, exactly as
+    /// the consumer would have written it; otherwise 409 names the missing product and nothing
+    /// changes.
+    #[oai(
+        path = "/orders/:orderId/retry",
+        method = "post",
+        operation_id = "retryRejectedOrder"
+    )]
+    async fn retry_order(
+        &self,
+        _auth: AdminAuth,
+        #[oai(name = "orderId")] order_id: Path<String>,
+    ) -> RetryOrderResponse {
+        match self.state.store.retry_rejected(&order_id.0).await {
+            Ok(o) => RetryOrderResponse::Ok(Json(o.into())),
+            Err(e) => fail(e),
         }
     }
 

@@ -133,6 +133,8 @@ impl Metrics {
             ("duplicate", &c.duplicates),
             ("batch", &c.batches),
             ("error", &c.errors),
+            ("rejected", &c.rejected),
+            ("dead_letter", &c.dead_letters),
         ] {
             self.consumer
                 .with_label_values(&[k])

@@ -67,12 +67,21 @@ pub enum OrderResponse {
     /// No such order.
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
+    /// The state of the order does not allow this.
+    #[oai(status = 409, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
+    /// The order was accepted on the Redis path, but Redis lost its data before the order reached
+    /// MySQL: it was not persisted and no stock was taken for it (`/problems/order-lost`).
+    #[oai(status = 410, content_type = "application/problem+json")]
+    Gone(Json<Problem>),
+    /// A dependency is down, or the fate of an order is being settled after Redis lost its data;
+    /// retry after the given seconds.
     #[oai(status = 503, content_type = "application/problem+json")]
     Unavailable(Json<Problem>, #[oai(header = "Retry-After")] u32),
     #[oai(status = 500, content_type = "application/problem+json")]
     Internal(Json<Problem>),
 }
-problem_responses!(OrderResponse { 400 => BadRequest, 404 => NotFound, 503 => Unavailable });
+problem_responses!(OrderResponse { 400 => BadRequest, 404 => NotFound, 409 => Conflict, 410 => Gone, 503 => Unavailable });
 
 /// Validates an `Idempotency-Key` header: 1 to 128 visible ASCII characters.
 pub fn idempotency(
@@ -155,7 +164,8 @@ impl OrdersApi {
     /// Get an order
     ///
     /// Any path's order: `ACCEPTED` while a Redis-path order is not yet in MySQL, `CONFIRMED`
-    /// once it is, `CANCELLED` after a cancel.
+    /// once it is, `CANCELLED` after a cancel, `REJECTED` (with `rejectReason`) when MySQL could
+    /// not take it as sold. An order Redis lost with its data before it reached MySQL answers 410.
     #[oai(
         path = "/api/orders/:orderId",
         method = "get",

@@ -141,6 +141,12 @@ impl From<StoreError> for Problem {
                 ..Self::new(404, "unknown-product", "Unknown product", detail)
             },
             StoreError::UnknownOrder(_) => Self::new(404, "unknown-order", "Unknown order", detail),
+            StoreError::Lost(_) => Self::new(
+                410,
+                "order-lost",
+                "Order lost with the stock cache's data",
+                detail,
+            ),
             StoreError::UnknownLocation(_) | StoreError::NotFound(_) => Self::not_found(detail),
             StoreError::OutOfStock {
                 product,

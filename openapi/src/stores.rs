@@ -189,7 +189,10 @@ impl From<OrderResponse> for PosCancelResponse {
             OrderResponse::BadRequest(p) => Self::BadRequest(p),
             OrderResponse::NotFound(p) => Self::NotFound(p),
             OrderResponse::Unavailable(p, s) => Self::Unavailable(p, s),
-            OrderResponse::Internal(p) => Self::Internal(p),
+            // A POS sale is never on the Redis path, so never rejected or lost.
+            OrderResponse::Conflict(p) | OrderResponse::Gone(p) | OrderResponse::Internal(p) => {
+                Self::Internal(p)
+            }
         }
     }
 }

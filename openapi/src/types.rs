@@ -144,6 +144,9 @@ pub enum OrderStatusBody {
     /// In MySQL.
     Confirmed,
     Cancelled,
+    /// Accepted in Redis, but MySQL could not take it as sold (`rejectReason` says why); no stock
+    /// was taken. Operators may retry it after a restock.
+    Rejected,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -207,6 +210,9 @@ pub struct OrderBody {
     pub total_amount: i64,
     /// When the order was decided (RFC 3339).
     pub accepted_at: String,
+    /// Why a `REJECTED` order could not be persisted as sold.
+    #[oai(skip_serializing_if_is_none)]
+    pub reject_reason: Option<String>,
 }
 
 impl Example for OrderBody {
@@ -229,6 +235,7 @@ impl Example for OrderBody {
             }],
             total_amount: 24000,
             accepted_at: "2026-11-24T09:00:00.000Z".into(),
+            reject_reason: None,
         }
     }
 }
@@ -241,6 +248,7 @@ impl From<model::Order> for OrderBody {
                 OrderStatus::Accepted => OrderStatusBody::Accepted,
                 OrderStatus::Confirmed => OrderStatusBody::Confirmed,
                 OrderStatus::Cancelled => OrderStatusBody::Cancelled,
+                OrderStatus::Rejected => OrderStatusBody::Rejected,
             },
             path: match o.path {
                 OrderPath::DbLock => OrderPathBody::DbLock,
@@ -270,6 +278,7 @@ impl From<model::Order> for OrderBody {
                 .collect(),
             total_amount: o.total_amount,
             accepted_at: rfc3339(o.accepted_at_ms),
+            reject_reason: o.reason,
         }
     }
 }

@@ -5,21 +5,37 @@
 -- KEYS[2..]   order record of each event
 -- ARGV[1]     consumer group
 -- ARGV[2]     seconds an order record stays for status look-ups once persisted
--- ARGV[3..]   "<streamId>:<R|C>" of each event, in KEYS[2..] order
+-- ARGV[3..]   stream id of each event, in KEYS[2..] order
+-- (the kind of each event is read from the stream: any kind is acknowledged)
 --
--- Returns the number of events acknowledged.
+-- Returns the number of events acknowledged (fewer than given when some were no longer pending:
+-- another consumer took them over, or Redis lost them).
 --
--- A record whose reservation was persisted expires only if it was not cancelled meanwhile: a
--- cancelled record must outlive its cancel event (see cancel.lua).
+-- A record expires once its order is in MySQL: after its reservation (R) unless it was cancelled
+-- meanwhile (a cancelled record must outlive its cancel event, see cancel.lua), or after its
+-- cancel (C). A rejected record (st = X) expires like an accepted one: MySQL holds the rejection.
 
 local acked = 0
 for i = 3, #ARGV do
-  local id, t = string.match(ARGV[i], '^(.+):([RC])$')
+  local id = ARGV[i]
+  local entry = redis.call('XRANGE', KEYS[1], id, id)
+  local t = nil
+  if entry[1] then
+    local f = entry[1][2]
+    for j = 1, #f, 2 do
+      if f[j] == 't' then t = f[j + 1] end
+    end
+  end
   acked = acked + redis.call('XACK', KEYS[1], ARGV[1], id)
   redis.call('XDEL', KEYS[1], id)
   local record = KEYS[i - 1]
-  if t == 'C' or redis.call('HGET', record, 'st') == 'A' then
+  if t == 'C' then
     redis.call('EXPIRE', record, ARGV[2])
+  elseif t == 'R' then
+    local st = redis.call('HGET', record, 'st')
+    if st == 'A' or st == 'X' then
+      redis.call('EXPIRE', record, ARGV[2])
+    end
   end
 end
 return acked

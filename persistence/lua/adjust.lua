@@ -1,33 +1,44 @@
 -- adjust.lua: apply a MySQL-first change (DB-lock order or cancel, POS sale or return, operator
--- adjustment) to Redis as a change, never as an absolute value, so orders in flight are kept.
--- The caller holds the MySQL row locks of these stock rows while it runs this.
+-- adjustment, an operator's retry of a rejected order) to Redis as a change, never as an absolute
+-- value, so orders in flight are kept. The caller holds the MySQL row locks of these stock rows
+-- while it runs this in 'check' mode, after every MySQL statement of its transaction and just
+-- before the commit.
 --
 -- KEYS[1..]   stock keys <prefix>{L<loc>}:s:<productId>
--- ARGV[1..]   signed delta for each key
+-- ARGV[1]     'check': refuse a decrement the key cannot cover;
+--             'force': apply every change as it is (taking back a change whose commit failed:
+--             the result may be negative, which sells nothing until a re-sync)
+-- ARGV[2..]   signed delta for each key
 --
 -- Returns:
 --   {1}            applied to every key
---   {0, i, have}   key i holds `have`, and its delta would take it below zero (the units are
---                  reserved by orders MySQL has not seen yet); nothing changed
---   {-1, i}        key i is missing and its delta is negative: load it first; nothing changed
+--   {0, i, have}   ('check') key i holds `have`, and its negative delta would take it below
+--                  zero (the units are reserved by orders MySQL has not seen yet); nothing changed
+--   {-1, i}        ('check') key i is missing and its delta is negative: load it first; nothing
+--                  changed
 --
--- A missing key with a non-negative delta is skipped: a later load reads MySQL, which holds the
--- change by then (loading waits for the caller's row locks).
+-- A missing key is never created here: a later load reads MySQL, which holds the change by then
+-- (loading waits for the caller's row locks). Increments are never refused, whatever the key
+-- holds.
 
-for i = 1, #KEYS do
-  local delta = tonumber(ARGV[i])
-  local have = redis.call('GET', KEYS[i])
-  if not have then
+local check = ARGV[1] == 'check'
+if check then
+  for i = 1, #KEYS do
+    local delta = tonumber(ARGV[i + 1])
     if delta < 0 then
-      return {-1, i}
+      local have = redis.call('GET', KEYS[i])
+      if not have then
+        return {-1, i}
+      end
+      if tonumber(have) + delta < 0 then
+        return {0, i, tonumber(have)}
+      end
     end
-  elseif tonumber(have) + delta < 0 then
-    return {0, i, tonumber(have)}
   end
 end
 for i = 1, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then
-    redis.call('INCRBY', KEYS[i], ARGV[i])
+    redis.call('INCRBY', KEYS[i], ARGV[i + 1])
   end
 end
 return {1}

@@ -12,7 +12,8 @@
 -- expected = on_hand - (units of reservations still in the stream and not applied)
 --                    + (units of cancels still in the stream and not applied)
 --
--- Returns a flat list, three entries per key: before (-1 when missing), expected, changed (0/1).
+-- Returns a flat list, four entries per key: present (1/0), before (0 when missing), expected,
+-- changed (1/0).
 
 local products = {}
 local index = {}
@@ -39,7 +40,8 @@ for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
   for j = 1, #f, 2 do
     if f[j] == 't' then t = f[j + 1] elseif f[j] == 'o' then o = f[j + 1] elseif f[j] == 'l' then l = f[j + 1] end
   end
-  if t and o and l and not applied[o .. ':' .. t] then
+  -- Only reservations and cancels move stock; an event of any other kind is ignored.
+  if (t == 'R' or t == 'C') and o and l and not applied[o .. ':' .. t] then
     local sign = (t == 'R') and -1 or 1
     for pid, qty in string.gmatch(l, '(%d+):(%d+)') do
       local k = index[pid]
@@ -55,10 +57,12 @@ for k = 1, #products do
   local key = KEYS[k + 1]
   local before = redis.call('GET', key)
   local changed = 0
+  local present = 1
   if not before then
     redis.call('SET', key, expected[k])
     changed = 1
-    before = -1
+    present = 0
+    before = 0
   else
     before = tonumber(before)
     if ARGV[1] == 'repair' and before ~= expected[k] then
@@ -66,6 +70,7 @@ for k = 1, #products do
       changed = 1
     end
   end
+  out[#out + 1] = present
   out[#out + 1] = before
   out[#out + 1] = expected[k]
   out[#out + 1] = changed

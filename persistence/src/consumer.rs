@@ -6,13 +6,26 @@
 //! applied in one MySQL transaction; only after the commit are its events acknowledged and deleted
 //! (`ack.lua`). An event delivered twice is recognised in MySQL (the order row exists, or is already
 //! cancelled) and only acknowledged, so it is applied once.
+//!
+//! Every accepted order gets a defined end:
+//!
+//! - MySQL takes it as sold (`CONFIRMED`) when the location has the units under the batch's row
+//!   locks; otherwise it is `REJECTED` with the reason, takes no stock, and Redis is set from
+//!   MySQL again (it had sold units MySQL did not have).
+//! - A batch that fails for a reason of its own events (not because MySQL or Redis is down) is
+//!   split until the failing event is alone; that event goes to the dead-letter stream with its
+//!   error and its order is rejected, and everything else flows on.
+//! - If Redis lost the batch's events while the batch was on its way (a flush, a restart without
+//!   data, a failover to a replica that lacked them), the batch still commits — its orders were
+//!   accepted — and its stock keys are set from MySQL inside the same transaction, under its row
+//!   locks, before any new order can use the figures a reload computed without it.
 
 use crate::db::with_retry;
 use crate::error::{StoreError, StoreResult};
 use crate::model::{Order, OrderStatus};
-use crate::mysql_first::{insert_movements, insert_orders, Reason};
+use crate::mysql_first::{insert_movements, insert_orders, Reason, ROWS_PER_STATEMENT};
 use crate::redis_stock::{decode_lines, GROUP};
-use crate::sync::marks;
+use crate::sync::{marks, SyncMode};
 use crate::Store;
 use redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply,
@@ -20,7 +33,7 @@ use redis::streams::{
 use redis::AsyncCommands;
 use sf_routing::{LocationId, ProductId};
 use sqlx::Row;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,6 +69,10 @@ pub struct ConsumerStats {
     pub duplicates: AtomicU64,
     pub batches: AtomicU64,
     pub errors: AtomicU64,
+    /// Orders MySQL could not take as sold.
+    pub rejected: AtomicU64,
+    /// Events moved to a dead-letter stream.
+    pub dead_letters: AtomicU64,
 }
 
 /// One event read from a stream.
@@ -67,20 +84,35 @@ struct Event {
     order_id: String,
     lines: Vec<(ProductId, u32)>,
     json: Option<String>,
+    /// Why the entry could not be read as an event, if it could not.
+    unreadable: Option<String>,
 }
 
-fn parse_event(loc: LocationId, entry: &StreamId) -> Option<Event> {
-    let t: String = entry.get("t")?;
-    let o: String = entry.get("o")?;
-    let l: String = entry.get("l")?;
-    Some(Event {
+fn parse_event(loc: LocationId, entry: &StreamId) -> Event {
+    let field = |name: &str| entry.get::<String>(name);
+    let mut event = Event {
         loc,
         stream_id: entry.id.clone(),
-        kind: t.chars().next()?,
-        order_id: o,
-        lines: decode_lines(&l).ok()?,
-        json: entry.get("j"),
-    })
+        kind: '?',
+        order_id: field("o").unwrap_or_default(),
+        lines: Vec::new(),
+        json: field("j"),
+        unreadable: None,
+    };
+    let problem = match (field("t"), field("o"), field("l")) {
+        (Some(t), Some(_), Some(l)) => match (t.chars().next(), decode_lines(&l)) {
+            (Some(kind), Ok(lines)) => {
+                event.kind = kind;
+                event.lines = lines;
+                None
+            }
+            (None, _) => Some("empty event kind".to_owned()),
+            (_, Err(e)) => Some(e.to_string()),
+        },
+        _ => Some("event lacks a field t, o or l".to_owned()),
+    };
+    event.unreadable = problem;
+    event
 }
 
 /// Runs the consumer until `shutdown` turns true. Errors are logged and retried after a pause;
@@ -116,7 +148,9 @@ pub async fn run(
 struct State {
     /// Streams whose group is known to exist.
     groups: HashSet<String>,
-    /// Whether our own pending events (from before a restart) were read again.
+    /// Where the one pass over our own pending events (from before a restart) has got to, per
+    /// stream; `None` once the pass is over and only new events are read.
+    own_pending: Option<HashMap<String, String>>,
     own_pending_done: bool,
     last_reclaim: Option<Instant>,
     reader: Option<redis::aio::MultiplexedConnection>,
@@ -146,16 +180,26 @@ impl State {
             events.extend(reclaim(store, config, &locations).await?);
         }
         if events.is_empty() {
-            let start = if self.own_pending_done { ">" } else { "0" };
+            // First one pass over our own pending events, each stream from where the pass has
+            // got to (so an event that fails again is not read again and again), then new ones.
+            let pending_pass = !self.own_pending_done;
+            let cursors = self.own_pending.get_or_insert_with(HashMap::new);
+            let ids: Vec<String> = if pending_pass {
+                streams
+                    .iter()
+                    .map(|s| cursors.get(s).cloned().unwrap_or_else(|| "0".into()))
+                    .collect()
+            } else {
+                vec![">".to_owned(); streams.len()]
+            };
             let opts = StreamReadOptions::default()
                 .group(GROUP, &config.name)
                 .count(config.batch);
-            let opts = if self.own_pending_done {
-                opts.block(config.block.as_millis() as usize)
-            } else {
+            let opts = if pending_pass {
                 opts
+            } else {
+                opts.block(config.block.as_millis() as usize)
             };
-            let ids = vec![start; streams.len()];
             let reply: Option<StreamReadReply> = {
                 // A connection of its own: a blocking read must not hold up other commands.
                 let redis = match &mut self.reader {
@@ -176,20 +220,18 @@ impl State {
                 };
                 for entry in &key.ids {
                     n += 1;
-                    match parse_event(locations[li], entry) {
-                        Some(e) => events.push(e),
-                        None => {
-                            tracing::error!(stream = %key.key, id = %entry.id, "unreadable event left pending")
-                        }
+                    if pending_pass {
+                        cursors.insert(key.key.clone(), entry.id.clone());
                     }
+                    events.push(parse_event(locations[li], entry));
                 }
             }
-            if !self.own_pending_done && n == 0 {
+            if pending_pass && n == 0 {
                 self.own_pending_done = true;
             }
         }
         if !events.is_empty() {
-            apply_and_ack(store, config, stats, events).await?;
+            persist(store, config, stats, events).await?;
         }
         Ok(())
     }
@@ -227,7 +269,7 @@ pub async fn reclaim_pass(
     let events = reclaim(store, config, &locations).await?;
     let n = events.len();
     if n > 0 {
-        apply_and_ack(store, config, stats, events).await?;
+        persist(store, config, stats, events).await?;
     }
     Ok(n)
 }
@@ -254,21 +296,174 @@ async fn reclaim(
         if !reply.claimed.is_empty() {
             tracing::info!(location = %loc, events = reply.claimed.len(), "reclaimed events from a stalled consumer");
         }
-        out.extend(reply.claimed.iter().filter_map(|e| parse_event(*loc, e)));
+        out.extend(reply.claimed.iter().map(|e| parse_event(*loc, e)));
     }
     Ok(out)
+}
+
+/// Whether a failed batch failed because of one of its own events (so splitting it finds the
+/// culprit), rather than because MySQL or Redis cannot serve right now (then the whole batch is
+/// tried again later, and nothing is dead-lettered).
+fn caused_by_an_event(e: &StoreError) -> bool {
+    match e {
+        StoreError::Internal(_) => true,
+        StoreError::Db(sqlx::Error::Database(db)) => {
+            let code = db
+                .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                .map(|e| e.number());
+            // Data that does not fit the schema: bad values, missing references, failed CHECKs,
+            // a statement too large.
+            matches!(
+                code,
+                Some(
+                    1048 | 1054
+                        | 1062
+                        | 1264
+                        | 1265
+                        | 1292
+                        | 1366
+                        | 1390
+                        | 1406
+                        | 1452
+                        | 3819
+                        | 4025
+                        | 1153
+                        | 1301
+                )
+            )
+        }
+        StoreError::Db(sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)) => true,
+        _ => false,
+    }
+}
+
+/// Persists events; a batch that fails because of its own events is split until the culprit is
+/// alone, and that one is dead-lettered.
+async fn persist(
+    store: &Store,
+    config: &ConsumerConfig,
+    stats: &ConsumerStats,
+    events: Vec<Event>,
+) -> StoreResult<()> {
+    let (unreadable, events): (Vec<Event>, Vec<Event>) =
+        events.into_iter().partition(|e| e.unreadable.is_some());
+    for e in unreadable {
+        let why = e.unreadable.clone().unwrap_or_default();
+        dead_letter(store, stats, &e, &why).await?;
+    }
+    let mut work = vec![events];
+    while let Some(batch) = work.pop() {
+        if batch.is_empty() {
+            continue;
+        }
+        match apply_and_ack(store, config, stats, &batch).await {
+            Ok(()) => {}
+            Err(e) if caused_by_an_event(&e) => {
+                if batch.len() == 1 {
+                    dead_letter(store, stats, &batch[0], &e.to_string()).await?;
+                } else {
+                    tracing::warn!(events = batch.len(), error = %e, "a batch failed because of one of its events; splitting it");
+                    let mut first = batch;
+                    let second = first.split_off(first.len() / 2);
+                    work.push(second);
+                    work.push(first);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Moves an event that cannot be persisted to its location's dead-letter stream, rejects its
+/// order (in MySQL too when the order can be read), and sets the touched stock keys from MySQL:
+/// the units it reserved are free again.
+async fn dead_letter(
+    store: &Store,
+    stats: &ConsumerStats,
+    event: &Event,
+    error: &str,
+) -> StoreResult<()> {
+    let reason = format!("the order could not be persisted: {error}");
+    let reject_reason = if event.kind == 'R' {
+        reason.as_str()
+    } else {
+        ""
+    };
+    let mut inv = store.scripts.dead.prepare_invoke();
+    inv.key(store.keys.stream(event.loc))
+        .key(store.keys.dead_letters(event.loc))
+        .key(store.keys.order(event.loc, &event.order_id))
+        .arg(GROUP)
+        .arg(&event.stream_id)
+        .arg(error)
+        .arg(reject_reason);
+    let moved: i64 = {
+        let mut redis = store.conn().await?;
+        crate::redis_stock::invoke(&inv, &mut redis).await?
+    };
+    if moved == 0 {
+        return Ok(());
+    }
+    stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+    tracing::error!(
+        location = %event.loc, stream_id = %event.stream_id, order = %event.order_id, kind = %event.kind, error,
+        "event {} of order {} cannot be persisted; moved to the dead-letter stream", event.stream_id, event.order_id
+    );
+    // Best effort: a readable order is also listed as REJECTED in MySQL for operators.
+    if event.kind == 'R' {
+        if let Some(order) = event
+            .json
+            .as_deref()
+            .and_then(|j| serde_json::from_str::<Order>(j).ok())
+        {
+            let order = Order {
+                status: OrderStatus::Rejected,
+                reason: Some(truncate(&reason, 500)),
+                ..order
+            };
+            let written: StoreResult<()> = async {
+                let mut tx = store.db.begin().await?;
+                insert_orders(&mut tx, &[&order], Reason::Order).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+            .await;
+            if let Err(e) = written {
+                tracing::warn!(order = %event.order_id, error = %e, "dead-lettered order could not be listed in MySQL; its Redis record says REJECTED");
+            }
+        }
+    }
+    let mut products: Vec<ProductId> = event.lines.iter().map(|(p, _)| *p).collect();
+    products.sort_unstable();
+    products.dedup();
+    if !products.is_empty() {
+        store.resync_or_queue(event.loc, &products).await;
+    }
+    Ok(())
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
 }
 
 async fn apply_and_ack(
     store: &Store,
     config: &ConsumerConfig,
     stats: &ConsumerStats,
-    events: Vec<Event>,
+    events: &[Event],
 ) -> StoreResult<()> {
     let mut attempts = 0;
     let done = loop {
         attempts += 1;
-        match with_retry("persist events", || apply(store, &events)).await {
+        match with_retry("persist events", || apply(store, events)).await {
             Ok(done) => break done,
             // Another consumer applied some of these at the same moment: look again.
             Err(e) if e.is_duplicate_key() && attempts < 5 => continue,
@@ -282,6 +477,9 @@ async fn apply_and_ack(
     stats
         .duplicates
         .fetch_add(done.duplicates as u64, Ordering::Relaxed);
+    stats
+        .rejected
+        .fetch_add(done.rejected as u64, Ordering::Relaxed);
 
     // Acknowledge per stream, after the commit.
     let mut by_loc: BTreeMap<LocationId, Vec<&Event>> = BTreeMap::new();
@@ -299,41 +497,104 @@ async fn apply_and_ack(
             .arg(store.config.record_ttl_secs);
         for e in &evs {
             inv.key(store.keys.order(loc, &e.order_id))
-                .arg(format!("{}:{}", e.stream_id, e.kind));
+                .arg(&e.stream_id);
         }
         let acked: i64 = crate::redis_stock::invoke(&inv, &mut redis).await?;
         if acked < evs.len() as i64 {
-            // Some events were no longer pending: another consumer took them over, or Redis lost
-            // its data (a flush, a restart without persistence) while this batch was on its way
-            // to MySQL. In the second case a reload may have counted the stock without this
-            // batch; set the touched keys right again, at a consistent point.
-            let mut products: Vec<ProductId> = evs
-                .iter()
-                .flat_map(|e| e.lines.iter().map(|(p, _)| *p))
-                .collect();
-            products.sort_unstable();
-            products.dedup();
-            tracing::warn!(location = %loc, acked, events = evs.len(), "events were no longer pending at acknowledgement; re-syncing their stock keys");
-            crate::db::with_retry("re-sync after lost events", || async {
-                let mut tx = store.db.begin().await?;
-                store
-                    .sync_keys(&mut tx, loc, &products, crate::sync::SyncMode::Repair)
-                    .await?;
-                tx.commit().await?;
-                Ok(())
-            })
-            .await?;
+            // Another consumer took some over, or Redis lost them; either way MySQL has them and
+            // the keys were set right under the batch's locks.
+            tracing::debug!(location = %loc, acked, events = evs.len(), "some events were no longer pending at acknowledgement");
         }
     }
-    tracing::debug!(consumer = %config.name, applied = done.applied, duplicates = done.duplicates, "batch persisted");
+    tracing::debug!(consumer = %config.name, applied = done.applied, rejected = done.rejected, duplicates = done.duplicates, "batch persisted");
     Ok(())
 }
 
 struct Applied {
     applied: usize,
+    rejected: usize,
     duplicates: usize,
     /// `(streamId, location)` of events that MySQL now holds.
     ackable: HashSet<(String, LocationId)>,
+}
+
+/// Locks the order rows of `ids` and answers their statuses.
+async fn lock_orders(
+    conn: &mut sqlx::MySqlConnection,
+    ids: &[&str],
+) -> StoreResult<HashMap<String, String>> {
+    let mut status = HashMap::new();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT id, CAST(status AS CHAR) AS status FROM orders WHERE id IN ({}) FOR UPDATE",
+            marks(chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            status.insert(r.try_get("id")?, r.try_get("status")?);
+        }
+    }
+    Ok(status)
+}
+
+/// Locks the stock rows of `keys` (sorted by location and product: the order every writer locks
+/// in) and answers their on-hand figures; a missing row is absent from the answer.
+async fn lock_stock(
+    conn: &mut sqlx::MySqlConnection,
+    keys: &BTreeSet<(u64, u64)>,
+) -> StoreResult<HashMap<(u64, u64), i64>> {
+    let mut by_loc: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for (l, p) in keys {
+        by_loc.entry(*l).or_default().push(*p);
+    }
+    let mut on_hand = HashMap::new();
+    for (loc, products) in by_loc {
+        for chunk in products.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT product_id, on_hand FROM stock WHERE location_id = ? AND product_id IN ({}) \
+                 ORDER BY product_id FOR UPDATE",
+                marks(chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(loc);
+            for p in chunk {
+                q = q.bind(*p);
+            }
+            for r in q.fetch_all(&mut *conn).await? {
+                on_hand.insert(
+                    (loc, r.try_get::<u64, _>("product_id")?),
+                    r.try_get("on_hand")?,
+                );
+            }
+        }
+    }
+    Ok(on_hand)
+}
+
+/// Which of `events` Redis no longer holds in their streams (it lost them).
+async fn vanished(store: &Store, events: &[&Event]) -> StoreResult<BTreeSet<LocationId>> {
+    if events.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let mut pipe = redis::pipe();
+    for e in events {
+        pipe.cmd("XRANGE")
+            .arg(store.keys.stream(e.loc))
+            .arg(&e.stream_id)
+            .arg(&e.stream_id);
+    }
+    let found: Vec<redis::streams::StreamRangeReply> = {
+        let mut redis = store.conn().await?;
+        pipe.query_async(&mut redis).await?
+    };
+    Ok(events
+        .iter()
+        .zip(found)
+        .filter(|(_, r)| r.ids.is_empty())
+        .map(|(e, _)| e.loc)
+        .collect())
 }
 
 /// Writes the events MySQL does not hold yet in one transaction.
@@ -345,28 +606,16 @@ async fn apply(store: &Store, events: &[Event]) -> StoreResult<Applied> {
         v.dedup();
         v
     };
-    let mut status: HashMap<String, String> = HashMap::new();
-    for chunk in ids.chunks(1000) {
-        let sql = format!(
-            "SELECT id, CAST(status AS CHAR) AS status FROM orders WHERE id IN ({}) FOR UPDATE",
-            marks(chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        for r in q.fetch_all(&mut *tx).await? {
-            status.insert(r.try_get("id")?, r.try_get("status")?);
-        }
-    }
+    let status = lock_orders(&mut tx, &ids).await?;
 
-    let mut new_orders: Vec<Order> = Vec::new();
+    // Classify: what is new, what MySQL already holds, what must wait.
+    let mut new_orders: Vec<(Order, LocationId)> = Vec::new();
     let mut inserted: HashSet<&str> = HashSet::new();
     let mut cancels: Vec<&Event> = Vec::new();
     let mut cancelled: HashSet<&str> = HashSet::new();
+    let mut fresh: Vec<&Event> = Vec::new();
     let mut ackable = HashSet::new();
     let mut duplicates = 0;
-    let mut stock: BTreeMap<(u64, u64), i64> = BTreeMap::new();
     for e in events {
         let known = status.get(&e.order_id).map(String::as_str);
         match e.kind {
@@ -381,29 +630,32 @@ async fn apply(store: &Store, events: &[Event]) -> StoreResult<Applied> {
                         ))
                     })?;
                     let mut order: Order = serde_json::from_str(json)?;
-                    order.status = OrderStatus::Confirmed;
-                    for i in &order.items {
-                        *stock
-                            .entry((order.fulfillment_location_id, i.product_id))
-                            .or_default() -= i64::from(i.quantity);
+                    if order.order_id != e.order_id || order.fulfillment_location_id != e.loc.get()
+                    {
+                        return Err(StoreError::Internal(format!(
+                            "reservation event of {} carries order {} at location {}",
+                            e.order_id, order.order_id, order.fulfillment_location_id
+                        )));
                     }
+                    order.status = OrderStatus::Confirmed;
                     inserted.insert(e.order_id.as_str());
-                    new_orders.push(order);
+                    new_orders.push((order, e.loc));
+                    fresh.push(e);
                 }
                 ackable.insert((e.stream_id.clone(), e.loc));
             }
             'C' => {
                 let persisted =
                     known == Some("CONFIRMED") || inserted.contains(e.order_id.as_str());
-                if known == Some("CANCELLED") || cancelled.contains(e.order_id.as_str()) {
+                if matches!(known, Some("CANCELLED" | "REJECTED"))
+                    || cancelled.contains(e.order_id.as_str())
+                {
                     duplicates += 1;
                     ackable.insert((e.stream_id.clone(), e.loc));
                 } else if persisted {
-                    for (p, q) in &e.lines {
-                        *stock.entry((e.loc.get(), p.get())).or_default() += i64::from(*q);
-                    }
                     cancelled.insert(e.order_id.as_str());
                     cancels.push(e);
+                    fresh.push(e);
                     ackable.insert((e.stream_id.clone(), e.loc));
                 } else {
                     // Its reservation is pending elsewhere (reclaimed out of order): later.
@@ -417,32 +669,158 @@ async fn apply(store: &Store, events: &[Event]) -> StoreResult<Applied> {
         }
     }
 
-    let refs: Vec<&Order> = new_orders.iter().collect();
-    for chunk in refs.chunks(500) {
-        insert_orders(&mut tx, chunk, Reason::Order).await?;
+    // Lock every stock row the batch touches, then decide in stream order what MySQL can take.
+    let mut touched: BTreeSet<(u64, u64)> = BTreeSet::new();
+    for (o, _) in &new_orders {
+        touched.extend(
+            o.items
+                .iter()
+                .map(|i| (o.fulfillment_location_id, i.product_id)),
+        );
     }
-    if !cancels.is_empty() {
+    for e in &cancels {
+        touched.extend(e.lines.iter().map(|(p, _)| (e.loc.get(), p.get())));
+    }
+    let start = lock_stock(&mut tx, &touched).await?;
+    let mut on_hand = start.clone();
+    let index: HashMap<&str, usize> = new_orders
+        .iter()
+        .enumerate()
+        .map(|(i, (o, _))| (o.order_id.as_str(), i))
+        .collect();
+    let is_cancel: HashSet<&str> = cancels.iter().map(|e| e.stream_id.as_str()).collect();
+    // Reason of each new order MySQL cannot take, by index in `new_orders`.
+    let mut short: BTreeMap<usize, String> = BTreeMap::new();
+    let mut restored: Vec<&Event> = Vec::new();
+    for e in events {
+        match e.kind {
+            'R' => {
+                let Some(&i) = index.get(e.order_id.as_str()) else {
+                    continue;
+                };
+                if fresh.iter().all(|f| f.stream_id != e.stream_id) {
+                    continue; // a second copy of the same reservation
+                }
+                let order = &new_orders[i].0;
+                let loc = order.fulfillment_location_id;
+                let missing = order.items.iter().find(|it| {
+                    on_hand
+                        .get(&(loc, it.product_id))
+                        .is_none_or(|have| *have < i64::from(it.quantity))
+                });
+                match missing {
+                    None => {
+                        for it in &order.items {
+                            if let Some(v) = on_hand.get_mut(&(loc, it.product_id)) {
+                                *v -= i64::from(it.quantity);
+                            }
+                        }
+                    }
+                    Some(it) => {
+                        let have = on_hand.get(&(loc, it.product_id)).copied();
+                        short.insert(
+                            i,
+                            match have {
+                                Some(have) => format!(
+                                    "MySQL had {} of the {} units of product {} at location {loc} when the order was persisted (Redis had sold units that MySQL did not have)",
+                                    have.max(0), it.quantity, it.product_id
+                                ),
+                                None => format!(
+                                    "location {loc} carries no stock of product {}",
+                                    it.product_id
+                                ),
+                            },
+                        );
+                    }
+                }
+            }
+            'C' if is_cancel.contains(e.stream_id.as_str()) => {
+                // A cancel of an order rejected in this batch gives nothing back.
+                if index
+                    .get(e.order_id.as_str())
+                    .is_some_and(|i| short.contains_key(i))
+                {
+                    continue;
+                }
+                for (p, q) in &e.lines {
+                    if let Some(v) = on_hand.get_mut(&(e.loc.get(), p.get())) {
+                        *v += i64::from(*q);
+                    }
+                }
+                restored.push(e);
+            }
+            _ => {}
+        }
+    }
+
+    // Rejections: mark the Redis records first, so no cancel gives back units never sold. An
+    // order its customer cancelled before this moment ends CANCELLED instead (nothing was sold,
+    // nothing comes back).
+    let mut resync: BTreeSet<LocationId> = BTreeSet::new();
+    if !short.is_empty() {
+        let mut by_loc: BTreeMap<LocationId, Vec<usize>> = BTreeMap::new();
+        for i in short.keys() {
+            by_loc.entry(new_orders[*i].1).or_default().push(*i);
+        }
+        let mut redis = store.conn().await?;
+        for (loc, idx) in by_loc {
+            let mut inv = store.scripts.reject.prepare_invoke();
+            for i in &idx {
+                inv.key(store.keys.order(loc, &new_orders[*i].0.order_id))
+                    .arg(&short[i]);
+            }
+            let marks: Vec<i64> = crate::redis_stock::invoke(&inv, &mut redis).await?;
+            for (i, mark) in idx.iter().zip(marks) {
+                let reason = short[i].clone();
+                let order = &mut new_orders[*i].0;
+                if mark == 0 {
+                    order.status = OrderStatus::Cancelled;
+                } else {
+                    order.status = OrderStatus::Rejected;
+                    order.reason = Some(reason);
+                }
+            }
+            resync.insert(loc);
+        }
+    }
+    let rejected = new_orders
+        .iter()
+        .filter(|(o, _)| o.status == OrderStatus::Rejected)
+        .count();
+    for (o, _) in &new_orders {
+        if o.status == OrderStatus::Rejected {
+            tracing::warn!(order = %o.order_id, reason = o.reason.as_deref().unwrap_or(""), "order {} rejected", o.order_id);
+        }
+    }
+
+    let refs: Vec<&Order> = new_orders.iter().map(|(o, _)| o).collect();
+    insert_orders(&mut tx, &refs, Reason::Order).await?;
+    for chunk in restored.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "UPDATE orders SET status = 'CANCELLED', cancelled_at = NOW(3) WHERE status = 'CONFIRMED' AND id IN ({})",
-            marks(cancels.len())
+            marks(chunk.len())
         );
         let mut q = sqlx::query(&sql);
-        for e in &cancels {
+        for e in chunk {
             q = q.bind(&e.order_id);
         }
         q.execute(&mut *tx).await?;
-        let moves: Vec<(u64, u64, i64, &str)> = cancels
-            .iter()
-            .flat_map(|e| {
-                e.lines
-                    .iter()
-                    .map(move |(p, q)| (e.loc.get(), p.get(), i64::from(*q), e.order_id.as_str()))
-            })
-            .collect();
-        insert_movements(&mut tx, &moves, Reason::Cancel).await?;
     }
-    let changes: Vec<((u64, u64), i64)> = stock.into_iter().filter(|(_, d)| *d != 0).collect();
-    for chunk in changes.chunks(500) {
+    let moves: Vec<(u64, u64, i64, &str)> = restored
+        .iter()
+        .flat_map(|e| {
+            e.lines
+                .iter()
+                .map(move |(p, q)| (e.loc.get(), p.get(), i64::from(*q), e.order_id.as_str()))
+        })
+        .collect();
+    insert_movements(&mut tx, &moves, Reason::Cancel).await?;
+    let changes: Vec<((u64, u64), i64)> = on_hand
+        .iter()
+        .map(|(k, v)| (*k, v - start[k]))
+        .filter(|(_, d)| *d != 0)
+        .collect();
+    for chunk in changes.chunks(ROWS_PER_STATEMENT) {
         let rows = vec!["SELECT ? AS l, ? AS p, ? AS d"; chunk.len()].join(" UNION ALL ");
         let sql = format!(
             "UPDATE stock s JOIN ({rows}) x ON s.location_id = x.l AND s.product_id = x.p \
@@ -460,9 +838,29 @@ async fn apply(store: &Store, events: &[Event]) -> StoreResult<Applied> {
             )));
         }
     }
+
+    // Still under the row locks: if Redis lost any of these events while the batch was on its
+    // way, a reload may already have counted these rows without the batch; set the keys from
+    // MySQL (with the batch) before the commit lets anyone else use them.
+    let lost = vanished(store, &fresh).await?;
+    if !lost.is_empty() {
+        tracing::warn!(locations = ?lost, "redis lost events of a batch on its way to MySQL; setting the touched stock keys from MySQL under the batch's locks");
+    }
+    resync.extend(lost);
+    for loc in resync {
+        let products: Vec<ProductId> = touched
+            .iter()
+            .filter(|(l, _)| *l == loc.get())
+            .map(|(_, p)| ProductId::new_unchecked(*p))
+            .collect();
+        store
+            .sync_keys(&mut tx, loc, &products, SyncMode::Repair)
+            .await?;
+    }
     tx.commit().await?;
     Ok(Applied {
-        applied: new_orders.len() + cancels.len(),
+        applied: new_orders.len() - rejected + restored.len(),
+        rejected,
         duplicates,
         ackable,
     })

@@ -18,6 +18,9 @@ pub enum StoreError {
     UnknownProduct(ProductId),
     #[error("order {0} does not exist")]
     UnknownOrder(String),
+    /// Accepted in Redis, then lost with Redis's data before it reached MySQL (410).
+    #[error("{0}")]
+    Lost(String),
     #[error("location {0} does not exist")]
     UnknownLocation(LocationId),
     #[error("{0}")]
@@ -82,6 +85,12 @@ impl StoreError {
             Self::Db(sqlx::Error::Database(e)) => mysql_code(e.as_ref()) == Some(1062),
             _ => false,
         }
+    }
+
+    /// Whether this answer refuses the request for good (nothing was changed, and asking again
+    /// as it is gets the same answer), as opposed to a failure whose outcome is unknown.
+    pub fn is_definite_refusal(&self) -> bool {
+        !self.is_server_error()
     }
 
     /// Whether the failure is on the server's side (logged with cause; shown without internals).

@@ -38,8 +38,10 @@ pub use error::{Alternative, StoreError, StoreResult};
 pub use redis_stock::{Keys, RedisPool};
 
 use catalog::{Catalog, Locations};
+use sf_routing::{LocationId, ProductId};
 use sqlx::MySqlPool;
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Settings of the storage layer.
 #[derive(Debug, Clone)]
@@ -76,6 +78,9 @@ pub struct Store {
     pub config: StoreConfig,
     catalog: RwLock<Arc<Catalog>>,
     locations: RwLock<Arc<Locations>>,
+    /// Stock keys that may differ from MySQL after a failure and could not be re-synced at once;
+    /// [`Store::drain_resync_queue`] sets them from MySQL.
+    resync_queue: Mutex<BTreeMap<LocationId, BTreeSet<ProductId>>>,
 }
 
 impl Store {
@@ -94,6 +99,7 @@ impl Store {
             config,
             catalog: RwLock::default(),
             locations: RwLock::default(),
+            resync_queue: Mutex::default(),
         };
         store.refresh_catalog().await?;
         store.refresh_locations().await?;

@@ -12,6 +12,8 @@ pub enum OrderStatus {
     /// In MySQL.
     Confirmed,
     Cancelled,
+    /// Accepted in Redis, but MySQL could not take it as sold (see `Order::reason`).
+    Rejected,
 }
 
 impl OrderStatus {
@@ -20,6 +22,16 @@ impl OrderStatus {
             Self::Accepted => "ACCEPTED",
             Self::Confirmed => "CONFIRMED",
             Self::Cancelled => "CANCELLED",
+            Self::Rejected => "REJECTED",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ACCEPTED" => Some(Self::Accepted),
+            "CONFIRMED" => Some(Self::Confirmed),
+            "CANCELLED" => Some(Self::Cancelled),
+            "REJECTED" => Some(Self::Rejected),
+            _ => None,
         }
     }
 }
@@ -78,6 +90,9 @@ pub struct Order {
     pub total_amount: i64,
     /// When the order was decided, in milliseconds since the Unix epoch.
     pub accepted_at_ms: i64,
+    /// Why a `REJECTED` order could not be persisted as sold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl Order {
@@ -90,7 +105,24 @@ impl Order {
     }
 
     pub fn new_id(location: u64) -> String {
-        format!("{location}-{}", uuid::Uuid::now_v7().simple())
+        Self::id_at(location, &uuid::Uuid::now_v7().simple().to_string())
+    }
+
+    /// The id an order with this `<uuid>` part has at `location`. An order keeps its uuid part at
+    /// whichever location it is tried, so a retry can find an order an earlier attempt placed.
+    pub fn id_at(location: u64, uuid: &str) -> String {
+        format!("{location}-{uuid}")
+    }
+
+    /// When an order id was made (its uuid v7 carries the time), in ms since the Unix epoch.
+    pub fn id_time_ms(order_id: &str) -> Option<i64> {
+        let (_, rest) = order_id.split_once('-')?;
+        let id = uuid::Uuid::try_parse(rest).ok()?;
+        if id.get_version_num() != 7 {
+            return None;
+        }
+        let (secs, nanos) = id.get_timestamp()?.to_unix();
+        Some(secs as i64 * 1000 + i64::from(nanos / 1_000_000))
     }
 }
 

@@ -124,61 +124,82 @@ pub(crate) fn build_order(
         items,
         total_amount,
         accepted_at_ms: now_ms(),
+        reason: None,
     }
 }
 
-/// Inserts orders, their lines and their ledger rows (no stock change) in three statements.
+/// Rows per multi-row statement. MariaDB refuses a statement with more than 65,535 placeholders;
+/// the widest row here has 10, so no statement comes near the limit (or the packet size).
+pub(crate) const ROWS_PER_STATEMENT: usize = 1000;
+
+/// Inserts orders, their lines and their ledger rows (no stock change), a bounded number of rows
+/// per statement. Only `CONFIRMED` orders get ledger rows: the others took no stock.
 pub(crate) async fn insert_orders(
     conn: &mut MySqlConnection,
     orders: &[&Order],
     reason: Reason,
 ) -> StoreResult<()> {
-    if orders.is_empty() {
-        return Ok(());
-    }
-    let mut sql = String::from(
-        "INSERT INTO orders (id, path, delivery_type, status, location_id, distance_km, \
-         delivery_latitude, delivery_longitude, total_amount, accepted_at) VALUES ",
-    );
-    sql.push_str(&vec!["(?,?,?,?,?,?,?,?,?,FROM_UNIXTIME(? / 1000))"; orders.len()].join(","));
-    let mut q = sqlx::query(&sql);
-    for o in orders {
-        q = q
-            .bind(&o.order_id)
-            .bind(o.path.as_str())
-            .bind(o.delivery_type.as_str())
-            .bind(match o.status {
+    for chunk in orders.chunks(ROWS_PER_STATEMENT) {
+        let mut sql = String::from(
+            "INSERT INTO orders (id, path, delivery_type, status, location_id, distance_km, \
+             delivery_latitude, delivery_longitude, total_amount, accepted_at, cancelled_at, \
+             reject_reason, rejected_at) VALUES ",
+        );
+        sql.push_str(
+            &vec![
+                "(?,?,?,?,?,?,?,?,?,FROM_UNIXTIME(? / 1000),IF(? = 'CANCELLED', NOW(3), NULL),?,IF(? = 'REJECTED', NOW(3), NULL))";
+                chunk.len()
+            ]
+            .join(","),
+        );
+        let mut q = sqlx::query(&sql);
+        for o in chunk {
+            let status = match o.status {
                 OrderStatus::Cancelled => "CANCELLED",
+                OrderStatus::Rejected => "REJECTED",
                 _ => "CONFIRMED",
-            })
-            .bind(o.fulfillment_location_id)
-            .bind(o.distance_km)
-            .bind(o.delivery_address.map(|a| a.latitude))
-            .bind(o.delivery_address.map(|a| a.longitude))
-            .bind(o.total_amount)
-            .bind(o.accepted_at_ms);
-    }
-    q.execute(&mut *conn).await?;
-
-    let n: usize = orders.iter().map(|o| o.items.len()).sum();
-    let sql = format!(
-        "INSERT INTO order_lines (order_id, product_id, quantity, unit_price) VALUES {}",
-        vec!["(?,?,?,?)"; n].join(",")
-    );
-    let mut q = sqlx::query(&sql);
-    for o in orders {
-        for i in &o.items {
+            };
             q = q
                 .bind(&o.order_id)
+                .bind(o.path.as_str())
+                .bind(o.delivery_type.as_str())
+                .bind(status)
+                .bind(o.fulfillment_location_id)
+                .bind(o.distance_km)
+                .bind(o.delivery_address.map(|a| a.latitude))
+                .bind(o.delivery_address.map(|a| a.longitude))
+                .bind(o.total_amount)
+                .bind(o.accepted_at_ms)
+                .bind(status)
+                .bind(o.reason.as_deref())
+                .bind(status);
+        }
+        q.execute(&mut *conn).await?;
+    }
+
+    let lines: Vec<(&str, &crate::model::OrderItem)> = orders
+        .iter()
+        .flat_map(|o| o.items.iter().map(move |i| (o.order_id.as_str(), i)))
+        .collect();
+    for chunk in lines.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO order_lines (order_id, product_id, quantity, unit_price) VALUES {}",
+            vec!["(?,?,?,?)"; chunk.len()].join(",")
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, i) in chunk {
+            q = q
+                .bind(*id)
                 .bind(i.product_id)
                 .bind(i.quantity)
                 .bind(i.unit_price);
         }
+        q.execute(&mut *conn).await?;
     }
-    q.execute(&mut *conn).await?;
 
     let moves: Vec<(u64, u64, i64, &str)> = orders
         .iter()
+        .filter(|o| o.status == OrderStatus::Confirmed)
         .flat_map(|o| {
             o.items.iter().map(move |i| {
                 (
@@ -193,24 +214,23 @@ pub(crate) async fn insert_orders(
     insert_movements(conn, &moves, reason).await
 }
 
-/// Appends ledger rows `(location, product, delta, ref)`.
+/// Appends ledger rows `(location, product, delta, ref)`, a bounded number per statement.
 pub(crate) async fn insert_movements(
     conn: &mut MySqlConnection,
     moves: &[(u64, u64, i64, &str)],
     reason: Reason,
 ) -> StoreResult<()> {
-    if moves.is_empty() {
-        return Ok(());
+    for chunk in moves.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO stock_movements (location_id, product_id, delta, reason, ref_id) VALUES {}",
+            vec!["(?,?,?,?,?)"; chunk.len()].join(",")
+        );
+        let mut q = sqlx::query(&sql);
+        for (l, p, d, r) in chunk {
+            q = q.bind(l).bind(p).bind(d).bind(reason.as_str()).bind(*r);
+        }
+        q.execute(&mut *conn).await?;
     }
-    let sql = format!(
-        "INSERT INTO stock_movements (location_id, product_id, delta, reason, ref_id) VALUES {}",
-        vec!["(?,?,?,?,?)"; moves.len()].join(",")
-    );
-    let mut q = sqlx::query(&sql);
-    for (l, p, d, r) in moves {
-        q = q.bind(l).bind(p).bind(d).bind(reason.as_str()).bind(*r);
-    }
-    q.execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -275,60 +295,70 @@ impl Store {
             .iter()
             .map(|(p, q)| (p, -i64::from(q.get())))
             .collect();
-        if let Some((product, have)) = self.apply_stock(&mut tx, loc, &deltas).await? {
+        if let Some((product, have)) = change_mysql_stock(&mut tx, loc, &deltas).await? {
             tx.rollback().await?;
             return Ok(Attempt::Short { product, have });
         }
-        let finish = async {
-            if let Some(idem) = &req.idempotency {
-                complete_mysql(&mut tx, idem, &order).await?;
-            }
-            tx.commit().await?;
-            Ok::<_, StoreError>(())
-        };
-        if let Err(e) = finish.await {
-            self.compensate_redis(loc, &deltas).await;
-            return Err(e);
+        if let Some(idem) = &req.idempotency {
+            complete_mysql(&mut tx, idem, &order).await?;
+        }
+        if let Some((product, have)) = self.commit_with_redis(tx, loc, &deltas).await? {
+            return Ok(Attempt::Short { product, have });
         }
         Ok(Attempt::Placed(Placed::New(order)))
     }
 
-    /// Applies signed deltas to one location's stock, in MySQL and in Redis. Each row is locked,
-    /// checked and changed by one conditional `UPDATE`, in product order (the order every writer
-    /// uses, so writers never deadlock on each other's rows); then, while the locks are held, the
-    /// same change goes to Redis, whose figure also excludes units online orders took. Answers
-    /// the first product that is short (with what it has), leaving the transaction to be rolled
-    /// back.
-    pub(crate) async fn apply_stock(
+    /// The last step of every MySQL-first write, after all of its MySQL statements: applies the
+    /// same change to Redis while the row locks are still held (the Redis figure also excludes
+    /// units that online orders took, so a decrement can be refused here: then the transaction is
+    /// rolled back and the short product answered), then commits.
+    ///
+    /// Nothing is compensated blindly. When the outcome is unknown — the script's reply was lost,
+    /// or the commit failed and may or may not have happened — increments are taken back at once
+    /// (Redis must never show units MySQL may not have; a figure too low only sells less for a
+    /// moment), and the keys are then set from MySQL at a consistent point, now or, if that fails
+    /// too, by the background re-sync.
+    pub(crate) async fn commit_with_redis(
         &self,
-        conn: &mut MySqlConnection,
+        mut tx: sqlx::Transaction<'_, sqlx::MySql>,
         loc: LocationId,
         deltas: &[(ProductId, i64)],
     ) -> StoreResult<Option<(ProductId, i64)>> {
-        for (p, d) in deltas {
-            let changed = sqlx::query(
-                "UPDATE stock SET on_hand = on_hand + ? \
-                 WHERE location_id = ? AND product_id = ? AND on_hand + ? >= 0",
-            )
-            .bind(d)
-            .bind(loc.get())
-            .bind(p.get())
-            .bind(d)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-            if changed == 0 {
-                let have: Option<i64> = sqlx::query_scalar(
-                    "SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ?",
-                )
-                .bind(loc.get())
-                .bind(p.get())
-                .fetch_optional(&mut *conn)
-                .await?;
-                return Ok(Some((*p, have.unwrap_or(0))));
+        match self.adjust_redis(&mut tx, loc, deltas).await {
+            Ok(Some(short)) => {
+                tx.rollback().await?;
+                return Ok(Some(short));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ = tx.rollback().await;
+                self.recover_stock_keys(loc, deltas).await;
+                return Err(e);
             }
         }
-        self.adjust_redis(conn, loc, deltas).await
+        if let Err(e) = tx.commit().await {
+            tracing::warn!(location = %loc, error = %e, "commit of a MySQL-first write failed or its answer was lost; setting the redis keys from MySQL");
+            self.recover_stock_keys(loc, deltas).await;
+            return Err(e.into());
+        }
+        Ok(None)
+    }
+
+    /// After a MySQL-first write whose outcome is unknown: takes back its increments in Redis,
+    /// then sets the keys from MySQL (or leaves them to the background re-sync).
+    async fn recover_stock_keys(&self, loc: LocationId, deltas: &[(ProductId, i64)]) {
+        let back: Vec<(ProductId, i64)> = deltas
+            .iter()
+            .filter(|(_, d)| *d > 0)
+            .map(|(p, d)| (*p, -d))
+            .collect();
+        if !back.is_empty() {
+            if let Err(e) = self.run_adjust(loc, &back, AdjustMode::Force).await {
+                tracing::error!(location = %loc, error = %e, "could not take back redis increments of a write whose commit is unknown; the keys are re-synced from MySQL");
+            }
+        }
+        let products: Vec<ProductId> = deltas.iter().map(|(p, _)| *p).collect();
+        self.resync_or_queue(loc, &products).await;
     }
 
     /// Applies signed deltas to Redis while the caller holds the rows' locks, loading keys that
@@ -340,7 +370,7 @@ impl Store {
         deltas: &[(ProductId, i64)],
     ) -> StoreResult<Option<(ProductId, i64)>> {
         for _ in 0..3 {
-            match decision(&self.run_adjust(loc, deltas, 1).await?)? {
+            match decision(&self.run_adjust(loc, deltas, AdjustMode::Check).await?)? {
                 Decision::Applied | Decision::Duplicate => return Ok(None),
                 Decision::Short { index, have } => return Ok(Some((deltas[index].0, have))),
                 Decision::NotLoaded { .. } => {
@@ -355,31 +385,29 @@ impl Store {
         )))
     }
 
-    /// Runs `adjust.lua` with every delta times `sign`.
+    /// Runs `adjust.lua`.
     async fn run_adjust(
         &self,
         loc: LocationId,
         deltas: &[(ProductId, i64)],
-        sign: i64,
+        mode: AdjustMode,
     ) -> StoreResult<Vec<i64>> {
         let mut inv = self.scripts.adjust.prepare_invoke();
+        inv.arg(match mode {
+            AdjustMode::Check => "check",
+            AdjustMode::Force => "force",
+        });
         for (p, d) in deltas {
-            inv.key(self.keys.stock(loc, *p)).arg(d * sign);
+            inv.key(self.keys.stock(loc, *p)).arg(*d);
         }
         let mut redis = self.conn().await?;
         crate::redis_stock::invoke(&inv, &mut redis).await
     }
 
-    /// Takes back a Redis change whose MySQL transaction did not commit. If this fails too, the
-    /// reconcile job repairs the key.
-    async fn compensate_redis(&self, loc: LocationId, deltas: &[(ProductId, i64)]) {
-        if let Err(e) = self.run_adjust(loc, deltas, -1).await {
-            tracing::error!(location = %loc, error = %e, "could not take back a redis change after a failed commit; reconcile will repair it");
-        }
-    }
-
-    /// Cancels a DB-lock order or a POS sale; the stock comes back exactly once, however often
-    /// this is called.
+    /// Cancels an order from MySQL: a DB-lock order, a POS sale, or a Redis-path order that
+    /// Redis no longer holds (it was persisted). The stock comes back exactly once, however often
+    /// this is called. A `REJECTED` order took no stock: cancelling it closes it with nothing to
+    /// give back.
     #[tracing::instrument(skip(self))]
     pub async fn cancel_mysql_first(&self, order_id: &str) -> StoreResult<Order> {
         with_retry("mysql-first cancel", || {
@@ -401,43 +429,104 @@ impl Store {
         let status: String = row.try_get("status")?;
         let path: String = row.try_get("path")?;
         let loc = LocationId::new_unchecked(row.try_get("location_id")?);
-        if status != "CANCELLED" {
-            sqlx::query(
-                "UPDATE orders SET status = 'CANCELLED', cancelled_at = NOW(3) WHERE id = ?",
-            )
-            .bind(order_id)
-            .execute(&mut *tx)
-            .await?;
-            let lines = sqlx::query(
-                "SELECT product_id, quantity FROM order_lines WHERE order_id = ? ORDER BY product_id",
-            )
-            .bind(order_id)
-            .fetch_all(&mut *tx)
-            .await?;
-            let mut deltas = Vec::with_capacity(lines.len());
-            for r in &lines {
-                let p: u64 = r.try_get("product_id")?;
-                let q: i32 = r.try_get("quantity")?;
-                deltas.push((ProductId::new_unchecked(p), i64::from(q)));
+        match status.as_str() {
+            "CONFIRMED" => {
+                sqlx::query(
+                    "UPDATE orders SET status = 'CANCELLED', cancelled_at = NOW(3) WHERE id = ?",
+                )
+                .bind(order_id)
+                .execute(&mut *tx)
+                .await?;
+                let deltas = order_deltas(&mut tx, order_id, 1).await?;
+                change_mysql_stock(&mut tx, loc, &deltas).await?;
+                let reason = if path == "POS" {
+                    Reason::PosReturn
+                } else {
+                    Reason::Cancel
+                };
+                let moves: Vec<_> = deltas
+                    .iter()
+                    .map(|(p, d)| (loc.get(), p.get(), *d, order_id))
+                    .collect();
+                insert_movements(&mut tx, &moves, reason).await?;
+                // Increments are never refused, so this never answers a short product.
+                self.commit_with_redis(tx, loc, &deltas).await?;
             }
-            self.apply_stock(&mut tx, loc, &deltas).await?;
-            let reason = if path == "POS" {
-                Reason::PosReturn
-            } else {
-                Reason::Cancel
-            };
-            let moves: Vec<_> = deltas
+            "REJECTED" => {
+                sqlx::query(
+                    "UPDATE orders SET status = 'CANCELLED', cancelled_at = NOW(3) WHERE id = ?",
+                )
+                .bind(order_id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+            }
+            _ => tx.commit().await?,
+        }
+        self.order_from_mysql(order_id)
+            .await?
+            .ok_or_else(|| StoreError::UnknownOrder(order_id.to_owned()))
+    }
+
+    /// An operator's retry of a `REJECTED` order (after a restock): if the location has the units
+    /// now, the order is taken as sold exactly as the consumer would have (`CONFIRMED`, stock and
+    /// ledger), else the answer says what is missing and nothing changes.
+    #[tracing::instrument(skip(self))]
+    pub async fn retry_rejected(&self, order_id: &str) -> StoreResult<Order> {
+        with_retry("retry rejected order", || self.try_retry_rejected(order_id)).await
+    }
+
+    async fn try_retry_rejected(&self, order_id: &str) -> StoreResult<Order> {
+        let mut tx = self.db.begin().await?;
+        let row = sqlx::query(
+            "SELECT CAST(status AS CHAR) AS status, location_id FROM orders WHERE id = ? FOR UPDATE",
+        )
+        .bind(order_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::UnknownOrder(order_id.to_owned()))?;
+        let status: String = row.try_get("status")?;
+        if status != "REJECTED" {
+            return Err(StoreError::Conflict(format!(
+                "order {order_id} is {status}; only a REJECTED order can be retried"
+            )));
+        }
+        let loc = LocationId::new_unchecked(row.try_get("location_id")?);
+        let deltas = order_deltas(&mut tx, order_id, -1).await?;
+        let short = match change_mysql_stock(&mut tx, loc, &deltas).await? {
+            Some(short) => {
+                tx.rollback().await?;
+                Some(short)
+            }
+            None => {
+                let moves: Vec<_> = deltas
+                    .iter()
+                    .map(|(p, d)| (loc.get(), p.get(), *d, order_id))
+                    .collect();
+                insert_movements(&mut tx, &moves, Reason::Order).await?;
+                sqlx::query(
+                    "UPDATE orders SET status = 'CONFIRMED', reject_reason = NULL, rejected_at = NULL \
+                     WHERE id = ?",
+                )
+                .bind(order_id)
+                .execute(&mut *tx)
+                .await?;
+                self.commit_with_redis(tx, loc, &deltas).await?
+            }
+        };
+        if let Some((product, have)) = short {
+            let want = deltas
                 .iter()
-                .map(|(p, d)| (loc.get(), p.get(), *d, order_id))
-                .collect();
-            insert_movements(&mut tx, &moves, reason).await?;
-            if let Err(e) = tx.commit().await {
-                let back: Vec<_> = deltas.iter().map(|(p, d)| (*p, -d)).collect();
-                self.compensate_redis(loc, &back).await;
-                return Err(e.into());
-            }
-        } else {
-            tx.commit().await?;
+                .find(|(p, _)| *p == product)
+                .map_or(0, |(_, d)| -d);
+            return Err(StoreError::OutOfStock {
+                detail: format!(
+                    "order {order_id} still cannot be filled: product {product} needs {want}, {} free at location {loc}",
+                    have.max(0)
+                ),
+                product: Some(product),
+                alternatives: None,
+            });
         }
         self.order_from_mysql(order_id)
             .await?
@@ -517,26 +606,23 @@ impl Store {
                 "on-hand stock of product {product} at location {loc} is {before}; a change of {delta} would make it negative"
             )));
         }
-        if delta != 0 {
-            if let Some((_, have)) = self.apply_stock(&mut tx, loc, &[(product, delta)]).await? {
-                return Err(StoreError::Conflict(format!(
-                    "only {have} units of product {product} at location {loc} are free; the rest are reserved by orders that are not yet persisted, so the stock cannot go down by {}",
-                    -delta
-                )));
-            }
-            let reference = format!("op-{}", uuid::Uuid::now_v7().simple());
-            insert_movements(
-                &mut tx,
-                &[(loc.get(), product.get(), delta, reference.as_str())],
-                reason,
-            )
-            .await?;
-            if let Err(e) = tx.commit().await {
-                self.compensate_redis(loc, &[(product, delta)]).await;
-                return Err(e.into());
-            }
-        } else {
+        if delta == 0 {
             tx.commit().await?;
+            return Ok(StockChange { before, after });
+        }
+        change_mysql_stock(&mut tx, loc, &[(product, delta)]).await?;
+        let reference = format!("op-{}", uuid::Uuid::now_v7().simple());
+        insert_movements(
+            &mut tx,
+            &[(loc.get(), product.get(), delta, reference.as_str())],
+            reason,
+        )
+        .await?;
+        if let Some((_, have)) = self.commit_with_redis(tx, loc, &[(product, delta)]).await? {
+            return Err(StoreError::Conflict(format!(
+                "only {have} units of product {product} at location {loc} are free; the rest are reserved by orders that are not yet persisted, so the stock cannot go down by {}",
+                -delta
+            )));
         }
         Ok(StockChange { before, after })
     }
@@ -590,6 +676,73 @@ impl Store {
             alternatives,
         }
     }
+}
+
+/// How `adjust.lua` applies a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AdjustMode {
+    /// Refuse a decrement the key cannot cover (the caller holds the row locks).
+    Check,
+    /// Apply as it is: taking back a change whose commit is unknown.
+    Force,
+}
+
+/// Changes one location's stock in MySQL: each row is locked, checked and changed by one
+/// conditional `UPDATE`, in product order (the order every writer uses, so writers never deadlock
+/// on each other's rows). Answers the first product that is short (with what it has), leaving the
+/// transaction to be rolled back.
+pub(crate) async fn change_mysql_stock(
+    conn: &mut MySqlConnection,
+    loc: LocationId,
+    deltas: &[(ProductId, i64)],
+) -> StoreResult<Option<(ProductId, i64)>> {
+    for (p, d) in deltas {
+        let changed = sqlx::query(
+            "UPDATE stock SET on_hand = on_hand + ? \
+             WHERE location_id = ? AND product_id = ? AND on_hand + ? >= 0",
+        )
+        .bind(d)
+        .bind(loc.get())
+        .bind(p.get())
+        .bind(d)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            let have: Option<i64> = sqlx::query_scalar(
+                "SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ?",
+            )
+            .bind(loc.get())
+            .bind(p.get())
+            .fetch_optional(&mut *conn)
+            .await?;
+            return Ok(Some((*p, have.unwrap_or(0))));
+        }
+    }
+    Ok(None)
+}
+
+/// The lines of an order as signed stock deltas (`sign` 1 gives units back, -1 takes them), in
+/// product order.
+async fn order_deltas(
+    conn: &mut MySqlConnection,
+    order_id: &str,
+    sign: i64,
+) -> StoreResult<Vec<(ProductId, i64)>> {
+    let lines = sqlx::query(
+        "SELECT product_id, quantity FROM order_lines WHERE order_id = ? ORDER BY product_id",
+    )
+    .bind(order_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    lines
+        .iter()
+        .map(|r| {
+            let p: u64 = r.try_get("product_id")?;
+            let q: i32 = r.try_get("quantity")?;
+            Ok((ProductId::new_unchecked(p), sign * i64::from(q)))
+        })
+        .collect()
 }
 
 /// An operator's stock change: an absolute target or a relative delta.

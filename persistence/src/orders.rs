@@ -1,5 +1,7 @@
 //! Reading an order of any path: MySQL first, then the Redis record of an order not yet
-//! persisted. A Redis-path cancel that MySQL has not seen yet shows as `CANCELLED` at once.
+//! persisted. A Redis-path cancel that MySQL has not seen yet shows as `CANCELLED` at once, a
+//! rejection as `REJECTED`. An order Redis accepted and then lost with its data (before it reached
+//! MySQL) is reported as lost, not as unknown.
 
 use crate::error::{StoreError, StoreResult};
 use crate::model::{Address, Order, OrderItem, OrderPath, OrderStatus};
@@ -12,7 +14,7 @@ impl Store {
         let Some(r) = sqlx::query(
             "SELECT id, CAST(path AS CHAR) AS path, CAST(delivery_type AS CHAR) AS delivery_type, \
              CAST(status AS CHAR) AS status, location_id, distance_km, delivery_latitude, \
-             delivery_longitude, total_amount, \
+             delivery_longitude, total_amount, reject_reason, \
              CAST(UNIX_TIMESTAMP(accepted_at) * 1000 AS SIGNED) AS accepted_ms \
              FROM orders WHERE id = ?",
         )
@@ -42,10 +44,8 @@ impl Store {
         .collect::<StoreResult<Vec<_>>>()?;
         Ok(Some(Order {
             order_id: r.try_get("id")?,
-            status: match r.try_get::<String, _>("status")?.as_str() {
-                "CANCELLED" => OrderStatus::Cancelled,
-                _ => OrderStatus::Confirmed,
-            },
+            status: OrderStatus::parse(&r.try_get::<String, _>("status")?)
+                .ok_or_else(|| bad("status"))?,
             path: OrderPath::parse(&r.try_get::<String, _>("path")?).ok_or_else(|| bad("path"))?,
             delivery_type: DeliveryType::parse(&r.try_get::<String, _>("delivery_type")?)
                 .ok_or_else(|| bad("delivery type"))?,
@@ -58,6 +58,7 @@ impl Store {
             items,
             total_amount: r.try_get("total_amount")?,
             accepted_at_ms: r.try_get("accepted_ms")?,
+            reason: r.try_get("reject_reason")?,
         }))
     }
 
@@ -68,33 +69,154 @@ impl Store {
             .ok_or_else(|| StoreError::UnknownOrder(order_id.to_owned()))?;
         let persisted = self.order_from_mysql(order_id).await?;
         match persisted {
+            // MySQL has the last word once it holds a final state.
             Some(order)
-                if order.path != OrderPath::Redis || order.status == OrderStatus::Cancelled =>
+                if order.path != OrderPath::Redis || order.status != OrderStatus::Confirmed =>
             {
                 Ok(order)
             }
             persisted => {
-                let (state, json) = self.redis_record(loc, order_id).await?;
-                match (persisted, state.as_deref(), json) {
-                    (Some(order), Some("C"), _) => Ok(Order {
+                let record = self.redis_record(loc, order_id).await?;
+                match (persisted, record) {
+                    (Some(order), Some(r)) if r.state == "C" => Ok(Order {
                         status: OrderStatus::Cancelled,
                         ..order
                     }),
-                    (Some(order), _, _) => Ok(order),
-                    (None, state, Some(json)) => {
-                        let order: Order = serde_json::from_str(&json)?;
-                        Ok(Order {
-                            status: if state == Some("C") {
-                                OrderStatus::Cancelled
-                            } else {
-                                OrderStatus::Accepted
-                            },
-                            ..order
-                        })
-                    }
-                    (None, _, None) => Err(StoreError::UnknownOrder(order_id.to_owned())),
+                    (Some(order), _) => Ok(order),
+                    (None, Some(r)) => Ok(r.order()?),
+                    (None, None) => Err(self.missing_order(order_id).await),
                 }
             }
         }
+    }
+
+    /// The most recent orders in MySQL with `status`, newest first.
+    pub async fn orders_by_status(
+        &self,
+        status: OrderStatus,
+        limit: u32,
+    ) -> StoreResult<Vec<Order>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM orders WHERE status = ? ORDER BY created_at DESC, id DESC LIMIT ?",
+        )
+        .bind(status.as_str())
+        .bind(limit)
+        .fetch_all(&self.db)
+        .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(o) = self.order_from_mysql(&id).await? {
+                out.push(o);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Why an order is in neither store: lost with Redis's data, or unknown.
+    pub(crate) async fn missing_order(&self, order_id: &str) -> StoreError {
+        let Some(made_ms) = Order::id_time_ms(order_id) else {
+            return StoreError::UnknownOrder(order_id.to_owned());
+        };
+        let loss = sqlx::query(
+            "SELECT CAST(UNIX_TIMESTAMP(detected_at) * 1000 AS SIGNED) AS detected_ms FROM redis_data_losses \
+             WHERE since <= FROM_UNIXTIME(? / 1000) AND detected_at >= FROM_UNIXTIME(? / 1000) \
+             ORDER BY detected_at LIMIT 1",
+        )
+        .bind(made_ms)
+        .bind(made_ms)
+        .fetch_optional(&self.db)
+        .await;
+        let detected_ms: i64 = match loss {
+            Ok(Some(r)) => match r.try_get("detected_ms") {
+                Ok(v) => v,
+                Err(e) => return e.into(),
+            },
+            Ok(None) => return StoreError::UnknownOrder(order_id.to_owned()),
+            Err(e) => return e.into(),
+        };
+        let at = chrono::DateTime::from_timestamp_millis(detected_ms)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        if crate::mysql_first::now_ms() - detected_ms < LOSS_SETTLE_MS {
+            // A consumer batch that was on its way to MySQL at the loss may still bring it in.
+            return StoreError::Unavailable(format!(
+                "redis lost its data at {at}; whether order {order_id} reached MySQL is known within seconds; retry shortly"
+            ));
+        }
+        StoreError::Lost(format!(
+            "order {order_id} was accepted, but Redis lost its data at {at} before the order reached MySQL: it was not persisted, no stock was taken for it, and it will not be delivered; place it again"
+        ))
+    }
+
+    /// Records that Redis lost the data set it loaded at `since` (once per data set, however many
+    /// instances notice).
+    pub async fn record_data_loss(&self, since: chrono::DateTime<chrono::Utc>) -> StoreResult<()> {
+        sqlx::query("INSERT IGNORE INTO redis_data_losses (since, detected_at) VALUES (?, NOW(3))")
+            .bind(since.naive_utc())
+            .execute(&self.db)
+            .await?;
+        Ok(())
+    }
+}
+
+/// How long after a detected data loss a missing order is still "being settled" (503) rather than
+/// lost (410): a consumer batch that was on its way to MySQL commits well within this.
+pub const LOSS_SETTLE_MS: i64 = 30_000;
+
+/// The Redis record of a Redis-path order.
+#[derive(Debug, Clone)]
+pub struct RedisRecord {
+    /// `A` accepted, `C` cancelled, `X` rejected.
+    pub state: String,
+    pub json: Option<String>,
+    pub reason: Option<String>,
+}
+
+impl RedisRecord {
+    /// The order with the status its record gives.
+    pub fn order(&self) -> StoreResult<Order> {
+        let json = self
+            .json
+            .as_deref()
+            .ok_or_else(|| StoreError::Internal("order record without its order".into()))?;
+        let order: Order = serde_json::from_str(json)?;
+        Ok(match self.state.as_str() {
+            "C" => Order {
+                status: OrderStatus::Cancelled,
+                ..order
+            },
+            "X" => Order {
+                status: OrderStatus::Rejected,
+                reason: self.reason.clone(),
+                ..order
+            },
+            _ => Order {
+                status: OrderStatus::Accepted,
+                ..order
+            },
+        })
+    }
+}
+
+impl Store {
+    /// The Redis record of an order, if Redis still has it.
+    pub async fn redis_record(
+        &self,
+        loc: LocationId,
+        order_id: &str,
+    ) -> StoreResult<Option<RedisRecord>> {
+        let mut redis = self.conn().await?;
+        let (st, j, r): (Option<String>, Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.keys.order(loc, order_id))
+            .arg("st")
+            .arg("j")
+            .arg("r")
+            .query_async(&mut redis)
+            .await?;
+        Ok(st.map(|state| RedisRecord {
+            state,
+            json: j,
+            reason: r,
+        }))
     }
 }

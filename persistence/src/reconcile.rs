@@ -183,15 +183,21 @@ impl Store {
         Ok(())
     }
 
-    /// Whether Redis still holds what this service loaded into it. A missing epoch marker means
-    /// Redis restarted without its data, or was flushed.
-    pub async fn redis_has_epoch(&self) -> StoreResult<bool> {
+    /// When Redis was last loaded with the data it holds (the epoch marker), or `None` if it no
+    /// longer holds what this service loaded into it: it restarted without its data, or was
+    /// flushed.
+    pub async fn redis_epoch(&self) -> StoreResult<Option<chrono::DateTime<chrono::Utc>>> {
         let mut c = self.conn().await?;
-        let n: i64 = redis::cmd("EXISTS")
+        let v: Option<String> = redis::cmd("GET")
             .arg(self.keys.epoch())
             .query_async(&mut c)
             .await?;
-        Ok(n == 1)
+        Ok(v.map(|v| {
+            chrono::DateTime::parse_from_rfc3339(&v)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                // A marker that cannot be read says "loaded", at an unknown time.
+                .unwrap_or_default()
+        }))
     }
 
     /// Reloads every stock key from MySQL (minus reservations not yet persisted), then marks
@@ -203,7 +209,7 @@ impl Store {
         let mut c = self.conn().await?;
         let _: () = redis::cmd("SET")
             .arg(self.keys.epoch())
-            .arg(chrono::Utc::now().to_rfc3339())
+            .arg(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
             .query_async(&mut c)
             .await?;
         tracing::info!(

@@ -25,41 +25,99 @@ pub struct RedisOrder {
 
 /// How long a repeated `Idempotency-Key` waits for the first request's answer.
 const IDEMPOTENCY_WAIT: Duration = Duration::from_secs(5);
+/// How long a request may decide a claimed order before a retry may take the claim over.
+const CLAIM_LEASE: Duration = Duration::from_secs(30);
+/// The request that holds a claim tries no further candidate this close to its lease's end (more
+/// than one Redis call may take), so a retry that takes over never races it.
+const CLAIM_MARGIN: Duration = Duration::from_secs(10);
+
+/// An idempotency claim in Redis: which order uuid the key stands for, and the answer once known.
+/// Stored as `2|<fingerprint>|<uuid>|<answer>`; the first version, `<fingerprint>|<answer>`, still
+/// decodes (it has no uuid, so such a claim cannot be taken over).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ClaimRecord {
+    fingerprint: String,
+    uuid: Option<String>,
+    answer: Option<String>,
+}
+
+impl ClaimRecord {
+    fn encode(fingerprint: &str, uuid: &str, answer: &str) -> String {
+        format!("2|{fingerprint}|{uuid}|{answer}")
+    }
+
+    fn decode(value: &str) -> Self {
+        let opt = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        match value.strip_prefix("2|") {
+            Some(rest) => {
+                let mut parts = rest.splitn(3, '|');
+                let fingerprint = parts.next().unwrap_or_default().to_owned();
+                let uuid = parts.next().and_then(opt);
+                let answer = parts.next().and_then(opt);
+                Self {
+                    fingerprint,
+                    uuid,
+                    answer,
+                }
+            }
+            None => {
+                let (fingerprint, answer) = value.split_once('|').unwrap_or((value, ""));
+                Self {
+                    fingerprint: fingerprint.to_owned(),
+                    uuid: None,
+                    answer: opt(answer),
+                }
+            }
+        }
+    }
+}
+
+/// What claiming an `Idempotency-Key` gave.
+enum Claimed {
+    /// This request decides the order, under this uuid, holding the claim's lease.
+    Owner { uuid: String, token: String },
+    /// The order was placed before: its first answer (or, after a lost answer, the order itself).
+    Replay(Order),
+}
 
 impl Store {
     /// Decides an order in Redis, trying candidate locations nearest first.
+    ///
+    /// With an `Idempotency-Key`, the order's id is fixed by the key's claim before anything is
+    /// decided (`<location>-<uuid>`), and the reservation script refuses an id it has seen. So a
+    /// retry after a lost answer, or after the first request died between the reservation and
+    /// storing the answer, finds the order the first attempt placed instead of placing another.
     #[tracing::instrument(skip(self, req), fields(lines = req.lines.len()))]
     pub async fn place_redis(&self, req: &RedisOrder) -> StoreResult<Placed> {
-        if let Some(idem) = &req.idempotency {
-            if let Some(order) = self.claim_redis(idem).await? {
-                return Ok(Placed::Replayed(order));
-            }
-        }
-        let result = self.decide_redis(req).await;
-        if let Some(idem) = &req.idempotency {
-            let key = self.keys.idempotency(&idem.scope, &idem.key);
-            let mut redis = self.conn().await?;
-            match &result {
-                Ok(order) => {
-                    let value = format!("{}|{}", idem.fingerprint, serde_json::to_string(order)?);
-                    let _: () = redis::cmd("SET")
-                        .arg(&key)
-                        .arg(value)
-                        .arg("XX")
-                        .arg("KEEPTTL")
-                        .query_async(&mut redis)
-                        .await?;
-                }
-                // A refused order leaves the key free for a retry.
-                Err(_) => {
-                    let _: () = redis.del(&key).await?;
-                }
+        let started = tokio::time::Instant::now();
+        let claim = match &req.idempotency {
+            None => None,
+            Some(idem) => match self.claim_redis(idem).await? {
+                Claimed::Replay(order) => return Ok(Placed::Replayed(order)),
+                Claimed::Owner { uuid, token } => Some((idem, uuid, token)),
+            },
+        };
+        let uuid = match &claim {
+            Some((_, uuid, _)) => uuid.clone(),
+            None => uuid::Uuid::now_v7().simple().to_string(),
+        };
+        let deadline = started + CLAIM_LEASE - CLAIM_MARGIN;
+        let result = self.decide_redis(req, &uuid, deadline).await;
+        if let Some((idem, uuid, token)) = claim {
+            if let Err(e) = self.settle_claim(idem, &uuid, &token, &result).await {
+                // The claim stays open; its lease expires and a retry finds the order.
+                tracing::warn!(error = %e, "could not store the answer of an idempotent order");
             }
         }
         result.map(Placed::New)
     }
 
-    async fn decide_redis(&self, req: &RedisOrder) -> StoreResult<Order> {
+    async fn decide_redis(
+        &self,
+        req: &RedisOrder,
+        uuid: &str,
+        deadline: tokio::time::Instant,
+    ) -> StoreResult<Order> {
         let prices = self.prices(&req.lines).await?;
         let ranked = candidates(&self.locations().index, &req.destination)
             .map_err(|e| StoreError::NotFound(e.to_string()))?;
@@ -68,7 +126,7 @@ impl Store {
         for candidate in ranked {
             let loc = candidate.location;
             let order = build_order(
-                Order::new_id(loc.get()),
+                Order::id_at(loc.get(), uuid),
                 OrderStatus::Accepted,
                 OrderPath::Redis,
                 &req.destination,
@@ -79,6 +137,11 @@ impl Store {
             let json = serde_json::to_string(&order)?;
             let mut loads = 0;
             loop {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(StoreError::Unavailable(
+                        "the order could not be decided in time; retry with the same Idempotency-Key".into(),
+                    ));
+                }
                 let mut inv = self.scripts.reserve.prepare_invoke();
                 inv.key(self.keys.order(loc, &order.order_id))
                     .key(self.keys.stream(loc))
@@ -94,11 +157,12 @@ impl Store {
                 };
                 match decision(&reply)? {
                     Decision::Applied => return Ok(order),
+                    // An earlier attempt under the same claim placed it here (its answer was lost).
                     Decision::Duplicate => {
-                        return Err(StoreError::Internal(format!(
-                            "order id {} was generated twice",
-                            order.order_id
-                        )))
+                        return match self.redis_record(loc, &order.order_id).await? {
+                            Some(r) => r.order(),
+                            None => Ok(order),
+                        }
                     }
                     Decision::Short { index, have } => {
                         let product = req.lines.iter().nth(index).map(|(p, _)| p);
@@ -130,111 +194,232 @@ impl Store {
             .await)
     }
 
-    /// Claims an idempotency key in Redis. `Some` is the first answer to replay; `None` means the
-    /// key is ours now.
-    async fn claim_redis(&self, idem: &IdempotencyRequest) -> StoreResult<Option<Order>> {
+    /// Claims an idempotency key in Redis, or finds what it stands for.
+    async fn claim_redis(&self, idem: &IdempotencyRequest) -> StoreResult<Claimed> {
         let key = self.keys.idempotency(&idem.scope, &idem.key);
+        let lease = format!("{key}:lease");
+        let token = uuid::Uuid::new_v4().simple().to_string();
         let deadline = tokio::time::Instant::now() + IDEMPOTENCY_WAIT;
         loop {
             let mut redis = self.conn().await?;
+            let uuid = uuid::Uuid::now_v7().simple().to_string();
             let claimed: Option<String> = redis::cmd("SET")
                 .arg(&key)
-                .arg(format!("{}|", idem.fingerprint))
+                .arg(ClaimRecord::encode(&idem.fingerprint, &uuid, ""))
                 .arg("NX")
                 .arg("EX")
                 .arg(self.config.idempotency_ttl_secs)
                 .query_async(&mut redis)
                 .await?;
             if claimed.is_some() {
-                return Ok(None);
+                let _: Option<String> = redis::cmd("SET")
+                    .arg(&lease)
+                    .arg(&token)
+                    .arg("PX")
+                    .arg(CLAIM_LEASE.as_millis() as u64)
+                    .query_async(&mut redis)
+                    .await?;
+                return Ok(Claimed::Owner { uuid, token });
             }
-            let current: Option<String> = redis.get(&key).await?;
-            drop(redis);
-            if let Some(current) = current {
-                let (fingerprint, answer) = current.split_once('|').unwrap_or((&current, ""));
-                if fingerprint != idem.fingerprint {
-                    return Err(StoreError::IdempotencyMismatch);
-                }
-                if !answer.is_empty() {
-                    return Ok(Some(serde_json::from_str(answer)?));
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(StoreError::IdempotencyInFlight);
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
+            let Some(current) = redis.get::<_, Option<String>>(&key).await? else {
+                continue; // expired in between: claim it afresh
+            };
+            let record = ClaimRecord::decode(&current);
+            if record.fingerprint != idem.fingerprint {
+                return Err(StoreError::IdempotencyMismatch);
             }
+            if let Some(answer) = &record.answer {
+                return Ok(Claimed::Replay(serde_json::from_str(answer)?));
+            }
+            if let Some(uuid) = record.uuid {
+                // Still open. If no request holds its lease, the one that claimed it died or
+                // lost its answer: take it over, and look for the order it may have placed.
+                let took: Option<String> = redis::cmd("SET")
+                    .arg(&lease)
+                    .arg(&token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(CLAIM_LEASE.as_millis() as u64)
+                    .query_async(&mut redis)
+                    .await?;
+                drop(redis);
+                if took.is_some() {
+                    if let Some(order) = self.find_placed(&uuid).await? {
+                        tracing::info!(order = %order.order_id, "idempotent retry found the order an earlier attempt placed");
+                        let answer = serde_json::to_string(&order)?;
+                        let mut redis = self.conn().await?;
+                        let _: () = redis::cmd("SET")
+                            .arg(&key)
+                            .arg(ClaimRecord::encode(&idem.fingerprint, &uuid, &answer))
+                            .arg("XX")
+                            .arg("KEEPTTL")
+                            .query_async(&mut redis)
+                            .await?;
+                        self.release_claim_lease(&lease, &token).await;
+                        return Ok(Claimed::Replay(order));
+                    }
+                    return Ok(Claimed::Owner { uuid, token });
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StoreError::IdempotencyInFlight);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
-    /// Cancels an order of any path; Redis-path orders go through `cancel.lua`, the others through
-    /// a MySQL transaction. The stock comes back exactly once.
+    /// Stores the outcome of a claimed order: the answer to replay, or, for a definite refusal,
+    /// frees the key for a retry. When the outcome is unknown (Redis did not answer) the claim
+    /// stays open and only its lease is released, so a retry can find the order if it was placed.
+    async fn settle_claim(
+        &self,
+        idem: &IdempotencyRequest,
+        uuid: &str,
+        token: &str,
+        result: &StoreResult<Order>,
+    ) -> StoreResult<()> {
+        let key = self.keys.idempotency(&idem.scope, &idem.key);
+        let lease = format!("{key}:lease");
+        let stored: StoreResult<()> = async {
+            match result {
+                Ok(order) => {
+                    let answer = serde_json::to_string(order)?;
+                    let mut redis = self.conn().await?;
+                    let _: () = redis::cmd("SET")
+                        .arg(&key)
+                        .arg(ClaimRecord::encode(&idem.fingerprint, uuid, &answer))
+                        .arg("XX")
+                        .arg("KEEPTTL")
+                        .query_async(&mut redis)
+                        .await?;
+                }
+                Err(e) if e.is_definite_refusal() => {
+                    let mut redis = self.conn().await?;
+                    let _: () = redis.del(&key).await?;
+                }
+                Err(_) => {}
+            }
+            Ok(())
+        }
+        .await;
+        // Released whatever happened above, so that a retry can take over at once.
+        self.release_claim_lease(&lease, token).await;
+        stored
+    }
+
+    async fn release_claim_lease(&self, lease: &str, token: &str) {
+        let released: StoreResult<i64> = async {
+            let mut inv = self.scripts.lease.prepare_invoke();
+            inv.key(lease).arg(token).arg("release").arg(0);
+            let mut c = self.conn().await?;
+            crate::redis_stock::invoke(&inv, &mut c).await
+        }
+        .await;
+        if let Err(e) = released {
+            tracing::debug!(error = %e, "could not release an idempotency lease; it expires on its own");
+        }
+    }
+
+    /// The order an earlier attempt placed under `uuid` at any location: in Redis while it is
+    /// not yet persisted (or its record has not expired), else in MySQL.
+    async fn find_placed(&self, uuid: &str) -> StoreResult<Option<Order>> {
+        let ids: Vec<(LocationId, String)> = self
+            .all_location_ids()
+            .into_iter()
+            .map(|l| (l, Order::id_at(l.get(), uuid)))
+            .collect();
+        let mut pipe = redis::pipe();
+        for (loc, id) in &ids {
+            pipe.cmd("HMGET")
+                .arg(self.keys.order(*loc, id))
+                .arg("st")
+                .arg("j")
+                .arg("r");
+        }
+        let records: Vec<(Option<String>, Option<String>, Option<String>)> = {
+            let mut redis = self.conn().await?;
+            pipe.query_async(&mut redis).await?
+        };
+        for (st, j, r) in records {
+            if let Some(state) = st {
+                let record = crate::orders::RedisRecord {
+                    state,
+                    json: j,
+                    reason: r,
+                };
+                return record.order().map(Some);
+            }
+        }
+        for chunk in ids.chunks(crate::mysql_first::ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT id FROM orders WHERE id IN ({}) LIMIT 1",
+                crate::sync::marks(chunk.len())
+            );
+            let mut q = sqlx::query_scalar::<_, String>(&sql);
+            for (_, id) in chunk {
+                q = q.bind(id);
+            }
+            if let Some(id) = q.fetch_optional(&self.db).await? {
+                return self.order_from_mysql(&id).await;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Cancels an order of any path. A Redis-path order that Redis still holds is cancelled by
+    /// `cancel.lua` (its cancel event reaches MySQL through the consumer); every other order —
+    /// DB-lock, POS, or a Redis-path order already persisted whose record expired — in a MySQL
+    /// transaction that locks the order row. Either way the stock comes back exactly once.
     #[tracing::instrument(skip(self))]
     pub async fn cancel_order(&self, order_id: &str) -> StoreResult<Order> {
         let loc = Order::location_of(order_id)
             .map(LocationId::new_unchecked)
             .ok_or_else(|| StoreError::UnknownOrder(order_id.to_owned()))?;
-        let (_, json) = self.redis_record(loc, order_id).await?;
-        let (order, fallback) = match json {
-            Some(json) => (serde_json::from_str::<Order>(&json)?, String::new()),
-            None => {
-                let order = self
-                    .order_from_mysql(order_id)
-                    .await?
-                    .ok_or_else(|| StoreError::UnknownOrder(order_id.to_owned()))?;
-                if order.path != OrderPath::Redis {
-                    return self.cancel_mysql_first(order_id).await;
-                }
-                if order.status == OrderStatus::Cancelled {
-                    return Ok(order);
-                }
-                let json = serde_json::to_string(&order)?;
-                (order, json)
+        let mut being_rejected = false;
+        if let Some(record) = self.redis_record(loc, order_id).await? {
+            let order = record.order()?;
+            let mut inv = self.scripts.cancel.prepare_invoke();
+            inv.key(self.keys.order(loc, order_id))
+                .key(self.keys.stream(loc))
+                .arg(order_id)
+                .arg(
+                    order
+                        .items
+                        .iter()
+                        .map(|i| format!("{}:{}", i.product_id, i.quantity))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
+            for i in &order.items {
+                inv.key(self.keys.stock(loc, ProductId::new_unchecked(i.product_id)))
+                    .arg(i.quantity);
             }
-        };
-        let mut inv = self.scripts.cancel.prepare_invoke();
-        inv.key(self.keys.order(loc, order_id))
-            .key(self.keys.stream(loc))
-            .arg(order_id)
-            .arg(
-                order
-                    .items
-                    .iter()
-                    .map(|i| format!("{}:{}", i.product_id, i.quantity))
-                    .collect::<Vec<_>>()
-                    .join(","),
-            )
-            .arg(&fallback);
-        for i in &order.items {
-            inv.key(self.keys.stock(loc, ProductId::new_unchecked(i.product_id)))
-                .arg(i.quantity);
+            let reply: Vec<i64> = {
+                let mut redis = self.conn().await?;
+                crate::redis_stock::invoke(&inv, &mut redis).await?
+            };
+            match reply.first() {
+                Some(0 | 1) => {
+                    return Ok(Order {
+                        status: OrderStatus::Cancelled,
+                        reason: None,
+                        ..order
+                    })
+                }
+                Some(-2) => being_rejected = true,
+                // The record expired meanwhile: the order is in MySQL.
+                _ => {}
+            }
         }
-        let reply: Vec<i64> = {
-            let mut redis = self.conn().await?;
-            crate::redis_stock::invoke(&inv, &mut redis).await?
-        };
-        match reply.first() {
-            Some(0 | 1) => Ok(Order {
-                status: OrderStatus::Cancelled,
-                ..order
-            }),
-            _ => Err(StoreError::UnknownOrder(order_id.to_owned())),
+        if self.order_from_mysql(order_id).await?.is_none() {
+            if being_rejected {
+                return Err(StoreError::Unavailable(format!(
+                    "order {order_id} is being rejected (MySQL does not have its units); retry shortly"
+                )));
+            }
+            return Err(self.missing_order(order_id).await);
         }
-    }
-
-    /// The Redis record of an order: its state (`A`/`C`) and JSON, if Redis still has it.
-    pub(crate) async fn redis_record(
-        &self,
-        loc: LocationId,
-        order_id: &str,
-    ) -> StoreResult<(Option<String>, Option<String>)> {
-        let mut redis = self.conn().await?;
-        let (st, j): (Option<String>, Option<String>) = redis::cmd("HMGET")
-            .arg(self.keys.order(loc, order_id))
-            .arg("st")
-            .arg("j")
-            .query_async(&mut redis)
-            .await?;
-        Ok((st, j))
+        self.cancel_mysql_first(order_id).await
     }
 
     /// Sellable stock in Redis of `products` at every active location, loading keys that are

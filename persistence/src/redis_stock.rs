@@ -6,8 +6,10 @@
 //! |---|---|---|
 //! | `<p>{L<loc>}:s:<product>` | string | units sellable through Redis at a location |
 //! | `<p>{L<loc>}:ev` | stream | order events not yet known persisted to MySQL |
-//! | `<p>{L<loc>}:o:<order>` | hash | a Redis-path order: `st` (`A`/`C`) and `j` (its JSON) |
-//! | `<p>idem:<scope>:<key>` | string | idempotency claim and replayed answer |
+//! | `<p>{L<loc>}:dead` | stream | events that could not be persisted, each with its error |
+//! | `<p>{L<loc>}:o:<order>` | hash | a Redis-path order: `st` (`A` accepted, `C` cancelled, `X` rejected), `j` (its JSON), `r` (why rejected) |
+//! | `<p>idem:<scope>:<key>` | string | idempotency claim: `2\|<fingerprint>\|<order uuid>\|<answer>` |
+//! | `<p>idem:<scope>:<key>:lease` | string | held while a request decides the claimed order |
 //!
 //! Every key one script touches carries the location's hash tag `{L<loc>}`, so the scripts also
 //! run on Redis Cluster.
@@ -91,6 +93,10 @@ impl Keys {
     pub fn stream(&self, loc: LocationId) -> String {
         format!("{}{{L{}}}:ev", self.prefix, loc)
     }
+    /// Events that could not be persisted, with their errors.
+    pub fn dead_letters(&self, loc: LocationId) -> String {
+        format!("{}{{L{}}}:dead", self.prefix, loc)
+    }
     pub fn order(&self, loc: LocationId, order_id: &str) -> String {
         format!("{}{{L{}}}:o:{}", self.prefix, loc, order_id)
     }
@@ -115,6 +121,8 @@ pub struct Scripts {
     pub sync: Script,
     pub ack: Script,
     pub lease: Script,
+    pub reject: Script,
+    pub dead: Script,
 }
 
 impl Default for Scripts {
@@ -126,6 +134,8 @@ impl Default for Scripts {
             sync: Script::new(include_str!("../lua/sync.lua")),
             ack: Script::new(include_str!("../lua/ack.lua")),
             lease: Script::new(include_str!("../lua/lease.lua")),
+            reject: Script::new(include_str!("../lua/reject.lua")),
+            dead: Script::new(include_str!("../lua/dead.lua")),
         }
     }
 }

@@ -13,7 +13,7 @@ use redis::streams::StreamRangeReply;
 use redis::AsyncCommands;
 use sf_routing::{LocationId, ProductId};
 use sqlx::{MySqlConnection, Row};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncMode {
@@ -50,6 +50,45 @@ impl Store {
             Ok(())
         })
         .await
+    }
+
+    /// Sets the Redis stock of `products` at `loc` from MySQL at a consistent point, after a
+    /// failure that may have left them wrong. If that fails too (MySQL or Redis unreachable), the
+    /// keys are queued and [`Store::drain_resync_queue`] sets them later.
+    pub async fn resync_or_queue(&self, loc: LocationId, products: &[ProductId]) {
+        let done = crate::db::with_retry("re-sync stock keys", || async {
+            let mut tx = self.db.begin().await?;
+            self.sync_keys(&mut tx, loc, products, SyncMode::Repair)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await;
+        if let Err(e) = done {
+            tracing::warn!(location = %loc, error = %e, "could not re-sync stock keys now; queued for the background re-sync");
+            self.resync_queue
+                .lock()
+                .expect("resync queue")
+                .entry(loc)
+                .or_default()
+                .extend(products.iter().copied());
+        }
+    }
+
+    /// Re-syncs the queued stock keys; those that still fail stay queued. Answers how many keys
+    /// are left.
+    pub async fn drain_resync_queue(&self) -> usize {
+        let queued = std::mem::take(&mut *self.resync_queue.lock().expect("resync queue"));
+        for (loc, products) in queued {
+            let products: Vec<ProductId> = products.into_iter().collect();
+            self.resync_or_queue(loc, &products).await;
+        }
+        self.resync_queue
+            .lock()
+            .expect("resync queue")
+            .values()
+            .map(BTreeSet::len)
+            .sum()
     }
 
     /// Computes and sets the Redis stock of `products` at `loc` within `conn`'s transaction, which
@@ -131,7 +170,7 @@ impl Store {
         })))
         .arg(join(&mut applied.iter().map(|(o, t)| format!("{o}:{t}"))));
         let reply: Vec<i64> = crate::redis_stock::invoke(&inv, &mut redis).await?;
-        if reply.len() != products.len() * 3 {
+        if reply.len() != products.len() * 4 {
             return Err(StoreError::Internal(format!(
                 "sync.lua answered {} values for {} keys",
                 reply.len(),
@@ -140,12 +179,12 @@ impl Store {
         }
         let out: Vec<SyncedKey> = products
             .iter()
-            .zip(reply.chunks(3))
+            .zip(reply.chunks(4))
             .map(|(p, c)| SyncedKey {
                 product: *p,
-                before: (c[0] >= 0).then_some(c[0]),
-                expected: c[1],
-                changed: c[2] == 1,
+                before: (c[0] == 1).then_some(c[1]),
+                expected: c[2],
+                changed: c[3] == 1,
             })
             .collect();
         for k in out.iter().filter(|k| k.changed) {

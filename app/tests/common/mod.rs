@@ -12,6 +12,8 @@ use sqlx::Row;
 use std::time::{Duration, Instant};
 use stock_flow::{Application, Config};
 
+pub mod proxy;
+
 pub const ADMIN: &str = "test-admin-token";
 
 pub fn server_url() -> String {

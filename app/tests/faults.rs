@@ -1,0 +1,671 @@
+//! Faults are part of the spec: the Redis path and the MySQL-first writes under lost replies, cut
+//! connections, Redis losing its data, a consumer outage with large orders, and bad events. Real
+//! MariaDB and Redis, with a fault-injecting TCP proxy in between where a reply must be lost.
+
+mod common;
+
+use common::proxy::Proxy;
+use common::*;
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// `host:port` of a `scheme://user@host:port/...` URL.
+fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split(['/', '?']).next().unwrap().to_owned()
+}
+
+/// The same URL through the proxy on `port`.
+fn via(url: &str, port: u16) -> String {
+    url.replacen(&host_port(url), &format!("127.0.0.1:{port}"), 1)
+}
+
+async fn warehouse_with(t: &TestApp, products: usize, qty: i64) -> (u64, Vec<u64>) {
+    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
+    let mut ps = Vec::new();
+    for _ in 0..products {
+        let p = t.add_product(1_000).await;
+        t.stock_row(wh, p, qty).await;
+        ps.push(p);
+    }
+    (wh, ps)
+}
+
+async fn place_one(t: &TestApp, body: &Value) -> String {
+    let (s, b) = json_of(t.post("/api/redis/orders", body).await).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    b["orderId"].as_str().unwrap().to_owned()
+}
+
+/// Status of an order as the API reports it: its `status`, or the problem type.
+async fn order_state(t: &TestApp, id: &str) -> String {
+    let (s, body) = json_of(t.get(&format!("/api/orders/{id}")).await).await;
+    match s {
+        StatusCode::OK => body["status"].as_str().unwrap().to_owned(),
+        _ => format!("{}:{}", s.as_u16(), body["type"].as_str().unwrap_or("")),
+    }
+}
+
+/// Waits until the consumer caught up and nothing waits for a re-sync.
+async fn settle(t: &TestApp) {
+    t.wait_persisted().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while t.store().drain_resync_queue().await > 0 {
+        assert!(Instant::now() < deadline, "stock keys never re-synced");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every stock row: Redis holds a value and it equals MySQL; MySQL equals initial stock plus the
+/// ledger.
+async fn assert_all_converged(t: &TestApp, keys: &[(u64, u64)]) {
+    for (l, p) in keys {
+        let on_hand = t.on_hand(*l, *p).await;
+        assert_eq!(
+            t.redis_stock(*l, *p).await,
+            Some(on_hand),
+            "redis vs mysql for ({l},{p})"
+        );
+    }
+    assert!(t.assert_converged().await >= keys.len());
+}
+
+/// I2 nothing lost, with large orders: 300 orders of 50 lines each are accepted while no consumer
+/// runs; once one starts, every one of them is CONFIRMED, no statement exceeds the server's
+/// placeholder limit, and stock, ledger and Redis agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn consumer_outage_with_fifty_line_orders_recovers() {
+    let mut t = TestApp::spawn_with(|c| c.consumer_enabled = false).await;
+    let (wh, ps) = warehouse_with(&t, 50, 1_000).await;
+    let items: Vec<(u64, i64)> = ps.iter().map(|p| (*p, 1)).collect();
+    let body = normal_order(&items, SEOUL.0, SEOUL.1);
+    let mut ids = Vec::new();
+    for chunk in 0..6 {
+        let results = join_all((0..50).map(|_| t.post("/api/redis/orders", &body))).await;
+        for r in results {
+            let (s, b) = json_of(r).await;
+            assert_eq!(s, StatusCode::ACCEPTED, "chunk {chunk}: {b}");
+            ids.push(b["orderId"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(ids.len(), 300);
+    t.app().start_consumer();
+    settle(&t).await;
+    assert_eq!(t.count_orders("CONFIRMED").await, 300);
+    for p in &ps {
+        assert_eq!(t.on_hand(wh, *p).await, 700);
+        assert_eq!(t.ledger_sum(wh, *p).await, -300);
+    }
+    assert_eq!(order_state(&t, &ids[0]).await, "CONFIRMED");
+    assert_eq!(order_state(&t, &ids[299]).await, "CONFIRMED");
+    let keys: Vec<(u64, u64)> = ps.iter().map(|p| (wh, *p)).collect();
+    assert_all_converged(&t, &keys).await;
+    t.cleanup().await;
+}
+
+/// One bad event blocks nothing: events that cannot be read, that carry another order than they
+/// name, or that are of an unknown kind sit between good orders in the same batch. The good
+/// orders are all CONFIRMED, the bad events go to the dead-letter stream (unknown kinds are
+/// acknowledged without effect), and the stream is empty afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_poison_event_is_dead_lettered_and_the_rest_flows() {
+    let mut t = TestApp::spawn_with(|c| c.consumer_enabled = false).await;
+    let (wh, ps) = warehouse_with(&t, 1, 100).await;
+    let p = ps[0];
+    let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
+    let mut good = Vec::new();
+    for _ in 0..5 {
+        good.push(place_one(&t, &body).await);
+    }
+    let stream = t.keys().stream(sf_routing::LocationId::new_unchecked(wh));
+    let mut c = t.store().conn().await.unwrap();
+    let other: Value = {
+        let (_, b) = json_of(t.get(&format!("/api/orders/{}", good[0])).await).await;
+        b
+    };
+    // Unreadable JSON; an order that is not the one the event names; missing fields; an unknown
+    // kind.
+    let poison: Vec<Vec<(&str, String)>> = vec![
+        vec![
+            ("t", "R".into()),
+            ("o", format!("{wh}-bad1")),
+            ("l", format!("{p}:1")),
+            ("j", "{not json".into()),
+        ],
+        vec![
+            ("t", "R".into()),
+            ("o", format!("{wh}-bad2")),
+            ("l", format!("{p}:1")),
+            ("j", other.to_string()),
+        ],
+        vec![("t", "R".into()), ("o", format!("{wh}-bad3"))],
+        vec![
+            ("t", "Z".into()),
+            ("o", format!("{wh}-bad4")),
+            ("l", format!("{p}:1")),
+        ],
+    ];
+    for fields in &poison {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&stream).arg("*");
+        for (k, v) in fields {
+            cmd.arg(*k).arg(v);
+        }
+        let _: String = cmd.query_async(&mut c).await.unwrap();
+    }
+    for _ in 0..5 {
+        good.push(place_one(&t, &body).await);
+    }
+    t.app().start_consumer();
+    settle(&t).await;
+    for id in &good {
+        assert_eq!(order_state(&t, id).await, "CONFIRMED", "{id}");
+    }
+    assert_eq!(t.count_orders("CONFIRMED").await, 10);
+    let dead: i64 = redis::cmd("XLEN")
+        .arg(
+            t.keys()
+                .dead_letters(sf_routing::LocationId::new_unchecked(wh)),
+        )
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(
+        dead, 3,
+        "three events dead-lettered (the unknown kind is not)"
+    );
+    let left: i64 = redis::cmd("XLEN")
+        .arg(&stream)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    let metrics = t.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("consumer_events_total{outcome=\"dead_letter\"} 3"),
+        "dead letters counted in /metrics"
+    );
+    assert_eq!(t.on_hand(wh, p).await, 90);
+    assert_all_converged(&t, &[(wh, p)]).await;
+    t.cleanup().await;
+}
+
+/// I5 under a lost reply: the reply to the reservation script is lost after Redis ran it; the
+/// client retries with the same Idempotency-Key and gets the order the first attempt placed, not
+/// a second one. Then the answer-storing write loses its reply: the retry still gets that order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lost_reply_to_the_reservation_then_a_retry_with_the_same_key() {
+    let proxy = Proxy::start(&host_port(&redis_url())).await;
+    let t =
+        TestApp::spawn_with(|c| c.storage.redis_url = via(&c.storage.redis_url, proxy.port)).await;
+    let (wh, ps) = warehouse_with(&t, 1, 10).await;
+    let p = ps[0];
+    let body = normal_order(&[(p, 2)], SEOUL.0, SEOUL.1);
+    // A first order loads the script and the key, so the lost reply is the reservation's own.
+    let (s, _) = json_of(t.post("/api/redis/orders", &body).await).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let sha = redis::Script::new(sf_persistence::redis_stock::RESERVE_LUA)
+        .get_hash()
+        .to_owned();
+
+    let send = |key: &'static str| {
+        t.client
+            .post(format!("{}/api/redis/orders", t.base))
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+    proxy.lose_reply_to(sha.as_bytes(), 1);
+    let (s, b) = json_of(send("lost-reply-1").await.unwrap()).await;
+    assert_eq!(proxy.lost_replies(), 1);
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+    let (s, first) = json_of(send("lost-reply-1").await.unwrap()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{first}");
+    let (s, again) = json_of(send("lost-reply-1").await.unwrap()).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert_eq!(first["orderId"], again["orderId"]);
+
+    // The reply to storing the answer is lost: the client got its 202; a retry replays it.
+    proxy.lose_reply_to(b"KEEPTTL", 1);
+    let (s, placed) = json_of(send("lost-reply-2").await.unwrap()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{placed}");
+    assert_eq!(proxy.lost_replies(), 2);
+    let (s, replay) = json_of(send("lost-reply-2").await.unwrap()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{replay}");
+    assert_eq!(placed["orderId"], replay["orderId"]);
+
+    settle(&t).await;
+    // The warm-up order, one order per key: 3 orders of 2 units.
+    assert_eq!(t.count_orders("CONFIRMED").await, 3);
+    assert_eq!(t.on_hand(wh, p).await, 4);
+    assert_eq!(t.ledger_sum(wh, p).await, -6);
+    assert_eq!(
+        order_state(&t, first["orderId"].as_str().unwrap()).await,
+        "CONFIRMED"
+    );
+    assert_all_converged(&t, &[(wh, p)]).await;
+    t.cleanup().await;
+}
+
+/// A MySQL `COMMIT` command packet (length 7, sequence 0, COM_QUERY): matching the whole packet
+/// keeps other statements that mention it (`... READ COMMITTED`) from firing the proxy.
+const COMMIT: &[u8] = b"\x07\x00\x00\x00\x03COMMIT";
+
+/// A lost COMMIT acknowledgement on every MySQL-first write: DB-lock order, POS sale, cancel, POS
+/// return, stock set and adjustment. MySQL commits, the service never hears it. Each time Redis
+/// ends equal to MySQL (nothing blindly compensated), a retry with the same Idempotency-Key gets
+/// the committed order, a repeated cancel restores nothing twice, and the ledger sums.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lost_commit_acknowledgement_on_each_mysql_first_write() {
+    let proxy = Proxy::start(&host_port(&server_url())).await;
+    let t = TestApp::spawn_with(|c| {
+        c.storage.database_url = via(&c.storage.database_url, proxy.port);
+        c.consumer_enabled = false;
+        c.jobs_enabled = false;
+    })
+    .await;
+    let store = t.add_location("STORE", "S", 37.5665, 126.978).await;
+    let p = t.add_product(1_000).await;
+    t.stock_row(store, p, 50).await;
+    let key = t.issue_key(store).await;
+    let check = |expect: i64| {
+        let t = &t;
+        async move {
+            assert_eq!(t.on_hand(store, p).await, expect);
+            assert_eq!(
+                t.redis_stock(store, p).await,
+                Some(expect),
+                "redis after recovery"
+            );
+            assert_eq!(t.ledger_sum(store, p).await, expect - 50);
+        }
+    };
+    // Loads the key into Redis.
+    let (s, _) = json_of(
+        t.get(&format!("/api/stores/{store}/products/{p}/stock"))
+            .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+
+    // DB-lock order (PICKUP at the store), with an Idempotency-Key.
+    let order = json!({"items": [{"productId": p, "quantity": 3}], "deliveryType": "PICKUP", "storeId": store});
+    let send = || {
+        t.client
+            .post(format!("{}/api/orders", t.base))
+            .header("Idempotency-Key", "commit-lost")
+            .json(&order)
+            .send()
+    };
+    proxy.lose_reply_to(COMMIT, 1);
+    let (s, b) = json_of(send().await.unwrap()).await;
+    assert!(s.is_server_error(), "{s} {b}");
+    assert_eq!(proxy.lost_replies(), 1);
+    check(47).await;
+    let (s, placed) = json_of(send().await.unwrap()).await;
+    assert_eq!(s, StatusCode::CREATED, "{placed}");
+    let online = placed["orderId"].as_str().unwrap().to_owned();
+    check(47).await;
+
+    // POS sale.
+    let sale = json!({"items": [{"productId": p, "quantity": 2}]});
+    proxy.lose_reply_to(COMMIT, 1);
+    let (s, _) = json_of(
+        t.post_with_key(&format!("/api/stores/{store}/orders"), &key, &sale)
+            .await,
+    )
+    .await;
+    assert!(s.is_server_error());
+    check(45).await;
+    let pos: String = sqlx::query_scalar("SELECT id FROM orders WHERE path = 'POS'")
+        .fetch_one(&t.store().db)
+        .await
+        .unwrap();
+
+    // Cancel of the online order: units come back once, however often it is sent.
+    proxy.lose_reply_to(COMMIT, 1);
+    let (s, _) = json_of(t.patch(&format!("/api/orders/{online}/cancel")).await).await;
+    assert!(s.is_server_error());
+    check(48).await;
+    let (s, b) = json_of(t.patch(&format!("/api/orders/{online}/cancel")).await).await;
+    assert_eq!(
+        (s, b["status"].as_str()),
+        (StatusCode::OK, Some("CANCELLED"))
+    );
+    check(48).await;
+
+    // POS return.
+    proxy.lose_reply_to(COMMIT, 1);
+    let r = t
+        .client
+        .patch(format!("{}/api/stores/{store}/orders/{pos}/cancel", t.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_server_error());
+    check(50).await;
+
+    // Operators: set and adjust.
+    proxy.lose_reply_to(COMMIT, 1);
+    assert!(t
+        .admin_set_stock(store, p, 80)
+        .await
+        .status()
+        .is_server_error());
+    check(80).await;
+    proxy.lose_reply_to(COMMIT, 1);
+    assert!(t
+        .admin_adjust(store, p, -5)
+        .await
+        .status()
+        .is_server_error());
+    check(75).await;
+    assert_eq!(proxy.lost_replies(), 6);
+    t.cleanup().await;
+}
+
+/// I1 and I2 when Redis loses its data mid-sale: 64 clients race for the last units of one
+/// product while the (private) Redis is flushed. MySQL never sells more than it has; every order
+/// answered 202 ends CONFIRMED or REJECTED, or is reported lost with Redis's data; afterwards
+/// Redis equals MySQL and the ledger sums.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_loses_its_data_while_clients_race_for_the_last_units() {
+    let redis = PrivateRedis::start();
+    let url = redis.url();
+    let t = TestApp::spawn_with(|c| {
+        c.storage.redis_url = url.clone();
+        c.redis_watch_ms = 100;
+    })
+    .await;
+    const UNITS: i64 = 1_500;
+    let (wh, ps) = warehouse_with(&t, 1, UNITS).await;
+    let p = ps[0];
+    let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
+    let accepted = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sold_out = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let flushed = Arc::new(AtomicBool::new(false));
+    let clients = (0..64).map(|_| {
+        let (accepted, sold_out, sent, flushed) = (
+            accepted.clone(),
+            sold_out.clone(),
+            sent.clone(),
+            flushed.clone(),
+        );
+        let (client, base, body, url) =
+            (t.client.clone(), t.base.clone(), body.clone(), url.clone());
+        async move {
+            // Bounded: at most 60 orders per client.
+            for _ in 0..60 {
+                if sold_out.load(Ordering::SeqCst) {
+                    return;
+                }
+                let n = sent.fetch_add(1, Ordering::SeqCst);
+                if n == 600 && !flushed.swap(true, Ordering::SeqCst) {
+                    let c = redis::Client::open(url.as_str()).unwrap();
+                    let mut c = c.get_multiplexed_async_connection().await.unwrap();
+                    let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
+                }
+                let r = client
+                    .post(format!("{base}/api/redis/orders"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                match r.status() {
+                    StatusCode::ACCEPTED => {
+                        let b: Value = r.json().await.unwrap();
+                        accepted
+                            .lock()
+                            .unwrap()
+                            .push(b["orderId"].as_str().unwrap().to_owned());
+                    }
+                    StatusCode::CONFLICT => sold_out.store(true, Ordering::SeqCst),
+                    // While Redis reloads, an order may be refused for a moment.
+                    StatusCode::SERVICE_UNAVAILABLE => {
+                        tokio::time::sleep(Duration::from_millis(20)).await
+                    }
+                    other => panic!("unexpected {other}"),
+                }
+            }
+        }
+    });
+    join_all(clients).await;
+    assert!(flushed.load(Ordering::SeqCst));
+    settle(&t).await;
+    // Orders accepted after the flush are persisted too; give the watcher its tick.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    settle(&t).await;
+
+    let accepted = accepted.lock().unwrap().clone();
+    let confirmed: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(l.quantity), 0) AS SIGNED) FROM orders o JOIN order_lines l ON l.order_id = o.id WHERE o.status = 'CONFIRMED'",
+    )
+    .fetch_one(&t.store().db)
+    .await
+    .unwrap();
+    assert!(confirmed <= UNITS, "MySQL sold {confirmed} of {UNITS}");
+    assert_eq!(t.on_hand(wh, p).await, UNITS - confirmed);
+    let mut ends: HashMap<String, usize> = HashMap::new();
+    for id in &accepted {
+        let state = order_state(&t, id).await;
+        let end = match state.as_str() {
+            "CONFIRMED" | "REJECTED" | "CANCELLED" => state.clone(),
+            "410:/problems/order-lost" | "503:/problems/unavailable" => "LOST".into(),
+            other => panic!("order {id} ended {other}"),
+        };
+        *ends.entry(end).or_default() += 1;
+    }
+    assert_eq!(
+        ends.get("CONFIRMED").copied().unwrap_or(0) as i64,
+        confirmed
+    );
+    assert_eq!(ends.values().sum::<usize>(), accepted.len());
+    let unique: HashSet<&String> = accepted.iter().collect();
+    assert_eq!(unique.len(), accepted.len());
+    assert_all_converged(&t, &[(wh, p)]).await;
+    t.cleanup().await;
+}
+
+/// Item: a cancel that arrives as the order's Redis record expires (it was persisted) still finds
+/// the order, and however many are sent at once, the units come back exactly once (I3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn late_cancels_around_the_record_expiry_restore_once() {
+    let t = TestApp::spawn_with(|c| c.order_record_ttl_secs = 1).await;
+    let (wh, ps) = warehouse_with(&t, 1, 10).await;
+    let p = ps[0];
+    let body = normal_order(&[(p, 4)], SEOUL.0, SEOUL.1);
+    for wait_ms in [900u64, 1000, 1100, 1500] {
+        let (s, b) = json_of(t.post("/api/redis/orders", &body).await).await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        let id = b["orderId"].as_str().unwrap().to_owned();
+        t.wait_persisted().await;
+        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        let path = format!("/api/redis/orders/{id}/cancel");
+        let results = join_all((0..20).map(|_| t.patch(&path))).await;
+        for r in results {
+            let (s, b) = json_of(r).await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+            assert_eq!(b["status"], "CANCELLED");
+        }
+        settle(&t).await;
+        assert_eq!(t.on_hand(wh, p).await, 10, "after waiting {wait_ms} ms");
+        assert_eq!(t.ledger_sum(wh, p).await, 0);
+        assert_all_converged(&t, &[(wh, p)]).await;
+    }
+    t.cleanup().await;
+}
+
+/// Item: an increment reaches Redis even on a key below zero (a DB-lock cancel used to be
+/// refused there and silently skipped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_increment_reaches_a_negative_redis_key() {
+    let t = TestApp::spawn_with(|c| c.jobs_enabled = false).await;
+    let (wh, ps) = warehouse_with(&t, 1, 10).await;
+    let p = ps[0];
+    let (s, b) = json_of(
+        t.post("/api/orders", &normal_order(&[(p, 2)], SEOUL.0, SEOUL.1))
+            .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let id = b["orderId"].as_str().unwrap().to_owned();
+    let key = t.keys().stock(
+        sf_routing::LocationId::new_unchecked(wh),
+        sf_routing::ProductId::new_unchecked(p),
+    );
+    let mut c = t.store().conn().await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(-3)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let (s, _) = json_of(t.patch(&format!("/api/orders/{id}/cancel")).await).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(t.redis_stock(wh, p).await, Some(-1));
+    // A real -1 is a value, not "missing": reconciliation repairs it, it does not load it.
+    let r = t
+        .client
+        .post(format!("{}/api/admin/reconciliation/runs", t.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    let (s, run) = json_of(r).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(run["keysRepaired"], 1, "{run}");
+    assert_eq!(run["details"]["keysLoaded"], 0, "{run}");
+    assert_eq!(t.redis_stock(wh, p).await, Some(10));
+    t.cleanup().await;
+}
+
+/// A defined end for orders MySQL cannot take: Redis sold more than MySQL has (it drifted, as
+/// after a data loss); the consumer confirms what MySQL has, rejects the rest with a reason
+/// (no stock taken), sets Redis from MySQL, and lists the rejected orders for operators, who retry
+/// them after a restock. A cancel of a rejected order gives nothing back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn orders_mysql_cannot_take_are_rejected_listed_and_retried() {
+    let mut t = TestApp::spawn_with(|c| {
+        c.consumer_enabled = false;
+        c.jobs_enabled = false;
+    })
+    .await;
+    let (wh, ps) = warehouse_with(&t, 1, 10).await;
+    let p = ps[0];
+    let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
+    let (s, _) = json_of(t.post("/api/redis/orders", &body).await).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    // Redis drifts above MySQL by 5.
+    let key = t.keys().stock(
+        sf_routing::LocationId::new_unchecked(wh),
+        sf_routing::ProductId::new_unchecked(p),
+    );
+    let mut c = t.store().conn().await.unwrap();
+    let _: () = redis::cmd("INCRBY")
+        .arg(&key)
+        .arg(5)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for r in join_all((0..20).map(|_| t.post("/api/redis/orders", &body))).await {
+        let (s, b) = json_of(r).await;
+        if s == StatusCode::ACCEPTED {
+            ids.push(b["orderId"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(ids.len(), 14, "Redis had 14 units left");
+    t.app().start_consumer();
+    settle(&t).await;
+    assert_eq!(t.count_orders("CONFIRMED").await, 10);
+    assert_eq!(t.count_orders("REJECTED").await, 5);
+    assert_eq!(t.on_hand(wh, p).await, 0);
+    assert_all_converged(&t, &[(wh, p)]).await;
+    let mut rejected = Vec::new();
+    for id in &ids {
+        let (s, b) = json_of(t.get(&format!("/api/orders/{id}")).await).await;
+        assert_eq!(s, StatusCode::OK);
+        if b["status"] == "REJECTED" {
+            assert!(
+                b["rejectReason"].as_str().unwrap().contains("MySQL had 0"),
+                "{b}"
+            );
+            rejected.push(id.clone());
+        }
+    }
+    assert_eq!(rejected.len(), 5);
+    let r = t
+        .client
+        .get(format!("{}/api/admin/orders?status=REJECTED", t.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    let (s, list) = json_of(r).await;
+    assert_eq!(s, StatusCode::OK);
+    let listed: HashSet<String> = list["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["orderId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, rejected.iter().cloned().collect());
+    let retry = |id: String| {
+        let t = &t;
+        async move {
+            let r = t
+                .client
+                .post(format!("{}/api/admin/orders/{id}/retry", t.base))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .unwrap();
+            json_of(r).await
+        }
+    };
+    // No stock yet: refused, nothing changes.
+    let (s, b) = retry(rejected[0].clone()).await;
+    assert_eq!(
+        (s, b["type"].as_str()),
+        (StatusCode::CONFLICT, Some("/problems/out-of-stock"))
+    );
+    // A cancel of a rejected order closes it and gives nothing back.
+    let (s, b) = json_of(
+        t.patch(&format!("/api/redis/orders/{}/cancel", rejected[4]))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (s, b["status"].as_str()),
+        (StatusCode::OK, Some("CANCELLED"))
+    );
+    assert_eq!(t.on_hand(wh, p).await, 0);
+    assert_eq!(t.admin_adjust(wh, p, 4).await.status(), StatusCode::OK);
+    for id in &rejected[..4] {
+        let (s, b) = retry(id.clone()).await;
+        assert_eq!(
+            (s, b["status"].as_str()),
+            (StatusCode::OK, Some("CONFIRMED")),
+            "{b}"
+        );
+    }
+    let (s, _) = retry(rejected[0].clone()).await;
+    assert_eq!(
+        s,
+        StatusCode::CONFLICT,
+        "a confirmed order is not retried again"
+    );
+    assert_eq!(t.count_orders("CONFIRMED").await, 14);
+    assert_eq!(t.on_hand(wh, p).await, 0);
+    assert_eq!(t.ledger_sum(wh, p).await, -10);
+    assert_all_converged(&t, &[(wh, p)]).await;
+    t.cleanup().await;
+}
