@@ -573,6 +573,45 @@ async fn lock_stock(
     Ok(on_hand)
 }
 
+/// Whether an event older than `e` in its stream is not applied in MySQL yet and not handled by
+/// this batch (`handled`): then a shortage at `e` may only be the order of work, not a fact.
+async fn earlier_unapplied(
+    store: &Store,
+    conn: &mut sqlx::MySqlConnection,
+    e: &Event,
+    handled: &HashSet<(String, LocationId)>,
+) -> StoreResult<bool> {
+    const LOOK: usize = 1000;
+    let earlier: redis::streams::StreamRangeReply = {
+        let mut redis = store.conn().await?;
+        redis
+            .xrange_count(
+                store.keys.stream(e.loc),
+                "-",
+                format!("({}", e.stream_id),
+                LOOK,
+            )
+            .await?
+    };
+    let mut others: Vec<(String, String)> = Vec::new();
+    for entry in &earlier.ids {
+        if handled.contains(&(entry.id.clone(), e.loc)) {
+            continue;
+        }
+        let t: Option<String> = entry.get("t");
+        let o: Option<String> = entry.get("o");
+        match (t.as_deref(), o) {
+            (Some(t @ ("R" | "C")), Some(o)) => others.push((o, t.to_owned())),
+            _ => {} // other kinds move no stock
+        }
+    }
+    if others.is_empty() {
+        return Ok(earlier.ids.len() >= LOOK);
+    }
+    let applied = store.applied_events(conn, &others).await?;
+    Ok(applied.len() < others.len() || earlier.ids.len() >= LOOK)
+}
+
 /// Which of `events` Redis no longer holds in their streams (it lost them).
 async fn vanished(store: &Store, events: &[&Event]) -> StoreResult<BTreeSet<LocationId>> {
     if events.is_empty() {
@@ -691,6 +730,8 @@ async fn apply(store: &Store, events: &[Event]) -> StoreResult<Applied> {
     let is_cancel: HashSet<&str> = cancels.iter().map(|e| e.stream_id.as_str()).collect();
     // Reason of each new order MySQL cannot take, by index in `new_orders`.
     let mut short: BTreeMap<usize, String> = BTreeMap::new();
+    // Orders left for a later batch: an earlier event of their stream is not applied yet.
+    let mut deferred: HashSet<usize> = HashSet::new();
     let mut restored: Vec<&Event> = Vec::new();
     for e in events {
         match e.kind {
@@ -716,6 +757,13 @@ async fn apply(store: &Store, events: &[Event]) -> StoreResult<Applied> {
                             }
                         }
                     }
+                    // Redis decided each location's events in stream order; MySQL can judge a
+                    // shortage only once every earlier event of the stream is applied (another
+                    // consumer may hold a cancel that gave these units back).
+                    Some(_) if earlier_unapplied(store, &mut tx, e, &ackable).await? => {
+                        deferred.insert(i);
+                        ackable.remove(&(e.stream_id.clone(), e.loc));
+                    }
                     Some(it) => {
                         let have = on_hand.get(&(loc, it.product_id)).copied();
                         short.insert(
@@ -735,11 +783,13 @@ async fn apply(store: &Store, events: &[Event]) -> StoreResult<Applied> {
                 }
             }
             'C' if is_cancel.contains(e.stream_id.as_str()) => {
+                let own = index.get(e.order_id.as_str());
+                if own.is_some_and(|i| deferred.contains(i)) {
+                    ackable.remove(&(e.stream_id.clone(), e.loc));
+                    continue;
+                }
                 // A cancel of an order rejected in this batch gives nothing back.
-                if index
-                    .get(e.order_id.as_str())
-                    .is_some_and(|i| short.contains_key(i))
-                {
+                if own.is_some_and(|i| short.contains_key(i)) {
                     continue;
                 }
                 for (p, q) in &e.lines {
@@ -752,7 +802,23 @@ async fn apply(store: &Store, events: &[Event]) -> StoreResult<Applied> {
             _ => {}
         }
     }
+    if !deferred.is_empty() {
+        tracing::debug!(
+            orders = deferred.len(),
+            "reservations wait for earlier events of their stream"
+        );
+        let mut i = 0;
+        new_orders.retain(|_| {
+            i += 1;
+            !deferred.contains(&(i - 1))
+        });
+    }
 
+    // `short` indexes the vector before deferred orders left it.
+    let short: BTreeMap<usize, String> = short
+        .into_iter()
+        .map(|(i, r)| (i - deferred.iter().filter(|d| **d < i).count(), r))
+        .collect();
     // Rejections: mark the Redis records first, so no cancel gives back units never sold. An
     // order its customer cancelled before this moment ends CANCELLED instead (nothing was sold,
     // nothing comes back).
