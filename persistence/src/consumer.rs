@@ -600,9 +600,9 @@ async fn earlier_unapplied(
         }
         let t: Option<String> = entry.get("t");
         let o: Option<String> = entry.get("o");
-        match (t.as_deref(), o) {
-            (Some(t @ ("R" | "C")), Some(o)) => others.push((o, t.to_owned())),
-            _ => {} // other kinds move no stock
+        // Other kinds move no stock.
+        if let (Some(t @ ("R" | "C")), Some(o)) = (t.as_deref(), o) {
+            others.push((o, t.to_owned()));
         }
     }
     if others.is_empty() {
