@@ -669,3 +669,165 @@ async fn orders_mysql_cannot_take_are_rejected_listed_and_retried() {
     assert_all_converged(&t, &[(wh, p)]).await;
     t.cleanup().await;
 }
+
+/// I2 with a lost COMMIT acknowledgement on the consumer's own batch: MySQL committed, the
+/// consumer never heard it, so the events stay pending; they are taken over and recognised as
+/// persisted. Every order ends CONFIRMED exactly once, within the stated bound
+/// (`CONSUMER_RECLAIM_IDLE_MS` plus one reclaim round; 2 s in the tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lost_commit_acknowledgement_on_a_consumer_batch() {
+    let proxy = Proxy::start(&host_port(&server_url())).await;
+    let t = TestApp::spawn_with(|c| {
+        c.storage.database_url = via(&c.storage.database_url, proxy.port);
+    })
+    .await;
+    let (wh, ps) = warehouse_with(&t, 1, 500).await;
+    let p = ps[0];
+    let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
+    // Loads the key, so the next COMMIT on the wire is the consumer's.
+    place_one(&t, &body).await;
+    t.wait_persisted().await;
+    proxy.lose_reply_to(COMMIT, 1);
+    let mut ids = Vec::new();
+    for r in join_all((0..100).map(|_| t.post("/api/redis/orders", &body))).await {
+        let (s, b) = json_of(r).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+        ids.push(b["orderId"].as_str().unwrap().to_owned());
+    }
+    let fired = Instant::now();
+    let deadline = fired + Duration::from_secs(15);
+    while proxy.lost_replies() == 0 {
+        assert!(Instant::now() < deadline, "the consumer never committed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    settle(&t).await;
+    let took = fired.elapsed();
+    assert!(took < Duration::from_secs(10), "settled after {took:?}");
+    assert_eq!(t.count_orders("CONFIRMED").await, 101);
+    for id in &ids {
+        assert_eq!(order_state(&t, id).await, "CONFIRMED");
+    }
+    assert_eq!(t.on_hand(wh, p).await, 399);
+    assert_eq!(t.ledger_sum(wh, p).await, -101);
+    assert_all_converged(&t, &[(wh, p)]).await;
+    t.cleanup().await;
+}
+
+/// A connection cut in the middle of a transaction: a DB-lock order's ledger insert, and a
+/// consumer batch's line insert, never get their answers. MySQL rolls back; the DB-lock order
+/// never reached Redis (its Redis change is the last step), and the consumer's events are taken
+/// over and persisted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_connection_cut_mid_transaction_leaves_nothing_half_done() {
+    let proxy = Proxy::start(&host_port(&server_url())).await;
+    let t = TestApp::spawn_with(|c| {
+        c.storage.database_url = via(&c.storage.database_url, proxy.port);
+    })
+    .await;
+    let (wh, ps) = warehouse_with(&t, 1, 100).await;
+    let p = ps[0];
+    let body = normal_order(&[(p, 3)], SEOUL.0, SEOUL.1);
+    let (s, _) = json_of(t.post("/api/orders", &body).await).await;
+    assert_eq!(s, StatusCode::CREATED);
+    proxy.lose_reply_to(b"INSERT INTO stock_movements", 1);
+    let (s, b) = json_of(t.post("/api/orders", &body).await).await;
+    assert!(s.is_server_error(), "{s} {b}");
+    assert_eq!(proxy.lost_replies(), 1);
+    assert_eq!(t.count_orders("CONFIRMED").await, 1);
+    assert_eq!(t.on_hand(wh, p).await, 97);
+    assert_eq!(t.redis_stock(wh, p).await, Some(97));
+
+    proxy.lose_reply_to(b"INSERT INTO order_lines", 1);
+    let mut ids = Vec::new();
+    for r in join_all((0..20).map(|_| t.post("/api/redis/orders", &body))).await {
+        let (s, b) = json_of(r).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+        ids.push(b["orderId"].as_str().unwrap().to_owned());
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while proxy.lost_replies() < 2 {
+        assert!(Instant::now() < deadline, "the consumer never wrote");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    settle(&t).await;
+    assert_eq!(t.count_orders("CONFIRMED").await, 21);
+    for id in &ids {
+        assert_eq!(order_state(&t, id).await, "CONFIRMED");
+    }
+    assert_eq!(t.on_hand(wh, p).await, 37);
+    assert_eq!(t.ledger_sum(wh, p).await, -63);
+    assert_all_converged(&t, &[(wh, p)]).await;
+    t.cleanup().await;
+}
+
+/// I2 while MySQL is unreachable: the Redis path keeps answering 202 from Redis; nothing is lost,
+/// and once MySQL answers again every order is CONFIRMED exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mysql_down_then_back_loses_nothing() {
+    let proxy = Proxy::start(&host_port(&server_url())).await;
+    let t = TestApp::spawn_with(|c| {
+        c.storage.database_url = via(&c.storage.database_url, proxy.port);
+    })
+    .await;
+    let (wh, ps) = warehouse_with(&t, 1, 100).await;
+    let p = ps[0];
+    let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
+    place_one(&t, &body).await;
+    t.wait_persisted().await;
+    proxy.refuse(true);
+    proxy.cut_all();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        for r in join_all((0..10).map(|_| t.post("/api/redis/orders", &body))).await {
+            let (s, b) = json_of(r).await;
+            assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+            ids.push(b["orderId"].as_str().unwrap().to_owned());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(t.count_orders_direct("CONFIRMED").await, 1, "MySQL is down");
+    proxy.refuse(false);
+    settle(&t).await;
+    assert_eq!(t.count_orders("CONFIRMED").await, 31);
+    for id in &ids {
+        assert_eq!(order_state(&t, id).await, "CONFIRMED");
+    }
+    assert_eq!(t.on_hand(wh, p).await, 69);
+    assert_all_converged(&t, &[(wh, p)]).await;
+    t.cleanup().await;
+}
+
+/// Item: a cancel whose record expires between its look-up and its script (here: a slow link to
+/// Redis, and records that live 1 s once persisted) still cancels the persisted order, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_racing_the_record_expiry_finds_the_order() {
+    let proxy = Proxy::start(&host_port(&redis_url())).await;
+    let t = TestApp::spawn_with(|c| {
+        c.storage.redis_url = via(&c.storage.redis_url, proxy.port);
+        c.order_record_ttl_secs = 1;
+    })
+    .await;
+    let (wh, ps) = warehouse_with(&t, 1, 10).await;
+    let p = ps[0];
+    let id = place_one(&t, &normal_order(&[(p, 2)], SEOUL.0, SEOUL.1)).await;
+    t.wait_persisted().await;
+    // The look-up reaches Redis while the record is there; the script, after it has expired.
+    proxy.set_latency(Duration::from_millis(400));
+    let (s, b) = json_of(t.patch(&format!("/api/redis/orders/{id}/cancel")).await).await;
+    proxy.set_latency(Duration::ZERO);
+    assert_eq!(
+        (s, b["status"].as_str()),
+        (StatusCode::OK, Some("CANCELLED")),
+        "{b}"
+    );
+    let (s, b) = json_of(t.patch(&format!("/api/redis/orders/{id}/cancel")).await).await;
+    assert_eq!(
+        (s, b["status"].as_str()),
+        (StatusCode::OK, Some("CANCELLED"))
+    );
+    settle(&t).await;
+    assert_eq!(t.on_hand(wh, p).await, 10);
+    assert_eq!(t.ledger_sum(wh, p).await, 0);
+    assert_all_converged(&t, &[(wh, p)]).await;
+    t.cleanup().await;
+}

@@ -204,6 +204,19 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Like [`TestApp::count_orders`], on a connection of its own straight to the server (not
+    /// through the service's pool, which may point at a proxy).
+    pub async fn count_orders_direct(&self, status: &str) -> i64 {
+        use sqlx::Connection;
+        let url = with_database(&server_url(), &self.db_name);
+        let mut c = sqlx::MySqlConnection::connect(&url).await.unwrap();
+        sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE status = ?")
+            .bind(status)
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    }
+
     /// Waits until every Redis event is persisted and acknowledged.
     pub async fn wait_persisted(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
