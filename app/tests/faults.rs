@@ -831,3 +831,80 @@ async fn a_cancel_racing_the_record_expiry_finds_the_order() {
     assert_all_converged(&t, &[(wh, p)]).await;
     t.cleanup().await;
 }
+
+/// A restarted consumer reads new events after one pass over its own pending list, whatever that
+/// list holds: here a cancel that must wait for its reservation (held by another consumer) stays
+/// pending, and new orders are persisted all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_consumer_reads_new_events_after_its_pending_list() {
+    use sf_persistence::consumer::{self, ConsumerConfig, ConsumerStats};
+    let t = TestApp::spawn_with(|c| {
+        c.consumer_enabled = false;
+        c.jobs_enabled = false;
+    })
+    .await;
+    let (wh, ps) = warehouse_with(&t, 1, 10).await;
+    let p = ps[0];
+    let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
+    let stream = t.keys().stream(sf_routing::LocationId::new_unchecked(wh));
+    let mut c = t.store().conn().await.unwrap();
+    let _: redis::RedisResult<()> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&stream)
+        .arg(sf_persistence::redis_stock::GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut c)
+        .await;
+    let read_as = |name: &'static str| {
+        let stream = stream.clone();
+        let mut c = c.clone();
+        async move {
+            let _: redis::Value = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(sf_persistence::redis_stock::GROUP)
+                .arg(name)
+                .arg("COUNT")
+                .arg(1)
+                .arg("STREAMS")
+                .arg(&stream)
+                .arg(">")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+        }
+    };
+    // The reservation is pending with "other", its cancel with "c1".
+    let first = place_one(&t, &body).await;
+    read_as("other").await;
+    let (s, _) = json_of(t.patch(&format!("/api/redis/orders/{first}/cancel")).await).await;
+    assert_eq!(s, StatusCode::OK);
+    read_as("c1").await;
+
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let store = t.app.as_ref().unwrap().store.clone();
+    let task = tokio::spawn(consumer::run(
+        store,
+        ConsumerConfig {
+            name: "c1".into(),
+            batch: 100,
+            block: Duration::from_millis(50),
+            reclaim_idle: Duration::from_secs(600),
+        },
+        Arc::new(ConsumerStats::default()),
+        rx,
+    ));
+    let new = place_one(&t, &body).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while order_state(&t, &new).await != "CONFIRMED" {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted consumer never read new events"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    assert_eq!(t.on_hand(wh, p).await, 9);
+    t.cleanup().await;
+}

@@ -5,8 +5,8 @@
 -- KEYS[2..]   order record of each event
 -- ARGV[1]     consumer group
 -- ARGV[2]     seconds an order record stays for status look-ups once persisted
--- ARGV[3..]   stream id of each event, in KEYS[2..] order
--- (the kind of each event is read from the stream: any kind is acknowledged)
+-- ARGV[3..]   "<streamId>:<kind>" of each event, in KEYS[2..] order; any kind is acknowledged,
+--             only R and C touch the order record
 --
 -- Returns the number of events acknowledged (fewer than given when some were no longer pending:
 -- another consumer took them over, or Redis lost them).
@@ -17,15 +17,7 @@
 
 local acked = 0
 for i = 3, #ARGV do
-  local id = ARGV[i]
-  local entry = redis.call('XRANGE', KEYS[1], id, id)
-  local t = nil
-  if entry[1] then
-    local f = entry[1][2]
-    for j = 1, #f, 2 do
-      if f[j] == 't' then t = f[j + 1] end
-    end
-  end
+  local id, t = string.match(ARGV[i], '^(.+):(.)$')
   acked = acked + redis.call('XACK', KEYS[1], ARGV[1], id)
   redis.call('XDEL', KEYS[1], id)
   local record = KEYS[i - 1]

@@ -497,7 +497,7 @@ async fn apply_and_ack(
             .arg(store.config.record_ttl_secs);
         for e in &evs {
             inv.key(store.keys.order(loc, &e.order_id))
-                .arg(&e.stream_id);
+                .arg(format!("{}:{}", e.stream_id, e.kind));
         }
         let acked: i64 = crate::redis_stock::invoke(&inv, &mut redis).await?;
         if acked < evs.len() as i64 {
@@ -612,28 +612,69 @@ async fn earlier_unapplied(
     Ok(applied.len() < others.len() || earlier.ids.len() >= LOOK)
 }
 
-/// Which of `events` Redis no longer holds in their streams (it lost them).
+/// One entry of `XPENDING`'s extended form: id, consumer, idle ms, deliveries.
+type PendingEntry = (String, String, u64, u64);
+
+/// A stream id as its two numbers, for ordering (`"<ms>-<seq>"`).
+fn id_key(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
+/// The locations some of whose `events` Redis no longer holds (it lost them): each event must
+/// still be pending in its stream's group. One `XPENDING` per location, over the range the events
+/// span; a range longer than the reply can hold counts as lost (a re-sync too many, never one too
+/// few).
 async fn vanished(store: &Store, events: &[&Event]) -> StoreResult<BTreeSet<LocationId>> {
-    if events.is_empty() {
+    let mut by_loc: BTreeMap<LocationId, Vec<&str>> = BTreeMap::new();
+    for e in events {
+        by_loc.entry(e.loc).or_default().push(e.stream_id.as_str());
+    }
+    if by_loc.is_empty() {
         return Ok(BTreeSet::new());
     }
     let mut pipe = redis::pipe();
-    for e in events {
-        pipe.cmd("XRANGE")
-            .arg(store.keys.stream(e.loc))
-            .arg(&e.stream_id)
-            .arg(&e.stream_id);
+    let mut limits = Vec::new();
+    for (loc, ids) in &by_loc {
+        let first = ids.iter().min_by_key(|i| id_key(i)).copied().unwrap_or("-");
+        let last = ids.iter().max_by_key(|i| id_key(i)).copied().unwrap_or("+");
+        let limit = (ids.len() * 4).max(1000);
+        limits.push(limit);
+        pipe.cmd("XPENDING")
+            .arg(store.keys.stream(*loc))
+            .arg(GROUP)
+            .arg(first)
+            .arg(last)
+            .arg(limit);
     }
-    let found: Vec<redis::streams::StreamRangeReply> = {
+    let replies: Vec<redis::RedisResult<Vec<PendingEntry>>> = {
         let mut redis = store.conn().await?;
-        pipe.query_async(&mut redis).await?
+        match pipe.query_async::<Vec<redis::Value>>(&mut redis).await {
+            Ok(values) => values
+                .into_iter()
+                .map(|v| redis::from_redis_value(&v))
+                .collect(),
+            // NOGROUP: the stream and its group are gone with the data.
+            Err(e) if e.code() == Some("NOGROUP") => {
+                return Ok(by_loc.into_keys().collect());
+            }
+            Err(e) => return Err(e.into()),
+        }
     };
-    Ok(events
-        .iter()
-        .zip(found)
-        .filter(|(_, r)| r.ids.is_empty())
-        .map(|(e, _)| e.loc)
-        .collect())
+    let mut lost = BTreeSet::new();
+    for (((loc, ids), reply), limit) in by_loc.iter().zip(replies).zip(limits) {
+        let pending: HashSet<String> = match reply {
+            Ok(entries) if entries.len() < limit => entries.into_iter().map(|e| e.0).collect(),
+            _ => {
+                lost.insert(*loc);
+                continue;
+            }
+        };
+        if ids.iter().any(|id| !pending.contains(*id)) {
+            lost.insert(*loc);
+        }
+    }
+    Ok(lost)
 }
 
 /// Writes the events MySQL does not hold yet in one transaction.
@@ -653,6 +694,7 @@ async fn apply(store: &Store, events: &[Event]) -> StoreResult<Applied> {
     let mut cancels: Vec<&Event> = Vec::new();
     let mut cancelled: HashSet<&str> = HashSet::new();
     let mut fresh: Vec<&Event> = Vec::new();
+    let mut waiting: Vec<&Event> = Vec::new();
     let mut ackable = HashSet::new();
     let mut duplicates = 0;
     for e in events {
@@ -697,13 +739,38 @@ async fn apply(store: &Store, events: &[Event]) -> StoreResult<Applied> {
                     fresh.push(e);
                     ackable.insert((e.stream_id.clone(), e.loc));
                 } else {
-                    // Its reservation is pending elsewhere (reclaimed out of order): later.
-                    tracing::debug!(order = %e.order_id, "cancel event waits for its reservation");
+                    // Its reservation is pending elsewhere (reclaimed out of order): later —
+                    // unless it will never come (see below).
+                    waiting.push(e);
                 }
             }
             other => {
                 tracing::error!(order = %e.order_id, kind = %other, "unknown event kind; acknowledged without effect");
                 ackable.insert((e.stream_id.clone(), e.loc));
+            }
+        }
+    }
+
+    // A cancel whose reservation was dead-lettered, or whose record Redis lost (with the
+    // reservation), waits for nothing: it is acknowledged without effect.
+    if !waiting.is_empty() {
+        let mut pipe = redis::pipe();
+        for e in &waiting {
+            pipe.cmd("HMGET")
+                .arg(store.keys.order(e.loc, &e.order_id))
+                .arg("st")
+                .arg("d");
+        }
+        let records: Vec<(Option<String>, Option<String>)> = {
+            let mut redis = store.conn().await?;
+            pipe.query_async(&mut redis).await?
+        };
+        for (e, (st, dead)) in waiting.iter().zip(records) {
+            if st.is_none() || dead.is_some() {
+                tracing::warn!(order = %e.order_id, "cancel event of an order whose reservation will never be persisted; acknowledged without effect");
+                ackable.insert((e.stream_id.clone(), e.loc));
+            } else {
+                tracing::debug!(order = %e.order_id, "cancel event waits for its reservation");
             }
         }
     }

@@ -203,7 +203,8 @@ impl Store {
     }
 
     /// Which `(orderId, type)` events MySQL already holds: a reservation (`R`) once its order row
-    /// exists, a cancel (`C`) once that row is `CANCELLED`.
+    /// exists, a cancel (`C`) once that row is `CANCELLED` — or `REJECTED`: a rejected order took
+    /// no stock, so its cancel has nothing left to give back.
     pub(crate) async fn applied_events(
         &self,
         conn: &mut MySqlConnection,
@@ -234,7 +235,7 @@ impl Store {
             .filter(|(o, t)| {
                 matches!(
                     (status.get(o).map(String::as_str), t.as_str()),
-                    (Some(_), "R") | (Some("CANCELLED"), "C")
+                    (Some(_), "R") | (Some("CANCELLED" | "REJECTED"), "C")
                 )
             })
             .cloned()
