@@ -470,6 +470,17 @@ async fn redis_loses_its_data_while_clients_race_for_the_last_units() {
     assert_eq!(ends.values().sum::<usize>(), accepted.len());
     let unique: HashSet<&String> = accepted.iter().collect();
     assert_eq!(unique.len(), accepted.len());
+    // Operators see the loss, once, however often it was noticed.
+    let r = t
+        .client
+        .get(format!("{}/api/admin/redis-data-losses", t.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    let (s, losses) = json_of(r).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(losses["losses"].as_array().unwrap().len(), 1, "{losses}");
     assert_all_converged(&t, &[(wh, p)]).await;
     t.cleanup().await;
 }

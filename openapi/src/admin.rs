@@ -417,6 +417,46 @@ pub enum RetryOrderResponse {
 }
 problem_responses!(RetryOrderResponse { 400 => BadRequest, 401 => Unauthorized, 404 => NotFound, 409 => Conflict, 503 => Unavailable });
 
+/// A time Redis lost the data the service had loaded into it.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct DataLossBody {
+    /// When the lost data set had been loaded into Redis (RFC 3339). Redis-path orders accepted
+    /// between this and `detectedAt` that had not reached MySQL were lost with it.
+    pub since: String,
+    /// When the service noticed (RFC 3339).
+    pub detected_at: String,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct DataLossList {
+    /// Newest first.
+    pub losses: Vec<DataLossBody>,
+}
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "bad_request")]
+pub enum DataLossResponse {
+    /// Recorded data losses.
+    #[oai(status = 200)]
+    Ok(Json<DataLossList>),
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(Json<Problem>, #[oai(header = "Retry-After")] u32),
+    #[oai(status = 500, content_type = "application/problem+json")]
+    Internal(Json<Problem>),
+}
+problem_responses!(DataLossResponse { 400 => BadRequest, 401 => Unauthorized, 503 => Unavailable });
+
+fn rfc3339_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 pub fn location_in_path(id: i64) -> Result<LocationId, Problem> {
     LocationId::parse("locationId", id)
         .map_err(|_| Problem::not_found(format!("location {id} does not exist")))
@@ -799,6 +839,43 @@ impl AdminApi {
         };
         match run.await {
             Ok(l) => OrderListResponse::Ok(Json(l)),
+            Err(p) => p.into(),
+        }
+    }
+
+    /// List Redis data losses
+    ///
+    /// Each time the service found that Redis had lost the data it had loaded (a restart without
+    /// its append-only file, a flush): when that data set had been loaded and when the loss was
+    /// noticed. Redis-path orders accepted in between that had not reached MySQL were lost with
+    /// it (their status look-up answers 410); orders accepted after the reload for units MySQL no
+    /// longer had are listed as `REJECTED`. `limit` is 1 to 200 (default 20). Newest first.
+    #[oai(
+        path = "/redis-data-losses",
+        method = "get",
+        operation_id = "listRedisDataLosses"
+    )]
+    async fn data_losses(&self, _auth: AdminAuth, limit: Query<Option<i64>>) -> DataLossResponse {
+        let run = async {
+            let limit = limit.0.unwrap_or(20);
+            if !(1..=200).contains(&limit) {
+                return Err(Problem::bad_request(format!(
+                    "limit must be between 1 and 200, got {limit}"
+                )));
+            }
+            let losses = self.state.store.data_losses(limit as u32).await?;
+            Ok::<_, Problem>(DataLossList {
+                losses: losses
+                    .into_iter()
+                    .map(|l| DataLossBody {
+                        since: rfc3339_ms(l.since_ms),
+                        detected_at: rfc3339_ms(l.detected_ms),
+                    })
+                    .collect(),
+            })
+        };
+        match run.await {
+            Ok(l) => DataLossResponse::Ok(Json(l)),
             Err(p) => p.into(),
         }
     }

@@ -159,6 +159,38 @@ impl Store {
     }
 }
 
+/// A time Redis was found to have lost the data the service had loaded into it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataLoss {
+    /// When the lost data set had been loaded, in ms since the Unix epoch.
+    pub since_ms: i64,
+    /// When the loss was noticed, in ms since the Unix epoch.
+    pub detected_ms: i64,
+}
+
+impl Store {
+    /// The most recent data losses, newest first.
+    pub async fn data_losses(&self, limit: u32) -> StoreResult<Vec<DataLoss>> {
+        let rows = sqlx::query(
+            "SELECT CAST(UNIX_TIMESTAMP(since) * 1000 AS SIGNED) AS since_ms, \
+             CAST(UNIX_TIMESTAMP(detected_at) * 1000 AS SIGNED) AS detected_ms \
+             FROM redis_data_losses ORDER BY detected_at DESC, id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.db)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DataLoss {
+                    since_ms: r.try_get("since_ms")?,
+                    detected_ms: r.try_get("detected_ms")?,
+                })
+            })
+            .collect()
+    }
+}
+
 /// How long after a detected data loss a missing order is still "being settled" (503) rather than
 /// lost (410): a consumer batch that was on its way to MySQL commits well within this.
 pub const LOSS_SETTLE_MS: i64 = 30_000;
