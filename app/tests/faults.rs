@@ -43,6 +43,36 @@ async fn place_one(t: &TestApp, body: &Value) -> String {
     b["orderId"].as_str().unwrap().to_owned()
 }
 
+/// Sends `n` Redis-path orders at once; each must be accepted. Answers their ids.
+async fn place_many(t: &TestApp, body: &Value, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for r in join_all((0..n).map(|_| t.post("/api/redis/orders", body))).await {
+        let (s, b) = json_of(r).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+        ids.push(b["orderId"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
+/// Waits until the proxy has lost `n` replies.
+async fn lost_replies(proxy: &Proxy, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while proxy.lost_replies() < n {
+        assert!(
+            Instant::now() < deadline,
+            "no reply was lost: the request never came"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every order of `ids` is CONFIRMED.
+async fn assert_confirmed(t: &TestApp, ids: &[String]) {
+    for id in ids {
+        assert_eq!(order_state(t, id).await, "CONFIRMED", "{id}");
+    }
+}
+
 /// Status of an order as the API reports it: its `status`, or the problem type.
 async fn order_state(t: &TestApp, id: &str) -> String {
     let (s, body) = json_of(t.get(&format!("/api/orders/{id}")).await).await;
@@ -86,13 +116,8 @@ async fn consumer_outage_with_fifty_line_orders_recovers() {
     let items: Vec<(u64, i64)> = ps.iter().map(|p| (*p, 1)).collect();
     let body = normal_order(&items, SEOUL.0, SEOUL.1);
     let mut ids = Vec::new();
-    for chunk in 0..6 {
-        let results = join_all((0..50).map(|_| t.post("/api/redis/orders", &body))).await;
-        for r in results {
-            let (s, b) = json_of(r).await;
-            assert_eq!(s, StatusCode::ACCEPTED, "chunk {chunk}: {b}");
-            ids.push(b["orderId"].as_str().unwrap().to_owned());
-        }
+    for _ in 0..6 {
+        ids.extend(place_many(&t, &body, 50).await);
     }
     assert_eq!(ids.len(), 300);
     t.app().start_consumer();
@@ -164,9 +189,7 @@ async fn a_poison_event_is_dead_lettered_and_the_rest_flows() {
     }
     t.app().start_consumer();
     settle(&t).await;
-    for id in &good {
-        assert_eq!(order_state(&t, id).await, "CONFIRMED", "{id}");
-    }
+    assert_confirmed(&t, &good).await;
     assert_eq!(t.count_orders("CONFIRMED").await, 10);
     let dead: i64 = redis::cmd("XLEN")
         .arg(
@@ -699,25 +722,14 @@ async fn lost_commit_acknowledgement_on_a_consumer_batch() {
     place_one(&t, &body).await;
     t.wait_persisted().await;
     proxy.lose_reply_to(COMMIT, 1);
-    let mut ids = Vec::new();
-    for r in join_all((0..100).map(|_| t.post("/api/redis/orders", &body))).await {
-        let (s, b) = json_of(r).await;
-        assert_eq!(s, StatusCode::ACCEPTED, "{b}");
-        ids.push(b["orderId"].as_str().unwrap().to_owned());
-    }
+    let ids = place_many(&t, &body, 100).await;
     let fired = Instant::now();
-    let deadline = fired + Duration::from_secs(15);
-    while proxy.lost_replies() == 0 {
-        assert!(Instant::now() < deadline, "the consumer never committed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    lost_replies(&proxy, 1).await;
     settle(&t).await;
     let took = fired.elapsed();
     assert!(took < Duration::from_secs(10), "settled after {took:?}");
     assert_eq!(t.count_orders("CONFIRMED").await, 101);
-    for id in &ids {
-        assert_eq!(order_state(&t, id).await, "CONFIRMED");
-    }
+    assert_confirmed(&t, &ids).await;
     assert_eq!(t.on_hand(wh, p).await, 399);
     assert_eq!(t.ledger_sum(wh, p).await, -101);
     assert_all_converged(&t, &[(wh, p)]).await;
@@ -749,22 +761,11 @@ async fn a_connection_cut_mid_transaction_leaves_nothing_half_done() {
     assert_eq!(t.redis_stock(wh, p).await, Some(97));
 
     proxy.lose_reply_to(b"INSERT INTO order_lines", 1);
-    let mut ids = Vec::new();
-    for r in join_all((0..20).map(|_| t.post("/api/redis/orders", &body))).await {
-        let (s, b) = json_of(r).await;
-        assert_eq!(s, StatusCode::ACCEPTED, "{b}");
-        ids.push(b["orderId"].as_str().unwrap().to_owned());
-    }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while proxy.lost_replies() < 2 {
-        assert!(Instant::now() < deadline, "the consumer never wrote");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let ids = place_many(&t, &body, 20).await;
+    lost_replies(&proxy, 2).await;
     settle(&t).await;
     assert_eq!(t.count_orders("CONFIRMED").await, 21);
-    for id in &ids {
-        assert_eq!(order_state(&t, id).await, "CONFIRMED");
-    }
+    assert_confirmed(&t, &ids).await;
     assert_eq!(t.on_hand(wh, p).await, 37);
     assert_eq!(t.ledger_sum(wh, p).await, -63);
     assert_all_converged(&t, &[(wh, p)]).await;
@@ -789,20 +790,14 @@ async fn mysql_down_then_back_loses_nothing() {
     proxy.cut_all();
     let mut ids = Vec::new();
     for _ in 0..3 {
-        for r in join_all((0..10).map(|_| t.post("/api/redis/orders", &body))).await {
-            let (s, b) = json_of(r).await;
-            assert_eq!(s, StatusCode::ACCEPTED, "{b}");
-            ids.push(b["orderId"].as_str().unwrap().to_owned());
-        }
+        ids.extend(place_many(&t, &body, 10).await);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(t.count_orders_direct("CONFIRMED").await, 1, "MySQL is down");
     proxy.refuse(false);
     settle(&t).await;
     assert_eq!(t.count_orders("CONFIRMED").await, 31);
-    for id in &ids {
-        assert_eq!(order_state(&t, id).await, "CONFIRMED");
-    }
+    assert_confirmed(&t, &ids).await;
     assert_eq!(t.on_hand(wh, p).await, 69);
     assert_all_converged(&t, &[(wh, p)]).await;
     t.cleanup().await;
