@@ -26,6 +26,17 @@ fn via(url: &str, port: u16) -> String {
     url.replacen(&host_port(url), &format!("127.0.0.1:{port}"), 1)
 }
 
+/// The service with its MySQL connections through a fault proxy.
+async fn behind_mysql_proxy(tweak: impl FnOnce(&mut stock_flow::Config)) -> (Proxy, TestApp) {
+    let proxy = Proxy::start(&host_port(&server_url())).await;
+    let t = TestApp::spawn_with(|c| {
+        c.storage.database_url = via(&c.storage.database_url, proxy.port);
+        tweak(c);
+    })
+    .await;
+    (proxy, t)
+}
+
 async fn warehouse_with(t: &TestApp, products: usize, qty: i64) -> (u64, Vec<u64>) {
     let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
     let mut ps = Vec::new();
@@ -286,9 +297,7 @@ const COMMIT: &[u8] = b"\x07\x00\x00\x00\x03COMMIT";
 /// the committed order, a repeated cancel restores nothing twice, and the ledger sums.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lost_commit_acknowledgement_on_each_mysql_first_write() {
-    let proxy = Proxy::start(&host_port(&server_url())).await;
-    let t = TestApp::spawn_with(|c| {
-        c.storage.database_url = via(&c.storage.database_url, proxy.port);
+    let (proxy, t) = behind_mysql_proxy(|c| {
         c.consumer_enabled = false;
         c.jobs_enabled = false;
     })
@@ -710,11 +719,7 @@ async fn orders_mysql_cannot_take_are_rejected_listed_and_retried() {
 /// (`CONSUMER_RECLAIM_IDLE_MS` plus one reclaim round; 2 s in the tests).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lost_commit_acknowledgement_on_a_consumer_batch() {
-    let proxy = Proxy::start(&host_port(&server_url())).await;
-    let t = TestApp::spawn_with(|c| {
-        c.storage.database_url = via(&c.storage.database_url, proxy.port);
-    })
-    .await;
+    let (proxy, t) = behind_mysql_proxy(|_| {}).await;
     let (wh, ps) = warehouse_with(&t, 1, 500).await;
     let p = ps[0];
     let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
@@ -742,11 +747,7 @@ async fn lost_commit_acknowledgement_on_a_consumer_batch() {
 /// over and persisted once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_connection_cut_mid_transaction_leaves_nothing_half_done() {
-    let proxy = Proxy::start(&host_port(&server_url())).await;
-    let t = TestApp::spawn_with(|c| {
-        c.storage.database_url = via(&c.storage.database_url, proxy.port);
-    })
-    .await;
+    let (proxy, t) = behind_mysql_proxy(|_| {}).await;
     let (wh, ps) = warehouse_with(&t, 1, 100).await;
     let p = ps[0];
     let body = normal_order(&[(p, 3)], SEOUL.0, SEOUL.1);
@@ -776,11 +777,7 @@ async fn a_connection_cut_mid_transaction_leaves_nothing_half_done() {
 /// and once MySQL answers again every order is CONFIRMED exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mysql_down_then_back_loses_nothing() {
-    let proxy = Proxy::start(&host_port(&server_url())).await;
-    let t = TestApp::spawn_with(|c| {
-        c.storage.database_url = via(&c.storage.database_url, proxy.port);
-    })
-    .await;
+    let (proxy, t) = behind_mysql_proxy(|_| {}).await;
     let (wh, ps) = warehouse_with(&t, 1, 100).await;
     let p = ps[0];
     let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
