@@ -926,56 +926,63 @@ async fn apply(store: &Store, events: &[Event]) -> StoreResult<Applied> {
         }
     }
 
-    let refs: Vec<&Order> = new_orders.iter().map(|(o, _)| o).collect();
-    insert_orders(&mut tx, &refs, Reason::Order).await?;
-    for chunk in restored.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "UPDATE orders SET status = 'CANCELLED', cancelled_at = NOW(3) WHERE status = 'CONFIRMED' AND id IN ({})",
-            marks(chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for e in chunk {
-            q = q.bind(&e.order_id);
+    // The writes, and (on Redis, at the same time) the check that Redis still holds the batch's
+    // events: the row locks are held already, so the check is as good now as at the commit.
+    let writes = async {
+        let refs: Vec<&Order> = new_orders.iter().map(|(o, _)| o).collect();
+        insert_orders(&mut tx, &refs, Reason::Order).await?;
+        for chunk in restored.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE orders SET status = 'CANCELLED', cancelled_at = NOW(3) WHERE status = 'CONFIRMED' AND id IN ({})",
+                marks(chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for e in chunk {
+                q = q.bind(&e.order_id);
+            }
+            q.execute(&mut *tx).await?;
         }
-        q.execute(&mut *tx).await?;
-    }
-    let moves: Vec<(u64, u64, i64, &str)> = restored
-        .iter()
-        .flat_map(|e| {
-            e.lines
-                .iter()
-                .map(move |(p, q)| (e.loc.get(), p.get(), i64::from(*q), e.order_id.as_str()))
-        })
-        .collect();
-    insert_movements(&mut tx, &moves, Reason::Cancel).await?;
-    let changes: Vec<((u64, u64), i64)> = on_hand
-        .iter()
-        .map(|(k, v)| (*k, v - start[k]))
-        .filter(|(_, d)| *d != 0)
-        .collect();
-    for chunk in changes.chunks(ROWS_PER_STATEMENT) {
-        let rows = vec!["SELECT ? AS l, ? AS p, ? AS d"; chunk.len()].join(" UNION ALL ");
-        let sql = format!(
-            "UPDATE stock s JOIN ({rows}) x ON s.location_id = x.l AND s.product_id = x.p \
-             SET s.on_hand = s.on_hand + x.d"
-        );
-        let mut q = sqlx::query(&sql);
-        for ((l, p), d) in chunk {
-            q = q.bind(l).bind(p).bind(d);
+        let moves: Vec<(u64, u64, i64, &str)> = restored
+            .iter()
+            .flat_map(|e| {
+                e.lines
+                    .iter()
+                    .map(move |(p, q)| (e.loc.get(), p.get(), i64::from(*q), e.order_id.as_str()))
+            })
+            .collect();
+        insert_movements(&mut tx, &moves, Reason::Cancel).await?;
+        let changes: Vec<((u64, u64), i64)> = on_hand
+            .iter()
+            .map(|(k, v)| (*k, v - start[k]))
+            .filter(|(_, d)| *d != 0)
+            .collect();
+        for chunk in changes.chunks(ROWS_PER_STATEMENT) {
+            let rows = vec!["SELECT ? AS l, ? AS p, ? AS d"; chunk.len()].join(" UNION ALL ");
+            let sql = format!(
+                "UPDATE stock s JOIN ({rows}) x ON s.location_id = x.l AND s.product_id = x.p \
+                 SET s.on_hand = s.on_hand + x.d"
+            );
+            let mut q = sqlx::query(&sql);
+            for ((l, p), d) in chunk {
+                q = q.bind(l).bind(p).bind(d);
+            }
+            let n = q.execute(&mut *tx).await?.rows_affected();
+            if n != chunk.len() as u64 {
+                return Err(StoreError::Internal(format!(
+                    "consumer changed {n} stock rows, expected {}",
+                    chunk.len()
+                )));
+            }
         }
-        let n = q.execute(&mut *tx).await?.rows_affected();
-        if n != chunk.len() as u64 {
-            return Err(StoreError::Internal(format!(
-                "consumer changed {n} stock rows, expected {}",
-                chunk.len()
-            )));
-        }
-    }
+        Ok::<_, StoreError>(())
+    };
+    let (written, lost) = tokio::join!(writes, vanished(store, &fresh));
+    written?;
+    let lost = lost?;
 
     // Still under the row locks: if Redis lost any of these events while the batch was on its
     // way, a reload may already have counted these rows without the batch; set the keys from
     // MySQL (with the batch) before the commit lets anyone else use them.
-    let lost = vanished(store, &fresh).await?;
     if !lost.is_empty() {
         tracing::warn!(locations = ?lost, "redis lost events of a batch on its way to MySQL; setting the touched stock keys from MySQL under the batch's locks");
     }
