@@ -638,7 +638,10 @@ async fn orders_mysql_cannot_take_are_rejected_listed_and_retried() {
         assert_eq!(s, StatusCode::OK);
         if b["status"] == "REJECTED" {
             assert!(
-                b["rejectReason"].as_str().unwrap().contains("MySQL had 0"),
+                b["rejectReason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("MySQL did not have the units"),
                 "{b}"
             );
             rejected.push(id.clone());

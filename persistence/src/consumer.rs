@@ -788,87 +788,109 @@ async fn apply(store: &Store, events: &[Event]) -> StoreResult<Applied> {
         touched.extend(e.lines.iter().map(|(p, _)| (e.loc.get(), p.get())));
     }
     let start = lock_stock(&mut tx, &touched).await?;
+    // What MySQL holds must cover the batch as a whole. Not each prefix of the stream: the writes
+    // decided in MySQL first (POS sales, DB-lock orders) are not in the stream, and MySQL already
+    // holds those that came after some of the batch's events.
     let mut on_hand = start.clone();
     let index: HashMap<&str, usize> = new_orders
         .iter()
         .enumerate()
         .map(|(i, (o, _))| (o.order_id.as_str(), i))
         .collect();
-    let is_cancel: HashSet<&str> = cancels.iter().map(|e| e.stream_id.as_str()).collect();
-    // Reason of each new order MySQL cannot take, by index in `new_orders`.
     let mut short: BTreeMap<usize, String> = BTreeMap::new();
-    // Orders left for a later batch: an earlier event of their stream is not applied yet.
-    let mut deferred: HashSet<usize> = HashSet::new();
-    let mut restored: Vec<&Event> = Vec::new();
-    for e in events {
-        match e.kind {
-            'R' => {
-                let Some(&i) = index.get(e.order_id.as_str()) else {
-                    continue;
-                };
-                if fresh.iter().all(|f| f.stream_id != e.stream_id) {
-                    continue; // a second copy of the same reservation
-                }
-                let order = &new_orders[i].0;
-                let loc = order.fulfillment_location_id;
-                let missing = order.items.iter().find(|it| {
-                    on_hand
-                        .get(&(loc, it.product_id))
-                        .is_none_or(|have| *have < i64::from(it.quantity))
-                });
-                match missing {
-                    None => {
-                        for it in &order.items {
-                            if let Some(v) = on_hand.get_mut(&(loc, it.product_id)) {
-                                *v -= i64::from(it.quantity);
-                            }
-                        }
-                    }
-                    // Redis decided each location's events in stream order; MySQL can judge a
-                    // shortage only once every earlier event of the stream is applied (another
-                    // consumer may hold a cancel that gave these units back).
-                    Some(_) if earlier_unapplied(store, &mut tx, e, &ackable).await? => {
-                        deferred.insert(i);
-                        ackable.remove(&(e.stream_id.clone(), e.loc));
-                    }
-                    Some(it) => {
-                        let have = on_hand.get(&(loc, it.product_id)).copied();
-                        short.insert(
-                            i,
-                            match have {
-                                Some(have) => format!(
-                                    "MySQL had {} of the {} units of product {} at location {loc} when the order was persisted (Redis had sold units that MySQL did not have)",
-                                    have.max(0), it.quantity, it.product_id
-                                ),
-                                None => format!(
-                                    "location {loc} carries no stock of product {}",
-                                    it.product_id
-                                ),
-                            },
-                        );
-                    }
-                }
-            }
-            'C' if is_cancel.contains(e.stream_id.as_str()) => {
-                let own = index.get(e.order_id.as_str());
-                if own.is_some_and(|i| deferred.contains(i)) {
-                    ackable.remove(&(e.stream_id.clone(), e.loc));
-                    continue;
-                }
-                // A cancel of an order rejected in this batch gives nothing back.
-                if own.is_some_and(|i| short.contains_key(i)) {
-                    continue;
-                }
-                for (p, q) in &e.lines {
-                    if let Some(v) = on_hand.get_mut(&(e.loc.get(), p.get())) {
-                        *v += i64::from(*q);
-                    }
-                }
-                restored.push(e);
-            }
-            _ => {}
+    for (i, (order, _)) in new_orders.iter().enumerate() {
+        let loc = order.fulfillment_location_id;
+        if let Some(it) = order
+            .items
+            .iter()
+            .find(|it| !start.contains_key(&(loc, it.product_id)))
+        {
+            short.insert(
+                i,
+                format!(
+                    "location {loc} carries no stock of product {}",
+                    it.product_id
+                ),
+            );
+            continue;
+        }
+        for it in &order.items {
+            *on_hand.get_mut(&(loc, it.product_id)).expect("locked row") -= i64::from(it.quantity);
         }
     }
+    for e in &cancels {
+        // A cancel of an order that takes no stock here gives nothing back.
+        if index
+            .get(e.order_id.as_str())
+            .is_some_and(|i| short.contains_key(i))
+        {
+            continue;
+        }
+        for (p, q) in &e.lines {
+            if let Some(v) = on_hand.get_mut(&(e.loc.get(), p.get())) {
+                *v += i64::from(*q);
+            }
+        }
+    }
+    // Where MySQL does not have enough, the latest reservations give way, until it does. An
+    // order cancelled in the same batch takes nothing net, so it is kept.
+    let cancelled_here: HashSet<&str> = cancels.iter().map(|e| e.order_id.as_str()).collect();
+    let mut deferred: HashSet<usize> = HashSet::new();
+    for i in (0..new_orders.len()).rev() {
+        if on_hand.values().all(|v| *v >= 0) {
+            break;
+        }
+        let order = &new_orders[i].0;
+        let loc = order.fulfillment_location_id;
+        if short.contains_key(&i) || cancelled_here.contains(order.order_id.as_str()) {
+            continue;
+        }
+        let Some(it) = order
+            .items
+            .iter()
+            .find(|it| on_hand[&(loc, it.product_id)] < 0)
+        else {
+            continue;
+        };
+        let missing = -on_hand[&(loc, it.product_id)];
+        let event = fresh
+            .iter()
+            .find(|e| e.kind == 'R' && e.order_id == order.order_id)
+            .copied();
+        // Redis decided each location's events in stream order: if an earlier event is not in
+        // MySQL yet (another consumer holds it; it may be the cancel that freed these units),
+        // this order waits for a later batch instead.
+        let wait = match event {
+            Some(e) => earlier_unapplied(store, &mut tx, e, &ackable).await?,
+            None => false,
+        };
+        if wait {
+            deferred.insert(i);
+            if let Some(e) = event {
+                ackable.remove(&(e.stream_id.clone(), e.loc));
+            }
+        } else {
+            short.insert(
+                i,
+                format!(
+                    "MySQL did not have the units: product {} at location {loc} was {missing} short when the order was persisted (Redis had sold units that MySQL did not have)",
+                    it.product_id
+                ),
+            );
+        }
+        for it in &order.items {
+            *on_hand.get_mut(&(loc, it.product_id)).expect("locked row") += i64::from(it.quantity);
+        }
+    }
+    let restored: Vec<&Event> = cancels
+        .iter()
+        .filter(|e| {
+            index
+                .get(e.order_id.as_str())
+                .is_none_or(|i| !short.contains_key(i) && !deferred.contains(i))
+        })
+        .copied()
+        .collect();
     if !deferred.is_empty() {
         tracing::debug!(
             orders = deferred.len(),
