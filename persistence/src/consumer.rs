@@ -11,7 +11,10 @@
 //!
 //! - MySQL takes it as sold (`CONFIRMED`) when the location has the units under the batch's row
 //!   locks; otherwise it is `REJECTED` with the reason, takes no stock, and Redis is set from
-//!   MySQL again (it had sold units MySQL did not have).
+//!   MySQL again (it had sold units MySQL did not have). MySQL must cover the batch as a whole —
+//!   not each prefix of the stream, since writes decided in MySQL first are not in the stream —
+//!   and where it cannot, the batch's latest reservations give way (or wait, while an earlier
+//!   event of their stream is still held elsewhere).
 //! - A batch that fails for a reason of its own events (not because MySQL or Redis is down) is
 //!   split until the failing event is alone; that event goes to the dead-letter stream with its
 //!   error and its order is rejected, and everything else flows on.
