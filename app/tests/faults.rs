@@ -914,3 +914,46 @@ async fn a_restarted_consumer_reads_new_events_after_its_pending_list() {
     assert_eq!(t.on_hand(wh, p).await, 9);
     t.cleanup().await;
 }
+
+/// Item 6: a consumer batch that nets to zero on a row (an order and its cancel) still locks the
+/// row, so it cannot commit in the middle of a key load that holds the row's share lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_that_nets_to_zero_still_waits_for_a_sync_on_its_rows() {
+    use sqlx::Connection;
+    let mut t = TestApp::spawn_with(|c| {
+        c.consumer_enabled = false;
+        c.jobs_enabled = false;
+    })
+    .await;
+    let (wh, ps) = warehouse_with(&t, 1, 10).await;
+    let p = ps[0];
+    let id = place_one(&t, &normal_order(&[(p, 1)], SEOUL.0, SEOUL.1)).await;
+    let (s, _) = json_of(t.patch(&format!("/api/redis/orders/{id}/cancel")).await).await;
+    assert_eq!(s, StatusCode::OK);
+    // A sync's share lock on the row, held from another connection.
+    let url = with_database(&server_url(), &t.db_name);
+    let mut sync = sqlx::MySqlConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut sync).await.unwrap();
+    sqlx::query(
+        "SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ? LOCK IN SHARE MODE",
+    )
+    .bind(wh)
+    .bind(p)
+    .fetch_one(&mut sync)
+    .await
+    .unwrap();
+    t.app().start_consumer();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        t.count_orders_direct("CANCELLED").await,
+        0,
+        "the batch committed while the row was share-locked"
+    );
+    sqlx::query("COMMIT").execute(&mut sync).await.unwrap();
+    settle(&t).await;
+    assert_eq!(t.count_orders("CANCELLED").await, 1);
+    assert_eq!(t.on_hand(wh, p).await, 10);
+    assert_eq!(t.ledger_sum(wh, p).await, 0);
+    assert_all_converged(&t, &[(wh, p)]).await;
+    t.cleanup().await;
+}
