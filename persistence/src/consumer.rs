@@ -13,8 +13,8 @@
 //!   locks; otherwise it is `REJECTED` with the reason, takes no stock, and Redis is set from
 //!   MySQL again (it had sold units MySQL did not have). MySQL must cover the batch as a whole —
 //!   not each prefix of the stream, since writes decided in MySQL first are not in the stream —
-//!   and where it cannot, the batch's latest reservations give way (or wait, while an earlier
-//!   event of their stream is still held elsewhere).
+//!   and where it cannot, the batch's latest reservations give way (or wait, while a cancel that
+//!   MySQL has not seen yet could have freed the units they need).
 //! - A batch that fails for a reason of its own events (not because MySQL or Redis is down) is
 //!   split until the failing event is alone; that event goes to the dead-letter stream with its
 //!   error and its order is rejected, and everything else flows on.
@@ -576,43 +576,52 @@ async fn lock_stock(
     Ok(on_hand)
 }
 
-/// Whether an event older than `e` in its stream is not applied in MySQL yet and not handled by
-/// this batch (`handled`): then a shortage at `e` may only be the order of work, not a fact.
-async fn earlier_unapplied(
+/// Whether a cancel that gives back units of `product` at `loc` is still in the stream, neither
+/// in this batch (`handled`) nor applied in MySQL. Then a shortage may only be the order of work:
+/// Redis counted that cancel's units before later orders (and MySQL-first sales, which MySQL
+/// already holds) took them, and MySQL has not seen it yet. A stream too long to scan counts as
+/// having one.
+async fn restore_pending(
     store: &Store,
     conn: &mut sqlx::MySqlConnection,
-    e: &Event,
+    loc: LocationId,
+    product: u64,
     handled: &HashSet<(String, LocationId)>,
 ) -> StoreResult<bool> {
-    const LOOK: usize = 1000;
-    let earlier: redis::streams::StreamRangeReply = {
+    const LOOK: usize = 10_000;
+    let entries: redis::streams::StreamRangeReply = {
         let mut redis = store.conn().await?;
         redis
-            .xrange_count(
-                store.keys.stream(e.loc),
-                "-",
-                format!("({}", e.stream_id),
-                LOOK,
-            )
+            .xrange_count(store.keys.stream(loc), "-", "+", LOOK)
             .await?
     };
-    let mut others: Vec<(String, String)> = Vec::new();
-    for entry in &earlier.ids {
-        if handled.contains(&(entry.id.clone(), e.loc)) {
+    if entries.ids.len() >= LOOK {
+        return Ok(true);
+    }
+    let mut cancels: Vec<(String, String)> = Vec::new();
+    for entry in &entries.ids {
+        if handled.contains(&(entry.id.clone(), loc)) {
             continue;
         }
-        let t: Option<String> = entry.get("t");
-        let o: Option<String> = entry.get("o");
-        // Other kinds move no stock.
-        if let (Some(t @ ("R" | "C")), Some(o)) = (t.as_deref(), o) {
-            others.push((o, t.to_owned()));
+        let (Some(t), Some(o), Some(l)) = (
+            entry.get::<String>("t"),
+            entry.get::<String>("o"),
+            entry.get::<String>("l"),
+        ) else {
+            continue;
+        };
+        let touches = decode_lines(&l)
+            .map(|lines| lines.iter().any(|(p, _)| p.get() == product))
+            .unwrap_or(false);
+        if t == "C" && touches {
+            cancels.push((o, t));
         }
     }
-    if others.is_empty() {
-        return Ok(earlier.ids.len() >= LOOK);
+    if cancels.is_empty() {
+        return Ok(false);
     }
-    let applied = store.applied_events(conn, &others).await?;
-    Ok(applied.len() < others.len() || earlier.ids.len() >= LOOK)
+    let applied = store.applied_events(conn, &cancels).await?;
+    Ok(applied.len() < cancels.len())
 }
 
 /// One entry of `XPENDING`'s extended form: id, consumer, idle ms, deliveries.
@@ -860,13 +869,10 @@ async fn apply(store: &Store, events: &[Event]) -> StoreResult<Applied> {
             .iter()
             .find(|e| e.kind == 'R' && e.order_id == order.order_id)
             .copied();
-        // Redis decided each location's events in stream order: if an earlier event is not in
-        // MySQL yet (another consumer holds it; it may be the cancel that freed these units),
+        // A cancel MySQL has not seen yet may have freed the units others took meanwhile: then
         // this order waits for a later batch instead.
-        let wait = match event {
-            Some(e) => earlier_unapplied(store, &mut tx, e, &ackable).await?,
-            None => false,
-        };
+        let wait = event.is_some()
+            && restore_pending(store, &mut tx, new_orders[i].1, it.product_id, &ackable).await?;
         if wait {
             deferred.insert(i);
             if let Some(e) = event {
