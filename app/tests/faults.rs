@@ -957,3 +957,43 @@ async fn a_batch_that_nets_to_zero_still_waits_for_a_sync_on_its_rows() {
     assert_all_converged(&t, &[(wh, p)]).await;
     t.cleanup().await;
 }
+
+/// I1 and a defined end when MySQL-first sales interleave with Redis cancels: a POS sale takes a
+/// unit a Redis cancel freed, before the consumer has seen that cancel. With one event per batch,
+/// the reservation that came first waits for the cancel instead of being rejected. Nothing is
+/// rejected, nothing oversold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pos_sale_using_a_unit_a_pending_cancel_freed_rejects_nothing() {
+    let mut t = TestApp::spawn_with(|c| {
+        c.consumer_batch = 1;
+        c.jobs_enabled = false;
+    })
+    .await;
+    let store = t.add_location("STORE", "S", 37.5665, 126.978).await;
+    let p = t.add_product(1_000).await;
+    t.stock_row(store, p, 2).await;
+    let key = t.issue_key(store).await;
+    let pickup = json!({"items": [{"productId": p, "quantity": 1}], "deliveryType": "PICKUP", "storeId": store});
+    let sale = json!({"items": [{"productId": p, "quantity": 1}]});
+    // b is persisted; then, with no consumer: a reserves, b is cancelled in Redis, and a POS sale
+    // takes the unit b's cancel freed.
+    let b = place_one(&t, &pickup).await;
+    t.wait_persisted().await;
+    t.app().stop_consumer_now();
+    let a = place_one(&t, &pickup).await;
+    let (s, _) = json_of(t.patch(&format!("/api/redis/orders/{b}/cancel")).await).await;
+    assert_eq!(s, StatusCode::OK);
+    let r = t
+        .post_with_key(&format!("/api/stores/{store}/orders"), &key, &sale)
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    t.app().start_consumer();
+    settle(&t).await;
+    assert_eq!(order_state(&t, &a).await, "CONFIRMED");
+    assert_eq!(order_state(&t, &b).await, "CANCELLED");
+    assert_eq!(t.count_orders("REJECTED").await, 0);
+    assert_eq!(t.on_hand(store, p).await, 0);
+    assert_eq!(t.ledger_sum(store, p).await, -2);
+    assert_all_converged(&t, &[(store, p)]).await;
+    t.cleanup().await;
+}
