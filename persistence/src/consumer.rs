@@ -863,6 +863,43 @@ async fn apply(store: &Store, events: &[Event]) -> StoreResult<Applied> {
     // order cancelled in the same batch takes nothing net, so it is kept.
     let cancelled_here: HashSet<&str> = cancels.iter().map(|e| e.order_id.as_str()).collect();
     let mut deferred: HashSet<usize> = HashSet::new();
+    // First the orders their customers cancelled after this batch was read: they give way as
+    // CANCELLED (their cancel, still in the stream, gives MySQL nothing back then), which is
+    // their end anyway.
+    if on_hand.values().any(|v| *v < 0) {
+        let mut pipe = redis::pipe();
+        for (o, loc) in &new_orders {
+            pipe.cmd("HGET")
+                .arg(store.keys.order(*loc, &o.order_id))
+                .arg("st");
+        }
+        let states: Vec<Option<String>> = {
+            let mut redis = store.conn().await?;
+            pipe.query_async(&mut redis).await?
+        };
+        for i in (0..new_orders.len()).rev() {
+            if on_hand.values().all(|v| *v >= 0) {
+                break;
+            }
+            let order = &new_orders[i].0;
+            let loc = order.fulfillment_location_id;
+            if states[i].as_deref() != Some("C")
+                || short.contains_key(&i)
+                || cancelled_here.contains(order.order_id.as_str())
+                || !order
+                    .items
+                    .iter()
+                    .any(|it| on_hand[&(loc, it.product_id)] < 0)
+            {
+                continue;
+            }
+            short.insert(i, "cancelled before it was persisted".to_owned());
+            for it in &order.items {
+                *on_hand.get_mut(&(loc, it.product_id)).expect("locked row") +=
+                    i64::from(it.quantity);
+            }
+        }
+    }
     for i in (0..new_orders.len()).rev() {
         if on_hand.values().all(|v| *v >= 0) {
             break;
