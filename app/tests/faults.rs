@@ -997,3 +997,39 @@ async fn a_pos_sale_using_a_unit_a_pending_cancel_freed_rejects_nothing() {
     assert_all_converged(&t, &[(store, p)]).await;
     t.cleanup().await;
 }
+
+/// Where MySQL cannot cover a batch, an order its customer cancelled after the batch was read
+/// gives way (it ends CANCELLED), not a later order that stands: two reservations in one batch,
+/// the first cancelled in Redis after it, and a POS sale that took the unit the cancel freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancelled_order_gives_way_before_a_standing_one_is_rejected() {
+    let mut t = TestApp::spawn_with(|c| {
+        c.consumer_batch = 2;
+        c.consumer_enabled = false;
+        c.jobs_enabled = false;
+    })
+    .await;
+    let store = t.add_location("STORE", "S", 37.5665, 126.978).await;
+    let p = t.add_product(1_000).await;
+    t.stock_row(store, p, 2).await;
+    let key = t.issue_key(store).await;
+    let pickup = json!({"items": [{"productId": p, "quantity": 1}], "deliveryType": "PICKUP", "storeId": store});
+    let x = place_one(&t, &pickup).await;
+    let y = place_one(&t, &pickup).await;
+    let (s, _) = json_of(t.patch(&format!("/api/redis/orders/{x}/cancel")).await).await;
+    assert_eq!(s, StatusCode::OK);
+    let sale = json!({"items": [{"productId": p, "quantity": 1}]});
+    let r = t
+        .post_with_key(&format!("/api/stores/{store}/orders"), &key, &sale)
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    t.app().start_consumer();
+    settle(&t).await;
+    assert_eq!(order_state(&t, &x).await, "CANCELLED");
+    assert_eq!(order_state(&t, &y).await, "CONFIRMED");
+    assert_eq!(t.count_orders("REJECTED").await, 0);
+    assert_eq!(t.on_hand(store, p).await, 0);
+    assert_eq!(t.ledger_sum(store, p).await, -2);
+    assert_all_converged(&t, &[(store, p)]).await;
+    t.cleanup().await;
+}
