@@ -958,6 +958,28 @@ async fn a_batch_that_nets_to_zero_still_waits_for_a_sync_on_its_rows() {
     t.cleanup().await;
 }
 
+/// A store holding 2 units of a new product, a POS key of the store, and a 1-unit pickup order
+/// there.
+async fn store_with_two_units(t: &TestApp) -> (u64, u64, String, Value) {
+    let store = t.add_location("STORE", "S", 37.5665, 126.978).await;
+    let p = t.add_product(1_000).await;
+    t.stock_row(store, p, 2).await;
+    let key = t.issue_key(store).await;
+    let pickup = json!({"items": [{"productId": p, "quantity": 1}], "deliveryType": "PICKUP", "storeId": store});
+    (store, p, key, pickup)
+}
+
+/// Cancels a Redis-path order, then sells the unit it freed at the store's till.
+async fn cancel_then_pos_sale(t: &TestApp, order: &str, store: u64, p: u64, key: &str) {
+    let (s, _) = json_of(t.patch(&format!("/api/redis/orders/{order}/cancel")).await).await;
+    assert_eq!(s, StatusCode::OK);
+    let sale = json!({"items": [{"productId": p, "quantity": 1}]});
+    let r = t
+        .post_with_key(&format!("/api/stores/{store}/orders"), key, &sale)
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
+
 /// I1 and a defined end when MySQL-first sales interleave with Redis cancels: a POS sale takes a
 /// unit a Redis cancel freed, before the consumer has seen that cancel. With one event per batch,
 /// the reservation that came first waits for the cancel instead of being rejected. Nothing is
@@ -969,24 +991,14 @@ async fn a_pos_sale_using_a_unit_a_pending_cancel_freed_rejects_nothing() {
         c.jobs_enabled = false;
     })
     .await;
-    let store = t.add_location("STORE", "S", 37.5665, 126.978).await;
-    let p = t.add_product(1_000).await;
-    t.stock_row(store, p, 2).await;
-    let key = t.issue_key(store).await;
-    let pickup = json!({"items": [{"productId": p, "quantity": 1}], "deliveryType": "PICKUP", "storeId": store});
-    let sale = json!({"items": [{"productId": p, "quantity": 1}]});
+    let (store, p, key, pickup) = store_with_two_units(&t).await;
     // b is persisted; then, with no consumer: a reserves, b is cancelled in Redis, and a POS sale
     // takes the unit b's cancel freed.
     let b = place_one(&t, &pickup).await;
     t.wait_persisted().await;
     t.app().stop_consumer_now();
     let a = place_one(&t, &pickup).await;
-    let (s, _) = json_of(t.patch(&format!("/api/redis/orders/{b}/cancel")).await).await;
-    assert_eq!(s, StatusCode::OK);
-    let r = t
-        .post_with_key(&format!("/api/stores/{store}/orders"), &key, &sale)
-        .await;
-    assert_eq!(r.status(), StatusCode::CREATED);
+    cancel_then_pos_sale(&t, &b, store, p, &key).await;
     t.app().start_consumer();
     settle(&t).await;
     assert_eq!(order_state(&t, &a).await, "CONFIRMED");
@@ -1009,20 +1021,10 @@ async fn a_cancelled_order_gives_way_before_a_standing_one_is_rejected() {
         c.jobs_enabled = false;
     })
     .await;
-    let store = t.add_location("STORE", "S", 37.5665, 126.978).await;
-    let p = t.add_product(1_000).await;
-    t.stock_row(store, p, 2).await;
-    let key = t.issue_key(store).await;
-    let pickup = json!({"items": [{"productId": p, "quantity": 1}], "deliveryType": "PICKUP", "storeId": store});
+    let (store, p, key, pickup) = store_with_two_units(&t).await;
     let x = place_one(&t, &pickup).await;
     let y = place_one(&t, &pickup).await;
-    let (s, _) = json_of(t.patch(&format!("/api/redis/orders/{x}/cancel")).await).await;
-    assert_eq!(s, StatusCode::OK);
-    let sale = json!({"items": [{"productId": p, "quantity": 1}]});
-    let r = t
-        .post_with_key(&format!("/api/stores/{store}/orders"), &key, &sale)
-        .await;
-    assert_eq!(r.status(), StatusCode::CREATED);
+    cancel_then_pos_sale(&t, &x, store, p, &key).await;
     t.app().start_consumer();
     settle(&t).await;
     assert_eq!(order_state(&t, &x).await, "CANCELLED");
