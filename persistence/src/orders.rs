@@ -205,6 +205,22 @@ pub struct RedisRecord {
 }
 
 impl RedisRecord {
+    /// The command that reads a record at `key` (decode its answer with [`Self::from_fields`]).
+    pub(crate) fn read(key: &str) -> redis::Cmd {
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(key).arg("st").arg("j").arg("r");
+        cmd
+    }
+
+    /// The record an `HMGET st j r` answer describes; `None` when there is none.
+    pub(crate) fn from_fields((st, json, reason): RecordFields) -> Option<Self> {
+        st.map(|state| Self {
+            state,
+            json,
+            reason,
+        })
+    }
+
     /// The order with the status its record gives.
     pub fn order(&self) -> StoreResult<Order> {
         let json = self
@@ -238,17 +254,12 @@ impl Store {
         order_id: &str,
     ) -> StoreResult<Option<RedisRecord>> {
         let mut redis = self.conn().await?;
-        let (st, j, r): (Option<String>, Option<String>, Option<String>) = redis::cmd("HMGET")
-            .arg(self.keys.order(loc, order_id))
-            .arg("st")
-            .arg("j")
-            .arg("r")
+        let fields: RecordFields = RedisRecord::read(&self.keys.order(loc, order_id))
             .query_async(&mut redis)
             .await?;
-        Ok(st.map(|state| RedisRecord {
-            state,
-            json: j,
-            reason: r,
-        }))
+        Ok(RedisRecord::from_fields(fields))
     }
 }
+
+/// The fields `HMGET st j r` answers for an order record.
+pub(crate) type RecordFields = (Option<String>, Option<String>, Option<String>);

@@ -6,6 +6,7 @@ use crate::error::{StoreError, StoreResult};
 use crate::idempotency::IdempotencyRequest;
 use crate::model::{Order, OrderPath, OrderStatus, StockLevel};
 use crate::mysql_first::{build_order, Placed};
+use crate::orders::RedisRecord;
 use crate::redis_stock::{decision, encode_lines, Decision};
 use crate::Store;
 use redis::AsyncCommands;
@@ -330,25 +331,14 @@ impl Store {
             .collect();
         let mut pipe = redis::pipe();
         for (loc, id) in &ids {
-            pipe.cmd("HMGET")
-                .arg(self.keys.order(*loc, id))
-                .arg("st")
-                .arg("j")
-                .arg("r");
+            pipe.add_command(RedisRecord::read(&self.keys.order(*loc, id)));
         }
-        let records: Vec<(Option<String>, Option<String>, Option<String>)> = {
+        let records: Vec<crate::orders::RecordFields> = {
             let mut redis = self.conn().await?;
             pipe.query_async(&mut redis).await?
         };
-        for (st, j, r) in records {
-            if let Some(state) = st {
-                let record = crate::orders::RedisRecord {
-                    state,
-                    json: j,
-                    reason: r,
-                };
-                return record.order().map(Some);
-            }
+        if let Some(record) = records.into_iter().find_map(RedisRecord::from_fields) {
+            return record.order().map(Some);
         }
         for chunk in ids.chunks(crate::mysql_first::ROWS_PER_STATEMENT) {
             let sql = format!(
