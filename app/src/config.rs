@@ -31,6 +31,23 @@ pub struct StorageConfig {
     /// Most Redis connections in the pool.
     #[arg(long, env = "REDIS_POOL_SIZE", default_value_t = 32)]
     pub redis_pool_size: u32,
+    /// Milliseconds to open a Redis connection.
+    #[arg(long, env = "REDIS_CONNECT_TIMEOUT_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    pub redis_connect_timeout_ms: u64,
+    /// Milliseconds one Redis command or script may take; a call without an answer by then fails
+    /// and opens the Redis circuit.
+    #[arg(long, env = "REDIS_COMMAND_TIMEOUT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub redis_command_timeout_ms: u64,
+    /// How often (ms) an open Redis circuit probes Redis.
+    #[arg(long, env = "REDIS_PROBE_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(10..))]
+    pub redis_probe_ms: u64,
+    /// Milliseconds to get a MySQL connection from the pool (opening one included).
+    #[arg(long, env = "DB_CONNECT_TIMEOUT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub db_connect_timeout_ms: u64,
+    /// Milliseconds the MySQL work of one request may take: its transaction's statements (with
+    /// retries after deadlocks), then again its commit. A row-lock wait ends after it too.
+    #[arg(long, env = "DB_COMMAND_TIMEOUT_MS", default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub db_command_timeout_ms: u64,
 }
 
 /// The running service.

@@ -72,42 +72,102 @@ pub async fn refresh_caches(store: Arc<Store>, mut shutdown: watch::Receiver<boo
     }
 }
 
-/// Warms Redis up at start-up, then checks every `every` that it still holds what was loaded; if
-/// it lost its data (a restart without persistence, a flush) the loss is recorded (so a status
-/// look-up of an order lost with it says so) and the stock is reloaded from MySQL. Meanwhile no
-/// order is decided on a missing key: the order paths load the keys they need. Each tick also
-/// re-syncs stock keys that a failed write left queued.
-pub async fn watch_redis(store: Arc<Store>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+/// Watches Redis. While the circuit is open, probes it (at once, then every `probe`) and, once it
+/// answers, runs the recovery (fresh pool, stale keys set from MySQL) before Redis decides orders
+/// again. While it is closed, checks every `every` that Redis still holds what was loaded: if it
+/// lost its data (a restart without persistence, a flush) the loss is recorded (so a status
+/// look-up of an order lost with it says so) and the stock is reloaded from MySQL; meanwhile no
+/// order is decided on a missing key (the order paths load the keys they need). Each check also
+/// re-syncs stock keys marked stale by another instance, and keys a failed write left queued.
+pub async fn watch_redis(
+    store: Arc<Store>,
+    every: Duration,
+    probe: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut seen = None;
+    let mut last_check: Option<tokio::time::Instant> = None;
+    let mut last_attempt: Option<tokio::time::Instant> = None;
     loop {
-        match store.redis_epoch().await {
-            Ok(Some(epoch)) => seen = Some(epoch),
-            Ok(None) => {
-                if let Some(since) = seen {
-                    tracing::warn!(loaded_at = %since, "redis lost its data (restart without persistence or flush); reloading stock from MySQL");
-                    if let Err(e) = store.record_data_loss(since).await {
-                        tracing::error!(error = %e, "could not record the redis data loss");
-                    }
-                } else {
-                    tracing::info!("warming redis up: loading stock from MySQL");
-                }
-                match store.warm_up().await {
-                    Ok(_) => seen = store.redis_epoch().await.ok().flatten().or(seen),
-                    Err(e) => tracing::error!(error = %e, "warm-up failed; retrying"),
+        if !store.circuit.trusted() {
+            // At most one recovery attempt per `probe`, however often the circuit opens.
+            if let Some(wait) = last_attempt.and_then(|t| probe.checked_sub(t.elapsed())) {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.wait_for(|v| *v) => return,
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "cannot reach redis to check its data"),
+            last_attempt = Some(tokio::time::Instant::now());
+            match store.recover_redis().await {
+                Ok(true) => last_check = None,
+                Ok(false) => {}
+                Err(e) => tracing::debug!(error = %e, "redis still unreachable"),
+            }
         }
-        let left = store.drain_resync_queue().await;
-        if left > 0 {
-            tracing::warn!(
-                keys = left,
-                "stock keys still waiting to be re-synced from MySQL"
-            );
+        if store.circuit.trusted() && last_check.is_none_or(|t| t.elapsed() >= every) {
+            last_check = Some(tokio::time::Instant::now());
+            check_redis(&store, &mut seen).await;
         }
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(probe.min(every)) => {}
+            // A circuit that just opened is probed at once: a single cut connection is over as
+            // soon as a new one answers.
+            _ = store.circuit.opened() => {}
             _ = shutdown.wait_for(|v| *v) => return,
         }
+    }
+}
+
+/// Probes MySQL every `every` (every `probe` while it does not answer), so that health checks
+/// can say at once whether it answers.
+pub async fn watch_mysql(
+    store: Arc<Store>,
+    every: Duration,
+    probe: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let up = store.probe_mysql().await;
+        tokio::select! {
+            _ = tokio::time::sleep(if up { every } else { probe }) => {}
+            _ = shutdown.wait_for(|v| *v) => return,
+        }
+    }
+}
+
+/// One check of a trusted Redis: its data, stale keys, queued keys.
+async fn check_redis(store: &Store, seen: &mut Option<chrono::DateTime<chrono::Utc>>) {
+    match store.redis_epoch().await {
+        Ok(Some(epoch)) => *seen = Some(epoch),
+        Ok(None) => {
+            if let Some(since) = *seen {
+                tracing::warn!(loaded_at = %since, "redis lost its data (restart without persistence or flush); reloading stock from MySQL");
+                if let Err(e) = store.record_data_loss(since).await {
+                    tracing::error!(error = %e, "could not record the redis data loss");
+                }
+            } else {
+                tracing::info!("warming redis up: loading stock from MySQL");
+            }
+            match store.warm_up().await {
+                Ok(_) => *seen = store.redis_epoch().await.ok().flatten().or(*seen),
+                Err(e) => tracing::error!(error = %e, "warm-up failed; retrying"),
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot reach redis to check its data");
+            return;
+        }
+    }
+    match store.resync_stale_keys().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(keys = n, "re-synced stock keys another writer marked stale"),
+        Err(e) => tracing::warn!(error = %e, "could not re-sync stale stock keys"),
+    }
+    let left = store.drain_resync_queue().await;
+    if left > 0 {
+        tracing::warn!(
+            keys = left,
+            "stock keys still waiting to be re-synced from MySQL"
+        );
     }
 }

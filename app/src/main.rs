@@ -59,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Command::Migrate(storage)) => {
             telemetry::init(LogFormat::Text);
-            let pool = sf_persistence::db::connect(&storage.database_url, 2).await?;
+            let pool = connect_for_batch(&storage, 2).await?;
             sf_persistence::db::migrate(&pool).await?;
             println!("migrations applied");
             Ok(())
@@ -77,13 +77,27 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// A pool for a one-off command: MariaDB's own lock-wait limit, not a request's.
+async fn connect_for_batch(
+    storage: &StorageConfig,
+    connections: u32,
+) -> anyhow::Result<sqlx::MySqlPool> {
+    Ok(sf_persistence::db::connect(
+        &storage.database_url,
+        connections,
+        std::time::Duration::from_millis(storage.db_connect_timeout_ms.max(10_000)),
+        std::time::Duration::from_secs(50),
+    )
+    .await?)
+}
+
 async fn run_seed(
     storage: &StorageConfig,
     profile: Profile,
     if_empty: bool,
     csv_dir: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
-    let pool = sf_persistence::db::connect(&storage.database_url, 4).await?;
+    let pool = connect_for_batch(storage, 4).await?;
     sf_persistence::db::migrate(&pool).await?;
     let started = std::time::Instant::now();
     let report = seed::seed(&pool, profile, if_empty, &|msg| {

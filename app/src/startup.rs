@@ -9,7 +9,7 @@ use sf_openapi::metrics::Metrics;
 use sf_openapi::ApiState;
 use sf_persistence::consumer::{self, ConsumerConfig, ConsumerStats};
 use sf_persistence::jobs::JobRunner;
-use sf_persistence::{db, redis_stock, Store, StoreConfig};
+use sf_persistence::{db, redis_stock, RedisSettings, Store, StoreConfig};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -52,13 +52,24 @@ pub async fn connect(config: &Config) -> anyhow::Result<Arc<Store>> {
         !s.redis_key_prefix.contains(['{', '}']),
         "REDIS_KEY_PREFIX must not contain braces (they mark Redis Cluster hash tags)"
     );
-    let pool = db::connect(&s.database_url, s.db_max_connections)
-        .await
-        .with_context(|| format!("connecting to MySQL at {}", redact(&s.database_url)))?;
+    let pool = db::connect(
+        &s.database_url,
+        s.db_max_connections,
+        Duration::from_millis(s.db_connect_timeout_ms),
+        Duration::from_millis(s.db_command_timeout_ms),
+    )
+    .await
+    .with_context(|| format!("connecting to MySQL at {}", redact(&s.database_url)))?;
     db::migrate(&pool).await.context("applying migrations")?;
-    let redis = redis_stock::connect(&s.redis_url, s.redis_pool_size)
-        .await
-        .with_context(|| format!("connecting to Redis at {}", redact(&s.redis_url)))?;
+    let redis = redis_stock::connect(RedisSettings {
+        url: s.redis_url.clone(),
+        pool_size: s.redis_pool_size,
+        connect_timeout: Duration::from_millis(s.redis_connect_timeout_ms),
+        command_timeout: Duration::from_millis(s.redis_command_timeout_ms),
+        probe_every: Duration::from_millis(s.redis_probe_ms),
+    })
+    .await
+    .with_context(|| format!("connecting to Redis at {}", redact(&s.redis_url)))?;
     let store = Store::new(
         pool,
         redis,
@@ -67,6 +78,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Arc<Store>> {
             same_day_radius_km: config.same_day_radius_km,
             record_ttl_secs: config.order_record_ttl_secs,
             idempotency_ttl_secs: config.idempotency_ttl_hours * 3600,
+            db_timeout: Duration::from_millis(s.db_command_timeout_ms),
         },
     )
     .await
@@ -164,6 +176,13 @@ impl Application {
         app.background.push(tokio::spawn(crate::jobs::watch_redis(
             store.clone(),
             Duration::from_millis(app.config.redis_watch_ms.max(50)),
+            Duration::from_millis(app.config.storage.redis_probe_ms),
+            rx.clone(),
+        )));
+        app.background.push(tokio::spawn(crate::jobs::watch_mysql(
+            store.clone(),
+            Duration::from_millis(app.config.redis_watch_ms.max(50)),
+            Duration::from_millis(app.config.storage.redis_probe_ms),
             rx.clone(),
         )));
         tracing::info!(port, "stock flow listening on port {port}");
@@ -240,17 +259,17 @@ impl Application {
 /// Warns when the Redis in use would lose accepted orders on a crash.
 async fn warn_if_redis_forgets(store: &Store) {
     let check = async {
-        let mut c = store.redis.get().await.ok()?;
+        let mut c = store.conn().await.ok()?;
         let aof: Vec<String> = redis::cmd("CONFIG")
             .arg("GET")
             .arg("appendonly")
-            .query_async(&mut *c)
+            .query_async(&mut c)
             .await
             .ok()?;
         let save: Vec<String> = redis::cmd("CONFIG")
             .arg("GET")
             .arg("save")
-            .query_async(&mut *c)
+            .query_async(&mut c)
             .await
             .ok()?;
         Some((

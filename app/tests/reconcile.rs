@@ -53,11 +53,11 @@ async fn a_hand_edited_key_is_repaired_once() {
         sf_routing::LocationId::new_unchecked(wh),
         sf_routing::ProductId::new_unchecked(p),
     );
-    let mut c = t.store().redis.get().await.unwrap();
+    let mut c = t.store().conn().await.unwrap();
     let _: () = redis::cmd("SET")
         .arg(&key)
         .arg(999)
-        .query_async(&mut *c)
+        .query_async(&mut c)
         .await
         .unwrap();
     drop(c);

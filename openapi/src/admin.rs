@@ -475,10 +475,10 @@ impl AdminApi {
         let run = async {
             let loc = location_in_path(location_id)?;
             let product = crate::catalog::product_in_path(product_id)?;
+            let reason = reason.into();
             let change = self
                 .state
-                .store
-                .change_stock(loc, product, target, reason.into())
+                .write(|s| async move { s.change_stock(loc, product, target, reason).await })
                 .await?;
             Ok::<_, Problem>(StockChangeBody {
                 location_id: loc.get(),
@@ -896,7 +896,12 @@ impl AdminApi {
         _auth: AdminAuth,
         #[oai(name = "orderId")] order_id: Path<String>,
     ) -> RetryOrderResponse {
-        match self.state.store.retry_rejected(&order_id.0).await {
+        let id = order_id.0;
+        match self
+            .state
+            .write(|s| async move { s.retry_rejected(&id).await })
+            .await
+        {
             Ok(o) => RetryOrderResponse::Ok(Json(o.into())),
             Err(e) => fail(e),
         }

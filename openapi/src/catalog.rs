@@ -7,6 +7,7 @@ use crate::types::{page_params, LocationList, ProductBody, ProductList};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
+use sf_persistence::model::StockSource;
 use sf_routing::ProductId;
 use std::sync::Arc;
 
@@ -27,7 +28,14 @@ pub struct CatalogApi {
 pub enum ProductListResponse {
     /// A page of products.
     #[oai(status = 200)]
-    Ok(Json<ProductList>),
+    Ok(
+        Json<ProductList>,
+        /// Where the stock figures come from, when the page has them: `redis` (the sellable
+        /// figure), or `mysql` (on-hand; the Redis-path reads fall back to it while the stock
+        /// cache is unavailable).
+        #[oai(header = "Stock-Source")]
+        Option<String>,
+    ),
     /// Bad page parameters.
     #[oai(status = 400, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
@@ -43,7 +51,13 @@ problem_responses!(ProductListResponse { 400 => BadRequest, 503 => Unavailable }
 pub enum ProductResponse {
     /// The product with its stock at every active location.
     #[oai(status = 200)]
-    Ok(Json<ProductBody>),
+    Ok(
+        Json<ProductBody>,
+        /// Where the stock figures come from: `redis` (the sellable figure), or `mysql`
+        /// (on-hand; the Redis-path read falls back to it while the stock cache is unavailable).
+        #[oai(header = "Stock-Source")]
+        Option<String>,
+    ),
     #[oai(status = 400, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
     /// No such product.
@@ -96,16 +110,19 @@ impl CatalogApi {
             Err(p) => return p.into(),
         };
         match self.state.store.products_page(page, size).await {
-            Ok(p) => ProductListResponse::Ok(Json(ProductList {
-                products: p
-                    .items
-                    .into_iter()
-                    .map(|p| ProductBody::new(p, None))
-                    .collect(),
-                page,
-                size,
-                total: p.total,
-            })),
+            Ok(p) => ProductListResponse::Ok(
+                Json(ProductList {
+                    products: p
+                        .items
+                        .into_iter()
+                        .map(|p| ProductBody::new(p, None))
+                        .collect(),
+                    page,
+                    size,
+                    total: p.total,
+                }),
+                None,
+            ),
             Err(e) => fail(e),
         }
     }
@@ -125,7 +142,10 @@ impl CatalogApi {
             Err(p) => return p.into(),
         };
         match self.state.store.product_with_stock(id).await {
-            Ok((p, stock)) => ProductResponse::Ok(Json(ProductBody::new(p, Some(stock)))),
+            Ok((p, stock)) => ProductResponse::Ok(
+                Json(ProductBody::new(p, Some(stock))),
+                Some(StockSource::Mysql.as_str().into()),
+            ),
             Err(e) => fail(e),
         }
     }

@@ -23,6 +23,9 @@ pub struct Metrics {
     backlog_age: IntGauge,
     /// Figures of the scheduled jobs, set by the app.
     pub jobs: IntGaugeVec,
+    up: IntGaugeVec,
+    circuit: IntGaugeVec,
+    degraded: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -79,8 +82,35 @@ impl Metrics {
             &["job", "figure"],
         )
         .expect("metric");
+        let up = IntGaugeVec::new(
+            Opts::new(
+                "dependency_up",
+                "1 while the dependency answers (MySQL: its last probe; Redis: circuit not open)",
+            ),
+            &["dependency"],
+        )
+        .expect("metric");
+        let circuit = IntGaugeVec::new(
+            Opts::new(
+                "redis_circuit",
+                "The Redis circuit: state (1 for the current one of closed/open/recovering) and trips",
+            ),
+            &["figure"],
+        )
+        .expect("metric");
+        let degraded = IntGaugeVec::new(
+            Opts::new(
+                "degraded_total",
+                "Work done in degraded mode while Redis was unreachable, by kind",
+            ),
+            &["kind"],
+        )
+        .expect("metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(up.clone()),
+            Box::new(circuit.clone()),
+            Box::new(degraded.clone()),
             Box::new(latency.clone()),
             Box::new(pool.clone()),
             Box::new(consumer.clone()),
@@ -99,6 +129,9 @@ impl Metrics {
             backlog,
             backlog_age,
             jobs,
+            up,
+            circuit,
+            degraded,
         }
     }
 
@@ -120,7 +153,36 @@ impl Metrics {
         self.pool
             .with_label_values(&["mysql", "idle"])
             .set(db.num_idle() as i64);
-        let r = state.store.redis.state();
+        let store = &state.store;
+        let c = &store.circuit;
+        self.up
+            .with_label_values(&["mysql"])
+            .set(i64::from(store.mysql_health.up()));
+        self.up
+            .with_label_values(&["redis"])
+            .set(i64::from(c.passes()));
+        for s in [
+            sf_persistence::CircuitState::Closed,
+            sf_persistence::CircuitState::Open,
+            sf_persistence::CircuitState::Recovering,
+        ] {
+            self.circuit
+                .with_label_values(&[s.as_str()])
+                .set(i64::from(c.state() == s));
+        }
+        self.circuit
+            .with_label_values(&["trips"])
+            .set(c.trips() as i64);
+        for (kind, v) in [
+            ("mysql_only_writes", &c.degraded_writes),
+            ("redis_orders_shed", &c.shed_orders),
+            ("mysql_stock_reads", &c.mysql_reads),
+        ] {
+            self.degraded
+                .with_label_values(&[kind])
+                .set(v.load(Ordering::Relaxed) as i64);
+        }
+        let r = store.redis_pool_state();
         self.pool
             .with_label_values(&["redis", "open"])
             .set(i64::from(r.connections));
@@ -140,13 +202,20 @@ impl Metrics {
                 .with_label_values(&[k])
                 .set(v.load(Ordering::Relaxed) as i64);
         }
-        if let Ok((n, age)) = sf_persistence::consumer::backlog(&state.store).await {
+        // A scrape never waits long on a slow store: the on-demand figures keep their last values.
+        let bound = std::time::Duration::from_millis(500);
+        if let Ok(Ok((n, age))) =
+            tokio::time::timeout(bound, sf_persistence::consumer::backlog(&state.store)).await
+        {
             self.backlog.set(n as i64);
             self.backlog_age.set(age as i64);
         }
         for kind in sf_persistence::jobs::JobKind::ALL {
-            if let Ok(runs) =
-                sf_persistence::jobs::recent_runs(&state.store, Some(kind.name()), 1).await
+            if let Ok(Ok(runs)) = tokio::time::timeout(
+                bound,
+                sf_persistence::jobs::recent_runs(&state.store, Some(kind.name()), 1),
+            )
+            .await
             {
                 if let Some(r) = runs.first() {
                     for (figure, v) in [

@@ -135,7 +135,11 @@ impl OrdersApi {
                 path: OrderPath::DbLock,
                 idempotency,
             };
-            Ok::<_, Problem>(self.state.store.place_mysql_first(&order).await?)
+            Ok::<_, Problem>(
+                self.state
+                    .write(|s| async move { s.place_mysql_first(&order).await })
+                    .await?,
+            )
         };
         match run.await {
             Ok(placed) => created(placed),
@@ -155,7 +159,12 @@ impl OrdersApi {
         operation_id = "cancelOrderDbLock"
     )]
     async fn cancel(&self, #[oai(name = "orderId")] order_id: Path<String>) -> OrderResponse {
-        match self.state.store.cancel_order(&order_id.0).await {
+        let id = order_id.0;
+        match self
+            .state
+            .write(|s| async move { s.cancel_order(&id).await })
+            .await
+        {
             Ok(o) => OrderResponse::Ok(Json(o.into())),
             Err(e) => fail(e),
         }

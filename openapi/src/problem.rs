@@ -108,6 +108,16 @@ impl From<DomainError> for Problem {
 impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Self {
         if e.is_server_error() {
+            if let StoreError::RedisDown(detail) = &e {
+                // Expected while Redis is down, once per shed request: not worth a log line each.
+                tracing::debug!(error = %e, "refused: redis circuit not closed");
+                return Self::new(
+                    503,
+                    "stock-cache-unavailable",
+                    "Stock cache unavailable",
+                    detail.clone(),
+                );
+            }
             if let StoreError::Unavailable(detail) = &e {
                 tracing::warn!(error = %e, "dependency unavailable");
                 return Self::new(

@@ -95,8 +95,8 @@ impl RedisApi {
                 .iter()
                 .map(|p| ProductId::new_unchecked(p.product_id))
                 .collect();
-            let mut stock = self.state.store.redis_stock_levels(&ids).await?;
-            Ok::<_, Problem>(ProductList {
+            let (mut stock, source) = self.state.store.redis_stock_levels(&ids).await?;
+            let list = ProductList {
                 products: p
                     .items
                     .into_iter()
@@ -108,10 +108,11 @@ impl RedisApi {
                 page,
                 size,
                 total: p.total,
-            })
+            };
+            Ok::<_, Problem>((list, source))
         };
         match run.await {
-            Ok(list) => ProductListResponse::Ok(Json(list)),
+            Ok((list, source)) => ProductListResponse::Ok(Json(list), Some(source.as_str().into())),
             Err(p) => p.into(),
         }
     }
@@ -132,11 +133,11 @@ impl RedisApi {
                 .catalog_product(id)
                 .filter(|p| p.active)
                 .ok_or(sf_persistence::StoreError::UnknownProduct(id))?;
-            let mut stock = self.state.store.redis_stock_levels(&[id]).await?;
-            Ok::<_, Problem>(ProductBody::new(product, stock.remove(&id)))
+            let (mut stock, source) = self.state.store.redis_stock_levels(&[id]).await?;
+            Ok::<_, Problem>((ProductBody::new(product, stock.remove(&id)), source))
         };
         match run.await {
-            Ok(p) => ProductResponse::Ok(Json(p)),
+            Ok((p, source)) => ProductResponse::Ok(Json(p), Some(source.as_str().into())),
             Err(p) => p.into(),
         }
     }
@@ -165,7 +166,11 @@ impl RedisApi {
                 destination,
                 idempotency,
             };
-            Ok::<_, Problem>(self.state.store.place_redis(&order).await?)
+            Ok::<_, Problem>(
+                self.state
+                    .write(|s| async move { s.place_redis(&order).await })
+                    .await?,
+            )
         };
         match run.await {
             Ok(Placed::New(o)) => AcceptOrderResponse::Accepted(Json(o.into()), None),
@@ -187,7 +192,12 @@ impl RedisApi {
         operation_id = "cancelOrderRedis"
     )]
     async fn cancel(&self, #[oai(name = "orderId")] order_id: Path<String>) -> OrderResponse {
-        match self.state.store.cancel_order(&order_id.0).await {
+        let id = order_id.0;
+        match self
+            .state
+            .write(|s| async move { s.cancel_order(&id).await })
+            .await
+        {
             Ok(o) => OrderResponse::Ok(Json(o.into())),
             Err(e) => fail(e),
         }

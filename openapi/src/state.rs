@@ -14,3 +14,23 @@ pub struct ApiState {
     /// Runs the scheduled jobs on demand (the operators' "run now").
     pub jobs: Arc<sf_persistence::jobs::JobRunner>,
 }
+
+impl ApiState {
+    /// Runs a write in a task of its own. When a client goes away, its request's future is
+    /// dropped wherever it stands; a write cut between its Redis step and its MySQL commit would
+    /// leave the two apart. In its own task, the write always reaches its end (each step bounded
+    /// by its deadline), whether or not anyone waits for the answer.
+    pub async fn write<T, F, Fut>(&self, write: F) -> sf_persistence::StoreResult<T>
+    where
+        F: FnOnce(Arc<Store>) -> Fut,
+        Fut: std::future::Future<Output = sf_persistence::StoreResult<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        match tokio::spawn(write(self.store.clone())).await {
+            Ok(r) => r,
+            Err(e) => Err(sf_persistence::StoreError::Internal(format!(
+                "write task failed: {e}"
+            ))),
+        }
+    }
+}

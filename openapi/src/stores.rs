@@ -83,7 +83,13 @@ macro_rules! read_response {
         pub enum $name {
             #[doc = $doc]
             #[oai(status = 200)]
-            Ok(Json<$body>),
+            Ok(
+                Json<$body>,
+                /// `redis` (the sellable figure), or `mysql` while the stock cache is unavailable
+                /// (on-hand, still counting online orders not yet persisted).
+                #[oai(header = "Stock-Source")]
+                String,
+            ),
             /// Bad query parameters.
             #[oai(status = 400, content_type = "application/problem+json")]
             BadRequest(Json<Problem>),
@@ -236,8 +242,8 @@ impl StoresApi {
                 .iter()
                 .map(|p| ProductId::new_unchecked(p.product_id))
                 .collect();
-            let stock = self.state.store.read_stock(&[store], &ids).await?;
-            Ok::<_, Problem>(StoreProductList {
+            let (stock, source) = self.state.store.read_stock(&[store], &ids).await?;
+            let list = StoreProductList {
                 store_id: store.get(),
                 products: p
                     .items
@@ -254,10 +260,11 @@ impl StoresApi {
                 page,
                 size,
                 total: p.total,
-            })
+            };
+            Ok::<_, Problem>((list, source))
         };
         match run.await {
-            Ok(l) => StoreProductsResponse::Ok(Json(l)),
+            Ok((l, source)) => StoreProductsResponse::Ok(Json(l), source.as_str().into()),
             Err(p) => p.into(),
         }
     }
@@ -287,15 +294,16 @@ impl StoresApi {
             {
                 return Err(StoreError::UnknownProduct(product).into());
             }
-            let stock = self.state.store.read_stock(&[store], &[product]).await?;
-            Ok::<_, Problem>(StoreStock {
+            let (stock, source) = self.state.store.read_stock(&[store], &[product]).await?;
+            let body = StoreStock {
                 store_id: store.get(),
                 product_id: product.get(),
                 quantity: stock[0][0],
-            })
+            };
+            Ok::<_, Problem>((body, source))
         };
         match run.await {
-            Ok(s) => StoreStockResponse::Ok(Json(s)),
+            Ok((s, source)) => StoreStockResponse::Ok(Json(s), source.as_str().into()),
             Err(p) => p.into(),
         }
     }
@@ -342,12 +350,12 @@ impl StoresApi {
                     "limit must be between 1 and 50, got {limit}"
                 )));
             }
-            let nearby = self
+            let (nearby, source) = self
                 .state
                 .store
                 .nearby_stock(store, &[product], radius)
                 .await?;
-            Ok::<_, Problem>(NearbyStores {
+            let body = NearbyStores {
                 stores: nearby
                     .into_iter()
                     .filter(|(_, _, q)| q[0] > 0)
@@ -359,10 +367,11 @@ impl StoresApi {
                         quantity: q[0],
                     })
                     .collect(),
-            })
+            };
+            Ok::<_, Problem>((body, source))
         };
         match run.await {
-            Ok(s) => NearbyResponse::Ok(Json(s)),
+            Ok((s, source)) => NearbyResponse::Ok(Json(s), source.as_str().into()),
             Err(p) => p.into(),
         }
     }
@@ -396,7 +405,11 @@ impl StoresApi {
                 path: OrderPath::Pos,
                 idempotency,
             };
-            Ok::<_, Problem>(self.state.store.place_mysql_first(&order).await?)
+            Ok::<_, Problem>(
+                self.state
+                    .write(|s| async move { s.place_mysql_first(&order).await })
+                    .await?,
+            )
         };
         match run.await {
             Ok(placed) => crate::orders::created(placed).into(),
@@ -440,7 +453,12 @@ impl StoresApi {
             if order.path != OrderPath::Pos || order.fulfillment_location_id != store.get() {
                 return Err(not_here());
             }
-            Ok::<_, Problem>(self.state.store.cancel_mysql_first(&order_id.0).await?)
+            let id = order_id.0.clone();
+            Ok::<_, Problem>(
+                self.state
+                    .write(|s| async move { s.cancel_mysql_first(&id).await })
+                    .await?,
+            )
         };
         match run.await {
             Ok(o) => PosCancelResponse::Ok(Json(o.into())),

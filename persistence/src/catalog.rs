@@ -158,23 +158,26 @@ impl Store {
 
     /// Active products by id, a page at a time (MySQL).
     pub async fn products_page(&self, page: u32, size: u32) -> StoreResult<Page<Product>> {
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products WHERE active")
-            .fetch_one(&self.db)
+        self.in_time(self.db_deadline(), async {
+            let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products WHERE active")
+                .fetch_one(&self.db)
+                .await?;
+            let rows = sqlx::query(
+                "SELECT id, sku, name, price, active FROM products WHERE active ORDER BY id LIMIT ? OFFSET ?",
+            )
+            .bind(size)
+            .bind(u64::from(page) * u64::from(size))
+            .fetch_all(&self.db)
             .await?;
-        let rows = sqlx::query(
-            "SELECT id, sku, name, price, active FROM products WHERE active ORDER BY id LIMIT ? OFFSET ?",
-        )
-        .bind(size)
-        .bind(u64::from(page) * u64::from(size))
-        .fetch_all(&self.db)
-        .await?;
-        Ok(Page {
-            items: rows
-                .iter()
-                .map(product_from_row)
-                .collect::<StoreResult<_>>()?,
-            total: total as u64,
+            Ok(Page {
+                items: rows
+                    .iter()
+                    .map(product_from_row)
+                    .collect::<StoreResult<_>>()?,
+                total: total as u64,
+            })
         })
+        .await
     }
 
     /// One active product and its on-hand stock at every active location (MySQL).
@@ -182,33 +185,36 @@ impl Store {
         &self,
         id: ProductId,
     ) -> StoreResult<(Product, Vec<StockLevel>)> {
-        let row = sqlx::query(
-            "SELECT id, sku, name, price, active FROM products WHERE id = ? AND active",
-        )
-        .bind(id.get())
-        .fetch_optional(&self.db)
-        .await?
-        .ok_or(StoreError::UnknownProduct(id))?;
-        let product = product_from_row(&row)?;
-        let rows = sqlx::query(
-            "SELECT s.location_id, CAST(l.kind AS CHAR) AS kind, s.on_hand FROM stock s \
+        self.in_time(self.db_deadline(), async {
+            let row = sqlx::query(
+                "SELECT id, sku, name, price, active FROM products WHERE id = ? AND active",
+            )
+            .bind(id.get())
+            .fetch_optional(&self.db)
+            .await?
+            .ok_or(StoreError::UnknownProduct(id))?;
+            let product = product_from_row(&row)?;
+            let rows = sqlx::query(
+                "SELECT s.location_id, CAST(l.kind AS CHAR) AS kind, s.on_hand FROM stock s \
              JOIN locations l ON l.id = s.location_id WHERE s.product_id = ? AND l.active \
              ORDER BY s.location_id",
-        )
-        .bind(id.get())
-        .fetch_all(&self.db)
-        .await?;
-        let stock = rows
-            .iter()
-            .map(|r| {
-                Ok(StockLevel {
-                    location_id: r.try_get("location_id")?,
-                    location_type: kind(r.try_get("kind")?)?,
-                    quantity: r.try_get("on_hand")?,
+            )
+            .bind(id.get())
+            .fetch_all(&self.db)
+            .await?;
+            let stock = rows
+                .iter()
+                .map(|r| {
+                    Ok(StockLevel {
+                        location_id: r.try_get("location_id")?,
+                        location_type: kind(r.try_get("kind")?)?,
+                        quantity: r.try_get("on_hand")?,
+                    })
                 })
-            })
-            .collect::<StoreResult<_>>()?;
-        Ok((product, stock))
+                .collect::<StoreResult<_>>()?;
+            Ok((product, stock))
+        })
+        .await
     }
 }
 
@@ -247,21 +253,24 @@ impl Store {
         name: &str,
         at: Coordinates,
     ) -> StoreResult<Location> {
-        let id = sqlx::query(
-            "INSERT INTO locations (kind, name, latitude, longitude) VALUES (?, ?, ?, ?)",
-        )
-        .bind(kind.as_str())
-        .bind(name)
-        .bind(at.latitude())
-        .bind(at.longitude())
-        .execute(&self.db)
-        .await?
-        .last_insert_id();
-        self.refresh_locations().await?;
-        self.locations()
-            .get(LocationId::new_unchecked(id))
-            .cloned()
-            .ok_or(StoreError::UnknownLocation(LocationId::new_unchecked(id)))
+        self.in_time(self.db_deadline(), async {
+            let id = sqlx::query(
+                "INSERT INTO locations (kind, name, latitude, longitude) VALUES (?, ?, ?, ?)",
+            )
+            .bind(kind.as_str())
+            .bind(name)
+            .bind(at.latitude())
+            .bind(at.longitude())
+            .execute(&self.db)
+            .await?
+            .last_insert_id();
+            self.refresh_locations().await?;
+            self.locations()
+                .get(LocationId::new_unchecked(id))
+                .cloned()
+                .ok_or(StoreError::UnknownLocation(LocationId::new_unchecked(id)))
+        })
+        .await
     }
 
     /// Renames, moves, deactivates or reactivates a location. A deactivated location is never
@@ -271,38 +280,46 @@ impl Store {
         id: LocationId,
         change: LocationChange,
     ) -> StoreResult<Location> {
-        sqlx::query(
-            "UPDATE locations SET name = COALESCE(?, name), latitude = COALESCE(?, latitude), \
+        self.in_time(self.db_deadline(), async {
+            sqlx::query(
+                "UPDATE locations SET name = COALESCE(?, name), latitude = COALESCE(?, latitude), \
              longitude = COALESCE(?, longitude), active = COALESCE(?, active) WHERE id = ?",
-        )
-        .bind(change.name)
-        .bind(change.coordinates.map(|c| c.latitude()))
-        .bind(change.coordinates.map(|c| c.longitude()))
-        .bind(change.active)
-        .bind(id.get())
-        .execute(&self.db)
-        .await?;
-        self.refresh_locations().await?;
-        self.locations()
-            .get(id)
-            .cloned()
-            .ok_or(StoreError::UnknownLocation(id))
+            )
+            .bind(change.name)
+            .bind(change.coordinates.map(|c| c.latitude()))
+            .bind(change.coordinates.map(|c| c.longitude()))
+            .bind(change.active)
+            .bind(id.get())
+            .execute(&self.db)
+            .await?;
+            self.refresh_locations().await?;
+            self.locations()
+                .get(id)
+                .cloned()
+                .ok_or(StoreError::UnknownLocation(id))
+        })
+        .await
     }
 
     pub async fn create_product(&self, sku: &str, name: &str, price: i64) -> StoreResult<Product> {
-        let id = sqlx::query("INSERT INTO products (sku, name, price) VALUES (?, ?, ?)")
-            .bind(sku)
-            .bind(name)
-            .bind(price)
-            .execute(&self.db)
-            .await
-            .map_err(|e| {
-                conflict_on_duplicate(e, || format!("a product with SKU {sku:?} exists already"))
-            })?
-            .last_insert_id();
-        self.refresh_catalog().await?;
-        self.catalog_product(ProductId::new_unchecked(id))
-            .ok_or(StoreError::UnknownProduct(ProductId::new_unchecked(id)))
+        self.in_time(self.db_deadline(), async {
+            let id = sqlx::query("INSERT INTO products (sku, name, price) VALUES (?, ?, ?)")
+                .bind(sku)
+                .bind(name)
+                .bind(price)
+                .execute(&self.db)
+                .await
+                .map_err(|e| {
+                    conflict_on_duplicate(e, || {
+                        format!("a product with SKU {sku:?} exists already")
+                    })
+                })?
+                .last_insert_id();
+            self.refresh_catalog().await?;
+            self.catalog_product(ProductId::new_unchecked(id))
+                .ok_or(StoreError::UnknownProduct(ProductId::new_unchecked(id)))
+        })
+        .await
     }
 
     /// Renames, reprices, deactivates or reactivates a product. A new price applies to orders
@@ -312,18 +329,21 @@ impl Store {
         id: ProductId,
         change: ProductChange,
     ) -> StoreResult<Product> {
-        sqlx::query(
-            "UPDATE products SET name = COALESCE(?, name), price = COALESCE(?, price), \
+        self.in_time(self.db_deadline(), async {
+            sqlx::query(
+                "UPDATE products SET name = COALESCE(?, name), price = COALESCE(?, price), \
              active = COALESCE(?, active) WHERE id = ?",
-        )
-        .bind(change.name)
-        .bind(change.price)
-        .bind(change.active)
-        .bind(id.get())
-        .execute(&self.db)
-        .await?;
-        self.refresh_catalog().await?;
-        self.catalog_product(id)
-            .ok_or(StoreError::UnknownProduct(id))
+            )
+            .bind(change.name)
+            .bind(change.price)
+            .bind(change.active)
+            .bind(id.get())
+            .execute(&self.db)
+            .await?;
+            self.refresh_catalog().await?;
+            self.catalog_product(id)
+                .ok_or(StoreError::UnknownProduct(id))
+        })
+        .await
     }
 }

@@ -129,13 +129,29 @@ pub async fn run(
     tracing::info!(consumer = %config.name, "order event consumer started");
     let mut state = State::default();
     while !*shutdown.borrow() {
+        if !store.circuit.passes() {
+            // Redis is unreachable: nothing to read; the circuit's probe tells when it is back.
+            tokio::select! {
+                _ = tokio::time::sleep(store.redis_settings.probe_every) => continue,
+                _ = shutdown.changed() => break,
+            }
+        }
         let round = tokio::select! {
             r = state.round(&store, &config, &stats) => r,
             _ = shutdown.changed() => break,
         };
         if let Err(e) = round {
             stats.errors.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(consumer = %config.name, error = %e, "consumer round failed; retrying");
+            match &e {
+                StoreError::Redis(re) if crate::Circuit::unreachable(re) => {
+                    // The consumer's own reader is outside the pool: it reports to the circuit too.
+                    store.circuit.trip(&re.to_string());
+                    tracing::debug!(consumer = %config.name, error = %e, "consumer round failed: redis unreachable");
+                }
+                _ => {
+                    tracing::error!(consumer = %config.name, error = %e, "consumer round failed; retrying")
+                }
+            }
             state.groups.clear();
             state.reader = None;
             tokio::select! {
@@ -209,8 +225,8 @@ impl State {
                     Some(c) => c,
                     None => self.reader.insert(
                         store
-                            .redis_client
-                            .get_multiplexed_async_connection()
+                            .redis_settings
+                            .own_connection(&store.redis_client, config.block)
                             .await?,
                     ),
                 };

@@ -22,10 +22,13 @@ pub struct IssuedKey {
 impl Store {
     /// Issues a key for an existing store.
     pub async fn issue_store_key(&self, store: LocationId, label: &str) -> StoreResult<IssuedKey> {
-        let mut raw = [0u8; 24];
-        rand::thread_rng().fill_bytes(&mut raw);
-        let key = format!("sfk_{}", hex::encode(raw));
-        self.insert_store_key(store, label, &key).await
+        self.in_time(self.db_deadline(), async {
+            let mut raw = [0u8; 24];
+            rand::thread_rng().fill_bytes(&mut raw);
+            let key = format!("sfk_{}", hex::encode(raw));
+            self.insert_store_key(store, label, &key).await
+        })
+        .await
     }
 
     pub(crate) async fn insert_store_key(
@@ -64,32 +67,40 @@ impl Store {
 
     /// Revokes a key of `store`. Revoking twice is harmless; a key of another store is not found.
     pub async fn revoke_store_key(&self, store: LocationId, key_id: u64) -> StoreResult<()> {
-        let found: Option<u64> =
-            sqlx::query_scalar("SELECT id FROM store_keys WHERE id = ? AND store_id = ?")
-                .bind(key_id)
-                .bind(store.get())
-                .fetch_optional(&self.db)
-                .await?;
-        if found.is_none() {
-            return Err(StoreError::NotFound(format!(
-                "store {store} has no key {key_id}"
-            )));
-        }
-        sqlx::query("UPDATE store_keys SET revoked_at = COALESCE(revoked_at, NOW(3)) WHERE id = ?")
+        self.in_time(self.db_deadline(), async {
+            let found: Option<u64> =
+                sqlx::query_scalar("SELECT id FROM store_keys WHERE id = ? AND store_id = ?")
+                    .bind(key_id)
+                    .bind(store.get())
+                    .fetch_optional(&self.db)
+                    .await?;
+            if found.is_none() {
+                return Err(StoreError::NotFound(format!(
+                    "store {store} has no key {key_id}"
+                )));
+            }
+            sqlx::query(
+                "UPDATE store_keys SET revoked_at = COALESCE(revoked_at, NOW(3)) WHERE id = ?",
+            )
             .bind(key_id)
             .execute(&self.db)
             .await?;
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     /// The store a valid, unrevoked key belongs to.
     pub async fn store_of_key(&self, key: &str) -> StoreResult<Option<LocationId>> {
-        let id: Option<u64> = sqlx::query_scalar(
-            "SELECT store_id FROM store_keys WHERE key_hash = ? AND revoked_at IS NULL",
-        )
-        .bind(hash_key(key))
-        .fetch_optional(&self.db)
-        .await?;
-        Ok(id.map(LocationId::new_unchecked))
+        self.in_time(self.db_deadline(), async {
+            let id: Option<u64> = sqlx::query_scalar(
+                "SELECT store_id FROM store_keys WHERE key_hash = ? AND revoked_at IS NULL",
+            )
+            .bind(hash_key(key))
+            .fetch_optional(&self.db)
+            .await?;
+            Ok(id.map(LocationId::new_unchecked))
+        })
+        .await
     }
 }

@@ -10,14 +10,29 @@ use std::time::Duration;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
-/// Connects to `url`, creating the database if it does not exist yet.
-pub async fn connect(url: &str, max_connections: u32) -> StoreResult<MySqlPool> {
+/// Connects to `url`, creating the database if it does not exist yet. Getting a pooled connection (opening one included) takes at most `connect_timeout`; a row-lock
+/// wait ends after `command_timeout` (MariaDB counts whole seconds, at least one).
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+    connect_timeout: Duration,
+    command_timeout: Duration,
+) -> StoreResult<MySqlPool> {
+    let lock_wait_secs = command_timeout.as_secs_f64().ceil().max(1.0) as u64;
     let options = MySqlConnectOptions::from_str(url)?
         .log_statements(tracing::log::LevelFilter::Trace)
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(2));
     if let Some(name) = options.get_database().map(str::to_owned) {
         // A fresh server has no database yet: create it through a connection without one.
-        let mut admin = options.clone().database("").connect().await?;
+        let mut admin =
+            tokio::time::timeout(connect_timeout, options.clone().database("").connect())
+                .await
+                .map_err(|_| {
+                    StoreError::Unavailable(format!(
+                        "MySQL did not accept a connection within {} ms",
+                        connect_timeout.as_millis()
+                    ))
+                })??;
         sqlx::query(&format!(
             "CREATE DATABASE IF NOT EXISTS `{}` CHARACTER SET utf8mb4",
             name.replace('`', "")
@@ -28,9 +43,14 @@ pub async fn connect(url: &str, max_connections: u32) -> StoreResult<MySqlPool> 
     let pool = MySqlPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(1)
-        .acquire_timeout(Duration::from_secs(10))
-        .after_connect(|conn, _| {
+        .acquire_timeout(connect_timeout)
+        .after_connect(move |conn, _| {
             Box::pin(async move {
+                sqlx::query(&format!(
+                    "SET SESSION innodb_lock_wait_timeout = {lock_wait_secs}"
+                ))
+                .execute(&mut *conn)
+                .await?;
                 // Locking reads must see the latest committed rows; snapshots of REPEATABLE READ
                 // would make the stock checks reason about stale figures.
                 sqlx::query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")

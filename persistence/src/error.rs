@@ -45,6 +45,10 @@ pub enum StoreError {
     /// A dependency cannot serve now; the client may retry (503 with Retry-After).
     #[error("{0}")]
     Unavailable(String),
+    /// Redis is not trusted now (its circuit is open or recovering): refused at once, nothing
+    /// was changed (503 with Retry-After).
+    #[error("{0}")]
+    RedisDown(String),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
     #[error("redis error: {0}")]
@@ -97,7 +101,11 @@ impl StoreError {
     pub fn is_server_error(&self) -> bool {
         matches!(
             self,
-            Self::Db(_) | Self::Redis(_) | Self::Internal(_) | Self::Unavailable(_)
+            Self::Db(_)
+                | Self::Redis(_)
+                | Self::Internal(_)
+                | Self::Unavailable(_)
+                | Self::RedisDown(_)
         )
     }
 }

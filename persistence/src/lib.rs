@@ -5,6 +5,7 @@
 //!
 //! - [`db`]: the MySQL pool, embedded migrations, deadlock retry.
 //! - [`redis_stock`]: Redis key names, the Lua scripts (files under `persistence/lua/`).
+//! - [`circuit`]: deadlines on Redis commands and the circuit breaker for Redis outages.
 //! - [`catalog`]: products and locations, with the in-memory copies routing and pricing read.
 //! - [`sync`]: loading and repairing Redis stock from MySQL at a consistent point.
 //! - [`mysql_first`]: orders decided in a MySQL transaction (the DB-lock path and POS sales),
@@ -19,6 +20,7 @@
 //! This crate decides nothing about routing (that is `sf-routing`) and knows nothing of HTTP.
 
 pub mod catalog;
+pub mod circuit;
 pub mod consumer;
 pub mod credentials;
 pub mod db;
@@ -34,14 +36,16 @@ pub mod redis_stock;
 pub mod seed;
 pub mod sync;
 
+pub use circuit::{Circuit, CircuitState};
 pub use error::{Alternative, StoreError, StoreResult};
-pub use redis_stock::{Keys, RedisPool};
+pub use redis_stock::{Keys, RedisLink, RedisPool, RedisSettings};
 
 use catalog::{Catalog, Locations};
 use sf_routing::{LocationId, ProductId};
 use sqlx::MySqlPool;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 /// Settings of the storage layer.
 #[derive(Debug, Clone)]
@@ -54,6 +58,9 @@ pub struct StoreConfig {
     pub record_ttl_secs: u64,
     /// How long idempotency keys are kept, in seconds.
     pub idempotency_ttl_secs: u64,
+    /// The MySQL work of one request: its transaction's statements (with the retries after a
+    /// deadlock), and again its commit.
+    pub db_timeout: Duration,
 }
 
 impl Default for StoreConfig {
@@ -63,6 +70,7 @@ impl Default for StoreConfig {
             same_day_radius_km: 10.0,
             record_ttl_secs: 60,
             idempotency_ttl_secs: 48 * 3600,
+            db_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -70,9 +78,15 @@ impl Default for StoreConfig {
 /// Both stores and the in-memory copies of the catalogue and the locations.
 pub struct Store {
     pub db: MySqlPool,
-    pub redis: RedisPool,
+    /// Replaced by a fresh pool when Redis comes back after an outage.
+    redis: RwLock<RedisPool>,
     /// For connections of their own, outside the pool.
     pub redis_client: redis::Client,
+    pub redis_settings: RedisSettings,
+    /// Open while Redis is unreachable: Redis calls fail at once.
+    pub circuit: Arc<Circuit>,
+    /// Whether MySQL answered its last probe ([`Store::probe_mysql`]).
+    pub mysql_health: circuit::MysqlHealth,
     pub keys: Keys,
     pub scripts: redis_stock::Scripts,
     pub config: StoreConfig,
@@ -85,15 +99,14 @@ pub struct Store {
 
 impl Store {
     /// Wraps open pools and loads the catalogue and locations into memory.
-    pub async fn new(
-        db: MySqlPool,
-        (redis, redis_client): (RedisPool, redis::Client),
-        config: StoreConfig,
-    ) -> StoreResult<Self> {
+    pub async fn new(db: MySqlPool, redis: RedisLink, config: StoreConfig) -> StoreResult<Self> {
         let store = Self {
             db,
-            redis,
-            redis_client,
+            redis: RwLock::new(redis.pool),
+            redis_client: redis.client,
+            redis_settings: redis.settings,
+            circuit: Arc::default(),
+            mysql_health: circuit::MysqlHealth::default(),
             keys: Keys::new(config.key_prefix.clone()),
             scripts: redis_stock::Scripts::default(),
             config,
@@ -106,11 +119,97 @@ impl Store {
         Ok(store)
     }
 
-    /// A Redis connection for one operation. The pooled connection is multiplexed: a clone of
-    /// it pipelines this operation with other requests' over the same socket, and the pool slot
-    /// is free again at once.
-    pub async fn conn(&self) -> StoreResult<redis::aio::ConnectionManager> {
-        let pooled = self.redis.get().await?;
-        Ok((*pooled).clone())
+    /// A Redis connection for one operation, behind the circuit: it fails at once while the
+    /// circuit is open, and each of its commands ends within the command deadline. The pooled
+    /// connection is multiplexed: a clone of it pipelines this operation with other requests'
+    /// over the same socket, and the pool slot is free again at once.
+    pub async fn conn(&self) -> StoreResult<circuit::GuardedConn> {
+        if !self.circuit.passes() {
+            return Err(StoreError::Redis(Circuit::open_error()));
+        }
+        self.pooled_conn(false).await
+    }
+
+    /// A Redis connection for settling a step a request already took in Redis (storing or
+    /// releasing its idempotency claim, taking back an increment whose commit is unknown): it is
+    /// tried even while the circuit is open — a single cut connection opens it, and the step
+    /// usually succeeds on the next one — still within the command deadline.
+    pub(crate) async fn settling_conn(&self) -> StoreResult<circuit::GuardedConn> {
+        self.pooled_conn(true).await
+    }
+
+    async fn pooled_conn(&self, always: bool) -> StoreResult<circuit::GuardedConn> {
+        let pool = self.redis.read().expect("redis pool").clone();
+        let pooled = match pool.get().await {
+            Ok(c) => c,
+            Err(bb8::RunError::User(e)) => {
+                if Circuit::unreachable(&e) {
+                    self.circuit.trip(&e.to_string());
+                }
+                return Err(e.into());
+            }
+            Err(bb8::RunError::TimedOut) => {
+                self.circuit
+                    .trip("no redis connection could be opened in time");
+                return Err(StoreError::Redis(Circuit::open_error()));
+            }
+        };
+        Ok(circuit::GuardedConn::new(
+            (*pooled).clone(),
+            self.circuit.clone(),
+            self.redis_settings.command_timeout,
+            always,
+        ))
+    }
+
+    /// When the MySQL work of a request started now must end.
+    pub(crate) fn db_deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.config.db_timeout
+    }
+
+    /// Runs a transaction's statements (everything before its commit step) under the request's
+    /// MySQL deadline. When it passes, the transaction is dropped, which rolls it back.
+    pub(crate) async fn in_time<T>(
+        &self,
+        deadline: tokio::time::Instant,
+        statements: impl std::future::Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        match tokio::time::timeout_at(deadline, statements).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "MySQL did not answer within {} ms; nothing was changed",
+                self.config.db_timeout.as_millis()
+            ))),
+        }
+    }
+
+    /// Connections of the Redis pool, open and idle.
+    pub fn redis_pool_state(&self) -> bb8::State {
+        self.redis.read().expect("redis pool").state()
+    }
+
+    /// Asks MySQL for `SELECT 1` within the connect and command deadlines, and records whether
+    /// it answered (health checks read that record and never wait on MySQL themselves).
+    pub async fn probe_mysql(&self) -> bool {
+        let ask = sqlx::query("SELECT 1").execute(&self.db);
+        let result = match tokio::time::timeout(self.config.db_timeout, ask).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "no answer within {} ms",
+                self.config.db_timeout.as_millis()
+            )),
+        };
+        let up = result.is_ok();
+        self.mysql_health.set(result);
+        up
+    }
+
+    /// Replaces the Redis pool with a fresh one (after an outage: the old connections may still
+    /// be bound to the dead server).
+    pub(crate) async fn renew_redis_pool(&self) -> StoreResult<()> {
+        let fresh = self.redis_settings.pool(&self.redis_client).await?;
+        *self.redis.write().expect("redis pool") = fresh;
+        Ok(())
     }
 }

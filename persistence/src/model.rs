@@ -161,3 +161,22 @@ pub struct Page<T> {
     pub items: Vec<T>,
     pub total: u64,
 }
+
+/// Where a stock figure was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StockSource {
+    /// Redis: the sellable figure (reservations not yet in MySQL already taken off).
+    Redis,
+    /// MySQL's on-hand figure, while Redis is not trusted or does not answer.
+    Mysql,
+}
+
+impl StockSource {
+    /// The value of the `Stock-Source` response header.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Redis => "redis",
+            Self::Mysql => "mysql",
+        }
+    }
+}

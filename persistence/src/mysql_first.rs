@@ -16,6 +16,7 @@ use crate::sync::SyncMode;
 use crate::Store;
 use sf_routing::{candidates, Candidate, Destination, LocationId, OrderLines, ProductId};
 use sqlx::{MySqlConnection, Row};
+use tokio::time::Instant;
 
 /// An order to decide in MySQL.
 #[derive(Debug, Clone)]
@@ -243,9 +244,10 @@ impl Store {
         let ranked = candidates(&self.locations().index, &req.destination)
             .map_err(|e| StoreError::NotFound(e.to_string()))?;
         let mut shortest = None;
+        let deadline = self.db_deadline();
         for candidate in &ranked {
             let attempt = with_retry("mysql-first order", || {
-                self.try_mysql_first(req, &prices, *candidate)
+                self.try_mysql_first(req, &prices, *candidate, deadline)
             })
             .await?;
             match attempt {
@@ -265,43 +267,51 @@ impl Store {
         req: &MysqlFirstOrder,
         prices: &[i64],
         candidate: Candidate,
+        deadline: Instant,
     ) -> StoreResult<Attempt> {
         let loc = candidate.location;
-        let mut tx = self.db.begin().await?;
-        if let Some(idem) = &req.idempotency {
-            if let Claim::Replay(order) =
-                claim_mysql(&mut tx, idem, self.config.idempotency_ttl_secs).await?
-            {
-                tx.rollback().await?;
-                return Ok(Attempt::Placed(Placed::Replayed(*order)));
-            }
-        }
-        let order = build_order(
-            Order::new_id(loc.get()),
-            OrderStatus::Confirmed,
-            req.path,
-            &req.destination,
-            candidate,
-            &req.lines,
-            prices,
-        );
-        let reason = match req.path {
-            OrderPath::Pos => Reason::PosSale,
-            _ => Reason::Order,
-        };
-        insert_orders(&mut tx, &[&order], reason).await?;
         let deltas: Vec<(ProductId, i64)> = req
             .lines
             .iter()
             .map(|(p, q)| (p, -i64::from(q.get())))
             .collect();
-        if let Some((product, have)) = change_mysql_stock(&mut tx, loc, &deltas).await? {
-            tx.rollback().await?;
-            return Ok(Attempt::Short { product, have });
-        }
-        if let Some(idem) = &req.idempotency {
-            complete_mysql(&mut tx, idem, &order).await?;
-        }
+        let statements = async {
+            let mut tx = self.db.begin().await?;
+            if let Some(idem) = &req.idempotency {
+                if let Claim::Replay(order) =
+                    claim_mysql(&mut tx, idem, self.config.idempotency_ttl_secs).await?
+                {
+                    tx.rollback().await?;
+                    return Ok(Err(Attempt::Placed(Placed::Replayed(*order))));
+                }
+            }
+            let order = build_order(
+                Order::new_id(loc.get()),
+                OrderStatus::Confirmed,
+                req.path,
+                &req.destination,
+                candidate,
+                &req.lines,
+                prices,
+            );
+            let reason = match req.path {
+                OrderPath::Pos => Reason::PosSale,
+                _ => Reason::Order,
+            };
+            insert_orders(&mut tx, &[&order], reason).await?;
+            if let Some((product, have)) = change_mysql_stock(&mut tx, loc, &deltas).await? {
+                tx.rollback().await?;
+                return Ok(Err(Attempt::Short { product, have }));
+            }
+            if let Some(idem) = &req.idempotency {
+                complete_mysql(&mut tx, idem, &order).await?;
+            }
+            Ok(Ok((tx, order)))
+        };
+        let (tx, order) = match self.in_time(deadline, statements).await? {
+            Ok(ready) => ready,
+            Err(done) => return Ok(done),
+        };
         if let Some((product, have)) = self.commit_with_redis(tx, loc, &deltas).await? {
             return Ok(Attempt::Short { product, have });
         }
@@ -313,35 +323,88 @@ impl Store {
     /// units that online orders took, so a decrement can be refused here: then the transaction is
     /// rolled back and the short product answered), then commits.
     ///
-    /// Nothing is compensated blindly. When the outcome is unknown — the script's reply was lost,
-    /// or the commit failed and may or may not have happened — increments are taken back at once
-    /// (Redis must never show units MySQL may not have; a figure too low only sells less for a
-    /// moment), and the keys are then set from MySQL at a consistent point, now or, if that fails
-    /// too, by the background re-sync.
+    /// When Redis cannot be reached — the circuit is open, or the script got no answer within its
+    /// deadline — the write commits on MySQL alone and marks its keys stale in the same
+    /// transaction (`redis_stale_keys`); they are set from MySQL before Redis decides an order
+    /// again ([`Store::recover_redis`]).
+    ///
+    /// Nothing is compensated blindly. When the commit's outcome is unknown (it failed or got no
+    /// answer within its deadline), increments are taken back in Redis at once (Redis must never
+    /// show units MySQL may not have; a figure too low only sells less for a moment), and the
+    /// keys are then set from MySQL at a consistent point, now or, if that fails too, by the
+    /// background re-sync.
     pub(crate) async fn commit_with_redis(
         &self,
         mut tx: sqlx::Transaction<'_, sqlx::MySql>,
         loc: LocationId,
         deltas: &[(ProductId, i64)],
     ) -> StoreResult<Option<(ProductId, i64)>> {
+        // Recovery waits for every write that got past here to finish (see `recover_redis`).
+        let _in_flight = self.circuit.write_in_flight().await;
+        if !self.circuit.passes() {
+            return self
+                .commit_mysql_alone(tx, loc, deltas)
+                .await
+                .map(|()| None);
+        }
         match self.adjust_redis(&mut tx, loc, deltas).await {
             Ok(Some(short)) => {
                 tx.rollback().await?;
                 return Ok(Some(short));
             }
             Ok(None) => {}
+            Err(StoreError::Redis(e)) if crate::Circuit::unreachable(&e) => {
+                // Whether or not the change reached Redis, the keys are set from MySQL before
+                // Redis decides again.
+                tracing::warn!(location = %loc, error = %e, "redis unreachable during a MySQL-first write; committing on MySQL alone");
+                return self
+                    .commit_mysql_alone(tx, loc, deltas)
+                    .await
+                    .map(|()| None);
+            }
             Err(e) => {
                 let _ = tx.rollback().await;
                 self.recover_stock_keys(loc, deltas).await;
                 return Err(e);
             }
         }
-        if let Err(e) = tx.commit().await {
+        if let Err(e) = self.commit_in_time(tx).await {
             tracing::warn!(location = %loc, error = %e, "commit of a MySQL-first write failed or its answer was lost; setting the redis keys from MySQL");
             self.recover_stock_keys(loc, deltas).await;
-            return Err(e.into());
+            return Err(e);
         }
         Ok(None)
+    }
+
+    /// Commits a MySQL-first write without Redis: its keys are marked stale in the same
+    /// transaction, so no instance lets Redis decide on them before they are set from MySQL.
+    async fn commit_mysql_alone(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::MySql>,
+        loc: LocationId,
+        deltas: &[(ProductId, i64)],
+    ) -> StoreResult<()> {
+        mark_stale(&mut tx, loc, deltas.iter().map(|(p, _)| *p)).await?;
+        self.commit_in_time(tx).await?;
+        self.circuit
+            .degraded_writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Commits within the MySQL deadline. A commit that does not answer in time has an unknown
+    /// outcome, like one whose answer was lost.
+    pub(crate) async fn commit_in_time(
+        &self,
+        tx: sqlx::Transaction<'_, sqlx::MySql>,
+    ) -> StoreResult<()> {
+        match tokio::time::timeout(self.config.db_timeout, tx.commit()).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "MySQL did not confirm the commit within {} ms; the change may or may not have been made",
+                self.config.db_timeout.as_millis()
+            ))),
+        }
     }
 
     /// After a MySQL-first write whose outcome is unknown: takes back its increments in Redis,
@@ -400,7 +463,11 @@ impl Store {
         for (p, d) in deltas {
             inv.key(self.keys.stock(loc, *p)).arg(*d);
         }
-        let mut redis = self.conn().await?;
+        let mut redis = match mode {
+            AdjustMode::Check => self.conn().await?,
+            // Taking back a change: tried even while the circuit is open.
+            AdjustMode::Force => self.settling_conn().await?,
+        };
         crate::redis_stock::invoke(&inv, &mut redis).await
     }
 
@@ -410,13 +477,42 @@ impl Store {
     /// give back.
     #[tracing::instrument(skip(self))]
     pub async fn cancel_mysql_first(&self, order_id: &str) -> StoreResult<Order> {
+        let deadline = self.db_deadline();
         with_retry("mysql-first cancel", || {
-            self.try_cancel_mysql_first(order_id)
+            self.try_cancel_mysql_first(order_id, deadline)
         })
         .await
     }
 
-    async fn try_cancel_mysql_first(&self, order_id: &str) -> StoreResult<Order> {
+    async fn try_cancel_mysql_first(
+        &self,
+        order_id: &str,
+        deadline: Instant,
+    ) -> StoreResult<Order> {
+        let (tx, change) = self
+            .in_time(deadline, self.cancel_statements(order_id))
+            .await?;
+        match change {
+            // Increments are never refused, so this never answers a short product.
+            Some((loc, deltas)) => {
+                self.commit_with_redis(tx, loc, &deltas).await?;
+            }
+            None => self.commit_in_time(tx).await?,
+        }
+        self.order_from_mysql(order_id)
+            .await?
+            .ok_or_else(|| StoreError::UnknownOrder(order_id.to_owned()))
+    }
+
+    /// The statements of a cancel, up to its commit step, and the stock change it makes.
+    #[allow(clippy::type_complexity)]
+    async fn cancel_statements(
+        &self,
+        order_id: &str,
+    ) -> StoreResult<(
+        sqlx::Transaction<'static, sqlx::MySql>,
+        Option<(LocationId, Vec<(ProductId, i64)>)>,
+    )> {
         let mut tx = self.db.begin().await?;
         let row = sqlx::query(
             "SELECT CAST(status AS CHAR) AS status, CAST(path AS CHAR) AS path, location_id \
@@ -449,8 +545,7 @@ impl Store {
                     .map(|(p, d)| (loc.get(), p.get(), *d, order_id))
                     .collect();
                 insert_movements(&mut tx, &moves, reason).await?;
-                // Increments are never refused, so this never answers a short product.
-                self.commit_with_redis(tx, loc, &deltas).await?;
+                Ok((tx, Some((loc, deltas))))
             }
             "REJECTED" => {
                 sqlx::query(
@@ -459,13 +554,10 @@ impl Store {
                 .bind(order_id)
                 .execute(&mut *tx)
                 .await?;
-                tx.commit().await?;
+                Ok((tx, None))
             }
-            _ => tx.commit().await?,
+            _ => Ok((tx, None)),
         }
-        self.order_from_mysql(order_id)
-            .await?
-            .ok_or_else(|| StoreError::UnknownOrder(order_id.to_owned()))
     }
 
     /// An operator's retry of a `REJECTED` order (after a restock): if the location has the units
@@ -473,46 +565,53 @@ impl Store {
     /// ledger), else the answer says what is missing and nothing changes.
     #[tracing::instrument(skip(self))]
     pub async fn retry_rejected(&self, order_id: &str) -> StoreResult<Order> {
-        with_retry("retry rejected order", || self.try_retry_rejected(order_id)).await
+        let deadline = self.db_deadline();
+        with_retry("retry rejected order", || {
+            self.try_retry_rejected(order_id, deadline)
+        })
+        .await
     }
 
-    async fn try_retry_rejected(&self, order_id: &str) -> StoreResult<Order> {
-        let mut tx = self.db.begin().await?;
-        let row = sqlx::query(
-            "SELECT CAST(status AS CHAR) AS status, location_id FROM orders WHERE id = ? FOR UPDATE",
-        )
-        .bind(order_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| StoreError::UnknownOrder(order_id.to_owned()))?;
-        let status: String = row.try_get("status")?;
-        if status != "REJECTED" {
-            return Err(StoreError::Conflict(format!(
-                "order {order_id} is {status}; only a REJECTED order can be retried"
-            )));
-        }
-        let loc = LocationId::new_unchecked(row.try_get("location_id")?);
-        let deltas = order_deltas(&mut tx, order_id, -1).await?;
-        let short = match change_mysql_stock(&mut tx, loc, &deltas).await? {
-            Some(short) => {
+    async fn try_retry_rejected(&self, order_id: &str, deadline: Instant) -> StoreResult<Order> {
+        let statements = async {
+            let mut tx = self.db.begin().await?;
+            let row = sqlx::query(
+                "SELECT CAST(status AS CHAR) AS status, location_id FROM orders WHERE id = ? FOR UPDATE",
+            )
+            .bind(order_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::UnknownOrder(order_id.to_owned()))?;
+            let status: String = row.try_get("status")?;
+            if status != "REJECTED" {
+                return Err(StoreError::Conflict(format!(
+                    "order {order_id} is {status}; only a REJECTED order can be retried"
+                )));
+            }
+            let loc = LocationId::new_unchecked(row.try_get("location_id")?);
+            let deltas = order_deltas(&mut tx, order_id, -1).await?;
+            if let Some(short) = change_mysql_stock(&mut tx, loc, &deltas).await? {
                 tx.rollback().await?;
-                Some(short)
+                return Ok((None, loc, deltas, Some(short)));
             }
-            None => {
-                let moves: Vec<_> = deltas
-                    .iter()
-                    .map(|(p, d)| (loc.get(), p.get(), *d, order_id))
-                    .collect();
-                insert_movements(&mut tx, &moves, Reason::Order).await?;
-                sqlx::query(
-                    "UPDATE orders SET status = 'CONFIRMED', reject_reason = NULL, rejected_at = NULL \
-                     WHERE id = ?",
-                )
-                .bind(order_id)
-                .execute(&mut *tx)
-                .await?;
-                self.commit_with_redis(tx, loc, &deltas).await?
-            }
+            let moves: Vec<_> = deltas
+                .iter()
+                .map(|(p, d)| (loc.get(), p.get(), *d, order_id))
+                .collect();
+            insert_movements(&mut tx, &moves, Reason::Order).await?;
+            sqlx::query(
+                "UPDATE orders SET status = 'CONFIRMED', reject_reason = NULL, rejected_at = NULL \
+                 WHERE id = ?",
+            )
+            .bind(order_id)
+            .execute(&mut *tx)
+            .await?;
+            Ok((Some(tx), loc, deltas, None))
+        };
+        let (tx, loc, deltas, short) = self.in_time(deadline, statements).await?;
+        let short = match tx {
+            Some(tx) => self.commit_with_redis(tx, loc, &deltas).await?,
+            None => short,
         };
         if let Some((product, have)) = short {
             let want = deltas
@@ -559,8 +658,9 @@ impl Store {
             self.catalog_product(product)
                 .ok_or(StoreError::UnknownProduct(product))?;
         }
+        let deadline = self.db_deadline();
         with_retry("stock change", || {
-            self.try_change_stock(loc, product, change, reason)
+            self.try_change_stock(loc, product, change, reason, deadline)
         })
         .await
     }
@@ -571,7 +671,42 @@ impl Store {
         product: ProductId,
         change: StockTarget,
         reason: Reason,
+        deadline: Instant,
     ) -> StoreResult<StockChange> {
+        let (tx, delta, before) = self
+            .in_time(
+                deadline,
+                self.stock_change_statements(loc, product, change, reason),
+            )
+            .await?;
+        if delta == 0 {
+            self.commit_in_time(tx).await?;
+            return Ok(StockChange {
+                before,
+                after: before,
+            });
+        }
+        if let Some((_, have)) = self.commit_with_redis(tx, loc, &[(product, delta)]).await? {
+            return Err(StoreError::Conflict(format!(
+                "only {have} units of product {product} at location {loc} are free; the rest are reserved by orders that are not yet persisted, so the stock cannot go down by {}",
+                -delta
+            )));
+        }
+        Ok(StockChange {
+            before,
+            after: before + delta,
+        })
+    }
+
+    /// The statements of an operator's stock change, up to its commit step: the transaction, the
+    /// change, and the on-hand figure before it.
+    async fn stock_change_statements(
+        &self,
+        loc: LocationId,
+        product: ProductId,
+        change: StockTarget,
+        reason: Reason,
+    ) -> StoreResult<(sqlx::Transaction<'static, sqlx::MySql>, i64, i64)> {
         let mut tx = self.db.begin().await?;
         let lock = || {
             sqlx::query_scalar::<_, i64>(
@@ -607,8 +742,7 @@ impl Store {
             )));
         }
         if delta == 0 {
-            tx.commit().await?;
-            return Ok(StockChange { before, after });
+            return Ok((tx, 0, before));
         }
         change_mysql_stock(&mut tx, loc, &[(product, delta)]).await?;
         let reference = format!("op-{}", uuid::Uuid::now_v7().simple());
@@ -618,13 +752,7 @@ impl Store {
             reason,
         )
         .await?;
-        if let Some((_, have)) = self.commit_with_redis(tx, loc, &[(product, delta)]).await? {
-            return Err(StoreError::Conflict(format!(
-                "only {have} units of product {product} at location {loc} are free; the rest are reserved by orders that are not yet persisted, so the stock cannot go down by {}",
-                -delta
-            )));
-        }
-        Ok(StockChange { before, after })
+        Ok((tx, delta, before))
     }
 
     /// The 409 for an order no candidate could fill. For a pickup it lists the nearby stores that
@@ -750,4 +878,30 @@ async fn order_deltas(
 pub enum StockTarget {
     Set(i64),
     Add(i64),
+}
+
+/// Marks stock keys stale: written on MySQL alone, so Redis may differ until they are set from
+/// MySQL. Called inside the write's own transaction, after its stock rows are locked (the order
+/// the re-sync takes them in too).
+pub(crate) async fn mark_stale(
+    conn: &mut MySqlConnection,
+    loc: LocationId,
+    products: impl Iterator<Item = ProductId>,
+) -> StoreResult<()> {
+    let mut products: Vec<ProductId> = products.collect();
+    products.sort_unstable();
+    products.dedup();
+    for chunk in products.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO redis_stale_keys (location_id, product_id) VALUES {} \
+             ON DUPLICATE KEY UPDATE marked_at = NOW(3)",
+            vec!["(?, ?)"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for p in chunk {
+            q = q.bind(loc.get()).bind(p.get());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
 }

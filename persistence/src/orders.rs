@@ -11,55 +11,58 @@ use sqlx::Row;
 
 impl Store {
     pub async fn order_from_mysql(&self, order_id: &str) -> StoreResult<Option<Order>> {
-        let Some(r) = sqlx::query(
-            "SELECT id, CAST(path AS CHAR) AS path, CAST(delivery_type AS CHAR) AS delivery_type, \
-             CAST(status AS CHAR) AS status, location_id, distance_km, delivery_latitude, \
-             delivery_longitude, total_amount, reject_reason, \
-             CAST(UNIX_TIMESTAMP(accepted_at) * 1000 AS SIGNED) AS accepted_ms \
-             FROM orders WHERE id = ?",
-        )
-        .bind(order_id)
-        .fetch_optional(&self.db)
-        .await?
-        else {
-            return Ok(None);
-        };
-        let bad = |what: &str| StoreError::Internal(format!("bad {what} in order {order_id}"));
-        let lat: Option<f64> = r.try_get("delivery_latitude")?;
-        let lon: Option<f64> = r.try_get("delivery_longitude")?;
-        let items = sqlx::query(
-            "SELECT product_id, quantity, unit_price FROM order_lines WHERE order_id = ? ORDER BY product_id",
-        )
-        .bind(order_id)
-        .fetch_all(&self.db)
-        .await?
-        .iter()
-        .map(|l| {
-            Ok(OrderItem {
-                product_id: l.try_get("product_id")?,
-                quantity: l.try_get::<i32, _>("quantity")? as u32,
-                unit_price: l.try_get("unit_price")?,
+        self.in_time(self.db_deadline(), async {
+            let Some(r) = sqlx::query(
+                "SELECT id, CAST(path AS CHAR) AS path, CAST(delivery_type AS CHAR) AS delivery_type, \
+                 CAST(status AS CHAR) AS status, location_id, distance_km, delivery_latitude, \
+                 delivery_longitude, total_amount, reject_reason, \
+                 CAST(UNIX_TIMESTAMP(accepted_at) * 1000 AS SIGNED) AS accepted_ms \
+                 FROM orders WHERE id = ?",
+            )
+            .bind(order_id)
+            .fetch_optional(&self.db)
+            .await?
+            else {
+                return Ok(None);
+            };
+            let bad = |what: &str| StoreError::Internal(format!("bad {what} in order {order_id}"));
+            let lat: Option<f64> = r.try_get("delivery_latitude")?;
+            let lon: Option<f64> = r.try_get("delivery_longitude")?;
+            let items = sqlx::query(
+                "SELECT product_id, quantity, unit_price FROM order_lines WHERE order_id = ? ORDER BY product_id",
+            )
+            .bind(order_id)
+            .fetch_all(&self.db)
+            .await?
+            .iter()
+            .map(|l| {
+                Ok(OrderItem {
+                    product_id: l.try_get("product_id")?,
+                    quantity: l.try_get::<i32, _>("quantity")? as u32,
+                    unit_price: l.try_get("unit_price")?,
+                })
             })
+            .collect::<StoreResult<Vec<_>>>()?;
+            Ok(Some(Order {
+                order_id: r.try_get("id")?,
+                status: OrderStatus::parse(&r.try_get::<String, _>("status")?)
+                    .ok_or_else(|| bad("status"))?,
+                path: OrderPath::parse(&r.try_get::<String, _>("path")?).ok_or_else(|| bad("path"))?,
+                delivery_type: DeliveryType::parse(&r.try_get::<String, _>("delivery_type")?)
+                    .ok_or_else(|| bad("delivery type"))?,
+                fulfillment_location_id: r.try_get("location_id")?,
+                distance_km: r.try_get("distance_km")?,
+                delivery_address: lat.zip(lon).map(|(latitude, longitude)| Address {
+                    latitude,
+                    longitude,
+                }),
+                items,
+                total_amount: r.try_get("total_amount")?,
+                accepted_at_ms: r.try_get("accepted_ms")?,
+                reason: r.try_get("reject_reason")?,
+            }))
         })
-        .collect::<StoreResult<Vec<_>>>()?;
-        Ok(Some(Order {
-            order_id: r.try_get("id")?,
-            status: OrderStatus::parse(&r.try_get::<String, _>("status")?)
-                .ok_or_else(|| bad("status"))?,
-            path: OrderPath::parse(&r.try_get::<String, _>("path")?).ok_or_else(|| bad("path"))?,
-            delivery_type: DeliveryType::parse(&r.try_get::<String, _>("delivery_type")?)
-                .ok_or_else(|| bad("delivery type"))?,
-            fulfillment_location_id: r.try_get("location_id")?,
-            distance_km: r.try_get("distance_km")?,
-            delivery_address: lat.zip(lon).map(|(latitude, longitude)| Address {
-                latitude,
-                longitude,
-            }),
-            items,
-            total_amount: r.try_get("total_amount")?,
-            accepted_at_ms: r.try_get("accepted_ms")?,
-            reason: r.try_get("reject_reason")?,
-        }))
+        .await
     }
 
     /// An order of any path, with its current status.
@@ -96,20 +99,23 @@ impl Store {
         status: OrderStatus,
         limit: u32,
     ) -> StoreResult<Vec<Order>> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM orders WHERE status = ? ORDER BY created_at DESC, id DESC LIMIT ?",
-        )
-        .bind(status.as_str())
-        .bind(limit)
-        .fetch_all(&self.db)
-        .await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(o) = self.order_from_mysql(&id).await? {
-                out.push(o);
+        self.in_time(self.db_deadline(), async {
+            let ids: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM orders WHERE status = ? ORDER BY created_at DESC, id DESC LIMIT ?",
+            )
+            .bind(status.as_str())
+            .bind(limit)
+            .fetch_all(&self.db)
+            .await?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(o) = self.order_from_mysql(&id).await? {
+                    out.push(o);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     /// Why an order is in neither store: lost with Redis's data, or unknown.
@@ -172,22 +178,25 @@ pub struct DataLoss {
 impl Store {
     /// The most recent data losses, newest first.
     pub async fn data_losses(&self, limit: u32) -> StoreResult<Vec<DataLoss>> {
-        let rows = sqlx::query(
-            "SELECT CAST(UNIX_TIMESTAMP(since) * 1000 AS SIGNED) AS since_ms, \
+        self.in_time(self.db_deadline(), async {
+            let rows = sqlx::query(
+                "SELECT CAST(UNIX_TIMESTAMP(since) * 1000 AS SIGNED) AS since_ms, \
              CAST(UNIX_TIMESTAMP(detected_at) * 1000 AS SIGNED) AS detected_ms \
              FROM redis_data_losses ORDER BY detected_at DESC, id DESC LIMIT ?",
-        )
-        .bind(limit)
-        .fetch_all(&self.db)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DataLoss {
-                    since_ms: r.try_get("since_ms")?,
-                    detected_ms: r.try_get("detected_ms")?,
+            )
+            .bind(limit)
+            .fetch_all(&self.db)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(DataLoss {
+                        since_ms: r.try_get("since_ms")?,
+                        detected_ms: r.try_get("detected_ms")?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
+        .await
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::error::{StoreError, StoreResult};
 use crate::idempotency::IdempotencyRequest;
-use crate::model::{Order, OrderPath, OrderStatus, StockLevel};
+use crate::model::{Order, OrderPath, OrderStatus, StockLevel, StockSource};
 use crate::mysql_first::{build_order, Placed};
 use crate::orders::RedisRecord;
 use crate::redis_stock::{decision, encode_lines, Decision};
@@ -90,6 +90,7 @@ impl Store {
     /// storing the answer, finds the order the first attempt placed instead of placing another.
     #[tracing::instrument(skip(self, req), fields(lines = req.lines.len()))]
     pub async fn place_redis(&self, req: &RedisOrder) -> StoreResult<Placed> {
+        self.redis_decides()?;
         let started = tokio::time::Instant::now();
         let claim = match &req.idempotency {
             None => None,
@@ -285,7 +286,7 @@ impl Store {
             match result {
                 Ok(order) => {
                     let answer = serde_json::to_string(order)?;
-                    let mut redis = self.conn().await?;
+                    let mut redis = self.settling_conn().await?;
                     let _: () = redis::cmd("SET")
                         .arg(&key)
                         .arg(ClaimRecord::encode(&idem.fingerprint, uuid, &answer))
@@ -295,7 +296,7 @@ impl Store {
                         .await?;
                 }
                 Err(e) if e.is_definite_refusal() => {
-                    let mut redis = self.conn().await?;
+                    let mut redis = self.settling_conn().await?;
                     let _: () = redis.del(&key).await?;
                 }
                 Err(_) => {}
@@ -312,7 +313,7 @@ impl Store {
         let released: StoreResult<i64> = async {
             let mut inv = self.scripts.lease.prepare_invoke();
             inv.key(lease).arg(token).arg("release").arg(0);
-            let mut c = self.conn().await?;
+            let mut c = self.settling_conn().await?;
             crate::redis_stock::invoke(&inv, &mut c).await
         }
         .await;
@@ -360,11 +361,21 @@ impl Store {
     /// `cancel.lua` (its cancel event reaches MySQL through the consumer); every other order —
     /// DB-lock, POS, or a Redis-path order already persisted whose record expired — in a MySQL
     /// transaction that locks the order row. Either way the stock comes back exactly once.
+    ///
+    /// While Redis is not trusted (its circuit is not closed), an order that MySQL holds and that
+    /// did not come through the Redis path is cancelled in MySQL alone, like any MySQL-first
+    /// write; a Redis-path order's record may still be live in Redis, so its cancel waits (503).
     #[tracing::instrument(skip(self))]
     pub async fn cancel_order(&self, order_id: &str) -> StoreResult<Order> {
         let loc = Order::location_of(order_id)
             .map(LocationId::new_unchecked)
             .ok_or_else(|| StoreError::UnknownOrder(order_id.to_owned()))?;
+        if !self.circuit.trusted() {
+            return match self.order_from_mysql(order_id).await? {
+                Some(o) if o.path != OrderPath::Redis => self.cancel_mysql_first(order_id).await,
+                _ => Err(self.redis_down_error()),
+            };
+        }
         let mut being_rejected = false;
         if let Some(record) = self.redis_record(loc, order_id).await? {
             let order = record.order()?;
@@ -412,18 +423,40 @@ impl Store {
         self.cancel_mysql_first(order_id).await
     }
 
+    /// Refuses at once (503) while Redis is not trusted to decide orders: its circuit is open,
+    /// or it is recovering and its stale keys are not yet set from MySQL.
+    pub(crate) fn redis_decides(&self) -> StoreResult<()> {
+        if self.circuit.trusted() {
+            return Ok(());
+        }
+        self.circuit
+            .shed_orders
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Err(self.redis_down_error())
+    }
+
+    fn redis_down_error(&self) -> StoreError {
+        StoreError::RedisDown(match self.circuit.state() {
+            crate::CircuitState::Recovering => {
+                "the stock cache is back and being re-synced from MySQL; retry in a moment, or order through POST /api/orders"
+            }
+            _ => "the stock cache cannot be reached; retry shortly, or order through POST /api/orders (it does not need the cache)",
+        }
+        .to_owned())
+    }
+
     /// Sellable stock in Redis of `products` at every active location, loading keys that are
     /// missing.
     pub async fn redis_stock_levels(
         &self,
         products: &[ProductId],
-    ) -> StoreResult<HashMap<ProductId, Vec<StockLevel>>> {
+    ) -> StoreResult<(HashMap<ProductId, Vec<StockLevel>>, StockSource)> {
         let locations = self.locations();
         let sites: Vec<(LocationId, LocationKind)> =
             locations.index.sites().map(|s| (s.id, s.kind)).collect();
         let mut sites = sites;
         sites.sort_by_key(|(id, _)| *id);
-        let values = self
+        let (values, source) = self
             .read_stock(&sites.iter().map(|(l, _)| *l).collect::<Vec<_>>(), products)
             .await?;
         let mut out: HashMap<ProductId, Vec<StockLevel>> = HashMap::new();
@@ -436,19 +469,84 @@ impl Store {
                 });
             }
         }
-        Ok(out)
+        Ok((out, source))
     }
 
-    /// Redis stock of every (location, product), loading the locations where a key is missing.
-    /// Indexed `[location][product]`.
+    /// Sellable stock of every (location, product), indexed `[location][product]`: from Redis
+    /// (loading the locations where a key is missing), or, while Redis is not trusted or does
+    /// not answer, MySQL's on-hand figures (which still count units of Redis-path orders not yet
+    /// persisted), and the answer says which.
     pub async fn read_stock(
         &self,
         locations: &[LocationId],
         products: &[ProductId],
-    ) -> StoreResult<Vec<Vec<i64>>> {
+    ) -> StoreResult<(Vec<Vec<i64>>, StockSource)> {
         if products.is_empty() || locations.is_empty() {
-            return Ok(vec![Vec::new(); locations.len()]);
+            return Ok((vec![Vec::new(); locations.len()], StockSource::Redis));
         }
+        if self.circuit.trusted() {
+            match self.read_redis_stock(locations, products).await {
+                Ok(v) => return Ok((v, StockSource::Redis)),
+                Err(StoreError::Redis(e)) if crate::Circuit::unreachable(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.circuit
+            .mysql_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok((
+            self.read_mysql_stock(locations, products).await?,
+            StockSource::Mysql,
+        ))
+    }
+
+    /// MySQL's on-hand stock of every (location, product), indexed `[location][product]`, within
+    /// the MySQL deadline.
+    async fn read_mysql_stock(
+        &self,
+        locations: &[LocationId],
+        products: &[ProductId],
+    ) -> StoreResult<Vec<Vec<i64>>> {
+        let sql = format!(
+            "SELECT location_id, product_id, on_hand FROM stock \
+             WHERE location_id IN ({}) AND product_id IN ({})",
+            crate::sync::marks(locations.len()),
+            crate::sync::marks(products.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for l in locations {
+            q = q.bind(l.get());
+        }
+        for p in products {
+            q = q.bind(p.get());
+        }
+        let rows = self
+            .in_time(self.db_deadline(), async {
+                Ok(q.fetch_all(&self.db).await?)
+            })
+            .await?;
+        let mut out = vec![vec![0; products.len()]; locations.len()];
+        for r in rows {
+            use sqlx::Row;
+            let l: u64 = r.try_get("location_id")?;
+            let p: u64 = r.try_get("product_id")?;
+            let (Some(li), Some(pi)) = (
+                locations.iter().position(|x| x.get() == l),
+                products.iter().position(|x| x.get() == p),
+            ) else {
+                continue;
+            };
+            out[li][pi] = r.try_get("on_hand")?;
+        }
+        Ok(out)
+    }
+
+    /// Redis stock of every (location, product), loading the locations where a key is missing.
+    async fn read_redis_stock(
+        &self,
+        locations: &[LocationId],
+        products: &[ProductId],
+    ) -> StoreResult<Vec<Vec<i64>>> {
         for _ in 0..3 {
             // One MGET per location: its keys share a hash tag, so this also works on a cluster.
             let mut pipe = redis::pipe();
@@ -491,10 +589,10 @@ impl Store {
         store: LocationId,
         products: &[ProductId],
         radius_km: f64,
-    ) -> StoreResult<Vec<(sf_routing::Candidate, String, Vec<i64>)>> {
+    ) -> StoreResult<(Vec<(sf_routing::Candidate, String, Vec<i64>)>, StockSource)> {
         let locations = self.locations();
         let Some(site) = locations.index.get(store) else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), StockSource::Redis));
         };
         let nearby: Vec<_> = locations
             .index
@@ -503,19 +601,22 @@ impl Store {
             .filter(|c| c.location != store)
             .collect();
         let locs: Vec<LocationId> = nearby.iter().map(|c| c.location).collect();
-        let stock = self.read_stock(&locs, products).await?;
-        Ok(nearby
-            .into_iter()
-            .zip(stock)
-            .map(|(c, s)| {
-                let name = locations
-                    .index
-                    .get(c.location)
-                    .map(|x| x.name.clone())
-                    .unwrap_or_default();
-                (c, name, s)
-            })
-            .collect())
+        let (stock, source) = self.read_stock(&locs, products).await?;
+        Ok((
+            nearby
+                .into_iter()
+                .zip(stock)
+                .map(|(c, s)| {
+                    let name = locations
+                        .index
+                        .get(c.location)
+                        .map(|x| x.name.clone())
+                        .unwrap_or_default();
+                    (c, name, s)
+                })
+                .collect(),
+            source,
+        ))
     }
 
     /// Nearby stores (within the same-day radius of `store`) that can fill every line, nearest
@@ -526,7 +627,7 @@ impl Store {
         store: LocationId,
     ) -> StoreResult<Vec<crate::Alternative>> {
         let products: Vec<ProductId> = lines.products().collect();
-        let nearby = self
+        let (nearby, _) = self
             .nearby_stock(store, &products, self.config.same_day_radius_km)
             .await?;
         let candidates: Vec<_> = nearby.iter().map(|(c, _, _)| *c).collect();

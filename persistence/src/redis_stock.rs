@@ -31,6 +31,8 @@ pub type RedisPool = bb8::Pool<RedisManager>;
 
 pub struct RedisManager {
     client: redis::Client,
+    connect_timeout: Duration,
+    command_timeout: Duration,
 }
 
 impl bb8::ManageConnection for RedisManager {
@@ -39,9 +41,11 @@ impl bb8::ManageConnection for RedisManager {
 
     async fn connect(&self) -> Result<Self::Connection, Self::Error> {
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(2))
-            .set_response_timeout(Duration::from_secs(5))
-            .set_number_of_retries(2);
+            .set_connection_timeout(self.connect_timeout)
+            .set_response_timeout(self.command_timeout)
+            // One quick retry: the circuit, not the connection, waits out an outage.
+            .set_number_of_retries(1)
+            .set_max_delay(100);
         ConnectionManager::new_with_config(self.client.clone(), config).await
     }
 
@@ -57,19 +61,77 @@ impl bb8::ManageConnection for RedisManager {
 /// The consumer group that persists events to MySQL.
 pub const GROUP: &str = "persist";
 
-/// The pool, and a client for connections of their own (the consumer's blocking reads).
-pub async fn connect(url: &str, max_size: u32) -> StoreResult<(RedisPool, redis::Client)> {
-    let client = redis::Client::open(url)?;
-    let pool = bb8::Pool::builder()
-        .max_size(max_size)
-        .connection_timeout(Duration::from_secs(5))
-        // Connections heal themselves; a PING per checkout would only add a round trip.
-        .test_on_check_out(false)
-        .build(RedisManager {
-            client: client.clone(),
-        })
-        .await?;
-    Ok((pool, client))
+/// Where Redis is and how long its calls may take.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub url: String,
+    pub pool_size: u32,
+    /// Opening a connection.
+    pub connect_timeout: Duration,
+    /// One command or script, from sending it to its answer.
+    pub command_timeout: Duration,
+    /// How often an open circuit probes Redis.
+    pub probe_every: Duration,
+}
+
+impl RedisSettings {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            pool_size: 32,
+            connect_timeout: Duration::from_millis(500),
+            command_timeout: Duration::from_millis(1000),
+            probe_every: Duration::from_millis(250),
+        }
+    }
+
+    /// A new pool. Building one connects nothing: connections open on first use.
+    pub async fn pool(&self, client: &redis::Client) -> StoreResult<RedisPool> {
+        Ok(bb8::Pool::builder()
+            .max_size(self.pool_size)
+            .connection_timeout(self.connect_timeout)
+            // Connections heal themselves; a PING per checkout would only add a round trip.
+            .test_on_check_out(false)
+            .build(RedisManager {
+                client: client.clone(),
+                connect_timeout: self.connect_timeout,
+                command_timeout: self.command_timeout,
+            })
+            .await?)
+    }
+
+    /// A connection of its own, outside the pool (the consumer's blocking reads): `block` is the
+    /// longest the server may hold a command before it answers.
+    pub async fn own_connection(
+        &self,
+        client: &redis::Client,
+        block: Duration,
+    ) -> StoreResult<redis::aio::MultiplexedConnection> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(self.connect_timeout)
+            .set_response_timeout(self.command_timeout + block);
+        Ok(client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?)
+    }
+}
+
+/// The pool, the client it was built from, and the settings (a pool is built anew after an
+/// outage, so that no request meets a connection from before it).
+pub struct RedisLink {
+    pub pool: RedisPool,
+    pub client: redis::Client,
+    pub settings: RedisSettings,
+}
+
+pub async fn connect(settings: RedisSettings) -> StoreResult<RedisLink> {
+    let client = redis::Client::open(settings.url.as_str())?;
+    let pool = settings.pool(&client).await?;
+    Ok(RedisLink {
+        pool,
+        client,
+        settings,
+    })
 }
 
 /// Builds key names under one prefix.
@@ -145,7 +207,7 @@ impl Default for Scripts {
 /// retried here.
 pub async fn invoke<T: redis::FromRedisValue>(
     inv: &redis::ScriptInvocation<'_>,
-    conn: &mut ConnectionManager,
+    conn: &mut crate::circuit::GuardedConn,
 ) -> StoreResult<T> {
     let mut attempt = 0;
     loop {

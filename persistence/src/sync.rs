@@ -91,6 +91,109 @@ impl Store {
             .sum()
     }
 
+    /// Brings Redis back into use after the circuit opened. A PING on a fresh connection (within
+    /// the connect and command deadlines) must answer; then calls go through again (the circuit
+    /// is half open), the pool is replaced by a fresh one (no request meets a connection bound to
+    /// the dead server), every MySQL-first write that saw the circuit open is waited for, and
+    /// every key marked stale in `redis_stale_keys` is set from MySQL. Only then does the circuit
+    /// close and Redis decide orders again. Answers whether it closed.
+    pub async fn recover_redis(&self) -> StoreResult<bool> {
+        if self.circuit.trusted() {
+            return Ok(true);
+        }
+        if self.circuit.state() == crate::CircuitState::Open {
+            self.probe_redis().await?;
+            if !self.circuit.half_open() {
+                return Ok(self.circuit.trusted());
+            }
+            tracing::info!("redis answers again; re-syncing stale keys before it decides orders");
+        }
+        let steps = async {
+            self.renew_redis_pool().await?;
+            self.circuit.wait_for_writes().await;
+            let n = self.resync_stale_keys().await?;
+            if n > 0 {
+                tracing::info!(
+                    keys = n,
+                    "re-synced {n} stock keys written on MySQL alone during the outage"
+                );
+            }
+            Ok::<_, StoreError>(())
+        };
+        if let Err(e) = steps.await {
+            self.circuit.trip(&format!("recovery failed: {e}"));
+            return Err(e);
+        }
+        Ok(self.circuit.close())
+    }
+
+    /// One PING on a connection of its own, within the connect and command deadlines.
+    async fn probe_redis(&self) -> StoreResult<()> {
+        let settings = &self.redis_settings;
+        let ping = async {
+            let mut c = settings
+                .own_connection(&self.redis_client, std::time::Duration::ZERO)
+                .await?;
+            redis::cmd("PING").query_async::<()>(&mut c).await?;
+            Ok::<_, StoreError>(())
+        };
+        match tokio::time::timeout(settings.connect_timeout + settings.command_timeout, ping).await
+        {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Unavailable(
+                "redis did not answer the probe in time".into(),
+            )),
+        }
+    }
+
+    /// Sets every key marked stale from MySQL (minus the events MySQL has not applied yet) and
+    /// clears the marks, location by location, each in one transaction that share-locks the stock
+    /// rows first: a write marking one of them again waits for it, or is waited for. Answers how
+    /// many keys were re-synced.
+    pub async fn resync_stale_keys(&self) -> StoreResult<usize> {
+        let mut done = 0;
+        loop {
+            let rows = sqlx::query(
+                "SELECT location_id, product_id FROM redis_stale_keys \
+                 ORDER BY location_id, product_id LIMIT 1000",
+            )
+            .fetch_all(&self.db)
+            .await?;
+            if rows.is_empty() {
+                return Ok(done);
+            }
+            let mut by_location: std::collections::BTreeMap<u64, Vec<ProductId>> =
+                Default::default();
+            for r in &rows {
+                by_location
+                    .entry(r.try_get("location_id")?)
+                    .or_default()
+                    .push(ProductId::new_unchecked(r.try_get("product_id")?));
+            }
+            for (loc, products) in by_location {
+                let loc = LocationId::new_unchecked(loc);
+                crate::db::with_retry("re-sync stale keys", || async {
+                    let mut tx = self.db.begin().await?;
+                    self.sync_keys(&mut tx, loc, &products, SyncMode::Repair)
+                        .await?;
+                    let sql = format!(
+                        "DELETE FROM redis_stale_keys WHERE location_id = ? AND product_id IN ({})",
+                        marks(products.len())
+                    );
+                    let mut q = sqlx::query(&sql).bind(loc.get());
+                    for p in &products {
+                        q = q.bind(p.get());
+                    }
+                    q.execute(&mut *tx).await?;
+                    tx.commit().await?;
+                    Ok(())
+                })
+                .await?;
+                done += products.len();
+            }
+        }
+    }
+
     /// Computes and sets the Redis stock of `products` at `loc` within `conn`'s transaction, which
     /// keeps the share locks until it ends.
     pub async fn sync_keys(

@@ -185,13 +185,13 @@ impl TestApp {
     }
 
     pub async fn redis_stock(&self, loc: u64, product: u64) -> Option<i64> {
-        let mut c = self.store().redis.get().await.unwrap();
+        let mut c = self.store().conn().await.unwrap();
         redis::cmd("GET")
             .arg(self.keys().stock(
                 LocationId::new_unchecked(loc),
                 ProductId::new_unchecked(product),
             ))
-            .query_async(&mut *c)
+            .query_async(&mut c)
             .await
             .unwrap()
     }
@@ -289,6 +289,15 @@ impl TestApp {
             .unwrap()
     }
 
+    pub async fn get_admin(&self, path: &str) -> Response {
+        self.client
+            .get(format!("{}{}", self.base, path))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> Response {
         self.client
             .get(format!("{}{}", self.base, path))
@@ -343,25 +352,61 @@ impl TestApp {
     pub async fn cleanup(mut self) {
         if let Some(app) = self.app.take() {
             let db = app.store.db.clone();
-            let redis = app.store.redis.clone();
+            let redis = app.store.redis_client.clone();
             app.stop().await.unwrap();
             let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{}`", self.db_name))
                 .execute(&db)
                 .await;
-            let conn = redis.get().await;
+            let conn = redis.get_multiplexed_async_connection().await;
             if let Ok(mut c) = conn {
                 let keys: Vec<String> = redis::cmd("KEYS")
                     .arg(format!("{}*", self.prefix))
-                    .query_async(&mut *c)
+                    .query_async(&mut c)
                     .await
                     .unwrap_or_default();
                 for chunk in keys.chunks(500) {
                     let _: redis::RedisResult<()> =
-                        redis::cmd("UNLINK").arg(chunk).query_async(&mut *c).await;
+                        redis::cmd("UNLINK").arg(chunk).query_async(&mut c).await;
                 }
             }
         }
     }
+}
+
+/// `host:port` of a `scheme://user@host:port/...` URL.
+pub fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split(['/', '?']).next().unwrap().to_owned()
+}
+
+/// The same URL through the proxy on `port`.
+pub fn via(url: &str, port: u16) -> String {
+    url.replacen(&host_port(url), &format!("127.0.0.1:{port}"), 1)
+}
+
+/// Waits until the consumer caught up and nothing waits for a re-sync.
+pub async fn settle(t: &TestApp) {
+    t.wait_persisted().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while t.store().drain_resync_queue().await > 0 {
+        assert!(Instant::now() < deadline, "stock keys never re-synced");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every stock row: Redis holds a value and it equals MySQL; MySQL equals initial stock plus the
+/// ledger.
+pub async fn assert_all_converged(t: &TestApp, keys: &[(u64, u64)]) {
+    for (l, p) in keys {
+        let on_hand = t.on_hand(*l, *p).await;
+        assert_eq!(
+            t.redis_stock(*l, *p).await,
+            Some(on_hand),
+            "redis vs mysql for ({l},{p})"
+        );
+    }
+    assert!(t.assert_converged().await >= keys.len());
 }
 
 /// An order body for the online paths.
@@ -467,6 +512,13 @@ impl PrivateRedis {
             assert!(Instant::now() < deadline, "private redis did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Removes the data files of a killed server, so that it restarts empty.
+    pub fn wipe(&mut self) {
+        assert!(self.child.is_none(), "wipe a killed server");
+        std::fs::remove_dir_all(&self.dir).unwrap();
+        std::fs::create_dir_all(&self.dir).unwrap();
     }
 
     /// `kill -9`.

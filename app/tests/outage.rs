@@ -1,0 +1,464 @@
+//! Redis down or slow, MySQL slow: the shop and the stores keep selling and nothing hangs. Real
+//! MariaDB and Redis, with the fault-injecting proxy in between (or a private Redis that is
+//! killed), and real concurrent clients.
+
+mod common;
+
+use common::proxy::Proxy;
+use common::*;
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The service with its Redis connections through a fault proxy.
+async fn behind_redis_proxy(tweak: impl FnOnce(&mut stock_flow::Config)) -> (Proxy, TestApp) {
+    let proxy = Proxy::start(&host_port(&redis_url())).await;
+    let t = TestApp::spawn_with(|c| {
+        c.storage.redis_url = via(&c.storage.redis_url, proxy.port);
+        tweak(c);
+    })
+    .await;
+    (proxy, t)
+}
+
+/// Redis goes away as a dead server does: open connections are cut, new ones refused.
+fn redis_down(proxy: &Proxy) {
+    proxy.refuse(true);
+    proxy.cut_all();
+}
+
+/// `GET /health/ready`: status, body, and how long it took.
+async fn health(t: &TestApp) -> (StatusCode, Value, Duration) {
+    let started = Instant::now();
+    let (s, b) = json_of(t.get("/health/ready").await).await;
+    (s, b, started.elapsed())
+}
+
+/// Waits until readiness says `what` (its `status` field), answering how long that took.
+async fn wait_status(t: &TestApp, what: &str, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (_, b, _) = health(t).await;
+        if b["status"] == what {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "readiness never became {what}: {b}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Polls readiness every 20 ms until stopped, keeping the slowest answer.
+struct HealthWatch {
+    stop: Arc<AtomicBool>,
+    slowest: Arc<Mutex<(Duration, Value)>>,
+    task: tokio::task::JoinHandle<usize>,
+}
+
+impl HealthWatch {
+    fn start(t: &TestApp) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let slowest = Arc::new(Mutex::new((Duration::ZERO, Value::Null)));
+        let (client, url) = (t.client.clone(), format!("{}/health/ready", t.base));
+        let (s, w) = (stop.clone(), slowest.clone());
+        let task = tokio::spawn(async move {
+            let mut n = 0;
+            while !s.load(Ordering::SeqCst) {
+                let started = Instant::now();
+                let r = client.get(&url).send().await.unwrap();
+                let body: Value = r.json().await.unwrap();
+                let took = started.elapsed();
+                {
+                    let mut slowest = w.lock().unwrap();
+                    if took > slowest.0 {
+                        *slowest = (took, body);
+                    }
+                }
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            n
+        });
+        Self {
+            stop,
+            slowest,
+            task,
+        }
+    }
+
+    /// Stops polling; every answer came within 100 ms.
+    async fn assert_fast(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let n = self.task.await.unwrap();
+        let (slowest, body) = self.slowest.lock().unwrap().clone();
+        assert!(n > 10, "readiness was polled only {n} times");
+        assert!(
+            slowest < Duration::from_millis(100),
+            "readiness took {slowest:?} once ({body})"
+        );
+    }
+}
+
+fn db_lock_order(p: u64, q: i64) -> Value {
+    normal_order(&[(p, q)], 37.4, 127.1)
+}
+
+fn pos_sale(p: u64) -> Value {
+    json!({"items": [{"productId": p, "quantity": 1}]})
+}
+
+/// Sends `bodies` to `path` all at once; answers each status, body, `Retry-After` header and time.
+async fn burst(
+    t: &TestApp,
+    path: &str,
+    key: Option<&str>,
+    bodies: Vec<Value>,
+) -> Vec<(StatusCode, Value, Option<String>, Duration)> {
+    join_all(bodies.into_iter().map(|b| async move {
+        let started = Instant::now();
+        let mut req = t.client.post(format!("{}{path}", t.base)).json(&b);
+        if let Some(k) = key {
+            req = req.header("Authorization", format!("Bearer {k}"));
+        }
+        let r = req.send().await.unwrap();
+        let retry = r
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let (s, body) = json_of(r).await;
+        (s, body, retry, started.elapsed())
+    }))
+    .await
+}
+
+/// Prints the median and slowest answer of a burst (the figures quoted in the README).
+fn timings(what: &str, rs: &[(StatusCode, Value, Option<String>, Duration)]) {
+    let mut d: Vec<Duration> = rs.iter().map(|r| r.3).collect();
+    d.sort();
+    eprintln!(
+        "{what}: {} answers, median {:?}, slowest {:?}",
+        d.len(),
+        d[d.len() / 2],
+        d[d.len() - 1]
+    );
+}
+
+/// Resident memory of this process (the service runs in it), in MiB.
+fn rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    kb / 1024
+}
+
+/// Sum of units sold (CONFIRMED orders) of `p` at `loc`.
+async fn sold(t: &TestApp, loc: u64, p: u64) -> i64 {
+    sqlx::query_scalar::<_, i64>(
+        "SELECT CAST(COALESCE(SUM(l.quantity), 0) AS SIGNED) FROM order_lines l \
+         JOIN orders o ON o.id = l.order_id \
+         WHERE o.status = 'CONFIRMED' AND o.location_id = ? AND l.product_id = ?",
+    )
+    .bind(loc)
+    .bind(p)
+    .fetch_one(&t.store().db)
+    .await
+    .unwrap()
+}
+
+/// A Redis outage during mixed DB-lock, POS and Redis-path traffic on a few hot products. The
+/// MySQL-first writes succeed throughout, committing on MySQL alone; the Redis path sheds in
+/// milliseconds with 503 and Retry-After; store stock reads come from MySQL, marked so;
+/// readiness stays fast and says Redis is down. A product the DB-lock path sells out during the
+/// outage is still counted by Redis (stale) — after Redis returns, the keys are re-synced before
+/// the Redis path decides again, so it refuses that product instead of selling it twice. In the
+/// end nothing is rejected or oversold, MySQL equals Redis and the ledger sums.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mysql_first_writes_sell_through_a_redis_outage_and_nothing_is_sold_twice() {
+    let (proxy, t) = behind_redis_proxy(|c| c.jobs_enabled = false).await;
+    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
+    let store = t.add_location("STORE", "S", 37.57, 126.98).await;
+    let (a, b, scarce) = (
+        t.add_product(1_000).await,
+        t.add_product(2_000).await,
+        t.add_product(3_000).await,
+    );
+    for p in [a, b] {
+        t.stock_row(wh, p, 100).await;
+        t.stock_row(store, p, 30).await;
+    }
+    t.stock_row(wh, scarce, 6).await;
+    let key = t.issue_key(store).await;
+
+    // Healthy: a few orders on each path.
+    let before = burst(&t, "/api/redis/orders", None, vec![db_lock_order(a, 1); 5]).await;
+    assert!(before.iter().all(|r| r.0 == StatusCode::ACCEPTED));
+    assert_eq!(health(&t).await.1["status"], "ready");
+    settle(&t).await;
+    // Redis holds every key the outage will touch.
+    assert_eq!(t.redis_stock(wh, scarce).await, None);
+    let (s, _) = json_of(t.get(&format!("/api/redis/products/{scarce}")).await).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(t.redis_stock(wh, scarce).await, Some(6));
+
+    let watch = HealthWatch::start(&t);
+    redis_down(&proxy);
+    let outage = Instant::now();
+    // The first write to need Redis finds it gone and commits on MySQL alone.
+    let first = burst(&t, "/api/orders", None, vec![db_lock_order(a, 1)]).await;
+    assert_eq!(first[0].0, StatusCode::CREATED, "{}", first[0].1);
+    assert!(first[0].3 < Duration::from_millis(1500), "{:?}", first[0].3);
+    let (_, h, _) = health(&t).await;
+    assert_eq!(
+        (&h["status"], &h["redis"]["status"], &h["redis"]["circuit"]),
+        (&json!("degraded"), &json!("down"), &json!("open")),
+        "{h}"
+    );
+    assert_eq!(h["mysql"]["status"], "up");
+
+    // Mixed traffic during the outage, all at once.
+    let sales = format!("/api/stores/{store}/orders");
+    let mut db_lock: Vec<Value> = (0..24).map(|i| db_lock_order([a, b][i % 2], 1)).collect();
+    db_lock.extend((0..8).map(|_| db_lock_order(scarce, 1)));
+    let (db_lock, pos, redis) = tokio::join!(
+        burst(&t, "/api/orders", None, db_lock),
+        burst(&t, &sales, Some(&key), vec![pos_sale(a); 12]),
+        burst(&t, "/api/redis/orders", None, vec![db_lock_order(a, 1); 40]),
+    );
+    timings("outage: DB-lock orders", &db_lock);
+    timings("outage: POS sales", &pos);
+    timings("outage: Redis-path orders (shed)", &redis);
+    let created = |rs: &[(StatusCode, Value, Option<String>, Duration)]| {
+        rs.iter().filter(|r| r.0 == StatusCode::CREATED).count()
+    };
+    // 24 + 6 (all of the scarce product) + 12 sales commit; 2 scarce orders find none left.
+    assert_eq!(created(&db_lock), 30, "{db_lock:?}");
+    assert_eq!(
+        db_lock
+            .iter()
+            .filter(|r| r.0 == StatusCode::CONFLICT && r.1["type"] == "/problems/out-of-stock")
+            .count(),
+        2
+    );
+    assert_eq!(created(&pos), 12, "{pos:?}");
+    for r in db_lock.iter().chain(&pos) {
+        assert!(
+            r.3 < Duration::from_secs(2),
+            "a MySQL-first write took {:?}",
+            r.3
+        );
+    }
+    for r in &redis {
+        assert_eq!(r.0, StatusCode::SERVICE_UNAVAILABLE, "{}", r.1);
+        assert_eq!(r.1["type"], "/problems/stock-cache-unavailable");
+        assert_eq!(r.2.as_deref(), Some("1"));
+        assert!(
+            r.3 < Duration::from_millis(100),
+            "the redis path took {:?} to shed",
+            r.3
+        );
+    }
+    // Reads come from MySQL, and say so.
+    let r = t
+        .get(&format!("/api/stores/{store}/products/{a}/stock"))
+        .await;
+    assert_eq!(r.headers()["stock-source"], "mysql");
+    let (s, body) = json_of(r).await;
+    assert_eq!((s, body["quantity"].as_i64()), (StatusCode::OK, Some(18)));
+    let r = t.get(&format!("/api/redis/products/{scarce}")).await;
+    assert_eq!(r.headers()["stock-source"], "mysql");
+    // A DB-lock order is cancelled on MySQL alone too.
+    let cancelled = db_lock.iter().find(|r| r.0 == StatusCode::CREATED).unwrap();
+    let id = cancelled.1["orderId"].as_str().unwrap();
+    let (s, body) = json_of(t.patch(&format!("/api/orders/{id}/cancel")).await).await;
+    assert_eq!(
+        (s, body["status"].as_str()),
+        (StatusCode::OK, Some("CANCELLED"))
+    );
+    // Redis still counts the scarce units the outage sold: it is stale until re-synced.
+    assert_eq!(t.on_hand(wh, scarce).await, 0);
+
+    // Redis returns; the Redis path decides again only after the stale keys are set from MySQL.
+    let down_for = outage.elapsed();
+    proxy.refuse(false);
+    let recovery = wait_status(&t, "ready", Duration::from_secs(5)).await;
+    eprintln!("outage {down_for:?}; ready again {recovery:?} after redis returned");
+    assert_eq!(t.redis_stock(wh, scarce).await, Some(0));
+    let after = burst(
+        &t,
+        "/api/redis/orders",
+        None,
+        vec![db_lock_order(scarce, 1); 4],
+    )
+    .await;
+    for r in &after {
+        assert_eq!(r.0, StatusCode::CONFLICT, "sold twice? {}", r.1);
+    }
+    let after = burst(&t, "/api/redis/orders", None, vec![db_lock_order(b, 1); 4]).await;
+    assert!(after.iter().all(|r| r.0 == StatusCode::ACCEPTED));
+    watch.assert_fast().await;
+
+    settle(&t).await;
+    assert_eq!(t.count_orders("REJECTED").await, 0);
+    // 5 before, 1 + 12 + 12 during (less the cancelled one, of a or b), 4 of b after.
+    let a_sold = sold(&t, wh, a).await;
+    let b_sold = sold(&t, wh, b).await;
+    assert_eq!(a_sold + b_sold, 5 + 1 + 24 - 1 + 4);
+    assert_eq!(sold(&t, wh, scarce).await, 6);
+    assert_eq!(sold(&t, store, a).await, 12);
+    assert_eq!(t.on_hand(wh, a).await, 100 - a_sold);
+    assert_eq!(t.on_hand(wh, b).await, 100 - b_sold);
+    assert_all_converged(&t, &[(wh, a), (wh, b), (wh, scarce), (store, a)]).await;
+    // The metrics count the degraded work exactly: 1 + 30 + 12 writes and 1 cancel on MySQL
+    // alone, 40 orders shed.
+    let metrics = t.get("/metrics").await.text().await.unwrap();
+    for line in [
+        "degraded_total{kind=\"mysql_only_writes\"} 44",
+        "degraded_total{kind=\"redis_orders_shed\"} 40",
+        "redis_circuit{figure=\"closed\"} 1",
+        "redis_circuit{figure=\"trips\"} 1",
+        "dependency_up{dependency=\"redis\"} 1",
+    ] {
+        assert!(metrics.contains(line), "metrics lack {line}");
+    }
+    t.cleanup().await;
+}
+
+/// Redis dies and comes back empty (a restart without its data). Meanwhile DB-lock orders go on;
+/// on its return the loss is detected and recorded as before, the stock reloaded, and the keys
+/// written on MySQL alone are set from MySQL; the Redis path then sells exactly what is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_back_without_its_data_recovers_in_seconds() {
+    let mut redis = PrivateRedis::start();
+    let t = TestApp::spawn_with(|c| {
+        c.storage.redis_url = redis.url();
+        c.jobs_enabled = false;
+    })
+    .await;
+    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
+    let p = t.add_product(1_000).await;
+    t.stock_row(wh, p, 10).await;
+    let accepted = burst(&t, "/api/redis/orders", None, vec![db_lock_order(p, 1); 3]).await;
+    assert!(accepted.iter().all(|r| r.0 == StatusCode::ACCEPTED));
+    settle(&t).await;
+    wait_status(&t, "ready", Duration::from_secs(5)).await;
+
+    redis.kill();
+    let outage = burst(&t, "/api/orders", None, vec![db_lock_order(p, 1); 4]).await;
+    assert!(
+        outage.iter().all(|r| r.0 == StatusCode::CREATED),
+        "{outage:?}"
+    );
+    let shed = burst(&t, "/api/redis/orders", None, vec![db_lock_order(p, 1); 5]).await;
+    assert!(shed.iter().all(|r| r.0 == StatusCode::SERVICE_UNAVAILABLE));
+    let (s, h, took) = health(&t).await;
+    assert_eq!((s, &h["redis"]["status"]), (StatusCode::OK, &json!("down")));
+    assert!(took < Duration::from_millis(100), "{took:?}");
+
+    redis.wipe();
+    redis.restart();
+    let recovery = wait_status(&t, "ready", Duration::from_secs(5)).await;
+    eprintln!("ready {recovery:?} after redis came back empty");
+    // The loss is recorded (it is noticed by the check that follows the recovery).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (s, b) = json_of(t.get_admin("/api/admin/redis-data-losses").await).await;
+        assert_eq!(s, StatusCode::OK);
+        if b["losses"].as_array().is_some_and(|l| l.len() == 1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "data loss never recorded: {b}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // 10 - 3 - 4 = 3 left: the Redis path sells exactly those.
+    let last = burst(&t, "/api/redis/orders", None, vec![db_lock_order(p, 1); 5]).await;
+    let took = last.iter().filter(|r| r.0 == StatusCode::ACCEPTED).count();
+    assert_eq!(took, 3, "{last:?}");
+    settle(&t).await;
+    assert_eq!(t.count_orders("REJECTED").await, 0);
+    assert_eq!(sold(&t, wh, p).await, 10);
+    assert_all_converged(&t, &[(wh, p)]).await;
+    t.cleanup().await;
+}
+
+/// Slow is a fault too. With 500 ms added to every Redis reply and a 300 ms command deadline,
+/// MySQL-first writes end within the deadline and commit on MySQL alone, the Redis path sheds;
+/// with 500 ms added to every MySQL reply and a 1 s deadline, DB-lock orders end within their
+/// deadlines with 503 and change nothing, while the Redis path, which does not wait for MySQL,
+/// goes on. Readiness answers at once throughout, and everything converges afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_redis_and_slow_mysql_end_within_their_deadlines() {
+    let mysql = Proxy::start(&host_port(&server_url())).await;
+    let (redis, t) = behind_redis_proxy(|c| {
+        c.storage.database_url = via(&c.storage.database_url, mysql.port);
+        c.storage.redis_command_timeout_ms = 300;
+        c.storage.db_command_timeout_ms = 1000;
+        c.storage.db_connect_timeout_ms = 500;
+        c.jobs_enabled = false;
+    })
+    .await;
+    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
+    let p = t.add_product(1_000).await;
+    t.stock_row(wh, p, 100).await;
+    let warm = burst(&t, "/api/redis/orders", None, vec![db_lock_order(p, 1); 2]).await;
+    assert!(warm.iter().all(|r| r.0 == StatusCode::ACCEPTED));
+    settle(&t).await;
+    let watch = HealthWatch::start(&t);
+    let rss_before = rss_mib();
+
+    // Slow Redis.
+    redis.set_latency(Duration::from_millis(500));
+    let db_lock = burst(&t, "/api/orders", None, vec![db_lock_order(p, 1); 10]).await;
+    for r in &db_lock {
+        assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
+        assert!(r.3 < Duration::from_millis(1500), "took {:?}", r.3);
+    }
+    let shed = burst(&t, "/api/redis/orders", None, vec![db_lock_order(p, 1); 10]).await;
+    timings("slow redis: DB-lock orders", &db_lock);
+    timings("slow redis: Redis-path orders (shed)", &shed);
+    for r in &shed {
+        assert_eq!(r.0, StatusCode::SERVICE_UNAVAILABLE, "{}", r.1);
+        assert!(r.3 < Duration::from_millis(100), "took {:?}", r.3);
+    }
+    assert_eq!(health(&t).await.1["redis"]["circuit"], "open");
+    redis.set_latency(Duration::ZERO);
+    wait_status(&t, "ready", Duration::from_secs(5)).await;
+
+    // Slow MySQL.
+    mysql.set_latency(Duration::from_millis(500));
+    let (db_lock, online) = tokio::join!(
+        burst(&t, "/api/orders", None, vec![db_lock_order(p, 1); 30]),
+        burst(&t, "/api/redis/orders", None, vec![db_lock_order(p, 1); 10]),
+    );
+    for r in &db_lock {
+        assert_eq!(r.0, StatusCode::SERVICE_UNAVAILABLE, "{}", r.1);
+        assert!(r.3 < Duration::from_millis(3500), "took {:?}", r.3);
+    }
+    for r in &online {
+        assert_eq!(r.0, StatusCode::ACCEPTED, "{}", r.1);
+        assert!(r.3 < Duration::from_millis(500), "took {:?}", r.3);
+    }
+    mysql.set_latency(Duration::ZERO);
+    timings("slow mysql: DB-lock orders (503)", &db_lock);
+    timings("slow mysql: Redis-path orders", &online);
+    eprintln!(
+        "resident memory {rss_before} MiB before the slow phases, {} MiB after",
+        rss_mib()
+    );
+    watch.assert_fast().await;
+
+    settle(&t).await;
+    assert_eq!(t.count_orders("REJECTED").await, 0);
+    // 2 + 10 online, 10 on MySQL alone while Redis was slow; none while MySQL was.
+    assert_eq!(sold(&t, wh, p).await, 22);
+    assert_all_converged(&t, &[(wh, p)]).await;
+    t.cleanup().await;
+}
