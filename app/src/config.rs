@@ -108,9 +108,41 @@ pub struct Config {
     /// How often (ms) the service checks that Redis still holds its data.
     #[arg(long, env = "REDIS_WATCH_MS", default_value_t = 1000)]
     pub redis_watch_ms: u64,
+    /// Largest request body, in bytes (the largest valid order, 50 lines, is about 3 KB).
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(256..=16_777_216))]
+    pub max_body_bytes: u64,
+    /// Most DB-lock orders and cancels in flight at once (default: 4 × DB_MAX_CONNECTIONS);
+    /// beyond it, 503 with Retry-After.
+    #[arg(long, env = "MAX_IN_FLIGHT_DB_LOCK")]
+    pub max_in_flight_db_lock: Option<usize>,
+    /// Most Redis-path orders and cancels in flight at once (default: 32 × REDIS_POOL_SIZE).
+    #[arg(long, env = "MAX_IN_FLIGHT_REDIS")]
+    pub max_in_flight_redis: Option<usize>,
+    /// Most POS sales and returns in flight at once (default: 2 × DB_MAX_CONNECTIONS).
+    #[arg(long, env = "MAX_IN_FLIGHT_POS")]
+    pub max_in_flight_pos: Option<usize>,
+    /// Most shop and store reads in flight at once (default: 32 × DB_MAX_CONNECTIONS).
+    #[arg(long, env = "MAX_IN_FLIGHT_READS")]
+    pub max_in_flight_reads: Option<usize>,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The body limit and the bounds on requests in flight, with the defaults derived from the
+    /// pool sizes.
+    pub fn limits(&self) -> sf_openapi::edge::Limits {
+        let db = self.storage.db_max_connections as usize;
+        let redis = self.storage.redis_pool_size as usize;
+        sf_openapi::edge::Limits {
+            max_body_bytes: self.max_body_bytes as usize,
+            db_lock: self.max_in_flight_db_lock.unwrap_or(4 * db).max(1),
+            redis: self.max_in_flight_redis.unwrap_or(32 * redis).max(1),
+            pos: self.max_in_flight_pos.unwrap_or(2 * db).max(1),
+            reads: self.max_in_flight_reads.unwrap_or(32 * db).max(1),
+        }
+    }
 }
 
 impl Config {

@@ -122,6 +122,7 @@ impl Application {
             metrics: Metrics::new(),
             consumer: stats,
             jobs: jobs.clone(),
+            shedder: Arc::new(sf_openapi::edge::Shedder::new(config.limits())),
         });
 
         let acceptor = TcpListener::bind(format!("{}:{}", config.host, config.port))

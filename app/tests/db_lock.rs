@@ -224,17 +224,17 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
         (raw(r#"{"items": [{"productId": 1, "quantity": 100000000000000000000}], "deliveryType": "NORMAL", "deliveryAddress": {"latitude": 37.5, "longitude": 127.0}}"#).await.unwrap(),
             StatusCode::BAD_REQUEST, "/problems/bad-request", "quantity beyond 64 bits"),
         (t.post("/api/orders", &json!({"items": [{"productId": p, "quantity": -1}], "deliveryType": "NORMAL", "deliveryAddress": addr})).await,
-            StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation-error", "negative quantity"),
+            StatusCode::BAD_REQUEST, "/problems/bad-request", "negative quantity"),
         (t.post("/api/orders", &json!({"items": [{"productId": p, "quantity": 0}], "deliveryType": "NORMAL", "deliveryAddress": addr})).await,
-            StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation-error", "zero quantity"),
+            StatusCode::BAD_REQUEST, "/problems/bad-request", "zero quantity"),
         (t.post("/api/orders", &json!({"items": [{"productId": p, "quantity": 5000}], "deliveryType": "NORMAL", "deliveryAddress": addr})).await,
-            StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation-error", "absurd quantity"),
+            StatusCode::BAD_REQUEST, "/problems/bad-request", "absurd quantity"),
         (t.post("/api/orders", &json!({"items": [], "deliveryType": "NORMAL", "deliveryAddress": addr})).await,
-            StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation-error", "empty order"),
+            StatusCode::BAD_REQUEST, "/problems/bad-request", "empty order"),
         (t.post("/api/orders", &json!({"items": [{"productId": p, "quantity": 1}], "deliveryType": "NORMAL"})).await,
             StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation-error", "missing address"),
         (t.post("/api/orders", &json!({"items": [{"productId": p, "quantity": 1}], "deliveryType": "NORMAL", "deliveryAddress": {"latitude": 95.0, "longitude": 10.0}})).await,
-            StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation-error", "latitude out of range"),
+            StatusCode::BAD_REQUEST, "/problems/bad-request", "latitude out of range"),
         (t.post("/api/orders", &json!({"items": [{"productId": 999999, "quantity": 1}], "deliveryType": "NORMAL", "deliveryAddress": addr})).await,
             StatusCode::NOT_FOUND, "/problems/unknown-product", "unknown product"),
         (t.post("/api/orders", &json!({"items": [{"productId": p, "quantity": 1}, {"productId": 999999, "quantity": 1}], "deliveryType": "NORMAL", "deliveryAddress": addr})).await,
@@ -329,10 +329,7 @@ async fn admin_stock_changes_are_in_the_ledger() {
     let (s, b) = json_of(t.admin_adjust(wh, p, -50).await).await;
     assert_eq!(
         (s, b["type"].as_str()),
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Some("/problems/validation-error")
-        )
+        (StatusCode::CONFLICT, Some("/problems/conflict"))
     );
     assert_eq!(t.on_hand(wh, p).await, 20);
     assert_eq!(t.ledger_sum(wh, p).await, 10);

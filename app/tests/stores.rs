@@ -483,7 +483,7 @@ async fn operators_manage_locations_and_products() {
         .unwrap(),
     )
     .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(s, StatusCode::BAD_REQUEST);
 
     assert_eq!(
         t.admin_set_stock(sid, pid, 5).await.status(),

@@ -1,10 +1,9 @@
 //! Operators' routes under `/api/admin`, behind the admin bearer token.
 
 use crate::auth::AdminAuth;
-use crate::problem::{bad_request, fail, Problem};
-use crate::problem_responses;
+use crate::problem::{ApiResult, Problem};
 use crate::state::ApiState;
-use crate::types::{LocationBody, LocationTypeBody, OrderBody};
+use crate::types::{LocationBody, LocationTypeBody, OrderBody, Text};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
@@ -49,6 +48,7 @@ impl From<StockReason> for Reason {
 #[oai(deny_unknown_fields, example)]
 pub struct SetStockRequest {
     /// The new on-hand quantity, 0 to 1,000,000,000.
+    #[oai(validator(minimum(value = "0"), maximum(value = "1000000000")))]
     pub quantity: i64,
     pub reason: StockReason,
 }
@@ -66,7 +66,8 @@ impl Example for SetStockRequest {
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields, example)]
 pub struct AdjustStockRequest {
-    /// Units to add (negative to remove), -1,000,000,000 to 1,000,000,000, not zero.
+    /// Units to add (negative to remove), -1,000,000,000 to 1,000,000,000; zero changes nothing.
+    #[oai(validator(minimum(value = "-1000000000"), maximum(value = "1000000000")))]
     pub delta: i64,
     pub reason: StockReason,
 }
@@ -91,38 +92,12 @@ pub struct StockChangeBody {
     pub after: i64,
 }
 
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "bad_request")]
-pub enum StockChangeResponse {
-    /// Changed, recorded in the ledger, and applied to Redis as a change.
-    #[oai(status = 200)]
-    Ok(Json<StockChangeBody>),
-    #[oai(status = 400, content_type = "application/problem+json")]
-    BadRequest(Json<Problem>),
-    /// Missing or wrong admin token.
-    #[oai(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Json<Problem>),
-    /// No such location or product.
-    #[oai(status = 404, content_type = "application/problem+json")]
-    NotFound(Json<Problem>),
-    /// The units to remove are reserved by online orders not yet in MySQL.
-    #[oai(status = 409, content_type = "application/problem+json")]
-    Conflict(Json<Problem>),
-    /// A quantity out of range, or a change that would make the stock negative.
-    #[oai(status = 422, content_type = "application/problem+json")]
-    Unprocessable(Json<Problem>),
-    #[oai(status = 503, content_type = "application/problem+json")]
-    Unavailable(Json<Problem>, #[oai(header = "Retry-After")] u32),
-    #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(Json<Problem>),
-}
-problem_responses!(StockChangeResponse { 400 => BadRequest, 401 => Unauthorized, 404 => NotFound, 409 => Conflict, 422 => Unprocessable, 503 => Unavailable });
-
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields)]
 pub struct IssueKeyRequest {
-    /// A note for operators, such as the terminal's name.
-    pub label: Option<String>,
+    /// A note for operators, such as the terminal's name; at most 100 characters.
+    #[oai(validator(max_length = 100))]
+    pub label: Option<Text>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -134,53 +109,35 @@ pub struct IssuedKeyBody {
     pub key: String,
 }
 
+/// An issued key.
 #[derive(ApiResponse)]
-#[oai(bad_request_handler = "bad_request")]
-pub enum IssueKeyResponse {
+pub enum KeyIssued {
     /// Issued.
     #[oai(status = 201)]
     Created(Json<IssuedKeyBody>),
-    #[oai(status = 400, content_type = "application/problem+json")]
-    BadRequest(Json<Problem>),
-    #[oai(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Json<Problem>),
-    /// No such store.
-    #[oai(status = 404, content_type = "application/problem+json")]
-    NotFound(Json<Problem>),
-    /// The location is a warehouse.
-    #[oai(status = 422, content_type = "application/problem+json")]
-    Unprocessable(Json<Problem>),
-    #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(Json<Problem>),
 }
-problem_responses!(IssueKeyResponse { 400 => BadRequest, 401 => Unauthorized, 404 => NotFound, 422 => Unprocessable });
 
+/// A revoked key.
 #[derive(ApiResponse)]
-#[oai(bad_request_handler = "bad_request")]
-pub enum RevokeKeyResponse {
+pub enum KeyRevoked {
     /// Revoked; it stops working at once.
     #[oai(status = 204)]
     Revoked,
-    #[oai(status = 400, content_type = "application/problem+json")]
-    BadRequest(Json<Problem>),
-    #[oai(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Json<Problem>),
-    /// The store has no such key.
-    #[oai(status = 404, content_type = "application/problem+json")]
-    NotFound(Json<Problem>),
-    #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(Json<Problem>),
 }
-problem_responses!(RevokeKeyResponse { 400 => BadRequest, 401 => Unauthorized, 404 => NotFound });
 
 /// A new warehouse or store.
 #[derive(Debug, Clone, Object)]
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewLocation {
     pub location_type: LocationTypeBody,
-    /// 1 to 200 characters.
-    pub name: String,
+    /// 1 to 200 characters, not only spaces.
+    #[oai(validator(min_length = 1, max_length = 200, pattern = r"\S"))]
+    pub name: Text,
+    /// -90 to 90.
+    #[oai(validator(minimum(value = "-90"), maximum(value = "90")))]
     pub latitude: f64,
+    /// -180 to 180.
+    #[oai(validator(minimum(value = "-180"), maximum(value = "180")))]
     pub longitude: f64,
 }
 
@@ -189,8 +146,14 @@ pub struct NewLocation {
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields)]
 pub struct LocationPatch {
-    pub name: Option<String>,
+    /// 1 to 200 characters, not only spaces.
+    #[oai(validator(min_length = 1, max_length = 200, pattern = r"\S"))]
+    pub name: Option<Text>,
+    /// -90 to 90 (the longitude stays as it is when not sent).
+    #[oai(validator(minimum(value = "-90"), maximum(value = "90")))]
     pub latitude: Option<f64>,
+    /// -180 to 180 (the latitude stays as it is when not sent).
+    #[oai(validator(minimum(value = "-180"), maximum(value = "180")))]
     pub longitude: Option<f64>,
     pub active: Option<bool>,
 }
@@ -199,11 +162,14 @@ pub struct LocationPatch {
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields)]
 pub struct NewProduct {
-    /// Unique, 1 to 64 characters.
-    pub sku: String,
-    /// 1 to 200 characters.
-    pub name: String,
+    /// Unique, 1 to 64 characters, not only spaces.
+    #[oai(validator(min_length = 1, max_length = 64, pattern = r"\S"))]
+    pub sku: Text,
+    /// 1 to 200 characters, not only spaces.
+    #[oai(validator(min_length = 1, max_length = 200, pattern = r"\S"))]
+    pub name: Text,
     /// Price of one unit in won, 0 to 100,000,000.
+    #[oai(validator(minimum(value = "0"), maximum(value = "100000000")))]
     pub price: i64,
 }
 
@@ -211,7 +177,11 @@ pub struct NewProduct {
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields)]
 pub struct ProductPatch {
-    pub name: Option<String>,
+    /// 1 to 200 characters, not only spaces.
+    #[oai(validator(min_length = 1, max_length = 200, pattern = r"\S"))]
+    pub name: Option<Text>,
+    /// Price of one unit in won, 0 to 100,000,000.
+    #[oai(validator(minimum(value = "0"), maximum(value = "100000000")))]
     pub price: Option<i64>,
     pub active: Option<bool>,
 }
@@ -238,56 +208,20 @@ impl From<sf_persistence::model::Product> for AdminProductBody {
     }
 }
 
-macro_rules! write_response {
-    ($name:ident, $body:ty, $status:literal, $doc:literal) => {
-        #[derive(ApiResponse)]
-        #[oai(bad_request_handler = "bad_request")]
-        pub enum $name {
-            #[doc = $doc]
-            #[oai(status = $status)]
-            Ok(Json<$body>),
-            #[oai(status = 400, content_type = "application/problem+json")]
-            BadRequest(Json<Problem>),
-            #[oai(status = 401, content_type = "application/problem+json")]
-            Unauthorized(Json<Problem>),
-            #[oai(status = 404, content_type = "application/problem+json")]
-            NotFound(Json<Problem>),
-            /// A product with this SKU exists already.
-            #[oai(status = 409, content_type = "application/problem+json")]
-            Conflict(Json<Problem>),
-            /// A field out of range.
-            #[oai(status = 422, content_type = "application/problem+json")]
-            Unprocessable(Json<Problem>),
-            #[oai(status = 500, content_type = "application/problem+json")]
-            Internal(Json<Problem>),
-        }
-        problem_responses!($name { 400 => BadRequest, 401 => Unauthorized, 404 => NotFound, 409 => Conflict, 422 => Unprocessable });
-    };
-}
-write_response!(CreateLocationResponse, LocationBody, 201, "Opened.");
-write_response!(UpdateLocationResponse, LocationBody, 200, "Changed.");
-write_response!(CreateProductResponse, AdminProductBody, 201, "Created.");
-write_response!(UpdateProductResponse, AdminProductBody, 200, "Changed.");
-
-fn check_name(field: &str, value: &str, max: usize) -> Result<(), Problem> {
-    let n = value.trim().chars().count();
-    if n == 0 || n > max {
-        return Err(Problem::validation(format!(
-            "{field} must have 1 to {max} characters"
-        )));
-    }
-    Ok(())
+/// An opened location.
+#[derive(ApiResponse)]
+pub enum LocationCreated {
+    /// Opened.
+    #[oai(status = 201)]
+    Created(Json<LocationBody>),
 }
 
-const MAX_PRICE: i64 = 100_000_000;
-
-fn check_price(price: i64) -> Result<(), Problem> {
-    if !(0..=MAX_PRICE).contains(&price) {
-        return Err(Problem::validation(format!(
-            "price must be between 0 and {MAX_PRICE}, got {price}"
-        )));
-    }
-    Ok(())
+/// A created product.
+#[derive(ApiResponse)]
+pub enum ProductCreated {
+    /// Created.
+    #[oai(status = 201)]
+    Created(Json<AdminProductBody>),
 }
 
 /// One run of a scheduled job.
@@ -335,87 +269,11 @@ pub struct JobRunList {
     pub runs: Vec<JobRunBody>,
 }
 
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "bad_request")]
-pub enum JobRunsResponse {
-    /// Recent runs.
-    #[oai(status = 200)]
-    Ok(Json<JobRunList>),
-    #[oai(status = 400, content_type = "application/problem+json")]
-    BadRequest(Json<Problem>),
-    #[oai(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Json<Problem>),
-    #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(Json<Problem>),
-}
-problem_responses!(JobRunsResponse { 400 => BadRequest, 401 => Unauthorized });
-
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "bad_request")]
-pub enum RunNowResponse {
-    /// The run finished; here is what it checked and repaired.
-    #[oai(status = 200)]
-    Ok(Json<JobRunBody>),
-    #[oai(status = 400, content_type = "application/problem+json")]
-    BadRequest(Json<Problem>),
-    #[oai(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Json<Problem>),
-    /// A run is already going (here or on another instance).
-    #[oai(status = 409, content_type = "application/problem+json")]
-    Conflict(Json<Problem>),
-    #[oai(status = 503, content_type = "application/problem+json")]
-    Unavailable(Json<Problem>, #[oai(header = "Retry-After")] u32),
-    #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(Json<Problem>),
-}
-problem_responses!(RunNowResponse { 400 => BadRequest, 401 => Unauthorized, 409 => Conflict, 503 => Unavailable });
-
 #[derive(Debug, Clone, Object)]
 pub struct OrderList {
     /// Newest first.
     pub orders: Vec<OrderBody>,
 }
-
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "bad_request")]
-pub enum OrderListResponse {
-    /// Orders in that status.
-    #[oai(status = 200)]
-    Ok(Json<OrderList>),
-    #[oai(status = 400, content_type = "application/problem+json")]
-    BadRequest(Json<Problem>),
-    #[oai(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Json<Problem>),
-    #[oai(status = 503, content_type = "application/problem+json")]
-    Unavailable(Json<Problem>, #[oai(header = "Retry-After")] u32),
-    #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(Json<Problem>),
-}
-problem_responses!(OrderListResponse { 400 => BadRequest, 401 => Unauthorized, 503 => Unavailable });
-
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "bad_request")]
-pub enum RetryOrderResponse {
-    /// MySQL took the order as sold now: it is `CONFIRMED`, with its stock and ledger rows.
-    #[oai(status = 200)]
-    Ok(Json<OrderBody>),
-    #[oai(status = 400, content_type = "application/problem+json")]
-    BadRequest(Json<Problem>),
-    #[oai(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Json<Problem>),
-    /// No such order.
-    #[oai(status = 404, content_type = "application/problem+json")]
-    NotFound(Json<Problem>),
-    /// The order is not `REJECTED` (`/problems/conflict`), or its location still lacks the units
-    /// (`/problems/out-of-stock`, naming the product); nothing changed.
-    #[oai(status = 409, content_type = "application/problem+json")]
-    Conflict(Json<Problem>),
-    #[oai(status = 503, content_type = "application/problem+json")]
-    Unavailable(Json<Problem>, #[oai(header = "Retry-After")] u32),
-    #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(Json<Problem>),
-}
-problem_responses!(RetryOrderResponse { 400 => BadRequest, 401 => Unauthorized, 404 => NotFound, 409 => Conflict, 503 => Unavailable });
 
 /// A time Redis lost the data the service had loaded into it.
 #[derive(Debug, Clone, Object)]
@@ -434,23 +292,6 @@ pub struct DataLossList {
     pub losses: Vec<DataLossBody>,
 }
 
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "bad_request")]
-pub enum DataLossResponse {
-    /// Recorded data losses.
-    #[oai(status = 200)]
-    Ok(Json<DataLossList>),
-    #[oai(status = 400, content_type = "application/problem+json")]
-    BadRequest(Json<Problem>),
-    #[oai(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Json<Problem>),
-    #[oai(status = 503, content_type = "application/problem+json")]
-    Unavailable(Json<Problem>, #[oai(header = "Retry-After")] u32),
-    #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(Json<Problem>),
-}
-problem_responses!(DataLossResponse { 400 => BadRequest, 401 => Unauthorized, 503 => Unavailable });
-
 fn rfc3339_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
@@ -462,8 +303,6 @@ pub fn location_in_path(id: i64) -> Result<LocationId, Problem> {
         .map_err(|_| Problem::not_found(format!("location {id} does not exist")))
 }
 
-const MAX_STOCK: i64 = 1_000_000_000;
-
 impl AdminApi {
     async fn change(
         &self,
@@ -471,26 +310,20 @@ impl AdminApi {
         product_id: i64,
         target: StockTarget,
         reason: StockReason,
-    ) -> StockChangeResponse {
-        let run = async {
-            let loc = location_in_path(location_id)?;
-            let product = crate::catalog::product_in_path(product_id)?;
-            let reason = reason.into();
-            let change = self
-                .state
-                .write(|s| async move { s.change_stock(loc, product, target, reason).await })
-                .await?;
-            Ok::<_, Problem>(StockChangeBody {
-                location_id: loc.get(),
-                product_id: product.get(),
-                before: change.before,
-                after: change.after,
-            })
-        };
-        match run.await {
-            Ok(b) => StockChangeResponse::Ok(Json(b)),
-            Err(p) => p.into(),
-        }
+    ) -> ApiResult<Json<StockChangeBody>> {
+        let loc = location_in_path(location_id)?;
+        let product = crate::catalog::product_in_path(product_id)?;
+        let reason = reason.into();
+        let change = self
+            .state
+            .write(|s| async move { s.change_stock(loc, product, target, reason).await })
+            .await?;
+        Ok(Json(StockChangeBody {
+            location_id: loc.get(),
+            product_id: product.get(),
+            before: change.before,
+            after: change.after,
+        }))
     }
 }
 
@@ -500,6 +333,9 @@ impl AdminApi {
     ///
     /// Sets the on-hand quantity of a product at a location. The difference is recorded in the
     /// ledger with the reason, and reaches Redis as a change, so online orders in flight are kept.
+    /// Answers 200 once the stock is changed, recorded in the ledger, and applied to Redis as a
+    /// change; 404 when there is no such location or product; 409 when the units to remove are
+    /// reserved by online orders not yet in MySQL.
     #[oai(
         path = "/locations/:locationId/products/:productId/stock",
         method = "put",
@@ -508,17 +344,10 @@ impl AdminApi {
     async fn set_stock(
         &self,
         _auth: AdminAuth,
-        #[oai(name = "locationId")] location_id: Path<i64>,
-        #[oai(name = "productId")] product_id: Path<i64>,
+        #[oai(name = "locationId", validator(minimum(value = "1")))] location_id: Path<i64>,
+        #[oai(name = "productId", validator(minimum(value = "1")))] product_id: Path<i64>,
         body: Json<SetStockRequest>,
-    ) -> StockChangeResponse {
-        if !(0..=MAX_STOCK).contains(&body.quantity) {
-            return Problem::validation(format!(
-                "quantity must be between 0 and {MAX_STOCK}, got {}",
-                body.quantity
-            ))
-            .into();
-        }
+    ) -> ApiResult<Json<StockChangeBody>> {
         self.change(
             location_id.0,
             product_id.0,
@@ -531,6 +360,10 @@ impl AdminApi {
     /// Adjust on-hand stock
     ///
     /// Adds (or, with a negative delta, removes) units; recorded in the ledger like a set.
+    /// Answers 200 once the stock is changed, recorded in the ledger, and applied to Redis as a
+    /// change; 404 when there is no such location or product; 409 when the units to remove are
+    /// reserved by online orders not yet in MySQL, or when the change would make the stock
+    /// negative. A `delta` of zero changes nothing and records nothing.
     #[oai(
         path = "/locations/:locationId/products/:productId/stock/adjustments",
         method = "post",
@@ -539,17 +372,10 @@ impl AdminApi {
     async fn adjust_stock(
         &self,
         _auth: AdminAuth,
-        #[oai(name = "locationId")] location_id: Path<i64>,
-        #[oai(name = "productId")] product_id: Path<i64>,
+        #[oai(name = "locationId", validator(minimum(value = "1")))] location_id: Path<i64>,
+        #[oai(name = "productId", validator(minimum(value = "1")))] product_id: Path<i64>,
         body: Json<AdjustStockRequest>,
-    ) -> StockChangeResponse {
-        if body.delta == 0 || !(-MAX_STOCK..=MAX_STOCK).contains(&body.delta) {
-            return Problem::validation(format!(
-                "delta must be non-zero and between -{MAX_STOCK} and {MAX_STOCK}, got {}",
-                body.delta
-            ))
-            .into();
-        }
+    ) -> ApiResult<Json<StockChangeBody>> {
         self.change(
             location_id.0,
             product_id.0,
@@ -562,6 +388,7 @@ impl AdminApi {
     /// Issue a POS key
     ///
     /// A new key for a store's terminals. The answer shows the key once; only its hash is kept.
+    /// Answers 404 when there is no such store (a warehouse is not one).
     #[oai(
         path = "/stores/:storeId/keys",
         method = "post",
@@ -570,25 +397,17 @@ impl AdminApi {
     async fn issue_key(
         &self,
         _auth: AdminAuth,
-        #[oai(name = "storeId")] store_id: Path<i64>,
+        #[oai(name = "storeId", validator(minimum(value = "1")))] store_id: Path<i64>,
         body: Json<IssueKeyRequest>,
-    ) -> IssueKeyResponse {
-        let run = async {
-            let store = location_in_path(store_id.0)?;
-            let label = body.label.clone().unwrap_or_default();
-            if label.chars().count() > 100 {
-                return Err(Problem::validation("label may have at most 100 characters"));
-            }
-            Ok::<_, Problem>(self.state.store.issue_store_key(store, &label).await?)
-        };
-        match run.await {
-            Ok(k) => IssueKeyResponse::Created(Json(IssuedKeyBody {
-                key_id: k.key_id,
-                store_id: k.store_id,
-                key: k.key,
-            })),
-            Err(p) => p.into(),
-        }
+    ) -> ApiResult<KeyIssued> {
+        let store = location_in_path(store_id.0)?;
+        let label = body.label.as_ref().map_or("", |l| l.0.trim());
+        let k = self.state.store.issue_store_key(store, label).await?;
+        Ok(KeyIssued::Created(Json(IssuedKeyBody {
+            key_id: k.key_id,
+            store_id: k.store_id,
+            key: k.key,
+        })))
     }
 
     /// Open a location
@@ -600,30 +419,24 @@ impl AdminApi {
         &self,
         _auth: AdminAuth,
         body: Json<NewLocation>,
-    ) -> CreateLocationResponse {
-        let run = async {
-            check_name("name", &body.name, 200)?;
-            let at = Coordinates::new(body.latitude, body.longitude)?;
-            let kind = match body.location_type {
-                LocationTypeBody::Warehouse => LocationKind::Warehouse,
-                LocationTypeBody::Store => LocationKind::Store,
-            };
-            Ok::<_, Problem>(
-                self.state
-                    .store
-                    .create_location(kind, body.name.trim(), at)
-                    .await?,
-            )
+    ) -> ApiResult<LocationCreated> {
+        let at = Coordinates::new(body.latitude, body.longitude)?;
+        let kind = match body.location_type {
+            LocationTypeBody::Warehouse => LocationKind::Warehouse,
+            LocationTypeBody::Store => LocationKind::Store,
         };
-        match run.await {
-            Ok(l) => CreateLocationResponse::Ok(Json(l.into())),
-            Err(p) => p.into(),
-        }
+        let l = self
+            .state
+            .store
+            .create_location(kind, body.name.0.trim(), at)
+            .await?;
+        Ok(LocationCreated::Created(Json(l.into())))
     }
 
     /// Change a location
     ///
-    /// Rename, move, close (`active: false`) or reopen a location.
+    /// Rename, move, close (`active: false`) or reopen a location. Answers 200 with the changed
+    /// location; 404 when there is no such location. A coordinate not sent stays as it is.
     #[oai(
         path = "/locations/:locationId",
         method = "patch",
@@ -632,36 +445,42 @@ impl AdminApi {
     async fn update_location(
         &self,
         _auth: AdminAuth,
-        #[oai(name = "locationId")] location_id: Path<i64>,
+        #[oai(name = "locationId", validator(minimum(value = "1")))] location_id: Path<i64>,
         body: Json<LocationPatch>,
-    ) -> UpdateLocationResponse {
-        let run = async {
-            let id = location_in_path(location_id.0)?;
-            if let Some(n) = &body.name {
-                check_name("name", n, 200)?;
+    ) -> ApiResult<Json<LocationBody>> {
+        let id = location_in_path(location_id.0)?;
+        let coordinates = match (body.latitude, body.longitude) {
+            (None, None) => None,
+            (lat, lon) => {
+                let now = self
+                    .state
+                    .store
+                    .locations()
+                    .all
+                    .iter()
+                    .find(|l| l.location_id == id.get())
+                    .map(|l| (l.latitude, l.longitude))
+                    .ok_or(sf_persistence::StoreError::UnknownLocation(id))?;
+                Some(Coordinates::new(
+                    lat.unwrap_or(now.0),
+                    lon.unwrap_or(now.1),
+                )?)
             }
-            let coordinates = match (body.latitude, body.longitude) {
-                (Some(lat), Some(lon)) => Some(Coordinates::new(lat, lon)?),
-                (None, None) => None,
-                _ => return Err(Problem::validation("send latitude and longitude together")),
-            };
-            let change = LocationChange {
-                name: body.name.as_ref().map(|n| n.trim().to_owned()),
-                coordinates,
-                active: body.active,
-            };
-            Ok::<_, Problem>(self.state.store.update_location(id, change).await?)
         };
-        match run.await {
-            Ok(l) => UpdateLocationResponse::Ok(Json(l.into())),
-            Err(p) => p.into(),
-        }
+        let change = LocationChange {
+            name: body.name.as_ref().map(|n| n.0.trim().to_owned()),
+            coordinates,
+            active: body.active,
+        };
+        Ok(Json(
+            self.state.store.update_location(id, change).await?.into(),
+        ))
     }
 
     /// Close a location
     ///
     /// Same as `PATCH` with `active: false`: routing never chooses it again; its stock, orders and
-    /// keys stay.
+    /// keys stay. Answers 200 with the closed location; 404 when there is no such location.
     #[oai(
         path = "/locations/:locationId",
         method = "delete",
@@ -670,8 +489,8 @@ impl AdminApi {
     async fn deactivate_location(
         &self,
         auth: AdminAuth,
-        #[oai(name = "locationId")] location_id: Path<i64>,
-    ) -> UpdateLocationResponse {
+        #[oai(name = "locationId", validator(minimum(value = "1")))] location_id: Path<i64>,
+    ) -> ApiResult<Json<LocationBody>> {
         let close = LocationPatch {
             name: None,
             latitude: None,
@@ -682,33 +501,26 @@ impl AdminApi {
     }
 
     /// Create a product
+    ///
+    /// Answers 409 when a product with this SKU exists already.
     #[oai(path = "/products", method = "post", operation_id = "createProduct")]
     async fn create_product(
         &self,
         _auth: AdminAuth,
         body: Json<NewProduct>,
-    ) -> CreateProductResponse {
-        let run = async {
-            check_name("sku", &body.sku, 64)?;
-            check_name("name", &body.name, 200)?;
-            check_price(body.price)?;
-            Ok::<_, Problem>(
-                self.state
-                    .store
-                    .create_product(body.sku.trim(), body.name.trim(), body.price)
-                    .await?,
-            )
-        };
-        match run.await {
-            Ok(p) => CreateProductResponse::Ok(Json(p.into())),
-            Err(p) => p.into(),
-        }
+    ) -> ApiResult<ProductCreated> {
+        let p = self
+            .state
+            .store
+            .create_product(body.sku.0.trim(), body.name.0.trim(), body.price)
+            .await?;
+        Ok(ProductCreated::Created(Json(p.into())))
     }
 
     /// Change a product
     ///
     /// Rename, reprice (orders placed from now on get the new price), stop (`active: false`) or
-    /// resume its sale.
+    /// resume its sale. Answers 200 with the changed product; 404 when there is no such product.
     #[oai(
         path = "/products/:productId",
         method = "patch",
@@ -717,33 +529,24 @@ impl AdminApi {
     async fn update_product(
         &self,
         _auth: AdminAuth,
-        #[oai(name = "productId")] product_id: Path<i64>,
+        #[oai(name = "productId", validator(minimum(value = "1")))] product_id: Path<i64>,
         body: Json<ProductPatch>,
-    ) -> UpdateProductResponse {
-        let run = async {
-            let id = crate::catalog::product_in_path(product_id.0)?;
-            if let Some(n) = &body.name {
-                check_name("name", n, 200)?;
-            }
-            if let Some(p) = body.price {
-                check_price(p)?;
-            }
-            let change = ProductChange {
-                name: body.name.as_ref().map(|n| n.trim().to_owned()),
-                price: body.price,
-                active: body.active,
-            };
-            Ok::<_, Problem>(self.state.store.update_product(id, change).await?)
+    ) -> ApiResult<Json<AdminProductBody>> {
+        let id = crate::catalog::product_in_path(product_id.0)?;
+        let change = ProductChange {
+            name: body.name.as_ref().map(|n| n.0.trim().to_owned()),
+            price: body.price,
+            active: body.active,
         };
-        match run.await {
-            Ok(p) => UpdateProductResponse::Ok(Json(p.into())),
-            Err(p) => p.into(),
-        }
+        Ok(Json(
+            self.state.store.update_product(id, change).await?.into(),
+        ))
     }
 
     /// Stop selling a product
     ///
-    /// Same as `PATCH` with `active: false`.
+    /// Same as `PATCH` with `active: false`. Answers 200 with the stopped product; 404 when there
+    /// is no such product.
     #[oai(
         path = "/products/:productId",
         method = "delete",
@@ -752,8 +555,8 @@ impl AdminApi {
     async fn deactivate_product(
         &self,
         auth: AdminAuth,
-        #[oai(name = "productId")] product_id: Path<i64>,
-    ) -> UpdateProductResponse {
+        #[oai(name = "productId", validator(minimum(value = "1")))] product_id: Path<i64>,
+    ) -> ApiResult<Json<AdminProductBody>> {
         let stop = ProductPatch {
             name: None,
             price: None,
@@ -772,75 +575,52 @@ impl AdminApi {
     async fn job_runs(
         &self,
         _auth: AdminAuth,
-        job: Query<Option<String>>,
-        limit: Query<Option<i64>>,
-    ) -> JobRunsResponse {
-        let run = async {
-            let limit = limit.0.unwrap_or(20);
-            if !(1..=200).contains(&limit) {
-                return Err(Problem::bad_request(format!(
-                    "limit must be between 1 and 200, got {limit}"
-                )));
-            }
-            if let Some(j) = &job.0 {
-                if !JobKind::ALL.iter().any(|k| k.name() == j) {
-                    return Err(Problem::bad_request(format!(
-                        "job must be one of reconcile, reclaim, housekeeping; got {j:?}"
-                    )));
-                }
-            }
-            let runs = recent_runs(&self.state.store, job.0.as_deref(), limit as u32).await?;
-            Ok::<_, Problem>(JobRunList {
-                runs: runs.into_iter().map(Into::into).collect(),
-            })
-        };
-        match run.await {
-            Ok(l) => JobRunsResponse::Ok(Json(l)),
-            Err(p) => p.into(),
-        }
+        #[oai(validator(pattern = r"^(reconcile|reclaim|housekeeping)$"))] job: Query<
+            Option<String>,
+        >,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<i64>>,
+    ) -> ApiResult<Json<JobRunList>> {
+        let limit = limit.0.unwrap_or(20);
+        let runs = recent_runs(&self.state.store, job.0.as_deref(), limit as u32).await?;
+        Ok(Json(JobRunList {
+            runs: runs.into_iter().map(Into::into).collect(),
+        }))
     }
 
     /// List orders by status
     ///
     /// `status=REJECTED` (the default) lists the orders accepted on the Redis path that MySQL
     /// could not take as sold, each with its `rejectReason`; retry one after a restock
-    /// (`POST /api/admin/orders/{orderId}/retry`) or close it with a cancel. Any order status may
-    /// be listed; `limit` is 1 to 200 (default 50). Newest first.
+    /// (`POST /api/admin/orders/{orderId}/retry`) or close it with a cancel. Any order status that
+    /// is kept in MySQL may be listed (`CONFIRMED`, `CANCELLED`, `REJECTED`; `ACCEPTED` orders are
+    /// not in MySQL yet); `limit` is 1 to 200 (default 50). Newest first.
     #[oai(path = "/orders", method = "get", operation_id = "listOrdersByStatus")]
     async fn list_orders(
         &self,
         _auth: AdminAuth,
-        status: Query<Option<String>>,
-        limit: Query<Option<i64>>,
-    ) -> OrderListResponse {
-        let run = async {
-            let limit = limit.0.unwrap_or(50);
-            if !(1..=200).contains(&limit) {
-                return Err(Problem::bad_request(format!(
-                    "limit must be between 1 and 200, got {limit}"
-                )));
-            }
-            let status = status.0.unwrap_or_else(|| "REJECTED".into());
-            let parsed = sf_persistence::model::OrderStatus::parse(&status)
-                .filter(|s| *s != sf_persistence::model::OrderStatus::Accepted)
-                .ok_or_else(|| {
-                    Problem::bad_request(format!(
-                        "status must be one of CONFIRMED, CANCELLED, REJECTED (ACCEPTED orders are not in MySQL yet); got {status:?}"
-                    ))
-                })?;
-            let orders = self
-                .state
-                .store
-                .orders_by_status(parsed, limit as u32)
-                .await?;
-            Ok::<_, Problem>(OrderList {
-                orders: orders.into_iter().map(Into::into).collect(),
-            })
-        };
-        match run.await {
-            Ok(l) => OrderListResponse::Ok(Json(l)),
-            Err(p) => p.into(),
-        }
+        #[oai(validator(pattern = r"^(CONFIRMED|CANCELLED|REJECTED)$"))] status: Query<
+            Option<String>,
+        >,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<i64>>,
+    ) -> ApiResult<Json<OrderList>> {
+        let limit = limit.0.unwrap_or(50);
+        let status = status.0.unwrap_or_else(|| "REJECTED".into());
+        // The pattern admits only these; the parse turns the text into the status.
+        let parsed = sf_persistence::model::OrderStatus::parse(&status)
+            .filter(|s| *s != sf_persistence::model::OrderStatus::Accepted)
+            .ok_or_else(|| {
+                Problem::bad_request(format!(
+                    "status must be one of CONFIRMED, CANCELLED, REJECTED (ACCEPTED orders are not in MySQL yet); got {status:?}"
+                ))
+            })?;
+        let orders = self
+            .state
+            .store
+            .orders_by_status(parsed, limit as u32)
+            .await?;
+        Ok(Json(OrderList {
+            orders: orders.into_iter().map(Into::into).collect(),
+        }))
     }
 
     /// List Redis data losses
@@ -855,37 +635,31 @@ impl AdminApi {
         method = "get",
         operation_id = "listRedisDataLosses"
     )]
-    async fn data_losses(&self, _auth: AdminAuth, limit: Query<Option<i64>>) -> DataLossResponse {
-        let run = async {
-            let limit = limit.0.unwrap_or(20);
-            if !(1..=200).contains(&limit) {
-                return Err(Problem::bad_request(format!(
-                    "limit must be between 1 and 200, got {limit}"
-                )));
-            }
-            let losses = self.state.store.data_losses(limit as u32).await?;
-            Ok::<_, Problem>(DataLossList {
-                losses: losses
-                    .into_iter()
-                    .map(|l| DataLossBody {
-                        since: rfc3339_ms(l.since_ms),
-                        detected_at: rfc3339_ms(l.detected_ms),
-                    })
-                    .collect(),
-            })
-        };
-        match run.await {
-            Ok(l) => DataLossResponse::Ok(Json(l)),
-            Err(p) => p.into(),
-        }
+    async fn data_losses(
+        &self,
+        _auth: AdminAuth,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<i64>>,
+    ) -> ApiResult<Json<DataLossList>> {
+        let limit = limit.0.unwrap_or(20);
+        let losses = self.state.store.data_losses(limit as u32).await?;
+        Ok(Json(DataLossList {
+            losses: losses
+                .into_iter()
+                .map(|l| DataLossBody {
+                    since: rfc3339_ms(l.since_ms),
+                    detected_at: rfc3339_ms(l.detected_ms),
+                })
+                .collect(),
+        }))
     }
 
     /// Retry a rejected order
     ///
     /// For an order MySQL could not take as sold (`REJECTED`), after a restock: if its location
     /// has the units now, the order becomes `CONFIRMED` with its stock and ledger rows, exactly as
-    /// the consumer would have written it; otherwise 409 names the missing product and nothing
-    /// changes.
+    /// the consumer would have written it, and 200 answers it; otherwise 409 names the missing
+    /// product (`/problems/out-of-stock`) and nothing changes. Answers 404 when there is no such
+    /// order; 409 (`/problems/conflict`) when the order is not `REJECTED`.
     #[oai(
         path = "/orders/:orderId/retry",
         method = "post",
@@ -895,39 +669,41 @@ impl AdminApi {
         &self,
         _auth: AdminAuth,
         #[oai(name = "orderId")] order_id: Path<String>,
-    ) -> RetryOrderResponse {
+    ) -> ApiResult<Json<OrderBody>> {
         let id = order_id.0;
-        match self
+        let order = self
             .state
             .write(|s| async move { s.retry_rejected(&id).await })
-            .await
-        {
-            Ok(o) => RetryOrderResponse::Ok(Json(o.into())),
-            Err(e) => fail(e),
-        }
+            .await?;
+        Ok(Json(order.into()))
     }
 
     /// Reconcile now
     ///
     /// Runs reconciliation at once and answers what it checked and repaired. Redis keys are
     /// repaired at a consistent point (orders in flight are counted, never erased); MySQL is
-    /// never rewritten.
+    /// never rewritten. Answers 200 when the run finished, with what it checked and repaired;
+    /// 409 (`/problems/job-running`) when a run is already going (here or on another instance).
     #[oai(
         path = "/reconciliation/runs",
         method = "post",
         operation_id = "runReconciliation"
     )]
-    async fn run_now(&self, _auth: AdminAuth) -> RunNowResponse {
-        match self.state.jobs.run(JobKind::Reconcile).await {
-            Ok(RunOutcome::Ran(r)) => RunNowResponse::Ok(Json(r.into())),
-            Ok(RunOutcome::Skipped(why)) => {
-                Problem::new(409, "job-running", "A run is already going", why).into()
-            }
-            Err(e) => fail(e),
+    async fn run_now(&self, _auth: AdminAuth) -> ApiResult<Json<JobRunBody>> {
+        match self.state.jobs.run(JobKind::Reconcile).await? {
+            RunOutcome::Ran(r) => Ok(Json(r.into())),
+            RunOutcome::Skipped(why) => Err(Problem::new(
+                409,
+                "job-running",
+                "A run is already going",
+                why,
+            )),
         }
     }
 
     /// Revoke a POS key
+    ///
+    /// The key stops working at once. Answers 404 when the store has no such key.
     #[oai(
         path = "/stores/:storeId/keys/:keyId",
         method = "delete",
@@ -936,20 +712,13 @@ impl AdminApi {
     async fn revoke_key(
         &self,
         _auth: AdminAuth,
-        #[oai(name = "storeId")] store_id: Path<i64>,
-        #[oai(name = "keyId")] key_id: Path<i64>,
-    ) -> RevokeKeyResponse {
-        let run = async {
-            let store = location_in_path(store_id.0)?;
-            let key = u64::try_from(key_id.0).map_err(|_| {
-                Problem::not_found(format!("store {store} has no key {}", key_id.0))
-            })?;
-            self.state.store.revoke_store_key(store, key).await?;
-            Ok::<_, Problem>(())
-        };
-        match run.await {
-            Ok(()) => RevokeKeyResponse::Revoked,
-            Err(p) => p.into(),
-        }
+        #[oai(name = "storeId", validator(minimum(value = "1")))] store_id: Path<i64>,
+        #[oai(name = "keyId", validator(minimum(value = "1")))] key_id: Path<i64>,
+    ) -> ApiResult<KeyRevoked> {
+        let store = location_in_path(store_id.0)?;
+        let key = u64::try_from(key_id.0)
+            .map_err(|_| Problem::not_found(format!("store {store} has no key {}", key_id.0)))?;
+        self.state.store.revoke_store_key(store, key).await?;
+        Ok(KeyRevoked::Revoked)
     }
 }

@@ -1,9 +1,8 @@
 //! Products and locations as MySQL has them.
 
-use crate::problem::{bad_request, fail, Problem};
-use crate::problem_responses;
+use crate::problem::{ApiResult, Problem};
 use crate::state::ApiState;
-use crate::types::{page_params, LocationList, ProductBody, ProductList};
+use crate::types::{LocationList, ProductBody, ProductList};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
@@ -23,9 +22,9 @@ pub struct CatalogApi {
     pub state: Arc<ApiState>,
 }
 
+/// A page of products (also the answer of the Redis-path product list).
 #[derive(ApiResponse)]
-#[oai(bad_request_handler = "bad_request")]
-pub enum ProductListResponse {
+pub enum ProductPage {
     /// A page of products.
     #[oai(status = 200)]
     Ok(
@@ -36,19 +35,11 @@ pub enum ProductListResponse {
         #[oai(header = "Stock-Source")]
         Option<String>,
     ),
-    /// Bad page parameters.
-    #[oai(status = 400, content_type = "application/problem+json")]
-    BadRequest(Json<Problem>),
-    #[oai(status = 503, content_type = "application/problem+json")]
-    Unavailable(Json<Problem>, #[oai(header = "Retry-After")] u32),
-    #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(Json<Problem>),
 }
-problem_responses!(ProductListResponse { 400 => BadRequest, 503 => Unavailable });
 
+/// One product with its stock (also the answer of the Redis-path product read).
 #[derive(ApiResponse)]
-#[oai(bad_request_handler = "bad_request")]
-pub enum ProductResponse {
+pub enum ProductWithStock {
     /// The product with its stock at every active location.
     #[oai(status = 200)]
     Ok(
@@ -58,23 +49,19 @@ pub enum ProductResponse {
         #[oai(header = "Stock-Source")]
         Option<String>,
     ),
-    #[oai(status = 400, content_type = "application/problem+json")]
-    BadRequest(Json<Problem>),
-    /// No such product.
-    #[oai(status = 404, content_type = "application/problem+json")]
-    NotFound(Json<Problem>),
-    #[oai(status = 503, content_type = "application/problem+json")]
-    Unavailable(Json<Problem>, #[oai(header = "Retry-After")] u32),
-    #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(Json<Problem>),
 }
-problem_responses!(ProductResponse { 400 => BadRequest, 404 => NotFound, 503 => Unavailable });
 
 #[derive(ApiResponse)]
 pub enum LocationsResponse {
     /// Every warehouse and store, active or not.
     #[oai(status = 200)]
     Ok(Json<LocationList>),
+}
+
+/// The page parameters once their validators passed (`page` 0 to 1,000,000, `size` 1 to 100),
+/// with their defaults applied: page 0, 20 per page.
+pub(crate) fn page_and_size(page: Option<i64>, size: Option<i64>) -> (u32, u32) {
+    (page.unwrap_or(0) as u32, size.unwrap_or(20) as u32)
 }
 
 /// A path id that cannot name a product is simply not found.
@@ -102,52 +89,52 @@ impl CatalogApi {
     )]
     async fn list(
         &self,
+        /// The page, from 0 (default 0).
+        #[oai(validator(minimum(value = "0"), maximum(value = "1000000")))]
         page: Query<Option<i64>>,
+        /// Products per page (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         size: Query<Option<i64>>,
-    ) -> ProductListResponse {
-        let (page, size) = match page_params(page.0, size.0) {
-            Ok(p) => p,
-            Err(p) => return p.into(),
-        };
-        match self.state.store.products_page(page, size).await {
-            Ok(p) => ProductListResponse::Ok(
-                Json(ProductList {
-                    products: p
-                        .items
-                        .into_iter()
-                        .map(|p| ProductBody::new(p, None))
-                        .collect(),
-                    page,
-                    size,
-                    total: p.total,
-                }),
-                None,
-            ),
-            Err(e) => fail(e),
-        }
+    ) -> ApiResult<ProductPage> {
+        let (page, size) = page_and_size(page.0, size.0);
+        let p = self.state.store.products_page(page, size).await?;
+        Ok(ProductPage::Ok(
+            Json(ProductList {
+                products: p
+                    .items
+                    .into_iter()
+                    .map(|p| ProductBody::new(p, None))
+                    .collect(),
+                page,
+                size,
+                total: p.total,
+            }),
+            None,
+        ))
     }
 
     /// Get a product with its stock
     ///
     /// The on-hand quantity at every active location, as MySQL has it.
+    ///
+    /// Answers 404 when there is no such product.
     #[oai(
         path = "/api/products/:productId",
         method = "get",
         tag = "CatalogTag::Products",
         operation_id = "getProduct"
     )]
-    async fn get(&self, #[oai(name = "productId")] product_id: Path<i64>) -> ProductResponse {
-        let id = match product_in_path(product_id.0) {
-            Ok(id) => id,
-            Err(p) => return p.into(),
-        };
-        match self.state.store.product_with_stock(id).await {
-            Ok((p, stock)) => ProductResponse::Ok(
-                Json(ProductBody::new(p, Some(stock))),
-                Some(StockSource::Mysql.as_str().into()),
-            ),
-            Err(e) => fail(e),
-        }
+    async fn get(
+        &self,
+        #[oai(name = "productId", validator(minimum(value = "1")))] product_id: Path<i64>,
+    ) -> ApiResult<ProductWithStock> {
+        // The validator keeps the id positive, so it always names a possible product.
+        let id = ProductId::new_unchecked(product_id.0 as u64);
+        let (p, stock) = self.state.store.product_with_stock(id).await?;
+        Ok(ProductWithStock::Ok(
+            Json(ProductBody::new(p, Some(stock))),
+            Some(StockSource::Mysql.as_str().into()),
+        ))
     }
 
     /// List locations
@@ -159,10 +146,10 @@ impl CatalogApi {
         tag = "CatalogTag::Locations",
         operation_id = "listLocations"
     )]
-    async fn locations(&self) -> LocationsResponse {
+    async fn locations(&self) -> ApiResult<LocationsResponse> {
         let locations = self.state.store.locations();
-        LocationsResponse::Ok(Json(LocationList {
+        Ok(LocationsResponse::Ok(Json(LocationList {
             locations: locations.all.iter().cloned().map(Into::into).collect(),
-        }))
+        })))
     }
 }

@@ -12,12 +12,15 @@
 //! - [`admin`]: operators' routes (admin token);
 //! - [`health`]: liveness and readiness.
 //!
-//! Errors are RFC 9457 problems ([`problem`]); metrics are in [`metrics`]. This crate turns HTTP
-//! into calls on `sf-persistence` and back; it decides nothing itself.
+//! Errors are RFC 9457 problems ([`problem`]): every operation returns `Result<T, Problem>`.
+//! [`edge`] bounds what reaches the operations (body size, requests in flight); metrics are in
+//! [`metrics`]. This crate turns HTTP into calls on `sf-persistence` and back; it decides nothing
+//! itself.
 
 pub mod admin;
 pub mod auth;
 pub mod catalog;
+pub mod edge;
 pub mod health;
 pub mod metrics;
 pub mod orders;
@@ -74,17 +77,119 @@ pub fn api_service(state: &Arc<ApiState>) -> OpenApiService<Apis, ()> {
         .server("/")
 }
 
+/// The order of the tags in the spec, which is the order of the groups in Swagger UI: the shop's
+/// flows first, then the stores', then the operators', health last.
+pub const TAG_ORDER: [&str; 8] = [
+    "Products",
+    "Locations",
+    "DbLockOrders",
+    "RedisPath",
+    "OrderStatus",
+    "Stores",
+    "Admin",
+    "Health",
+];
+
+fn tag_rank(tag: &serde_json::Value) -> usize {
+    let name = tag["name"].as_str().unwrap_or("");
+    TAG_ORDER
+        .iter()
+        .position(|t| *t == name)
+        .unwrap_or(TAG_ORDER.len())
+}
+
+/// The spec as served: poem-openapi's document with its `tags` in [`TAG_ORDER`], and, on every
+/// schema a request body uses, what the server does but poem-openapi does not write into the
+/// document: `additionalProperties: false` (they all refuse unknown fields), and `nullable` on
+/// optional fields (`null` is taken as absent).
+pub fn spec_document(service: &OpenApiService<Apis, ()>) -> serde_json::Value {
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&service.spec()).expect("the spec is JSON");
+    if let Some(tags) = doc["tags"].as_array_mut() {
+        tags.sort_by_key(tag_rank);
+    }
+    // Schemas reachable from a request body.
+    let mut pending: Vec<String> = Vec::new();
+    for op in doc["paths"]
+        .as_object()
+        .into_iter()
+        .flat_map(|p| p.values())
+        .flat_map(|ops| ops.as_object().into_iter().flat_map(|o| o.values()))
+    {
+        collect_refs(&op["requestBody"], &mut pending);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(name) = pending.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let schema = &mut doc["components"]["schemas"][&name];
+        collect_refs(schema, &mut pending);
+        if schema["type"] != "object" {
+            continue;
+        }
+        schema["additionalProperties"] = serde_json::Value::Bool(false);
+        // An optional field may also be sent as `null`, which means the same as leaving it out.
+        let required: Vec<serde_json::Value> =
+            schema["required"].as_array().cloned().unwrap_or_default();
+        if let Some(props) = schema["properties"].as_object_mut() {
+            for (field, prop) in props.iter_mut() {
+                if required.contains(&serde_json::Value::String(field.clone())) {
+                    continue;
+                }
+                if let Some(r) = prop.get("$ref").cloned() {
+                    // A `$ref` takes no siblings in OpenAPI 3.0: wrap it.
+                    prop.as_object_mut().map(|p| p.remove("$ref"));
+                    prop["allOf"] = serde_json::json!([{ "$ref": r }]);
+                }
+                prop["nullable"] = serde_json::Value::Bool(true);
+            }
+        }
+    }
+    doc
+}
+
+/// Names of the schemas `value` refers to (`#/components/schemas/<name>`).
+fn collect_refs(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v.as_str()) {
+                    ("$ref", Some(r)) => {
+                        if let Some(name) = r.strip_prefix("#/components/schemas/") {
+                            out.push(name.to_owned());
+                        }
+                    }
+                    _ => collect_refs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
+}
+
 /// The whole route tree: operations, spec (`/api/openapi.json`, `/api/openapi.yaml`), Swagger UI
 /// (`/swagger-ui`) and metrics (`/metrics`). Every error leaves as a problem.
 pub fn routes(state: Arc<ApiState>) -> impl Endpoint {
     let service = api_service(&state);
-    let spec_json = service.spec();
-    let spec_yaml = service.spec_yaml();
-    let ui = service.swagger_ui();
+    let doc = spec_document(&service);
+    let spec_json = serde_json::to_string_pretty(&doc).expect("spec serializes");
+    let spec_yaml = serde_yaml::to_string(&doc).expect("spec serializes");
+    let methods = Arc::new(edge::Methods::from_spec(&spec_json));
+    // Swagger UI shows the document as served.
+    let ui_html = service
+        .swagger_ui_html()
+        .replace(&service.spec(), &spec_json);
     let metrics_state = state.clone();
     let app = Route::new()
         .nest("/", service)
-        .nest("/swagger-ui", ui)
+        .nest(
+            "/swagger-ui",
+            get(poem::endpoint::make_sync(move |_| {
+                poem::web::Html(ui_html.clone())
+            })),
+        )
         .at(
             "/api/openapi.json",
             get(poem::endpoint::make_sync(move |_| {
@@ -112,7 +217,11 @@ pub fn routes(state: Arc<ApiState>) -> impl Endpoint {
             problem::into_response(&problem::from_poem(&err)).into_response()
         });
     metrics::Track {
-        inner: app,
+        inner: edge::Edge {
+            inner: app,
+            shedder: state.shedder.clone(),
+            methods,
+        },
         metrics: state.metrics.clone(),
     }
 }

@@ -26,6 +26,8 @@ pub struct Metrics {
     up: IntGaugeVec,
     circuit: IntGaugeVec,
     degraded: IntGaugeVec,
+    shed: IntGaugeVec,
+    in_flight: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -106,8 +108,23 @@ impl Metrics {
             &["kind"],
         )
         .expect("metric");
+        let shed = IntGaugeVec::new(
+            Opts::new(
+                "requests_shed_total",
+                "Requests refused with 503 because their kind had its most requests in flight",
+            ),
+            &["kind"],
+        )
+        .expect("metric");
+        let in_flight = IntGaugeVec::new(
+            Opts::new("requests_in_flight", "Requests in flight, by kind of work"),
+            &["kind"],
+        )
+        .expect("metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(shed.clone()),
+            Box::new(in_flight.clone()),
             Box::new(up.clone()),
             Box::new(circuit.clone()),
             Box::new(degraded.clone()),
@@ -132,6 +149,8 @@ impl Metrics {
             up,
             circuit,
             degraded,
+            shed,
+            in_flight,
         }
     }
 
@@ -181,6 +200,14 @@ impl Metrics {
             self.degraded
                 .with_label_values(&[kind])
                 .set(v.load(Ordering::Relaxed) as i64);
+        }
+        for kind in crate::edge::Kind::ALL {
+            self.shed
+                .with_label_values(&[kind.name()])
+                .set(state.shedder.shed(kind) as i64);
+            self.in_flight
+                .with_label_values(&[kind.name()])
+                .set(state.shedder.in_flight(kind) as i64);
         }
         let r = store.redis_pool_state();
         self.pool

@@ -1,7 +1,6 @@
 //! Online orders on the DB-lock path, and order status for every path.
 
-use crate::problem::{bad_request, fail, Problem};
-use crate::problem_responses;
+use crate::problem::{ApiResult, Problem};
 use crate::state::ApiState;
 use crate::types::{OrderBody, OrderRequest};
 use poem_openapi::param::{Header, Path};
@@ -24,9 +23,9 @@ pub struct OrdersApi {
     pub state: Arc<ApiState>,
 }
 
+/// A placed order.
 #[derive(ApiResponse)]
-#[oai(bad_request_handler = "bad_request")]
-pub enum CreateOrderResponse {
+pub enum Created {
     /// The order is committed. A repeated `Idempotency-Key` with the same body gets the first
     /// answer again, with `Idempotent-Replayed: true`.
     #[oai(status = 201)]
@@ -34,54 +33,7 @@ pub enum CreateOrderResponse {
         Json<OrderBody>,
         #[oai(header = "Idempotent-Replayed")] Option<String>,
     ),
-    /// Malformed JSON, a field of the wrong type, an unknown enum value or bad Idempotency-Key.
-    #[oai(status = 400, content_type = "application/problem+json")]
-    BadRequest(Json<Problem>),
-    /// An unknown product or store.
-    #[oai(status = 404, content_type = "application/problem+json")]
-    NotFound(Json<Problem>),
-    /// Not enough stock anywhere the order may ship from (names the product; for a pickup, lists
-    /// nearby stores that have it), or the same Idempotency-Key is still being processed.
-    #[oai(status = 409, content_type = "application/problem+json")]
-    Conflict(Json<Problem>),
-    /// Valid JSON that breaks a rule: empty order, quantity out of 1..1000, missing address or
-    /// store, coordinates out of range, or an Idempotency-Key reused with another body.
-    #[oai(status = 422, content_type = "application/problem+json")]
-    Unprocessable(Json<Problem>),
-    /// A dependency is down; retry after the given seconds.
-    #[oai(status = 503, content_type = "application/problem+json")]
-    Unavailable(Json<Problem>, #[oai(header = "Retry-After")] u32),
-    #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(Json<Problem>),
 }
-problem_responses!(CreateOrderResponse { 400 => BadRequest, 404 => NotFound, 409 => Conflict, 422 => Unprocessable, 503 => Unavailable });
-
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "bad_request")]
-pub enum OrderResponse {
-    /// The order.
-    #[oai(status = 200)]
-    Ok(Json<OrderBody>),
-    #[oai(status = 400, content_type = "application/problem+json")]
-    BadRequest(Json<Problem>),
-    /// No such order.
-    #[oai(status = 404, content_type = "application/problem+json")]
-    NotFound(Json<Problem>),
-    /// The state of the order does not allow this.
-    #[oai(status = 409, content_type = "application/problem+json")]
-    Conflict(Json<Problem>),
-    /// The order was accepted on the Redis path, but Redis lost its data before the order reached
-    /// MySQL: it was not persisted and no stock was taken for it (`/problems/order-lost`).
-    #[oai(status = 410, content_type = "application/problem+json")]
-    Gone(Json<Problem>),
-    /// A dependency is down, or the fate of an order is being settled after Redis lost its data;
-    /// retry after the given seconds.
-    #[oai(status = 503, content_type = "application/problem+json")]
-    Unavailable(Json<Problem>, #[oai(header = "Retry-After")] u32),
-    #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(Json<Problem>),
-}
-problem_responses!(OrderResponse { 400 => BadRequest, 404 => NotFound, 409 => Conflict, 410 => Gone, 503 => Unavailable });
 
 /// Validates an `Idempotency-Key` header: 1 to 128 visible ASCII characters.
 pub fn idempotency(
@@ -100,10 +52,12 @@ pub fn idempotency(
     }
 }
 
-pub fn created(placed: Placed) -> CreateOrderResponse {
-    match placed {
-        Placed::New(o) => CreateOrderResponse::Created(Json(o.into()), None),
-        Placed::Replayed(o) => CreateOrderResponse::Created(Json(o.into()), Some("true".into())),
+impl From<Placed> for Created {
+    fn from(placed: Placed) -> Self {
+        match placed {
+            Placed::New(o) => Self::Created(Json(o.into()), None),
+            Placed::Replayed(o) => Self::Created(Json(o.into()), Some("true".into())),
+        }
     }
 }
 
@@ -124,27 +78,25 @@ impl OrdersApi {
     async fn create(
         &self,
         body: Json<OrderRequest>,
-        #[oai(name = "Idempotency-Key")] key: Header<Option<String>>,
-    ) -> CreateOrderResponse {
-        let run = async {
-            let (lines, destination) = body.validate(self.state.store.config.same_day_radius_km)?;
-            let idempotency = idempotency("DB_LOCK", key.0, &*body)?;
-            let order = MysqlFirstOrder {
-                lines,
-                destination,
-                path: OrderPath::DbLock,
-                idempotency,
-            };
-            Ok::<_, Problem>(
-                self.state
-                    .write(|s| async move { s.place_mysql_first(&order).await })
-                    .await?,
-            )
+        #[oai(
+            name = "Idempotency-Key",
+            validator(min_length = 1, max_length = 128, pattern = r"^[!-~]+$")
+        )]
+        key: Header<Option<String>>,
+    ) -> ApiResult<Created> {
+        let (lines, destination) = body.validate(self.state.store.config.same_day_radius_km)?;
+        let idempotency = idempotency("DB_LOCK", key.0, &*body)?;
+        let order = MysqlFirstOrder {
+            lines,
+            destination,
+            path: OrderPath::DbLock,
+            idempotency,
         };
-        match run.await {
-            Ok(placed) => created(placed),
-            Err(p) => p.into(),
-        }
+        let placed = self
+            .state
+            .write(|s| async move { s.place_mysql_first(&order).await })
+            .await?;
+        Ok(placed.into())
     }
 
     /// Cancel an order (DB-lock path)
@@ -158,16 +110,16 @@ impl OrdersApi {
         tag = "OrdersTag::DbLockOrders",
         operation_id = "cancelOrderDbLock"
     )]
-    async fn cancel(&self, #[oai(name = "orderId")] order_id: Path<String>) -> OrderResponse {
+    async fn cancel(
+        &self,
+        #[oai(name = "orderId")] order_id: Path<String>,
+    ) -> ApiResult<Json<OrderBody>> {
         let id = order_id.0;
-        match self
+        let order = self
             .state
             .write(|s| async move { s.cancel_order(&id).await })
-            .await
-        {
-            Ok(o) => OrderResponse::Ok(Json(o.into())),
-            Err(e) => fail(e),
-        }
+            .await?;
+        Ok(Json(order.into()))
     }
 
     /// Get an order
@@ -181,10 +133,10 @@ impl OrdersApi {
         tag = "OrdersTag::OrderStatus",
         operation_id = "getOrder"
     )]
-    async fn get(&self, #[oai(name = "orderId")] order_id: Path<String>) -> OrderResponse {
-        match self.state.store.get_order(&order_id.0).await {
-            Ok(o) => OrderResponse::Ok(Json(o.into())),
-            Err(e) => fail(e),
-        }
+    async fn get(
+        &self,
+        #[oai(name = "orderId")] order_id: Path<String>,
+    ) -> ApiResult<Json<OrderBody>> {
+        Ok(Json(self.state.store.get_order(&order_id.0).await?.into()))
     }
 }

@@ -5,8 +5,9 @@
 //! `application/problem+json` with a stable `type` per kind of error.
 
 use poem::http::StatusCode;
-use poem_openapi::payload::Json;
-use poem_openapi::Object;
+use poem_openapi::registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, Registry};
+use poem_openapi::types::Type;
+use poem_openapi::{ApiResponse, Object};
 use sf_persistence::{Alternative, StoreError};
 use sf_routing::DomainError;
 
@@ -189,6 +190,9 @@ impl From<StoreError> for Problem {
 /// Turns any error poem or poem-openapi raised into a problem (used by `bad_request_handler`s and
 /// by the catch-all at the top of the route tree).
 pub fn from_poem(err: &poem::Error) -> Problem {
+    if let Some(p) = err.downcast_ref::<Problem>() {
+        return p.clone();
+    }
     let status = err.status();
     let detail = err.to_string();
     match status {
@@ -230,11 +234,6 @@ pub fn from_poem(err: &poem::Error) -> Problem {
     }
 }
 
-/// The `bad_request_handler` of every response enum: a 400 problem.
-pub fn bad_request<T: From<Problem>>(err: poem::Error) -> T {
-    T::from(from_poem(&err))
-}
-
 /// Renders a problem as a plain poem response (outside typed operations).
 pub fn into_response(p: &Problem) -> poem::Response {
     use poem_openapi::types::ToJSON;
@@ -247,27 +246,73 @@ pub fn into_response(p: &Problem) -> poem::Response {
     resp.body(p.to_json_string())
 }
 
-/// Implements `From<Problem>` for a response enum: each listed status maps to its variant
-/// (`Unavailable` also carries `Retry-After`), anything else to `Internal`.
-#[macro_export]
-macro_rules! problem_responses {
-    ($ty:ty { $($code:literal => $variant:ident),* $(,)? }) => {
-        impl From<$crate::problem::Problem> for $ty {
-            fn from(p: $crate::problem::Problem) -> Self {
-                match p.status {
-                    $($code => problem_responses!(@make $variant, p),)*
-                    _ => Self::Internal(poem_openapi::payload::Json(p)),
-                }
-            }
+/// The statuses a problem can carry, with what each means. Every operation declares them all
+/// (the error side of its `Result`), so a client generated from the spec knows every answer.
+const STATUSES: &[(u16, &str)] = &[
+    (400, "The request does not match the schema: malformed JSON, a wrong type, a value outside its declared range or pattern, an unknown field or enum value, or a bad parameter or header."),
+    (401, "Missing or invalid credentials (the admin token, or a store key that is unknown or revoked)."),
+    (403, "These credentials may not do this (another store's key)."),
+    (404, "No such resource (`/problems/not-found`, `/problems/unknown-product`, `/problems/unknown-order`)."),
+    (409, "Conflicts with the current state: not enough stock (`/problems/out-of-stock`, naming the product and, for a pickup, nearby stores that have it), an `Idempotency-Key` still in flight, a duplicate, a job already running, a stock change that would make the stock negative, or an order whose state does not allow this."),
+    (410, "Accepted on the Redis path, then lost with Redis's data before it reached MySQL (`/problems/order-lost`): no stock was taken for it."),
+    (413, "The body is larger than the configured limit (`MAX_BODY_BYTES`)."),
+    (415, "Missing or wrong `Content-Type`: send `application/json`."),
+    (422, "Valid against the schema, but breaks a rule that spans fields or needs the current data (an address missing for its delivery type, `storeId` on a non-pickup order, two lines of one product summing over 1000, an `Idempotency-Key` reused with another body)."),
+    (500, "The service failed; the cause is logged, never shown."),
+    (503, "Temporarily unavailable (a store is down or slow, the stock cache is recovering) or overloaded: nothing was changed, unless the `detail` says the outcome is unknown. Retry after `Retry-After` seconds (with the same `Idempotency-Key`)."),
+];
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.kind, self.detail)
+    }
+}
+
+impl std::error::Error for Problem {}
+
+/// A problem is the error side of every operation: `Result<T, Problem>`. It leaves with its own
+/// status, so the HTTP status always equals the body's `status`.
+impl ApiResponse for Problem {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: STATUSES
+                .iter()
+                .map(|(status, description)| MetaResponse {
+                    description,
+                    status: Some(*status),
+                    status_range: None,
+                    content: vec![MetaMediaType {
+                        content_type: CONTENT_TYPE,
+                        schema: <Problem as Type>::schema_ref(),
+                    }],
+                    headers: if *status == 503 {
+                        vec![MetaHeader {
+                            name: "Retry-After".into(),
+                            description: Some("Seconds to wait before retrying.".into()),
+                            required: true,
+                            deprecated: false,
+                            schema: <u32 as Type>::schema_ref(),
+                        }]
+                    } else {
+                        Vec::new()
+                    },
+                })
+                .collect(),
         }
-    };
-    (@make Unavailable, $p:ident) => { Self::Unavailable(poem_openapi::payload::Json($p), 1) };
-    (@make $variant:ident, $p:ident) => { Self::$variant(poem_openapi::payload::Json($p)) };
+    }
+
+    fn register(registry: &mut Registry) {
+        <Problem as Type>::register(registry);
+        <u32 as Type>::register(registry);
+    }
 }
 
-/// Shorthand: a failed store call as the operation's response.
-pub fn fail<T: From<Problem>>(e: impl Into<Problem>) -> T {
-    T::from(e.into())
+impl From<Problem> for poem::Error {
+    fn from(p: Problem) -> Self {
+        let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        poem::Error::new(p, status)
+    }
 }
 
-pub type ProblemJson = Json<Problem>;
+/// What an operation answers.
+pub type ApiResult<T> = Result<T, Problem>;

@@ -1,17 +1,17 @@
 //! The Redis path: orders decided by an atomic Lua script and answered at once, persisted to
 //! MySQL in the background; stock read from Redis.
 
-use crate::catalog::{product_in_path, ProductListResponse, ProductResponse};
-use crate::orders::{idempotency, CreateOrderResponse, OrderResponse};
-use crate::problem::{bad_request, fail, Problem};
-use crate::problem_responses;
+use crate::catalog::{page_and_size, ProductPage, ProductWithStock};
+use crate::orders::idempotency;
+use crate::problem::ApiResult;
 use crate::state::ApiState;
-use crate::types::{page_params, OrderBody, OrderRequest, ProductBody, ProductList};
+use crate::types::{OrderBody, OrderRequest, ProductBody, ProductList};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
 use sf_persistence::mysql_first::Placed;
 use sf_persistence::redis_path::RedisOrder;
+use sf_persistence::StoreError;
 use sf_routing::ProductId;
 use std::sync::Arc;
 
@@ -26,9 +26,9 @@ pub struct RedisApi {
     pub state: Arc<ApiState>,
 }
 
+/// An order taken on the Redis path.
 #[derive(ApiResponse)]
-#[oai(bad_request_handler = "bad_request")]
-pub enum AcceptOrderResponse {
+pub enum Accepted {
     /// Accepted: the stock is taken and the order is durably recorded in Redis; it becomes
     /// `CONFIRMED` once the consumer has written it to MySQL. A repeated `Idempotency-Key` with the
     /// same body gets the first answer again, with `Idempotent-Replayed: true`.
@@ -37,32 +37,13 @@ pub enum AcceptOrderResponse {
         Json<OrderBody>,
         #[oai(header = "Idempotent-Replayed")] Option<String>,
     ),
-    #[oai(status = 400, content_type = "application/problem+json")]
-    BadRequest(Json<Problem>),
-    #[oai(status = 404, content_type = "application/problem+json")]
-    NotFound(Json<Problem>),
-    #[oai(status = 409, content_type = "application/problem+json")]
-    Conflict(Json<Problem>),
-    #[oai(status = 422, content_type = "application/problem+json")]
-    Unprocessable(Json<Problem>),
-    /// Stock could not be loaded into Redis; retry after the given seconds.
-    #[oai(status = 503, content_type = "application/problem+json")]
-    Unavailable(Json<Problem>, #[oai(header = "Retry-After")] u32),
-    #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(Json<Problem>),
 }
-problem_responses!(AcceptOrderResponse { 400 => BadRequest, 404 => NotFound, 409 => Conflict, 422 => Unprocessable, 503 => Unavailable });
 
-impl From<CreateOrderResponse> for AcceptOrderResponse {
-    fn from(r: CreateOrderResponse) -> Self {
-        match r {
-            CreateOrderResponse::Created(b, h) => Self::Accepted(b, h),
-            CreateOrderResponse::BadRequest(p) => Self::BadRequest(p),
-            CreateOrderResponse::NotFound(p) => Self::NotFound(p),
-            CreateOrderResponse::Conflict(p) => Self::Conflict(p),
-            CreateOrderResponse::Unprocessable(p) => Self::Unprocessable(p),
-            CreateOrderResponse::Unavailable(p, s) => Self::Unavailable(p, s),
-            CreateOrderResponse::Internal(p) => Self::Internal(p),
+impl From<Placed> for Accepted {
+    fn from(placed: Placed) -> Self {
+        match placed {
+            Placed::New(o) => Self::Accepted(Json(o.into()), None),
+            Placed::Replayed(o) => Self::Accepted(Json(o.into()), Some("true".into())),
         }
     }
 }
@@ -81,65 +62,63 @@ impl RedisApi {
     )]
     async fn list(
         &self,
+        /// The page, from 0 (default 0).
+        #[oai(validator(minimum(value = "0"), maximum(value = "1000000")))]
         page: Query<Option<i64>>,
+        /// Products per page (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         size: Query<Option<i64>>,
-    ) -> ProductListResponse {
-        let (page, size) = match page_params(page.0, size.0) {
-            Ok(p) => p,
-            Err(p) => return p.into(),
-        };
-        let run = async {
-            let p = self.state.store.cached_products_page(page, size);
-            let ids: Vec<ProductId> = p
+    ) -> ApiResult<ProductPage> {
+        let (page, size) = page_and_size(page.0, size.0);
+        let p = self.state.store.cached_products_page(page, size);
+        let ids: Vec<ProductId> = p
+            .items
+            .iter()
+            .map(|p| ProductId::new_unchecked(p.product_id))
+            .collect();
+        let (mut stock, source) = self.state.store.redis_stock_levels(&ids).await?;
+        let list = ProductList {
+            products: p
                 .items
-                .iter()
-                .map(|p| ProductId::new_unchecked(p.product_id))
-                .collect();
-            let (mut stock, source) = self.state.store.redis_stock_levels(&ids).await?;
-            let list = ProductList {
-                products: p
-                    .items
-                    .into_iter()
-                    .map(|p| {
-                        let s = stock.remove(&ProductId::new_unchecked(p.product_id));
-                        ProductBody::new(p, Some(s.unwrap_or_default()))
-                    })
-                    .collect(),
-                page,
-                size,
-                total: p.total,
-            };
-            Ok::<_, Problem>((list, source))
+                .into_iter()
+                .map(|p| {
+                    let s = stock.remove(&ProductId::new_unchecked(p.product_id));
+                    ProductBody::new(p, Some(s.unwrap_or_default()))
+                })
+                .collect(),
+            page,
+            size,
+            total: p.total,
         };
-        match run.await {
-            Ok((list, source)) => ProductListResponse::Ok(Json(list), Some(source.as_str().into())),
-            Err(p) => p.into(),
-        }
+        Ok(ProductPage::Ok(Json(list), Some(source.as_str().into())))
     }
 
     /// Get a product with its stock (Redis)
+    ///
+    /// Answers 404 when there is no such active product.
     #[oai(
         path = "/api/redis/products/:productId",
         method = "get",
         tag = "RedisTag::RedisPath",
         operation_id = "getProductRedis"
     )]
-    async fn get(&self, #[oai(name = "productId")] product_id: Path<i64>) -> ProductResponse {
-        let run = async {
-            let id = product_in_path(product_id.0)?;
-            let product = self
-                .state
-                .store
-                .catalog_product(id)
-                .filter(|p| p.active)
-                .ok_or(sf_persistence::StoreError::UnknownProduct(id))?;
-            let (mut stock, source) = self.state.store.redis_stock_levels(&[id]).await?;
-            Ok::<_, Problem>((ProductBody::new(product, stock.remove(&id)), source))
-        };
-        match run.await {
-            Ok((p, source)) => ProductResponse::Ok(Json(p), Some(source.as_str().into())),
-            Err(p) => p.into(),
-        }
+    async fn get(
+        &self,
+        #[oai(name = "productId", validator(minimum(value = "1")))] product_id: Path<i64>,
+    ) -> ApiResult<ProductWithStock> {
+        // The validator keeps the id positive, so it always names a possible product.
+        let id = ProductId::new_unchecked(product_id.0 as u64);
+        let product = self
+            .state
+            .store
+            .catalog_product(id)
+            .filter(|p| p.active)
+            .ok_or(StoreError::UnknownProduct(id))?;
+        let (mut stock, source) = self.state.store.redis_stock_levels(&[id]).await?;
+        Ok(ProductWithStock::Ok(
+            Json(ProductBody::new(product, stock.remove(&id))),
+            Some(source.as_str().into()),
+        ))
     }
 
     /// Place an order (Redis path)
@@ -147,6 +126,9 @@ impl RedisApi {
     /// Same body, routing, validation and `Idempotency-Key` rules as `POST /api/orders`. One Lua
     /// script checks every line, takes all lines or none, and records the order event durably in
     /// the same atomic step; the answer (`202`, `ACCEPTED`) does not wait for MySQL.
+    ///
+    /// Answers 503 (with `Retry-After`) when the stock could not be loaded into Redis; retry after
+    /// the given seconds.
     #[oai(
         path = "/api/redis/orders",
         method = "post",
@@ -156,50 +138,52 @@ impl RedisApi {
     async fn create(
         &self,
         body: Json<OrderRequest>,
-        #[oai(name = "Idempotency-Key")] key: Header<Option<String>>,
-    ) -> AcceptOrderResponse {
-        let run = async {
-            let (lines, destination) = body.validate(self.state.store.config.same_day_radius_km)?;
-            let idempotency = idempotency("REDIS", key.0, &*body)?;
-            let order = RedisOrder {
-                lines,
-                destination,
-                idempotency,
-            };
-            Ok::<_, Problem>(
-                self.state
-                    .write(|s| async move { s.place_redis(&order).await })
-                    .await?,
-            )
+        /// Makes retries safe: 1 to 128 visible ASCII characters.
+        #[oai(
+            name = "Idempotency-Key",
+            validator(min_length = 1, max_length = 128, pattern = r"^[!-~]+$")
+        )]
+        key: Header<Option<String>>,
+    ) -> ApiResult<Accepted> {
+        let (lines, destination) = body.validate(self.state.store.config.same_day_radius_km)?;
+        let idempotency = idempotency("REDIS", key.0, &*body)?;
+        let order = RedisOrder {
+            lines,
+            destination,
+            idempotency,
         };
-        match run.await {
-            Ok(Placed::New(o)) => AcceptOrderResponse::Accepted(Json(o.into()), None),
-            Ok(Placed::Replayed(o)) => {
-                AcceptOrderResponse::Accepted(Json(o.into()), Some("true".into()))
-            }
-            Err(p) => p.into(),
-        }
+        let placed = self
+            .state
+            .write(|s| async move { s.place_redis(&order).await })
+            .await?;
+        Ok(placed.into())
     }
 
     /// Cancel an order (Redis path)
     ///
     /// Gives the units back in Redis atomically and exactly once, also before the order reached
     /// MySQL; the MySQL restock follows through the same event flow.
+    ///
+    /// Answers 404 when there is no such order; 409 when the state of the order does not allow
+    /// this; 410 when the order was accepted on the Redis path but Redis lost its data before the
+    /// order reached MySQL (it was not persisted and no stock was taken for it); 503 (with
+    /// `Retry-After`) when a dependency is down, or while the fate of an order is being settled
+    /// after Redis lost its data.
     #[oai(
         path = "/api/redis/orders/:orderId/cancel",
         method = "patch",
         tag = "RedisTag::RedisPath",
         operation_id = "cancelOrderRedis"
     )]
-    async fn cancel(&self, #[oai(name = "orderId")] order_id: Path<String>) -> OrderResponse {
+    async fn cancel(
+        &self,
+        #[oai(name = "orderId")] order_id: Path<String>,
+    ) -> ApiResult<Json<OrderBody>> {
         let id = order_id.0;
-        match self
+        let order = self
             .state
             .write(|s| async move { s.cancel_order(&id).await })
-            .await
-        {
-            Ok(o) => OrderResponse::Ok(Json(o.into())),
-            Err(e) => fail(e),
-        }
+            .await?;
+        Ok(Json(order.into()))
     }
 }

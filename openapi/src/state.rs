@@ -13,6 +13,8 @@ pub struct ApiState {
     pub consumer: Arc<ConsumerStats>,
     /// Runs the scheduled jobs on demand (the operators' "run now").
     pub jobs: Arc<sf_persistence::jobs::JobRunner>,
+    /// The body limit and the bounds on requests in flight.
+    pub shedder: Arc<crate::edge::Shedder>,
 }
 
 impl ApiState {

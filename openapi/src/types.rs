@@ -13,8 +13,10 @@ use sf_routing::{Coordinates, Destination, LocationId, LocationKind, OrderLines}
 #[serde(rename_all = "camelCase")]
 pub struct OrderItemRequest {
     /// The product to buy.
+    #[oai(validator(minimum(value = "1")))]
     pub product_id: i64,
-    /// How many, 1 to 1000. Two lines of one product are summed.
+    /// How many, 1 to 1000. Two lines of one product are summed (the sum must stay within 1000).
+    #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
     pub quantity: i64,
 }
 
@@ -36,8 +38,10 @@ pub enum DeliveryTypeRequest {
 #[oai(deny_unknown_fields)]
 pub struct GeoPoint {
     /// -90 to 90.
+    #[oai(validator(minimum(value = "-90"), maximum(value = "90")))]
     pub latitude: f64,
     /// -180 to 180.
+    #[oai(validator(minimum(value = "-180"), maximum(value = "180")))]
     pub longitude: f64,
 }
 
@@ -46,12 +50,14 @@ pub struct GeoPoint {
 #[oai(rename_all = "camelCase", deny_unknown_fields, example)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderRequest {
-    /// The lines; at least one, at most 50 distinct products.
+    /// The lines: 1 to 50.
+    #[oai(validator(min_items = 1, max_items = 50))]
     pub items: Vec<OrderItemRequest>,
     pub delivery_type: DeliveryTypeRequest,
     /// Required for `NORMAL` and `SAME_DAY`; optional for `PICKUP` (fills in the distance).
     pub delivery_address: Option<GeoPoint>,
     /// Required for `PICKUP`: the store the customer collects at.
+    #[oai(validator(minimum(value = "1")))]
     pub store_id: Option<i64>,
 }
 
@@ -76,6 +82,8 @@ impl Example for OrderRequest {
 #[derive(Debug, Clone, Object, serde::Serialize)]
 #[oai(rename_all = "camelCase", deny_unknown_fields, example)]
 pub struct PosOrderRequest {
+    /// The lines: 1 to 50.
+    #[oai(validator(min_items = 1, max_items = 50))]
     pub items: Vec<OrderItemRequest>,
 }
 
@@ -374,23 +382,6 @@ pub struct LocationList {
     pub locations: Vec<LocationBody>,
 }
 
-/// Page parameters, validated: `page` from 0, `size` from 1 to 100 (default 0 and 20).
-pub fn page_params(page: Option<i64>, size: Option<i64>) -> Result<(u32, u32), Problem> {
-    let page = page.unwrap_or(0);
-    let size = size.unwrap_or(20);
-    if !(0..=1_000_000).contains(&page) {
-        return Err(Problem::bad_request(format!(
-            "page must be between 0 and 1000000, got {page}"
-        )));
-    }
-    if !(1..=100).contains(&size) {
-        return Err(Problem::bad_request(format!(
-            "size must be between 1 and 100, got {size}"
-        )));
-    }
-    Ok((page as u32, size as u32))
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -400,5 +391,47 @@ mod tests {
             super::rfc3339(1_795_510_800_123),
             "2026-11-24T09:00:00.123Z"
         );
+    }
+}
+
+/// A JSON string, and only a string: poem-openapi's `String` also takes a number or a boolean
+/// (`false` would become the name "false"), which the schema (`type: string`) does not allow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text(pub String);
+
+impl poem_openapi::types::Type for Text {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = String;
+    type RawElementValueType = String;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        "string".into()
+    }
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        <String as poem_openapi::types::Type>::schema_ref()
+    }
+
+    fn as_raw_value(&self) -> Option<&String> {
+        Some(&self.0)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a String> + 'a> {
+        Box::new(std::iter::once(&self.0))
+    }
+}
+
+impl poem_openapi::types::ParseFromJSON for Text {
+    fn parse_from_json(value: Option<serde_json::Value>) -> poem_openapi::types::ParseResult<Self> {
+        match value.unwrap_or_default() {
+            serde_json::Value::String(s) => Ok(Self(s)),
+            other => Err(poem_openapi::types::ParseError::expected_type(other)),
+        }
+    }
+}
+
+impl poem_openapi::types::ToJSON for Text {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        Some(serde_json::Value::String(self.0.clone()))
     }
 }

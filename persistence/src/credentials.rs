@@ -45,8 +45,8 @@ impl Store {
         match kind.as_deref().and_then(LocationKind::parse) {
             Some(LocationKind::Store) => {}
             Some(LocationKind::Warehouse) => {
-                return Err(StoreError::Invalid(format!(
-                    "location {store} is a warehouse; POS keys are for stores"
+                return Err(StoreError::NotFound(format!(
+                    "there is no store {store} (location {store} is a warehouse; POS keys are for stores)"
                 )))
             }
             None => return Err(StoreError::UnknownLocation(store)),

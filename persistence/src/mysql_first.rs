@@ -737,7 +737,7 @@ impl Store {
         };
         let after = before + delta;
         if after < 0 {
-            return Err(StoreError::Invalid(format!(
+            return Err(StoreError::Conflict(format!(
                 "on-hand stock of product {product} at location {loc} is {before}; a change of {delta} would make it negative"
             )));
         }

@@ -65,6 +65,12 @@ pub fn test_config() -> (Config, String, String) {
     config.port = 0;
     config.admin_token = ADMIN.into();
     config.consumer_reclaim_idle_ms = 2_000;
+    // The invariant tests send bursts far above the default bounds on requests in flight; the
+    // shedding itself is tested on its own (edge.rs) with bounds of its own.
+    config.max_in_flight_db_lock = Some(100_000);
+    config.max_in_flight_redis = Some(100_000);
+    config.max_in_flight_pos = Some(100_000);
+    config.max_in_flight_reads = Some(100_000);
     (config, db_name, prefix)
 }
 

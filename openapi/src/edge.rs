@@ -1,0 +1,248 @@
+//! The HTTP edge, in front of every operation: the body limit (413), `Allow` on 405, the
+//! `Idempotency-Key` syntax, and load shedding (a bound on the requests in flight per kind of
+//! work; beyond it, 503 at once).
+
+use crate::problem::{into_response, Problem};
+use poem::http::{header, Method, StatusCode};
+use poem::{Endpoint, IntoResponse, Request, Response};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// Kinds of work with a bound of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Orders and cancels on the DB-lock path (`/api/orders`).
+    DbLock,
+    /// Orders and cancels on the Redis path (`/api/redis/orders`).
+    Redis,
+    /// POS sales and returns (`/api/stores/{id}/orders`).
+    Pos,
+    /// Every other `GET` of the shop and store routes.
+    Reads,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::DbLock, Kind::Redis, Kind::Pos, Kind::Reads];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::DbLock => "db_lock",
+            Self::Redis => "redis",
+            Self::Pos => "pos",
+            Self::Reads => "reads",
+        }
+    }
+
+    /// The kind of a request, or `None` for what is never shed: health, metrics, the spec, the
+    /// operators' routes.
+    fn of(method: &Method, path: &str) -> Option<Self> {
+        if !path.starts_with("/api/")
+            || path.starts_with("/api/admin")
+            || path.starts_with("/api/openapi")
+        {
+            return None;
+        }
+        if path.starts_with("/api/redis/orders") {
+            return Some(Self::Redis);
+        }
+        if path.starts_with("/api/orders") && method != Method::GET {
+            return Some(Self::DbLock);
+        }
+        if path.starts_with("/api/stores/") && path.contains("/orders") && method != Method::GET {
+            return Some(Self::Pos);
+        }
+        Some(Self::Reads)
+    }
+}
+
+/// How many requests of each kind may be in flight at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub db_lock: usize,
+    pub redis: usize,
+    pub pos: usize,
+    pub reads: usize,
+}
+
+impl Limits {
+    fn of(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::DbLock => self.db_lock,
+            Kind::Redis => self.redis,
+            Kind::Pos => self.pos,
+            Kind::Reads => self.reads,
+        }
+    }
+}
+
+/// The bounds in force and what they refused.
+pub struct Shedder {
+    limits: Limits,
+    permits: [Arc<Semaphore>; 4],
+    shed: [AtomicU64; 4],
+}
+
+impl Shedder {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            permits: Kind::ALL.map(|k| Arc::new(Semaphore::new(limits.of(k).max(1)))),
+            shed: Default::default(),
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Requests of `kind` refused so far.
+    pub fn shed(&self, kind: Kind) -> u64 {
+        self.shed[kind as usize].load(Ordering::Relaxed)
+    }
+
+    /// Requests of `kind` in flight now.
+    pub fn in_flight(&self, kind: Kind) -> usize {
+        self.limits.of(kind).max(1) - self.permits[kind as usize].available_permits()
+    }
+}
+
+/// Paths and their methods, from the spec: the `Allow` header of a 405.
+pub struct Methods(Vec<(Vec<String>, BTreeSet<String>)>);
+
+impl Methods {
+    /// Reads the operations of an OpenAPI document, plus the routes outside it.
+    pub fn from_spec(spec: &str) -> Self {
+        let doc: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
+        let mut routes: Vec<(Vec<String>, BTreeSet<String>)> = Vec::new();
+        let mut add = |path: &str, methods: BTreeSet<String>| {
+            routes.push((path.split('/').map(str::to_owned).collect(), methods));
+        };
+        if let Some(paths) = doc["paths"].as_object() {
+            for (path, ops) in paths {
+                let methods = ops
+                    .as_object()
+                    .map(|o| o.keys().map(|m| m.to_uppercase()).collect())
+                    .unwrap_or_default();
+                add(path, methods);
+            }
+        }
+        for path in ["/metrics", "/api/openapi.json", "/api/openapi.yaml"] {
+            add(path, BTreeSet::from(["GET".to_owned()]));
+        }
+        Self(routes)
+    }
+
+    /// The methods `path` answers, as an `Allow` value (`HEAD` with every `GET`).
+    fn allow(&self, path: &str) -> Option<String> {
+        let segments: Vec<&str> = path.split('/').collect();
+        let (_, methods) = self.0.iter().find(|(pattern, _)| {
+            pattern.len() == segments.len()
+                && pattern.iter().zip(&segments).all(|(p, s)| {
+                    p == s || (p.starts_with('{') && p.ends_with('}') && !s.is_empty())
+                })
+        })?;
+        let mut all: Vec<&str> = methods.iter().map(String::as_str).collect();
+        if methods.contains("GET") {
+            all.push("HEAD");
+        }
+        Some(all.join(", "))
+    }
+}
+
+/// The middleware.
+pub struct Edge<E> {
+    pub inner: E,
+    pub shedder: Arc<Shedder>,
+    pub methods: Arc<Methods>,
+}
+
+impl<E: Endpoint> Endpoint for Edge<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        let limit = self.shedder.limits.max_body_bytes;
+        let too_large = || {
+            Problem::new(
+                413,
+                "payload-too-large",
+                "Request body too large",
+                format!("the body may have at most {limit} bytes (MAX_BODY_BYTES)"),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Ok(into_response(&too_large()));
+        }
+        // An empty header would read as no header at all further in: refused here instead.
+        if let Some(key) = req.headers().get("idempotency-key") {
+            let b = key.as_bytes();
+            if b.is_empty() || b.len() > 128 || !b.iter().all(u8::is_ascii_graphic) {
+                return Ok(into_response(&Problem::bad_request(
+                    "Idempotency-Key must be 1 to 128 visible ASCII characters",
+                )));
+            }
+        }
+        let permit = match Kind::of(req.method(), req.uri().path()) {
+            None => None,
+            Some(kind) => match self.shedder.permits[kind as usize]
+                .clone()
+                .try_acquire_owned()
+            {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    self.shedder.shed[kind as usize].fetch_add(1, Ordering::Relaxed);
+                    return Ok(into_response(&Problem::new(
+                        503,
+                        "overloaded",
+                        "Too many requests in flight",
+                        format!(
+                            "{} {} requests are in flight, the most this instance takes at once; retry after 1 s",
+                            self.shedder.limits.of(kind),
+                            kind.name()
+                        ),
+                    )));
+                }
+            },
+        };
+        // A body without a length (chunked) is read here, up to the limit.
+        if declared.is_none() && req.method() != Method::GET && req.method() != Method::HEAD {
+            match req.take_body().into_bytes_limit(limit).await {
+                Ok(bytes) => req.set_body(bytes),
+                Err(poem::error::ReadBodyError::PayloadTooLarge) => {
+                    return Ok(into_response(&too_large()))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let path = req.uri().path().to_owned();
+        let result = self.inner.call(req).await.map(IntoResponse::into_response);
+        drop(permit);
+        let status = match &result {
+            Ok(r) => r.status(),
+            Err(e) => e.status(),
+        };
+        if status != StatusCode::METHOD_NOT_ALLOWED {
+            return result;
+        }
+        let Some(allow) = self.methods.allow(&path) else {
+            return result;
+        };
+        let mut resp = into_response(&Problem::new(
+            405,
+            "method-not-allowed",
+            "Method not allowed",
+            format!("this route answers {allow}"),
+        ));
+        if let Ok(v) = allow.parse() {
+            resp.headers_mut().insert(header::ALLOW, v);
+        }
+        Ok(resp)
+    }
+}
