@@ -124,6 +124,9 @@ pub struct Config {
     /// Most shop and store reads in flight at once (default: 32 × DB_MAX_CONNECTIONS).
     #[arg(long, env = "MAX_IN_FLIGHT_READS")]
     pub max_in_flight_reads: Option<usize>,
+    /// Milliseconds a request that finds its kind at the bound waits for a slot before it gets 503.
+    #[arg(long, env = "SHED_WAIT_MS", default_value_t = 100)]
+    pub shed_wait_ms: u64,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -137,6 +140,7 @@ impl Config {
         let redis = self.storage.redis_pool_size as usize;
         sf_openapi::edge::Limits {
             max_body_bytes: self.max_body_bytes as usize,
+            shed_wait: std::time::Duration::from_millis(self.shed_wait_ms),
             db_lock: self.max_in_flight_db_lock.unwrap_or(4 * db).max(1),
             redis: self.max_in_flight_redis.unwrap_or(32 * redis).max(1),
             pos: self.max_in_flight_pos.unwrap_or(2 * db).max(1),

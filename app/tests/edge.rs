@@ -177,12 +177,16 @@ async fn oversized_headers_are_refused_cleanly() {
 }
 
 /// Load shedding on the DB-lock path: 300 orders at once for one hot product, with at most 8 in
-/// flight. The ones admitted are answered within a bounded time; the rest get 503
-/// `/problems/overloaded` with `Retry-After` at once; `/metrics` counts them; nothing is oversold
-/// and readiness stays fast.
+/// flight and a 20 ms wait for a slot. The ones admitted are answered within a bounded time; the
+/// rest get 503 `/problems/overloaded` with `Retry-After` at once; `/metrics` counts them; nothing
+/// is oversold and readiness stays fast.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn db_lock_orders_beyond_the_bound_are_shed_at_once_and_nothing_is_oversold() {
-    let t = TestApp::spawn_with(|c| c.max_in_flight_db_lock = Some(8)).await;
+    let t = TestApp::spawn_with(|c| {
+        c.max_in_flight_db_lock = Some(8);
+        c.shed_wait_ms = 20;
+    })
+    .await;
     let (wh, p) = shop(&t, 100).await;
     let body = normal_order(&[(p, 1)], 37.4, 127.1);
     let answers = join_all((0..300).map(|_| {
@@ -242,7 +246,7 @@ async fn db_lock_orders_beyond_the_bound_are_shed_at_once_and_nothing_is_oversol
         "{:?}",
         p99(&admitted)
     );
-    assert!(p99(&shed) < Duration::from_millis(200), "{:?}", p99(&shed));
+    assert!(p99(&shed) < Duration::from_millis(300), "{:?}", p99(&shed));
 
     // Nothing oversold; the ledger sums.
     assert_eq!(t.on_hand(wh, p).await, 100 - created);

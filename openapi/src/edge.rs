@@ -61,6 +61,10 @@ impl Kind {
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_body_bytes: usize,
+    /// How long a request that finds its kind at the bound waits for a slot before it is refused.
+    /// A short wait absorbs bursts, and keeps clients that retry at once (ignoring `Retry-After`)
+    /// from spending the CPU the admitted requests need on refusals.
+    pub shed_wait: std::time::Duration,
     pub db_lock: usize,
     pub redis: usize,
     pub pos: usize,
@@ -191,21 +195,24 @@ impl<E: Endpoint> Endpoint for Edge<E> {
         }
         let permit = match Kind::of(req.method(), req.uri().path()) {
             None => None,
-            Some(kind) => match self.shedder.permits[kind as usize]
-                .clone()
-                .try_acquire_owned()
+            Some(kind) => match tokio::time::timeout(
+                self.shedder.limits.shed_wait,
+                self.shedder.permits[kind as usize].clone().acquire_owned(),
+            )
+            .await
             {
-                Ok(p) => Some(p),
-                Err(_) => {
+                Ok(Ok(p)) => Some(p),
+                _ => {
                     self.shedder.shed[kind as usize].fetch_add(1, Ordering::Relaxed);
                     return Ok(into_response(&Problem::new(
                         503,
                         "overloaded",
                         "Too many requests in flight",
                         format!(
-                            "{} {} requests are in flight, the most this instance takes at once; retry after 1 s",
+                            "{} {} requests are in flight, the most this instance takes at once, and none ended within {} ms; retry after 1 s",
                             self.shedder.limits.of(kind),
-                            kind.name()
+                            kind.name(),
+                            self.shedder.limits.shed_wait.as_millis()
                         ),
                     )));
                 }
