@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use sf_persistence::jobs::{JobKind, JobRunner, RunOutcome};
-use sf_persistence::Store;
+use sf_persistence::Storage;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -55,7 +55,7 @@ pub async fn start_scheduler(
 
 /// Reloads the catalogue and locations every few seconds, so that changes made through another
 /// instance reach this one's pricing and routing.
-pub async fn refresh_caches(store: Arc<Store>, mut shutdown: watch::Receiver<bool>) {
+pub async fn refresh_caches(storage: Arc<Storage>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -63,10 +63,10 @@ pub async fn refresh_caches(store: Arc<Store>, mut shutdown: watch::Receiver<boo
             _ = tick.tick() => {}
             _ = shutdown.wait_for(|v| *v) => return,
         }
-        if let Err(e) = store.refresh_catalog().await {
+        if let Err(e) = storage.refresh_catalog().await {
             tracing::warn!(error = %e, "catalogue refresh failed");
         }
-        if let Err(e) = store.refresh_locations().await {
+        if let Err(e) = storage.refresh_locations().await {
             tracing::warn!(error = %e, "locations refresh failed");
         }
     }
@@ -80,7 +80,7 @@ pub async fn refresh_caches(store: Arc<Store>, mut shutdown: watch::Receiver<boo
 /// order is decided on a missing key (the order paths load the keys they need). Each check also
 /// re-syncs stock keys marked stale by another instance, and keys a failed write left queued.
 pub async fn watch_redis(
-    store: Arc<Store>,
+    storage: Arc<Storage>,
     every: Duration,
     probe: Duration,
     mut shutdown: watch::Receiver<bool>,
@@ -89,7 +89,7 @@ pub async fn watch_redis(
     let mut last_check: Option<tokio::time::Instant> = None;
     let mut last_attempt: Option<tokio::time::Instant> = None;
     loop {
-        if !store.circuit.trusted() {
+        if !storage.circuit.trusted() {
             // At most one recovery attempt per `probe`, however often the circuit opens.
             if let Some(wait) = last_attempt.and_then(|t| probe.checked_sub(t.elapsed())) {
                 tokio::select! {
@@ -98,21 +98,21 @@ pub async fn watch_redis(
                 }
             }
             last_attempt = Some(tokio::time::Instant::now());
-            match store.recover_redis().await {
+            match storage.recover_redis().await {
                 Ok(true) => last_check = None,
                 Ok(false) => {}
                 Err(e) => tracing::debug!(error = %e, "redis still unreachable"),
             }
         }
-        if store.circuit.trusted() && last_check.is_none_or(|t| t.elapsed() >= every) {
+        if storage.circuit.trusted() && last_check.is_none_or(|t| t.elapsed() >= every) {
             last_check = Some(tokio::time::Instant::now());
-            check_redis(&store, &mut seen).await;
+            check_redis(&storage, &mut seen).await;
         }
         tokio::select! {
             _ = tokio::time::sleep(probe.min(every)) => {}
             // A circuit that just opened is probed at once: a single cut connection is over as
             // soon as a new one answers.
-            _ = store.circuit.opened() => {}
+            _ = storage.circuit.opened() => {}
             _ = shutdown.wait_for(|v| *v) => return,
         }
     }
@@ -121,13 +121,13 @@ pub async fn watch_redis(
 /// Probes MySQL every `every` (every `probe` while it does not answer), so that health checks
 /// can say at once whether it answers.
 pub async fn watch_mysql(
-    store: Arc<Store>,
+    storage: Arc<Storage>,
     every: Duration,
     probe: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        let up = store.probe_mysql().await;
+        let up = storage.probe_mysql().await;
         tokio::select! {
             _ = tokio::time::sleep(if up { every } else { probe }) => {}
             _ = shutdown.wait_for(|v| *v) => return,
@@ -136,20 +136,20 @@ pub async fn watch_mysql(
 }
 
 /// One check of a trusted Redis: its data, stale keys, queued keys.
-async fn check_redis(store: &Store, seen: &mut Option<chrono::DateTime<chrono::Utc>>) {
-    match store.redis_epoch().await {
+async fn check_redis(storage: &Storage, seen: &mut Option<chrono::DateTime<chrono::Utc>>) {
+    match storage.redis_epoch().await {
         Ok(Some(epoch)) => *seen = Some(epoch),
         Ok(None) => {
             if let Some(since) = *seen {
                 tracing::warn!(loaded_at = %since, "redis lost its data (restart without persistence or flush); reloading stock from MySQL");
-                if let Err(e) = store.record_data_loss(since).await {
+                if let Err(e) = storage.record_data_loss(since).await {
                     tracing::error!(error = %e, "could not record the redis data loss");
                 }
             } else {
                 tracing::info!("warming redis up: loading stock from MySQL");
             }
-            match store.warm_up().await {
-                Ok(_) => *seen = store.redis_epoch().await.ok().flatten().or(*seen),
+            match storage.warm_up().await {
+                Ok(_) => *seen = storage.redis_epoch().await.ok().flatten().or(*seen),
                 Err(e) => tracing::error!(error = %e, "warm-up failed; retrying"),
             }
         }
@@ -158,12 +158,12 @@ async fn check_redis(store: &Store, seen: &mut Option<chrono::DateTime<chrono::U
             return;
         }
     }
-    match store.resync_stale_keys().await {
+    match storage.resync_stale_keys().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(keys = n, "re-synced stock keys another writer marked stale"),
         Err(e) => tracing::warn!(error = %e, "could not re-sync stale stock keys"),
     }
-    let left = store.drain_resync_queue().await;
+    let left = storage.drain_resync_queue().await;
     if left > 0 {
         tracing::warn!(
             keys = left,

@@ -1,4 +1,4 @@
-//! Builds the application: pools, migrations, the store, the HTTP server, the consumer and the
+//! Builds the application: pools, migrations, the storage, the HTTP server, the consumer and the
 //! scheduled jobs. `main` and the tests both start the service through [`Application::build`].
 
 use crate::config::Config;
@@ -9,7 +9,7 @@ use sf_openapi::metrics::Metrics;
 use sf_openapi::ApiState;
 use sf_persistence::consumer::{self, ConsumerConfig, ConsumerStats};
 use sf_persistence::jobs::JobRunner;
-use sf_persistence::{db, redis_stock, RedisSettings, Store, StoreConfig};
+use sf_persistence::{db, redis_stock, RedisSettings, Storage, StorageOptions};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 /// A running service.
 pub struct Application {
     port: u16,
-    pub store: Arc<Store>,
+    pub storage: Arc<Storage>,
     pub state: Arc<ApiState>,
     config: Config,
     shutdown: watch::Sender<bool>,
@@ -40,7 +40,7 @@ fn consumer_config(config: &Config, name: &str) -> ConsumerConfig {
 }
 
 /// Connects to MySQL (creating the database and applying migrations) and Redis.
-pub async fn connect(config: &Config) -> anyhow::Result<Arc<Store>> {
+pub async fn connect(config: &Config) -> anyhow::Result<Arc<Storage>> {
     let s = &config.storage;
     anyhow::ensure!(
         config.same_day_radius_km.is_finite()
@@ -70,10 +70,10 @@ pub async fn connect(config: &Config) -> anyhow::Result<Arc<Store>> {
     })
     .await
     .with_context(|| format!("connecting to Redis at {}", redact(&s.redis_url)))?;
-    let store = Store::new(
+    let storage = Storage::new(
         pool,
         redis,
-        StoreConfig {
+        StorageOptions {
             key_prefix: s.redis_key_prefix.clone(),
             same_day_radius_km: config.same_day_radius_km,
             record_ttl_secs: config.order_record_ttl_secs,
@@ -83,7 +83,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Arc<Store>> {
     )
     .await
     .context("loading catalogue and locations")?;
-    Ok(Arc::new(store))
+    Ok(Arc::new(storage))
 }
 
 /// A URL without its password, for logs.
@@ -100,8 +100,8 @@ pub fn redact(url: &str) -> String {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let store = connect(&config).await?;
-        warn_if_redis_forgets(&store).await;
+        let storage = connect(&config).await?;
+        warn_if_redis_forgets(&storage).await;
         if config.admin_token == "stockflow-dev-admin" {
             tracing::warn!(
                 "ADMIN_TOKEN is the development default; set your own outside local trials"
@@ -110,14 +110,14 @@ impl Application {
         let stats = Arc::new(ConsumerStats::default());
         let instance = format!("i-{}", uuid::Uuid::new_v4().simple());
         let jobs = Arc::new(JobRunner::new(
-            store.clone(),
+            storage.clone(),
             instance.clone(),
             Duration::from_secs(config.job_lease_secs.max(1)),
             consumer_config(&config, &instance),
             stats.clone(),
         ));
         let state = Arc::new(ApiState {
-            store: store.clone(),
+            storage: storage.clone(),
             admin_token: config.admin_token.clone(),
             metrics: Metrics::new(),
             consumer: stats,
@@ -156,7 +156,7 @@ impl Application {
         };
         let mut app = Self {
             port,
-            store: store.clone(),
+            storage: storage.clone(),
             state,
             instance,
             config,
@@ -171,17 +171,17 @@ impl Application {
         }
         app.background
             .push(tokio::spawn(crate::jobs::refresh_caches(
-                store.clone(),
+                storage.clone(),
                 rx.clone(),
             )));
         app.background.push(tokio::spawn(crate::jobs::watch_redis(
-            store.clone(),
+            storage.clone(),
             Duration::from_millis(app.config.redis_watch_ms.max(50)),
             Duration::from_millis(app.config.storage.redis_probe_ms),
             rx.clone(),
         )));
         app.background.push(tokio::spawn(crate::jobs::watch_mysql(
-            store.clone(),
+            storage.clone(),
             Duration::from_millis(app.config.redis_watch_ms.max(50)),
             Duration::from_millis(app.config.storage.redis_probe_ms),
             rx.clone(),
@@ -204,7 +204,7 @@ impl Application {
             &format!("{}-{}", self.instance, uuid::Uuid::new_v4().simple()),
         );
         self.consumer = Some(tokio::spawn(consumer::run(
-            self.store.clone(),
+            self.storage.clone(),
             config,
             self.state.consumer.clone(),
             self.shutdown.subscribe(),
@@ -258,9 +258,9 @@ impl Application {
 }
 
 /// Warns when the Redis in use would lose accepted orders on a crash.
-async fn warn_if_redis_forgets(store: &Store) {
+async fn warn_if_redis_forgets(storage: &Storage) {
     let check = async {
-        let mut c = store.conn().await.ok()?;
+        let mut c = storage.conn().await.ok()?;
         let aof: Vec<String> = redis::cmd("CONFIG")
             .arg("GET")
             .arg("appendonly")

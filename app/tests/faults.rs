@@ -124,7 +124,7 @@ async fn a_poison_event_is_dead_lettered_and_the_rest_flows() {
         good.push(place_one(&t, &body).await);
     }
     let stream = t.keys().stream(sf_routing::LocationId::new_unchecked(wh));
-    let mut c = t.store().conn().await.unwrap();
+    let mut c = t.storage().conn().await.unwrap();
     let other: Value = {
         let (_, b) = json_of(t.get(&format!("/api/orders/{}", good[0])).await).await;
         b
@@ -338,7 +338,7 @@ async fn lost_commit_acknowledgement_on_each_mysql_first_write() {
     assert!(s.is_server_error());
     check(45).await;
     let pos: String = sqlx::query_scalar("SELECT id FROM orders WHERE path = 'POS'")
-        .fetch_one(&t.store().db)
+        .fetch_one(&t.storage().db)
         .await
         .unwrap();
 
@@ -462,7 +462,7 @@ async fn redis_loses_its_data_while_clients_race_for_the_last_units() {
     let confirmed: i64 = sqlx::query_scalar(
         "SELECT CAST(COALESCE(SUM(l.quantity), 0) AS SIGNED) FROM orders o JOIN order_lines l ON l.order_id = o.id WHERE o.status = 'CONFIRMED'",
     )
-    .fetch_one(&t.store().db)
+    .fetch_one(&t.storage().db)
     .await
     .unwrap();
     assert!(confirmed <= UNITS, "MySQL sold {confirmed} of {UNITS}");
@@ -546,7 +546,7 @@ async fn an_increment_reaches_a_negative_redis_key() {
         sf_routing::LocationId::new_unchecked(wh),
         sf_routing::ProductId::new_unchecked(p),
     );
-    let mut c = t.store().conn().await.unwrap();
+    let mut c = t.storage().conn().await.unwrap();
     let _: () = redis::cmd("SET")
         .arg(&key)
         .arg(-3)
@@ -593,7 +593,7 @@ async fn orders_mysql_cannot_take_are_rejected_listed_and_retried() {
         sf_routing::LocationId::new_unchecked(wh),
         sf_routing::ProductId::new_unchecked(p),
     );
-    let mut c = t.store().conn().await.unwrap();
+    let mut c = t.storage().conn().await.unwrap();
     let _: () = redis::cmd("INCRBY")
         .arg(&key)
         .arg(5)
@@ -837,7 +837,7 @@ async fn a_restarted_consumer_reads_new_events_after_its_pending_list() {
     let p = ps[0];
     let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
     let stream = t.keys().stream(sf_routing::LocationId::new_unchecked(wh));
-    let mut c = t.store().conn().await.unwrap();
+    let mut c = t.storage().conn().await.unwrap();
     let _: redis::RedisResult<()> = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(&stream)
@@ -872,7 +872,7 @@ async fn a_restarted_consumer_reads_new_events_after_its_pending_list() {
     read_as("c1").await;
 
     let (stop, rx) = tokio::sync::watch::channel(false);
-    let store = t.app.as_ref().unwrap().store.clone();
+    let store = t.app.as_ref().unwrap().storage.clone();
     let task = tokio::spawn(consumer::run(
         store,
         ConsumerConfig {

@@ -169,7 +169,7 @@ async fn sold(t: &TestApp, loc: u64, p: u64) -> i64 {
     )
     .bind(loc)
     .bind(p)
-    .fetch_one(&t.store().db)
+    .fetch_one(&t.storage().db)
     .await
     .unwrap()
 }

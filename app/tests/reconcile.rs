@@ -53,7 +53,7 @@ async fn a_hand_edited_key_is_repaired_once() {
         sf_routing::LocationId::new_unchecked(wh),
         sf_routing::ProductId::new_unchecked(p),
     );
-    let mut c = t.store().conn().await.unwrap();
+    let mut c = t.storage().conn().await.unwrap();
     let _: () = redis::cmd("SET")
         .arg(&key)
         .arg(999)
@@ -108,7 +108,7 @@ async fn a_ledger_mismatch_is_reported() {
     sqlx::query("UPDATE stock SET on_hand = 12 WHERE location_id = ? AND product_id = ?")
         .bind(wh)
         .bind(p)
-        .execute(&t.store().db)
+        .execute(&t.storage().db)
         .await
         .unwrap();
     let run = run_reconcile(&t).await;
@@ -175,13 +175,13 @@ async fn flushall_is_noticed_and_reloaded() {
     join_all(workers).await;
     // The watcher reloads everything and marks Redis warm again.
     for _ in 0..100 {
-        if t.store().redis_epoch().await.unwrap().is_some() {
+        if t.storage().redis_epoch().await.unwrap().is_some() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
-        t.store().redis_epoch().await.unwrap().is_some(),
+        t.storage().redis_epoch().await.unwrap().is_some(),
         "redis was not warmed up again"
     );
     t.wait_persisted().await;
@@ -279,7 +279,7 @@ async fn reconcile_under_fire_needs_no_repair() {
     );
     let confirmed: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE status = 'CONFIRMED'")
-            .fetch_one(&t.store().db)
+            .fetch_one(&t.storage().db)
             .await
             .unwrap();
     assert_eq!(confirmed, sold, "every accepted sale is in MySQL once");
@@ -288,7 +288,7 @@ async fn reconcile_under_fire_needs_no_repair() {
     assert_eq!(final_run["keysRepaired"], 0);
     let runs: Vec<(i64, bool)> =
         sqlx::query_as("SELECT keys_repaired, ok FROM job_runs WHERE job = 'reconcile'")
-            .fetch_all(&t.store().db)
+            .fetch_all(&t.storage().db)
             .await
             .unwrap();
     assert!(
@@ -308,7 +308,7 @@ async fn reconcile_under_fire_needs_no_repair() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_lease_passes_to_another_instance_when_the_holder_dies() {
     let t = TestApp::spawn_with(|c| c.jobs_enabled = false).await;
-    let store = t.app.as_ref().unwrap().store.clone();
+    let store = t.app.as_ref().unwrap().storage.clone();
     let stats = Arc::new(Default::default());
     let runner = |name: &str| {
         Arc::new(JobRunner::new(
@@ -369,7 +369,7 @@ async fn scheduled_runs_on_two_instances_never_overlap() {
         "SELECT instance, CAST(UNIX_TIMESTAMP(started_at) * 1000 AS SIGNED), duration_ms FROM job_runs \
          WHERE job = 'reconcile' ORDER BY started_at",
     )
-    .fetch_all(&t.store().db)
+    .fetch_all(&t.storage().db)
     .await
     .unwrap();
     assert!(runs.len() >= 3, "{runs:?}");
@@ -383,7 +383,7 @@ async fn scheduled_runs_on_two_instances_never_overlap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_that_panics_runs_again_at_its_next_tick() {
     let t = TestApp::spawn_with(|c| c.jobs_enabled = false).await;
-    let store = t.app.as_ref().unwrap().store.clone();
+    let store = t.app.as_ref().unwrap().storage.clone();
     let runner = Arc::new(JobRunner::new(
         store,
         "i".into(),
@@ -425,7 +425,7 @@ async fn a_job_that_panics_runs_again_at_its_next_tick() {
     let runs: Vec<(bool, String)> = sqlx::query_as(
         "SELECT ok, COALESCE(details, '') FROM job_runs WHERE job = 'flaky' ORDER BY id",
     )
-    .fetch_all(&t.store().db)
+    .fetch_all(&t.storage().db)
     .await
     .unwrap();
     assert!(runs.len() >= 2, "{runs:?}");

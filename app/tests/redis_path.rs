@@ -22,7 +22,7 @@ async fn fixture(t: &TestApp, qty: i64) -> (u64, u64) {
 /// Orders in MySQL by id, with how many rows each has (exactly-once check).
 async fn mysql_order_ids(t: &TestApp) -> Vec<String> {
     sqlx::query_scalar("SELECT id FROM orders")
-        .fetch_all(&t.store().db)
+        .fetch_all(&t.storage().db)
         .await
         .unwrap()
 }

@@ -324,7 +324,7 @@ async fn pos_keys_isolate_stores_and_cancel_restores_once() {
         "SELECT CAST(reason AS CHAR), delta FROM stock_movements WHERE ref_id = ? ORDER BY id",
     )
     .bind(&id)
-    .fetch_all(&t.store().db)
+    .fetch_all(&t.storage().db)
     .await
     .unwrap();
     assert_eq!(
@@ -335,7 +335,7 @@ async fn pos_keys_isolate_stores_and_cancel_restores_once() {
     // Revoke: the key stops working at once.
     let keys: Vec<u64> = sqlx::query_scalar("SELECT id FROM store_keys WHERE store_id = ?")
         .bind(w.near)
-        .fetch_all(&t.store().db)
+        .fetch_all(&t.storage().db)
         .await
         .unwrap();
     let r = t

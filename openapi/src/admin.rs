@@ -9,8 +9,8 @@ use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags};
 use sf_persistence::catalog::{LocationChange, ProductChange};
+use sf_persistence::db_lock::{Reason, StockTarget};
 use sf_persistence::jobs::{recent_runs, JobKind, RunOutcome};
-use sf_persistence::mysql_first::{Reason, StockTarget};
 use sf_routing::{Coordinates, LocationId, LocationKind};
 use std::sync::Arc;
 
@@ -402,7 +402,7 @@ impl AdminApi {
     ) -> ApiResult<KeyIssued> {
         let store = location_in_path(store_id.0)?;
         let label = body.label.as_ref().map_or("", |l| l.0.trim());
-        let k = self.state.store.issue_store_key(store, label).await?;
+        let k = self.state.storage.issue_store_key(store, label).await?;
         Ok(KeyIssued::Created(Json(IssuedKeyBody {
             key_id: k.key_id,
             store_id: k.store_id,
@@ -427,7 +427,7 @@ impl AdminApi {
         };
         let l = self
             .state
-            .store
+            .storage
             .create_location(kind, body.name.0.trim(), at)
             .await?;
         Ok(LocationCreated::Created(Json(l.into())))
@@ -454,13 +454,13 @@ impl AdminApi {
             (lat, lon) => {
                 let now = self
                     .state
-                    .store
+                    .storage
                     .locations()
                     .all
                     .iter()
                     .find(|l| l.location_id == id.get())
                     .map(|l| (l.latitude, l.longitude))
-                    .ok_or(sf_persistence::StoreError::UnknownLocation(id))?;
+                    .ok_or(sf_persistence::StorageError::UnknownLocation(id))?;
                 Some(Coordinates::new(
                     lat.unwrap_or(now.0),
                     lon.unwrap_or(now.1),
@@ -473,7 +473,7 @@ impl AdminApi {
             active: body.active,
         };
         Ok(Json(
-            self.state.store.update_location(id, change).await?.into(),
+            self.state.storage.update_location(id, change).await?.into(),
         ))
     }
 
@@ -511,7 +511,7 @@ impl AdminApi {
     ) -> ApiResult<ProductCreated> {
         let p = self
             .state
-            .store
+            .storage
             .create_product(body.sku.0.trim(), body.name.0.trim(), body.price)
             .await?;
         Ok(ProductCreated::Created(Json(p.into())))
@@ -539,7 +539,7 @@ impl AdminApi {
             active: body.active,
         };
         Ok(Json(
-            self.state.store.update_product(id, change).await?.into(),
+            self.state.storage.update_product(id, change).await?.into(),
         ))
     }
 
@@ -581,7 +581,7 @@ impl AdminApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<i64>>,
     ) -> ApiResult<Json<JobRunList>> {
         let limit = limit.0.unwrap_or(20);
-        let runs = recent_runs(&self.state.store, job.0.as_deref(), limit as u32).await?;
+        let runs = recent_runs(&self.state.storage, job.0.as_deref(), limit as u32).await?;
         Ok(Json(JobRunList {
             runs: runs.into_iter().map(Into::into).collect(),
         }))
@@ -615,7 +615,7 @@ impl AdminApi {
             })?;
         let orders = self
             .state
-            .store
+            .storage
             .orders_by_status(parsed, limit as u32)
             .await?;
         Ok(Json(OrderList {
@@ -641,7 +641,7 @@ impl AdminApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<i64>>,
     ) -> ApiResult<Json<DataLossList>> {
         let limit = limit.0.unwrap_or(20);
-        let losses = self.state.store.data_losses(limit as u32).await?;
+        let losses = self.state.storage.data_losses(limit as u32).await?;
         Ok(Json(DataLossList {
             losses: losses
                 .into_iter()
@@ -718,7 +718,7 @@ impl AdminApi {
         let store = location_in_path(store_id.0)?;
         let key = u64::try_from(key_id.0)
             .map_err(|_| Problem::not_found(format!("store {store} has no key {}", key_id.0)))?;
-        self.state.store.revoke_store_key(store, key).await?;
+        self.state.storage.revoke_store_key(store, key).await?;
         Ok(KeyRevoked::Revoked)
     }
 }

@@ -97,7 +97,7 @@ impl CatalogApi {
         size: Query<Option<i64>>,
     ) -> ApiResult<ProductPage> {
         let (page, size) = page_and_size(page.0, size.0);
-        let p = self.state.store.products_page(page, size).await?;
+        let p = self.state.storage.products_page(page, size).await?;
         Ok(ProductPage::Ok(
             Json(ProductList {
                 products: p
@@ -130,7 +130,7 @@ impl CatalogApi {
     ) -> ApiResult<ProductWithStock> {
         // The validator keeps the id positive, so it always names a possible product.
         let id = ProductId::new_unchecked(product_id.0 as u64);
-        let (p, stock) = self.state.store.product_with_stock(id).await?;
+        let (p, stock) = self.state.storage.product_with_stock(id).await?;
         Ok(ProductWithStock::Ok(
             Json(ProductBody::new(p, Some(stock))),
             Some(StockSource::Mysql.as_str().into()),
@@ -147,7 +147,7 @@ impl CatalogApi {
         operation_id = "listLocations"
     )]
     async fn locations(&self) -> ApiResult<LocationsResponse> {
-        let locations = self.state.store.locations();
+        let locations = self.state.storage.locations();
         Ok(LocationsResponse::Ok(Json(LocationList {
             locations: locations.all.iter().cloned().map(Into::into).collect(),
         })))

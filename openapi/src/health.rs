@@ -97,7 +97,7 @@ impl HealthApi {
         operation_id = "ready"
     )]
     async fn ready(&self) -> ReadyResponse {
-        let store = &self.state.store;
+        let store = &self.state.storage;
         let mysql_up = store.mysql_health.up();
         let mysql = Component {
             status: if mysql_up { "up" } else { "down" }.into(),

@@ -165,14 +165,14 @@ impl Metrics {
 
     /// Refreshes the gauges that are read on demand, then renders everything.
     pub async fn render(&self, state: &ApiState) -> String {
-        let db = &state.store.db;
+        let db = &state.storage.db;
         self.pool
             .with_label_values(&["mysql", "open"])
             .set(i64::from(db.size()));
         self.pool
             .with_label_values(&["mysql", "idle"])
             .set(db.num_idle() as i64);
-        let store = &state.store;
+        let store = &state.storage;
         let c = &store.circuit;
         self.up
             .with_label_values(&["mysql"])
@@ -232,7 +232,7 @@ impl Metrics {
         // A scrape never waits long on a slow store: the on-demand figures keep their last values.
         let bound = std::time::Duration::from_millis(500);
         if let Ok(Ok((n, age))) =
-            tokio::time::timeout(bound, sf_persistence::consumer::backlog(&state.store)).await
+            tokio::time::timeout(bound, sf_persistence::consumer::backlog(&state.storage)).await
         {
             self.backlog.set(n as i64);
             self.backlog_age.set(age as i64);
@@ -240,7 +240,7 @@ impl Metrics {
         for kind in sf_persistence::jobs::JobKind::ALL {
             if let Ok(Ok(runs)) = tokio::time::timeout(
                 bound,
-                sf_persistence::jobs::recent_runs(&state.store, Some(kind.name()), 1),
+                sf_persistence::jobs::recent_runs(&state.storage, Some(kind.name()), 1),
             )
             .await
             {

@@ -6,9 +6,9 @@ use crate::types::{OrderBody, OrderRequest};
 use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
+use sf_persistence::db_lock::{DbLockOrder, Placed};
 use sf_persistence::idempotency::IdempotencyRequest;
 use sf_persistence::model::OrderPath;
-use sf_persistence::mysql_first::{MysqlFirstOrder, Placed};
 use std::sync::Arc;
 
 #[derive(Tags)]
@@ -84,9 +84,9 @@ impl OrdersApi {
         )]
         key: Header<Option<String>>,
     ) -> ApiResult<Created> {
-        let (lines, destination) = body.validate(self.state.store.config.same_day_radius_km)?;
+        let (lines, destination) = body.validate(self.state.storage.config.same_day_radius_km)?;
         let idempotency = idempotency("DB_LOCK", key.0, &*body)?;
-        let order = MysqlFirstOrder {
+        let order = DbLockOrder {
             lines,
             destination,
             path: OrderPath::DbLock,
@@ -94,7 +94,7 @@ impl OrdersApi {
         };
         let placed = self
             .state
-            .write(|s| async move { s.place_mysql_first(&order).await })
+            .write(|s| async move { s.place_db_lock(&order).await })
             .await?;
         Ok(placed.into())
     }
@@ -137,6 +137,8 @@ impl OrdersApi {
         &self,
         #[oai(name = "orderId")] order_id: Path<String>,
     ) -> ApiResult<Json<OrderBody>> {
-        Ok(Json(self.state.store.get_order(&order_id.0).await?.into()))
+        Ok(Json(
+            self.state.storage.get_order(&order_id.0).await?.into(),
+        ))
     }
 }

@@ -8,7 +8,7 @@ use poem::http::StatusCode;
 use poem_openapi::registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, Registry};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Object};
-use sf_persistence::{Alternative, StoreError};
+use sf_persistence::{Alternative, StorageError};
 use sf_routing::DomainError;
 
 /// A problem detail (RFC 9457).
@@ -106,10 +106,10 @@ impl From<DomainError> for Problem {
     }
 }
 
-impl From<StoreError> for Problem {
-    fn from(e: StoreError) -> Self {
+impl From<StorageError> for Problem {
+    fn from(e: StorageError) -> Self {
         if e.is_server_error() {
-            if let StoreError::RedisDown(detail) = &e {
+            if let StorageError::RedisDown(detail) = &e {
                 // Expected while Redis is down, once per shed request: not worth a log line each.
                 tracing::debug!(error = %e, "refused: redis circuit not closed");
                 return Self::new(
@@ -119,7 +119,7 @@ impl From<StoreError> for Problem {
                     detail.clone(),
                 );
             }
-            if let StoreError::Unavailable(detail) = &e {
+            if let StorageError::Unavailable(detail) = &e {
                 tracing::warn!(error = %e, "dependency unavailable");
                 return Self::new(
                     503,
@@ -130,13 +130,13 @@ impl From<StoreError> for Problem {
             }
             tracing::error!(error = %e, "request failed");
             return match e {
-                StoreError::Redis(_) => Self::new(
+                StorageError::Redis(_) => Self::new(
                     503,
                     "unavailable",
                     "Temporarily unavailable",
                     "the stock cache cannot be reached; retry shortly",
                 ),
-                StoreError::Db(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => Self::new(
+                StorageError::Db(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => Self::new(
                     503,
                     "unavailable",
                     "Temporarily unavailable",
@@ -147,19 +147,21 @@ impl From<StoreError> for Problem {
         }
         let detail = e.to_string();
         match e {
-            StoreError::UnknownProduct(p) => Self {
+            StorageError::UnknownProduct(p) => Self {
                 product_id: Some(p.get()),
                 ..Self::new(404, "unknown-product", "Unknown product", detail)
             },
-            StoreError::UnknownOrder(_) => Self::new(404, "unknown-order", "Unknown order", detail),
-            StoreError::Lost(_) => Self::new(
+            StorageError::UnknownOrder(_) => {
+                Self::new(404, "unknown-order", "Unknown order", detail)
+            }
+            StorageError::Lost(_) => Self::new(
                 410,
                 "order-lost",
                 "Order lost with the stock cache's data",
                 detail,
             ),
-            StoreError::UnknownLocation(_) | StoreError::NotFound(_) => Self::not_found(detail),
-            StoreError::OutOfStock {
+            StorageError::UnknownLocation(_) | StorageError::NotFound(_) => Self::not_found(detail),
+            StorageError::OutOfStock {
                 product,
                 alternatives,
                 ..
@@ -168,20 +170,20 @@ impl From<StoreError> for Problem {
                 alternatives: alternatives.map(|a| a.into_iter().map(Into::into).collect()),
                 ..Self::new(409, "out-of-stock", "Not enough stock", detail)
             },
-            StoreError::Invalid(_) => Self::validation(detail),
-            StoreError::IdempotencyMismatch => Self::new(
+            StorageError::Invalid(_) => Self::validation(detail),
+            StorageError::IdempotencyMismatch => Self::new(
                 422,
                 "idempotency-key-reused",
                 "Idempotency-Key reused with another request",
                 detail,
             ),
-            StoreError::IdempotencyInFlight => Self::new(
+            StorageError::IdempotencyInFlight => Self::new(
                 409,
                 "idempotency-key-in-flight",
                 "Request with this Idempotency-Key still running",
                 detail,
             ),
-            StoreError::Conflict(_) => Self::new(409, "conflict", "Conflict", detail),
+            StorageError::Conflict(_) => Self::new(409, "conflict", "Conflict", detail),
             _ => Self::internal(),
         }
     }

@@ -9,9 +9,9 @@ use crate::types::{OrderBody, OrderRequest, ProductBody, ProductList};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
-use sf_persistence::mysql_first::Placed;
+use sf_persistence::db_lock::Placed;
 use sf_persistence::redis_path::RedisOrder;
-use sf_persistence::StoreError;
+use sf_persistence::StorageError;
 use sf_routing::ProductId;
 use std::sync::Arc;
 
@@ -70,13 +70,13 @@ impl RedisApi {
         size: Query<Option<i64>>,
     ) -> ApiResult<ProductPage> {
         let (page, size) = page_and_size(page.0, size.0);
-        let p = self.state.store.cached_products_page(page, size);
+        let p = self.state.storage.cached_products_page(page, size);
         let ids: Vec<ProductId> = p
             .items
             .iter()
             .map(|p| ProductId::new_unchecked(p.product_id))
             .collect();
-        let (mut stock, source) = self.state.store.redis_stock_levels(&ids).await?;
+        let (mut stock, source) = self.state.storage.redis_stock_levels(&ids).await?;
         let list = ProductList {
             products: p
                 .items
@@ -110,11 +110,11 @@ impl RedisApi {
         let id = ProductId::new_unchecked(product_id.0 as u64);
         let product = self
             .state
-            .store
+            .storage
             .catalog_product(id)
             .filter(|p| p.active)
-            .ok_or(StoreError::UnknownProduct(id))?;
-        let (mut stock, source) = self.state.store.redis_stock_levels(&[id]).await?;
+            .ok_or(StorageError::UnknownProduct(id))?;
+        let (mut stock, source) = self.state.storage.redis_stock_levels(&[id]).await?;
         Ok(ProductWithStock::Ok(
             Json(ProductBody::new(product, stock.remove(&id))),
             Some(source.as_str().into()),
@@ -145,7 +145,7 @@ impl RedisApi {
         )]
         key: Header<Option<String>>,
     ) -> ApiResult<Accepted> {
-        let (lines, destination) = body.validate(self.state.store.config.same_day_radius_km)?;
+        let (lines, destination) = body.validate(self.state.storage.config.same_day_radius_km)?;
         let idempotency = idempotency("REDIS", key.0, &*body)?;
         let order = RedisOrder {
             lines,

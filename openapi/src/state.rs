@@ -2,11 +2,11 @@
 
 use crate::metrics::Metrics;
 use sf_persistence::consumer::ConsumerStats;
-use sf_persistence::Store;
+use sf_persistence::Storage;
 use std::sync::Arc;
 
 pub struct ApiState {
-    pub store: Arc<Store>,
+    pub storage: Arc<Storage>,
     /// Bearer token of the operators' routes.
     pub admin_token: String,
     pub metrics: Metrics,
@@ -22,15 +22,15 @@ impl ApiState {
     /// dropped wherever it stands; a write cut between its Redis step and its MySQL commit would
     /// leave the two apart. In its own task, the write always reaches its end (each step bounded
     /// by its deadline), whether or not anyone waits for the answer.
-    pub async fn write<T, F, Fut>(&self, write: F) -> sf_persistence::StoreResult<T>
+    pub async fn write<T, F, Fut>(&self, write: F) -> sf_persistence::StorageResult<T>
     where
-        F: FnOnce(Arc<Store>) -> Fut,
-        Fut: std::future::Future<Output = sf_persistence::StoreResult<T>> + Send + 'static,
+        F: FnOnce(Arc<Storage>) -> Fut,
+        Fut: std::future::Future<Output = sf_persistence::StorageResult<T>> + Send + 'static,
         T: Send + 'static,
     {
-        match tokio::spawn(write(self.store.clone())).await {
+        match tokio::spawn(write(self.storage.clone())).await {
             Ok(r) => r,
-            Err(e) => Err(sf_persistence::StoreError::Internal(format!(
+            Err(e) => Err(sf_persistence::StorageError::Internal(format!(
                 "write task failed: {e}"
             ))),
         }

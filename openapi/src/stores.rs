@@ -14,9 +14,9 @@ use crate::types::{parse_lines, OrderBody, PosOrderRequest};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
+use sf_persistence::db_lock::{DbLockOrder, Placed};
 use sf_persistence::model::OrderPath;
-use sf_persistence::mysql_first::{MysqlFirstOrder, Placed};
-use sf_persistence::StoreError;
+use sf_persistence::StorageError;
 use sf_routing::{Destination, LocationId, LocationKind, ProductId};
 use std::sync::Arc;
 
@@ -143,7 +143,7 @@ impl StoresApi {
     /// positive.)
     fn store(&self, id: i64) -> Result<LocationId, Problem> {
         let loc = LocationId::new_unchecked(id as u64);
-        let locations = self.state.store.locations();
+        let locations = self.state.storage.locations();
         match locations.index.get(loc) {
             Some(s) if s.kind == LocationKind::Store => Ok(loc),
             _ => Err(Problem::not_found(format!(
@@ -158,13 +158,13 @@ impl StoresApi {
         let product = ProductId::new_unchecked(id as u64);
         if self
             .state
-            .store
+            .storage
             .catalog_product(product)
             .is_some_and(|p| p.active)
         {
             Ok(product)
         } else {
-            Err(StoreError::UnknownProduct(product).into())
+            Err(StorageError::UnknownProduct(product).into())
         }
     }
 }
@@ -194,13 +194,13 @@ impl StoresApi {
     ) -> ApiResult<StoreProductsPage> {
         let store = self.store(store_id.0)?;
         let (page, size) = page_and_size(page.0, size.0);
-        let p = self.state.store.products_page(page, size).await?;
+        let p = self.state.storage.products_page(page, size).await?;
         let ids: Vec<ProductId> = p
             .items
             .iter()
             .map(|p| ProductId::new_unchecked(p.product_id))
             .collect();
-        let (stock, source) = self.state.store.read_stock(&[store], &ids).await?;
+        let (stock, source) = self.state.storage.read_stock(&[store], &ids).await?;
         let list = StoreProductList {
             store_id: store.get(),
             products: p
@@ -240,7 +240,7 @@ impl StoresApi {
     ) -> ApiResult<StoreStockRead> {
         let store = self.store(store_id.0)?;
         let product = self.active_product(product_id.0)?;
-        let (stock, source) = self.state.store.read_stock(&[store], &[product]).await?;
+        let (stock, source) = self.state.storage.read_stock(&[store], &[product]).await?;
         let body = StoreStock {
             store_id: store.get(),
             product_id: product.get(),
@@ -281,11 +281,11 @@ impl StoresApi {
         // The configured same-day radius may be wider than a client may ask for.
         let radius = radius_km
             .0
-            .unwrap_or(self.state.store.config.same_day_radius_km.min(100.0));
+            .unwrap_or(self.state.storage.config.same_day_radius_km.min(100.0));
         let limit = limit.0.unwrap_or(10) as usize;
         let (nearby, source) = self
             .state
-            .store
+            .storage
             .nearby_stock(store, &[product], radius)
             .await?;
         let body = NearbyStores {
@@ -337,7 +337,7 @@ impl StoresApi {
         auth.authorize(&self.state, store).await?;
         let lines = parse_lines(&body.items)?;
         let idempotency = idempotency(&format!("POS:{store}"), key.0, &*body)?;
-        let order = MysqlFirstOrder {
+        let order = DbLockOrder {
             lines,
             destination: Destination::InStore { store },
             path: OrderPath::Pos,
@@ -345,7 +345,7 @@ impl StoresApi {
         };
         let placed = self
             .state
-            .write(|s| async move { s.place_mysql_first(&order).await })
+            .write(|s| async move { s.place_db_lock(&order).await })
             .await?;
         Ok(placed.into())
     }
@@ -383,7 +383,7 @@ impl StoresApi {
         };
         let order = self
             .state
-            .store
+            .storage
             .order_from_mysql(&order_id.0)
             .await?
             .ok_or_else(not_here)?;
@@ -393,7 +393,7 @@ impl StoresApi {
         let id = order_id.0.clone();
         let order = self
             .state
-            .write(|s| async move { s.cancel_mysql_first(&id).await })
+            .write(|s| async move { s.cancel_db_lock(&id).await })
             .await?;
         Ok(Json(order.into()))
     }

@@ -1,9 +1,9 @@
 //! Products and locations: MySQL queries, and the in-memory copies that pricing and routing read
 //! on every order (no per-request catalogue query on the hot path).
 
-use crate::error::{StoreError, StoreResult};
+use crate::error::{StorageError, StorageResult};
 use crate::model::{Location, Page, Product, StockLevel};
-use crate::Store;
+use crate::Storage;
 use sf_routing::{
     Coordinates, LocationId, LocationIndex, LocationKind, OrderLines, ProductId, Site,
 };
@@ -32,7 +32,7 @@ impl Locations {
     }
 }
 
-fn product_from_row(r: &sqlx::mysql::MySqlRow) -> StoreResult<Product> {
+fn product_from_row(r: &sqlx::mysql::MySqlRow) -> StorageResult<Product> {
     Ok(Product {
         product_id: r.try_get("id")?,
         sku: r.try_get("sku")?,
@@ -42,14 +42,14 @@ fn product_from_row(r: &sqlx::mysql::MySqlRow) -> StoreResult<Product> {
     })
 }
 
-fn kind(s: &str) -> StoreResult<LocationKind> {
-    LocationKind::parse(s).ok_or_else(|| StoreError::Internal(format!("bad location kind {s}")))
+fn kind(s: &str) -> StorageResult<LocationKind> {
+    LocationKind::parse(s).ok_or_else(|| StorageError::Internal(format!("bad location kind {s}")))
 }
 
-impl Store {
+impl Storage {
     /// Reloads the products into memory (at start-up, after an operator's change, and on a timer
     /// so that several instances converge).
-    pub async fn refresh_catalog(&self) -> StoreResult<()> {
+    pub async fn refresh_catalog(&self) -> StorageResult<()> {
         let rows = sqlx::query("SELECT id, sku, name, price, active FROM products")
             .fetch_all(&self.db)
             .await?;
@@ -85,7 +85,7 @@ impl Store {
     }
 
     /// Reloads the locations and rebuilds the routing index of the active ones.
-    pub async fn refresh_locations(&self) -> StoreResult<()> {
+    pub async fn refresh_locations(&self) -> StorageResult<()> {
         let rows = sqlx::query(
             "SELECT id, CAST(kind AS CHAR) AS kind, name, latitude, longitude, active FROM locations ORDER BY id",
         )
@@ -137,14 +137,14 @@ impl Store {
     }
 
     /// The server's prices for `products`, all of which must exist and be active.
-    pub async fn prices(&self, lines: &OrderLines) -> StoreResult<Vec<i64>> {
+    pub async fn prices(&self, lines: &OrderLines) -> StorageResult<Vec<i64>> {
         let price = |catalog: &Catalog, p: ProductId| {
             catalog
                 .products
                 .get(&p)
                 .filter(|prod| prod.active)
                 .map(|prod| prod.price)
-                .ok_or(StoreError::UnknownProduct(p))
+                .ok_or(StorageError::UnknownProduct(p))
         };
         let catalog = self.catalog.read().expect("catalog lock").clone();
         if let Ok(prices) = lines.products().map(|p| price(&catalog, p)).collect() {
@@ -157,7 +157,7 @@ impl Store {
     }
 
     /// Active products by id, a page at a time (MySQL).
-    pub async fn products_page(&self, page: u32, size: u32) -> StoreResult<Page<Product>> {
+    pub async fn products_page(&self, page: u32, size: u32) -> StorageResult<Page<Product>> {
         self.in_time(self.db_deadline(), async {
             let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products WHERE active")
                 .fetch_one(&self.db)
@@ -173,7 +173,7 @@ impl Store {
                 items: rows
                     .iter()
                     .map(product_from_row)
-                    .collect::<StoreResult<_>>()?,
+                    .collect::<StorageResult<_>>()?,
                 total: total as u64,
             })
         })
@@ -184,7 +184,7 @@ impl Store {
     pub async fn product_with_stock(
         &self,
         id: ProductId,
-    ) -> StoreResult<(Product, Vec<StockLevel>)> {
+    ) -> StorageResult<(Product, Vec<StockLevel>)> {
         self.in_time(self.db_deadline(), async {
             let row = sqlx::query(
                 "SELECT id, sku, name, price, active FROM products WHERE id = ? AND active",
@@ -192,7 +192,7 @@ impl Store {
             .bind(id.get())
             .fetch_optional(&self.db)
             .await?
-            .ok_or(StoreError::UnknownProduct(id))?;
+            .ok_or(StorageError::UnknownProduct(id))?;
             let product = product_from_row(&row)?;
             let rows = sqlx::query(
                 "SELECT s.location_id, CAST(l.kind AS CHAR) AS kind, s.on_hand FROM stock s \
@@ -211,7 +211,7 @@ impl Store {
                         quantity: r.try_get("on_hand")?,
                     })
                 })
-                .collect::<StoreResult<_>>()?;
+                .collect::<StorageResult<_>>()?;
             Ok((product, stock))
         })
         .await
@@ -235,16 +235,16 @@ pub struct ProductChange {
 }
 
 /// A unique-key violation becomes a client conflict here, in one place.
-fn conflict_on_duplicate(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
-    let e = StoreError::from(e);
+fn conflict_on_duplicate(e: sqlx::Error, what: impl FnOnce() -> String) -> StorageError {
+    let e = StorageError::from(e);
     if e.is_duplicate_key() {
-        StoreError::Conflict(what())
+        StorageError::Conflict(what())
     } else {
         e
     }
 }
 
-impl Store {
+impl Storage {
     /// Opens a warehouse or store. It takes part in routing at once on this instance, and within
     /// a few seconds on the others.
     pub async fn create_location(
@@ -252,7 +252,7 @@ impl Store {
         kind: LocationKind,
         name: &str,
         at: Coordinates,
-    ) -> StoreResult<Location> {
+    ) -> StorageResult<Location> {
         self.in_time(self.db_deadline(), async {
             let id = sqlx::query(
                 "INSERT INTO locations (kind, name, latitude, longitude) VALUES (?, ?, ?, ?)",
@@ -268,7 +268,7 @@ impl Store {
             self.locations()
                 .get(LocationId::new_unchecked(id))
                 .cloned()
-                .ok_or(StoreError::UnknownLocation(LocationId::new_unchecked(id)))
+                .ok_or(StorageError::UnknownLocation(LocationId::new_unchecked(id)))
         })
         .await
     }
@@ -279,7 +279,7 @@ impl Store {
         &self,
         id: LocationId,
         change: LocationChange,
-    ) -> StoreResult<Location> {
+    ) -> StorageResult<Location> {
         self.in_time(self.db_deadline(), async {
             sqlx::query(
                 "UPDATE locations SET name = COALESCE(?, name), latitude = COALESCE(?, latitude), \
@@ -296,12 +296,17 @@ impl Store {
             self.locations()
                 .get(id)
                 .cloned()
-                .ok_or(StoreError::UnknownLocation(id))
+                .ok_or(StorageError::UnknownLocation(id))
         })
         .await
     }
 
-    pub async fn create_product(&self, sku: &str, name: &str, price: i64) -> StoreResult<Product> {
+    pub async fn create_product(
+        &self,
+        sku: &str,
+        name: &str,
+        price: i64,
+    ) -> StorageResult<Product> {
         self.in_time(self.db_deadline(), async {
             let id = sqlx::query("INSERT INTO products (sku, name, price) VALUES (?, ?, ?)")
                 .bind(sku)
@@ -317,7 +322,7 @@ impl Store {
                 .last_insert_id();
             self.refresh_catalog().await?;
             self.catalog_product(ProductId::new_unchecked(id))
-                .ok_or(StoreError::UnknownProduct(ProductId::new_unchecked(id)))
+                .ok_or(StorageError::UnknownProduct(ProductId::new_unchecked(id)))
         })
         .await
     }
@@ -328,7 +333,7 @@ impl Store {
         &self,
         id: ProductId,
         change: ProductChange,
-    ) -> StoreResult<Product> {
+    ) -> StorageResult<Product> {
         self.in_time(self.db_deadline(), async {
             sqlx::query(
                 "UPDATE products SET name = COALESCE(?, name), price = COALESCE(?, price), \
@@ -342,7 +347,7 @@ impl Store {
             .await?;
             self.refresh_catalog().await?;
             self.catalog_product(id)
-                .ok_or(StoreError::UnknownProduct(id))
+                .ok_or(StorageError::UnknownProduct(id))
         })
         .await
     }

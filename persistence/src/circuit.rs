@@ -9,10 +9,10 @@
 //!   network; the Redis path sheds, MySQL-first writes commit on MySQL alone and mark their keys
 //!   stale, reads come from MySQL. A background probe pings Redis every `REDIS_PROBE_MS`.
 //! - **recovering**: the probe got an answer. Calls go through again, but Redis is not trusted
-//!   to decide orders or to show stock until [`Store::recover_redis`] has checked for lost data
+//!   to decide orders or to show stock until [`Storage::recover_redis`] has checked for lost data
 //!   and re-synced every key that was written on MySQL alone; then the circuit closes.
 //!
-//! [`Store::recover_redis`]: crate::Store::recover_redis
+//! [`Storage::recover_redis`]: crate::Storage::recover_redis
 
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Value};
@@ -203,7 +203,7 @@ pub struct GuardedConn {
     circuit: Arc<Circuit>,
     deadline: Duration,
     /// Tried even while the circuit is open (still within the deadline): for settling a step
-    /// already taken (see [`crate::Store::settling_conn`]).
+    /// already taken (see [`crate::Storage::settling_conn`]).
     always: bool,
 }
 

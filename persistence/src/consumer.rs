@@ -24,12 +24,12 @@
 //!   locks, before any new order can use the figures a reload computed without it.
 
 use crate::db::with_retry;
-use crate::error::{StoreError, StoreResult};
+use crate::db_lock::{insert_movements, insert_orders, Reason, ROWS_PER_STATEMENT};
+use crate::error::{StorageError, StorageResult};
 use crate::model::{Order, OrderStatus};
-use crate::mysql_first::{insert_movements, insert_orders, Reason, ROWS_PER_STATEMENT};
 use crate::redis_stock::{decode_lines, GROUP};
 use crate::sync::{marks, SyncMode};
-use crate::Store;
+use crate::Storage;
 use redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply,
 };
@@ -121,7 +121,7 @@ fn parse_event(loc: LocationId, entry: &StreamId) -> Event {
 /// Runs the consumer until `shutdown` turns true. Errors are logged and retried after a pause;
 /// the consumer never gives up on its own.
 pub async fn run(
-    store: Arc<Store>,
+    store: Arc<Storage>,
     config: ConsumerConfig,
     stats: Arc<ConsumerStats>,
     mut shutdown: watch::Receiver<bool>,
@@ -143,7 +143,7 @@ pub async fn run(
         if let Err(e) = round {
             stats.errors.fetch_add(1, Ordering::Relaxed);
             match &e {
-                StoreError::Redis(re) if crate::Circuit::unreachable(re) => {
+                StorageError::Redis(re) if crate::Circuit::unreachable(re) => {
                     // The consumer's own reader is outside the pool: it reports to the circuit too.
                     store.circuit.trip(&re.to_string());
                     tracing::debug!(consumer = %config.name, error = %e, "consumer round failed: redis unreachable");
@@ -178,10 +178,10 @@ struct State {
 impl State {
     async fn round(
         &mut self,
-        store: &Store,
+        store: &Storage,
         config: &ConsumerConfig,
         stats: &ConsumerStats,
-    ) -> StoreResult<()> {
+    ) -> StorageResult<()> {
         let locations = store.all_location_ids();
         if locations.is_empty() {
             tokio::time::sleep(config.block).await;
@@ -255,7 +255,7 @@ impl State {
         Ok(())
     }
 
-    async fn ensure_groups(&mut self, store: &Store, streams: &[String]) -> StoreResult<()> {
+    async fn ensure_groups(&mut self, store: &Storage, streams: &[String]) -> StorageResult<()> {
         let missing: Vec<&String> = streams
             .iter()
             .filter(|s| !self.groups.contains(*s))
@@ -280,10 +280,10 @@ impl State {
 /// One reclaim pass: takes over events that a consumer has held for longer than `reclaim_idle`
 /// (it died or stalled) and persists them. Answers how many events were taken over.
 pub async fn reclaim_pass(
-    store: &Store,
+    store: &Storage,
     config: &ConsumerConfig,
     stats: &ConsumerStats,
-) -> StoreResult<usize> {
+) -> StorageResult<usize> {
     let locations = store.all_location_ids();
     let events = reclaim(store, config, &locations).await?;
     let n = events.len();
@@ -295,10 +295,10 @@ pub async fn reclaim_pass(
 
 /// Takes over events that another consumer has held for longer than `reclaim_idle`.
 async fn reclaim(
-    store: &Store,
+    store: &Storage,
     config: &ConsumerConfig,
     locations: &[LocationId],
-) -> StoreResult<Vec<Event>> {
+) -> StorageResult<Vec<Event>> {
     let mut out = Vec::new();
     let mut redis = store.conn().await?;
     for loc in locations {
@@ -323,10 +323,10 @@ async fn reclaim(
 /// Whether a failed batch failed because of one of its own events (so splitting it finds the
 /// culprit), rather than because MySQL or Redis cannot serve right now (then the whole batch is
 /// tried again later, and nothing is dead-lettered).
-fn caused_by_an_event(e: &StoreError) -> bool {
+fn caused_by_an_event(e: &StorageError) -> bool {
     match e {
-        StoreError::Internal(_) => true,
-        StoreError::Db(sqlx::Error::Database(db)) => {
+        StorageError::Internal(_) => true,
+        StorageError::Db(sqlx::Error::Database(db)) => {
             let code = db
                 .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
                 .map(|e| e.number());
@@ -351,7 +351,7 @@ fn caused_by_an_event(e: &StoreError) -> bool {
                 )
             )
         }
-        StoreError::Db(sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)) => true,
+        StorageError::Db(sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)) => true,
         _ => false,
     }
 }
@@ -359,11 +359,11 @@ fn caused_by_an_event(e: &StoreError) -> bool {
 /// Persists events; a batch that fails because of its own events is split until the culprit is
 /// alone, and that one is dead-lettered.
 async fn persist(
-    store: &Store,
+    store: &Storage,
     config: &ConsumerConfig,
     stats: &ConsumerStats,
     events: Vec<Event>,
-) -> StoreResult<()> {
+) -> StorageResult<()> {
     let (unreadable, events): (Vec<Event>, Vec<Event>) =
         events.into_iter().partition(|e| e.unreadable.is_some());
     for e in unreadable {
@@ -398,11 +398,11 @@ async fn persist(
 /// order (in MySQL too when the order can be read), and sets the touched stock keys from MySQL:
 /// the units it reserved are free again.
 async fn dead_letter(
-    store: &Store,
+    store: &Storage,
     stats: &ConsumerStats,
     event: &Event,
     error: &str,
-) -> StoreResult<()> {
+) -> StorageResult<()> {
     let reason = format!("the order could not be persisted: {error}");
     let reject_reason = if event.kind == 'R' {
         reason.as_str()
@@ -441,7 +441,7 @@ async fn dead_letter(
                 reason: Some(truncate(&reason, 500)),
                 ..order
             };
-            let written: StoreResult<()> = async {
+            let written: StorageResult<()> = async {
                 let mut tx = store.db.begin().await?;
                 insert_orders(&mut tx, &[&order], Reason::Order).await?;
                 tx.commit().await?;
@@ -474,11 +474,11 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 async fn apply_and_ack(
-    store: &Store,
+    store: &Storage,
     config: &ConsumerConfig,
     stats: &ConsumerStats,
     events: &[Event],
-) -> StoreResult<()> {
+) -> StorageResult<()> {
     let mut attempts = 0;
     let done = loop {
         attempts += 1;
@@ -541,7 +541,7 @@ struct Applied {
 async fn lock_orders(
     conn: &mut sqlx::MySqlConnection,
     ids: &[&str],
-) -> StoreResult<HashMap<String, String>> {
+) -> StorageResult<HashMap<String, String>> {
     let mut status = HashMap::new();
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
@@ -564,7 +564,7 @@ async fn lock_orders(
 async fn lock_stock(
     conn: &mut sqlx::MySqlConnection,
     keys: &BTreeSet<(u64, u64)>,
-) -> StoreResult<HashMap<(u64, u64), i64>> {
+) -> StorageResult<HashMap<(u64, u64), i64>> {
     let mut by_loc: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
     for (l, p) in keys {
         by_loc.entry(*l).or_default().push(*p);
@@ -598,12 +598,12 @@ async fn lock_stock(
 /// already holds) took them, and MySQL has not seen it yet. A stream too long to scan counts as
 /// having one.
 async fn restore_pending(
-    store: &Store,
+    store: &Storage,
     conn: &mut sqlx::MySqlConnection,
     loc: LocationId,
     product: u64,
     handled: &HashSet<(String, LocationId)>,
-) -> StoreResult<bool> {
+) -> StorageResult<bool> {
     const LOOK: usize = 10_000;
     let entries: redis::streams::StreamRangeReply = {
         let mut redis = store.conn().await?;
@@ -668,7 +668,7 @@ fn id_key(id: &str) -> (u64, u64) {
 /// still be pending in its stream's group. One `XPENDING` per location, over the range the events
 /// span; a range longer than the reply can hold counts as lost (a re-sync too many, never one too
 /// few).
-async fn vanished(store: &Store, events: &[&Event]) -> StoreResult<BTreeSet<LocationId>> {
+async fn vanished(store: &Storage, events: &[&Event]) -> StorageResult<BTreeSet<LocationId>> {
     let mut by_loc: BTreeMap<LocationId, Vec<&str>> = BTreeMap::new();
     for e in events {
         by_loc.entry(e.loc).or_default().push(e.stream_id.as_str());
@@ -721,7 +721,7 @@ async fn vanished(store: &Store, events: &[&Event]) -> StoreResult<BTreeSet<Loca
 }
 
 /// Writes the events MySQL does not hold yet in one transaction.
-async fn apply(store: &Store, events: &[Event]) -> StoreResult<Applied> {
+async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Applied> {
     let mut tx = store.db.begin().await?;
     let ids: Vec<&str> = {
         let mut v: Vec<&str> = events.iter().map(|e| e.order_id.as_str()).collect();
@@ -748,7 +748,7 @@ async fn apply(store: &Store, events: &[Event]) -> StoreResult<Applied> {
                     duplicates += 1;
                 } else {
                     let json = e.json.as_deref().ok_or_else(|| {
-                        StoreError::Internal(format!(
+                        StorageError::Internal(format!(
                             "reservation event of {} has no order",
                             e.order_id
                         ))
@@ -756,7 +756,7 @@ async fn apply(store: &Store, events: &[Event]) -> StoreResult<Applied> {
                     let mut order: Order = serde_json::from_str(json)?;
                     if order.order_id != e.order_id || order.fulfillment_location_id != e.loc.get()
                     {
-                        return Err(StoreError::Internal(format!(
+                        return Err(StorageError::Internal(format!(
                             "reservation event of {} carries order {} at location {}",
                             e.order_id, order.order_id, order.fulfillment_location_id
                         )));
@@ -1067,13 +1067,13 @@ async fn apply(store: &Store, events: &[Event]) -> StoreResult<Applied> {
             }
             let n = q.execute(&mut *tx).await?.rows_affected();
             if n != chunk.len() as u64 {
-                return Err(StoreError::Internal(format!(
+                return Err(StorageError::Internal(format!(
                     "consumer changed {n} stock rows, expected {}",
                     chunk.len()
                 )));
             }
         }
-        Ok::<_, StoreError>(())
+        Ok::<_, StorageError>(())
     };
     let (written, lost) = tokio::join!(writes, vanished(store, &fresh));
     written?;
@@ -1107,7 +1107,7 @@ async fn apply(store: &Store, events: &[Event]) -> StoreResult<Applied> {
 
 /// Events accepted in Redis and not yet acknowledged by the consumer, over all locations, and the
 /// age of the oldest in milliseconds.
-pub async fn backlog(store: &Store) -> StoreResult<(u64, u64)> {
+pub async fn backlog(store: &Storage) -> StorageResult<(u64, u64)> {
     let locations = store.locations();
     let mut redis = store.conn().await?;
     let mut pipe = redis::pipe();

@@ -1,8 +1,8 @@
 //! POS credentials: one or more keys per store, shown once, kept only as a SHA-256 hash, revocable
 //! at once (every check reads MySQL, so a revoked key stops working on every instance).
 
-use crate::error::{StoreError, StoreResult};
-use crate::Store;
+use crate::error::{StorageError, StorageResult};
+use crate::Storage;
 use rand::RngCore;
 use sf_routing::{LocationId, LocationKind};
 use sha2::{Digest, Sha256};
@@ -19,9 +19,13 @@ pub struct IssuedKey {
     pub key: String,
 }
 
-impl Store {
+impl Storage {
     /// Issues a key for an existing store.
-    pub async fn issue_store_key(&self, store: LocationId, label: &str) -> StoreResult<IssuedKey> {
+    pub async fn issue_store_key(
+        &self,
+        store: LocationId,
+        label: &str,
+    ) -> StorageResult<IssuedKey> {
         self.in_time(self.db_deadline(), async {
             let mut raw = [0u8; 24];
             rand::thread_rng().fill_bytes(&mut raw);
@@ -36,7 +40,7 @@ impl Store {
         store: LocationId,
         label: &str,
         key: &str,
-    ) -> StoreResult<IssuedKey> {
+    ) -> StorageResult<IssuedKey> {
         let kind: Option<String> =
             sqlx::query_scalar("SELECT CAST(kind AS CHAR) FROM locations WHERE id = ?")
                 .bind(store.get())
@@ -45,11 +49,11 @@ impl Store {
         match kind.as_deref().and_then(LocationKind::parse) {
             Some(LocationKind::Store) => {}
             Some(LocationKind::Warehouse) => {
-                return Err(StoreError::NotFound(format!(
+                return Err(StorageError::NotFound(format!(
                     "there is no store {store} (location {store} is a warehouse; POS keys are for stores)"
                 )))
             }
-            None => return Err(StoreError::UnknownLocation(store)),
+            None => return Err(StorageError::UnknownLocation(store)),
         }
         let id = sqlx::query("INSERT INTO store_keys (store_id, key_hash, label) VALUES (?, ?, ?)")
             .bind(store.get())
@@ -66,7 +70,7 @@ impl Store {
     }
 
     /// Revokes a key of `store`. Revoking twice is harmless; a key of another store is not found.
-    pub async fn revoke_store_key(&self, store: LocationId, key_id: u64) -> StoreResult<()> {
+    pub async fn revoke_store_key(&self, store: LocationId, key_id: u64) -> StorageResult<()> {
         self.in_time(self.db_deadline(), async {
             let found: Option<u64> =
                 sqlx::query_scalar("SELECT id FROM store_keys WHERE id = ? AND store_id = ?")
@@ -75,7 +79,7 @@ impl Store {
                     .fetch_optional(&self.db)
                     .await?;
             if found.is_none() {
-                return Err(StoreError::NotFound(format!(
+                return Err(StorageError::NotFound(format!(
                     "store {store} has no key {key_id}"
                 )));
             }
@@ -91,7 +95,7 @@ impl Store {
     }
 
     /// The store a valid, unrevoked key belongs to.
-    pub async fn store_of_key(&self, key: &str) -> StoreResult<Option<LocationId>> {
+    pub async fn store_of_key(&self, key: &str) -> StorageResult<Option<LocationId>> {
         self.in_time(self.db_deadline(), async {
             let id: Option<u64> = sqlx::query_scalar(
                 "SELECT store_id FROM store_keys WHERE key_hash = ? AND revoked_at IS NULL",

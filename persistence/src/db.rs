@@ -1,7 +1,7 @@
 //! The MySQL pool, embedded migrations, and the retry loop for transactions that MySQL aborts
 //! (deadlock, lock wait timeout).
 
-use crate::error::{StoreError, StoreResult};
+use crate::error::{StorageError, StorageResult};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::{ConnectOptions, MySqlPool};
 use std::future::Future;
@@ -17,7 +17,7 @@ pub async fn connect(
     max_connections: u32,
     connect_timeout: Duration,
     command_timeout: Duration,
-) -> StoreResult<MySqlPool> {
+) -> StorageResult<MySqlPool> {
     let lock_wait_secs = command_timeout.as_secs_f64().ceil().max(1.0) as u64;
     let options = MySqlConnectOptions::from_str(url)?
         .log_statements(tracing::log::LevelFilter::Trace)
@@ -28,7 +28,7 @@ pub async fn connect(
             tokio::time::timeout(connect_timeout, options.clone().database("").connect())
                 .await
                 .map_err(|_| {
-                    StoreError::Unavailable(format!(
+                    StorageError::Unavailable(format!(
                         "MySQL did not accept a connection within {} ms",
                         connect_timeout.as_millis()
                     ))
@@ -64,19 +64,19 @@ pub async fn connect(
     Ok(pool)
 }
 
-pub async fn migrate(pool: &MySqlPool) -> StoreResult<()> {
+pub async fn migrate(pool: &MySqlPool) -> StorageResult<()> {
     MIGRATOR
         .run(pool)
         .await
-        .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))
+        .map_err(|e| StorageError::Internal(format!("migration failed: {e}")))
 }
 
 /// Runs `attempt` again when MySQL aborted it for a deadlock or a lock wait timeout, so those never
 /// reach the client. Other errors are returned as they are.
-pub async fn with_retry<T, F, Fut>(what: &str, mut attempt: F) -> StoreResult<T>
+pub async fn with_retry<T, F, Fut>(what: &str, mut attempt: F) -> StorageResult<T>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = StoreResult<T>>,
+    Fut: Future<Output = StorageResult<T>>,
 {
     const ATTEMPTS: u32 = 20;
     let mut n = 0;

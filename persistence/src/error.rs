@@ -13,7 +13,7 @@ pub struct Alternative {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum StorageError {
     #[error("product {0} does not exist or is not for sale")]
     UnknownProduct(ProductId),
     #[error("order {0} does not exist")]
@@ -57,7 +57,7 @@ pub enum StoreError {
     Internal(String),
 }
 
-impl From<bb8::RunError<redis::RedisError>> for StoreError {
+impl From<bb8::RunError<redis::RedisError>> for StorageError {
     fn from(e: bb8::RunError<redis::RedisError>) -> Self {
         match e {
             bb8::RunError::User(e) => Self::Redis(e),
@@ -66,13 +66,13 @@ impl From<bb8::RunError<redis::RedisError>> for StoreError {
     }
 }
 
-impl From<serde_json::Error> for StoreError {
+impl From<serde_json::Error> for StorageError {
     fn from(e: serde_json::Error) -> Self {
         Self::Internal(format!("json: {e}"))
     }
 }
 
-impl StoreError {
+impl StorageError {
     /// Whether MySQL asks us to run the transaction again (deadlock 1213, lock wait timeout 1205).
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -115,4 +115,4 @@ fn mysql_code(e: &dyn sqlx::error::DatabaseError) -> Option<u16> {
         .map(|e| e.number())
 }
 
-pub type StoreResult<T> = Result<T, StoreError>;
+pub type StorageResult<T> = Result<T, StorageError>;

@@ -2,7 +2,7 @@
 //! the same key with the same body replays the first answer, with another body it is refused.
 //! Only successful creations are remembered: a refused order leaves the key free for a retry.
 
-use crate::error::{StoreError, StoreResult};
+use crate::error::{StorageError, StorageResult};
 use crate::model::Order;
 use sha2::{Digest, Sha256};
 use sqlx::{MySqlConnection, Row};
@@ -44,7 +44,7 @@ pub async fn claim_mysql(
     conn: &mut MySqlConnection,
     req: &IdempotencyRequest,
     ttl_secs: u64,
-) -> StoreResult<Claim> {
+) -> StorageResult<Claim> {
     // An expired key is as good as absent.
     sqlx::query(
         "DELETE FROM idempotency_keys WHERE scope = ? AND idem_key = ? AND expires_at < NOW(3)",
@@ -66,7 +66,7 @@ pub async fn claim_mysql(
     match inserted {
         Ok(_) => Ok(Claim::Fresh),
         Err(e) => {
-            let e = StoreError::from(e);
+            let e = StorageError::from(e);
             if !e.is_duplicate_key() {
                 return Err(e);
             }
@@ -79,12 +79,12 @@ pub async fn claim_mysql(
             .await?;
             let fingerprint: String = row.try_get("fingerprint")?;
             if fingerprint != req.fingerprint {
-                return Err(StoreError::IdempotencyMismatch);
+                return Err(StorageError::IdempotencyMismatch);
             }
             let response: Option<String> = row.try_get("response")?;
             match response {
                 Some(json) => Ok(Claim::Replay(Box::new(serde_json::from_str(&json)?))),
-                None => Err(StoreError::IdempotencyInFlight),
+                None => Err(StorageError::IdempotencyInFlight),
             }
         }
     }
@@ -95,7 +95,7 @@ pub async fn complete_mysql(
     conn: &mut MySqlConnection,
     req: &IdempotencyRequest,
     order: &Order,
-) -> StoreResult<()> {
+) -> StorageResult<()> {
     sqlx::query(
         "UPDATE idempotency_keys SET order_id = ?, response = ? WHERE scope = ? AND idem_key = ?",
     )

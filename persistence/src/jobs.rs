@@ -5,9 +5,9 @@
 //! operators' view.
 
 use crate::consumer::{self, ConsumerConfig, ConsumerStats};
-use crate::error::{StoreError, StoreResult};
+use crate::error::{StorageError, StorageResult};
 use crate::sync::SyncMode;
-use crate::Store;
+use crate::Storage;
 use serde::Serialize;
 use sqlx::Row;
 use std::collections::HashSet;
@@ -70,7 +70,7 @@ pub enum RunOutcome {
 }
 
 pub struct JobRunner {
-    store: Arc<Store>,
+    store: Arc<Storage>,
     /// This instance's id, the lease holder value.
     pub instance: String,
     lease: Duration,
@@ -81,7 +81,7 @@ pub struct JobRunner {
 
 impl JobRunner {
     pub fn new(
-        store: Arc<Store>,
+        store: Arc<Storage>,
         instance: String,
         lease: Duration,
         consumer: ConsumerConfig,
@@ -97,7 +97,7 @@ impl JobRunner {
         }
     }
 
-    pub async fn run(&self, kind: JobKind) -> StoreResult<RunOutcome> {
+    pub async fn run(&self, kind: JobKind) -> StorageResult<RunOutcome> {
         let consumer = self.consumer.clone();
         let stats = self.stats.clone();
         self.run_named(kind.name(), move |store| async move {
@@ -138,10 +138,10 @@ impl JobRunner {
     }
 
     /// Runs `body` as job `name` with the guarantees of this module.
-    pub async fn run_named<F, Fut>(&self, name: &str, body: F) -> StoreResult<RunOutcome>
+    pub async fn run_named<F, Fut>(&self, name: &str, body: F) -> StorageResult<RunOutcome>
     where
-        F: FnOnce(Arc<Store>) -> Fut,
-        Fut: Future<Output = StoreResult<Figures>> + Send + 'static,
+        F: FnOnce(Arc<Storage>) -> Fut,
+        Fut: Future<Output = StorageResult<Figures>> + Send + 'static,
     {
         if !self
             .running
@@ -243,7 +243,7 @@ impl JobRunner {
         let every = self.lease / 3;
         loop {
             tokio::time::sleep(every).await;
-            let renewed: StoreResult<i64> = async {
+            let renewed: StorageResult<i64> = async {
                 let mut inv = self.store.scripts.lease.prepare_invoke();
                 inv.key(&key)
                     .arg(&self.instance)
@@ -260,7 +260,7 @@ impl JobRunner {
     }
 
     async fn release_lease(&self, key: &str) {
-        let released: StoreResult<i64> = async {
+        let released: StorageResult<i64> = async {
             let mut inv = self.store.scripts.lease.prepare_invoke();
             inv.key(key).arg(&self.instance).arg("release").arg(0);
             let mut c = self.store.conn().await?;
@@ -287,7 +287,11 @@ impl Drop for RunningGuard<'_> {
 }
 
 /// The most recent runs, newest first, of one job or of all.
-pub async fn recent_runs(store: &Store, job: Option<&str>, limit: u32) -> StoreResult<Vec<JobRun>> {
+pub async fn recent_runs(
+    store: &Storage,
+    job: Option<&str>,
+    limit: u32,
+) -> StorageResult<Vec<JobRun>> {
     let rows = sqlx::query(
         "SELECT id, job, instance, DATE_FORMAT(started_at, '%Y-%m-%dT%H:%i:%s.%fZ') AS started, \
          duration_ms, ok, keys_checked, keys_repaired, ledger_mismatches, details \
@@ -321,5 +325,5 @@ pub async fn recent_runs(store: &Store, job: Option<&str>, limit: u32) -> StoreR
                     .unwrap_or(serde_json::Value::Null),
             })
         })
-        .collect::<Result<_, StoreError>>()
+        .collect::<Result<_, StorageError>>()
 }

@@ -8,7 +8,7 @@
 //! - [`circuit`]: deadlines on Redis commands and the circuit breaker for Redis outages.
 //! - [`catalog`]: products and locations, with the in-memory copies routing and pricing read.
 //! - [`sync`]: loading and repairing Redis stock from MySQL at a consistent point.
-//! - [`mysql_first`]: orders decided in a MySQL transaction (the DB-lock path and POS sales),
+//! - [`db_lock`]: orders decided in a MySQL transaction (the DB-lock path and POS sales),
 //!   operator stock changes, and their cancels.
 //! - [`redis_path`]: orders decided by the reservation script, and their cancels.
 //! - [`consumer`]: the background writer that persists Redis order events to MySQL exactly once.
@@ -24,11 +24,11 @@ pub mod circuit;
 pub mod consumer;
 pub mod credentials;
 pub mod db;
+pub mod db_lock;
 pub mod error;
 pub mod idempotency;
 pub mod jobs;
 pub mod model;
-pub mod mysql_first;
 pub mod orders;
 pub mod reconcile;
 pub mod redis_path;
@@ -37,7 +37,7 @@ pub mod seed;
 pub mod sync;
 
 pub use circuit::{Circuit, CircuitState};
-pub use error::{Alternative, StoreError, StoreResult};
+pub use error::{Alternative, StorageError, StorageResult};
 pub use redis_stock::{Keys, RedisLink, RedisPool, RedisSettings};
 
 use catalog::{Catalog, Locations};
@@ -49,7 +49,7 @@ use std::time::Duration;
 
 /// Settings of the storage layer.
 #[derive(Debug, Clone)]
-pub struct StoreConfig {
+pub struct StorageOptions {
     /// Prefix of every Redis key (lets tests and deployments share one Redis).
     pub key_prefix: String,
     /// Radius of same-day delivery around the address, in km.
@@ -63,7 +63,7 @@ pub struct StoreConfig {
     pub db_timeout: Duration,
 }
 
-impl Default for StoreConfig {
+impl Default for StorageOptions {
     fn default() -> Self {
         Self {
             key_prefix: "sf:".into(),
@@ -76,7 +76,7 @@ impl Default for StoreConfig {
 }
 
 /// Both stores and the in-memory copies of the catalogue and the locations.
-pub struct Store {
+pub struct Storage {
     pub db: MySqlPool,
     /// Replaced by a fresh pool when Redis comes back after an outage.
     redis: RwLock<RedisPool>,
@@ -85,21 +85,25 @@ pub struct Store {
     pub redis_settings: RedisSettings,
     /// Open while Redis is unreachable: Redis calls fail at once.
     pub circuit: Arc<Circuit>,
-    /// Whether MySQL answered its last probe ([`Store::probe_mysql`]).
+    /// Whether MySQL answered its last probe ([`Storage::probe_mysql`]).
     pub mysql_health: circuit::MysqlHealth,
     pub keys: Keys,
     pub scripts: redis_stock::Scripts,
-    pub config: StoreConfig,
+    pub config: StorageOptions,
     catalog: RwLock<Arc<Catalog>>,
     locations: RwLock<Arc<Locations>>,
     /// Stock keys that may differ from MySQL after a failure and could not be re-synced at once;
-    /// [`Store::drain_resync_queue`] sets them from MySQL.
+    /// [`Storage::drain_resync_queue`] sets them from MySQL.
     resync_queue: Mutex<BTreeMap<LocationId, BTreeSet<ProductId>>>,
 }
 
-impl Store {
+impl Storage {
     /// Wraps open pools and loads the catalogue and locations into memory.
-    pub async fn new(db: MySqlPool, redis: RedisLink, config: StoreConfig) -> StoreResult<Self> {
+    pub async fn new(
+        db: MySqlPool,
+        redis: RedisLink,
+        config: StorageOptions,
+    ) -> StorageResult<Self> {
         let store = Self {
             db,
             redis: RwLock::new(redis.pool),
@@ -123,9 +127,9 @@ impl Store {
     /// circuit is open, and each of its commands ends within the command deadline. The pooled
     /// connection is multiplexed: a clone of it pipelines this operation with other requests'
     /// over the same socket, and the pool slot is free again at once.
-    pub async fn conn(&self) -> StoreResult<circuit::GuardedConn> {
+    pub async fn conn(&self) -> StorageResult<circuit::GuardedConn> {
         if !self.circuit.passes() {
-            return Err(StoreError::Redis(Circuit::open_error()));
+            return Err(StorageError::Redis(Circuit::open_error()));
         }
         self.pooled_conn(false).await
     }
@@ -134,11 +138,11 @@ impl Store {
     /// releasing its idempotency claim, taking back an increment whose commit is unknown): it is
     /// tried even while the circuit is open — a single cut connection opens it, and the step
     /// usually succeeds on the next one — still within the command deadline.
-    pub(crate) async fn settling_conn(&self) -> StoreResult<circuit::GuardedConn> {
+    pub(crate) async fn settling_conn(&self) -> StorageResult<circuit::GuardedConn> {
         self.pooled_conn(true).await
     }
 
-    async fn pooled_conn(&self, always: bool) -> StoreResult<circuit::GuardedConn> {
+    async fn pooled_conn(&self, always: bool) -> StorageResult<circuit::GuardedConn> {
         let pool = self.redis.read().expect("redis pool").clone();
         let pooled = match pool.get().await {
             Ok(c) => c,
@@ -151,7 +155,7 @@ impl Store {
             Err(bb8::RunError::TimedOut) => {
                 self.circuit
                     .trip("no redis connection could be opened in time");
-                return Err(StoreError::Redis(Circuit::open_error()));
+                return Err(StorageError::Redis(Circuit::open_error()));
             }
         };
         Ok(circuit::GuardedConn::new(
@@ -172,11 +176,11 @@ impl Store {
     pub(crate) async fn in_time<T>(
         &self,
         deadline: tokio::time::Instant,
-        statements: impl std::future::Future<Output = StoreResult<T>>,
-    ) -> StoreResult<T> {
+        statements: impl std::future::Future<Output = StorageResult<T>>,
+    ) -> StorageResult<T> {
         match tokio::time::timeout_at(deadline, statements).await {
             Ok(r) => r,
-            Err(_) => Err(StoreError::Unavailable(format!(
+            Err(_) => Err(StorageError::Unavailable(format!(
                 "MySQL did not answer within {} ms; nothing was changed",
                 self.config.db_timeout.as_millis()
             ))),
@@ -207,7 +211,7 @@ impl Store {
 
     /// Replaces the Redis pool with a fresh one (after an outage: the old connections may still
     /// be bound to the dead server).
-    pub(crate) async fn renew_redis_pool(&self) -> StoreResult<()> {
+    pub(crate) async fn renew_redis_pool(&self) -> StorageResult<()> {
         let fresh = self.redis_settings.pool(&self.redis_client).await?;
         *self.redis.write().expect("redis pool") = fresh;
         Ok(())

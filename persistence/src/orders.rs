@@ -3,14 +3,14 @@
 //! rejection as `REJECTED`. An order Redis accepted and then lost with its data (before it reached
 //! MySQL) is reported as lost, not as unknown.
 
-use crate::error::{StoreError, StoreResult};
+use crate::error::{StorageError, StorageResult};
 use crate::model::{Address, Order, OrderItem, OrderPath, OrderStatus};
-use crate::Store;
+use crate::Storage;
 use sf_routing::{DeliveryType, LocationId};
 use sqlx::Row;
 
-impl Store {
-    pub async fn order_from_mysql(&self, order_id: &str) -> StoreResult<Option<Order>> {
+impl Storage {
+    pub async fn order_from_mysql(&self, order_id: &str) -> StorageResult<Option<Order>> {
         self.in_time(self.db_deadline(), async {
             let Some(r) = sqlx::query(
                 "SELECT id, CAST(path AS CHAR) AS path, CAST(delivery_type AS CHAR) AS delivery_type, \
@@ -25,7 +25,7 @@ impl Store {
             else {
                 return Ok(None);
             };
-            let bad = |what: &str| StoreError::Internal(format!("bad {what} in order {order_id}"));
+            let bad = |what: &str| StorageError::Internal(format!("bad {what} in order {order_id}"));
             let lat: Option<f64> = r.try_get("delivery_latitude")?;
             let lon: Option<f64> = r.try_get("delivery_longitude")?;
             let items = sqlx::query(
@@ -42,7 +42,7 @@ impl Store {
                     unit_price: l.try_get("unit_price")?,
                 })
             })
-            .collect::<StoreResult<Vec<_>>>()?;
+            .collect::<StorageResult<Vec<_>>>()?;
             Ok(Some(Order {
                 order_id: r.try_get("id")?,
                 status: OrderStatus::parse(&r.try_get::<String, _>("status")?)
@@ -66,10 +66,10 @@ impl Store {
     }
 
     /// An order of any path, with its current status.
-    pub async fn get_order(&self, order_id: &str) -> StoreResult<Order> {
+    pub async fn get_order(&self, order_id: &str) -> StorageResult<Order> {
         let loc = Order::location_of(order_id)
             .map(LocationId::new_unchecked)
-            .ok_or_else(|| StoreError::UnknownOrder(order_id.to_owned()))?;
+            .ok_or_else(|| StorageError::UnknownOrder(order_id.to_owned()))?;
         let persisted = self.order_from_mysql(order_id).await?;
         match persisted {
             // MySQL has the last word once it holds a final state.
@@ -98,7 +98,7 @@ impl Store {
         &self,
         status: OrderStatus,
         limit: u32,
-    ) -> StoreResult<Vec<Order>> {
+    ) -> StorageResult<Vec<Order>> {
         self.in_time(self.db_deadline(), async {
             let ids: Vec<String> = sqlx::query_scalar(
                 "SELECT id FROM orders WHERE status = ? ORDER BY created_at DESC, id DESC LIMIT ?",
@@ -119,9 +119,9 @@ impl Store {
     }
 
     /// Why an order is in neither store: lost with Redis's data, or unknown.
-    pub(crate) async fn missing_order(&self, order_id: &str) -> StoreError {
+    pub(crate) async fn missing_order(&self, order_id: &str) -> StorageError {
         let Some(made_ms) = Order::id_time_ms(order_id) else {
-            return StoreError::UnknownOrder(order_id.to_owned());
+            return StorageError::UnknownOrder(order_id.to_owned());
         };
         let loss = sqlx::query(
             "SELECT CAST(UNIX_TIMESTAMP(detected_at) * 1000 AS SIGNED) AS detected_ms FROM redis_data_losses \
@@ -137,26 +137,29 @@ impl Store {
                 Ok(v) => v,
                 Err(e) => return e.into(),
             },
-            Ok(None) => return StoreError::UnknownOrder(order_id.to_owned()),
+            Ok(None) => return StorageError::UnknownOrder(order_id.to_owned()),
             Err(e) => return e.into(),
         };
         let at = chrono::DateTime::from_timestamp_millis(detected_ms)
             .unwrap_or_default()
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        if crate::mysql_first::now_ms() - detected_ms < LOSS_SETTLE_MS {
+        if crate::db_lock::now_ms() - detected_ms < LOSS_SETTLE_MS {
             // A consumer batch that was on its way to MySQL at the loss may still bring it in.
-            return StoreError::Unavailable(format!(
+            return StorageError::Unavailable(format!(
                 "redis lost its data at {at}; whether order {order_id} reached MySQL is known within seconds; retry shortly"
             ));
         }
-        StoreError::Lost(format!(
+        StorageError::Lost(format!(
             "order {order_id} was accepted, but Redis lost its data at {at} before the order reached MySQL: it was not persisted, no stock was taken for it, and it will not be delivered; place it again"
         ))
     }
 
     /// Records that Redis lost the data set it loaded at `since` (once per data set, however many
     /// instances notice).
-    pub async fn record_data_loss(&self, since: chrono::DateTime<chrono::Utc>) -> StoreResult<()> {
+    pub async fn record_data_loss(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> StorageResult<()> {
         sqlx::query("INSERT IGNORE INTO redis_data_losses (since, detected_at) VALUES (?, NOW(3))")
             .bind(since.naive_utc())
             .execute(&self.db)
@@ -175,9 +178,9 @@ pub struct DataLoss {
     pub detected_ms: i64,
 }
 
-impl Store {
+impl Storage {
     /// The most recent data losses, newest first.
-    pub async fn data_losses(&self, limit: u32) -> StoreResult<Vec<DataLoss>> {
+    pub async fn data_losses(&self, limit: u32) -> StorageResult<Vec<DataLoss>> {
         self.in_time(self.db_deadline(), async {
             let rows = sqlx::query(
                 "SELECT CAST(UNIX_TIMESTAMP(since) * 1000 AS SIGNED) AS since_ms, \
@@ -231,11 +234,11 @@ impl RedisRecord {
     }
 
     /// The order with the status its record gives.
-    pub fn order(&self) -> StoreResult<Order> {
+    pub fn order(&self) -> StorageResult<Order> {
         let json = self
             .json
             .as_deref()
-            .ok_or_else(|| StoreError::Internal("order record without its order".into()))?;
+            .ok_or_else(|| StorageError::Internal("order record without its order".into()))?;
         let order: Order = serde_json::from_str(json)?;
         Ok(match self.state.as_str() {
             "C" => Order {
@@ -255,13 +258,13 @@ impl RedisRecord {
     }
 }
 
-impl Store {
+impl Storage {
     /// The Redis record of an order, if Redis still has it.
     pub async fn redis_record(
         &self,
         loc: LocationId,
         order_id: &str,
-    ) -> StoreResult<Option<RedisRecord>> {
+    ) -> StorageResult<Option<RedisRecord>> {
         let mut redis = self.conn().await?;
         let fields: RecordFields = RedisRecord::read(&self.keys.order(loc, order_id))
             .query_async(&mut redis)

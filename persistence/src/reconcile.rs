@@ -5,9 +5,9 @@
 //! locks), so even the benchmark profile's 500,000 rows never stall orders for long. MySQL is the
 //! system of record and is never rewritten here: a ledger mismatch is reported, not fixed.
 
-use crate::error::StoreResult;
+use crate::error::StorageResult;
 use crate::sync::SyncMode;
-use crate::Store;
+use crate::Storage;
 use serde::Serialize;
 use sf_routing::{LocationId, ProductId};
 use sqlx::Row;
@@ -51,14 +51,14 @@ pub struct ReconcileReport {
     pub mismatches: Vec<LedgerMismatch>,
 }
 
-impl Store {
+impl Storage {
     /// One full pass over every stock row. `mode` is [`SyncMode::Repair`] for reconciliation and
     /// [`SyncMode::Load`] for warm-up (which only fills missing keys and skips the ledger).
     pub async fn reconcile(
         &self,
         mode: SyncMode,
         progress: &(dyn Fn(&ReconcileReport) + Send + Sync),
-    ) -> StoreResult<ReconcileReport> {
+    ) -> StorageResult<ReconcileReport> {
         let mut report = ReconcileReport::default();
         let locations: Vec<u64> = sqlx::query_scalar("SELECT id FROM locations ORDER BY id")
             .fetch_all(&self.db)
@@ -99,7 +99,7 @@ impl Store {
         products: &[ProductId],
         mode: SyncMode,
         report: &mut ReconcileReport,
-    ) -> StoreResult<()> {
+    ) -> StorageResult<()> {
         let synced = crate::db::with_retry("reconcile batch", || async {
             let mut tx = self.db.begin().await?;
             let synced = self.sync_keys(&mut tx, loc, products, mode).await?;
@@ -137,7 +137,7 @@ impl Store {
         loc: LocationId,
         products: &[ProductId],
         report: &mut ReconcileReport,
-    ) -> StoreResult<()> {
+    ) -> StorageResult<()> {
         let (first, last) = (products[0].get(), products[products.len() - 1].get());
         let rows = sqlx::query(
             "SELECT s.product_id, s.on_hand, \
@@ -186,7 +186,7 @@ impl Store {
     /// When Redis was last loaded with the data it holds (the epoch marker), or `None` if it no
     /// longer holds what this service loaded into it: it restarted without its data, or was
     /// flushed.
-    pub async fn redis_epoch(&self) -> StoreResult<Option<chrono::DateTime<chrono::Utc>>> {
+    pub async fn redis_epoch(&self) -> StorageResult<Option<chrono::DateTime<chrono::Utc>>> {
         let mut c = self.conn().await?;
         let v: Option<String> = redis::cmd("GET")
             .arg(self.keys.epoch())
@@ -203,7 +203,7 @@ impl Store {
     /// Reloads every stock key from MySQL (minus reservations not yet persisted), then marks
     /// Redis as warm. Orders meanwhile load the keys they need themselves; none is decided on a
     /// missing key.
-    pub async fn warm_up(&self) -> StoreResult<ReconcileReport> {
+    pub async fn warm_up(&self) -> StorageResult<ReconcileReport> {
         let started = Instant::now();
         let report = self.reconcile(SyncMode::Load, &|_| {}).await?;
         let mut c = self.conn().await?;
@@ -224,7 +224,7 @@ impl Store {
     }
 
     /// Removes expired idempotency keys and old job runs. Answers how many rows went.
-    pub async fn housekeeping(&self) -> StoreResult<u64> {
+    pub async fn housekeeping(&self) -> StorageResult<u64> {
         let mut removed = 0;
         loop {
             let n =

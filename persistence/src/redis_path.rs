@@ -2,13 +2,13 @@
 //! decrement all or none, write the order record and its event) and answered at once; the
 //! consumer persists it to MySQL afterwards.
 
-use crate::error::{StoreError, StoreResult};
+use crate::db_lock::{build_order, Placed};
+use crate::error::{StorageError, StorageResult};
 use crate::idempotency::IdempotencyRequest;
 use crate::model::{Order, OrderPath, OrderStatus, StockLevel, StockSource};
-use crate::mysql_first::{build_order, Placed};
 use crate::orders::RedisRecord;
 use crate::redis_stock::{decision, encode_lines, Decision};
-use crate::Store;
+use crate::Storage;
 use redis::AsyncCommands;
 use sf_routing::{
     candidates, eligible, Destination, LocationId, LocationKind, OrderLines, ProductId,
@@ -81,7 +81,7 @@ enum Claimed {
     Replay(Order),
 }
 
-impl Store {
+impl Storage {
     /// Decides an order in Redis, trying candidate locations nearest first.
     ///
     /// With an `Idempotency-Key`, the order's id is fixed by the key's claim before anything is
@@ -89,7 +89,7 @@ impl Store {
     /// retry after a lost answer, or after the first request died between the reservation and
     /// storing the answer, finds the order the first attempt placed instead of placing another.
     #[tracing::instrument(skip(self, req), fields(lines = req.lines.len()))]
-    pub async fn place_redis(&self, req: &RedisOrder) -> StoreResult<Placed> {
+    pub async fn place_redis(&self, req: &RedisOrder) -> StorageResult<Placed> {
         self.redis_decides()?;
         let started = tokio::time::Instant::now();
         let claim = match &req.idempotency {
@@ -119,10 +119,10 @@ impl Store {
         req: &RedisOrder,
         uuid: &str,
         deadline: tokio::time::Instant,
-    ) -> StoreResult<Order> {
+    ) -> StorageResult<Order> {
         let prices = self.prices(&req.lines).await?;
         let ranked = candidates(&self.locations().index, &req.destination)
-            .map_err(|e| StoreError::NotFound(e.to_string()))?;
+            .map_err(|e| StorageError::NotFound(e.to_string()))?;
         let encoded = encode_lines(&req.lines);
         let mut shortest = None;
         for candidate in ranked {
@@ -140,7 +140,7 @@ impl Store {
             let mut loads = 0;
             loop {
                 if tokio::time::Instant::now() >= deadline {
-                    return Err(StoreError::Unavailable(
+                    return Err(StorageError::Unavailable(
                         "the order could not be decided in time; retry with the same Idempotency-Key".into(),
                     ));
                 }
@@ -179,7 +179,7 @@ impl Store {
                         self.load_keys(loc, &products).await?;
                     }
                     Decision::NotLoaded { index } => {
-                        return Err(StoreError::Unavailable(format!(
+                        return Err(StorageError::Unavailable(format!(
                             "stock of product {} at location {loc} is not loaded into redis yet",
                             req.lines
                                 .iter()
@@ -197,7 +197,7 @@ impl Store {
     }
 
     /// Claims an idempotency key in Redis, or finds what it stands for.
-    async fn claim_redis(&self, idem: &IdempotencyRequest) -> StoreResult<Claimed> {
+    async fn claim_redis(&self, idem: &IdempotencyRequest) -> StorageResult<Claimed> {
         let key = self.keys.idempotency(&idem.scope, &idem.key);
         let lease = format!("{key}:lease");
         let token = uuid::Uuid::new_v4().simple().to_string();
@@ -228,7 +228,7 @@ impl Store {
             };
             let record = ClaimRecord::decode(&current);
             if record.fingerprint != idem.fingerprint {
-                return Err(StoreError::IdempotencyMismatch);
+                return Err(StorageError::IdempotencyMismatch);
             }
             if let Some(answer) = &record.answer {
                 return Ok(Claimed::Replay(serde_json::from_str(answer)?));
@@ -264,7 +264,7 @@ impl Store {
                 }
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(StoreError::IdempotencyInFlight);
+                return Err(StorageError::IdempotencyInFlight);
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -278,11 +278,11 @@ impl Store {
         idem: &IdempotencyRequest,
         uuid: &str,
         token: &str,
-        result: &StoreResult<Order>,
-    ) -> StoreResult<()> {
+        result: &StorageResult<Order>,
+    ) -> StorageResult<()> {
         let key = self.keys.idempotency(&idem.scope, &idem.key);
         let lease = format!("{key}:lease");
-        let stored: StoreResult<()> = async {
+        let stored: StorageResult<()> = async {
             match result {
                 Ok(order) => {
                     let answer = serde_json::to_string(order)?;
@@ -310,7 +310,7 @@ impl Store {
     }
 
     async fn release_claim_lease(&self, lease: &str, token: &str) {
-        let released: StoreResult<i64> = async {
+        let released: StorageResult<i64> = async {
             let mut inv = self.scripts.lease.prepare_invoke();
             inv.key(lease).arg(token).arg("release").arg(0);
             let mut c = self.settling_conn().await?;
@@ -324,7 +324,7 @@ impl Store {
 
     /// The order an earlier attempt placed under `uuid` at any location: in Redis while it is
     /// not yet persisted (or its record has not expired), else in MySQL.
-    async fn find_placed(&self, uuid: &str) -> StoreResult<Option<Order>> {
+    async fn find_placed(&self, uuid: &str) -> StorageResult<Option<Order>> {
         let ids: Vec<(LocationId, String)> = self
             .all_location_ids()
             .into_iter()
@@ -341,7 +341,7 @@ impl Store {
         if let Some(record) = records.into_iter().find_map(RedisRecord::from_fields) {
             return record.order().map(Some);
         }
-        for chunk in ids.chunks(crate::mysql_first::ROWS_PER_STATEMENT) {
+        for chunk in ids.chunks(crate::db_lock::ROWS_PER_STATEMENT) {
             let sql = format!(
                 "SELECT id FROM orders WHERE id IN ({}) LIMIT 1",
                 crate::sync::marks(chunk.len())
@@ -366,13 +366,13 @@ impl Store {
     /// did not come through the Redis path is cancelled in MySQL alone, like any MySQL-first
     /// write; a Redis-path order's record may still be live in Redis, so its cancel waits (503).
     #[tracing::instrument(skip(self))]
-    pub async fn cancel_order(&self, order_id: &str) -> StoreResult<Order> {
+    pub async fn cancel_order(&self, order_id: &str) -> StorageResult<Order> {
         let loc = Order::location_of(order_id)
             .map(LocationId::new_unchecked)
-            .ok_or_else(|| StoreError::UnknownOrder(order_id.to_owned()))?;
+            .ok_or_else(|| StorageError::UnknownOrder(order_id.to_owned()))?;
         if !self.circuit.trusted() {
             return match self.order_from_mysql(order_id).await? {
-                Some(o) if o.path != OrderPath::Redis => self.cancel_mysql_first(order_id).await,
+                Some(o) if o.path != OrderPath::Redis => self.cancel_db_lock(order_id).await,
                 _ => Err(self.redis_down_error()),
             };
         }
@@ -414,18 +414,18 @@ impl Store {
         }
         if self.order_from_mysql(order_id).await?.is_none() {
             if being_rejected {
-                return Err(StoreError::Unavailable(format!(
+                return Err(StorageError::Unavailable(format!(
                     "order {order_id} is being rejected (MySQL does not have its units); retry shortly"
                 )));
             }
             return Err(self.missing_order(order_id).await);
         }
-        self.cancel_mysql_first(order_id).await
+        self.cancel_db_lock(order_id).await
     }
 
     /// Refuses at once (503) while Redis is not trusted to decide orders: its circuit is open,
     /// or it is recovering and its stale keys are not yet set from MySQL.
-    pub(crate) fn redis_decides(&self) -> StoreResult<()> {
+    pub(crate) fn redis_decides(&self) -> StorageResult<()> {
         if self.circuit.trusted() {
             return Ok(());
         }
@@ -435,8 +435,8 @@ impl Store {
         Err(self.redis_down_error())
     }
 
-    fn redis_down_error(&self) -> StoreError {
-        StoreError::RedisDown(match self.circuit.state() {
+    fn redis_down_error(&self) -> StorageError {
+        StorageError::RedisDown(match self.circuit.state() {
             crate::CircuitState::Recovering => {
                 "the stock cache is back and being re-synced from MySQL; retry in a moment, or order through POST /api/orders"
             }
@@ -450,7 +450,7 @@ impl Store {
     pub async fn redis_stock_levels(
         &self,
         products: &[ProductId],
-    ) -> StoreResult<(HashMap<ProductId, Vec<StockLevel>>, StockSource)> {
+    ) -> StorageResult<(HashMap<ProductId, Vec<StockLevel>>, StockSource)> {
         let locations = self.locations();
         let sites: Vec<(LocationId, LocationKind)> =
             locations.index.sites().map(|s| (s.id, s.kind)).collect();
@@ -480,14 +480,14 @@ impl Store {
         &self,
         locations: &[LocationId],
         products: &[ProductId],
-    ) -> StoreResult<(Vec<Vec<i64>>, StockSource)> {
+    ) -> StorageResult<(Vec<Vec<i64>>, StockSource)> {
         if products.is_empty() || locations.is_empty() {
             return Ok((vec![Vec::new(); locations.len()], StockSource::Redis));
         }
         if self.circuit.trusted() {
             match self.read_redis_stock(locations, products).await {
                 Ok(v) => return Ok((v, StockSource::Redis)),
-                Err(StoreError::Redis(e)) if crate::Circuit::unreachable(&e) => {}
+                Err(StorageError::Redis(e)) if crate::Circuit::unreachable(&e) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -506,7 +506,7 @@ impl Store {
         &self,
         locations: &[LocationId],
         products: &[ProductId],
-    ) -> StoreResult<Vec<Vec<i64>>> {
+    ) -> StorageResult<Vec<Vec<i64>>> {
         let sql = format!(
             "SELECT location_id, product_id, on_hand FROM stock \
              WHERE location_id IN ({}) AND product_id IN ({})",
@@ -546,7 +546,7 @@ impl Store {
         &self,
         locations: &[LocationId],
         products: &[ProductId],
-    ) -> StoreResult<Vec<Vec<i64>>> {
+    ) -> StorageResult<Vec<Vec<i64>>> {
         for _ in 0..3 {
             // One MGET per location: its keys share a hash tag, so this also works on a cluster.
             let mut pipe = redis::pipe();
@@ -577,7 +577,7 @@ impl Store {
                 self.load_keys(loc, products).await?;
             }
         }
-        Err(StoreError::Unavailable(
+        Err(StorageError::Unavailable(
             "stock could not be loaded into redis".into(),
         ))
     }
@@ -589,7 +589,7 @@ impl Store {
         store: LocationId,
         products: &[ProductId],
         radius_km: f64,
-    ) -> StoreResult<(Vec<(sf_routing::Candidate, String, Vec<i64>)>, StockSource)> {
+    ) -> StorageResult<(Vec<(sf_routing::Candidate, String, Vec<i64>)>, StockSource)> {
         let locations = self.locations();
         let Some(site) = locations.index.get(store) else {
             return Ok((Vec::new(), StockSource::Redis));
@@ -625,7 +625,7 @@ impl Store {
         &self,
         lines: &OrderLines,
         store: LocationId,
-    ) -> StoreResult<Vec<crate::Alternative>> {
+    ) -> StorageResult<Vec<crate::Alternative>> {
         let products: Vec<ProductId> = lines.products().collect();
         let (nearby, _) = self
             .nearby_stock(store, &products, self.config.same_day_radius_km)

@@ -14,7 +14,7 @@
 //! Every key one script touches carries the location's hash tag `{L<loc>}`, so the scripts also
 //! run on Redis Cluster.
 
-use crate::error::{StoreError, StoreResult};
+use crate::error::{StorageError, StorageResult};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 use sf_routing::{LocationId, OrderLines, ProductId};
@@ -86,7 +86,7 @@ impl RedisSettings {
     }
 
     /// A new pool. Building one connects nothing: connections open on first use.
-    pub async fn pool(&self, client: &redis::Client) -> StoreResult<RedisPool> {
+    pub async fn pool(&self, client: &redis::Client) -> StorageResult<RedisPool> {
         Ok(bb8::Pool::builder()
             .max_size(self.pool_size)
             .connection_timeout(self.connect_timeout)
@@ -106,7 +106,7 @@ impl RedisSettings {
         &self,
         client: &redis::Client,
         block: Duration,
-    ) -> StoreResult<redis::aio::MultiplexedConnection> {
+    ) -> StorageResult<redis::aio::MultiplexedConnection> {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(self.connect_timeout)
             .set_response_timeout(self.command_timeout + block);
@@ -124,7 +124,7 @@ pub struct RedisLink {
     pub settings: RedisSettings,
 }
 
-pub async fn connect(settings: RedisSettings) -> StoreResult<RedisLink> {
+pub async fn connect(settings: RedisSettings) -> StorageResult<RedisLink> {
     let client = redis::Client::open(settings.url.as_str())?;
     let pool = settings.pool(&client).await?;
     Ok(RedisLink {
@@ -208,7 +208,7 @@ impl Default for Scripts {
 pub async fn invoke<T: redis::FromRedisValue>(
     inv: &redis::ScriptInvocation<'_>,
     conn: &mut crate::circuit::GuardedConn,
-) -> StoreResult<T> {
+) -> StorageResult<T> {
     let mut attempt = 0;
     loop {
         match inv.invoke_async(conn).await {
@@ -236,19 +236,19 @@ pub fn encode_lines(lines: &OrderLines) -> String {
 }
 
 /// Parses `"productId:quantity,..."`.
-pub fn decode_lines(s: &str) -> StoreResult<Vec<(ProductId, u32)>> {
+pub fn decode_lines(s: &str) -> StorageResult<Vec<(ProductId, u32)>> {
     s.split(',')
         .filter(|x| !x.is_empty())
         .map(|pair| {
             let (p, q) = pair
                 .split_once(':')
-                .ok_or_else(|| StoreError::Internal(format!("bad event line {pair:?}")))?;
+                .ok_or_else(|| StorageError::Internal(format!("bad event line {pair:?}")))?;
             let p = p
                 .parse::<u64>()
-                .map_err(|_| StoreError::Internal(format!("bad event product {p:?}")))?;
+                .map_err(|_| StorageError::Internal(format!("bad event product {p:?}")))?;
             let q = q
                 .parse::<u32>()
-                .map_err(|_| StoreError::Internal(format!("bad event quantity {q:?}")))?;
+                .map_err(|_| StorageError::Internal(format!("bad event quantity {q:?}")))?;
             Ok((ProductId::new_unchecked(p), q))
         })
         .collect()
@@ -270,12 +270,12 @@ pub enum Decision {
     Duplicate,
 }
 
-pub fn decision(reply: &[i64]) -> StoreResult<Decision> {
-    let idx = |i: usize| -> StoreResult<usize> {
+pub fn decision(reply: &[i64]) -> StorageResult<Decision> {
+    let idx = |i: usize| -> StorageResult<usize> {
         reply
             .get(i)
             .and_then(|v| usize::try_from(*v - 1).ok())
-            .ok_or_else(|| StoreError::Internal(format!("bad script reply {reply:?}")))
+            .ok_or_else(|| StorageError::Internal(format!("bad script reply {reply:?}")))
     };
     match reply.first() {
         Some(1) => Ok(Decision::Applied),
@@ -285,6 +285,8 @@ pub fn decision(reply: &[i64]) -> StoreResult<Decision> {
             have: reply.get(2).copied().unwrap_or(0),
         }),
         Some(-1) => Ok(Decision::NotLoaded { index: idx(1)? }),
-        _ => Err(StoreError::Internal(format!("bad script reply {reply:?}"))),
+        _ => Err(StorageError::Internal(format!(
+            "bad script reply {reply:?}"
+        ))),
     }
 }

@@ -8,7 +8,7 @@
 //! runs compare. Demo POS keys are derived from the store id (`sfk_demo_<storeId>`): they are for
 //! local trials only, and an operator issues real ones through the admin API.
 
-use crate::error::{StoreError, StoreResult};
+use crate::error::{StorageError, StorageResult};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sqlx::MySqlPool;
@@ -102,7 +102,7 @@ pub async fn seed(
     profile: Profile,
     if_empty: bool,
     progress: &(dyn Fn(&str) + Sync),
-) -> StoreResult<SeedReport> {
+) -> StorageResult<SeedReport> {
     let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products")
         .fetch_one(db)
         .await?;
@@ -115,7 +115,7 @@ pub async fn seed(
             report.store_keys = existing_demo_keys(db).await?;
             return Ok(report);
         }
-        return Err(StoreError::Conflict(format!(
+        return Err(StorageError::Conflict(format!(
             "the database already has {existing} products; seed an empty database (or pass --if-empty)"
         )));
     }
@@ -238,7 +238,10 @@ pub async fn seed(
     })
 }
 
-async fn insert_stock(tx: &mut sqlx::MySqlConnection, rows: &[(u64, u64, i64)]) -> StoreResult<()> {
+async fn insert_stock(
+    tx: &mut sqlx::MySqlConnection,
+    rows: &[(u64, u64, i64)],
+) -> StorageResult<()> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -254,7 +257,7 @@ async fn insert_stock(tx: &mut sqlx::MySqlConnection, rows: &[(u64, u64, i64)]) 
     Ok(())
 }
 
-async fn existing_demo_keys(db: &MySqlPool) -> StoreResult<Vec<(u64, String, String)>> {
+async fn existing_demo_keys(db: &MySqlPool) -> StorageResult<Vec<(u64, String, String)>> {
     let stores: Vec<(u64, String)> = sqlx::query_as(
         "SELECT l.id, l.name FROM locations l JOIN store_keys k ON k.store_id = l.id \
          WHERE k.label = 'demo' AND k.revoked_at IS NULL GROUP BY l.id, l.name ORDER BY l.id",
@@ -269,8 +272,8 @@ async fn existing_demo_keys(db: &MySqlPool) -> StoreResult<Vec<(u64, String, Str
 
 /// Writes the CSV files the JMeter plans read: products, warehouses, stores, store keys, and
 /// delivery addresses around the stores.
-pub async fn write_csv(db: &MySqlPool, dir: &Path) -> StoreResult<()> {
-    let io = |e: std::io::Error| StoreError::Internal(format!("writing {}: {e}", dir.display()));
+pub async fn write_csv(db: &MySqlPool, dir: &Path) -> StorageResult<()> {
+    let io = |e: std::io::Error| StorageError::Internal(format!("writing {}: {e}", dir.display()));
     std::fs::create_dir_all(dir).map_err(io)?;
     let products: Vec<(u64, String, i64)> =
         sqlx::query_as("SELECT id, sku, price FROM products WHERE active ORDER BY id")

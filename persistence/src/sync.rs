@@ -6,9 +6,9 @@
 //! first (no MySQL write to them can commit meanwhile), then the events in the stream are checked
 //! against MySQL, and finally `sync.lua` recomputes and sets the keys atomically in Redis.
 
-use crate::error::{StoreError, StoreResult};
+use crate::error::{StorageError, StorageResult};
 use crate::redis_stock::decode_lines;
-use crate::Store;
+use crate::Storage;
 use redis::streams::StreamRangeReply;
 use redis::AsyncCommands;
 use sf_routing::{LocationId, ProductId};
@@ -39,9 +39,9 @@ pub(crate) fn marks(n: usize) -> String {
     s
 }
 
-impl Store {
+impl Storage {
     /// Loads missing stock keys of `products` at `loc` in a transaction of its own.
-    pub async fn load_keys(&self, loc: LocationId, products: &[ProductId]) -> StoreResult<()> {
+    pub async fn load_keys(&self, loc: LocationId, products: &[ProductId]) -> StorageResult<()> {
         crate::db::with_retry("load stock keys", || async {
             let mut tx = self.db.begin().await?;
             self.sync_keys(&mut tx, loc, products, SyncMode::Load)
@@ -54,7 +54,7 @@ impl Store {
 
     /// Sets the Redis stock of `products` at `loc` from MySQL at a consistent point, after a
     /// failure that may have left them wrong. If that fails too (MySQL or Redis unreachable), the
-    /// keys are queued and [`Store::drain_resync_queue`] sets them later.
+    /// keys are queued and [`Storage::drain_resync_queue`] sets them later.
     pub async fn resync_or_queue(&self, loc: LocationId, products: &[ProductId]) {
         let done = crate::db::with_retry("re-sync stock keys", || async {
             let mut tx = self.db.begin().await?;
@@ -97,7 +97,7 @@ impl Store {
     /// the dead server), every MySQL-first write that saw the circuit open is waited for, and
     /// every key marked stale in `redis_stale_keys` is set from MySQL. Only then does the circuit
     /// close and Redis decide orders again. Answers whether it closed.
-    pub async fn recover_redis(&self) -> StoreResult<bool> {
+    pub async fn recover_redis(&self) -> StorageResult<bool> {
         if self.circuit.trusted() {
             return Ok(true);
         }
@@ -118,7 +118,7 @@ impl Store {
                     "re-synced {n} stock keys written on MySQL alone during the outage"
                 );
             }
-            Ok::<_, StoreError>(())
+            Ok::<_, StorageError>(())
         };
         if let Err(e) = steps.await {
             self.circuit.trip(&format!("recovery failed: {e}"));
@@ -128,19 +128,19 @@ impl Store {
     }
 
     /// One PING on a connection of its own, within the connect and command deadlines.
-    async fn probe_redis(&self) -> StoreResult<()> {
+    async fn probe_redis(&self) -> StorageResult<()> {
         let settings = &self.redis_settings;
         let ping = async {
             let mut c = settings
                 .own_connection(&self.redis_client, std::time::Duration::ZERO)
                 .await?;
             redis::cmd("PING").query_async::<()>(&mut c).await?;
-            Ok::<_, StoreError>(())
+            Ok::<_, StorageError>(())
         };
         match tokio::time::timeout(settings.connect_timeout + settings.command_timeout, ping).await
         {
             Ok(r) => r,
-            Err(_) => Err(StoreError::Unavailable(
+            Err(_) => Err(StorageError::Unavailable(
                 "redis did not answer the probe in time".into(),
             )),
         }
@@ -150,7 +150,7 @@ impl Store {
     /// clears the marks, location by location, each in one transaction that share-locks the stock
     /// rows first: a write marking one of them again waits for it, or is waited for. Answers how
     /// many keys were re-synced.
-    pub async fn resync_stale_keys(&self) -> StoreResult<usize> {
+    pub async fn resync_stale_keys(&self) -> StorageResult<usize> {
         let mut done = 0;
         loop {
             let rows = sqlx::query(
@@ -202,11 +202,11 @@ impl Store {
         loc: LocationId,
         products: &[ProductId],
         mode: SyncMode,
-    ) -> StoreResult<Vec<SyncedKey>> {
+    ) -> StorageResult<Vec<SyncedKey>> {
         self.sync_keys_before(conn, loc, products, mode, &[]).await
     }
 
-    /// Like [`Store::sync_keys`], from within a transaction that already changed some of these
+    /// Like [`Storage::sync_keys`], from within a transaction that already changed some of these
     /// rows by `own` and has not yet told Redis: the keys are computed from the rows as they were
     /// before that change, which then reaches Redis as a change like any other.
     pub async fn sync_keys_before(
@@ -216,7 +216,7 @@ impl Store {
         products: &[ProductId],
         mode: SyncMode,
         own: &[(ProductId, i64)],
-    ) -> StoreResult<Vec<SyncedKey>> {
+    ) -> StorageResult<Vec<SyncedKey>> {
         if products.is_empty() {
             return Ok(Vec::new());
         }
@@ -274,7 +274,7 @@ impl Store {
         .arg(join(&mut applied.iter().map(|(o, t)| format!("{o}:{t}"))));
         let reply: Vec<i64> = crate::redis_stock::invoke(&inv, &mut redis).await?;
         if reply.len() != products.len() * 4 {
-            return Err(StoreError::Internal(format!(
+            return Err(StorageError::Internal(format!(
                 "sync.lua answered {} values for {} keys",
                 reply.len(),
                 products.len()
@@ -312,7 +312,7 @@ impl Store {
         &self,
         conn: &mut MySqlConnection,
         events: &[(String, String)],
-    ) -> StoreResult<Vec<(String, String)>> {
+    ) -> StorageResult<Vec<(String, String)>> {
         let mut status: HashMap<String, String> = HashMap::new();
         let ids: Vec<&str> = {
             let mut v: Vec<&str> = events.iter().map(|(o, _)| o.as_str()).collect();

@@ -114,8 +114,8 @@ impl TestApp {
         self.app.as_mut().expect("app running")
     }
 
-    pub fn store(&self) -> &sf_persistence::Store {
-        &self.app.as_ref().expect("app running").store
+    pub fn storage(&self) -> &sf_persistence::Storage {
+        &self.app.as_ref().expect("app running").storage
     }
 
     pub fn keys(&self) -> Keys {
@@ -132,28 +132,28 @@ impl TestApp {
         .bind(name)
         .bind(lat)
         .bind(lon)
-        .execute(&self.store().db)
+        .execute(&self.storage().db)
         .await
         .unwrap()
         .last_insert_id();
-        self.store().refresh_locations().await.unwrap();
+        self.storage().refresh_locations().await.unwrap();
         id
     }
 
     pub async fn add_product(&self, price: i64) -> u64 {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products")
-            .fetch_one(&self.store().db)
+            .fetch_one(&self.storage().db)
             .await
             .unwrap();
         let id = sqlx::query("INSERT INTO products (sku, name, price) VALUES (?, ?, ?)")
             .bind(format!("T-{}", n + 1))
             .bind(format!("Test product {}", n + 1))
             .bind(price)
-            .execute(&self.store().db)
+            .execute(&self.storage().db)
             .await
             .unwrap()
             .last_insert_id();
-        self.store().refresh_catalog().await.unwrap();
+        self.storage().refresh_catalog().await.unwrap();
         id
     }
 
@@ -164,7 +164,7 @@ impl TestApp {
             .bind(product)
             .bind(qty)
             .bind(qty)
-            .execute(&self.store().db)
+            .execute(&self.storage().db)
             .await
             .unwrap();
     }
@@ -173,7 +173,7 @@ impl TestApp {
         sqlx::query_scalar("SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ?")
             .bind(loc)
             .bind(product)
-            .fetch_one(&self.store().db)
+            .fetch_one(&self.storage().db)
             .await
             .unwrap()
     }
@@ -185,13 +185,13 @@ impl TestApp {
         )
         .bind(loc)
         .bind(product)
-        .fetch_one(&self.store().db)
+        .fetch_one(&self.storage().db)
         .await
         .unwrap()
     }
 
     pub async fn redis_stock(&self, loc: u64, product: u64) -> Option<i64> {
-        let mut c = self.store().conn().await.unwrap();
+        let mut c = self.storage().conn().await.unwrap();
         redis::cmd("GET")
             .arg(self.keys().stock(
                 LocationId::new_unchecked(loc),
@@ -205,7 +205,7 @@ impl TestApp {
     pub async fn count_orders(&self, status: &str) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE status = ?")
             .bind(status)
-            .fetch_one(&self.store().db)
+            .fetch_one(&self.storage().db)
             .await
             .unwrap()
     }
@@ -227,7 +227,7 @@ impl TestApp {
     pub async fn wait_persisted(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let (n, _) = sf_persistence::consumer::backlog(self.store())
+            let (n, _) = sf_persistence::consumer::backlog(self.storage())
                 .await
                 .unwrap();
             if n == 0 {
@@ -249,7 +249,7 @@ impl TestApp {
              CAST(COALESCE((SELECT SUM(m.delta) FROM stock_movements m WHERE m.location_id = s.location_id AND m.product_id = s.product_id), 0) AS SIGNED) AS ledger \
              FROM stock s",
         )
-        .fetch_all(&self.store().db)
+        .fetch_all(&self.storage().db)
         .await
         .unwrap();
         for r in &rows {
@@ -357,8 +357,8 @@ impl TestApp {
     /// Stops the app and removes the test's database and Redis keys.
     pub async fn cleanup(mut self) {
         if let Some(app) = self.app.take() {
-            let db = app.store.db.clone();
-            let redis = app.store.redis_client.clone();
+            let db = app.storage.db.clone();
+            let redis = app.storage.redis_client.clone();
             app.stop().await.unwrap();
             let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{}`", self.db_name))
                 .execute(&db)
@@ -395,7 +395,7 @@ pub fn via(url: &str, port: u16) -> String {
 pub async fn settle(t: &TestApp) {
     t.wait_persisted().await;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while t.store().drain_resync_queue().await > 0 {
+    while t.storage().drain_resync_queue().await > 0 {
         assert!(Instant::now() < deadline, "stock keys never re-synced");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

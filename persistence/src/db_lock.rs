@@ -8,19 +8,19 @@
 //! Redis learns of it as a change, never as an absolute value that would erase orders in flight.
 
 use crate::db::with_retry;
-use crate::error::{StoreError, StoreResult};
+use crate::error::{StorageError, StorageResult};
 use crate::idempotency::{claim_mysql, complete_mysql, Claim, IdempotencyRequest};
 use crate::model::{Address, Order, OrderItem, OrderPath, OrderStatus};
 use crate::redis_stock::{decision, Decision};
 use crate::sync::SyncMode;
-use crate::Store;
+use crate::Storage;
 use sf_routing::{candidates, Candidate, Destination, LocationId, OrderLines, ProductId};
 use sqlx::{MySqlConnection, Row};
 use tokio::time::Instant;
 
 /// An order to decide in MySQL.
 #[derive(Debug, Clone)]
-pub struct MysqlFirstOrder {
+pub struct DbLockOrder {
     pub lines: OrderLines,
     pub destination: Destination,
     pub path: OrderPath,
@@ -139,7 +139,7 @@ pub(crate) async fn insert_orders(
     conn: &mut MySqlConnection,
     orders: &[&Order],
     reason: Reason,
-) -> StoreResult<()> {
+) -> StorageResult<()> {
     for chunk in orders.chunks(ROWS_PER_STATEMENT) {
         let mut sql = String::from(
             "INSERT INTO orders (id, path, delivery_type, status, location_id, distance_km, \
@@ -220,7 +220,7 @@ pub(crate) async fn insert_movements(
     conn: &mut MySqlConnection,
     moves: &[(u64, u64, i64, &str)],
     reason: Reason,
-) -> StoreResult<()> {
+) -> StorageResult<()> {
     for chunk in moves.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO stock_movements (location_id, product_id, delta, reason, ref_id) VALUES {}",
@@ -235,19 +235,19 @@ pub(crate) async fn insert_movements(
     Ok(())
 }
 
-impl Store {
+impl Storage {
     /// Places an order decided in MySQL (DB-lock path or POS sale), trying candidate locations
     /// nearest first.
     #[tracing::instrument(skip(self, req), fields(path = req.path.as_str()))]
-    pub async fn place_mysql_first(&self, req: &MysqlFirstOrder) -> StoreResult<Placed> {
+    pub async fn place_db_lock(&self, req: &DbLockOrder) -> StorageResult<Placed> {
         let prices = self.prices(&req.lines).await?;
         let ranked = candidates(&self.locations().index, &req.destination)
-            .map_err(|e| StoreError::NotFound(e.to_string()))?;
+            .map_err(|e| StorageError::NotFound(e.to_string()))?;
         let mut shortest = None;
         let deadline = self.db_deadline();
         for candidate in &ranked {
             let attempt = with_retry("mysql-first order", || {
-                self.try_mysql_first(req, &prices, *candidate, deadline)
+                self.try_db_lock(req, &prices, *candidate, deadline)
             })
             .await?;
             match attempt {
@@ -262,13 +262,13 @@ impl Store {
             .await)
     }
 
-    async fn try_mysql_first(
+    async fn try_db_lock(
         &self,
-        req: &MysqlFirstOrder,
+        req: &DbLockOrder,
         prices: &[i64],
         candidate: Candidate,
         deadline: Instant,
-    ) -> StoreResult<Attempt> {
+    ) -> StorageResult<Attempt> {
         let loc = candidate.location;
         let deltas: Vec<(ProductId, i64)> = req
             .lines
@@ -326,7 +326,7 @@ impl Store {
     /// When Redis cannot be reached — the circuit is open, or the script got no answer within its
     /// deadline — the write commits on MySQL alone and marks its keys stale in the same
     /// transaction (`redis_stale_keys`); they are set from MySQL before Redis decides an order
-    /// again ([`Store::recover_redis`]).
+    /// again ([`Storage::recover_redis`]).
     ///
     /// Nothing is compensated blindly. When the commit's outcome is unknown (it failed or got no
     /// answer within its deadline), increments are taken back in Redis at once (Redis must never
@@ -338,7 +338,7 @@ impl Store {
         mut tx: sqlx::Transaction<'_, sqlx::MySql>,
         loc: LocationId,
         deltas: &[(ProductId, i64)],
-    ) -> StoreResult<Option<(ProductId, i64)>> {
+    ) -> StorageResult<Option<(ProductId, i64)>> {
         // Recovery waits for every write that got past here to finish (see `recover_redis`).
         let _in_flight = self.circuit.write_in_flight().await;
         if !self.circuit.passes() {
@@ -353,7 +353,7 @@ impl Store {
                 return Ok(Some(short));
             }
             Ok(None) => {}
-            Err(StoreError::Redis(e)) if crate::Circuit::unreachable(&e) => {
+            Err(StorageError::Redis(e)) if crate::Circuit::unreachable(&e) => {
                 // Whether or not the change reached Redis, the keys are set from MySQL before
                 // Redis decides again.
                 tracing::warn!(location = %loc, error = %e, "redis unreachable during a MySQL-first write; committing on MySQL alone");
@@ -383,7 +383,7 @@ impl Store {
         mut tx: sqlx::Transaction<'_, sqlx::MySql>,
         loc: LocationId,
         deltas: &[(ProductId, i64)],
-    ) -> StoreResult<()> {
+    ) -> StorageResult<()> {
         mark_stale(&mut tx, loc, deltas.iter().map(|(p, _)| *p)).await?;
         self.commit_in_time(tx).await?;
         self.circuit
@@ -397,10 +397,10 @@ impl Store {
     pub(crate) async fn commit_in_time(
         &self,
         tx: sqlx::Transaction<'_, sqlx::MySql>,
-    ) -> StoreResult<()> {
+    ) -> StorageResult<()> {
         match tokio::time::timeout(self.config.db_timeout, tx.commit()).await {
             Ok(r) => Ok(r?),
-            Err(_) => Err(StoreError::Unavailable(format!(
+            Err(_) => Err(StorageError::Unavailable(format!(
                 "MySQL did not confirm the commit within {} ms; the change may or may not have been made",
                 self.config.db_timeout.as_millis()
             ))),
@@ -431,7 +431,7 @@ impl Store {
         conn: &mut MySqlConnection,
         loc: LocationId,
         deltas: &[(ProductId, i64)],
-    ) -> StoreResult<Option<(ProductId, i64)>> {
+    ) -> StorageResult<Option<(ProductId, i64)>> {
         for _ in 0..3 {
             match decision(&self.run_adjust(loc, deltas, AdjustMode::Check).await?)? {
                 Decision::Applied | Decision::Duplicate => return Ok(None),
@@ -443,7 +443,7 @@ impl Store {
                 }
             }
         }
-        Err(StoreError::Unavailable(format!(
+        Err(StorageError::Unavailable(format!(
             "stock of location {loc} could not be loaded into redis"
         )))
     }
@@ -454,7 +454,7 @@ impl Store {
         loc: LocationId,
         deltas: &[(ProductId, i64)],
         mode: AdjustMode,
-    ) -> StoreResult<Vec<i64>> {
+    ) -> StorageResult<Vec<i64>> {
         let mut inv = self.scripts.adjust.prepare_invoke();
         inv.arg(match mode {
             AdjustMode::Check => "check",
@@ -476,19 +476,15 @@ impl Store {
     /// this is called. A `REJECTED` order took no stock: cancelling it closes it with nothing to
     /// give back.
     #[tracing::instrument(skip(self))]
-    pub async fn cancel_mysql_first(&self, order_id: &str) -> StoreResult<Order> {
+    pub async fn cancel_db_lock(&self, order_id: &str) -> StorageResult<Order> {
         let deadline = self.db_deadline();
         with_retry("mysql-first cancel", || {
-            self.try_cancel_mysql_first(order_id, deadline)
+            self.try_cancel_db_lock(order_id, deadline)
         })
         .await
     }
 
-    async fn try_cancel_mysql_first(
-        &self,
-        order_id: &str,
-        deadline: Instant,
-    ) -> StoreResult<Order> {
+    async fn try_cancel_db_lock(&self, order_id: &str, deadline: Instant) -> StorageResult<Order> {
         let (tx, change) = self
             .in_time(deadline, self.cancel_statements(order_id))
             .await?;
@@ -501,7 +497,7 @@ impl Store {
         }
         self.order_from_mysql(order_id)
             .await?
-            .ok_or_else(|| StoreError::UnknownOrder(order_id.to_owned()))
+            .ok_or_else(|| StorageError::UnknownOrder(order_id.to_owned()))
     }
 
     /// The statements of a cancel, up to its commit step, and the stock change it makes.
@@ -509,7 +505,7 @@ impl Store {
     async fn cancel_statements(
         &self,
         order_id: &str,
-    ) -> StoreResult<(
+    ) -> StorageResult<(
         sqlx::Transaction<'static, sqlx::MySql>,
         Option<(LocationId, Vec<(ProductId, i64)>)>,
     )> {
@@ -521,7 +517,7 @@ impl Store {
         .bind(order_id)
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or_else(|| StoreError::UnknownOrder(order_id.to_owned()))?;
+        .ok_or_else(|| StorageError::UnknownOrder(order_id.to_owned()))?;
         let status: String = row.try_get("status")?;
         let path: String = row.try_get("path")?;
         let loc = LocationId::new_unchecked(row.try_get("location_id")?);
@@ -564,7 +560,7 @@ impl Store {
     /// now, the order is taken as sold exactly as the consumer would have (`CONFIRMED`, stock and
     /// ledger), else the answer says what is missing and nothing changes.
     #[tracing::instrument(skip(self))]
-    pub async fn retry_rejected(&self, order_id: &str) -> StoreResult<Order> {
+    pub async fn retry_rejected(&self, order_id: &str) -> StorageResult<Order> {
         let deadline = self.db_deadline();
         with_retry("retry rejected order", || {
             self.try_retry_rejected(order_id, deadline)
@@ -572,7 +568,7 @@ impl Store {
         .await
     }
 
-    async fn try_retry_rejected(&self, order_id: &str, deadline: Instant) -> StoreResult<Order> {
+    async fn try_retry_rejected(&self, order_id: &str, deadline: Instant) -> StorageResult<Order> {
         let statements = async {
             let mut tx = self.db.begin().await?;
             let row = sqlx::query(
@@ -581,10 +577,10 @@ impl Store {
             .bind(order_id)
             .fetch_optional(&mut *tx)
             .await?
-            .ok_or_else(|| StoreError::UnknownOrder(order_id.to_owned()))?;
+            .ok_or_else(|| StorageError::UnknownOrder(order_id.to_owned()))?;
             let status: String = row.try_get("status")?;
             if status != "REJECTED" {
-                return Err(StoreError::Conflict(format!(
+                return Err(StorageError::Conflict(format!(
                     "order {order_id} is {status}; only a REJECTED order can be retried"
                 )));
             }
@@ -618,7 +614,7 @@ impl Store {
                 .iter()
                 .find(|(p, _)| *p == product)
                 .map_or(0, |(_, d)| -d);
-            return Err(StoreError::OutOfStock {
+            return Err(StorageError::OutOfStock {
                 detail: format!(
                     "order {order_id} still cannot be filled: product {product} needs {want}, {} free at location {loc}",
                     have.max(0)
@@ -629,7 +625,7 @@ impl Store {
         }
         self.order_from_mysql(order_id)
             .await?
-            .ok_or_else(|| StoreError::UnknownOrder(order_id.to_owned()))
+            .ok_or_else(|| StorageError::UnknownOrder(order_id.to_owned()))
     }
 
     /// Sets (`target`) or changes (`delta`) the on-hand stock of one product at one location, as
@@ -641,7 +637,7 @@ impl Store {
         product: ProductId,
         change: StockTarget,
         reason: Reason,
-    ) -> StoreResult<StockChange> {
+    ) -> StorageResult<StockChange> {
         if !self
             .locations()
             .all
@@ -650,13 +646,13 @@ impl Store {
         {
             self.refresh_locations().await?;
             if self.locations().get(loc).is_none() {
-                return Err(StoreError::UnknownLocation(loc));
+                return Err(StorageError::UnknownLocation(loc));
             }
         }
         if self.catalog_product(product).is_none() {
             self.refresh_catalog().await?;
             self.catalog_product(product)
-                .ok_or(StoreError::UnknownProduct(product))?;
+                .ok_or(StorageError::UnknownProduct(product))?;
         }
         let deadline = self.db_deadline();
         with_retry("stock change", || {
@@ -672,7 +668,7 @@ impl Store {
         change: StockTarget,
         reason: Reason,
         deadline: Instant,
-    ) -> StoreResult<StockChange> {
+    ) -> StorageResult<StockChange> {
         let (tx, delta, before) = self
             .in_time(
                 deadline,
@@ -687,7 +683,7 @@ impl Store {
             });
         }
         if let Some((_, have)) = self.commit_with_redis(tx, loc, &[(product, delta)]).await? {
-            return Err(StoreError::Conflict(format!(
+            return Err(StorageError::Conflict(format!(
                 "only {have} units of product {product} at location {loc} are free; the rest are reserved by orders that are not yet persisted, so the stock cannot go down by {}",
                 -delta
             )));
@@ -706,7 +702,7 @@ impl Store {
         product: ProductId,
         change: StockTarget,
         reason: Reason,
-    ) -> StoreResult<(sqlx::Transaction<'static, sqlx::MySql>, i64, i64)> {
+    ) -> StorageResult<(sqlx::Transaction<'static, sqlx::MySql>, i64, i64)> {
         let mut tx = self.db.begin().await?;
         let lock = || {
             sqlx::query_scalar::<_, i64>(
@@ -737,7 +733,7 @@ impl Store {
         };
         let after = before + delta;
         if after < 0 {
-            return Err(StoreError::Conflict(format!(
+            return Err(StorageError::Conflict(format!(
                 "on-hand stock of product {product} at location {loc} is {before}; a change of {delta} would make it negative"
             )));
         }
@@ -762,7 +758,7 @@ impl Store {
         lines: OrderLines,
         destination: &Destination,
         shortest: Option<(LocationId, ProductId, i64)>,
-    ) -> StoreError {
+    ) -> StorageError {
         let detail = match (destination, shortest) {
             (_, Some((loc, product, have))) => {
                 let want = lines
@@ -798,7 +794,7 @@ impl Store {
             }
             _ => None,
         };
-        StoreError::OutOfStock {
+        StorageError::OutOfStock {
             detail,
             product: shortest.map(|(_, p, _)| p),
             alternatives,
@@ -823,7 +819,7 @@ pub(crate) async fn change_mysql_stock(
     conn: &mut MySqlConnection,
     loc: LocationId,
     deltas: &[(ProductId, i64)],
-) -> StoreResult<Option<(ProductId, i64)>> {
+) -> StorageResult<Option<(ProductId, i64)>> {
     for (p, d) in deltas {
         let changed = sqlx::query(
             "UPDATE stock SET on_hand = on_hand + ? \
@@ -856,7 +852,7 @@ async fn order_deltas(
     conn: &mut MySqlConnection,
     order_id: &str,
     sign: i64,
-) -> StoreResult<Vec<(ProductId, i64)>> {
+) -> StorageResult<Vec<(ProductId, i64)>> {
     let lines = sqlx::query(
         "SELECT product_id, quantity FROM order_lines WHERE order_id = ? ORDER BY product_id",
     )
@@ -887,7 +883,7 @@ pub(crate) async fn mark_stale(
     conn: &mut MySqlConnection,
     loc: LocationId,
     products: impl Iterator<Item = ProductId>,
-) -> StoreResult<()> {
+) -> StorageResult<()> {
     let mut products: Vec<ProductId> = products.collect();
     products.sort_unstable();
     products.dedup();
