@@ -1,41 +1,27 @@
 //! Reconciliation and recovery: repairs, loss of Redis data, reconcile under fire, job leases
 //! across instances, and jobs that fail.
 
-mod common;
-
-use common::*;
+use crate::common::proxy::Proxy;
+use crate::common::*;
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sf_persistence::jobs::{Figures, JobRunner, RunOutcome};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-async fn run_reconcile(t: &TestApp) -> Value {
-    let r = t
-        .client
-        .post(format!("{}/api/admin/reconciliation/runs", t.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
-    let (s, b) = json_of(r).await;
-    assert_eq!(s, StatusCode::OK, "{b}");
-    assert_eq!(b["ok"], true, "{b}");
-    b
-}
+/// Latency the proxy adds to each MySQL read, each way, in the two-instance test.
+const LATENCY_MS: u64 = 50;
 
 /// A wrong value written into Redis by hand is repaired by the next run, which reports exactly
 /// one repair with its before and after values; the operators' view lists the run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hand_edited_key_is_repaired_once() {
     let t = TestApp::spawn().await;
-    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
-    let p = t.add_product(1_000).await;
-    let q = t.add_product(1_000).await;
-    t.stock_row(wh, p, 40).await;
-    t.stock_row(wh, q, 7).await;
+    let wh = t.add_warehouse().await;
+    let p = t.add_stocked_product(wh, 1_000, 40).await;
+    t.add_stocked_product(wh, 1_000, 7).await;
     let (s, _) = json_of(
         t.post(
             "/api/redis/orders",
@@ -46,23 +32,12 @@ async fn a_hand_edited_key_is_repaired_once() {
     .await;
     assert_eq!(s, StatusCode::ACCEPTED);
     t.wait_persisted().await;
-    let first = run_reconcile(&t).await;
+    let first = t.run_reconcile().await;
     assert_eq!(first["keysRepaired"], 0, "{first}");
 
-    let key = t.keys().stock(
-        sf_routing::LocationId::new_unchecked(wh),
-        sf_routing::ProductId::new_unchecked(p),
-    );
-    let mut c = t.storage().conn().await.unwrap();
-    let _: () = redis::cmd("SET")
-        .arg(&key)
-        .arg(999)
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    drop(c);
+    t.set_redis_stock(wh, p, 999).await;
 
-    let run = run_reconcile(&t).await;
+    let run = t.run_reconcile().await;
     assert_eq!(run["keysRepaired"], 1, "{run}");
     assert_eq!(run["keysChecked"], 2);
     assert_eq!(run["ledgerMismatches"], 0);
@@ -71,15 +46,12 @@ async fn a_hand_edited_key_is_repaired_once() {
         json!([{"locationId": wh, "productId": p, "before": 999, "after": 35}])
     );
     assert_eq!(t.redis_stock(wh, p).await, Some(35));
-    assert_eq!(run_reconcile(&t).await["keysRepaired"], 0);
+    assert_eq!(t.run_reconcile().await["keysRepaired"], 0);
 
     let r = t
-        .client
-        .get(format!("{}/api/admin/reconciliation?job=reconcile", t.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+        .admin()
+        .get("/api/admin/reconciliation?job=reconcile")
+        .await;
     let (s, b) = json_of(r).await;
     assert_eq!(s, StatusCode::OK);
     let repaired: Vec<u64> = b["runs"]
@@ -89,36 +61,31 @@ async fn a_hand_edited_key_is_repaired_once() {
         .map(|r| r["keysRepaired"].as_u64().unwrap())
         .collect();
     assert_eq!(repaired, vec![0, 1, 0]);
-    let metrics = t.get("/metrics").await.text().await.unwrap();
-    assert!(
-        metrics.contains("job_last_run{figure=\"keys_repaired\",job=\"reconcile\"} 0"),
-        "{metrics}"
-    );
-    assert!(metrics.contains("consumer_backlog_events 0"));
-    t.cleanup().await;
+    t.wait_for_metrics(&[
+        "job_last_run{figure=\"keys_repaired\",job=\"reconcile\"} 0",
+        "consumer_backlog_events 0",
+    ])
+    .await;
 }
 
 /// A ledger that does not add up is reported, not silently rewritten.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ledger_mismatch_is_reported() {
     let t = TestApp::spawn().await;
-    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
-    let p = t.add_product(1_000).await;
-    t.stock_row(wh, p, 10).await;
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
     sqlx::query("UPDATE stock SET on_hand = 12 WHERE location_id = ? AND product_id = ?")
         .bind(wh)
         .bind(p)
-        .execute(&t.storage().db)
+        .execute(&t.db)
         .await
         .unwrap();
-    let run = run_reconcile(&t).await;
+    let run = t.run_reconcile().await;
     assert_eq!(run["ledgerMismatches"], 1);
     assert_eq!(
         run["details"]["mismatches"],
         json!([{"locationId": wh, "productId": p, "onHand": 12, "expected": 10}])
     );
     assert_eq!(t.on_hand(wh, p).await, 12);
-    t.cleanup().await;
 }
 
 /// FLUSHALL on Redis: the service notices and reloads; meanwhile no order is accepted against a
@@ -133,9 +100,7 @@ async fn flushall_is_noticed_and_reloaded() {
         c.redis_watch_ms = 100;
     })
     .await;
-    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
-    let p = t.add_product(1_000).await;
-    t.stock_row(wh, p, 300).await;
+    let (wh, p) = t.warehouse_with_product(1_000, 300).await;
     let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
     for _ in 0..50 {
         assert_eq!(
@@ -169,21 +134,23 @@ async fn flushall_is_noticed_and_reloaded() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let mut c = t.redis().await;
     let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
     join_all(workers).await;
-    // The watcher reloads everything and marks Redis warm again.
+    // The watcher reloads everything and marks Redis warm again (its epoch marker is back).
+    let mut warm = false;
     for _ in 0..100 {
-        if t.storage().redis_epoch().await.unwrap().is_some() {
+        warm = redis::cmd("EXISTS")
+            .arg(t.keys().epoch())
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        if warm {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(
-        t.storage().redis_epoch().await.unwrap().is_some(),
-        "redis was not warmed up again"
-    );
+    assert!(warm, "redis was not warmed up again");
     t.wait_persisted().await;
     let sold = 50 + accepted.load(Ordering::Relaxed) as i64;
     // Orders accepted in the instant before the flush may be lost with it (Redis lost them);
@@ -195,10 +162,9 @@ async fn flushall_is_noticed_and_reloaded() {
     );
     assert_eq!(t.on_hand(wh, p).await, 300 - confirmed);
     assert_eq!(t.redis_stock(wh, p).await, Some(300 - confirmed));
-    t.assert_converged().await;
-    let run = run_reconcile(&t).await;
+    t.assert_converged(InRedis::All).await;
+    let run = t.run_reconcile().await;
     assert_eq!(run["keysRepaired"], 0);
-    Arc::try_unwrap(t).ok().unwrap().cleanup().await;
 }
 
 /// Reconcile under fire: reconcile every second while 20,000 Redis-path orders, cancels and POS
@@ -207,22 +173,23 @@ async fn flushall_is_noticed_and_reloaded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reconcile_under_fire_needs_no_repair() {
     let t = TestApp::spawn_with(|c| c.reconcile_schedule = "*/1 * * * * *".into()).await;
-    let store = t
-        .add_location("STORE", "Hot store", 37.5700, 126.9780)
-        .await;
-    let mut products = Vec::new();
-    for _ in 0..4 {
-        let p = t.add_product(1_000).await;
-        t.stock_row(store, p, 4_000).await;
-        products.push(p);
-    }
-    let key = t.issue_key(store).await;
+    let StockedStore {
+        store,
+        products,
+        key,
+    } = t.store_with(4, 4_000).await;
     let t = Arc::new(t);
     let next = Arc::new(AtomicUsize::new(0));
     let sold = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..48)
         .map(|w| {
-            let (t, next, sold, key, products) = (t.clone(), next.clone(), sold.clone(), key.clone(), products.clone());
+            let (t, next, sold, key, products) = (
+                t.clone(),
+                next.clone(),
+                sold.clone(),
+                key.clone(),
+                products.clone(),
+            );
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -230,12 +197,20 @@ async fn reconcile_under_fire_needs_no_repair() {
                         return;
                     }
                     let p = products[(i + w) % products.len()];
-                    let body = json!({"items": [{"productId": p, "quantity": 1}], "deliveryType": "PICKUP", "storeId": store});
+                    let body = pickup_order(&[(p, 1)], store);
                     match i % 10 {
                         0 => {
-                            let r = t.post_with_key(&format!("/api/stores/{store}/orders"), &key, &json!({"items": [{"productId": p, "quantity": 1}]})).await;
+                            let r = t
+                                .post_with_key(
+                                    &format!("/api/stores/{store}/orders"),
+                                    &key,
+                                    &pos_sale(&[(p, 1)]),
+                                )
+                                .await;
                             match r.status() {
-                                StatusCode::CREATED => { sold.fetch_add(1, Ordering::Relaxed); }
+                                StatusCode::CREATED => {
+                                    sold.fetch_add(1, Ordering::Relaxed);
+                                }
                                 StatusCode::CONFLICT => {}
                                 s => panic!("pos sale: {s}"),
                             }
@@ -245,13 +220,20 @@ async fn reconcile_under_fire_needs_no_repair() {
                             if r.status() == StatusCode::ACCEPTED {
                                 let b: Value = r.json().await.unwrap();
                                 let id = b["orderId"].as_str().unwrap();
-                                assert_eq!(t.patch(&format!("/api/redis/orders/{id}/cancel")).await.status(), StatusCode::OK);
+                                assert_eq!(
+                                    t.patch(&format!("/api/redis/orders/{id}/cancel"))
+                                        .await
+                                        .status(),
+                                    StatusCode::OK
+                                );
                             }
                         }
                         _ => {
                             let r = t.post("/api/redis/orders", &body).await;
                             match r.status() {
-                                StatusCode::ACCEPTED => { sold.fetch_add(1, Ordering::Relaxed); }
+                                StatusCode::ACCEPTED => {
+                                    sold.fetch_add(1, Ordering::Relaxed);
+                                }
                                 StatusCode::CONFLICT => {}
                                 s => panic!("order: {s}"),
                             }
@@ -277,18 +259,17 @@ async fn reconcile_under_fire_needs_no_repair() {
         16_000 - sold,
         "units sold must match the stock taken"
     );
-    let confirmed: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE status = 'CONFIRMED'")
-            .fetch_one(&t.storage().db)
-            .await
-            .unwrap();
-    assert_eq!(confirmed, sold, "every accepted sale is in MySQL once");
-    t.assert_converged().await;
-    let final_run = run_reconcile(&t).await;
+    assert_eq!(
+        t.count_orders("CONFIRMED").await,
+        sold,
+        "every accepted sale is in MySQL once"
+    );
+    t.assert_converged(InRedis::All).await;
+    let final_run = t.run_reconcile().await;
     assert_eq!(final_run["keysRepaired"], 0);
     let runs: Vec<(i64, bool)> =
         sqlx::query_as("SELECT keys_repaired, ok FROM job_runs WHERE job = 'reconcile'")
-            .fetch_all(&t.storage().db)
+            .fetch_all(&t.db)
             .await
             .unwrap();
     assert!(
@@ -300,7 +281,6 @@ async fn reconcile_under_fire_needs_no_repair() {
         runs.iter().all(|(r, ok)| *r == 0 && *ok),
         "a run repaired or failed: {runs:?}"
     );
-    Arc::try_unwrap(t).ok().unwrap().cleanup().await;
 }
 
 /// Two instances: a job runs on one at a time; when the holder dies its lease expires and the
@@ -348,35 +328,92 @@ async fn a_job_lease_passes_to_another_instance_when_the_holder_dies() {
     }
     let run = took_over.expect("B never took over the lease");
     assert_eq!(run.instance, "instance-b");
-    t.cleanup().await;
 }
 
-/// Two running apps scheduling reconcile every second: runs never overlap.
+/// Two running apps schedule reconcile on ticks they partly share: every 12 s both fire, and 4 s
+/// and 8 s later each fires alone in turn, so both must run the job. Every MySQL reply is delayed,
+/// so that a run lasts longer than two schedulers can be apart at a shared tick (each checks every
+/// 500 ms): at a shared tick one instance runs and the other finds the lease taken — without the
+/// lease, the two runs would overlap. Both instances run the job, and no two runs ever overlap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scheduled_runs_on_two_instances_never_overlap() {
-    let t = TestApp::spawn_with(|c| c.reconcile_schedule = "*/1 * * * * *".into()).await;
-    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
-    for _ in 0..5 {
-        let p = t.add_product(100).await;
-        t.stock_row(wh, p, 10).await;
+    // The seconds of the minute that are 0 or `alone` modulo 12.
+    let ticks = |alone: u32| {
+        let seconds: Vec<String> = (0..60u32)
+            .filter(|s| s % 12 == 0 || s % 12 == alone)
+            .map(|s| s.to_string())
+            .collect();
+        format!("{} * * * * *", seconds.join(","))
+    };
+    let mysql = Proxy::start(&host_port(&server_url())).await;
+    let t = TestApp::spawn_with(|c| {
+        c.storage.database_url = via(&c.storage.database_url, mysql.port);
+        // Slow is fine here: every run must end, and be recorded.
+        c.storage.db_connect_timeout_ms = 10_000;
+        c.storage.db_command_timeout_ms = 10_000;
+        c.reconcile_schedule = ticks(4);
+    })
+    .await;
+    t.warehouse_with(5, 10).await;
+    let second = t.spawn_instance(|c| c.reconcile_schedule = ticks(8)).await;
+    let instances = [
+        t.app.as_ref().unwrap().instance.clone(),
+        second.app().instance.clone(),
+    ];
+    mysql.set_latency(Duration::from_millis(LATENCY_MS));
+    let slow_since = chrono::Utc::now().naive_utc();
+    // Runs that started once MySQL was slow: instance, start and duration in ms, and whether it
+    // started in the second of a shared tick.
+    let slow_runs = || async {
+        sqlx::query_as::<_, (String, i64, i64, bool)>(
+            "SELECT instance, CAST(UNIX_TIMESTAMP(started_at) * 1000 AS SIGNED), duration_ms, \
+             SECOND(started_at) % 12 = 0 \
+             FROM job_runs WHERE job = 'reconcile' AND started_at >= ? ORDER BY started_at",
+        )
+        .bind(slow_since)
+        .fetch_all(&t.db)
+        .await
+        .unwrap()
+    };
+    // A run at a shared tick was seen, and each instance started a run after it: whatever ran
+    // at that tick has ended and is recorded (an instance runs a job once at a time, and records
+    // a run before it starts the next).
+    let enough = |runs: &[(String, i64, i64, bool)]| {
+        runs.iter().find(|r| r.3).is_some_and(|shared| {
+            instances
+                .iter()
+                .all(|i| runs.iter().any(|r| &r.0 == i && r.1 > shared.1))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !enough(&slow_runs().await) {
+        assert!(
+            Instant::now() < deadline,
+            "no shared tick with both instances running after it: {:?}",
+            slow_runs().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let mut second_config = t.config.clone();
-    second_config.port = 0;
-    let second = stock_flow::Application::build(second_config).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(4_500)).await;
-    second.stop().await.unwrap();
+    second.stop().await;
+    mysql.set_latency(Duration::ZERO);
+
     let runs: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT instance, CAST(UNIX_TIMESTAMP(started_at) * 1000 AS SIGNED), duration_ms FROM job_runs \
          WHERE job = 'reconcile' ORDER BY started_at",
     )
-    .fetch_all(&t.storage().db)
+    .fetch_all(&t.db)
     .await
     .unwrap();
-    assert!(runs.len() >= 3, "{runs:?}");
     for pair in runs.windows(2) {
         assert!(pair[0].1 + pair[0].2 <= pair[1].1, "runs overlap: {pair:?}");
     }
-    t.cleanup().await;
+    let slow = slow_runs().await;
+    eprintln!("runs while MySQL was slow (instance, start ms, duration ms, shared tick): {slow:?}");
+    assert!(enough(&slow), "{slow:?}");
+    assert!(
+        slow.iter().all(|r| r.2 >= 600),
+        "a run took less than 600 ms: the overlap check proves little ({slow:?})"
+    );
 }
 
 /// A job that panics once still runs at its next tick.
@@ -425,11 +462,10 @@ async fn a_job_that_panics_runs_again_at_its_next_tick() {
     let runs: Vec<(bool, String)> = sqlx::query_as(
         "SELECT ok, COALESCE(details, '') FROM job_runs WHERE job = 'flaky' ORDER BY id",
     )
-    .fetch_all(&t.storage().db)
+    .fetch_all(&t.db)
     .await
     .unwrap();
     assert!(runs.len() >= 2, "{runs:?}");
     assert!(!runs[0].0 && runs[0].1.contains("panic"), "{runs:?}");
     assert!(runs[1].0, "{runs:?}");
-    t.cleanup().await;
 }

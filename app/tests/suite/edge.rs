@@ -2,9 +2,7 @@
 //! oversized headers, and load shedding — every refusal a problem whose HTTP status equals its
 //! body's `status`, and none of them changing anything.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -35,19 +33,12 @@ async fn problem(r: reqwest::Response) -> (StatusCode, Value) {
     (s, b)
 }
 
-async fn shop(t: &TestApp, qty: i64) -> (u64, u64) {
-    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
-    let p = t.add_product(1_000).await;
-    t.stock_row(wh, p, qty).await;
-    (wh, p)
-}
-
 /// A body over `MAX_BODY_BYTES` is refused with 413 before it is parsed, whether it declares its
 /// length or comes in chunks; a body within the limit goes through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_over_the_limit_is_413_and_changes_nothing() {
     let t = TestApp::spawn_with(|c| c.max_body_bytes = 1024).await;
-    let (wh, p) = shop(&t, 10).await;
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
     let order = normal_order(&[(p, 1)], 37.4, 127.1).to_string();
     // Valid JSON, padded with whitespace past the limit.
     let padded = format!("{}{}", " ".repeat(2000), order);
@@ -87,7 +78,6 @@ async fn a_body_over_the_limit_is_413_and_changes_nothing() {
     assert_eq!(s, StatusCode::CREATED, "{b}");
     assert_eq!(t.count_orders("CONFIRMED").await, 1);
     assert_eq!(t.on_hand(wh, p).await, 9);
-    t.cleanup().await;
 }
 
 /// A JSON operation called without a `Content-Type`, or with another one, is 415 — with 415 in
@@ -95,7 +85,7 @@ async fn a_body_over_the_limit_is_413_and_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_or_wrong_content_type_is_415() {
     let t = TestApp::spawn().await;
-    let (_, p) = shop(&t, 10).await;
+    let (_, p) = t.warehouse_with_product(1_000, 10).await;
     let body = normal_order(&[(p, 1)], 37.4, 127.1).to_string();
     for (path, ct) in [
         ("/api/orders", None),
@@ -117,8 +107,7 @@ async fn a_missing_or_wrong_content_type_is_415() {
         assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{path} {ct:?}: {b}");
         assert_eq!(b["type"], "/problems/unsupported-media-type");
     }
-    assert_eq!(t.count_orders_direct("CONFIRMED").await, 0);
-    t.cleanup().await;
+    assert_eq!(t.count_orders("CONFIRMED").await, 0);
 }
 
 /// A method a route does not answer is 405, and `Allow` lists the ones it does.
@@ -153,7 +142,6 @@ async fn a_method_a_route_does_not_answer_is_405_with_allow() {
         assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
         assert_eq!(b["type"], "/problems/method-not-allowed");
     }
-    t.cleanup().await;
 }
 
 /// Headers larger than the server reads are refused with 431, and the service goes on.
@@ -173,7 +161,6 @@ async fn oversized_headers_are_refused_cleanly() {
     );
     let r = t.get("/health/live").await;
     assert_eq!(r.status(), StatusCode::OK);
-    t.cleanup().await;
 }
 
 /// Load shedding on the DB-lock path: 300 orders at once for one hot product, with at most 8 in
@@ -187,7 +174,7 @@ async fn db_lock_orders_beyond_the_bound_are_shed_at_once_and_nothing_is_oversol
         c.shed_wait_ms = 20;
     })
     .await;
-    let (wh, p) = shop(&t, 100).await;
+    let (wh, p) = t.warehouse_with_product(1_000, 100).await;
     let body = normal_order(&[(p, 1)], 37.4, 127.1);
     let answers = join_all((0..300).map(|_| {
         let (t, body) = (&t, &body);
@@ -251,9 +238,8 @@ async fn db_lock_orders_beyond_the_bound_are_shed_at_once_and_nothing_is_oversol
     // Nothing oversold; the ledger sums.
     assert_eq!(t.on_hand(wh, p).await, 100 - created);
     assert_eq!(t.count_orders("CONFIRMED").await, created);
-    t.assert_converged().await;
+    t.assert_converged(InRedis::All).await;
     let metrics = t.get("/metrics").await.text().await.unwrap();
     let line = format!("requests_shed_total{{kind=\"db_lock\"}} {}", shed.len());
     assert!(metrics.contains(&line), "metrics lack {line}");
-    t.cleanup().await;
 }

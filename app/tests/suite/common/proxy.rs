@@ -2,7 +2,11 @@
 //! on command, loses the reply to one request, cuts every connection, refuses new ones, or adds
 //! latency. It forwards bytes as they come and understands no protocol: a request is recognised
 //! by a byte pattern in what the client sends (`COMMIT` for MySQL, a script's SHA-1 for Redis).
+//!
+//! Running proxies are registered by port, so that the harness's own connections go straight to
+//! the real server ([`super::direct`]).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,6 +14,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// `host:port` of the server behind each running proxy, by the proxy's port.
+static UPSTREAMS: Mutex<BTreeMap<u16, String>> = Mutex::new(BTreeMap::new());
+
+/// `host:port` of the server behind the running proxy on `port`.
+pub fn upstream_of(port: u16) -> Option<String> {
+    UPSTREAMS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&port)
+        .cloned()
+}
 
 #[derive(Default)]
 struct Control {
@@ -36,6 +52,10 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let control = Arc::new(Control::default());
         let (cut, cut_rx) = watch::channel(0u64);
+        UPSTREAMS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(port, upstream.to_owned());
         let upstream = upstream.to_owned();
         let ctl = control.clone();
         let task = tokio::spawn(async move {
@@ -90,10 +110,6 @@ impl Proxy {
         self.control.fired.load(Ordering::SeqCst)
     }
 
-    pub fn disarm(&self) {
-        *self.control.armed.lock().unwrap() = None;
-    }
-
     /// Cuts every open connection.
     pub fn cut_all(&self) {
         self.cut.send_modify(|g| *g += 1);
@@ -113,6 +129,10 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
+        UPSTREAMS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.port);
         self.cut_all();
         self.task.abort();
     }

@@ -1,8 +1,6 @@
 //! The DB-lock order path: invariants under real concurrency against real MariaDB and Redis.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -12,9 +10,7 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_oversell_on_the_db_lock_path() {
     let t = TestApp::spawn().await;
-    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
-    let p = t.add_product(12_000).await;
-    t.stock_row(wh, p, 50).await;
+    let (wh, p) = t.warehouse_with_product(12_000, 50).await;
 
     let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
     let results = join_all((0..200).map(|_| t.post("/api/orders", &body))).await;
@@ -42,8 +38,7 @@ async fn no_oversell_on_the_db_lock_path() {
     assert_eq!(t.ledger_sum(wh, p).await, -50);
     assert_eq!(t.count_orders("CONFIRMED").await, 50);
     assert_eq!(t.redis_stock(wh, p).await, Some(0));
-    t.assert_converged().await;
-    t.cleanup().await;
+    t.assert_converged(InRedis::All).await;
 }
 
 /// Orders locking (A, B) and (B, A) at high concurrency never deadlock into a 5xx: rows are
@@ -51,11 +46,9 @@ async fn no_oversell_on_the_db_lock_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn crossed_multi_line_orders_finish_without_server_errors() {
     let t = TestApp::spawn().await;
-    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
-    let a = t.add_product(1_000).await;
-    let b = t.add_product(2_000).await;
-    t.stock_row(wh, a, 1_000).await;
-    t.stock_row(wh, b, 1_000).await;
+    let wh = t.add_warehouse().await;
+    let a = t.add_stocked_product(wh, 1_000, 1_000).await;
+    let b = t.add_stocked_product(wh, 2_000, 1_000).await;
 
     let ab = normal_order(&[(a, 1), (b, 2)], SEOUL.0, SEOUL.1);
     let ba = normal_order(&[(b, 2), (a, 1)], SEOUL.0, SEOUL.1);
@@ -71,17 +64,14 @@ async fn crossed_multi_line_orders_finish_without_server_errors() {
     }
     assert_eq!(t.on_hand(wh, a).await, 800);
     assert_eq!(t.on_hand(wh, b).await, 600);
-    t.assert_converged().await;
-    t.cleanup().await;
+    t.assert_converged(InRedis::All).await;
 }
 
 /// Two lines of one product are summed, never under-counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_lines_are_summed() {
     let t = TestApp::spawn().await;
-    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
-    let p = t.add_product(1_000).await;
-    t.stock_row(wh, p, 5).await;
+    let (wh, p) = t.warehouse_with_product(1_000, 5).await;
 
     let (status, body) = json_of(
         t.post(
@@ -108,7 +98,6 @@ async fn duplicate_lines_are_summed() {
         json!([{"productId": p, "quantity": 5, "unitPrice": 1000}])
     );
     assert_eq!(t.on_hand(wh, p).await, 0);
-    t.cleanup().await;
 }
 
 /// I3 exactly-once restock: 50 concurrent cancels of one order restore its stock once, and all
@@ -116,9 +105,7 @@ async fn duplicate_lines_are_summed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancel_storm_restores_stock_once() {
     let t = TestApp::spawn().await;
-    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
-    let p = t.add_product(1_000).await;
-    t.stock_row(wh, p, 10).await;
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
     let (_, order) = json_of(
         t.post("/api/orders", &normal_order(&[(p, 4)], SEOUL.0, SEOUL.1))
             .await,
@@ -142,8 +129,7 @@ async fn cancel_storm_restores_stock_once() {
         (status, body["status"].as_str()),
         (StatusCode::OK, Some("CANCELLED"))
     );
-    t.assert_converged().await;
-    t.cleanup().await;
+    t.assert_converged(InRedis::All).await;
 }
 
 /// I5 idempotent creation: 20 concurrent requests with one key create one order; all get the same
@@ -151,9 +137,7 @@ async fn cancel_storm_restores_stock_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idempotency_key_creates_one_order() {
     let t = TestApp::spawn().await;
-    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
-    let p = t.add_product(1_000).await;
-    t.stock_row(wh, p, 100).await;
+    let (wh, p) = t.warehouse_with_product(1_000, 100).await;
     let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
 
     let results = join_all((0..20).map(|_| {
@@ -193,7 +177,6 @@ async fn idempotency_key_creates_one_order() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["type"], "/problems/idempotency-key-reused");
     assert_eq!(t.on_hand(wh, p).await, 99);
-    t.cleanup().await;
 }
 
 /// I6 bad input changes nothing: each malformed or out-of-range request gets its problem and the
@@ -201,9 +184,7 @@ async fn idempotency_key_creates_one_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_problem_and_changes_nothing() {
     let t = TestApp::spawn().await;
-    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
-    let p = t.add_product(1_000).await;
-    t.stock_row(wh, p, 10).await;
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
     let addr = json!({"latitude": SEOUL.0, "longitude": SEOUL.1});
 
     let raw = |body: &'static str| {
@@ -284,7 +265,6 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
         (StatusCode::UNAUTHORIZED, Some("/problems/unauthorized"))
     );
     assert_eq!(t.on_hand(wh, p).await, 10);
-    t.cleanup().await;
 }
 
 /// Orders ship from the nearest warehouse that can fill every line; the next one is tried when
@@ -294,8 +274,7 @@ async fn normal_orders_ship_from_the_nearest_warehouse_that_can_fill_them() {
     let t = TestApp::spawn().await;
     let near = t.add_location("WAREHOUSE", "Near", 37.55, 126.95).await;
     let far = t.add_location("WAREHOUSE", "Far", 37.20, 127.40).await;
-    let p = t.add_product(1_000).await;
-    t.stock_row(near, p, 2).await;
+    let p = t.add_stocked_product(near, 1_000, 2).await;
     t.stock_row(far, p, 10).await;
 
     for (qty, expect) in [(2, near), (2, far)] {
@@ -308,16 +287,13 @@ async fn normal_orders_ship_from_the_nearest_warehouse_that_can_fill_them() {
         assert_eq!(b["fulfillmentLocationId"], expect);
         assert!(b["distanceKm"].as_f64().unwrap() > 0.0);
     }
-    t.cleanup().await;
 }
 
 /// Operators set and adjust stock; both go to the ledger and reach Redis as a change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_stock_changes_are_in_the_ledger() {
     let t = TestApp::spawn().await;
-    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
-    let p = t.add_product(1_000).await;
-    t.stock_row(wh, p, 10).await;
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
 
     let (s, b) = json_of(t.admin_set_stock(wh, p, 25).await).await;
     assert_eq!(
@@ -334,6 +310,5 @@ async fn admin_stock_changes_are_in_the_ledger() {
     assert_eq!(t.on_hand(wh, p).await, 20);
     assert_eq!(t.ledger_sum(wh, p).await, 10);
     assert_eq!(t.redis_stock(wh, p).await, Some(20));
-    t.assert_converged().await;
-    t.cleanup().await;
+    t.assert_converged(InRedis::All).await;
 }

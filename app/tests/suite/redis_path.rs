@@ -1,9 +1,7 @@
 //! The Redis order path: atomic decisions in Lua, durable events, the consumer, and the
 //! invariants under concurrency and failures, against real MariaDB and Redis.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -12,27 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-async fn fixture(t: &TestApp, qty: i64) -> (u64, u64) {
-    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
-    let p = t.add_product(9_900).await;
-    t.stock_row(wh, p, qty).await;
-    (wh, p)
-}
-
-/// Orders in MySQL by id, with how many rows each has (exactly-once check).
-async fn mysql_order_ids(t: &TestApp) -> Vec<String> {
-    sqlx::query_scalar("SELECT id FROM orders")
-        .fetch_all(&t.storage().db)
-        .await
-        .unwrap()
-}
-
 /// I1 no oversell and I2 nothing lost: 500 concurrent 1-unit orders for 100 units: exactly 100
 /// accepted; once the consumer caught up MySQL has exactly those 100 confirmed, stock 0, ledger -100.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_oversell_on_the_redis_path() {
     let t = TestApp::spawn().await;
-    let (wh, p) = fixture(&t, 100).await;
+    let (wh, p) = t.warehouse_with_product(9_900, 100).await;
     let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
     let results = join_all((0..500).map(|_| t.post("/api/redis/orders", &body))).await;
     let mut accepted = HashSet::new();
@@ -54,7 +37,7 @@ async fn no_oversell_on_the_redis_path() {
     }
     assert_eq!((accepted.len(), conflicts), (100, 400));
     t.wait_persisted().await;
-    let in_mysql: HashSet<String> = mysql_order_ids(&t).await.into_iter().collect();
+    let in_mysql: HashSet<String> = t.order_ids().await.into_iter().collect();
     assert!(
         in_mysql == accepted,
         "MySQL orders differ from the accepted ones"
@@ -66,17 +49,15 @@ async fn no_oversell_on_the_redis_path() {
     let id = accepted.iter().next().unwrap();
     let (_, order) = json_of(t.get(&format!("/api/orders/{id}")).await).await;
     assert_eq!(order["status"], "CONFIRMED");
-    t.assert_converged().await;
-    t.cleanup().await;
+    t.assert_converged(InRedis::All).await;
 }
 
 /// All or nothing: an order whose second line is short takes nothing from the first line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_line_orders_are_all_or_nothing() {
     let t = TestApp::spawn().await;
-    let (wh, a) = fixture(&t, 10).await;
-    let b = t.add_product(500).await;
-    t.stock_row(wh, b, 1).await;
+    let (wh, a) = t.warehouse_with_product(9_900, 10).await;
+    let b = t.add_stocked_product(wh, 500, 1).await;
     let (s, body) = json_of(
         t.post(
             "/api/redis/orders",
@@ -91,8 +72,7 @@ async fn multi_line_orders_are_all_or_nothing() {
     assert_eq!(t.redis_stock(wh, b).await, Some(1));
     t.wait_persisted().await;
     assert_eq!(t.on_hand(wh, a).await, 10);
-    assert_eq!(mysql_order_ids(&t).await.len(), 0);
-    t.cleanup().await;
+    assert_eq!(t.order_ids().await.len(), 0);
 }
 
 /// Cancel of a Redis order, before and after it reached MySQL, sent 50 times at once: the units
@@ -100,7 +80,7 @@ async fn multi_line_orders_are_all_or_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_cancel_storm_restores_once() {
     let t = TestApp::spawn().await;
-    let (wh, p) = fixture(&t, 10).await;
+    let (wh, p) = t.warehouse_with_product(9_900, 10).await;
     let mut ids = Vec::new();
     for _ in 0..2 {
         let (s, b) = json_of(
@@ -133,15 +113,14 @@ async fn redis_cancel_storm_restores_once() {
     assert_eq!(t.on_hand(wh, p).await, 10);
     assert_eq!(t.ledger_sum(wh, p).await, 0);
     assert_eq!(t.count_orders("CANCELLED").await, 2);
-    t.assert_converged().await;
-    t.cleanup().await;
+    t.assert_converged(InRedis::All).await;
 }
 
 /// A cancel that arrives before the consumer persisted the order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_before_persisted() {
     let mut t = TestApp::spawn().await;
-    let (wh, p) = fixture(&t, 10).await;
+    let (wh, p) = t.warehouse_with_product(9_900, 10).await;
     t.app().stop_consumer_now();
     let (_, b) = json_of(
         t.post(
@@ -167,15 +146,14 @@ async fn cancel_before_persisted() {
     assert_eq!(b["status"], "CANCELLED");
     assert_eq!(t.on_hand(wh, p).await, 10);
     assert_eq!(t.ledger_sum(wh, p).await, 0);
-    t.assert_converged().await;
-    t.cleanup().await;
+    t.assert_converged(InRedis::All).await;
 }
 
 /// I5 on the Redis path: 20 concurrent requests with one key make one order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_idempotency_key_creates_one_order() {
     let t = TestApp::spawn().await;
-    let (wh, p) = fixture(&t, 100).await;
+    let (wh, p) = t.warehouse_with_product(9_900, 100).await;
     let body = normal_order(&[(p, 2)], SEOUL.0, SEOUL.1);
     let results = join_all((0..20).map(|_| {
         t.client
@@ -203,8 +181,7 @@ async fn redis_idempotency_key_creates_one_order() {
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     t.wait_persisted().await;
     assert_eq!(t.on_hand(wh, p).await, 98);
-    assert_eq!(mysql_order_ids(&t).await.len(), 1);
-    t.cleanup().await;
+    assert_eq!(t.order_ids().await.len(), 1);
 }
 
 /// Fires `n` one-unit Redis orders from 32 concurrent workers, optionally with something else
@@ -274,11 +251,11 @@ async fn burst_run(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn consumer_aborted_mid_run_loses_nothing() {
     let mut t = TestApp::spawn().await;
-    let (wh, p) = fixture(&t, 4_000).await;
+    let (wh, p) = t.warehouse_with_product(9_900, 4_000).await;
     let run = burst(&t, p, 5_000, false);
     // Let part of the run through, then kill the consumer while orders keep coming.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let persisted_before = mysql_order_ids(&t).await.len();
+    let persisted_before = t.order_ids().await.len();
     t.app().stop_consumer_now();
     let accepted = run.await.unwrap().0;
     assert!(
@@ -288,7 +265,7 @@ async fn consumer_aborted_mid_run_loses_nothing() {
     assert_eq!(accepted.len(), 4_000);
     t.app().start_consumer();
     t.wait_persisted().await;
-    let ids = mysql_order_ids(&t).await;
+    let ids = t.order_ids().await;
     assert_eq!(ids.len(), 4_000);
     assert!(
         ids.into_iter().collect::<HashSet<_>>() == accepted,
@@ -296,60 +273,48 @@ async fn consumer_aborted_mid_run_loses_nothing() {
     );
     assert_eq!(t.on_hand(wh, p).await, 0);
     assert_eq!(t.ledger_sum(wh, p).await, -4_000);
-    t.assert_converged().await;
-    t.cleanup().await;
+    t.assert_converged(InRedis::All).await;
 }
 
-/// I2 with the whole app process killed (`kill -9`) mid-run: a second process takes over the
-/// events the first held, and every accepted order is in MySQL exactly once.
+/// I2 with the whole app process killed (`kill -9`) mid-run: a new process comes up on the same
+/// database and Redis, serves orders again, and its consumer takes over the events the dead one
+/// held; every order either process answered is in MySQL exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn app_process_killed_mid_run_loses_nothing() {
-    let t = TestApp::spawn_with(|c| c.consumer_enabled = false).await;
-    let (wh, p) = fixture(&t, 3_000).await;
-    let port = free_port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stock-flow"))
-        .arg("serve")
-        .env("DATABASE_URL", &t.database_url)
-        .env("REDIS_URL", &t.redis_url)
-        .env("REDIS_KEY_PREFIX", &t.prefix)
-        .env("PORT", port.to_string())
-        .env("HOST", "127.0.0.1")
-        .env("CONSUMER_BATCH", "50")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if t.client
-            .get(format!("{base}/health/live"))
-            .send()
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The in-process app persists nothing and runs no jobs: the new process must do the work.
+    let t = TestApp::spawn_with(|c| {
+        c.consumer_enabled = false;
+        c.jobs_enabled = false;
+    })
+    .await;
+    let (wh, p) = t.warehouse_with_product(9_900, 3_000).await;
+    let q = t.add_stocked_product(wh, 9_900, 100).await;
+    let mut first = t.spawn_process(&[("CONSUMER_BATCH", "50")]);
+    first
+        .wait_for(&t.client, "/health/live", Duration::from_secs(20))
+        .await;
     let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
     let accepted = Arc::new(std::sync::Mutex::new(HashSet::new()));
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let workers: Vec<_> = (0..16)
         .map(|_| {
             let client = t.client.clone();
-            let url = format!("{base}/api/redis/orders");
+            let url = format!("{}/api/redis/orders", first.base);
             let body = body.clone();
-            let accepted = accepted.clone();
+            let (accepted, answered) = (accepted.clone(), answered.clone());
             tokio::spawn(async move {
                 for _ in 0..200 {
                     match client.post(&url).json(&body).send().await {
-                        Ok(r) if r.status() == StatusCode::ACCEPTED => {
-                            let b: Value = r.json().await.unwrap();
-                            accepted
-                                .lock()
-                                .unwrap()
-                                .insert(b["orderId"].as_str().unwrap().to_owned());
+                        Ok(r) => {
+                            answered.fetch_add(1, Ordering::Relaxed);
+                            if r.status() == StatusCode::ACCEPTED {
+                                let b: Value = r.json().await.unwrap();
+                                accepted
+                                    .lock()
+                                    .unwrap()
+                                    .insert(b["orderId"].as_str().unwrap().to_owned());
+                            }
                         }
-                        Ok(_) => {}
                         Err(_) => return,
                     }
                 }
@@ -357,29 +322,55 @@ async fn app_process_killed_mid_run_loses_nothing() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    first.kill();
     join_all(workers).await;
     let accepted = accepted.lock().unwrap().clone();
     assert!(
         !accepted.is_empty(),
         "no order was accepted before the kill"
     );
+    assert!(
+        answered.load(Ordering::Relaxed) < 16 * 200,
+        "the run ended before the process was killed"
+    );
 
-    // A fresh instance (with a consumer) takes over the dead consumer's pending events.
-    let mut t2 = t;
-    t2.app().start_consumer();
-    t2.wait_persisted().await;
-    let ids = mysql_order_ids(&t2).await;
+    // A new instance comes up, serves orders, and persists the dead one's events with its own.
+    let second = t.spawn_process(&[
+        ("CONSUMER_BATCH", "50"),
+        ("CONSUMER_RECLAIM_IDLE_MS", "2000"),
+    ]);
+    second
+        .wait_for(&t.client, "/health/ready", Duration::from_secs(20))
+        .await;
+    let mut placed = HashSet::new();
+    for _ in 0..20 {
+        let r = t
+            .client
+            .post(format!("{}/api/redis/orders", second.base))
+            .json(&normal_order(&[(q, 1)], SEOUL.0, SEOUL.1))
+            .send()
+            .await
+            .unwrap();
+        let (s, b) = json_of(r).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "the new instance: {b}");
+        placed.insert(b["orderId"].as_str().unwrap().to_owned());
+    }
+    t.wait_persisted().await;
+    let ids = t.order_ids().await;
     let unique: HashSet<String> = ids.iter().cloned().collect();
     assert_eq!(unique.len(), ids.len(), "an order was persisted twice");
     // Every answered order is persisted; orders decided just before the kill whose answer never
     // left the process are persisted too (they took stock), so MySQL may hold a few more.
     let lost = accepted.difference(&unique).count();
     assert_eq!(lost, 0, "{lost} accepted orders are missing from MySQL");
-    assert_eq!(t2.on_hand(wh, p).await, 3_000 - unique.len() as i64);
-    t2.assert_converged().await;
-    t2.cleanup().await;
+    assert!(
+        placed.is_subset(&unique),
+        "the new instance's orders are missing"
+    );
+    assert_eq!(t.count_orders("CONFIRMED").await, ids.len() as i64);
+    assert_eq!(t.on_hand(wh, q).await, 100 - 20);
+    assert_eq!(t.on_hand(wh, p).await, 3_000 - (unique.len() - 20) as i64);
+    t.assert_converged(InRedis::All).await;
 }
 
 /// I2 with Redis killed: `kill -9` a private append-only Redis mid-run and restart it; every
@@ -389,7 +380,7 @@ async fn redis_killed_mid_run_loses_nothing() {
     let mut redis = PrivateRedis::start();
     let url = redis.url();
     let t = TestApp::spawn_with(|c| c.storage.redis_url = url).await;
-    let (wh, p) = fixture(&t, 1_500).await;
+    let (wh, p) = t.warehouse_with_product(9_900, 1_500).await;
     let run = burst(&t, p, 3_000, true);
     tokio::time::sleep(Duration::from_millis(300)).await;
     redis.kill();
@@ -399,7 +390,7 @@ async fn redis_killed_mid_run_loses_nothing() {
     assert!(accepted.len() <= 1_500, "oversold: {}", accepted.len());
     // Orders refused while Redis was down are retried by clients; none was accepted twice.
     t.wait_persisted().await;
-    let ids = mysql_order_ids(&t).await;
+    let ids = t.order_ids().await;
     let unique: HashSet<String> = ids.iter().cloned().collect();
     assert_eq!(unique.len(), ids.len(), "an order was persisted twice");
     let lost = accepted.difference(&unique).count();
@@ -409,15 +400,14 @@ async fn redis_killed_mid_run_loses_nothing() {
     );
     assert!(unique.len() <= 1_500, "oversold: {}", unique.len());
     assert_eq!(t.on_hand(wh, p).await, 1_500 - unique.len() as i64);
-    t.assert_converged().await;
-    t.cleanup().await;
+    t.assert_converged(InRedis::All).await;
 }
 
 /// `SCRIPT FLUSH` during a run causes no failed order: scripts are reloaded on NOSCRIPT.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn script_flush_causes_no_failed_order() {
     let t = TestApp::spawn().await;
-    let (wh, p) = fixture(&t, 1_000).await;
+    let (wh, p) = t.warehouse_with_product(9_900, 1_000).await;
     let stop = Arc::new(AtomicBool::new(false));
     let flusher = {
         let stop = stop.clone();
@@ -443,8 +433,7 @@ async fn script_flush_causes_no_failed_order() {
     assert_eq!((accepted.len(), failed), (1_000, 0));
     t.wait_persisted().await;
     assert_eq!(t.on_hand(wh, p).await, 0);
-    t.assert_converged().await;
-    t.cleanup().await;
+    t.assert_converged(InRedis::All).await;
 }
 
 /// One stock, several writers: DB-lock orders, Redis orders, Redis cancels and admin adjustments
@@ -452,7 +441,7 @@ async fn script_flush_causes_no_failed_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mixed_writers_converge() {
     let t = TestApp::spawn().await;
-    let (wh, p) = fixture(&t, 200).await;
+    let (wh, p) = t.warehouse_with_product(9_900, 200).await;
     let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
     let t = Arc::new(t);
     let mut tasks = Vec::new();
@@ -509,6 +498,5 @@ async fn mixed_writers_converge() {
     assert!(on_hand >= 0);
     assert_eq!(on_hand, 200 + restocked - sold);
     assert_eq!(t.redis_stock(wh, p).await, Some(on_hand));
-    t.assert_converged().await;
-    Arc::try_unwrap(t).ok().unwrap().cleanup().await;
+    t.assert_converged(InRedis::All).await;
 }

@@ -2,10 +2,8 @@
 //! MariaDB and Redis, with the fault-injecting proxy in between (or a private Redis that is
 //! killed), and real concurrent clients.
 
-mod common;
-
-use common::proxy::Proxy;
-use common::*;
+use crate::common::proxy::Proxy;
+use crate::common::*;
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -108,10 +106,6 @@ fn db_lock_order(p: u64, q: i64) -> Value {
     normal_order(&[(p, q)], 37.4, 127.1)
 }
 
-fn pos_sale(p: u64) -> Value {
-    json!({"items": [{"productId": p, "quantity": 1}]})
-}
-
 /// Sends `bodies` to `path` all at once; answers each status, body, `Retry-After` header and time.
 async fn burst(
     t: &TestApp,
@@ -160,20 +154,6 @@ fn rss_mib() -> u64 {
     kb / 1024
 }
 
-/// Sum of units sold (CONFIRMED orders) of `p` at `loc`.
-async fn sold(t: &TestApp, loc: u64, p: u64) -> i64 {
-    sqlx::query_scalar::<_, i64>(
-        "SELECT CAST(COALESCE(SUM(l.quantity), 0) AS SIGNED) FROM order_lines l \
-         JOIN orders o ON o.id = l.order_id \
-         WHERE o.status = 'CONFIRMED' AND o.location_id = ? AND l.product_id = ?",
-    )
-    .bind(loc)
-    .bind(p)
-    .fetch_one(&t.storage().db)
-    .await
-    .unwrap()
-}
-
 /// A Redis outage during mixed DB-lock, POS and Redis-path traffic on a few hot products. The
 /// MySQL-first writes succeed throughout, committing on MySQL alone; the Redis path sheds in
 /// milliseconds with 503 and Retry-After; store stock reads come from MySQL, marked so;
@@ -184,7 +164,7 @@ async fn sold(t: &TestApp, loc: u64, p: u64) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mysql_first_writes_sell_through_a_redis_outage_and_nothing_is_sold_twice() {
     let (proxy, t) = behind_redis_proxy(|c| c.jobs_enabled = false).await;
-    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
+    let wh = t.add_warehouse().await;
     let store = t.add_location("STORE", "S", 37.57, 126.98).await;
     let (a, b, scarce) = (
         t.add_product(1_000).await,
@@ -230,7 +210,7 @@ async fn mysql_first_writes_sell_through_a_redis_outage_and_nothing_is_sold_twic
     db_lock.extend((0..8).map(|_| db_lock_order(scarce, 1)));
     let (db_lock, pos, redis) = tokio::join!(
         burst(&t, "/api/orders", None, db_lock),
-        burst(&t, &sales, Some(&key), vec![pos_sale(a); 12]),
+        burst(&t, &sales, Some(&key), vec![pos_sale(&[(a, 1)]); 12]),
         burst(&t, "/api/redis/orders", None, vec![db_lock_order(a, 1); 40]),
     );
     timings("outage: DB-lock orders", &db_lock);
@@ -309,27 +289,28 @@ async fn mysql_first_writes_sell_through_a_redis_outage_and_nothing_is_sold_twic
     settle(&t).await;
     assert_eq!(t.count_orders("REJECTED").await, 0);
     // 5 before, 1 + 12 + 12 during (less the cancelled one, of a or b), 4 of b after.
-    let a_sold = sold(&t, wh, a).await;
-    let b_sold = sold(&t, wh, b).await;
+    let a_sold = t.sold(wh, a).await;
+    let b_sold = t.sold(wh, b).await;
     assert_eq!(a_sold + b_sold, 5 + 1 + 24 - 1 + 4);
-    assert_eq!(sold(&t, wh, scarce).await, 6);
-    assert_eq!(sold(&t, store, a).await, 12);
+    assert_eq!(t.sold(wh, scarce).await, 6);
+    assert_eq!(t.sold(store, a).await, 12);
     assert_eq!(t.on_hand(wh, a).await, 100 - a_sold);
     assert_eq!(t.on_hand(wh, b).await, 100 - b_sold);
-    assert_all_converged(&t, &[(wh, a), (wh, b), (wh, scarce), (store, a)]).await;
+    // The store's stock of b was never touched: Redis need not hold it.
+    t.assert_converged(InRedis::Keys(&[(wh, a), (wh, b), (wh, scarce), (store, a)]))
+        .await;
     // The metrics count the degraded work exactly: 1 + 30 + 12 writes and 1 cancel on MySQL
     // alone, 40 orders shed.
     let metrics = t.get("/metrics").await.text().await.unwrap();
     for line in [
         "degraded_total{kind=\"mysql_only_writes\"} 44",
         "degraded_total{kind=\"redis_orders_shed\"} 40",
-        "redis_circuit{figure=\"closed\"} 1",
-        "redis_circuit{figure=\"trips\"} 1",
+        "redis_circuit{state=\"closed\"} 1",
+        "redis_circuit_trips_total 1",
         "dependency_up{dependency=\"redis\"} 1",
     ] {
         assert!(metrics.contains(line), "metrics lack {line}");
     }
-    t.cleanup().await;
 }
 
 /// Redis dies and comes back empty (a restart without its data). Meanwhile DB-lock orders go on;
@@ -343,9 +324,7 @@ async fn redis_back_without_its_data_recovers_in_seconds() {
         c.jobs_enabled = false;
     })
     .await;
-    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
-    let p = t.add_product(1_000).await;
-    t.stock_row(wh, p, 10).await;
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
     let accepted = burst(&t, "/api/redis/orders", None, vec![db_lock_order(p, 1); 3]).await;
     assert!(accepted.iter().all(|r| r.0 == StatusCode::ACCEPTED));
     settle(&t).await;
@@ -370,7 +349,7 @@ async fn redis_back_without_its_data_recovers_in_seconds() {
     // The loss is recorded (it is noticed by the check that follows the recovery).
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let (s, b) = json_of(t.get_admin("/api/admin/redis-data-losses").await).await;
+        let (s, b) = json_of(t.admin().get("/api/admin/redis-data-losses").await).await;
         assert_eq!(s, StatusCode::OK);
         if b["losses"].as_array().is_some_and(|l| l.len() == 1) {
             break;
@@ -384,9 +363,8 @@ async fn redis_back_without_its_data_recovers_in_seconds() {
     assert_eq!(took, 3, "{last:?}");
     settle(&t).await;
     assert_eq!(t.count_orders("REJECTED").await, 0);
-    assert_eq!(sold(&t, wh, p).await, 10);
-    assert_all_converged(&t, &[(wh, p)]).await;
-    t.cleanup().await;
+    assert_eq!(t.sold(wh, p).await, 10);
+    t.assert_converged(InRedis::All).await;
 }
 
 /// Slow is a fault too. With 500 ms added to every Redis reply and a 300 ms command deadline,
@@ -405,9 +383,7 @@ async fn slow_redis_and_slow_mysql_end_within_their_deadlines() {
         c.jobs_enabled = false;
     })
     .await;
-    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
-    let p = t.add_product(1_000).await;
-    t.stock_row(wh, p, 100).await;
+    let (wh, p) = t.warehouse_with_product(1_000, 100).await;
     let warm = burst(&t, "/api/redis/orders", None, vec![db_lock_order(p, 1); 2]).await;
     assert!(warm.iter().all(|r| r.0 == StatusCode::ACCEPTED));
     settle(&t).await;
@@ -458,7 +434,6 @@ async fn slow_redis_and_slow_mysql_end_within_their_deadlines() {
     settle(&t).await;
     assert_eq!(t.count_orders("REJECTED").await, 0);
     // 2 + 10 online, 10 on MySQL alone while Redis was slow; none while MySQL was.
-    assert_eq!(sold(&t, wh, p).await, 22);
-    assert_all_converged(&t, &[(wh, p)]).await;
-    t.cleanup().await;
+    assert_eq!(t.sold(wh, p).await, 22);
+    t.assert_converged(InRedis::All).await;
 }

@@ -2,13 +2,11 @@
 //! connections, Redis losing its data, a consumer outage with large orders, and bad events. Real
 //! MariaDB and Redis, with a fault-injecting TCP proxy in between where a reply must be lost.
 
-mod common;
-
-use common::proxy::Proxy;
-use common::*;
+use crate::common::proxy::Proxy;
+use crate::common::*;
 use futures::future::join_all;
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -23,17 +21,6 @@ async fn behind_mysql_proxy(tweak: impl FnOnce(&mut stock_flow::Config)) -> (Pro
     })
     .await;
     (proxy, t)
-}
-
-async fn warehouse_with(t: &TestApp, products: usize, qty: i64) -> (u64, Vec<u64>) {
-    let wh = t.add_location("WAREHOUSE", "W", 37.4, 127.1).await;
-    let mut ps = Vec::new();
-    for _ in 0..products {
-        let p = t.add_product(1_000).await;
-        t.stock_row(wh, p, qty).await;
-        ps.push(p);
-    }
-    (wh, ps)
 }
 
 async fn place_one(t: &TestApp, body: &Value) -> String {
@@ -87,7 +74,7 @@ async fn order_state(t: &TestApp, id: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn consumer_outage_with_fifty_line_orders_recovers() {
     let mut t = TestApp::spawn_with(|c| c.consumer_enabled = false).await;
-    let (wh, ps) = warehouse_with(&t, 50, 1_000).await;
+    let (wh, ps) = t.warehouse_with(50, 1_000).await;
     let items: Vec<(u64, i64)> = ps.iter().map(|p| (*p, 1)).collect();
     let body = normal_order(&items, SEOUL.0, SEOUL.1);
     let mut ids = Vec::new();
@@ -104,9 +91,7 @@ async fn consumer_outage_with_fifty_line_orders_recovers() {
     }
     assert_eq!(order_state(&t, &ids[0]).await, "CONFIRMED");
     assert_eq!(order_state(&t, &ids[299]).await, "CONFIRMED");
-    let keys: Vec<(u64, u64)> = ps.iter().map(|p| (wh, *p)).collect();
-    assert_all_converged(&t, &keys).await;
-    t.cleanup().await;
+    t.assert_converged(InRedis::All).await;
 }
 
 /// One bad event blocks nothing: events that cannot be read, that carry another order than they
@@ -116,15 +101,14 @@ async fn consumer_outage_with_fifty_line_orders_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_poison_event_is_dead_lettered_and_the_rest_flows() {
     let mut t = TestApp::spawn_with(|c| c.consumer_enabled = false).await;
-    let (wh, ps) = warehouse_with(&t, 1, 100).await;
-    let p = ps[0];
+    let (wh, p) = t.warehouse_with_product(1_000, 100).await;
     let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
     let mut good = Vec::new();
     for _ in 0..5 {
         good.push(place_one(&t, &body).await);
     }
     let stream = t.keys().stream(sf_routing::LocationId::new_unchecked(wh));
-    let mut c = t.storage().conn().await.unwrap();
+    let mut c = t.redis().await;
     let other: Value = {
         let (_, b) = json_of(t.get(&format!("/api/orders/{}", good[0])).await).await;
         b
@@ -190,8 +174,7 @@ async fn a_poison_event_is_dead_lettered_and_the_rest_flows() {
         "dead letters counted in /metrics"
     );
     assert_eq!(t.on_hand(wh, p).await, 90);
-    assert_all_converged(&t, &[(wh, p)]).await;
-    t.cleanup().await;
+    t.assert_converged(InRedis::All).await;
 }
 
 /// I5 under a lost reply: the reply to the reservation script is lost after Redis ran it; the
@@ -204,8 +187,7 @@ async fn lost_reply_to_the_reservation_then_a_retry_with_the_same_key() {
     let proxy = Proxy::start(&host_port(&redis_url())).await;
     let t =
         TestApp::spawn_with(|c| c.storage.redis_url = via(&c.storage.redis_url, proxy.port)).await;
-    let (wh, ps) = warehouse_with(&t, 1, 10).await;
-    let p = ps[0];
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
     let body = normal_order(&[(p, 2)], SEOUL.0, SEOUL.1);
     // A first order loads the script and the key, so the lost reply is the reservation's own.
     let (s, _) = json_of(t.post("/api/redis/orders", &body).await).await;
@@ -265,8 +247,7 @@ async fn lost_reply_to_the_reservation_then_a_retry_with_the_same_key() {
         order_state(&t, first["orderId"].as_str().unwrap()).await,
         "CONFIRMED"
     );
-    assert_all_converged(&t, &[(wh, p)]).await;
-    t.cleanup().await;
+    t.assert_converged(InRedis::All).await;
 }
 
 /// A MySQL `COMMIT` command packet (length 7, sequence 0, COM_QUERY): matching the whole packet
@@ -284,10 +265,12 @@ async fn lost_commit_acknowledgement_on_each_mysql_first_write() {
         c.jobs_enabled = false;
     })
     .await;
-    let store = t.add_location("STORE", "S", 37.5665, 126.978).await;
-    let p = t.add_product(1_000).await;
-    t.stock_row(store, p, 50).await;
-    let key = t.issue_key(store).await;
+    let StockedStore {
+        store,
+        products,
+        key,
+    } = t.store_with(1, 50).await;
+    let p = products[0];
     let check = |expect: i64| {
         let t = &t;
         async move {
@@ -309,7 +292,7 @@ async fn lost_commit_acknowledgement_on_each_mysql_first_write() {
     assert_eq!(s, StatusCode::OK);
 
     // DB-lock order (PICKUP at the store), with an Idempotency-Key.
-    let order = json!({"items": [{"productId": p, "quantity": 3}], "deliveryType": "PICKUP", "storeId": store});
+    let order = pickup_order(&[(p, 3)], store);
     let send = || {
         t.client
             .post(format!("{}/api/orders", t.base))
@@ -328,7 +311,7 @@ async fn lost_commit_acknowledgement_on_each_mysql_first_write() {
     check(47).await;
 
     // POS sale.
-    let sale = json!({"items": [{"productId": p, "quantity": 2}]});
+    let sale = pos_sale(&[(p, 2)]);
     proxy.lose_reply_to(COMMIT, 1);
     let (s, _) = json_of(
         t.post_with_key(&format!("/api/stores/{store}/orders"), &key, &sale)
@@ -338,7 +321,7 @@ async fn lost_commit_acknowledgement_on_each_mysql_first_write() {
     assert!(s.is_server_error());
     check(45).await;
     let pos: String = sqlx::query_scalar("SELECT id FROM orders WHERE path = 'POS'")
-        .fetch_one(&t.storage().db)
+        .fetch_one(&t.db)
         .await
         .unwrap();
 
@@ -382,7 +365,6 @@ async fn lost_commit_acknowledgement_on_each_mysql_first_write() {
         .is_server_error());
     check(75).await;
     assert_eq!(proxy.lost_replies(), 6);
-    t.cleanup().await;
 }
 
 /// I1 and I2 when Redis loses its data mid-sale: 64 clients race for the last units of one
@@ -399,8 +381,7 @@ async fn redis_loses_its_data_while_clients_race_for_the_last_units() {
     })
     .await;
     const UNITS: i64 = 1_500;
-    let (wh, ps) = warehouse_with(&t, 1, UNITS).await;
-    let p = ps[0];
+    let (wh, p) = t.warehouse_with_product(1_000, UNITS).await;
     let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
     let accepted = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let sold_out = Arc::new(AtomicBool::new(false));
@@ -462,7 +443,7 @@ async fn redis_loses_its_data_while_clients_race_for_the_last_units() {
     let confirmed: i64 = sqlx::query_scalar(
         "SELECT CAST(COALESCE(SUM(l.quantity), 0) AS SIGNED) FROM orders o JOIN order_lines l ON l.order_id = o.id WHERE o.status = 'CONFIRMED'",
     )
-    .fetch_one(&t.storage().db)
+    .fetch_one(&t.db)
     .await
     .unwrap();
     assert!(confirmed <= UNITS, "MySQL sold {confirmed} of {UNITS}");
@@ -485,18 +466,11 @@ async fn redis_loses_its_data_while_clients_race_for_the_last_units() {
     let unique: HashSet<&String> = accepted.iter().collect();
     assert_eq!(unique.len(), accepted.len());
     // Operators see the loss, once, however often it was noticed.
-    let r = t
-        .client
-        .get(format!("{}/api/admin/redis-data-losses", t.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let r = t.admin().get("/api/admin/redis-data-losses").await;
     let (s, losses) = json_of(r).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(losses["losses"].as_array().unwrap().len(), 1, "{losses}");
-    assert_all_converged(&t, &[(wh, p)]).await;
-    t.cleanup().await;
+    t.assert_converged(InRedis::All).await;
 }
 
 /// Item: a cancel that arrives as the order's Redis record expires (it was persisted) still finds
@@ -504,8 +478,7 @@ async fn redis_loses_its_data_while_clients_race_for_the_last_units() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn late_cancels_around_the_record_expiry_restore_once() {
     let t = TestApp::spawn_with(|c| c.order_record_ttl_secs = 1).await;
-    let (wh, ps) = warehouse_with(&t, 1, 10).await;
-    let p = ps[0];
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
     let body = normal_order(&[(p, 4)], SEOUL.0, SEOUL.1);
     for wait_ms in [900u64, 1000, 1100, 1500] {
         let (s, b) = json_of(t.post("/api/redis/orders", &body).await).await;
@@ -523,9 +496,8 @@ async fn late_cancels_around_the_record_expiry_restore_once() {
         settle(&t).await;
         assert_eq!(t.on_hand(wh, p).await, 10, "after waiting {wait_ms} ms");
         assert_eq!(t.ledger_sum(wh, p).await, 0);
-        assert_all_converged(&t, &[(wh, p)]).await;
+        t.assert_converged(InRedis::All).await;
     }
-    t.cleanup().await;
 }
 
 /// Item: an increment reaches Redis even on a key below zero (a DB-lock cancel used to be
@@ -533,8 +505,7 @@ async fn late_cancels_around_the_record_expiry_restore_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_increment_reaches_a_negative_redis_key() {
     let t = TestApp::spawn_with(|c| c.jobs_enabled = false).await;
-    let (wh, ps) = warehouse_with(&t, 1, 10).await;
-    let p = ps[0];
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
     let (s, b) = json_of(
         t.post("/api/orders", &normal_order(&[(p, 2)], SEOUL.0, SEOUL.1))
             .await,
@@ -542,34 +513,15 @@ async fn an_increment_reaches_a_negative_redis_key() {
     .await;
     assert_eq!(s, StatusCode::CREATED);
     let id = b["orderId"].as_str().unwrap().to_owned();
-    let key = t.keys().stock(
-        sf_routing::LocationId::new_unchecked(wh),
-        sf_routing::ProductId::new_unchecked(p),
-    );
-    let mut c = t.storage().conn().await.unwrap();
-    let _: () = redis::cmd("SET")
-        .arg(&key)
-        .arg(-3)
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    t.set_redis_stock(wh, p, -3).await;
     let (s, _) = json_of(t.patch(&format!("/api/orders/{id}/cancel")).await).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(t.redis_stock(wh, p).await, Some(-1));
     // A real -1 is a value, not "missing": reconciliation repairs it, it does not load it.
-    let r = t
-        .client
-        .post(format!("{}/api/admin/reconciliation/runs", t.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
-    let (s, run) = json_of(r).await;
-    assert_eq!(s, StatusCode::OK);
+    let run = t.run_reconcile().await;
     assert_eq!(run["keysRepaired"], 1, "{run}");
     assert_eq!(run["details"]["keysLoaded"], 0, "{run}");
     assert_eq!(t.redis_stock(wh, p).await, Some(10));
-    t.cleanup().await;
 }
 
 /// A defined end for orders MySQL cannot take: Redis sold more than MySQL has (it drifted, as
@@ -583,21 +535,15 @@ async fn orders_mysql_cannot_take_are_rejected_listed_and_retried() {
         c.jobs_enabled = false;
     })
     .await;
-    let (wh, ps) = warehouse_with(&t, 1, 10).await;
-    let p = ps[0];
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
     let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
     let (s, _) = json_of(t.post("/api/redis/orders", &body).await).await;
     assert_eq!(s, StatusCode::ACCEPTED);
     // Redis drifts above MySQL by 5.
-    let key = t.keys().stock(
-        sf_routing::LocationId::new_unchecked(wh),
-        sf_routing::ProductId::new_unchecked(p),
-    );
-    let mut c = t.storage().conn().await.unwrap();
     let _: () = redis::cmd("INCRBY")
-        .arg(&key)
+        .arg(t.stock_key(wh, p))
         .arg(5)
-        .query_async(&mut c)
+        .query_async(&mut t.redis().await)
         .await
         .unwrap();
     let mut ids = Vec::new();
@@ -613,7 +559,7 @@ async fn orders_mysql_cannot_take_are_rejected_listed_and_retried() {
     assert_eq!(t.count_orders("CONFIRMED").await, 10);
     assert_eq!(t.count_orders("REJECTED").await, 5);
     assert_eq!(t.on_hand(wh, p).await, 0);
-    assert_all_converged(&t, &[(wh, p)]).await;
+    t.assert_converged(InRedis::All).await;
     let mut rejected = Vec::new();
     for id in &ids {
         let (s, b) = json_of(t.get(&format!("/api/orders/{id}")).await).await;
@@ -630,13 +576,7 @@ async fn orders_mysql_cannot_take_are_rejected_listed_and_retried() {
         }
     }
     assert_eq!(rejected.len(), 5);
-    let r = t
-        .client
-        .get(format!("{}/api/admin/orders?status=REJECTED", t.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let r = t.admin().get("/api/admin/orders?status=REJECTED").await;
     let (s, list) = json_of(r).await;
     assert_eq!(s, StatusCode::OK);
     let listed: HashSet<String> = list["orders"]
@@ -650,12 +590,9 @@ async fn orders_mysql_cannot_take_are_rejected_listed_and_retried() {
         let t = &t;
         async move {
             let r = t
-                .client
-                .post(format!("{}/api/admin/orders/{id}/retry", t.base))
-                .bearer_auth(ADMIN)
-                .send()
-                .await
-                .unwrap();
+                .admin()
+                .post_empty(&format!("/api/admin/orders/{id}/retry"))
+                .await;
             json_of(r).await
         }
     };
@@ -694,8 +631,7 @@ async fn orders_mysql_cannot_take_are_rejected_listed_and_retried() {
     assert_eq!(t.count_orders("CONFIRMED").await, 14);
     assert_eq!(t.on_hand(wh, p).await, 0);
     assert_eq!(t.ledger_sum(wh, p).await, -10);
-    assert_all_converged(&t, &[(wh, p)]).await;
-    t.cleanup().await;
+    t.assert_converged(InRedis::All).await;
 }
 
 /// I2 with a lost COMMIT acknowledgement on the consumer's own batch: MySQL committed, the
@@ -705,8 +641,7 @@ async fn orders_mysql_cannot_take_are_rejected_listed_and_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lost_commit_acknowledgement_on_a_consumer_batch() {
     let (proxy, t) = behind_mysql_proxy(|_| {}).await;
-    let (wh, ps) = warehouse_with(&t, 1, 500).await;
-    let p = ps[0];
+    let (wh, p) = t.warehouse_with_product(1_000, 500).await;
     let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
     // Loads the key, so the next COMMIT on the wire is the consumer's.
     place_one(&t, &body).await;
@@ -722,8 +657,7 @@ async fn lost_commit_acknowledgement_on_a_consumer_batch() {
     assert_confirmed(&t, &ids).await;
     assert_eq!(t.on_hand(wh, p).await, 399);
     assert_eq!(t.ledger_sum(wh, p).await, -101);
-    assert_all_converged(&t, &[(wh, p)]).await;
-    t.cleanup().await;
+    t.assert_converged(InRedis::All).await;
 }
 
 /// A connection cut in the middle of a transaction: a DB-lock order's ledger insert, and a
@@ -733,8 +667,7 @@ async fn lost_commit_acknowledgement_on_a_consumer_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_connection_cut_mid_transaction_leaves_nothing_half_done() {
     let (proxy, t) = behind_mysql_proxy(|_| {}).await;
-    let (wh, ps) = warehouse_with(&t, 1, 100).await;
-    let p = ps[0];
+    let (wh, p) = t.warehouse_with_product(1_000, 100).await;
     let body = normal_order(&[(p, 3)], SEOUL.0, SEOUL.1);
     let (s, _) = json_of(t.post("/api/orders", &body).await).await;
     assert_eq!(s, StatusCode::CREATED);
@@ -754,8 +687,7 @@ async fn a_connection_cut_mid_transaction_leaves_nothing_half_done() {
     assert_confirmed(&t, &ids).await;
     assert_eq!(t.on_hand(wh, p).await, 37);
     assert_eq!(t.ledger_sum(wh, p).await, -63);
-    assert_all_converged(&t, &[(wh, p)]).await;
-    t.cleanup().await;
+    t.assert_converged(InRedis::All).await;
 }
 
 /// I2 while MySQL is unreachable: the Redis path keeps answering 202 from Redis; nothing is lost,
@@ -763,8 +695,7 @@ async fn a_connection_cut_mid_transaction_leaves_nothing_half_done() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mysql_down_then_back_loses_nothing() {
     let (proxy, t) = behind_mysql_proxy(|_| {}).await;
-    let (wh, ps) = warehouse_with(&t, 1, 100).await;
-    let p = ps[0];
+    let (wh, p) = t.warehouse_with_product(1_000, 100).await;
     let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
     place_one(&t, &body).await;
     t.wait_persisted().await;
@@ -775,14 +706,13 @@ async fn mysql_down_then_back_loses_nothing() {
         ids.extend(place_many(&t, &body, 10).await);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert_eq!(t.count_orders_direct("CONFIRMED").await, 1, "MySQL is down");
+    assert_eq!(t.count_orders("CONFIRMED").await, 1, "MySQL is down");
     proxy.refuse(false);
     settle(&t).await;
     assert_eq!(t.count_orders("CONFIRMED").await, 31);
     assert_confirmed(&t, &ids).await;
     assert_eq!(t.on_hand(wh, p).await, 69);
-    assert_all_converged(&t, &[(wh, p)]).await;
-    t.cleanup().await;
+    t.assert_converged(InRedis::All).await;
 }
 
 /// Item: a cancel whose record expires between its look-up and its script (here: a slow link to
@@ -797,8 +727,7 @@ async fn a_cancel_racing_the_record_expiry_finds_the_order() {
         c.storage.redis_command_timeout_ms = 10_000;
     })
     .await;
-    let (wh, ps) = warehouse_with(&t, 1, 10).await;
-    let p = ps[0];
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
     let id = place_one(&t, &normal_order(&[(p, 2)], SEOUL.0, SEOUL.1)).await;
     t.wait_persisted().await;
     // The look-up reaches Redis while the record is there; the script, after it has expired.
@@ -818,8 +747,7 @@ async fn a_cancel_racing_the_record_expiry_finds_the_order() {
     settle(&t).await;
     assert_eq!(t.on_hand(wh, p).await, 10);
     assert_eq!(t.ledger_sum(wh, p).await, 0);
-    assert_all_converged(&t, &[(wh, p)]).await;
-    t.cleanup().await;
+    t.assert_converged(InRedis::All).await;
 }
 
 /// A restarted consumer reads new events after one pass over its own pending list, whatever that
@@ -833,11 +761,10 @@ async fn a_restarted_consumer_reads_new_events_after_its_pending_list() {
         c.jobs_enabled = false;
     })
     .await;
-    let (wh, ps) = warehouse_with(&t, 1, 10).await;
-    let p = ps[0];
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
     let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
     let stream = t.keys().stream(sf_routing::LocationId::new_unchecked(wh));
-    let mut c = t.storage().conn().await.unwrap();
+    let mut c = t.redis().await;
     let _: redis::RedisResult<()> = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(&stream)
@@ -896,70 +823,64 @@ async fn a_restarted_consumer_reads_new_events_after_its_pending_list() {
     stop.send(true).unwrap();
     task.await.unwrap();
     assert_eq!(t.on_hand(wh, p).await, 9);
-    t.cleanup().await;
 }
 
 /// Item 6: a consumer batch that nets to zero on a row (an order and its cancel) still locks the
 /// row, so it cannot commit in the middle of a key load that holds the row's share lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_that_nets_to_zero_still_waits_for_a_sync_on_its_rows() {
-    use sqlx::Connection;
     let mut t = TestApp::spawn_with(|c| {
         c.consumer_enabled = false;
         c.jobs_enabled = false;
     })
     .await;
-    let (wh, ps) = warehouse_with(&t, 1, 10).await;
-    let p = ps[0];
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
     let id = place_one(&t, &normal_order(&[(p, 1)], SEOUL.0, SEOUL.1)).await;
     let (s, _) = json_of(t.patch(&format!("/api/redis/orders/{id}/cancel")).await).await;
     assert_eq!(s, StatusCode::OK);
     // A sync's share lock on the row, held from another connection.
-    let url = with_database(&server_url(), &t.db_name);
-    let mut sync = sqlx::MySqlConnection::connect(&url).await.unwrap();
-    sqlx::query("BEGIN").execute(&mut sync).await.unwrap();
+    let mut sync = t.db.begin().await.unwrap();
     sqlx::query(
         "SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ? LOCK IN SHARE MODE",
     )
     .bind(wh)
     .bind(p)
-    .fetch_one(&mut sync)
+    .fetch_one(&mut *sync)
     .await
     .unwrap();
     t.app().start_consumer();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
-        t.count_orders_direct("CANCELLED").await,
+        t.count_orders("CANCELLED").await,
         0,
         "the batch committed while the row was share-locked"
     );
-    sqlx::query("COMMIT").execute(&mut sync).await.unwrap();
+    sync.commit().await.unwrap();
     settle(&t).await;
     assert_eq!(t.count_orders("CANCELLED").await, 1);
     assert_eq!(t.on_hand(wh, p).await, 10);
     assert_eq!(t.ledger_sum(wh, p).await, 0);
-    assert_all_converged(&t, &[(wh, p)]).await;
-    t.cleanup().await;
+    t.assert_converged(InRedis::All).await;
 }
 
 /// A store holding 2 units of a new product, a POS key of the store, and a 1-unit pickup order
 /// there.
 async fn store_with_two_units(t: &TestApp) -> (u64, u64, String, Value) {
-    let store = t.add_location("STORE", "S", 37.5665, 126.978).await;
-    let p = t.add_product(1_000).await;
-    t.stock_row(store, p, 2).await;
-    let key = t.issue_key(store).await;
-    let pickup = json!({"items": [{"productId": p, "quantity": 1}], "deliveryType": "PICKUP", "storeId": store});
-    (store, p, key, pickup)
+    let s = t.store_with(1, 2).await;
+    let p = s.products[0];
+    (s.store, p, s.key, pickup_order(&[(p, 1)], s.store))
 }
 
 /// Cancels a Redis-path order, then sells the unit it freed at the store's till.
 async fn cancel_then_pos_sale(t: &TestApp, order: &str, store: u64, p: u64, key: &str) {
     let (s, _) = json_of(t.patch(&format!("/api/redis/orders/{order}/cancel")).await).await;
     assert_eq!(s, StatusCode::OK);
-    let sale = json!({"items": [{"productId": p, "quantity": 1}]});
     let r = t
-        .post_with_key(&format!("/api/stores/{store}/orders"), key, &sale)
+        .post_with_key(
+            &format!("/api/stores/{store}/orders"),
+            key,
+            &pos_sale(&[(p, 1)]),
+        )
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
 }
@@ -990,8 +911,7 @@ async fn a_pos_sale_using_a_unit_a_pending_cancel_freed_rejects_nothing() {
     assert_eq!(t.count_orders("REJECTED").await, 0);
     assert_eq!(t.on_hand(store, p).await, 0);
     assert_eq!(t.ledger_sum(store, p).await, -2);
-    assert_all_converged(&t, &[(store, p)]).await;
-    t.cleanup().await;
+    t.assert_converged(InRedis::All).await;
 }
 
 /// Where MySQL cannot cover a batch, an order its customer cancelled after the batch was read
@@ -1016,6 +936,5 @@ async fn a_cancelled_order_gives_way_before_a_standing_one_is_rejected() {
     assert_eq!(t.count_orders("REJECTED").await, 0);
     assert_eq!(t.on_hand(store, p).await, 0);
     assert_eq!(t.ledger_sum(store, p).await, -2);
-    assert_all_converged(&t, &[(store, p)]).await;
-    t.cleanup().await;
+    t.assert_converged(InRedis::All).await;
 }

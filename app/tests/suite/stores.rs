@@ -1,46 +1,17 @@
 //! Store-aware fulfillment: same-day and pickup routing, the POS API, and per-store keys.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// Three stores on a line north of City Hall and a warehouse far away.
-struct Town {
-    near: u64,
-    middle: u64,
-    far: u64,
-    out_of_range: u64,
-    product: u64,
-}
-
-async fn town(t: &TestApp) -> Town {
-    t.add_location("WAREHOUSE", "Icheon", 37.2792, 127.4425)
-        .await;
-    let near = t.add_location("STORE", "Near", 37.5700, 126.9780).await; // ~0.4 km
-    let middle = t.add_location("STORE", "Middle", 37.6000, 126.9780).await; // ~3.7 km
-    let far = t.add_location("STORE", "Far", 37.6400, 126.9780).await; // ~8.2 km
-    let out_of_range = t.add_location("STORE", "Out", 37.7000, 126.9780).await; // ~14.8 km
-    let product = t.add_product(3_000).await;
-    Town {
-        near,
-        middle,
-        far,
-        out_of_range,
-        product,
-    }
-}
-
 fn same_day(p: u64, qty: i64) -> Value {
-    json!({"items": [{"productId": p, "quantity": qty}], "deliveryType": "SAME_DAY",
-           "deliveryAddress": {"latitude": SEOUL.0, "longitude": SEOUL.1}})
+    same_day_order(&[(p, qty)])
 }
 
 fn pickup(p: u64, qty: i64, store: u64) -> Value {
-    json!({"items": [{"productId": p, "quantity": qty}], "deliveryType": "PICKUP", "storeId": store})
+    pickup_order(&[(p, qty)], store)
 }
 
 /// Same-day picks the nearest store with stock, skips a nearer one without, respects the radius,
@@ -48,7 +19,7 @@ fn pickup(p: u64, qty: i64, store: u64) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_day_routing_picks_the_nearest_store_with_stock() {
     let t = TestApp::spawn().await;
-    let w = town(&t).await;
+    let w = t.town().await;
     t.stock_row(w.near, w.product, 0).await;
     t.stock_row(w.middle, w.product, 1).await;
     t.stock_row(w.far, w.product, 2).await;
@@ -78,7 +49,6 @@ async fn same_day_routing_picks_the_nearest_store_with_stock() {
     // The store 14.8 km away is never used, although it has 100.
     t.wait_persisted().await;
     assert_eq!(t.on_hand(w.out_of_range, w.product).await, 100);
-    t.cleanup().await;
 }
 
 /// Nothing within the radius at all: 409 with a clear detail.
@@ -97,14 +67,13 @@ async fn same_day_with_no_store_in_range_is_a_conflict() {
             .contains("no active store within"),
         "{b}"
     );
-    t.cleanup().await;
 }
 
 /// Pickup at a store without stock: 409 whose alternatives really have the stock, nearest first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pickup_without_stock_lists_nearby_stores_that_have_it() {
     let t = TestApp::spawn().await;
-    let w = town(&t).await;
+    let w = t.town().await;
     t.stock_row(w.near, w.product, 0).await;
     t.stock_row(w.middle, w.product, 1).await;
     t.stock_row(w.far, w.product, 5).await;
@@ -138,23 +107,19 @@ async fn pickup_without_stock_lists_nearby_stores_that_have_it() {
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _) = json_of(t.post("/api/orders", &pickup(w.product, 1, 9_999)).await).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    t.cleanup().await;
 }
 
 /// A closed store is never chosen.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deactivated_store_is_never_chosen() {
     let t = TestApp::spawn().await;
-    let w = town(&t).await;
+    let w = t.town().await;
     t.stock_row(w.near, w.product, 10).await;
     t.stock_row(w.middle, w.product, 10).await;
     let r = t
-        .client
-        .delete(format!("{}/api/admin/locations/{}", t.base, w.near))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+        .admin()
+        .delete(&format!("/api/admin/locations/{}", w.near))
+        .await;
     let (s, b) = json_of(r).await;
     assert_eq!((s, b["active"].as_bool()), (StatusCode::OK, Some(false)));
     let (s, b) = json_of(t.post("/api/redis/orders", &same_day(w.product, 1)).await).await;
@@ -164,7 +129,6 @@ async fn a_deactivated_store_is_never_chosen() {
     );
     let (s, _) = json_of(t.post("/api/orders", &pickup(w.product, 1, w.near)).await).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    t.cleanup().await;
 }
 
 /// Cross-channel no oversell: 20 units in a store; concurrent Redis-path same-day and pickup
@@ -173,7 +137,7 @@ async fn a_deactivated_store_is_never_chosen() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cross_channel_no_oversell() {
     let t = TestApp::spawn().await;
-    let w = town(&t).await;
+    let w = t.town().await;
     t.stock_row(w.near, w.product, 20).await;
     let key = t.issue_key(w.near).await;
     let t = Arc::new(t);
@@ -191,7 +155,7 @@ async fn cross_channel_no_oversell() {
                     t.post_with_key(
                         &format!("/api/stores/{}/orders", w.near),
                         &key,
-                        &json!({"items": [{"productId": w.product, "quantity": 1}]}),
+                        &pos_sale(&[(w.product, 1)]),
                     )
                     .await
                 }
@@ -212,15 +176,14 @@ async fn cross_channel_no_oversell() {
     assert_eq!(t.on_hand(w.near, w.product).await, 0);
     assert_eq!(t.ledger_sum(w.near, w.product).await, -20);
     assert_eq!(t.redis_stock(w.near, w.product).await, Some(0));
-    t.assert_converged().await;
-    Arc::try_unwrap(t).ok().unwrap().cleanup().await;
+    t.assert_converged(InRedis::All).await;
 }
 
 /// A POS sale is committed in MySQL before the answer and never sells what an online order took.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pos_sale_respects_online_reservations() {
     let mut t = TestApp::spawn().await;
-    let w = town(&t).await;
+    let w = t.town().await;
     t.stock_row(w.near, w.product, 3).await;
     let key = t.issue_key(w.near).await;
     // An online order takes 2 units; the consumer is held so MySQL has not seen it yet.
@@ -232,7 +195,7 @@ async fn pos_sale_respects_online_reservations() {
     .await;
     assert_eq!(s, StatusCode::ACCEPTED);
     assert_eq!(t.on_hand(w.near, w.product).await, 3);
-    let sale = |q: i64| json!({"items": [{"productId": w.product, "quantity": q}]});
+    let sale = |q: i64| pos_sale(&[(w.product, q)]);
     let path = format!("/api/stores/{}/orders", w.near);
     let (s, b) = json_of(t.post_with_key(&path, &key, &sale(2)).await).await;
     assert_eq!(s, StatusCode::CONFLICT, "{b}");
@@ -247,7 +210,7 @@ async fn pos_sale_respects_online_reservations() {
     t.app().start_consumer();
     t.wait_persisted().await;
     assert_eq!(t.on_hand(w.near, w.product).await, 0);
-    t.assert_converged().await;
+    t.assert_converged(InRedis::All).await;
 
     // The store's view.
     let (s, b) = json_of(
@@ -259,7 +222,6 @@ async fn pos_sale_respects_online_reservations() {
     )
     .await;
     assert_eq!((s, b["quantity"].as_i64()), (StatusCode::OK, Some(0)));
-    t.cleanup().await;
 }
 
 /// POS cancel storm restores once; store isolation (401/403, nothing changed); a revoked key
@@ -267,12 +229,12 @@ async fn pos_sale_respects_online_reservations() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pos_keys_isolate_stores_and_cancel_restores_once() {
     let t = TestApp::spawn().await;
-    let w = town(&t).await;
+    let w = t.town().await;
     t.stock_row(w.near, w.product, 10).await;
     t.stock_row(w.middle, w.product, 10).await;
     let key_a = t.issue_key(w.near).await;
     let key_b = t.issue_key(w.middle).await;
-    let sale = json!({"items": [{"productId": w.product, "quantity": 3}]});
+    let sale = pos_sale(&[(w.product, 3)]);
     let path_a = format!("/api/stores/{}/orders", w.near);
 
     // No key, a bad key, another store's key: nothing happens.
@@ -324,7 +286,7 @@ async fn pos_keys_isolate_stores_and_cancel_restores_once() {
         "SELECT CAST(reason AS CHAR), delta FROM stock_movements WHERE ref_id = ? ORDER BY id",
     )
     .bind(&id)
-    .fetch_all(&t.storage().db)
+    .fetch_all(&t.db)
     .await
     .unwrap();
     assert_eq!(
@@ -335,19 +297,13 @@ async fn pos_keys_isolate_stores_and_cancel_restores_once() {
     // Revoke: the key stops working at once.
     let keys: Vec<u64> = sqlx::query_scalar("SELECT id FROM store_keys WHERE store_id = ?")
         .bind(w.near)
-        .fetch_all(&t.storage().db)
+        .fetch_all(&t.db)
         .await
         .unwrap();
     let r = t
-        .client
-        .delete(format!(
-            "{}/api/admin/stores/{}/keys/{}",
-            t.base, w.near, keys[0]
-        ))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+        .admin()
+        .delete(&format!("/api/admin/stores/{}/keys/{}", w.near, keys[0]))
+        .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(
         json_of(t.post_with_key(&path_a, &key_a, &sale).await)
@@ -356,15 +312,16 @@ async fn pos_keys_isolate_stores_and_cancel_restores_once() {
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(t.on_hand(w.near, w.product).await, 10);
-    t.assert_converged().await;
-    t.cleanup().await;
+    // The middle store sold nothing: Redis need not hold its stock.
+    t.assert_converged(InRedis::Keys(&[(w.near, w.product)]))
+        .await;
 }
 
 /// The store reads: products with quantities, nearby stores nearest first, bounds checked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_reads_and_nearby_stores() {
     let t = TestApp::spawn().await;
-    let w = town(&t).await;
+    let w = t.town().await;
     t.stock_row(w.near, w.product, 4).await;
     t.stock_row(w.middle, w.product, 0).await;
     t.stock_row(w.far, w.product, 6).await;
@@ -425,48 +382,37 @@ async fn store_reads_and_nearby_stores() {
     assert_eq!(b["products"][0]["quantity"], 4);
     let (s, _) = json_of(t.get("/api/stores/1/products").await).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "a warehouse is not a store");
-    t.cleanup().await;
 }
 
 /// Operators open stores and products without SQL; a new price applies to new orders.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_manage_locations_and_products() {
     let t = TestApp::spawn().await;
-    let admin = |m: reqwest::Method, path: &str, body: Value| {
-        t.client
-            .request(m, format!("{}{path}", t.base))
-            .bearer_auth(ADMIN)
-            .json(&body)
-            .send()
-    };
+    let admin = t.admin();
     let (s, store) = json_of(
-        admin(reqwest::Method::POST, "/api/admin/locations", json!({"locationType": "STORE", "name": "Euljiro", "latitude": 37.566, "longitude": 126.991}))
-            .await
-            .unwrap(),
+        admin.post("/api/admin/locations", &json!({"locationType": "STORE", "name": "Euljiro", "latitude": 37.566, "longitude": 126.991})).await,
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "{store}");
     let sid = store["locationId"].as_u64().unwrap();
     let (s, prod) = json_of(
-        admin(
-            reqwest::Method::POST,
-            "/api/admin/products",
-            json!({"sku": "NEW-1", "name": "New thing", "price": 5000}),
-        )
-        .await
-        .unwrap(),
+        admin
+            .post(
+                "/api/admin/products",
+                &json!({"sku": "NEW-1", "name": "New thing", "price": 5000}),
+            )
+            .await,
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "{prod}");
     let pid = prod["productId"].as_u64().unwrap();
     let (s, b) = json_of(
-        admin(
-            reqwest::Method::POST,
-            "/api/admin/products",
-            json!({"sku": "NEW-1", "name": "Again", "price": 1}),
-        )
-        .await
-        .unwrap(),
+        admin
+            .post(
+                "/api/admin/products",
+                &json!({"sku": "NEW-1", "name": "Again", "price": 1}),
+            )
+            .await,
     )
     .await;
     assert_eq!(
@@ -474,13 +420,12 @@ async fn operators_manage_locations_and_products() {
         (StatusCode::CONFLICT, Some("/problems/conflict"))
     );
     let (s, _) = json_of(
-        admin(
-            reqwest::Method::POST,
-            "/api/admin/locations",
-            json!({"locationType": "STORE", "name": "Bad", "latitude": 91, "longitude": 0}),
-        )
-        .await
-        .unwrap(),
+        admin
+            .post(
+                "/api/admin/locations",
+                &json!({"locationType": "STORE", "name": "Bad", "latitude": 91, "longitude": 0}),
+            )
+            .await,
     )
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
@@ -495,32 +440,21 @@ async fn operators_manage_locations_and_products() {
         (StatusCode::ACCEPTED, Some(5000))
     );
     let (s, _) = json_of(
-        admin(
-            reqwest::Method::PATCH,
-            &format!("/api/admin/products/{pid}"),
-            json!({"price": 6000}),
-        )
-        .await
-        .unwrap(),
+        admin
+            .patch(
+                &format!("/api/admin/products/{pid}"),
+                &json!({"price": 6000}),
+            )
+            .await,
     )
     .await;
     assert_eq!(s, StatusCode::OK);
     let (_, b) = json_of(t.post("/api/orders", &pickup(pid, 1, sid)).await).await;
     assert_eq!(b["items"][0]["unitPrice"], 6000);
-    let (s, _) = json_of(
-        admin(
-            reqwest::Method::DELETE,
-            &format!("/api/admin/products/{pid}"),
-            json!({}),
-        )
-        .await
-        .unwrap(),
-    )
-    .await;
+    let (s, _) = json_of(admin.delete(&format!("/api/admin/products/{pid}")).await).await;
     assert_eq!(s, StatusCode::OK);
     let (s, _) = json_of(t.post("/api/orders", &pickup(pid, 1, sid)).await).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     t.wait_persisted().await;
-    t.assert_converged().await;
-    t.cleanup().await;
+    t.assert_converged(InRedis::All).await;
 }

@@ -1,0 +1,744 @@
+//! Test harness: every test gets its own MariaDB database and its own Redis key prefix on the
+//! servers named by `DATABASE_URL` / `REDIS_URL` (default: the standard local ports), and starts
+//! the real application on port 0.
+//!
+//! The harness checks what the service did through connections of its own, straight to the real
+//! servers (past any fault proxy the service is routed through): [`TestApp::db`] and
+//! [`TestApp::redis`]. It calls the service only through HTTP and its public methods.
+//!
+//! Dropping a [`TestApp`] — at the end of a test, or while a failing test unwinds — stops the
+//! application and removes the test's database and Redis keys, so nothing is left behind.
+
+use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
+use serde_json::{json, Value};
+use sf_persistence::redis_stock::Keys;
+use sf_routing::{LocationId, ProductId};
+use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
+use sqlx::Row;
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::{Duration, Instant};
+use stock_flow::{Application, Config};
+
+pub mod fixtures;
+pub mod proxy;
+pub mod servers;
+
+pub use fixtures::*;
+pub use servers::*;
+
+pub const ADMIN: &str = "test-admin-token";
+
+pub fn server_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/mysql".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+}
+
+/// `mysql://user@host:port/anything` with another database name.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// `host:port` of a `scheme://user@host:port/...` URL.
+pub fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split(['/', '?']).next().unwrap().to_owned()
+}
+
+/// The same URL through the proxy on `port`.
+pub fn via(url: &str, port: u16) -> String {
+    url.replacen(&host_port(url), &format!("127.0.0.1:{port}"), 1)
+}
+
+/// The same URL straight to the real server when it points at a running [`proxy::Proxy`].
+pub fn direct(url: &str) -> String {
+    let hp = host_port(url);
+    match hp
+        .strip_prefix("127.0.0.1:")
+        .and_then(|p| p.parse().ok())
+        .and_then(proxy::upstream_of)
+    {
+        Some(upstream) => url.replacen(&hp, &upstream, 1),
+        None => url.to_owned(),
+    }
+}
+
+pub fn test_config() -> (Config, String, String) {
+    let tag: u64 = rand::random();
+    let db_name = format!("sft_{tag:016x}");
+    let prefix = format!("t{tag:016x}:");
+    let mut config = Config::from_env();
+    config.storage.database_url = with_database(&server_url(), &db_name);
+    config.storage.redis_url = redis_url();
+    config.storage.redis_key_prefix = prefix.clone();
+    config.storage.db_max_connections = 24;
+    config.storage.redis_pool_size = 16;
+    config.host = "127.0.0.1".into();
+    config.port = 0;
+    config.admin_token = ADMIN.into();
+    config.consumer_reclaim_idle_ms = 2_000;
+    // The invariant tests send bursts far above the default bounds on requests in flight; the
+    // shedding itself is tested on its own (edge.rs) with bounds of its own.
+    config.max_in_flight_db_lock = Some(100_000);
+    config.max_in_flight_redis = Some(100_000);
+    config.max_in_flight_pos = Some(100_000);
+    config.max_in_flight_reads = Some(100_000);
+    // Likewise their bursts queue for connections longer than the default pool wait.
+    config.storage.db_connect_timeout_ms = 10_000;
+    (config, db_name, prefix)
+}
+
+/// Which stock keys [`TestApp::assert_converged`] requires Redis to hold.
+#[derive(Clone, Copy, Debug)]
+pub enum InRedis<'a> {
+    /// The key of every stock row.
+    All,
+    /// These (location, product) keys; the others are compared when Redis holds them.
+    Keys(&'a [(u64, u64)]),
+}
+
+pub struct TestApp {
+    pub app: Option<Application>,
+    pub base: String,
+    pub client: Client,
+    /// The service's MySQL URL (through a proxy when the test routes it through one).
+    pub database_url: String,
+    /// The service's Redis URL (through a proxy when the test routes it through one).
+    pub redis_url: String,
+    pub prefix: String,
+    pub config: Config,
+    /// The harness's own pool, straight to the test's database on the real server.
+    pub db: MySqlPool,
+    /// The harness's own Redis client, straight to the server the service uses.
+    pub redis: redis::Client,
+    /// What the test created on the servers; `None` once removed.
+    leftovers: Option<Leftovers>,
+}
+
+/// A test's database and Redis keys, and how to reach them directly.
+#[derive(Clone)]
+struct Leftovers {
+    /// The MySQL server, straight (any database name).
+    server_url: String,
+    db_name: String,
+    redis: redis::Client,
+    prefix: String,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        // Logs go through the test harness, so they show only for a failing test.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "info,sqlx=warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let (mut config, db_name, prefix) = test_config();
+        tweak(&mut config);
+        let leftovers = Leftovers {
+            server_url: direct(&config.storage.database_url),
+            db_name: db_name.clone(),
+            redis: redis::Client::open(direct(&config.storage.redis_url)).expect("redis url"),
+            prefix: prefix.clone(),
+        };
+        // From here on a failure still removes whatever the start created.
+        let guard = Remover(Some(leftovers.clone()));
+        let app = Application::build(config.clone())
+            .await
+            .expect("app starts");
+        let db = MySqlPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(&with_database(&leftovers.server_url, &db_name))
+            .await
+            .expect("the harness connects to the test database");
+        guard.defuse();
+        let base = format!("http://127.0.0.1:{}", app.port());
+        Self {
+            app: Some(app),
+            base,
+            client: Client::builder()
+                .pool_max_idle_per_host(256)
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+            database_url: config.storage.database_url.clone(),
+            redis_url: config.storage.redis_url.clone(),
+            prefix,
+            config,
+            db,
+            redis: leftovers.redis.clone(),
+            leftovers: Some(leftovers),
+        }
+    }
+
+    pub fn app(&mut self) -> &mut Application {
+        self.app.as_mut().expect("app running")
+    }
+
+    /// The service's storage, for calling its public methods as part of the behaviour under test.
+    pub fn storage(&self) -> &sf_persistence::Storage {
+        &self.app.as_ref().expect("app running").storage
+    }
+
+    pub fn keys(&self) -> Keys {
+        Keys::new(self.prefix.clone())
+    }
+
+    /// A connection of the harness's own to the test's Redis (a new one each time: it works
+    /// across a restart of a private Redis).
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        self.redis
+            .get_multiplexed_async_connection()
+            .await
+            .expect("the harness connects to redis")
+    }
+
+    /// Another instance of the service on the test's database and Redis key prefix (its own
+    /// port), stopped when dropped.
+    pub async fn spawn_instance(&self, tweak: impl FnOnce(&mut Config)) -> Instance {
+        let mut config = self.config.clone();
+        config.port = 0;
+        tweak(&mut config);
+        Instance(Some(
+            Application::build(config)
+                .await
+                .expect("second instance starts"),
+        ))
+    }
+
+    // ---- fixture data, written straight to MySQL ----
+
+    pub async fn add_location(&self, kind: &str, name: &str, lat: f64, lon: f64) -> u64 {
+        let id = sqlx::query(
+            "INSERT INTO locations (kind, name, latitude, longitude) VALUES (?, ?, ?, ?)",
+        )
+        .bind(kind)
+        .bind(name)
+        .bind(lat)
+        .bind(lon)
+        .execute(&self.db)
+        .await
+        .unwrap()
+        .last_insert_id();
+        self.storage().refresh_locations().await.unwrap();
+        id
+    }
+
+    pub async fn add_product(&self, price: i64) -> u64 {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products")
+            .fetch_one(&self.db)
+            .await
+            .unwrap();
+        let id = sqlx::query("INSERT INTO products (sku, name, price) VALUES (?, ?, ?)")
+            .bind(format!("T-{}", n + 1))
+            .bind(format!("Test product {}", n + 1))
+            .bind(price)
+            .execute(&self.db)
+            .await
+            .unwrap()
+            .last_insert_id();
+        self.storage().refresh_catalog().await.unwrap();
+        id
+    }
+
+    /// Initial stock of a (location, product): before any order touches it.
+    pub async fn stock_row(&self, loc: u64, product: u64, qty: i64) {
+        sqlx::query("INSERT INTO stock (location_id, product_id, on_hand, initial_quantity) VALUES (?, ?, ?, ?)")
+            .bind(loc)
+            .bind(product)
+            .bind(qty)
+            .bind(qty)
+            .execute(&self.db)
+            .await
+            .unwrap();
+    }
+
+    // ---- what MySQL and Redis hold, read directly ----
+
+    pub async fn on_hand(&self, loc: u64, product: u64) -> i64 {
+        sqlx::query_scalar("SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ?")
+            .bind(loc)
+            .bind(product)
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
+
+    pub async fn ledger_sum(&self, loc: u64, product: u64) -> i64 {
+        sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(delta), 0) AS SIGNED) FROM stock_movements \
+             WHERE location_id = ? AND product_id = ?",
+        )
+        .bind(loc)
+        .bind(product)
+        .fetch_one(&self.db)
+        .await
+        .unwrap()
+    }
+
+    pub fn stock_key(&self, loc: u64, product: u64) -> String {
+        self.keys().stock(
+            LocationId::new_unchecked(loc),
+            ProductId::new_unchecked(product),
+        )
+    }
+
+    pub async fn redis_stock(&self, loc: u64, product: u64) -> Option<i64> {
+        redis::cmd("GET")
+            .arg(self.stock_key(loc, product))
+            .query_async(&mut self.redis().await)
+            .await
+            .unwrap()
+    }
+
+    /// Sets a stock key in Redis by hand (a drift the service must cope with).
+    pub async fn set_redis_stock(&self, loc: u64, product: u64, value: i64) {
+        let _: () = redis::cmd("SET")
+            .arg(self.stock_key(loc, product))
+            .arg(value)
+            .query_async(&mut self.redis().await)
+            .await
+            .unwrap();
+    }
+
+    pub async fn count_orders(&self, status: &str) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE status = ?")
+            .bind(status)
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
+
+    /// Ids of the orders in MySQL.
+    pub async fn order_ids(&self) -> Vec<String> {
+        sqlx::query_scalar("SELECT id FROM orders")
+            .fetch_all(&self.db)
+            .await
+            .unwrap()
+    }
+
+    /// Units sold (CONFIRMED orders) of `p` at `loc`.
+    pub async fn sold(&self, loc: u64, p: u64) -> i64 {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT CAST(COALESCE(SUM(l.quantity), 0) AS SIGNED) FROM order_lines l \
+             JOIN orders o ON o.id = l.order_id \
+             WHERE o.status = 'CONFIRMED' AND o.location_id = ? AND l.product_id = ?",
+        )
+        .bind(loc)
+        .bind(p)
+        .fetch_one(&self.db)
+        .await
+        .unwrap()
+    }
+
+    /// Waits until every Redis event is persisted and acknowledged. The backlog cannot be read
+    /// while the service's Redis circuit is open (after a Redis restart, for a moment): that
+    /// counts as not caught up yet.
+    pub async fn wait_persisted(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = match sf_persistence::consumer::backlog(self.storage()).await {
+                Ok((0, _)) => return,
+                Ok((n, _)) => format!("{n} events left"),
+                Err(e) => format!("the backlog cannot be read: {e}"),
+            };
+            assert!(
+                Instant::now() < deadline,
+                "consumer did not catch up: {left}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until `/metrics` shows every one of `lines` (figures read from a store are refreshed
+    /// in the background, every 2 s); answers the text.
+    pub async fn wait_for_metrics(&self, lines: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let metrics = self.get("/metrics").await.text().await.unwrap();
+            let missing: Vec<&&str> = lines.iter().filter(|l| !metrics.contains(**l)).collect();
+            if missing.is_empty() {
+                return metrics;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "metrics lack {missing:?}:\n{metrics}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// I4: for every stock row, on-hand equals initial stock plus the ledger, and Redis equals
+    /// MySQL. `in_redis` says which keys Redis must hold; a key it does not require is compared
+    /// when Redis holds it (a missing key means "not loaded").
+    pub async fn assert_converged(&self, in_redis: InRedis<'_>) {
+        let rows = sqlx::query(
+            "SELECT s.location_id, s.product_id, s.on_hand, s.initial_quantity, \
+             CAST(COALESCE((SELECT SUM(m.delta) FROM stock_movements m WHERE m.location_id = s.location_id AND m.product_id = s.product_id), 0) AS SIGNED) AS ledger \
+             FROM stock s ORDER BY s.location_id, s.product_id",
+        )
+        .fetch_all(&self.db)
+        .await
+        .unwrap();
+        assert!(!rows.is_empty(), "no stock rows to check");
+        let mut required: BTreeSet<(u64, u64)> = match in_redis {
+            InRedis::All => BTreeSet::new(),
+            InRedis::Keys(keys) => keys.iter().copied().collect(),
+        };
+        let mut redis = self.redis().await;
+        for r in &rows {
+            let loc: u64 = r.get("location_id");
+            let p: u64 = r.get("product_id");
+            let on_hand: i64 = r.get("on_hand");
+            let initial: i64 = r.get("initial_quantity");
+            let ledger: i64 = r.get("ledger");
+            assert_eq!(on_hand, initial + ledger, "ledger of ({loc},{p})");
+            let must = matches!(in_redis, InRedis::All) || required.remove(&(loc, p));
+            let cached: Option<i64> = redis::cmd("GET")
+                .arg(self.stock_key(loc, p))
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            match cached {
+                Some(v) => assert_eq!(v, on_hand, "redis vs mysql for ({loc},{p})"),
+                None => assert!(!must, "redis lacks the key of ({loc},{p})"),
+            }
+        }
+        assert!(
+            required.is_empty(),
+            "no stock row for the keys {required:?}"
+        );
+    }
+
+    // ---- HTTP ----
+
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(format!("{}{}", self.base, path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_with_key(&self, path: &str, key: &str, body: &Value) -> Response {
+        self.client
+            .post(format!("{}{}", self.base, path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn patch(&self, path: &str) -> Response {
+        self.client
+            .patch(format!("{}{}", self.base, path))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(format!("{}{}", self.base, path))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The operators' API, with the admin bearer token.
+    pub fn admin(&self) -> Admin<'_> {
+        Admin(self)
+    }
+
+    pub async fn admin_set_stock(&self, loc: u64, product: u64, qty: i64) -> Response {
+        self.admin()
+            .put(
+                &format!("/api/admin/locations/{loc}/products/{product}/stock"),
+                &json!({"quantity": qty, "reason": "RESTOCK"}),
+            )
+            .await
+    }
+
+    pub async fn admin_adjust(&self, loc: u64, product: u64, delta: i64) -> Response {
+        self.admin()
+            .post(
+                &format!("/api/admin/locations/{loc}/products/{product}/stock/adjustments"),
+                &json!({"delta": delta, "reason": "ADJUST"}),
+            )
+            .await
+    }
+
+    /// `POST /api/admin/reconciliation/runs`: a run that must succeed; answers its report.
+    pub async fn run_reconcile(&self) -> Value {
+        let (s, b) = json_of(
+            self.admin()
+                .post_empty("/api/admin/reconciliation/runs")
+                .await,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!(b["ok"], true, "{b}");
+        b
+    }
+
+    pub async fn issue_key(&self, store: u64) -> String {
+        let r = self
+            .admin()
+            .post(
+                &format!("/api/admin/stores/{store}/keys"),
+                &json!({"label": "test"}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        r.json::<Value>().await.unwrap()["key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+/// The operators' API of a [`TestApp`]: every request carries the admin bearer token.
+#[derive(Clone, Copy)]
+pub struct Admin<'a>(&'a TestApp);
+
+impl Admin<'_> {
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.0
+            .client
+            .request(method, format!("{}{path}", self.0.base))
+            .bearer_auth(ADMIN)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path).send().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.request(Method::POST, path)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A POST without a body (runs, retries).
+    pub async fn post_empty(&self, path: &str) -> Response {
+        self.request(Method::POST, path).send().await.unwrap()
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Response {
+        self.request(Method::PUT, path)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> Response {
+        self.request(Method::PATCH, path)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.request(Method::DELETE, path).send().await.unwrap()
+    }
+}
+
+// ---- cleanup ----
+
+impl Drop for TestApp {
+    /// Stops the application and removes the test's database and Redis keys, whether the test
+    /// passed or is unwinding from a failed assertion.
+    fn drop(&mut self) {
+        let app = self.app.take();
+        let leftovers = self.leftovers.take();
+        on_fresh_thread(move |drives| async move {
+            if let Some(app) = app {
+                stop_app(app, drives).await;
+            }
+            if let Some(l) = leftovers {
+                l.remove().await;
+            }
+        });
+    }
+}
+
+/// Removes the leftovers of a start that fails half-way.
+struct Remover(Option<Leftovers>);
+
+impl Remover {
+    fn defuse(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Remover {
+    fn drop(&mut self) {
+        if let Some(l) = self.0.take() {
+            on_fresh_thread(move |_| l.remove());
+        }
+    }
+}
+
+/// A second instance of the service ([`TestApp::spawn_instance`]); stopped when dropped.
+pub struct Instance(Option<Application>);
+
+impl Instance {
+    pub fn app(&self) -> &Application {
+        self.0.as_ref().expect("instance running")
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(app) = self.0.take() {
+            app.stop().await.unwrap();
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(app) = self.0.take() {
+            on_fresh_thread(move |drives| stop_app(app, drives));
+        }
+    }
+}
+
+/// Stops an application within 30 s. Its tasks run on the test's runtime: when that runtime
+/// `drives` them on other threads while the test's thread waits for the cleanup, the application
+/// is stopped in order; on a single-threaded runtime (which cannot, and is dropped with its tasks
+/// when the test ends) it is dropped, which tells its tasks to end.
+async fn stop_app(app: Application, drives: bool) {
+    if !drives {
+        drop(app);
+        return;
+    }
+    if tokio::time::timeout(Duration::from_secs(30), app.stop())
+        .await
+        .is_err()
+    {
+        eprintln!("the application did not stop within 30 s; removing its data anyway");
+    }
+}
+
+/// Runs `work` to its end on a new thread with a runtime of its own, and waits for it: a `Drop`
+/// cannot `.await`, and the test's runtime may be single-threaded or shutting down. `work` is
+/// told whether the test's runtime drives its tasks on other threads meanwhile. Never panics.
+fn on_fresh_thread<F>(work: impl FnOnce(bool) -> F + Send + 'static)
+where
+    F: Future<Output = ()>,
+{
+    let drives = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    let thread = std::thread::Builder::new()
+        .name("test-cleanup".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(work(drives)),
+                Err(e) => eprintln!("cleanup runtime: {e}"),
+            }
+        });
+    match thread {
+        Ok(t) => {
+            if t.join().is_err() {
+                eprintln!("the test's cleanup panicked");
+            }
+        }
+        Err(e) => eprintln!("cleanup thread: {e}"),
+    }
+}
+
+impl Leftovers {
+    /// Drops the database and unlinks the keys, on connections of its own (never the test's
+    /// pools, which belong to the test's runtime). Errors are reported, not raised.
+    async fn remove(self) {
+        use sqlx::Connection;
+        let drop_db = async {
+            let url = with_database(&self.server_url, "information_schema");
+            let mut c = sqlx::MySqlConnection::connect(&url).await?;
+            sqlx::query("SET SESSION lock_wait_timeout = 20")
+                .execute(&mut c)
+                .await?;
+            sqlx::query(&format!("DROP DATABASE IF EXISTS `{}`", self.db_name))
+                .execute(&mut c)
+                .await?;
+            c.close().await
+        };
+        match tokio::time::timeout(Duration::from_secs(30), drop_db).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("could not drop database {}: {e}", self.db_name),
+            Err(_) => eprintln!("dropping database {} took over 30 s", self.db_name),
+        }
+        let unlink = async {
+            let mut c = self.redis.get_multiplexed_async_connection().await?;
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}*", self.prefix))
+                .query_async(&mut c)
+                .await?;
+            for chunk in keys.chunks(500) {
+                let _: () = redis::cmd("UNLINK").arg(chunk).query_async(&mut c).await?;
+            }
+            redis::RedisResult::Ok(())
+        };
+        // A private Redis may be down for good when a test fails: its data goes with it.
+        let _ = tokio::time::timeout(Duration::from_secs(10), unlink).await;
+    }
+}
+
+// ---- waiting and checking ----
+
+/// Waits until the consumer caught up and nothing waits for a re-sync.
+pub async fn settle(t: &TestApp) {
+    t.wait_persisted().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while t.storage().drain_resync_queue().await > 0 {
+        assert!(Instant::now() < deadline, "stock keys never re-synced");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn json_of(r: Response) -> (StatusCode, Value) {
+    let status = r.status();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    if status.is_client_error() || status.is_server_error() {
+        assert_eq!(
+            ct, "application/problem+json",
+            "error body type for {status}: {body}"
+        );
+    }
+    (status, body)
+}

@@ -1,0 +1,170 @@
+//! Servers and processes a test starts besides its application: a private Redis it can kill,
+//! and the service binary as a process of its own. Each is killed when dropped.
+
+use super::TestApp;
+use reqwest::{Client, StatusCode};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A private `redis-server` (append-only, `appendfsync always`) on a free loopback port, for tests
+/// that kill Redis. Killed and its folder removed on drop.
+pub struct PrivateRedis {
+    pub port: u16,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    pub fn start() -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("sf-redis-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut r = Self {
+            port,
+            dir,
+            child: None,
+        };
+        r.restart();
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts the server again on the same port and folder (it replays its append-only file).
+    pub fn restart(&mut self) {
+        let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+        let child = std::process::Command::new(bin)
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                self.dir.to_str().unwrap(),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts (set REDIS_SERVER_BIN)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                use std::io::{Read, Write};
+                let mut buf = [0u8; 64];
+                if s.write_all(b"PING\r\n").is_ok()
+                    && s.read(&mut buf)
+                        .map(|n| &buf[..n] == b"+PONG\r\n")
+                        .unwrap_or(false)
+                {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "private redis did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Removes the data files of a killed server, so that it restarts empty.
+    pub fn wipe(&mut self) {
+        assert!(self.child.is_none(), "wipe a killed server");
+        std::fs::remove_dir_all(&self.dir).unwrap();
+        std::fs::create_dir_all(&self.dir).unwrap();
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The `stock-flow` binary serving on a free port, on the test's database and Redis key prefix
+/// (`kill -9`'d when dropped).
+pub struct ServiceProcess {
+    pub base: String,
+    child: Option<std::process::Child>,
+}
+
+impl TestApp {
+    /// Starts the binary with the test's settings and `env` on top.
+    pub fn spawn_process(&self, env: &[(&str, &str)]) -> ServiceProcess {
+        let port = free_port();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_stock-flow"));
+        cmd.arg("serve")
+            .env("DATABASE_URL", &self.database_url)
+            .env("REDIS_URL", &self.redis_url)
+            .env("REDIS_KEY_PREFIX", &self.prefix)
+            .env("ADMIN_TOKEN", super::ADMIN)
+            .env("PORT", port.to_string())
+            .env("HOST", "127.0.0.1")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        ServiceProcess {
+            base: format!("http://127.0.0.1:{port}"),
+            child: Some(cmd.spawn().expect("the service binary starts")),
+        }
+    }
+}
+
+impl ServiceProcess {
+    /// Waits until `path` answers 200, within `within`.
+    pub async fn wait_for(&self, client: &Client, path: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(r) = client.get(format!("{}{path}", self.base)).send().await {
+                if r.status() == StatusCode::OK {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} never answered 200 on {path}",
+                self.base
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

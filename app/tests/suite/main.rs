@@ -1,0 +1,14 @@
+//! The integration tests of Stock Flow, as one test binary: the real application against real
+//! MariaDB and Redis (see `common`). Run them all with `cargo test -p stock-flow --test suite`,
+//! one module or test with `cargo test -p stock-flow --test suite <module::name or part of it>`.
+
+mod common;
+
+mod db_lock;
+mod edge;
+mod faults;
+mod openapi;
+mod outage;
+mod reconcile;
+mod redis_path;
+mod stores;
