@@ -1,5 +1,7 @@
-//! Configuration from environment variables (or the matching flags), with local defaults. Every
-//! variable is listed in `.env.example` and in the README; `stock-flow serve --help` prints them.
+//! Configuration from environment variables (or the matching flags), with local defaults. A
+//! `.env` file in the working directory is read first (set variables win). Every variable is
+//! listed in `.env.example` (a test keeps its values equal to the defaults here) and in the
+//! README; `stock-flow serve --help` prints them.
 
 use clap::{Args, ValueEnum};
 
@@ -162,5 +164,66 @@ impl Config {
             .no_binary_name(true)
             .get_matches_from(Vec::<String>::new());
         Wrap::from_arg_matches(&matches).expect("defaults parse").c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[derive(clap::Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        c: super::Config,
+    }
+
+    /// Every `NAME=value` line of `.env.example` names a setting and shows its default; a line
+    /// commented out names a setting without a fixed default.
+    #[test]
+    fn env_example_shows_the_defaults() {
+        let example = include_str!("../../.env.example");
+        let command = Wrap::command();
+        let args: Vec<_> = command.get_arguments().collect();
+        let env_of = |a: &clap::Arg| a.get_env().map(|e| e.to_string_lossy().into_owned());
+        let mut seen = std::collections::BTreeSet::new();
+        for line in example.lines() {
+            let line = line.trim();
+            let commented = line.starts_with('#');
+            let body = line.trim_start_matches('#').trim();
+            let Some((name, rest)) = body.split_once('=') else {
+                continue;
+            };
+            if !name.chars().all(|c| c.is_ascii_uppercase() || c == '_') || name.is_empty() {
+                continue;
+            }
+            let value = rest.split(" #").next().unwrap().trim().trim_matches('"');
+            let Some(arg) = args.iter().find(|a| env_of(a).as_deref() == Some(name)) else {
+                // Settings of the ops scripts and of logging (RUST_LOG) are not the service's.
+                assert!(
+                    commented || name == "RUST_LOG",
+                    "{name} in .env.example is not a setting of the service"
+                );
+                continue;
+            };
+            seen.insert(name.to_owned());
+            let default: Vec<String> = arg
+                .get_default_values()
+                .iter()
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect();
+            if commented {
+                assert!(
+                    default.is_empty(),
+                    "{name} has a default; show it uncommented"
+                );
+            } else {
+                assert_eq!(default, vec![value.to_owned()], "default of {name}");
+            }
+        }
+        for arg in &args {
+            if let Some(name) = env_of(arg) {
+                assert!(seen.contains(&name), "{name} is missing from .env.example");
+            }
+        }
     }
 }

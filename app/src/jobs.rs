@@ -89,7 +89,7 @@ pub async fn watch_redis(
     let mut last_check: Option<tokio::time::Instant> = None;
     let mut last_attempt: Option<tokio::time::Instant> = None;
     loop {
-        if !storage.circuit.trusted() {
+        if !storage.circuit().trusted() {
             // At most one recovery attempt per `probe`, however often the circuit opens.
             if let Some(wait) = last_attempt.and_then(|t| probe.checked_sub(t.elapsed())) {
                 tokio::select! {
@@ -104,7 +104,7 @@ pub async fn watch_redis(
                 Err(e) => tracing::debug!(error = %e, "redis still unreachable"),
             }
         }
-        if storage.circuit.trusted() && last_check.is_none_or(|t| t.elapsed() >= every) {
+        if storage.circuit().trusted() && last_check.is_none_or(|t| t.elapsed() >= every) {
             last_check = Some(tokio::time::Instant::now());
             check_redis(&storage, &mut seen).await;
         }
@@ -112,7 +112,23 @@ pub async fn watch_redis(
             _ = tokio::time::sleep(probe.min(every)) => {}
             // A circuit that just opened is probed at once: a single cut connection is over as
             // soon as a new one answers.
-            _ = storage.circuit.opened() => {}
+            _ = storage.circuit().opened() => {}
+            _ = shutdown.wait_for(|v| *v) => return,
+        }
+    }
+}
+
+/// Refreshes the metrics that need a store (the consumer's backlog, the last job runs) every
+/// `every`, so that a scrape reads only memory.
+pub async fn refresh_metrics(
+    state: Arc<sf_openapi::ApiState>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        state.metrics.refresh(&state.storage).await;
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
             _ = shutdown.wait_for(|v| *v) => return,
         }
     }

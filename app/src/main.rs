@@ -46,6 +46,9 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // A `.env` file in the working directory fills in variables that are not set (a variable set
+    // in the environment wins).
+    let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     match cli.command {
         None => {

@@ -180,6 +180,12 @@ impl Application {
             Duration::from_millis(app.config.storage.redis_probe_ms),
             rx.clone(),
         )));
+        app.background
+            .push(tokio::spawn(crate::jobs::refresh_metrics(
+                app.state.clone(),
+                Duration::from_secs(2),
+                rx.clone(),
+            )));
         app.background.push(tokio::spawn(crate::jobs::watch_mysql(
             storage.clone(),
             Duration::from_millis(app.config.redis_watch_ms.max(50)),
@@ -259,35 +265,19 @@ impl Application {
 
 /// Warns when the Redis in use would lose accepted orders on a crash.
 async fn warn_if_redis_forgets(storage: &Storage) {
-    let check = async {
-        let mut c = storage.conn().await.ok()?;
-        let aof: Vec<String> = redis::cmd("CONFIG")
-            .arg("GET")
-            .arg("appendonly")
-            .query_async(&mut c)
-            .await
-            .ok()?;
-        let save: Vec<String> = redis::cmd("CONFIG")
-            .arg("GET")
-            .arg("save")
-            .query_async(&mut c)
-            .await
-            .ok()?;
-        Some((
-            aof.get(1).cloned().unwrap_or_default(),
-            save.get(1).cloned().unwrap_or_default(),
-        ))
-    };
-    match check.await {
-        Some((aof, save)) if aof != "yes" && save.trim().is_empty() => tracing::warn!(
+    use sf_persistence::RedisPersistence;
+    match storage.redis_persistence().await {
+        Ok(RedisPersistence::Nothing) => tracing::warn!(
             "Redis persists nothing (appendonly no, no save points): orders answered ACCEPTED but \
              not yet in MySQL are lost if Redis crashes. Run Redis with --appendonly yes."
         ),
-        Some((aof, _)) if aof != "yes" => tracing::warn!(
+        Ok(RedisPersistence::Snapshots) => tracing::warn!(
             "Redis has append-only persistence off: only snapshots are kept, and orders accepted \
              since the last snapshot are lost if Redis crashes"
         ),
-        Some(_) => {}
-        None => tracing::warn!("could not read the Redis persistence settings (CONFIG GET)"),
+        Ok(RedisPersistence::AppendOnly) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the Redis persistence settings (CONFIG GET)")
+        }
     }
 }

@@ -1,12 +1,14 @@
 //! Prometheus metrics: requests by operation and status, latency histograms, pool and consumer
-//! figures. Rendered at `/metrics` in the text exposition format.
+//! figures. Rendered at `/metrics` in the text exposition format. A scrape reads only memory: the
+//! figures that need a store (the consumer's backlog, the last job runs) are refreshed in the
+//! background ([`Metrics::refresh`]); what only grows is a counter.
 
 use crate::state::ApiState;
 use poem::{Endpoint, IntoResponse, Request, Response};
 use poem_openapi::OperationId;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -18,15 +20,16 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     pool: IntGaugeVec,
-    consumer: IntGaugeVec,
+    consumer: IntCounterVec,
     backlog: IntGauge,
     backlog_age: IntGauge,
     /// Figures of the scheduled jobs, set by the app.
     pub jobs: IntGaugeVec,
     up: IntGaugeVec,
     circuit: IntGaugeVec,
-    degraded: IntGaugeVec,
-    shed: IntGaugeVec,
+    trips: IntCounter,
+    degraded: IntCounterVec,
+    shed: IntCounterVec,
     in_flight: IntGaugeVec,
 }
 
@@ -61,7 +64,7 @@ impl Metrics {
             &["pool", "state"],
         )
         .expect("metric");
-        let consumer = IntGaugeVec::new(
+        let consumer = IntCounterVec::new(
             Opts::new("consumer_events_total", "Order events the consumer handled"),
             &["outcome"],
         )
@@ -95,12 +98,17 @@ impl Metrics {
         let circuit = IntGaugeVec::new(
             Opts::new(
                 "redis_circuit",
-                "The Redis circuit: state (1 for the current one of closed/open/recovering) and trips",
+                "The Redis circuit: 1 for its current state (closed, open or recovering)",
             ),
-            &["figure"],
+            &["state"],
         )
         .expect("metric");
-        let degraded = IntGaugeVec::new(
+        let trips = IntCounter::new(
+            "redis_circuit_trips_total",
+            "Times the Redis circuit opened",
+        )
+        .expect("metric");
+        let degraded = IntCounterVec::new(
             Opts::new(
                 "degraded_total",
                 "Work done in degraded mode while Redis was unreachable, by kind",
@@ -108,7 +116,7 @@ impl Metrics {
             &["kind"],
         )
         .expect("metric");
-        let shed = IntGaugeVec::new(
+        let shed = IntCounterVec::new(
             Opts::new(
                 "requests_shed_total",
                 "Requests refused with 503 because their kind had its most requests in flight",
@@ -127,6 +135,7 @@ impl Metrics {
             Box::new(in_flight.clone()),
             Box::new(up.clone()),
             Box::new(circuit.clone()),
+            Box::new(trips.clone()),
             Box::new(degraded.clone()),
             Box::new(latency.clone()),
             Box::new(pool.clone()),
@@ -148,6 +157,7 @@ impl Metrics {
             jobs,
             up,
             circuit,
+            trips,
             degraded,
             shed,
             in_flight,
@@ -163,20 +173,60 @@ impl Metrics {
             .observe(started.elapsed().as_secs_f64());
     }
 
-    /// Refreshes the gauges that are read on demand, then renders everything.
-    pub async fn render(&self, state: &ApiState) -> String {
-        let db = &state.storage.db;
+    /// Sets the figures that need a store: the consumer's backlog and the last run of each job.
+    /// Called in the background; a slow store only makes them older, never a scrape slower.
+    pub async fn refresh(&self, storage: &sf_persistence::Storage) {
+        let bound = std::time::Duration::from_millis(500);
+        if let Ok(Ok((n, age))) =
+            tokio::time::timeout(bound, sf_persistence::consumer::backlog(storage)).await
+        {
+            self.backlog.set(n as i64);
+            self.backlog_age.set(age as i64);
+        }
+        for kind in sf_persistence::jobs::JobKind::ALL {
+            let Ok(Ok(runs)) = tokio::time::timeout(
+                bound,
+                sf_persistence::jobs::recent_runs(storage, Some(kind.name()), 1),
+            )
+            .await
+            else {
+                continue;
+            };
+            if let Some(r) = runs.first() {
+                for (figure, v) in [
+                    ("keys_checked", r.keys_checked as i64),
+                    ("keys_repaired", r.keys_repaired as i64),
+                    ("ledger_mismatches", r.ledger_mismatches as i64),
+                    ("duration_ms", r.duration_ms as i64),
+                    ("ok", i64::from(r.ok)),
+                ] {
+                    self.jobs.with_label_values(&[kind.name(), figure]).set(v);
+                }
+            }
+        }
+    }
+
+    /// Reads the in-memory figures (pools, circuit, counters) and renders everything.
+    pub fn render(&self, state: &ApiState) -> String {
+        let storage = &state.storage;
+        let (db_open, db_idle) = storage.db_pool_state();
         self.pool
             .with_label_values(&["mysql", "open"])
-            .set(i64::from(db.size()));
+            .set(i64::from(db_open));
         self.pool
             .with_label_values(&["mysql", "idle"])
-            .set(db.num_idle() as i64);
-        let store = &state.storage;
-        let c = &store.circuit;
+            .set(db_idle as i64);
+        let r = storage.redis_pool_state();
+        self.pool
+            .with_label_values(&["redis", "open"])
+            .set(i64::from(r.connections));
+        self.pool
+            .with_label_values(&["redis", "idle"])
+            .set(i64::from(r.idle_connections));
+        let c = storage.circuit();
         self.up
             .with_label_values(&["mysql"])
-            .set(i64::from(store.mysql_health.up()));
+            .set(i64::from(storage.mysql_health().up()));
         self.up
             .with_label_values(&["redis"])
             .set(i64::from(c.passes()));
@@ -189,33 +239,26 @@ impl Metrics {
                 .with_label_values(&[s.as_str()])
                 .set(i64::from(c.state() == s));
         }
-        self.circuit
-            .with_label_values(&["trips"])
-            .set(c.trips() as i64);
+        catch_up(&self.trips, c.trips());
         for (kind, v) in [
             ("mysql_only_writes", &c.degraded_writes),
             ("redis_orders_shed", &c.shed_orders),
             ("mysql_stock_reads", &c.mysql_reads),
         ] {
-            self.degraded
-                .with_label_values(&[kind])
-                .set(v.load(Ordering::Relaxed) as i64);
+            catch_up(
+                &self.degraded.with_label_values(&[kind]),
+                v.load(Ordering::Relaxed),
+            );
         }
         for kind in crate::edge::Kind::ALL {
-            self.shed
-                .with_label_values(&[kind.name()])
-                .set(state.shedder.shed(kind) as i64);
+            catch_up(
+                &self.shed.with_label_values(&[kind.name()]),
+                state.shedder.shed(kind),
+            );
             self.in_flight
                 .with_label_values(&[kind.name()])
                 .set(state.shedder.in_flight(kind) as i64);
         }
-        let r = store.redis_pool_state();
-        self.pool
-            .with_label_values(&["redis", "open"])
-            .set(i64::from(r.connections));
-        self.pool
-            .with_label_values(&["redis", "idle"])
-            .set(i64::from(r.idle_connections));
         let c = &state.consumer;
         for (k, v) in [
             ("applied", &c.applied),
@@ -225,37 +268,10 @@ impl Metrics {
             ("rejected", &c.rejected),
             ("dead_letter", &c.dead_letters),
         ] {
-            self.consumer
-                .with_label_values(&[k])
-                .set(v.load(Ordering::Relaxed) as i64);
-        }
-        // A scrape never waits long on a slow store: the on-demand figures keep their last values.
-        let bound = std::time::Duration::from_millis(500);
-        if let Ok(Ok((n, age))) =
-            tokio::time::timeout(bound, sf_persistence::consumer::backlog(&state.storage)).await
-        {
-            self.backlog.set(n as i64);
-            self.backlog_age.set(age as i64);
-        }
-        for kind in sf_persistence::jobs::JobKind::ALL {
-            if let Ok(Ok(runs)) = tokio::time::timeout(
-                bound,
-                sf_persistence::jobs::recent_runs(&state.storage, Some(kind.name()), 1),
-            )
-            .await
-            {
-                if let Some(r) = runs.first() {
-                    for (figure, v) in [
-                        ("keys_checked", r.keys_checked as i64),
-                        ("keys_repaired", r.keys_repaired as i64),
-                        ("ledger_mismatches", r.ledger_mismatches as i64),
-                        ("duration_ms", r.duration_ms as i64),
-                        ("ok", i64::from(r.ok)),
-                    ] {
-                        self.jobs.with_label_values(&[kind.name(), figure]).set(v);
-                    }
-                }
-            }
+            catch_up(
+                &self.consumer.with_label_values(&[k]),
+                v.load(Ordering::Relaxed),
+            );
         }
         let mut buf = Vec::new();
         TextEncoder::new()
@@ -288,8 +304,17 @@ impl<E: Endpoint> Endpoint for Track<E> {
 }
 
 pub async fn render(state: Arc<ApiState>) -> Response {
-    let body = state.metrics.render(&state).await;
+    let body = state.metrics.render(&state);
     Response::builder()
         .content_type("text/plain; version=0.0.4")
         .body(body)
+}
+
+/// Moves a counter up to a running total kept elsewhere (the counters of the storage layer and
+/// the consumer are plain atomics; they only grow).
+fn catch_up(counter: &prometheus::IntCounter, total: u64) {
+    let have = counter.get();
+    if total > have {
+        counter.inc_by(total - have);
+    }
 }

@@ -84,7 +84,8 @@ impl OrdersApi {
         )]
         key: Header<Option<String>>,
     ) -> ApiResult<Created> {
-        let (lines, destination) = body.validate(self.state.storage.config.same_day_radius_km)?;
+        let (lines, destination) =
+            body.validate(self.state.storage.options().same_day_radius_km)?;
         let idempotency = idempotency("DB_LOCK", key.0, &*body)?;
         let order = DbLockOrder {
             lines,

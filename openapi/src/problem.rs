@@ -8,7 +8,7 @@ use poem::http::StatusCode;
 use poem_openapi::registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, Registry};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Object};
-use sf_persistence::{Alternative, StorageError};
+use sf_persistence::{Alternative, Dependency, StorageError};
 use sf_routing::DomainError;
 
 /// A problem detail (RFC 9457).
@@ -129,20 +129,20 @@ impl From<StorageError> for Problem {
                 );
             }
             tracing::error!(error = %e, "request failed");
-            return match e {
-                StorageError::Redis(_) => Self::new(
+            return match e.unreachable() {
+                Some(Dependency::Redis) => Self::new(
                     503,
                     "unavailable",
                     "Temporarily unavailable",
                     "the stock cache cannot be reached; retry shortly",
                 ),
-                StorageError::Db(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => Self::new(
+                Some(Dependency::Mysql) => Self::new(
                     503,
                     "unavailable",
                     "Temporarily unavailable",
                     "the database cannot be reached; retry shortly",
                 ),
-                _ => Self::internal(),
+                None => Self::internal(),
             };
         }
         let detail = e.to_string();
@@ -151,7 +151,7 @@ impl From<StorageError> for Problem {
                 product_id: Some(p.get()),
                 ..Self::new(404, "unknown-product", "Unknown product", detail)
             },
-            StorageError::UnknownOrder(_) => {
+            StorageError::UnknownOrder(_) | StorageError::NoSuchSale { .. } => {
                 Self::new(404, "unknown-order", "Unknown order", detail)
             }
             StorageError::Lost(_) => Self::new(

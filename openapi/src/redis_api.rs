@@ -145,7 +145,8 @@ impl RedisApi {
         )]
         key: Header<Option<String>>,
     ) -> ApiResult<Accepted> {
-        let (lines, destination) = body.validate(self.state.storage.config.same_day_radius_km)?;
+        let (lines, destination) =
+            body.validate(self.state.storage.options().same_day_radius_km)?;
         let idempotency = idempotency("REDIS", key.0, &*body)?;
         let order = RedisOrder {
             lines,

@@ -281,7 +281,7 @@ impl StoresApi {
         // The configured same-day radius may be wider than a client may ask for.
         let radius = radius_km
             .0
-            .unwrap_or(self.state.storage.config.same_day_radius_km.min(100.0));
+            .unwrap_or(self.state.storage.options().same_day_radius_km.min(100.0));
         let limit = limit.0.unwrap_or(10) as usize;
         let (nearby, source) = self
             .state
@@ -373,27 +373,10 @@ impl StoresApi {
     ) -> ApiResult<Json<OrderBody>> {
         let store = self.store(store_id.0)?;
         auth.authorize(&self.state, store).await?;
-        let not_here = || {
-            Problem::new(
-                404,
-                "unknown-order",
-                "Unknown order",
-                format!("store {store} has no sale {}", order_id.0),
-            )
-        };
+        let id = order_id.0;
         let order = self
             .state
-            .storage
-            .order_from_mysql(&order_id.0)
-            .await?
-            .ok_or_else(not_here)?;
-        if order.path != OrderPath::Pos || order.fulfillment_location_id != store.get() {
-            return Err(not_here());
-        }
-        let id = order_id.0.clone();
-        let order = self
-            .state
-            .write(|s| async move { s.cancel_db_lock(&id).await })
+            .write(|s| async move { s.cancel_pos_sale(store, &id).await })
             .await?;
         Ok(Json(order.into()))
     }

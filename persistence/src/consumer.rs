@@ -28,6 +28,9 @@ use crate::db_lock::{insert_movements, insert_orders, Reason, ROWS_PER_STATEMENT
 use crate::error::{StorageError, StorageResult};
 use crate::model::{Order, OrderStatus};
 use crate::redis_stock::{decode_lines, GROUP};
+use crate::scripts::ack::{Ack, AckEvent};
+use crate::scripts::dead::DeadLetter;
+use crate::scripts::reject::{Mark, Reject, Rejection};
 use crate::sync::{marks, SyncMode};
 use crate::Storage;
 use redis::streams::{
@@ -404,24 +407,18 @@ async fn dead_letter(
     error: &str,
 ) -> StorageResult<()> {
     let reason = format!("the order could not be persisted: {error}");
-    let reject_reason = if event.kind == 'R' {
-        reason.as_str()
-    } else {
-        ""
+    let dead = DeadLetter {
+        loc: event.loc,
+        order_id: &event.order_id,
+        stream_id: &event.stream_id,
+        error,
+        reject_reason: (event.kind == 'R').then_some(reason.as_str()),
     };
-    let mut inv = store.scripts.dead.prepare_invoke();
-    inv.key(store.keys.stream(event.loc))
-        .key(store.keys.dead_letters(event.loc))
-        .key(store.keys.order(event.loc, &event.order_id))
-        .arg(GROUP)
-        .arg(&event.stream_id)
-        .arg(error)
-        .arg(reject_reason);
-    let moved: i64 = {
+    let moved = {
         let mut redis = store.conn().await?;
-        crate::redis_stock::invoke(&inv, &mut redis).await?
+        dead.run(&store.keys, &mut redis).await?
     };
-    if moved == 0 {
+    if !moved {
         return Ok(());
     }
     stats.dead_letters.fetch_add(1, Ordering::Relaxed);
@@ -434,7 +431,7 @@ async fn dead_letter(
         if let Some(order) = event
             .json
             .as_deref()
-            .and_then(|j| serde_json::from_str::<Order>(j).ok())
+            .and_then(|j| crate::formats::OrderRecord::decode(j).ok())
         {
             let order = Order {
                 status: OrderStatus::Rejected,
@@ -510,16 +507,21 @@ async fn apply_and_ack(
     }
     let mut redis = store.conn().await?;
     for (loc, evs) in by_loc {
-        let mut inv = store.scripts.ack.prepare_invoke();
-        inv.key(store.keys.stream(loc))
-            .arg(GROUP)
-            .arg(store.config.record_ttl_secs);
-        for e in &evs {
-            inv.key(store.keys.order(loc, &e.order_id))
-                .arg(format!("{}:{}", e.stream_id, e.kind));
-        }
-        let acked: i64 = crate::redis_stock::invoke(&inv, &mut redis).await?;
-        if acked < evs.len() as i64 {
+        let events: Vec<AckEvent> = evs
+            .iter()
+            .map(|e| AckEvent {
+                order_id: &e.order_id,
+                stream_id: &e.stream_id,
+                kind: e.kind,
+            })
+            .collect();
+        let ack = Ack {
+            loc,
+            record_ttl_secs: store.config.record_ttl_secs,
+            events: &events,
+        };
+        let acked = ack.run(&store.keys, &mut redis).await?;
+        if acked < evs.len() {
             // Another consumer took some over, or Redis lost them; either way MySQL has them and
             // the keys were set right under the batch's locks.
             tracing::debug!(location = %loc, acked, events = evs.len(), "some events were no longer pending at acknowledgement");
@@ -753,7 +755,7 @@ async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Applied> {
                             e.order_id
                         ))
                     })?;
-                    let mut order: Order = serde_json::from_str(json)?;
+                    let mut order: Order = crate::formats::OrderRecord::decode(json)?;
                     if order.order_id != e.order_id || order.fulfillment_location_id != e.loc.get()
                     {
                         return Err(StorageError::Internal(format!(
@@ -996,20 +998,28 @@ async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Applied> {
         }
         let mut redis = store.conn().await?;
         for (loc, idx) in by_loc {
-            let mut inv = store.scripts.reject.prepare_invoke();
-            for i in &idx {
-                inv.key(store.keys.order(loc, &new_orders[*i].0.order_id))
-                    .arg(&short[i]);
+            let orders: Vec<Rejection> = idx
+                .iter()
+                .map(|i| Rejection {
+                    order_id: &new_orders[*i].0.order_id,
+                    reason: &short[i],
+                })
+                .collect();
+            let marks = Reject {
+                loc,
+                orders: &orders,
             }
-            let marks: Vec<i64> = crate::redis_stock::invoke(&inv, &mut redis).await?;
+            .run(&store.keys, &mut redis)
+            .await?;
             for (i, mark) in idx.iter().zip(marks) {
                 let reason = short[i].clone();
                 let order = &mut new_orders[*i].0;
-                if mark == 0 {
-                    order.status = OrderStatus::Cancelled;
-                } else {
-                    order.status = OrderStatus::Rejected;
-                    order.reason = Some(reason);
+                match mark {
+                    Mark::CancelledFirst => order.status = OrderStatus::Cancelled,
+                    Mark::Rejected | Mark::NoRecord => {
+                        order.status = OrderStatus::Rejected;
+                        order.reason = Some(reason);
+                    }
                 }
             }
             resync.insert(loc);

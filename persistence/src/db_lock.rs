@@ -11,7 +11,7 @@ use crate::db::with_retry;
 use crate::error::{StorageError, StorageResult};
 use crate::idempotency::{claim_mysql, complete_mysql, Claim, IdempotencyRequest};
 use crate::model::{Address, Order, OrderItem, OrderPath, OrderStatus};
-use crate::redis_stock::{decision, Decision};
+use crate::scripts::adjust::{Adjust, AdjustMode, Adjusted};
 use crate::sync::SyncMode;
 use crate::Storage;
 use sf_routing::{candidates, Candidate, Destination, LocationId, OrderLines, ProductId};
@@ -433,10 +433,10 @@ impl Storage {
         deltas: &[(ProductId, i64)],
     ) -> StorageResult<Option<(ProductId, i64)>> {
         for _ in 0..3 {
-            match decision(&self.run_adjust(loc, deltas, AdjustMode::Check).await?)? {
-                Decision::Applied | Decision::Duplicate => return Ok(None),
-                Decision::Short { index, have } => return Ok(Some((deltas[index].0, have))),
-                Decision::NotLoaded { .. } => {
+            match self.run_adjust(loc, deltas, AdjustMode::Check).await? {
+                Adjusted::Applied => return Ok(None),
+                Adjusted::Short { index, have } => return Ok(Some((deltas[index].0, have))),
+                Adjusted::NotLoaded { .. } => {
                     let products: Vec<ProductId> = deltas.iter().map(|(p, _)| *p).collect();
                     self.sync_keys_before(conn, loc, &products, SyncMode::Load, deltas)
                         .await?;
@@ -454,21 +454,14 @@ impl Storage {
         loc: LocationId,
         deltas: &[(ProductId, i64)],
         mode: AdjustMode,
-    ) -> StorageResult<Vec<i64>> {
-        let mut inv = self.scripts.adjust.prepare_invoke();
-        inv.arg(match mode {
-            AdjustMode::Check => "check",
-            AdjustMode::Force => "force",
-        });
-        for (p, d) in deltas {
-            inv.key(self.keys.stock(loc, *p)).arg(*d);
-        }
+    ) -> StorageResult<Adjusted> {
+        let adjust = Adjust { loc, mode, deltas };
         let mut redis = match mode {
             AdjustMode::Check => self.conn().await?,
             // Taking back a change: tried even while the circuit is open.
             AdjustMode::Force => self.settling_conn().await?,
         };
-        crate::redis_stock::invoke(&inv, &mut redis).await
+        adjust.run(&self.keys, &mut redis).await
     }
 
     /// Cancels an order from MySQL: a DB-lock order, a POS sale, or a Redis-path order that
@@ -800,15 +793,6 @@ impl Storage {
             alternatives,
         }
     }
-}
-
-/// How `adjust.lua` applies a change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AdjustMode {
-    /// Refuse a decrement the key cannot cover (the caller holds the row locks).
-    Check,
-    /// Apply as it is: taking back a change whose commit is unknown.
-    Force,
 }
 
 /// Changes one location's stock in MySQL: each row is locked, checked and changed by one

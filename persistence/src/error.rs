@@ -3,6 +3,13 @@
 
 use sf_routing::{LocationId, ProductId};
 
+/// A store the service depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dependency {
+    Mysql,
+    Redis,
+}
+
 /// A nearby store that could fill an order another location could not.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -18,6 +25,9 @@ pub enum StorageError {
     UnknownProduct(ProductId),
     #[error("order {0} does not exist")]
     UnknownOrder(String),
+    /// A POS return of an order that is not a sale of this store.
+    #[error("store {store} has no sale {order}")]
+    NoSuchSale { store: LocationId, order: String },
     /// Accepted in Redis, then lost with Redis's data before it reached MySQL (410).
     #[error("{0}")]
     Lost(String),
@@ -95,6 +105,18 @@ impl StorageError {
     /// as it is gets the same answer), as opposed to a failure whose outcome is unknown.
     pub fn is_definite_refusal(&self) -> bool {
         !self.is_server_error()
+    }
+
+    /// Which store could not be reached, when that is what failed (as opposed to a store's
+    /// answer, or a fault of the service itself).
+    pub fn unreachable(&self) -> Option<Dependency> {
+        match self {
+            Self::Db(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed) => {
+                Some(Dependency::Mysql)
+            }
+            Self::Redis(_) | Self::RedisDown(_) => Some(Dependency::Redis),
+            _ => None,
+        }
     }
 
     /// Whether the failure is on the server's side (logged with cause; shown without internals).

@@ -83,7 +83,9 @@ pub async fn claim_mysql(
             }
             let response: Option<String> = row.try_get("response")?;
             match response {
-                Some(json) => Ok(Claim::Replay(Box::new(serde_json::from_str(&json)?))),
+                Some(json) => Ok(Claim::Replay(Box::new(
+                    crate::formats::OrderRecord::decode(&json)?,
+                ))),
                 None => Err(StorageError::IdempotencyInFlight),
             }
         }
@@ -100,7 +102,7 @@ pub async fn complete_mysql(
         "UPDATE idempotency_keys SET order_id = ?, response = ? WHERE scope = ? AND idem_key = ?",
     )
     .bind(&order.order_id)
-    .bind(serde_json::to_string(order)?)
+    .bind(crate::formats::OrderRecord::encode(order))
     .bind(&req.scope)
     .bind(&req.key)
     .execute(&mut *conn)

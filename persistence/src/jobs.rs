@@ -6,6 +6,7 @@
 
 use crate::consumer::{self, ConsumerConfig, ConsumerStats};
 use crate::error::{StorageError, StorageResult};
+use crate::scripts::lease::{Lease, LeaseOp};
 use crate::sync::SyncMode;
 use crate::Storage;
 use serde::Serialize;
@@ -243,28 +244,31 @@ impl JobRunner {
         let every = self.lease / 3;
         loop {
             tokio::time::sleep(every).await;
-            let renewed: StorageResult<i64> = async {
-                let mut inv = self.store.scripts.lease.prepare_invoke();
-                inv.key(&key)
-                    .arg(&self.instance)
-                    .arg("renew")
-                    .arg(self.lease.as_millis() as u64);
+            let renewed: StorageResult<bool> = async {
+                let renew = Lease {
+                    key: &key,
+                    holder: &self.instance,
+                    op: LeaseOp::Renew(self.lease),
+                };
                 let mut c = self.store.conn().await?;
-                crate::redis_stock::invoke(&inv, &mut c).await
+                renew.run(&mut c).await
             }
             .await;
-            if !matches!(renewed, Ok(1)) {
+            if !matches!(renewed, Ok(true)) {
                 tracing::warn!(lease = %key, "could not renew a job lease; another instance may start the job");
             }
         }
     }
 
     async fn release_lease(&self, key: &str) {
-        let released: StorageResult<i64> = async {
-            let mut inv = self.store.scripts.lease.prepare_invoke();
-            inv.key(key).arg(&self.instance).arg("release").arg(0);
+        let released: StorageResult<bool> = async {
+            let release = Lease {
+                key,
+                holder: &self.instance,
+                op: LeaseOp::Release,
+            };
             let mut c = self.store.conn().await?;
-            crate::redis_stock::invoke(&inv, &mut c).await
+            release.run(&mut c).await
         }
         .await;
         if let Err(e) = released {

@@ -4,7 +4,9 @@
 //! # Layout
 //!
 //! - [`db`]: the MySQL pool, embedded migrations, deadlock retry.
-//! - [`redis_stock`]: Redis key names, the Lua scripts (files under `persistence/lua/`).
+//! - [`redis_stock`]: Redis connections and key names, running the Lua scripts.
+//! - [`scripts`]: one typed wrapper per Lua script (files under `persistence/lua/`): its keys,
+//!   arguments and decoded reply.
 //! - [`circuit`]: deadlines on Redis commands and the circuit breaker for Redis outages.
 //! - [`catalog`]: products and locations, with the in-memory copies routing and pricing read.
 //! - [`sync`]: loading and repairing Redis stock from MySQL at a consistent point.
@@ -26,18 +28,21 @@ pub mod credentials;
 pub mod db;
 pub mod db_lock;
 pub mod error;
+pub mod formats;
 pub mod idempotency;
 pub mod jobs;
 pub mod model;
 pub mod orders;
+pub mod pos;
 pub mod reconcile;
 pub mod redis_path;
 pub mod redis_stock;
+pub mod scripts;
 pub mod seed;
 pub mod sync;
 
 pub use circuit::{Circuit, CircuitState};
-pub use error::{Alternative, StorageError, StorageResult};
+pub use error::{Alternative, Dependency, StorageError, StorageResult};
 pub use redis_stock::{Keys, RedisLink, RedisPool, RedisSettings};
 
 use catalog::{Catalog, Locations};
@@ -46,6 +51,16 @@ use sqlx::MySqlPool;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+
+/// What Redis keeps on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisPersistence {
+    /// An append-only file: an acknowledged order survives a crash.
+    AppendOnly,
+    /// Snapshots only: orders since the last one are lost in a crash.
+    Snapshots,
+    Nothing,
+}
 
 /// Settings of the storage layer.
 #[derive(Debug, Clone)]
@@ -75,21 +90,21 @@ impl Default for StorageOptions {
     }
 }
 
-/// Both stores and the in-memory copies of the catalogue and the locations.
+/// MySQL and Redis, and the in-memory copies of the catalogue and the locations. Sealed: the
+/// layers above call its methods and read its typed state, never its pools.
 pub struct Storage {
-    pub db: MySqlPool,
+    db: MySqlPool,
     /// Replaced by a fresh pool when Redis comes back after an outage.
     redis: RwLock<RedisPool>,
     /// For connections of their own, outside the pool.
-    pub redis_client: redis::Client,
-    pub redis_settings: RedisSettings,
+    redis_client: redis::Client,
+    redis_settings: RedisSettings,
     /// Open while Redis is unreachable: Redis calls fail at once.
-    pub circuit: Arc<Circuit>,
+    circuit: Arc<Circuit>,
     /// Whether MySQL answered its last probe ([`Storage::probe_mysql`]).
-    pub mysql_health: circuit::MysqlHealth,
-    pub keys: Keys,
-    pub scripts: redis_stock::Scripts,
-    pub config: StorageOptions,
+    mysql_health: circuit::MysqlHealth,
+    keys: Keys,
+    config: StorageOptions,
     catalog: RwLock<Arc<Catalog>>,
     locations: RwLock<Arc<Locations>>,
     /// Stock keys that may differ from MySQL after a failure and could not be re-synced at once;
@@ -112,7 +127,6 @@ impl Storage {
             circuit: Arc::default(),
             mysql_health: circuit::MysqlHealth::default(),
             keys: Keys::new(config.key_prefix.clone()),
-            scripts: redis_stock::Scripts::default(),
             config,
             catalog: RwLock::default(),
             locations: RwLock::default(),
@@ -127,7 +141,7 @@ impl Storage {
     /// circuit is open, and each of its commands ends within the command deadline. The pooled
     /// connection is multiplexed: a clone of it pipelines this operation with other requests'
     /// over the same socket, and the pool slot is free again at once.
-    pub async fn conn(&self) -> StorageResult<circuit::GuardedConn> {
+    pub(crate) async fn conn(&self) -> StorageResult<circuit::GuardedConn> {
         if !self.circuit.passes() {
             return Err(StorageError::Redis(Circuit::open_error()));
         }
@@ -185,6 +199,46 @@ impl Storage {
                 self.config.db_timeout.as_millis()
             ))),
         }
+    }
+
+    /// The settings it runs with.
+    pub fn options(&self) -> &StorageOptions {
+        &self.config
+    }
+
+    /// Redis key names under this instance's prefix.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The Redis circuit: its state and the work done in degraded mode.
+    pub fn circuit(&self) -> &Circuit {
+        &self.circuit
+    }
+
+    /// Whether MySQL answered its last probe.
+    pub fn mysql_health(&self) -> &circuit::MysqlHealth {
+        &self.mysql_health
+    }
+
+    /// Connections of the MySQL pool: open and idle.
+    pub fn db_pool_state(&self) -> (u32, usize) {
+        (self.db.size(), self.db.num_idle())
+    }
+
+    /// What Redis keeps on disk, as its `CONFIG` says.
+    pub async fn redis_persistence(&self) -> StorageResult<RedisPersistence> {
+        let mut c = self.conn().await?;
+        let setting = |name: &'static str| redis::cmd("CONFIG").arg("GET").arg(name).clone();
+        let aof: Vec<String> = setting("appendonly").query_async(&mut c).await?;
+        let save: Vec<String> = setting("save").query_async(&mut c).await?;
+        let aof = aof.get(1).is_some_and(|v| v == "yes");
+        let save = save.get(1).is_some_and(|v| !v.trim().is_empty());
+        Ok(match (aof, save) {
+            (true, _) => RedisPersistence::AppendOnly,
+            (false, true) => RedisPersistence::Snapshots,
+            (false, false) => RedisPersistence::Nothing,
+        })
     }
 
     /// Connections of the Redis pool, open and idle.

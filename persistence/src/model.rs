@@ -1,5 +1,5 @@
-//! Records this layer hands to callers. They serialise to the wire contract's camelCase JSON, which
-//! is also how Redis keeps order records and events.
+//! Records this layer hands to callers. How orders are kept in Redis and MySQL is a format of its
+//! own, versioned: [`crate::formats`].
 
 use serde::{Deserialize, Serialize};
 use sf_routing::{DeliveryType, LocationKind};
@@ -76,8 +76,7 @@ pub struct OrderItem {
     pub unit_price: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Order {
     pub order_id: String,
     pub status: OrderStatus,
@@ -91,7 +90,6 @@ pub struct Order {
     /// When the order was decided, in milliseconds since the Unix epoch.
     pub accepted_at_ms: i64,
     /// Why a `REJECTED` order could not be persisted as sold.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 

@@ -239,7 +239,7 @@ impl RedisRecord {
             .json
             .as_deref()
             .ok_or_else(|| StorageError::Internal("order record without its order".into()))?;
-        let order: Order = serde_json::from_str(json)?;
+        let order: Order = crate::formats::OrderRecord::decode(json)?;
         Ok(match self.state.as_str() {
             "C" => Order {
                 status: OrderStatus::Cancelled,

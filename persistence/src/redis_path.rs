@@ -4,10 +4,13 @@
 
 use crate::db_lock::{build_order, Placed};
 use crate::error::{StorageError, StorageResult};
+use crate::formats::ClaimRecord;
 use crate::idempotency::IdempotencyRequest;
 use crate::model::{Order, OrderPath, OrderStatus, StockLevel, StockSource};
 use crate::orders::RedisRecord;
-use crate::redis_stock::{decision, encode_lines, Decision};
+use crate::scripts::cancel::{Cancel, Cancelled};
+use crate::scripts::lease::{Lease, LeaseOp};
+use crate::scripts::reserve::{Decision, Reserve};
 use crate::Storage;
 use redis::AsyncCommands;
 use sf_routing::{
@@ -31,47 +34,6 @@ const CLAIM_LEASE: Duration = Duration::from_secs(30);
 /// The request that holds a claim tries no further candidate this close to its lease's end (more
 /// than one Redis call may take), so a retry that takes over never races it.
 const CLAIM_MARGIN: Duration = Duration::from_secs(10);
-
-/// An idempotency claim in Redis: which order uuid the key stands for, and the answer once known.
-/// Stored as `2|<fingerprint>|<uuid>|<answer>`; the first version, `<fingerprint>|<answer>`, still
-/// decodes (it has no uuid, so such a claim cannot be taken over).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct ClaimRecord {
-    fingerprint: String,
-    uuid: Option<String>,
-    answer: Option<String>,
-}
-
-impl ClaimRecord {
-    fn encode(fingerprint: &str, uuid: &str, answer: &str) -> String {
-        format!("2|{fingerprint}|{uuid}|{answer}")
-    }
-
-    fn decode(value: &str) -> Self {
-        let opt = |s: &str| (!s.is_empty()).then(|| s.to_owned());
-        match value.strip_prefix("2|") {
-            Some(rest) => {
-                let mut parts = rest.splitn(3, '|');
-                let fingerprint = parts.next().unwrap_or_default().to_owned();
-                let uuid = parts.next().and_then(opt);
-                let answer = parts.next().and_then(opt);
-                Self {
-                    fingerprint,
-                    uuid,
-                    answer,
-                }
-            }
-            None => {
-                let (fingerprint, answer) = value.split_once('|').unwrap_or((value, ""));
-                Self {
-                    fingerprint: fingerprint.to_owned(),
-                    uuid: None,
-                    answer: opt(answer),
-                }
-            }
-        }
-    }
-}
 
 /// What claiming an `Idempotency-Key` gave.
 enum Claimed {
@@ -123,7 +85,6 @@ impl Storage {
         let prices = self.prices(&req.lines).await?;
         let ranked = candidates(&self.locations().index, &req.destination)
             .map_err(|e| StorageError::NotFound(e.to_string()))?;
-        let encoded = encode_lines(&req.lines);
         let mut shortest = None;
         for candidate in ranked {
             let loc = candidate.location;
@@ -136,7 +97,7 @@ impl Storage {
                 &req.lines,
                 &prices,
             );
-            let json = serde_json::to_string(&order)?;
+            let json = crate::formats::OrderRecord::encode(&order);
             let mut loads = 0;
             loop {
                 if tokio::time::Instant::now() >= deadline {
@@ -144,20 +105,17 @@ impl Storage {
                         "the order could not be decided in time; retry with the same Idempotency-Key".into(),
                     ));
                 }
-                let mut inv = self.scripts.reserve.prepare_invoke();
-                inv.key(self.keys.order(loc, &order.order_id))
-                    .key(self.keys.stream(loc))
-                    .arg(&order.order_id)
-                    .arg(&json)
-                    .arg(&encoded);
-                for (p, q) in req.lines.iter() {
-                    inv.key(self.keys.stock(loc, p)).arg(q.get());
-                }
-                let reply: Vec<i64> = {
-                    let mut redis = self.conn().await?;
-                    crate::redis_stock::invoke(&inv, &mut redis).await?
+                let reserve = Reserve {
+                    loc,
+                    order_id: &order.order_id,
+                    json: &json,
+                    lines: &req.lines,
                 };
-                match decision(&reply)? {
+                let decided = {
+                    let mut redis = self.conn().await?;
+                    reserve.run(&self.keys, &mut redis).await?
+                };
+                match decided {
                     Decision::Applied => return Ok(order),
                     // An earlier attempt under the same claim placed it here (its answer was lost).
                     Decision::Duplicate => {
@@ -231,7 +189,9 @@ impl Storage {
                 return Err(StorageError::IdempotencyMismatch);
             }
             if let Some(answer) = &record.answer {
-                return Ok(Claimed::Replay(serde_json::from_str(answer)?));
+                return Ok(Claimed::Replay(crate::formats::OrderRecord::decode(
+                    answer,
+                )?));
             }
             if let Some(uuid) = record.uuid {
                 // Still open. If no request holds its lease, the one that claimed it died or
@@ -248,7 +208,7 @@ impl Storage {
                 if took.is_some() {
                     if let Some(order) = self.find_placed(&uuid).await? {
                         tracing::info!(order = %order.order_id, "idempotent retry found the order an earlier attempt placed");
-                        let answer = serde_json::to_string(&order)?;
+                        let answer = crate::formats::OrderRecord::encode(&order);
                         let mut redis = self.conn().await?;
                         let _: () = redis::cmd("SET")
                             .arg(&key)
@@ -285,7 +245,7 @@ impl Storage {
         let stored: StorageResult<()> = async {
             match result {
                 Ok(order) => {
-                    let answer = serde_json::to_string(order)?;
+                    let answer = crate::formats::OrderRecord::encode(order);
                     let mut redis = self.settling_conn().await?;
                     let _: () = redis::cmd("SET")
                         .arg(&key)
@@ -310,11 +270,14 @@ impl Storage {
     }
 
     async fn release_claim_lease(&self, lease: &str, token: &str) {
-        let released: StorageResult<i64> = async {
-            let mut inv = self.scripts.lease.prepare_invoke();
-            inv.key(lease).arg(token).arg("release").arg(0);
+        let released: StorageResult<bool> = async {
+            let release = Lease {
+                key: lease,
+                holder: token,
+                op: LeaseOp::Release,
+            };
             let mut c = self.settling_conn().await?;
-            crate::redis_stock::invoke(&inv, &mut c).await
+            release.run(&mut c).await
         }
         .await;
         if let Err(e) = released {
@@ -379,37 +342,26 @@ impl Storage {
         let mut being_rejected = false;
         if let Some(record) = self.redis_record(loc, order_id).await? {
             let order = record.order()?;
-            let mut inv = self.scripts.cancel.prepare_invoke();
-            inv.key(self.keys.order(loc, order_id))
-                .key(self.keys.stream(loc))
-                .arg(order_id)
-                .arg(
-                    order
-                        .items
-                        .iter()
-                        .map(|i| format!("{}:{}", i.product_id, i.quantity))
-                        .collect::<Vec<_>>()
-                        .join(","),
-                );
-            for i in &order.items {
-                inv.key(self.keys.stock(loc, ProductId::new_unchecked(i.product_id)))
-                    .arg(i.quantity);
-            }
-            let reply: Vec<i64> = {
-                let mut redis = self.conn().await?;
-                crate::redis_stock::invoke(&inv, &mut redis).await?
+            let cancel = Cancel {
+                loc,
+                order_id,
+                items: &order.items,
             };
-            match reply.first() {
-                Some(0 | 1) => {
+            let cancelled = {
+                let mut redis = self.conn().await?;
+                cancel.run(&self.keys, &mut redis).await?
+            };
+            match cancelled {
+                Cancelled::Now | Cancelled::Already => {
                     return Ok(Order {
                         status: OrderStatus::Cancelled,
                         reason: None,
                         ..order
                     })
                 }
-                Some(-2) => being_rejected = true,
+                Cancelled::BeingRejected => being_rejected = true,
                 // The record expired meanwhile: the order is in MySQL.
-                _ => {}
+                Cancelled::NoRecord => {}
             }
         }
         if self.order_from_mysql(order_id).await?.is_none() {

@@ -1,4 +1,5 @@
-//! Stock, order records and order events in Redis, and the Lua scripts that change them.
+//! Stock, order records and order events in Redis: connections, key names, and running the Lua
+//! scripts that change them (each script's keys, arguments and reply live in [`crate::scripts`]).
 //!
 //! Key layout (the prefix is configurable so tests and instances can share one server):
 //!
@@ -16,7 +17,6 @@
 
 use crate::error::{StorageError, StorageResult};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::Script;
 use sf_routing::{LocationId, OrderLines, ProductId};
 use std::time::Duration;
 
@@ -174,37 +174,9 @@ impl Keys {
     }
 }
 
-/// The Lua scripts, loaded from files under `persistence/lua/`. `redis::Script` sends `EVALSHA`
-/// and loads the script again when the server answers `NOSCRIPT`.
-pub struct Scripts {
-    pub reserve: Script,
-    pub cancel: Script,
-    pub adjust: Script,
-    pub sync: Script,
-    pub ack: Script,
-    pub lease: Script,
-    pub reject: Script,
-    pub dead: Script,
-}
-
-impl Default for Scripts {
-    fn default() -> Self {
-        Self {
-            reserve: Script::new(include_str!("../lua/reserve.lua")),
-            cancel: Script::new(include_str!("../lua/cancel.lua")),
-            adjust: Script::new(include_str!("../lua/adjust.lua")),
-            sync: Script::new(include_str!("../lua/sync.lua")),
-            ack: Script::new(include_str!("../lua/ack.lua")),
-            lease: Script::new(include_str!("../lua/lease.lua")),
-            reject: Script::new(include_str!("../lua/reject.lua")),
-            dead: Script::new(include_str!("../lua/dead.lua")),
-        }
-    }
-}
-
-/// Runs a script; `NOSCRIPT` (the server lost its script cache, for example after `SCRIPT FLUSH`
-/// or a restart) makes `redis::Script` load the script again, and a flush racing that reload is
-/// retried here.
+/// Runs a script (the wrappers of [`crate::scripts`] call it); `NOSCRIPT` (the server lost its
+/// script cache, for example after `SCRIPT FLUSH` or a restart) makes `redis::Script` load the
+/// script again, and a flush racing that reload is retried here.
 pub async fn invoke<T: redis::FromRedisValue>(
     inv: &redis::ScriptInvocation<'_>,
     conn: &mut crate::circuit::GuardedConn,
@@ -219,7 +191,7 @@ pub async fn invoke<T: redis::FromRedisValue>(
 }
 
 /// The source of the reservation script, for the benchmark's ceiling run.
-pub const RESERVE_LUA: &str = include_str!("../lua/reserve.lua");
+pub const RESERVE_LUA: &str = crate::scripts::reserve::SOURCE;
 
 /// Lines as the events carry them: `"productId:quantity,..."`.
 pub fn encode_lines(lines: &OrderLines) -> String {
@@ -252,41 +224,4 @@ pub fn decode_lines(s: &str) -> StorageResult<Vec<(ProductId, u32)>> {
             Ok((ProductId::new_unchecked(p), q))
         })
         .collect()
-}
-
-/// What a script answered about one order or one change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    Applied,
-    /// Line `index` (0-based) has only `have` units.
-    Short {
-        index: usize,
-        have: i64,
-    },
-    /// The stock key of line `index` (0-based) is not loaded.
-    NotLoaded {
-        index: usize,
-    },
-    Duplicate,
-}
-
-pub fn decision(reply: &[i64]) -> StorageResult<Decision> {
-    let idx = |i: usize| -> StorageResult<usize> {
-        reply
-            .get(i)
-            .and_then(|v| usize::try_from(*v - 1).ok())
-            .ok_or_else(|| StorageError::Internal(format!("bad script reply {reply:?}")))
-    };
-    match reply.first() {
-        Some(1) => Ok(Decision::Applied),
-        Some(2) => Ok(Decision::Duplicate),
-        Some(0) => Ok(Decision::Short {
-            index: idx(1)?,
-            have: reply.get(2).copied().unwrap_or(0),
-        }),
-        Some(-1) => Ok(Decision::NotLoaded { index: idx(1)? }),
-        _ => Err(StorageError::Internal(format!(
-            "bad script reply {reply:?}"
-        ))),
-    }
 }

@@ -8,6 +8,7 @@
 
 use crate::error::{StorageError, StorageResult};
 use crate::redis_stock::decode_lines;
+use crate::scripts::sync::SyncKeys;
 use crate::Storage;
 use redis::streams::StreamRangeReply;
 use redis::AsyncCommands;
@@ -257,39 +258,18 @@ impl Storage {
         }
         let applied = self.applied_events(&mut *conn, &events).await?;
 
-        let join = |it: &mut dyn Iterator<Item = String>| it.collect::<Vec<_>>().join(",");
-        let mut inv = self.scripts.sync.prepare_invoke();
-        inv.key(self.keys.stream(loc));
-        for p in products {
-            inv.key(self.keys.stock(loc, *p));
-        }
-        inv.arg(match mode {
-            SyncMode::Load => "load",
-            SyncMode::Repair => "repair",
-        })
-        .arg(join(&mut products.iter().map(|p| p.to_string())))
-        .arg(join(&mut products.iter().map(|p| {
-            on_hand.get(&p.get()).copied().unwrap_or(0).to_string()
-        })))
-        .arg(join(&mut applied.iter().map(|(o, t)| format!("{o}:{t}"))));
-        let reply: Vec<i64> = crate::redis_stock::invoke(&inv, &mut redis).await?;
-        if reply.len() != products.len() * 4 {
-            return Err(StorageError::Internal(format!(
-                "sync.lua answered {} values for {} keys",
-                reply.len(),
-                products.len()
-            )));
-        }
-        let out: Vec<SyncedKey> = products
+        let stock: Vec<(ProductId, i64)> = products
             .iter()
-            .zip(reply.chunks(4))
-            .map(|(p, c)| SyncedKey {
-                product: *p,
-                before: (c[0] == 1).then_some(c[1]),
-                expected: c[2],
-                changed: c[3] == 1,
-            })
+            .map(|p| (*p, on_hand.get(&p.get()).copied().unwrap_or(0)))
             .collect();
+        let out = SyncKeys {
+            loc,
+            mode,
+            stock: &stock,
+            applied: &applied,
+        }
+        .run(&self.keys, &mut redis)
+        .await?;
         for k in out.iter().filter(|k| k.changed) {
             match k.before {
                 None => {

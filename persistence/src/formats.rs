@@ -1,0 +1,259 @@
+//! Storage formats: what Redis and MySQL keep, apart from the types this layer hands to callers
+//! ([`crate::model`]), each with a version so that a record written by an older release is still
+//! read after an upgrade.
+//!
+//! | format | where | version |
+//! |---|---|---|
+//! | [`OrderRecord`] | an order's Redis record (field `j`), its reservation event (field `j`), the answer an idempotency key replays (Redis claim, MySQL `idempotency_keys.response`) | `v` field; absent = 1 |
+//! | the stream event | `<p>{L<loc>}:ev` entries: `t` (kind), `o` (order id), `l` (lines `p:q,…`), `j` (an [`OrderRecord`], reservations only) | the kinds are the version: readers ignore kinds they do not know |
+//! | the idempotency claim | `<p>idem:<scope>:<key>` | its `2\|` prefix (version 1, `<fingerprint>\|<answer>`, is still read) |
+
+use crate::error::{StorageError, StorageResult};
+use crate::model::{Address, Order, OrderItem, OrderPath, OrderStatus};
+use serde::{Deserialize, Serialize};
+use sf_routing::DeliveryType;
+
+/// An order as it is stored. Version 1 is the camelCase JSON the first releases wrote, without a
+/// `v` field; a record with a `v` greater than [`OrderRecord::VERSION`] was written by a newer
+/// release and is refused rather than misread.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderRecord {
+    #[serde(default = "version_one")]
+    pub v: u8,
+    pub order_id: String,
+    pub status: OrderStatus,
+    pub path: OrderPath,
+    pub delivery_type: DeliveryType,
+    pub fulfillment_location_id: u64,
+    pub distance_km: Option<f64>,
+    pub delivery_address: Option<AddressRecord>,
+    pub items: Vec<ItemRecord>,
+    pub total_amount: i64,
+    /// Milliseconds since the Unix epoch.
+    pub accepted_at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+fn version_one() -> u8 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AddressRecord {
+    pub latitude: f64,
+    pub longitude: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemRecord {
+    pub product_id: u64,
+    pub quantity: u32,
+    pub unit_price: i64,
+}
+
+impl OrderRecord {
+    /// The version this release writes.
+    pub const VERSION: u8 = 1;
+
+    /// The stored JSON of an order.
+    pub fn encode(order: &Order) -> String {
+        let record = Self {
+            v: Self::VERSION,
+            order_id: order.order_id.clone(),
+            status: order.status,
+            path: order.path,
+            delivery_type: order.delivery_type,
+            fulfillment_location_id: order.fulfillment_location_id,
+            distance_km: order.distance_km,
+            delivery_address: order.delivery_address.map(|a| AddressRecord {
+                latitude: a.latitude,
+                longitude: a.longitude,
+            }),
+            items: order
+                .items
+                .iter()
+                .map(|i| ItemRecord {
+                    product_id: i.product_id,
+                    quantity: i.quantity,
+                    unit_price: i.unit_price,
+                })
+                .collect(),
+            total_amount: order.total_amount,
+            accepted_at_ms: order.accepted_at_ms,
+            reason: order.reason.clone(),
+        };
+        serde_json::to_string(&record).expect("an order record serializes")
+    }
+
+    /// Reads a stored order, of this version or an older one.
+    pub fn decode(json: &str) -> StorageResult<Order> {
+        let r: Self = serde_json::from_str(json)
+            .map_err(|e| StorageError::Internal(format!("unreadable order record: {e}")))?;
+        if r.v > Self::VERSION {
+            return Err(StorageError::Internal(format!(
+                "order record {} has version {}, newer than this release reads ({})",
+                r.order_id,
+                r.v,
+                Self::VERSION
+            )));
+        }
+        Ok(Order {
+            order_id: r.order_id,
+            status: r.status,
+            path: r.path,
+            delivery_type: r.delivery_type,
+            fulfillment_location_id: r.fulfillment_location_id,
+            distance_km: r.distance_km,
+            delivery_address: r.delivery_address.map(|a| Address {
+                latitude: a.latitude,
+                longitude: a.longitude,
+            }),
+            items: r
+                .items
+                .into_iter()
+                .map(|i| OrderItem {
+                    product_id: i.product_id,
+                    quantity: i.quantity,
+                    unit_price: i.unit_price,
+                })
+                .collect(),
+            total_amount: r.total_amount,
+            accepted_at_ms: r.accepted_at_ms,
+            reason: r.reason,
+        })
+    }
+}
+
+/// An idempotency claim in Redis: which order uuid the key stands for, and the answer once known.
+/// Stored as `2|<fingerprint>|<uuid>|<answer>`; the first version, `<fingerprint>|<answer>`, still
+/// decodes (it has no uuid, so such a claim cannot be taken over).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClaimRecord {
+    pub fingerprint: String,
+    pub uuid: Option<String>,
+    pub answer: Option<String>,
+}
+
+impl ClaimRecord {
+    pub fn encode(fingerprint: &str, uuid: &str, answer: &str) -> String {
+        format!("2|{fingerprint}|{uuid}|{answer}")
+    }
+
+    pub fn decode(value: &str) -> Self {
+        let opt = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        match value.strip_prefix("2|") {
+            Some(rest) => {
+                let mut parts = rest.splitn(3, '|');
+                let fingerprint = parts.next().unwrap_or_default().to_owned();
+                let uuid = parts.next().and_then(opt);
+                let answer = parts.next().and_then(opt);
+                Self {
+                    fingerprint,
+                    uuid,
+                    answer,
+                }
+            }
+            None => {
+                let (fingerprint, answer) = value.split_once('|').unwrap_or((value, ""));
+                Self {
+                    fingerprint: fingerprint.to_owned(),
+                    uuid: None,
+                    answer: opt(answer),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod claim_tests {
+    use super::ClaimRecord;
+
+    #[test]
+    fn a_claim_of_either_version_decodes() {
+        let now = ClaimRecord::encode("fp", "0193abc", r#"{"v":1}"#);
+        assert_eq!(now, r#"2|fp|0193abc|{"v":1}"#);
+        assert_eq!(
+            ClaimRecord::decode(&now),
+            ClaimRecord {
+                fingerprint: "fp".into(),
+                uuid: Some("0193abc".into()),
+                answer: Some(r#"{"v":1}"#.into()),
+            }
+        );
+        // Claimed, not yet answered.
+        assert_eq!(ClaimRecord::decode("2|fp|0193abc|").answer, None);
+        // The first version: `<fingerprint>|<answer>`, no uuid.
+        assert_eq!(
+            ClaimRecord::decode(r#"fp|{"orderId":"1-x"}"#),
+            ClaimRecord {
+                fingerprint: "fp".into(),
+                uuid: None,
+                answer: Some(r#"{"orderId":"1-x"}"#.into()),
+            }
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order() -> Order {
+        Order {
+            order_id: "3-01936f0c2b7e7c3a9d1e5f2a3b4c5d6e".into(),
+            status: OrderStatus::Accepted,
+            path: OrderPath::Redis,
+            delivery_type: DeliveryType::SameDay,
+            fulfillment_location_id: 3,
+            distance_km: Some(1.25),
+            delivery_address: Some(Address {
+                latitude: 37.5665,
+                longitude: 126.978,
+            }),
+            items: vec![OrderItem {
+                product_id: 7,
+                quantity: 2,
+                unit_price: 12_000,
+            }],
+            total_amount: 24_000,
+            accepted_at_ms: 1_795_510_800_123,
+            reason: None,
+        }
+    }
+
+    /// A record as the releases before versioning wrote it (no `v`), byte for byte.
+    const VERSION_ONE_WITHOUT_V: &str = r#"{"orderId":"3-01936f0c2b7e7c3a9d1e5f2a3b4c5d6e","status":"ACCEPTED","path":"REDIS","deliveryType":"SAME_DAY","fulfillmentLocationId":3,"distanceKm":1.25,"deliveryAddress":{"latitude":37.5665,"longitude":126.978},"items":[{"productId":7,"quantity":2,"unitPrice":12000}],"totalAmount":24000,"acceptedAtMs":1795510800123}"#;
+
+    #[test]
+    fn a_record_without_a_version_is_read_as_version_one() {
+        assert_eq!(OrderRecord::decode(VERSION_ONE_WITHOUT_V).unwrap(), order());
+    }
+
+    #[test]
+    fn what_is_written_reads_back_and_carries_its_version() {
+        let mut o = order();
+        o.status = OrderStatus::Rejected;
+        o.reason = Some("no units".into());
+        o.delivery_address = None;
+        let json = OrderRecord::encode(&o);
+        assert!(json.starts_with(r#"{"v":1,"#), "{json}");
+        assert_eq!(OrderRecord::decode(&json).unwrap(), o);
+    }
+
+    #[test]
+    fn a_newer_version_is_refused_not_misread() {
+        let newer = VERSION_ONE_WITHOUT_V.replacen('{', r#"{"v":2,"#, 1);
+        let e = OrderRecord::decode(&newer).unwrap_err().to_string();
+        assert!(e.contains("version 2"), "{e}");
+    }
+
+    #[test]
+    fn an_unreadable_record_is_an_error() {
+        assert!(OrderRecord::decode("{").is_err());
+        assert!(OrderRecord::decode(r#"{"orderId":"1-x"}"#).is_err());
+    }
+}

@@ -1,0 +1,138 @@
+//! One typed wrapper per Lua script under `persistence/lua/`, in the manner of one command per
+//! file.
+//!
+//! Each module holds its script (`include_str!` of the `.lua` file), is the only place that builds
+//! that script's KEYS and ARGV (from typed inputs, in the order the script's header documents), and
+//! decodes its reply into a typed result; a reply outside the documented contract is an
+//! [`StorageError::Internal`] that names the script. The `.lua` headers hold the full contract;
+//! each module repeats it briefly next to the code.
+//!
+//! A wrapper takes the connection to run on: the caller chooses between the storage's ordinary
+//! connection (behind the circuit) and its settling connection (tried even while the circuit is
+//! open) for the step it takes. Every call goes through [`crate::redis_stock::invoke`],
+//! which reloads the script after `NOSCRIPT`.
+//!
+//! | script | wrapper | reply |
+//! |---|---|---|
+//! | `reserve.lua` | [`reserve::Reserve`] | [`reserve::Decision`] |
+//! | `cancel.lua` | [`cancel::Cancel`] | [`cancel::Cancelled`] |
+//! | `adjust.lua` | [`adjust::Adjust`] | [`adjust::Adjusted`] |
+//! | `sync.lua` | [`sync::SyncKeys`] | one [`crate::sync::SyncedKey`] per product |
+//! | `ack.lua` | [`ack::Ack`] | events acknowledged |
+//! | `lease.lua` | [`lease::Lease`] | whether it was done |
+//! | `reject.lua` | [`reject::Reject`] | one [`reject::Mark`] per order |
+//! | `dead.lua` | [`dead::DeadLetter`] | whether the event was moved |
+
+pub mod ack;
+pub mod adjust;
+pub mod cancel;
+pub mod dead;
+pub mod lease;
+pub mod reject;
+pub mod reserve;
+pub mod sync;
+
+use crate::circuit::GuardedConn;
+use crate::error::{StorageError, StorageResult};
+use redis::Script;
+use std::fmt::Debug;
+
+/// The KEYS and ARGV of one script call, in the order the script reads them. Arguments are sent
+/// as their decimal or textual form, exactly as `redis::ToRedisArgs` writes numbers and strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Invocation {
+    pub keys: Vec<String>,
+    pub args: Vec<String>,
+}
+
+impl Invocation {
+    fn key(&mut self, key: String) -> &mut Self {
+        self.keys.push(key);
+        self
+    }
+
+    fn arg(&mut self, arg: impl ToString) -> &mut Self {
+        self.args.push(arg.to_string());
+        self
+    }
+
+    /// Runs `script` with these keys and arguments (reloading it after `NOSCRIPT`).
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        conn: &mut GuardedConn,
+    ) -> StorageResult<T> {
+        let mut inv = script.prepare_invoke();
+        for k in &self.keys {
+            inv.key(k);
+        }
+        for a in &self.args {
+            inv.arg(a);
+        }
+        crate::redis_stock::invoke(&inv, conn).await
+    }
+}
+
+/// A reply outside the script's documented contract.
+fn unexpected(script: &str, reply: impl Debug) -> StorageError {
+    StorageError::Internal(format!(
+        "{script}.lua answered {reply:?}, which it never should"
+    ))
+}
+
+/// A 1-based line index of a reply, as a 0-based index below `lines`.
+fn line_index(script: &str, reply: &[i64], lines: usize) -> StorageResult<usize> {
+    reply
+        .get(1)
+        .and_then(|v| usize::try_from(v.checked_sub(1)?).ok())
+        .filter(|i| *i < lines)
+        .ok_or_else(|| unexpected(script, reply))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_are_written_as_redis_writes_them() {
+        let mut inv = Invocation::default();
+        inv.arg(-3i64).arg(7u32).arg(u64::MAX).arg("check").arg(0);
+        assert_eq!(inv.args, ["-3", "7", "18446744073709551615", "check", "0"]);
+        for (sent, written) in inv.args.iter().zip([
+            redis::ToRedisArgs::to_redis_args(&-3i64),
+            redis::ToRedisArgs::to_redis_args(&7u32),
+            redis::ToRedisArgs::to_redis_args(&u64::MAX),
+            redis::ToRedisArgs::to_redis_args(&"check"),
+            redis::ToRedisArgs::to_redis_args(&0),
+        ]) {
+            assert_eq!(vec![sent.as_bytes().to_vec()], written);
+        }
+    }
+
+    #[test]
+    fn line_indexes_are_one_based_and_within_the_lines() {
+        assert_eq!(line_index("t", &[0, 1], 2).unwrap(), 0);
+        assert_eq!(line_index("t", &[0, 2], 2).unwrap(), 1);
+        assert!(line_index("t", &[0, 3], 2).is_err());
+        assert!(line_index("t", &[0, 0], 2).is_err());
+        assert!(line_index("t", &[0, -4], 2).is_err());
+        assert!(line_index("t", &[0, i64::MIN], 2).is_err());
+        assert!(line_index("t", &[0], 2).is_err());
+    }
+
+    #[test]
+    fn every_script_is_its_file() {
+        for (source, name) in [
+            (reserve::SOURCE, "reserve.lua"),
+            (cancel::SOURCE, "cancel.lua"),
+            (adjust::SOURCE, "adjust.lua"),
+            (sync::SOURCE, "sync.lua"),
+            (ack::SOURCE, "ack.lua"),
+            (lease::SOURCE, "lease.lua"),
+            (reject::SOURCE, "reject.lua"),
+            (dead::SOURCE, "dead.lua"),
+        ] {
+            assert!(source.starts_with(&format!("-- {name}:")), "{name}");
+        }
+    }
+}
