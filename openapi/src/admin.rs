@@ -9,8 +9,9 @@ use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags};
 use sf_persistence::catalog::{LocationChange, ProductChange};
-use sf_persistence::db_lock::{Reason, StockTarget};
 use sf_persistence::jobs::{recent_runs, JobKind, RunOutcome};
+use sf_persistence::ledger::Reason;
+use sf_persistence::stock_changes::StockTarget;
 use sf_routing::{Coordinates, LocationId, LocationKind};
 use std::sync::Arc;
 

@@ -17,6 +17,8 @@ pub struct Catalog {
     products: HashMap<ProductId, Product>,
     /// Active products by id, for pages served without a MySQL query.
     active: Vec<ProductId>,
+    /// Which load this is (see [`Storage::refresh_catalog`]).
+    load: u64,
 }
 
 /// All locations, and the routing index of the active ones.
@@ -24,6 +26,8 @@ pub struct Catalog {
 pub struct Locations {
     pub all: Vec<Location>,
     pub index: LocationIndex,
+    /// Which load this is (see [`Storage::refresh_locations`]).
+    load: u64,
 }
 
 impl Locations {
@@ -49,7 +53,11 @@ fn kind(s: &str) -> StorageResult<LocationKind> {
 impl Storage {
     /// Reloads the products into memory (at start-up, after an operator's change, and on a timer
     /// so that several instances converge).
+    ///
+    /// Two loads can overlap (the timer and an explicit refresh): the one that started last read
+    /// the newest rows, so an older load never replaces it.
     pub async fn refresh_catalog(&self) -> StorageResult<()> {
+        let load = self.next_load();
         let rows = sqlx::query("SELECT id, sku, name, price, active FROM products")
             .fetch_all(&self.db)
             .await?;
@@ -63,7 +71,14 @@ impl Storage {
             products.insert(ProductId::new_unchecked(p.product_id), p);
         }
         active.sort_unstable();
-        *self.catalog.write().expect("catalog lock") = Arc::new(Catalog { products, active });
+        let mut current = self.catalog.write().expect("catalog lock");
+        if current.load < load {
+            *current = Arc::new(Catalog {
+                products,
+                active,
+                load,
+            });
+        }
         Ok(())
     }
 
@@ -84,8 +99,10 @@ impl Storage {
         }
     }
 
-    /// Reloads the locations and rebuilds the routing index of the active ones.
+    /// Reloads the locations and rebuilds the routing index of the active ones. Like the
+    /// catalogue, an older load never replaces a newer one.
     pub async fn refresh_locations(&self) -> StorageResult<()> {
+        let load = self.next_load();
         let rows = sqlx::query(
             "SELECT id, CAST(kind AS CHAR) AS kind, name, latitude, longitude, active FROM locations ORDER BY id",
         )
@@ -110,7 +127,10 @@ impl Storage {
                 coordinates: Coordinates::new(l.latitude, l.longitude).ok()?,
             })
         }));
-        *self.locations.write().expect("locations lock") = Arc::new(Locations { all, index });
+        let mut current = self.locations.write().expect("locations lock");
+        if current.load < load {
+            *current = Arc::new(Locations { all, index, load });
+        }
         Ok(())
     }
 

@@ -24,8 +24,8 @@
 //!   locks, before any new order can use the figures a reload computed without it.
 
 use crate::db::with_retry;
-use crate::db_lock::{insert_movements, insert_orders, Reason, ROWS_PER_STATEMENT};
 use crate::error::{StorageError, StorageResult};
+use crate::ledger::{insert_movements, insert_orders, Reason, ROWS_PER_STATEMENT};
 use crate::model::{Order, OrderStatus};
 use crate::redis_stock::{decode_lines, GROUP};
 use crate::scripts::ack::{Ack, AckEvent};
@@ -722,18 +722,24 @@ async fn vanished(store: &Storage, events: &[&Event]) -> StorageResult<BTreeSet<
     Ok(lost)
 }
 
-/// Writes the events MySQL does not hold yet in one transaction.
-async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Applied> {
-    let mut tx = store.db.begin().await?;
-    let ids: Vec<&str> = {
-        let mut v: Vec<&str> = events.iter().map(|e| e.order_id.as_str()).collect();
-        v.sort_unstable();
-        v.dedup();
-        v
-    };
-    let status = lock_orders(&mut tx, &ids).await?;
+/// What the events of a batch are, given the status MySQL holds for their orders: new
+/// reservations (as orders to insert), cancels of persisted orders, cancels that must wait for
+/// their reservation, duplicates — and which events may be acknowledged once the batch commits.
+/// Pure: it reads nothing but its arguments.
+struct Classified<'a> {
+    new_orders: Vec<(Order, LocationId)>,
+    cancels: Vec<&'a Event>,
+    /// The events that change MySQL, in stream order.
+    fresh: Vec<&'a Event>,
+    waiting: Vec<&'a Event>,
+    ackable: HashSet<(String, LocationId)>,
+    duplicates: usize,
+}
 
-    // Classify: what is new, what MySQL already holds, what must wait.
+fn classify<'a>(
+    events: &'a [Event],
+    status: &HashMap<String, String>,
+) -> StorageResult<Classified<'a>> {
     let mut new_orders: Vec<(Order, LocationId)> = Vec::new();
     let mut inserted: HashSet<&str> = HashSet::new();
     let mut cancels: Vec<&Event> = Vec::new();
@@ -795,6 +801,36 @@ async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Applied> {
             }
         }
     }
+
+    Ok(Classified {
+        new_orders,
+        cancels,
+        fresh,
+        waiting,
+        ackable,
+        duplicates,
+    })
+}
+
+/// Writes the events MySQL does not hold yet in one transaction.
+async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Applied> {
+    let mut tx = store.db.begin().await?;
+    let ids: Vec<&str> = {
+        let mut v: Vec<&str> = events.iter().map(|e| e.order_id.as_str()).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let status = lock_orders(&mut tx, &ids).await?;
+
+    let Classified {
+        mut new_orders,
+        cancels,
+        fresh,
+        waiting,
+        mut ackable,
+        duplicates,
+    } = classify(events, &status)?;
 
     // A cancel whose reservation was dead-lettered, or whose record Redis lost (with the
     // reservation), waits for nothing: it is acknowledged without effect.
@@ -1149,4 +1185,135 @@ pub async fn backlog(store: &Storage) -> StorageResult<(u64, u64)> {
         }
     }
     Ok((total, oldest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{OrderItem, OrderPath};
+
+    const LOC: LocationId = LocationId::new_unchecked(4);
+
+    fn reservation(id: &str, stream_id: &str) -> Event {
+        let order = Order {
+            order_id: id.into(),
+            status: OrderStatus::Accepted,
+            path: OrderPath::Redis,
+            delivery_type: sf_routing::DeliveryType::Normal,
+            fulfillment_location_id: LOC.get(),
+            distance_km: None,
+            delivery_address: None,
+            items: vec![OrderItem {
+                product_id: 9,
+                quantity: 2,
+                unit_price: 100,
+            }],
+            total_amount: 200,
+            accepted_at_ms: 0,
+            reason: None,
+        };
+        Event {
+            loc: LOC,
+            stream_id: stream_id.into(),
+            kind: 'R',
+            order_id: id.into(),
+            lines: vec![(ProductId::new_unchecked(9), 2)],
+            json: Some(crate::formats::OrderRecord::encode(&order)),
+            unreadable: None,
+        }
+    }
+
+    fn cancel(id: &str, stream_id: &str) -> Event {
+        Event {
+            kind: 'C',
+            json: None,
+            ..reservation(id, stream_id)
+        }
+    }
+
+    fn status(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(o, s)| (o.to_string(), s.to_string()))
+            .collect()
+    }
+
+    fn acked(c: &Classified) -> BTreeSet<String> {
+        c.ackable.iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    #[test]
+    fn a_new_reservation_becomes_a_confirmed_order() {
+        let events = [reservation("4-a", "1-0")];
+        let c = classify(&events, &status(&[])).unwrap();
+        assert_eq!(c.new_orders.len(), 1);
+        assert_eq!(c.new_orders[0].0.status, OrderStatus::Confirmed);
+        assert_eq!((c.fresh.len(), c.duplicates), (1, 0));
+        assert_eq!(acked(&c), BTreeSet::from(["1-0".to_owned()]));
+    }
+
+    #[test]
+    fn what_mysql_holds_or_the_batch_repeats_is_a_duplicate() {
+        let events = [
+            reservation("4-a", "1-0"),
+            reservation("4-b", "1-1"),
+            reservation("4-b", "1-2"),
+            cancel("4-c", "1-3"),
+        ];
+        let c = classify(
+            &events,
+            &status(&[("4-a", "CONFIRMED"), ("4-c", "CANCELLED")]),
+        )
+        .unwrap();
+        assert_eq!(c.new_orders.len(), 1);
+        assert_eq!(c.duplicates, 3);
+        assert_eq!(acked(&c).len(), 4);
+    }
+
+    #[test]
+    fn a_cancel_applies_to_a_persisted_order_or_one_of_the_same_batch() {
+        let events = [
+            cancel("4-a", "1-0"),
+            reservation("4-b", "1-1"),
+            cancel("4-b", "1-2"),
+            cancel("4-b", "1-3"),
+        ];
+        let c = classify(&events, &status(&[("4-a", "CONFIRMED")])).unwrap();
+        assert_eq!(c.cancels.len(), 2);
+        assert_eq!(c.duplicates, 1);
+        assert_eq!(c.fresh.len(), 3);
+        assert!(c.waiting.is_empty());
+    }
+
+    #[test]
+    fn a_cancel_before_its_reservation_waits_and_is_not_acknowledged() {
+        let events = [cancel("4-a", "1-0")];
+        let c = classify(&events, &status(&[])).unwrap();
+        assert_eq!(c.waiting.len(), 1);
+        assert!(c.ackable.is_empty());
+        // A rejected order took nothing: its cancel has nothing to give back.
+        let c = classify(&events, &status(&[("4-a", "REJECTED")])).unwrap();
+        assert_eq!((c.waiting.len(), c.duplicates), (0, 1));
+    }
+
+    #[test]
+    fn an_unknown_kind_is_acknowledged_without_effect() {
+        let events = [Event {
+            kind: 'Z',
+            ..cancel("4-a", "1-0")
+        }];
+        let c = classify(&events, &status(&[])).unwrap();
+        assert!(c.fresh.is_empty() && c.new_orders.is_empty());
+        assert_eq!(acked(&c).len(), 1);
+    }
+
+    #[test]
+    fn a_reservation_that_carries_another_order_or_none_is_an_error() {
+        let mut wrong = reservation("4-b", "1-0");
+        wrong.order_id = "4-a".into();
+        assert!(classify(&[wrong], &status(&[])).is_err());
+        let mut empty = reservation("4-a", "1-0");
+        empty.json = None;
+        assert!(classify(&[empty], &status(&[])).is_err());
+    }
 }

@@ -1,5 +1,6 @@
-//! Writes decided in a MySQL transaction: online orders on the DB-lock path, POS sales, their
-//! cancels, and operators' stock changes.
+//! The DB-lock path: orders decided in a MySQL transaction with row locks — online orders and POS
+//! sales —, their cancels, the operator's retry of a rejected order, and the commit step every
+//! MySQL-first write ends with (operators' stock changes too, see [`crate::stock_changes`]).
 //!
 //! Every such write locks its stock rows (always in (location, product) order, so two writers never
 //! deadlock on each other's rows), changes MySQL, and, while it still holds the locks, applies the
@@ -7,10 +8,14 @@
 //! that MySQL has not seen yet, so a MySQL-first write never sells a unit an online order took, and
 //! Redis learns of it as a change, never as an absolute value that would erase orders in flight.
 
+use crate::build::build_order;
 use crate::db::with_retry;
 use crate::error::{StorageError, StorageResult};
 use crate::idempotency::{claim_mysql, complete_mysql, Claim, IdempotencyRequest};
-use crate::model::{Address, Order, OrderItem, OrderPath, OrderStatus};
+use crate::ledger::{
+    change_mysql_stock, insert_movements, insert_orders, Reason, ROWS_PER_STATEMENT,
+};
+use crate::model::{Order, OrderPath, OrderStatus};
 use crate::scripts::adjust::{Adjust, AdjustMode, Adjusted};
 use crate::sync::SyncMode;
 use crate::Storage;
@@ -46,193 +51,6 @@ impl Placed {
 pub(crate) enum Attempt {
     Placed(Placed),
     Short { product: ProductId, have: i64 },
-}
-
-/// Why a stock change was made, as the ledger names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    Order,
-    Cancel,
-    PosSale,
-    PosReturn,
-    Restock,
-    Adjust,
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Order => "ORDER",
-            Self::Cancel => "CANCEL",
-            Self::PosSale => "POS_SALE",
-            Self::PosReturn => "POS_RETURN",
-            Self::Restock => "RESTOCK",
-            Self::Adjust => "ADJUST",
-        }
-    }
-}
-
-/// The result of an operator's stock change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StockChange {
-    pub before: i64,
-    pub after: i64,
-}
-
-pub(crate) fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-pub(crate) fn build_order(
-    order_id: String,
-    status: OrderStatus,
-    path: OrderPath,
-    destination: &Destination,
-    candidate: Candidate,
-    lines: &OrderLines,
-    prices: &[i64],
-) -> Order {
-    let (delivery_type, address) = match *destination {
-        Destination::Normal { address } => (sf_routing::DeliveryType::Normal, Some(address)),
-        Destination::SameDay { address, .. } => (sf_routing::DeliveryType::SameDay, Some(address)),
-        Destination::Pickup { address, .. } => (sf_routing::DeliveryType::Pickup, address),
-        Destination::InStore { .. } => (sf_routing::DeliveryType::InStore, None),
-    };
-    let items: Vec<OrderItem> = lines
-        .iter()
-        .zip(prices)
-        .map(|((p, q), price)| OrderItem {
-            product_id: p.get(),
-            quantity: q.get(),
-            unit_price: *price,
-        })
-        .collect();
-    let total_amount = items
-        .iter()
-        .map(|i| i64::from(i.quantity) * i.unit_price)
-        .sum();
-    Order {
-        order_id,
-        status,
-        path,
-        delivery_type,
-        fulfillment_location_id: candidate.location.get(),
-        distance_km: candidate.distance_km.map(|d| (d * 1000.0).round() / 1000.0),
-        delivery_address: address.map(|a| Address {
-            latitude: a.latitude(),
-            longitude: a.longitude(),
-        }),
-        items,
-        total_amount,
-        accepted_at_ms: now_ms(),
-        reason: None,
-    }
-}
-
-/// Rows per multi-row statement. MariaDB refuses a statement with more than 65,535 placeholders;
-/// the widest row here has 10, so no statement comes near the limit (or the packet size).
-pub(crate) const ROWS_PER_STATEMENT: usize = 1000;
-
-/// Inserts orders, their lines and their ledger rows (no stock change), a bounded number of rows
-/// per statement. Only `CONFIRMED` orders get ledger rows: the others took no stock.
-pub(crate) async fn insert_orders(
-    conn: &mut MySqlConnection,
-    orders: &[&Order],
-    reason: Reason,
-) -> StorageResult<()> {
-    for chunk in orders.chunks(ROWS_PER_STATEMENT) {
-        let mut sql = String::from(
-            "INSERT INTO orders (id, path, delivery_type, status, location_id, distance_km, \
-             delivery_latitude, delivery_longitude, total_amount, accepted_at, cancelled_at, \
-             reject_reason, rejected_at) VALUES ",
-        );
-        sql.push_str(
-            &vec![
-                "(?,?,?,?,?,?,?,?,?,FROM_UNIXTIME(? / 1000),IF(? = 'CANCELLED', NOW(3), NULL),?,IF(? = 'REJECTED', NOW(3), NULL))";
-                chunk.len()
-            ]
-            .join(","),
-        );
-        let mut q = sqlx::query(&sql);
-        for o in chunk {
-            let status = match o.status {
-                OrderStatus::Cancelled => "CANCELLED",
-                OrderStatus::Rejected => "REJECTED",
-                _ => "CONFIRMED",
-            };
-            q = q
-                .bind(&o.order_id)
-                .bind(o.path.as_str())
-                .bind(o.delivery_type.as_str())
-                .bind(status)
-                .bind(o.fulfillment_location_id)
-                .bind(o.distance_km)
-                .bind(o.delivery_address.map(|a| a.latitude))
-                .bind(o.delivery_address.map(|a| a.longitude))
-                .bind(o.total_amount)
-                .bind(o.accepted_at_ms)
-                .bind(status)
-                .bind(o.reason.as_deref())
-                .bind(status);
-        }
-        q.execute(&mut *conn).await?;
-    }
-
-    let lines: Vec<(&str, &crate::model::OrderItem)> = orders
-        .iter()
-        .flat_map(|o| o.items.iter().map(move |i| (o.order_id.as_str(), i)))
-        .collect();
-    for chunk in lines.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO order_lines (order_id, product_id, quantity, unit_price) VALUES {}",
-            vec!["(?,?,?,?)"; chunk.len()].join(",")
-        );
-        let mut q = sqlx::query(&sql);
-        for (id, i) in chunk {
-            q = q
-                .bind(*id)
-                .bind(i.product_id)
-                .bind(i.quantity)
-                .bind(i.unit_price);
-        }
-        q.execute(&mut *conn).await?;
-    }
-
-    let moves: Vec<(u64, u64, i64, &str)> = orders
-        .iter()
-        .filter(|o| o.status == OrderStatus::Confirmed)
-        .flat_map(|o| {
-            o.items.iter().map(move |i| {
-                (
-                    o.fulfillment_location_id,
-                    i.product_id,
-                    -i64::from(i.quantity),
-                    o.order_id.as_str(),
-                )
-            })
-        })
-        .collect();
-    insert_movements(conn, &moves, reason).await
-}
-
-/// Appends ledger rows `(location, product, delta, ref)`, a bounded number per statement.
-pub(crate) async fn insert_movements(
-    conn: &mut MySqlConnection,
-    moves: &[(u64, u64, i64, &str)],
-    reason: Reason,
-) -> StorageResult<()> {
-    for chunk in moves.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO stock_movements (location_id, product_id, delta, reason, ref_id) VALUES {}",
-            vec!["(?,?,?,?,?)"; chunk.len()].join(",")
-        );
-        let mut q = sqlx::query(&sql);
-        for (l, p, d, r) in chunk {
-            q = q.bind(l).bind(p).bind(d).bind(reason.as_str()).bind(*r);
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
 }
 
 impl Storage {
@@ -511,11 +329,11 @@ impl Storage {
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| StorageError::UnknownOrder(order_id.to_owned()))?;
-        let status: String = row.try_get("status")?;
-        let path: String = row.try_get("path")?;
+        let status: OrderStatus = row.try_get("status")?;
+        let path: OrderPath = row.try_get("path")?;
         let loc = LocationId::new_unchecked(row.try_get("location_id")?);
-        match status.as_str() {
-            "CONFIRMED" => {
+        match status {
+            OrderStatus::Confirmed => {
                 sqlx::query(
                     "UPDATE orders SET status = 'CANCELLED', cancelled_at = NOW(3) WHERE id = ?",
                 )
@@ -524,7 +342,7 @@ impl Storage {
                 .await?;
                 let deltas = order_deltas(&mut tx, order_id, 1).await?;
                 change_mysql_stock(&mut tx, loc, &deltas).await?;
-                let reason = if path == "POS" {
+                let reason = if path == OrderPath::Pos {
                     Reason::PosReturn
                 } else {
                     Reason::Cancel
@@ -536,7 +354,7 @@ impl Storage {
                 insert_movements(&mut tx, &moves, reason).await?;
                 Ok((tx, Some((loc, deltas))))
             }
-            "REJECTED" => {
+            OrderStatus::Rejected => {
                 sqlx::query(
                     "UPDATE orders SET status = 'CANCELLED', cancelled_at = NOW(3) WHERE id = ?",
                 )
@@ -571,10 +389,11 @@ impl Storage {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| StorageError::UnknownOrder(order_id.to_owned()))?;
-            let status: String = row.try_get("status")?;
-            if status != "REJECTED" {
+            let status: OrderStatus = row.try_get("status")?;
+            if status != OrderStatus::Rejected {
                 return Err(StorageError::Conflict(format!(
-                    "order {order_id} is {status}; only a REJECTED order can be retried"
+                    "order {order_id} is {}; only a REJECTED order can be retried",
+                    status.as_str()
                 )));
             }
             let loc = LocationId::new_unchecked(row.try_get("location_id")?);
@@ -619,129 +438,6 @@ impl Storage {
         self.order_from_mysql(order_id)
             .await?
             .ok_or_else(|| StorageError::UnknownOrder(order_id.to_owned()))
-    }
-
-    /// Sets (`target`) or changes (`delta`) the on-hand stock of one product at one location, as
-    /// an operator; recorded in the ledger and applied to Redis as a change.
-    #[tracing::instrument(skip(self))]
-    pub async fn change_stock(
-        &self,
-        loc: LocationId,
-        product: ProductId,
-        change: StockTarget,
-        reason: Reason,
-    ) -> StorageResult<StockChange> {
-        if !self
-            .locations()
-            .all
-            .iter()
-            .any(|l| l.location_id == loc.get())
-        {
-            self.refresh_locations().await?;
-            if self.locations().get(loc).is_none() {
-                return Err(StorageError::UnknownLocation(loc));
-            }
-        }
-        if self.catalog_product(product).is_none() {
-            self.refresh_catalog().await?;
-            self.catalog_product(product)
-                .ok_or(StorageError::UnknownProduct(product))?;
-        }
-        let deadline = self.db_deadline();
-        with_retry("stock change", || {
-            self.try_change_stock(loc, product, change, reason, deadline)
-        })
-        .await
-    }
-
-    async fn try_change_stock(
-        &self,
-        loc: LocationId,
-        product: ProductId,
-        change: StockTarget,
-        reason: Reason,
-        deadline: Instant,
-    ) -> StorageResult<StockChange> {
-        let (tx, delta, before) = self
-            .in_time(
-                deadline,
-                self.stock_change_statements(loc, product, change, reason),
-            )
-            .await?;
-        if delta == 0 {
-            self.commit_in_time(tx).await?;
-            return Ok(StockChange {
-                before,
-                after: before,
-            });
-        }
-        if let Some((_, have)) = self.commit_with_redis(tx, loc, &[(product, delta)]).await? {
-            return Err(StorageError::Conflict(format!(
-                "only {have} units of product {product} at location {loc} are free; the rest are reserved by orders that are not yet persisted, so the stock cannot go down by {}",
-                -delta
-            )));
-        }
-        Ok(StockChange {
-            before,
-            after: before + delta,
-        })
-    }
-
-    /// The statements of an operator's stock change, up to its commit step: the transaction, the
-    /// change, and the on-hand figure before it.
-    async fn stock_change_statements(
-        &self,
-        loc: LocationId,
-        product: ProductId,
-        change: StockTarget,
-        reason: Reason,
-    ) -> StorageResult<(sqlx::Transaction<'static, sqlx::MySql>, i64, i64)> {
-        let mut tx = self.db.begin().await?;
-        let lock = || {
-            sqlx::query_scalar::<_, i64>(
-                "SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ? FOR UPDATE",
-            )
-            .bind(loc.get())
-            .bind(product.get())
-        };
-        // The row is locked exclusively straight away: a shared lock first (as an INSERT IGNORE
-        // on an existing row takes) would deadlock two operators upgrading it at once.
-        let before = match lock().fetch_optional(&mut *tx).await? {
-            Some(v) => v,
-            None => {
-                // A product the location never carried gets a row that starts at zero.
-                sqlx::query(
-                    "INSERT IGNORE INTO stock (location_id, product_id, on_hand, initial_quantity) VALUES (?, ?, 0, 0)",
-                )
-                .bind(loc.get())
-                .bind(product.get())
-                .execute(&mut *tx)
-                .await?;
-                lock().fetch_one(&mut *tx).await?
-            }
-        };
-        let delta = match change {
-            StockTarget::Set(q) => q - before,
-            StockTarget::Add(d) => d,
-        };
-        let after = before + delta;
-        if after < 0 {
-            return Err(StorageError::Conflict(format!(
-                "on-hand stock of product {product} at location {loc} is {before}; a change of {delta} would make it negative"
-            )));
-        }
-        if delta == 0 {
-            return Ok((tx, 0, before));
-        }
-        change_mysql_stock(&mut tx, loc, &[(product, delta)]).await?;
-        let reference = format!("op-{}", uuid::Uuid::now_v7().simple());
-        insert_movements(
-            &mut tx,
-            &[(loc.get(), product.get(), delta, reference.as_str())],
-            reason,
-        )
-        .await?;
-        Ok((tx, delta, before))
     }
 
     /// The 409 for an order no candidate could fill. For a pickup it lists the nearby stores that
@@ -795,41 +491,6 @@ impl Storage {
     }
 }
 
-/// Changes one location's stock in MySQL: each row is locked, checked and changed by one
-/// conditional `UPDATE`, in product order (the order every writer uses, so writers never deadlock
-/// on each other's rows). Answers the first product that is short (with what it has), leaving the
-/// transaction to be rolled back.
-pub(crate) async fn change_mysql_stock(
-    conn: &mut MySqlConnection,
-    loc: LocationId,
-    deltas: &[(ProductId, i64)],
-) -> StorageResult<Option<(ProductId, i64)>> {
-    for (p, d) in deltas {
-        let changed = sqlx::query(
-            "UPDATE stock SET on_hand = on_hand + ? \
-             WHERE location_id = ? AND product_id = ? AND on_hand + ? >= 0",
-        )
-        .bind(d)
-        .bind(loc.get())
-        .bind(p.get())
-        .bind(d)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-        if changed == 0 {
-            let have: Option<i64> = sqlx::query_scalar(
-                "SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ?",
-            )
-            .bind(loc.get())
-            .bind(p.get())
-            .fetch_optional(&mut *conn)
-            .await?;
-            return Ok(Some((*p, have.unwrap_or(0))));
-        }
-    }
-    Ok(None)
-}
-
 /// The lines of an order as signed stock deltas (`sign` 1 gives units back, -1 takes them), in
 /// product order.
 async fn order_deltas(
@@ -851,13 +512,6 @@ async fn order_deltas(
             Ok((ProductId::new_unchecked(p), sign * i64::from(q)))
         })
         .collect()
-}
-
-/// An operator's stock change: an absolute target or a relative delta.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StockTarget {
-    Set(i64),
-    Add(i64),
 }
 
 /// Marks stock keys stale: written on MySQL alone, so Redis may differ until they are set from

@@ -1,26 +1,41 @@
 //! Storage for Stock Flow: MySQL (the system of record) through sqlx, Redis (the fast order path)
-//! through a bb8 pool of self-healing multiplexed connections, and the Lua scripts that decide orders in Redis.
+//! through a bb8 pool of self-healing multiplexed connections, and the Lua scripts that decide
+//! orders in Redis. [`Storage`] is sealed: callers use its methods and typed errors.
 //!
 //! # Layout
 //!
+//! Connections and formats:
 //! - [`db`]: the MySQL pool, embedded migrations, deadlock retry.
 //! - [`redis_stock`]: Redis connections and key names, running the Lua scripts.
 //! - [`scripts`]: one typed wrapper per Lua script (files under `persistence/lua/`): its keys,
 //!   arguments and decoded reply.
 //! - [`circuit`]: deadlines on Redis commands and the circuit breaker for Redis outages.
-//! - [`catalog`]: products and locations, with the in-memory copies routing and pricing read.
-//! - [`sync`]: loading and repairing Redis stock from MySQL at a consistent point.
-//! - [`db_lock`]: orders decided in a MySQL transaction (the DB-lock path and POS sales),
-//!   operator stock changes, and their cancels.
+//! - [`formats`]: what Redis and MySQL keep (order records, claims), versioned.
+//! - [`model`]: the records handed to callers.
+//!
+//! Writing orders and stock:
+//! - [`build`]: an order from a decision, for both paths.
+//! - [`ledger`]: the rows every writer shares (orders, lines, ledger rows, conditional stock
+//!   changes).
+//! - [`db_lock`]: orders decided in a MySQL transaction with row locks (the DB-lock path and POS
+//!   sales), their cancels, and the commit step every MySQL-first write ends with.
+//! - [`pos`]: the store POS's rule for returns.
+//! - [`stock_changes`]: operators' stock changes.
 //! - [`redis_path`]: orders decided by the reservation script, and their cancels.
 //! - [`consumer`]: the background writer that persists Redis order events to MySQL exactly once.
+//!
+//! Reading, keeping in step, and the rest:
+//! - [`catalog`]: products and locations, with the in-memory copies routing and pricing read.
 //! - [`orders`]: reading an order of any path.
+//! - [`sync`]: loading and repairing Redis stock from MySQL at a consistent point; recovery after
+//!   a Redis outage.
 //! - [`reconcile`]: the reconciliation pass, warm-up after Redis lost its data, housekeeping.
 //! - [`jobs`]: running scheduled jobs without overlap, under a lease, with every run recorded.
 //! - [`idempotency`], [`credentials`], [`seed`].
 //!
 //! This crate decides nothing about routing (that is `sf-routing`) and knows nothing of HTTP.
 
+pub mod build;
 pub mod catalog;
 pub mod circuit;
 pub mod consumer;
@@ -31,6 +46,7 @@ pub mod error;
 pub mod formats;
 pub mod idempotency;
 pub mod jobs;
+pub mod ledger;
 pub mod model;
 pub mod orders;
 pub mod pos;
@@ -39,6 +55,7 @@ pub mod redis_path;
 pub mod redis_stock;
 pub mod scripts;
 pub mod seed;
+pub mod stock_changes;
 pub mod sync;
 
 pub use circuit::{Circuit, CircuitState};
@@ -110,6 +127,8 @@ pub struct Storage {
     /// Stock keys that may differ from MySQL after a failure and could not be re-synced at once;
     /// [`Storage::drain_resync_queue`] sets them from MySQL.
     resync_queue: Mutex<BTreeMap<LocationId, BTreeSet<ProductId>>>,
+    /// Numbers the loads of the in-memory catalogue and locations, in the order they start.
+    loads: std::sync::atomic::AtomicU64,
 }
 
 impl Storage {
@@ -131,6 +150,7 @@ impl Storage {
             catalog: RwLock::default(),
             locations: RwLock::default(),
             resync_queue: Mutex::default(),
+            loads: Default::default(),
         };
         store.refresh_catalog().await?;
         store.refresh_locations().await?;
@@ -261,6 +281,11 @@ impl Storage {
         let up = result.is_ok();
         self.mysql_health.set(result);
         up
+    }
+
+    /// The number of a load of the in-memory copies that starts now.
+    pub(crate) fn next_load(&self) -> u64 {
+        self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
     }
 
     /// Replaces the Redis pool with a fresh one (after an outage: the old connections may still

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use sf_routing::{DeliveryType, LocationKind};
 
+/// Also read from MySQL as it is, from the text of the `status` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
@@ -36,6 +37,7 @@ impl OrderStatus {
     }
 }
 
+/// Also read from MySQL as it is, from the text of the `path` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderPath {
@@ -178,3 +180,30 @@ impl StockSource {
         }
     }
 }
+
+/// Reads an enum from MySQL through its text (the queries read ENUM columns as `CAST(x AS CHAR)`),
+/// so code compares variants, never strings.
+macro_rules! read_as_text {
+    ($t:ty) => {
+        impl sqlx::Type<sqlx::MySql> for $t {
+            fn type_info() -> sqlx::mysql::MySqlTypeInfo {
+                <str as sqlx::Type<sqlx::MySql>>::type_info()
+            }
+            fn compatible(ty: &sqlx::mysql::MySqlTypeInfo) -> bool {
+                <str as sqlx::Type<sqlx::MySql>>::compatible(ty)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, sqlx::MySql> for $t {
+            fn decode(
+                value: sqlx::mysql::MySqlValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                let text = <&str as sqlx::Decode<sqlx::MySql>>::decode(value)?;
+                Self::parse(text)
+                    .ok_or_else(|| format!("unknown {} {text:?}", stringify!($t)).into())
+            }
+        }
+    };
+}
+read_as_text!(OrderStatus);
+read_as_text!(OrderPath);

@@ -45,9 +45,8 @@ impl Storage {
             .collect::<StorageResult<Vec<_>>>()?;
             Ok(Some(Order {
                 order_id: r.try_get("id")?,
-                status: OrderStatus::parse(&r.try_get::<String, _>("status")?)
-                    .ok_or_else(|| bad("status"))?,
-                path: OrderPath::parse(&r.try_get::<String, _>("path")?).ok_or_else(|| bad("path"))?,
+                status: r.try_get("status")?,
+                path: r.try_get("path")?,
                 delivery_type: DeliveryType::parse(&r.try_get::<String, _>("delivery_type")?)
                     .ok_or_else(|| bad("delivery type"))?,
                 fulfillment_location_id: r.try_get("location_id")?,
@@ -143,7 +142,7 @@ impl Storage {
         let at = chrono::DateTime::from_timestamp_millis(detected_ms)
             .unwrap_or_default()
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        if crate::db_lock::now_ms() - detected_ms < LOSS_SETTLE_MS {
+        if crate::build::now_ms() - detected_ms < LOSS_SETTLE_MS {
             // A consumer batch that was on its way to MySQL at the loss may still bring it in.
             return StorageError::Unavailable(format!(
                 "redis lost its data at {at}; whether order {order_id} reached MySQL is known within seconds; retry shortly"

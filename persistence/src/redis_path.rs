@@ -2,7 +2,8 @@
 //! decrement all or none, write the order record and its event) and answered at once; the
 //! consumer persists it to MySQL afterwards.
 
-use crate::db_lock::{build_order, Placed};
+use crate::build::build_order;
+use crate::db_lock::Placed;
 use crate::error::{StorageError, StorageResult};
 use crate::formats::ClaimRecord;
 use crate::idempotency::IdempotencyRequest;
@@ -304,7 +305,7 @@ impl Storage {
         if let Some(record) = records.into_iter().find_map(RedisRecord::from_fields) {
             return record.order().map(Some);
         }
-        for chunk in ids.chunks(crate::db_lock::ROWS_PER_STATEMENT) {
+        for chunk in ids.chunks(crate::ledger::ROWS_PER_STATEMENT) {
             let sql = format!(
                 "SELECT id FROM orders WHERE id IN ({}) LIMIT 1",
                 crate::sync::marks(chunk.len())

@@ -6,8 +6,9 @@
 //!   [`Coordinates`], [`OrderLines`]) so code past the edge never re-checks them.
 //! - [`index`]: the in-memory [`LocationIndex`] of active warehouses and stores, with a latitude-band
 //!   prefilter so ranking stays fast with thousands of stores.
-//! - [`plan`]: turns a delivery request into ranked [`Candidate`]s and picks the first that can fill
-//!   every line.
+//! - [`plan`]: turns a delivery request into ranked [`Candidate`]s ([`candidates`]), and keeps, in
+//!   that order, those a stock view says can fill every line ([`eligible`]). The order paths try
+//!   the candidates in turn; the stock decides, under locks or in a script, which one takes it.
 //!
 //! This crate must never talk to a database, a cache or the network: callers hand it the locations
 //! and a stock lookup, and it answers with a decision.

@@ -1,0 +1,55 @@
+//! Building an order from a decision, for both paths: the lines with the server's prices, the
+//! destination, and the location that fulfils it.
+
+use crate::model::{Address, Order, OrderItem, OrderPath, OrderStatus};
+use sf_routing::{Candidate, Destination, OrderLines};
+
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+pub(crate) fn build_order(
+    order_id: String,
+    status: OrderStatus,
+    path: OrderPath,
+    destination: &Destination,
+    candidate: Candidate,
+    lines: &OrderLines,
+    prices: &[i64],
+) -> Order {
+    let (delivery_type, address) = match *destination {
+        Destination::Normal { address } => (sf_routing::DeliveryType::Normal, Some(address)),
+        Destination::SameDay { address, .. } => (sf_routing::DeliveryType::SameDay, Some(address)),
+        Destination::Pickup { address, .. } => (sf_routing::DeliveryType::Pickup, address),
+        Destination::InStore { .. } => (sf_routing::DeliveryType::InStore, None),
+    };
+    let items: Vec<OrderItem> = lines
+        .iter()
+        .zip(prices)
+        .map(|((p, q), price)| OrderItem {
+            product_id: p.get(),
+            quantity: q.get(),
+            unit_price: *price,
+        })
+        .collect();
+    let total_amount = items
+        .iter()
+        .map(|i| i64::from(i.quantity) * i.unit_price)
+        .sum();
+    Order {
+        order_id,
+        status,
+        path,
+        delivery_type,
+        fulfillment_location_id: candidate.location.get(),
+        distance_km: candidate.distance_km.map(|d| (d * 1000.0).round() / 1000.0),
+        delivery_address: address.map(|a| Address {
+            latitude: a.latitude(),
+            longitude: a.longitude(),
+        }),
+        items,
+        total_amount,
+        accepted_at_ms: now_ms(),
+        reason: None,
+    }
+}

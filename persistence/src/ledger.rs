@@ -1,0 +1,173 @@
+//! The MySQL rows every writer shares: orders with their lines and ledger rows, ledger rows
+//! alone, and the conditional stock change. The DB-lock path, operators' stock changes and the
+//! consumer all write through these, so a row is shaped one way whoever writes it.
+
+use crate::error::StorageResult;
+use crate::model::{Order, OrderStatus};
+use sf_routing::{LocationId, ProductId};
+use sqlx::MySqlConnection;
+
+/// Why a stock change was made, as the ledger names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Order,
+    Cancel,
+    PosSale,
+    PosReturn,
+    Restock,
+    Adjust,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Order => "ORDER",
+            Self::Cancel => "CANCEL",
+            Self::PosSale => "POS_SALE",
+            Self::PosReturn => "POS_RETURN",
+            Self::Restock => "RESTOCK",
+            Self::Adjust => "ADJUST",
+        }
+    }
+}
+
+/// Rows per multi-row statement. MariaDB refuses a statement with more than 65,535 placeholders;
+/// the widest row here has 10, so no statement comes near the limit (or the packet size).
+pub(crate) const ROWS_PER_STATEMENT: usize = 1000;
+
+/// Inserts orders, their lines and their ledger rows (no stock change), a bounded number of rows
+/// per statement. Only `CONFIRMED` orders get ledger rows: the others took no stock.
+pub(crate) async fn insert_orders(
+    conn: &mut MySqlConnection,
+    orders: &[&Order],
+    reason: Reason,
+) -> StorageResult<()> {
+    for chunk in orders.chunks(ROWS_PER_STATEMENT) {
+        let mut sql = String::from(
+            "INSERT INTO orders (id, path, delivery_type, status, location_id, distance_km, \
+             delivery_latitude, delivery_longitude, total_amount, accepted_at, cancelled_at, \
+             reject_reason, rejected_at) VALUES ",
+        );
+        sql.push_str(
+            &vec![
+                "(?,?,?,?,?,?,?,?,?,FROM_UNIXTIME(? / 1000),IF(? = 'CANCELLED', NOW(3), NULL),?,IF(? = 'REJECTED', NOW(3), NULL))";
+                chunk.len()
+            ]
+            .join(","),
+        );
+        let mut q = sqlx::query(&sql);
+        for o in chunk {
+            let status = match o.status {
+                OrderStatus::Cancelled => "CANCELLED",
+                OrderStatus::Rejected => "REJECTED",
+                _ => "CONFIRMED",
+            };
+            q = q
+                .bind(&o.order_id)
+                .bind(o.path.as_str())
+                .bind(o.delivery_type.as_str())
+                .bind(status)
+                .bind(o.fulfillment_location_id)
+                .bind(o.distance_km)
+                .bind(o.delivery_address.map(|a| a.latitude))
+                .bind(o.delivery_address.map(|a| a.longitude))
+                .bind(o.total_amount)
+                .bind(o.accepted_at_ms)
+                .bind(status)
+                .bind(o.reason.as_deref())
+                .bind(status);
+        }
+        q.execute(&mut *conn).await?;
+    }
+
+    let lines: Vec<(&str, &crate::model::OrderItem)> = orders
+        .iter()
+        .flat_map(|o| o.items.iter().map(move |i| (o.order_id.as_str(), i)))
+        .collect();
+    for chunk in lines.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO order_lines (order_id, product_id, quantity, unit_price) VALUES {}",
+            vec!["(?,?,?,?)"; chunk.len()].join(",")
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, i) in chunk {
+            q = q
+                .bind(*id)
+                .bind(i.product_id)
+                .bind(i.quantity)
+                .bind(i.unit_price);
+        }
+        q.execute(&mut *conn).await?;
+    }
+
+    let moves: Vec<(u64, u64, i64, &str)> = orders
+        .iter()
+        .filter(|o| o.status == OrderStatus::Confirmed)
+        .flat_map(|o| {
+            o.items.iter().map(move |i| {
+                (
+                    o.fulfillment_location_id,
+                    i.product_id,
+                    -i64::from(i.quantity),
+                    o.order_id.as_str(),
+                )
+            })
+        })
+        .collect();
+    insert_movements(conn, &moves, reason).await
+}
+
+/// Appends ledger rows `(location, product, delta, ref)`, a bounded number per statement.
+pub(crate) async fn insert_movements(
+    conn: &mut MySqlConnection,
+    moves: &[(u64, u64, i64, &str)],
+    reason: Reason,
+) -> StorageResult<()> {
+    for chunk in moves.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO stock_movements (location_id, product_id, delta, reason, ref_id) VALUES {}",
+            vec!["(?,?,?,?,?)"; chunk.len()].join(",")
+        );
+        let mut q = sqlx::query(&sql);
+        for (l, p, d, r) in chunk {
+            q = q.bind(l).bind(p).bind(d).bind(reason.as_str()).bind(*r);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Changes one location's stock in MySQL: each row is locked, checked and changed by one
+/// conditional `UPDATE`, in product order (the order every writer uses, so writers never deadlock
+/// on each other's rows). Answers the first product that is short (with what it has), leaving the
+/// transaction to be rolled back.
+pub(crate) async fn change_mysql_stock(
+    conn: &mut MySqlConnection,
+    loc: LocationId,
+    deltas: &[(ProductId, i64)],
+) -> StorageResult<Option<(ProductId, i64)>> {
+    for (p, d) in deltas {
+        let changed = sqlx::query(
+            "UPDATE stock SET on_hand = on_hand + ? \
+             WHERE location_id = ? AND product_id = ? AND on_hand + ? >= 0",
+        )
+        .bind(d)
+        .bind(loc.get())
+        .bind(p.get())
+        .bind(d)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            let have: Option<i64> = sqlx::query_scalar(
+                "SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ?",
+            )
+            .bind(loc.get())
+            .bind(p.get())
+            .fetch_optional(&mut *conn)
+            .await?;
+            return Ok(Some((*p, have.unwrap_or(0))));
+        }
+    }
+    Ok(None)
+}

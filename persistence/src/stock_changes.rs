@@ -1,0 +1,149 @@
+//! Operators' stock changes: set the on-hand stock of one product at one location, or change it
+//! by a delta; recorded in the ledger and applied to Redis as a change, like any MySQL-first
+//! write.
+
+use crate::db::with_retry;
+use crate::error::{StorageError, StorageResult};
+use crate::ledger::{change_mysql_stock, insert_movements, Reason};
+use crate::Storage;
+use sf_routing::{LocationId, ProductId};
+use tokio::time::Instant;
+
+/// An operator's stock change: an absolute target or a relative delta.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StockTarget {
+    Set(i64),
+    Add(i64),
+}
+
+/// The result of an operator's stock change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StockChange {
+    pub before: i64,
+    pub after: i64,
+}
+
+impl Storage {
+    /// Sets (`target`) or changes (`delta`) the on-hand stock of one product at one location, as
+    /// an operator; recorded in the ledger and applied to Redis as a change.
+    #[tracing::instrument(skip(self))]
+    pub async fn change_stock(
+        &self,
+        loc: LocationId,
+        product: ProductId,
+        change: StockTarget,
+        reason: Reason,
+    ) -> StorageResult<StockChange> {
+        if !self
+            .locations()
+            .all
+            .iter()
+            .any(|l| l.location_id == loc.get())
+        {
+            self.refresh_locations().await?;
+            if self.locations().get(loc).is_none() {
+                return Err(StorageError::UnknownLocation(loc));
+            }
+        }
+        if self.catalog_product(product).is_none() {
+            self.refresh_catalog().await?;
+            self.catalog_product(product)
+                .ok_or(StorageError::UnknownProduct(product))?;
+        }
+        let deadline = self.db_deadline();
+        with_retry("stock change", || {
+            self.try_change_stock(loc, product, change, reason, deadline)
+        })
+        .await
+    }
+
+    async fn try_change_stock(
+        &self,
+        loc: LocationId,
+        product: ProductId,
+        change: StockTarget,
+        reason: Reason,
+        deadline: Instant,
+    ) -> StorageResult<StockChange> {
+        let (tx, delta, before) = self
+            .in_time(
+                deadline,
+                self.stock_change_statements(loc, product, change, reason),
+            )
+            .await?;
+        if delta == 0 {
+            self.commit_in_time(tx).await?;
+            return Ok(StockChange {
+                before,
+                after: before,
+            });
+        }
+        if let Some((_, have)) = self.commit_with_redis(tx, loc, &[(product, delta)]).await? {
+            return Err(StorageError::Conflict(format!(
+                "only {have} units of product {product} at location {loc} are free; the rest are reserved by orders that are not yet persisted, so the stock cannot go down by {}",
+                -delta
+            )));
+        }
+        Ok(StockChange {
+            before,
+            after: before + delta,
+        })
+    }
+
+    /// The statements of an operator's stock change, up to its commit step: the transaction, the
+    /// change, and the on-hand figure before it.
+    async fn stock_change_statements(
+        &self,
+        loc: LocationId,
+        product: ProductId,
+        change: StockTarget,
+        reason: Reason,
+    ) -> StorageResult<(sqlx::Transaction<'static, sqlx::MySql>, i64, i64)> {
+        let mut tx = self.db.begin().await?;
+        let lock = || {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ? FOR UPDATE",
+            )
+            .bind(loc.get())
+            .bind(product.get())
+        };
+        // The row is locked exclusively straight away: a shared lock first (as an INSERT IGNORE
+        // on an existing row takes) would deadlock two operators upgrading it at once.
+        let before = match lock().fetch_optional(&mut *tx).await? {
+            Some(v) => v,
+            None => {
+                // A product the location never carried gets a row that starts at zero.
+                sqlx::query(
+                    "INSERT IGNORE INTO stock (location_id, product_id, on_hand, initial_quantity) VALUES (?, ?, 0, 0)",
+                )
+                .bind(loc.get())
+                .bind(product.get())
+                .execute(&mut *tx)
+                .await?;
+                lock().fetch_one(&mut *tx).await?
+            }
+        };
+        let delta = match change {
+            StockTarget::Set(q) => q - before,
+            StockTarget::Add(d) => d,
+        };
+        let after = before + delta;
+        if after < 0 {
+            return Err(StorageError::Conflict(format!(
+                "on-hand stock of product {product} at location {loc} is {before}; a change of {delta} would make it negative"
+            )));
+        }
+        if delta == 0 {
+            return Ok((tx, 0, before));
+        }
+        change_mysql_stock(&mut tx, loc, &[(product, delta)]).await?;
+        let reference = format!("op-{}", uuid::Uuid::now_v7().simple());
+        insert_movements(
+            &mut tx,
+            &[(loc.get(), product.get(), delta, reference.as_str())],
+            reason,
+        )
+        .await?;
+        Ok((tx, delta, before))
+    }
+}
