@@ -3,6 +3,7 @@
 --
 -- KEYS[1]     order record   <prefix>{L<loc>}:o:<orderId>
 -- KEYS[2]     event stream   <prefix>{L<loc>}:ev
+--             (the event: v=1, t=C, o, l; persistence/src/formats.rs reads it)
 -- KEYS[3..]   stock keys of the order's lines
 -- ARGV[1]     order id
 -- ARGV[2]     lines as "productId:quantity,..."
@@ -37,5 +38,5 @@ for i = 3, #KEYS do
 end
 redis.call('HSET', KEYS[1], 'st', 'C')
 redis.call('PERSIST', KEYS[1])
-redis.call('XADD', KEYS[2], '*', 't', 'C', 'o', ARGV[1], 'l', ARGV[2])
+redis.call('XADD', KEYS[2], '*', 'v', '1', 't', 'C', 'o', ARGV[1], 'l', ARGV[2])
 return {1}

@@ -3,6 +3,7 @@
 --
 -- KEYS[1]     order record   <prefix>{L<loc>}:o:<orderId>   (hash: st = A|C, j = order JSON)
 -- KEYS[2]     event stream   <prefix>{L<loc>}:ev
+--             (the event: v=1, t=R, o, l, j; persistence/src/formats.rs reads it)
 -- KEYS[3..]   stock keys     <prefix>{L<loc>}:s:<productId>, one per line, in product order
 -- ARGV[1]     order id
 -- ARGV[2]     order JSON (the answer; the consumer persists it to MySQL)
@@ -35,5 +36,5 @@ for i = 3, #KEYS do
   redis.call('DECRBY', KEYS[i], ARGV[i + 1])
 end
 redis.call('HSET', KEYS[1], 'st', 'A', 'j', ARGV[2])
-redis.call('XADD', KEYS[2], '*', 't', 'R', 'o', ARGV[1], 'l', ARGV[3], 'j', ARGV[2])
+redis.call('XADD', KEYS[2], '*', 'v', '1', 't', 'R', 'o', ARGV[1], 'l', ARGV[3], 'j', ARGV[2])
 return {1}

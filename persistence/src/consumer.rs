@@ -25,6 +25,7 @@
 
 use crate::db::with_retry;
 use crate::error::{StorageError, StorageResult};
+use crate::formats::{EventKind, StreamEvent};
 use crate::ledger::{insert_movements, insert_orders, Reason, ROWS_PER_STATEMENT};
 use crate::model::{Order, OrderStatus};
 use crate::redis_stock::{decode_lines, GROUP};
@@ -86,7 +87,7 @@ pub struct ConsumerStats {
 struct Event {
     loc: LocationId,
     stream_id: String,
-    kind: char,
+    kind: EventKind,
     order_id: String,
     lines: Vec<(ProductId, u32)>,
     json: Option<String>,
@@ -95,29 +96,22 @@ struct Event {
 }
 
 fn parse_event(loc: LocationId, entry: &StreamId) -> Event {
-    let field = |name: &str| entry.get::<String>(name);
     let mut event = Event {
         loc,
         stream_id: entry.id.clone(),
-        kind: '?',
-        order_id: field("o").unwrap_or_default(),
+        kind: EventKind::Other('?'),
+        order_id: entry.get::<String>("o").unwrap_or_default(),
         lines: Vec::new(),
-        json: field("j"),
+        json: entry.get::<String>("j"),
         unreadable: None,
     };
-    let problem = match (field("t"), field("o"), field("l")) {
-        (Some(t), Some(_), Some(l)) => match (t.chars().next(), decode_lines(&l)) {
-            (Some(kind), Ok(lines)) => {
-                event.kind = kind;
-                event.lines = lines;
-                None
-            }
-            (None, _) => Some("empty event kind".to_owned()),
-            (_, Err(e)) => Some(e.to_string()),
-        },
-        _ => Some("event lacks a field t, o or l".to_owned()),
-    };
-    event.unreadable = problem;
+    match StreamEvent::read(|name| entry.get::<String>(name)) {
+        Ok(e) => {
+            event.kind = e.kind;
+            event.lines = e.lines;
+        }
+        Err(why) => event.unreadable = Some(why),
+    }
     event
 }
 
@@ -412,7 +406,7 @@ async fn dead_letter(
         order_id: &event.order_id,
         stream_id: &event.stream_id,
         error,
-        reject_reason: (event.kind == 'R').then_some(reason.as_str()),
+        reject_reason: (event.kind == EventKind::Reservation).then_some(reason.as_str()),
     };
     let moved = {
         let mut redis = store.conn().await?;
@@ -427,7 +421,7 @@ async fn dead_letter(
         "event {} of order {} cannot be persisted; moved to the dead-letter stream", event.stream_id, event.order_id
     );
     // Best effort: a readable order is also listed as REJECTED in MySQL for operators.
-    if event.kind == 'R' {
+    if event.kind == EventKind::Reservation {
         if let Some(order) = event
             .json
             .as_deref()
@@ -512,7 +506,7 @@ async fn apply_and_ack(
             .map(|e| AckEvent {
                 order_id: &e.order_id,
                 stream_id: &e.stream_id,
-                kind: e.kind,
+                kind: e.kind.as_char(),
             })
             .collect();
         let ack = Ack {
@@ -543,7 +537,7 @@ struct Applied {
 async fn lock_orders(
     conn: &mut sqlx::MySqlConnection,
     ids: &[&str],
-) -> StorageResult<HashMap<String, String>> {
+) -> StorageResult<HashMap<String, OrderStatus>> {
     let mut status = HashMap::new();
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
@@ -738,7 +732,7 @@ struct Classified<'a> {
 
 fn classify<'a>(
     events: &'a [Event],
-    status: &HashMap<String, String>,
+    status: &HashMap<String, OrderStatus>,
 ) -> StorageResult<Classified<'a>> {
     let mut new_orders: Vec<(Order, LocationId)> = Vec::new();
     let mut inserted: HashSet<&str> = HashSet::new();
@@ -749,9 +743,9 @@ fn classify<'a>(
     let mut ackable = HashSet::new();
     let mut duplicates = 0;
     for e in events {
-        let known = status.get(&e.order_id).map(String::as_str);
+        let known = status.get(&e.order_id).copied();
         match e.kind {
-            'R' => {
+            EventKind::Reservation => {
                 if known.is_some() || inserted.contains(e.order_id.as_str()) {
                     duplicates += 1;
                 } else {
@@ -776,10 +770,10 @@ fn classify<'a>(
                 }
                 ackable.insert((e.stream_id.clone(), e.loc));
             }
-            'C' => {
+            EventKind::Cancel => {
                 let persisted =
-                    known == Some("CONFIRMED") || inserted.contains(e.order_id.as_str());
-                if matches!(known, Some("CANCELLED" | "REJECTED"))
+                    known == Some(OrderStatus::Confirmed) || inserted.contains(e.order_id.as_str());
+                if matches!(known, Some(OrderStatus::Cancelled | OrderStatus::Rejected))
                     || cancelled.contains(e.order_id.as_str())
                 {
                     duplicates += 1;
@@ -795,7 +789,7 @@ fn classify<'a>(
                     waiting.push(e);
                 }
             }
-            other => {
+            EventKind::Other(other) => {
                 tracing::error!(order = %e.order_id, kind = %other, "unknown event kind; acknowledged without effect");
                 ackable.insert((e.stream_id.clone(), e.loc));
             }
@@ -973,7 +967,7 @@ async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Applied> {
         let missing = -on_hand[&(loc, it.product_id)];
         let event = fresh
             .iter()
-            .find(|e| e.kind == 'R' && e.order_id == order.order_id)
+            .find(|e| e.kind == EventKind::Reservation && e.order_id == order.order_id)
             .copied();
         // A cancel MySQL has not seen yet may have freed the units others took meanwhile: then
         // this order waits for a later batch instead.
@@ -1215,7 +1209,7 @@ mod tests {
         Event {
             loc: LOC,
             stream_id: stream_id.into(),
-            kind: 'R',
+            kind: EventKind::Reservation,
             order_id: id.into(),
             lines: vec![(ProductId::new_unchecked(9), 2)],
             json: Some(crate::formats::OrderRecord::encode(&order)),
@@ -1225,16 +1219,16 @@ mod tests {
 
     fn cancel(id: &str, stream_id: &str) -> Event {
         Event {
-            kind: 'C',
+            kind: EventKind::Cancel,
             json: None,
             ..reservation(id, stream_id)
         }
     }
 
-    fn status(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    fn status(pairs: &[(&str, &str)]) -> HashMap<String, OrderStatus> {
         pairs
             .iter()
-            .map(|(o, s)| (o.to_string(), s.to_string()))
+            .map(|(o, s)| (o.to_string(), OrderStatus::parse(s).unwrap()))
             .collect()
     }
 
@@ -1299,7 +1293,7 @@ mod tests {
     #[test]
     fn an_unknown_kind_is_acknowledged_without_effect() {
         let events = [Event {
-            kind: 'Z',
+            kind: EventKind::Other('Z'),
             ..cancel("4-a", "1-0")
         }];
         let c = classify(&events, &status(&[])).unwrap();

@@ -5,7 +5,7 @@
 //! | format | where | version |
 //! |---|---|---|
 //! | [`OrderRecord`] | an order's Redis record (field `j`), its reservation event (field `j`), the answer an idempotency key replays (Redis claim, MySQL `idempotency_keys.response`) | `v` field; absent = 1 |
-//! | the stream event | `<p>{L<loc>}:ev` entries: `t` (kind), `o` (order id), `l` (lines `p:q,…`), `j` (an [`OrderRecord`], reservations only) | the kinds are the version: readers ignore kinds they do not know |
+//! | [`StreamEvent`] | `<p>{L<loc>}:ev` entries: `v`, `t` (kind), `o` (order id), `l` (lines `p:q,…`), `j` (an [`OrderRecord`], reservations only) | `v` field; absent = 1; a kind a reader does not know is acknowledged without effect |
 //! | the idempotency claim | `<p>idem:<scope>:<key>` | its `2\|` prefix (version 1, `<fingerprint>\|<answer>`, is still read) |
 
 use crate::error::{StorageError, StorageResult};
@@ -124,6 +124,135 @@ impl OrderRecord {
             accepted_at_ms: r.accepted_at_ms,
             reason: r.reason,
         })
+    }
+}
+
+/// The kind of a stream event (its `t` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// `R`: a reservation; the event carries the order (`j`).
+    Reservation,
+    /// `C`: a cancel of the order.
+    Cancel,
+    /// A kind this release does not know (a newer writer's): acknowledged without effect.
+    Other(char),
+}
+
+impl EventKind {
+    pub fn from_char(c: char) -> Self {
+        match c {
+            'R' => Self::Reservation,
+            'C' => Self::Cancel,
+            other => Self::Other(other),
+        }
+    }
+
+    pub fn as_char(self) -> char {
+        match self {
+            Self::Reservation => 'R',
+            Self::Cancel => 'C',
+            Self::Other(c) => c,
+        }
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.as_char())
+    }
+}
+
+/// An order event in a location's stream, as the scripts write it: `v` (format version; absent
+/// in events written before versioning, read as 1), `t` ([`EventKind`]), `o` (the order id), `l`
+/// (its lines, `p:q,…`), and for a reservation `j` (its [`OrderRecord`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamEvent {
+    pub kind: EventKind,
+    pub order_id: String,
+    pub lines: Vec<(sf_routing::ProductId, u32)>,
+    pub record: Option<String>,
+}
+
+impl StreamEvent {
+    /// The version the scripts write.
+    pub const VERSION: u8 = 1;
+
+    /// Reads an event from its fields; the error says why it cannot be read.
+    pub fn read(field: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let version = match field("v") {
+            None => 1,
+            Some(v) => v
+                .parse::<u8>()
+                .map_err(|_| format!("bad event version {v:?}"))?,
+        };
+        if version > Self::VERSION {
+            return Err(format!(
+                "event version {version} is newer than this release reads ({})",
+                Self::VERSION
+            ));
+        }
+        let (Some(t), Some(o), Some(l)) = (field("t"), field("o"), field("l")) else {
+            return Err("event lacks a field t, o or l".to_owned());
+        };
+        let kind = t
+            .chars()
+            .next()
+            .map(EventKind::from_char)
+            .ok_or("empty event kind")?;
+        let lines = crate::redis_stock::decode_lines(&l).map_err(|e| e.to_string())?;
+        Ok(Self {
+            kind,
+            order_id: o,
+            lines,
+            record: field("j"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod event_tests {
+    use super::*;
+
+    fn fields<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn an_event_without_a_version_is_read_as_version_one() {
+        let e = StreamEvent::read(fields(&[("t", "C"), ("o", "4-a"), ("l", "9:2,11:1")])).unwrap();
+        assert_eq!(e.kind, EventKind::Cancel);
+        assert_eq!(e.order_id, "4-a");
+        assert_eq!(e.lines.len(), 2);
+        assert_eq!(e.record, None);
+        let e = StreamEvent::read(fields(&[
+            ("v", "1"),
+            ("t", "R"),
+            ("o", "4-a"),
+            ("l", "9:2"),
+            ("j", "{}"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (e.kind, e.record.as_deref()),
+            (EventKind::Reservation, Some("{}"))
+        );
+    }
+
+    #[test]
+    fn a_newer_or_broken_event_says_why() {
+        let newer = StreamEvent::read(fields(&[("v", "2"), ("t", "R"), ("o", "x"), ("l", "")]));
+        assert!(newer.unwrap_err().contains("newer"));
+        let missing = StreamEvent::read(fields(&[("t", "R"), ("o", "x")]));
+        assert!(missing.unwrap_err().contains("lacks"));
+        let lines = StreamEvent::read(fields(&[("t", "R"), ("o", "x"), ("l", "9:x")]));
+        assert!(lines.is_err());
+        let other = StreamEvent::read(fields(&[("t", "Z"), ("o", "x"), ("l", "")])).unwrap();
+        assert_eq!(other.kind, EventKind::Other('Z'));
     }
 }
 

@@ -7,6 +7,7 @@
 //! against MySQL, and finally `sync.lua` recomputes and sets the keys atomically in Redis.
 
 use crate::error::{StorageError, StorageResult};
+use crate::model::OrderStatus;
 use crate::redis_stock::decode_lines;
 use crate::scripts::sync::SyncKeys;
 use crate::Storage;
@@ -293,7 +294,7 @@ impl Storage {
         conn: &mut MySqlConnection,
         events: &[(String, String)],
     ) -> StorageResult<Vec<(String, String)>> {
-        let mut status: HashMap<String, String> = HashMap::new();
+        let mut status: HashMap<String, OrderStatus> = HashMap::new();
         let ids: Vec<&str> = {
             let mut v: Vec<&str> = events.iter().map(|(o, _)| o.as_str()).collect();
             v.sort_unstable();
@@ -317,8 +318,8 @@ impl Storage {
             .iter()
             .filter(|(o, t)| {
                 matches!(
-                    (status.get(o).map(String::as_str), t.as_str()),
-                    (Some(_), "R") | (Some("CANCELLED" | "REJECTED"), "C")
+                    (status.get(o), t.as_str()),
+                    (Some(_), "R") | (Some(OrderStatus::Cancelled | OrderStatus::Rejected), "C")
                 )
             })
             .cloned()
