@@ -102,6 +102,19 @@ impl Shedder {
         self.limits
     }
 
+    /// A slot for a request of `kind`: at once when one is free (no timer on the common path),
+    /// else the first one to free up within `shed_wait`.
+    async fn admit(&self, kind: Kind) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let permits = &self.permits[kind as usize];
+        if let Ok(p) = permits.clone().try_acquire_owned() {
+            return Some(p);
+        }
+        tokio::time::timeout(self.limits.shed_wait, permits.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()
+    }
+
     /// Requests of `kind` refused so far.
     pub fn shed(&self, kind: Kind) -> u64 {
         self.shed[kind as usize].load(Ordering::Relaxed)
@@ -195,14 +208,9 @@ impl<E: Endpoint> Endpoint for Edge<E> {
         }
         let permit = match Kind::of(req.method(), req.uri().path()) {
             None => None,
-            Some(kind) => match tokio::time::timeout(
-                self.shedder.limits.shed_wait,
-                self.shedder.permits[kind as usize].clone().acquire_owned(),
-            )
-            .await
-            {
-                Ok(Ok(p)) => Some(p),
-                _ => {
+            Some(kind) => match self.shedder.admit(kind).await {
+                Some(p) => Some(p),
+                None => {
                     self.shedder.shed[kind as usize].fetch_add(1, Ordering::Relaxed);
                     return Ok(into_response(&Problem::new(
                         503,
