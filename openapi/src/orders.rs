@@ -93,11 +93,7 @@ impl OrdersApi {
             path: OrderPath::DbLock,
             idempotency,
         };
-        let placed = self
-            .state
-            .write(|s| async move { s.place_db_lock(&order).await })
-            .await?;
-        Ok(placed.into())
+        Ok(self.state.place_db_lock(order).await?.into())
     }
 
     /// Cancel an order (DB-lock path)

@@ -18,6 +18,16 @@ pub struct ApiState {
 }
 
 impl ApiState {
+    /// Places an order on the DB-lock path (an online order or a POS sale), as a write of its
+    /// own ([`ApiState::write`]).
+    pub async fn place_db_lock(
+        &self,
+        order: sf_persistence::db_lock::DbLockOrder,
+    ) -> sf_persistence::StorageResult<sf_persistence::db_lock::Placed> {
+        self.write(|s| async move { s.place_db_lock(&order).await })
+            .await
+    }
+
     /// Runs a write in a task of its own. When a client goes away, its request's future is
     /// dropped wherever it stands; a write cut between its Redis step and its MySQL commit would
     /// leave the two apart. In its own task, the write always reaches its end (each step bounded

@@ -343,11 +343,7 @@ impl StoresApi {
             path: OrderPath::Pos,
             idempotency,
         };
-        let placed = self
-            .state
-            .write(|s| async move { s.place_db_lock(&order).await })
-            .await?;
-        Ok(placed.into())
+        Ok(self.state.place_db_lock(order).await?.into())
     }
 
     /// POS cancel or return
