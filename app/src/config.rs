@@ -24,6 +24,19 @@ pub struct StorageConfig {
     /// Redis URL.
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379/0")]
     pub redis_url: String,
+    /// Seed nodes of a Redis Cluster, comma-separated `redis://host:port`. When set, the service
+    /// uses a cluster-aware client (following failovers by itself) and `REDIS_URL` is not used.
+    #[arg(long, env = "REDIS_CLUSTER_NODES", value_delimiter = ',', num_args = 0..)]
+    pub redis_cluster_nodes: Vec<String>,
+    /// Replicas that must hold a Redis-path order before it is answered 202 (Redis `WAIT`); 0
+    /// answers as soon as the master holds it. An order that reaches fewer replicas in time is
+    /// answered 202 with `"replicated": false`, a `Replicas` header saying how many, and the
+    /// advice to check it.
+    #[arg(long, env = "REDIS_MIN_REPLICA_ACKS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=16))]
+    pub redis_min_replica_acks: u32,
+    /// Milliseconds the Redis path waits for `REDIS_MIN_REPLICA_ACKS` replicas.
+    #[arg(long, env = "REDIS_WAIT_TIMEOUT_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub redis_wait_timeout_ms: u64,
     /// Prefix of every Redis key this service uses (no braces).
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "sf:")]
     pub redis_key_prefix: String,

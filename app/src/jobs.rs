@@ -3,7 +3,10 @@
 
 use crate::config::Config;
 use sf_persistence::jobs::{JobKind, JobRunner, RunOutcome};
+use chrono::{DateTime, Utc};
 use sf_persistence::Storage;
+use sf_routing::LocationId;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -85,7 +88,6 @@ pub async fn watch_redis(
     probe: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut seen = None;
     let mut last_check: Option<tokio::time::Instant> = None;
     let mut last_attempt: Option<tokio::time::Instant> = None;
     loop {
@@ -106,7 +108,7 @@ pub async fn watch_redis(
         }
         if storage.circuit().trusted() && last_check.is_none_or(|t| t.elapsed() >= every) {
             last_check = Some(tokio::time::Instant::now());
-            check_redis(&storage, &mut seen).await;
+            check_redis(&storage).await;
         }
         tokio::select! {
             _ = tokio::time::sleep(probe.min(every)) => {}
@@ -151,27 +153,55 @@ pub async fn watch_mysql(
     }
 }
 
-/// One check of a trusted Redis: its data, stale keys, queued keys.
-async fn check_redis(storage: &Storage, seen: &mut Option<chrono::DateTime<chrono::Utc>>) {
-    match storage.redis_epoch().await {
-        Ok(Some(epoch)) => *seen = Some(epoch),
-        Ok(None) => {
-            if let Some(since) = *seen {
-                tracing::warn!(loaded_at = %since, "redis lost its data (restart without persistence or flush); reloading stock from MySQL");
-                if let Err(e) = storage.record_data_loss(since).await {
-                    tracing::error!(error = %e, "could not record the redis data loss");
-                }
-            } else {
-                tracing::info!("warming redis up: loading stock from MySQL");
-            }
-            match storage.warm_up().await {
-                Ok(_) => *seen = storage.redis_epoch().await.ok().flatten().or(*seen),
-                Err(e) => tracing::error!(error = %e, "warm-up failed; retrying"),
-            }
-        }
+/// One check of a trusted Redis: each location's data, stale keys, queued keys. A location whose
+/// epoch marker is gone, or differs from the one this instance knew (a key load or an earlier
+/// check saw it), had its data lost (on a cluster, with the shard that held it); only such
+/// locations are recorded and reloaded.
+async fn check_redis(storage: &Storage) {
+    let locations = storage.all_location_ids();
+    let epochs = match storage.redis_epochs(&locations).await {
+        Ok(e) => e,
         Err(e) => {
             tracing::warn!(error = %e, "cannot reach redis to check its data");
             return;
+        }
+    };
+    let mut cold = Vec::new();
+    let mut lost: BTreeMap<DateTime<Utc>, Vec<LocationId>> = BTreeMap::new();
+    for (loc, epoch) in epochs {
+        let before = storage.known_epoch(loc);
+        // A marker is only ever set where missing: gone, or back with another time, it went
+        // missing since the last check, and the location's data with it.
+        if epoch.is_none() || before.is_some_and(|b| Some(b) != epoch) {
+            cold.push(loc);
+            if let Some(since) = before {
+                lost.entry(since).or_default().push(loc);
+            }
+        }
+        storage.set_known_epoch(loc, epoch);
+    }
+    for (since, locations) in &lost {
+        tracing::warn!(loaded_at = %since, locations = ?locations, "redis lost the data of {} locations (restart without persistence, flush, or a shard that lost it); reloading their stock from MySQL", locations.len());
+        if let Err(e) = storage.record_data_loss(*since, locations).await {
+            tracing::error!(error = %e, "could not record the redis data loss");
+        }
+    }
+    if !cold.is_empty() {
+        if lost.is_empty() {
+            tracing::info!(
+                locations = cold.len(),
+                "warming redis up: loading stock from MySQL"
+            );
+        }
+        match storage.warm_up(&cold).await {
+            Ok(_) => {
+                if let Ok(epochs) = storage.redis_epochs(&cold).await {
+                    for (loc, at) in epochs {
+                        storage.set_known_epoch(loc, at);
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "warm-up failed; retrying"),
         }
     }
     match storage.resync_stale_keys().await {

@@ -148,9 +148,63 @@ async fn run_seed(
 }
 
 async fn clear_redis(storage: &StorageConfig) -> anyhow::Result<u64> {
-    let client = redis::Client::open(storage.redis_url.as_str())?;
+    let mut removed = 0;
+    for url in redis_servers(storage).await? {
+        removed += clear_server(&url, &storage.redis_key_prefix).await?;
+    }
+    Ok(removed)
+}
+
+/// The servers holding the service's keys: `REDIS_URL`, or every master of the cluster
+/// (from `CLUSTER NODES` of the first seed that answers).
+async fn redis_servers(storage: &StorageConfig) -> anyhow::Result<Vec<String>> {
+    let seeds: Vec<&String> = storage
+        .redis_cluster_nodes
+        .iter()
+        .filter(|n| !n.trim().is_empty())
+        .collect();
+    if seeds.is_empty() {
+        return Ok(vec![storage.redis_url.clone()]);
+    }
+    let mut last = None;
+    for seed in seeds {
+        let nodes = async {
+            let client = redis::Client::open(seed.trim())?;
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            redis::cmd("CLUSTER")
+                .arg("NODES")
+                .query_async::<String>(&mut conn)
+                .await
+        };
+        match nodes.await {
+            Ok(nodes) => {
+                return Ok(nodes
+                    .lines()
+                    .filter_map(|line| {
+                        let fields: Vec<&str> = line.split_whitespace().collect();
+                        let flags = fields.get(2)?;
+                        let live_master = flags.split(',').any(|f| f == "master")
+                            && !flags.contains("fail");
+                        let addr = fields.get(1)?.split('@').next()?;
+                        live_master.then(|| format!("redis://{addr}"))
+                    })
+                    .collect())
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(anyhow::anyhow!(
+        "no seed node of REDIS_CLUSTER_NODES answered CLUSTER NODES: {}",
+        last.map(|e| e.to_string()).unwrap_or_default()
+    ))
+}
+
+/// Unlinks the keys under `prefix` on one server, one key per command (on a cluster node, keys
+/// of different slots cannot share a command).
+async fn clear_server(url: &str, prefix: &str) -> anyhow::Result<u64> {
+    let client = redis::Client::open(url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
-    let pattern = format!("{}*", storage.redis_key_prefix);
+    let pattern = format!("{prefix}*");
     let mut cursor: u64 = 0;
     let mut removed = 0;
     loop {
@@ -164,10 +218,11 @@ async fn clear_redis(storage: &StorageConfig) -> anyhow::Result<u64> {
             .await?;
         if !keys.is_empty() {
             removed += keys.len() as u64;
-            let _: () = redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async(&mut conn)
-                .await?;
+            let mut pipe = redis::pipe();
+            for k in &keys {
+                pipe.cmd("UNLINK").arg(k).ignore();
+            }
+            let _: () = pipe.query_async(&mut conn).await?;
         }
         if next == 0 {
             return Ok(removed);

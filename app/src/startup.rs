@@ -9,7 +9,7 @@ use sf_openapi::metrics::Metrics;
 use sf_openapi::ApiState;
 use sf_persistence::consumer::{self, ConsumerConfig, ConsumerStats};
 use sf_persistence::jobs::JobRunner;
-use sf_persistence::{db, redis_stock, RedisSettings, Storage, StorageOptions};
+use sf_persistence::{db, redis_link, RedisSettings, Storage, StorageOptions};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -34,7 +34,7 @@ fn consumer_config(config: &Config, name: &str) -> ConsumerConfig {
     ConsumerConfig {
         name: name.to_owned(),
         batch: config.consumer_batch,
-        block: Duration::from_millis(100),
+        idle: Duration::from_millis(10),
         reclaim_idle: Duration::from_millis(config.consumer_reclaim_idle_ms),
     }
 }
@@ -61,15 +61,32 @@ pub async fn connect(config: &Config) -> anyhow::Result<Arc<Storage>> {
     .await
     .with_context(|| format!("connecting to MySQL at {}", redact(&s.database_url)))?;
     db::migrate(&pool).await.context("applying migrations")?;
-    let redis = redis_stock::connect(RedisSettings {
+    let cluster_nodes: Vec<String> = s
+        .redis_cluster_nodes
+        .iter()
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .collect();
+    let redis_at = if cluster_nodes.is_empty() {
+        redact(&s.redis_url)
+    } else {
+        format!(
+            "the cluster seeded by {}",
+            cluster_nodes.iter().map(|n| redact(n)).collect::<Vec<_>>().join(", ")
+        )
+    };
+    let redis = redis_link::connect(RedisSettings {
         url: s.redis_url.clone(),
+        cluster_nodes,
         pool_size: s.redis_pool_size,
         connect_timeout: Duration::from_millis(s.redis_connect_timeout_ms),
         command_timeout: Duration::from_millis(s.redis_command_timeout_ms),
         probe_every: Duration::from_millis(s.redis_probe_ms),
+        min_replica_acks: s.redis_min_replica_acks,
+        wait_timeout: Duration::from_millis(s.redis_wait_timeout_ms),
     })
     .await
-    .with_context(|| format!("connecting to Redis at {}", redact(&s.redis_url)))?;
+    .with_context(|| format!("connecting to Redis at {redis_at}"))?;
     let storage = Storage::new(
         pool,
         redis,

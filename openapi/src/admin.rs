@@ -285,6 +285,9 @@ pub struct DataLossBody {
     pub since: String,
     /// When the service noticed (RFC 3339).
     pub detected_at: String,
+    /// The locations whose Redis data was lost (each location's data lives on one shard of a
+    /// cluster; a single server loses them all).
+    pub locations: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -649,6 +652,7 @@ impl AdminApi {
                 .map(|l| DataLossBody {
                     since: rfc3339_ms(l.since_ms),
                     detected_at: rfc3339_ms(l.detected_ms),
+                    locations: l.locations,
                 })
                 .collect(),
         }))

@@ -111,7 +111,7 @@ impl Metrics {
         let degraded = IntCounterVec::new(
             Opts::new(
                 "degraded_total",
-                "Work done in degraded mode while Redis was unreachable, by kind",
+                "Work done in degraded mode (Redis unreachable, or its replicas behind), by kind",
             ),
             &["kind"],
         )
@@ -244,6 +244,7 @@ impl Metrics {
             ("mysql_only_writes", &c.degraded_writes),
             ("redis_orders_shed", &c.shed_orders),
             ("mysql_stock_reads", &c.mysql_reads),
+            ("redis_orders_unreplicated", &c.unreplicated),
         ] {
             catch_up(
                 &self.degraded.with_label_values(&[kind]),

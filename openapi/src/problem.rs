@@ -27,6 +27,10 @@ pub struct Problem {
     /// The product the problem is about, when there is one.
     #[oai(skip_serializing_if_is_none)]
     pub product_id: Option<u64>,
+    /// The order the problem is about, when there is one (an order accepted but not yet
+    /// replicated: `/problems/order-not-replicated`).
+    #[oai(skip_serializing_if_is_none)]
+    pub order_id: Option<String>,
     /// For a pickup that the chosen store cannot fill: nearby stores that can, nearest first.
     #[oai(skip_serializing_if_is_none)]
     pub alternatives: Option<Vec<AlternativeStore>>,
@@ -61,6 +65,7 @@ impl Problem {
             status,
             detail: detail.into(),
             product_id: None,
+            order_id: None,
             alternatives: None,
         }
     }
@@ -108,6 +113,21 @@ impl From<DomainError> for Problem {
 
 impl From<StorageError> for Problem {
     fn from(e: StorageError) -> Self {
+        if let StorageError::NotReplicated { order, .. } = &e {
+            tracing::warn!(error = %e, "order answered before enough replicas held it");
+            return Self {
+                order_id: Some(order.order_id.clone()),
+                ..Self::new(
+                    504,
+                    "order-not-replicated",
+                    "Accepted, not yet replicated",
+                    format!(
+                        "{e}. Retry with the same Idempotency-Key: the retry answers 202 with this same order once the replicas hold it (or 410 if it was lost). Without a key, look the order up (GET /api/redis/orders/{}) before placing it again.",
+                        order.order_id
+                    ),
+                )
+            };
+        }
         if e.is_server_error() {
             if let StorageError::RedisDown(detail) = &e {
                 // Expected while Redis is down, once per shed request: not worth a log line each.
@@ -242,7 +262,7 @@ pub fn into_response(p: &Problem) -> poem::Response {
     let mut resp = poem::Response::builder()
         .status(StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .content_type(CONTENT_TYPE);
-    if p.status == 503 {
+    if p.status == 503 || p.status == 504 {
         resp = resp.header("Retry-After", "1");
     }
     resp.body(p.to_json_string())
@@ -262,6 +282,7 @@ const STATUSES: &[(u16, &str)] = &[
     (422, "Valid against the schema, but breaks a rule that spans fields or needs the current data (an address missing for its delivery type, `storeId` on a non-pickup order, two lines of one product summing over 1000, an `Idempotency-Key` reused with another body)."),
     (500, "The service failed; the cause is logged, never shown."),
     (503, "Temporarily unavailable (a store is down or slow, the stock cache is recovering) or overloaded: nothing was changed, unless the `detail` says the outcome is unknown. Retry after `Retry-After` seconds (with the same `Idempotency-Key`)."),
+    (504, "A Redis-path order the Redis master holds, but fewer replicas than `REDIS_MIN_REPLICA_ACKS` confirmed it within `REDIS_WAIT_TIMEOUT_MS` (`/problems/order-not-replicated`, with its `orderId`): it stands unless that master fails before replicating it. Retry after `Retry-After` seconds with the same `Idempotency-Key`: the retry answers 202 with the same order once replicas hold it, or 410 if it was lost."),
 ];
 
 impl std::fmt::Display for Problem {
@@ -287,7 +308,7 @@ impl ApiResponse for Problem {
                         content_type: CONTENT_TYPE,
                         schema: <Problem as Type>::schema_ref(),
                     }],
-                    headers: if *status == 503 {
+                    headers: if *status == 503 || *status == 504 {
                         vec![MetaHeader {
                             name: "Retry-After".into(),
                             description: Some("Seconds to wait before retrying.".into()),

@@ -3,17 +3,21 @@
 -- can commit while this runs.
 --
 -- KEYS[1]     event stream <prefix>{L<loc>}:ev (events accepted in Redis, not yet known persisted)
--- KEYS[2..]   stock keys <prefix>{L<loc>}:s:<productId>
+-- KEYS[2..n+1] stock keys <prefix>{L<loc>}:s:<productId> (n products)
+-- KEYS[n+2]   the location's epoch marker <prefix>{L<loc>}:epoch, set to ARGV[5] if missing: the
+--             location's data is now in Redis, and a marker that goes missing (or comes back with
+--             another time) later means Redis lost it
 -- ARGV[1]     'load' (set missing keys only) or 'repair' (set every key whose value differs)
 -- ARGV[2]     product ids, comma separated, in KEYS[2..] order
 -- ARGV[3]     MySQL on-hand values, comma separated, same order
 -- ARGV[4]     events already applied in MySQL, as "<orderId>:<R|C>" comma separated
+-- ARGV[5]     now, as the marker's value (RFC 3339)
 --
 -- expected = on_hand - (units of reservations still in the stream and not applied)
 --                    + (units of cancels still in the stream and not applied)
 --
--- Returns a flat list, four entries per key: present (1/0), before (0 when missing), expected,
--- changed (1/0).
+-- Returns two entries: a flat list, four entries per key: present (1/0), before (0 when missing),
+-- expected, changed (1/0); then the location's epoch marker (as set now, or as it was).
 
 local products = {}
 local index = {}
@@ -75,4 +79,5 @@ for k = 1, #products do
   out[#out + 1] = expected[k]
   out[#out + 1] = changed
 end
-return out
+redis.call('SET', KEYS[#products + 2], ARGV[5], 'NX')
+return {out, redis.call('GET', KEYS[#products + 2])}

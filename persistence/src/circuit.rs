@@ -14,7 +14,8 @@
 //!
 //! [`Storage::recover_redis`]: crate::Storage::recover_redis
 
-use redis::aio::{ConnectionLike, ConnectionManager};
+use crate::redis_link::RedisConn;
+use redis::aio::ConnectionLike;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Value};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,6 +59,9 @@ pub struct Circuit {
     pub shed_orders: AtomicU64,
     /// Stock reads answered from MySQL because the circuit was not closed.
     pub mysql_reads: AtomicU64,
+    /// Redis-path orders answered 504: fewer replicas than `REDIS_MIN_REPLICA_ACKS` held them in
+    /// time.
+    pub unreplicated: AtomicU64,
 }
 
 impl Default for Circuit {
@@ -72,6 +76,7 @@ impl Default for Circuit {
             degraded_writes: AtomicU64::new(0),
             shed_orders: AtomicU64::new(0),
             mysql_reads: AtomicU64::new(0),
+            unreplicated: AtomicU64::new(0),
         }
     }
 }
@@ -199,7 +204,7 @@ impl Circuit {
 /// circuit.
 #[derive(Clone)]
 pub struct GuardedConn {
-    inner: ConnectionManager,
+    inner: RedisConn,
     circuit: Arc<Circuit>,
     deadline: Duration,
     /// Tried even while the circuit is open (still within the deadline): for settling a step
@@ -209,7 +214,7 @@ pub struct GuardedConn {
 
 impl GuardedConn {
     pub(crate) fn new(
-        inner: ConnectionManager,
+        inner: RedisConn,
         circuit: Arc<Circuit>,
         deadline: Duration,
         always: bool,
@@ -220,6 +225,13 @@ impl GuardedConn {
             deadline,
             always,
         }
+    }
+
+    /// The same connection with `extra` more time per call (for a call that includes a `WAIT`).
+    pub(crate) fn with_extra_time(&self, extra: Duration) -> Self {
+        let mut c = self.clone();
+        c.deadline += extra;
+        c
     }
 
     async fn guarded<T>(

@@ -52,8 +52,8 @@ pub struct ConsumerConfig {
     pub name: String,
     /// Most events read per stream per round.
     pub batch: usize,
-    /// How long one read waits for new events.
-    pub block: Duration,
+    /// How long the consumer waits before reading again after a round found no new event.
+    pub idle: Duration,
     /// Events pending this long with another consumer are taken over.
     pub reclaim_idle: Duration,
 }
@@ -63,7 +63,7 @@ impl Default for ConsumerConfig {
         Self {
             name: format!("c-{}", uuid::Uuid::new_v4().simple()),
             batch: 500,
-            block: Duration::from_millis(100),
+            idle: Duration::from_millis(10),
             reclaim_idle: Duration::from_secs(15),
         }
     }
@@ -141,8 +141,7 @@ pub async fn run(
             stats.errors.fetch_add(1, Ordering::Relaxed);
             match &e {
                 StorageError::Redis(re) if crate::Circuit::unreachable(re) => {
-                    // The consumer's own reader is outside the pool: it reports to the circuit too.
-                    store.circuit.trip(&re.to_string());
+                    // The call opened the circuit already (every call goes through it).
                     tracing::debug!(consumer = %config.name, error = %e, "consumer round failed: redis unreachable");
                 }
                 _ => {
@@ -150,7 +149,6 @@ pub async fn run(
                 }
             }
             state.groups.clear();
-            state.reader = None;
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 _ = shutdown.changed() => break,
@@ -169,7 +167,6 @@ struct State {
     own_pending: Option<HashMap<String, String>>,
     own_pending_done: bool,
     last_reclaim: Option<Instant>,
-    reader: Option<redis::aio::MultiplexedConnection>,
 }
 
 impl State {
@@ -181,7 +178,7 @@ impl State {
     ) -> StorageResult<()> {
         let locations = store.all_location_ids();
         if locations.is_empty() {
-            tokio::time::sleep(config.block).await;
+            tokio::time::sleep(config.idle).await;
             return Ok(());
         }
         let streams: Vec<String> = locations.iter().map(|l| store.keys.stream(*l)).collect();
@@ -211,26 +208,20 @@ impl State {
             let opts = StreamReadOptions::default()
                 .group(GROUP, &config.name)
                 .count(config.batch);
-            let opts = if pending_pass {
-                opts
-            } else {
-                opts.block(config.block.as_millis() as usize)
+            // One read per stream (each location's stream lives on its own slot of a cluster),
+            // all at once over the multiplexed connection; none blocks.
+            let replies: Vec<Option<StreamReadReply>> = {
+                let redis = store.conn().await?;
+                futures::future::try_join_all(streams.iter().zip(&ids).map(|(stream, id)| {
+                    let mut redis = redis.clone();
+                    let opts = &opts;
+                    async move { redis.xread_options(&[stream], &[id], opts).await }
+                }))
+                .await?
             };
-            let reply: Option<StreamReadReply> = {
-                // A connection of its own: a blocking read must not hold up other commands.
-                let redis = match &mut self.reader {
-                    Some(c) => c,
-                    None => self.reader.insert(
-                        store
-                            .redis_settings
-                            .own_connection(&store.redis_client, config.block)
-                            .await?,
-                    ),
-                };
-                redis.xread_options(&streams, &ids, &opts).await?
-            };
+            let reply = replies.into_iter().flatten().flat_map(|r| r.keys);
             let mut n = 0;
-            for key in reply.map(|r| r.keys).unwrap_or_default() {
+            for key in reply {
                 let Some(li) = streams.iter().position(|s| *s == key.key) else {
                     continue;
                 };
@@ -244,6 +235,10 @@ impl State {
             }
             if pending_pass && n == 0 {
                 self.own_pending_done = true;
+            }
+            if n == 0 && !pending_pass {
+                // Nothing new anywhere: wait a little before asking again.
+                tokio::time::sleep(config.idle).await;
             }
         }
         if !events.is_empty() {

@@ -59,6 +59,16 @@ pub enum StorageError {
     /// was changed (503 with Retry-After).
     #[error("{0}")]
     RedisDown(String),
+    /// A Redis-path order the master holds, but fewer replicas than asked for
+    /// (`REDIS_MIN_REPLICA_ACKS`) confirmed it in time (504): it stands unless that master fails
+    /// before replicating it. Not a refusal: the order exists.
+    #[error("order {} is held by the Redis master, but {held} of the {wanted} replicas asked for confirmed it within {waited_ms} ms: it stands unless that master fails before replicating it", order.order_id)]
+    NotReplicated {
+        order: Box<crate::model::Order>,
+        held: u32,
+        wanted: u32,
+        waited_ms: u64,
+    },
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
     #[error("redis error: {0}")]
@@ -128,6 +138,7 @@ impl StorageError {
                 | Self::Internal(_)
                 | Self::Unavailable(_)
                 | Self::RedisDown(_)
+                | Self::NotReplicated { .. }
         )
     }
 }

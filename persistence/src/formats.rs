@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | [`OrderRecord`] | an order's Redis record (field `j`), its reservation event (field `j`), the answer an idempotency key replays (Redis claim, MySQL `idempotency_keys.response`) | `v` field; absent = 1 |
 //! | [`StreamEvent`] | `<p>{L<loc>}:ev` entries: `v`, `t` (kind), `o` (order id), `l` (lines `p:q,…`), `j` (an [`OrderRecord`], reservations only) | `v` field; absent = 1; a kind a reader does not know is acknowledged without effect |
-//! | the idempotency claim | `<p>idem:<scope>:<key>` | its `2\|` prefix (version 1, `<fingerprint>\|<answer>`, is still read) |
+//! | the idempotency claim | `<p>idem:{<scope>:<key>}` | its `2\|` prefix (version 1, `<fingerprint>\|<answer>`, is still read) |
 
 use crate::error::{StorageError, StorageResult};
 use crate::model::{Address, Order, OrderItem, OrderPath, OrderStatus};

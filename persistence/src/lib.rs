@@ -51,6 +51,7 @@ pub mod model;
 pub mod orders;
 pub mod pos;
 pub mod reconcile;
+pub mod redis_link;
 pub mod redis_path;
 pub mod redis_stock;
 pub mod scripts;
@@ -60,7 +61,8 @@ pub mod sync;
 
 pub use circuit::{Circuit, CircuitState};
 pub use error::{Alternative, Dependency, StorageError, StorageResult};
-pub use redis_stock::{Keys, RedisLink, RedisPool, RedisSettings};
+pub use redis_link::{RedisClient, RedisConn, RedisLink, RedisPool, RedisSettings};
+pub use redis_stock::Keys;
 
 use catalog::{Catalog, Locations};
 use sf_routing::{LocationId, ProductId};
@@ -114,7 +116,7 @@ pub struct Storage {
     /// Replaced by a fresh pool when Redis comes back after an outage.
     redis: RwLock<RedisPool>,
     /// For connections of their own, outside the pool.
-    redis_client: redis::Client,
+    redis_client: redis_link::RedisClient,
     redis_settings: RedisSettings,
     /// Open while Redis is unreachable: Redis calls fail at once.
     circuit: Arc<Circuit>,
@@ -129,6 +131,9 @@ pub struct Storage {
     resync_queue: Mutex<BTreeMap<LocationId, BTreeSet<ProductId>>>,
     /// Numbers the loads of the in-memory catalogue and locations, in the order they start.
     loads: std::sync::atomic::AtomicU64,
+    /// Each location's epoch marker as this instance first saw it (a key load, or the Redis
+    /// check); the Redis check tells a loss from a marker that went missing or changed.
+    epochs: Mutex<std::collections::HashMap<LocationId, chrono::DateTime<chrono::Utc>>>,
 }
 
 impl Storage {
@@ -151,6 +156,7 @@ impl Storage {
             locations: RwLock::default(),
             resync_queue: Mutex::default(),
             loads: Default::default(),
+            epochs: Mutex::default(),
         };
         store.refresh_catalog().await?;
         store.refresh_locations().await?;

@@ -122,13 +122,17 @@ impl Storage {
         let Some(made_ms) = Order::id_time_ms(order_id) else {
             return StorageError::UnknownOrder(order_id.to_owned());
         };
+        // Its location is the id's prefix; a loss lists the locations it hit (none listed: all).
+        let location = order_id.split_once('-').map(|(l, _)| l).unwrap_or("");
         let loss = sqlx::query(
             "SELECT CAST(UNIX_TIMESTAMP(detected_at) * 1000 AS SIGNED) AS detected_ms FROM redis_data_losses \
              WHERE since <= FROM_UNIXTIME(? / 1000) AND detected_at >= FROM_UNIXTIME(? / 1000) \
+             AND (locations = '' OR FIND_IN_SET(?, locations) > 0) \
              ORDER BY detected_at LIMIT 1",
         )
         .bind(made_ms)
         .bind(made_ms)
+        .bind(location)
         .fetch_optional(&self.db)
         .await;
         let detected_ms: i64 = match loss {
@@ -158,11 +162,23 @@ impl Storage {
     pub async fn record_data_loss(
         &self,
         since: chrono::DateTime<chrono::Utc>,
+        locations: &[LocationId],
     ) -> StorageResult<()> {
-        sqlx::query("INSERT IGNORE INTO redis_data_losses (since, detected_at) VALUES (?, NOW(3))")
-            .bind(since.naive_utc())
-            .execute(&self.db)
-            .await?;
+        let list = locations
+            .iter()
+            .map(|l| l.get().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let sha = <sha2::Sha256 as sha2::Digest>::digest(list.as_bytes());
+        sqlx::query(
+            "INSERT IGNORE INTO redis_data_losses (since, locations, locations_sha, detected_at) \
+             VALUES (?, ?, ?, NOW(3))",
+        )
+        .bind(since.naive_utc())
+        .bind(&list)
+        .bind(sha.as_slice())
+        .execute(&self.db)
+        .await?;
         Ok(())
     }
 }
@@ -175,6 +191,8 @@ pub struct DataLoss {
     pub since_ms: i64,
     /// When the loss was noticed, in ms since the Unix epoch.
     pub detected_ms: i64,
+    /// The locations whose data was lost (on a cluster, those the failed shard held).
+    pub locations: Vec<u64>,
 }
 
 impl Storage {
@@ -183,7 +201,7 @@ impl Storage {
         self.in_time(self.db_deadline(), async {
             let rows = sqlx::query(
                 "SELECT CAST(UNIX_TIMESTAMP(since) * 1000 AS SIGNED) AS since_ms, \
-             CAST(UNIX_TIMESTAMP(detected_at) * 1000 AS SIGNED) AS detected_ms \
+             CAST(UNIX_TIMESTAMP(detected_at) * 1000 AS SIGNED) AS detected_ms, locations \
              FROM redis_data_losses ORDER BY detected_at DESC, id DESC LIMIT ?",
             )
             .bind(limit)
@@ -194,6 +212,11 @@ impl Storage {
                     Ok(DataLoss {
                         since_ms: r.try_get("since_ms")?,
                         detected_ms: r.try_get("detected_ms")?,
+                        locations: r
+                            .try_get::<String, _>("locations")?
+                            .split(',')
+                            .filter_map(|l| l.parse().ok())
+                            .collect(),
                     })
                 })
                 .collect()

@@ -59,12 +59,25 @@ impl Storage {
         mode: SyncMode,
         progress: &(dyn Fn(&ReconcileReport) + Send + Sync),
     ) -> StorageResult<ReconcileReport> {
+        let locations: Vec<LocationId> =
+            sqlx::query_scalar::<_, u64>("SELECT id FROM locations ORDER BY id")
+                .fetch_all(&self.db)
+                .await?
+                .into_iter()
+                .map(LocationId::new_unchecked)
+                .collect();
+        self.reconcile_locations(mode, &locations, progress).await
+    }
+
+    /// [`Storage::reconcile`] over the stock rows of `locations` only.
+    pub async fn reconcile_locations(
+        &self,
+        mode: SyncMode,
+        locations: &[LocationId],
+        progress: &(dyn Fn(&ReconcileReport) + Send + Sync),
+    ) -> StorageResult<ReconcileReport> {
         let mut report = ReconcileReport::default();
-        let locations: Vec<u64> = sqlx::query_scalar("SELECT id FROM locations ORDER BY id")
-            .fetch_all(&self.db)
-            .await?;
-        for loc in locations {
-            let loc = LocationId::new_unchecked(loc);
+        for &loc in locations {
             let mut after: u64 = 0;
             loop {
                 let products: Vec<u64> = sqlx::query_scalar(
@@ -183,40 +196,78 @@ impl Storage {
         Ok(())
     }
 
-    /// When Redis was last loaded with the data it holds (the epoch marker), or `None` if it no
-    /// longer holds what this service loaded into it: it restarted without its data, or was
-    /// flushed.
-    pub async fn redis_epoch(&self) -> StorageResult<Option<chrono::DateTime<chrono::Utc>>> {
+    /// When each of `locations` was last loaded into Redis (its epoch marker), or `None` for a
+    /// location whose marker is gone: Redis no longer holds what this service loaded for it (it
+    /// restarted without its data, was flushed, or — on a cluster — the shard holding the
+    /// location did), or never held it.
+    pub async fn redis_epochs(
+        &self,
+        locations: &[LocationId],
+    ) -> StorageResult<Vec<(LocationId, Option<chrono::DateTime<chrono::Utc>>)>> {
+        if locations.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut c = self.conn().await?;
-        let v: Option<String> = redis::cmd("GET")
-            .arg(self.keys.epoch())
-            .query_async(&mut c)
-            .await?;
-        Ok(v.map(|v| {
-            chrono::DateTime::parse_from_rfc3339(&v)
-                .map(|t| t.with_timezone(&chrono::Utc))
-                // A marker that cannot be read says "loaded", at an unknown time.
-                .unwrap_or_default()
-        }))
+        let mut pipe = redis::pipe();
+        for loc in locations {
+            pipe.cmd("GET").arg(self.keys.epoch(*loc));
+        }
+        let markers: Vec<Option<String>> = pipe.query_async(&mut c).await?;
+        Ok(locations
+            .iter()
+            .zip(markers)
+            .map(|(loc, v)| (*loc, v.as_deref().map(parse_epoch)))
+            .collect())
     }
 
-    /// Reloads every stock key from MySQL (minus reservations not yet persisted), then marks
-    /// Redis as warm. Orders meanwhile load the keys they need themselves; none is decided on a
-    /// missing key.
-    pub async fn warm_up(&self) -> StorageResult<ReconcileReport> {
+    /// When this instance first saw `loc`'s data loaded (its epoch marker), if it did.
+    pub fn known_epoch(&self, loc: LocationId) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.epochs.lock().expect("epochs").get(&loc).copied()
+    }
+
+    /// Notes the marker a key load found, where none is known: a different one that is known
+    /// stays, for the Redis check to tell the loss in between ([`Storage::set_known_epoch`]).
+    pub(crate) fn saw_epoch(&self, loc: LocationId, at: chrono::DateTime<chrono::Utc>) {
+        self.epochs.lock().expect("epochs").entry(loc).or_insert(at);
+    }
+
+    /// Sets (or, with `None`, forgets) the marker known for `loc`: the Redis check's view.
+    pub fn set_known_epoch(&self, loc: LocationId, at: Option<chrono::DateTime<chrono::Utc>>) {
+        let mut epochs = self.epochs.lock().expect("epochs");
+        match at {
+            Some(at) => epochs.insert(loc, at),
+            None => epochs.remove(&loc),
+        };
+    }
+
+    /// Loads the missing stock keys of `locations` from MySQL (minus reservations not yet
+    /// persisted), then marks each location as warm (its epoch marker, where it has none: every
+    /// key load sets it too). Orders meanwhile load the keys they need
+    /// themselves; none is decided on a missing key.
+    pub async fn warm_up(&self, locations: &[LocationId]) -> StorageResult<ReconcileReport> {
         let started = Instant::now();
-        let report = self.reconcile(SyncMode::Load, &|_| {}).await?;
-        let mut c = self.conn().await?;
-        let _: () = redis::cmd("SET")
-            .arg(self.keys.epoch())
-            .arg(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-            .query_async(&mut c)
+        let report = self
+            .reconcile_locations(SyncMode::Load, locations, &|_| {})
             .await?;
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let mut c = self.conn().await?;
+        let mut pipe = redis::pipe();
+        for loc in locations {
+            // Only where missing: a marker that changes says it went missing in between.
+            pipe.cmd("SET")
+                .arg(self.keys.epoch(*loc))
+                .arg(&now)
+                .arg("NX")
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut c).await?;
         tracing::info!(
+            locations = locations.len(),
             keys = report.keys_checked,
             loaded = report.keys_loaded,
             ms = started.elapsed().as_millis() as u64,
-            "redis warm: {} stock keys checked, {} loaded",
+            "redis warm for {} locations: {} stock keys checked, {} loaded",
+            locations.len(),
             report.keys_checked,
             report.keys_loaded
         );
@@ -243,4 +294,11 @@ impl Storage {
             .rows_affected();
         Ok(removed)
     }
+}
+
+/// An epoch marker's time; a marker that cannot be read says "loaded", at an unknown time.
+pub(crate) fn parse_epoch(v: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(v)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_default()
 }

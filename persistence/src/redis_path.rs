@@ -12,12 +12,14 @@ use crate::orders::RedisRecord;
 use crate::scripts::cancel::{Cancel, Cancelled};
 use crate::scripts::lease::{Lease, LeaseOp};
 use crate::scripts::reserve::{Decision, Reserve};
+use crate::scripts::Replication;
 use crate::Storage;
 use redis::AsyncCommands;
 use sf_routing::{
     candidates, eligible, Destination, LocationId, LocationKind, OrderLines, ProductId,
 };
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// An order for the Redis path.
@@ -58,7 +60,12 @@ impl Storage {
         let claim = match &req.idempotency {
             None => None,
             Some(idem) => match self.claim_redis(idem).await? {
-                Claimed::Replay(order) => return Ok(Placed::Replayed(order)),
+                Claimed::Replay(order) => {
+                    let claim_key = self.keys.idempotency(&idem.scope, &idem.key);
+                    return Ok(Placed::Replayed(
+                        self.confirm_replay(order, &claim_key).await?,
+                    ));
+                }
                 Claimed::Owner { uuid, token } => Some((idem, uuid, token)),
             },
         };
@@ -67,14 +74,98 @@ impl Storage {
             None => uuid::Uuid::now_v7().simple().to_string(),
         };
         let deadline = started + CLAIM_LEASE - CLAIM_MARGIN;
-        let result = self.decide_redis(req, &uuid, deadline).await;
+        let mut result = self.decide_redis(req, &uuid, deadline).await;
         if let Some((idem, uuid, token)) = claim {
-            if let Err(e) = self.settle_claim(idem, &uuid, &token, &result).await {
+            match self.settle_claim(idem, &uuid, &token, &result).await {
+                Ok(Some(held)) => result = self.replicated(result, held),
+                Ok(None) => {}
                 // The claim stays open; its lease expires and a retry finds the order.
-                tracing::warn!(error = %e, "could not store the answer of an idempotent order");
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not store the answer of an idempotent order")
+                }
             }
         }
         result.map(Placed::New)
+    }
+
+    /// The replicas a Redis-path order must reach before it is answered, if any.
+    fn replication(&self) -> Option<Replication> {
+        let s = &self.redis_settings;
+        (s.min_replica_acks > 0).then_some(Replication {
+            replicas: s.min_replica_acks,
+            timeout: s.wait_timeout,
+        })
+    }
+
+    /// `result`, unless it is an order that only `held` replicas hold, fewer than asked for:
+    /// then [`StorageError::NotReplicated`].
+    fn replicated(&self, result: StorageResult<Order>, held: u32) -> StorageResult<Order> {
+        match (result, self.replication()) {
+            (Ok(order), Some(r)) if held < r.replicas => {
+                self.circuit.unreplicated.fetch_add(1, Ordering::Relaxed);
+                Err(StorageError::NotReplicated {
+                    order: Box::new(order),
+                    held,
+                    wanted: r.replicas,
+                    waited_ms: r.timeout.as_millis() as u64,
+                })
+            }
+            (result, _) => result,
+        }
+    }
+
+    /// Before an idempotent retry replays an order under [`Storage::replication`]: the order
+    /// must still exist (in Redis, else in MySQL) and, while Redis holds it, be held by enough
+    /// replicas, as must the claim. A write to each slot followed by `WAIT` on the same
+    /// connection proves that the replicas hold everything before it.
+    async fn confirm_replay(&self, order: Order, claim_key: &str) -> StorageResult<Order> {
+        let Some(r) = self.replication() else {
+            return Ok(order);
+        };
+        let loc = LocationId::new_unchecked(order.fulfillment_location_id);
+        let witness = |pipe: &mut redis::Pipeline, key: String| {
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(chrono::Utc::now().timestamp_millis())
+                .arg("PX")
+                .arg(60_000)
+                .ignore()
+                .cmd("WAIT")
+                .arg(r.replicas)
+                .arg(r.timeout.as_millis() as u64);
+        };
+        let mut at_location = redis::pipe();
+        at_location
+            .cmd("EXISTS")
+            .arg(self.keys.order(loc, &order.order_id));
+        witness(&mut at_location, self.keys.replication_witness(loc));
+        let mut at_claim = redis::pipe();
+        witness(&mut at_claim, format!("{claim_key}:w"));
+        let redis = self.conn().await?.with_extra_time(r.timeout);
+        let (held_here, held_claim) = futures::future::try_join(
+            {
+                let mut c = redis.clone();
+                async move { at_location.query_async::<(bool, u32)>(&mut c).await }
+            },
+            {
+                let mut c = redis.clone();
+                async move { at_claim.query_async::<(u32,)>(&mut c).await }
+            },
+        )
+        .await?;
+        let (in_redis, held) = held_here;
+        if !in_redis {
+            // Persisted (its record expired), or lost with a master that failed before
+            // replicating it.
+            return match self.order_from_mysql(&order.order_id).await? {
+                Some(persisted) => Ok(persisted),
+                None => Err(StorageError::Lost(format!(
+                    "order {} was accepted, then lost with the Redis data of its location before it was replicated or reached MySQL; no stock was taken for it: place it again with a new Idempotency-Key",
+                    order.order_id
+                ))),
+            };
+        }
+        self.replicated(Ok(order), held.min(held_claim.0))
     }
 
     async fn decide_redis(
@@ -112,12 +203,15 @@ impl Storage {
                     json: &json,
                     lines: &req.lines,
                 };
-                let decided = {
+                let (decided, held) = {
                     let mut redis = self.conn().await?;
-                    reserve.run(&self.keys, &mut redis).await?
+                    match self.replication() {
+                        None => (reserve.run(&self.keys, &mut redis).await?, 0),
+                        Some(r) => reserve.run_replicated(&self.keys, &mut redis, r).await?,
+                    }
                 };
                 match decided {
-                    Decision::Applied => return Ok(order),
+                    Decision::Applied => return self.replicated(Ok(order), held),
                     // An earlier attempt under the same claim placed it here (its answer was lost).
                     Decision::Duplicate => {
                         return match self.redis_record(loc, &order.order_id).await? {
@@ -231,38 +325,58 @@ impl Storage {
         }
     }
 
-    /// Stores the outcome of a claimed order: the answer to replay, or, for a definite refusal,
-    /// frees the key for a retry. When the outcome is unknown (Redis did not answer) the claim
-    /// stays open and only its lease is released, so a retry can find the order if it was placed.
+    /// Stores the outcome of a claimed order: the answer to replay (also for an order that is
+    /// held by too few replicas: it exists), or, for a definite refusal, frees the key for a
+    /// retry. When the outcome is unknown (Redis did not answer) the claim stays open and only
+    /// its lease is released, so a retry can find the order if it was placed. Under
+    /// [`Storage::replication`], answers how many replicas hold the stored answer.
     async fn settle_claim(
         &self,
         idem: &IdempotencyRequest,
         uuid: &str,
         token: &str,
         result: &StorageResult<Order>,
-    ) -> StorageResult<()> {
+    ) -> StorageResult<Option<u32>> {
         let key = self.keys.idempotency(&idem.scope, &idem.key);
         let lease = format!("{key}:lease");
-        let stored: StorageResult<()> = async {
-            match result {
-                Ok(order) => {
+        let placed = match result {
+            Ok(order) => Some(order),
+            Err(StorageError::NotReplicated { order, .. }) => Some(&**order),
+            Err(_) => None,
+        };
+        let stored: StorageResult<Option<u32>> = async {
+            match placed {
+                Some(order) => {
                     let answer = crate::formats::OrderRecord::encode(order);
-                    let mut redis = self.settling_conn().await?;
-                    let _: () = redis::cmd("SET")
+                    let mut pipe = redis::pipe();
+                    pipe.cmd("SET")
                         .arg(&key)
                         .arg(ClaimRecord::encode(&idem.fingerprint, uuid, &answer))
                         .arg("XX")
                         .arg("KEEPTTL")
-                        .query_async(&mut redis)
-                        .await?;
+                        .ignore();
+                    let replication = self.replication();
+                    if let Some(r) = replication {
+                        // On the same connection: it counts the replicas holding this answer.
+                        pipe.cmd("WAIT")
+                            .arg(r.replicas)
+                            .arg(r.timeout.as_millis() as u64);
+                    }
+                    let redis = self.settling_conn().await?;
+                    let mut redis = match replication {
+                        Some(r) => redis.with_extra_time(r.timeout),
+                        None => redis,
+                    };
+                    let held: Vec<u32> = pipe.query_async(&mut redis).await?;
+                    Ok(held.first().copied())
                 }
-                Err(e) if e.is_definite_refusal() => {
+                None if result.as_ref().is_err_and(|e| e.is_definite_refusal()) => {
                     let mut redis = self.settling_conn().await?;
                     let _: () = redis.del(&key).await?;
+                    Ok(None)
                 }
-                Err(_) => {}
+                None => Ok(None),
             }
-            Ok(())
         }
         .await;
         // Released whatever happened above, so that a retry can take over at once.

@@ -9,130 +9,21 @@
 //! | `<p>{L<loc>}:ev` | stream | order events not yet known persisted to MySQL |
 //! | `<p>{L<loc>}:dead` | stream | events that could not be persisted, each with its error |
 //! | `<p>{L<loc>}:o:<order>` | hash | a Redis-path order: `st` (`A` accepted, `C` cancelled, `X` rejected), `j` (its JSON), `r` (why rejected) |
-//! | `<p>idem:<scope>:<key>` | string | idempotency claim: `2\|<fingerprint>\|<order uuid>\|<answer>` |
-//! | `<p>idem:<scope>:<key>:lease` | string | held while a request decides the claimed order |
+//! | `<p>{L<loc>}:w` | string | written before a `WAIT` that must cover the location's slot (expires) |
+//! | `<p>{L<loc>}:epoch` | string | when the location's stock was loaded; its absence means Redis lost the location's data |
+//! | `<p>idem:{<scope>:<key>}` | string | idempotency claim: `2\|<fingerprint>\|<order uuid>\|<answer>` |
+//! | `<p>idem:{<scope>:<key>}:lease` | string | held while a request decides the claimed order |
+//! | `<p>lease:<job>` | string | held by the instance running a scheduled job |
 //!
-//! Every key one script touches carries the location's hash tag `{L<loc>}`, so the scripts also
-//! run on Redis Cluster.
+//! Every key one script touches shares one hash tag (the location's `{L<loc>}`, or the claim's
+//! `{<scope>:<key>}`), so each script runs on one slot of a Redis Cluster, and a location's data
+//! lives on one shard.
 
 use crate::error::{StorageError, StorageResult};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sf_routing::{LocationId, OrderLines, ProductId};
-use std::time::Duration;
-
-/// A bb8 pool of self-healing multiplexed Redis connections.
-///
-/// Each pooled connection is a `redis::aio::ConnectionManager`: multiplexed (a clone pipelines
-/// over the same socket, so a request takes a clone and frees the pool slot at once) and
-/// reconnecting by itself after Redis restarts. bb8-redis's stock manager hands out plain
-/// multiplexed connections and cannot tell a dead one without a PING on every checkout, which
-/// would double the round trips of every order.
-pub type RedisPool = bb8::Pool<RedisManager>;
-
-pub struct RedisManager {
-    client: redis::Client,
-    connect_timeout: Duration,
-    command_timeout: Duration,
-}
-
-impl bb8::ManageConnection for RedisManager {
-    type Connection = ConnectionManager;
-    type Error = redis::RedisError;
-
-    async fn connect(&self) -> Result<Self::Connection, Self::Error> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(self.connect_timeout)
-            .set_response_timeout(self.command_timeout)
-            // One quick retry: the circuit, not the connection, waits out an outage.
-            .set_number_of_retries(1)
-            .set_max_delay(100);
-        ConnectionManager::new_with_config(self.client.clone(), config).await
-    }
-
-    async fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
-        redis::cmd("PING").query_async::<()>(conn).await
-    }
-
-    fn has_broken(&self, _: &mut Self::Connection) -> bool {
-        false
-    }
-}
 
 /// The consumer group that persists events to MySQL.
 pub const GROUP: &str = "persist";
-
-/// Where Redis is and how long its calls may take.
-#[derive(Debug, Clone)]
-pub struct RedisSettings {
-    pub url: String,
-    pub pool_size: u32,
-    /// Opening a connection.
-    pub connect_timeout: Duration,
-    /// One command or script, from sending it to its answer.
-    pub command_timeout: Duration,
-    /// How often an open circuit probes Redis.
-    pub probe_every: Duration,
-}
-
-impl RedisSettings {
-    pub fn new(url: impl Into<String>) -> Self {
-        Self {
-            url: url.into(),
-            pool_size: 32,
-            connect_timeout: Duration::from_millis(500),
-            command_timeout: Duration::from_millis(1000),
-            probe_every: Duration::from_millis(250),
-        }
-    }
-
-    /// A new pool. Building one connects nothing: connections open on first use.
-    pub async fn pool(&self, client: &redis::Client) -> StorageResult<RedisPool> {
-        Ok(bb8::Pool::builder()
-            .max_size(self.pool_size)
-            .connection_timeout(self.connect_timeout)
-            // Connections heal themselves; a PING per checkout would only add a round trip.
-            .test_on_check_out(false)
-            .build(RedisManager {
-                client: client.clone(),
-                connect_timeout: self.connect_timeout,
-                command_timeout: self.command_timeout,
-            })
-            .await?)
-    }
-
-    /// A connection of its own, outside the pool (the consumer's blocking reads): `block` is the
-    /// longest the server may hold a command before it answers.
-    pub async fn own_connection(
-        &self,
-        client: &redis::Client,
-        block: Duration,
-    ) -> StorageResult<redis::aio::MultiplexedConnection> {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(self.connect_timeout)
-            .set_response_timeout(self.command_timeout + block);
-        Ok(client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?)
-    }
-}
-
-/// The pool, the client it was built from, and the settings (a pool is built anew after an
-/// outage, so that no request meets a connection from before it).
-pub struct RedisLink {
-    pub pool: RedisPool,
-    pub client: redis::Client,
-    pub settings: RedisSettings,
-}
-
-pub async fn connect(settings: RedisSettings) -> StorageResult<RedisLink> {
-    let client = redis::Client::open(settings.url.as_str())?;
-    let pool = settings.pool(&client).await?;
-    Ok(RedisLink {
-        pool,
-        client,
-        settings,
-    })
-}
 
 /// Builds key names under one prefix.
 #[derive(Debug, Clone)]
@@ -162,12 +53,19 @@ impl Keys {
     pub fn order(&self, loc: LocationId, order_id: &str) -> String {
         format!("{}{{L{}}}:o:{}", self.prefix, loc, order_id)
     }
-    pub fn idempotency(&self, scope: &str, key: &str) -> String {
-        format!("{}idem:{}:{}", self.prefix, scope, key)
+    /// Written before a `WAIT` that must cover everything the location's slot holds.
+    pub fn replication_witness(&self, loc: LocationId) -> String {
+        format!("{}{{L{}}}:w", self.prefix, loc)
     }
-    /// Present while Redis holds the data this service loaded; its absence means Redis lost it.
-    pub fn epoch(&self) -> String {
-        format!("{}epoch", self.prefix)
+    /// An idempotency claim; its hash tag keeps the claim and its lease on one slot.
+    pub fn idempotency(&self, scope: &str, key: &str) -> String {
+        format!("{}idem:{{{}:{}}}", self.prefix, scope, key)
+    }
+    /// Present while Redis holds the location's data this service loaded (it lives on the
+    /// location's slot, so it goes with the shard that holds the data); its absence means Redis
+    /// lost it.
+    pub fn epoch(&self, loc: LocationId) -> String {
+        format!("{}{{L{}}}:epoch", self.prefix, loc)
     }
     pub fn lease(&self, job: &str) -> String {
         format!("{}lease:{}", self.prefix, job)

@@ -129,14 +129,23 @@ impl Storage {
         Ok(self.circuit.close())
     }
 
-    /// One PING on a connection of its own, within the connect and command deadlines.
+    /// One PING on a connection of its own (on a cluster, `CLUSTER INFO` must say every slot is
+    /// served), within the connect and command deadlines.
     async fn probe_redis(&self) -> StorageResult<()> {
         let settings = &self.redis_settings;
         let ping = async {
-            let mut c = settings
-                .own_connection(&self.redis_client, std::time::Duration::ZERO)
-                .await?;
-            redis::cmd("PING").query_async::<()>(&mut c).await?;
+            let mut c = settings.own_connection(&self.redis_client).await?;
+            if settings.is_cluster() {
+                // A node answering is not enough: every slot must be served (a failover over).
+                let info: String = redis::cmd("CLUSTER").arg("INFO").query_async(&mut c).await?;
+                if !info.contains("cluster_state:ok") {
+                    return Err(StorageError::Unavailable(
+                        "the redis cluster does not serve every slot yet".into(),
+                    ));
+                }
+            } else {
+                redis::cmd("PING").query_async::<()>(&mut c).await?;
+            }
             Ok::<_, StorageError>(())
         };
         match tokio::time::timeout(settings.connect_timeout + settings.command_timeout, ping).await
@@ -263,14 +272,17 @@ impl Storage {
             .iter()
             .map(|p| (*p, on_hand.get(&p.get()).copied().unwrap_or(0)))
             .collect();
-        let out = SyncKeys {
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let (out, marker) = SyncKeys {
             loc,
             mode,
             stock: &stock,
             applied: &applied,
+            loaded_at: &now,
         }
         .run(&self.keys, &mut redis)
         .await?;
+        self.saw_epoch(loc, crate::reconcile::parse_epoch(&marker));
         for k in out.iter().filter(|k| k.changed) {
             match k.before {
                 None => {

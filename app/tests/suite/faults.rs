@@ -805,7 +805,7 @@ async fn a_restarted_consumer_reads_new_events_after_its_pending_list() {
         ConsumerConfig {
             name: "c1".into(),
             batch: 100,
-            block: Duration::from_millis(50),
+            idle: Duration::from_millis(10),
             reclaim_idle: Duration::from_secs(600),
         },
         Arc::new(ConsumerStats::default()),

@@ -137,11 +137,11 @@ async fn flushall_is_noticed_and_reloaded() {
     let mut c = t.redis().await;
     let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
     join_all(workers).await;
-    // The watcher reloads everything and marks Redis warm again (its epoch marker is back).
+    // The watcher reloads everything and marks the location warm again (its epoch marker is back).
     let mut warm = false;
     for _ in 0..100 {
         warm = redis::cmd("EXISTS")
-            .arg(t.keys().epoch())
+            .arg(t.keys().epoch(sf_routing::LocationId::new_unchecked(wh)))
             .query_async(&mut c)
             .await
             .unwrap();

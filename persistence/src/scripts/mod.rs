@@ -73,6 +73,49 @@ impl Invocation {
     }
 }
 
+/// How many replicas must hold a write before it is answered, and how long to wait for them
+/// (`REDIS_MIN_REPLICA_ACKS`, `REDIS_WAIT_TIMEOUT_MS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replication {
+    pub replicas: u32,
+    pub timeout: std::time::Duration,
+}
+
+impl Invocation {
+    /// Runs `script`, then `WAIT` for `replication.replicas` replicas, in one pipeline on one
+    /// connection to the node serving the script's slot (reloading the script after
+    /// `NOSCRIPT`). `WAIT` counts the replicas that hold everything this connection wrote, so
+    /// the count covers the script's writes, whichever node serves the slot. Answers the reply
+    /// and that count.
+    async fn run_replicated<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        conn: &mut GuardedConn,
+        replication: Replication,
+    ) -> StorageResult<(T, u32)> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("EVALSHA")
+            .arg(script.get_hash())
+            .arg(self.keys.len())
+            .arg(&self.keys)
+            .arg(&self.args)
+            .cmd("WAIT")
+            .arg(replication.replicas)
+            .arg(replication.timeout.as_millis() as u64);
+        let mut conn = conn.with_extra_time(replication.timeout);
+        let mut attempt = 0;
+        loop {
+            match pipe.query_async::<(T, u32)>(&mut conn).await {
+                Err(e) if e.kind() == redis::ErrorKind::NoScriptError && attempt < 10 => {
+                    attempt += 1;
+                    script.prepare_invoke().load_async(&mut conn).await?;
+                }
+                other => return Ok(other?),
+            }
+        }
+    }
+}
+
 /// A reply outside the script's documented contract.
 fn unexpected(script: &str, reply: impl Debug) -> StorageError {
     StorageError::Internal(format!(

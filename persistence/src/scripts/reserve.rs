@@ -6,7 +6,7 @@
 //! - Reply: `{1}` accepted, `{0, i, have}` short, `{-1, i}` not loaded, `{2}` duplicate
 //!   (`i` 1-based) — see [`Decision`].
 
-use super::{line_index, unexpected, Invocation};
+use super::{line_index, unexpected, Invocation, Replication};
 use crate::circuit::GuardedConn;
 use crate::error::StorageResult;
 use crate::redis_stock::{encode_lines, Keys};
@@ -60,6 +60,21 @@ impl Reserve<'_> {
     pub async fn run(&self, keys: &Keys, conn: &mut GuardedConn) -> StorageResult<Decision> {
         let reply: Vec<i64> = self.invocation(keys).run(&SCRIPT, conn).await?;
         decode(&reply, self.lines.len())
+    }
+
+    /// Runs the script, then waits for `replication`'s replicas to hold its writes (one
+    /// pipeline, one connection). Answers the decision and how many replicas hold it.
+    pub async fn run_replicated(
+        &self,
+        keys: &Keys,
+        conn: &mut GuardedConn,
+        replication: Replication,
+    ) -> StorageResult<(Decision, u32)> {
+        let (reply, held): (Vec<i64>, u32) = self
+            .invocation(keys)
+            .run_replicated(&SCRIPT, conn, replication)
+            .await?;
+        Ok((decode(&reply, self.lines.len())?, held))
     }
 }
 

@@ -1,12 +1,12 @@
 //! `sync.lua`: sets stock keys from MySQL at a consistent point (load missing keys, or repair
 //! keys that drifted). Full contract: the header of `persistence/lua/sync.lua`.
 //!
-//! - KEYS: event stream, then the stock key of each product.
+//! - KEYS: event stream, the stock key of each product, then the location's epoch marker.
 //! - ARGV: the mode (`load` or `repair`, see [`SyncMode`]), the product ids, their MySQL on-hand
-//!   values (both comma separated, in KEYS order), and the events MySQL already applied as
-//!   `"<orderId>:<R|C>"` comma separated.
+//!   values (both comma separated, in KEYS order), the events MySQL already applied as
+//!   `"<orderId>:<R|C>"` comma separated, and the marker's value (now) if it is missing.
 //! - Reply: four integers per key — present (1/0), before (0 when missing), expected, changed
-//!   (1/0) — decoded into one [`SyncedKey`] per product.
+//!   (1/0) — decoded into one [`SyncedKey`] per product; then the location's epoch marker.
 
 use super::{unexpected, Invocation};
 use crate::circuit::GuardedConn;
@@ -30,6 +30,8 @@ pub struct SyncKeys<'a> {
     pub stock: &'a [(ProductId, i64)],
     /// `(orderId, kind)` of the events still in the stream that MySQL already applied.
     pub applied: &'a [(String, String)],
+    /// The epoch marker's value if the location has none yet (now, RFC 3339).
+    pub loaded_at: &'a str,
 }
 
 impl SyncKeys<'_> {
@@ -41,6 +43,7 @@ impl SyncKeys<'_> {
         for (p, _) in self.stock {
             inv.key(keys.stock(self.loc, *p));
         }
+        inv.key(keys.epoch(self.loc));
         inv.arg(match self.mode {
             SyncMode::Load => "load",
             SyncMode::Repair => "repair",
@@ -49,13 +52,19 @@ impl SyncKeys<'_> {
         .arg(join(&mut self.stock.iter().map(|(_, v)| v.to_string())))
         .arg(join(
             &mut self.applied.iter().map(|(o, t)| format!("{o}:{t}")),
-        ));
+        ))
+        .arg(self.loaded_at);
         inv
     }
 
-    pub async fn run(&self, keys: &Keys, conn: &mut GuardedConn) -> StorageResult<Vec<SyncedKey>> {
-        let reply: Vec<i64> = self.invocation(keys).run(&SCRIPT, conn).await?;
-        decode(&reply, self.stock.iter().map(|(p, _)| *p))
+    /// Answers the keys, and the location's epoch marker.
+    pub async fn run(
+        &self,
+        keys: &Keys,
+        conn: &mut GuardedConn,
+    ) -> StorageResult<(Vec<SyncedKey>, String)> {
+        let (reply, marker): (Vec<i64>, String) = self.invocation(keys).run(&SCRIPT, conn).await?;
+        Ok((decode(&reply, self.stock.iter().map(|(p, _)| *p))?, marker))
     }
 }
 
@@ -117,13 +126,29 @@ mod tests {
                 mode,
                 stock: &stock,
                 applied: &applied,
+                loaded_at: "2026-01-02T03:04:05.006Z",
             }
             .invocation(&keys);
             assert_eq!(
                 inv.keys,
-                ["t:{L4}:ev", "t:{L4}:s:3", "t:{L4}:s:9", "t:{L4}:s:12"]
+                [
+                    "t:{L4}:ev",
+                    "t:{L4}:s:3",
+                    "t:{L4}:s:9",
+                    "t:{L4}:s:12",
+                    "t:{L4}:epoch"
+                ]
             );
-            assert_eq!(inv.args, [arg, "3,9,12", "10,0,-1", "4-a:R,4-b:C"]);
+            assert_eq!(
+                inv.args,
+                [
+                    arg,
+                    "3,9,12",
+                    "10,0,-1",
+                    "4-a:R,4-b:C",
+                    "2026-01-02T03:04:05.006Z"
+                ]
+            );
         }
     }
 
@@ -134,9 +159,10 @@ mod tests {
             mode: SyncMode::Load,
             stock: &[(p(3), 10)],
             applied: &[],
+            loaded_at: "t",
         }
         .invocation(&Keys::new("t:"));
-        assert_eq!(inv.args, ["load", "3", "10", ""]);
+        assert_eq!(inv.args, ["load", "3", "10", "", "t"]);
     }
 
     #[test]
