@@ -30,8 +30,8 @@ pub struct StorageConfig {
     pub redis_cluster_nodes: Vec<String>,
     /// Replicas that must hold a Redis-path order before it is answered 202 (Redis `WAIT`); 0
     /// answers as soon as the master holds it. An order that reaches fewer replicas in time is
-    /// answered 202 with `"replicated": false`, a `Replicas` header saying how many, and the
-    /// advice to check it.
+    /// answered 504 `/problems/order-not-replicated` with its `orderId`: it stands unless its
+    /// master fails first, and a retry with the same Idempotency-Key answers 202 once replicated.
     #[arg(long, env = "REDIS_MIN_REPLICA_ACKS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=16))]
     pub redis_min_replica_acks: u32,
     /// Milliseconds the Redis path waits for `REDIS_MIN_REPLICA_ACKS` replicas.

@@ -2,8 +2,8 @@
 //! and the watchers that keep the in-memory caches fresh and notice when Redis lost its data.
 
 use crate::config::Config;
-use sf_persistence::jobs::{JobKind, JobRunner, RunOutcome};
 use chrono::{DateTime, Utc};
+use sf_persistence::jobs::{JobKind, JobRunner, RunOutcome};
 use sf_persistence::Storage;
 use sf_routing::LocationId;
 use std::collections::BTreeMap;

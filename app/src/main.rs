@@ -183,8 +183,8 @@ async fn redis_servers(storage: &StorageConfig) -> anyhow::Result<Vec<String>> {
                     .filter_map(|line| {
                         let fields: Vec<&str> = line.split_whitespace().collect();
                         let flags = fields.get(2)?;
-                        let live_master = flags.split(',').any(|f| f == "master")
-                            && !flags.contains("fail");
+                        let live_master =
+                            flags.split(',').any(|f| f == "master") && !flags.contains("fail");
                         let addr = fields.get(1)?.split('@').next()?;
                         live_master.then(|| format!("redis://{addr}"))
                     })

@@ -72,7 +72,11 @@ pub async fn connect(config: &Config) -> anyhow::Result<Arc<Storage>> {
     } else {
         format!(
             "the cluster seeded by {}",
-            cluster_nodes.iter().map(|n| redact(n)).collect::<Vec<_>>().join(", ")
+            cluster_nodes
+                .iter()
+                .map(|n| redact(n))
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     };
     let redis = redis_link::connect(RedisSettings {

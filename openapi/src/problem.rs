@@ -30,10 +30,11 @@ pub struct Problem {
     /// The order the problem is about, when there is one (an order accepted but not yet
     /// replicated: `/problems/order-not-replicated`).
     #[oai(skip_serializing_if_is_none)]
-    pub order_id: Option<String>,
+    pub order_id: Option<Box<String>>,
     /// For a pickup that the chosen store cannot fill: nearby stores that can, nearest first.
+    /// (Boxed, like `orderId`: the problem is every operation's error, and stays small.)
     #[oai(skip_serializing_if_is_none)]
-    pub alternatives: Option<Vec<AlternativeStore>>,
+    pub alternatives: Option<Box<Vec<AlternativeStore>>>,
 }
 
 /// A store that could fill the order instead.
@@ -116,7 +117,7 @@ impl From<StorageError> for Problem {
         if let StorageError::NotReplicated { order, .. } = &e {
             tracing::warn!(error = %e, "order answered before enough replicas held it");
             return Self {
-                order_id: Some(order.order_id.clone()),
+                order_id: Some(Box::new(order.order_id.clone())),
                 ..Self::new(
                     504,
                     "order-not-replicated",
@@ -187,7 +188,8 @@ impl From<StorageError> for Problem {
                 ..
             } => Self {
                 product_id: product.map(|p| p.get()),
-                alternatives: alternatives.map(|a| a.into_iter().map(Into::into).collect()),
+                alternatives: alternatives
+                    .map(|a| Box::new(a.into_iter().map(Into::into).collect())),
                 ..Self::new(409, "out-of-stock", "Not enough stock", detail)
             },
             StorageError::Invalid(_) => Self::validation(detail),

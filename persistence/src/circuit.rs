@@ -186,6 +186,11 @@ impl Circuit {
                     | ErrorKind::ClusterDown
                     | ErrorKind::MasterDown
                     | ErrorKind::ReadOnly
+                    // A cluster whose topology is changing (a failover under way): the slot's
+                    // master cannot be reached, even after the client's own redirects.
+                    | ErrorKind::Moved
+                    | ErrorKind::Ask
+                    | ErrorKind::ClusterConnectionNotFound
             )
     }
 

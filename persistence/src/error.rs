@@ -62,7 +62,7 @@ pub enum StorageError {
     /// A Redis-path order the master holds, but fewer replicas than asked for
     /// (`REDIS_MIN_REPLICA_ACKS`) confirmed it in time (504): it stands unless that master fails
     /// before replicating it. Not a refusal: the order exists.
-    #[error("order {} is held by the Redis master, but {held} of the {wanted} replicas asked for confirmed it within {waited_ms} ms: it stands unless that master fails before replicating it", order.order_id)]
+    #[error("order {} is held by the Redis master, but {held} of the {wanted} replicas asked for confirmed it (waited {waited_ms} ms; 0 when its shard lacked replicas a moment ago): it stands unless that master fails before replicating it", order.order_id)]
     NotReplicated {
         order: Box<crate::model::Order>,
         held: u32,

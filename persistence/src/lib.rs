@@ -134,6 +134,8 @@ pub struct Storage {
     /// Each location's epoch marker as this instance first saw it (a key load, or the Redis
     /// check); the Redis check tells a loss from a marker that went missing or changed.
     epochs: Mutex<std::collections::HashMap<LocationId, chrono::DateTime<chrono::Utc>>>,
+    /// Slots whose node last had fewer replicas than `REDIS_MIN_REPLICA_ACKS`, and since when.
+    replicas_short: Mutex<std::collections::HashMap<u16, std::time::Instant>>,
 }
 
 impl Storage {
@@ -157,6 +159,7 @@ impl Storage {
             resync_queue: Mutex::default(),
             loads: Default::default(),
             epochs: Mutex::default(),
+            replicas_short: Mutex::default(),
         };
         store.refresh_catalog().await?;
         store.refresh_locations().await?;

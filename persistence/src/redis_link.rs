@@ -67,13 +67,24 @@ impl RedisSettings {
         !self.cluster_nodes.is_empty()
     }
 
+    /// How long the client itself lets a command take: the command deadline, plus the `WAIT`
+    /// for replicas that some calls append (the circuit's deadline governs each call).
+    fn response_timeout(&self) -> Duration {
+        self.command_timeout
+            + if self.min_replica_acks > 0 {
+                self.wait_timeout
+            } else {
+                Duration::ZERO
+            }
+    }
+
     /// The client for these settings (connects nothing yet).
     pub fn client(&self) -> StorageResult<RedisClient> {
         Ok(if self.is_cluster() {
             RedisClient::Cluster(
                 ClusterClient::builder(self.cluster_nodes.clone())
                     .connection_timeout(self.connect_timeout)
-                    .response_timeout(self.command_timeout)
+                    .response_timeout(self.response_timeout())
                     // A few quick retries while the slot map is reloaded (a `MOVED`, a node that
                     // stopped answering); the circuit, not the connection, waits out an outage.
                     .retries(2)
@@ -96,7 +107,7 @@ impl RedisSettings {
             .build(RedisManager {
                 client: client.clone(),
                 connect_timeout: self.connect_timeout,
-                command_timeout: self.command_timeout,
+                command_timeout: self.response_timeout(),
             })
             .await?)
     }
@@ -108,12 +119,14 @@ impl RedisSettings {
                 let config = redis::AsyncConnectionConfig::new()
                     .set_connection_timeout(self.connect_timeout)
                     .set_response_timeout(self.command_timeout);
-                RedisConn::Plain(c.get_multiplexed_async_connection_with_config(&config).await?)
+                RedisConn::Plain(
+                    c.get_multiplexed_async_connection_with_config(&config)
+                        .await?,
+                )
             }
             RedisClient::Cluster(c) => RedisConn::Cluster(c.get_async_connection().await?),
         })
     }
-
 }
 
 /// A client for one server or for a cluster.
@@ -204,7 +217,9 @@ fn first_key(cmd: &Cmd) -> Option<&[u8]> {
             _ => None,
         },
         b"XREAD" | b"XREADGROUP" => {
-            let at = args.iter().position(|a| a.eq_ignore_ascii_case(b"STREAMS"))?;
+            let at = args
+                .iter()
+                .position(|a| a.eq_ignore_ascii_case(b"STREAMS"))?;
             args.get(at + 1).copied()
         }
         b"XGROUP" | b"XINFO" => args.get(2).copied(),
@@ -269,7 +284,9 @@ impl bb8::ManageConnection for RedisManager {
                     .set_max_delay(100);
                 RedisConn::Single(ConnectionManager::new_with_config(client.clone(), config).await?)
             }
-            RedisClient::Cluster(client) => RedisConn::Cluster(client.get_async_connection().await?),
+            RedisClient::Cluster(client) => {
+                RedisConn::Cluster(client.get_async_connection().await?)
+            }
         })
     }
 
@@ -323,7 +340,11 @@ mod tests {
         same.cmd("GET").arg("p{L1}:s:1").cmd("GET").arg("p{L1}:s:2");
         assert!(one_slot(&same));
         let mut spread = redis::pipe();
-        spread.cmd("GET").arg("p{L1}:s:1").cmd("GET").arg("p{L2}:s:1");
+        spread
+            .cmd("GET")
+            .arg("p{L1}:s:1")
+            .cmd("GET")
+            .arg("p{L2}:s:1");
         assert!(!one_slot(&spread));
         // A script's keys follow its key count; WAIT has none.
         let mut replicated = redis::pipe();

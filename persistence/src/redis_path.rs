@@ -30,6 +30,8 @@ pub struct RedisOrder {
     pub idempotency: Option<IdempotencyRequest>,
 }
 
+/// How long after a `WAIT` came back short the slot's orders skip it ([`Storage::replication_at`]).
+const REPLICA_RECHECK: Duration = Duration::from_secs(1);
 /// How long a repeated `Idempotency-Key` waits for the first request's answer.
 const IDEMPOTENCY_WAIT: Duration = Duration::from_secs(5);
 /// How long a request may decide a claimed order before a retry may take the claim over.
@@ -76,8 +78,13 @@ impl Storage {
         let deadline = started + CLAIM_LEASE - CLAIM_MARGIN;
         let mut result = self.decide_redis(req, &uuid, deadline).await;
         if let Some((idem, uuid, token)) = claim {
+            let claim_key = self.keys.idempotency(&idem.scope, &idem.key);
             match self.settle_claim(idem, &uuid, &token, &result).await {
-                Ok(Some(held)) => result = self.replicated(result, held),
+                Ok(held @ Some(_)) => result = self.replicated(result, &claim_key, held),
+                // Replication asked for, and no WAIT run: the claim's slot was short a moment ago.
+                Ok(None) if result.is_ok() && self.replication().is_some() => {
+                    result = self.replicated(result, &claim_key, None)
+                }
                 Ok(None) => {}
                 // The claim stays open; its lease expires and a retry finds the order.
                 Err(e) => {
@@ -97,20 +104,56 @@ impl Storage {
         })
     }
 
-    /// `result`, unless it is an order that only `held` replicas hold, fewer than asked for:
-    /// then [`StorageError::NotReplicated`].
-    fn replicated(&self, result: StorageResult<Order>, held: u32) -> StorageResult<Order> {
-        match (result, self.replication()) {
-            (Ok(order), Some(r)) if held < r.replicas => {
+    /// Whether to `WAIT` after a write to the slot of `key`: not while the slot's node was short
+    /// of replicas a moment ago ([`REPLICA_RECHECK`]). A `WAIT` that cannot be met holds its
+    /// connection — and every request multiplexed on it — for the whole timeout, so one shard
+    /// without its replica would slow every order; until the recheck, its orders are answered at
+    /// once as not replicated.
+    fn replication_at(&self, key: &str) -> Option<Replication> {
+        let r = self.replication()?;
+        let slot = crate::redis_link::slot(key.as_bytes());
+        let short = self.replicas_short.lock().expect("replicas short");
+        match short.get(&slot) {
+            Some(since) if since.elapsed() < REPLICA_RECHECK => None,
+            _ => Some(r),
+        }
+    }
+
+    /// `result`, unless replication is asked for and the order reached fewer replicas: then
+    /// [`StorageError::NotReplicated`]. `waited` says whether `held` is a `WAIT`'s count (else
+    /// none was asked, see [`Storage::replication_at`]); a short count starts the recheck delay
+    /// of the slot of `key`.
+    fn replicated(
+        &self,
+        result: StorageResult<Order>,
+        key: &str,
+        held: Option<u32>,
+    ) -> StorageResult<Order> {
+        let Some(r) = self.replication() else {
+            return result;
+        };
+        match result {
+            Ok(order) if held.is_none_or(|h| h < r.replicas) => {
+                if held.is_some() {
+                    let slot = crate::redis_link::slot(key.as_bytes());
+                    self.replicas_short
+                        .lock()
+                        .expect("replicas short")
+                        .insert(slot, std::time::Instant::now());
+                }
                 self.circuit.unreplicated.fetch_add(1, Ordering::Relaxed);
                 Err(StorageError::NotReplicated {
                     order: Box::new(order),
-                    held,
+                    held: held.unwrap_or(0),
                     wanted: r.replicas,
-                    waited_ms: r.timeout.as_millis() as u64,
+                    waited_ms: if held.is_some() {
+                        r.timeout.as_millis() as u64
+                    } else {
+                        0
+                    },
                 })
             }
-            (result, _) => result,
+            other => other,
         }
     }
 
@@ -165,7 +208,11 @@ impl Storage {
                 ))),
             };
         }
-        self.replicated(Ok(order), held.min(held_claim.0))
+        self.replicated(
+            Ok(order),
+            &self.keys.stream(loc),
+            Some(held.min(held_claim.0)),
+        )
     }
 
     async fn decide_redis(
@@ -203,15 +250,20 @@ impl Storage {
                     json: &json,
                     lines: &req.lines,
                 };
+                let slot_key = self.keys.stream(loc);
                 let (decided, held) = {
                     let mut redis = self.conn().await?;
-                    match self.replication() {
-                        None => (reserve.run(&self.keys, &mut redis).await?, 0),
-                        Some(r) => reserve.run_replicated(&self.keys, &mut redis, r).await?,
+                    match self.replication_at(&slot_key) {
+                        None => (reserve.run(&self.keys, &mut redis).await?, None),
+                        Some(r) => {
+                            let (d, held) =
+                                reserve.run_replicated(&self.keys, &mut redis, r).await?;
+                            (d, Some(held))
+                        }
                     }
                 };
                 match decided {
-                    Decision::Applied => return self.replicated(Ok(order), held),
+                    Decision::Applied => return self.replicated(Ok(order), &slot_key, held),
                     // An earlier attempt under the same claim placed it here (its answer was lost).
                     Decision::Duplicate => {
                         return match self.redis_record(loc, &order.order_id).await? {
@@ -355,7 +407,7 @@ impl Storage {
                         .arg("XX")
                         .arg("KEEPTTL")
                         .ignore();
-                    let replication = self.replication();
+                    let replication = self.replication_at(&key);
                     if let Some(r) = replication {
                         // On the same connection: it counts the replicas holding this answer.
                         pipe.cmd("WAIT")

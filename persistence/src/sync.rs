@@ -137,7 +137,10 @@ impl Storage {
             let mut c = settings.own_connection(&self.redis_client).await?;
             if settings.is_cluster() {
                 // A node answering is not enough: every slot must be served (a failover over).
-                let info: String = redis::cmd("CLUSTER").arg("INFO").query_async(&mut c).await?;
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(&mut c)
+                    .await?;
                 if !info.contains("cluster_state:ok") {
                     return Err(StorageError::Unavailable(
                         "the redis cluster does not serve every slot yet".into(),

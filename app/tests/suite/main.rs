@@ -4,6 +4,8 @@
 
 mod common;
 
+mod cluster;
+mod cluster_infra;
 mod db_lock;
 mod edge;
 mod faults;

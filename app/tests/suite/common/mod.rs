@@ -20,6 +20,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 use stock_flow::{Application, Config};
 
+pub mod cluster;
 pub mod fixtures;
 pub mod proxy;
 pub mod servers;
@@ -124,8 +125,8 @@ pub struct TestApp {
     pub config: Config,
     /// The harness's own pool, straight to the test's database on the real server.
     pub db: MySqlPool,
-    /// The harness's own Redis client, straight to the server the service uses.
-    pub redis: redis::Client,
+    /// The harness's own Redis client, straight to the server (or cluster) the service uses.
+    pub redis: sf_persistence::RedisClient,
     /// What the test created on the servers; `None` once removed.
     leftovers: Option<Leftovers>,
 }
@@ -136,7 +137,7 @@ struct Leftovers {
     /// The MySQL server, straight (any database name).
     server_url: String,
     db_name: String,
-    redis: redis::Client,
+    redis: sf_persistence::RedisClient,
     prefix: String,
 }
 
@@ -159,7 +160,7 @@ impl TestApp {
         let leftovers = Leftovers {
             server_url: direct(&config.storage.database_url),
             db_name: db_name.clone(),
-            redis: redis::Client::open(direct(&config.storage.redis_url)).expect("redis url"),
+            redis: harness_redis(&config),
             prefix: prefix.clone(),
         };
         // From here on a failure still removes whatever the start created.
@@ -206,11 +207,10 @@ impl TestApp {
         Keys::new(self.prefix.clone())
     }
 
-    /// A connection of the harness's own to the test's Redis (a new one each time: it works
-    /// across a restart of a private Redis).
-    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
-        self.redis
-            .get_multiplexed_async_connection()
+    /// A connection of the harness's own to the test's Redis or cluster (a new one each time: it
+    /// works across a restart of a private Redis).
+    pub async fn redis(&self) -> sf_persistence::RedisConn {
+        harness_conn(&self.redis)
             .await
             .expect("the harness connects to redis")
     }
@@ -699,7 +699,8 @@ impl Leftovers {
             Err(_) => eprintln!("dropping database {} took over 30 s", self.db_name),
         }
         let unlink = async {
-            let mut c = self.redis.get_multiplexed_async_connection().await?;
+            let mut c = harness_conn(&self.redis).await?;
+            // On a cluster, KEYS asks every master and UNLINK is split by slot.
             let keys: Vec<String> = redis::cmd("KEYS")
                 .arg(format!("{}*", self.prefix))
                 .query_async(&mut c)
@@ -712,6 +713,33 @@ impl Leftovers {
         // A private Redis may be down for good when a test fails: its data goes with it.
         let _ = tokio::time::timeout(Duration::from_secs(10), unlink).await;
     }
+}
+
+/// The harness's Redis client: straight to the service's Redis, or to its cluster's seeds.
+fn harness_redis(config: &Config) -> sf_persistence::RedisClient {
+    let nodes = &config.storage.redis_cluster_nodes;
+    if nodes.is_empty() {
+        sf_persistence::RedisClient::Single(
+            redis::Client::open(direct(&config.storage.redis_url)).expect("redis url"),
+        )
+    } else {
+        sf_persistence::RedisClient::Cluster(
+            redis::cluster::ClusterClient::new(nodes.clone()).expect("cluster seeds"),
+        )
+    }
+}
+
+async fn harness_conn(
+    client: &sf_persistence::RedisClient,
+) -> redis::RedisResult<sf_persistence::RedisConn> {
+    Ok(match client {
+        sf_persistence::RedisClient::Single(c) => {
+            sf_persistence::RedisConn::Plain(c.get_multiplexed_async_connection().await?)
+        }
+        sf_persistence::RedisClient::Cluster(c) => {
+            sf_persistence::RedisConn::Cluster(c.get_async_connection().await?)
+        }
+    })
 }
 
 // ---- waiting and checking ----
