@@ -541,3 +541,70 @@ sf_cleanup() {
   sf_restore_policy_rc
   sf_stop_private
 }
+
+# sf_choose_port DEFAULT EXPLICIT PIDFILE NAME LABEL
+# Picks the port of a private server as ops/run does: DEFAULT when free (or
+# when our own server from an earlier run holds it: the start function reuses
+# it), a free one otherwise, unless EXPLICIT (the user's setting) named it.
+sf_choose_port() {
+  local default=$1 explicit=$2 pidfile=$3 name=$4 label=$5 port
+  if sf_running_pid "$pidfile" "$name" >/dev/null; then
+    # Our own server from an earlier run: the start function reuses it.
+    printf '%s\n' "$default"
+    return 0
+  fi
+  if sf_port_busy "$default"; then
+    [[ -n $explicit ]] && sf_die "port $default ($label) is already in use by another program"
+    port=$(sf_pick_port "") || sf_die "no free port for the private $label"
+    sf_log "port $default is taken by another program; private $label uses $port instead"
+    printf '%s\n' "$port"
+  else
+    printf '%s\n' "$default"
+  fi
+}
+
+# sf_ensure_program PROGRAM PACKAGE
+# Installs Debian's PACKAGE when PROGRAM is missing, under the same rules as
+# sf_ensure_packages: SF_NO_INSTALL=1 refuses, and a temporary policy-rc.d
+# keeps the package's system service from starting. Call it in the script's
+# own shell (not in $(...)), so an EXIT trap running sf_cleanup can remove
+# the policy-rc.d if the installation is interrupted.
+sf_ensure_program() {
+  local program=$1 package=$2 rc=0
+  sf_find_bin "$program" >/dev/null && return 0
+  [[ ${SF_NO_INSTALL:-0} == 1 ]] && sf_die "$program is missing and SF_NO_INSTALL=1; install $package"
+  command -v apt-get >/dev/null 2>&1 ||
+    sf_die "$program is missing; install $package with your package manager (apt-get not found)"
+  sf_log "installing $package (missing: $program)"
+  if [[ $SF_POLICY_RC_INSTALLED -ne 1 ]]; then
+    if sf_as_root test -e /usr/sbin/policy-rc.d; then
+      SF_POLICY_RC_BACKUP="/usr/sbin/policy-rc.d.stock-flow-backup.$$"
+      sf_as_root cp -p /usr/sbin/policy-rc.d "$SF_POLICY_RC_BACKUP"
+    fi
+    SF_POLICY_RC_INSTALLED=1
+    printf '#!/bin/sh\n# Temporary: keep package installs from starting services.\nexit 101\n' |
+      sf_as_root tee /usr/sbin/policy-rc.d >/dev/null
+    sf_as_root chmod 0755 /usr/sbin/policy-rc.d
+  fi
+  sf_as_root env DEBIAN_FRONTEND=noninteractive apt-get update || rc=$?
+  if [[ $rc -eq 0 ]]; then
+    sf_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      "$package" || rc=$?
+  fi
+  sf_restore_policy_rc
+  [[ $rc -eq 0 ]] || sf_die "installing $package failed (exit $rc)"
+  sf_find_bin "$program" >/dev/null || sf_die "$program still not found after installing $package"
+}
+
+# sf_http_status PORT PATH
+# Prints the HTTP status code of GET PATH on 127.0.0.1:PORT (bash's /dev/tcp,
+# so it needs no curl); fails when nothing answers within 5 s.
+sf_http_status() {
+  local port=$1 path=$2
+  timeout 5 bash -c '
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+    printf "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" "$2" >&3
+    IFS=" " read -r _ code _ <&3 || exit 1
+    [[ $code =~ ^[0-9]{3}$ ]] && printf "%s\n" "$code"
+  ' _ "$port" "$path" 2>/dev/null
+}
