@@ -171,6 +171,11 @@ impl Storage {
                 return Ok(Some(short));
             }
             Ok(None) => {}
+            Err(StorageError::NotReplicatedChange) => {
+                // Applied on the master, held by too few replicas: a failover could lose it, so
+                // the keys are set from MySQL again (by whichever instance checks first).
+                mark_stale(&mut tx, loc, deltas.iter().map(|(p, _)| *p)).await?;
+            }
             Err(StorageError::Redis(e)) if crate::Circuit::unreachable(&e) => {
                 // Whether or not the change reached Redis, the keys are set from MySQL before
                 // Redis decides again.
@@ -252,9 +257,10 @@ impl Storage {
     ) -> StorageResult<Option<(ProductId, i64)>> {
         for _ in 0..3 {
             match self.run_adjust(loc, deltas, AdjustMode::Check).await? {
-                Adjusted::Applied => return Ok(None),
-                Adjusted::Short { index, have } => return Ok(Some((deltas[index].0, have))),
-                Adjusted::NotLoaded { .. } => {
+                (Adjusted::Applied, false) => return Err(StorageError::NotReplicatedChange),
+                (Adjusted::Applied, true) => return Ok(None),
+                (Adjusted::Short { index, have }, _) => return Ok(Some((deltas[index].0, have))),
+                (Adjusted::NotLoaded { .. }, _) => {
                     let products: Vec<ProductId> = deltas.iter().map(|(p, _)| *p).collect();
                     self.sync_keys_before(conn, loc, &products, SyncMode::Load, deltas)
                         .await?;
@@ -266,20 +272,35 @@ impl Storage {
         )))
     }
 
-    /// Runs `adjust.lua`.
+    /// Runs `adjust.lua`. Answers its outcome and whether enough replicas hold it (always, unless
+    /// `REDIS_MIN_REPLICA_ACKS` asks for replicas: then a change that fewer replicas hold in time,
+    /// or whose shard was short of replicas a moment ago, is not).
     async fn run_adjust(
         &self,
         loc: LocationId,
         deltas: &[(ProductId, i64)],
         mode: AdjustMode,
-    ) -> StorageResult<Adjusted> {
+    ) -> StorageResult<(Adjusted, bool)> {
         let adjust = Adjust { loc, mode, deltas };
         let mut redis = match mode {
             AdjustMode::Check => self.conn().await?,
             // Taking back a change: tried even while the circuit is open.
             AdjustMode::Force => self.settling_conn().await?,
         };
-        adjust.run(&self.keys, &mut redis).await
+        if mode == AdjustMode::Force || self.replication().is_none() {
+            return Ok((adjust.run(&self.keys, &mut redis).await?, true));
+        }
+        let slot_key = self.keys.stream(loc);
+        match self.replication_at(&slot_key) {
+            Some(r) => {
+                let (outcome, held) = adjust.run_replicated(&self.keys, &mut redis, r).await?;
+                if held < r.replicas {
+                    self.note_replicas_short(&slot_key);
+                }
+                Ok((outcome, held >= r.replicas))
+            }
+            None => Ok((adjust.run(&self.keys, &mut redis).await?, false)),
+        }
     }
 
     /// Cancels an order from MySQL: a DB-lock order, a POS sale, or a Redis-path order that

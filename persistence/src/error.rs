@@ -69,6 +69,10 @@ pub enum StorageError {
         wanted: u32,
         waited_ms: u64,
     },
+    /// A MySQL-first write's Redis change, applied on the master and held by fewer replicas than
+    /// asked for: never answered, its keys are marked stale before the commit.
+    #[error("the redis change is held by fewer replicas than asked for")]
+    NotReplicatedChange,
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
     #[error("redis error: {0}")]

@@ -96,7 +96,7 @@ impl Storage {
     }
 
     /// The replicas a Redis-path order must reach before it is answered, if any.
-    fn replication(&self) -> Option<Replication> {
+    pub(crate) fn replication(&self) -> Option<Replication> {
         let s = &self.redis_settings;
         (s.min_replica_acks > 0).then_some(Replication {
             replicas: s.min_replica_acks,
@@ -109,7 +109,7 @@ impl Storage {
     /// connection — and every request multiplexed on it — for the whole timeout, so one shard
     /// without its replica would slow every order; until the recheck, its orders are answered at
     /// once as not replicated.
-    fn replication_at(&self, key: &str) -> Option<Replication> {
+    pub(crate) fn replication_at(&self, key: &str) -> Option<Replication> {
         let r = self.replication()?;
         let slot = crate::redis_link::slot(key.as_bytes());
         let short = self.replicas_short.lock().expect("replicas short");
@@ -117,6 +117,15 @@ impl Storage {
             Some(since) if since.elapsed() < REPLICA_RECHECK => None,
             _ => Some(r),
         }
+    }
+
+    /// A `WAIT` on the slot of `key` came back short: the slot skips it until the recheck.
+    pub(crate) fn note_replicas_short(&self, key: &str) {
+        let slot = crate::redis_link::slot(key.as_bytes());
+        self.replicas_short
+            .lock()
+            .expect("replicas short")
+            .insert(slot, std::time::Instant::now());
     }
 
     /// `result`, unless replication is asked for and the order reached fewer replicas: then
@@ -135,11 +144,7 @@ impl Storage {
         match result {
             Ok(order) if held.is_none_or(|h| h < r.replicas) => {
                 if held.is_some() {
-                    let slot = crate::redis_link::slot(key.as_bytes());
-                    self.replicas_short
-                        .lock()
-                        .expect("replicas short")
-                        .insert(slot, std::time::Instant::now());
+                    self.note_replicas_short(key);
                 }
                 self.circuit.unreplicated.fetch_add(1, Ordering::Relaxed);
                 Err(StorageError::NotReplicated {

@@ -6,7 +6,7 @@
 //! - Reply: `{1}` applied, `{0, i, have}` short, `{-1, i}` not loaded (`i` 1-based; both only in
 //!   `check` mode) — see [`Adjusted`].
 
-use super::{line_index, unexpected, Invocation};
+use super::{line_index, unexpected, Invocation, Replication};
 use crate::circuit::GuardedConn;
 use crate::error::StorageResult;
 use crate::redis_stock::Keys;
@@ -71,6 +71,21 @@ impl Adjust<'_> {
     pub async fn run(&self, keys: &Keys, conn: &mut GuardedConn) -> StorageResult<Adjusted> {
         let reply: Vec<i64> = self.invocation(keys).run(&SCRIPT, conn).await?;
         decode(&reply, self.deltas.len())
+    }
+
+    /// Runs the script, then waits for `replication`'s replicas to hold its writes (one
+    /// pipeline, one connection). Answers the outcome and how many replicas hold it.
+    pub async fn run_replicated(
+        &self,
+        keys: &Keys,
+        conn: &mut GuardedConn,
+        replication: Replication,
+    ) -> StorageResult<(Adjusted, u32)> {
+        let (reply, held): (Vec<i64>, u32) = self
+            .invocation(keys)
+            .run_replicated(&SCRIPT, conn, replication)
+            .await?;
+        Ok((decode(&reply, self.deltas.len())?, held))
     }
 }
 
