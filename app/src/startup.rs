@@ -34,7 +34,7 @@ fn consumer_config(config: &Config, name: &str) -> ConsumerConfig {
     ConsumerConfig {
         name: name.to_owned(),
         batch: config.consumer_batch,
-        idle: Duration::from_millis(10),
+        idle: ConsumerConfig::default().idle,
         reclaim_idle: Duration::from_millis(config.consumer_reclaim_idle_ms),
     }
 }

@@ -52,7 +52,9 @@ pub struct ConsumerConfig {
     pub name: String,
     /// Most events read per stream per round.
     pub batch: usize,
-    /// How long the consumer waits before reading again after a round found no new event.
+    /// The longest the consumer waits before reading again while no new event comes: after an
+    /// empty round it waits 1 ms, doubling up to this (each location's stream is read on its own,
+    /// so an idle consumer reads every stream once per wait).
     pub idle: Duration,
     /// Events pending this long with another consumer are taken over.
     pub reclaim_idle: Duration,
@@ -63,7 +65,7 @@ impl Default for ConsumerConfig {
         Self {
             name: format!("c-{}", uuid::Uuid::new_v4().simple()),
             batch: 500,
-            idle: Duration::from_millis(10),
+            idle: Duration::from_millis(50),
             reclaim_idle: Duration::from_secs(15),
         }
     }
@@ -167,6 +169,8 @@ struct State {
     own_pending: Option<HashMap<String, String>>,
     own_pending_done: bool,
     last_reclaim: Option<Instant>,
+    /// The current wait between reads while no new event comes.
+    idle: Duration,
 }
 
 impl State {
@@ -237,8 +241,11 @@ impl State {
                 self.own_pending_done = true;
             }
             if n == 0 && !pending_pass {
-                // Nothing new anywhere: wait a little before asking again.
-                tokio::time::sleep(config.idle).await;
+                // Nothing new anywhere: wait a little before asking again, longer each time.
+                self.idle = (self.idle * 2).clamp(Duration::from_millis(1), config.idle);
+                tokio::time::sleep(self.idle).await;
+            } else {
+                self.idle = Duration::ZERO;
             }
         }
         if !events.is_empty() {

@@ -322,7 +322,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slots_follow_the_cluster_spec() {
+    fn slots_follow_the_hash_slot_spec() {
         // The reference value of the Redis Cluster specification.
         assert_eq!(crc16_xmodem(b"123456789"), 0x31C3);
         // Keys with one hash tag share its slot.

@@ -438,9 +438,11 @@ async fn script_flush_causes_no_failed_order() {
 
 /// One stock, several writers: DB-lock orders, Redis orders, Redis cancels and admin adjustments
 /// on one product at once. No oversell; after quiescence Redis equals MySQL and the ledger sums.
+/// (150 MySQL-first writes queue on one row lock: on a loaded machine the last ones wait longer
+/// than the default 3 s deadline, which is not what this test is about.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mixed_writers_converge() {
-    let t = TestApp::spawn().await;
+    let t = TestApp::spawn_with(|c| c.storage.db_command_timeout_ms = 15_000).await;
     let (wh, p) = t.warehouse_with_product(9_900, 200).await;
     let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
     let t = Arc::new(t);
