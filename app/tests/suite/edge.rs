@@ -193,7 +193,9 @@ async fn db_lock_orders_beyond_the_bound_are_shed_at_once_and_nothing_is_oversol
     };
     let (answers, (health_status, health_took)) = tokio::join!(answers, health);
     assert_eq!(health_status, StatusCode::OK);
-    assert!(health_took < Duration::from_millis(100), "{health_took:?}");
+    // Readiness reads cached state only: it does not queue behind the 300 orders (the admitted
+    // ones take seconds). The bound leaves room for a loaded 2-core machine running debug code.
+    assert!(health_took < Duration::from_millis(500), "{health_took:?}");
 
     let mut admitted: Vec<Duration> = Vec::new();
     let mut shed: Vec<Duration> = Vec::new();
