@@ -113,6 +113,20 @@ sf_restore_policy_rc() {
   SF_POLICY_RC_BACKUP=""
 }
 
+# Keeps package installs from starting their services (a temporary policy-rc.d,
+# the machine's own saved and put back by sf_restore_policy_rc). Idempotent.
+sf_hold_service_starts() {
+  [[ ${SF_POLICY_RC_INSTALLED:-0} -eq 1 ]] && return 0
+  if sf_as_root test -e /usr/sbin/policy-rc.d; then
+    SF_POLICY_RC_BACKUP="/usr/sbin/policy-rc.d.stock-flow-backup.$$"
+    sf_as_root cp -p /usr/sbin/policy-rc.d "$SF_POLICY_RC_BACKUP"
+  fi
+  SF_POLICY_RC_INSTALLED=1
+  printf '#!/bin/sh\n# Temporary: keep package installs from starting services.\nexit 101\n' |
+    sf_as_root tee /usr/sbin/policy-rc.d >/dev/null
+  sf_as_root chmod 0755 /usr/sbin/policy-rc.d
+}
+
 # Installs MariaDB and Redis from the distribution when they are missing.
 # The packages' system services must not start: the private servers need
 # nothing from them, and ports 3306/6379 may belong to someone else. A
@@ -136,14 +150,7 @@ sf_ensure_packages() {
     sf_die "missing ${missing[*]}; install MariaDB and Redis with your package manager (apt-get not found)"
 
   sf_log "installing MariaDB and Redis packages (missing: ${missing[*]})"
-  if sf_as_root test -e /usr/sbin/policy-rc.d; then
-    SF_POLICY_RC_BACKUP="/usr/sbin/policy-rc.d.stock-flow-backup.$$"
-    sf_as_root cp -p /usr/sbin/policy-rc.d "$SF_POLICY_RC_BACKUP"
-  fi
-  SF_POLICY_RC_INSTALLED=1
-  printf '#!/bin/sh\n# Temporary: keep package installs from starting services.\nexit 101\n' |
-    sf_as_root tee /usr/sbin/policy-rc.d >/dev/null
-  sf_as_root chmod 0755 /usr/sbin/policy-rc.d
+  sf_hold_service_starts
 
   local rc=0
   sf_as_root env DEBIAN_FRONTEND=noninteractive apt-get update || rc=$?
@@ -576,16 +583,7 @@ sf_ensure_program() {
   command -v apt-get >/dev/null 2>&1 ||
     sf_die "$program is missing; install $package with your package manager (apt-get not found)"
   sf_log "installing $package (missing: $program)"
-  if [[ $SF_POLICY_RC_INSTALLED -ne 1 ]]; then
-    if sf_as_root test -e /usr/sbin/policy-rc.d; then
-      SF_POLICY_RC_BACKUP="/usr/sbin/policy-rc.d.stock-flow-backup.$$"
-      sf_as_root cp -p /usr/sbin/policy-rc.d "$SF_POLICY_RC_BACKUP"
-    fi
-    SF_POLICY_RC_INSTALLED=1
-    printf '#!/bin/sh\n# Temporary: keep package installs from starting services.\nexit 101\n' |
-      sf_as_root tee /usr/sbin/policy-rc.d >/dev/null
-    sf_as_root chmod 0755 /usr/sbin/policy-rc.d
-  fi
+  sf_hold_service_starts
   sf_as_root env DEBIAN_FRONTEND=noninteractive apt-get update || rc=$?
   if [[ $rc -eq 0 ]]; then
     sf_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \

@@ -151,6 +151,7 @@ pub async fn run(
                 }
             }
             state.groups.clear();
+            state.reader = None;
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 _ = shutdown.changed() => break,
@@ -171,6 +172,8 @@ struct State {
     last_reclaim: Option<Instant>,
     /// The current wait between reads while no new event comes.
     idle: Duration,
+    /// The consumer's own connection for its reads.
+    reader: Option<crate::circuit::GuardedConn>,
 }
 
 impl State {
@@ -213,9 +216,13 @@ impl State {
                 .group(GROUP, &config.name)
                 .count(config.batch);
             // One read per stream (each location's stream lives on its own slot of a cluster),
-            // all at once over the multiplexed connection; none blocks.
+            // all at once over the consumer's multiplexed connection; none blocks.
             let replies: Vec<Option<StreamReadReply>> = {
-                let redis = store.conn().await?;
+                // A connection of its own: its large replies must not hold up the requests.
+                let redis = match &self.reader {
+                    Some(c) => c.clone(),
+                    None => self.reader.insert(store.own_conn().await?).clone(),
+                };
                 futures::future::try_join_all(streams.iter().zip(&ids).map(|(stream, id)| {
                     let mut redis = redis.clone();
                     let opts = &opts;

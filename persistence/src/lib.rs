@@ -209,6 +209,42 @@ impl Storage {
         ))
     }
 
+    /// A Redis connection of its own, outside the pool, behind the circuit (the consumer's
+    /// reads: their large replies would otherwise delay the requests multiplexed beside them).
+    pub(crate) async fn own_conn(&self) -> StorageResult<circuit::GuardedConn> {
+        if !self.circuit.passes() {
+            return Err(StorageError::Redis(Circuit::open_error()));
+        }
+        let settings = &self.redis_settings;
+        let conn = match tokio::time::timeout(
+            settings.connect_timeout + settings.command_timeout,
+            settings.own_connection(&self.redis_client),
+        )
+        .await
+        {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                if let StorageError::Redis(re) = &e {
+                    if Circuit::unreachable(re) {
+                        self.circuit.trip(&re.to_string());
+                    }
+                }
+                return Err(e);
+            }
+            Err(_) => {
+                self.circuit
+                    .trip("no redis connection could be opened in time");
+                return Err(StorageError::Redis(Circuit::open_error()));
+            }
+        };
+        Ok(circuit::GuardedConn::new(
+            conn,
+            self.circuit.clone(),
+            settings.command_timeout,
+            false,
+        ))
+    }
+
     /// When the MySQL work of a request started now must end.
     pub(crate) fn db_deadline(&self) -> tokio::time::Instant {
         tokio::time::Instant::now() + self.config.db_timeout

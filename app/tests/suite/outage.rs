@@ -241,8 +241,10 @@ async fn mysql_first_writes_sell_through_a_redis_outage_and_nothing_is_sold_twic
         assert_eq!(r.0, StatusCode::SERVICE_UNAVAILABLE, "{}", r.1);
         assert_eq!(r.1["type"], "/problems/stock-cache-unavailable");
         assert_eq!(r.2.as_deref(), Some("1"));
+        // At once: not after the 1 s Redis deadline (the bound leaves room for a loaded 2-core
+        // machine running debug code beside 44 MySQL-first writes).
         assert!(
-            r.3 < Duration::from_millis(100),
+            r.3 < Duration::from_millis(500),
             "the redis path took {:?} to shed",
             r.3
         );
