@@ -172,8 +172,8 @@ struct State {
     last_reclaim: Option<Instant>,
     /// The current wait between reads while no new event comes.
     idle: Duration,
-    /// The consumer's own connection for its reads.
-    reader: Option<crate::circuit::GuardedConn>,
+    /// The consumer's own connection for its reads, and the circuit's trip count when opened.
+    reader: Option<(crate::circuit::GuardedConn, u64)>,
 }
 
 impl State {
@@ -219,9 +219,14 @@ impl State {
             // all at once over the consumer's multiplexed connection; none blocks.
             let replies: Vec<Option<StreamReadReply>> = {
                 // A connection of its own: its large replies must not hold up the requests.
+                // Opened anew after the circuit opened since (it may be bound to a dead server).
+                let trips = store.circuit.trips();
                 let redis = match &self.reader {
-                    Some(c) => c.clone(),
-                    None => self.reader.insert(store.own_conn().await?).clone(),
+                    Some((c, at)) if *at == trips => c.clone(),
+                    _ => {
+                        self.reader = Some((store.own_conn().await?, trips));
+                        self.reader.as_ref().expect("reader").0.clone()
+                    }
                 };
                 futures::future::try_join_all(streams.iter().zip(&ids).map(|(stream, id)| {
                     let mut redis = redis.clone();
