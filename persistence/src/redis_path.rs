@@ -177,10 +177,8 @@ impl Storage {
                 .arg(chrono::Utc::now().timestamp_millis())
                 .arg("PX")
                 .arg(60_000)
-                .ignore()
-                .cmd("WAIT")
-                .arg(r.replicas)
-                .arg(r.timeout.as_millis() as u64);
+                .ignore();
+            r.wait(pipe);
         };
         let mut at_location = redis::pipe();
         at_location
@@ -415,9 +413,7 @@ impl Storage {
                     let replication = self.replication_at(&key);
                     if let Some(r) = replication {
                         // On the same connection: it counts the replicas holding this answer.
-                        pipe.cmd("WAIT")
-                            .arg(r.replicas)
-                            .arg(r.timeout.as_millis() as u64);
+                        r.wait(&mut pipe);
                     }
                     let redis = self.settling_conn().await?;
                     let mut redis = match replication {

@@ -81,6 +81,16 @@ pub struct Replication {
     pub timeout: std::time::Duration,
 }
 
+impl Replication {
+    /// Appends `WAIT replicas timeout` to `pipe`: sent on the connection of the writes before it,
+    /// it answers how many replicas hold them.
+    pub fn wait(&self, pipe: &mut redis::Pipeline) {
+        pipe.cmd("WAIT")
+            .arg(self.replicas)
+            .arg(self.timeout.as_millis() as u64);
+    }
+}
+
 impl Invocation {
     /// Runs `script`, then `WAIT` for `replication.replicas` replicas, in one pipeline on one
     /// connection to the node serving the script's slot (reloading the script after
@@ -98,10 +108,8 @@ impl Invocation {
             .arg(script.get_hash())
             .arg(self.keys.len())
             .arg(&self.keys)
-            .arg(&self.args)
-            .cmd("WAIT")
-            .arg(replication.replicas)
-            .arg(replication.timeout.as_millis() as u64);
+            .arg(&self.args);
+        replication.wait(&mut pipe);
         let mut conn = conn.with_extra_time(replication.timeout);
         let mut attempt = 0;
         loop {
