@@ -6,7 +6,7 @@
 -- ARGV[3]   lease time in milliseconds (for 'renew')
 --
 -- Returns 1 if done, 0 if the lease is held by someone else or has expired.
--- (Taking a lease is a plain SET NX PX.)
+-- (Taking a job lease is a plain SET NX PX; an idempotency claim's lease is taken by claim.lua.)
 
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0

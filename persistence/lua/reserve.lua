@@ -19,6 +19,11 @@
 -- A missing stock key means "not loaded", never zero and never unlimited: the caller loads it from
 -- MySQL and asks again.
 
+-- An order id decided before is a duplicate whatever the stock says now (a retry of an order that
+-- took the last unit is that order, not a shortage).
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return {2}
+end
 for i = 3, #KEYS do
   local have = redis.call('GET', KEYS[i])
   if not have then
@@ -28,9 +33,6 @@ for i = 3, #KEYS do
   if have < tonumber(ARGV[i + 1]) then
     return {0, i - 2, have}
   end
-end
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return {2}
 end
 for i = 3, #KEYS do
   redis.call('DECRBY', KEYS[i], ARGV[i + 1])

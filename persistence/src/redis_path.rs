@@ -10,6 +10,7 @@ use crate::idempotency::IdempotencyRequest;
 use crate::model::{Order, OrderPath, OrderStatus, StockLevel, StockSource};
 use crate::orders::RedisRecord;
 use crate::scripts::cancel::{Cancel, Cancelled};
+use crate::scripts::claim::{Claim, ClaimKey};
 use crate::scripts::lease::{Lease, LeaseOp};
 use crate::scripts::reserve::{Decision, Reserve};
 use crate::scripts::Replication;
@@ -304,58 +305,31 @@ impl Storage {
             .await)
     }
 
-    /// Claims an idempotency key in Redis, or finds what it stands for.
+    /// Claims an idempotency key in Redis, or finds what it stands for. The claim and its lease
+    /// are taken in one step (`claim.lua`), and so is a takeover: two requests never both hold a
+    /// claim, so one key never decides two orders.
     async fn claim_redis(&self, idem: &IdempotencyRequest) -> StorageResult<Claimed> {
         let key = self.keys.idempotency(&idem.scope, &idem.key);
-        let lease = format!("{key}:lease");
         let token = uuid::Uuid::new_v4().simple().to_string();
         let deadline = tokio::time::Instant::now() + IDEMPOTENCY_WAIT;
         loop {
-            let mut redis = self.conn().await?;
             let uuid = uuid::Uuid::now_v7().simple().to_string();
-            let claimed: Option<String> = redis::cmd("SET")
-                .arg(&key)
-                .arg(ClaimRecord::encode(&idem.fingerprint, &uuid, ""))
-                .arg("NX")
-                .arg("EX")
-                .arg(self.config.idempotency_ttl_secs)
-                .query_async(&mut redis)
-                .await?;
-            if claimed.is_some() {
-                let _: Option<String> = redis::cmd("SET")
-                    .arg(&lease)
-                    .arg(&token)
-                    .arg("PX")
-                    .arg(CLAIM_LEASE.as_millis() as u64)
-                    .query_async(&mut redis)
-                    .await?;
-                return Ok(Claimed::Owner { uuid, token });
-            }
-            let Some(current) = redis.get::<_, Option<String>>(&key).await? else {
-                continue; // expired in between: claim it afresh
+            let attempt = ClaimKey {
+                key: &key,
+                fingerprint: &idem.fingerprint,
+                uuid: &uuid,
+                ttl_secs: self.config.idempotency_ttl_secs,
+                token: &token,
+                lease: CLAIM_LEASE,
             };
-            let record = ClaimRecord::decode(&current);
-            if record.fingerprint != idem.fingerprint {
-                return Err(StorageError::IdempotencyMismatch);
-            }
-            if let Some(answer) = &record.answer {
-                return Ok(Claimed::Replay(crate::formats::OrderRecord::decode(
-                    answer,
-                )?));
-            }
-            if let Some(uuid) = record.uuid {
-                // Still open. If no request holds its lease, the one that claimed it died or
-                // lost its answer: take it over, and look for the order it may have placed.
-                let took: Option<String> = redis::cmd("SET")
-                    .arg(&lease)
-                    .arg(&token)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(CLAIM_LEASE.as_millis() as u64)
-                    .query_async(&mut redis)
-                    .await?;
-                drop(redis);
-                if took.is_some() {
+            let claim = {
+                let mut redis = self.conn().await?;
+                attempt.run(&mut redis).await?
+            };
+            match claim {
+                Claim::New => return Ok(Claimed::Owner { uuid, token }),
+                // Whoever claimed it died or lost its answer: look for the order it may have placed.
+                Claim::TakenOver { uuid } => {
                     if let Some(order) = self.find_placed(&uuid).await? {
                         tracing::info!(order = %order.order_id, "idempotent retry found the order an earlier attempt placed");
                         let answer = crate::formats::OrderRecord::encode(&order);
@@ -367,12 +341,24 @@ impl Storage {
                             .arg("KEEPTTL")
                             .query_async(&mut redis)
                             .await?;
-                        self.release_claim_lease(&lease, &token).await;
+                        self.release_claim_lease(&ClaimKey::lease_key(&key), &token)
+                            .await;
                         return Ok(Claimed::Replay(order));
                     }
                     return Ok(Claimed::Owner { uuid, token });
                 }
+                Claim::Held(record) => {
+                    if record.fingerprint != idem.fingerprint {
+                        return Err(StorageError::IdempotencyMismatch);
+                    }
+                    if let Some(answer) = &record.answer {
+                        return Ok(Claimed::Replay(crate::formats::OrderRecord::decode(
+                            answer,
+                        )?));
+                    }
+                }
             }
+            // Another request works on it: wait for its answer.
             if tokio::time::Instant::now() >= deadline {
                 return Err(StorageError::IdempotencyInFlight);
             }
@@ -393,7 +379,7 @@ impl Storage {
         result: &StorageResult<Order>,
     ) -> StorageResult<Option<u32>> {
         let key = self.keys.idempotency(&idem.scope, &idem.key);
-        let lease = format!("{key}:lease");
+        let lease = ClaimKey::lease_key(&key);
         let placed = match result {
             Ok(order) => Some(order),
             Err(StorageError::NotReplicated { order, .. }) => Some(&**order),

@@ -5,6 +5,7 @@ use crate::common::*;
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::Value;
+use sf_routing::{LocationId, ProductId};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -182,6 +183,98 @@ async fn redis_idempotency_key_creates_one_order() {
     t.wait_persisted().await;
     assert_eq!(t.on_hand(wh, p).await, 98);
     assert_eq!(t.order_ids().await.len(), 1);
+}
+
+/// `reserve.lua` answers "duplicate" for an order id it has decided before, whatever the stock
+/// says now: a retry of an order that took the last unit is that order, not an out-of-stock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_decided_before_is_a_duplicate_once_its_stock_is_gone() {
+    let t = TestApp::spawn().await;
+    let (loc, product) = (LocationId::new_unchecked(7), ProductId::new_unchecked(11));
+    let keys = t.keys();
+    let script = redis::Script::new(sf_persistence::redis_stock::RESERVE_LUA);
+    let mut redis = t.redis().await;
+    let _: () = redis::cmd("SET")
+        .arg(keys.stock(loc, product))
+        .arg(1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let reserve = |id: &'static str| {
+        let mut call = script.prepare_invoke();
+        call.key(keys.order(loc, id))
+            .key(keys.stream(loc))
+            .key(keys.stock(loc, product))
+            .arg(id)
+            .arg("{}")
+            .arg("11:1")
+            .arg(1);
+        call
+    };
+    let first: Vec<i64> = reserve("7-a").invoke_async(&mut redis).await.unwrap();
+    let again: Vec<i64> = reserve("7-a").invoke_async(&mut redis).await.unwrap();
+    let other: Vec<i64> = reserve("7-b").invoke_async(&mut redis).await.unwrap();
+    assert_eq!((first, again, other), (vec![1], vec![2], vec![0, 1, 0]));
+    assert_eq!(t.redis_stock(7, 11).await, Some(0));
+}
+
+/// I5 under a race for the key: 60 keys, each sent 4 times at once through two instances, for
+/// 40 units. A key's copies get one answer (the same order, or the same refusal), whichever copy
+/// claims the key and whichever takes a claim over; 40 keys are sold, 20 refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_copies_of_a_key_get_one_answer() {
+    let t = TestApp::spawn().await;
+    let shop = t.store_with(1, 40).await;
+    let (store, p) = (shop.store, shop.products[0]);
+    let second = t.spawn_instance(|_| {}).await;
+    let bases = [
+        t.base.clone(),
+        format!("http://127.0.0.1:{}", second.app().port()),
+    ];
+    let body = pickup_order(&[(p, 1)], store);
+    let mut tasks = Vec::new();
+    for k in 0..60 {
+        for copy in 0..4 {
+            let request = t
+                .client
+                .post(format!("{}/api/redis/orders", bases[copy % 2]))
+                .header("Idempotency-Key", format!("race-{k}"))
+                .json(&body);
+            tasks.push(async move { (k, json_of(request.send().await.unwrap()).await) });
+        }
+    }
+    let mut answers: std::collections::BTreeMap<usize, Vec<(StatusCode, Value)>> =
+        Default::default();
+    for (k, answer) in join_all(tasks).await {
+        answers.entry(k).or_default().push(answer);
+    }
+    let (mut sold, mut refused) = (HashSet::new(), 0);
+    for (k, copies) in &answers {
+        let (first, _) = &copies[0];
+        for (s, b) in copies {
+            assert_eq!(s, first, "key race-{k}: {copies:?}");
+            match *s {
+                StatusCode::ACCEPTED => {
+                    assert_eq!(b["orderId"], copies[0].1["orderId"], "key race-{k}")
+                }
+                StatusCode::CONFLICT => assert_eq!(b["type"], "/problems/out-of-stock"),
+                other => panic!("key race-{k}: {other} {b}"),
+            }
+        }
+        match *first {
+            StatusCode::ACCEPTED => {
+                sold.insert(copies[0].1["orderId"].as_str().unwrap().to_owned());
+            }
+            _ => refused += 1,
+        }
+    }
+    assert_eq!((sold.len(), refused), (40, 20));
+    t.wait_persisted().await;
+    let in_mysql: HashSet<String> = t.order_ids().await.into_iter().collect();
+    assert_eq!(in_mysql, sold);
+    assert_eq!(t.on_hand(store, p).await, 0);
+    assert_eq!(t.ledger_sum(store, p).await, -40);
+    t.assert_converged(InRedis::All).await;
 }
 
 /// Fires `n` one-unit Redis orders from 32 concurrent workers, optionally with something else

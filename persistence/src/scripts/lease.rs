@@ -1,6 +1,6 @@
 //! `lease.lua`: renews or releases a lease (a job's, or an idempotency claim's), only if its
-//! holder still holds it. Full contract: the header of `persistence/lua/lease.lua`. Taking a lease
-//! is a plain `SET NX PX`, outside this script.
+//! holder still holds it. Full contract: the header of `persistence/lua/lease.lua`. Taking a job's
+//! lease is a plain `SET NX PX`; a claim's is taken by [`super::claim`].
 //!
 //! - KEYS: the lease key.
 //! - ARGV: holder, `renew` or `release` (see [`LeaseOp`]), lease time in milliseconds (`0` for a

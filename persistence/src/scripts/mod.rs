@@ -20,12 +20,14 @@
 //! | `sync.lua` | [`sync::SyncKeys`] | one [`crate::sync::SyncedKey`] per product |
 //! | `ack.lua` | [`ack::Ack`] | events acknowledged |
 //! | `lease.lua` | [`lease::Lease`] | whether it was done |
+//! | `claim.lua` | [`claim::ClaimKey`] | [`claim::Claim`] |
 //! | `reject.lua` | [`reject::Reject`] | one [`reject::Mark`] per order |
 //! | `dead.lua` | [`dead::DeadLetter`] | whether the event was moved |
 
 pub mod ack;
 pub mod adjust;
 pub mod cancel;
+pub mod claim;
 pub mod dead;
 pub mod lease;
 pub mod reject;
@@ -180,6 +182,7 @@ mod tests {
             (sync::SOURCE, "sync.lua"),
             (ack::SOURCE, "ack.lua"),
             (lease::SOURCE, "lease.lua"),
+            (claim::SOURCE, "claim.lua"),
             (reject::SOURCE, "reject.lua"),
             (dead::SOURCE, "dead.lua"),
         ] {
