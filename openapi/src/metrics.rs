@@ -31,6 +31,7 @@ pub struct Metrics {
     degraded: IntCounterVec,
     shed: IntCounterVec,
     in_flight: IntGaugeVec,
+    groups: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -129,8 +130,17 @@ impl Metrics {
             &["kind"],
         )
         .expect("metric");
+        let groups = IntCounterVec::new(
+            Opts::new(
+                "db_lock_group_commits_total",
+                "DB-lock orders decided together in one transaction: groups, and the orders in them",
+            ),
+            &["count"],
+        )
+        .expect("metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(groups.clone()),
             Box::new(shed.clone()),
             Box::new(in_flight.clone()),
             Box::new(up.clone()),
@@ -161,6 +171,7 @@ impl Metrics {
             degraded,
             shed,
             in_flight,
+            groups,
         }
     }
 
@@ -251,6 +262,9 @@ impl Metrics {
                 v.load(Ordering::Relaxed),
             );
         }
+        let (groups, grouped) = storage.group_commits();
+        catch_up(&self.groups.with_label_values(&["groups"]), groups);
+        catch_up(&self.groups.with_label_values(&["orders"]), grouped);
         for kind in crate::edge::Kind::ALL {
             catch_up(
                 &self.shed.with_label_values(&[kind.name()]),

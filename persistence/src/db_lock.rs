@@ -55,7 +55,8 @@ pub(crate) enum Attempt {
 
 impl Storage {
     /// Places an order decided in MySQL (DB-lock path or POS sale), trying candidate locations
-    /// nearest first.
+    /// nearest first. At each, the order is decided in a group with the orders that wait for
+    /// the same location's rows ([`crate::group_commit`]).
     #[tracing::instrument(skip(self, req), fields(path = req.path.as_str()))]
     pub async fn place_db_lock(&self, req: &DbLockOrder) -> StorageResult<Placed> {
         let prices = self.prices(&req.lines).await?;
@@ -63,11 +64,19 @@ impl Storage {
             .map_err(|e| StorageError::NotFound(e.to_string()))?;
         let mut shortest = None;
         let deadline = self.db_deadline();
+        let (req_shared, prices) = (
+            std::sync::Arc::new(req.clone()),
+            std::sync::Arc::new(prices),
+        );
         for candidate in &ranked {
-            let attempt = with_retry("mysql-first order", || {
-                self.try_db_lock(req, &prices, *candidate, deadline)
-            })
-            .await?;
+            let attempt = self
+                .decide_in_group(crate::group_commit::Member {
+                    req: req_shared.clone(),
+                    prices: prices.clone(),
+                    candidate: *candidate,
+                    deadline,
+                })
+                .await?;
             match attempt {
                 Attempt::Placed(p) => return Ok(p),
                 Attempt::Short { product, have } => {
@@ -80,7 +89,9 @@ impl Storage {
             .await)
     }
 
-    async fn try_db_lock(
+    /// One order alone at one candidate location (a group's orders, once the group could not
+    /// be decided together; see [`crate::group_commit`]).
+    pub(crate) async fn try_db_lock(
         &self,
         req: &DbLockOrder,
         prices: &[i64],
@@ -153,15 +164,27 @@ impl Storage {
     /// background re-sync.
     pub(crate) async fn commit_with_redis(
         &self,
+        tx: sqlx::Transaction<'_, sqlx::MySql>,
+        loc: LocationId,
+        deltas: &[(ProductId, i64)],
+    ) -> StorageResult<Option<(ProductId, i64)>> {
+        self.commit_writes_with_redis(tx, loc, deltas, 1).await
+    }
+
+    /// [`Storage::commit_with_redis`] for a transaction that holds `writes` writes (a group's
+    /// orders): a commit on MySQL alone counts each of them.
+    pub(crate) async fn commit_writes_with_redis(
+        &self,
         mut tx: sqlx::Transaction<'_, sqlx::MySql>,
         loc: LocationId,
         deltas: &[(ProductId, i64)],
+        writes: u64,
     ) -> StorageResult<Option<(ProductId, i64)>> {
         // Recovery waits for every write that got past here to finish (see `recover_redis`).
         let _in_flight = self.circuit.write_in_flight().await;
         if !self.circuit.passes() {
             return self
-                .commit_mysql_alone(tx, loc, deltas)
+                .commit_mysql_alone(tx, loc, deltas, writes)
                 .await
                 .map(|()| None);
         }
@@ -181,7 +204,7 @@ impl Storage {
                 // Redis decides again.
                 tracing::warn!(location = %loc, error = %e, "redis unreachable during a MySQL-first write; committing on MySQL alone");
                 return self
-                    .commit_mysql_alone(tx, loc, deltas)
+                    .commit_mysql_alone(tx, loc, deltas, writes)
                     .await
                     .map(|()| None);
             }
@@ -206,12 +229,13 @@ impl Storage {
         mut tx: sqlx::Transaction<'_, sqlx::MySql>,
         loc: LocationId,
         deltas: &[(ProductId, i64)],
+        writes: u64,
     ) -> StorageResult<()> {
         mark_stale(&mut tx, loc, deltas.iter().map(|(p, _)| *p)).await?;
         self.commit_in_time(tx).await?;
         self.circuit
             .degraded_writes
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(writes, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 

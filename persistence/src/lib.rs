@@ -44,6 +44,7 @@ pub mod db;
 pub mod db_lock;
 pub mod error;
 pub mod formats;
+pub mod group_commit;
 pub mod idempotency;
 pub mod jobs;
 pub mod ledger;
@@ -136,6 +137,8 @@ pub struct Storage {
     epochs: Mutex<std::collections::HashMap<LocationId, chrono::DateTime<chrono::Utc>>>,
     /// Slots whose node last had fewer replicas than `REDIS_MIN_REPLICA_ACKS`, and since when.
     replicas_short: Mutex<std::collections::HashMap<u16, std::time::Instant>>,
+    /// The DB-lock path's group commit: one lane per location.
+    groups: group_commit::GroupCommit,
 }
 
 impl Storage {
@@ -160,6 +163,7 @@ impl Storage {
             loads: Default::default(),
             epochs: Mutex::default(),
             replicas_short: Mutex::default(),
+            groups: Default::default(),
         };
         store.refresh_catalog().await?;
         store.refresh_locations().await?;
@@ -277,6 +281,15 @@ impl Storage {
     }
 
     /// The Redis circuit: its state and the work done in degraded mode.
+    /// DB-lock groups decided in one transaction, and the orders they decided.
+    pub fn group_commits(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.groups.groups.load(Relaxed),
+            self.groups.orders.load(Relaxed),
+        )
+    }
+
     pub fn circuit(&self) -> &Circuit {
         &self.circuit
     }

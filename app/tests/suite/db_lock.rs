@@ -41,6 +41,129 @@ async fn no_oversell_on_the_db_lock_path() {
     t.assert_converged(InRedis::All).await;
 }
 
+/// The group commit: 60 orders at once for one product with 30 units — 30 that fit (1 unit;
+/// 10 of them with an `Idempotency-Key`) and 30 that never fit (31 units; 5 keyed) — are decided
+/// in groups, and each is answered on its own: exactly the 30 that fit are created, the 30 that
+/// do not are refused, and no refusal takes its group with it. Each created order has its own
+/// ledger row and idempotency record; a refused key stays free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_places_the_orders_that_fit_and_refuses_the_others_alone() {
+    let t = TestApp::spawn().await;
+    let (wh, p) = t.warehouse_with_product(1_000, 30).await;
+    let small = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
+    let big = normal_order(&[(p, 31)], SEOUL.0, SEOUL.1);
+    let send = |i: usize| {
+        let (body, key) = if i % 2 == 0 {
+            (&small, (i < 20).then(|| format!("small-{i}")))
+        } else {
+            (&big, (i < 10).then(|| format!("big-{i}")))
+        };
+        let mut r = t.client.post(format!("{}/api/orders", t.base)).json(body);
+        if let Some(key) = &key {
+            r = r.header("Idempotency-Key", key);
+        }
+        async move { (i, key, json_of(r.send().await.unwrap()).await) }
+    };
+    let mut created = std::collections::HashMap::new();
+    let mut refused = 0;
+    for (i, key, (status, body)) in join_all((0..60).map(send)).await {
+        match (i % 2, status) {
+            (0, StatusCode::CREATED) => {
+                assert_eq!(body["status"], "CONFIRMED");
+                created.insert(body["orderId"].as_str().unwrap().to_owned(), key);
+            }
+            (1, StatusCode::CONFLICT) => {
+                assert_eq!(body["type"], "/problems/out-of-stock");
+                assert_eq!(body["productId"], p);
+                refused += 1;
+            }
+            other => panic!("order {i}: {other:?} {body}"),
+        }
+    }
+    assert_eq!((created.len(), refused), (30, 30));
+    assert_eq!(t.on_hand(wh, p).await, 0);
+    assert_eq!(t.ledger_sum(wh, p).await, -30);
+    let ledger_rows: i64 = sqlx::query_scalar(
+        "SELECT COUNT(DISTINCT ref_id) FROM stock_movements WHERE product_id = ? AND delta = -1",
+    )
+    .bind(p)
+    .fetch_one(&t.db)
+    .await
+    .unwrap();
+    assert_eq!(ledger_rows, 30);
+    assert_eq!(t.count_orders("CONFIRMED").await, 30);
+    t.assert_converged(InRedis::All).await;
+
+    // Grouped: 60 orders decided, in fewer groups than orders.
+    let metrics = t
+        .wait_for_metrics(&["db_lock_group_commits_total{count=\"orders\"} 60"])
+        .await;
+    let groups: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("db_lock_group_commits_total{count=\"groups\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(groups < 60, "60 orders in {groups} groups");
+
+    // A created keyed order replays; a refused key is free for a new request.
+    for (id, key) in &created {
+        let Some(key) = key else { continue };
+        let r = t
+            .client
+            .post(format!("{}/api/orders", t.base))
+            .header("Idempotency-Key", key)
+            .json(&small)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.headers().get("idempotent-replayed").is_some());
+        let (status, body) = json_of(r).await;
+        assert_eq!(
+            (status, body["orderId"].as_str().unwrap()),
+            (StatusCode::CREATED, id.as_str())
+        );
+    }
+    assert_eq!(t.admin_adjust(wh, p, 31).await.status(), StatusCode::OK);
+    let r = t
+        .client
+        .post(format!("{}/api/orders", t.base))
+        .header("Idempotency-Key", "big-1")
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("idempotent-replayed").is_none());
+    assert_eq!(json_of(r).await.0, StatusCode::CREATED);
+    assert_eq!(t.on_hand(wh, p).await, 0);
+    assert_eq!(t.count_orders("CONFIRMED").await, 31);
+    t.assert_converged(InRedis::All).await;
+}
+
+/// When Redis holds fewer units than MySQL (online orders MySQL has not seen yet), a group is
+/// decided again with Redis's figure: MySQL has 30, Redis 20, and of 40 one-unit orders at once
+/// exactly 20 are created; both stores lose exactly those 20.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_never_sells_units_redis_holds_for_online_orders() {
+    let t = TestApp::spawn().await;
+    let (wh, p) = t.warehouse_with_product(1_000, 30).await;
+    let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
+    // Stands for 10 units reserved online and not yet persisted.
+    t.set_redis_stock(wh, p, 20).await;
+    let mut created = 0;
+    for r in join_all((0..40).map(|_| t.post("/api/orders", &body))).await {
+        match json_of(r).await {
+            (StatusCode::CREATED, _) => created += 1,
+            (StatusCode::CONFLICT, b) => assert_eq!(b["type"], "/problems/out-of-stock"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(created, 20);
+    assert_eq!(t.on_hand(wh, p).await, 10);
+    assert_eq!(t.ledger_sum(wh, p).await, -20);
+    assert_eq!(t.redis_stock(wh, p).await, Some(0));
+}
+
 /// Orders locking (A, B) and (B, A) at high concurrency never deadlock into a 5xx: rows are
 /// locked in one fixed order and MySQL deadlocks are retried.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,0 +1,405 @@
+//! Group commit of the DB-lock path: orders that wait for the same location's rows are decided
+//! together, in one transaction with one durable commit.
+//!
+//! Each location has a lane. An order's attempt at a location joins the lane's queue; whichever
+//! attempt then gets the lane runs, in one transaction, every attempt queued so far (its group),
+//! while the attempts that arrive meanwhile queue up for the next group. So under a burst on one
+//! product the row lock is taken, and the commit made durable, once per group instead of once
+//! per order, and with no burst a group is one order, decided as before.
+//!
+//! A group's transaction locks its rows (`SELECT … FOR UPDATE`, in product order like every
+//! writer), decides each order in arrival order against what the earlier ones left — an order
+//! that does not fit is refused alone, never its group —, writes each order's own rows, ledger
+//! entries and idempotency record, changes each stock row by one conditional `UPDATE` for the
+//! whole group, and ends with the commit step every MySQL-first write ends with
+//! ([`Storage::commit_writes_with_redis`]): the group's change goes to Redis while the locks are held.
+//! When Redis holds fewer units of a product than MySQL (online orders not yet persisted), the
+//! group is decided again with Redis's figure for it; after [`REDECIDES`] tries the group's
+//! orders are decided one by one.
+//!
+//! Groups run inside the write's own task ([`Storage::place_db_lock`] is called from one), so a
+//! client that goes away never cuts a group short.
+
+use crate::build::build_order;
+use crate::db::with_retry;
+use crate::db_lock::{Attempt, DbLockOrder, Placed};
+use crate::error::{StorageError, StorageResult};
+use crate::idempotency::{claim_mysql, complete_mysql, Claim};
+use crate::ledger::{insert_orders, Reason};
+use crate::model::{Order, OrderPath, OrderStatus};
+use crate::Storage;
+use sf_routing::{Candidate, LocationId, ProductId};
+use sqlx::Row;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// How often a group is decided again with Redis's lower figure before its orders are decided
+/// one by one.
+const REDECIDES: usize = 3;
+
+/// One order's attempt at one location.
+pub(crate) struct Member {
+    pub req: Arc<DbLockOrder>,
+    pub prices: Arc<Vec<i64>>,
+    pub candidate: Candidate,
+    pub deadline: Instant,
+}
+
+/// What a group answers one of its members.
+enum Answer {
+    Decided(StorageResult<Attempt>),
+    /// An earlier member of the group holds the same `Idempotency-Key`: this one joins the next
+    /// group, which finds that member's answer.
+    Again(Member),
+}
+
+struct Queued {
+    member: Member,
+    answer: oneshot::Sender<Answer>,
+}
+
+#[derive(Default)]
+struct Lane {
+    queue: Mutex<Vec<Queued>>,
+    /// Held by the attempt that runs the lane's current group.
+    run: tokio::sync::Mutex<()>,
+}
+
+/// The lanes, one per location, and how many groups and orders went through them.
+#[derive(Default)]
+pub struct GroupCommit {
+    lanes: Mutex<HashMap<LocationId, Arc<Lane>>>,
+    /// Groups decided in one transaction, and the orders they decided (placed or refused).
+    pub groups: AtomicU64,
+    pub orders: AtomicU64,
+}
+
+impl GroupCommit {
+    fn lane(&self, loc: LocationId) -> Arc<Lane> {
+        self.lanes
+            .lock()
+            .expect("lanes")
+            .entry(loc)
+            .or_default()
+            .clone()
+    }
+}
+
+/// One group transaction's decision.
+enum Outcome {
+    /// One answer per member, in the group's order.
+    Decided(Vec<StorageResult<Attempt>>),
+    /// Redis holds only this many units of this product (online orders MySQL has not seen yet):
+    /// nothing was changed; decide again with that figure.
+    RedisShort(ProductId, i64),
+}
+
+impl Storage {
+    /// Decides one order's attempt at its candidate location, in a group with the attempts at
+    /// that location that wait beside it.
+    pub(crate) async fn decide_in_group(&self, member: Member) -> StorageResult<Attempt> {
+        let loc = member.candidate.location;
+        let lane = self.groups.lane(loc);
+        let mut member = member;
+        loop {
+            let (tx, mut rx) = oneshot::channel();
+            lane.queue
+                .lock()
+                .expect("lane queue")
+                .push(Queued { member, answer: tx });
+            let answer = {
+                let _running = lane.run.lock().await;
+                match rx.try_recv() {
+                    // A group decided it while this attempt waited for the lane.
+                    Ok(answer) => answer,
+                    Err(_) => {
+                        let group = std::mem::take(&mut *lane.queue.lock().expect("lane queue"));
+                        self.run_group(loc, group).await;
+                        rx.await.map_err(|_| {
+                            StorageError::Internal("a group left an order unanswered".into())
+                        })?
+                    }
+                }
+            };
+            match answer {
+                Answer::Decided(r) => return r,
+                Answer::Again(m) => member = m,
+            }
+        }
+    }
+
+    /// Runs one group and answers each of its members.
+    async fn run_group(&self, loc: LocationId, group: Vec<Queued>) {
+        let now = Instant::now();
+        let mut keys = HashSet::new();
+        let mut members = Vec::with_capacity(group.len());
+        let mut senders = Vec::with_capacity(group.len());
+        for Queued { member, answer } in group {
+            if member.deadline <= now {
+                let _ = answer.send(Answer::Decided(Err(self.late())));
+                continue;
+            }
+            let repeated = member
+                .req
+                .idempotency
+                .as_ref()
+                .is_some_and(|i| !keys.insert((i.scope.clone(), i.key.clone())));
+            if repeated {
+                let _ = answer.send(Answer::Again(member));
+                continue;
+            }
+            members.push(member);
+            senders.push(answer);
+        }
+        if members.is_empty() {
+            return;
+        }
+        let answers = self.decide_group(loc, &members).await;
+        for (answer, sender) in answers.into_iter().zip(senders) {
+            // A member whose request is gone has nobody to answer; its order stands.
+            let _ = sender.send(Answer::Decided(answer));
+        }
+    }
+
+    fn late(&self) -> StorageError {
+        StorageError::Unavailable(format!(
+            "MySQL did not answer within {} ms; nothing was changed",
+            self.config.db_timeout.as_millis()
+        ))
+    }
+
+    /// Decides a group: in one transaction, again with Redis's lower figures while Redis holds
+    /// fewer units than MySQL, and one by one after [`REDECIDES`] tries.
+    async fn decide_group(
+        &self,
+        loc: LocationId,
+        members: &[Member],
+    ) -> Vec<StorageResult<Attempt>> {
+        let deadline = members
+            .iter()
+            .map(|m| m.deadline)
+            .min()
+            .unwrap_or_else(Instant::now);
+        let mut caps: BTreeMap<ProductId, i64> = BTreeMap::new();
+        for _ in 0..REDECIDES {
+            let tried = with_retry("mysql-first order group", || {
+                self.try_group(loc, members, &caps, deadline)
+            })
+            .await;
+            match tried {
+                Ok(Outcome::Decided(answers)) => {
+                    self.groups.groups.fetch_add(1, Ordering::Relaxed);
+                    self.groups
+                        .orders
+                        .fetch_add(members.len() as u64, Ordering::Relaxed);
+                    return answers;
+                }
+                Ok(Outcome::RedisShort(product, have)) => {
+                    let cap = caps.entry(product).or_insert(have);
+                    *cap = (*cap).min(have);
+                }
+                Err(e) => return members.iter().map(|_| Err(shared(&e))).collect(),
+            }
+        }
+        let mut answers = Vec::with_capacity(members.len());
+        for m in members {
+            answers.push(
+                with_retry("mysql-first order", || {
+                    self.try_db_lock(&m.req, &m.prices, m.candidate, m.deadline)
+                })
+                .await,
+            );
+        }
+        answers
+    }
+
+    /// One try at a group: its statements, then the commit step.
+    async fn try_group(
+        &self,
+        loc: LocationId,
+        members: &[Member],
+        caps: &BTreeMap<ProductId, i64>,
+        deadline: Instant,
+    ) -> StorageResult<Outcome> {
+        let statements = async {
+            let mut tx = self.db.begin().await?;
+            let mut answers: Vec<Option<StorageResult<Attempt>>> =
+                members.iter().map(|_| None).collect();
+            // Each keyed order's claim; a replay or a mismatch is that order's answer alone.
+            let mut claimed = vec![false; members.len()];
+            for (i, m) in members.iter().enumerate() {
+                let Some(idem) = &m.req.idempotency else {
+                    continue;
+                };
+                match claim_mysql(&mut tx, idem, self.config.idempotency_ttl_secs).await {
+                    Ok(Claim::Replay(order)) => {
+                        answers[i] = Some(Ok(Attempt::Placed(Placed::Replayed(*order))))
+                    }
+                    Ok(_) => claimed[i] = true,
+                    Err(
+                        e @ (StorageError::IdempotencyMismatch | StorageError::IdempotencyInFlight),
+                    ) => answers[i] = Some(Err(e)),
+                    Err(e) => return Err(e),
+                }
+            }
+
+            // Lock the group's rows and read what they hold.
+            let products: BTreeSet<ProductId> = members
+                .iter()
+                .zip(&answers)
+                .filter(|(_, a)| a.is_none())
+                .flat_map(|(m, _)| m.req.lines.products())
+                .collect();
+            let mut have: BTreeMap<ProductId, i64> = BTreeMap::new();
+            if !products.is_empty() {
+                let sql = format!(
+                    "SELECT product_id, on_hand FROM stock WHERE location_id = ? \
+                     AND product_id IN ({}) ORDER BY product_id FOR UPDATE",
+                    crate::sync::marks(products.len())
+                );
+                let mut q = sqlx::query(&sql).bind(loc.get());
+                for p in &products {
+                    q = q.bind(p.get());
+                }
+                for row in q.fetch_all(&mut *tx).await? {
+                    let p: u64 = row.try_get("product_id")?;
+                    have.insert(ProductId::new_unchecked(p), row.try_get("on_hand")?);
+                }
+            }
+            for (p, cap) in caps {
+                if let Some(h) = have.get_mut(p) {
+                    *h = (*h).min(*cap);
+                }
+            }
+
+            // Each order in arrival order, against what the earlier ones left.
+            let mut placed: Vec<(usize, Order)> = Vec::new();
+            let mut taken: BTreeMap<ProductId, i64> = BTreeMap::new();
+            for (i, m) in members.iter().enumerate() {
+                if answers[i].is_some() {
+                    continue;
+                }
+                let short = m.req.lines.iter().find_map(|(p, q)| {
+                    let h = have.get(&p).copied().unwrap_or(0);
+                    (h < i64::from(q.get())).then_some((p, h))
+                });
+                if let Some((product, h)) = short {
+                    answers[i] = Some(Ok(Attempt::Short { product, have: h }));
+                    continue;
+                }
+                for (p, q) in m.req.lines.iter() {
+                    *have.get_mut(&p).expect("checked above") -= i64::from(q.get());
+                    *taken.entry(p).or_default() += i64::from(q.get());
+                }
+                let order = build_order(
+                    Order::new_id(loc.get()),
+                    OrderStatus::Confirmed,
+                    m.req.path,
+                    &m.req.destination,
+                    m.candidate,
+                    &m.req.lines,
+                    &m.prices,
+                );
+                placed.push((i, order));
+            }
+            if placed.is_empty() {
+                // Nothing placed: the claims of the refused go with the rollback.
+                tx.rollback().await?;
+                return Ok(Err(answers));
+            }
+
+            // Each order's own rows and ledger entries, one statement per table.
+            for (reason, path_is_pos) in [(Reason::Order, false), (Reason::PosSale, true)] {
+                let orders: Vec<&Order> = placed
+                    .iter()
+                    .filter(|(i, _)| (members[*i].req.path == OrderPath::Pos) == path_is_pos)
+                    .map(|(_, o)| o)
+                    .collect();
+                if !orders.is_empty() {
+                    insert_orders(&mut tx, &orders, reason).await?;
+                }
+            }
+            // One conditional UPDATE per row for the whole group.
+            for (p, units) in &taken {
+                let changed = sqlx::query(
+                    "UPDATE stock SET on_hand = on_hand - ? \
+                     WHERE location_id = ? AND product_id = ? AND on_hand >= ?",
+                )
+                .bind(units)
+                .bind(loc.get())
+                .bind(p.get())
+                .bind(units)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if changed != 1 {
+                    return Err(StorageError::Internal(format!(
+                        "stock of product {p} at location {loc} changed under its row lock"
+                    )));
+                }
+            }
+            for (i, order) in &placed {
+                if let Some(idem) = &members[*i].req.idempotency {
+                    complete_mysql(&mut tx, idem, order).await?;
+                }
+            }
+            // A refused keyed order leaves its key free for a retry, as a rolled-back one would.
+            for (i, m) in members.iter().enumerate() {
+                let refused = matches!(answers[i], Some(Ok(Attempt::Short { .. })));
+                if let (true, true, Some(idem)) = (refused, claimed[i], &m.req.idempotency) {
+                    sqlx::query("DELETE FROM idempotency_keys WHERE scope = ? AND idem_key = ?")
+                        .bind(&idem.scope)
+                        .bind(&idem.key)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            let deltas: Vec<(ProductId, i64)> = taken.iter().map(|(p, u)| (*p, -u)).collect();
+            Ok(Ok((tx, placed, answers, deltas)))
+        };
+        let (tx, placed, mut answers, deltas) = match self.in_time(deadline, statements).await? {
+            Ok(ready) => ready,
+            Err(refused) => {
+                return Ok(Outcome::Decided(
+                    refused.into_iter().map(answered).collect(),
+                ))
+            }
+        };
+        let writes = placed.len() as u64;
+        if let Some((product, have)) = self
+            .commit_writes_with_redis(tx, loc, &deltas, writes)
+            .await?
+        {
+            return Ok(Outcome::RedisShort(product, have));
+        }
+        for (i, order) in placed {
+            answers[i] = Some(Ok(Attempt::Placed(Placed::New(order))));
+        }
+        Ok(Outcome::Decided(
+            answers.into_iter().map(answered).collect(),
+        ))
+    }
+}
+
+/// Every member of a decided group has its answer.
+fn answered(a: Option<StorageResult<Attempt>>) -> StorageResult<Attempt> {
+    a.unwrap_or_else(|| {
+        Err(StorageError::Internal(
+            "a group left an order undecided".into(),
+        ))
+    })
+}
+
+/// A group's failure, as each of its members' answer (the kinds a client acts on are kept).
+fn shared(e: &StorageError) -> StorageError {
+    match e {
+        StorageError::Unavailable(s) => StorageError::Unavailable(s.clone()),
+        StorageError::RedisDown(s) => StorageError::RedisDown(s.clone()),
+        // A store that could not be reached: each member may retry (503), as alone.
+        other if other.unreachable().is_some() => StorageError::Unavailable(other.to_string()),
+        other => StorageError::Internal(other.to_string()),
+    }
+}
