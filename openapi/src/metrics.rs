@@ -133,7 +133,7 @@ impl Metrics {
         let groups = IntCounterVec::new(
             Opts::new(
                 "db_lock_group_commits_total",
-                "DB-lock orders decided together in one transaction: groups, and the orders in them",
+                "DB-lock orders decided together in one transaction: groups, and the order attempts in them (an order tried at a second location counts again)",
             ),
             &["count"],
         )
