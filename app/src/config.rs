@@ -98,7 +98,7 @@ pub struct Config {
     pub consumer_reclaim_idle_ms: u64,
     /// Seconds a Redis-path order record stays in Redis after it reached MySQL (status reads and
     /// cancels go to MySQL after that; a short stay keeps Redis small and its AOF rewrites cheap).
-    #[arg(long, env = "ORDER_RECORD_TTL_SECS", default_value_t = 60)]
+    #[arg(long, env = "ORDER_RECORD_TTL_SECS", default_value_t = 10)]
     pub order_record_ttl_secs: u64,
     /// Hours an Idempotency-Key is remembered (at least 24).
     #[arg(long, env = "IDEMPOTENCY_TTL_HOURS", default_value_t = 48, value_parser = clap::value_parser!(u64).range(24..))]

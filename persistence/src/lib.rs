@@ -103,7 +103,7 @@ impl Default for StorageOptions {
         Self {
             key_prefix: "sf:".into(),
             same_day_radius_km: 10.0,
-            record_ttl_secs: 60,
+            record_ttl_secs: 10,
             idempotency_ttl_secs: 48 * 3600,
             db_timeout: Duration::from_secs(3),
         }
