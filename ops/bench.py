@@ -20,9 +20,11 @@ import os
 import platform
 import random
 import resource
+import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -33,28 +35,42 @@ HOT_PRODUCT = 1
 HOT_STOCK = 10_000_000
 CITY_HALL = (37.5665, 126.9780)  # Seoul City Hall
 CEILING_PREFIX = "bench-ceiling:"
+FLOOR_PREFIX = "floor:"
+# The product whose detail the conditional (If-None-Match) detail runs read: not the hot product,
+# so no order of the bench changes it.
+ETAG_PRODUCT = 2
 ROOT = Path(__file__).resolve().parent.parent
 
-# Durations (seconds) and rates of the two modes.
+# Durations (seconds) and rates of the two modes. The soak's rate and length can be changed with
+# --soak-rate and --soak-seconds; soak_before/soak_after are the RSS samples around its load.
 MODES = {
     "quick": {
         "hot": 5, "fixed": 5, "fixed_rate_redis": 2_000, "spread": 3, "store": 3, "reads": 2,
-        "ceiling": 2, "drain_limit": 60,
+        "ceiling": 2, "drain_limit": 60, "soak": 10, "soak_before": 5, "soak_after": 10,
     },
     "full": {
         "hot": 20, "fixed": 60, "fixed_rate_redis": 10_000, "spread": 20, "store": 20, "reads": 20,
-        "ceiling": 10, "drain_limit": 300,
+        "ceiling": 10, "drain_limit": 300, "soak": 600, "soak_before": 15, "soak_after": 30,
     },
 }
+SOAK_RATE = 5_000
+RSS_EVERY_S = 5.0
 TARGETS = {
     "redis_hot_min": 20_000,
     "redis_hot_ceiling_fraction": 0.5,
+    "redis_hot_floor_fraction": 0.5,
     "redis_fixed_rate": 10_000,
-    "redis_fixed_p99_ms": 10.0,
-    "redis_fixed_confirm_s": 5.0,
+    "redis_fixed_p99_ms": 25.0,
+    "redis_fixed_p999_ms": 100.0,
+    "redis_fixed_confirm_s": 2.0,
     "db_hot_min": 2_000,
     "redis_over_db": 10.0,
-    "redis_reads_min": 30_000,
+    "redis_list_min": 15_000,
+    "mysql_list_min": 5_000,
+    "detail_over_live": 0.5,
+    # RSS rising faster than this over the last third of the soak's load reads as growth without
+    # bound (a leak of a few bytes per order at 5,000 orders/s already exceeds it).
+    "soak_rss_slope_mib_per_min": 1.0,
 }
 
 
@@ -70,6 +86,10 @@ def fmt_ms(v) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:,.0f}"
+
+
+def fmt_mib(v) -> str:
+    return "–" if v is None else f"{v:,.1f}"
 
 
 def haversine_km(a, b) -> float:
@@ -148,18 +168,135 @@ class CpuMeter:
         return False
 
 
+def slope_per_min(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (seconds, value) points, per minute; None for fewer than 4."""
+    if len(points) < 4:
+        return None
+    n = len(points)
+    mt = sum(t for t, _ in points) / n
+    mv = sum(v for _, v in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    if var == 0:
+        return None
+    return 60 * sum((t - mt) * (v - mv) for t, v in points) / var
+
+
+class RssSampler:
+    """The service's resident set size (VmRSS in /proc/<pid>/status) every `every` seconds, on a
+    thread of its own, with a progress line every minute of a long load. load_ended() and stop()
+    take one sample more each: the figures *at the end* and *after*."""
+
+    def __init__(self, pid: int | None, every: float, note, load_s: float):
+        self.pid, self.every, self.note, self.load_s = pid, every, note, load_s
+        self.samples: list[tuple[float, float]] = []  # (monotonic, MiB)
+        self.marks: dict[str, tuple[float, float]] = {}
+        self.t0 = time.monotonic()
+        self.load_t0: float | None = None
+        self._halt = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def rss_mib(self) -> float | None:
+        if not self.pid:
+            return None
+        try:
+            with open(f"/proc/{self.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024
+        except (OSError, ValueError, IndexError):
+            pass
+        return None
+
+    def sample(self, mark: str | None = None) -> float | None:
+        v, t = self.rss_mib(), time.monotonic()
+        if v is not None:
+            with self._lock:
+                self.samples.append((t, v))
+                if mark:
+                    self.marks[mark] = (t, v)
+        return v
+
+    def start(self):
+        self.t0 = time.monotonic()
+        self._thread.start()
+
+    def load_started(self):
+        self.load_t0 = time.monotonic()
+
+    def load_ended(self):
+        self.sample("end")
+        self.load_t0 = None
+
+    def stop(self):
+        if self._halt.is_set():
+            return
+        self._halt.set()
+        self._thread.join()
+        self.sample("after")
+
+    def _run(self):
+        k, next_note = 0, 60.0
+        while True:
+            v = self.sample()
+            lt = self.load_t0
+            if lt is not None and self.load_s >= 120 and v is not None and time.monotonic() - lt >= next_note:
+                with self._lock:
+                    peak = max(x for t, x in self.samples if t >= lt)
+                self.note(f"soak: {next_note:.0f}/{self.load_s:g} s of load, service RSS {v:,.1f} MiB "
+                          f"(peak so far {peak:,.1f})")
+                next_note += 60
+            k += 1
+            if self._halt.wait(max(0.0, self.t0 + k * self.every - time.monotonic())):
+                return
+
+    def summary(self, window: tuple[float, float] | None, after_s: float) -> dict:
+        with self._lock:
+            s = list(self.samples)
+            marks = dict(self.marks)
+        t0 = self.t0
+        out: dict = {"pid": self.pid, "every_s": self.every,
+                     "samples": [[round(t - t0, 2), round(v, 2)] for t, v in s]}
+        if not s or not window:
+            return out
+        start, end = window
+        before = [v for t, v in s if t < start]
+        during = [(t, v) for t, v in s if start <= t <= end]
+        third = (end - start) / 3
+        first = slope_per_min([(t, v) for t, v in during if t <= start + third])
+        last = slope_per_min([(t, v) for t, v in during if t >= end - third])
+        out.update({
+            "load_start_s": round(start - t0, 2), "load_end_s": round(end - t0, 2),
+            "before_mib": before[-1] if before else None,
+            "peak_mib": max(v for _, v in during) if during else None,
+            "end_mib": marks["end"][1] if "end" in marks else (during[-1][1] if during else None),
+            "after_mib": marks["after"][1] if "after" in marks else None,
+            "after_s": round(marks["after"][0] - end, 1) if "after" in marks else after_s,
+            "first_third_slope_mib_per_min": first, "last_third_slope_mib_per_min": last,
+            "grows": None if last is None else last > TARGETS["soak_rss_slope_mib_per_min"],
+        })
+        return out
+
+
 # ---------------------------------------------------------------------------
 # Load generators
 # ---------------------------------------------------------------------------
 
 
-def summarize_statuses(statuses: dict[str, int], conn_errors: dict[str, int]) -> dict:
-    ok = sum(n for s, n in statuses.items() if s.startswith("2"))
+def summarize_statuses(statuses: dict[str, int], conn_errors: dict[str, int],
+                       also_ok: tuple[str, ...] = ()) -> dict:
+    """Counts per outcome: 2xx (and the statuses in also_ok, e.g. 304 for conditional reads) are
+    ok, 409 is out of stock, anything else and every connection error is an error."""
+    def good(s: str) -> bool:
+        return s.startswith("2") or s in also_ok
+
+    ok = sum(n for s, n in statuses.items() if good(s))
     conflict = statuses.get("409", 0)
-    other = {s: n for s, n in statuses.items() if not s.startswith("2") and s != "409"}
+    other = {s: n for s, n in statuses.items() if not good(s) and s != "409"}
     errors = sum(other.values()) + sum(conn_errors.values())
     return {
         "ok": ok,
+        "not_modified": statuses.get("304", 0),
         "conflict": conflict,
         "errors": errors,
         "statuses": dict(sorted(statuses.items())),
@@ -206,6 +343,7 @@ class Oha:
         res = summarize_statuses(
             {str(k): int(v) for k, v in data.get("statusCodeDistribution", {}).items()},
             {str(k): int(v) for k, v in data.get("errorDistribution", {}).items()},
+            tuple(job.get("also_ok", ())),
         )
         pct = data.get("latencyPercentiles", {})
 
@@ -332,7 +470,8 @@ class Wrk:
             raise BenchError("wrk printed no summary")
         data = json.loads(line[len("BENCH_JSON "):])
         conn = {k: data[k] for k in ("connect", "read", "write", "timeout") if data[k]}
-        res = summarize_statuses({str(k): int(v) for k, v in data["statuses"].items()}, conn)
+        res = summarize_statuses({str(k): int(v) for k, v in data["statuses"].items()}, conn,
+                                 tuple(job.get("also_ok", ())))
         wall = data["duration_us"] / 1e6
         res.update({
             "wall_s": wall,
@@ -387,6 +526,12 @@ class Bench:
         self.results: dict = {"scenarios": [], "checks": [], "targets": [], "notes": []}
         self.step = 0
         self.failed: list[str] = []
+        self.soak_rate = a.soak_rate or SOAK_RATE
+        self.soak_seconds = a.soak_seconds or self.cfg["soak"]
+        # (start, end) of the last load run_load ran, monotonic.
+        self.last_load: tuple[float, float] | None = None
+        # The product-list URL the read runs use, per source (see list_url).
+        self.list_urls: dict[str, str] = {}
 
     @staticmethod
     def _pidfile(p: Path) -> int | None:
@@ -398,17 +543,26 @@ class Bench:
     # --- small clients ----------------------------------------------------
 
     def http(self, method: str, path: str, body=None, token: str | None = None, timeout=300):
+        status, _, raw = self.http_full(method, path, body, token, timeout=timeout)
+        return status, raw
+
+    def http_full(self, method: str, path: str, body=None, token: str | None = None,
+                  headers: dict[str, str] | None = None, timeout=300):
+        """Status, headers (lower-case names) and body of one request; `path` may be a full URL."""
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method)
+        url = path if path.startswith("http") else self.base + path
+        req = urllib.request.Request(url, data=data, method=method)
         if data is not None:
             req.add_header("content-type", "application/json")
         if token:
             req.add_header("authorization", f"Bearer {token}")
+        for k, v in (headers or {}).items():
+            req.add_header(k, v)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
-                return r.status, r.read()
+                return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
         except urllib.error.HTTPError as e:
-            return e.code, e.read()
+            return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
 
     def http_json(self, method, path, body=None, token=None, expect=(200,)):
         status, raw = self.http(method, path, body, token)
@@ -595,12 +749,14 @@ class Bench:
 
     # --- running load -----------------------------------------------------
 
-    def run_load(self, name: str, jobs: list[dict]) -> tuple[list[dict], dict, float]:
+    def run_load(self, name: str, jobs: list[dict], pids: dict | None = None) -> tuple[list[dict], dict, float]:
         """Runs the jobs (load generator processes) side by side; returns their results, the CPU
-        split over the run and the time the last one ended (monotonic)."""
+        split over the run and the time the last one ended (monotonic). `pids` replaces the
+        processes whose CPU is counted (the floor's run counts the floor as the service)."""
         procs = []
         forks0 = self.redis_forks()
-        with CpuMeter(self.pids) as cpu:
+        started = time.monotonic()
+        with CpuMeter(pids or self.pids) as cpu:
             for i, job in enumerate(jobs):
                 cmd = self.lg.command(job)
                 tag = name if len(jobs) == 1 else f"{name}-{job.get('tag', i)}"
@@ -625,6 +781,7 @@ class Bench:
                 res["tag"] = tag
                 results.append(res)
             ended = time.monotonic()
+        self.last_load = (started, ended)
         forks1 = self.redis_forks()
         cpu.result["redis_forks"] = (forks1 - forks0) if forks0 is not None and forks1 is not None else None
         return results, cpu.result, ended
@@ -633,13 +790,16 @@ class Bench:
 
     def write_scenario(self, sid: str, title: str, path: str, jobs: list[dict], *, hot: bool,
                        expect_paths: dict[str, list[str]], extra: dict | None = None,
-                       pair: dict | None = None) -> dict:
+                       pair: dict | None = None, announce: bool = True, after_load=None) -> dict:
         """One write run: snapshot, load, drain, snapshot, checks, reconciliation.
 
         pair (quick runs): {"first": True} leaves the reconciliation to the next scenario;
-        {"with": scen} reconciles once for that scenario and this one, checked in both."""
+        {"with": scen} reconciles once for that scenario and this one, checked in both.
+        announce=False: the caller printed the progress line. after_load: called once the
+        backlog has drained (or the drain limit passed), before the checks."""
         duration = max(j["duration"] for j in jobs)
-        self.progress(title, duration)
+        if announce:
+            self.progress(title, duration)
         if self.backlog() != 0:
             self.wait_backlog(self.cfg["drain_limit"])
         if hot:
@@ -651,6 +811,8 @@ class Bench:
         results, cpu, ended = self.run_load(sid, jobs)
         drain = self.wait_backlog(self.cfg["drain_limit"])
         confirm_after = (time.monotonic() - ended) if drain is not None else None
+        if after_load:
+            after_load()
         if self.lg.name != "oha" and drain is not None:
             self.quiesce()
             drain = self.wait_backlog(self.cfg["drain_limit"])
@@ -815,31 +977,248 @@ class Bench:
             expect_paths={self.mysql_path(path): [f"{sid}-online"], "POS": pos_tags},
             extra={"connections": 48 + 2 * len(self.pos_stores)}, pair=pair)
 
-    def scenario_reads(self, source: str, what: str):
-        sid = f"reads-{what}-{source}"
-        prefix = "/api/redis" if source == "redis" else "/api"
-        title = f"reads, product {what} from {'Redis' if source == 'redis' else 'MySQL'}, 64 connections"
-        self.progress(title, self.cfg["reads"])
-        job = {"conns": 64, "duration": self.cfg["reads"]}
-        if what == "list":
-            job["url"] = f"{self.base}{prefix}/products?page=0&size=20"
-        else:
-            job["urls_file"] = self.raw / f"detail-urls-{source}.txt"
+    def list_url(self, source: str) -> str:
+        """The product-list URL of `source` the read runs use. The query is built from the
+        operation's parameters in the served spec (a page size of 20 under whichever name it has,
+        page 0 when pages exist), so the runs follow a change from page/size to a cursor; the
+        answer's body is never read, only its status."""
+        if source in self.list_urls:
+            return self.list_urls[source]
+        path = "/api/redis/products" if source == "redis" else "/api/products"
+        names: list[str] = []
+        status, _, raw = self.http_full("GET", "/api/openapi.json", timeout=60)
+        if status == 200:
+            try:
+                op = json.loads(raw)["paths"][path]["get"]
+                names = [q["name"] for q in op.get("parameters", []) if q.get("in") == "query"]
+            except (ValueError, KeyError, TypeError):
+                names = []
+        query = []
+        size = next((n for n in ("size", "limit", "pageSize", "perPage", "first") if n in names), None)
+        if size:
+            query.append(f"{size}=20")
+        if "page" in names:
+            query.append("page=0")
+        candidates = ["?" + "&".join(query)] if query else []
+        candidates += ["?page=0&size=20", ""]
+        tried = []
+        for q in candidates:
+            status, _, _ = self.http_full("GET", path + q, timeout=60)
+            tried.append(f"{path}{q} → {status}")
+            if status == 200:
+                self.list_urls[source] = f"{self.base}{path}{q}"
+                return self.list_urls[source]
+        raise BenchError(f"no product-list URL answers 200: {'; '.join(tried)}")
+
+    def read_run(self, sid: str, title: str, kind: str, source: str | None, what: str, job: dict,
+                 extra: dict | None = None) -> dict:
+        """One closed-loop read run; only statuses are judged (2xx, and 304 where the job allows
+        it, are ok; anything else is an error)."""
+        self.progress(title, job["duration"])
         load_avg = os.getloadavg()
         results, cpu, _ = self.run_load(sid, [job])
         r = results[0]
-        scen = {"id": sid, "title": title, "path": "db" if source == "mysql" else "redis",
-                "kind": f"reads-{what}", "duration_s": self.cfg["reads"], "connections": 64,
-                "load_avg_1m": round(load_avg[0], 2), "cpu_pct": cpu,
-                **{k: r[k] for k in ("ok", "conflict", "errors", "statuses", "error_detail", "requests",
-                                     "wall_s", "p50_ms", "p99_ms", "p999_ms", "max_ms", "ok_per_s", "req_per_s",
-                                     "bytes_per_answer")},
+        scen = {"id": sid, "title": title, "path": {"mysql": "db", "redis": "redis"}.get(source, "none"),
+                "source": source, "kind": kind, "what": what, "duration_s": job["duration"],
+                "connections": job["conns"], "load_avg_1m": round(load_avg[0], 2), "cpu_pct": cpu,
+                "url": job.get("url") or str(job.get("urls_file")),
+                **{k: r[k] for k in ("ok", "not_modified", "conflict", "errors", "statuses", "error_detail",
+                                     "requests", "wall_s", "p50_ms", "p99_ms", "p999_ms", "max_ms", "ok_per_s",
+                                     "req_per_s", "bytes_per_answer")},
                 "passed": r["errors"] == 0 and r["conflict"] == 0, "checks": []}
+        if extra:
+            scen.update(extra)
         if not scen["passed"]:
             self.failed.append(title)
         self.results["scenarios"].append(scen)
+        nm = f", 304 {r['not_modified']:,}" if job.get("also_ok") else ""
         self.note(f"{r['ok_per_s']:,.0f} req/s, p50 {fmt_ms(r['p50_ms'])} ms, p99 {fmt_ms(r['p99_ms'])} ms, "
-                  f"p99.9 {fmt_ms(r['p999_ms'])} ms, errors {r['errors']:,}")
+                  f"p99.9 {fmt_ms(r['p999_ms'])} ms{nm}, errors {r['errors']:,}")
+        return scen
+
+    def scenario_reads(self, source: str, what: str):
+        name = "Redis" if source == "redis" else "MySQL"
+        job = {"conns": 64, "duration": self.cfg["reads"]}
+        if what == "list":
+            job["url"] = self.list_url(source)
+        else:
+            job["urls_file"] = self.raw / f"detail-urls-{source}.txt"
+        return self.read_run(f"reads-{what}-{source}", f"reads, product {what} from {name}, 64 connections",
+                             f"reads-{what}", source, what, job)
+
+    def scenario_reads_conditional(self, source: str, what: str):
+        """The same read with `If-None-Match` carrying the ETag the endpoint gave just before;
+        skipped (with a note) when it gives none. Detail reads use one product (an ETag belongs to
+        one answer), product ETAG_PRODUCT, which no order of the bench touches."""
+        name = "Redis" if source == "redis" else "MySQL"
+        prefix = "/api/redis" if source == "redis" else "/api"
+        url = self.list_url(source) if what == "list" else f"{self.base}{prefix}/products/{ETAG_PRODUCT}"
+        title = f"reads, product {what} from {name} with If-None-Match, 64 connections"
+        status, headers, _ = self.http_full("GET", url, timeout=60)
+        etag = headers.get("etag")
+        if status != 200 or not etag:
+            self.step += 1
+            why = f"HTTP {status}" if status != 200 else "no ETag header"
+            msg = f"{title}: skipped, GET {urllib.parse.urlsplit(url).path} answered {why}"
+            self.note(msg)
+            self.results.setdefault("skipped", []).append(msg)
+            return None
+        # A repeat with the tag must answer 304; say so if it does not (the run still counts).
+        again, _, _ = self.http_full("GET", url, headers={"if-none-match": etag}, timeout=60)
+        job = {"conns": 64, "duration": self.cfg["reads"], "url": url,
+               "headers": [f"if-none-match: {etag}"], "also_ok": ("304",)}
+        scen = self.read_run(f"reads-{what}-inm-{source}", title, f"reads-{what}-inm", source,
+                             f"{what}, If-None-Match", job, extra={"etag": etag, "probe_status": again})
+        if again != 304:
+            self.results["notes"].append(f"{title}: a GET with `If-None-Match: {etag}` answered {again}, not 304.")
+        return scen
+
+    def scenario_live(self):
+        job = {"conns": 64, "duration": self.cfg["reads"], "url": f"{self.base}/health/live"}
+        return self.read_run("reads-live", "reads, GET /health/live (no I/O), 64 connections", "reads-live",
+                             None, "/health/live", job)
+
+    # --- the floor: the least an order on the Redis path can cost ----------
+
+    def start_floor(self) -> tuple[subprocess.Popen, str]:
+        """Starts sf-floor on a free port against the bench's Redis; answers it and its URL."""
+        err = open(self.raw / "sf-floor.stderr", "w")
+        cmd = [self.a.floor_bin, "--host", "127.0.0.1", "--port", "0", "--redis-url", self.a.redis_url,
+               "--key-prefix", FLOOR_PREFIX, "--location", str(self.hot_loc), "--product", str(HOT_PRODUCT)]
+        (self.raw / "sf-floor.cmd").write_text(" ".join(cmd) + "\n")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        err.close()
+        RUNNING.append(proc)
+        line = ""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+            if ready:
+                line = proc.stdout.readline()
+                break
+        if "listening on " not in line:
+            self.stop_floor(proc)
+            tail = (self.raw / "sf-floor.stderr").read_text()[-500:]
+            raise BenchError(f"sf-floor did not start (exit {proc.poll()}): {tail.strip()}")
+        url = line.split("listening on ", 1)[1].strip()
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"{url}/health/live", timeout=2) as r:
+                    if r.status == 200:
+                        return proc, url
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop_floor(proc)
+        raise BenchError(f"sf-floor at {url} does not answer /health/live")
+
+    def stop_floor(self, proc: subprocess.Popen):
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc in RUNNING:
+            RUNNING.remove(proc)
+        if proc.stdout:
+            proc.stdout.close()
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Deletes every key under `prefix` (SCAN 10,000 at a time, then UNLINK in batches through
+        one redis-cli); answers how many."""
+        keys: set[str] = set()
+        cursor = "0"
+        while True:
+            out = self.redis_cmd("SCAN", cursor, "MATCH", f"{prefix}*", "COUNT", "10000").split()
+            if not out:
+                raise BenchError(f"SCAN {prefix}*: empty answer")
+            cursor = out[0]
+            keys.update(out[1:])
+            if cursor == "0":
+                break
+        ordered = sorted(keys)
+        batches = ["UNLINK " + " ".join(ordered[i:i + 500]) for i in range(0, len(ordered), 500)]
+        if batches:
+            cmd = [self.a.redis_cli, "--no-auth-warning", "-h", self.redis["host"], "-p", self.redis["port"],
+                   "-n", self.redis["db"]] + (["-a", self.redis["password"]] if self.redis["password"] else [])
+            p = subprocess.run(cmd, input="\n".join(batches) + "\n", capture_output=True, text=True,
+                               timeout=600)
+            if p.returncode != 0:
+                raise BenchError(f"redis-cli UNLINK {prefix}*: {p.stderr.strip()}")
+        return len(ordered)
+
+    def scenario_floor(self):
+        """The same load as the Redis hot-product run at 64 connections, against sf-floor."""
+        secs = self.cfg["hot"]
+        title = "floor: sf-floor (bare poem handler, one EVALSHA of reserve.lua per order), 64 connections"
+        if not self.a.floor_bin:
+            self.step += 1
+            self.results["notes"].append("floor skipped: ops/bench passed no sf-floor binary")
+            return None
+        self.progress(title, secs)
+        proc, url = self.start_floor()
+        try:
+            job = {"url": f"{url}/orders", "method": "POST", "body": self.hot_body(), "conns": 64,
+                   "duration": secs}
+            load_avg = os.getloadavg()
+            results, cpu, _ = self.run_load("floor", [job], pids=dict(self.pids, service=proc.pid))
+        finally:
+            self.stop_floor(proc)
+            # Every order left a record and an event nothing consumes: remove them, so the
+            # stream and the records do not weigh on later scenarios (memory, AOF rewrites).
+            removed = self.delete_prefix(FLOOR_PREFIX)
+        r = results[0]
+        scen = {"id": "floor", "kind": "floor", "title": title, "connections": 64, "duration_s": secs,
+                "url": job["url"], "load_avg_1m": round(load_avg[0], 2), "cpu_pct": cpu, "keys_removed": removed,
+                **{k: r[k] for k in ("ok", "conflict", "errors", "statuses", "error_detail", "requests", "wall_s",
+                                     "p50_ms", "p99_ms", "p999_ms", "max_ms", "ok_per_s", "req_per_s")},
+                "passed": r["errors"] == 0 and r["conflict"] == 0}
+        self.results["floor"] = scen
+        if not scen["passed"]:
+            self.failed.append(title)
+        self.note(f"{r['ok_per_s']:,.0f} orders/s, p50 {fmt_ms(r['p50_ms'])} ms, p99 {fmt_ms(r['p99_ms'])} ms, "
+                  f"errors {r['errors']:,}, 409 {r['conflict']:,}; {removed:,} floor keys removed")
+        return scen
+
+    # --- memory soak --------------------------------------------------------
+
+    def scenario_soak(self):
+        """The Redis path at a fixed rate for a long time, the service's RSS sampled every
+        RSS_EVERY_S before, during and after the load."""
+        rate, secs = self.soak_rate, self.soak_seconds
+        before, after = self.cfg["soak_before"], self.cfg["soak_after"]
+        title = (f"memory soak, Redis path, {rate:,} orders/s for {secs:g} s (spread bodies), RSS every "
+                 f"{RSS_EVERY_S:g} s from {before} s before to {after} s after")
+        self.progress(title, before + secs + after)
+        if self.backlog() != 0:
+            self.wait_backlog(self.cfg["drain_limit"])
+        sampler = RssSampler(self.a.service_pid, RSS_EVERY_S, self.note, secs)
+        sampler.start()
+        time.sleep(before)
+        sampler.load_started()
+        job = {"url": self.order_url("redis"), "method": "POST", "body_lines": self.raw / "spread-bodies.jsonl",
+               "conns": 256, "duration": secs, "rate": rate}
+
+        def settle():
+            sampler.load_ended()
+            end = self.last_load[1] if self.last_load else time.monotonic()
+            time.sleep(max(0.0, end + after - time.monotonic()))
+            sampler.stop()
+
+        try:
+            scen = self.write_scenario(
+                "soak-redis", title, "redis", [job], hot=False, expect_paths={"REDIS": ["soak-redis"]},
+                extra={"rate": rate, "connections": 256}, announce=False, after_load=settle)
+        finally:
+            sampler.stop()
+        scen["rss"] = sampler.summary(self.last_load, after)
+        rss = scen["rss"]
+        slope = rss.get("last_third_slope_mib_per_min")
+        self.note(f"RSS before {fmt_mib(rss.get('before_mib'))}, peak during {fmt_mib(rss.get('peak_mib'))}, "
+                  f"end {fmt_mib(rss.get('end_mib'))}, {after} s after {fmt_mib(rss.get('after_mib'))} MiB; "
+                  f"last third's slope " + ("n/a (too few samples)" if slope is None else f"{slope:+.2f} MiB/min"))
         return scen
 
     def scenario_ceiling(self):
@@ -924,7 +1303,9 @@ class Bench:
         self.results["meta"] = {"mode": self.mode, "started": started, "load_generator": self.lg.version}
         self.results["machine"] = machine_info(self.a, self.lg.version)
         can_fixed = self.lg.name == "oha"
-        self.total_steps = 4 + (2 if can_fixed else 0) + 2 + 2 + 4 + 1
+        # hot x4, floor, fixed x2, spread x2, store x2, reads x4, conditional reads x4,
+        # /health/live, soak, ceiling.
+        self.total_steps = 4 + 1 + (2 if can_fixed else 0) + 2 + 2 + 4 + 4 + 1 + (1 if can_fixed else 0) + 1
         error = None
         try:
             self.load_world()
@@ -941,6 +1322,8 @@ class Bench:
             for path in ("db", "redis"):
                 s1 = self.scenario_hot(path, 64, pair=first)
                 self.scenario_hot(path, 256, pair=then(s1))
+            # Right after the Redis hot-product runs, so both meet the same machine.
+            self.scenario_floor()
             if can_fixed:
                 s1 = self.scenario_fixed("redis", self.cfg["fixed_rate_redis"], pair=first)
                 db64 = self.find("hot64-db")
@@ -955,6 +1338,14 @@ class Bench:
             for source in ("mysql", "redis"):
                 for what in ("list", "detail"):
                     self.scenario_reads(source, what)
+            for source in ("mysql", "redis"):
+                for what in ("list", "detail"):
+                    self.scenario_reads_conditional(source, what)
+            self.scenario_live()
+            if can_fixed:
+                self.scenario_soak()
+            else:
+                self.results["notes"].append("memory soak skipped: wrk has no open-loop (fixed-rate) mode")
             self.scenario_ceiling()
         except Exception as e:  # the report is written whatever happened
             import traceback
@@ -998,9 +1389,15 @@ class Bench:
         if lm and lr and lm.get("bytes_per_answer") and lr.get("bytes_per_answer") and \
                 lr["bytes_per_answer"] > 3 * lm["bytes_per_answer"]:
             notes.append(f"The Redis product list answer is {lr['bytes_per_answer']:,} bytes against "
-                         f"{lm['bytes_per_answer']:,} for the MySQL list: it carries every listed product's "
-                         "stock at every location (one MGET per location), which the MySQL list does not, "
-                         "so the two list figures do not compare like for like.")
+                         f"{lm['bytes_per_answer']:,} for the MySQL list, so the two list figures do not "
+                         "compare like for like (the bench reads only the status of list answers).")
+        soak = self.find("soak-redis")
+        rss = (soak or {}).get("rss") or {}
+        if rss.get("grows"):
+            notes.append(f"{soak['title']}: the service's RSS still rose by "
+                         f"{rss['last_third_slope_mib_per_min']:+.2f} MiB/min over the last third of the load "
+                         f"(first third {rss.get('first_third_slope_mib_per_min') or 0:+.2f} MiB/min): memory "
+                         "that grows without bound, or a run too short to level off (see rss.png).")
 
     def find(self, sid: str) -> dict | None:
         return next((s for s in self.results["scenarios"] if s["id"] == sid), None)
@@ -1009,6 +1406,7 @@ class Bench:
         t = TARGETS
         out = self.results["targets"]
         ceiling = self.results.get("ceiling", {}).get("rps")
+        floor = self.results.get("floor")
 
         def add(name, figure, ok, note=""):
             out.append({"target": name, "figure": figure, "result": "n/a" if ok is None else ("PASS" if ok else "MISS"),
@@ -1024,12 +1422,22 @@ class Bench:
                 self.results["ceiling"]["fraction_redis_hot256"] = frac
                 add(f"Redis hot product ≥ {t['redis_hot_ceiling_fraction']:.0%} of the ceiling",
                     f"{frac:.1%} of {ceiling:,.0f}/s", frac >= t["redis_hot_ceiling_fraction"])
+        if r64 and floor and floor.get("ok_per_s"):
+            frac = r64["ok_per_s"] / floor["ok_per_s"]
+            floor["fraction_redis_hot64"] = frac
+            add(f"Redis hot product (64 connections) ≥ {t['redis_hot_floor_fraction']:.0%} of the floor "
+                "(sf-floor, 64 connections)",
+                f"{frac:.1%} ({r64['ok_per_s']:,.0f} of {floor['ok_per_s']:,.0f} orders/s)",
+                frac >= t["redis_hot_floor_fraction"])
         fr = self.find("fixed-redis")
         if fr:
             rate = fr["rate"]
             label = f"at {rate:,}/s" + (" (quick run; the target is at 10,000/s)" if rate != t["redis_fixed_rate"] else "")
-            add(f"Redis fixed rate p99 ≤ {t['redis_fixed_p99_ms']:g} ms {label}", f"p99 {fmt_ms(fr['p99_ms'])} ms",
+            add(f"Redis fixed rate p99 ≤ {t['redis_fixed_p99_ms']:g} ms {label}",
+                f"p99 {fmt_ms(fr['p99_ms'])} ms (p50 {fmt_ms(fr['p50_ms'])} ms)",
                 fr["p99_ms"] is not None and fr["p99_ms"] <= t["redis_fixed_p99_ms"])
+            add(f"Redis fixed rate p99.9 ≤ {t['redis_fixed_p999_ms']:g} ms {label}", f"p99.9 {fmt_ms(fr['p999_ms'])} ms",
+                fr["p999_ms"] is not None and fr["p999_ms"] <= t["redis_fixed_p999_ms"])
             add(f"Redis fixed rate: no errors {label}", f"{fr['errors']:,} errors, {fr['conflict']:,} × 409",
                 fr["errors"] == 0 and fr["conflict"] == 0)
             ca = fr["confirm_after_s"]
@@ -1051,11 +1459,31 @@ class Bench:
             ratio = rb / db if db else float("inf")
             add(f"Redis ≥ {t['redis_over_db']:g}× DB-lock (hot product, best of 64/256 connections each)",
                 f"{ratio:.1f}× ({rb:,.0f} vs {db:,.0f} orders/s)", ratio >= t["redis_over_db"])
-        for what in ("list", "detail"):
-            s = self.find(f"reads-{what}-redis")
-            if s:
-                add(f"Redis reads (product {what}) ≥ {t['redis_reads_min']:,} req/s",
-                    f"{s['ok_per_s']:,.0f} req/s", s["ok_per_s"] >= t["redis_reads_min"])
+        lr, lm = self.find("reads-list-redis"), self.find("reads-list-mysql")
+        if lr:
+            add(f"Redis product list ≥ {t['redis_list_min']:,} req/s", f"{lr['ok_per_s']:,.0f} req/s",
+                lr["ok_per_s"] >= t["redis_list_min"])
+        if lm:
+            add(f"MySQL product list ≥ {t['mysql_list_min']:,} req/s", f"{lm['ok_per_s']:,.0f} req/s",
+                lm["ok_per_s"] >= t["mysql_list_min"])
+        live = self.find("reads-live")
+        if live and live["ok_per_s"]:
+            for source, name in (("redis", "Redis"), ("mysql", "MySQL")):
+                d = self.find(f"reads-detail-{source}")
+                if d:
+                    frac = d["ok_per_s"] / live["ok_per_s"]
+                    d["fraction_of_live"] = frac
+                    add(f"{name} product detail ≥ {t['detail_over_live']:.0%} of `GET /health/live`",
+                        f"{frac:.1%} ({d['ok_per_s']:,.0f} of {live['ok_per_s']:,.0f} req/s)",
+                        frac >= t["detail_over_live"])
+        soak = self.find("soak-redis")
+        if soak and soak.get("rss"):
+            rss = soak["rss"]
+            sl = rss.get("last_third_slope_mib_per_min")
+            add(f"Memory soak: service RSS levels off (last third's slope ≤ {t['soak_rss_slope_mib_per_min']:g} MiB/min)",
+                "too few samples for a slope" if sl is None else
+                f"{sl:+.2f} MiB/min; {fmt_mib(rss.get('before_mib'))} → peak {fmt_mib(rss.get('peak_mib'))} MiB",
+                None if sl is None else not rss.get("grows"))
 
 
 # ---------------------------------------------------------------------------
@@ -1117,8 +1545,10 @@ def machine_info(a, loadgen_version: str) -> dict:
 SCENARIO_ROWS = [
     ("hot64", "hot product, 64 conn.", "hot 64"), ("hot256", "hot product, 256 conn.", "hot 256"),
     ("fixed", "fixed rate", "fixed rate"), ("spread", "spread", "spread"),
-    ("store", "store level (all)", "store online"), ("reads-list", "reads: list", "list"),
-    ("reads-detail", "reads: detail", "detail"),
+    ("store", "store level (all)", "store online"), ("soak", "memory soak", "soak"),
+    ("reads-list", "reads: list", "list"), ("reads-detail", "reads: detail", "detail"),
+    ("reads-list-inm", "reads: list, If-None-Match", "list INM"),
+    ("reads-detail-inm", "reads: detail, If-None-Match", "detail INM"),
 ]
 
 
@@ -1160,13 +1590,22 @@ def charts(bench: Bench) -> list[tuple[str, str]]:
         for b, y in zip(bars, ys):
             ax.annotate(f"{y:,.0f}", (b.get_x() + b.get_width() / 2, y), ha="center", va="bottom", fontsize=8)
     ceiling = bench.results.get("ceiling", {}).get("rps")
+    floor = bench.results.get("floor", {}).get("ok_per_s")
+    live = (scen.get("reads-live") or {}).get("ok_per_s")
     ax.set_yscale("log")
-    if ceiling:
-        ax.axhline(ceiling, color="#555", linestyle="--", linewidth=1)
-        ax.annotate(f"ceiling: reserve.lua in redis-benchmark, {ceiling:,.0f}/s", (-0.5, ceiling),
-                    ha="left", va="bottom", fontsize=8, color="#555")
+    lines = [(ceiling, "--", "#555", f"ceiling: reserve.lua in redis-benchmark, {ceiling or 0:,.0f}/s"),
+             (floor, "-.", "#2e7d32", f"floor: sf-floor, reserve.lua behind a bare poem handler, 64 conn., "
+                                      f"{floor or 0:,.0f}/s"),
+             (live, ":", "#8e6c00", f"GET /health/live, 64 conn., {live or 0:,.0f}/s")]
+    top = 0
+    for y, style, colour, label in lines:
+        if y:
+            ax.axhline(y, color=colour, linestyle=style, linewidth=1)
+            ax.annotate(label, (-0.5, y), ha="left", va="bottom", fontsize=8, color=colour)
+            top = max(top, y)
+    if top:
         lo, hi = ax.get_ylim()
-        ax.set_ylim(lo, max(hi, ceiling * 3))
+        ax.set_ylim(lo, max(hi, top * 3))
     ax.set_xticks(range(len(rows)), [label for _, label, _ in rows], rotation=15)
     ax.set_ylabel("successful requests per second (log scale)")
     ax.set_title(f"Stock Flow throughput per scenario and path ({bench.mode} run)")
@@ -1207,6 +1646,30 @@ def charts(bench: Bench) -> list[tuple[str, str]]:
     fig.savefig(bench.out / "latency.png", dpi=110)
     plt.close(fig)
     made.append(("latency.png", "Latency percentiles per scenario and path"))
+
+    # The service's memory during the soak.
+    soak = scen.get("soak-redis")
+    rss = (soak or {}).get("rss") or {}
+    if rss.get("samples") and rss.get("load_start_s") is not None:
+        fig, ax = plt.subplots(figsize=(11, 4.5))
+        xs = [t for t, _ in rss["samples"]]
+        ys = [v for _, v in rss["samples"]]
+        ax.plot(xs, ys, color="#2e75b6", marker="o", markersize=2.5, linewidth=1.2, label="service RSS")
+        ax.axvspan(rss["load_start_s"], rss["load_end_s"], color="#2e75b6", alpha=0.08,
+                   label=f"load: {soak.get('rate', 0):,} orders/s on the Redis path")
+        ax.set_xlabel("seconds since the first sample")
+        ax.set_ylabel("VmRSS, MiB")
+        sl = rss.get("last_third_slope_mib_per_min")
+        ax.set_title("Service memory during the soak" +
+                     (f" (last third of the load: {sl:+.2f} MiB/min)" if sl is not None else ""))
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(0, hi * 1.1)
+        ax.legend(loc="lower right")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(bench.out / "rss.png", dpi=110)
+        plt.close(fig)
+        made.append(("rss.png", "Service RSS during the memory soak"))
     return made
 
 
@@ -1268,7 +1731,7 @@ def write_report(bench: Bench):
     w(f"| OS, kernel | {m['os']}, {m['kernel']} |")
     w(f"| MariaDB | {m['mariadb']} (private, `innodb_flush_log_at_trx_commit=1`, 512 MB buffer pool) |")
     w(f"| Redis | {m['redis']} (private, `appendonly yes`, `appendfsync always`) |")
-    w(f"| Load generator | {m['load_generator']}; {m['redis_benchmark']} for the ceiling |")
+    w(f"| Load generator | {m['load_generator']}; {m['redis_benchmark']} for the ceiling; sf-floor for the floor |")
     w(f"| Load at start (`uptime`) | {m['uptime_start']} |")
     w(f"| Load at end (`uptime`) | {m.get('uptime_end', '')} |")
     w("")
@@ -1304,10 +1767,33 @@ def write_report(bench: Bench):
       f"hot and fixed-rate run its stock there is set to {HOT_STOCK:,} with the admin "
       "`PUT /api/admin/locations/{loc}/products/{p}/stock` (reason RESTOCK), so neither path runs out.")
     w(f"- Closed loop: each connection sends its next request when the previous answer arrives, for "
-      f"{bench.cfg['hot']} s (hot product), {bench.cfg['spread']} s (spread, store level), "
+      f"{bench.cfg['hot']} s (hot product, floor), {bench.cfg['spread']} s (spread, store level), "
       f"{bench.cfg['reads']} s (reads). Fixed rate: open loop for {bench.cfg['fixed']} s, Redis at "
       f"{bench.cfg['fixed_rate_redis']:,} orders/s, DB-lock at 80% of its own 64-connection hot-product "
-      "throughput (the rate it should sustain), 256 connections available to the load generator.")
+      "throughput (the rate it should sustain), 256 connections available to the load generator. The "
+      "Redis run's p50, p99 and p99.9 are latency-corrected (counted from when each request was due), and "
+      "*confirmed after* is the time from the load's end until every accepted order was CONFIRMED in MySQL; "
+      f"targets at 10,000 orders/s: p99 ≤ {TARGETS['redis_fixed_p99_ms']:g} ms, p99.9 ≤ "
+      f"{TARGETS['redis_fixed_p999_ms']:g} ms, confirmed within {TARGETS['redis_fixed_confirm_s']:g} s.")
+    w(f"- Floor: `sf-floor` (`bench/floor`, built with the service, not shipped) is the least an order on the "
+      "Redis path can cost: one bare poem handler, `POST /orders`, parses the same JSON body, draws a uuid-v7 "
+      "order id and runs the service's own `reserve.lua` once (`EVALSHA`, keys and arguments built by the "
+      "service's own `Reserve` wrapper) through a Redis pool built by the service's own `RedisSettings` "
+      "(bb8, multiplexed self-healing connections, the command deadline), on one stock key holding 10^15 "
+      f"units, under the key prefix `{FLOOR_PREFIX}` apart from the service's; it answers 202 with the "
+      "order's JSON. It runs right after the Redis hot-product runs with the same load (hot-product body, "
+      f"64 connections, {bench.cfg['hot']} s); its keys (an order record per order and an event stream "
+      "nothing consumes) are deleted afterwards. The service's 64-connection Redis hot-product throughput "
+      f"is given as a share of it (target ≥ {TARGETS['redis_hot_floor_fraction']:.0%}): what the service adds "
+      "on top — routing, idempotency, the circuit, OpenAPI validation, metrics, the consumer writing every "
+      "order to MySQL on the same cores — is the rest.")
+    w(f"- Memory soak: the Redis path at {bench.soak_rate:,} orders/s (open loop, 256 connections, the spread "
+      f"bodies) for {bench.soak_seconds:g} s; the service's RSS (`VmRSS` of `/proc/<pid>/status`) is sampled "
+      f"every {RSS_EVERY_S:g} s from {bench.cfg['soak_before']} s before the load to {bench.cfg['soak_after']} s "
+      "after it. The report gives RSS before, peak during, at the end and after, and the least-squares "
+      "slope over the last third of the load: above "
+      f"{TARGETS['soak_rss_slope_mib_per_min']:g} MiB/min it is flagged as growth without bound. The "
+      "invariant checks run after it as after every write scenario.")
     w("- Spread: a random line of 50,000 prepared bodies per request: a random product of "
       f"{world.get('products', 0):,}, `NORMAL` from an address ~1 km from a random warehouse (so the "
       "orders spread over all 5 warehouses).")
@@ -1318,10 +1804,20 @@ def write_report(bench: Bench):
       "stores spread over the list, one load-generator process per store (a key belongs to one store, so a "
       "process cannot vary the store), 2 connections each, random product. POS sales always take the "
       "MySQL-first path.")
-    w("- Reads: `GET /api/products?page=0&size=20` and `/api/products/{id}` (MySQL), the same under "
-      "`/api/redis/` (Redis); detail reads pick a random product id of 10,000 per request.")
-    w("- Errors: any answer other than 2xx and 409, and any connection error. 409 (out of stock) is "
-      "counted apart. Throughput is successful (2xx) answers per second of the run.")
+    lu = urllib.parse.urlsplit(bench.list_urls.get("mysql", "/api/products?page=0&size=20"))
+    w("- Reads (64 connections, only the status of each answer is judged): the product list "
+      f"(`{lu.path}{'?' + lu.query if lu.query else ''}` and the same under `/api/redis/`; the query is built from the list operation's parameters in "
+      "`/api/openapi.json`, a page of 20) and the product detail (`/api/products/{id}`, "
+      "`/api/redis/products/{id}`, a random product id of 10,000 per request). Then the same four with "
+      "`If-None-Match` carrying the ETag the endpoint answered just before (detail: product "
+      f"{ETAG_PRODUCT}, which no order touches; an endpoint without an ETag is skipped with a note); a 304 "
+      "counts as a success and is counted apart. Last `GET /health/live`, the endpoint that does no I/O, "
+      "which the detail pages are compared with. Targets: Redis list ≥ "
+      f"{TARGETS['redis_list_min']:,} req/s, MySQL list ≥ {TARGETS['mysql_list_min']:,} req/s, detail ≥ "
+      f"{TARGETS['detail_over_live']:.0%} of `/health/live`.")
+    w("- Errors: any answer other than 2xx and 409 (and 304 in the `If-None-Match` runs), and any connection "
+      "error. 409 (out of stock) is counted apart. Throughput is successful (2xx, or 304 where asked for) "
+      "answers per second of the run.")
     w("- After every write scenario the bench waits until `consumer_backlog_events` on `/metrics` is 0 "
       "(polled every 50 ms; the time from the load's end to that point is *confirmed after*: when the last "
       "Redis-path order became CONFIRMED — 0 by definition on the DB-lock path), then checks: orders "
@@ -1370,9 +1866,52 @@ def write_report(bench: Bench):
 
     scen_table("Hot product", ["hot64-db", "hot256-db", "hot64-redis", "hot256-redis"],
                [("confirmed after", confirm_cell)])
+    fl = r.get("floor")
+    if fl:
+        w("## Floor: the reservation behind a bare HTTP handler")
+        w("")
+        w(f"`sf-floor` under the Redis hot-product load ({fl['connections']} connections, {fl['duration_s']} s): "
+          "parse the body, a uuid-v7 order id, one `EVALSHA` of `reserve.lua` through the service's own Redis "
+          f"pool, 202. {fl.get('keys_removed', 0):,} floor keys were deleted after the run.")
+        w("")
+        w("| | conn. | ok/s | ok | 409 | errors | p50 ms | p99 ms | p99.9 ms | CPU % (machine; svc = sf-floor) |")
+        w("|---|---|---|---|---|---|---|---|---|---|")
+        w(f"| floor | {fl['connections']} | {fmt_int(fl['ok_per_s'])} | {fmt_int(fl['ok'])} | {fmt_int(fl['conflict'])} | "
+          f"{fmt_int(fl['errors'])} | {fmt_ms(fl['p50_ms'])} | {fmt_ms(fl['p99_ms'])} | {fmt_ms(fl['p999_ms'])} | "
+          f"{cpu_cell(fl.get('cpu_pct'))} |")
+        h64 = scen.get("hot64-redis")
+        if h64:
+            w(f"| Redis path, hot product | 64 | {fmt_int(h64['ok_per_s'])} | {fmt_int(h64['ok'])} | "
+              f"{fmt_int(h64['conflict'])} | {fmt_int(h64['errors'])} | {fmt_ms(h64['p50_ms'])} | "
+              f"{fmt_ms(h64['p99_ms'])} | {fmt_ms(h64['p999_ms'])} | {cpu_cell(h64.get('cpu_pct'))} |")
+        w("")
+        frac = fl.get("fraction_redis_hot64")
+        if frac is not None:
+            w(f"The service reaches **{frac:.1%}** of the floor (target ≥ "
+              f"{TARGETS['redis_hot_floor_fraction']:.0%}: {'met' if frac >= TARGETS['redis_hot_floor_fraction'] else 'missed'}).")
+            w("")
+        if fl.get("error_detail"):
+            w("Floor errors: " + ", ".join(f"`{k}` × {v:,}" for k, v in fl["error_detail"].items()))
+            w("")
+
     scen_table("Fixed rate (open loop, latency-corrected)", ["fixed-redis", "fixed-db"],
                [("rate asked", lambda s: fmt_int(s.get("rate"))),
                 ("confirmed after", confirm_cell)])
+    fr = scen.get("fixed-redis")
+    if fr:
+        def verdict(ok):
+            return "met" if ok else "**missed**"
+        ca = fr.get("confirm_after_s")
+        w(f"Redis at {fr['rate']:,} orders/s" + (" (quick run; the targets are set at 10,000/s)"
+                                                 if fr["rate"] != TARGETS["redis_fixed_rate"] else "") + ": "
+          f"p50 {fmt_ms(fr['p50_ms'])} ms; p99 {fmt_ms(fr['p99_ms'])} ms (target ≤ {TARGETS['redis_fixed_p99_ms']:g} ms, "
+          f"{verdict(fr['p99_ms'] is not None and fr['p99_ms'] <= TARGETS['redis_fixed_p99_ms'])}); "
+          f"p99.9 {fmt_ms(fr['p999_ms'])} ms (target ≤ {TARGETS['redis_fixed_p999_ms']:g} ms, "
+          f"{verdict(fr['p999_ms'] is not None and fr['p999_ms'] <= TARGETS['redis_fixed_p999_ms'])}); every order "
+          f"CONFIRMED {'never (the backlog did not drain)' if ca is None else f'{ca:.2f} s'} after the load "
+          f"(target ≤ {TARGETS['redis_fixed_confirm_s']:g} s, "
+          f"{verdict(ca is not None and ca <= TARGETS['redis_fixed_confirm_s'])}).")
+        w("")
     scen_table("Spread over products and warehouses", ["spread-db", "spread-redis"],
                [("confirmed after", confirm_cell)])
     rows = [scen[i] for i in ("store-db", "store-redis") if i in scen]
@@ -1406,10 +1945,64 @@ def write_report(bench: Bench):
                     w(f"- {s['title']}, {tag}: errors " +
                       ", ".join(f"`{k}` × {v:,}" for k, v in part["error_detail"].items()))
         w("")
-    scen_table("Reads (closed loop, 64 connections)",
-               ["reads-list-mysql", "reads-list-redis", "reads-detail-mysql", "reads-detail-redis"],
-               [("what", lambda s: s["kind"].split("-")[1]),
-                ("bytes/answer", lambda s: fmt_int(s.get("bytes_per_answer")))])
+    rows = [s for s in r["scenarios"] if s["kind"].startswith("reads")]
+    if rows:
+        w("## Reads (closed loop, 64 connections)")
+        w("")
+        w("| endpoint | from | ok/s | 2xx | 304 | errors | p50 ms | p99 ms | p99.9 ms | bytes/answer | CPU % (machine) | status |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for s in rows:
+            src = {"mysql": "MySQL", "redis": "Redis"}.get(s.get("source"), "–")
+            two = sum(n for k, n in s["statuses"].items() if k.startswith("2"))
+            w(f"| {s.get('what', s['kind'])} | {src} | {fmt_int(s['ok_per_s'])} | {fmt_int(two)} | "
+              f"{fmt_int(s.get('not_modified', 0))} | {fmt_int(s['errors'])} | {fmt_ms(s['p50_ms'])} | "
+              f"{fmt_ms(s['p99_ms'])} | {fmt_ms(s['p999_ms'])} | {fmt_int(s.get('bytes_per_answer'))} | "
+              f"{cpu_cell(s.get('cpu_pct'))} | {'ok' if s['passed'] else '**FAILED**'} |")
+        w("")
+        for s in rows:
+            if s.get("error_detail"):
+                w(f"- {s['title']}: errors " + ", ".join(f"`{k}` × {v:,}" for k, v in s["error_detail"].items()))
+        for s in rows:
+            if s.get("etag"):
+                w(f"- {s['title']}: `If-None-Match: {s['etag']}` (a probe with it answered {s.get('probe_status')}).")
+        for msg in r.get("skipped", []):
+            w(f"- {msg}.")
+        live = scen.get("reads-live")
+        for source in ("redis", "mysql"):
+            d = scen.get(f"reads-detail-{source}")
+            if live and d and d.get("fraction_of_live") is not None:
+                w(f"- {'Redis' if source == 'redis' else 'MySQL'} product detail: {d['fraction_of_live']:.1%} of "
+                  f"`GET /health/live` (target ≥ {TARGETS['detail_over_live']:.0%}).")
+        w("")
+
+    soak = scen.get("soak-redis")
+    if soak:
+        rss = soak.get("rss") or {}
+        w("## Memory soak")
+        w("")
+        w(f"The Redis path at {soak['rate']:,} orders/s (open loop, 256 connections, spread bodies) for "
+          f"{soak['duration_s']:g} s; the service's RSS (`VmRSS`) every {rss.get('every_s', RSS_EVERY_S):g} s.")
+        w("")
+        w("| ok/s | ok | errors | p50 ms | p99 ms | p99.9 ms | confirmed after | RSS before | peak during | at the end | "
+          f"{rss.get('after_s', '?')} s after | slope, first third | slope, last third | invariants |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+        def sl(v):
+            return "–" if v is None else f"{v:+.2f} MiB/min"
+        w(f"| {fmt_int(soak['ok_per_s'])} | {fmt_int(soak['ok'])} | {fmt_int(soak['errors'])} | "
+          f"{fmt_ms(soak['p50_ms'])} | {fmt_ms(soak['p99_ms'])} | {fmt_ms(soak['p999_ms'])} | {confirm_cell(soak)} | "
+          f"{fmt_mib(rss.get('before_mib'))} MiB | {fmt_mib(rss.get('peak_mib'))} MiB | {fmt_mib(rss.get('end_mib'))} MiB | "
+          f"{fmt_mib(rss.get('after_mib'))} MiB | {sl(rss.get('first_third_slope_mib_per_min'))} | "
+          f"{sl(rss.get('last_third_slope_mib_per_min'))} | {'PASS' if soak['passed'] else '**FAILED**'} |")
+        w("")
+        g = rss.get("grows")
+        w("Growth without bound: " + (
+            "cannot tell (too few samples in the last third of the load for a slope)." if g is None else
+            f"**flagged** — RSS still rose faster than {TARGETS['soak_rss_slope_mib_per_min']:g} MiB/min over the "
+            "last third of the load." if g else
+            f"not seen — RSS rose no faster than {TARGETS['soak_rss_slope_mib_per_min']:g} MiB/min over the last "
+            "third of the load."))
+        w("")
 
     c = r.get("ceiling")
     if c:
@@ -1475,7 +2068,13 @@ def main() -> int:
     ap.add_argument("--mariadbd", default="mariadbd")
     ap.add_argument("--redis-server", default="redis-server")
     ap.add_argument("--redis-cli", default="redis-cli")
+    ap.add_argument("--floor-bin", help="sf-floor binary (the floor run is skipped without it)")
+    ap.add_argument("--soak-rate", type=int, help=f"orders/s of the memory soak (default {SOAK_RATE:,})")
+    ap.add_argument("--soak-seconds", type=float,
+                    help="length of the memory soak's load (default 600, 10 with --quick)")
     a = ap.parse_args()
+    if (a.soak_rate is not None and a.soak_rate <= 0) or (a.soak_seconds is not None and a.soak_seconds <= 0):
+        ap.error("--soak-rate and --soak-seconds must be positive")
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
