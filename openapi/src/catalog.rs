@@ -1,13 +1,31 @@
-//! Products and locations as MySQL has them.
+//! Products and locations as MySQL has them, and what every product page (these and the Redis
+//! path's) answers with: a body rendered once, its `ETag`, and its caching rule.
+//!
+//! # Product pages and HTTP caching
+//!
+//! Each product page (the two lists and the two product reads) sends:
+//!
+//! - `ETag`: a hash of the body and of `Stock-Source`, so it changes whenever anything the answer
+//!   shows changes (a stock figure after an order, a name, a price, the next cursor) and never
+//!   otherwise;
+//! - `Cache-Control: no-cache`: a browser or a CDN may keep the answer, but must ask again before
+//!   every use. Stock moves with every order, so a copy reused without asking could show units
+//!   that are gone; asking again with `If-None-Match` costs a `304` without a body while nothing
+//!   changed.
 
 use crate::problem::{ApiResult, Problem};
 use crate::state::ApiState;
 use crate::types::{LocationList, ProductBody, ProductList};
-use poem_openapi::param::{Path, Query};
-use poem_openapi::payload::Json;
+use poem::{IntoResponse, Response};
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::{Json, Payload};
+use poem_openapi::registry::{MetaSchemaRef, Registry};
+use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
 use sf_persistence::model::StockSource;
 use sf_routing::ProductId;
+use std::hash::Hasher;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 #[derive(Tags)]
@@ -22,19 +40,132 @@ pub struct CatalogApi {
     pub state: Arc<ApiState>,
 }
 
+/// The caching rule of every product page (see the module's documentation).
+pub const CACHE_CONTROL: &str = "no-cache";
+
+/// A JSON body rendered with serde straight into bytes, without the `serde_json::Value` tree
+/// poem-openapi's `Json` builds on the way; the spec describes it as `T`.
+pub struct Rendered<T> {
+    body: Vec<u8>,
+    schema: PhantomData<fn() -> T>,
+}
+
+impl<T: Type> Payload for Rendered<T> {
+    const CONTENT_TYPE: &'static str = "application/json; charset=utf-8";
+
+    fn schema_ref() -> MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+}
+
+impl<T> IntoResponse for Rendered<T> {
+    fn into_response(self) -> Response {
+        Response::builder()
+            .content_type("application/json; charset=utf-8")
+            .body(self.body)
+    }
+}
+
+/// A product page's answer: a fresh body, or `304` when the client's copy is current.
+pub enum Answer<T> {
+    Fresh(Rendered<T>, Validators),
+    Current(Validators),
+}
+
+/// The headers both a `200` and a `304` carry.
+pub struct Validators {
+    pub etag: String,
+    pub source: &'static str,
+}
+
+impl<T: serde::Serialize> Answer<T> {
+    /// Renders `value`, and answers `304` instead when `if_none_match` names its `ETag`.
+    pub fn new(value: &T, source: StockSource, if_none_match: Option<&str>) -> ApiResult<Self> {
+        // Room for a product page with its stock at ~50 locations, so the body grows rarely.
+        let mut body = Vec::with_capacity(4096);
+        serde_json::to_writer(&mut body, value).map_err(|e| {
+            tracing::error!(error = %e, "a product page failed to render");
+            Problem::internal()
+        })?;
+        let source = source.as_str();
+        let validators = Validators {
+            etag: etag(&body, source),
+            source,
+        };
+        Ok(match if_none_match {
+            Some(tags) if names(tags, &validators.etag) => Self::Current(validators),
+            _ => Self::Fresh(
+                Rendered {
+                    body,
+                    schema: PhantomData,
+                },
+                validators,
+            ),
+        })
+    }
+}
+
+/// A strong `ETag` of an answer: a 64-bit hash of its body and `Stock-Source`, the two things it
+/// shows. `DefaultHasher::new()` has fixed keys, so every instance of one build computes the same
+/// tag; after an upgrade a copy may be fetched once more, never wrongly kept.
+fn etag(body: &[u8], source: &str) -> String {
+    let mut h = std::hash::DefaultHasher::new();
+    h.write(source.as_bytes());
+    h.write_u8(0);
+    h.write(body);
+    format!("\"{:016x}\"", h.finish())
+}
+
+/// Whether an `If-None-Match` value names `etag`: `*`, or a list holding it, compared weakly
+/// (RFC 9110, 13.1.2: `W/"x"` names `"x"`).
+fn names(if_none_match: &str, etag: &str) -> bool {
+    if_none_match.trim() == "*"
+        || if_none_match
+            .split(',')
+            .map(|t| t.trim())
+            .any(|t| t.strip_prefix("W/").unwrap_or(t) == etag)
+}
+
 /// A page of products (also the answer of the Redis-path product list).
 #[derive(ApiResponse)]
 pub enum ProductPage {
-    /// A page of products.
+    /// A page of products, each with its stock summed over the active locations.
     #[oai(status = 200)]
     Ok(
-        Json<ProductList>,
-        /// Where the stock figures come from, when the page has them: `redis` (the sellable
-        /// figure), or `mysql` (on-hand; the Redis-path reads fall back to it while the stock
-        /// cache is unavailable).
+        Rendered<ProductList>,
+        /// Changes whenever anything this answer shows changes; send it back in `If-None-Match`.
+        #[oai(header = "ETag")]
+        String,
+        /// `no-cache`: a copy may be kept, but must be revalidated (`If-None-Match`) before use.
+        #[oai(header = "Cache-Control")]
+        String,
+        /// Where the stock figures come from: `redis` (the sellable figure), or `mysql`
+        /// (on-hand: `GET /api/products` always, and the Redis-path reads while the stock cache
+        /// is unavailable).
         #[oai(header = "Stock-Source")]
-        Option<String>,
+        String,
     ),
+    /// Not modified: `If-None-Match` named this answer's `ETag`, so the client's copy is
+    /// current. No body.
+    #[oai(status = 304)]
+    NotModified(
+        #[oai(header = "ETag")] String,
+        #[oai(header = "Cache-Control")] String,
+        #[oai(header = "Stock-Source")] String,
+    ),
+}
+
+impl From<Answer<ProductList>> for ProductPage {
+    fn from(a: Answer<ProductList>) -> Self {
+        match a {
+            Answer::Fresh(body, v) => Self::Ok(body, v.etag, CACHE_CONTROL.into(), v.source.into()),
+            Answer::Current(v) => Self::NotModified(v.etag, CACHE_CONTROL.into(), v.source.into()),
+        }
+    }
 }
 
 /// One product with its stock (also the answer of the Redis-path product read).
@@ -43,12 +174,36 @@ pub enum ProductWithStock {
     /// The product with its stock at every active location.
     #[oai(status = 200)]
     Ok(
-        Json<ProductBody>,
+        Rendered<ProductBody>,
+        /// Changes whenever anything this answer shows changes; send it back in `If-None-Match`.
+        #[oai(header = "ETag")]
+        String,
+        /// `no-cache`: a copy may be kept, but must be revalidated (`If-None-Match`) before use.
+        #[oai(header = "Cache-Control")]
+        String,
         /// Where the stock figures come from: `redis` (the sellable figure), or `mysql`
-        /// (on-hand; the Redis-path read falls back to it while the stock cache is unavailable).
+        /// (on-hand: `GET /api/products/{productId}` always, and the Redis-path read while the
+        /// stock cache is unavailable).
         #[oai(header = "Stock-Source")]
-        Option<String>,
+        String,
     ),
+    /// Not modified: `If-None-Match` named this answer's `ETag`, so the client's copy is
+    /// current. No body.
+    #[oai(status = 304)]
+    NotModified(
+        #[oai(header = "ETag")] String,
+        #[oai(header = "Cache-Control")] String,
+        #[oai(header = "Stock-Source")] String,
+    ),
+}
+
+impl From<Answer<ProductBody>> for ProductWithStock {
+    fn from(a: Answer<ProductBody>) -> Self {
+        match a {
+            Answer::Fresh(body, v) => Self::Ok(body, v.etag, CACHE_CONTROL.into(), v.source.into()),
+            Answer::Current(v) => Self::NotModified(v.etag, CACHE_CONTROL.into(), v.source.into()),
+        }
+    }
 }
 
 #[derive(ApiResponse)]
@@ -59,9 +214,15 @@ pub enum LocationsResponse {
 }
 
 /// The page parameters once their validators passed (`page` 0 to 1,000,000, `size` 1 to 100),
-/// with their defaults applied: page 0, 20 per page.
+/// with their defaults applied: page 0, 20 per page (the store's product list).
 pub(crate) fn page_and_size(page: Option<i64>, size: Option<i64>) -> (u32, u32) {
     (page.unwrap_or(0) as u32, size.unwrap_or(20) as u32)
+}
+
+/// The cursor parameters of a product list once their validators passed (`after` 0 or more,
+/// `limit` 1 to 100), with their defaults applied: from the first product, 20 per page.
+pub(crate) fn after_and_limit(after: Option<i64>, limit: Option<i64>) -> (u64, u32) {
+    (after.unwrap_or(0) as u64, limit.unwrap_or(20) as u32)
 }
 
 /// A path id that cannot name a product is simply not found.
@@ -80,7 +241,13 @@ pub fn product_in_path(id: i64) -> Result<ProductId, Problem> {
 impl CatalogApi {
     /// List products
     ///
-    /// Active products by id, `size` per page (1 to 100, default 20), from page 0.
+    /// Active products by id, `limit` per page (1 to 100, default 20), each with its on-hand
+    /// stock summed over the active locations (`totalQuantity`; the stock per location is on
+    /// `GET /api/products/{productId}`). Pages follow each other by cursor: the answer's `next`
+    /// is the `after` of the next page; the last page has none.
+    ///
+    /// Sends an `ETag`, and `Cache-Control: no-cache`; with `If-None-Match` naming the current
+    /// `ETag` the answer is `304` without a body.
     #[oai(
         path = "/api/products",
         method = "get",
@@ -89,35 +256,34 @@ impl CatalogApi {
     )]
     async fn list(
         &self,
-        /// The page, from 0 (default 0).
-        #[oai(validator(minimum(value = "0"), maximum(value = "1000000")))]
-        page: Query<Option<i64>>,
-        /// Products per page (default 20).
+        /// Start after this product id: the `next` of the previous page (leave it out for the
+        /// first page).
+        #[oai(validator(minimum(value = "0")))]
+        after: Query<Option<i64>>,
+        /// Products per page, 1 to 100 (default 20).
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
-        size: Query<Option<i64>>,
+        limit: Query<Option<i64>>,
+        /// The `ETag` of a copy the client holds.
+        #[oai(name = "If-None-Match")]
+        if_none_match: Header<Option<String>>,
     ) -> ApiResult<ProductPage> {
-        let (page, size) = page_and_size(page.0, size.0);
-        let p = self.state.storage.products_page(page, size).await?;
-        Ok(ProductPage::Ok(
-            Json(ProductList {
-                products: p
-                    .items
-                    .into_iter()
-                    .map(|p| ProductBody::new(p, None))
-                    .collect(),
-                page,
-                size,
-                total: p.total,
-            }),
-            None,
-        ))
+        let (after, limit) = after_and_limit(after.0, limit.0);
+        let page = self.state.storage.products_after(after, limit).await?;
+        Ok(Answer::new(
+            &ProductList::new(&page, limit),
+            page.source,
+            if_none_match.0.as_deref(),
+        )?
+        .into())
     }
 
     /// Get a product with its stock
     ///
-    /// The on-hand quantity at every active location, as MySQL has it.
+    /// The on-hand quantity at every active location, as MySQL has it, and their sum.
     ///
-    /// Answers 404 when there is no such product.
+    /// Sends an `ETag`, and `Cache-Control: no-cache`; with `If-None-Match` naming the current
+    /// `ETag` the answer is `304` without a body. Answers 404 when there is no such active
+    /// product.
     #[oai(
         path = "/api/products/:productId",
         method = "get",
@@ -127,14 +293,14 @@ impl CatalogApi {
     async fn get(
         &self,
         #[oai(name = "productId", validator(minimum(value = "1")))] product_id: Path<i64>,
+        /// The `ETag` of a copy the client holds.
+        #[oai(name = "If-None-Match")]
+        if_none_match: Header<Option<String>>,
     ) -> ApiResult<ProductWithStock> {
         // The validator keeps the id positive, so it always names a possible product.
         let id = ProductId::new_unchecked(product_id.0 as u64);
-        let (p, stock) = self.state.storage.product_with_stock(id).await?;
-        Ok(ProductWithStock::Ok(
-            Json(ProductBody::new(p, Some(stock))),
-            Some(StockSource::Mysql.as_str().into()),
-        ))
+        let p = self.state.storage.product_with_stock(id).await?;
+        Ok(Answer::new(&ProductBody::new(&p), p.source, if_none_match.0.as_deref())?.into())
     }
 
     /// List locations
@@ -151,5 +317,31 @@ impl CatalogApi {
         Ok(LocationsResponse::Ok(Json(LocationList {
             locations: locations.all.iter().cloned().map(Into::into).collect(),
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_names_a_tag_in_its_list_weakly_or_everything_with_a_star() {
+        let tag = etag(b"{}", "redis");
+        assert!(tag.starts_with('"') && tag.ends_with('"') && tag.len() == 18);
+        assert!(names(&tag, &tag));
+        assert!(names(&format!("W/{tag}"), &tag));
+        assert!(names(&format!("\"x\", {tag}"), &tag));
+        assert!(names(" * ", &tag));
+        assert!(!names("\"x\"", &tag));
+        assert!(!names("", &tag));
+        assert!(!names(tag.trim_matches('"'), &tag));
+    }
+
+    #[test]
+    fn the_etag_follows_the_body_and_the_stock_source() {
+        let a = etag(br#"{"quantity":5}"#, "redis");
+        assert_eq!(a, etag(br#"{"quantity":5}"#, "redis"));
+        assert_ne!(a, etag(br#"{"quantity":4}"#, "redis"));
+        assert_ne!(a, etag(br#"{"quantity":5}"#, "mysql"));
     }
 }

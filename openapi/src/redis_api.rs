@@ -1,7 +1,7 @@
 //! The Redis path: orders decided by an atomic Lua script and answered at once, persisted to
 //! MySQL in the background; stock read from Redis.
 
-use crate::catalog::{page_and_size, ProductPage, ProductWithStock};
+use crate::catalog::{after_and_limit, Answer, ProductPage, ProductWithStock};
 use crate::orders::idempotency;
 use crate::problem::ApiResult;
 use crate::state::ApiState;
@@ -11,7 +11,6 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
 use sf_persistence::db_lock::Placed;
 use sf_persistence::redis_path::RedisOrder;
-use sf_persistence::StorageError;
 use sf_routing::ProductId;
 use std::sync::Arc;
 
@@ -52,8 +51,10 @@ impl From<Placed> for Accepted {
 impl RedisApi {
     /// List products with stock (Redis)
     ///
-    /// Like `GET /api/products`, and each product carries its sellable stock per active location
-    /// as Redis has it (reservations not yet in MySQL already taken off).
+    /// Like `GET /api/products` (same cursor, `limit`, `ETag` and `Cache-Control`), and each
+    /// product's `totalQuantity` is its sellable stock summed over the active locations as Redis
+    /// has it when the request arrives (reservations not yet in MySQL already taken off). The
+    /// stock per location is on `GET /api/redis/products/{productId}`.
     #[oai(
         path = "/api/redis/products",
         method = "get",
@@ -62,40 +63,36 @@ impl RedisApi {
     )]
     async fn list(
         &self,
-        /// The page, from 0 (default 0).
-        #[oai(validator(minimum(value = "0"), maximum(value = "1000000")))]
-        page: Query<Option<i64>>,
-        /// Products per page (default 20).
+        /// Start after this product id: the `next` of the previous page (leave it out for the
+        /// first page).
+        #[oai(validator(minimum(value = "0")))]
+        after: Query<Option<i64>>,
+        /// Products per page, 1 to 100 (default 20).
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
-        size: Query<Option<i64>>,
+        limit: Query<Option<i64>>,
+        /// The `ETag` of a copy the client holds.
+        #[oai(name = "If-None-Match")]
+        if_none_match: Header<Option<String>>,
     ) -> ApiResult<ProductPage> {
-        let (page, size) = page_and_size(page.0, size.0);
-        let p = self.state.storage.cached_products_page(page, size);
-        let ids: Vec<ProductId> = p
-            .items
-            .iter()
-            .map(|p| ProductId::new_unchecked(p.product_id))
-            .collect();
-        let (mut stock, source) = self.state.storage.redis_stock_levels(&ids).await?;
-        let list = ProductList {
-            products: p
-                .items
-                .into_iter()
-                .map(|p| {
-                    let s = stock.remove(&ProductId::new_unchecked(p.product_id));
-                    ProductBody::new(p, Some(s.unwrap_or_default()))
-                })
-                .collect(),
-            page,
-            size,
-            total: p.total,
-        };
-        Ok(ProductPage::Ok(Json(list), Some(source.as_str().into())))
+        let (after, limit) = after_and_limit(after.0, limit.0);
+        let page = self
+            .state
+            .storage
+            .redis_products_after(after, limit)
+            .await?;
+        Ok(Answer::new(
+            &ProductList::new(&page, limit),
+            page.source,
+            if_none_match.0.as_deref(),
+        )?
+        .into())
     }
 
     /// Get a product with its stock (Redis)
     ///
-    /// Answers 404 when there is no such active product.
+    /// The sellable quantity at every active location as Redis has it, and their sum. Sends an
+    /// `ETag`, and `Cache-Control: no-cache`; with `If-None-Match` naming the current `ETag` the
+    /// answer is `304` without a body. Answers 404 when there is no such active product.
     #[oai(
         path = "/api/redis/products/:productId",
         method = "get",
@@ -105,20 +102,14 @@ impl RedisApi {
     async fn get(
         &self,
         #[oai(name = "productId", validator(minimum(value = "1")))] product_id: Path<i64>,
+        /// The `ETag` of a copy the client holds.
+        #[oai(name = "If-None-Match")]
+        if_none_match: Header<Option<String>>,
     ) -> ApiResult<ProductWithStock> {
         // The validator keeps the id positive, so it always names a possible product.
         let id = ProductId::new_unchecked(product_id.0 as u64);
-        let product = self
-            .state
-            .storage
-            .catalog_product(id)
-            .filter(|p| p.active)
-            .ok_or(StorageError::UnknownProduct(id))?;
-        let (mut stock, source) = self.state.storage.redis_stock_levels(&[id]).await?;
-        Ok(ProductWithStock::Ok(
-            Json(ProductBody::new(product, stock.remove(&id))),
-            Some(source.as_str().into()),
-        ))
+        let p = self.state.storage.redis_product_with_stock(id).await?;
+        Ok(Answer::new(&ProductBody::new(&p), p.source, if_none_match.0.as_deref())?.into())
     }
 
     /// Place an order (Redis path)

@@ -4,6 +4,7 @@
 use crate::problem::Problem;
 use poem_openapi::types::Example;
 use poem_openapi::{Enum, Object};
+use sf_persistence::catalog::{ProductStock, ProductsAfter};
 use sf_persistence::model::{self, OrderPath, OrderStatus};
 use sf_routing::{Coordinates, Destination, LocationId, LocationKind, OrderLines};
 
@@ -174,8 +175,9 @@ pub enum DeliveryTypeBody {
     InStore,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, serde::Serialize)]
 #[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum LocationTypeBody {
     Warehouse,
     Store,
@@ -298,17 +300,23 @@ fn rfc3339(ms: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+// The product pages render their bodies with serde (`Serialize`), straight into bytes, and the
+// spec describes them with poem-openapi (`Object`): both derive the same camelCase names, and
+// `product_bodies_render_as_the_spec_describes` below keeps them equal.
+
 /// Stock of a product at one location.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, serde::Serialize)]
 #[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct StockBody {
     pub location_id: u64,
     pub location_type: LocationTypeBody,
+    /// Units: on-hand (MySQL) or sellable (Redis), see `Stock-Source`.
     pub quantity: i64,
 }
 
-impl From<model::StockLevel> for StockBody {
-    fn from(s: model::StockLevel) -> Self {
+impl From<&model::StockLevel> for StockBody {
+    fn from(s: &model::StockLevel) -> Self {
         Self {
             location_id: s.location_id,
             location_type: s.location_type.into(),
@@ -317,39 +325,128 @@ impl From<model::StockLevel> for StockBody {
     }
 }
 
-/// A product, with its stock per active location when asked for.
-#[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
+/// A product with its stock at every active location (the product page).
+#[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(rename_all = "camelCase", example)]
+#[serde(rename_all = "camelCase")]
 pub struct ProductBody {
     pub product_id: u64,
     pub sku: String,
     pub name: String,
     /// The price of one unit, in won.
     pub price: i64,
-    #[oai(skip_serializing_if_is_none)]
-    pub stock: Option<Vec<StockBody>>,
+    /// The sum of `quantity` over `stock` (a figure below 0 counts as 0), as the list shows it.
+    pub total_quantity: i64,
+    /// One entry per active location, by location id.
+    pub stock: Vec<StockBody>,
 }
 
 impl ProductBody {
-    pub fn new(p: model::Product, stock: Option<Vec<model::StockLevel>>) -> Self {
+    pub fn new(p: &ProductStock) -> Self {
         Self {
-            product_id: p.product_id,
-            sku: p.sku,
-            name: p.name,
-            price: p.price,
-            stock: stock.map(|s| s.into_iter().map(Into::into).collect()),
+            product_id: p.product.product_id,
+            sku: p.product.sku.clone(),
+            name: p.product.name.clone(),
+            price: p.product.price,
+            total_quantity: p.total_quantity(),
+            stock: p.stock.iter().map(Into::into).collect(),
         }
     }
 }
 
-/// A page of products.
-#[derive(Debug, Clone, Object)]
+impl Example for ProductBody {
+    fn example() -> Self {
+        Self {
+            product_id: 1,
+            sku: "SF-00001".into(),
+            name: "Wireless Earbuds".into(),
+            price: 12000,
+            total_quantity: 57,
+            stock: vec![
+                StockBody {
+                    location_id: 1,
+                    location_type: LocationTypeBody::Warehouse,
+                    quantity: 40,
+                },
+                StockBody {
+                    location_id: 3,
+                    location_type: LocationTypeBody::Store,
+                    quantity: 17,
+                },
+            ],
+        }
+    }
+}
+
+/// A product as a list shows it: its stock summed over the active locations; the stock per
+/// location is on the product page.
+#[derive(Debug, Clone, Object, serde::Serialize)]
 #[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
+pub struct ProductListItem {
+    pub product_id: u64,
+    pub name: String,
+    /// The price of one unit, in won.
+    pub price: i64,
+    /// Units summed over the active locations (a figure below 0 counts as 0): on-hand (MySQL) or
+    /// sellable (Redis), see `Stock-Source`.
+    pub total_quantity: i64,
+}
+
+/// A page of active products, by id.
+#[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(rename_all = "camelCase", example)]
+#[serde(rename_all = "camelCase")]
 pub struct ProductList {
-    pub products: Vec<ProductBody>,
-    pub page: u32,
-    pub size: u32,
-    pub total: u64,
+    pub products: Vec<ProductListItem>,
+    /// The most products a page holds, as asked (`limit`).
+    pub limit: u32,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
+}
+
+impl ProductList {
+    pub fn new(p: &ProductsAfter, limit: u32) -> Self {
+        Self {
+            products: p
+                .items
+                .iter()
+                .map(|i| ProductListItem {
+                    product_id: i.product_id,
+                    name: i.name.clone(),
+                    price: i.price,
+                    total_quantity: i.total_quantity,
+                })
+                .collect(),
+            limit,
+            next: p.next,
+        }
+    }
+}
+
+impl Example for ProductList {
+    fn example() -> Self {
+        Self {
+            products: vec![
+                ProductListItem {
+                    product_id: 1,
+                    name: "Wireless Earbuds".into(),
+                    price: 12000,
+                    total_quantity: 57,
+                },
+                ProductListItem {
+                    product_id: 2,
+                    name: "Phone Case".into(),
+                    price: 9000,
+                    total_quantity: 0,
+                },
+            ],
+            limit: 2,
+            next: Some(2),
+        }
+    }
 }
 
 /// A warehouse or store.
@@ -384,6 +481,22 @@ pub struct LocationList {
 
 #[cfg(test)]
 mod tests {
+    use poem_openapi::types::{Example, ToJSON};
+
+    /// The serde rendering the product pages send is the JSON the spec describes.
+    #[test]
+    fn product_bodies_render_as_the_spec_describes() {
+        fn same<T: ToJSON + serde::Serialize>(v: &T) {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.to_json().unwrap());
+        }
+        same(&super::ProductBody::example());
+        let mut list = super::ProductList::example();
+        same(&list);
+        list.next = None;
+        same(&list);
+        assert!(!serde_json::to_string(&list).unwrap().contains("next"));
+    }
+
     #[test]
     fn timestamps_are_rfc3339() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000Z");

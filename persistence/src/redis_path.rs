@@ -7,7 +7,7 @@ use crate::db_lock::Placed;
 use crate::error::{StorageError, StorageResult};
 use crate::formats::ClaimRecord;
 use crate::idempotency::IdempotencyRequest;
-use crate::model::{Order, OrderPath, OrderStatus, StockLevel, StockSource};
+use crate::model::{Order, OrderPath, OrderStatus, StockSource};
 use crate::orders::RedisRecord;
 use crate::scripts::cancel::{Cancel, Cancelled};
 use crate::scripts::claim::{Claim, ClaimKey};
@@ -19,7 +19,6 @@ use redis::AsyncCommands;
 use sf_routing::{
     candidates, eligible, Destination, LocationId, LocationKind, OrderLines, ProductId,
 };
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -551,33 +550,6 @@ impl Storage {
         .to_owned())
     }
 
-    /// Sellable stock in Redis of `products` at every active location, loading keys that are
-    /// missing.
-    pub async fn redis_stock_levels(
-        &self,
-        products: &[ProductId],
-    ) -> StorageResult<(HashMap<ProductId, Vec<StockLevel>>, StockSource)> {
-        let locations = self.locations();
-        let sites: Vec<(LocationId, LocationKind)> =
-            locations.index.sites().map(|s| (s.id, s.kind)).collect();
-        let mut sites = sites;
-        sites.sort_by_key(|(id, _)| *id);
-        let (values, source) = self
-            .read_stock(&sites.iter().map(|(l, _)| *l).collect::<Vec<_>>(), products)
-            .await?;
-        let mut out: HashMap<ProductId, Vec<StockLevel>> = HashMap::new();
-        for (li, (loc, kind)) in sites.iter().enumerate() {
-            for (pi, product) in products.iter().enumerate() {
-                out.entry(*product).or_default().push(StockLevel {
-                    location_id: loc.get(),
-                    location_type: *kind,
-                    quantity: values[li][pi],
-                });
-            }
-        }
-        Ok((out, source))
-    }
-
     /// Sellable stock of every (location, product), indexed `[location][product]`: from Redis
     /// (loading the locations where a key is missing), or, while Redis is not trusted or does
     /// not answer, MySQL's on-hand figures (which still count units of Redis-path orders not yet
@@ -587,11 +559,22 @@ impl Storage {
         locations: &[LocationId],
         products: &[ProductId],
     ) -> StorageResult<(Vec<Vec<i64>>, StockSource)> {
+        self.read_stock_with(locations, products, None).await
+    }
+
+    /// [`Storage::read_stock`], taking the Redis figures from `mirror` when it can give them
+    /// (the product pages, see [`crate::catalog::StockMirror`]).
+    pub(crate) async fn read_stock_with(
+        &self,
+        locations: &[LocationId],
+        products: &[ProductId],
+        mirror: Option<&crate::catalog::StockMirror>,
+    ) -> StorageResult<(Vec<Vec<i64>>, StockSource)> {
         if products.is_empty() || locations.is_empty() {
             return Ok((vec![Vec::new(); locations.len()], StockSource::Redis));
         }
         if self.circuit.trusted() {
-            match self.read_redis_stock(locations, products).await {
+            match self.read_redis_stock(locations, products, mirror).await {
                 Ok(v) => return Ok((v, StockSource::Redis)),
                 Err(StorageError::Redis(e)) if crate::Circuit::unreachable(&e) => {}
                 Err(e) => return Err(e),
@@ -652,20 +635,38 @@ impl Storage {
         &self,
         locations: &[LocationId],
         products: &[ProductId],
+        mut mirror: Option<&crate::catalog::StockMirror>,
     ) -> StorageResult<Vec<Vec<i64>>> {
+        let mut pipe = None;
         for _ in 0..3 {
-            // One MGET per location: its keys share a hash tag, so this also works on a cluster.
-            let mut pipe = redis::pipe();
-            for loc in locations {
-                let keys: Vec<String> =
-                    products.iter().map(|p| self.keys.stock(*loc, *p)).collect();
-                pipe.cmd("MGET").arg(keys);
-            }
-            let per_location: Vec<Vec<Option<i64>>> = {
-                let mut redis = self.conn().await?;
-                pipe.query_async(&mut redis).await?
+            let mirrored = match mirror {
+                Some(m) => match m.read(self, locations, products).await {
+                    Ok(values) => Some(values),
+                    // Redis is slow: asking again through the pool would only double the wait,
+                    // so the caller answers from MySQL now.
+                    Err(StorageError::Redis(e)) if e.is_timeout() => {
+                        return Err(StorageError::Redis(e))
+                    }
+                    Err(e) => {
+                        // The pooled connections, behind the circuit, read this one.
+                        tracing::debug!(error = %e, "stock mirror unavailable; reading redis");
+                        mirror = None;
+                        None
+                    }
+                },
+                None => None,
             };
-            let flat: Vec<Option<i64>> = per_location.into_iter().flatten().collect();
+            let flat: Vec<Option<i64>> = match mirrored {
+                Some(values) => values,
+                None => {
+                    let pipe = pipe.get_or_insert_with(|| self.stock_pipeline(locations, products));
+                    let per_location: Vec<Vec<Option<i64>>> = {
+                        let mut redis = self.conn().await?;
+                        pipe.query_async(&mut redis).await?
+                    };
+                    per_location.into_iter().flatten().collect()
+                }
+            };
             let mut missing = Vec::new();
             for (li, loc) in locations.iter().enumerate() {
                 let row = &flat[li * products.len()..(li + 1) * products.len()];
@@ -686,6 +687,31 @@ impl Storage {
         Err(StorageError::Unavailable(
             "stock could not be loaded into redis".into(),
         ))
+    }
+
+    /// Reads the stock keys of `products` at `locations`, location by location: one MGET of
+    /// every key, one command for Redis to run whatever the number of locations. A cluster
+    /// refuses keys of several slots in one command, so there it is one MGET per location (its
+    /// keys share a hash tag), sent to each shard at once.
+    fn stock_pipeline(&self, locations: &[LocationId], products: &[ProductId]) -> redis::Pipeline {
+        let keys = StockKeys::new(&self.keys, locations, products);
+        let mut pipe = redis::pipe();
+        if self.redis_settings.is_cluster() {
+            for li in 0..locations.len() {
+                let mget = pipe.cmd("MGET");
+                for key in keys.at(li) {
+                    mget.arg(key);
+                }
+            }
+        } else {
+            let mget = pipe.cmd("MGET");
+            for li in 0..locations.len() {
+                for key in keys.at(li) {
+                    mget.arg(key);
+                }
+            }
+        }
+        pipe
     }
 
     /// Other active stores within `radius_km` of `store`, nearest first, each with its Redis
@@ -753,5 +779,97 @@ impl Storage {
                 distance_km: c.distance_km.map(|d| (d * 1000.0).round() / 1000.0),
             })
             .collect())
+    }
+}
+
+/// The stock keys of some products at some locations, built into one buffer: a page reads up to
+/// thousands of keys per request, and formatting each on its own was a tenth of a read's time.
+/// Keys of one location differ only in the product id at their end
+/// ([`crate::redis_stock::Keys::stock`]), so the rest is formatted once per location.
+struct StockKeys {
+    bytes: Vec<u8>,
+    /// Where each key ends in `bytes`, location by location, products in order.
+    ends: Vec<usize>,
+    per_location: usize,
+}
+
+impl StockKeys {
+    fn new(
+        keys: &crate::redis_stock::Keys,
+        locations: &[LocationId],
+        products: &[ProductId],
+    ) -> Self {
+        let mut bytes = Vec::with_capacity(locations.len() * products.len() * 32);
+        let mut ends = Vec::with_capacity(locations.len() * products.len());
+        let one = ProductId::new_unchecked(1);
+        for loc in locations {
+            let sample = keys.stock(*loc, one);
+            let prefix = sample
+                .strip_suffix('1')
+                .expect("a stock key ends with its product id");
+            for p in products {
+                let start = bytes.len();
+                bytes.extend_from_slice(prefix.as_bytes());
+                push_decimal(&mut bytes, p.get());
+                ends.push(bytes.len());
+                debug_assert_eq!(&bytes[start..], keys.stock(*loc, *p).as_bytes());
+            }
+        }
+        Self {
+            bytes,
+            ends,
+            per_location: products.len(),
+        }
+    }
+
+    /// The keys at the `li`-th location.
+    fn at(&self, li: usize) -> impl Iterator<Item = &[u8]> {
+        let first = li * self.per_location;
+        (first..first + self.per_location).map(move |i| self.key(i))
+    }
+
+    /// The `i`-th key, location by location, products in order.
+    fn key(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+#[cfg(test)]
+mod stock_key_tests {
+    use super::*;
+
+    #[test]
+    fn stock_keys_are_the_keys_of_their_locations_and_products() {
+        let keys = crate::redis_stock::Keys::new("t:");
+        let locations = [LocationId::new_unchecked(1), LocationId::new_unchecked(42)];
+        let products = [
+            ProductId::new_unchecked(1),
+            ProductId::new_unchecked(10),
+            ProductId::new_unchecked(u64::MAX),
+        ];
+        let built = StockKeys::new(&keys, &locations, &products);
+        for (li, loc) in locations.iter().enumerate() {
+            let want: Vec<String> = products.iter().map(|p| keys.stock(*loc, *p)).collect();
+            let got: Vec<String> = built
+                .at(li)
+                .map(|k| String::from_utf8(k.to_vec()).unwrap())
+                .collect();
+            assert_eq!(got, want);
+        }
     }
 }

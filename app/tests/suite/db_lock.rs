@@ -359,12 +359,12 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
     assert_eq!(t.count_orders("CONFIRMED").await, 0);
 
     // Bad page parameters, unknown routes and missing admin credentials are problems too.
-    let (s, b) = json_of(t.get("/api/products?page=-1").await).await;
+    let (s, b) = json_of(t.get("/api/products?after=-1").await).await;
     assert_eq!(
         (s, b["type"].as_str()),
         (StatusCode::BAD_REQUEST, Some("/problems/bad-request"))
     );
-    let (s, b) = json_of(t.get("/api/products?size=1000").await).await;
+    let (s, b) = json_of(t.get("/api/products?limit=1000").await).await;
     assert_eq!(
         (s, b["type"].as_str()),
         (StatusCode::BAD_REQUEST, Some("/problems/bad-request"))

@@ -11,6 +11,7 @@ mod edge;
 mod faults;
 mod openapi;
 mod outage;
+mod products;
 mod reconcile;
 mod redis_path;
 mod stores;
