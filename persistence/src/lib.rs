@@ -19,13 +19,17 @@
 //!   changes).
 //! - [`db_lock`]: orders decided in a MySQL transaction with row locks (the DB-lock path and POS
 //!   sales), their cancels, and the commit step every MySQL-first write ends with.
+//! - [`group_commit`]: DB-lock orders that wait for the same location's rows, decided together in
+//!   one transaction.
 //! - [`pos`]: the store POS's rule for returns.
 //! - [`stock_changes`]: operators' stock changes.
 //! - [`redis_path`]: orders decided by the reservation script, and their cancels.
 //! - [`consumer`]: the background writer that persists Redis order events to MySQL exactly once.
 //!
 //! Reading, keeping in step, and the rest:
-//! - [`catalog`]: products and locations, with the in-memory copies routing and pricing read.
+//! - [`catalog`]: products and locations, with the in-memory copies routing and pricing read; the
+//!   product pages (keyset pages, reads shared by requests that arrive together, and the copy of
+//!   the Redis stock keys that Redis keeps exact).
 //! - [`orders`]: reading an order of any path.
 //! - [`sync`]: loading and repairing Redis stock from MySQL at a consistent point; recovery after
 //!   a Redis outage.
