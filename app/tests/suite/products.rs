@@ -34,6 +34,21 @@ async fn read(
     (status, headers, body)
 }
 
+/// Deactivates a product or a location through the admin API (`what` is `products` or
+/// `locations`); the change must succeed.
+async fn deactivate(t: &TestApp, what: &str, id: u64) {
+    let (s, b) = json_of(
+        t.admin()
+            .patch(
+                &format!("/api/admin/{what}/{id}"),
+                &json!({"active": false}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}
+
 fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
     h.get(name)
         .unwrap_or_else(|| panic!("no {name} header"))
@@ -84,27 +99,9 @@ async fn list_items_carry_the_stock_total_over_active_locations_and_nothing_per_
     // A closed store's units are not for sale: they count nowhere.
     let closed = t.add_location("STORE", "Closed", SEOUL.0, SEOUL.1).await;
     t.stock_row(closed, a, 100).await;
-    let (s, _) = json_of(
-        t.admin()
-            .patch(
-                &format!("/api/admin/locations/{closed}"),
-                &json!({"active": false}),
-            )
-            .await,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
+    deactivate(&t, "locations", closed).await;
     // An inactive product is not listed.
-    let (s, _) = json_of(
-        t.admin()
-            .patch(
-                &format!("/api/admin/products/{unstocked}"),
-                &json!({"active": false}),
-            )
-            .await,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
+    deactivate(&t, "products", unstocked).await;
     let c = t.add_product(800).await;
 
     for path in LISTS {
@@ -146,12 +143,7 @@ async fn pagination_walks_every_product_exactly_once() {
     // One product in the middle stops being sold: the walk skips it, and its id still works as
     // a cursor.
     let gone = products[5];
-    t.admin()
-        .patch(
-            &format!("/api/admin/products/{gone}"),
-            &json!({"active": false}),
-        )
-        .await;
+    deactivate(&t, "products", gone).await;
     let expected: Vec<u64> = products.iter().copied().filter(|p| *p != gone).collect();
 
     for list in LISTS {
@@ -261,12 +253,7 @@ async fn the_product_page_shows_stock_per_active_location_and_its_total() {
     assert_eq!(body, expect(9, 1));
 
     // Unknown and inactive products are 404 problems on both.
-    t.admin()
-        .patch(
-            &format!("/api/admin/products/{p}"),
-            &json!({"active": false}),
-        )
-        .await;
+    deactivate(&t, "products", p).await;
     for path in [
         format!("/api/products/{p}"),
         format!("/api/redis/products/{p}"),
