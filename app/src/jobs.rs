@@ -154,11 +154,12 @@ pub async fn watch_mysql(
 }
 
 /// One check of a trusted Redis: each location's data, stale keys, queued keys. A location whose
-/// epoch marker is gone, or differs from the one this instance knew (a key load or an earlier
-/// check saw it), had its data lost (on a cluster, with the shard that held it); only such
-/// locations are recorded and reloaded.
+/// epoch marker is gone, or is not one this instance met (at the last check, or in a key load
+/// since), had its data lost (on a cluster, with the shard that held it) — once for each data set
+/// it met that is gone; only such locations are recorded and reloaded.
 async fn check_redis(storage: &Storage) {
     let locations = storage.all_location_ids();
+    let met: Vec<_> = locations.iter().map(|l| storage.epochs_met(*l)).collect();
     let epochs = match storage.redis_epochs(&locations).await {
         Ok(e) => e,
         Err(e) => {
@@ -168,17 +169,14 @@ async fn check_redis(storage: &Storage) {
     };
     let mut cold = Vec::new();
     let mut lost: BTreeMap<DateTime<Utc>, Vec<LocationId>> = BTreeMap::new();
-    for (loc, epoch) in epochs {
-        let before = storage.known_epoch(loc);
-        // A marker is only ever set where missing: gone, or back with another time, it went
-        // missing since the last check, and the location's data with it.
-        if epoch.is_none() || before.is_some_and(|b| Some(b) != epoch) {
+    for ((loc, epoch), met) in epochs.into_iter().zip(met) {
+        let gone = storage.check_epoch(loc, met, epoch);
+        if epoch.is_none() || !gone.is_empty() {
             cold.push(loc);
-            if let Some(since) = before {
-                lost.entry(since).or_default().push(loc);
-            }
         }
-        storage.set_known_epoch(loc, epoch);
+        for since in gone {
+            lost.entry(since).or_default().push(loc);
+        }
     }
     for (since, locations) in &lost {
         tracing::warn!(loaded_at = %since, locations = ?locations, "redis lost the data of {} locations (restart without persistence, flush, or a shard that lost it); reloading their stock from MySQL", locations.len());
@@ -193,15 +191,9 @@ async fn check_redis(storage: &Storage) {
                 "warming redis up: loading stock from MySQL"
             );
         }
-        match storage.warm_up(&cold).await {
-            Ok(_) => {
-                if let Ok(epochs) = storage.redis_epochs(&cold).await {
-                    for (loc, at) in epochs {
-                        storage.set_known_epoch(loc, at);
-                    }
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "warm-up failed; retrying"),
+        // The markers the warm-up set or found are checked at the next round.
+        if let Err(e) = storage.warm_up(&cold).await {
+            tracing::error!(error = %e, "warm-up failed; retrying");
         }
     }
     match storage.resync_stale_keys().await {

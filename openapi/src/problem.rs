@@ -28,7 +28,8 @@ pub struct Problem {
     #[oai(skip_serializing_if_is_none)]
     pub product_id: Option<u64>,
     /// The order the problem is about, when there is one (an order accepted but not yet
-    /// replicated: `/problems/order-not-replicated`).
+    /// replicated: `/problems/order-not-replicated`; an order whose reservation got no answer:
+    /// `/problems/order-outcome-unknown`).
     #[oai(skip_serializing_if_is_none)]
     pub order_id: Option<Box<String>>,
     /// For a pickup that the chosen store cannot fill: nearby stores that can, nearest first.
@@ -125,6 +126,20 @@ impl From<StorageError> for Problem {
                     format!(
                         "{e}. Retry with the same Idempotency-Key: the retry answers 202 with this same order once the replicas hold it (or 410 if it was lost). Without a key, look the order up (GET /api/redis/orders/{}) before placing it again.",
                         order.order_id
+                    ),
+                )
+            };
+        }
+        if let StorageError::OutcomeUnknown { order_id, .. } = &e {
+            tracing::warn!(error = %e, "order outcome unknown");
+            return Self {
+                order_id: Some(Box::new(order_id.clone())),
+                ..Self::new(
+                    503,
+                    "order-outcome-unknown",
+                    "Order outcome unknown",
+                    format!(
+                        "{e}: it may or may not have been placed. Look it up (GET /api/orders/{order_id}): once placed it is ACCEPTED or CONFIRMED; if it was not, the lookup answers 404 within seconds. Retry with the same Idempotency-Key to get its answer; without a key, look it up before placing it again"
                     ),
                 )
             };
@@ -283,7 +298,7 @@ const STATUSES: &[(u16, &str)] = &[
     (415, "Missing or wrong `Content-Type`: send `application/json`."),
     (422, "Valid against the schema, but breaks a rule that spans fields or needs the current data (an address missing for its delivery type, `storeId` on a non-pickup order, two lines of one product summing over 1000, an `Idempotency-Key` reused with another body)."),
     (500, "The service failed; the cause is logged, never shown."),
-    (503, "Temporarily unavailable (a store is down or slow, the stock cache is recovering) or overloaded: nothing was changed, unless the `detail` says the outcome is unknown. Retry after `Retry-After` seconds (with the same `Idempotency-Key`)."),
+    (503, "Temporarily unavailable (a store is down or slow, the stock cache is recovering) or overloaded: nothing was changed, unless the `detail` says the outcome is unknown — as `/problems/order-outcome-unknown` does, with the `orderId` of a Redis-path order whose reservation got no answer: look it up before placing it again. Retry after `Retry-After` seconds (with the same `Idempotency-Key`)."),
     (504, "A Redis-path order the Redis master holds, but fewer replicas than `REDIS_MIN_REPLICA_ACKS` confirmed it within `REDIS_WAIT_TIMEOUT_MS` (`/problems/order-not-replicated`, with its `orderId`): it stands unless that master fails before replicating it. Retry after `Retry-After` seconds with the same `Idempotency-Key`: the retry answers 202 with the same order once replicas hold it, or 410 if it was lost."),
 ];
 

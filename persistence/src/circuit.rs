@@ -194,6 +194,11 @@ impl Circuit {
             )
     }
 
+    /// Whether `e` is [`Circuit::open_error`]: the call was refused before it was sent.
+    pub fn is_open_error(e: &RedisError) -> bool {
+        e.to_string().starts_with("redis circuit open")
+    }
+
     /// The error calls get while the circuit is open.
     pub fn open_error() -> RedisError {
         RedisError::from((

@@ -69,6 +69,10 @@ pub enum StorageError {
         wanted: u32,
         waited_ms: u64,
     },
+    /// The reservation of a Redis-path order was sent, and Redis did not answer (a timeout, a
+    /// cut connection): the order may or may not have been placed (503, naming the order).
+    #[error("redis did not answer the reservation of order {order_id} ({cause})")]
+    OutcomeUnknown { order_id: String, cause: String },
     /// A MySQL-first write's Redis change, applied on the master and held by fewer replicas than
     /// asked for: never answered, its keys are marked stale before the commit.
     #[error("the redis change is held by fewer replicas than asked for")]
@@ -128,7 +132,9 @@ impl StorageError {
             Self::Db(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed) => {
                 Some(Dependency::Mysql)
             }
-            Self::Redis(_) | Self::RedisDown(_) => Some(Dependency::Redis),
+            Self::Redis(_) | Self::RedisDown(_) | Self::OutcomeUnknown { .. } => {
+                Some(Dependency::Redis)
+            }
             _ => None,
         }
     }
@@ -143,6 +149,7 @@ impl StorageError {
                 | Self::Unavailable(_)
                 | Self::RedisDown(_)
                 | Self::NotReplicated { .. }
+                | Self::OutcomeUnknown { .. }
         )
     }
 }

@@ -136,9 +136,9 @@ pub struct Storage {
     resync_queue: Mutex<BTreeMap<LocationId, BTreeSet<ProductId>>>,
     /// Numbers the loads of the in-memory catalogue and locations, in the order they start.
     loads: std::sync::atomic::AtomicU64,
-    /// Each location's epoch marker as this instance first saw it (a key load, or the Redis
-    /// check); the Redis check tells a loss from a marker that went missing or changed.
-    epochs: Mutex<std::collections::HashMap<LocationId, chrono::DateTime<chrono::Utc>>>,
+    /// Each location's epoch markers: the one the last Redis check found, and every one a key
+    /// load met since. The check tells a loss from each of them that is no longer the marker.
+    epochs: Mutex<std::collections::HashMap<LocationId, reconcile::Epochs>>,
     /// Slots whose node last had fewer replicas than `REDIS_MIN_REPLICA_ACKS`, and since when.
     replicas_short: Mutex<std::collections::HashMap<u16, std::time::Instant>>,
     /// The DB-lock path's group commit: one lane per location.

@@ -118,28 +118,30 @@ impl Storage {
     }
 
     /// Why an order is in neither store: lost with Redis's data, or unknown.
+    ///
+    /// An order id carries the time its request began, not the time Redis took its units: a
+    /// request may wait for its stock keys to load (into the data set loaded after its id was
+    /// made), and a retry with the same `Idempotency-Key` decides under the id its first attempt
+    /// made. So an id made before any loss noticed since at its location was lost with Redis's
+    /// data (which one is the latest of them that can still be settling); an id made after every
+    /// such loss is unknown.
     pub(crate) async fn missing_order(&self, order_id: &str) -> StorageError {
         let Some(made_ms) = Order::id_time_ms(order_id) else {
             return StorageError::UnknownOrder(order_id.to_owned());
         };
         // Its location is the id's prefix; a loss lists the locations it hit (none listed: all).
         let location = order_id.split_once('-').map(|(l, _)| l).unwrap_or("");
-        let loss = sqlx::query(
-            "SELECT CAST(UNIX_TIMESTAMP(detected_at) * 1000 AS SIGNED) AS detected_ms FROM redis_data_losses \
-             WHERE since <= FROM_UNIXTIME(? / 1000) AND detected_at >= FROM_UNIXTIME(? / 1000) \
-             AND (locations = '' OR FIND_IN_SET(?, locations) > 0) \
-             ORDER BY detected_at LIMIT 1",
+        let loss = sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT CAST(UNIX_TIMESTAMP(MAX(detected_at)) * 1000 AS SIGNED) FROM redis_data_losses \
+             WHERE detected_at >= FROM_UNIXTIME(? / 1000) \
+             AND (locations = '' OR FIND_IN_SET(?, locations) > 0)",
         )
         .bind(made_ms)
-        .bind(made_ms)
         .bind(location)
-        .fetch_optional(&self.db)
+        .fetch_one(&self.db)
         .await;
         let detected_ms: i64 = match loss {
-            Ok(Some(r)) => match r.try_get("detected_ms") {
-                Ok(v) => v,
-                Err(e) => return e.into(),
-            },
+            Ok(Some(v)) => v,
             Ok(None) => return StorageError::UnknownOrder(order_id.to_owned()),
             Err(e) => return e.into(),
         };

@@ -11,6 +11,7 @@ use crate::Storage;
 use serde::Serialize;
 use sf_routing::{LocationId, ProductId};
 use sqlx::Row;
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 /// Stock rows per batch (one share-locked range of one location).
@@ -220,24 +221,54 @@ impl Storage {
             .collect())
     }
 
-    /// When this instance first saw `loc`'s data loaded (its epoch marker), if it did.
+    /// The epoch marker the last Redis check found for `loc`, if any.
     pub fn known_epoch(&self, loc: LocationId) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.epochs.lock().expect("epochs").get(&loc).copied()
+        self.epochs
+            .lock()
+            .expect("epochs")
+            .get(&loc)
+            .and_then(|e| e.checked)
     }
 
-    /// Notes the marker a key load found, where none is known: a different one that is known
-    /// stays, for the Redis check to tell the loss in between ([`Storage::set_known_epoch`]).
+    /// Notes a marker that a key load met (set, or found): data this instance's orders may use,
+    /// which the next Redis check must find still there.
     pub(crate) fn saw_epoch(&self, loc: LocationId, at: chrono::DateTime<chrono::Utc>) {
-        self.epochs.lock().expect("epochs").entry(loc).or_insert(at);
+        self.epochs
+            .lock()
+            .expect("epochs")
+            .entry(loc)
+            .or_default()
+            .seen
+            .insert(at);
     }
 
-    /// Sets (or, with `None`, forgets) the marker known for `loc`: the Redis check's view.
-    pub fn set_known_epoch(&self, loc: LocationId, at: Option<chrono::DateTime<chrono::Utc>>) {
+    /// The markers of `loc` met since the last Redis check (by it, or by a key load): taken just
+    /// before the check reads the markers, so that only markers met before that read are judged
+    /// by it ([`Storage::check_epoch`]).
+    pub fn epochs_met(&self, loc: LocationId) -> BTreeSet<chrono::DateTime<chrono::Utc>> {
+        let epochs = self.epochs.lock().expect("epochs");
+        epochs
+            .get(&loc)
+            .map(|e| e.seen.iter().copied().chain(e.checked).collect())
+            .unwrap_or_default()
+    }
+
+    /// The Redis check's step for `loc`, whose marker the check read as `current`, having taken
+    /// `met` just before ([`Storage::epochs_met`]): answers the markers of `met` that are no
+    /// longer the marker — each a data set Redis lost, oldest first. A data set loaded and lost
+    /// between two checks is among them whenever a key load of this instance met it, so no loss
+    /// hides behind a later one.
+    pub fn check_epoch(
+        &self,
+        loc: LocationId,
+        met: BTreeSet<chrono::DateTime<chrono::Utc>>,
+        current: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Vec<chrono::DateTime<chrono::Utc>> {
         let mut epochs = self.epochs.lock().expect("epochs");
-        match at {
-            Some(at) => epochs.insert(loc, at),
-            None => epochs.remove(&loc),
-        };
+        let e = epochs.entry(loc).or_default();
+        e.seen.retain(|m| !met.contains(m));
+        e.checked = current;
+        met.into_iter().filter(|m| Some(*m) != current).collect()
     }
 
     /// Loads the missing stock keys of `locations` from MySQL (minus reservations not yet
@@ -253,14 +284,18 @@ impl Storage {
         let mut c = self.conn().await?;
         let mut pipe = redis::pipe();
         for loc in locations {
-            // Only where missing: a marker that changes says it went missing in between.
+            // Only where missing: a marker that changes says it went missing in between. `GET`
+            // answers the one there before (none: it is `now`).
             pipe.cmd("SET")
                 .arg(self.keys.epoch(*loc))
                 .arg(&now)
                 .arg("NX")
-                .ignore();
+                .arg("GET");
         }
-        let _: () = pipe.query_async(&mut c).await?;
+        let before: Vec<Option<String>> = pipe.query_async(&mut c).await?;
+        for (loc, marker) in locations.iter().zip(before) {
+            self.saw_epoch(*loc, parse_epoch(marker.as_deref().unwrap_or(&now)));
+        }
         tracing::info!(
             locations = locations.len(),
             keys = report.keys_checked,
@@ -301,4 +336,13 @@ pub(crate) fn parse_epoch(v: &str) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::parse_from_rfc3339(v)
         .map(|t| t.with_timezone(&chrono::Utc))
         .unwrap_or_default()
+}
+
+/// One location's epoch markers, as this instance knows them.
+#[derive(Debug, Default)]
+pub(crate) struct Epochs {
+    /// What the last Redis check found (none: no marker, or no check yet).
+    pub(crate) checked: Option<chrono::DateTime<chrono::Utc>>,
+    /// Markers key loads met since that check.
+    pub(crate) seen: BTreeSet<chrono::DateTime<chrono::Utc>>,
 }

@@ -166,11 +166,30 @@ impl Storage {
     /// must still exist (in Redis, else in MySQL) and, while Redis holds it, be held by enough
     /// replicas, as must the claim. A write to each slot followed by `WAIT` on the same
     /// connection proves that the replicas hold everything before it.
+    ///
+    /// Like an order's own `WAIT`, none is run while either slot was short of replicas a moment
+    /// ago ([`Storage::replication_at`]): the order still must exist, and is answered at once as
+    /// not replicated. (A `WAIT` that cannot be met holds its connection, and every call
+    /// multiplexed behind it, for its whole timeout.)
     async fn confirm_replay(&self, order: Order, claim_key: &str) -> StorageResult<Order> {
         let Some(r) = self.replication() else {
             return Ok(order);
         };
         let loc = LocationId::new_unchecked(order.fulfillment_location_id);
+        let stream = self.keys.stream(loc);
+        if self.replication_at(&stream).is_none() || self.replication_at(claim_key).is_none() {
+            let in_redis: bool = {
+                let mut redis = self.conn().await?;
+                redis::cmd("EXISTS")
+                    .arg(self.keys.order(loc, &order.order_id))
+                    .query_async(&mut redis)
+                    .await?
+            };
+            if !in_redis {
+                return self.persisted_or_lost(order).await;
+            }
+            return self.replicated(Ok(order), &stream, None);
+        }
         let witness = |pipe: &mut redis::Pipeline, key: String| {
             pipe.cmd("SET")
                 .arg(key)
@@ -201,21 +220,21 @@ impl Storage {
         .await?;
         let (in_redis, held) = held_here;
         if !in_redis {
-            // Persisted (its record expired), or lost with a master that failed before
-            // replicating it.
-            return match self.order_from_mysql(&order.order_id).await? {
-                Some(persisted) => Ok(persisted),
-                None => Err(StorageError::Lost(format!(
-                    "order {} was accepted, then lost with the Redis data of its location before it was replicated or reached MySQL; no stock was taken for it: place it again with a new Idempotency-Key",
-                    order.order_id
-                ))),
-            };
+            return self.persisted_or_lost(order).await;
         }
-        self.replicated(
-            Ok(order),
-            &self.keys.stream(loc),
-            Some(held.min(held_claim.0)),
-        )
+        self.replicated(Ok(order), &stream, Some(held.min(held_claim.0)))
+    }
+
+    /// A replayed order Redis no longer holds: persisted (its record expired), or lost with a
+    /// master that failed before replicating it.
+    async fn persisted_or_lost(&self, order: Order) -> StorageResult<Order> {
+        match self.order_from_mysql(&order.order_id).await? {
+            Some(persisted) => Ok(persisted),
+            None => Err(StorageError::Lost(format!(
+                "order {} was accepted, then lost with the Redis data of its location before it was replicated or reached MySQL; no stock was taken for it: place it again with a new Idempotency-Key",
+                order.order_id
+            ))),
+        }
     }
 
     async fn decide_redis(
@@ -256,14 +275,14 @@ impl Storage {
                 let slot_key = self.keys.stream(loc);
                 let (decided, held) = {
                     let mut redis = self.conn().await?;
-                    match self.replication_at(&slot_key) {
-                        None => (reserve.run(&self.keys, &mut redis).await?, None),
-                        Some(r) => {
-                            let (d, held) =
-                                reserve.run_replicated(&self.keys, &mut redis, r).await?;
-                            (d, Some(held))
-                        }
-                    }
+                    let ran = match self.replication_at(&slot_key) {
+                        None => reserve.run(&self.keys, &mut redis).await.map(|d| (d, None)),
+                        Some(r) => reserve
+                            .run_replicated(&self.keys, &mut redis, r)
+                            .await
+                            .map(|(d, held)| (d, Some(held))),
+                    };
+                    ran.map_err(|e| sent_without_answer(&order.order_id, e))?
                 };
                 match decided {
                     Decision::Applied => return self.replicated(Ok(order), &slot_key, held),
@@ -847,6 +866,25 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
         }
     }
     out.extend_from_slice(&digits[i..]);
+}
+
+/// A reservation that may have been sent and got no answer (a timeout, a cut connection) may
+/// have been placed: its error names the order. A refusal before sending (the circuit open, the
+/// connection refused) or an error reply stays as it is.
+fn sent_without_answer(order_id: &str, e: StorageError) -> StorageError {
+    match e {
+        StorageError::Redis(re)
+            if (re.is_timeout() || re.is_io_error() || re.is_connection_dropped())
+                && !re.is_connection_refusal()
+                && !crate::Circuit::is_open_error(&re) =>
+        {
+            StorageError::OutcomeUnknown {
+                order_id: order_id.to_owned(),
+                cause: re.to_string(),
+            }
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]

@@ -177,6 +177,40 @@ async fn a_poison_event_is_dead_lettered_and_the_rest_flows() {
     t.assert_converged(InRedis::All).await;
 }
 
+/// A lost reply without an `Idempotency-Key`: Redis took the order, the client cannot know it. The
+/// 503 says the outcome is unknown and names the order (`/problems/order-outcome-unknown` with
+/// its `orderId`), never "nothing was changed"; looked up, the order is the one placed, and it
+/// ends CONFIRMED with its units taken once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lost_reply_to_a_reservation_without_a_key_names_the_order() {
+    let proxy = Proxy::start(&host_port(&redis_url())).await;
+    let t =
+        TestApp::spawn_with(|c| c.storage.redis_url = via(&c.storage.redis_url, proxy.port)).await;
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
+    let body = normal_order(&[(p, 2)], SEOUL.0, SEOUL.1);
+    // A first order loads the script and the key, so the lost reply is the reservation's own.
+    place_one(&t, &body).await;
+    let sha = redis::Script::new(sf_persistence::redis_stock::RESERVE_LUA)
+        .get_hash()
+        .to_owned();
+    proxy.lose_reply_to(sha.as_bytes(), 1);
+    let (s, b) = json_of(t.post("/api/redis/orders", &body).await).await;
+    assert_eq!(proxy.lost_replies(), 1);
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+    assert_eq!(b["type"], "/problems/order-outcome-unknown", "{b}");
+    let id = b["orderId"]
+        .as_str()
+        .expect("the problem names the order")
+        .to_owned();
+    assert!(b["detail"].as_str().unwrap().contains(&id), "{b}");
+    settle(&t).await;
+    assert_eq!(order_state(&t, &id).await, "CONFIRMED");
+    assert_eq!(t.count_orders("CONFIRMED").await, 2);
+    assert_eq!(t.on_hand(wh, p).await, 6);
+    assert_eq!(t.ledger_sum(wh, p).await, -4);
+    t.assert_converged(InRedis::All).await;
+}
+
 /// I5 under a lost reply: the reply to the reservation script is lost after Redis ran it; the
 /// client retries with the same Idempotency-Key (after the `Retry-After` of the 503s it gets while
 /// the Redis circuit recovers from the cut connection) and gets the order the first attempt
@@ -373,6 +407,25 @@ async fn lost_commit_acknowledgement_on_each_mysql_first_write() {
 /// Redis equals MySQL and the ledger sums.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_loses_its_data_while_clients_race_for_the_last_units() {
+    let losses = race_through_flushes(1_500, &[600]).await;
+    // Operators see the loss, once, however often it was noticed.
+    assert_eq!(losses.len(), 1, "{losses:?}");
+}
+
+/// The same, with Redis flushed nine times, some of them a few orders apart: a data set loaded
+/// and lost between two of the service's checks is noticed too, so an order accepted into it and
+/// lost is reported lost (410), never unknown (404).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_loses_its_data_again_and_again_while_clients_race() {
+    let losses =
+        race_through_flushes(2_000, &[100, 130, 160, 400, 420, 700, 1000, 1010, 1300]).await;
+    assert!(!losses.is_empty());
+}
+
+/// 64 clients buy one unit at a time until the product is sold out, while Redis is flushed
+/// before the orders numbered in `flush_at`. Checks every invariant; answers the data losses
+/// operators see.
+async fn race_through_flushes(units: i64, flush_at: &[usize]) -> Vec<Value> {
     let redis = PrivateRedis::start();
     let url = redis.url();
     let t = TestApp::spawn_with(|c| {
@@ -380,33 +433,39 @@ async fn redis_loses_its_data_while_clients_race_for_the_last_units() {
         c.redis_watch_ms = 100;
     })
     .await;
-    const UNITS: i64 = 1_500;
-    let (wh, p) = t.warehouse_with_product(1_000, UNITS).await;
+    let (wh, p) = t.warehouse_with_product(1_000, units).await;
+    let flush_at: Arc<HashSet<usize>> = Arc::new(flush_at.iter().copied().collect());
     let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
+    // Orders answered 202, and orders whose outcome the answer said was unknown.
     let accepted = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let unknown = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let sold_out = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicUsize::new(0));
-    let flushed = Arc::new(AtomicBool::new(false));
+    let flushes = Arc::new(AtomicUsize::new(0));
+    let per_client = (units as usize * 3 / 64).max(60);
     let clients = (0..64).map(|_| {
-        let (accepted, sold_out, sent, flushed) = (
+        let (flush_at, accepted, unknown, sold_out, sent, flushes) = (
+            flush_at.clone(),
             accepted.clone(),
+            unknown.clone(),
             sold_out.clone(),
             sent.clone(),
-            flushed.clone(),
+            flushes.clone(),
         );
         let (client, base, body, url) =
             (t.client.clone(), t.base.clone(), body.clone(), url.clone());
         async move {
-            // Bounded: at most 60 orders per client.
-            for _ in 0..60 {
+            // Bounded: at most `per_client` orders per client.
+            for _ in 0..per_client {
                 if sold_out.load(Ordering::SeqCst) {
                     return;
                 }
                 let n = sent.fetch_add(1, Ordering::SeqCst);
-                if n == 600 && !flushed.swap(true, Ordering::SeqCst) {
+                if flush_at.contains(&n) {
                     let c = redis::Client::open(url.as_str()).unwrap();
                     let mut c = c.get_multiplexed_async_connection().await.unwrap();
                     let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
+                    flushes.fetch_add(1, Ordering::SeqCst);
                 }
                 let r = client
                     .post(format!("{base}/api/redis/orders"))
@@ -414,63 +473,123 @@ async fn redis_loses_its_data_while_clients_race_for_the_last_units() {
                     .send()
                     .await
                     .unwrap();
-                match r.status() {
-                    StatusCode::ACCEPTED => {
-                        let b: Value = r.json().await.unwrap();
-                        accepted
+                let status = r.status();
+                let b: Value = r.json().await.unwrap_or(Value::Null);
+                match (status, b["type"].as_str()) {
+                    (StatusCode::ACCEPTED, _) => accepted
+                        .lock()
+                        .unwrap()
+                        .push(b["orderId"].as_str().unwrap().to_owned()),
+                    (StatusCode::CONFLICT, _) => sold_out.store(true, Ordering::SeqCst),
+                    (StatusCode::SERVICE_UNAVAILABLE, Some("/problems/order-outcome-unknown")) => {
+                        unknown
                             .lock()
                             .unwrap()
                             .push(b["orderId"].as_str().unwrap().to_owned());
-                    }
-                    StatusCode::CONFLICT => sold_out.store(true, Ordering::SeqCst),
-                    // While Redis reloads, an order may be refused for a moment.
-                    StatusCode::SERVICE_UNAVAILABLE => {
                         tokio::time::sleep(Duration::from_millis(20)).await
                     }
-                    other => panic!("unexpected {other}"),
+                    // While Redis reloads, an order may be refused for a moment.
+                    (StatusCode::SERVICE_UNAVAILABLE, _) => {
+                        tokio::time::sleep(Duration::from_millis(20)).await
+                    }
+                    (other, _) => panic!("unexpected {other}: {b}"),
                 }
             }
         }
     });
     join_all(clients).await;
-    assert!(flushed.load(Ordering::SeqCst));
+    assert_eq!(flushes.load(Ordering::SeqCst), flush_at.len());
     settle(&t).await;
     // Orders accepted after the flush are persisted too; give the watcher its tick.
     tokio::time::sleep(Duration::from_millis(300)).await;
     settle(&t).await;
 
     let accepted = accepted.lock().unwrap().clone();
+    let unknown = unknown.lock().unwrap().clone();
     let confirmed: i64 = sqlx::query_scalar(
         "SELECT CAST(COALESCE(SUM(l.quantity), 0) AS SIGNED) FROM orders o JOIN order_lines l ON l.order_id = o.id WHERE o.status = 'CONFIRMED'",
     )
     .fetch_one(&t.db)
     .await
     .unwrap();
-    assert!(confirmed <= UNITS, "MySQL sold {confirmed} of {UNITS}");
-    assert_eq!(t.on_hand(wh, p).await, UNITS - confirmed);
+    assert!(confirmed <= units, "MySQL sold {confirmed} of {units}");
+    assert_eq!(t.on_hand(wh, p).await, units - confirmed);
     let mut ends: HashMap<String, usize> = HashMap::new();
-    for id in &accepted {
+    for (id, answered_202) in accepted
+        .iter()
+        .map(|id| (id, true))
+        .chain(unknown.iter().map(|id| (id, false)))
+    {
         let state = order_state(&t, id).await;
         let end = match state.as_str() {
             "CONFIRMED" | "REJECTED" | "CANCELLED" => state.clone(),
             "410:/problems/order-lost" | "503:/problems/unavailable" => "LOST".into(),
+            // An order whose reservation got no answer may never have been placed.
+            "404:/problems/unknown-order" if !answered_202 => "NOT PLACED".into(),
             other => panic!("order {id} ended {other}"),
         };
         *ends.entry(end).or_default() += 1;
     }
     assert_eq!(
         ends.get("CONFIRMED").copied().unwrap_or(0) as i64,
-        confirmed
+        confirmed,
+        "{ends:?}"
     );
-    assert_eq!(ends.values().sum::<usize>(), accepted.len());
-    let unique: HashSet<&String> = accepted.iter().collect();
-    assert_eq!(unique.len(), accepted.len());
-    // Operators see the loss, once, however often it was noticed.
+    assert_eq!(ends.values().sum::<usize>(), accepted.len() + unknown.len());
+    let unique: HashSet<&String> = accepted.iter().chain(&unknown).collect();
+    assert_eq!(unique.len(), accepted.len() + unknown.len());
+    t.assert_converged(InRedis::All).await;
     let r = t.admin().get("/api/admin/redis-data-losses").await;
     let (s, losses) = json_of(r).await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(losses["losses"].as_array().unwrap().len(), 1, "{losses}");
-    t.assert_converged(InRedis::All).await;
+    losses["losses"].as_array().unwrap().clone()
+}
+
+/// An order's id carries the time its request began, not the time Redis took it: a request that
+/// waited for its stock key to load took its units from the data set loaded after its id was
+/// made. Lost with that data set, the order is reported lost (410), not unknown. An id made after
+/// every loss its location had is unknown (404).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_lost_with_the_data_set_loaded_after_its_id_was_made_is_reported_lost() {
+    let t = TestApp::spawn().await;
+    let (wh, _) = t.warehouse_with_product(1_000, 10).await;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let loaded_ms = now_ms - 120_000;
+    let detected_ms = loaded_ms + 2_000;
+    sqlx::query(
+        "INSERT INTO redis_data_losses (since, locations, locations_sha, detected_at) \
+         VALUES (FROM_UNIXTIME(? / 1000), ?, UNHEX(SHA2(?, 256)), FROM_UNIXTIME(? / 1000))",
+    )
+    .bind(loaded_ms)
+    .bind(wh.to_string())
+    .bind(wh.to_string())
+    .bind(detected_ms)
+    .execute(&t.db)
+    .await
+    .unwrap();
+    let id_made_at = |ms: i64| {
+        let ts = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            (ms / 1000) as u64,
+            ((ms % 1000) * 1_000_000) as u32,
+        );
+        format!("{wh}-{}", uuid::Uuid::new_v7(ts).simple())
+    };
+    for (made_ms, expected) in [
+        // Began 50 ms before the load it waited for.
+        (loaded_ms - 50, "410:/problems/order-lost"),
+        // Taken while the data set was loaded.
+        (loaded_ms + 1_000, "410:/problems/order-lost"),
+        // Made after the loss was noticed: no loss can explain it.
+        (detected_ms + 1_000, "404:/problems/unknown-order"),
+    ] {
+        let id = id_made_at(made_ms);
+        assert_eq!(
+            order_state(&t, &id).await,
+            expected,
+            "{id} made at {made_ms}"
+        );
+    }
 }
 
 /// Item: a cancel that arrives as the order's Redis record expires (it was persisted) still finds
