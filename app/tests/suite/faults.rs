@@ -177,22 +177,29 @@ async fn a_poison_event_is_dead_lettered_and_the_rest_flows() {
     t.assert_converged(InRedis::All).await;
 }
 
+/// The service with its Redis connections through a fault proxy, a warehouse with 10 units of a
+/// product, a body ordering 2 of them, and the reservation script's SHA. A first order has
+/// loaded the script and the key, so a reply lost next is the reservation's own.
+async fn reservation_behind_redis_proxy() -> (Proxy, TestApp, (u64, u64), Value, String) {
+    let proxy = Proxy::start(&host_port(&redis_url())).await;
+    let t =
+        TestApp::spawn_with(|c| c.storage.redis_url = via(&c.storage.redis_url, proxy.port)).await;
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
+    let body = normal_order(&[(p, 2)], SEOUL.0, SEOUL.1);
+    place_one(&t, &body).await;
+    let sha = redis::Script::new(sf_persistence::redis_stock::RESERVE_LUA)
+        .get_hash()
+        .to_owned();
+    (proxy, t, (wh, p), body, sha)
+}
+
 /// A lost reply without an `Idempotency-Key`: Redis took the order, the client cannot know it. The
 /// 503 says the outcome is unknown and names the order (`/problems/order-outcome-unknown` with
 /// its `orderId`), never "nothing was changed"; looked up, the order is the one placed, and it
 /// ends CONFIRMED with its units taken once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lost_reply_to_a_reservation_without_a_key_names_the_order() {
-    let proxy = Proxy::start(&host_port(&redis_url())).await;
-    let t =
-        TestApp::spawn_with(|c| c.storage.redis_url = via(&c.storage.redis_url, proxy.port)).await;
-    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
-    let body = normal_order(&[(p, 2)], SEOUL.0, SEOUL.1);
-    // A first order loads the script and the key, so the lost reply is the reservation's own.
-    place_one(&t, &body).await;
-    let sha = redis::Script::new(sf_persistence::redis_stock::RESERVE_LUA)
-        .get_hash()
-        .to_owned();
+    let (proxy, t, (wh, p), body, sha) = reservation_behind_redis_proxy().await;
     proxy.lose_reply_to(sha.as_bytes(), 1);
     let (s, b) = json_of(t.post("/api/redis/orders", &body).await).await;
     assert_eq!(proxy.lost_replies(), 1);
@@ -218,17 +225,7 @@ async fn lost_reply_to_a_reservation_without_a_key_names_the_order() {
 /// that order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lost_reply_to_the_reservation_then_a_retry_with_the_same_key() {
-    let proxy = Proxy::start(&host_port(&redis_url())).await;
-    let t =
-        TestApp::spawn_with(|c| c.storage.redis_url = via(&c.storage.redis_url, proxy.port)).await;
-    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
-    let body = normal_order(&[(p, 2)], SEOUL.0, SEOUL.1);
-    // A first order loads the script and the key, so the lost reply is the reservation's own.
-    let (s, _) = json_of(t.post("/api/redis/orders", &body).await).await;
-    assert_eq!(s, StatusCode::ACCEPTED);
-    let sha = redis::Script::new(sf_persistence::redis_stock::RESERVE_LUA)
-        .get_hash()
-        .to_owned();
+    let (proxy, t, (wh, p), body, sha) = reservation_behind_redis_proxy().await;
 
     let send = |key: &'static str| {
         t.client
