@@ -138,8 +138,9 @@ impl From<StorageError> for Problem {
                     503,
                     "order-outcome-unknown",
                     "Order outcome unknown",
+                    // The cause (a timeout, a cut connection) is logged above, not shown.
                     format!(
-                        "{e}: it may or may not have been placed. Look it up (GET /api/orders/{order_id}): once placed it is ACCEPTED or CONFIRMED; if it was not, the lookup answers 404 within seconds. Retry with the same Idempotency-Key to get its answer; without a key, look it up before placing it again"
+                        "the stock cache did not answer the reservation of order {order_id}: it may or may not have been placed. Look it up (GET /api/orders/{order_id}): once placed it is ACCEPTED or CONFIRMED; if it was not, the lookup answers 404. Retry with the same Idempotency-Key to get its answer; without a key, look it up before placing it again"
                     ),
                 )
             };
