@@ -181,9 +181,7 @@ async fn a_poison_event_is_dead_lettered_and_the_rest_flows() {
 /// product, a body ordering 2 of them, and the reservation script's SHA. A first order has
 /// loaded the script and the key, so a reply lost next is the reservation's own.
 async fn reservation_behind_redis_proxy() -> (Proxy, TestApp, (u64, u64), Value, String) {
-    let proxy = Proxy::start(&host_port(&redis_url())).await;
-    let t =
-        TestApp::spawn_with(|c| c.storage.redis_url = via(&c.storage.redis_url, proxy.port)).await;
+    let (proxy, t) = behind_redis_proxy(|_| {}).await;
     let (wh, p) = t.warehouse_with_product(1_000, 10).await;
     let body = normal_order(&[(p, 2)], SEOUL.0, SEOUL.1);
     place_one(&t, &body).await;
@@ -835,9 +833,7 @@ async fn mysql_down_then_back_loses_nothing() {
 /// Redis, and records that live 1 s once persisted) still cancels the persisted order, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cancel_racing_the_record_expiry_finds_the_order() {
-    let proxy = Proxy::start(&host_port(&redis_url())).await;
-    let t = TestApp::spawn_with(|c| {
-        c.storage.redis_url = via(&c.storage.redis_url, proxy.port);
+    let (proxy, t) = behind_redis_proxy(|c| {
         c.order_record_ttl_secs = 1;
         // The link is slow on purpose here; this test is about the race, not the deadline.
         c.storage.redis_command_timeout_ms = 10_000;

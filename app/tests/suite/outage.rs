@@ -11,17 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The service with its Redis connections through a fault proxy.
-async fn behind_redis_proxy(tweak: impl FnOnce(&mut stock_flow::Config)) -> (Proxy, TestApp) {
-    let proxy = Proxy::start(&host_port(&redis_url())).await;
-    let t = TestApp::spawn_with(|c| {
-        c.storage.redis_url = via(&c.storage.redis_url, proxy.port);
-        tweak(c);
-    })
-    .await;
-    (proxy, t)
-}
-
 /// Redis goes away as a dead server does: open connections are cut, new ones refused.
 fn redis_down(proxy: &Proxy) {
     proxy.refuse(true);

@@ -568,9 +568,7 @@ async fn bad_parameters_are_problems_and_change_nothing() {
 /// Redis is back they answer from it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_pages_fall_back_to_mysql_while_redis_is_down_and_say_so() {
-    let proxy = crate::common::proxy::Proxy::start(&host_port(&redis_url())).await;
-    let t =
-        TestApp::spawn_with(|c| c.storage.redis_url = via(&c.storage.redis_url, proxy.port)).await;
+    let (proxy, t) = behind_redis_proxy(|_| {}).await;
     let (_, p) = t.warehouse_with_product(1_000, 10).await;
     let pages = [
         "/api/redis/products".to_owned(),
@@ -670,9 +668,7 @@ async fn the_redis_pages_see_every_change_redis_holds_at_once() {
 /// forgotten: a change made while they were down shows on the next read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_its_connections_are_cut_a_redis_page_still_shows_redis_figures() {
-    let proxy = crate::common::proxy::Proxy::start(&host_port(&redis_url())).await;
-    let t =
-        TestApp::spawn_with(|c| c.storage.redis_url = via(&c.storage.redis_url, proxy.port)).await;
+    let (proxy, t) = behind_redis_proxy(|_| {}).await;
     let (wh, p) = t.warehouse_with_product(1_000, 10).await;
     let detail = format!("/api/redis/products/{p}");
     let total = |body: &Value| body["totalQuantity"].as_i64();
@@ -702,9 +698,7 @@ async fn after_its_connections_are_cut_a_redis_page_still_shows_redis_figures() 
 /// from Redis takes 200 ms more, and the change is made straight in Redis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_page_shows_a_change_whose_notice_is_still_on_its_way() {
-    let proxy = crate::common::proxy::Proxy::start(&host_port(&redis_url())).await;
-    let t =
-        TestApp::spawn_with(|c| c.storage.redis_url = via(&c.storage.redis_url, proxy.port)).await;
+    let (proxy, t) = behind_redis_proxy(|_| {}).await;
     let (wh, p) = t.warehouse_with_product(1_000, 10).await;
     let detail = format!("/api/redis/products/{p}");
     let total = |body: &Value| body["totalQuantity"].as_i64();
@@ -727,12 +721,7 @@ async fn a_redis_page_shows_a_change_whose_notice_is_still_on_its_way() {
 /// a page answers MySQL's figures (and says so) within about one Redis command deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_slow_a_redis_page_answers_from_mysql_in_time() {
-    let proxy = crate::common::proxy::Proxy::start(&host_port(&redis_url())).await;
-    let t = TestApp::spawn_with(|c| {
-        c.storage.redis_url = via(&c.storage.redis_url, proxy.port);
-        c.storage.redis_command_timeout_ms = 300;
-    })
-    .await;
+    let (proxy, t) = behind_redis_proxy(|c| c.storage.redis_command_timeout_ms = 300).await;
     let (_, p) = t.warehouse_with_product(1_000, 10).await;
     let detail = format!("/api/redis/products/{p}");
     assert_eq!(read(&t, &detail, None).await.2["totalQuantity"], 10);

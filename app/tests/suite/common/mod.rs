@@ -66,6 +66,19 @@ pub fn via(url: &str, port: u16) -> String {
     url.replacen(&host_port(url), &format!("127.0.0.1:{port}"), 1)
 }
 
+/// The service with its Redis connections through a fault proxy; `tweak` changes its settings.
+pub async fn behind_redis_proxy(
+    tweak: impl FnOnce(&mut stock_flow::Config),
+) -> (proxy::Proxy, TestApp) {
+    let proxy = proxy::Proxy::start(&host_port(&redis_url())).await;
+    let t = TestApp::spawn_with(|c| {
+        c.storage.redis_url = via(&c.storage.redis_url, proxy.port);
+        tweak(c);
+    })
+    .await;
+    (proxy, t)
+}
+
 /// The same URL straight to the real server when it points at a running [`proxy::Proxy`].
 pub fn direct(url: &str) -> String {
     let hp = host_port(url);
