@@ -126,13 +126,23 @@ pub enum KeyRevoked {
     Revoked,
 }
 
+// Names and SKUs must hold a character that is not white space. The pattern says so in a form
+// that means the same in ECMA-262 (the spec's regex dialect), Rust's regex (the validator's) and
+// Python's `re` (clients' tools): their `\s` differ by U+001C-U+001F, U+0085 and U+FEFF, so those
+// are named too. A plain `\S` let a name of only U+FEFF through, and refused U+0085 the spec
+// allows.
+
 /// A new warehouse or store.
 #[derive(Debug, Clone, Object)]
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewLocation {
     pub location_type: LocationTypeBody,
-    /// 1 to 200 characters, not only spaces.
-    #[oai(validator(min_length = 1, max_length = 200, pattern = r"\S"))]
+    /// 1 to 200 characters, not only white space.
+    #[oai(validator(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\s\x1C-\x1F\u0085\uFEFF]"
+    ))]
     pub name: Text,
     /// -90 to 90.
     #[oai(validator(minimum(value = "-90"), maximum(value = "90")))]
@@ -147,8 +157,12 @@ pub struct NewLocation {
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields)]
 pub struct LocationPatch {
-    /// 1 to 200 characters, not only spaces.
-    #[oai(validator(min_length = 1, max_length = 200, pattern = r"\S"))]
+    /// 1 to 200 characters, not only white space.
+    #[oai(validator(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\s\x1C-\x1F\u0085\uFEFF]"
+    ))]
     pub name: Option<Text>,
     /// -90 to 90 (the longitude stays as it is when not sent).
     #[oai(validator(minimum(value = "-90"), maximum(value = "90")))]
@@ -163,11 +177,19 @@ pub struct LocationPatch {
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields)]
 pub struct NewProduct {
-    /// Unique, 1 to 64 characters, not only spaces.
-    #[oai(validator(min_length = 1, max_length = 64, pattern = r"\S"))]
+    /// Unique, 1 to 64 characters, not only white space.
+    #[oai(validator(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"[^\s\x1C-\x1F\u0085\uFEFF]"
+    ))]
     pub sku: Text,
-    /// 1 to 200 characters, not only spaces.
-    #[oai(validator(min_length = 1, max_length = 200, pattern = r"\S"))]
+    /// 1 to 200 characters, not only white space.
+    #[oai(validator(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\s\x1C-\x1F\u0085\uFEFF]"
+    ))]
     pub name: Text,
     /// Price of one unit in won, 0 to 100,000,000.
     #[oai(validator(minimum(value = "0"), maximum(value = "100000000")))]
@@ -178,8 +200,12 @@ pub struct NewProduct {
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields)]
 pub struct ProductPatch {
-    /// 1 to 200 characters, not only spaces.
-    #[oai(validator(min_length = 1, max_length = 200, pattern = r"\S"))]
+    /// 1 to 200 characters, not only white space.
+    #[oai(validator(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\s\x1C-\x1F\u0085\uFEFF]"
+    ))]
     pub name: Option<Text>,
     /// Price of one unit in won, 0 to 100,000,000.
     #[oai(validator(minimum(value = "0"), maximum(value = "100000000")))]

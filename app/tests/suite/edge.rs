@@ -247,3 +247,48 @@ async fn db_lock_orders_beyond_the_bound_are_shed_at_once_and_nothing_is_oversol
     let line = format!("requests_shed_total{{kind=\"db_lock\"}} {}", shed.len());
     assert!(metrics.contains(&line), "metrics lack {line}");
 }
+
+/// A name must hold a character that is not white space, by the spec's pattern and by the
+/// service alike, whatever the character: a name of only a next-line (U+0085), a byte-order mark
+/// (U+FEFF), a file separator (U+001C) or an ideographic space (U+3000) is refused as the spec
+/// says (400, nothing created); one with a letter beside them is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_of_only_white_space_of_any_kind_is_refused() {
+    let t = TestApp::spawn().await;
+    let spec: Value = t.get("/api/openapi.json").await.json().await.unwrap();
+    let pattern = spec["components"]["schemas"]["NewProduct"]["properties"]["name"]["pattern"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (i, blank) in [" \t", "\u{85}\u{85}", "\u{feff}", "\u{1c}", "\u{3000}"]
+        .iter()
+        .enumerate()
+    {
+        let r = t
+            .admin()
+            .post(
+                "/api/admin/products",
+                &json!({"sku": format!("blank-{i}"), "name": blank, "price": 1}),
+            )
+            .await;
+        let (s, b) = json_of(r).await;
+        assert_eq!(
+            s,
+            StatusCode::BAD_REQUEST,
+            "{blank:?} (pattern {pattern}): {b}"
+        );
+    }
+    let r = t
+        .admin()
+        .post(
+            "/api/admin/products",
+            &json!({"sku": "named", "name": "\u{85}a\u{feff}", "price": 1}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products WHERE sku LIKE 'blank-%'")
+        .fetch_one(&t.db)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+}
