@@ -144,6 +144,7 @@ impl Application {
             consumer: stats,
             jobs: jobs.clone(),
             shedder: Arc::new(sf_openapi::edge::Shedder::new(config.limits())),
+            pages: Default::default(),
         });
 
         let acceptor = TcpListener::bind(format!("{}:{}", config.host, config.port))

@@ -16,17 +16,20 @@
 use crate::problem::{ApiResult, Problem};
 use crate::state::ApiState;
 use crate::types::{LocationList, ProductBody, ProductList};
+use bytes::Bytes;
 use poem::{IntoResponse, Response};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{Json, Payload};
 use poem_openapi::registry::{MetaSchemaRef, Registry};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
+use sf_persistence::catalog::ProductStock;
 use sf_persistence::model::StockSource;
 use sf_routing::ProductId;
+use std::collections::HashMap;
 use std::hash::Hasher;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 #[derive(Tags)]
 pub enum CatalogTag {
@@ -44,9 +47,10 @@ pub struct CatalogApi {
 pub const CACHE_CONTROL: &str = "no-cache";
 
 /// A JSON body rendered with serde straight into bytes, without the `serde_json::Value` tree
-/// poem-openapi's `Json` builds on the way; the spec describes it as `T`.
+/// poem-openapi's `Json` builds on the way; the spec describes it as `T`. The bytes are shared:
+/// a kept answer ([`ProductPages`]) is sent again without a copy.
 pub struct Rendered<T> {
-    body: Vec<u8>,
+    body: Bytes,
     schema: PhantomData<fn() -> T>,
 }
 
@@ -59,6 +63,16 @@ impl<T: Type> Payload for Rendered<T> {
 
     fn register(registry: &mut Registry) {
         T::register(registry);
+    }
+}
+
+impl<T: serde::Serialize> Rendered<T> {
+    /// `value` rendered.
+    pub fn of(value: &T) -> ApiResult<Self> {
+        Ok(Self {
+            body: render(value)?,
+            schema: PhantomData,
+        })
     }
 }
 
@@ -85,18 +99,18 @@ pub struct Validators {
 impl<T: serde::Serialize> Answer<T> {
     /// Renders `value`, and answers `304` instead when `if_none_match` names its `ETag`.
     pub fn new(value: &T, source: StockSource, if_none_match: Option<&str>) -> ApiResult<Self> {
-        // Room for a product page with its stock at ~50 locations, so the body grows rarely.
-        let mut body = Vec::with_capacity(4096);
-        serde_json::to_writer(&mut body, value).map_err(|e| {
-            tracing::error!(error = %e, "a product page failed to render");
-            Problem::internal()
-        })?;
         let source = source.as_str();
-        let validators = Validators {
-            etag: etag(&body, source),
-            source,
-        };
-        Ok(match if_none_match {
+        let body = render(value)?;
+        let etag = etag(&body, source);
+        Ok(Self::of(body, etag, source, if_none_match))
+    }
+}
+
+impl<T> Answer<T> {
+    /// The answer with a body rendered before, and its `ETag`.
+    fn of(body: Bytes, etag: String, source: &'static str, if_none_match: Option<&str>) -> Self {
+        let validators = Validators { etag, source };
+        match if_none_match {
             Some(tags) if names(tags, &validators.etag) => Self::Current(validators),
             _ => Self::Fresh(
                 Rendered {
@@ -105,7 +119,88 @@ impl<T: serde::Serialize> Answer<T> {
                 },
                 validators,
             ),
-        })
+        }
+    }
+}
+
+fn render<T: serde::Serialize>(value: &T) -> ApiResult<Bytes> {
+    // Room for a product page with its stock at ~50 locations, so the body grows rarely.
+    let mut body = Vec::with_capacity(4096);
+    serde_json::to_writer(&mut body, value).map_err(|e| {
+        tracing::error!(error = %e, "an answer failed to render");
+        Problem::internal()
+    })?;
+    Ok(body.into())
+}
+
+/// The rendered answers of one product read (MySQL's or Redis's), kept by product while what
+/// they show stays the same.
+///
+/// Each request still reads the product's stock as of its own arrival; only when that reading
+/// equals the one an answer was rendered from (the product, every location's figure and the
+/// stock source) is the kept body and `ETag` sent again, instead of rendering and hashing the
+/// same bytes once more. A figure that moved renders anew, so no answer is older than its
+/// request. At most [`ProductPages::KEPT`] products are kept; past that the kept answers are
+/// dropped and kept again as they are asked for.
+#[derive(Default)]
+pub struct ProductPages {
+    kept: Mutex<HashMap<u64, Kept>>,
+}
+
+struct Kept {
+    stock: Arc<ProductStock>,
+    body: Bytes,
+    etag: String,
+}
+
+impl ProductPages {
+    /// How many products' answers are kept at most.
+    pub const KEPT: usize = 4096;
+
+    /// The answer to a read of product `p`: the kept one when `p` shows what it showed.
+    pub fn answer(
+        &self,
+        p: Arc<ProductStock>,
+        if_none_match: Option<&str>,
+    ) -> ApiResult<Answer<ProductBody>> {
+        let id = p.product.product_id;
+        let source = p.source.as_str();
+        let hit = {
+            let kept = self.kept.lock().expect("product pages");
+            kept.get(&id)
+                .filter(|k| Arc::ptr_eq(&k.stock, &p) || *k.stock == *p)
+                .map(|k| (k.body.clone(), k.etag.clone()))
+        };
+        let (body, etag) = match hit {
+            Some(hit) => hit,
+            None => {
+                let body = render(&ProductBody::new(&p))?;
+                let etag = etag(&body, source);
+                let mut kept = self.kept.lock().expect("product pages");
+                if kept.len() >= Self::KEPT && !kept.contains_key(&id) {
+                    kept.clear();
+                }
+                kept.insert(
+                    id,
+                    Kept {
+                        stock: p,
+                        body: body.clone(),
+                        etag: etag.clone(),
+                    },
+                );
+                (body, etag)
+            }
+        };
+        Ok(Answer::of(body, etag, source, if_none_match))
+    }
+
+    /// How many products' answers are kept now.
+    pub fn len(&self) -> usize {
+        self.kept.lock().expect("product pages").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -300,7 +395,12 @@ impl CatalogApi {
         // The validator keeps the id positive, so it always names a possible product.
         let id = ProductId::new_unchecked(product_id.0 as u64);
         let p = self.state.storage.product_with_stock(id).await?;
-        Ok(Answer::new(&ProductBody::new(&p), p.source, if_none_match.0.as_deref())?.into())
+        Ok(self
+            .state
+            .pages
+            .mysql
+            .answer(p, if_none_match.0.as_deref())?
+            .into())
     }
 
     /// List locations
@@ -335,6 +435,114 @@ mod tests {
         assert!(!names("\"x\"", &tag));
         assert!(!names("", &tag));
         assert!(!names(tag.trim_matches('"'), &tag));
+    }
+
+    fn stock(id: u64, quantities: &[i64], source: StockSource) -> Arc<ProductStock> {
+        use sf_persistence::model::{Product, StockLevel};
+        use sf_routing::LocationKind;
+        Arc::new(ProductStock {
+            product: Product {
+                product_id: id,
+                sku: format!("SKU-{id}"),
+                name: format!("Product {id}"),
+                price: 1000,
+                active: true,
+            },
+            stock: quantities
+                .iter()
+                .enumerate()
+                .map(|(i, q)| StockLevel {
+                    location_id: i as u64 + 1,
+                    location_type: LocationKind::Warehouse,
+                    quantity: *q,
+                })
+                .collect(),
+            source,
+        })
+    }
+
+    fn fresh(a: Answer<ProductBody>) -> (Bytes, String) {
+        match a {
+            Answer::Fresh(body, v) => (body.body, v.etag),
+            Answer::Current(_) => panic!("a 304 where a body was due"),
+        }
+    }
+
+    #[test]
+    fn a_kept_answer_is_sent_again_only_while_the_reading_shows_the_same() {
+        let pages = ProductPages::default();
+        let (first, tag) = fresh(
+            pages
+                .answer(stock(7, &[5, 3], StockSource::Redis), None)
+                .unwrap(),
+        );
+        let body: serde_json::Value = serde_json::from_slice(&first).unwrap();
+        assert_eq!(body["totalQuantity"], 8);
+        assert_eq!(body["stock"][1]["quantity"], 3);
+        assert_eq!(tag, etag(&first, "redis"));
+
+        // An equal reading (another Arc) sends the very same bytes, not a copy rendered again.
+        let (again, tag2) = fresh(
+            pages
+                .answer(stock(7, &[5, 3], StockSource::Redis), None)
+                .unwrap(),
+        );
+        assert_eq!(again.as_ptr(), first.as_ptr());
+        assert_eq!(tag2, tag);
+        let current = pages
+            .answer(stock(7, &[5, 3], StockSource::Redis), Some(&tag))
+            .unwrap();
+        assert!(matches!(current, Answer::Current(v) if v.etag == tag));
+
+        // One figure, or the source, moved: rendered anew, with a new tag, and kept in its place.
+        let (moved, tag3) = fresh(
+            pages
+                .answer(stock(7, &[5, 2], StockSource::Redis), None)
+                .unwrap(),
+        );
+        assert_ne!(tag3, tag);
+        let body: serde_json::Value = serde_json::from_slice(&moved).unwrap();
+        assert_eq!(body["totalQuantity"], 7);
+        assert!(matches!(
+            pages
+                .answer(stock(7, &[5, 2], StockSource::Redis), Some(&tag))
+                .unwrap(),
+            Answer::Fresh(..)
+        ));
+        let (mysql, tag4) = fresh(
+            pages
+                .answer(stock(7, &[5, 2], StockSource::Mysql), None)
+                .unwrap(),
+        );
+        assert_eq!(mysql, moved);
+        assert_ne!(tag4, tag3);
+        assert_eq!(pages.len(), 1);
+    }
+
+    #[test]
+    fn the_kept_answers_stay_bounded() {
+        let pages = ProductPages::default();
+        for id in 1..=ProductPages::KEPT as u64 {
+            pages
+                .answer(stock(id, &[1], StockSource::Redis), None)
+                .unwrap();
+        }
+        assert_eq!(pages.len(), ProductPages::KEPT);
+        // Asking again for a kept product keeps the rest.
+        pages
+            .answer(stock(1, &[1], StockSource::Redis), None)
+            .unwrap();
+        assert_eq!(pages.len(), ProductPages::KEPT);
+        // One more product drops the others first.
+        let extra = ProductPages::KEPT as u64 + 1;
+        let (body, _) = fresh(
+            pages
+                .answer(stock(extra, &[4], StockSource::Redis), None)
+                .unwrap(),
+        );
+        assert_eq!(pages.len(), 1);
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["productId"], extra);
     }
 
     #[test]

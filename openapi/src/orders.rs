@@ -1,5 +1,6 @@
 //! Online orders on the DB-lock path, and order status for every path.
 
+use crate::catalog::Rendered;
 use crate::problem::{ApiResult, Problem};
 use crate::state::ApiState;
 use crate::types::{OrderBody, OrderRequest};
@@ -30,7 +31,7 @@ pub enum Created {
     /// answer again, with `Idempotent-Replayed: true`.
     #[oai(status = 201)]
     Created(
-        Json<OrderBody>,
+        Rendered<OrderBody>,
         #[oai(header = "Idempotent-Replayed")] Option<String>,
     ),
 }
@@ -52,12 +53,13 @@ pub fn idempotency(
     }
 }
 
-impl From<Placed> for Created {
-    fn from(placed: Placed) -> Self {
-        match placed {
-            Placed::New(o) => Self::Created(Json(o.into()), None),
-            Placed::Replayed(o) => Self::Created(Json(o.into()), Some("true".into())),
-        }
+impl Created {
+    /// The answer to a placed order (its body rendered without a `serde_json::Value` tree).
+    pub fn new(placed: Placed) -> ApiResult<Self> {
+        Ok(match placed {
+            Placed::New(o) => Self::Created(Rendered::of(&o.into())?, None),
+            Placed::Replayed(o) => Self::Created(Rendered::of(&o.into())?, Some("true".into())),
+        })
     }
 }
 
@@ -93,7 +95,7 @@ impl OrdersApi {
             path: OrderPath::DbLock,
             idempotency,
         };
-        Ok(self.state.place_db_lock(order).await?.into())
+        Created::new(self.state.place_db_lock(order).await?)
     }
 
     /// Cancel an order (DB-lock path)

@@ -1,11 +1,11 @@
 //! The Redis path: orders decided by an atomic Lua script and answered at once, persisted to
 //! MySQL in the background; stock read from Redis.
 
-use crate::catalog::{after_and_limit, Answer, ProductPage, ProductWithStock};
+use crate::catalog::{after_and_limit, Answer, ProductPage, ProductWithStock, Rendered};
 use crate::orders::idempotency;
 use crate::problem::ApiResult;
 use crate::state::ApiState;
-use crate::types::{OrderBody, OrderRequest, ProductBody, ProductList};
+use crate::types::{OrderBody, OrderRequest, ProductList};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
@@ -33,17 +33,18 @@ pub enum Accepted {
     /// same body gets the first answer again, with `Idempotent-Replayed: true`.
     #[oai(status = 202)]
     Accepted(
-        Json<OrderBody>,
+        Rendered<OrderBody>,
         #[oai(header = "Idempotent-Replayed")] Option<String>,
     ),
 }
 
-impl From<Placed> for Accepted {
-    fn from(placed: Placed) -> Self {
-        match placed {
-            Placed::New(o) => Self::Accepted(Json(o.into()), None),
-            Placed::Replayed(o) => Self::Accepted(Json(o.into()), Some("true".into())),
-        }
+impl Accepted {
+    /// The answer to a placed order (its body rendered without a `serde_json::Value` tree).
+    pub fn new(placed: Placed) -> ApiResult<Self> {
+        Ok(match placed {
+            Placed::New(o) => Self::Accepted(Rendered::of(&o.into())?, None),
+            Placed::Replayed(o) => Self::Accepted(Rendered::of(&o.into())?, Some("true".into())),
+        })
     }
 }
 
@@ -109,7 +110,12 @@ impl RedisApi {
         // The validator keeps the id positive, so it always names a possible product.
         let id = ProductId::new_unchecked(product_id.0 as u64);
         let p = self.state.storage.redis_product_with_stock(id).await?;
-        Ok(Answer::new(&ProductBody::new(&p), p.source, if_none_match.0.as_deref())?.into())
+        Ok(self
+            .state
+            .pages
+            .redis
+            .answer(p, if_none_match.0.as_deref())?
+            .into())
     }
 
     /// Place an order (Redis path)
@@ -148,7 +154,7 @@ impl RedisApi {
             .state
             .write(|s| async move { s.place_redis(&order).await })
             .await?;
-        Ok(placed.into())
+        Accepted::new(placed)
     }
 
     /// Cancel an order (Redis path)

@@ -15,6 +15,15 @@ pub struct ApiState {
     pub jobs: Arc<sf_persistence::jobs::JobRunner>,
     /// The body limit and the bounds on requests in flight.
     pub shedder: Arc<crate::edge::Shedder>,
+    /// The product reads' kept answers.
+    pub pages: PageAnswers,
+}
+
+/// The kept answers of the two product reads, one set per stock source's read.
+#[derive(Default)]
+pub struct PageAnswers {
+    pub mysql: crate::catalog::ProductPages,
+    pub redis: crate::catalog::ProductPages,
 }
 
 impl ApiState {

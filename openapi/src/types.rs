@@ -145,8 +145,9 @@ impl OrderRequest {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, serde::Serialize)]
 #[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatusBody {
     /// Decided in Redis, not yet in MySQL.
     Accepted,
@@ -158,16 +159,18 @@ pub enum OrderStatusBody {
     Rejected,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, serde::Serialize)]
 #[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderPathBody {
     DbLock,
     Redis,
     Pos,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, serde::Serialize)]
 #[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum DeliveryTypeBody {
     Normal,
     SameDay,
@@ -193,8 +196,9 @@ impl From<LocationKind> for LocationTypeBody {
 }
 
 /// One line of an order, with the server's price.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, serde::Serialize)]
 #[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct OrderItemBody {
     pub product_id: u64,
     pub quantity: u32,
@@ -202,9 +206,12 @@ pub struct OrderItemBody {
     pub unit_price: i64,
 }
 
+// Rendered with serde where an order is placed (`Rendered`), with poem-openapi elsewhere; both
+// give the same JSON (`order_bodies_render_as_the_spec_describes`).
 /// An order of any path.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, serde::Serialize)]
 #[oai(rename_all = "camelCase", example)]
+#[serde(rename_all = "camelCase")]
 pub struct OrderBody {
     /// Opaque id (`<locationId>-<uuid>`).
     pub order_id: String,
@@ -222,6 +229,7 @@ pub struct OrderBody {
     pub accepted_at: String,
     /// Why a `REJECTED` order could not be persisted as sold.
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reject_reason: Option<String>,
 }
 
@@ -495,6 +503,52 @@ mod tests {
         list.next = None;
         same(&list);
         assert!(!serde_json::to_string(&list).unwrap().contains("next"));
+    }
+
+    #[test]
+    fn order_bodies_render_as_the_spec_describes() {
+        use super::{DeliveryTypeBody, OrderPathBody, OrderStatusBody};
+        fn same<T: ToJSON + serde::Serialize>(v: &T) {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.to_json().unwrap());
+        }
+        let mut order = super::OrderBody::example();
+        same(&order);
+        // Every status, path and delivery type; no distance or address; a rejection's reason.
+        for (status, path, delivery) in [
+            (
+                OrderStatusBody::Confirmed,
+                OrderPathBody::DbLock,
+                DeliveryTypeBody::SameDay,
+            ),
+            (
+                OrderStatusBody::Cancelled,
+                OrderPathBody::Pos,
+                DeliveryTypeBody::InStore,
+            ),
+            (
+                OrderStatusBody::Rejected,
+                OrderPathBody::Redis,
+                DeliveryTypeBody::Pickup,
+            ),
+        ] {
+            order.status = status;
+            order.path = path;
+            order.delivery_type = delivery;
+            order.distance_km = None;
+            order.delivery_address = None;
+            order.reject_reason = Some("MySQL did not have the units".into());
+            same(&order);
+        }
+        let json = serde_json::to_value(&order).unwrap();
+        assert_eq!(json["status"], "REJECTED");
+        assert_eq!(json["deliveryType"], "PICKUP");
+        assert_eq!(json["distanceKm"], serde_json::Value::Null);
+        order.reject_reason = None;
+        same(&order);
+        assert!(serde_json::to_value(&order)
+            .unwrap()
+            .get("rejectReason")
+            .is_none());
     }
 
     #[test]

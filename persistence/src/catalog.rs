@@ -294,7 +294,7 @@ impl Storage {
             .await
     }
 
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(level = "debug", skip(self))]
     async fn read_products_after(&self, after: u64, limit: u32) -> StorageResult<ProductsAfter> {
         self.in_time(self.db_deadline(), async {
             // One row more than asked for says whether a next page exists.
@@ -387,7 +387,7 @@ impl Storage {
             .await
     }
 
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(level = "debug", skip(self))]
     async fn read_product_with_stock(&self, id: ProductId) -> StorageResult<ProductStock> {
         self.in_time(self.db_deadline(), async {
             let rows = sqlx::query(

@@ -57,7 +57,7 @@ impl Storage {
     /// Places an order decided in MySQL (DB-lock path or POS sale), trying candidate locations
     /// nearest first. At each, the order is decided in a group with the orders that wait for
     /// the same location's rows ([`crate::group_commit`]).
-    #[tracing::instrument(skip(self, req), fields(path = req.path.as_str()))]
+    #[tracing::instrument(level = "debug", skip(self, req), fields(path = req.path.as_str()))]
     pub async fn place_db_lock(&self, req: &DbLockOrder) -> StorageResult<Placed> {
         let prices = self.prices(&req.lines).await?;
         let ranked = candidates(&self.locations().index, &req.destination)

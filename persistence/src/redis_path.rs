@@ -55,7 +55,7 @@ impl Storage {
     /// decided (`<location>-<uuid>`), and the reservation script refuses an id it has seen. So a
     /// retry after a lost answer, or after the first request died between the reservation and
     /// storing the answer, finds the order the first attempt placed instead of placing another.
-    #[tracing::instrument(skip(self, req), fields(lines = req.lines.len()))]
+    #[tracing::instrument(level = "debug", skip(self, req), fields(lines = req.lines.len()))]
     pub async fn place_redis(&self, req: &RedisOrder) -> StorageResult<Placed> {
         self.redis_decides()?;
         let started = tokio::time::Instant::now();
