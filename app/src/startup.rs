@@ -144,7 +144,7 @@ impl Application {
             consumer: stats,
             jobs: jobs.clone(),
             shedder: Arc::new(sf_openapi::edge::Shedder::new(config.limits())),
-            pages: Default::default(),
+            pages: sf_openapi::state::PageAnswers::new(config.product_pages_kept),
         });
 
         let acceptor = TcpListener::bind(format!("{}:{}", config.host, config.port))

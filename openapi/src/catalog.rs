@@ -140,10 +140,10 @@ fn render<T: serde::Serialize>(value: &T) -> ApiResult<Bytes> {
 /// equals the one an answer was rendered from (the product, every location's figure and the
 /// stock source) is the kept body and `ETag` sent again, instead of rendering and hashing the
 /// same bytes once more. A figure that moved renders anew, so no answer is older than its
-/// request. At most [`ProductPages::KEPT`] products are kept; past that the kept answers are
-/// dropped and kept again as they are asked for.
-#[derive(Default)]
+/// request. At most `most` products are kept (`PRODUCT_PAGES_KEPT`); past that the kept answers
+/// are dropped and kept again as they are asked for.
 pub struct ProductPages {
+    most: usize,
     kept: Mutex<HashMap<u64, Kept>>,
 }
 
@@ -154,8 +154,13 @@ struct Kept {
 }
 
 impl ProductPages {
-    /// How many products' answers are kept at most.
-    pub const KEPT: usize = 4096;
+    /// Keeps the answers of at most `most` products (0: none).
+    pub fn new(most: usize) -> Self {
+        Self {
+            most,
+            kept: Mutex::default(),
+        }
+    }
 
     /// The answer to a read of product `p`: the kept one when `p` shows what it showed.
     pub fn answer(
@@ -176,8 +181,11 @@ impl ProductPages {
             None => {
                 let body = render(&ProductBody::new(&p))?;
                 let etag = etag(&body, source);
+                if self.most == 0 {
+                    return Ok(Answer::of(body, etag, source, if_none_match));
+                }
                 let mut kept = self.kept.lock().expect("product pages");
-                if kept.len() >= Self::KEPT && !kept.contains_key(&id) {
+                if kept.len() >= self.most && !kept.contains_key(&id) {
                     kept.clear();
                 }
                 kept.insert(
@@ -470,7 +478,7 @@ mod tests {
 
     #[test]
     fn a_kept_answer_is_sent_again_only_while_the_reading_shows_the_same() {
-        let pages = ProductPages::default();
+        let pages = ProductPages::new(16);
         let (first, tag) = fresh(
             pages
                 .answer(stock(7, &[5, 3], StockSource::Redis), None)
@@ -521,20 +529,21 @@ mod tests {
 
     #[test]
     fn the_kept_answers_stay_bounded() {
-        let pages = ProductPages::default();
-        for id in 1..=ProductPages::KEPT as u64 {
+        const MOST: usize = 100;
+        let pages = ProductPages::new(MOST);
+        for id in 1..=MOST as u64 {
             pages
                 .answer(stock(id, &[1], StockSource::Redis), None)
                 .unwrap();
         }
-        assert_eq!(pages.len(), ProductPages::KEPT);
+        assert_eq!(pages.len(), MOST);
         // Asking again for a kept product keeps the rest.
         pages
             .answer(stock(1, &[1], StockSource::Redis), None)
             .unwrap();
-        assert_eq!(pages.len(), ProductPages::KEPT);
+        assert_eq!(pages.len(), MOST);
         // One more product drops the others first.
-        let extra = ProductPages::KEPT as u64 + 1;
+        let extra = MOST as u64 + 1;
         let (body, _) = fresh(
             pages
                 .answer(stock(extra, &[4], StockSource::Redis), None)
@@ -543,6 +552,25 @@ mod tests {
         assert_eq!(pages.len(), 1);
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["productId"], extra);
+    }
+
+    #[test]
+    fn with_none_kept_every_answer_is_rendered_anew() {
+        let pages = ProductPages::new(0);
+        let (a, tag_a) = fresh(
+            pages
+                .answer(stock(3, &[2], StockSource::Redis), None)
+                .unwrap(),
+        );
+        let (b, tag_b) = fresh(
+            pages
+                .answer(stock(3, &[2], StockSource::Redis), None)
+                .unwrap(),
+        );
+        assert_eq!(a, b);
+        assert_eq!(tag_a, tag_b);
+        assert_ne!(a.as_ptr(), b.as_ptr());
+        assert!(pages.is_empty());
     }
 
     #[test]

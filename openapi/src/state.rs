@@ -20,10 +20,19 @@ pub struct ApiState {
 }
 
 /// The kept answers of the two product reads, one set per stock source's read.
-#[derive(Default)]
 pub struct PageAnswers {
     pub mysql: crate::catalog::ProductPages,
     pub redis: crate::catalog::ProductPages,
+}
+
+impl PageAnswers {
+    /// Keeps the answers of at most `kept` products per read (0: none).
+    pub fn new(kept: usize) -> Self {
+        Self {
+            mysql: crate::catalog::ProductPages::new(kept),
+            redis: crate::catalog::ProductPages::new(kept),
+        }
+    }
 }
 
 impl ApiState {
