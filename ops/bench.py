@@ -1798,7 +1798,8 @@ def write_report(bench: Bench):
     w(f"| OS, kernel | {m['os']}, {m['kernel']} |")
     w(f"| MariaDB | {m['mariadb']} (private, `innodb_flush_log_at_trx_commit=1`, 512 MB buffer pool) |")
     w(f"| Redis | {m['redis']} (private, `appendonly yes`, `appendfsync always`, "
-      f"`auto-aof-rewrite-min-size {os.environ.get('REDIS_AOF_REWRITE_MIN_SIZE', '4gb')}`) |")
+      f"`auto-aof-rewrite-min-size {os.environ.get('REDIS_AOF_REWRITE_MIN_SIZE', '4gb')}`, "
+      f"`hz {os.environ.get('REDIS_HZ', '100')}`) |")
     w(f"| Load generator | {m['load_generator']}; {m['redis_benchmark']} for the ceiling; sf-floor for the floor |")
     w(f"| Load at start (`uptime`) | {m['uptime_start']} |")
     w(f"| Load at end (`uptime`) | {m.get('uptime_end', '')} |")

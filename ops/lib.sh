@@ -458,12 +458,15 @@ sf_start_private_mariadb() {
 # files in DIR (appendfsync from REDIS_APPENDFSYNC, default always; the append-only
 # file is rewritten once it has grown past REDIS_AOF_REWRITE_MIN_SIZE, default 4gb,
 # and doubled since the last rewrite: each rewrite forks a child that competes with
-# the fsync of every write, so a small threshold stalls a sale every few seconds).
+# the fsync of every write, so a small threshold stalls a sale every few seconds;
+# its background tasks run REDIS_HZ times a second, default 100: Redis's own 10
+# lets one pass of its expiry of keys take up to 25 ms, and a sale expires an
+# order record for every order, so each pass held up every order in flight).
 # Logs the URL and sets SF_REDIS_PORT_USED / SF_REDIS_URL.
 sf_start_private_redis() {
   local dir=$1 port=$2
   local pidfile logfile pid running i timeout fsync=${REDIS_APPENDFSYNC:-always}
-  local rewrite_min=${REDIS_AOF_REWRITE_MIN_SIZE:-4gb}
+  local rewrite_min=${REDIS_AOF_REWRITE_MIN_SIZE:-4gb} hz=${REDIS_HZ:-100}
   sf_resolve_bins
   [[ -n ${REDIS_SERVER_BIN:-} ]] || sf_die "redis-server not found (run sf_ensure_packages)"
   case $fsync in
@@ -472,6 +475,9 @@ sf_start_private_redis() {
   esac
   [[ $rewrite_min =~ ^[0-9]+([kmg]b)?$ ]] ||
     sf_die "REDIS_AOF_REWRITE_MIN_SIZE must be a size such as 64mb or 4gb (got '$rewrite_min')"
+  if ! [[ $hz =~ ^[0-9]+$ ]] || ((hz < 1 || hz > 500)); then
+    sf_die "REDIS_HZ must be a whole number from 1 to 500 (got '$hz')"
+  fi
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd -P)
   pidfile="$dir/redis.pid"
@@ -488,14 +494,14 @@ sf_start_private_redis() {
     sf_die "port $port is already in use by another program; choose another port for the private Redis"
   fi
 
-  sf_log "starting private Redis on 127.0.0.1:$port (appendfsync $fsync, AOF rewrite past $rewrite_min, data: $dir)"
+  sf_log "starting private Redis on 127.0.0.1:$port (appendfsync $fsync, AOF rewrite past $rewrite_min, hz $hz, data: $dir)"
   printf '%s\n' "$port" >"$dir/port"
   rm -f "$pidfile"
   local launcher=()
   command -v setsid >/dev/null 2>&1 && launcher=(setsid)
   "${launcher[@]}" "$REDIS_SERVER_BIN" --port "$port" --bind 127.0.0.1 --dir "$dir" \
     --appendonly yes --appendfsync "$fsync" --save "" --daemonize no \
-    --auto-aof-rewrite-min-size "$rewrite_min" \
+    --auto-aof-rewrite-min-size "$rewrite_min" --hz "$hz" \
     --logfile "$logfile" --pidfile "$pidfile" \
     </dev/null >>"$dir/redis.out" 2>&1 &
   pid=$!

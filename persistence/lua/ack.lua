@@ -11,15 +11,18 @@
 -- Returns the number of events acknowledged (fewer than given when some were no longer pending:
 -- another consumer took them over, or Redis lost them).
 --
+-- The caller sends at most ACK_CHUNK events per call (persistence/src/scripts/ack.rs): the script
+-- holds Redis while it runs, so a batch's acknowledgement goes in short calls that orders can
+-- pass between.
+--
 -- A record expires once its order is in MySQL: after its reservation (R) unless it was cancelled
 -- meanwhile (a cancelled record must outlive its cancel event, see cancel.lua), or after its
 -- cancel (C). A rejected record (st = X) expires like an accepted one: MySQL holds the rejection.
 
-local acked = 0
+local ids = {}
 for i = 3, #ARGV do
   local id, t = string.match(ARGV[i], '^(.+):(.)$')
-  acked = acked + redis.call('XACK', KEYS[1], ARGV[1], id)
-  redis.call('XDEL', KEYS[1], id)
+  ids[#ids + 1] = id
   local record = KEYS[i - 1]
   if t == 'C' then
     redis.call('EXPIRE', record, ARGV[2])
@@ -30,4 +33,10 @@ for i = 3, #ARGV do
     end
   end
 end
+if #ids == 0 then
+  return 0
+end
+-- One XACK and one XDEL for all the events: each takes many ids.
+local acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+redis.call('XDEL', KEYS[1], unpack(ids))
 return acked

@@ -595,3 +595,58 @@ async fn mixed_writers_converge() {
     assert_eq!(t.redis_stock(wh, p).await, Some(on_hand));
     t.assert_converged(InRedis::All).await;
 }
+
+/// A batch larger than one `ack.lua` call (its acknowledgement goes in calls of
+/// `ACK_CHUNK` events): once persisted, every event is acknowledged and deleted, nothing is left
+/// pending, and every order's record expires after the record TTL — none is left without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_larger_than_one_acknowledgement_is_acknowledged_whole() {
+    use sf_persistence::scripts::ack::ACK_CHUNK;
+    let mut t = TestApp::spawn_with(|c| c.order_record_ttl_secs = 600).await;
+    let (wh, p) = t.warehouse_with_product(9_900, 1_000).await;
+    let n = 3 * ACK_CHUNK + 7;
+    // The consumer waits, so that it reads every event in one batch.
+    t.app().stop_consumer_now();
+    let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
+    let results = join_all((0..n).map(|_| t.post("/api/redis/orders", &body))).await;
+    let mut accepted = Vec::new();
+    for r in results {
+        let (status, b) = json_of(r).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{b}");
+        accepted.push(b["orderId"].as_str().unwrap().to_owned());
+    }
+    let keys = t.keys();
+    let loc = LocationId::new_unchecked(wh);
+    let mut redis = t.redis().await;
+    let before: usize = redis::cmd("XLEN")
+        .arg(keys.stream(loc))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(before, n);
+    t.app().start_consumer();
+    t.wait_persisted().await;
+    assert_eq!(t.order_ids().await.len(), n);
+    assert_eq!(t.on_hand(wh, p).await, (1_000 - n) as i64);
+    let left: usize = redis::cmd("XLEN")
+        .arg(keys.stream(loc))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let (pending, ..): (usize, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+        .arg(keys.stream(loc))
+        .arg(sf_persistence::redis_stock::GROUP)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!((left, pending), (0, 0));
+    for id in &accepted {
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(keys.order(loc, id))
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert!((1..=600).contains(&ttl), "record of {id}: TTL {ttl}");
+    }
+    t.assert_converged(InRedis::All).await;
+}

@@ -16,6 +16,9 @@ use std::sync::LazyLock;
 
 pub const SOURCE: &str = include_str!("../../lua/ack.lua");
 
+/// The most events one `ack.lua` call acknowledges.
+pub const ACK_CHUNK: usize = 64;
+
 static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SOURCE));
 
 /// One event to acknowledge.
@@ -50,10 +53,17 @@ impl Ack<'_> {
         inv
     }
 
-    /// Answers how many of the events were acknowledged.
+    /// Answers how many of the events were acknowledged. The events go in calls of at most
+    /// [`ACK_CHUNK`], one after the other: a script holds Redis while it runs, and a batch of
+    /// hundreds in one call would hold up every order for milliseconds.
     pub async fn run(&self, keys: &Keys, conn: &mut GuardedConn) -> StorageResult<usize> {
-        let reply: i64 = self.invocation(keys).run(&SCRIPT, conn).await?;
-        decode(reply, self.events.len())
+        let mut acked = 0;
+        for events in self.events.chunks(ACK_CHUNK) {
+            let part = Ack { events, ..*self };
+            let reply: i64 = part.invocation(keys).run(&SCRIPT, conn).await?;
+            acked += decode(reply, events.len())?;
+        }
+        Ok(acked)
     }
 }
 
