@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import math
 import os
@@ -609,9 +610,9 @@ class Bench:
             raise BenchError(f"SQL failed: {query}: {p.stderr.strip()}")
         return [ln.split("\t") for ln in p.stdout.splitlines()]
 
-    def redis_cmd(self, *args: str) -> str:
+    def redis_cmd(self, *args: str, as_json: bool = False) -> str:
         cmd = [self.a.redis_cli, "--no-auth-warning", "-h", self.redis["host"], "-p", self.redis["port"],
-               "-n", self.redis["db"]]
+               "-n", self.redis["db"]] + (["--json"] if as_json else [])
         if self.redis["password"]:
             cmd += ["-a", self.redis["password"]]
         p = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=120)
@@ -628,6 +629,46 @@ class Bench:
         except BenchError:
             pass
         return None
+
+    def redis_stalls_start(self) -> None:
+        """Starts Redis's own record of its stalls for one load: the latency monitor (events of
+        5 ms or more: expiry cycles, fsyncs, forks, commands) and the slow log (commands of 2 ms or
+        more), both emptied first."""
+        try:
+            self.redis_cmd("CONFIG", "SET", "latency-monitor-threshold", "5",
+                           "slowlog-log-slower-than", "2000", "slowlog-max-len", "1024")
+            self.redis_cmd("LATENCY", "RESET")
+            self.redis_cmd("SLOWLOG", "RESET")
+        except BenchError:
+            pass
+
+    def redis_stalls(self, raw: Path) -> dict | None:
+        """What Redis recorded since redis_stalls_start: the longest stall of each latency-monitor
+        event (ms), and the slow commands by name (a script by its file under persistence/lua),
+        with how many there were and the longest (ms). Both replies are written to `raw`."""
+        try:
+            latest = json.loads(self.redis_cmd("LATENCY", "LATEST", as_json=True) or "[]")
+            slow = json.loads(self.redis_cmd("SLOWLOG", "GET", "1024", as_json=True) or "[]")
+        except (BenchError, ValueError):
+            return None
+        raw.write_text(json.dumps({"latency_latest": latest, "slowlog": slow}) + "\n")
+        # LATENCY LATEST: [event, unix time, latest ms, max ms] per event.
+        events = {e[0]: e[3] for e in latest if len(e) >= 4}
+        scripts = {hashlib.sha1(f.read_bytes()).hexdigest(): f.name
+                   for f in (ROOT / "persistence" / "lua").glob("*.lua")}
+        commands: dict[str, dict] = {}
+        # SLOWLOG GET: [id, unix time, microseconds, arguments, client, name] per command.
+        for entry in slow:
+            if len(entry) < 4 or not entry[3]:
+                continue
+            args = entry[3]
+            name = str(args[0]).upper()
+            if name in ("EVALSHA", "EVAL") and len(args) > 1:
+                name = scripts.get(str(args[1]), name)
+            c = commands.setdefault(name, {"count": 0, "max_ms": 0.0})
+            c["count"] += 1
+            c["max_ms"] = max(c["max_ms"], round(entry[2] / 1000, 1))
+        return {"latency_max_ms": events, "slow_commands": commands}
 
     def metrics(self) -> dict[str, float]:
         status, raw = self.http("GET", "/metrics", timeout=30)
@@ -793,6 +834,7 @@ class Bench:
         processes whose CPU is counted (the floor's run counts the floor as the service)."""
         procs = []
         forks0 = self.redis_forks()
+        self.redis_stalls_start()
         started = time.monotonic()
         with CpuMeter(pids or self.pids) as cpu:
             for i, job in enumerate(jobs):
@@ -822,6 +864,7 @@ class Bench:
         self.last_load = (started, ended)
         forks1 = self.redis_forks()
         cpu.result["redis_forks"] = (forks1 - forks0) if forks0 is not None and forks1 is not None else None
+        cpu.result["redis_stalls"] = self.redis_stalls(self.raw / f"{name}.redis-stalls.json")
         return results, cpu.result, ended
 
     # --- scenarios --------------------------------------------------------
@@ -1341,8 +1384,34 @@ class Bench:
 
     # --- the run ----------------------------------------------------------
 
+    def wait_redis_loaded(self, limit_s: float = 600.0):
+        """Waits until the service has loaded every location's stock into Redis from MySQL (its
+        start-up warm-up, in the background: 500,000 keys on the bench data set); each location
+        it finished has its epoch marker. Measuring before that would measure the load too."""
+        keys = [f"{self.prefix}{{L{loc}}}:epoch" for loc, _, _ in self.warehouses + self.stores]
+        t0 = time.monotonic()
+        said = -1
+        while True:
+            try:
+                done = int(self.redis_cmd("EXISTS", *keys))
+            except (BenchError, ValueError):
+                done = 0
+            if done >= len(keys):
+                self.note(f"Redis holds the stock of all {len(keys)} locations "
+                          f"(the service's warm-up; waited {time.monotonic() - t0:.1f} s)")
+                return
+            if time.monotonic() - t0 > limit_s:
+                raise BenchError(f"the service loaded the stock of only {done} of {len(keys)} locations "
+                                 f"into Redis within {limit_s:.0f} s (see service.log)")
+            if done != said and time.monotonic() - t0 > 2:
+                self.note(f"waiting for the service to load stock into Redis: {done} of {len(keys)} locations")
+                said = done
+            time.sleep(0.5)
+
     def warm_up(self):
-        """A second of each order path before measuring: connection pools filled, hot keys loaded."""
+        """A second of each order path before measuring, after the service's start-up load of
+        Redis: connection pools filled, hot keys loaded."""
+        self.wait_redis_loaded()
         self.reset_hot_stock()
         for path in ("db", "redis"):
             job = {"url": self.order_url(path), "method": "POST", "body": self.hot_body(), "conns": 16,
@@ -1445,6 +1514,16 @@ class Bench:
                              "(automatic AOF rewrite, once the file has doubled since the last one and is past "
                              "`auto-aof-rewrite-min-size`; the child "
                              "competes for the same cores and disk, a likely cause of latency spikes).")
+            stalls = (s.get("cpu_pct") or {}).get("redis_stalls") or {}
+            events = stalls.get("latency_max_ms") or {}
+            slow = stalls.get("slow_commands") or {}
+            if events or slow:
+                said = ", ".join(f"`{e}` up to {ms} ms" for e, ms in sorted(events.items(), key=lambda x: -x[1]))
+                cmds = ", ".join(f"`{c}` ×{v['count']:,} (up to {v['max_ms']} ms)"
+                                 for c, v in sorted(slow.items(), key=lambda x: -x[1]["max_ms"]))
+                notes.append(f"{s['title']}: Redis's own record of its stalls during the load — "
+                             f"latency monitor (events of 5 ms or more): {said or 'none'}; "
+                             f"slow log (commands of 2 ms or more): {cmds or 'none'}.")
             if s.get("path") == "redis" and ca is not None and ca > 1.0:
                 notes.append(f"{s['title']}: the consumer needed {ca:.2f} s after the load to persist every "
                              "accepted order (it was behind by that much while the load ran).")
