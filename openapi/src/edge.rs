@@ -236,7 +236,8 @@ impl<E: Endpoint> Endpoint for Edge<E> {
                 Err(e) => return Err(e.into()),
             }
         }
-        let path = req.uri().path().to_owned();
+        // Kept for a 405's `Allow` (a clone shares the URI's bytes; nothing is copied).
+        let uri = req.uri().clone();
         let result = self.inner.call(req).await.map(IntoResponse::into_response);
         drop(permit);
         let status = match &result {
@@ -246,7 +247,7 @@ impl<E: Endpoint> Endpoint for Edge<E> {
         if status != StatusCode::METHOD_NOT_ALLOWED {
             return result;
         }
-        let Some(allow) = self.methods.allow(&path) else {
+        let Some(allow) = self.methods.allow(uri.path()) else {
             return result;
         };
         let mut resp = into_response(&Problem::new(

@@ -5,8 +5,9 @@
 -- KEYS[2..]   order record of each event
 -- ARGV[1]     consumer group
 -- ARGV[2]     seconds an order record stays for status look-ups once persisted
--- ARGV[3..]   "<streamId>:<kind>" of each event, in KEYS[2..] order; any kind is acknowledged,
---             only R and C touch the order record
+-- ARGV[3]     the kind of each event, one character each, in KEYS[2..] order (e.g. "RRC"); any
+--             kind is acknowledged, only R and C touch the order record
+-- ARGV[4..]   the stream id of each event, in KEYS[2..] order
 --
 -- Returns the number of events acknowledged (fewer than given when some were no longer pending:
 -- another consumer took them over, or Redis lost them).
@@ -19,24 +20,25 @@
 -- meanwhile (a cancelled record must outlive its cancel event, see cancel.lua), or after its
 -- cancel (C). A rejected record (st = X) expires like an accepted one: MySQL holds the rejection.
 
-local ids = {}
-for i = 3, #ARGV do
-  local id, t = string.match(ARGV[i], '^(.+):(.)$')
-  ids[#ids + 1] = id
-  local record = KEYS[i - 1]
-  if t == 'C' then
+local n = #ARGV - 3
+if n == 0 then
+  return 0
+end
+local kinds = ARGV[3]
+local R, C = string.byte('R'), string.byte('C')
+for i = 1, n do
+  local t = string.byte(kinds, i)
+  local record = KEYS[i + 1]
+  if t == C then
     redis.call('EXPIRE', record, ARGV[2])
-  elseif t == 'R' then
+  elseif t == R then
     local st = redis.call('HGET', record, 'st')
     if st == 'A' or st == 'X' then
       redis.call('EXPIRE', record, ARGV[2])
     end
   end
 end
-if #ids == 0 then
-  return 0
-end
 -- One XACK and one XDEL for all the events: each takes many ids.
-local acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
-redis.call('XDEL', KEYS[1], unpack(ids))
+local acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 4))
+redis.call('XDEL', KEYS[1], unpack(ARGV, 4))
 return acked

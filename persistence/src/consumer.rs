@@ -98,23 +98,27 @@ struct Event {
 }
 
 fn parse_event(loc: LocationId, entry: &StreamId) -> Event {
-    let mut event = Event {
-        loc,
-        stream_id: entry.id.clone(),
-        kind: EventKind::Other('?'),
-        order_id: entry.get::<String>("o").unwrap_or_default(),
-        lines: Vec::new(),
-        json: entry.get::<String>("j"),
-        unreadable: None,
-    };
-    match StreamEvent::read(|name| entry.get::<String>(name)) {
-        Ok(e) => {
-            event.kind = e.kind;
-            event.lines = e.lines;
-        }
-        Err(why) => event.unreadable = Some(why),
+    let field = |name: &str| entry.get::<String>(name);
+    match StreamEvent::read(field) {
+        Ok(e) => Event {
+            loc,
+            stream_id: entry.id.clone(),
+            kind: e.kind,
+            order_id: e.order_id,
+            lines: e.lines,
+            json: e.record,
+            unreadable: None,
+        },
+        Err(why) => Event {
+            loc,
+            stream_id: entry.id.clone(),
+            kind: EventKind::Other('?'),
+            order_id: field("o").unwrap_or_default(),
+            lines: Vec::new(),
+            json: field("j"),
+            unreadable: Some(why),
+        },
     }
-    event
 }
 
 /// Runs the consumer until `shutdown` turns true. Errors are logged and retried after a pause;

@@ -43,39 +43,37 @@ pub(crate) async fn insert_orders(
     reason: Reason,
 ) -> StorageResult<()> {
     for chunk in orders.chunks(ROWS_PER_STATEMENT) {
+        // What a row's status decides is written into the statement (`NOW(3)` or `NULL`), and the
+        // acceptance time is bound as a time: MariaDB then evaluates no expression per row. A
+        // chunk of confirmed orders, the usual one, is one text per size for the statement cache.
         let mut sql = String::from(
             "INSERT INTO orders (id, path, delivery_type, status, location_id, distance_km, \
              delivery_latitude, delivery_longitude, total_amount, accepted_at, cancelled_at, \
              reject_reason, rejected_at) VALUES ",
         );
-        sql.push_str(
-            &vec![
-                "(?,?,?,?,?,?,?,?,?,FROM_UNIXTIME(? / 1000),IF(? = 'CANCELLED', NOW(3), NULL),?,IF(? = 'REJECTED', NOW(3), NULL))";
-                chunk.len()
-            ]
-            .join(","),
-        );
+        for (i, o) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(match o.status {
+                OrderStatus::Cancelled => "(?,?,?,'CANCELLED',?,?,?,?,?,?,NOW(3),?,NULL)",
+                OrderStatus::Rejected => "(?,?,?,'REJECTED',?,?,?,?,?,?,NULL,?,NOW(3))",
+                _ => "(?,?,?,'CONFIRMED',?,?,?,?,?,?,NULL,?,NULL)",
+            });
+        }
         let mut q = sqlx::query(&sql);
         for o in chunk {
-            let status = match o.status {
-                OrderStatus::Cancelled => "CANCELLED",
-                OrderStatus::Rejected => "REJECTED",
-                _ => "CONFIRMED",
-            };
             q = q
                 .bind(&o.order_id)
                 .bind(o.path.as_str())
                 .bind(o.delivery_type.as_str())
-                .bind(status)
                 .bind(o.fulfillment_location_id)
                 .bind(o.distance_km)
                 .bind(o.delivery_address.map(|a| a.latitude))
                 .bind(o.delivery_address.map(|a| a.longitude))
                 .bind(o.total_amount)
-                .bind(o.accepted_at_ms)
-                .bind(status)
-                .bind(o.reason.as_deref())
-                .bind(status);
+                .bind(accepted_at(o.accepted_at_ms)?)
+                .bind(o.reason.as_deref());
         }
         q.execute(&mut *conn).await?;
     }
@@ -117,6 +115,16 @@ pub(crate) async fn insert_orders(
     insert_movements(conn, &moves, reason).await
 }
 
+/// The `DATETIME(3)` of an order's acceptance, from its milliseconds since the epoch (the
+/// connection's time zone is UTC, as for `FROM_UNIXTIME`).
+fn accepted_at(ms: i64) -> StorageResult<chrono::NaiveDateTime> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.naive_utc())
+        .ok_or_else(|| {
+            crate::error::StorageError::Internal(format!("acceptance time {ms} ms is out of range"))
+        })
+}
+
 /// Appends ledger rows `(location, product, delta, ref)`, a bounded number per statement.
 pub(crate) async fn insert_movements(
     conn: &mut MySqlConnection,
@@ -124,13 +132,15 @@ pub(crate) async fn insert_movements(
     reason: Reason,
 ) -> StorageResult<()> {
     for chunk in moves.chunks(ROWS_PER_STATEMENT) {
+        // The reason is the statement's own (one of a few fixed words), not a value per row.
+        let row = format!("(?,?,?,'{}',?)", reason.as_str());
         let sql = format!(
             "INSERT INTO stock_movements (location_id, product_id, delta, reason, ref_id) VALUES {}",
-            vec!["(?,?,?,?,?)"; chunk.len()].join(",")
+            vec![row.as_str(); chunk.len()].join(",")
         );
         let mut q = sqlx::query(&sql);
         for (l, p, d, r) in chunk {
-            q = q.bind(l).bind(p).bind(d).bind(reason.as_str()).bind(*r);
+            q = q.bind(l).bind(p).bind(d).bind(*r);
         }
         q.execute(&mut *conn).await?;
     }

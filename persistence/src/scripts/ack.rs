@@ -2,8 +2,9 @@
 //! of one location's stream. Full contract: the header of `persistence/lua/ack.lua`.
 //!
 //! - KEYS: event stream, then the order record of each event.
-//! - ARGV: consumer group ([`GROUP`]), seconds a persisted order's record stays, then
-//!   `"<streamId>:<kind>"` of each event, in the order of its record's key.
+//! - ARGV: consumer group ([`GROUP`]), seconds a persisted order's record stays, the kinds of the
+//!   events as one string (a character each), then the stream id of each event, in the order of
+//!   its record's key.
 //! - Reply: the number of events acknowledged (fewer than given when some were no longer pending).
 
 use super::{unexpected, Invocation};
@@ -43,12 +44,21 @@ impl Ack<'_> {
     /// KEYS and ARGV in the order `ack.lua` reads them.
     pub fn invocation(&self, keys: &Keys) -> Invocation {
         let mut inv = Invocation::default();
+        // One byte per event: a kind the script does not act on is sent as `-`.
+        let kinds: String = self
+            .events
+            .iter()
+            .map(|e| match e.kind {
+                k @ ('R' | 'C') => k,
+                _ => '-',
+            })
+            .collect();
         inv.key(keys.stream(self.loc))
             .arg(GROUP)
-            .arg(self.record_ttl_secs);
+            .arg(self.record_ttl_secs)
+            .arg(kinds);
         for e in self.events {
-            inv.key(keys.order(self.loc, e.order_id))
-                .arg(format!("{}:{}", e.stream_id, e.kind));
+            inv.key(keys.order(self.loc, e.order_id)).arg(e.stream_id);
         }
         inv
     }
@@ -92,6 +102,11 @@ mod tests {
                 stream_id: "1700000000001-3",
                 kind: 'C',
             },
+            AckEvent {
+                order_id: "2-c",
+                stream_id: "1700000000002-0",
+                kind: 'é',
+            },
         ];
         let inv = Ack {
             loc: LocationId::new_unchecked(2),
@@ -99,10 +114,20 @@ mod tests {
             events: &events,
         }
         .invocation(&Keys::new("t:"));
-        assert_eq!(inv.keys, ["t:{L2}:ev", "t:{L2}:o:2-a", "t:{L2}:o:2-b"]);
+        assert_eq!(
+            inv.keys,
+            ["t:{L2}:ev", "t:{L2}:o:2-a", "t:{L2}:o:2-b", "t:{L2}:o:2-c"]
+        );
         assert_eq!(
             inv.args,
-            [GROUP, "60", "1700000000000-0:R", "1700000000001-3:C"]
+            [
+                GROUP,
+                "60",
+                "RC-",
+                "1700000000000-0",
+                "1700000000001-3",
+                "1700000000002-0"
+            ]
         );
     }
 
