@@ -204,6 +204,35 @@ def persist_note(split: dict | None) -> str:
             f"Redis {split['persist']['redis']:.1f})")
 
 
+def fixed_capacity(floor: dict | None, persist: dict | None, fixed: dict, nproc) -> dict | None:
+    """The least CPU the fixed-rate load needs: each order costs at least what the floor's order
+    costs sf-floor and Redis, plus what persisting it costs (a catch-up's figure); with the load
+    generator's own CPU per order in the fixed-rate run. None without the figures."""
+    if not floor or not floor.get("ok_per_s") or not persist or persist.get("total") is None or not nproc:
+        return None
+    cpu = floor.get("cpu_pct") or {}
+    if not all(isinstance(cpu.get(k), (int, float)) for k in ("service", "redis")):
+        return None
+    take = 1e4 * (cpu["service"] + cpu["redis"]) / floor["ok_per_s"]
+    fcpu = fixed.get("cpu_pct") or {}
+    load = (1e4 * fcpu["loadgen"] / fixed["ok_per_s"]
+            if isinstance(fcpu.get("loadgen"), (int, float)) and fixed.get("ok_per_s") else None)
+    per_order = take + persist["total"] + (load or 0)
+    return {"rate": fixed["rate"], "take_us": round(take, 1), "persist_us": persist["total"],
+            "loadgen_us": None if load is None else round(load, 1),
+            "cores_needed": round(per_order * fixed["rate"] / 1e6, 2), "cores": nproc}
+
+
+def capacity_note(cap: dict | None) -> str:
+    """The fixed-rate targets' note: the least CPU the rate needs against the machine's cores."""
+    if not cap:
+        return ""
+    load = "" if cap["loadgen_us"] is None else f" and the load generator's {cap['loadgen_us']:.1f} µs"
+    return (f"at {cap['rate']:,}/s, the floor's work per order ({cap['take_us']:.1f} µs of sf-floor and Redis), "
+            f"persisting it ({cap['persist_us']:.1f} µs){load} need at least {cap['cores_needed']:.2f} "
+            f"of the machine's {cap['cores']} cores")
+
+
 def slope_per_min(points: list[tuple[float, float]]) -> float | None:
     """Least-squares slope of (seconds, value) points, per minute; None for fewer than 4."""
     if len(points) < 4:
@@ -1639,9 +1668,13 @@ class Bench:
         if fr:
             rate = fr["rate"]
             label = f"at {rate:,}/s" + (f" (the target is at {t['redis_fixed_rate']:,}/s)" if rate != t["redis_fixed_rate"] else "")
+            cap = fixed_capacity(floor, fr.get("persist_cost_us") or (r64 or {}).get("persist_cost_us"), fr,
+                                 self.results["machine"].get("nproc"))
+            if cap:
+                fr["capacity"] = cap
             add(f"Redis fixed rate p99 ≤ {t['redis_fixed_p99_ms']:g} ms {label}",
                 f"p99 {fmt_ms(fr['p99_ms'])} ms (p50 {fmt_ms(fr['p50_ms'])} ms)",
-                fr["p99_ms"] is not None and fr["p99_ms"] <= t["redis_fixed_p99_ms"])
+                fr["p99_ms"] is not None and fr["p99_ms"] <= t["redis_fixed_p99_ms"], capacity_note(cap))
             add(f"Redis fixed rate p99.9 ≤ {t['redis_fixed_p999_ms']:g} ms {label}", f"p99.9 {fmt_ms(fr['p999_ms'])} ms",
                 fr["p999_ms"] is not None and fr["p999_ms"] <= t["redis_fixed_p999_ms"])
             add(f"Redis fixed rate: no errors {label}", f"{fr['errors']:,} errors, {fr['conflict']:,} × 409",
@@ -2152,6 +2185,10 @@ def write_report(bench: Bench):
           f"(target ≤ {TARGETS['redis_fixed_confirm_s']:g} s, "
           f"{verdict(ca is not None and ca <= TARGETS['redis_fixed_confirm_s'])}).")
         w("")
+        if fr.get("capacity"):
+            w(f"The least this rate needs: {capacity_note(fr['capacity'])} (the floor's figure from the floor run, "
+              "persisting's from the catch-up after this load).")
+            w("")
     scen_table("Spread over products and warehouses", ["spread-db", "spread-redis"],
                [("confirmed after", confirm_cell)])
     rows = [scen[i] for i in ("store-db", "store-redis") if i in scen]
