@@ -169,6 +169,14 @@ class CpuMeter:
         return False
 
 
+def cpu_per_order(run: dict) -> dict:
+    """Each process's CPU µs per order answered in a run (its CPU % ÷ its orders per second)."""
+    cpu = run.get("cpu_pct") or {}
+    return {k: (None if not isinstance(cpu.get(k), (int, float)) or not run.get("ok_per_s")
+                else 1e4 * cpu[k] / run["ok_per_s"])
+            for k in ("service", "mariadb", "redis", "loadgen", "machine")}
+
+
 def floor_split(floor: dict | None, hot: dict | None) -> dict | None:
     """CPU µs per order of the floor run and of the Redis hot-product run (64 connections), and what
     persisting an order cost after that run (its catch-up); None without the figures."""
@@ -178,12 +186,7 @@ def floor_split(floor: dict | None, hot: dict | None) -> dict | None:
     if not persist or persist.get("total") is None:
         return None
 
-    def per_order(run):
-        cpu = run.get("cpu_pct") or {}
-        return {k: (None if not isinstance(cpu.get(k), (int, float)) else 1e4 * cpu[k] / run["ok_per_s"])
-                for k in ("service", "mariadb", "redis", "loadgen", "machine")}
-
-    f, h = per_order(floor), per_order(hot)
+    f, h = cpu_per_order(floor), cpu_per_order(hot)
     if f["machine"] is None:
         return None
     budget = 2 * f["machine"]
@@ -210,13 +213,11 @@ def fixed_capacity(floor: dict | None, persist: dict | None, fixed: dict, nproc)
     generator's own CPU per order in the fixed-rate run. None without the figures."""
     if not floor or not floor.get("ok_per_s") or not persist or persist.get("total") is None or not nproc:
         return None
-    cpu = floor.get("cpu_pct") or {}
-    if not all(isinstance(cpu.get(k), (int, float)) for k in ("service", "redis")):
+    f = cpu_per_order(floor)
+    if f["service"] is None or f["redis"] is None:
         return None
-    take = 1e4 * (cpu["service"] + cpu["redis"]) / floor["ok_per_s"]
-    fcpu = fixed.get("cpu_pct") or {}
-    load = (1e4 * fcpu["loadgen"] / fixed["ok_per_s"]
-            if isinstance(fcpu.get("loadgen"), (int, float)) and fixed.get("ok_per_s") else None)
+    take = f["service"] + f["redis"]
+    load = cpu_per_order(fixed)["loadgen"]
     per_order = take + persist["total"] + (load or 0)
     return {"rate": fixed["rate"], "take_us": round(take, 1), "persist_us": persist["total"],
             "loadgen_us": None if load is None else round(load, 1),
