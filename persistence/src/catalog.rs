@@ -279,8 +279,8 @@ impl Storage {
     }
 
     /// Up to `limit` active products with an id above `after`, each with its on-hand stock summed
-    /// over the active locations (MySQL: one statement, an index range of the products and the
-    /// stock rows of those products only).
+    /// over the active locations (MySQL: one statement, an index range of the products and, per
+    /// product, the sum of its stock rows; no temporary table, no sort).
     pub async fn products_after(
         &self,
         after: u64,
@@ -299,11 +299,11 @@ impl Storage {
         self.in_time(self.db_deadline(), async {
             // One row more than asked for says whether a next page exists.
             let rows = sqlx::query(
-                "SELECT p.id, p.name, p.price, CAST(COALESCE(SUM(s.on_hand), 0) AS SIGNED) AS total \
-                 FROM (SELECT id, name, price FROM products WHERE active AND id > ? ORDER BY id LIMIT ?) p \
-                 LEFT JOIN (stock s JOIN locations l ON l.id = s.location_id AND l.active) \
-                 ON s.product_id = p.id \
-                 GROUP BY p.id, p.name, p.price ORDER BY p.id",
+                "SELECT p.id, p.name, p.price, \
+                 (SELECT CAST(COALESCE(SUM(s.on_hand), 0) AS SIGNED) FROM stock s \
+                  JOIN locations l ON l.id = s.location_id AND l.active \
+                  WHERE s.product_id = p.id) AS total \
+                 FROM products p WHERE p.active AND p.id > ? ORDER BY p.id LIMIT ?",
             )
             .bind(after)
             .bind(limit + 1)
