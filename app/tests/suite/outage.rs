@@ -429,3 +429,153 @@ async fn slow_redis_and_slow_mysql_end_within_their_deadlines() {
     assert_eq!(t.sold(wh, p).await, 22);
     t.assert_converged(InRedis::All).await;
 }
+
+/// Two instances on one Redis. The second lost its Redis connections for a moment: its circuit
+/// opened, and it will not probe again for a minute, although Redis answers it again. Meanwhile
+/// the first sells the same product through Redis. The second's DB-lock orders still change
+/// Redis (only a write that cannot reach Redis commits on MySQL alone), so the first never sells
+/// a unit they took: every order answered 202 is CONFIRMED, none is REJECTED, and the units sold
+/// are exactly the stock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn db_lock_orders_on_an_instance_whose_circuit_is_open_still_reach_redis_for_the_others() {
+    // No background re-sync of stale keys: only the writes themselves can keep Redis exact.
+    let t = TestApp::spawn_with(|c| {
+        c.jobs_enabled = false;
+        c.redis_watch_ms = 600_000;
+    })
+    .await;
+    let proxy = Proxy::start(&host_port(&redis_url())).await;
+    let second = t
+        .spawn_instance(|c| {
+            c.storage.redis_url = via(&c.storage.redis_url, proxy.port);
+            c.storage.redis_probe_ms = 60_000;
+            c.redis_watch_ms = 600_000;
+        })
+        .await;
+    let second_base = format!("http://127.0.0.1:{}", second.app().port());
+    let wh = t.add_warehouse().await;
+    let (scarce, other) = (t.add_product(1_000).await, t.add_product(2_000).await);
+    t.stock_row(wh, scarce, 40).await;
+    t.stock_row(wh, other, 1_000).await;
+    let on_second = |body: Value| {
+        let (client, url) = (t.client.clone(), format!("{second_base}/api/orders"));
+        async move {
+            let r = client.post(url).json(&body).send().await.unwrap();
+            json_of(r).await
+        }
+    };
+    let mysql_only = || async {
+        let text = t
+            .client
+            .get(format!("{second_base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("degraded_total{kind=\"mysql_only_writes\"} "))
+            .map_or(0, |n| n.trim().parse::<u64>().unwrap())
+    };
+    // Both keys in Redis, through the first instance.
+    for p in [scarce, other] {
+        let (s, _) = json_of(t.get(&format!("/api/redis/products/{p}")).await).await;
+        assert_eq!(s, StatusCode::OK);
+    }
+
+    // The second instance's connections are cut: its next write opens its circuit.
+    redis_down(&proxy);
+    let (s, b) = on_second(db_lock_order(other, 1)).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(mysql_only().await, 1);
+    proxy.refuse(false);
+    // Its connections come back on their own; until then a write may still go to MySQL alone
+    // (given 5 s at most: the burst below shows what follows when none reaches Redis).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let before = mysql_only().await;
+        let (s, b) = on_second(db_lock_order(other, 1)).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        if mysql_only().await == before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // What it wrote on MySQL alone is set from MySQL (as its own recovery or the first
+    // instance's check would do); from here on, nothing may go to MySQL alone.
+    t.storage().resync_stale_keys().await.unwrap();
+    let writes_on_mysql_alone = mysql_only().await;
+    let (_, h) = json_of(
+        t.client
+            .get(format!("{second_base}/health/ready"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(h["redis"]["circuit"], "open", "{h}");
+
+    // 30 DB-lock orders on the second instance and 30 Redis-path orders on the first, at once,
+    // for 40 units.
+    let db_lock = join_all((0..30).map(|_| on_second(db_lock_order(scarce, 1))));
+    let redis = burst(
+        &t,
+        "/api/redis/orders",
+        None,
+        vec![db_lock_order(scarce, 1); 30],
+    );
+    let (db_lock, redis) = tokio::join!(db_lock, redis);
+    let (_, h) = json_of(
+        t.client
+            .get(format!("{second_base}/health/ready"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(h["redis"]["circuit"], "open", "{h}");
+    let created = db_lock
+        .iter()
+        .filter(|r| r.0 == StatusCode::CREATED)
+        .count();
+    let accepted: Vec<&str> = redis
+        .iter()
+        .filter(|r| r.0 == StatusCode::ACCEPTED)
+        .map(|r| r.1["orderId"].as_str().unwrap())
+        .collect();
+    for (s, b) in &db_lock {
+        assert!(
+            *s == StatusCode::CREATED
+                || (*s == StatusCode::CONFLICT && b["type"] == "/problems/out-of-stock"),
+            "{s} {b}"
+        );
+    }
+    for r in &redis {
+        assert!(
+            r.0 == StatusCode::ACCEPTED
+                || (r.0 == StatusCode::CONFLICT && r.1["type"] == "/problems/out-of-stock"),
+            "{} {}",
+            r.0,
+            r.1
+        );
+    }
+    assert_eq!(created + accepted.len(), 40, "every unit sold exactly once");
+
+    settle(&t).await;
+    assert_eq!(t.count_orders("REJECTED").await, 0);
+    for id in &accepted {
+        let status: String = sqlx::query_scalar("SELECT status FROM orders WHERE id = ?")
+            .bind(id)
+            .fetch_one(&t.db)
+            .await
+            .unwrap();
+        assert_eq!(status, "CONFIRMED", "{id}");
+    }
+    assert_eq!(t.sold(wh, scarce).await, 40);
+    assert_eq!(t.on_hand(wh, scarce).await, 0);
+    assert_eq!(t.redis_stock(wh, scarce).await, Some(0));
+    // None of the burst's writes went to MySQL alone.
+    assert_eq!(mysql_only().await, writes_on_mysql_alone);
+    drop(second);
+}
