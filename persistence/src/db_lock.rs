@@ -152,10 +152,11 @@ impl Storage {
     /// units that online orders took, so a decrement can be refused here: then the transaction is
     /// rolled back and the short product answered), then commits.
     ///
-    /// When Redis cannot be reached — the circuit is open, or the script got no answer within its
-    /// deadline — the write commits on MySQL alone and marks its keys stale in the same
-    /// transaction (`redis_stale_keys`); they are set from MySQL before Redis decides an order
-    /// again ([`Storage::recover_redis`]).
+    /// The change is tried in Redis even while this instance's circuit is open: other instances
+    /// may still let Redis decide on the same keys. When Redis cannot be reached (the script got
+    /// no answer within its deadline), the write commits on MySQL alone and marks its keys stale
+    /// in the same transaction (`redis_stale_keys`); they are set from MySQL before this instance
+    /// lets Redis decide an order again ([`Storage::recover_redis`]).
     ///
     /// Nothing is compensated blindly. When the commit's outcome is unknown (it failed or got no
     /// answer within its deadline), increments are taken back in Redis at once (Redis must never
@@ -182,12 +183,10 @@ impl Storage {
     ) -> StorageResult<Option<(ProductId, i64)>> {
         // Recovery waits for every write that got past here to finish (see `recover_redis`).
         let _in_flight = self.circuit.write_in_flight().await;
-        if !self.circuit.passes() {
-            return self
-                .commit_mysql_alone(tx, loc, deltas, writes)
-                .await
-                .map(|()| None);
-        }
+        // Tried even while this instance's circuit is open: another instance may be deciding on
+        // these keys through Redis (its circuit closed, or a cluster shard other than theirs
+        // opened this one's), and only a change in Redis itself keeps it from selling the units
+        // taken here. Only a write that cannot reach Redis commits on MySQL alone.
         match self.adjust_redis(&mut tx, loc, deltas).await {
             Ok(Some(short)) => {
                 tx.rollback().await?;
@@ -306,11 +305,9 @@ impl Storage {
         mode: AdjustMode,
     ) -> StorageResult<(Adjusted, bool)> {
         let adjust = Adjust { loc, mode, deltas };
-        let mut redis = match mode {
-            AdjustMode::Check => self.conn().await?,
-            // Taking back a change: tried even while the circuit is open.
-            AdjustMode::Force => self.settling_conn().await?,
-        };
+        // Tried even while the circuit is open (see `commit_writes_with_redis`), within the
+        // command deadline.
+        let mut redis = self.settling_conn().await?;
         if mode == AdjustMode::Force || self.replication().is_none() {
             return Ok((adjust.run(&self.keys, &mut redis).await?, true));
         }
