@@ -444,6 +444,11 @@ async fn db_lock_orders_on_an_instance_whose_circuit_is_open_still_reach_redis_f
         c.redis_watch_ms = 600_000;
     })
     .await;
+    let wh = t.add_warehouse().await;
+    let (scarce, other) = (t.add_product(1_000).await, t.add_product(2_000).await);
+    t.stock_row(wh, scarce, 40).await;
+    t.stock_row(wh, other, 1_000).await;
+    // Started after the fixtures: it loads the locations and products at start-up.
     let proxy = Proxy::start(&host_port(&redis_url())).await;
     let second = t
         .spawn_instance(|c| {
@@ -453,10 +458,6 @@ async fn db_lock_orders_on_an_instance_whose_circuit_is_open_still_reach_redis_f
         })
         .await;
     let second_base = format!("http://127.0.0.1:{}", second.app().port());
-    let wh = t.add_warehouse().await;
-    let (scarce, other) = (t.add_product(1_000).await, t.add_product(2_000).await);
-    t.stock_row(wh, scarce, 40).await;
-    t.stock_row(wh, other, 1_000).await;
     let on_second = |body: Value| {
         let (client, url) = (t.client.clone(), format!("{second_base}/api/orders"));
         async move {
