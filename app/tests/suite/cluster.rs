@@ -355,12 +355,7 @@ async fn a_master_killed_under_load_loses_no_order_answered_202() {
     assert_eq!(oversold, 0);
     // Orders answered 504 stood too: their master did not die.
     for (_, id) in accepted.iter().chain(&unreplicated) {
-        let status: String = sqlx::query_scalar("SELECT status FROM orders WHERE id = ?")
-            .bind(id)
-            .fetch_one(&t.db)
-            .await
-            .unwrap();
-        assert_eq!(status, "CONFIRMED", "{id}");
+        assert_eq!(t.order_status(id).await, "CONFIRMED", "{id}");
     }
     t.assert_converged(InRedis::All).await;
     drop(second);

@@ -479,6 +479,17 @@ async fn db_lock_orders_on_an_instance_whose_circuit_is_open_still_reach_redis_f
             .find_map(|l| l.strip_prefix("degraded_total{kind=\"mysql_only_writes\"} "))
             .map_or(0, |n| n.trim().parse::<u64>().unwrap())
     };
+    // The second instance's Redis circuit, as its readiness reports it.
+    let second_circuit = || async {
+        let r = t
+            .client
+            .get(format!("{second_base}/health/ready"))
+            .send()
+            .await
+            .unwrap();
+        let (_, h) = json_of(r).await;
+        h["redis"]["circuit"].as_str().unwrap().to_owned()
+    };
     // Both keys in Redis, through the first instance.
     for p in [scarce, other] {
         let (s, _) = json_of(t.get(&format!("/api/redis/products/{p}")).await).await;
@@ -507,15 +518,7 @@ async fn db_lock_orders_on_an_instance_whose_circuit_is_open_still_reach_redis_f
     // instance's check would do); from here on, nothing may go to MySQL alone.
     t.storage().resync_stale_keys().await.unwrap();
     let writes_on_mysql_alone = mysql_only().await;
-    let (_, h) = json_of(
-        t.client
-            .get(format!("{second_base}/health/ready"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(h["redis"]["circuit"], "open", "{h}");
+    assert_eq!(second_circuit().await, "open");
 
     // 30 DB-lock orders on the second instance and 30 Redis-path orders on the first, at once,
     // for 40 units.
@@ -527,15 +530,7 @@ async fn db_lock_orders_on_an_instance_whose_circuit_is_open_still_reach_redis_f
         vec![db_lock_order(scarce, 1); 30],
     );
     let (db_lock, redis) = tokio::join!(db_lock, redis);
-    let (_, h) = json_of(
-        t.client
-            .get(format!("{second_base}/health/ready"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(h["redis"]["circuit"], "open", "{h}");
+    assert_eq!(second_circuit().await, "open");
     let created = db_lock
         .iter()
         .filter(|r| r.0 == StatusCode::CREATED)
@@ -566,12 +561,7 @@ async fn db_lock_orders_on_an_instance_whose_circuit_is_open_still_reach_redis_f
     settle(&t).await;
     assert_eq!(t.count_orders("REJECTED").await, 0);
     for id in &accepted {
-        let status: String = sqlx::query_scalar("SELECT status FROM orders WHERE id = ?")
-            .bind(id)
-            .fetch_one(&t.db)
-            .await
-            .unwrap();
-        assert_eq!(status, "CONFIRMED", "{id}");
+        assert_eq!(t.order_status(id).await, "CONFIRMED", "{id}");
     }
     assert_eq!(t.sold(wh, scarce).await, 40);
     assert_eq!(t.on_hand(wh, scarce).await, 0);

@@ -344,6 +344,15 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The status MySQL holds for order `id` (which it must hold).
+    pub async fn order_status(&self, id: &str) -> String {
+        sqlx::query_scalar("SELECT status FROM orders WHERE id = ?")
+            .bind(id)
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
+
     /// Ids of the orders in MySQL.
     pub async fn order_ids(&self) -> Vec<String> {
         sqlx::query_scalar("SELECT id FROM orders")
