@@ -9,6 +9,7 @@ mod cluster_infra;
 mod db_lock;
 mod edge;
 mod faults;
+mod final_answers;
 mod openapi;
 mod outage;
 mod products;

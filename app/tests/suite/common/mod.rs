@@ -336,6 +336,24 @@ impl TestApp {
             .unwrap();
     }
 
+    /// Redis loses every key of the test (as a restart without its data would): stock keys,
+    /// order records, event streams and epoch markers.
+    pub async fn lose_redis_data(&self) {
+        let mut c = self.redis().await;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        for key in keys {
+            let _: () = redis::cmd("UNLINK")
+                .arg(&key)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+        }
+    }
+
     pub async fn count_orders(&self, status: &str) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE status = ?")
             .bind(status)

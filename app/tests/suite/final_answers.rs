@@ -1,0 +1,144 @@
+//! I8 answers are final: a terminal state shown to a client (`CANCELLED`, `CONFIRMED`,
+//! `REJECTED`) is never taken back, whatever fails afterwards. Each test reproduces one way an
+//! answer could be undone, with real MariaDB and Redis and the faults injected for real.
+
+use crate::common::*;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+async fn place_redis(t: &TestApp, body: &Value) -> String {
+    let (s, b) = json_of(t.post("/api/redis/orders", body).await).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    b["orderId"].as_str().unwrap().to_owned()
+}
+
+/// The status the API reports for an order: its `status`, or the problem type.
+async fn order_state(t: &TestApp, id: &str) -> String {
+    let (s, body) = json_of(t.get(&format!("/api/orders/{id}")).await).await;
+    match s {
+        StatusCode::OK => body["status"].as_str().unwrap().to_owned(),
+        _ => format!("{}:{}", s.as_u16(), body["type"].as_str().unwrap_or("")),
+    }
+}
+
+/// A Redis-path cancel answered 200 is never undone by Redis losing its data before the consumer
+/// applied the cancel: neither for an order already persisted (its Redis record lives on for a
+/// while after) nor for one not persisted yet. Both stay `CANCELLED`, their units come back once,
+/// and MySQL, Redis and the ledger agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_path_cancel_answered_200_survives_redis_losing_its_data() {
+    let mut t = TestApp::spawn_with(|c| c.jobs_enabled = false).await;
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
+    let persisted = place_redis(&t, &normal_order(&[(p, 4)], SEOUL.0, SEOUL.1)).await;
+    t.wait_persisted().await;
+    assert_eq!(t.order_status(&persisted).await, "CONFIRMED");
+    t.app().stop_consumer_now();
+    let pending = place_redis(&t, &normal_order(&[(p, 3)], SEOUL.0, SEOUL.1)).await;
+    for id in [&persisted, &pending] {
+        let (s, b) = json_of(t.patch(&format!("/api/redis/orders/{id}/cancel")).await).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!(b["status"], "CANCELLED", "{b}");
+    }
+    t.lose_redis_data().await;
+    t.app().start_consumer();
+    t.run_reconcile().await;
+    settle(&t).await;
+    for id in [&persisted, &pending] {
+        assert_eq!(order_state(&t, id).await, "CANCELLED", "{id}");
+        assert_eq!(t.order_status(id).await, "CANCELLED", "{id}");
+    }
+    assert_eq!(t.on_hand(wh, p).await, 10);
+    assert_eq!(t.ledger_sum(wh, p).await, 0);
+    t.assert_converged(InRedis::All).await;
+}
+
+/// I7: a POS sale is cancelled only through its store's route, with its key. The shop's cancel
+/// routes (both paths) answer 404 for it and change nothing; the store's route still returns it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shop_cancel_routes_do_not_cancel_a_pos_sale() {
+    let t = TestApp::spawn_with(|c| c.jobs_enabled = false).await;
+    let StockedStore {
+        store,
+        products,
+        key,
+    } = t.store_with(1, 5).await;
+    let p = products[0];
+    let (s, sale) = json_of(
+        t.post_with_key(
+            &format!("/api/stores/{store}/orders"),
+            &key,
+            &pos_sale(&[(p, 2)]),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{sale}");
+    let id = sale["orderId"].as_str().unwrap().to_owned();
+    for route in ["/api/orders", "/api/redis/orders"] {
+        let (s, b) = json_of(t.patch(&format!("{route}/{id}/cancel")).await).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{route}: {b}");
+    }
+    assert_eq!(t.order_status(&id).await, "CONFIRMED");
+    assert_eq!(t.on_hand(store, p).await, 3);
+    let r = t
+        .client
+        .patch(format!("{}/api/stores/{store}/orders/{id}/cancel", t.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(t.on_hand(store, p).await, 5);
+    assert_eq!(t.ledger_sum(store, p).await, 0);
+    t.assert_converged(InRedis::All).await;
+}
+
+/// A MySQL-first write whose Redis change got no answer (the change may have been applied), and
+/// whose commit on MySQL alone then fails too (the connection is cut at its stale mark): Redis must
+/// not keep the units MySQL never took in. The operator's retry then adds them once, and Redis
+/// ends equal to MySQL, without waiting for a reconciliation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_whose_commit_on_mysql_alone_fails_leaves_no_phantom_units() {
+    let redis_proxy = proxy::Proxy::start(&host_port(&redis_url())).await;
+    let mysql_proxy = proxy::Proxy::start(&host_port(&server_url())).await;
+    let t = TestApp::spawn_with(|c| {
+        c.storage.redis_url = via(&c.storage.redis_url, redis_proxy.port);
+        c.storage.database_url = via(&c.storage.database_url, mysql_proxy.port);
+        c.consumer_enabled = false;
+        c.jobs_enabled = false;
+    })
+    .await;
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
+    // Loads the key, then the adjustment script (so that the next one sent is the change's own).
+    let (s, _) = json_of(t.get(&format!("/api/redis/products/{p}")).await).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = json_of(t.admin_adjust(wh, p, 1).await).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(t.redis_stock(wh, p).await, Some(11));
+    let sha = redis::Script::new(sf_persistence::scripts::adjust::SOURCE)
+        .get_hash()
+        .to_owned();
+    redis_proxy.lose_reply_to(sha.as_bytes(), 1);
+    mysql_proxy.lose_reply_to(b"INSERT INTO redis_stale_keys", 1);
+    let (s, b) = json_of(t.admin_adjust(wh, p, 5).await).await;
+    assert_eq!(
+        (redis_proxy.lost_replies(), mysql_proxy.lost_replies()),
+        (1, 1)
+    );
+    assert!(s.is_server_error(), "{s}: {b}");
+    assert_eq!(t.on_hand(wh, p).await, 11, "nothing committed");
+    // The operator retries until it is taken.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (s, b) = json_of(t.admin_adjust(wh, p, 5).await).await;
+        if s == StatusCode::OK {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{s}: {b}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    settle(&t).await;
+    assert_eq!(t.on_hand(wh, p).await, 16);
+    assert_eq!(t.ledger_sum(wh, p).await, 6);
+    assert_eq!(t.redis_stock(wh, p).await, Some(16), "redis equals mysql");
+}
