@@ -223,6 +223,10 @@ impl Storage {
 
     /// Commits a MySQL-first write without Redis: its keys are marked stale in the same
     /// transaction, so no instance lets Redis decide on them before they are set from MySQL.
+    ///
+    /// Its Redis change got no answer, so it may have been applied; when the mark or the commit
+    /// then fails too, the write's outcome is unknown on both sides and the keys are repaired as
+    /// after any unknown commit ([`Storage::recover_stock_keys`]): no stale mark protects them.
     async fn commit_mysql_alone(
         &self,
         mut tx: sqlx::Transaction<'_, sqlx::MySql>,
@@ -230,8 +234,16 @@ impl Storage {
         deltas: &[(ProductId, i64)],
         writes: u64,
     ) -> StorageResult<()> {
-        mark_stale(&mut tx, loc, deltas.iter().map(|(p, _)| *p)).await?;
-        self.commit_in_time(tx).await?;
+        let committed = async {
+            mark_stale(&mut tx, loc, deltas.iter().map(|(p, _)| *p)).await?;
+            self.commit_in_time(tx).await
+        }
+        .await;
+        if let Err(e) = committed {
+            tracing::warn!(location = %loc, error = %e, "a write committing on MySQL alone failed or its answer was lost; setting the redis keys from MySQL");
+            self.recover_stock_keys(loc, deltas).await;
+            return Err(e);
+        }
         self.circuit
             .degraded_writes
             .fetch_add(writes, std::sync::atomic::Ordering::Relaxed);
@@ -337,7 +349,11 @@ impl Storage {
         .await
     }
 
-    async fn try_cancel_db_lock(&self, order_id: &str, deadline: Instant) -> StorageResult<Order> {
+    pub(crate) async fn try_cancel_db_lock(
+        &self,
+        order_id: &str,
+        deadline: Instant,
+    ) -> StorageResult<Order> {
         let (tx, change) = self
             .in_time(deadline, self.cancel_statements(order_id))
             .await?;

@@ -147,6 +147,32 @@ pub(crate) async fn insert_movements(
     Ok(())
 }
 
+/// Locks one location's stock rows of `products` for update, in product order (the order every
+/// writer locks in). A writer that changes Redis stock without changing these rows in MySQL takes
+/// them so that it is serialised with every re-sync, which share-locks the rows it computes from.
+pub(crate) async fn lock_stock_rows(
+    conn: &mut MySqlConnection,
+    loc: LocationId,
+    products: &[ProductId],
+) -> StorageResult<()> {
+    let mut products = products.to_vec();
+    products.sort_unstable();
+    products.dedup();
+    for chunk in products.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT product_id FROM stock WHERE location_id = ? AND product_id IN ({}) \
+             ORDER BY product_id FOR UPDATE",
+            crate::sync::marks(chunk.len())
+        );
+        let mut q = sqlx::query(&sql).bind(loc.get());
+        for p in chunk {
+            q = q.bind(p.get());
+        }
+        q.fetch_all(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// Changes one location's stock in MySQL: each row is locked, checked and changed by one
 /// conditional `UPDATE`, in product order (the order every writer uses, so writers never deadlock
 /// on each other's rows). Answers the first product that is short (with what it has), leaving the
