@@ -8,7 +8,7 @@ use poem::http::StatusCode;
 use poem_openapi::registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, Registry};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Object};
-use sf_persistence::{Alternative, Dependency, StorageError};
+use sf_persistence::{Alternative, StorageError};
 use sf_routing::DomainError;
 
 /// A problem detail (RFC 9457).
@@ -124,7 +124,7 @@ impl From<StorageError> for Problem {
                     "order-not-replicated",
                     "Accepted, not yet replicated",
                     format!(
-                        "{e}. Retry with the same Idempotency-Key: the retry answers 202 with this same order once the replicas hold it (or 410 if it was lost). Without a key, look the order up (GET /api/redis/orders/{}) before placing it again.",
+                        "{e}. Retry with the same Idempotency-Key: the retry answers 202 with this same order once the replicas hold it (or 410 if it was lost). Without a key, look the order up (GET /api/orders/{}) before placing it again.",
                         order.order_id
                     ),
                 )
@@ -167,17 +167,11 @@ impl From<StorageError> for Problem {
             }
             tracing::error!(error = %e, "request failed");
             return match e.unreachable() {
-                Some(Dependency::Redis) => Self::new(
+                Some(dependency) => Self::new(
                     503,
                     "unavailable",
                     "Temporarily unavailable",
-                    "the stock cache cannot be reached; retry shortly",
-                ),
-                Some(Dependency::Mysql) => Self::new(
-                    503,
-                    "unavailable",
-                    "Temporarily unavailable",
-                    "the database cannot be reached; retry shortly",
+                    dependency.retry_shortly(),
                 ),
                 None => Self::internal(),
             };

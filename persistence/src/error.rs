@@ -10,6 +10,16 @@ pub enum Dependency {
     Redis,
 }
 
+impl Dependency {
+    /// What a client is told when this store cannot be reached (the cause goes to the log).
+    pub fn retry_shortly(self) -> &'static str {
+        match self {
+            Self::Mysql => "the database cannot be reached; retry shortly",
+            Self::Redis => "the stock cache cannot be reached; retry shortly",
+        }
+    }
+}
+
 /// A nearby store that could fill an order another location could not.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]

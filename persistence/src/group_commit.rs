@@ -393,13 +393,20 @@ fn answered(a: Option<StorageResult<Attempt>>) -> StorageResult<Attempt> {
     })
 }
 
-/// A group's failure, as each of its members' answer (the kinds a client acts on are kept).
+/// A group's failure, as each of its members' answer (the kinds a client acts on are kept). The
+/// cause is logged here, once for the group; what reaches the client is a documented sentence,
+/// never the cause's own text.
 fn shared(e: &StorageError) -> StorageError {
     match e {
         StorageError::Unavailable(s) => StorageError::Unavailable(s.clone()),
         StorageError::RedisDown(s) => StorageError::RedisDown(s.clone()),
         // A store that could not be reached: each member may retry (503), as alone.
-        other if other.unreachable().is_some() => StorageError::Unavailable(other.to_string()),
-        other => StorageError::Internal(other.to_string()),
+        other => {
+            tracing::warn!(error = %other, "an order group failed; each of its orders is answered with it");
+            match other.unreachable() {
+                Some(dependency) => StorageError::Unavailable(dependency.retry_shortly().into()),
+                None => StorageError::Internal(other.to_string()),
+            }
+        }
     }
 }
