@@ -142,3 +142,42 @@ async fn a_write_whose_commit_on_mysql_alone_fails_leaves_no_phantom_units() {
     assert_eq!(t.ledger_sum(wh, p).await, 6);
     assert_eq!(t.redis_stock(wh, p).await, Some(16), "redis equals mysql");
 }
+
+/// Replication asked for (`REDIS_MIN_REPLICA_ACKS=1`) and no replica: the first order's `WAIT`
+/// times out, and it is answered 504 — it stands, and the route its detail names finds it. Once
+/// the service knows the slot is short of replicas, it refuses the next orders before touching
+/// stock (503 with `Retry-After`, nothing changed) instead of deciding them and answering 504.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slot_known_short_of_replicas_refuses_orders_before_taking_stock() {
+    let t = TestApp::spawn_with(|c| {
+        c.storage.redis_min_replica_acks = 1;
+        c.storage.redis_wait_timeout_ms = 50;
+        c.jobs_enabled = false;
+    })
+    .await;
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
+    let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
+    let (s, b) = json_of(t.post("/api/redis/orders", &body).await).await;
+    assert_eq!(s, StatusCode::GATEWAY_TIMEOUT, "{b}");
+    assert_eq!(b["type"], "/problems/order-not-replicated", "{b}");
+    let id = b["orderId"].as_str().unwrap().to_owned();
+    let named = format!("GET /api/orders/{id}");
+    assert!(b["detail"].as_str().unwrap().contains(&named), "{b}");
+    let (s, found) = json_of(t.get(&format!("/api/orders/{id}")).await).await;
+    assert_eq!((s, &found["orderId"]), (StatusCode::OK, &b["orderId"]));
+    for _ in 0..5 {
+        let r = t.post("/api/redis/orders", &body).await;
+        assert!(r.headers().contains_key("retry-after"));
+        let (s, b) = json_of(r).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+        assert_eq!(b["type"], "/problems/stock-cache-unavailable", "{b}");
+    }
+    assert_eq!(
+        t.redis_stock(wh, p).await,
+        Some(9),
+        "only the first order took a unit"
+    );
+    settle(&t).await;
+    assert_eq!(t.count_orders("CONFIRMED").await, 1);
+    assert_eq!(t.on_hand(wh, p).await, 9);
+}
