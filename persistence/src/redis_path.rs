@@ -108,8 +108,9 @@ impl Storage {
     /// Whether to `WAIT` after a write to the slot of `key`: not while the slot's node was short
     /// of replicas a moment ago ([`REPLICA_RECHECK`]). A `WAIT` that cannot be met holds its
     /// connection — and every request multiplexed on it — for the whole timeout, so one shard
-    /// without its replica would slow every order; until the recheck, its orders are answered at
-    /// once as not replicated.
+    /// without its replica would slow every write; until the recheck, MySQL-first writes mark
+    /// their keys stale instead, and replays are answered at once as not replicated. (New orders
+    /// are refused before they take stock: [`Storage::replication_for_order`].)
     pub(crate) fn replication_at(&self, key: &str) -> Option<Replication> {
         let r = self.replication()?;
         let slot = crate::redis_link::slot(key.as_bytes());
@@ -127,6 +128,60 @@ impl Storage {
             .lock()
             .expect("replicas short")
             .insert(slot, std::time::Instant::now());
+    }
+
+    /// The replicas an order writing to the slot of `key` must reach, checked before it takes
+    /// anything: none asked for (`None`); the slot is not known to be short of replicas; or it was
+    /// short a while ago ([`REPLICA_RECHECK`]) and a write to `witness` (a key of the same slot,
+    /// no stock) followed by `WAIT` shows that it has them again. While the slot is short, the
+    /// order is refused before it touches stock (503, nothing changed), as Redis's own
+    /// `min-replicas-to-write` refuses writes; 504 is left for a `WAIT` that times out where no
+    /// shortage was known. One request per recheck probes; the others meanwhile are refused.
+    pub(crate) async fn replication_for_order(
+        &self,
+        key: &str,
+        witness: &str,
+    ) -> StorageResult<Option<Replication>> {
+        let Some(r) = self.replication() else {
+            return Ok(None);
+        };
+        let slot = crate::redis_link::slot(key.as_bytes());
+        let probe = {
+            let mut short = self.replicas_short.lock().expect("replicas short");
+            match short.get(&slot) {
+                None => return Ok(Some(r)),
+                Some(since) if since.elapsed() < REPLICA_RECHECK => false,
+                // This request probes; until it is done, the others see the slot as short.
+                Some(_) => {
+                    short.insert(slot, std::time::Instant::now());
+                    true
+                }
+            }
+        };
+        if probe {
+            let mut pipe = redis::pipe();
+            pipe.cmd("SET")
+                .arg(witness)
+                .arg(chrono::Utc::now().timestamp_millis())
+                .arg("PX")
+                .arg(60_000)
+                .ignore();
+            r.wait(&mut pipe);
+            let mut redis = self.conn().await?.with_extra_time(r.timeout);
+            let (held,): (u32,) = pipe.query_async(&mut redis).await?;
+            if held >= r.replicas {
+                self.replicas_short
+                    .lock()
+                    .expect("replicas short")
+                    .remove(&slot);
+                return Ok(Some(r));
+            }
+        }
+        self.circuit.shed_orders.fetch_add(1, Ordering::Relaxed);
+        Err(StorageError::RedisDown(format!(
+            "the stock cache's shard for this order has fewer than the {} replica(s) every order must reach (REDIS_MIN_REPLICA_ACKS); nothing was changed: retry shortly, or order through POST /api/orders",
+            r.replicas
+        )))
     }
 
     /// `result`, unless replication is asked for and the order reached fewer replicas: then
@@ -274,9 +329,12 @@ impl Storage {
                     lines: &req.lines,
                 };
                 let slot_key = self.keys.stream(loc);
+                let replication = self
+                    .replication_for_order(&slot_key, &self.keys.replication_witness(loc))
+                    .await?;
                 let (decided, held) = {
                     let mut redis = self.conn().await?;
-                    let ran = match self.replication_at(&slot_key) {
+                    let ran = match replication {
                         None => reserve.run(&self.keys, &mut redis).await.map(|d| (d, None)),
                         Some(r) => reserve
                             .run_replicated(&self.keys, &mut redis, r)

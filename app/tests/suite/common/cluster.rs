@@ -31,6 +31,7 @@ pub struct PrivateCluster {
 
 struct Node {
     port: u16,
+    bus_port: u16,
     /// `None` once killed.
     child: Option<Child>,
 }
@@ -207,11 +208,51 @@ impl PrivateCluster {
     // ---- starting ----
 
     fn spawn_node(&mut self, port: u16, bus_port: u16) {
+        let child = self.node_process(port, bus_port);
+        self.nodes.push(Node {
+            port,
+            bus_port,
+            child: Some(child),
+        });
+    }
+
+    /// Starts a node killed with [`PrivateCluster::kill9`] again, on its ports and with its
+    /// cluster config: it rejoins the cluster, as a replica of the node that took over its slots.
+    /// Returns once it answers and its link to its master is up (within 30 s).
+    pub fn restart(&mut self, port: u16) {
+        let bus_port = self
+            .nodes
+            .iter()
+            .find(|n| n.port == port && n.child.is_none())
+            .unwrap_or_else(|| panic!("{port} is not a killed node of the cluster"))
+            .bus_port;
+        let child = self.node_process(port, bus_port);
+        self.nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .expect("node")
+            .child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        wait_until(deadline, || {
+            let mut c = connect(port).map_err(|e| format!("node {port} does not answer: {e}"))?;
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut c)
+                .map_err(|e| e.to_string())?;
+            if info.contains("master_link_status:up") {
+                Ok(())
+            } else {
+                Err(format!("node {port} has not synced with its master yet"))
+            }
+        });
+    }
+
+    fn node_process(&self, port: u16, bus_port: u16) -> Child {
         let dir = self.dir.join(port.to_string());
         std::fs::create_dir_all(&dir).unwrap();
         let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
         let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
-        let child = Command::new(bin)
+        Command::new(bin)
             .args([
                 "--port",
                 &port.to_string(),
@@ -244,11 +285,7 @@ impl PrivateCluster {
             ])
             .stdout(Stdio::null())
             .spawn()
-            .expect("redis-server starts (set REDIS_SERVER_BIN)");
-        self.nodes.push(Node {
-            port,
-            child: Some(child),
-        });
+            .expect("redis-server starts (set REDIS_SERVER_BIN)")
     }
 
     /// `redis-cli --cluster create`, killed if it outlives the deadline (it waits for the nodes
