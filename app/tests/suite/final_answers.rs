@@ -181,3 +181,59 @@ async fn a_slot_known_short_of_replicas_refuses_orders_before_taking_stock() {
     assert_eq!(t.count_orders("CONFIRMED").await, 1);
     assert_eq!(t.on_hand(wh, p).await, 9);
 }
+
+/// A replayed order that neither Redis nor MySQL holds right now is not declared lost (410) while
+/// a consumer batch on its way to MySQL may still bring it in: the retry is told to come back
+/// (503), and once the batch commits, the replay answers the persisted order. A 410 is never
+/// followed by `CONFIRMED`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replay_is_not_declared_lost_while_its_batch_may_still_commit() {
+    let t = TestApp::spawn_with(|c| {
+        c.storage.redis_min_replica_acks = 1;
+        c.storage.redis_wait_timeout_ms = 50;
+        c.jobs_enabled = false;
+    })
+    .await;
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
+    let (s, _) = json_of(t.get(&format!("/api/redis/products/{p}")).await).await;
+    assert_eq!(s, StatusCode::OK);
+    let send = || {
+        t.client
+            .post(format!("{}/api/redis/orders", t.base))
+            .header("Idempotency-Key", "replayed")
+            .json(&normal_order(&[(p, 2)], SEOUL.0, SEOUL.1))
+            .send()
+    };
+    // The consumer's batch will wait for this lock on the stock row.
+    let mut lock = t.db.begin().await.unwrap();
+    sqlx::query("SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ? FOR UPDATE")
+        .bind(wh)
+        .bind(p)
+        .fetch_one(&mut *lock)
+        .await
+        .unwrap();
+    let (s, b) = json_of(send().await.unwrap()).await;
+    assert_eq!(s, StatusCode::GATEWAY_TIMEOUT, "{b}");
+    let id = b["orderId"].as_str().unwrap().to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Redis loses the location's data (the order's record and its stream), not the claim.
+    let loc = sf_routing::LocationId::new_unchecked(wh);
+    let _: () = redis::cmd("UNLINK")
+        .arg(t.keys().order(loc, &id))
+        .arg(t.keys().stream(loc))
+        .query_async(&mut t.redis().await)
+        .await
+        .unwrap();
+    let (s, b) = json_of(send().await.unwrap()).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "not lost yet: {b}");
+    lock.commit().await.unwrap();
+    settle(&t).await;
+    assert_eq!(t.order_status(&id).await, "CONFIRMED");
+    let (s, b) = json_of(send().await.unwrap()).await;
+    assert!(s.is_success(), "{s}: {b}");
+    assert_eq!(
+        (b["orderId"].as_str(), &b["status"]),
+        (Some(id.as_str()), &Value::from("CONFIRMED"))
+    );
+    assert_eq!(t.on_hand(wh, p).await, 8);
+}
