@@ -282,15 +282,21 @@ impl Storage {
     }
 
     /// A replayed order Redis no longer holds: persisted (its record expired), or lost with a
-    /// master that failed before replicating it.
+    /// master that failed before replicating it — decided as for any missing order
+    /// ([`Storage::missing_order`]): lost only once a recorded loss has settled, since a consumer
+    /// batch on its way to MySQL may still bring it in. Until then, and while no loss is recorded
+    /// yet (the checks record it within seconds), the retry is asked to come back (503).
     async fn persisted_or_lost(&self, order: Order) -> StorageResult<Order> {
-        match self.order_from_mysql(&order.order_id).await? {
-            Some(persisted) => Ok(persisted),
-            None => Err(StorageError::Lost(format!(
-                "order {} was accepted, then lost with the Redis data of its location before it was replicated or reached MySQL; no stock was taken for it: place it again with a new Idempotency-Key",
-                order.order_id
-            ))),
+        if let Some(persisted) = self.order_from_mysql(&order.order_id).await? {
+            return Ok(persisted);
         }
+        Err(match self.missing_order(&order.order_id).await {
+            StorageError::UnknownOrder(_) => StorageError::Unavailable(format!(
+                "Redis no longer holds order {}, and MySQL does not hold it yet; whether it was lost with Redis's data is known within seconds: retry with the same Idempotency-Key",
+                order.order_id
+            )),
+            known => known,
+        })
     }
 
     async fn decide_redis(
