@@ -245,3 +245,59 @@ async fn a_replay_is_not_declared_lost_while_its_batch_may_still_commit() {
     );
     assert_eq!(t.on_hand(wh, p).await, 8);
 }
+
+/// The re-sync of stale keys ends although another instance keeps marking keys meanwhile: it
+/// takes the marks there were when it began (a recovering instance must be able to close its
+/// circuit), and leaves later ones to the next check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_resync_of_stale_keys_ends_while_others_keep_marking() {
+    let t = TestApp::spawn_with(|c| c.jobs_enabled = false).await;
+    let (wh, products) = t.warehouse_with(3, 10).await;
+    let mark = |p: u64| {
+        sqlx::query(
+            "INSERT INTO redis_stale_keys (location_id, product_id) VALUES (?, ?) \
+             ON DUPLICATE KEY UPDATE marked_at = NOW(3)",
+        )
+        .bind(wh)
+        .bind(p)
+        .execute(&t.db)
+    };
+    mark(products[0]).await.unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let marker = {
+        let (db, stop, p) = (t.db.clone(), stop.clone(), products[1]);
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                sqlx::query(
+                    "INSERT INTO redis_stale_keys (location_id, product_id) VALUES (?, ?) \
+                     ON DUPLICATE KEY UPDATE marked_at = NOW(3)",
+                )
+                .bind(wh)
+                .bind(p)
+                .execute(&db)
+                .await
+                .unwrap();
+            }
+        })
+    };
+    let ended = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        t.storage().resync_stale_keys(),
+    )
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    marker.await.unwrap();
+    let synced = ended.expect("the re-sync ended").unwrap();
+    assert!((1..=2).contains(&synced), "{synced} keys re-synced");
+    assert_eq!(t.redis_stock(wh, products[0]).await, Some(10));
+    let left: Vec<u64> =
+        sqlx::query_scalar("SELECT product_id FROM redis_stale_keys WHERE product_id = ?")
+            .bind(products[0])
+            .fetch_all(&t.db)
+            .await
+            .unwrap();
+    assert!(
+        left.is_empty(),
+        "the mark there was at the start is cleared"
+    );
+}
