@@ -164,13 +164,25 @@ impl Storage {
     /// clears the marks, location by location, each in one transaction that share-locks the stock
     /// rows first: a write marking one of them again waits for it, or is waited for. Answers how
     /// many keys were re-synced.
+    ///
+    /// It takes the marks there were when it began, in key order, once each: other instances may
+    /// keep marking keys meanwhile, and a pass that chased them could go on for ever (and keep a
+    /// recovering instance's circuit open). A later mark is left to the next check.
     pub async fn resync_stale_keys(&self) -> StorageResult<usize> {
+        let began: chrono::NaiveDateTime = sqlx::query_scalar("SELECT NOW(3)")
+            .fetch_one(&self.db)
+            .await?;
+        let mut after: (u64, u64) = (0, 0);
         let mut done = 0;
         loop {
             let rows = sqlx::query(
                 "SELECT location_id, product_id FROM redis_stale_keys \
+                 WHERE marked_at <= ? AND (location_id, product_id) > (?, ?) \
                  ORDER BY location_id, product_id LIMIT 1000",
             )
+            .bind(began)
+            .bind(after.0)
+            .bind(after.1)
             .fetch_all(&self.db)
             .await?;
             if rows.is_empty() {
@@ -179,10 +191,12 @@ impl Storage {
             let mut by_location: std::collections::BTreeMap<u64, Vec<ProductId>> =
                 Default::default();
             for r in &rows {
+                let (l, p): (u64, u64) = (r.try_get("location_id")?, r.try_get("product_id")?);
+                after = after.max((l, p));
                 by_location
-                    .entry(r.try_get("location_id")?)
+                    .entry(l)
                     .or_default()
-                    .push(ProductId::new_unchecked(r.try_get("product_id")?));
+                    .push(ProductId::new_unchecked(p));
             }
             for (loc, products) in by_location {
                 let loc = LocationId::new_unchecked(loc);
