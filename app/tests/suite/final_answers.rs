@@ -301,3 +301,45 @@ async fn the_resync_of_stale_keys_ends_while_others_keep_marking() {
         "the mark there was at the start is cleared"
     );
 }
+
+/// A consumer batch that rejects an order and then fails before its commit shows nothing: the
+/// order stays `ACCEPTED` (no `REJECTED` with a reason that a later batch could turn into
+/// `CONFIRMED`). Here MySQL lost the unit the order took in Redis, the batch's insert is cut, and
+/// before the consumer tries again the unit is back in MySQL: the order ends `CONFIRMED`, and was
+/// never shown otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rejection_is_shown_only_once_it_is_committed() {
+    let mysql_proxy = proxy::Proxy::start(&host_port(&server_url())).await;
+    let mut t = TestApp::spawn_with(|c| {
+        c.storage.database_url = via(&c.storage.database_url, mysql_proxy.port);
+        c.consumer_enabled = false;
+        c.jobs_enabled = false;
+    })
+    .await;
+    let (wh, p) = t.warehouse_with_product(1_000, 1).await;
+    let id = place_redis(&t, &normal_order(&[(p, 1)], SEOUL.0, SEOUL.1)).await;
+    let db = t.db.clone();
+    let set_on_hand = |v: i64| {
+        sqlx::query("UPDATE stock SET on_hand = ? WHERE location_id = ? AND product_id = ?")
+            .bind(v)
+            .bind(wh)
+            .bind(p)
+            .execute(&db)
+    };
+    set_on_hand(0).await.unwrap();
+    mysql_proxy.lose_reply_to(b"INSERT INTO orders", 1);
+    t.app().start_consumer();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while mysql_proxy.lost_replies() < 1 {
+        assert!(std::time::Instant::now() < deadline, "the batch never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    t.app().stop_consumer_now();
+    assert_eq!(order_state(&t, &id).await, "ACCEPTED");
+    set_on_hand(1).await.unwrap();
+    t.app().start_consumer();
+    settle(&t).await;
+    assert_eq!(order_state(&t, &id).await, "CONFIRMED");
+    assert_eq!(t.on_hand(wh, p).await, 0);
+    t.assert_converged(InRedis::All).await;
+}
