@@ -343,3 +343,38 @@ async fn a_rejection_is_shown_only_once_it_is_committed() {
     assert_eq!(t.on_hand(wh, p).await, 0);
     t.assert_converged(InRedis::All).await;
 }
+
+/// A graceful stop finishes the consumer's batch under way: here the batch waits for a row lock
+/// when the stop begins; once the lock is released the batch commits and is acknowledged, and
+/// only then does the stop return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_graceful_stop_finishes_the_batch_under_way() {
+    let mut t = TestApp::spawn_with(|c| c.jobs_enabled = false).await;
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
+    let (s, _) = json_of(t.get(&format!("/api/redis/products/{p}")).await).await;
+    assert_eq!(s, StatusCode::OK);
+    let mut lock = t.db.begin().await.unwrap();
+    sqlx::query("SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ? FOR UPDATE")
+        .bind(wh)
+        .bind(p)
+        .fetch_one(&mut *lock)
+        .await
+        .unwrap();
+    let id = place_redis(&t, &normal_order(&[(p, 2)], SEOUL.0, SEOUL.1)).await;
+    // The consumer has read the event and waits for the lock.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let app = t.app.take().unwrap();
+    let stopping = tokio::spawn(app.stop());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!stopping.is_finished(), "the stop waits for the batch");
+    lock.commit().await.unwrap();
+    stopping.await.unwrap().unwrap();
+    assert_eq!(t.order_status(&id).await, "CONFIRMED");
+    assert_eq!(t.on_hand(wh, p).await, 8);
+    let left: i64 = redis::cmd("XLEN")
+        .arg(t.keys().stream(sf_routing::LocationId::new_unchecked(wh)))
+        .query_async(&mut t.redis().await)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the batch was acknowledged");
+}
