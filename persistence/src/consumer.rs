@@ -31,7 +31,7 @@ use crate::model::{Order, OrderStatus};
 use crate::redis_stock::{decode_lines, GROUP};
 use crate::scripts::ack::{Ack, AckEvent};
 use crate::scripts::dead::DeadLetter;
-use crate::scripts::reject::{Mark, Reject, Rejection};
+use crate::scripts::reject::{Reject, Rejection};
 use crate::sync::{marks, SyncMode};
 use crate::Storage;
 use redis::streams::{
@@ -121,7 +121,9 @@ fn parse_event(loc: LocationId, entry: &StreamId) -> Event {
     }
 }
 
-/// Runs the consumer until `shutdown` turns true. Errors are logged and retried after a pause;
+/// Runs the consumer until `shutdown` turns true. A round under way is finished first: its batch
+/// is committed and acknowledged, or fails as a whole and stays pending for the next consumer —
+/// never dropped between its Redis and MySQL steps. Errors are logged and retried after a pause;
 /// the consumer never gives up on its own.
 pub async fn run(
     store: Arc<Storage>,
@@ -139,10 +141,8 @@ pub async fn run(
                 _ = shutdown.changed() => break,
             }
         }
-        let round = tokio::select! {
-            r = state.round(&store, &config, &stats) => r,
-            _ = shutdown.changed() => break,
-        };
+        // Not raced against the shutdown: a round ends within its MySQL and Redis deadlines.
+        let round = state.round(&store, &config, &stats).await;
         if let Err(e) = round {
             stats.errors.fetch_add(1, Ordering::Relaxed);
             match &e {
@@ -1035,42 +1035,38 @@ async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Applied> {
         .into_iter()
         .map(|(i, r)| (i - deferred.iter().filter(|d| **d < i).count(), r))
         .collect();
-    // Rejections: mark the Redis records first, so no cancel gives back units never sold. An
-    // order its customer cancelled before this moment ends CANCELLED instead (nothing was sold,
-    // nothing comes back).
+    // Rejections. An order its customer cancelled in Redis alone before this moment (a cancel
+    // whose own MySQL commit failed after its script ran) ends CANCELLED instead: nothing was
+    // sold, nothing comes back. The records are only read here; they are marked rejected after
+    // the commit (a mark before it would show REJECTED for a batch that may still roll back and
+    // confirm the order later). A cancel meanwhile finds the order's row locked by this batch,
+    // and after the commit cancels it MySQL-first, giving nothing back.
     let mut resync: BTreeSet<LocationId> = BTreeSet::new();
+    let mut to_mark: BTreeMap<LocationId, Vec<usize>> = BTreeMap::new();
     if !short.is_empty() {
-        let mut by_loc: BTreeMap<LocationId, Vec<usize>> = BTreeMap::new();
-        for i in short.keys() {
-            by_loc.entry(new_orders[*i].1).or_default().push(*i);
+        let idx: Vec<usize> = short.keys().copied().collect();
+        let mut pipe = redis::pipe();
+        for i in &idx {
+            let (o, loc) = &new_orders[*i];
+            pipe.cmd("HGET")
+                .arg(store.keys.order(*loc, &o.order_id))
+                .arg("st");
         }
-        let mut redis = store.conn().await?;
-        for (loc, idx) in by_loc {
-            let orders: Vec<Rejection> = idx
-                .iter()
-                .map(|i| Rejection {
-                    order_id: &new_orders[*i].0.order_id,
-                    reason: &short[i],
-                })
-                .collect();
-            let marks = Reject {
-                loc,
-                orders: &orders,
+        let states: Vec<Option<String>> = {
+            let mut redis = store.conn().await?;
+            pipe.query_async(&mut redis).await?
+        };
+        for (i, st) in idx.iter().zip(states) {
+            let reason = short[i].clone();
+            let (order, loc) = &mut new_orders[*i];
+            if st.as_deref() == Some("C") {
+                order.status = OrderStatus::Cancelled;
+            } else {
+                order.status = OrderStatus::Rejected;
+                order.reason = Some(reason);
+                to_mark.entry(*loc).or_default().push(*i);
             }
-            .run(&store.keys, &mut redis)
-            .await?;
-            for (i, mark) in idx.iter().zip(marks) {
-                let reason = short[i].clone();
-                let order = &mut new_orders[*i].0;
-                match mark {
-                    Mark::CancelledFirst => order.status = OrderStatus::Cancelled,
-                    Mark::Rejected | Mark::NoRecord => {
-                        order.status = OrderStatus::Rejected;
-                        order.reason = Some(reason);
-                    }
-                }
-            }
-            resync.insert(loc);
+            resync.insert(*loc);
         }
     }
     let rejected = new_orders
@@ -1144,17 +1140,54 @@ async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Applied> {
         tracing::warn!(locations = ?lost, "redis lost events of a batch on its way to MySQL; setting the touched stock keys from MySQL under the batch's locks");
     }
     resync.extend(lost);
-    for loc in resync {
-        let products: Vec<ProductId> = touched
+    let products_at = |loc: LocationId| -> Vec<ProductId> {
+        touched
             .iter()
             .filter(|(l, _)| *l == loc.get())
             .map(|(_, p)| ProductId::new_unchecked(*p))
-            .collect();
-        store
-            .sync_keys(&mut tx, loc, &products, SyncMode::Repair)
-            .await?;
+            .collect()
+    };
+    let committed = async {
+        for loc in &resync {
+            store
+                .sync_keys(&mut tx, *loc, &products_at(*loc), SyncMode::Repair)
+                .await?;
+        }
+        Ok::<_, StorageError>(tx.commit().await?)
     }
-    tx.commit().await?;
+    .await;
+    if let Err(e) = committed {
+        // The keys were set as if the batch committed; its outcome is unknown now (or it rolled
+        // back): set them from what MySQL holds, now or by the background re-sync.
+        for loc in &resync {
+            store.resync_or_queue(*loc, &products_at(*loc)).await;
+        }
+        return Err(e);
+    }
+    // The rejections are in MySQL: now their records say so too (a reader already sees them in
+    // MySQL, which has the last word). Best effort: a record that is not marked expires.
+    for (loc, idx) in to_mark {
+        let orders: Vec<Rejection> = idx
+            .iter()
+            .map(|i| Rejection {
+                order_id: &new_orders[*i].0.order_id,
+                reason: new_orders[*i].0.reason.as_deref().unwrap_or(""),
+            })
+            .collect();
+        let marked = async {
+            let mut redis = store.conn().await?;
+            Reject {
+                loc,
+                orders: &orders,
+            }
+            .run(&store.keys, &mut redis)
+            .await
+        }
+        .await;
+        if let Err(e) = marked {
+            tracing::warn!(location = %loc, error = %e, "could not mark rejected orders in redis; MySQL holds them as rejected");
+        }
+    }
     Ok(Applied {
         applied: new_orders.len() - rejected + restored.len(),
         rejected,
