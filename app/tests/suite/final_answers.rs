@@ -378,3 +378,45 @@ async fn a_graceful_stop_finishes_the_batch_under_way() {
         .unwrap();
     assert_eq!(left, 0, "the batch was acknowledged");
 }
+
+/// Every MySQL step of a request ends within the request's deadline, also a key load that waits
+/// for a locked stock row: the order is refused within seconds (503, nothing changed), not after
+/// the lock-wait retries (a minute), and its claim's lease outlives the attempt, so the retry with
+/// the same `Idempotency-Key` places exactly one order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_load_waiting_for_a_locked_row_ends_within_the_deadline() {
+    let t = TestApp::spawn_with(|c| c.jobs_enabled = false).await;
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
+    let send = || {
+        t.client
+            .post(format!("{}/api/redis/orders", t.base))
+            .header("Idempotency-Key", "slow-mysql")
+            .json(&normal_order(&[(p, 2)], SEOUL.0, SEOUL.1))
+            .send()
+    };
+    let mut lock = t.db.begin().await.unwrap();
+    sqlx::query("SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ? FOR UPDATE")
+        .bind(wh)
+        .bind(p)
+        .fetch_one(&mut *lock)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (s, b) = json_of(send().await.unwrap()).await;
+    let took = started.elapsed();
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+    assert!(
+        took < std::time::Duration::from_secs(8),
+        "answered after {took:?}"
+    );
+    lock.commit().await.unwrap();
+    let (s, first) = json_of(send().await.unwrap()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{first}");
+    let (s, again) = json_of(send().await.unwrap()).await;
+    assert!(s.is_success(), "{again}");
+    assert_eq!(first["orderId"], again["orderId"]);
+    settle(&t).await;
+    assert_eq!(t.order_ids().await.len(), 1);
+    assert_eq!(t.on_hand(wh, p).await, 8);
+    t.assert_converged(InRedis::All).await;
+}
