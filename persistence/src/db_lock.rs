@@ -196,7 +196,18 @@ impl Storage {
             Err(StorageError::NotReplicatedChange) => {
                 // Applied on the master, held by too few replicas: a failover could lose it, so
                 // the keys are set from MySQL again (by whichever instance checks first).
-                mark_stale(&mut tx, loc, deltas.iter().map(|(p, _)| *p)).await?;
+                let marked = self
+                    .in_time(
+                        self.db_deadline(),
+                        mark_stale(&mut tx, loc, deltas.iter().map(|(p, _)| *p)),
+                    )
+                    .await;
+                if let Err(e) = marked {
+                    // Redis has the change and MySQL will not: take it back.
+                    let _ = tx.rollback().await;
+                    self.recover_stock_keys(loc, deltas).await;
+                    return Err(e);
+                }
             }
             Err(StorageError::Redis(e)) if crate::Circuit::unreachable(&e) => {
                 // Whether or not the change reached Redis, the keys are set from MySQL before
@@ -235,7 +246,11 @@ impl Storage {
         writes: u64,
     ) -> StorageResult<()> {
         let committed = async {
-            mark_stale(&mut tx, loc, deltas.iter().map(|(p, _)| *p)).await?;
+            self.in_time(
+                self.db_deadline(),
+                mark_stale(&mut tx, loc, deltas.iter().map(|(p, _)| *p)),
+            )
+            .await?;
             self.commit_in_time(tx).await
         }
         .await;
@@ -296,9 +311,13 @@ impl Storage {
                 (Adjusted::Applied, true) => return Ok(None),
                 (Adjusted::Short { index, have }, _) => return Ok(Some((deltas[index].0, have))),
                 (Adjusted::NotLoaded { .. }, _) => {
+                    // Within a deadline: the caller holds the write's guard (and a group's lane).
                     let products: Vec<ProductId> = deltas.iter().map(|(p, _)| *p).collect();
-                    self.sync_keys_before(conn, loc, &products, SyncMode::Load, deltas)
-                        .await?;
+                    self.in_time(
+                        self.db_deadline(),
+                        self.sync_keys_before(conn, loc, &products, SyncMode::Load, deltas),
+                    )
+                    .await?;
                 }
             }
         }

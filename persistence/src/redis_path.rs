@@ -368,7 +368,9 @@ impl Storage {
                     Decision::NotLoaded { .. } if loads < 3 => {
                         loads += 1;
                         let products: Vec<ProductId> = req.lines.products().collect();
-                        self.load_keys(loc, &products).await?;
+                        // Never past the attempt's deadline: the claim's lease outlives it.
+                        self.load_keys(loc, &products, deadline.min(self.db_deadline()))
+                            .await?;
                     }
                     Decision::NotLoaded { index } => {
                         return Err(StorageError::Unavailable(format!(
@@ -829,7 +831,7 @@ impl Storage {
                     .collect());
             }
             for loc in missing {
-                self.load_keys(loc, products).await?;
+                self.load_keys(loc, products, self.db_deadline()).await?;
             }
         }
         Err(StorageError::Unavailable(

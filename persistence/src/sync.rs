@@ -42,30 +42,45 @@ pub(crate) fn marks(n: usize) -> String {
 }
 
 impl Storage {
-    /// Loads missing stock keys of `products` at `loc` in a transaction of its own.
-    pub async fn load_keys(&self, loc: LocationId, products: &[ProductId]) -> StorageResult<()> {
-        crate::db::with_retry("load stock keys", || async {
-            let mut tx = self.db.begin().await?;
-            self.sync_keys(&mut tx, loc, products, SyncMode::Load)
-                .await?;
-            tx.commit().await?;
-            Ok(())
-        })
+    /// Loads missing stock keys of `products` at `loc` in a transaction of its own, by `deadline`
+    /// (its retries after a lock wait included): a request that needs a key while its row stays
+    /// locked is refused in time, not after every retry.
+    pub async fn load_keys(
+        &self,
+        loc: LocationId,
+        products: &[ProductId],
+        deadline: tokio::time::Instant,
+    ) -> StorageResult<()> {
+        self.in_time(
+            deadline,
+            crate::db::with_retry("load stock keys", || async {
+                let mut tx = self.db.begin().await?;
+                self.sync_keys(&mut tx, loc, products, SyncMode::Load)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }),
+        )
         .await
     }
 
     /// Sets the Redis stock of `products` at `loc` from MySQL at a consistent point, after a
-    /// failure that may have left them wrong. If that fails too (MySQL or Redis unreachable), the
-    /// keys are queued and [`Storage::drain_resync_queue`] sets them later.
+    /// failure that may have left them wrong. If that fails too (MySQL or Redis unreachable, or
+    /// not within the MySQL deadline of a request: callers may hold a write's guard), the keys
+    /// are queued and [`Storage::drain_resync_queue`] sets them later.
     pub async fn resync_or_queue(&self, loc: LocationId, products: &[ProductId]) {
-        let done = crate::db::with_retry("re-sync stock keys", || async {
-            let mut tx = self.db.begin().await?;
-            self.sync_keys(&mut tx, loc, products, SyncMode::Repair)
-                .await?;
-            tx.commit().await?;
-            Ok(())
-        })
-        .await;
+        let done = self
+            .in_time(
+                self.db_deadline(),
+                crate::db::with_retry("re-sync stock keys", || async {
+                    let mut tx = self.db.begin().await?;
+                    self.sync_keys(&mut tx, loc, products, SyncMode::Repair)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(())
+                }),
+            )
+            .await;
         if let Err(e) = done {
             tracing::warn!(location = %loc, error = %e, "could not re-sync stock keys now; queued for the background re-sync");
             self.resync_queue
