@@ -420,3 +420,63 @@ async fn a_key_load_waiting_for_a_locked_row_ends_within_the_deadline() {
     assert_eq!(t.on_hand(wh, p).await, 8);
     t.assert_converged(InRedis::All).await;
 }
+
+/// A frozen instance (paused with `SIGSTOP` in the middle of a MySQL-first write, its connections
+/// open) does not hold the hot row's lock for hours: MariaDB ends its idle transaction within
+/// seconds, the other instance's orders for that row go through, and once the frozen instance
+/// runs again its lost connection is an unknown outcome like any other: stock, ledger and Redis
+/// agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_instance_does_not_hold_row_locks_for_long() {
+    let redis_proxy = proxy::Proxy::start(&host_port(&redis_url())).await;
+    let t = TestApp::spawn_with(|c| c.jobs_enabled = false).await;
+    let (wh, p) = t.warehouse_with_product(1_000, 100).await;
+    let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
+    let (s, _) = json_of(t.post("/api/orders", &body).await).await;
+    assert_eq!(s, StatusCode::CREATED);
+    // The frozen one: its Redis answers slowly, so a write holds the row while it waits.
+    let frozen = t.spawn_process(&[
+        ("REDIS_URL", &via(&t.redis_url, redis_proxy.port)),
+        ("REDIS_COMMAND_TIMEOUT_MS", "2000"),
+        ("CONSUMER_ENABLED", "false"),
+        ("JOBS_ENABLED", "false"),
+    ]);
+    frozen
+        .wait_for(
+            &t.client,
+            "/health/ready",
+            std::time::Duration::from_secs(30),
+        )
+        .await;
+    redis_proxy.set_latency(std::time::Duration::from_millis(700));
+    let write = tokio::spawn(
+        t.client
+            .post(format!("{}/api/orders", frozen.base))
+            .json(&body)
+            .send(),
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    frozen.pause();
+    let started = std::time::Instant::now();
+    let took = loop {
+        let (s, b) = json_of(t.post("/api/orders", &body).await).await;
+        if s == StatusCode::CREATED {
+            break started.elapsed();
+        }
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the row stayed locked by the frozen instance"
+        );
+    };
+    frozen.resume();
+    redis_proxy.set_latency(std::time::Duration::ZERO);
+    let _ = write.await;
+    settle(&t).await;
+    let confirmed = t.count_orders("CONFIRMED").await;
+    assert!((2..=3).contains(&confirmed), "{confirmed} orders");
+    assert_eq!(t.on_hand(wh, p).await, 100 - confirmed);
+    t.assert_converged(InRedis::All).await;
+    eprintln!("the other instance's order went through {took:?} after the freeze");
+    assert!(took < std::time::Duration::from_secs(15), "{took:?}");
+}

@@ -161,6 +161,26 @@ impl ServiceProcess {
             let _ = c.wait();
         }
     }
+
+    /// Freezes the process (`SIGSTOP`): its connections stay open, nothing it holds is released.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a paused process run again (`SIGCONT`).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("process running").id();
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} {pid}");
+    }
 }
 
 impl Drop for ServiceProcess {
