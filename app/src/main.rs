@@ -90,6 +90,8 @@ async fn connect_for_batch(
         connections,
         std::time::Duration::from_millis(storage.db_connect_timeout_ms.max(10_000)),
         std::time::Duration::from_secs(50),
+        // A batch job's transactions run back to back: an idle one is a frozen job.
+        std::time::Duration::from_secs(600),
     )
     .await?)
 }

@@ -57,6 +57,10 @@ pub async fn connect(config: &Config) -> anyhow::Result<Arc<Storage>> {
         s.db_max_connections,
         Duration::from_millis(s.db_connect_timeout_ms),
         Duration::from_millis(s.db_command_timeout_ms),
+        db::idle_transaction_bound(
+            Duration::from_millis(s.redis_command_timeout_ms),
+            Duration::from_millis(s.redis_wait_timeout_ms),
+        ),
     )
     .await
     .with_context(|| format!("connecting to MySQL at {}", redact(&s.database_url)))?;

@@ -10,15 +10,24 @@ use std::time::Duration;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
-/// Connects to `url`, creating the database if it does not exist yet. Getting a pooled connection (opening one included) takes at most `connect_timeout`; a row-lock
-/// wait ends after `command_timeout` (MariaDB counts whole seconds, at least one).
+/// Connects to `url`, creating the database if it does not exist yet. Getting a pooled
+/// connection (opening one included) takes at most `connect_timeout`; a row-lock wait ends after
+/// `command_timeout` (MariaDB counts whole seconds, at least one).
+///
+/// A transaction that stays idle — no statement running — for `idle_transaction` is ended by the
+/// server, which closes its connection (MariaDB's `idle_transaction_timeout`): an instance frozen
+/// mid-transaction (a paused VM, a partition, `SIGSTOP`) then holds its row locks for seconds,
+/// not until `wait_timeout` (hours). It must exceed the longest pause a healthy transaction makes
+/// between two statements (one Redis step: see [`idle_transaction_bound`]).
 pub async fn connect(
     url: &str,
     max_connections: u32,
     connect_timeout: Duration,
     command_timeout: Duration,
+    idle_transaction: Duration,
 ) -> StorageResult<MySqlPool> {
     let lock_wait_secs = command_timeout.as_secs_f64().ceil().max(1.0) as u64;
+    let idle_secs = idle_transaction.as_secs_f64().ceil().max(1.0) as u64;
     let options = MySqlConnectOptions::from_str(url)?
         .log_statements(tracing::log::LevelFilter::Trace)
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(2));
@@ -54,14 +63,25 @@ pub async fn connect(
                 // Locking reads must see the latest committed rows; snapshots of REPEATABLE READ
                 // would make the stock checks reason about stale figures.
                 sqlx::query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                    .execute(conn)
+                    .execute(&mut *conn)
                     .await?;
+                let idle = format!("SET SESSION idle_transaction_timeout = {idle_secs}");
+                if let Err(e) = sqlx::query(&idle).execute(&mut *conn).await {
+                    tracing::warn!(error = %e, "the MySQL server does not end idle transactions (MariaDB 10.3+ does): an instance frozen mid-transaction keeps its row locks until wait_timeout");
+                }
                 Ok(())
             })
         })
         .connect_with(options)
         .await?;
     Ok(pool)
+}
+
+/// How long a transaction of this service may stay idle between two statements before the
+/// server ends it: twice its longest Redis step (`command` plus a replication `wait`), and at
+/// least 5 s.
+pub fn idle_transaction_bound(command: Duration, wait: Duration) -> Duration {
+    (2 * (command + wait)).max(Duration::from_secs(5))
 }
 
 pub async fn migrate(pool: &MySqlPool) -> StorageResult<()> {

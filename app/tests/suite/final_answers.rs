@@ -473,6 +473,16 @@ async fn a_frozen_instance_does_not_hold_row_locks_for_long() {
     redis_proxy.set_latency(std::time::Duration::ZERO);
     let _ = write.await;
     settle(&t).await;
+    // The frozen instance's write had an unknown outcome; it sets the key from MySQL itself, now
+    // or from its re-sync queue once its circuit has closed again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while t.redis_stock(wh, p).await != Some(t.on_hand(wh, p).await) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the key was never repaired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let confirmed = t.count_orders("CONFIRMED").await;
     assert!((2..=3).contains(&confirmed), "{confirmed} orders");
     assert_eq!(t.on_hand(wh, p).await, 100 - confirmed);
