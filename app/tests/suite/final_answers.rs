@@ -490,3 +490,81 @@ async fn a_frozen_instance_does_not_hold_row_locks_for_long() {
     eprintln!("the other instance's order went through {took:?} after the freeze");
     assert!(took < std::time::Duration::from_secs(15), "{took:?}");
 }
+
+/// A reservation that goes to the dead-letter stream after its order was cancelled in Redis (a
+/// cancel whose own MySQL commit failed after its script ran: the order reads `CANCELLED`) is
+/// listed in MySQL as `CANCELLED`, not `REJECTED`: the answer shown is not taken back, and no
+/// operator's retry of a rejected order can bring it back to life.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_lettered_reservation_of_a_cancelled_order_stays_cancelled() {
+    let mut t = TestApp::spawn_with(|c| {
+        c.consumer_enabled = false;
+        c.jobs_enabled = false;
+    })
+    .await;
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
+    let id = place_redis(&t, &normal_order(&[(p, 2)], SEOUL.0, SEOUL.1)).await;
+    let (_, order) = json_of(t.get(&format!("/api/orders/{id}")).await).await;
+    let loc = sf_routing::LocationId::new_unchecked(wh);
+    let stream = t.keys().stream(loc);
+    let mut c = t.redis().await;
+    // The cancel's script ran; its MySQL commit did not.
+    let cancelled: Vec<i64> = redis::Script::new(sf_persistence::scripts::cancel::SOURCE)
+        .key(t.keys().order(loc, &id))
+        .key(&stream)
+        .key(t.stock_key(wh, p))
+        .arg(&id)
+        .arg(format!("{p}:2"))
+        .arg(2)
+        .invoke_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(cancelled, [1]);
+    assert_eq!(order_state(&t, &id).await, "CANCELLED");
+    // Its reservation event turns out unreadable as persisted: it names another location.
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(&stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let reservation = entries
+        .ids
+        .iter()
+        .find(|e| e.get::<String>("t").as_deref() == Some("R"))
+        .unwrap();
+    let _: i64 = redis::cmd("XDEL")
+        .arg(&stream)
+        .arg(&reservation.id)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let mut wrong: Value = serde_json::from_str(&reservation.get::<String>("j").unwrap()).unwrap();
+    let other = t.add_warehouse().await;
+    wrong["fulfillmentLocationId"] = other.into();
+    let _: String = redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg("v")
+        .arg("1")
+        .arg("t")
+        .arg("R")
+        .arg("o")
+        .arg(&id)
+        .arg("l")
+        .arg(format!("{p}:2"))
+        .arg("j")
+        .arg(wrong.to_string())
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(order["status"], "ACCEPTED");
+    t.app().start_consumer();
+    settle(&t).await;
+    assert_eq!(t.order_status(&id).await, "CANCELLED");
+    assert_eq!(order_state(&t, &id).await, "CANCELLED");
+    assert_eq!(t.on_hand(wh, p).await, 10);
+    assert_eq!(t.ledger_sum(wh, p).await, 0);
+    t.assert_converged(InRedis::All).await;
+}
