@@ -438,17 +438,39 @@ async fn dead_letter(
         location = %event.loc, stream_id = %event.stream_id, order = %event.order_id, kind = %event.kind, error,
         "event {} of order {} cannot be persisted; moved to the dead-letter stream", event.stream_id, event.order_id
     );
-    // Best effort: a readable order is also listed as REJECTED in MySQL for operators.
+    // Best effort: the order is also listed in MySQL for operators, as its Redis record — the
+    // answer its client was given — now has it: REJECTED (dead.lua just marked it so), or
+    // CANCELLED when its customer had cancelled it in Redis. Without a record, the event's own
+    // order is listed only if it names this order at this location.
     if event.kind == EventKind::Reservation {
-        if let Some(order) = event
-            .json
-            .as_deref()
-            .and_then(|j| crate::formats::OrderRecord::decode(j).ok())
-        {
-            let order = Order {
-                status: OrderStatus::Rejected,
-                reason: Some(truncate(&reason, 500)),
-                ..order
+        let from_record = match store.redis_record(event.loc, &event.order_id).await {
+            Ok(Some(record)) => record.order().ok(),
+            _ => None,
+        };
+        let listed = from_record.or_else(|| {
+            event
+                .json
+                .as_deref()
+                .and_then(|j| crate::formats::OrderRecord::decode(j).ok())
+                .filter(|o| {
+                    o.order_id == event.order_id && o.fulfillment_location_id == event.loc.get()
+                })
+                .map(|o| Order {
+                    status: OrderStatus::Rejected,
+                    ..o
+                })
+        });
+        if let Some(order) = listed {
+            let order = match order.status {
+                OrderStatus::Cancelled => Order {
+                    reason: None,
+                    ..order
+                },
+                _ => Order {
+                    status: OrderStatus::Rejected,
+                    reason: Some(truncate(&reason, 500)),
+                    ..order
+                },
             };
             let written: StorageResult<()> = async {
                 let mut tx = store.db.begin().await?;
@@ -458,7 +480,7 @@ async fn dead_letter(
             }
             .await;
             if let Err(e) = written {
-                tracing::warn!(order = %event.order_id, error = %e, "dead-lettered order could not be listed in MySQL; its Redis record says REJECTED");
+                tracing::warn!(order = %event.order_id, error = %e, "dead-lettered order could not be listed in MySQL; its Redis record says {}", order.status.as_str());
             }
         }
     }
