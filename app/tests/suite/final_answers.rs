@@ -568,3 +568,90 @@ async fn a_dead_lettered_reservation_of_a_cancelled_order_stays_cancelled() {
     assert_eq!(t.ledger_sum(wh, p).await, 0);
     t.assert_converged(InRedis::All).await;
 }
+
+/// A Redis-path order already under way when the Redis circuit opens is not decided while the
+/// circuit recovers, on a key whose stale mark is not re-synced yet: it waits for a key load when
+/// the circuit opens; recovery is held up re-syncing another stale key; the order, once its key
+/// is loaded, is refused (503) instead of being decided on the stale figure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_order_under_way_is_not_decided_while_the_circuit_recovers() {
+    // No periodic check: it would re-sync the stale keys itself (and wait on r's lock).
+    let t = TestApp::spawn_with(|c| {
+        c.jobs_enabled = false;
+        c.redis_watch_ms = 600_000;
+    })
+    .await;
+    let wh = t.add_warehouse().await;
+    // r sorts first among the stale keys, so the recovery waits on it before it reaches p.
+    let r = t.add_stocked_product(wh, 1_000, 10).await;
+    let p = t.add_stocked_product(wh, 1_000, 10).await;
+    let q = t.add_stocked_product(wh, 1_000, 10).await;
+    let (s, _) = json_of(t.get(&format!("/api/redis/products/{p}")).await).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(t.redis_stock(wh, p).await, Some(10));
+    let lock_row = |product: u64| {
+        let db = t.db.clone();
+        async move {
+            let mut tx = db.begin().await.unwrap();
+            sqlx::query(
+                "SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ? FOR UPDATE",
+            )
+            .bind(wh)
+            .bind(product)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+            tx
+        }
+    };
+    // p is sold out on MySQL alone (its Redis figure is stale), and r is stale too.
+    sqlx::query("UPDATE stock SET on_hand = 0 WHERE location_id = ? AND product_id = ?")
+        .bind(wh)
+        .bind(p)
+        .execute(&t.db)
+        .await
+        .unwrap();
+    for product in [r, p] {
+        sqlx::query("INSERT INTO redis_stale_keys (location_id, product_id) VALUES (?, ?)")
+            .bind(wh)
+            .bind(product)
+            .execute(&t.db)
+            .await
+            .unwrap();
+    }
+    // q's key is not loaded, and its row is locked: the order waits in its key load.
+    let q_lock = lock_row(q).await;
+    let order = tokio::spawn(
+        t.client
+            .post(format!("{}/api/redis/orders", t.base))
+            .json(&normal_order(&[(p, 1), (q, 1)], SEOUL.0, SEOUL.1))
+            .send(),
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let r_lock = lock_row(r).await;
+    t.storage()
+        .circuit()
+        .trip("test: redis went away for a moment");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while t.storage().circuit().state() != sf_persistence::CircuitState::Recovering {
+        assert!(std::time::Instant::now() < deadline, "never recovering");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    q_lock.commit().await.unwrap();
+    let (s, b) = json_of(order.await.unwrap().unwrap()).await;
+    assert_eq!(
+        s,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "decided while recovering: {b}"
+    );
+    assert_eq!(b["type"], "/problems/stock-cache-unavailable", "{b}");
+    r_lock.commit().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !t.storage().circuit().trusted() {
+        assert!(std::time::Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(t.redis_stock(wh, p).await, Some(0));
+    settle(&t).await;
+    assert_eq!(t.order_ids().await.len(), 0);
+}
