@@ -163,7 +163,8 @@ impl Circuit {
         self.last_error.lock().expect("circuit error").clone()
     }
 
-    /// Held by a MySQL-first write through its commit step.
+    /// Held by a MySQL-first write through its commit step, and by a Redis-path decision from
+    /// its trust check through its script.
     pub(crate) async fn write_in_flight(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
         self.barrier.read().await
     }

@@ -339,6 +339,12 @@ impl Storage {
                     .replication_for_order(&slot_key, &self.keys.replication_witness(loc))
                     .await?;
                 let (decided, held) = {
+                    // Checked again at the moment of deciding: the circuit may have opened since
+                    // the order began, and while it recovers a key may still be stale. The
+                    // recovery's barrier is held from the check through the decision, so a
+                    // recovery re-syncs stale keys only after every decision that passed it.
+                    let _deciding = self.circuit.write_in_flight().await;
+                    self.redis_decides()?;
                     let mut redis = self.conn().await?;
                     let ran = match replication {
                         None => reserve.run(&self.keys, &mut redis).await.map(|d| (d, None)),
