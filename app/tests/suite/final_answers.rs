@@ -655,3 +655,67 @@ async fn an_order_under_way_is_not_decided_while_the_circuit_recovers() {
     settle(&t).await;
     assert_eq!(t.order_ids().await.len(), 0);
 }
+
+/// A batch in which many orders are short reads each location's stream once, not once per short
+/// order: its row locks are not held through a stream scan per order (a backlog plus a shortage
+/// once held them through hundreds). 150 orders wait in the stream; MySQL has units for only 50;
+/// the consumer's batch rejects 100 of them with a handful of stream reads in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_with_many_short_orders_reads_its_stream_once() {
+    let redis = PrivateRedis::start();
+    let url = redis.url();
+    let mut t = TestApp::spawn_with(|c| {
+        c.storage.redis_url = url.clone();
+        c.consumer_enabled = false;
+        c.jobs_enabled = false;
+    })
+    .await;
+    let (wh, p) = t.warehouse_with_product(1_000, 200).await;
+    let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
+    for _ in 0..150 {
+        place_redis(&t, &body).await;
+    }
+    sqlx::query("UPDATE stock SET on_hand = 50 WHERE location_id = ? AND product_id = ?")
+        .bind(wh)
+        .bind(p)
+        .execute(&t.db)
+        .await
+        .unwrap();
+    let mut c = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let stream_reads = |c: &mut redis::aio::MultiplexedConnection| {
+        let mut c = c.clone();
+        async move {
+            let stats: String = redis::cmd("INFO")
+                .arg("commandstats")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            stats
+                .lines()
+                .find_map(|l| l.strip_prefix("cmdstat_xrange:calls="))
+                .and_then(|v| v.split(',').next())
+                .map_or(0, |v| v.parse::<u64>().unwrap())
+        }
+    };
+    let before = stream_reads(&mut c).await;
+    t.app().start_consumer();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while t.order_ids().await.len() < 150 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the batch never committed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let reads = stream_reads(&mut c).await - before;
+    assert_eq!(t.count_orders("REJECTED").await, 100);
+    assert_eq!(t.count_orders("CONFIRMED").await, 50);
+    assert!(reads <= 10, "{reads} stream reads for one batch");
+    settle(&t).await;
+    assert_eq!(t.on_hand(wh, p).await, 0);
+    t.assert_converged(InRedis::All).await;
+}
