@@ -628,67 +628,111 @@ async fn lock_stock(
     Ok(on_hand)
 }
 
-/// Whether a cancel that gives back units of `product` at `loc` is still in the stream, not in
-/// this batch (`handled`), for an order MySQL holds as sold. Then a shortage may only be the order of work:
-/// Redis counted that cancel's units before later orders (and MySQL-first sales, which MySQL
-/// already holds) took them, and MySQL has not seen it yet. A stream too long to scan counts as
-/// having one.
-async fn restore_pending(
-    store: &Storage,
-    conn: &mut sqlx::MySqlConnection,
-    loc: LocationId,
-    product: u64,
-    handled: &HashSet<(String, LocationId)>,
-) -> StorageResult<bool> {
+/// The cancels still in a location's stream and not in this batch, read once per batch and
+/// location (a shortage among many orders asks about many products: one stream read serves them
+/// all, so a batch never holds its row locks through one stream scan per order), and, per
+/// product, whether one of them restores units to MySQL.
+#[derive(Default)]
+struct PendingCancels {
+    /// Per location: the order and products of each such cancel; `None` when the stream was too
+    /// long to read (then every product counts as having one).
+    at: HashMap<LocationId, Option<Vec<(String, Vec<u64>)>>>,
+    /// Per (location, product): the answer, once asked.
+    answers: HashMap<(LocationId, u64), bool>,
+}
+
+impl PendingCancels {
+    /// Most stream entries read per location.
     const LOOK: usize = 10_000;
-    let entries: redis::streams::StreamRangeReply = {
-        let mut redis = store.conn().await?;
-        redis
-            .xrange_count(store.keys.stream(loc), "-", "+", LOOK)
-            .await?
-    };
-    if entries.ids.len() >= LOOK {
-        return Ok(true);
-    }
-    let mut cancels: Vec<(String, String)> = Vec::new();
-    for entry in &entries.ids {
-        if handled.contains(&(entry.id.clone(), loc)) {
-            continue;
+
+    /// Whether a cancel that gives back units of `product` at `loc` is still in the stream, not
+    /// in this batch (`handled`), for an order MySQL holds as sold. Then a shortage may only be
+    /// the order of work: Redis counted that cancel's units before later orders (and MySQL-first
+    /// sales, which MySQL already holds) took them, and MySQL has not seen it yet. A stream too
+    /// long to read counts as having one.
+    async fn restore(
+        &mut self,
+        store: &Storage,
+        conn: &mut sqlx::MySqlConnection,
+        loc: LocationId,
+        product: u64,
+        handled: &HashSet<(String, LocationId)>,
+    ) -> StorageResult<bool> {
+        if let Some(known) = self.answers.get(&(loc, product)) {
+            return Ok(*known);
         }
-        let (Some(t), Some(o), Some(l)) = (
-            entry.get::<String>("t"),
-            entry.get::<String>("o"),
-            entry.get::<String>("l"),
-        ) else {
-            continue;
+        if !self.at.contains_key(&loc) {
+            let cancels = Self::read(store, loc, handled).await?;
+            self.at.insert(loc, cancels);
+        }
+        let answer = match &self.at[&loc] {
+            None => true,
+            Some(cancels) => {
+                // Only the cancel of an order MySQL holds as sold gives MySQL units back; one
+                // whose order is not persisted yet nets to nothing (and waits for it), so waiting
+                // on it could go in circles.
+                let ids: Vec<&str> = cancels
+                    .iter()
+                    .filter(|(_, products)| products.contains(&product))
+                    .map(|(o, _)| o.as_str())
+                    .collect();
+                let mut restores = false;
+                for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                    let sql = format!(
+                        "SELECT COUNT(*) FROM orders WHERE status = 'CONFIRMED' AND id IN ({})",
+                        marks(chunk.len())
+                    );
+                    let mut q = sqlx::query_scalar::<_, i64>(&sql);
+                    for id in chunk {
+                        q = q.bind(*id);
+                    }
+                    if q.fetch_one(&mut *conn).await? > 0 {
+                        restores = true;
+                        break;
+                    }
+                }
+                restores
+            }
         };
-        let touches = decode_lines(&l)
-            .map(|lines| lines.iter().any(|(p, _)| p.get() == product))
-            .unwrap_or(false);
-        if t == "C" && touches {
-            cancels.push((o, t));
-        }
+        self.answers.insert((loc, product), answer);
+        Ok(answer)
     }
-    if cancels.is_empty() {
-        return Ok(false);
-    }
-    // Only the cancel of an order MySQL holds as sold gives MySQL units back; one whose order is
-    // not persisted yet nets to nothing (and waits for it), so waiting on it could go in circles.
-    let ids: Vec<&str> = cancels.iter().map(|(o, _)| o.as_str()).collect();
-    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "SELECT COUNT(*) FROM orders WHERE status = 'CONFIRMED' AND id IN ({})",
-            marks(chunk.len())
-        );
-        let mut q = sqlx::query_scalar::<_, i64>(&sql);
-        for id in chunk {
-            q = q.bind(*id);
+
+    async fn read(
+        store: &Storage,
+        loc: LocationId,
+        handled: &HashSet<(String, LocationId)>,
+    ) -> StorageResult<Option<Vec<(String, Vec<u64>)>>> {
+        let entries: redis::streams::StreamRangeReply = {
+            let mut redis = store.conn().await?;
+            redis
+                .xrange_count(store.keys.stream(loc), "-", "+", Self::LOOK)
+                .await?
+        };
+        if entries.ids.len() >= Self::LOOK {
+            return Ok(None);
         }
-        if q.fetch_one(&mut *conn).await? > 0 {
-            return Ok(true);
+        let mut cancels = Vec::new();
+        for entry in &entries.ids {
+            if handled.contains(&(entry.id.clone(), loc)) {
+                continue;
+            }
+            let (Some(t), Some(o), Some(l)) = (
+                entry.get::<String>("t"),
+                entry.get::<String>("o"),
+                entry.get::<String>("l"),
+            ) else {
+                continue;
+            };
+            if t != "C" {
+                continue;
+            }
+            if let Ok(lines) = decode_lines(&l) {
+                cancels.push((o, lines.iter().map(|(p, _)| p.get()).collect()));
+            }
         }
+        Ok(Some(cancels))
     }
-    Ok(false)
 }
 
 /// One entry of `XPENDING`'s extended form: id, consumer, idle ms, deliveries.
@@ -951,6 +995,7 @@ async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Applied> {
     // order cancelled in the same batch takes nothing net, so it is kept.
     let cancelled_here: HashSet<&str> = cancels.iter().map(|e| e.order_id.as_str()).collect();
     let mut deferred: HashSet<usize> = HashSet::new();
+    let mut pending_cancels = PendingCancels::default();
     // First the orders their customers cancelled after this batch was read: they give way as
     // CANCELLED (their cancel, still in the stream, gives MySQL nothing back then), which is
     // their end anyway.
@@ -1012,7 +1057,9 @@ async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Applied> {
         // A cancel MySQL has not seen yet may have freed the units others took meanwhile: then
         // this order waits for a later batch instead.
         let wait = event.is_some()
-            && restore_pending(store, &mut tx, new_orders[i].1, it.product_id, &ackable).await?;
+            && pending_cancels
+                .restore(store, &mut tx, new_orders[i].1, it.product_id, &ackable)
+                .await?;
         if wait {
             deferred.insert(i);
             if let Some(e) = event {

@@ -675,7 +675,7 @@ async fn a_batch_with_many_short_orders_reads_its_stream_once() {
     for _ in 0..150 {
         place_redis(&t, &body).await;
     }
-    sqlx::query("UPDATE stock SET on_hand = 50 WHERE location_id = ? AND product_id = ?")
+    sqlx::query("UPDATE stock SET on_hand = 50, initial_quantity = 50 WHERE location_id = ? AND product_id = ?")
         .bind(wh)
         .bind(p)
         .execute(&t.db)
