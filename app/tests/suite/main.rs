@@ -4,6 +4,7 @@
 
 mod common;
 
+mod chaos;
 mod cluster;
 mod cluster_infra;
 mod db_lock;

@@ -655,6 +655,16 @@ impl Instance {
         self.0.as_ref().expect("instance running")
     }
 
+    /// The instance's application, to stop or restart its consumer.
+    pub fn app_mut(&mut self) -> &mut Application {
+        self.0.as_mut().expect("instance running")
+    }
+
+    /// The instance's base URL (`http://127.0.0.1:<port>`).
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.app().port())
+    }
+
     pub async fn stop(mut self) {
         if let Some(app) = self.0.take() {
             app.stop().await.unwrap();

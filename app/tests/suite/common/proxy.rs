@@ -105,6 +105,11 @@ impl Proxy {
         *self.control.armed.lock().unwrap() = Some((pattern.to_vec(), times));
     }
 
+    /// Forgets a lost reply armed by [`Self::lose_reply_to`] that has not fired yet.
+    pub fn disarm(&self) {
+        *self.control.armed.lock().unwrap() = None;
+    }
+
     /// How many replies were lost so far.
     pub fn lost_replies(&self) -> u64 {
         self.control.fired.load(Ordering::SeqCst)

@@ -1,0 +1,1318 @@
+//! Chaos: many concurrent clients on every write path (Redis-path and DB-lock orders, cancels on
+//! both paths, POS sales and returns, operators' stock changes) against three instances of the
+//! service — two in this process, one the service binary as a process of its own — while a fault
+//! schedule drawn from a seeded RNG loses replies, cuts connections, slows down and takes away
+//! MySQL and Redis, kills Redis (and wipes it), stops consumers and kills the service process.
+//! Afterwards the full history of requests and answers is checked against every invariant.
+//!
+//! - `SF_CHAOS_SEED` replays a run: the seed is printed at the start, and it draws the fault
+//!   schedule and every client's choices (their timing, and so the interleaving, still varies).
+//! - `SF_CHAOS_SECS` sets how long the load runs (default [`DEFAULT_SECS`]); `ops/chaos` runs a
+//!   campaign of long runs with different seeds.
+//! - The history (requests, answers and faults, one JSON object a line) is written to
+//!   `target/tmp/chaos/seed-<seed>.jsonl` before the checks, for a failing run to be read.
+
+use crate::common::proxy::Proxy;
+use crate::common::*;
+use futures::future::join_all;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use reqwest::{Client, Method};
+use serde_json::{json, Value};
+use sqlx::Row;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Seconds of load when `SF_CHAOS_SECS` is not set: short enough for the whole suite.
+const DEFAULT_SECS: u64 = 20;
+/// Concurrent clients.
+const CLIENTS: usize = 24;
+/// A MySQL `COMMIT` command packet (as in `faults.rs`).
+const COMMIT: &[u8] = b"\x07\x00\x00\x00\x03COMMIT";
+/// Index of the service process in [`Shared::bases`].
+const PROCESS: usize = 2;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, PartialOrd, Ord)]
+enum Path {
+    Redis,
+    DbLock,
+    Pos,
+}
+
+impl Path {
+    fn as_str(self) -> &'static str {
+        match self {
+            Path::Redis => "REDIS",
+            Path::DbLock => "DB_LOCK",
+            Path::Pos => "POS",
+        }
+    }
+
+    fn of(s: &str) -> Option<Path> {
+        match s {
+            "REDIS" => Some(Path::Redis),
+            "DB_LOCK" => Some(Path::DbLock),
+            "POS" => Some(Path::Pos),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, PartialOrd, Ord)]
+enum Op {
+    Create(Path),
+    Cancel(Path),
+    Status,
+    SetStock,
+    Adjust,
+}
+
+/// One request of the history and its answer (`status` 0: no answer).
+struct Rec {
+    client: usize,
+    at_ms: u64,
+    took_ms: u64,
+    target: usize,
+    op: Op,
+    url: String,
+    idem: Option<String>,
+    /// The order a cancel or status request is about.
+    order: Option<String>,
+    status: u16,
+    body: Value,
+}
+
+impl Rec {
+    fn json(&self) -> Value {
+        json!({
+            "client": self.client, "atMs": self.at_ms, "tookMs": self.took_ms,
+            "target": self.target, "op": format!("{:?}", self.op), "url": self.url,
+            "idempotencyKey": self.idem, "order": self.order, "status": self.status,
+            "body": self.body,
+        })
+    }
+}
+
+/// The fixtures: locations, products and the stores' POS keys.
+struct World {
+    warehouses: Vec<u64>,
+    /// Store id and its POS key.
+    stores: Vec<(u64, String)>,
+    products: Vec<u64>,
+    /// Products with little stock, sold out and restocked again and again.
+    hot: Vec<u64>,
+}
+
+impl World {
+    fn locations(&self) -> Vec<u64> {
+        self.warehouses
+            .iter()
+            .copied()
+            .chain(self.stores.iter().map(|s| s.0))
+            .collect()
+    }
+
+    fn key_of(&self, store: u64) -> &str {
+        &self.stores.iter().find(|s| s.0 == store).unwrap().1
+    }
+}
+
+/// An order answered 2xx, for cancels and status look-ups (`store`: a POS sale's store).
+#[derive(Clone)]
+struct Placed {
+    id: String,
+    path: Path,
+    store: Option<u64>,
+}
+
+/// What the clients share.
+struct Shared {
+    http: Client,
+    /// The main instance, the second instance, the service process (on a new port after each
+    /// restart).
+    bases: Mutex<Vec<String>>,
+    process_up: AtomicBool,
+    world: World,
+    started: Instant,
+    deadline: Instant,
+    history: Mutex<Vec<Rec>>,
+    online: Mutex<Vec<Placed>>,
+    pos: Mutex<Vec<Placed>>,
+    /// Problems seen while the load runs (wrong error bodies, unexpected statuses, hangs).
+    violations: Mutex<Vec<String>>,
+}
+
+impl Shared {
+    fn violation(&self, v: String) {
+        eprintln!("VIOLATION: {v}");
+        self.violations.lock().unwrap().push(v);
+    }
+
+    fn ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Main instance 45%, second 40%, the process 15% (while it runs).
+    fn pick_target(&self, rng: &mut StdRng) -> usize {
+        match rng.gen_range(0..100) {
+            0..=14 if self.process_up.load(Ordering::SeqCst) => PROCESS,
+            0..=54 => 1,
+            _ => 0,
+        }
+    }
+
+    /// Sends one request and records it with its answer: status, body (JSON, or the text) and
+    /// `Retry-After` in seconds. Every error answer must be `application/problem+json` whose
+    /// `status` is the HTTP status.
+    #[allow(clippy::too_many_arguments)]
+    async fn send(
+        &self,
+        client: usize,
+        target: usize,
+        op: Op,
+        method: Method,
+        url: String,
+        body: Option<&Value>,
+        bearer: Option<&str>,
+        idem: Option<&str>,
+        order: Option<&str>,
+    ) -> (u16, Value, Option<u64>) {
+        let at_ms = self.ms();
+        let base = self.bases.lock().unwrap()[target].clone();
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{base}{url}"))
+            .timeout(Duration::from_secs(30));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        if let Some(k) = bearer {
+            req = req.bearer_auth(k);
+        }
+        if let Some(k) = idem {
+            req = req.header("Idempotency-Key", k);
+        }
+        let (status, answer, retry) = match req.send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let ct = r
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                let retry = r
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok());
+                match r.text().await {
+                    Ok(text) => {
+                        let answer =
+                            serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text));
+                        if status >= 400 {
+                            if ct != "application/problem+json" {
+                                self.violation(format!(
+                                    "{status} answer to {method} {url} is {ct:?}, not a problem: {answer}"
+                                ));
+                            } else if answer["status"] != status {
+                                self.violation(format!(
+                                    "{status} answer to {method} {url} says status {}",
+                                    answer["status"]
+                                ));
+                            }
+                        }
+                        (status, answer, retry)
+                    }
+                    Err(e) => (0, Value::String(format!("answer cut: {status}: {e}")), None),
+                }
+            }
+            Err(e) => (0, Value::String(format!("no answer: {e}")), None),
+        };
+        if status == 0 && target != PROCESS {
+            self.violation(format!(
+                "{method} {url} to instance {target} got no answer: {answer}"
+            ));
+        }
+        self.history.lock().unwrap().push(Rec {
+            client,
+            at_ms,
+            took_ms: self.ms() - at_ms,
+            target,
+            op,
+            url,
+            idem: idem.map(str::to_owned),
+            order: order.map(str::to_owned),
+            status,
+            body: answer.clone(),
+        });
+        (status, answer, retry)
+    }
+}
+
+/// How long a client waits before it retries: the `Retry-After` (at most 1 s), else 100–500 ms.
+fn backoff(retry_after: Option<u64>, rng: &mut StdRng) -> Duration {
+    match retry_after {
+        Some(s) => Duration::from_secs(s.min(1)),
+        None => Duration::from_millis(rng.gen_range(100..500)),
+    }
+}
+
+/// One or two lines, mostly of the hot products.
+fn random_items(world: &World, rng: &mut StdRng) -> Vec<(u64, i64)> {
+    let mut items: Vec<(u64, i64)> = Vec::new();
+    let lines = if rng.gen_bool(0.7) { 1 } else { 2 };
+    while items.len() < lines {
+        let p = if rng.gen_bool(0.6) {
+            world.hot[rng.gen_range(0..world.hot.len())]
+        } else {
+            world.products[rng.gen_range(0..world.products.len())]
+        };
+        if items.iter().all(|(q, _)| *q != p) {
+            items.push((p, rng.gen_range(1..=3)));
+        }
+    }
+    items
+}
+
+/// Places one order on `path`, retrying with its `Idempotency-Key` (when it has one) while the
+/// outcome is unknown; a keyed order answered 2xx is sometimes sent once more (a replay).
+async fn place(sh: &Shared, client: usize, rng: &mut StdRng, path: Path, n: usize) {
+    let w = &sh.world;
+    let items = random_items(w, rng);
+    let (url, body, store) = match path {
+        Path::Redis | Path::DbLock => {
+            let body = match rng.gen_range(0..4) {
+                0 | 1 => normal_order(
+                    &items,
+                    rng.gen_range(37.45..37.65),
+                    rng.gen_range(126.85..127.10),
+                ),
+                2 => same_day_order(&items),
+                _ => pickup_order(&items, w.stores[rng.gen_range(0..w.stores.len())].0),
+            };
+            let url = if path == Path::Redis {
+                "/api/redis/orders"
+            } else {
+                "/api/orders"
+            };
+            (url.to_owned(), body, None)
+        }
+        Path::Pos => {
+            let store = w.stores[rng.gen_range(0..w.stores.len())].0;
+            (
+                format!("/api/stores/{store}/orders"),
+                pos_sale(&items),
+                Some(store),
+            )
+        }
+    };
+    let bearer = store.map(|s| w.key_of(s));
+    let idem = rng.gen_bool(0.5).then(|| format!("c{client}-{n}"));
+    for _ in 0..6 {
+        let target = sh.pick_target(rng);
+        let (s, b, retry) = sh
+            .send(
+                client,
+                target,
+                Op::Create(path),
+                Method::POST,
+                url.clone(),
+                Some(&body),
+                bearer,
+                idem.as_deref(),
+                None,
+            )
+            .await;
+        match s {
+            201 | 202 => {
+                let Some(id) = b["orderId"].as_str() else {
+                    sh.violation(format!("{s} answer without orderId: {b}"));
+                    return;
+                };
+                let placed = Placed {
+                    id: id.to_owned(),
+                    path,
+                    store,
+                };
+                match path {
+                    Path::Pos => sh.pos.lock().unwrap().push(placed),
+                    _ => sh.online.lock().unwrap().push(placed),
+                }
+                if idem.is_some() && rng.gen_bool(0.2) {
+                    let target = sh.pick_target(rng);
+                    sh.send(
+                        client,
+                        target,
+                        Op::Create(path),
+                        Method::POST,
+                        url.clone(),
+                        Some(&body),
+                        bearer,
+                        idem.as_deref(),
+                        None,
+                    )
+                    .await;
+                }
+                return;
+            }
+            0 | 500 | 503 | 504 if idem.is_some() => {
+                tokio::time::sleep(backoff(retry, rng)).await;
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Cancels (or returns) an order placed earlier, sometimes sending the cancel several times at
+/// once.
+async fn cancel(sh: &Shared, client: usize, rng: &mut StdRng, pos: bool) {
+    let picked = {
+        let mut list = if pos {
+            sh.pos.lock().unwrap()
+        } else {
+            sh.online.lock().unwrap()
+        };
+        if list.is_empty() {
+            return;
+        }
+        let i = rng.gen_range(0..list.len());
+        // Mostly taken off the list: most orders are cancelled at most once (in one go).
+        if rng.gen_bool(0.7) {
+            list.swap_remove(i)
+        } else {
+            list[i].clone()
+        }
+    };
+    let url = match picked.path {
+        Path::Redis => format!("/api/redis/orders/{}/cancel", picked.id),
+        Path::DbLock => format!("/api/orders/{}/cancel", picked.id),
+        Path::Pos => format!(
+            "/api/stores/{}/orders/{}/cancel",
+            picked.store.unwrap(),
+            picked.id
+        ),
+    };
+    let bearer = picked.store.map(|s| sh.world.key_of(s));
+    let copies = if rng.gen_bool(0.3) {
+        rng.gen_range(2..=5)
+    } else {
+        1
+    };
+    let targets: Vec<usize> = (0..copies).map(|_| sh.pick_target(rng)).collect();
+    join_all(targets.into_iter().map(|target| {
+        sh.send(
+            client,
+            target,
+            Op::Cancel(picked.path),
+            Method::PATCH,
+            url.clone(),
+            None,
+            bearer,
+            None,
+            Some(&picked.id),
+        )
+    }))
+    .await;
+}
+
+/// An operator adjusts or sets the stock of a random (location, product).
+async fn operate(sh: &Shared, client: usize, rng: &mut StdRng) {
+    let w = &sh.world;
+    let locs = w.locations();
+    let loc = locs[rng.gen_range(0..locs.len())];
+    let p = w.products[rng.gen_range(0..w.products.len())];
+    let url = format!("/api/admin/locations/{loc}/products/{p}/stock");
+    let target = sh.pick_target(rng);
+    if rng.gen_bool(0.65) {
+        let mut delta = rng.gen_range(-3..=12);
+        if delta == 0 {
+            delta = 5;
+        }
+        sh.send(
+            client,
+            target,
+            Op::Adjust,
+            Method::POST,
+            format!("{url}/adjustments"),
+            Some(&json!({"delta": delta, "reason": "ADJUST"})),
+            Some(ADMIN),
+            None,
+            None,
+        )
+        .await;
+    } else {
+        let qty = if w.hot.contains(&p) {
+            rng.gen_range(0..=20)
+        } else {
+            rng.gen_range(40..=200)
+        };
+        sh.send(
+            client,
+            target,
+            Op::SetStock,
+            Method::PUT,
+            url,
+            Some(&json!({"quantity": qty, "reason": "RESTOCK"})),
+            Some(ADMIN),
+            None,
+            None,
+        )
+        .await;
+    }
+}
+
+/// Looks up an order placed earlier.
+async fn look_up(sh: &Shared, client: usize, rng: &mut StdRng) {
+    let picked = {
+        let online = sh.online.lock().unwrap();
+        let pos = sh.pos.lock().unwrap();
+        let n = online.len() + pos.len();
+        if n == 0 {
+            return;
+        }
+        let i = rng.gen_range(0..n);
+        if i < online.len() {
+            online[i].clone()
+        } else {
+            pos[i - online.len()].clone()
+        }
+    };
+    let target = sh.pick_target(rng);
+    sh.send(
+        client,
+        target,
+        Op::Status,
+        Method::GET,
+        format!("/api/orders/{}", picked.id),
+        None,
+        None,
+        None,
+        Some(&picked.id),
+    )
+    .await;
+}
+
+async fn run_client(sh: Arc<Shared>, client: usize, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(
+        seed.wrapping_add(client as u64 + 1)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
+    let mut n = 0;
+    while Instant::now() < sh.deadline {
+        n += 1;
+        match rng.gen_range(0..100) {
+            0..=29 => place(&sh, client, &mut rng, Path::Redis, n).await,
+            30..=47 => place(&sh, client, &mut rng, Path::DbLock, n).await,
+            48..=62 => place(&sh, client, &mut rng, Path::Pos, n).await,
+            63..=74 => cancel(&sh, client, &mut rng, false).await,
+            75..=79 => cancel(&sh, client, &mut rng, true).await,
+            80..=88 => operate(&sh, client, &mut rng).await,
+            _ => look_up(&sh, client, &mut rng).await,
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..15))).await;
+    }
+}
+
+/// What the fault schedule did.
+#[derive(Default)]
+struct Injected {
+    /// (ms since the start, what).
+    log: Vec<(u64, String)>,
+    /// Times Redis lost the test's data (keys unlinked, or a wiped restart).
+    data_losses: usize,
+}
+
+/// The servers and instances the fault schedule acts on.
+struct Rig {
+    redis: PrivateRedis,
+    redis_proxy: Proxy,
+    mysql_proxy: Proxy,
+    second: Instance,
+    process: Option<ServiceProcess>,
+}
+
+const PROCESS_ENV: &[(&str, &str)] = &[
+    ("CONSUMER_RECLAIM_IDLE_MS", "2000"),
+    ("RECLAIM_SCHEDULE", "*/5 * * * * *"),
+    ("RECONCILE_SCHEDULE", "*/10 * * * * *"),
+    ("REDIS_WATCH_MS", "250"),
+    ("DB_MAX_CONNECTIONS", "8"),
+    ("REDIS_POOL_SIZE", "8"),
+    ("MAX_IN_FLIGHT_DB_LOCK", "100000"),
+    ("MAX_IN_FLIGHT_REDIS", "100000"),
+    ("MAX_IN_FLIGHT_POS", "100000"),
+    ("MAX_IN_FLIGHT_READS", "100000"),
+    ("DB_CONNECT_TIMEOUT_MS", "10000"),
+    ("RUST_LOG", "off"),
+];
+
+/// Starts the service process and waits (up to 15 s) until it is live; answers whether it is.
+async fn start_process(t: &TestApp, http: &Client) -> (ServiceProcess, bool) {
+    let p = t.spawn_process(PROCESS_ENV);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(r) = http
+            .get(format!("{}/health/live", p.base))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+        {
+            if r.status().is_success() {
+                return (p, true);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (p, false)
+}
+
+/// Script SHAs whose replies the Redis proxy may lose.
+fn script_shas() -> Vec<(&'static str, String)> {
+    use sf_persistence::scripts::*;
+    [
+        ("reserve", reserve::SOURCE),
+        ("cancel", cancel::SOURCE),
+        ("adjust", adjust::SOURCE),
+        ("sync", sync::SOURCE),
+        ("ack", ack::SOURCE),
+        ("reject", reject::SOURCE),
+    ]
+    .into_iter()
+    .map(|(n, s)| (n, redis::Script::new(s).get_hash().to_owned()))
+    .collect()
+}
+
+/// Injects faults at random times until the deadline; each fault ends (or is repaired) before
+/// the next one starts.
+async fn fault_schedule(
+    seed: u64,
+    t: &mut TestApp,
+    rig: &mut Rig,
+    sh: &Shared,
+    injected: &mut Injected,
+) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let shas = script_shas();
+    let mysql_patterns: &[(&str, &[u8])] = &[
+        ("COMMIT", COMMIT),
+        ("COMMIT", COMMIT),
+        ("INSERT INTO order_lines", b"INSERT INTO order_lines"),
+        (
+            "INSERT INTO stock_movements",
+            b"INSERT INTO stock_movements",
+        ),
+        ("UPDATE stock", b"UPDATE stock"),
+    ];
+    // (weight, fault)
+    let faults: &[(u32, &str)] = &[
+        (14, "lose redis script reply"),
+        (10, "lose mysql reply"),
+        (5, "cut redis"),
+        (5, "cut mysql"),
+        (6, "slow redis"),
+        (6, "slow mysql"),
+        (5, "redis outage"),
+        (5, "mysql outage"),
+        (3, "unlink redis keys"),
+        (4, "kill -9 redis"),
+        (2, "kill -9 redis and wipe it"),
+        (4, "stop main consumer"),
+        (4, "stop second consumer"),
+        (6, "kill -9 service process"),
+        (5, "reconcile"),
+    ];
+    let total: u32 = faults.iter().map(|f| f.0).sum();
+    let mut log = |sh: &Shared, what: String| {
+        eprintln!("[chaos {:>6} ms] {what}", sh.ms());
+        injected.log.push((sh.ms(), what));
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while Instant::now() < sh.deadline {
+        let mut pick = rng.gen_range(0..total);
+        let fault = faults
+            .iter()
+            .find(|(w, _)| {
+                if pick < *w {
+                    true
+                } else {
+                    pick -= w;
+                    false
+                }
+            })
+            .unwrap()
+            .1;
+        let secs = |rng: &mut StdRng| Duration::from_millis(rng.gen_range(500..3000));
+        match fault {
+            "lose redis script reply" => {
+                let (name, sha) = &shas[rng.gen_range(0..shas.len())];
+                let n = rng.gen_range(1..=3);
+                log(sh, format!("lose the reply to the next {n} {name} scripts"));
+                rig.redis_proxy.lose_reply_to(sha.as_bytes(), n);
+            }
+            "lose mysql reply" => {
+                let (name, pattern) = mysql_patterns[rng.gen_range(0..mysql_patterns.len())];
+                let n = rng.gen_range(1..=3);
+                log(sh, format!("lose the reply to the next {n} MySQL {name}"));
+                rig.mysql_proxy.lose_reply_to(pattern, n);
+            }
+            "cut redis" => {
+                log(sh, "cut every Redis connection".into());
+                rig.redis_proxy.cut_all();
+            }
+            "cut mysql" => {
+                log(sh, "cut every MySQL connection".into());
+                rig.mysql_proxy.cut_all();
+            }
+            "slow redis" | "slow mysql" => {
+                let proxy = if fault == "slow redis" {
+                    &rig.redis_proxy
+                } else {
+                    &rig.mysql_proxy
+                };
+                let latency = Duration::from_millis(rng.gen_range(20..600));
+                let d = secs(&mut rng);
+                log(sh, format!("{fault}: {latency:?} each way for {d:?}"));
+                proxy.set_latency(latency);
+                tokio::time::sleep(d).await;
+                proxy.set_latency(Duration::ZERO);
+            }
+            "redis outage" | "mysql outage" => {
+                let proxy = if fault == "redis outage" {
+                    &rig.redis_proxy
+                } else {
+                    &rig.mysql_proxy
+                };
+                let d = secs(&mut rng);
+                log(sh, format!("{fault} (cut, refused) for {d:?}"));
+                proxy.refuse(true);
+                proxy.cut_all();
+                tokio::time::sleep(d).await;
+                proxy.refuse(false);
+            }
+            "unlink redis keys" => {
+                log(sh, "Redis loses every key of the test".into());
+                t.lose_redis_data().await;
+                injected.data_losses += 1;
+            }
+            "kill -9 redis" | "kill -9 redis and wipe it" => {
+                let d = Duration::from_millis(rng.gen_range(200..2000));
+                log(sh, format!("{fault}, restarted after {d:?}"));
+                rig.redis.kill();
+                if fault == "kill -9 redis and wipe it" {
+                    rig.redis.wipe();
+                    injected.data_losses += 1;
+                }
+                tokio::time::sleep(d).await;
+                tokio::task::block_in_place(|| rig.redis.restart());
+            }
+            "stop main consumer" | "stop second consumer" => {
+                let d = secs(&mut rng);
+                log(sh, format!("{fault} (abort) for {d:?}"));
+                if fault == "stop main consumer" {
+                    t.app().stop_consumer_now();
+                    tokio::time::sleep(d).await;
+                    t.app().start_consumer();
+                } else {
+                    rig.second.app_mut().stop_consumer_now();
+                    tokio::time::sleep(d).await;
+                    rig.second.app_mut().start_consumer();
+                }
+            }
+            "kill -9 service process" => {
+                let d = Duration::from_millis(rng.gen_range(200..2000));
+                log(
+                    sh,
+                    format!("kill -9 the service process, restarted after {d:?}"),
+                );
+                sh.process_up.store(false, Ordering::SeqCst);
+                if let Some(mut p) = rig.process.take() {
+                    p.kill();
+                }
+                tokio::time::sleep(d).await;
+                let (p, live) = start_process(t, &sh.http).await;
+                sh.bases.lock().unwrap()[PROCESS] = p.base.clone();
+                sh.process_up.store(live, Ordering::SeqCst);
+                if !live {
+                    log(
+                        sh,
+                        "the service process did not come back within 15 s".into(),
+                    );
+                }
+                rig.process = Some(p);
+            }
+            "reconcile" => {
+                let r = t.admin().post_empty("/api/admin/reconciliation/runs").await;
+                let s = r.status();
+                let b: Value = r.json().await.unwrap_or(Value::Null);
+                log(
+                    sh,
+                    format!(
+                        "reconciliation run: {s} checked {} repaired {}",
+                        b["keysChecked"], b["keysRepaired"]
+                    ),
+                );
+            }
+            other => unreachable!("{other}"),
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(200..1500))).await;
+    }
+    log(sh, "faults stop".into());
+    rig.redis_proxy.disarm();
+    rig.mysql_proxy.disarm();
+}
+
+/// A reconciliation run that must succeed, once the scheduled runs (which hold its lease for a
+/// moment) let it.
+async fn reconcile_now(t: &TestApp) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (s, b) = json_of(t.admin().post_empty("/api/admin/reconciliation/runs").await).await;
+        if s == reqwest::StatusCode::OK && b["ok"] == true {
+            return b;
+        }
+        assert!(
+            s == reqwest::StatusCode::CONFLICT && Instant::now() < deadline,
+            "reconciliation: {s} {b}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Writes the history and the faults to `target/tmp/chaos/seed-<seed>.jsonl`.
+fn write_history(seed: u64, hist: &[Rec], injected: &Injected) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("chaos");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("seed-{seed}.jsonl"));
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    for (at, what) in &injected.log {
+        writeln!(f, "{}", json!({"atMs": at, "fault": what})).unwrap();
+    }
+    for r in hist {
+        writeln!(f, "{}", r.json()).unwrap();
+    }
+    f.flush().unwrap();
+    path
+}
+
+/// What the history says about one order.
+#[derive(Default)]
+struct Seen {
+    path: Option<Path>,
+    /// Answered 201/202.
+    answered: bool,
+    /// Named by an answer whose outcome was unknown (503/504 with its `orderId`).
+    unknown: bool,
+    /// Statuses shown to a client (in order answers, look-ups and cancels).
+    shown: Vec<String>,
+    cancel_sent: bool,
+    cancel_200: bool,
+}
+
+/// An order's ledger rows for one (location, product): sale rows, their units, return rows,
+/// their units.
+type OrderMoves = (i64, i64, i64, i64);
+
+/// The invariants, checked on the history and on what MySQL holds after the run. Answers the
+/// violations and a summary.
+async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, String) {
+    let mut v: Vec<String> = Vec::new();
+    let mut seen: HashMap<String, Seen> = HashMap::new();
+    // I5: the orders answered per (path, Idempotency-Key).
+    let mut keyed: BTreeMap<(Path, String), HashSet<String>> = BTreeMap::new();
+    // Creations whose outcome is unknown and that name no order: without a key, one each; with a
+    // key, one per key that never got a 2xx answer.
+    let mut unexplained: BTreeMap<Path, usize> = BTreeMap::new();
+    let mut unknown_keys: HashSet<(Path, String)> = HashSet::new();
+    let mut created_410 = 0;
+    let mut tally: BTreeMap<String, usize> = BTreeMap::new();
+    for r in hist {
+        let kind = r.body["type"].as_str().unwrap_or("");
+        *tally
+            .entry(format!(
+                "{:?} {} {}",
+                r.op,
+                r.status,
+                kind.trim_start_matches("/problems/")
+            ))
+            .or_default() += 1;
+        let id = r.body["orderId"].as_str();
+        match r.op {
+            Op::Create(path) => match r.status {
+                201 | 202 => {
+                    let expected = if path == Path::Redis { 202 } else { 201 };
+                    if r.status != expected || r.body["path"] != path.as_str() {
+                        v.push(format!("{path:?} order answered {}: {}", r.status, r.body));
+                    }
+                    let id = id.unwrap_or_default().to_owned();
+                    let s = seen.entry(id.clone()).or_default();
+                    s.path = Some(path);
+                    s.answered = true;
+                    if let Some(st) = r.body["status"].as_str() {
+                        s.shown.push(st.to_owned());
+                    }
+                    if let Some(k) = &r.idem {
+                        keyed.entry((path, k.clone())).or_default().insert(id);
+                    }
+                }
+                503 | 504 if id.is_some() => {
+                    let s = seen.entry(id.unwrap().to_owned()).or_default();
+                    s.path = Some(path);
+                    s.unknown = true;
+                }
+                0 | 500 | 502..=504 => match &r.idem {
+                    Some(k) => {
+                        unknown_keys.insert((path, k.clone()));
+                    }
+                    None => *unexplained.entry(path).or_default() += 1,
+                },
+                409 => {}
+                410 => created_410 += 1,
+                _ => v.push(format!(
+                    "unexpected answer to an order: {} {}",
+                    r.status, r.body
+                )),
+            },
+            Op::Cancel(path) => {
+                let id = r.order.clone().unwrap();
+                let s = seen.entry(id).or_default();
+                s.path.get_or_insert(path);
+                s.cancel_sent = true;
+                match r.status {
+                    200 => {
+                        s.cancel_200 = true;
+                        if r.body["status"] != "CANCELLED" {
+                            v.push(format!("a cancel answered 200 with {}", r.body));
+                        }
+                        s.shown.push("CANCELLED".into());
+                    }
+                    0 | 404 | 409 | 410 | 500 | 502..=504 => {}
+                    _ => v.push(format!(
+                        "unexpected answer to {}: {} {}",
+                        r.url, r.status, r.body
+                    )),
+                }
+            }
+            Op::Status => match r.status {
+                200 => {
+                    let s = seen.entry(r.order.clone().unwrap()).or_default();
+                    if let Some(st) = r.body["status"].as_str() {
+                        s.shown.push(st.to_owned());
+                    }
+                }
+                0 | 404 | 410 | 500 | 502..=504 => {}
+                _ => v.push(format!(
+                    "unexpected answer to {}: {} {}",
+                    r.url, r.status, r.body
+                )),
+            },
+            Op::SetStock | Op::Adjust => match r.status {
+                0 | 200 | 409 | 422 | 500 | 502..=504 => {}
+                _ => v.push(format!(
+                    "unexpected answer to {}: {} {}",
+                    r.url, r.status, r.body
+                )),
+            },
+        }
+    }
+    for (path, k) in &unknown_keys {
+        if !keyed.contains_key(&(*path, k.clone())) {
+            *unexplained.entry(*path).or_default() += 1;
+        }
+    }
+    // I5: one order per key.
+    for ((path, k), ids) in &keyed {
+        if ids.len() > 1 {
+            v.push(format!(
+                "I5: {path:?} Idempotency-Key {k} answered {} orders: {ids:?}",
+                ids.len()
+            ));
+        }
+    }
+    if created_410 > 0 && injected.data_losses == 0 {
+        v.push(format!(
+            "{created_410} orders answered 410 though Redis lost no data"
+        ));
+    }
+
+    // What MySQL holds.
+    let mut orders: HashMap<String, (String, String, u64, Option<String>)> = HashMap::new();
+    for r in sqlx::query("SELECT id, status, path, location_id, reject_reason FROM orders")
+        .fetch_all(&t.db)
+        .await
+        .unwrap()
+    {
+        orders.insert(
+            r.get("id"),
+            (
+                r.get("status"),
+                r.get("path"),
+                r.get("location_id"),
+                r.get("reject_reason"),
+            ),
+        );
+    }
+    let mut lines: HashMap<String, Vec<(u64, i64)>> = HashMap::new();
+    for r in sqlx::query("SELECT order_id, product_id, quantity FROM order_lines")
+        .fetch_all(&t.db)
+        .await
+        .unwrap()
+    {
+        let q: i32 = r.get("quantity");
+        lines
+            .entry(r.get("order_id"))
+            .or_default()
+            .push((r.get("product_id"), i64::from(q)));
+    }
+    // Order movements by (ref, location, product).
+    let mut moves: HashMap<(String, u64, u64), OrderMoves> = HashMap::new();
+    // Operators' movements per (location, product).
+    let mut operators: HashMap<(u64, u64), i64> = HashMap::new();
+    for r in sqlx::query(
+        "SELECT ref_id, location_id, product_id, reason, CAST(COUNT(*) AS SIGNED) AS n, \
+         CAST(SUM(delta) AS SIGNED) AS d FROM stock_movements \
+         GROUP BY ref_id, location_id, product_id, reason",
+    )
+    .fetch_all(&t.db)
+    .await
+    .unwrap()
+    {
+        let (rf, loc, p): (String, u64, u64) =
+            (r.get("ref_id"), r.get("location_id"), r.get("product_id"));
+        let (reason, n, d): (String, i64, i64) = (r.get("reason"), r.get("n"), r.get("d"));
+        match reason.as_str() {
+            "ORDER" | "POS_SALE" => {
+                let m = moves.entry((rf, loc, p)).or_default();
+                m.0 += n;
+                m.1 += d;
+            }
+            "CANCEL" | "POS_RETURN" => {
+                let m = moves.entry((rf, loc, p)).or_default();
+                m.2 += n;
+                m.3 += d;
+            }
+            "RESTOCK" | "ADJUST" => *operators.entry((loc, p)).or_default() += d,
+            other => v.push(format!(
+                "ledger rows of reason {other} ({n} rows, {d} units) at ({loc},{p}), ref {rf}"
+            )),
+        }
+    }
+
+    // I2: every order answered 2xx (or named by an unknown outcome) is in MySQL, terminal; lost
+    // only with Redis's data.
+    let mut ends: BTreeMap<String, usize> = BTreeMap::new();
+    let mut lost = 0;
+    for (id, s) in &seen {
+        if !(s.answered || s.unknown) {
+            continue;
+        }
+        let end = match orders.get(id) {
+            Some((status, path, _, reason)) => {
+                if Path::of(path) != s.path {
+                    v.push(format!(
+                        "order {id} was placed on {:?}, MySQL says {path}",
+                        s.path
+                    ));
+                }
+                if status == "REJECTED"
+                    && (path != "REDIS" || reason.as_deref().unwrap_or("").is_empty())
+                {
+                    v.push(format!("{path} order {id} REJECTED with reason {reason:?}"));
+                }
+                status.clone()
+            }
+            None => {
+                let (st, b) = json_of(t.get(&format!("/api/orders/{id}")).await).await;
+                let kind = b["type"].as_str().unwrap_or("").to_owned();
+                match (st.as_u16(), kind.as_str()) {
+                    (410, "/problems/order-lost") if injected.data_losses > 0 => {
+                        lost += 1;
+                        "LOST (410)".into()
+                    }
+                    (404, "/problems/unknown-order") if !s.answered => "NOT PLACED (404)".into(),
+                    _ => {
+                        v.push(format!(
+                            "I2: order {id} ({:?}, answered 2xx: {}, shown {:?}) is not in MySQL; \
+                             GET answers {st} {b}",
+                            s.path, s.answered, s.shown
+                        ));
+                        format!("MISSING {st}")
+                    }
+                }
+            }
+        };
+        *ends
+            .entry(format!(
+                "{} {}{}",
+                s.path.map_or("?", |p| p.as_str()),
+                end,
+                if s.answered { "" } else { " (outcome unknown)" }
+            ))
+            .or_default() += 1;
+    }
+    // I3/I8: answers are final.
+    for (id, s) in &seen {
+        let Some((end, ..)) = orders.get(id) else {
+            if s.cancel_200 {
+                v.push(format!(
+                    "I3/I8: order {id} was cancelled (200) but is not in MySQL"
+                ));
+            }
+            continue;
+        };
+        let shown = |x: &str| s.shown.iter().any(|y| y == x);
+        let ok = match end.as_str() {
+            "CANCELLED" => s.cancel_sent,
+            "CONFIRMED" => !shown("CANCELLED") && !shown("REJECTED"),
+            "REJECTED" => !shown("CANCELLED") && !shown("CONFIRMED"),
+            _ => false,
+        };
+        if !ok || (s.cancel_200 && end != "CANCELLED") {
+            v.push(format!(
+                "I8: order {id} ends {end}; clients were shown {:?} (cancel sent: {}, a cancel answered 200: {})",
+                s.shown, s.cancel_sent, s.cancel_200
+            ));
+        }
+    }
+    // No order in MySQL that no answer explains (I2 "exactly once", I5).
+    let mut phantoms: BTreeMap<Path, Vec<&String>> = BTreeMap::new();
+    for (id, (_, path, ..)) in &orders {
+        if !seen.get(id).is_some_and(|s| s.answered || s.unknown) {
+            match Path::of(path) {
+                Some(p) => phantoms.entry(p).or_default().push(id),
+                None => v.push(format!("order {id} has path {path}")),
+            }
+        }
+    }
+    for (path, ids) in &phantoms {
+        let may = unexplained.get(path).copied().unwrap_or(0);
+        if ids.len() > may {
+            v.push(format!(
+                "{} {path:?} orders in MySQL no answer named, but only {may} creations had an unknown outcome: {:?}",
+                ids.len(),
+                ids.iter().take(10).collect::<Vec<_>>()
+            ));
+        }
+    }
+    // I3: each order's ledger: a confirmed order took its units once, a cancelled one took them
+    // and gave them back once (or never took them), a rejected one never took them.
+    let mut accounted: HashSet<(String, u64, u64)> = HashSet::new();
+    for (id, (status, _, loc, _)) in &orders {
+        for (p, q) in lines.get(id).map(Vec::as_slice).unwrap_or(&[]) {
+            let key = (id.clone(), *loc, *p);
+            let m = moves.get(&key).copied().unwrap_or_default();
+            accounted.insert(key);
+            let ok = match status.as_str() {
+                "CONFIRMED" => m == (1, -q, 0, 0),
+                "CANCELLED" => m == (0, 0, 0, 0) || m == (1, -q, 1, *q),
+                _ => m == (0, 0, 0, 0),
+            };
+            if !ok {
+                v.push(format!(
+                    "I3: {status} order {id}, {q} of product {p} at {loc}: ledger has {} sale rows \
+                     ({} units), {} return rows ({} units)",
+                    m.0, m.1, m.2, m.3
+                ));
+            }
+        }
+        if !lines.contains_key(id) {
+            v.push(format!("order {id} has no lines"));
+        }
+    }
+    for (key, m) in &moves {
+        if !accounted.contains(key) {
+            v.push(format!(
+                "ledger rows for order {} at ({},{}) that no order line explains: {m:?}",
+                key.0, key.1, key.2
+            ));
+        }
+    }
+    // I1: per (location, product): on-hand never below zero, units sold never above what was
+    // there (initial stock plus operators' changes).
+    let mut sold: HashMap<(u64, u64), i64> = HashMap::new();
+    for (id, (status, _, loc, _)) in &orders {
+        if status == "CONFIRMED" {
+            for (p, q) in lines.get(id).map(Vec::as_slice).unwrap_or(&[]) {
+                *sold.entry((*loc, *p)).or_default() += q;
+            }
+        }
+    }
+    let mut sold_total = 0;
+    for r in sqlx::query("SELECT location_id, product_id, on_hand, initial_quantity FROM stock")
+        .fetch_all(&t.db)
+        .await
+        .unwrap()
+    {
+        let (loc, p): (u64, u64) = (r.get("location_id"), r.get("product_id"));
+        let (on_hand, initial): (i64, i64) = (r.get("on_hand"), r.get("initial_quantity"));
+        let s = sold.get(&(loc, p)).copied().unwrap_or(0);
+        let ops = operators.get(&(loc, p)).copied().unwrap_or(0);
+        sold_total += s;
+        if on_hand < 0 || s > initial + ops || on_hand != initial + ops - s {
+            v.push(format!(
+                "I1: ({loc},{p}): on hand {on_hand}, sold {s}, initial {initial}, operators {ops:+}"
+            ));
+        }
+    }
+
+    let mut summary = format!(
+        "{} requests; {} orders in MySQL, {sold_total} units sold; {lost} reported lost; \
+         Redis lost its data {} times; {} faults\n",
+        hist.len(),
+        orders.len(),
+        injected.data_losses,
+        injected.log.len()
+    );
+    summary += &format!("order ends: {ends:?}\n");
+    summary += &format!(
+        "orders no answer named: {:?} (unknown outcomes without an id: {unexplained:?})\n",
+        phantoms
+            .iter()
+            .map(|(p, ids)| (p, ids.len()))
+            .collect::<BTreeMap<_, _>>()
+    );
+    summary += "answers:\n";
+    for (k, n) in &tally {
+        summary += &format!("  {n:>6}  {k}\n");
+    }
+    (v, summary)
+}
+
+/// Every invariant under a random fault schedule; see the module documentation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn random_faults_under_mixed_load_keep_every_invariant() {
+    let seed: u64 = std::env::var("SF_CHAOS_SEED")
+        .ok()
+        .map(|s| s.trim().parse().expect("SF_CHAOS_SEED is a number"))
+        .unwrap_or_else(rand::random);
+    let secs: u64 = std::env::var("SF_CHAOS_SECS")
+        .ok()
+        .map(|s| {
+            s.trim()
+                .parse()
+                .expect("SF_CHAOS_SECS is a number of seconds")
+        })
+        .unwrap_or(DEFAULT_SECS);
+    eprintln!("chaos: SF_CHAOS_SEED={seed} SF_CHAOS_SECS={secs}");
+    let began = Instant::now();
+
+    let redis = PrivateRedis::start();
+    let redis_proxy = Proxy::start(&format!("127.0.0.1:{}", redis.port)).await;
+    let mysql_proxy = Proxy::start(&host_port(&server_url())).await;
+    let redis_url = via(&redis.url(), redis_proxy.port);
+    let mut t = TestApp::spawn_with(|c| {
+        c.storage.redis_url = redis_url;
+        c.storage.database_url = via(&c.storage.database_url, mysql_proxy.port);
+        c.reconcile_schedule = "*/10 * * * * *".into();
+        c.reclaim_schedule = "*/5 * * * * *".into();
+        c.redis_watch_ms = 250;
+    })
+    .await;
+
+    // Two warehouses and two stores (both within the same-day radius of City Hall); every
+    // product at every location; two hot products with little stock.
+    let warehouses = vec![
+        t.add_location("WAREHOUSE", "W1", WAREHOUSE_AT.0, WAREHOUSE_AT.1)
+            .await,
+        t.add_location("WAREHOUSE", "W2", 37.55, 126.85).await,
+    ];
+    let store_ids = vec![
+        t.add_location("STORE", "S1", SEOUL.0, SEOUL.1).await,
+        t.add_location("STORE", "S2", 37.5700, 126.9900).await,
+    ];
+    let mut products = Vec::new();
+    for _ in 0..6 {
+        products.push(t.add_product(1_000).await);
+    }
+    let hot = products[..2].to_vec();
+    for (i, p) in products.iter().enumerate() {
+        for loc in &warehouses {
+            t.stock_row(*loc, *p, if i < 2 { 15 } else { 150 }).await;
+        }
+        for loc in &store_ids {
+            t.stock_row(*loc, *p, if i < 2 { 6 } else { 40 }).await;
+        }
+    }
+    let mut stores = Vec::new();
+    for s in &store_ids {
+        stores.push((*s, t.issue_key(*s).await));
+    }
+    let world = World {
+        warehouses,
+        stores,
+        products,
+        hot,
+    };
+
+    let second = t.spawn_instance(|_| {}).await;
+    let http = Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    let (process, live) = start_process(&t, &http).await;
+    assert!(live, "the service process started");
+    let started = Instant::now();
+    let sh = Arc::new(Shared {
+        bases: Mutex::new(vec![t.base.clone(), second.base(), process.base.clone()]),
+        http,
+        process_up: AtomicBool::new(true),
+        world,
+        started,
+        deadline: started + Duration::from_secs(secs),
+        history: Mutex::new(Vec::new()),
+        online: Mutex::new(Vec::new()),
+        pos: Mutex::new(Vec::new()),
+        violations: Mutex::new(Vec::new()),
+    });
+    let mut rig = Rig {
+        redis,
+        redis_proxy,
+        mysql_proxy,
+        second,
+        process: Some(process),
+    };
+
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| tokio::spawn(run_client(sh.clone(), c, seed)))
+        .collect();
+    let mut injected = Injected::default();
+    fault_schedule(seed, &mut t, &mut rig, &sh, &mut injected).await;
+    for c in clients {
+        c.await.expect("a client panicked");
+    }
+    eprintln!("chaos: load ran {:?}", started.elapsed());
+
+    // Faults stopped; the process is gone for good; the instances catch up and reconcile.
+    sh.process_up.store(false, Ordering::SeqCst);
+    if let Some(mut p) = rig.process.take() {
+        p.kill();
+    }
+    settle(&t).await;
+    let run = reconcile_now(&t).await;
+    eprintln!("chaos: reconciliation after the load: {run}");
+    settle(&t).await;
+
+    let hist = std::mem::take(&mut *sh.history.lock().unwrap());
+    let file = write_history(seed, &hist, &injected);
+    eprintln!("chaos: history in {}", file.display());
+    let (mut violations, summary) = check(&t, &hist, &injected).await;
+    eprintln!("chaos: seed {seed}: {summary}");
+    violations.splice(0..0, sh.violations.lock().unwrap().drain(..));
+    assert!(
+        violations.is_empty(),
+        "seed {seed}: {} violations:\n{}",
+        violations.len(),
+        violations
+            .iter()
+            .take(40)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // I4: Redis equals MySQL for every stock key, on-hand equals initial plus the ledger.
+    t.assert_converged(InRedis::All).await;
+    eprintln!("chaos: seed {seed} passed in {:?}", began.elapsed());
+}
