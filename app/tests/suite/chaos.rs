@@ -765,6 +765,66 @@ async fn fault_schedule(
     rig.mysql_proxy.disarm();
 }
 
+/// [`settle`], explaining a backlog that does not drain: what the event streams hold, their
+/// consumer groups and pending entries, and what MySQL holds for the orders their events name.
+async fn catch_up(t: &TestApp, world: &World) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = match sf_persistence::consumer::backlog(t.storage()).await {
+            Ok((0, _)) => break,
+            Ok((n, _)) => format!("{n} events left"),
+            Err(e) => format!("the backlog cannot be read: {e}"),
+        };
+        if Instant::now() > deadline {
+            panic!(
+                "consumer did not catch up within 60 s: {left}\n{}",
+                explain_backlog(t, world).await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    settle(t).await;
+}
+
+async fn explain_backlog(t: &TestApp, world: &World) -> String {
+    let mut out = String::new();
+    let mut c = t.redis().await;
+    for loc in world.locations() {
+        let stream = t.keys().stream(sf_routing::LocationId::new_unchecked(loc));
+        let events: redis::RedisResult<redis::Value> = redis::cmd("XRANGE")
+            .arg(&stream)
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(5)
+            .query_async(&mut c)
+            .await;
+        let groups: redis::RedisResult<redis::Value> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&stream)
+            .query_async(&mut c)
+            .await;
+        let pending: redis::RedisResult<redis::Value> = redis::cmd("XPENDING")
+            .arg(&stream)
+            .arg(sf_persistence::redis_stock::GROUP)
+            .arg("-")
+            .arg("+")
+            .arg(5)
+            .query_async(&mut c)
+            .await;
+        out += &format!(
+            "stream {stream}:\n  events {events:?}\n  groups {groups:?}\n  pending {pending:?}\n"
+        );
+    }
+    let recent: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, status FROM orders ORDER BY created_at DESC LIMIT 5")
+            .fetch_all(&t.db)
+            .await
+            .unwrap_or_default();
+    out += &format!("latest orders in MySQL: {recent:?}\n");
+    out
+}
+
 /// A reconciliation run that must succeed, once the scheduled runs (which hold its lease for a
 /// moment) let it.
 async fn reconcile_now(t: &TestApp) -> Value {
@@ -1025,7 +1085,15 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
                 status.clone()
             }
             None => {
-                let (st, b) = json_of(t.get(&format!("/api/orders/{id}")).await).await;
+                // Within 30 s of a data loss the service cannot tell lost from late (503).
+                let settles = Instant::now() + Duration::from_secs(40);
+                let (st, b) = loop {
+                    let (st, b) = json_of(t.get(&format!("/api/orders/{id}")).await).await;
+                    if st != reqwest::StatusCode::SERVICE_UNAVAILABLE || Instant::now() > settles {
+                        break (st, b);
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                };
                 let kind = b["type"].as_str().unwrap_or("").to_owned();
                 match (st.as_u16(), kind.as_str()) {
                     (410, "/problems/order-lost") if injected.data_losses > 0 => {
@@ -1290,10 +1358,10 @@ async fn random_faults_under_mixed_load_keep_every_invariant() {
     if let Some(mut p) = rig.process.take() {
         p.kill();
     }
-    settle(&t).await;
+    catch_up(&t, &sh.world).await;
     let run = reconcile_now(&t).await;
     eprintln!("chaos: reconciliation after the load: {run}");
-    settle(&t).await;
+    catch_up(&t, &sh.world).await;
 
     let hist = std::mem::take(&mut *sh.history.lock().unwrap());
     let file = write_history(seed, &hist, &injected);
