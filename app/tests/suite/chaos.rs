@@ -9,6 +9,8 @@
 //!   schedule and every client's choices (their timing, and so the interleaving, still varies).
 //! - `SF_CHAOS_SECS` sets how long the load runs (default [`DEFAULT_SECS`]); `ops/chaos` runs a
 //!   campaign of long runs with different seeds.
+//! - `SF_CHAOS_SKIP` leaves faults out: a comma-separated list of parts of their names (see
+//!   [`fault_schedule`]), e.g. `flush,wipe` for no Redis data loss.
 //! - The history (requests, answers and faults, one JSON object a line) is written to
 //!   `target/tmp/chaos/seed-<seed>.jsonl` before the checks, for a failing run to be read.
 
@@ -522,8 +524,20 @@ async fn run_client(sh: Arc<Shared>, client: usize, seed: u64) {
 struct Injected {
     /// (ms since the start, what).
     log: Vec<(u64, String)>,
-    /// Times Redis lost the test's data (keys unlinked, or a wiped restart).
+    /// Times Redis lost the test's data (flushed, or a wiped restart).
     data_losses: usize,
+    /// When it lost it (ms since the start).
+    losses_at: Vec<u64>,
+}
+
+impl Injected {
+    /// The first data loss at or after `at_ms`, as "<n> ms later".
+    fn loss_after(&self, at_ms: u64) -> String {
+        match self.losses_at.iter().find(|l| **l + 50 >= at_ms) {
+            Some(l) => format!("Redis lost its data {} ms later", *l as i64 - at_ms as i64),
+            None => "no data loss after it".into(),
+        }
+    }
 }
 
 /// The servers and instances the fault schedule acts on.
@@ -586,6 +600,12 @@ fn script_shas() -> Vec<(&'static str, String)> {
     .collect()
 }
 
+/// Logs a fault (printed, and kept for the history).
+fn note(sh: &Shared, injected: &mut Injected, what: String) {
+    eprintln!("[chaos {:>6} ms] {what}", sh.ms());
+    injected.log.push((sh.ms(), what));
+}
+
 /// Injects faults at random times until the deadline; each fault ends (or is repaired) before
 /// the next one starts.
 async fn fault_schedule(
@@ -617,7 +637,7 @@ async fn fault_schedule(
         (6, "slow mysql"),
         (5, "redis outage"),
         (5, "mysql outage"),
-        (3, "unlink redis keys"),
+        (3, "flush redis"),
         (4, "kill -9 redis"),
         (2, "kill -9 redis and wipe it"),
         (4, "stop main consumer"),
@@ -625,11 +645,20 @@ async fn fault_schedule(
         (6, "kill -9 service process"),
         (5, "reconcile"),
     ];
+    // SF_CHAOS_SKIP: faults to leave out (a comma-separated list of parts of their names).
+    let skip: Vec<String> = std::env::var("SF_CHAOS_SKIP")
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let faults: Vec<(u32, &str)> = faults
+        .iter()
+        .copied()
+        .filter(|(_, f)| !skip.iter().any(|s| f.contains(s.as_str())))
+        .collect();
+    assert!(!faults.is_empty(), "SF_CHAOS_SKIP leaves no fault");
     let total: u32 = faults.iter().map(|f| f.0).sum();
-    let mut log = |sh: &Shared, what: String| {
-        eprintln!("[chaos {:>6} ms] {what}", sh.ms());
-        injected.log.push((sh.ms(), what));
-    };
     tokio::time::sleep(Duration::from_millis(500)).await;
     while Instant::now() < sh.deadline {
         let mut pick = rng.gen_range(0..total);
@@ -650,21 +679,29 @@ async fn fault_schedule(
             "lose redis script reply" => {
                 let (name, sha) = &shas[rng.gen_range(0..shas.len())];
                 let n = rng.gen_range(1..=3);
-                log(sh, format!("lose the reply to the next {n} {name} scripts"));
+                note(
+                    sh,
+                    injected,
+                    format!("lose the reply to the next {n} {name} scripts"),
+                );
                 rig.redis_proxy.lose_reply_to(sha.as_bytes(), n);
             }
             "lose mysql reply" => {
                 let (name, pattern) = mysql_patterns[rng.gen_range(0..mysql_patterns.len())];
                 let n = rng.gen_range(1..=3);
-                log(sh, format!("lose the reply to the next {n} MySQL {name}"));
+                note(
+                    sh,
+                    injected,
+                    format!("lose the reply to the next {n} MySQL {name}"),
+                );
                 rig.mysql_proxy.lose_reply_to(pattern, n);
             }
             "cut redis" => {
-                log(sh, "cut every Redis connection".into());
+                note(sh, injected, "cut every Redis connection".into());
                 rig.redis_proxy.cut_all();
             }
             "cut mysql" => {
-                log(sh, "cut every MySQL connection".into());
+                note(sh, injected, "cut every MySQL connection".into());
                 rig.mysql_proxy.cut_all();
             }
             "slow redis" | "slow mysql" => {
@@ -675,7 +712,11 @@ async fn fault_schedule(
                 };
                 let latency = Duration::from_millis(rng.gen_range(20..600));
                 let d = secs(&mut rng);
-                log(sh, format!("{fault}: {latency:?} each way for {d:?}"));
+                note(
+                    sh,
+                    injected,
+                    format!("{fault}: {latency:?} each way for {d:?}"),
+                );
                 proxy.set_latency(latency);
                 tokio::time::sleep(d).await;
                 proxy.set_latency(Duration::ZERO);
@@ -687,31 +728,42 @@ async fn fault_schedule(
                     &rig.mysql_proxy
                 };
                 let d = secs(&mut rng);
-                log(sh, format!("{fault} (cut, refused) for {d:?}"));
+                note(sh, injected, format!("{fault} (cut, refused) for {d:?}"));
                 proxy.refuse(true);
                 proxy.cut_all();
                 tokio::time::sleep(d).await;
                 proxy.refuse(false);
             }
-            "unlink redis keys" => {
-                log(sh, "Redis loses every key of the test".into());
-                t.lose_redis_data().await;
+            "flush redis" => {
+                // At once, as Redis restarted without its data would (the private Redis holds
+                // only this test's keys).
+                note(
+                    sh,
+                    injected,
+                    "FLUSHALL: Redis loses all its data at once".into(),
+                );
+                let _: () = redis::cmd("FLUSHALL")
+                    .query_async(&mut t.redis().await)
+                    .await
+                    .unwrap();
                 injected.data_losses += 1;
+                injected.losses_at.push(sh.ms());
             }
             "kill -9 redis" | "kill -9 redis and wipe it" => {
                 let d = Duration::from_millis(rng.gen_range(200..2000));
-                log(sh, format!("{fault}, restarted after {d:?}"));
+                note(sh, injected, format!("{fault}, restarted after {d:?}"));
                 rig.redis.kill();
                 if fault == "kill -9 redis and wipe it" {
                     rig.redis.wipe();
                     injected.data_losses += 1;
+                    injected.losses_at.push(sh.ms());
                 }
                 tokio::time::sleep(d).await;
                 tokio::task::block_in_place(|| rig.redis.restart());
             }
             "stop main consumer" | "stop second consumer" => {
                 let d = secs(&mut rng);
-                log(sh, format!("{fault} (abort) for {d:?}"));
+                note(sh, injected, format!("{fault} (abort) for {d:?}"));
                 if fault == "stop main consumer" {
                     t.app().stop_consumer_now();
                     tokio::time::sleep(d).await;
@@ -724,8 +776,9 @@ async fn fault_schedule(
             }
             "kill -9 service process" => {
                 let d = Duration::from_millis(rng.gen_range(200..2000));
-                log(
+                note(
                     sh,
+                    injected,
                     format!("kill -9 the service process, restarted after {d:?}"),
                 );
                 sh.process_up.store(false, Ordering::SeqCst);
@@ -737,8 +790,9 @@ async fn fault_schedule(
                 sh.bases.lock().unwrap()[PROCESS] = p.base.clone();
                 sh.process_up.store(live, Ordering::SeqCst);
                 if !live {
-                    log(
+                    note(
                         sh,
+                        injected,
                         "the service process did not come back within 15 s".into(),
                     );
                 }
@@ -748,8 +802,9 @@ async fn fault_schedule(
                 let r = t.admin().post_empty("/api/admin/reconciliation/runs").await;
                 let s = r.status();
                 let b: Value = r.json().await.unwrap_or(Value::Null);
-                log(
+                note(
                     sh,
+                    injected,
                     format!(
                         "reconciliation run: {s} checked {} repaired {}",
                         b["keysChecked"], b["keysRepaired"]
@@ -760,7 +815,7 @@ async fn fault_schedule(
         }
         tokio::time::sleep(Duration::from_millis(rng.gen_range(200..1500))).await;
     }
-    log(sh, "faults stop".into());
+    note(sh, injected, "faults stop".into());
     rig.redis_proxy.disarm();
     rig.mysql_proxy.disarm();
 }
@@ -869,7 +924,8 @@ struct Seen {
     /// Statuses shown to a client (in order answers, look-ups and cancels).
     shown: Vec<String>,
     cancel_sent: bool,
-    cancel_200: bool,
+    /// When the first cancel answered 200 was sent (ms since the start).
+    cancel_200: Option<u64>,
 }
 
 /// An order's ledger rows for one (location, product): sale rows, their units, return rows,
@@ -943,7 +999,7 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
                 s.cancel_sent = true;
                 match r.status {
                     200 => {
-                        s.cancel_200 = true;
+                        s.cancel_200.get_or_insert(r.at_ms);
                         if r.body["status"] != "CANCELLED" {
                             v.push(format!("a cancel answered 200 with {}", r.body));
                         }
@@ -1124,9 +1180,10 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
     // I3/I8: answers are final.
     for (id, s) in &seen {
         let Some((end, ..)) = orders.get(id) else {
-            if s.cancel_200 {
+            if let Some(at) = s.cancel_200 {
                 v.push(format!(
-                    "I3/I8: order {id} was cancelled (200) but is not in MySQL"
+                    "I3/I8: order {id} was cancelled (200 at {at} ms) but is not in MySQL ({})",
+                    injected.loss_after(at)
                 ));
             }
             continue;
@@ -1138,10 +1195,15 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
             "REJECTED" => !shown("CANCELLED") && !shown("CONFIRMED"),
             _ => false,
         };
-        if !ok || (s.cancel_200 && end != "CANCELLED") {
+        if !ok || (s.cancel_200.is_some() && end != "CANCELLED") {
             v.push(format!(
                 "I8: order {id} ends {end}; clients were shown {:?} (cancel sent: {}, a cancel answered 200: {})",
-                s.shown, s.cancel_sent, s.cancel_200
+                s.shown,
+                s.cancel_sent,
+                s.cancel_200.map_or("no".into(), |at| format!(
+                    "at {at} ms, {}",
+                    injected.loss_after(at)
+                ))
             ));
         }
     }
@@ -1358,14 +1420,14 @@ async fn random_faults_under_mixed_load_keep_every_invariant() {
     if let Some(mut p) = rig.process.take() {
         p.kill();
     }
+    let hist = std::mem::take(&mut *sh.history.lock().unwrap());
+    let file = write_history(seed, &hist, &injected);
+    eprintln!("chaos: history in {}", file.display());
     catch_up(&t, &sh.world).await;
     let run = reconcile_now(&t).await;
     eprintln!("chaos: reconciliation after the load: {run}");
     catch_up(&t, &sh.world).await;
 
-    let hist = std::mem::take(&mut *sh.history.lock().unwrap());
-    let file = write_history(seed, &hist, &injected);
-    eprintln!("chaos: history in {}", file.display());
     let (mut violations, summary) = check(&t, &hist, &injected).await;
     eprintln!("chaos: seed {seed}: {summary}");
     violations.splice(0..0, sh.violations.lock().unwrap().drain(..));
