@@ -1039,15 +1039,6 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
             *unexplained.entry(*path).or_default() += 1;
         }
     }
-    // I5: one order per key.
-    for ((path, k), ids) in &keyed {
-        if ids.len() > 1 {
-            v.push(format!(
-                "I5: {path:?} Idempotency-Key {k} answered {} orders: {ids:?}",
-                ids.len()
-            ));
-        }
-    }
     if created_410 > 0 && injected.data_losses == 0 {
         v.push(format!(
             "{created_410} orders answered 410 though Redis lost no data"
@@ -1117,6 +1108,28 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
         }
     }
 
+    // I5: one order per key.
+    for ((path, k), ids) in &keyed {
+        if ids.len() > 1 {
+            let ends: Vec<String> = ids
+                .iter()
+                .map(|id| {
+                    let end = orders.get(id).map_or("not in MySQL", |o| o.0.as_str());
+                    format!("{id} ({end})")
+                })
+                .collect();
+            let first = hist
+                .iter()
+                .find(|r| r.idem.as_deref() == Some(k.as_str()))
+                .map_or(0, |r| r.at_ms);
+            v.push(format!(
+                "I5: {path:?} Idempotency-Key {k} answered {} orders: {} (first sent at {first} ms, {})",
+                ids.len(),
+                ends.join(", "),
+                injected.loss_after(first)
+            ));
+        }
+    }
     // I2: every order answered 2xx (or named by an unknown outcome) is in MySQL, terminal; lost
     // only with Redis's data.
     let mut ends: BTreeMap<String, usize> = BTreeMap::new();
