@@ -624,3 +624,53 @@ async fn an_order_its_replica_did_not_confirm_is_answered_504_and_stands() {
     assert_eq!(t.on_hand(shop.store, shop.products[0]).await, 10 - 4);
     t.assert_converged(InRedis::All).await;
 }
+
+/// `REDIS_MIN_REPLICA_ACKS=1`: a POS sale whose Redis change its shard's replica did not confirm
+/// marks its key stale; the re-syncs that follow while the replica still lags are not replicated
+/// either, so they keep the mark (a failover to that replica would otherwise leave the units of
+/// the sale in Redis with nothing to say so). Once the replica holds a re-sync, the mark goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreplicated_resync_keeps_the_stale_mark() {
+    let cluster = PrivateCluster::start();
+    let t = TestApp::spawn_with(|c| {
+        on_cluster(c, &cluster, 1);
+        c.jobs_enabled = false;
+    })
+    .await;
+    let shops = a_store_on_each_shard(&t, &cluster, 1, 10).await;
+    let (master, shop) = (shops[0].0, &shops[0].1);
+    let (store, p) = (shop.store, shop.products[0]);
+    let (s, _) = json_of(
+        t.get(&format!("/api/stores/{store}/products/{p}/stock"))
+            .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let replica = cluster.replica_of(master);
+    cluster.pause(replica);
+    let r = t
+        .post_with_key(
+            &format!("/api/stores/{store}/orders"),
+            &shop.key,
+            &pos_sale(&[(p, 3)]),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let marks = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM redis_stale_keys")
+            .fetch_one(&t.db)
+            .await
+            .unwrap()
+    };
+    // Several checks (every 200 ms) re-sync the marked key meanwhile, none of them replicated.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(marks().await, 1, "an unreplicated re-sync cleared the mark");
+    cluster.resume(replica);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while marks().await > 0 {
+        assert!(Instant::now() < deadline, "the mark was never cleared");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(t.redis_stock(store, p).await, Some(7));
+    assert_eq!(t.on_hand(store, p).await, 7);
+}
