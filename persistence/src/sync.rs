@@ -215,24 +215,49 @@ impl Storage {
             }
             for (loc, products) in by_location {
                 let loc = LocationId::new_unchecked(loc);
-                crate::db::with_retry("re-sync stale keys", || async {
+                // Under `REDIS_MIN_REPLICA_ACKS` a mark goes only once enough replicas hold the
+                // re-sync: a failover to a replica that lacks it would bring the stale figure
+                // back. Until then the keys are still set on the master (so Redis may decide on
+                // them), and the mark stays for a later check.
+                let wanted = self.replication();
+                let slot_key = self.keys.stream(loc);
+                let replication = wanted.and_then(|_| self.replication_at(&slot_key));
+                let cleared = crate::db::with_retry("re-sync stale keys", || async {
                     let mut tx = self.db.begin().await?;
-                    self.sync_keys(&mut tx, loc, &products, SyncMode::Repair)
+                    let (_, held) = self
+                        .sync_keys_replicated(
+                            &mut tx,
+                            loc,
+                            &products,
+                            SyncMode::Repair,
+                            &[],
+                            replication,
+                        )
                         .await?;
-                    let sql = format!(
-                        "DELETE FROM redis_stale_keys WHERE location_id = ? AND product_id IN ({})",
-                        marks(products.len())
-                    );
-                    let mut q = sqlx::query(&sql).bind(loc.get());
-                    for p in &products {
-                        q = q.bind(p.get());
+                    let clear = match wanted {
+                        None => true,
+                        Some(w) => held.is_some_and(|h| h >= w.replicas),
+                    };
+                    if clear {
+                        let sql = format!(
+                            "DELETE FROM redis_stale_keys WHERE location_id = ? AND product_id IN ({})",
+                            marks(products.len())
+                        );
+                        let mut q = sqlx::query(&sql).bind(loc.get());
+                        for p in &products {
+                            q = q.bind(p.get());
+                        }
+                        q.execute(&mut *tx).await?;
+                    } else if held.is_some() {
+                        self.note_replicas_short(&slot_key);
                     }
-                    q.execute(&mut *tx).await?;
                     tx.commit().await?;
-                    Ok(())
+                    Ok(clear)
                 })
                 .await?;
-                done += products.len();
+                if cleared {
+                    done += products.len();
+                }
             }
         }
     }
@@ -260,8 +285,24 @@ impl Storage {
         mode: SyncMode,
         own: &[(ProductId, i64)],
     ) -> StorageResult<Vec<SyncedKey>> {
+        self.sync_keys_replicated(conn, loc, products, mode, own, None)
+            .await
+            .map(|(out, _)| out)
+    }
+
+    /// [`Storage::sync_keys_before`]; with `replication`, the script is followed by `WAIT` on its
+    /// connection, and the answer says how many replicas hold the keys it set.
+    async fn sync_keys_replicated(
+        &self,
+        conn: &mut MySqlConnection,
+        loc: LocationId,
+        products: &[ProductId],
+        mode: SyncMode,
+        own: &[(ProductId, i64)],
+        replication: Option<crate::scripts::Replication>,
+    ) -> StorageResult<(Vec<SyncedKey>, Option<u32>)> {
         if products.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
         let sql = format!(
             "SELECT product_id, on_hand FROM stock WHERE location_id = ? AND product_id IN ({}) \
@@ -305,15 +346,23 @@ impl Storage {
             .map(|p| (*p, on_hand.get(&p.get()).copied().unwrap_or(0)))
             .collect();
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let (out, marker) = SyncKeys {
+        let sync = SyncKeys {
             loc,
             mode,
             stock: &stock,
             applied: &applied,
             loaded_at: &now,
-        }
-        .run(&self.keys, &mut redis)
-        .await?;
+        };
+        let (out, marker, held) = match replication {
+            None => {
+                let (out, marker) = sync.run(&self.keys, &mut redis).await?;
+                (out, marker, None)
+            }
+            Some(r) => {
+                let (out, marker, held) = sync.run_replicated(&self.keys, &mut redis, r).await?;
+                (out, marker, Some(held))
+            }
+        };
         self.saw_epoch(loc, crate::reconcile::parse_epoch(&marker));
         for k in out.iter().filter(|k| k.changed) {
             match k.before {
@@ -327,7 +376,7 @@ impl Storage {
                 ),
             }
         }
-        Ok(out)
+        Ok((out, held))
     }
 
     /// Which `(orderId, type)` events MySQL already holds: a reservation (`R`) once its order row

@@ -66,6 +66,25 @@ impl SyncKeys<'_> {
         let (reply, marker): (Vec<i64>, String) = self.invocation(keys).run(&SCRIPT, conn).await?;
         Ok((decode(&reply, self.stock.iter().map(|(p, _)| *p))?, marker))
     }
+
+    /// [`SyncKeys::run`], then `WAIT` on the same connection: also answers how many replicas
+    /// hold the keys it set.
+    pub async fn run_replicated(
+        &self,
+        keys: &Keys,
+        conn: &mut GuardedConn,
+        replication: super::Replication,
+    ) -> StorageResult<(Vec<SyncedKey>, String, u32)> {
+        let ((reply, marker), held): ((Vec<i64>, String), u32) = self
+            .invocation(keys)
+            .run_replicated(&SCRIPT, conn, replication)
+            .await?;
+        Ok((
+            decode(&reply, self.stock.iter().map(|(p, _)| *p))?,
+            marker,
+            held,
+        ))
+    }
 }
 
 /// Decodes the reply for `products` (in KEYS order).
