@@ -2,7 +2,8 @@
 //! both paths, POS sales and returns, operators' stock changes) against three instances of the
 //! service — two in this process, one the service binary as a process of its own — while a fault
 //! schedule drawn from a seeded RNG loses replies, cuts connections, slows down and takes away
-//! MySQL and Redis, kills Redis (and wipes it), stops consumers and kills the service process.
+//! MySQL and Redis, kills Redis (and wipes it), stops consumers, and pauses (`SIGSTOP`) and kills the
+//! service process.
 //! Afterwards the full history of requests and answers is checked against every invariant.
 //!
 //! - `SF_CHAOS_SEED` replays a run: the seed is printed at the start, and it draws the fault
@@ -643,6 +644,7 @@ async fn fault_schedule(
         (4, "stop main consumer"),
         (4, "stop second consumer"),
         (6, "kill -9 service process"),
+        (4, "pause service process"),
         (5, "reconcile"),
     ];
     // SF_CHAOS_SKIP: faults to leave out (a comma-separated list of parts of their names).
@@ -772,6 +774,23 @@ async fn fault_schedule(
                     rig.second.app_mut().stop_consumer_now();
                     tokio::time::sleep(d).await;
                     rig.second.app_mut().start_consumer();
+                }
+            }
+            "pause service process" => {
+                // Frozen with its connections open (SIGSTOP), sometimes past the time MariaDB
+                // gives an idle transaction: its row locks must not stop the others for long.
+                let d = Duration::from_millis(rng.gen_range(500..8000));
+                note(
+                    sh,
+                    injected,
+                    format!("pause the service process (SIGSTOP) for {d:?}"),
+                );
+                if let Some(p) = rig.process.as_ref() {
+                    sh.process_up.store(false, Ordering::SeqCst);
+                    p.pause();
+                    tokio::time::sleep(d).await;
+                    p.resume();
+                    sh.process_up.store(true, Ordering::SeqCst);
                 }
             }
             "kill -9 service process" => {
