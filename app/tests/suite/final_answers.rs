@@ -719,3 +719,42 @@ async fn a_batch_with_many_short_orders_reads_its_stream_once() {
     assert_eq!(t.on_hand(wh, p).await, 0);
     t.assert_converged(InRedis::All).await;
 }
+
+/// I5 across a loss of Redis's data: an order placed with an `Idempotency-Key` and persisted,
+/// then Redis loses everything (the key's claim with it); the retry with the same key gets that
+/// order, not a second one. The key's record is in MySQL with the order (the consumer writes it
+/// in the order's own transaction).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_still_names_its_order_after_redis_lost_its_data() {
+    let t = TestApp::spawn_with(|c| c.jobs_enabled = false).await;
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
+    let send = |body: Value| {
+        t.client
+            .post(format!("{}/api/redis/orders", t.base))
+            .header("Idempotency-Key", "survives-a-flush")
+            .json(&body)
+            .send()
+    };
+    let body = normal_order(&[(p, 2)], SEOUL.0, SEOUL.1);
+    let (s, first) = json_of(send(body.clone()).await.unwrap()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{first}");
+    settle(&t).await;
+    t.lose_redis_data().await;
+    t.run_reconcile().await;
+    let (s, again) = json_of(send(body.clone()).await.unwrap()).await;
+    assert!(s.is_success(), "{s}: {again}");
+    assert_eq!(again["orderId"], first["orderId"]);
+    assert_eq!(again["status"], "CONFIRMED");
+    // Another body under the same key is still refused.
+    let (s, other) = json_of(
+        send(normal_order(&[(p, 3)], SEOUL.0, SEOUL.1))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{other}");
+    settle(&t).await;
+    assert_eq!(t.order_ids().await.len(), 1);
+    assert_eq!(t.on_hand(wh, p).await, 8);
+    t.assert_converged(InRedis::All).await;
+}
