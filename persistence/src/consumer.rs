@@ -806,6 +806,8 @@ async fn vanished(store: &Storage, events: &[&Event]) -> StorageResult<BTreeSet<
 /// Pure: it reads nothing but its arguments.
 struct Classified<'a> {
     new_orders: Vec<(Order, LocationId)>,
+    /// The `Idempotency-Key` of new orders placed with one, by order id.
+    keys: HashMap<String, crate::idempotency::IdempotencyRequest>,
     cancels: Vec<&'a Event>,
     /// The events that change MySQL, in stream order.
     fresh: Vec<&'a Event>,
@@ -819,6 +821,7 @@ fn classify<'a>(
     status: &HashMap<String, OrderStatus>,
 ) -> StorageResult<Classified<'a>> {
     let mut new_orders: Vec<(Order, LocationId)> = Vec::new();
+    let mut keys = HashMap::new();
     let mut inserted: HashSet<&str> = HashSet::new();
     let mut cancels: Vec<&Event> = Vec::new();
     let mut cancelled: HashSet<&str> = HashSet::new();
@@ -839,7 +842,7 @@ fn classify<'a>(
                             e.order_id
                         ))
                     })?;
-                    let mut order: Order = crate::formats::OrderRecord::decode(json)?;
+                    let (mut order, key) = crate::formats::OrderRecord::decode_keyed(json)?;
                     if order.order_id != e.order_id || order.fulfillment_location_id != e.loc.get()
                     {
                         return Err(StorageError::Internal(format!(
@@ -848,6 +851,9 @@ fn classify<'a>(
                         )));
                     }
                     order.status = OrderStatus::Confirmed;
+                    if let Some(key) = key {
+                        keys.insert(e.order_id.clone(), key);
+                    }
                     inserted.insert(e.order_id.as_str());
                     new_orders.push((order, e.loc));
                     fresh.push(e);
@@ -882,6 +888,7 @@ fn classify<'a>(
 
     Ok(Classified {
         new_orders,
+        keys,
         cancels,
         fresh,
         waiting,
@@ -903,6 +910,7 @@ async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Applied> {
 
     let Classified {
         mut new_orders,
+        keys,
         cancels,
         fresh,
         waiting,
@@ -1153,6 +1161,12 @@ async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Applied> {
     let writes = async {
         let refs: Vec<&Order> = new_orders.iter().map(|(o, _)| o).collect();
         insert_orders(&mut tx, &refs, Reason::Order).await?;
+        let keyed: Vec<(&crate::idempotency::IdempotencyRequest, &Order)> = new_orders
+            .iter()
+            .filter_map(|(o, _)| keys.get(&o.order_id).map(|k| (k, o)))
+            .collect();
+        crate::idempotency::record_redis_keys(&mut tx, &keyed, store.config.idempotency_ttl_secs)
+            .await?;
         for chunk in restored.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "UPDATE orders SET status = 'CANCELLED', cancelled_at = NOW(3) WHERE status = 'CONFIRMED' AND id IN ({})",

@@ -4,7 +4,7 @@
 //!
 //! | format | where | version |
 //! |---|---|---|
-//! | [`OrderRecord`] | an order's Redis record (field `j`), its reservation event (field `j`), the answer an idempotency key replays (Redis claim, MySQL `idempotency_keys.response`) | `v` field; absent = 1 |
+//! | [`OrderRecord`] | an order's Redis record (field `j`), its reservation event (field `j`), the answer an idempotency key replays (Redis claim, MySQL `idempotency_keys.response`) | `v` field; absent = 1 (the optional `idempotency`, the key a Redis-path order was placed with, is additive: version 1 still) |
 //! | [`StreamEvent`] | `<p>{L<loc>}:ev` entries: `v`, `t` (kind), `o` (order id), `l` (lines `p:q,…`), `j` (an [`OrderRecord`], reservations only) | `v` field; absent = 1; a kind a reader does not know is acknowledged without effect |
 //! | the idempotency claim | `<p>idem:{<scope>:<key>}` | its `2\|` prefix (version 1, `<fingerprint>\|<answer>`, is still read) |
 
@@ -34,6 +34,20 @@ pub struct OrderRecord {
     pub accepted_at_ms: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The `Idempotency-Key` the order was placed with (Redis-path orders): the consumer keeps it
+    /// in MySQL with the order, so the key still names the order after Redis lost its claim.
+    /// Optional and additive: a reader that does not know it ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency: Option<KeyRecord>,
+}
+
+/// The `Idempotency-Key` of an order record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyRecord {
+    pub scope: String,
+    pub key: String,
+    pub fingerprint: String,
 }
 
 fn version_one() -> u8 {
@@ -60,6 +74,14 @@ impl OrderRecord {
 
     /// The stored JSON of an order.
     pub fn encode(order: &Order) -> String {
+        Self::encode_keyed(order, None)
+    }
+
+    /// The stored JSON of an order placed with an `Idempotency-Key`.
+    pub fn encode_keyed(
+        order: &Order,
+        key: Option<&crate::idempotency::IdempotencyRequest>,
+    ) -> String {
         let record = Self {
             v: Self::VERSION,
             order_id: order.order_id.clone(),
@@ -84,12 +106,24 @@ impl OrderRecord {
             total_amount: order.total_amount,
             accepted_at_ms: order.accepted_at_ms,
             reason: order.reason.clone(),
+            idempotency: key.map(|k| KeyRecord {
+                scope: k.scope.clone(),
+                key: k.key.clone(),
+                fingerprint: k.fingerprint.clone(),
+            }),
         };
         serde_json::to_string(&record).expect("an order record serializes")
     }
 
     /// Reads a stored order, of this version or an older one.
     pub fn decode(json: &str) -> StorageResult<Order> {
+        Self::decode_keyed(json).map(|(order, _)| order)
+    }
+
+    /// Reads a stored order and the `Idempotency-Key` it was placed with, if the record has one.
+    pub fn decode_keyed(
+        json: &str,
+    ) -> StorageResult<(Order, Option<crate::idempotency::IdempotencyRequest>)> {
         let r: Self = serde_json::from_str(json)
             .map_err(|e| StorageError::Internal(format!("unreadable order record: {e}")))?;
         if r.v > Self::VERSION {
@@ -100,7 +134,14 @@ impl OrderRecord {
                 Self::VERSION
             )));
         }
-        Ok(Order {
+        let key = r
+            .idempotency
+            .map(|k| crate::idempotency::IdempotencyRequest {
+                scope: k.scope,
+                key: k.key,
+                fingerprint: k.fingerprint,
+            });
+        let order = Order {
             order_id: r.order_id,
             status: r.status,
             path: r.path,
@@ -123,7 +164,8 @@ impl OrderRecord {
             total_amount: r.total_amount,
             accepted_at_ms: r.accepted_at_ms,
             reason: r.reason,
-        })
+        };
+        Ok((order, key))
     }
 }
 
@@ -371,6 +413,27 @@ mod tests {
         let json = OrderRecord::encode(&o);
         assert!(json.starts_with(r#"{"v":1,"#), "{json}");
         assert_eq!(OrderRecord::decode(&json).unwrap(), o);
+    }
+
+    #[test]
+    fn the_key_of_an_order_reads_back_and_an_unkeyed_record_has_none() {
+        let o = order();
+        let key = crate::idempotency::IdempotencyRequest {
+            scope: "REDIS".into(),
+            key: "k-1".into(),
+            fingerprint: "ab".repeat(32),
+        };
+        let json = OrderRecord::encode_keyed(&o, Some(&key));
+        assert_eq!(
+            OrderRecord::decode_keyed(&json).unwrap(),
+            (o.clone(), Some(key))
+        );
+        assert_eq!(OrderRecord::decode(&json).unwrap(), o);
+        assert_eq!(
+            OrderRecord::decode_keyed(VERSION_ONE_WITHOUT_V).unwrap().1,
+            None
+        );
+        assert!(!OrderRecord::encode(&o).contains("idempotency"));
     }
 
     #[test]

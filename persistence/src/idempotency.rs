@@ -109,3 +109,61 @@ pub async fn complete_mysql(
     .await?;
     Ok(())
 }
+
+/// Keeps the `Idempotency-Key`s of Redis-path orders in MySQL, in the transaction that persists
+/// the orders: the key's claim lives in Redis, and after Redis lost it (its data, or a failover
+/// to a replica that lacked it) a retry finds the order here ([`find_mysql`]). A row of the same
+/// key that has not expired is kept as it is (`expires_at` is set last: MariaDB applies the
+/// assignments in order, and the ones before it read the old value).
+pub(crate) async fn record_redis_keys(
+    conn: &mut MySqlConnection,
+    keyed: &[(&IdempotencyRequest, &Order)],
+    ttl_secs: u64,
+) -> StorageResult<()> {
+    for chunk in keyed.chunks(crate::ledger::ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO idempotency_keys (scope, idem_key, fingerprint, order_id, expires_at) \
+             VALUES {} ON DUPLICATE KEY UPDATE \
+             fingerprint = IF(expires_at < NOW(3), VALUES(fingerprint), fingerprint), \
+             order_id = IF(expires_at < NOW(3), VALUES(order_id), order_id), \
+             response = IF(expires_at < NOW(3), NULL, response), \
+             expires_at = IF(expires_at < NOW(3), VALUES(expires_at), expires_at)",
+            vec!["(?, ?, ?, ?, NOW(3) + INTERVAL ? SECOND)"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for (key, order) in chunk {
+            q = q
+                .bind(&key.scope)
+                .bind(&key.key)
+                .bind(&key.fingerprint)
+                .bind(&order.order_id)
+                .bind(ttl_secs);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// The order MySQL holds for an unexpired key, if any; a key held with another body is
+/// [`StorageError::IdempotencyMismatch`].
+pub(crate) async fn find_mysql(
+    pool: &sqlx::MySqlPool,
+    req: &IdempotencyRequest,
+) -> StorageResult<Option<String>> {
+    let row = sqlx::query(
+        "SELECT fingerprint, order_id FROM idempotency_keys \
+         WHERE scope = ? AND idem_key = ? AND expires_at >= NOW(3)",
+    )
+    .bind(&req.scope)
+    .bind(&req.key)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let fingerprint: String = row.try_get("fingerprint")?;
+    if fingerprint != req.fingerprint {
+        return Err(StorageError::IdempotencyMismatch);
+    }
+    Ok(row.try_get("order_id")?)
+}

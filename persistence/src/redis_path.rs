@@ -320,7 +320,8 @@ impl Storage {
                 &req.lines,
                 &prices,
             );
-            let json = crate::formats::OrderRecord::encode(&order);
+            // The record carries the key, which the consumer keeps in MySQL with the order.
+            let json = crate::formats::OrderRecord::encode_keyed(&order, req.idempotency.as_ref());
             let mut loads = 0;
             loop {
                 if tokio::time::Instant::now() >= deadline {
@@ -418,7 +419,14 @@ impl Storage {
                 attempt.run(&mut redis).await?
             };
             match claim {
-                Claim::New => return Ok(Claimed::Owner { uuid, token }),
+                Claim::New => {
+                    // A new claim, unless Redis lost an earlier one (its data, or a failover to a
+                    // replica that lacked it) whose order MySQL holds by now.
+                    if let Some(order) = self.keyed_in_mysql(idem, &key, &token).await? {
+                        return Ok(Claimed::Replay(order));
+                    }
+                    return Ok(Claimed::Owner { uuid, token });
+                }
                 // Whoever claimed it died or lost its answer: look for the order it may have placed.
                 Claim::TakenOver { uuid } => {
                     if let Some(order) = self.find_placed(&uuid).await? {
@@ -455,6 +463,60 @@ impl Storage {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// The order MySQL holds for the key of a claim just made new in Redis: Redis lost the key's
+    /// earlier claim, and the consumer kept the key with the order. The claim then records that
+    /// order as its answer. MySQL not answering leaves the claim new (the key's rare loss in
+    /// Redis must not make keyed orders depend on MySQL); a key MySQL holds for another body
+    /// frees the claim and is refused.
+    async fn keyed_in_mysql(
+        &self,
+        idem: &IdempotencyRequest,
+        claim_key: &str,
+        token: &str,
+    ) -> StorageResult<Option<Order>> {
+        let found = self
+            .in_time(
+                self.db_deadline(),
+                crate::idempotency::find_mysql(&self.db, idem),
+            )
+            .await;
+        let order_id = match found {
+            Ok(Some(id)) => id,
+            Ok(None) => return Ok(None),
+            Err(StorageError::IdempotencyMismatch) => {
+                let mut redis = self.settling_conn().await?;
+                let _: () = redis.del(claim_key).await?;
+                self.release_claim_lease(&ClaimKey::lease_key(claim_key), token)
+                    .await;
+                return Err(StorageError::IdempotencyMismatch);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "could not look the key up in MySQL; the claim stays new");
+                return Ok(None);
+            }
+        };
+        let Some(order) = self.order_from_mysql(&order_id).await.ok().flatten() else {
+            return Ok(None);
+        };
+        tracing::info!(order = %order.order_id, "idempotent retry found in MySQL the order a claim Redis lost had placed");
+        let answer = crate::formats::OrderRecord::encode(&order);
+        let mut redis = self.conn().await?;
+        let _: () = redis::cmd("SET")
+            .arg(claim_key)
+            .arg(ClaimRecord::encode(
+                &idem.fingerprint,
+                &order_id_uuid(&order.order_id),
+                &answer,
+            ))
+            .arg("XX")
+            .arg("KEEPTTL")
+            .query_async(&mut redis)
+            .await?;
+        self.release_claim_lease(&ClaimKey::lease_key(claim_key), token)
+            .await;
+        Ok(Some(order))
     }
 
     /// Stores the outcome of a claimed order: the answer to replay (also for an order that is
@@ -1003,6 +1065,14 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
         }
     }
     out.extend_from_slice(&digits[i..]);
+}
+
+/// The uuid part of an order id (`<location>-<uuid>`).
+fn order_id_uuid(order_id: &str) -> String {
+    order_id
+        .split_once('-')
+        .map_or(order_id, |(_, uuid)| uuid)
+        .to_owned()
 }
 
 /// A reservation that may have been sent and got no answer (a timeout, a cut connection) may
