@@ -632,11 +632,14 @@ async fn lock_stock(
 /// location (a shortage among many orders asks about many products: one stream read serves them
 /// all, so a batch never holds its row locks through one stream scan per order), and, per
 /// product, whether one of them restores units to MySQL.
+/// The order and products of each cancel still in a stream; `None` when the stream was too long
+/// to read (then every product counts as having one).
+type StreamCancels = Option<Vec<(String, Vec<u64>)>>;
+
 #[derive(Default)]
 struct PendingCancels {
-    /// Per location: the order and products of each such cancel; `None` when the stream was too
-    /// long to read (then every product counts as having one).
-    at: HashMap<LocationId, Option<Vec<(String, Vec<u64>)>>>,
+    /// Per location.
+    at: HashMap<LocationId, StreamCancels>,
     /// Per (location, product): the answer, once asked.
     answers: HashMap<(LocationId, u64), bool>,
 }
@@ -661,11 +664,13 @@ impl PendingCancels {
         if let Some(known) = self.answers.get(&(loc, product)) {
             return Ok(*known);
         }
-        if !self.at.contains_key(&loc) {
-            let cancels = Self::read(store, loc, handled).await?;
-            self.at.insert(loc, cancels);
-        }
-        let answer = match &self.at[&loc] {
+        let cancels = match self.at.entry(loc) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(Self::read(store, loc, handled).await?)
+            }
+        };
+        let answer = match cancels {
             None => true,
             Some(cancels) => {
                 // Only the cancel of an order MySQL holds as sold gives MySQL units back; one
@@ -702,7 +707,7 @@ impl PendingCancels {
         store: &Storage,
         loc: LocationId,
         handled: &HashSet<(String, LocationId)>,
-    ) -> StorageResult<Option<Vec<(String, Vec<u64>)>>> {
+    ) -> StorageResult<StreamCancels> {
         let entries: redis::streams::StreamRangeReply = {
             let mut redis = store.conn().await?;
             redis
@@ -1008,16 +1013,8 @@ async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Applied> {
     // CANCELLED (their cancel, still in the stream, gives MySQL nothing back then), which is
     // their end anyway.
     if on_hand.values().any(|v| *v < 0) {
-        let mut pipe = redis::pipe();
-        for (o, loc) in &new_orders {
-            pipe.cmd("HGET")
-                .arg(store.keys.order(*loc, &o.order_id))
-                .arg("st");
-        }
-        let states: Vec<Option<String>> = {
-            let mut redis = store.conn().await?;
-            pipe.query_async(&mut redis).await?
-        };
+        let all: Vec<usize> = (0..new_orders.len()).collect();
+        let states = record_states(store, &new_orders, &all).await?;
         for i in (0..new_orders.len()).rev() {
             if on_hand.values().all(|v| *v >= 0) {
                 break;
@@ -1122,17 +1119,7 @@ async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Applied> {
     let mut to_mark: BTreeMap<LocationId, Vec<usize>> = BTreeMap::new();
     if !short.is_empty() {
         let idx: Vec<usize> = short.keys().copied().collect();
-        let mut pipe = redis::pipe();
-        for i in &idx {
-            let (o, loc) = &new_orders[*i];
-            pipe.cmd("HGET")
-                .arg(store.keys.order(*loc, &o.order_id))
-                .arg("st");
-        }
-        let states: Vec<Option<String>> = {
-            let mut redis = store.conn().await?;
-            pipe.query_async(&mut redis).await?
-        };
+        let states = record_states(store, &new_orders, &idx).await?;
         for (i, st) in idx.iter().zip(states) {
             let reason = short[i].clone();
             let (order, loc) = &mut new_orders[*i];
@@ -1277,6 +1264,24 @@ async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Applied> {
         duplicates,
         ackable,
     })
+}
+
+/// The state (`st`: `A`, `C`, `X`) of the Redis records of the orders at `idx`, in that order;
+/// `None` where Redis holds no record.
+async fn record_states(
+    store: &Storage,
+    orders: &[(Order, LocationId)],
+    idx: &[usize],
+) -> StorageResult<Vec<Option<String>>> {
+    let mut pipe = redis::pipe();
+    for i in idx {
+        let (o, loc) = &orders[*i];
+        pipe.cmd("HGET")
+            .arg(store.keys.order(*loc, &o.order_id))
+            .arg("st");
+    }
+    let mut redis = store.conn().await?;
+    Ok(pipe.query_async(&mut redis).await?)
 }
 
 /// Events accepted in Redis and not yet acknowledged by the consumer, over all locations, and the

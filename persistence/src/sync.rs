@@ -51,12 +51,24 @@ impl Storage {
         products: &[ProductId],
         deadline: tokio::time::Instant,
     ) -> StorageResult<()> {
+        self.sync_in_own_tx(loc, products, SyncMode::Load, deadline)
+            .await
+    }
+
+    /// [`Storage::sync_keys`] in a transaction of its own, retried after a deadlock or a lock
+    /// wait, all by `deadline`.
+    async fn sync_in_own_tx(
+        &self,
+        loc: LocationId,
+        products: &[ProductId],
+        mode: SyncMode,
+        deadline: tokio::time::Instant,
+    ) -> StorageResult<()> {
         self.in_time(
             deadline,
-            crate::db::with_retry("load stock keys", || async {
+            crate::db::with_retry("set stock keys from MySQL", || async {
                 let mut tx = self.db.begin().await?;
-                self.sync_keys(&mut tx, loc, products, SyncMode::Load)
-                    .await?;
+                self.sync_keys(&mut tx, loc, products, mode).await?;
                 tx.commit().await?;
                 Ok(())
             }),
@@ -70,16 +82,7 @@ impl Storage {
     /// are queued and [`Storage::drain_resync_queue`] sets them later.
     pub async fn resync_or_queue(&self, loc: LocationId, products: &[ProductId]) {
         let done = self
-            .in_time(
-                self.db_deadline(),
-                crate::db::with_retry("re-sync stock keys", || async {
-                    let mut tx = self.db.begin().await?;
-                    self.sync_keys(&mut tx, loc, products, SyncMode::Repair)
-                        .await?;
-                    tx.commit().await?;
-                    Ok(())
-                }),
-            )
+            .sync_in_own_tx(loc, products, SyncMode::Repair, self.db_deadline())
             .await;
         if let Err(e) = done {
             tracing::warn!(location = %loc, error = %e, "could not re-sync stock keys now; queued for the background re-sync");

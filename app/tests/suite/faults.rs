@@ -23,12 +23,6 @@ async fn behind_mysql_proxy(tweak: impl FnOnce(&mut stock_flow::Config)) -> (Pro
     (proxy, t)
 }
 
-async fn place_one(t: &TestApp, body: &Value) -> String {
-    let (s, b) = json_of(t.post("/api/redis/orders", body).await).await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
-    b["orderId"].as_str().unwrap().to_owned()
-}
-
 /// Sends `n` Redis-path orders at once; each must be accepted. Answers their ids.
 async fn place_many(t: &TestApp, body: &Value, n: usize) -> Vec<String> {
     let mut ids = Vec::new();
@@ -55,16 +49,7 @@ async fn lost_replies(proxy: &Proxy, n: u64) {
 /// Every order of `ids` is CONFIRMED.
 async fn assert_confirmed(t: &TestApp, ids: &[String]) {
     for id in ids {
-        assert_eq!(order_state(t, id).await, "CONFIRMED", "{id}");
-    }
-}
-
-/// Status of an order as the API reports it: its `status`, or the problem type.
-async fn order_state(t: &TestApp, id: &str) -> String {
-    let (s, body) = json_of(t.get(&format!("/api/orders/{id}")).await).await;
-    match s {
-        StatusCode::OK => body["status"].as_str().unwrap().to_owned(),
-        _ => format!("{}:{}", s.as_u16(), body["type"].as_str().unwrap_or("")),
+        assert_eq!(t.order_state(id).await, "CONFIRMED", "{id}");
     }
 }
 
@@ -89,8 +74,8 @@ async fn consumer_outage_with_fifty_line_orders_recovers() {
         assert_eq!(t.on_hand(wh, *p).await, 700);
         assert_eq!(t.ledger_sum(wh, *p).await, -300);
     }
-    assert_eq!(order_state(&t, &ids[0]).await, "CONFIRMED");
-    assert_eq!(order_state(&t, &ids[299]).await, "CONFIRMED");
+    assert_eq!(t.order_state(&ids[0]).await, "CONFIRMED");
+    assert_eq!(t.order_state(&ids[299]).await, "CONFIRMED");
     t.assert_converged(InRedis::All).await;
 }
 
@@ -105,7 +90,7 @@ async fn a_poison_event_is_dead_lettered_and_the_rest_flows() {
     let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
     let mut good = Vec::new();
     for _ in 0..5 {
-        good.push(place_one(&t, &body).await);
+        good.push(t.place_redis(&body).await);
     }
     let stream = t.keys().stream(sf_routing::LocationId::new_unchecked(wh));
     let mut c = t.redis().await;
@@ -144,7 +129,7 @@ async fn a_poison_event_is_dead_lettered_and_the_rest_flows() {
         let _: String = cmd.query_async(&mut c).await.unwrap();
     }
     for _ in 0..5 {
-        good.push(place_one(&t, &body).await);
+        good.push(t.place_redis(&body).await);
     }
     t.app().start_consumer();
     settle(&t).await;
@@ -184,7 +169,7 @@ async fn reservation_behind_redis_proxy() -> (Proxy, TestApp, (u64, u64), Value,
     let (proxy, t) = behind_redis_proxy(|_| {}).await;
     let (wh, p) = t.warehouse_with_product(1_000, 10).await;
     let body = normal_order(&[(p, 2)], SEOUL.0, SEOUL.1);
-    place_one(&t, &body).await;
+    t.place_redis(&body).await;
     let sha = redis::Script::new(sf_persistence::redis_stock::RESERVE_LUA)
         .get_hash()
         .to_owned();
@@ -209,7 +194,7 @@ async fn lost_reply_to_a_reservation_without_a_key_names_the_order() {
         .to_owned();
     assert!(b["detail"].as_str().unwrap().contains(&id), "{b}");
     settle(&t).await;
-    assert_eq!(order_state(&t, &id).await, "CONFIRMED");
+    assert_eq!(t.order_state(&id).await, "CONFIRMED");
     assert_eq!(t.count_orders("CONFIRMED").await, 2);
     assert_eq!(t.on_hand(wh, p).await, 6);
     assert_eq!(t.ledger_sum(wh, p).await, -4);
@@ -273,7 +258,7 @@ async fn lost_reply_to_the_reservation_then_a_retry_with_the_same_key() {
     assert_eq!(t.on_hand(wh, p).await, 4);
     assert_eq!(t.ledger_sum(wh, p).await, -6);
     assert_eq!(
-        order_state(&t, first["orderId"].as_str().unwrap()).await,
+        t.order_state(first["orderId"].as_str().unwrap()).await,
         "CONFIRMED"
     );
     t.assert_converged(InRedis::All).await;
@@ -515,7 +500,7 @@ async fn race_through_flushes(units: i64, flush_at: &[usize]) -> Vec<Value> {
         .map(|id| (id, true))
         .chain(unknown.iter().map(|id| (id, false)))
     {
-        let state = order_state(&t, id).await;
+        let state = t.order_state(id).await;
         let end = match state.as_str() {
             "CONFIRMED" | "REJECTED" | "CANCELLED" => state.clone(),
             "410:/problems/order-lost" | "503:/problems/unavailable" => "LOST".into(),
@@ -579,11 +564,7 @@ async fn an_order_lost_with_the_data_set_loaded_after_its_id_was_made_is_reporte
         (detected_ms + 1_000, "404:/problems/unknown-order"),
     ] {
         let id = id_made_at(made_ms);
-        assert_eq!(
-            order_state(&t, &id).await,
-            expected,
-            "{id} made at {made_ms}"
-        );
+        assert_eq!(t.order_state(&id).await, expected, "{id} made at {made_ms}");
     }
 }
 
@@ -758,7 +739,7 @@ async fn lost_commit_acknowledgement_on_a_consumer_batch() {
     let (wh, p) = t.warehouse_with_product(1_000, 500).await;
     let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
     // Loads the key, so the next COMMIT on the wire is the consumer's.
-    place_one(&t, &body).await;
+    t.place_redis(&body).await;
     t.wait_persisted().await;
     proxy.lose_reply_to(COMMIT, 1);
     let ids = place_many(&t, &body, 100).await;
@@ -830,7 +811,7 @@ async fn mysql_down_then_back_loses_nothing() {
     let (proxy, t) = behind_mysql_proxy(|_| {}).await;
     let (wh, p) = t.warehouse_with_product(1_000, 100).await;
     let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
-    place_one(&t, &body).await;
+    t.place_redis(&body).await;
     t.wait_persisted().await;
     proxy.refuse(true);
     proxy.cut_all();
@@ -859,7 +840,9 @@ async fn a_cancel_racing_the_record_expiry_finds_the_order() {
     })
     .await;
     let (wh, p) = t.warehouse_with_product(1_000, 10).await;
-    let id = place_one(&t, &normal_order(&[(p, 2)], SEOUL.0, SEOUL.1)).await;
+    let id = t
+        .place_redis(&normal_order(&[(p, 2)], SEOUL.0, SEOUL.1))
+        .await;
     t.wait_persisted().await;
     // The look-up reaches Redis while the record is there; the script, after it has expired.
     proxy.set_latency(Duration::from_millis(400));
@@ -923,7 +906,7 @@ async fn a_restarted_consumer_reads_new_events_after_its_pending_list() {
         }
     };
     // The reservation is pending with "other", its cancel with "c1".
-    let first = place_one(&t, &body).await;
+    let first = t.place_redis(&body).await;
     read_as("other").await;
     let (s, _) = json_of(t.patch(&format!("/api/redis/orders/{first}/cancel")).await).await;
     assert_eq!(s, StatusCode::OK);
@@ -942,9 +925,9 @@ async fn a_restarted_consumer_reads_new_events_after_its_pending_list() {
         Arc::new(ConsumerStats::default()),
         rx,
     ));
-    let new = place_one(&t, &body).await;
+    let new = t.place_redis(&body).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while order_state(&t, &new).await != "CONFIRMED" {
+    while t.order_state(&new).await != "CONFIRMED" {
         assert!(
             Instant::now() < deadline,
             "the restarted consumer never read new events"
@@ -968,7 +951,9 @@ async fn a_batch_that_nets_to_zero_still_waits_for_a_sync_on_its_rows() {
     })
     .await;
     let (wh, p) = t.warehouse_with_product(1_000, 10).await;
-    let id = place_one(&t, &normal_order(&[(p, 1)], SEOUL.0, SEOUL.1)).await;
+    let id = t
+        .place_redis(&normal_order(&[(p, 1)], SEOUL.0, SEOUL.1))
+        .await;
     let loc = sf_routing::LocationId::new_unchecked(wh);
     let cancelled: Vec<i64> = redis::Script::new(sf_persistence::scripts::cancel::SOURCE)
         .key(t.keys().order(loc, &id))
@@ -1042,15 +1027,15 @@ async fn a_pos_sale_using_a_unit_a_pending_cancel_freed_rejects_nothing() {
     let (store, p, key, pickup) = store_with_two_units(&t).await;
     // b is persisted; then, with no consumer: a reserves, b is cancelled in Redis, and a POS sale
     // takes the unit b's cancel freed.
-    let b = place_one(&t, &pickup).await;
+    let b = t.place_redis(&pickup).await;
     t.wait_persisted().await;
     t.app().stop_consumer_now();
-    let a = place_one(&t, &pickup).await;
+    let a = t.place_redis(&pickup).await;
     cancel_then_pos_sale(&t, &b, store, p, &key).await;
     t.app().start_consumer();
     settle(&t).await;
-    assert_eq!(order_state(&t, &a).await, "CONFIRMED");
-    assert_eq!(order_state(&t, &b).await, "CANCELLED");
+    assert_eq!(t.order_state(&a).await, "CONFIRMED");
+    assert_eq!(t.order_state(&b).await, "CANCELLED");
     assert_eq!(t.count_orders("REJECTED").await, 0);
     assert_eq!(t.on_hand(store, p).await, 0);
     assert_eq!(t.ledger_sum(store, p).await, -2);
@@ -1069,13 +1054,13 @@ async fn a_cancelled_order_gives_way_before_a_standing_one_is_rejected() {
     })
     .await;
     let (store, p, key, pickup) = store_with_two_units(&t).await;
-    let x = place_one(&t, &pickup).await;
-    let y = place_one(&t, &pickup).await;
+    let x = t.place_redis(&pickup).await;
+    let y = t.place_redis(&pickup).await;
     cancel_then_pos_sale(&t, &x, store, p, &key).await;
     t.app().start_consumer();
     settle(&t).await;
-    assert_eq!(order_state(&t, &x).await, "CANCELLED");
-    assert_eq!(order_state(&t, &y).await, "CONFIRMED");
+    assert_eq!(t.order_state(&x).await, "CANCELLED");
+    assert_eq!(t.order_state(&y).await, "CONFIRMED");
     assert_eq!(t.count_orders("REJECTED").await, 0);
     assert_eq!(t.on_hand(store, p).await, 0);
     assert_eq!(t.ledger_sum(store, p).await, -2);

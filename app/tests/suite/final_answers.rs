@@ -6,21 +6,6 @@ use crate::common::*;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-async fn place_redis(t: &TestApp, body: &Value) -> String {
-    let (s, b) = json_of(t.post("/api/redis/orders", body).await).await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
-    b["orderId"].as_str().unwrap().to_owned()
-}
-
-/// The status the API reports for an order: its `status`, or the problem type.
-async fn order_state(t: &TestApp, id: &str) -> String {
-    let (s, body) = json_of(t.get(&format!("/api/orders/{id}")).await).await;
-    match s {
-        StatusCode::OK => body["status"].as_str().unwrap().to_owned(),
-        _ => format!("{}:{}", s.as_u16(), body["type"].as_str().unwrap_or("")),
-    }
-}
-
 /// A Redis-path cancel answered 200 is never undone by Redis losing its data before the consumer
 /// applied the cancel: neither for an order already persisted (its Redis record lives on for a
 /// while after) nor for one not persisted yet. Both stay `CANCELLED`, their units come back once,
@@ -29,11 +14,15 @@ async fn order_state(t: &TestApp, id: &str) -> String {
 async fn a_redis_path_cancel_answered_200_survives_redis_losing_its_data() {
     let mut t = TestApp::spawn_with(|c| c.jobs_enabled = false).await;
     let (wh, p) = t.warehouse_with_product(1_000, 10).await;
-    let persisted = place_redis(&t, &normal_order(&[(p, 4)], SEOUL.0, SEOUL.1)).await;
+    let persisted = t
+        .place_redis(&normal_order(&[(p, 4)], SEOUL.0, SEOUL.1))
+        .await;
     t.wait_persisted().await;
     assert_eq!(t.order_status(&persisted).await, "CONFIRMED");
     t.app().stop_consumer_now();
-    let pending = place_redis(&t, &normal_order(&[(p, 3)], SEOUL.0, SEOUL.1)).await;
+    let pending = t
+        .place_redis(&normal_order(&[(p, 3)], SEOUL.0, SEOUL.1))
+        .await;
     for id in [&persisted, &pending] {
         let (s, b) = json_of(t.patch(&format!("/api/redis/orders/{id}/cancel")).await).await;
         assert_eq!(s, StatusCode::OK, "{b}");
@@ -44,7 +33,7 @@ async fn a_redis_path_cancel_answered_200_survives_redis_losing_its_data() {
     t.run_reconcile().await;
     settle(&t).await;
     for id in [&persisted, &pending] {
-        assert_eq!(order_state(&t, id).await, "CANCELLED", "{id}");
+        assert_eq!(t.order_state(id).await, "CANCELLED", "{id}");
         assert_eq!(t.order_status(id).await, "CANCELLED", "{id}");
     }
     assert_eq!(t.on_hand(wh, p).await, 10);
@@ -205,13 +194,7 @@ async fn a_replay_is_not_declared_lost_while_its_batch_may_still_commit() {
             .send()
     };
     // The consumer's batch will wait for this lock on the stock row.
-    let mut lock = t.db.begin().await.unwrap();
-    sqlx::query("SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ? FOR UPDATE")
-        .bind(wh)
-        .bind(p)
-        .fetch_one(&mut *lock)
-        .await
-        .unwrap();
+    let lock = t.lock_stock_row(wh, p).await;
     let (s, b) = json_of(send().await.unwrap()).await;
     assert_eq!(s, StatusCode::GATEWAY_TIMEOUT, "{b}");
     let id = b["orderId"].as_str().unwrap().to_owned();
@@ -317,7 +300,9 @@ async fn a_rejection_is_shown_only_once_it_is_committed() {
     })
     .await;
     let (wh, p) = t.warehouse_with_product(1_000, 1).await;
-    let id = place_redis(&t, &normal_order(&[(p, 1)], SEOUL.0, SEOUL.1)).await;
+    let id = t
+        .place_redis(&normal_order(&[(p, 1)], SEOUL.0, SEOUL.1))
+        .await;
     let db = t.db.clone();
     let set_on_hand = |v: i64| {
         sqlx::query("UPDATE stock SET on_hand = ? WHERE location_id = ? AND product_id = ?")
@@ -335,11 +320,11 @@ async fn a_rejection_is_shown_only_once_it_is_committed() {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     t.app().stop_consumer_now();
-    assert_eq!(order_state(&t, &id).await, "ACCEPTED");
+    assert_eq!(t.order_state(&id).await, "ACCEPTED");
     set_on_hand(1).await.unwrap();
     t.app().start_consumer();
     settle(&t).await;
-    assert_eq!(order_state(&t, &id).await, "CONFIRMED");
+    assert_eq!(t.order_state(&id).await, "CONFIRMED");
     assert_eq!(t.on_hand(wh, p).await, 0);
     t.assert_converged(InRedis::All).await;
 }
@@ -353,14 +338,10 @@ async fn a_graceful_stop_finishes_the_batch_under_way() {
     let (wh, p) = t.warehouse_with_product(1_000, 10).await;
     let (s, _) = json_of(t.get(&format!("/api/redis/products/{p}")).await).await;
     assert_eq!(s, StatusCode::OK);
-    let mut lock = t.db.begin().await.unwrap();
-    sqlx::query("SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ? FOR UPDATE")
-        .bind(wh)
-        .bind(p)
-        .fetch_one(&mut *lock)
-        .await
-        .unwrap();
-    let id = place_redis(&t, &normal_order(&[(p, 2)], SEOUL.0, SEOUL.1)).await;
+    let lock = t.lock_stock_row(wh, p).await;
+    let id = t
+        .place_redis(&normal_order(&[(p, 2)], SEOUL.0, SEOUL.1))
+        .await;
     // The consumer has read the event and waits for the lock.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let app = t.app.take().unwrap();
@@ -394,13 +375,7 @@ async fn a_key_load_waiting_for_a_locked_row_ends_within_the_deadline() {
             .json(&normal_order(&[(p, 2)], SEOUL.0, SEOUL.1))
             .send()
     };
-    let mut lock = t.db.begin().await.unwrap();
-    sqlx::query("SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ? FOR UPDATE")
-        .bind(wh)
-        .bind(p)
-        .fetch_one(&mut *lock)
-        .await
-        .unwrap();
+    let lock = t.lock_stock_row(wh, p).await;
     let started = std::time::Instant::now();
     let (s, b) = json_of(send().await.unwrap()).await;
     let took = started.elapsed();
@@ -503,7 +478,9 @@ async fn a_dead_lettered_reservation_of_a_cancelled_order_stays_cancelled() {
     })
     .await;
     let (wh, p) = t.warehouse_with_product(1_000, 10).await;
-    let id = place_redis(&t, &normal_order(&[(p, 2)], SEOUL.0, SEOUL.1)).await;
+    let id = t
+        .place_redis(&normal_order(&[(p, 2)], SEOUL.0, SEOUL.1))
+        .await;
     let (_, order) = json_of(t.get(&format!("/api/orders/{id}")).await).await;
     let loc = sf_routing::LocationId::new_unchecked(wh);
     let stream = t.keys().stream(loc);
@@ -520,7 +497,7 @@ async fn a_dead_lettered_reservation_of_a_cancelled_order_stays_cancelled() {
         .await
         .unwrap();
     assert_eq!(cancelled, [1]);
-    assert_eq!(order_state(&t, &id).await, "CANCELLED");
+    assert_eq!(t.order_state(&id).await, "CANCELLED");
     // Its reservation event turns out unreadable as persisted: it names another location.
     let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
         .arg(&stream)
@@ -563,7 +540,7 @@ async fn a_dead_lettered_reservation_of_a_cancelled_order_stays_cancelled() {
     t.app().start_consumer();
     settle(&t).await;
     assert_eq!(t.order_status(&id).await, "CANCELLED");
-    assert_eq!(order_state(&t, &id).await, "CANCELLED");
+    assert_eq!(t.order_state(&id).await, "CANCELLED");
     assert_eq!(t.on_hand(wh, p).await, 10);
     assert_eq!(t.ledger_sum(wh, p).await, 0);
     t.assert_converged(InRedis::All).await;
@@ -589,21 +566,6 @@ async fn an_order_under_way_is_not_decided_while_the_circuit_recovers() {
     let (s, _) = json_of(t.get(&format!("/api/redis/products/{p}")).await).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(t.redis_stock(wh, p).await, Some(10));
-    let lock_row = |product: u64| {
-        let db = t.db.clone();
-        async move {
-            let mut tx = db.begin().await.unwrap();
-            sqlx::query(
-                "SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ? FOR UPDATE",
-            )
-            .bind(wh)
-            .bind(product)
-            .fetch_one(&mut *tx)
-            .await
-            .unwrap();
-            tx
-        }
-    };
     // p is sold out on MySQL alone (its Redis figure is stale), and r is stale too.
     sqlx::query("UPDATE stock SET on_hand = 0 WHERE location_id = ? AND product_id = ?")
         .bind(wh)
@@ -620,7 +582,7 @@ async fn an_order_under_way_is_not_decided_while_the_circuit_recovers() {
             .unwrap();
     }
     // q's key is not loaded, and its row is locked: the order waits in its key load.
-    let q_lock = lock_row(q).await;
+    let q_lock = t.lock_stock_row(wh, q).await;
     let order = tokio::spawn(
         t.client
             .post(format!("{}/api/redis/orders", t.base))
@@ -628,7 +590,7 @@ async fn an_order_under_way_is_not_decided_while_the_circuit_recovers() {
             .send(),
     );
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let r_lock = lock_row(r).await;
+    let r_lock = t.lock_stock_row(wh, r).await;
     t.storage()
         .circuit()
         .trip("test: redis went away for a moment");
@@ -673,7 +635,7 @@ async fn a_batch_with_many_short_orders_reads_its_stream_once() {
     let (wh, p) = t.warehouse_with_product(1_000, 200).await;
     let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
     for _ in 0..150 {
-        place_redis(&t, &body).await;
+        t.place_redis(&body).await;
     }
     sqlx::query("UPDATE stock SET on_hand = 50, initial_quantity = 50 WHERE location_id = ? AND product_id = ?")
         .bind(wh)

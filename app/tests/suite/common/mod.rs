@@ -336,6 +336,41 @@ impl TestApp {
             .unwrap();
     }
 
+    /// A transaction of the harness's own holding `FOR UPDATE` the stock row of `(loc, product)`:
+    /// a writer of the service that needs the row waits until it ends.
+    pub async fn lock_stock_row(
+        &self,
+        loc: u64,
+        product: u64,
+    ) -> sqlx::Transaction<'static, sqlx::MySql> {
+        let mut tx = self.db.begin().await.unwrap();
+        sqlx::query(
+            "SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ? FOR UPDATE",
+        )
+        .bind(loc)
+        .bind(product)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+        tx
+    }
+
+    /// A Redis-path order that must be accepted (202); answers its id.
+    pub async fn place_redis(&self, body: &Value) -> String {
+        let (s, b) = json_of(self.post("/api/redis/orders", body).await).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+        b["orderId"].as_str().unwrap().to_owned()
+    }
+
+    /// The status the API reports for an order: its `status`, or `<status>:<problem type>`.
+    pub async fn order_state(&self, id: &str) -> String {
+        let (s, body) = json_of(self.get(&format!("/api/orders/{id}")).await).await;
+        match s {
+            StatusCode::OK => body["status"].as_str().unwrap().to_owned(),
+            _ => format!("{}:{}", s.as_u16(), body["type"].as_str().unwrap_or("")),
+        }
+    }
+
     /// Redis loses every key of the test (as a restart without its data would): stock keys,
     /// order records, event streams and epoch markers.
     pub async fn lose_redis_data(&self) {
