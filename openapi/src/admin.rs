@@ -3,7 +3,7 @@
 use crate::auth::AdminAuth;
 use crate::problem::{ApiResult, Problem};
 use crate::state::ApiState;
-use crate::types::{LocationBody, LocationTypeBody, OrderBody, Text};
+use crate::types::{LocationBody, LocationList, LocationTypeBody, OrderBody, Text};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
@@ -153,7 +153,7 @@ pub struct NewLocation {
 }
 
 /// Changes to a location; absent fields stay as they are. `active: false` closes it: routing
-/// never chooses it again.
+/// never chooses it again and the store routes answer 404 for it; `active: true` reopens it.
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields)]
 pub struct LocationPatch {
@@ -196,7 +196,8 @@ pub struct NewProduct {
     pub price: i64,
 }
 
-/// Changes to a product; absent fields stay as they are. `active: false` stops its sale.
+/// Changes to a product; absent fields stay as they are. `active: false` stops its sale: it
+/// cannot be ordered and the shop's pages answer 404 for it; `active: true` resumes it.
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields)]
 pub struct ProductPatch {
@@ -233,6 +234,18 @@ impl From<sf_persistence::model::Product> for AdminProductBody {
             active: p.active,
         }
     }
+}
+
+/// Products as operators see them, active or not.
+#[derive(Debug, Clone, Object)]
+pub struct AdminProductList {
+    /// In id order.
+    pub products: Vec<AdminProductBody>,
+    /// The most products a page holds, as asked (`limit`).
+    pub limit: u32,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
+    pub next: Option<u64>,
 }
 
 /// An opened location.
@@ -507,27 +520,54 @@ impl AdminApi {
         ))
     }
 
-    /// Close a location
+    /// List locations (operators)
     ///
-    /// Same as `PATCH` with `active: false`: routing never chooses it again; its stock, orders and
-    /// keys stay. Answers 200 with the closed location; 404 when there is no such location.
+    /// Every warehouse and store, open or closed, in id order; `active=false` lists only the
+    /// closed ones, `active=true` only the open ones.
+    #[oai(
+        path = "/locations",
+        method = "get",
+        operation_id = "listLocationsAdmin"
+    )]
+    async fn list_locations(
+        &self,
+        _auth: AdminAuth,
+        active: Query<Option<bool>>,
+    ) -> ApiResult<Json<LocationList>> {
+        let locations = self.state.storage.locations();
+        Ok(Json(LocationList {
+            locations: locations
+                .all
+                .iter()
+                .filter(|l| active.0.is_none_or(|a| l.active == a))
+                .cloned()
+                .map(Into::into)
+                .collect(),
+        }))
+    }
+
+    /// Get a location (operators)
+    ///
+    /// The location, open or closed (`active`). Answers 404 when there is no such location.
     #[oai(
         path = "/locations/:locationId",
-        method = "delete",
-        operation_id = "deactivateLocation"
+        method = "get",
+        operation_id = "getLocationAdmin"
     )]
-    async fn deactivate_location(
+    async fn get_location(
         &self,
-        auth: AdminAuth,
+        _auth: AdminAuth,
         #[oai(name = "locationId", validator(minimum(value = "1")))] location_id: Path<i64>,
     ) -> ApiResult<Json<LocationBody>> {
-        let close = LocationPatch {
-            name: None,
-            latitude: None,
-            longitude: None,
-            active: Some(false),
-        };
-        self.update_location(auth, location_id, Json(close)).await
+        let id = location_in_path(location_id.0)?;
+        let location = self
+            .state
+            .storage
+            .locations()
+            .get(id)
+            .cloned()
+            .ok_or(sf_persistence::StorageError::UnknownLocation(id))?;
+        Ok(Json(location.into()))
     }
 
     /// Create a product
@@ -573,26 +613,50 @@ impl AdminApi {
         ))
     }
 
-    /// Stop selling a product
+    /// List products (operators)
     ///
-    /// Same as `PATCH` with `active: false`. Answers 200 with the stopped product; 404 when there
-    /// is no such product.
+    /// Every product, on sale or stopped, with its `active` flag, in id order, a page at a time:
+    /// `limit` per page (1 to 100, default 20) after the product id `after`, `next` as on the
+    /// shop's pages. `active=false` lists only the stopped ones, `active=true` only those on sale.
+    #[oai(path = "/products", method = "get", operation_id = "listProductsAdmin")]
+    async fn list_products(
+        &self,
+        _auth: AdminAuth,
+        active: Query<Option<bool>>,
+        #[oai(validator(minimum(value = "0")))] after: Query<Option<i64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<i64>>,
+    ) -> ApiResult<Json<AdminProductList>> {
+        let (after, limit) = crate::catalog::after_and_limit(after.0, limit.0);
+        let (products, next) = self
+            .state
+            .storage
+            .products_for_operators(active.0, after, limit)
+            .await?;
+        Ok(Json(AdminProductList {
+            products: products.into_iter().map(Into::into).collect(),
+            limit,
+            next,
+        }))
+    }
+
+    /// Get a product (operators)
+    ///
+    /// The product, on sale or stopped (`active`); the shop's pages answer 404 for a stopped one.
+    /// Answers 404 when there is no such product.
     #[oai(
         path = "/products/:productId",
-        method = "delete",
-        operation_id = "deactivateProduct"
+        method = "get",
+        operation_id = "getProductAdmin"
     )]
-    async fn deactivate_product(
+    async fn get_product(
         &self,
-        auth: AdminAuth,
+        _auth: AdminAuth,
         #[oai(name = "productId", validator(minimum(value = "1")))] product_id: Path<i64>,
     ) -> ApiResult<Json<AdminProductBody>> {
-        let stop = ProductPatch {
-            name: None,
-            price: None,
-            active: Some(false),
-        };
-        self.update_product(auth, product_id, Json(stop)).await
+        let id = crate::catalog::product_in_path(product_id.0)?;
+        Ok(Json(
+            self.state.storage.product_for_operators(id).await?.into(),
+        ))
     }
 
     /// Reconciliation runs

@@ -98,16 +98,141 @@ fn tag_rank(tag: &serde_json::Value) -> usize {
         .unwrap_or(TAG_ORDER.len())
 }
 
-/// The spec as served: poem-openapi's document with its `tags` in [`TAG_ORDER`], and, on every
-/// schema a request body uses, what the server does but poem-openapi does not write into the
-/// document: `additionalProperties: false` (they all refuse unknown fields), and `nullable` on
-/// optional fields (`null` is taken as absent).
+/// A link (OpenAPI `links`): an answer of one operation gives another operation its input.
+struct Link {
+    /// The operation whose answer carries the value, and the status of that answer.
+    from: &'static str,
+    status: &'static str,
+    /// The operation it feeds, and its parameters as runtime expressions.
+    to: &'static str,
+    parameters: &'static [(&'static str, &'static str)],
+}
+
+const fn link(
+    from: &'static str,
+    status: &'static str,
+    to: &'static str,
+    parameters: &'static [(&'static str, &'static str)],
+) -> Link {
+    Link {
+        from,
+        status,
+        to,
+        parameters,
+    }
+}
+
+const ORDER_ID: &[(&str, &str)] = &[("orderId", "$response.body#/orderId")];
+const PRODUCT_ID: &[(&str, &str)] = &[("productId", "$response.body#/productId")];
+const LOCATION_ID: &[(&str, &str)] = &[("locationId", "$response.body#/locationId")];
+
+/// Where an operation's answer feeds another's input: a created order to its status and its
+/// cancel, a created product or location to the routes that read and change it, an issued key to
+/// its revocation. Clients and tools (Swagger UI, schemathesis's stateful phase) follow them.
+const LINKS: &[Link] = &[
+    link("createOrderDbLock", "201", "getOrder", ORDER_ID),
+    link("createOrderDbLock", "201", "cancelOrderDbLock", ORDER_ID),
+    link("cancelOrderDbLock", "200", "getOrder", ORDER_ID),
+    link("createOrderRedis", "202", "getOrder", ORDER_ID),
+    link("createOrderRedis", "202", "cancelOrderRedis", ORDER_ID),
+    link("cancelOrderRedis", "200", "getOrder", ORDER_ID),
+    link("posSale", "201", "getOrder", ORDER_ID),
+    link(
+        "posSale",
+        "201",
+        "posCancel",
+        &[
+            ("storeId", "$request.path.storeId"),
+            ("orderId", "$response.body#/orderId"),
+        ],
+    ),
+    link("createProduct", "201", "getProductAdmin", PRODUCT_ID),
+    link("createProduct", "201", "updateProduct", PRODUCT_ID),
+    link("createProduct", "201", "getProduct", PRODUCT_ID),
+    link("createProduct", "201", "getProductRedis", PRODUCT_ID),
+    link("updateProduct", "200", "getProductAdmin", PRODUCT_ID),
+    link("createLocation", "201", "getLocationAdmin", LOCATION_ID),
+    link("createLocation", "201", "updateLocation", LOCATION_ID),
+    link("updateLocation", "200", "getLocationAdmin", LOCATION_ID),
+    link(
+        "issueStoreKey",
+        "201",
+        "revokeStoreKey",
+        &[
+            ("storeId", "$response.body#/storeId"),
+            ("keyId", "$response.body#/keyId"),
+        ],
+    ),
+];
+
+/// Writes [`LINKS`] into the answers they start from. poem-openapi has no way to declare links,
+/// so this is the one place they are declared; a link naming an operation or answer the document
+/// does not have is a bug, caught when the spec is built (at start-up and by the tests).
+fn add_links(doc: &mut serde_json::Value) {
+    let mut operations = std::collections::HashMap::new();
+    for (path, ops) in doc["paths"].as_object().into_iter().flatten() {
+        for (method, op) in ops.as_object().into_iter().flatten() {
+            if let Some(id) = op["operationId"].as_str() {
+                operations.insert(id.to_owned(), (path.clone(), method.clone()));
+            }
+        }
+    }
+    let operation = |id: &str| {
+        operations
+            .get(id)
+            .unwrap_or_else(|| panic!("link to or from unknown operation {id}"))
+            .clone()
+    };
+    for l in LINKS {
+        let (path, method) = operation(l.from);
+        let (to_path, to_method) = operation(l.to);
+        let params = &doc["paths"][&to_path][&to_method]["parameters"];
+        for (name, _) in l.parameters {
+            assert!(
+                params
+                    .as_array()
+                    .is_some_and(|ps| ps.iter().any(|p| p["name"] == *name)),
+                "link {} -> {}: {} takes no parameter {name}",
+                l.from,
+                l.to,
+                l.to
+            );
+        }
+        let answer = &mut doc["paths"][&path][&method]["responses"][l.status];
+        assert!(
+            answer.is_object(),
+            "link {} -> {}: {} has no {} answer",
+            l.from,
+            l.to,
+            l.from,
+            l.status
+        );
+        let parameters: serde_json::Map<String, serde_json::Value> = l
+            .parameters
+            .iter()
+            .map(|(name, expr)| ((*name).to_owned(), (*expr).into()))
+            .collect();
+        // Link names are the target's operation id with a capital first letter (`GetOrder`).
+        let mut name = l.to.to_owned();
+        name[..1].make_ascii_uppercase();
+        answer["links"][name] = serde_json::json!({
+            "operationId": l.to,
+            "parameters": parameters,
+        });
+    }
+}
+
+/// The spec as served: poem-openapi's document with its `tags` in [`TAG_ORDER`], its links
+/// ([`LINKS`]), and, on every schema a request body uses, what the server does but poem-openapi
+/// does not write into the document: `additionalProperties: false` (they all refuse unknown
+/// fields), and `nullable` on optional fields (`null` is taken as absent).
 pub fn spec_document(service: &OpenApiService<Apis, ()>) -> serde_json::Value {
     let mut doc: serde_json::Value =
         serde_json::from_str(&service.spec()).expect("the spec is JSON");
     if let Some(tags) = doc["tags"].as_array_mut() {
         tags.sort_by_key(tag_rank);
     }
+    add_links(&mut doc);
     // Schemas reachable from a request body.
     let mut pending: Vec<String> = Vec::new();
     for op in doc["paths"]

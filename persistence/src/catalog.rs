@@ -582,6 +582,50 @@ impl Storage {
         .await
     }
 
+    /// Products as operators see them, active or not (`active` filters), in id order after the
+    /// cursor `after` (keyset pagination, like the shop's pages), read from MySQL; with the cursor
+    /// of the next page, `None` on the last.
+    pub async fn products_for_operators(
+        &self,
+        active: Option<bool>,
+        after: u64,
+        limit: u32,
+    ) -> StorageResult<(Vec<Product>, Option<u64>)> {
+        self.in_time(self.db_deadline(), async {
+            // One row more than asked for says whether a next page exists.
+            let rows = sqlx::query(
+                "SELECT id, sku, name, price, active FROM products \
+                 WHERE id > ? AND (? IS NULL OR active = ?) ORDER BY id LIMIT ?",
+            )
+            .bind(after)
+            .bind(active)
+            .bind(active)
+            .bind(limit + 1)
+            .fetch_all(&self.db)
+            .await?;
+            let mut items = rows
+                .iter()
+                .map(product_from_row)
+                .collect::<StorageResult<Vec<_>>>()?;
+            let next = page_end(&mut items, limit as usize, |p| p.product_id);
+            Ok((items, next))
+        })
+        .await
+    }
+
+    /// One product as operators see it, active or not (MySQL).
+    pub async fn product_for_operators(&self, id: ProductId) -> StorageResult<Product> {
+        self.in_time(self.db_deadline(), async {
+            let row = sqlx::query("SELECT id, sku, name, price, active FROM products WHERE id = ?")
+                .bind(id.get())
+                .fetch_optional(&self.db)
+                .await?
+                .ok_or(StorageError::UnknownProduct(id))?;
+            product_from_row(&row)
+        })
+        .await
+    }
+
     /// Renames, reprices, deactivates or reactivates a product. A new price applies to orders
     /// placed from now on; a deactivated product cannot be ordered.
     pub async fn update_product(

@@ -3,7 +3,7 @@
 use crate::common::*;
 use futures::future::join_all;
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// I1 no oversell: 200 concurrent 1-unit orders for 50 units give exactly 50 created, 150
 /// out-of-stock, stock 0, and a ledger that sums to it.
@@ -336,7 +336,9 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
         (t.post("/api/orders", &json!({"items": [], "deliveryType": "NORMAL", "deliveryAddress": addr})).await,
             StatusCode::BAD_REQUEST, "/problems/bad-request", "empty order"),
         (t.post("/api/orders", &json!({"items": [{"productId": p, "quantity": 1}], "deliveryType": "NORMAL"})).await,
-            StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation-error", "missing address"),
+            StatusCode::BAD_REQUEST, "/problems/bad-request", "missing address"),
+        (t.post("/api/orders", &json!({"items": [{"productId": p, "quantity": 600}, {"productId": p, "quantity": 600}], "deliveryType": "NORMAL", "deliveryAddress": addr})).await,
+            StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation-error", "two lines of one product over 1000"),
         (t.post("/api/orders", &json!({"items": [{"productId": p, "quantity": 1}], "deliveryType": "NORMAL", "deliveryAddress": {"latitude": 95.0, "longitude": 10.0}})).await,
             StatusCode::BAD_REQUEST, "/problems/bad-request", "latitude out of range"),
         (t.post("/api/orders", &json!({"items": [{"productId": 999999, "quantity": 1}], "deliveryType": "NORMAL", "deliveryAddress": addr})).await,
@@ -434,4 +436,86 @@ async fn admin_stock_changes_are_in_the_ledger() {
     assert_eq!(t.ledger_sum(wh, p).await, 10);
     assert_eq!(t.redis_stock(wh, p).await, Some(20));
     t.assert_converged(InRedis::All).await;
+}
+
+/// I6 bad input changes nothing, for the rules that tie fields to the delivery type: the spec
+/// states them (one schema per `deliveryType`), so breaking one is a schema violation — `400`
+/// `/problems/bad-request`, like a wrong type — whose `detail` names the rule, on both online
+/// paths. `null` still means absent, so a `NORMAL` order with `"storeId": null` is taken, and its
+/// `Idempotency-Key` fingerprint is the one of the same order without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_type_rules_are_schema_violations_that_name_the_rule() {
+    let t = TestApp::spawn().await;
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
+    let addr = json!({"latitude": SEOUL.0, "longitude": SEOUL.1});
+    let items = json!([{"productId": p, "quantity": 1}]);
+    let cases = [
+        (
+            json!({"items": items, "deliveryType": "NORMAL", "deliveryAddress": addr, "storeId": 3}),
+            "storeId is only for PICKUP orders",
+        ),
+        (
+            json!({"items": items, "deliveryType": "SAME_DAY", "deliveryAddress": addr, "storeId": 3}),
+            "storeId is only for PICKUP orders",
+        ),
+        (
+            json!({"items": items, "deliveryType": "SAME_DAY"}),
+            "deliveryAddress is required for SAME_DAY delivery",
+        ),
+        (
+            json!({"items": items, "deliveryType": "NORMAL", "deliveryAddress": null}),
+            "deliveryAddress is required for NORMAL delivery",
+        ),
+        (
+            json!({"items": items, "deliveryType": "PICKUP", "deliveryAddress": addr}),
+            "storeId is required for PICKUP orders",
+        ),
+        (
+            json!({"items": items, "deliveryAddress": addr}),
+            "deliveryType is required",
+        ),
+        (
+            json!({"items": items, "deliveryType": "TOMORROW", "deliveryAddress": addr}),
+            "deliveryType must be NORMAL, SAME_DAY or PICKUP",
+        ),
+        (
+            json!({"items": items, "deliveryType": "PICKUP", "storeId": 3, "unitPrice": 1}),
+            "unknown field `unitPrice`",
+        ),
+    ];
+    for path in ["/api/orders", "/api/redis/orders"] {
+        for (body, rule) in &cases {
+            let (s, b) = json_of(t.post(path, body).await).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{path} {body}: {b}");
+            assert_eq!(b["type"], "/problems/bad-request", "{path} {body}");
+            assert!(
+                b["detail"].as_str().unwrap().contains(rule),
+                "{path} {body}: {b} does not say {rule:?}"
+            );
+        }
+    }
+    assert_eq!(t.on_hand(wh, p).await, 10);
+    assert_eq!(t.ledger_sum(wh, p).await, 0);
+
+    // The wire format of a valid order is unchanged: `null` is absent.
+    let keyed = |body: Value| {
+        t.client
+            .post(format!("{}/api/orders", t.base))
+            .header("Idempotency-Key", "same-order")
+            .json(&body)
+            .send()
+    };
+    let plain = normal_order(&[(p, 2)], SEOUL.0, SEOUL.1);
+    let mut with_null = plain.clone();
+    with_null["storeId"] = Value::Null;
+    let (s, first) = json_of(keyed(with_null).await.unwrap()).await;
+    assert_eq!(s, StatusCode::CREATED, "{first}");
+    let r = keyed(plain).await.unwrap();
+    assert_eq!(r.headers()["idempotent-replayed"], "true");
+    let (s, again) = json_of(r).await;
+    assert_eq!(
+        (s, &again["orderId"]),
+        (StatusCode::CREATED, &first["orderId"])
+    );
+    assert_eq!(t.on_hand(wh, p).await, 8);
 }

@@ -118,7 +118,10 @@ async fn a_deactivated_store_is_never_chosen() {
     t.stock_row(w.middle, w.product, 10).await;
     let r = t
         .admin()
-        .delete(&format!("/api/admin/locations/{}", w.near))
+        .patch(
+            &format!("/api/admin/locations/{}", w.near),
+            &json!({"active": false}),
+        )
         .await;
     let (s, b) = json_of(r).await;
     assert_eq!((s, b["active"].as_bool()), (StatusCode::OK, Some(false)));
@@ -451,10 +454,126 @@ async fn operators_manage_locations_and_products() {
     assert_eq!(s, StatusCode::OK);
     let (_, b) = json_of(t.post("/api/orders", &pickup(pid, 1, sid)).await).await;
     assert_eq!(b["items"][0]["unitPrice"], 6000);
-    let (s, _) = json_of(admin.delete(&format!("/api/admin/products/{pid}")).await).await;
+    let (s, _) = json_of(
+        admin
+            .patch(
+                &format!("/api/admin/products/{pid}"),
+                &json!({"active": false}),
+            )
+            .await,
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     let (s, _) = json_of(t.post("/api/orders", &pickup(pid, 1, sid)).await).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     t.wait_persisted().await;
     t.assert_converged(InRedis::All).await;
+}
+
+/// Stopping a product's sale or closing a location is a `PATCH` with `active: false` (there is no
+/// `DELETE`): the shop's and the stores' routes answer 404 for it at once, the operators' routes
+/// show it as inactive and list it with `active=false`, and it comes back with `active: true`.
+/// Nothing that refers to it is removed: an order placed before keeps its line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_product_or_closed_location_is_gone_from_the_shop_and_listed_for_operators() {
+    let t = TestApp::spawn().await;
+    let admin = t.admin();
+    let w = t.town().await;
+    let (pid, sid) = (w.product, w.near);
+    t.stock_row(sid, pid, 10).await;
+    let (s, order) = json_of(t.post("/api/orders", &pickup(pid, 1, sid)).await).await;
+    assert_eq!(s, StatusCode::CREATED, "{order}");
+
+    for (what, id) in [("products", pid), ("locations", sid)] {
+        let path = format!("/api/admin/{what}/{id}");
+        let (s, b) = json_of(admin.patch(&path, &json!({"active": false})).await).await;
+        assert_eq!(
+            (s, b["active"].as_bool()),
+            (StatusCode::OK, Some(false)),
+            "{b}"
+        );
+        assert_eq!(
+            admin.delete(&path).await.status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        let (s, b) = json_of(admin.get(&path).await).await;
+        assert_eq!(
+            (s, b["active"].as_bool()),
+            (StatusCode::OK, Some(false)),
+            "{b}"
+        );
+        let id_field = if what == "products" {
+            "productId"
+        } else {
+            "locationId"
+        };
+        let listed = |b: &Value| {
+            b[what]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x[id_field] == id)
+        };
+        let (s, b) = json_of(admin.get(&format!("/api/admin/{what}?active=false")).await).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(listed(&b), "{what} {id} not listed as inactive: {b}");
+        assert!(b[what]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["active"] == false));
+        let (_, b) = json_of(admin.get(&format!("/api/admin/{what}?active=true")).await).await;
+        assert!(!listed(&b), "{what} {id} listed as active: {b}");
+    }
+    let store_stock = format!("/api/stores/{sid}/products/{pid}/stock");
+    for gone in [
+        format!("/api/products/{pid}"),
+        format!("/api/redis/products/{pid}"),
+        format!("/api/stores/{sid}/products"),
+        store_stock.clone(),
+    ] {
+        assert_eq!(t.get(&gone).await.status(), StatusCode::NOT_FOUND, "{gone}");
+    }
+    let (s, _) = json_of(t.post("/api/orders", &pickup(pid, 1, w.middle)).await).await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "a stopped product cannot be ordered"
+    );
+    let (s, b) = json_of(
+        t.get(&format!(
+            "/api/orders/{}",
+            order["orderId"].as_str().unwrap()
+        ))
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (s, &b["items"][0]["productId"]),
+        (StatusCode::OK, &json!(pid))
+    );
+
+    for (what, id) in [("products", pid), ("locations", sid)] {
+        let (s, b) = json_of(
+            admin
+                .patch(&format!("/api/admin/{what}/{id}"), &json!({"active": true}))
+                .await,
+        )
+        .await;
+        assert_eq!(
+            (s, b["active"].as_bool()),
+            (StatusCode::OK, Some(true)),
+            "{b}"
+        );
+    }
+    let (s, b) = json_of(t.get(&store_stock).await).await;
+    assert_eq!(
+        (s, b["quantity"].as_i64()),
+        (StatusCode::OK, Some(9)),
+        "{b}"
+    );
+    assert_eq!(
+        t.get(&format!("/api/products/{pid}")).await.status(),
+        StatusCode::OK
+    );
 }
