@@ -114,6 +114,11 @@ impl Order {
         format!("{location}-{uuid}")
     }
 
+    /// The uuid part of an order id ([`Order::id_at`]): the one an idempotency claim records.
+    pub fn uuid_of(order_id: &str) -> &str {
+        order_id.split_once('-').map_or(order_id, |(_, uuid)| uuid)
+    }
+
     /// When an order id was made (its uuid v7 carries the time), in ms since the Unix epoch.
     pub fn id_time_ms(order_id: &str) -> Option<i64> {
         let (_, rest) = order_id.split_once('-')?;

@@ -160,13 +160,7 @@ impl Storage {
         };
         if probe {
             let mut pipe = redis::pipe();
-            pipe.cmd("SET")
-                .arg(witness)
-                .arg(chrono::Utc::now().timestamp_millis())
-                .arg("PX")
-                .arg(60_000)
-                .ignore();
-            r.wait(&mut pipe);
+            r.witness(&mut pipe, witness);
             let mut redis = self.conn().await?.with_extra_time(r.timeout);
             let (held,): (u32,) = pipe.query_async(&mut redis).await?;
             if held >= r.replicas {
@@ -246,22 +240,13 @@ impl Storage {
             }
             return self.replicated(Ok(order), &stream, None);
         }
-        let witness = |pipe: &mut redis::Pipeline, key: String| {
-            pipe.cmd("SET")
-                .arg(key)
-                .arg(chrono::Utc::now().timestamp_millis())
-                .arg("PX")
-                .arg(60_000)
-                .ignore();
-            r.wait(pipe);
-        };
         let mut at_location = redis::pipe();
         at_location
             .cmd("EXISTS")
             .arg(self.keys.order(loc, &order.order_id));
-        witness(&mut at_location, self.keys.replication_witness(loc));
+        r.witness(&mut at_location, &self.keys.replication_witness(loc));
         let mut at_claim = redis::pipe();
-        witness(&mut at_claim, format!("{claim_key}:w"));
+        r.witness(&mut at_claim, &format!("{claim_key}:w"));
         let redis = self.conn().await?.with_extra_time(r.timeout);
         let (held_here, held_claim) = futures::future::try_join(
             {
@@ -431,17 +416,7 @@ impl Storage {
                 Claim::TakenOver { uuid } => {
                     if let Some(order) = self.find_placed(&uuid).await? {
                         tracing::info!(order = %order.order_id, "idempotent retry found the order an earlier attempt placed");
-                        let answer = crate::formats::OrderRecord::encode(&order);
-                        let mut redis = self.conn().await?;
-                        let _: () = redis::cmd("SET")
-                            .arg(&key)
-                            .arg(ClaimRecord::encode(&idem.fingerprint, &uuid, &answer))
-                            .arg("XX")
-                            .arg("KEEPTTL")
-                            .query_async(&mut redis)
-                            .await?;
-                        self.release_claim_lease(&ClaimKey::lease_key(&key), &token)
-                            .await;
+                        self.answer_claim(idem, &key, &token, &order).await?;
                         return Ok(Claimed::Replay(order));
                     }
                     return Ok(Claimed::Owner { uuid, token });
@@ -501,22 +476,32 @@ impl Storage {
             return Ok(None);
         };
         tracing::info!(order = %order.order_id, "idempotent retry found in MySQL the order a claim Redis lost had placed");
-        let answer = crate::formats::OrderRecord::encode(&order);
+        self.answer_claim(idem, claim_key, token, &order).await?;
+        Ok(Some(order))
+    }
+
+    /// A claim this request holds names an order placed before (found after its answer was
+    /// lost): the order becomes the claim's answer, and the claim's lease is released.
+    async fn answer_claim(
+        &self,
+        idem: &IdempotencyRequest,
+        claim_key: &str,
+        token: &str,
+        order: &Order,
+    ) -> StorageResult<()> {
+        let answer = crate::formats::OrderRecord::encode(order);
+        let uuid = Order::uuid_of(&order.order_id);
         let mut redis = self.conn().await?;
         let _: () = redis::cmd("SET")
             .arg(claim_key)
-            .arg(ClaimRecord::encode(
-                &idem.fingerprint,
-                &order_id_uuid(&order.order_id),
-                &answer,
-            ))
+            .arg(ClaimRecord::encode(&idem.fingerprint, uuid, &answer))
             .arg("XX")
             .arg("KEEPTTL")
             .query_async(&mut redis)
             .await?;
         self.release_claim_lease(&ClaimKey::lease_key(claim_key), token)
             .await;
-        Ok(Some(order))
+        Ok(())
     }
 
     /// Stores the outcome of a claimed order: the answer to replay (also for an order that is
@@ -1065,14 +1050,6 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
         }
     }
     out.extend_from_slice(&digits[i..]);
-}
-
-/// The uuid part of an order id (`<location>-<uuid>`).
-fn order_id_uuid(order_id: &str) -> String {
-    order_id
-        .split_once('-')
-        .map_or(order_id, |(_, uuid)| uuid)
-        .to_owned()
 }
 
 /// A reservation that may have been sent and got no answer (a timeout, a cut connection) may

@@ -6,6 +6,14 @@ use crate::common::*;
 use reqwest::StatusCode;
 use serde_json::Value;
 
+/// Orders must reach one replica (`REDIS_MIN_REPLICA_ACKS=1`), and the test's Redis has none:
+/// every `WAIT` comes back short, after 50 ms.
+fn a_replica_asked_and_none_there(c: &mut stock_flow::Config) {
+    c.storage.redis_min_replica_acks = 1;
+    c.storage.redis_wait_timeout_ms = 50;
+    c.jobs_enabled = false;
+}
+
 /// A Redis-path cancel answered 200 is never undone by Redis losing its data before the consumer
 /// applied the cancel: neither for an order already persisted (its Redis record lives on for a
 /// while after) nor for one not persisted yet. Both stay `CANCELLED`, their units come back once,
@@ -138,12 +146,7 @@ async fn a_write_whose_commit_on_mysql_alone_fails_leaves_no_phantom_units() {
 /// stock (503 with `Retry-After`, nothing changed) instead of deciding them and answering 504.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slot_known_short_of_replicas_refuses_orders_before_taking_stock() {
-    let t = TestApp::spawn_with(|c| {
-        c.storage.redis_min_replica_acks = 1;
-        c.storage.redis_wait_timeout_ms = 50;
-        c.jobs_enabled = false;
-    })
-    .await;
+    let t = TestApp::spawn_with(a_replica_asked_and_none_there).await;
     let (wh, p) = t.warehouse_with_product(1_000, 10).await;
     let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
     let (s, b) = json_of(t.post("/api/redis/orders", &body).await).await;
@@ -177,12 +180,7 @@ async fn a_slot_known_short_of_replicas_refuses_orders_before_taking_stock() {
 /// followed by `CONFIRMED`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replay_is_not_declared_lost_while_its_batch_may_still_commit() {
-    let t = TestApp::spawn_with(|c| {
-        c.storage.redis_min_replica_acks = 1;
-        c.storage.redis_wait_timeout_ms = 50;
-        c.jobs_enabled = false;
-    })
-    .await;
+    let t = TestApp::spawn_with(a_replica_asked_and_none_there).await;
     let (wh, p) = t.warehouse_with_product(1_000, 10).await;
     let (s, _) = json_of(t.get(&format!("/api/redis/products/{p}")).await).await;
     assert_eq!(s, StatusCode::OK);

@@ -91,6 +91,19 @@ impl Replication {
             .arg(self.replicas)
             .arg(self.timeout.as_millis() as u64);
     }
+
+    /// Appends a write to `witness` (a key of the slot in question, no stock; it expires) and
+    /// `WAIT`: the count says how many replicas hold everything the connection wrote to that
+    /// slot, the witness included.
+    pub fn witness(&self, pipe: &mut redis::Pipeline, witness: &str) {
+        pipe.cmd("SET")
+            .arg(witness)
+            .arg(chrono::Utc::now().timestamp_millis())
+            .arg("PX")
+            .arg(60_000)
+            .ignore();
+        self.wait(pipe);
+    }
 }
 
 impl Invocation {
