@@ -718,3 +718,67 @@ async fn a_key_still_names_its_order_after_redis_lost_its_data() {
     assert_eq!(t.on_hand(wh, p).await, 8);
     t.assert_converged(InRedis::All).await;
 }
+
+/// I5 when Redis loses a key's claim while the key's first order is still on its way to MySQL (a
+/// failover to a replica that lacked the claim, or a loss of Redis's data while the consumer's
+/// batch was in flight): the retry finds the key neither in Redis nor in MySQL and is answered
+/// with a second order. MySQL keeps one order per key all the same: the consumer persists the
+/// first of them, and the other ends `REJECTED`, its reason naming the order the key stands for,
+/// its units back in both stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mysql_keeps_one_order_per_key_when_redis_lost_the_claim() {
+    let mut t = TestApp::spawn_with(|c| {
+        c.consumer_enabled = false;
+        c.jobs_enabled = false;
+    })
+    .await;
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
+    let (client, base) = (t.client.clone(), t.base.clone());
+    let send = |body: Value| {
+        client
+            .post(format!("{base}/api/redis/orders"))
+            .header("Idempotency-Key", "claim-lost-in-flight")
+            .json(&body)
+            .send()
+    };
+    let body = normal_order(&[(p, 2)], SEOUL.0, SEOUL.1);
+    let (s, first) = json_of(send(body.clone()).await.unwrap()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{first}");
+    // Redis loses the claim (and only the claim): the order is still in its stream.
+    let mut redis = t.redis().await;
+    let claims: Vec<String> = redis::cmd("KEYS")
+        .arg(t.keys().idempotency("*", "claim-lost-in-flight*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 1, "the claim (its lease was released): {claims:?}");
+    let _: () = redis::cmd("DEL")
+        .arg(&claims)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let (s, second) = json_of(send(body.clone()).await.unwrap()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{second}");
+    assert_ne!(second["orderId"], first["orderId"]);
+    t.app().start_consumer();
+    settle(&t).await;
+    let (a, b) = (
+        first["orderId"].as_str().unwrap(),
+        second["orderId"].as_str().unwrap(),
+    );
+    assert_eq!(t.order_status(a).await, "CONFIRMED");
+    assert_eq!(t.order_status(b).await, "REJECTED");
+    let (_, shown) = json_of(t.get(&format!("/api/orders/{b}")).await).await;
+    let reason = shown["rejectReason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(a) && reason.contains("Idempotency-Key"),
+        "{shown}"
+    );
+    assert_eq!(t.on_hand(wh, p).await, 8);
+    assert_eq!(t.ledger_sum(wh, p).await, -2);
+    t.assert_converged(InRedis::All).await;
+    // The key's retry replays its claim's answer: the second order, now rejected.
+    let (s, again) = json_of(send(body).await.unwrap()).await;
+    assert!(s.is_success(), "{s}: {again}");
+    assert_eq!(again["orderId"], second["orderId"], "{again}");
+}
