@@ -959,6 +959,16 @@ async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Applied> {
     for e in &cancels {
         touched.extend(e.lines.iter().map(|(p, _)| (e.loc.get(), p.get())));
     }
+    // One order per Idempotency-Key: an order whose key MySQL holds for another order (Redis lost
+    // the key's claim while that one was on its way here) is persisted as rejected. The key rows
+    // are locked before the stock rows, as on every path.
+    let keyed: Vec<(&crate::idempotency::IdempotencyRequest, &Order)> = new_orders
+        .iter()
+        .filter_map(|(o, _)| keys.get(&o.order_id).map(|k| (k, o)))
+        .collect();
+    let held_by_another =
+        crate::idempotency::keep_redis_keys(&mut tx, &keyed, store.config.idempotency_ttl_secs)
+            .await?;
     let start = lock_stock(&mut tx, &touched).await?;
     // What MySQL holds must cover the batch as a whole. Not each prefix of the stream: the writes
     // decided in MySQL first (POS sales, DB-lock orders) are not in the stream, and MySQL already
@@ -971,6 +981,13 @@ async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Applied> {
         .collect();
     let mut short: BTreeMap<usize, String> = BTreeMap::new();
     for (i, (order, _)) in new_orders.iter().enumerate() {
+        if let Some(holder) = held_by_another.get(&order.order_id) {
+            short.insert(
+                i,
+                format!("the same Idempotency-Key stands for order {holder}: Redis lost the key while that order was on its way to MySQL, and this retry was accepted as a second order; it was not persisted as sold"),
+            );
+            continue;
+        }
         let loc = order.fulfillment_location_id;
         if let Some(it) = order
             .items
@@ -1148,12 +1165,6 @@ async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Applied> {
     let writes = async {
         let refs: Vec<&Order> = new_orders.iter().map(|(o, _)| o).collect();
         insert_orders(&mut tx, &refs, Reason::Order).await?;
-        let keyed: Vec<(&crate::idempotency::IdempotencyRequest, &Order)> = new_orders
-            .iter()
-            .filter_map(|(o, _)| keys.get(&o.order_id).map(|k| (k, o)))
-            .collect();
-        crate::idempotency::record_redis_keys(&mut tx, &keyed, store.config.idempotency_ttl_secs)
-            .await?;
         for chunk in restored.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "UPDATE orders SET status = 'CANCELLED', cancelled_at = NOW(3) WHERE status = 'CONFIRMED' AND id IN ({})",

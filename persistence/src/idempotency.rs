@@ -6,6 +6,7 @@ use crate::error::{StorageError, StorageResult};
 use crate::model::Order;
 use sha2::{Digest, Sha256};
 use sqlx::{MySqlConnection, Row};
+use std::collections::HashMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyRequest {
@@ -111,11 +112,51 @@ pub async fn complete_mysql(
 }
 
 /// Keeps the `Idempotency-Key`s of Redis-path orders in MySQL, in the transaction that persists
-/// the orders: the key's claim lives in Redis, and after Redis lost it (its data, or a failover
-/// to a replica that lacked it) a retry finds the order here ([`find_mysql`]). A row of the same
-/// key that has not expired is kept as it is (`expires_at` is set last: MariaDB applies the
-/// assignments in order, and the ones before it read the old value).
-pub(crate) async fn record_redis_keys(
+/// the orders, and answers which of these orders their key does not stand for: MySQL is where
+/// one order per key is kept for good.
+///
+/// The key's claim lives in Redis. After Redis lost it (its data, or a failover to a replica
+/// that lacked it) a retry finds the order here ([`find_mysql`]) — unless the first order was
+/// still on its way to MySQL then: the retry places a second order, and the first of the two to
+/// reach this point holds the key. The answer maps each other order's id to the order its key
+/// stands for (an order of this batch, or one persisted before); the caller persists it as
+/// rejected. The key rows stay locked until the transaction ends.
+pub(crate) async fn keep_redis_keys(
+    conn: &mut MySqlConnection,
+    keyed: &[(&IdempotencyRequest, &Order)],
+    ttl_secs: u64,
+) -> StorageResult<HashMap<String, String>> {
+    record_redis_keys(conn, keyed, ttl_secs).await?;
+    let mut held: HashMap<(String, String), String> = HashMap::new();
+    for chunk in keyed.chunks(crate::ledger::ROWS_PER_STATEMENT) {
+        // A locking read: it sees the row as committed last, not as of the transaction's start.
+        let sql = format!(
+            "SELECT scope, idem_key, order_id FROM idempotency_keys WHERE {} FOR UPDATE",
+            vec!["(scope = ? AND idem_key = ?)"; chunk.len()].join(" OR ")
+        );
+        let mut q = sqlx::query(&sql);
+        for (key, _) in chunk {
+            q = q.bind(&key.scope).bind(&key.key);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            if let Some(order) = row.try_get::<Option<String>, _>("order_id")? {
+                held.insert((row.try_get("scope")?, row.try_get("idem_key")?), order);
+            }
+        }
+    }
+    Ok(keyed
+        .iter()
+        .filter_map(|(k, o)| {
+            let holder = held.get(&(k.scope.clone(), k.key.clone()))?;
+            (*holder != o.order_id).then(|| (o.order_id.clone(), holder.clone()))
+        })
+        .collect())
+}
+
+/// The upsert of [`keep_redis_keys`]: a row of the same key that has not expired is kept as it
+/// is (`expires_at` is set last: MariaDB applies the assignments in order, and the ones before
+/// it read the old value).
+async fn record_redis_keys(
     conn: &mut MySqlConnection,
     keyed: &[(&IdempotencyRequest, &Order)],
     ttl_secs: u64,

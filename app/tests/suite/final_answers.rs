@@ -782,3 +782,35 @@ async fn mysql_keeps_one_order_per_key_when_redis_lost_the_claim() {
     assert!(s.is_success(), "{s}: {again}");
     assert_eq!(again["orderId"], second["orderId"], "{again}");
 }
+
+/// A keyed order's claim must be held by the replicas before anything is decided under it
+/// (`REDIS_MIN_REPLICA_ACKS=1`): a claim only the master holds is gone after a failover, and the
+/// key's retry would place a second order beside the first. Here Redis has no replica: the
+/// claim's `WAIT` comes back short, and the order is refused before it takes stock (503 with
+/// `Retry-After`, no order, the claim freed), as an order is on a slot known short of replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_claim_the_replicas_do_not_hold_decides_nothing() {
+    let t = TestApp::spawn_with(a_replica_asked_and_none_there).await;
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
+    let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
+    for _ in 0..3 {
+        let r = t
+            .post_with_key("/api/redis/orders", "claim-unreplicated", &body)
+            .await;
+        assert!(r.headers().contains_key("retry-after"));
+        let (s, b) = json_of(r).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+        assert_eq!(b["type"], "/problems/stock-cache-unavailable", "{b}");
+        assert!(b.get("orderId").is_none(), "{b}");
+    }
+    let mut redis = t.redis().await;
+    let claims: Vec<String> = redis::cmd("KEYS")
+        .arg(t.keys().idempotency("*", "claim-unreplicated"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(claims, Vec::<String>::new(), "the claims were freed");
+    assert_eq!(t.redis_stock(wh, p).await, Some(10), "no unit taken");
+    settle(&t).await;
+    assert_eq!(t.order_ids().await, Vec::<String>::new());
+}
