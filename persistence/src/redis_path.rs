@@ -171,11 +171,16 @@ impl Storage {
                 return Ok(Some(r));
             }
         }
+        Err(self.short_of_replicas(r))
+    }
+
+    /// The refusal of an order whose shard has fewer replicas than every order must reach.
+    fn short_of_replicas(&self, r: Replication) -> StorageError {
         self.circuit.shed_orders.fetch_add(1, Ordering::Relaxed);
-        Err(StorageError::RedisDown(format!(
+        StorageError::RedisDown(format!(
             "the stock cache's shard for this order has fewer than the {} replica(s) every order must reach (REDIS_MIN_REPLICA_ACKS); nothing was changed: retry shortly, or order through POST /api/orders",
             r.replicas
-        )))
+        ))
     }
 
     /// `result`, unless replication is asked for and the order reached fewer replicas: then
@@ -385,8 +390,16 @@ impl Storage {
     /// Claims an idempotency key in Redis, or finds what it stands for. The claim and its lease
     /// are taken in one step (`claim.lua`), and so is a takeover: two requests never both hold a
     /// claim, so one key never decides two orders.
+    ///
+    /// Under [`Storage::replication`], a claim this request takes must be held by the replicas
+    /// before anything is decided under it (a claim only the master holds is gone after a
+    /// failover, and the key's retry would place a second order): else it is freed and the
+    /// order refused, nothing changed, as on a slot known short of replicas.
     async fn claim_redis(&self, idem: &IdempotencyRequest) -> StorageResult<Claimed> {
         let key = self.keys.idempotency(&idem.scope, &idem.key);
+        let replication = self
+            .replication_for_order(&key, &format!("{key}:w"))
+            .await?;
         let token = uuid::Uuid::new_v4().simple().to_string();
         let deadline = tokio::time::Instant::now() + IDEMPOTENCY_WAIT;
         loop {
@@ -401,7 +414,23 @@ impl Storage {
             };
             let claim = {
                 let mut redis = self.conn().await?;
-                attempt.run(&mut redis).await?
+                match replication {
+                    None => attempt.run(&mut redis).await?,
+                    Some(r) => {
+                        let (claim, held) = attempt.run_replicated(&mut redis, r).await?;
+                        let ours = matches!(claim, Claim::New | Claim::TakenOver { .. });
+                        if ours && held < r.replicas {
+                            self.note_replicas_short(&key);
+                            if claim == Claim::New {
+                                let _: () = redis.del(&key).await?;
+                            }
+                            self.release_claim_lease(&ClaimKey::lease_key(&key), &token)
+                                .await;
+                            return Err(self.short_of_replicas(r));
+                        }
+                        claim
+                    }
+                }
             };
             match claim {
                 Claim::New => {

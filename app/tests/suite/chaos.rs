@@ -1142,7 +1142,10 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
             .iter()
             .filter(|id| {
                 orders.get(*id).is_some_and(|o| {
-                    o.0 == "REJECTED" && o.3.as_deref().is_some_and(|r| r.contains("Idempotency-Key"))
+                    o.0 == "REJECTED"
+                        && o.3
+                            .as_deref()
+                            .is_some_and(|r| r.contains("Idempotency-Key"))
                 })
             })
             .count();

@@ -67,6 +67,20 @@ impl ClaimKey<'_> {
         let reply: (i64, String) = self.invocation().run(&SCRIPT, conn).await?;
         decode(reply, self.uuid)
     }
+
+    /// [`ClaimKey::run`], then `WAIT` on the same connection: also answers how many replicas
+    /// hold the claim as it now is.
+    pub(crate) async fn run_replicated(
+        &self,
+        conn: &mut GuardedConn,
+        replication: super::Replication,
+    ) -> StorageResult<(Claim, u32)> {
+        let (reply, held): ((i64, String), u32) = self
+            .invocation()
+            .run_replicated(&SCRIPT, conn, replication)
+            .await?;
+        Ok((decode(reply, self.uuid)?, held))
+    }
 }
 
 pub(crate) fn decode((code, text): (i64, String), uuid: &str) -> StorageResult<Claim> {

@@ -35,6 +35,32 @@ impl PrivateRedis {
         r
     }
 
+    /// A second private server replicating `master`, started once the replication link is up.
+    pub fn replica_of(master: &PrivateRedis) -> Self {
+        let r = Self::start();
+        let command = format!("REPLICAOF 127.0.0.1 {}\r\n", master.port);
+        assert!(r.ask(&command).starts_with("+OK"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !r
+            .ask("INFO replication\r\n")
+            .contains("master_link_status:up")
+        {
+            assert!(Instant::now() < deadline, "the replica never linked up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        r
+    }
+
+    /// One inline command, and the start of its reply.
+    fn ask(&self, command: &str) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.write_all(command.as_bytes()).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
