@@ -830,3 +830,68 @@ async fn a_claim_the_replicas_do_not_hold_decides_nothing() {
     settle(&t).await;
     assert_eq!(t.order_ids().await, Vec::<String>::new());
 }
+
+/// A key re-sync reads a location's event backlog in pages, outside the script: `sync.lua` runs
+/// atomically, and a script that scans a long stream stops every other command of its shard
+/// meanwhile. Here 40,000 events wait in the stream (the consumer is stopped) and the reconcile
+/// repairs a key that drifted: the key comes out right, and Redis's slow log (every command over
+/// 5 ms, on a private server) shows no script call of this location.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_resync_does_not_scan_the_backlog_inside_redis() {
+    const BACKLOG: i64 = 40_000;
+    let redis = PrivateRedis::start();
+    let t = TestApp::spawn_with(|c| {
+        c.storage.redis_url = redis.url();
+        c.consumer_enabled = false;
+        c.jobs_enabled = false;
+    })
+    .await;
+    let (wh, p) = t.warehouse_with_product(1_000, 100_000).await;
+    let (s, _) = json_of(t.get(&format!("/api/redis/products/{p}")).await).await;
+    assert_eq!(s, StatusCode::OK);
+    let loc = sf_routing::LocationId::new_unchecked(wh);
+    let mut conn = t.redis().await;
+    let mut pipe = redis::pipe();
+    for i in 0..BACKLOG {
+        pipe.cmd("XADD")
+            .arg(t.keys().stream(loc))
+            .arg("*")
+            .arg("v")
+            .arg("1")
+            .arg("t")
+            .arg("R")
+            .arg("o")
+            .arg(format!("{wh}-backlog{i}"))
+            .arg("l")
+            .arg(format!("{p}:1"))
+            .ignore();
+    }
+    let _: () = pipe.query_async(&mut conn).await.unwrap();
+    t.set_redis_stock(wh, p, 7).await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("slowlog-log-slower-than")
+        .arg(5_000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SLOWLOG")
+        .arg("RESET")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    t.run_reconcile().await;
+    assert_eq!(t.redis_stock(wh, p).await, Some(100_000 - BACKLOG));
+    let slow: redis::Value = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(1000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let slow = format!("{slow:?}");
+    let stream = t.keys().stream(loc);
+    assert!(
+        !(slow.to_lowercase().contains("evalsha") && slow.contains(&stream)),
+        "a script call on {stream} took over 5 ms: {slow}"
+    );
+}
