@@ -2,6 +2,12 @@
 -- that drifted. The caller holds MySQL share locks on these stock rows, so no MySQL write to them
 -- can commit while this runs.
 --
+-- The caller has read the location's event stream up to ARGV[4] (in pages, outside this script:
+-- a script runs atomically, and scanning a long backlog here would stop the shard meanwhile), and
+-- counted the reservations and cancels MySQL has not applied. This script adds the events
+-- appended since: none of them can be applied in MySQL yet, as applying one writes a stock row
+-- the caller has locked.
+--
 -- KEYS[1]     event stream <prefix>{L<loc>}:ev (events accepted in Redis, not yet known persisted)
 -- KEYS[2..n+1] stock keys <prefix>{L<loc>}:s:<productId> (n products)
 -- KEYS[n+2]   the location's epoch marker <prefix>{L<loc>}:epoch, set to ARGV[5] if missing: the
@@ -9,15 +15,19 @@
 --             another time) later means Redis lost it
 -- ARGV[1]     'load' (set missing keys only) or 'repair' (set every key whose value differs)
 -- ARGV[2]     product ids, comma separated, in KEYS[2..] order
--- ARGV[3]     MySQL on-hand values, comma separated, same order
--- ARGV[4]     events already applied in MySQL, as "<orderId>:<R|C>" comma separated
+-- ARGV[3]     per product, MySQL's on-hand minus the units of the unapplied reservations up to
+--             ARGV[4], plus those of the unapplied cancels; comma separated, same order
+-- ARGV[4]     the id of the last stream entry the caller read ('0-0': none)
 -- ARGV[5]     now, as the marker's value (RFC 3339)
+-- ARGV[6]     the marker as the caller saw it before it read the stream ('' when missing)
 --
--- expected = on_hand - (units of reservations still in the stream and not applied)
---                    + (units of cancels still in the stream and not applied)
+-- expected = ARGV[3] - (units of reservations after ARGV[4]) + (units of cancels after ARGV[4])
 --
--- Returns two entries: a flat list, four entries per key: present (1/0), before (0 when missing),
--- expected, changed (1/0); then the location's epoch marker (as set now, or as it was).
+-- Returns three entries: 1, then a flat list, four entries per key: present (1/0), before (0
+-- when missing), expected, changed (1/0); then the location's epoch marker (as set now, or as it
+-- was). Or, when the marker is no longer the one the caller saw (Redis lost the location's data
+-- while it read, or another instance loaded it): 0, an empty list, and the marker ('' when
+-- missing) — nothing was changed, and the caller reads again.
 
 local products = {}
 local index = {}
@@ -33,19 +43,19 @@ for v in string.gmatch(ARGV[3], '[^,]+') do
   expected[p] = tonumber(v)
   p = p + 1
 end
-local applied = {}
-for e in string.gmatch(ARGV[4], '[^,]+') do
-  applied[e] = true
+local seen = redis.call('GET', KEYS[#products + 2]) or ''
+if seen ~= ARGV[6] then
+  return {0, {}, seen}
 end
 
-for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
+for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '(' .. ARGV[4], '+')) do
   local f = entry[2]
-  local t, o, l
+  local t, l
   for j = 1, #f, 2 do
-    if f[j] == 't' then t = f[j + 1] elseif f[j] == 'o' then o = f[j + 1] elseif f[j] == 'l' then l = f[j + 1] end
+    if f[j] == 't' then t = f[j + 1] elseif f[j] == 'l' then l = f[j + 1] end
   end
   -- Only reservations and cancels move stock; an event of any other kind is ignored.
-  if (t == 'R' or t == 'C') and o and l and not applied[o .. ':' .. t] then
+  if (t == 'R' or t == 'C') and l then
     local sign = (t == 'R') and -1 or 1
     for pid, qty in string.gmatch(l, '(%d+):(%d+)') do
       local k = index[pid]
@@ -80,4 +90,4 @@ for k = 1, #products do
   out[#out + 1] = changed
 end
 redis.call('SET', KEYS[#products + 2], ARGV[5], 'NX')
-return {out, redis.call('GET', KEYS[#products + 2])}
+return {1, out, redis.call('GET', KEYS[#products + 2])}

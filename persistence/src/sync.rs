@@ -9,13 +9,16 @@
 use crate::error::{StorageError, StorageResult};
 use crate::model::OrderStatus;
 use crate::redis_stock::decode_lines;
-use crate::scripts::sync::SyncKeys;
+use crate::scripts::sync::{SyncKeys, Synced};
 use crate::Storage;
 use redis::streams::StreamRangeReply;
 use redis::AsyncCommands;
 use sf_routing::{LocationId, ProductId};
 use sqlx::{MySqlConnection, Row};
 use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// Stream entries read per page by a key sync.
+const STREAM_PAGE: usize = 1_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncMode {
@@ -326,44 +329,42 @@ impl Storage {
             }
         }
 
-        // Events still in the stream that touch these products, and which of them MySQL has.
-        let wanted: HashSet<ProductId> = products.iter().copied().collect();
-        let mut redis = self.conn().await?;
-        let range: StreamRangeReply = redis.xrange_all(self.keys.stream(loc)).await?;
-        let mut events: Vec<(String, String)> = Vec::new();
-        for entry in &range.ids {
-            let t: Option<String> = entry.get("t");
-            let o: Option<String> = entry.get("o");
-            let l: Option<String> = entry.get("l");
-            let (Some(t), Some(o), Some(l)) = (t, o, l) else {
-                continue;
-            };
-            if decode_lines(&l)?.iter().any(|(p, _)| wanted.contains(p)) {
-                events.push((o, t));
-            }
-        }
-        let applied = self.applied_events(&mut *conn, &events).await?;
-
-        let stock: Vec<(ProductId, i64)> = products
-            .iter()
-            .map(|p| (*p, on_hand.get(&p.get()).copied().unwrap_or(0)))
-            .collect();
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let sync = SyncKeys {
-            loc,
-            mode,
-            stock: &stock,
-            applied: &applied,
-            loaded_at: &now,
-        };
-        let (out, marker, held) = match replication {
-            None => {
-                let (out, marker) = sync.run(&self.keys, &mut redis).await?;
-                (out, marker, None)
-            }
-            Some(r) => {
-                let (out, marker, held) = sync.run_replicated(&self.keys, &mut redis, r).await?;
-                (out, marker, Some(held))
+        let mut redis = self.conn().await?;
+        let mut moved = 0;
+        let (out, marker, held) = loop {
+            // The marker first, then the stream: the script checks that the marker is still
+            // this one, so the stream read belongs to the data set the script then changes.
+            let marker_seen: Option<String> = redis.get(self.keys.epoch(loc)).await?;
+            let (counted, read_to) = self
+                .count_unapplied(conn, &mut redis, loc, products, &on_hand)
+                .await?;
+            let sync = SyncKeys {
+                loc,
+                mode,
+                counted: &counted,
+                read_to: &read_to,
+                loaded_at: &now,
+                marker_seen: marker_seen.as_deref(),
+            };
+            let (synced, held) = match replication {
+                None => (sync.run(&self.keys, &mut redis).await?, None),
+                Some(r) => {
+                    let (synced, held) = sync.run_replicated(&self.keys, &mut redis, r).await?;
+                    (synced, Some(held))
+                }
+            };
+            match synced {
+                Synced::Set(out, marker) => break (out, marker, held),
+                Synced::Moved(current) if moved < 3 => {
+                    moved += 1;
+                    tracing::debug!(location = %loc, seen = ?marker_seen, now = ?current, "the location's data changed while its stream was read; reading again");
+                }
+                Synced::Moved(_) => {
+                    return Err(StorageError::Unavailable(format!(
+                        "the stock cache's data of location {loc} kept changing while it was loaded; retry shortly"
+                    )))
+                }
             }
         };
         self.saw_epoch(loc, crate::reconcile::parse_epoch(&marker));
@@ -380,6 +381,80 @@ impl Storage {
             }
         }
         Ok((out, held))
+    }
+
+    /// Reads the event stream of `loc` in pages and counts, per product of `products`, MySQL's
+    /// on-hand minus the units of the reservations MySQL has not applied, plus those of such
+    /// cancels. Answers the counts (in `products` order) and the id of the last entry read
+    /// (`0-0`: none). The caller holds share locks on the stock rows, so an event MySQL has not
+    /// applied stays unapplied until they are released.
+    async fn count_unapplied(
+        &self,
+        conn: &mut MySqlConnection,
+        redis: &mut crate::circuit::GuardedConn,
+        loc: LocationId,
+        products: &[ProductId],
+        on_hand: &HashMap<u64, i64>,
+    ) -> StorageResult<(Vec<(ProductId, i64)>, String)> {
+        let wanted: HashSet<ProductId> = products.iter().copied().collect();
+        let stream = self.keys.stream(loc);
+        let mut read_to = "0-0".to_owned();
+        // Each (orderId, type) that touches these products, and its lines among them.
+        let mut events: Vec<(String, String)> = Vec::new();
+        let mut lines_of: Vec<Vec<(ProductId, u32)>> = Vec::new();
+        loop {
+            let page: StreamRangeReply = redis::cmd("XRANGE")
+                .arg(&stream)
+                .arg(format!("({read_to}"))
+                .arg("+")
+                .arg("COUNT")
+                .arg(STREAM_PAGE)
+                .query_async(&mut *redis)
+                .await?;
+            let full = page.ids.len() == STREAM_PAGE;
+            for entry in &page.ids {
+                read_to.clone_from(&entry.id);
+                let t: Option<String> = entry.get("t");
+                let o: Option<String> = entry.get("o");
+                let l: Option<String> = entry.get("l");
+                let (Some(t), Some(o), Some(l)) = (t, o, l) else {
+                    continue;
+                };
+                if t != "R" && t != "C" {
+                    continue;
+                }
+                let lines: Vec<(ProductId, u32)> = decode_lines(&l)?
+                    .into_iter()
+                    .filter(|(p, _)| wanted.contains(p))
+                    .collect();
+                if !lines.is_empty() {
+                    events.push((o, t));
+                    lines_of.push(lines);
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        let applied: HashSet<(String, String)> = self
+            .applied_events(&mut *conn, &events)
+            .await?
+            .into_iter()
+            .collect();
+        let mut counted: HashMap<ProductId, i64> = products
+            .iter()
+            .map(|p| (*p, on_hand.get(&p.get()).copied().unwrap_or(0)))
+            .collect();
+        for (event, lines) in events.into_iter().zip(lines_of) {
+            if applied.contains(&event) {
+                continue;
+            }
+            let sign = if event.1 == "R" { -1 } else { 1 };
+            for (p, q) in lines {
+                *counted.get_mut(&p).expect("a wanted product") += sign * i64::from(q);
+            }
+        }
+        Ok((products.iter().map(|p| (*p, counted[p])).collect(), read_to))
     }
 
     /// Which `(orderId, type)` events MySQL already holds: a reservation (`R`) once its order row

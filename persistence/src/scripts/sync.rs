@@ -2,11 +2,13 @@
 //! keys that drifted). Full contract: the header of `persistence/lua/sync.lua`.
 //!
 //! - KEYS: event stream, the stock key of each product, then the location's epoch marker.
-//! - ARGV: the mode (`load` or `repair`, see [`SyncMode`]), the product ids, their MySQL on-hand
-//!   values (both comma separated, in KEYS order), the events MySQL already applied as
-//!   `"<orderId>:<R|C>"` comma separated, and the marker's value (now) if it is missing.
+//! - ARGV: the mode (`load` or `repair`, see [`SyncMode`]), the product ids, their values counted
+//!   so far (MySQL's on-hand net of the unapplied events the caller read; both comma separated,
+//!   in KEYS order), the last stream id the caller read, the marker's value (now) if it is
+//!   missing, and the marker as the caller saw it.
 //! - Reply: four integers per key — present (1/0), before (0 when missing), expected, changed
-//!   (1/0) — decoded into one [`SyncedKey`] per product; then the location's epoch marker.
+//!   (1/0) — decoded into one [`SyncedKey`] per product; then the location's epoch marker. Or
+//!   [`Synced::Moved`]: the marker changed while the caller read, and nothing was set.
 
 use super::{unexpected, Invocation};
 use crate::circuit::GuardedConn;
@@ -26,12 +28,28 @@ static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SOURCE));
 pub struct SyncKeys<'a> {
     pub loc: LocationId,
     pub mode: SyncMode,
-    /// Each product with its MySQL on-hand value.
-    pub stock: &'a [(ProductId, i64)],
-    /// `(orderId, kind)` of the events still in the stream that MySQL already applied.
-    pub applied: &'a [(String, String)],
+    /// Each product with its value counted so far: MySQL's on-hand, minus the units of the
+    /// reservations MySQL has not applied among the stream entries up to `read_to`, plus those of
+    /// such cancels.
+    pub counted: &'a [(ProductId, i64)],
+    /// The id of the last stream entry the caller read (`0-0`: none); the script counts the
+    /// entries after it.
+    pub read_to: &'a str,
     /// The epoch marker's value if the location has none yet (now, RFC 3339).
     pub loaded_at: &'a str,
+    /// The marker as the caller saw it before reading the stream (`None`: missing).
+    pub marker_seen: Option<&'a str>,
+}
+
+/// What `sync.lua` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Synced {
+    /// The keys, and the location's epoch marker.
+    Set(Vec<SyncedKey>, String),
+    /// The marker is not the one the caller saw (now this, `None`: missing): Redis lost the
+    /// location's data while the caller read the stream, or another instance loaded it. Nothing
+    /// was set; read again.
+    Moved(Option<String>),
 }
 
 impl SyncKeys<'_> {
@@ -40,7 +58,7 @@ impl SyncKeys<'_> {
         let join = |it: &mut dyn Iterator<Item = String>| it.collect::<Vec<_>>().join(",");
         let mut inv = Invocation::default();
         inv.key(keys.stream(self.loc));
-        for (p, _) in self.stock {
+        for (p, _) in self.counted {
             inv.key(keys.stock(self.loc, *p));
         }
         inv.key(keys.epoch(self.loc));
@@ -48,23 +66,17 @@ impl SyncKeys<'_> {
             SyncMode::Load => "load",
             SyncMode::Repair => "repair",
         })
-        .arg(join(&mut self.stock.iter().map(|(p, _)| p.to_string())))
-        .arg(join(&mut self.stock.iter().map(|(_, v)| v.to_string())))
-        .arg(join(
-            &mut self.applied.iter().map(|(o, t)| format!("{o}:{t}")),
-        ))
-        .arg(self.loaded_at);
+        .arg(join(&mut self.counted.iter().map(|(p, _)| p.to_string())))
+        .arg(join(&mut self.counted.iter().map(|(_, v)| v.to_string())))
+        .arg(self.read_to)
+        .arg(self.loaded_at)
+        .arg(self.marker_seen.unwrap_or(""));
         inv
     }
 
-    /// Answers the keys, and the location's epoch marker.
-    pub async fn run(
-        &self,
-        keys: &Keys,
-        conn: &mut GuardedConn,
-    ) -> StorageResult<(Vec<SyncedKey>, String)> {
-        let (reply, marker): (Vec<i64>, String) = self.invocation(keys).run(&SCRIPT, conn).await?;
-        Ok((decode(&reply, self.stock.iter().map(|(p, _)| *p))?, marker))
+    pub async fn run(&self, keys: &Keys, conn: &mut GuardedConn) -> StorageResult<Synced> {
+        let reply: (i64, Vec<i64>, String) = self.invocation(keys).run(&SCRIPT, conn).await?;
+        self.decode(reply)
     }
 
     /// [`SyncKeys::run`], then `WAIT` on the same connection: also answers how many replicas
@@ -74,16 +86,23 @@ impl SyncKeys<'_> {
         keys: &Keys,
         conn: &mut GuardedConn,
         replication: super::Replication,
-    ) -> StorageResult<(Vec<SyncedKey>, String, u32)> {
-        let ((reply, marker), held): ((Vec<i64>, String), u32) = self
+    ) -> StorageResult<(Synced, u32)> {
+        let (reply, held): ((i64, Vec<i64>, String), u32) = self
             .invocation(keys)
             .run_replicated(&SCRIPT, conn, replication)
             .await?;
-        Ok((
-            decode(&reply, self.stock.iter().map(|(p, _)| *p))?,
-            marker,
-            held,
-        ))
+        Ok((self.decode(reply)?, held))
+    }
+
+    fn decode(&self, (code, reply, marker): (i64, Vec<i64>, String)) -> StorageResult<Synced> {
+        match code {
+            1 => Ok(Synced::Set(
+                decode(&reply, self.counted.iter().map(|(p, _)| *p))?,
+                marker,
+            )),
+            0 if reply.is_empty() => Ok(Synced::Moved((!marker.is_empty()).then_some(marker))),
+            _ => Err(unexpected("sync", (code, reply, marker))),
+        }
     }
 }
 
@@ -133,19 +152,16 @@ mod tests {
 
     #[test]
     fn keys_and_arguments_follow_the_header() {
-        let stock = [(p(3), 10), (p(9), 0), (p(12), -1)];
-        let applied = [
-            ("4-a".to_owned(), "R".to_owned()),
-            ("4-b".to_owned(), "C".to_owned()),
-        ];
+        let counted = [(p(3), 10), (p(9), 0), (p(12), -1)];
         let keys = Keys::new("t:");
         for (mode, arg) in [(SyncMode::Load, "load"), (SyncMode::Repair, "repair")] {
             let inv = SyncKeys {
                 loc: LocationId::new_unchecked(4),
                 mode,
-                stock: &stock,
-                applied: &applied,
+                counted: &counted,
+                read_to: "1700000000000-3",
                 loaded_at: "2026-01-02T03:04:05.006Z",
+                marker_seen: Some("2026-01-01T00:00:00.000Z"),
             }
             .invocation(&keys);
             assert_eq!(
@@ -164,24 +180,60 @@ mod tests {
                     arg,
                     "3,9,12",
                     "10,0,-1",
-                    "4-a:R,4-b:C",
-                    "2026-01-02T03:04:05.006Z"
+                    "1700000000000-3",
+                    "2026-01-02T03:04:05.006Z",
+                    "2026-01-01T00:00:00.000Z"
                 ]
             );
         }
     }
 
     #[test]
-    fn no_applied_events_is_an_empty_argument() {
+    fn a_missing_marker_is_an_empty_argument() {
         let inv = SyncKeys {
             loc: LocationId::new_unchecked(4),
             mode: SyncMode::Load,
-            stock: &[(p(3), 10)],
-            applied: &[],
+            counted: &[(p(3), 10)],
+            read_to: "0-0",
             loaded_at: "t",
+            marker_seen: None,
         }
         .invocation(&Keys::new("t:"));
-        assert_eq!(inv.args, ["load", "3", "10", "", "t"]);
+        assert_eq!(inv.args, ["load", "3", "10", "0-0", "t", ""]);
+    }
+
+    #[test]
+    fn a_moved_marker_sets_nothing() {
+        let sync = SyncKeys {
+            loc: LocationId::new_unchecked(4),
+            mode: SyncMode::Load,
+            counted: &[(p(3), 10)],
+            read_to: "0-0",
+            loaded_at: "t",
+            marker_seen: None,
+        };
+        assert_eq!(
+            sync.decode((0, vec![], "m".into())).unwrap(),
+            Synced::Moved(Some("m".into()))
+        );
+        assert_eq!(
+            sync.decode((0, vec![], String::new())).unwrap(),
+            Synced::Moved(None)
+        );
+        assert_eq!(
+            sync.decode((1, vec![1, 5, 5, 0], "m".into())).unwrap(),
+            Synced::Set(
+                vec![SyncedKey {
+                    product: p(3),
+                    before: Some(5),
+                    expected: 5,
+                    changed: false
+                }],
+                "m".into()
+            )
+        );
+        assert!(sync.decode((0, vec![1], "m".into())).is_err());
+        assert!(sync.decode((2, vec![], "m".into())).is_err());
     }
 
     #[test]
