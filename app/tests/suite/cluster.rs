@@ -546,7 +546,8 @@ async fn a_shard_that_loses_its_data_is_reloaded_alone() {
 /// 504 `/problems/order-not-replicated` with its id and `Retry-After` — it stands, held by its
 /// master — and further orders on that shard are refused at once (503, nothing changed), without
 /// a `WAIT` holding their connection. Once the replica answers again, a retry with the same `Idempotency-Key` gets
-/// 202 with the same order; every order is CONFIRMED once.
+/// 202 with the same order; every order is CONFIRMED once. (The keys' claims live on other
+/// shards: a claim on the hanging shard would refuse its order before anything is decided.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_order_its_replica_did_not_confirm_is_answered_504_and_stands() {
     let cluster = PrivateCluster::start();
@@ -554,6 +555,14 @@ async fn an_order_its_replica_did_not_confirm_is_answered_504_and_stands() {
     let shops = a_store_on_each_shard(&t, &cluster, 1, 10).await;
     let (master, shop) = (shops[0].0, &shops[0].1);
     let body = pickup_order(&[(shop.products[0], 2)], shop.store);
+    let elsewhere = |name: &str| -> &'static str {
+        let key = (0..)
+            .map(|i| format!("{name}-{i}"))
+            .find(|k| cluster.master_of(&t.keys().idempotency("REDIS", k)) != master)
+            .unwrap();
+        Box::leak(key.into_boxed_str())
+    };
+    let (second_key, third_key) = (elsewhere("second"), elsewhere("third"));
     let order = |key: &'static str| {
         let r = t
             .client
@@ -573,7 +582,7 @@ async fn an_order_its_replica_did_not_confirm_is_answered_504_and_stands() {
 
     let replica = cluster.replica_of(master);
     cluster.pause(replica);
-    let (s, b, retry_after) = order("second").await;
+    let (s, b, retry_after) = order(second_key).await;
     assert_eq!(s, StatusCode::GATEWAY_TIMEOUT, "{b}");
     assert_eq!(b["type"], "/problems/order-not-replicated");
     assert_eq!(b["status"], 504);
@@ -588,12 +597,12 @@ async fn an_order_its_replica_did_not_confirm_is_answered_504_and_stands() {
     );
     // The shard's next order is refused at once, before it takes stock (the service knows the
     // shard is short of replicas: no WAIT holds its connection, nothing changed).
-    let (s, b, retry_after) = order("third").await;
+    let (s, b, retry_after) = order(third_key).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
     assert_eq!(b["type"], "/problems/stock-cache-unavailable", "{b}");
     assert_eq!(retry_after.unwrap(), "1");
     // The retry while the replica still hangs: the same order, still not replicated.
-    let (s, b, _) = order("second").await;
+    let (s, b, _) = order(second_key).await;
     assert_eq!(
         (s, b["orderId"].as_str()),
         (StatusCode::GATEWAY_TIMEOUT, Some(second.as_str()))
@@ -602,7 +611,7 @@ async fn an_order_its_replica_did_not_confirm_is_answered_504_and_stands() {
     cluster.resume(replica);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (s, b, _) = order("second").await;
+        let (s, b, _) = order(second_key).await;
         if s == StatusCode::ACCEPTED {
             assert_eq!(b["orderId"].as_str(), Some(second.as_str()));
             break;
