@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use chrono::{DateTime, Utc};
-use sf_persistence::jobs::{JobKind, JobRunner, RunOutcome};
+use sf_persistence::infra::jobs::{JobKind, JobRunner, RunOutcome};
 use sf_persistence::Storage;
 use sf_routing::LocationId;
 use std::collections::BTreeMap;

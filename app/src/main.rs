@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 // showed as the largest cost in profiles of the hot-product run.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use sf_persistence::seed::{self, Profile};
+use sf_persistence::catalog::seed::{self, Profile};
 use stock_flow::config::{Config, LogFormat, StorageConfig};
 use stock_flow::{telemetry, Application};
 
@@ -63,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Migrate(storage)) => {
             telemetry::init(LogFormat::Text);
             let pool = connect_for_batch(&storage, 2).await?;
-            sf_persistence::db::migrate(&pool).await?;
+            sf_persistence::infra::mysql::migrate(&pool).await?;
             println!("migrations applied");
             Ok(())
         }
@@ -85,7 +85,7 @@ async fn connect_for_batch(
     storage: &StorageConfig,
     connections: u32,
 ) -> anyhow::Result<sqlx::MySqlPool> {
-    Ok(sf_persistence::db::connect(
+    Ok(sf_persistence::infra::mysql::connect(
         &storage.database_url,
         connections,
         std::time::Duration::from_millis(storage.db_connect_timeout_ms.max(10_000)),
@@ -103,7 +103,7 @@ async fn run_seed(
     csv_dir: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
     let pool = connect_for_batch(storage, 4).await?;
-    sf_persistence::db::migrate(&pool).await?;
+    sf_persistence::infra::mysql::migrate(&pool).await?;
     let started = std::time::Instant::now();
     let report = seed::seed(&pool, profile, if_empty, &|msg| {
         println!("==> seeding {msg}")

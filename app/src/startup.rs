@@ -8,8 +8,9 @@ use poem::Server;
 use sf_openapi::metrics::Metrics;
 use sf_openapi::ApiState;
 use sf_persistence::consumer::{self, ConsumerConfig, ConsumerStats};
-use sf_persistence::jobs::JobRunner;
-use sf_persistence::{db, redis_link, RedisSettings, Storage, StorageOptions};
+use sf_persistence::infra::jobs::JobRunner;
+use sf_persistence::infra::{mysql, redis_link};
+use sf_persistence::{RedisSettings, Storage, StorageOptions};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -52,19 +53,19 @@ pub async fn connect(config: &Config) -> anyhow::Result<Arc<Storage>> {
         !s.redis_key_prefix.contains(['{', '}']),
         "REDIS_KEY_PREFIX must not contain braces (they mark Redis Cluster hash tags)"
     );
-    let pool = db::connect(
+    let pool = mysql::connect(
         &s.database_url,
         s.db_max_connections,
         Duration::from_millis(s.db_connect_timeout_ms),
         Duration::from_millis(s.db_command_timeout_ms),
-        db::idle_transaction_bound(
+        mysql::idle_transaction_bound(
             Duration::from_millis(s.redis_command_timeout_ms),
             Duration::from_millis(s.redis_wait_timeout_ms),
         ),
     )
     .await
     .with_context(|| format!("connecting to MySQL at {}", redact(&s.database_url)))?;
-    db::migrate(&pool).await.context("applying migrations")?;
+    mysql::migrate(&pool).await.context("applying migrations")?;
     let cluster_nodes: Vec<String> = s
         .redis_cluster_nodes
         .iter()

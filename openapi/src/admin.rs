@@ -9,9 +9,9 @@ use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags};
 use sf_persistence::catalog::{LocationChange, ProductChange};
-use sf_persistence::jobs::{recent_runs, JobKind, RunOutcome};
-use sf_persistence::ledger::Reason;
-use sf_persistence::stock_changes::StockTarget;
+use sf_persistence::infra::jobs::{recent_runs, JobKind, RunOutcome};
+use sf_persistence::orders::Reason;
+use sf_persistence::db_lock::StockTarget;
 use sf_routing::{Coordinates, LocationId, LocationKind};
 use std::sync::Arc;
 
@@ -286,8 +286,8 @@ pub struct JobRunBody {
     pub details: serde_json::Value,
 }
 
-impl From<sf_persistence::jobs::JobRun> for JobRunBody {
-    fn from(r: sf_persistence::jobs::JobRun) -> Self {
+impl From<sf_persistence::infra::jobs::JobRun> for JobRunBody {
+    fn from(r: sf_persistence::infra::jobs::JobRun) -> Self {
         Self {
             run_id: r.run_id,
             job: r.job,

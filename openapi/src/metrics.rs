@@ -194,10 +194,10 @@ impl Metrics {
             self.backlog.set(n as i64);
             self.backlog_age.set(age as i64);
         }
-        for kind in sf_persistence::jobs::JobKind::ALL {
+        for kind in sf_persistence::infra::jobs::JobKind::ALL {
             let Ok(Ok(runs)) = tokio::time::timeout(
                 bound,
-                sf_persistence::jobs::recent_runs(storage, Some(kind.name()), 1),
+                sf_persistence::infra::jobs::recent_runs(storage, Some(kind.name()), 1),
             )
             .await
             else {

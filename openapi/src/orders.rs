@@ -8,7 +8,7 @@ use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
 use sf_persistence::db_lock::{DbLockOrder, Placed};
-use sf_persistence::idempotency::IdempotencyRequest;
+use sf_persistence::orders::IdempotencyRequest;
 use sf_persistence::model::OrderPath;
 use std::sync::Arc;
 

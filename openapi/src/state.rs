@@ -12,7 +12,7 @@ pub struct ApiState {
     pub metrics: Metrics,
     pub consumer: Arc<ConsumerStats>,
     /// Runs the scheduled jobs on demand (the operators' "run now").
-    pub jobs: Arc<sf_persistence::jobs::JobRunner>,
+    pub jobs: Arc<sf_persistence::infra::jobs::JobRunner>,
     /// The body limit and the bounds on requests in flight.
     pub shedder: Arc<crate::edge::Shedder>,
     /// The product reads' kept answers.

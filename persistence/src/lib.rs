@@ -1,75 +1,47 @@
 //! Storage for Stock Flow: MySQL (the system of record) through sqlx, Redis (the fast order path)
 //! through a bb8 pool of self-healing multiplexed connections, and the Lua scripts that decide
-//! orders in Redis. [`Storage`] is sealed: callers use its methods and typed errors.
+//! orders in Redis. [`Storage`] is sealed: callers use its methods and typed errors; each folder's
+//! `mod.rs` says what leaves it, and everything else is `pub(crate)` at most.
 //!
-//! # Layout
+//! # Map
 //!
-//! Connections and formats:
-//! - [`db`]: the MySQL pool, embedded migrations, deadlock retry.
-//! - [`redis_stock`]: Redis connections and key names, running the Lua scripts.
-//! - [`scripts`]: one typed wrapper per Lua script (files under `persistence/lua/`): its keys,
-//!   arguments and decoded reply.
-//! - [`circuit`]: deadlines on Redis commands and the circuit breaker for Redis outages.
-//! - [`formats`]: what Redis and MySQL keep (order records, claims), versioned.
-//! - [`model`]: the records handed to callers.
+//! Where an order is decided, persisted and repaired:
 //!
-//! Writing orders and stock:
-//! - [`build`]: an order from a decision, for both paths.
-//! - [`ledger`]: the rows every writer shares (orders, lines, ledger rows, conditional stock
-//!   changes).
-//! - [`db_lock`]: orders decided in a MySQL transaction with row locks (the DB-lock path and POS
-//!   sales), their cancels, and the commit step every MySQL-first write ends with.
-//! - [`group_commit`]: DB-lock orders that wait for the same location's rows, decided together in
-//!   one transaction.
-//! - [`pos`]: the store POS's rule for returns.
-//! - [`stock_changes`]: operators' stock changes.
-//! - [`redis_path`]: orders decided by the reservation script, and their cancels.
-//! - [`consumer`]: the background writer that persists Redis order events to MySQL exactly once.
+//! | folder | what it holds |
+//! |---|---|
+//! | [`db_lock`] | the DB-lock path: orders decided in a MySQL transaction with row locks, group commit per location, POS sales and returns, operators' stock changes, and the commit step every MySQL-first write ends with |
+//! | [`redis_path`] | the Redis path: orders decided by `reserve.lua`, `Idempotency-Key` claims, replication (`WAIT`), cancels, stock reads |
+//! | [`consumer`] | the background writer that persists the Redis path's events to MySQL exactly once, and its dead letters |
+//! | [`recovery`] | Redis repaired from MySQL: key loads and re-syncs at a consistent point, the reconciliation pass, data-loss records, stale keys, recovery after an outage |
+//! | [`orders`] | reading orders of any path, building them, the ledger rows every writer shares, idempotency |
+//! | [`catalog`] | products and locations in memory, operators' changes, product pages, the stock mirror, shared reads, POS credentials, demo data |
+//! | [`scripts`] | one typed wrapper per Lua script (`persistence/lua/`): its keys, arguments and decoded reply |
+//! | [`formats`] | what Redis and MySQL keep (order records, claims, stream events), versioned |
+//! | [`infra`] | the MySQL pool and deadlines, the Redis link, cluster and circuit, connections, health probes, key names, scheduled jobs |
 //!
-//! Reading, keeping in step, and the rest:
-//! - [`catalog`]: products and locations, with the in-memory copies routing and pricing read; the
-//!   product pages (keyset pages, reads shared by requests that arrive together, and the copy of
-//!   the Redis stock keys that Redis keeps exact).
-//! - [`orders`]: reading an order of any path.
-//! - [`sync`]: loading and repairing Redis stock from MySQL at a consistent point; recovery after
-//!   a Redis outage.
-//! - [`reconcile`]: the reconciliation pass, warm-up after Redis lost its data, housekeeping.
-//! - [`jobs`]: running scheduled jobs without overlap, under a lease, with every run recorded.
-//! - [`idempotency`], [`credentials`], [`seed`].
+//! And at the top: [`error`] (the error model), [`model`] (the records handed to callers).
 //!
 //! This crate decides nothing about routing (that is `sf-routing`) and knows nothing of HTTP.
 
-pub mod build;
 pub mod catalog;
-pub mod circuit;
 pub mod consumer;
-pub mod credentials;
-pub mod db;
 pub mod db_lock;
 pub mod error;
-pub mod formats;
-pub mod group_commit;
-pub mod idempotency;
-pub mod jobs;
-pub mod ledger;
+pub(crate) mod formats;
+pub mod infra;
 pub mod model;
 pub mod orders;
-pub mod pos;
-pub mod reconcile;
-pub mod redis_link;
+pub mod recovery;
 pub mod redis_path;
-pub mod redis_stock;
 pub mod scripts;
-pub mod seed;
-pub mod stock_changes;
-pub mod sync;
 
-pub use circuit::{Circuit, CircuitState};
 pub use error::{Alternative, Dependency, StorageError, StorageResult};
-pub use redis_link::{RedisClient, RedisConn, RedisLink, RedisPool, RedisSettings};
-pub use redis_stock::Keys;
+pub use infra::{
+    Circuit, CircuitState, Keys, RedisClient, RedisConn, RedisLink, RedisPool, RedisSettings,
+};
 
 use catalog::{Catalog, Locations};
+use infra::circuit;
 use sf_routing::{LocationId, ProductId};
 use sqlx::MySqlPool;
 use std::collections::{BTreeMap, BTreeSet};
@@ -121,7 +93,7 @@ pub struct Storage {
     /// Replaced by a fresh pool when Redis comes back after an outage.
     redis: RwLock<RedisPool>,
     /// For connections of their own, outside the pool.
-    redis_client: redis_link::RedisClient,
+    redis_client: infra::RedisClient,
     redis_settings: RedisSettings,
     /// Open while Redis is unreachable: Redis calls fail at once.
     circuit: Arc<Circuit>,
@@ -138,11 +110,11 @@ pub struct Storage {
     loads: std::sync::atomic::AtomicU64,
     /// Each location's epoch markers: the one the last Redis check found, and every one a key
     /// load met since. The check tells a loss from each of them that is no longer the marker.
-    epochs: Mutex<std::collections::HashMap<LocationId, reconcile::Epochs>>,
+    epochs: Mutex<std::collections::HashMap<LocationId, recovery::reconcile::Epochs>>,
     /// Slots whose node last had fewer replicas than `REDIS_MIN_REPLICA_ACKS`, and since when.
     replicas_short: Mutex<std::collections::HashMap<u16, std::time::Instant>>,
     /// The DB-lock path's group commit: one lane per location.
-    groups: group_commit::GroupCommit,
+    groups: db_lock::group_commit::GroupCommit,
 }
 
 impl Storage {
@@ -172,189 +144,5 @@ impl Storage {
         store.refresh_catalog().await?;
         store.refresh_locations().await?;
         Ok(store)
-    }
-
-    /// A Redis connection for one operation, behind the circuit: it fails at once while the
-    /// circuit is open, and each of its commands ends within the command deadline. The pooled
-    /// connection is multiplexed: a clone of it pipelines this operation with other requests'
-    /// over the same socket, and the pool slot is free again at once.
-    pub(crate) async fn conn(&self) -> StorageResult<circuit::GuardedConn> {
-        if !self.circuit.passes() {
-            return Err(StorageError::Redis(Circuit::open_error()));
-        }
-        self.pooled_conn(false).await
-    }
-
-    /// A Redis connection for settling a step a request already took in Redis (storing or
-    /// releasing its idempotency claim, taking back an increment whose commit is unknown): it is
-    /// tried even while the circuit is open — a single cut connection opens it, and the step
-    /// usually succeeds on the next one — still within the command deadline.
-    pub(crate) async fn settling_conn(&self) -> StorageResult<circuit::GuardedConn> {
-        self.pooled_conn(true).await
-    }
-
-    async fn pooled_conn(&self, always: bool) -> StorageResult<circuit::GuardedConn> {
-        let pool = self.redis.read().expect("redis pool").clone();
-        let pooled = match pool.get().await {
-            Ok(c) => c,
-            Err(bb8::RunError::User(e)) => {
-                if Circuit::unreachable(&e) {
-                    self.circuit.trip(&e.to_string());
-                }
-                return Err(e.into());
-            }
-            Err(bb8::RunError::TimedOut) => {
-                self.circuit
-                    .trip("no redis connection could be opened in time");
-                return Err(StorageError::Redis(Circuit::open_error()));
-            }
-        };
-        Ok(circuit::GuardedConn::new(
-            (*pooled).clone(),
-            self.circuit.clone(),
-            self.redis_settings.command_timeout,
-            always,
-        ))
-    }
-
-    /// A Redis connection of its own, outside the pool, behind the circuit (the consumer's
-    /// reads: their large replies would otherwise delay the requests multiplexed beside them).
-    pub(crate) async fn own_conn(&self) -> StorageResult<circuit::GuardedConn> {
-        if !self.circuit.passes() {
-            return Err(StorageError::Redis(Circuit::open_error()));
-        }
-        let settings = &self.redis_settings;
-        let conn = match tokio::time::timeout(
-            settings.connect_timeout + settings.command_timeout,
-            settings.own_connection(&self.redis_client),
-        )
-        .await
-        {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                if let StorageError::Redis(re) = &e {
-                    if Circuit::unreachable(re) {
-                        self.circuit.trip(&re.to_string());
-                    }
-                }
-                return Err(e);
-            }
-            Err(_) => {
-                self.circuit
-                    .trip("no redis connection could be opened in time");
-                return Err(StorageError::Redis(Circuit::open_error()));
-            }
-        };
-        Ok(circuit::GuardedConn::new(
-            conn,
-            self.circuit.clone(),
-            settings.command_timeout,
-            false,
-        ))
-    }
-
-    /// When the MySQL work of a request started now must end.
-    pub(crate) fn db_deadline(&self) -> tokio::time::Instant {
-        tokio::time::Instant::now() + self.config.db_timeout
-    }
-
-    /// Runs a transaction's statements (everything before its commit step) under the request's
-    /// MySQL deadline. When it passes, the transaction is dropped, which rolls it back.
-    pub(crate) async fn in_time<T>(
-        &self,
-        deadline: tokio::time::Instant,
-        statements: impl std::future::Future<Output = StorageResult<T>>,
-    ) -> StorageResult<T> {
-        match tokio::time::timeout_at(deadline, statements).await {
-            Ok(r) => r,
-            Err(_) => Err(StorageError::Unavailable(format!(
-                "MySQL did not answer within {} ms; nothing was changed",
-                self.config.db_timeout.as_millis()
-            ))),
-        }
-    }
-
-    /// The settings it runs with.
-    pub fn options(&self) -> &StorageOptions {
-        &self.config
-    }
-
-    /// Redis key names under this instance's prefix.
-    pub fn keys(&self) -> &Keys {
-        &self.keys
-    }
-
-    /// The Redis circuit: its state and the work done in degraded mode.
-    /// DB-lock groups decided in one transaction, and the orders they decided.
-    pub fn group_commits(&self) -> (u64, u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        (
-            self.groups.groups.load(Relaxed),
-            self.groups.orders.load(Relaxed),
-        )
-    }
-
-    pub fn circuit(&self) -> &Circuit {
-        &self.circuit
-    }
-
-    /// Whether MySQL answered its last probe.
-    pub fn mysql_health(&self) -> &circuit::MysqlHealth {
-        &self.mysql_health
-    }
-
-    /// Connections of the MySQL pool: open and idle.
-    pub fn db_pool_state(&self) -> (u32, usize) {
-        (self.db.size(), self.db.num_idle())
-    }
-
-    /// What Redis keeps on disk, as its `CONFIG` says.
-    pub async fn redis_persistence(&self) -> StorageResult<RedisPersistence> {
-        let mut c = self.conn().await?;
-        let setting = |name: &'static str| redis::cmd("CONFIG").arg("GET").arg(name).clone();
-        let aof: Vec<String> = setting("appendonly").query_async(&mut c).await?;
-        let save: Vec<String> = setting("save").query_async(&mut c).await?;
-        let aof = aof.get(1).is_some_and(|v| v == "yes");
-        let save = save.get(1).is_some_and(|v| !v.trim().is_empty());
-        Ok(match (aof, save) {
-            (true, _) => RedisPersistence::AppendOnly,
-            (false, true) => RedisPersistence::Snapshots,
-            (false, false) => RedisPersistence::Nothing,
-        })
-    }
-
-    /// Connections of the Redis pool, open and idle.
-    pub fn redis_pool_state(&self) -> bb8::State {
-        self.redis.read().expect("redis pool").state()
-    }
-
-    /// Asks MySQL for `SELECT 1` within the connect and command deadlines, and records whether
-    /// it answered (health checks read that record and never wait on MySQL themselves).
-    pub async fn probe_mysql(&self) -> bool {
-        let ask = sqlx::query("SELECT 1").execute(&self.db);
-        let result = match tokio::time::timeout(self.config.db_timeout, ask).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!(
-                "no answer within {} ms",
-                self.config.db_timeout.as_millis()
-            )),
-        };
-        let up = result.is_ok();
-        self.mysql_health.set(result);
-        up
-    }
-
-    /// The number of a load of the in-memory copies that starts now.
-    pub(crate) fn next_load(&self) -> u64 {
-        self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
-    }
-
-    /// Replaces the Redis pool with a fresh one (after an outage: the old connections may still
-    /// be bound to the dead server).
-    pub(crate) async fn renew_redis_pool(&self) -> StorageResult<()> {
-        let fresh = self.redis_settings.pool(&self.redis_client).await?;
-        *self.redis.write().expect("redis pool") = fresh;
-        Ok(())
     }
 }

@@ -880,7 +880,7 @@ async fn explain_backlog(t: &TestApp, world: &World) -> String {
             .await;
         let pending: redis::RedisResult<redis::Value> = redis::cmd("XPENDING")
             .arg(&stream)
-            .arg(sf_persistence::redis_stock::GROUP)
+            .arg(sf_persistence::consumer::GROUP)
             .arg("-")
             .arg("+")
             .arg(5)

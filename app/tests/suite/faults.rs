@@ -170,7 +170,7 @@ async fn reservation_behind_redis_proxy() -> (Proxy, TestApp, (u64, u64), Value,
     let (wh, p) = t.warehouse_with_product(1_000, 10).await;
     let body = normal_order(&[(p, 2)], SEOUL.0, SEOUL.1);
     t.place_redis(&body).await;
-    let sha = redis::Script::new(sf_persistence::redis_stock::RESERVE_LUA)
+    let sha = redis::Script::new(sf_persistence::scripts::reserve::SOURCE)
         .get_hash()
         .to_owned();
     (proxy, t, (wh, p), body, sha)
@@ -882,7 +882,7 @@ async fn a_restarted_consumer_reads_new_events_after_its_pending_list() {
     let _: redis::RedisResult<()> = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(&stream)
-        .arg(sf_persistence::redis_stock::GROUP)
+        .arg(sf_persistence::consumer::GROUP)
         .arg("0")
         .arg("MKSTREAM")
         .query_async(&mut c)
@@ -893,7 +893,7 @@ async fn a_restarted_consumer_reads_new_events_after_its_pending_list() {
         async move {
             let _: redis::Value = redis::cmd("XREADGROUP")
                 .arg("GROUP")
-                .arg(sf_persistence::redis_stock::GROUP)
+                .arg(sf_persistence::consumer::GROUP)
                 .arg(name)
                 .arg("COUNT")
                 .arg(1)

@@ -6,7 +6,7 @@ use crate::common::*;
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use sf_persistence::jobs::{Figures, JobRunner, RunOutcome};
+use sf_persistence::infra::jobs::{Figures, JobRunner, RunOutcome};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

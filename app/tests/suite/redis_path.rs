@@ -192,7 +192,7 @@ async fn an_order_decided_before_is_a_duplicate_once_its_stock_is_gone() {
     let t = TestApp::spawn().await;
     let (loc, product) = (LocationId::new_unchecked(7), ProductId::new_unchecked(11));
     let keys = t.keys();
-    let script = redis::Script::new(sf_persistence::redis_stock::RESERVE_LUA);
+    let script = redis::Script::new(sf_persistence::scripts::reserve::SOURCE);
     let mut redis = t.redis().await;
     let _: () = redis::cmd("SET")
         .arg(keys.stock(loc, product))
@@ -635,7 +635,7 @@ async fn a_batch_larger_than_one_acknowledgement_is_acknowledged_whole() {
         .unwrap();
     let (pending, ..): (usize, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
         .arg(keys.stream(loc))
-        .arg(sf_persistence::redis_stock::GROUP)
+        .arg(sf_persistence::consumer::GROUP)
         .query_async(&mut redis)
         .await
         .unwrap();

@@ -23,7 +23,7 @@ use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::web::{Data, Json};
 use poem::{get, handler, post, EndpointExt, Response, Route, Server};
 use serde::{Deserialize, Serialize};
-use sf_persistence::redis_stock::RESERVE_LUA;
+use sf_persistence::scripts::reserve::SOURCE as RESERVE_LUA;
 use sf_persistence::scripts::reserve::{self, Decision, Reserve};
 use sf_persistence::{Keys, RedisPool, RedisSettings};
 use sf_routing::{LocationId, OrderLines, ProductId};

@@ -8,9 +8,9 @@
 //! - Reply: the number of events acknowledged (fewer than given when some were no longer pending).
 
 use super::{unexpected, Invocation};
-use crate::circuit::GuardedConn;
+use crate::infra::circuit::GuardedConn;
 use crate::error::StorageResult;
-use crate::redis_stock::{Keys, GROUP};
+use crate::infra::keys::{Keys, GROUP};
 use redis::Script;
 use sf_routing::LocationId;
 use std::sync::LazyLock;

@@ -7,9 +7,9 @@
 //!   `check` mode) — see [`Adjusted`].
 
 use super::{line_index, unexpected, Invocation, Replication};
-use crate::circuit::GuardedConn;
+use crate::infra::circuit::GuardedConn;
 use crate::error::StorageResult;
-use crate::redis_stock::Keys;
+use crate::infra::keys::Keys;
 use redis::Script;
 use sf_routing::{LocationId, ProductId};
 use std::sync::LazyLock;

@@ -8,7 +8,7 @@
 //!   see [`Claim`].
 
 use super::{unexpected, Invocation};
-use crate::circuit::GuardedConn;
+use crate::infra::circuit::GuardedConn;
 use crate::error::StorageResult;
 use crate::formats::ClaimRecord;
 use redis::Script;

@@ -7,9 +7,9 @@
 //! - Reply: 1 moved, 0 no longer in the stream.
 
 use super::{unexpected, Invocation};
-use crate::circuit::GuardedConn;
+use crate::infra::circuit::GuardedConn;
 use crate::error::StorageResult;
-use crate::redis_stock::{Keys, GROUP};
+use crate::infra::keys::{Keys, GROUP};
 use redis::Script;
 use sf_routing::LocationId;
 use std::sync::LazyLock;

@@ -8,7 +8,7 @@
 //! - Reply: 1 done, 0 held by someone else or expired.
 
 use super::{unexpected, Invocation};
-use crate::circuit::GuardedConn;
+use crate::infra::circuit::GuardedConn;
 use crate::error::StorageResult;
 use redis::Script;
 use std::sync::LazyLock;

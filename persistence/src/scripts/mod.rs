@@ -9,7 +9,7 @@
 //!
 //! A wrapper takes the connection to run on: the caller chooses between the storage's ordinary
 //! connection (behind the circuit) and its settling connection (tried even while the circuit is
-//! open) for the step it takes. Every call goes through [`crate::redis_stock::invoke`],
+//! open) for the step it takes. Every call goes through [`crate::scripts::invoke`],
 //! which reloads the script after `NOSCRIPT`.
 //!
 //! | script | wrapper | reply |
@@ -17,7 +17,7 @@
 //! | `reserve.lua` | [`reserve::Reserve`] | [`reserve::Decision`] |
 //! | `cancel.lua` | [`cancel::Cancel`] | [`cancel::Cancelled`] |
 //! | `adjust.lua` | [`adjust::Adjust`] | [`adjust::Adjusted`] |
-//! | `sync.lua` | [`sync::SyncKeys`] | one [`crate::sync::SyncedKey`] per product |
+//! | `sync.lua` | [`sync::SyncKeys`] | one [`crate::recovery::sync::SyncedKey`] per product |
 //! | `ack.lua` | [`ack::Ack`] | events acknowledged |
 //! | `lease.lua` | [`lease::Lease`] | whether it was done |
 //! | `claim.lua` | [`claim::ClaimKey`] | [`claim::Claim`] |
@@ -34,7 +34,7 @@ pub mod reject;
 pub mod reserve;
 pub mod sync;
 
-use crate::circuit::GuardedConn;
+use crate::infra::circuit::GuardedConn;
 use crate::error::{StorageError, StorageResult};
 use redis::Script;
 use std::fmt::Debug;
@@ -71,7 +71,7 @@ impl Invocation {
         for a in &self.args {
             inv.arg(a);
         }
-        crate::redis_stock::invoke(&inv, conn).await
+        crate::scripts::invoke(&inv, conn).await
     }
 }
 
@@ -153,6 +153,22 @@ fn line_index(script: &str, reply: &[i64], lines: usize) -> StorageResult<usize>
         .and_then(|v| usize::try_from(v.checked_sub(1)?).ok())
         .filter(|i| *i < lines)
         .ok_or_else(|| unexpected(script, reply))
+}
+
+/// Runs a script (the wrappers of this module call it); `NOSCRIPT` (the server lost its
+/// script cache, for example after `SCRIPT FLUSH` or a restart) makes `redis::Script` load the
+/// script again, and a flush racing that reload is retried here.
+pub async fn invoke<T: redis::FromRedisValue>(
+    inv: &redis::ScriptInvocation<'_>,
+    conn: &mut crate::infra::circuit::GuardedConn,
+) -> StorageResult<T> {
+    let mut attempt = 0;
+    loop {
+        match inv.invoke_async(conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::NoScriptError && attempt < 10 => attempt += 1,
+            other => return Ok(other?),
+        }
+    }
 }
 
 #[cfg(test)]

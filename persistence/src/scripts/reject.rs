@@ -7,9 +7,9 @@
 //!   [`Mark`].
 
 use super::{unexpected, Invocation};
-use crate::circuit::GuardedConn;
+use crate::infra::circuit::GuardedConn;
 use crate::error::StorageResult;
-use crate::redis_stock::Keys;
+use crate::infra::keys::Keys;
 use redis::Script;
 use sf_routing::LocationId;
 use std::sync::LazyLock;

@@ -11,10 +11,10 @@
 //!   [`Synced::Moved`]: the marker changed while the caller read, and nothing was set.
 
 use super::{unexpected, Invocation};
-use crate::circuit::GuardedConn;
+use crate::infra::circuit::GuardedConn;
 use crate::error::StorageResult;
-use crate::redis_stock::Keys;
-use crate::sync::{SyncMode, SyncedKey};
+use crate::infra::keys::Keys;
+use crate::recovery::sync::{SyncMode, SyncedKey};
 use redis::Script;
 use sf_routing::{LocationId, ProductId};
 use std::sync::LazyLock;

@@ -11,7 +11,7 @@
 
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
-use sf_persistence::redis_stock::Keys;
+use sf_persistence::Keys;
 use sf_routing::{LocationId, ProductId};
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 use sqlx::Row;

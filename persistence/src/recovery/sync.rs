@@ -8,7 +8,7 @@
 
 use crate::error::{StorageError, StorageResult};
 use crate::model::OrderStatus;
-use crate::redis_stock::decode_lines;
+use crate::formats::decode_lines;
 use crate::scripts::sync::{SyncKeys, Synced};
 use crate::Storage;
 use redis::streams::StreamRangeReply;
@@ -69,7 +69,7 @@ impl Storage {
     ) -> StorageResult<()> {
         self.in_time(
             deadline,
-            crate::db::with_retry("set stock keys from MySQL", || async {
+            crate::infra::mysql::with_retry("set stock keys from MySQL", || async {
                 let mut tx = self.db.begin().await?;
                 self.sync_keys(&mut tx, loc, products, mode).await?;
                 tx.commit().await?;
@@ -228,7 +228,7 @@ impl Storage {
                 let wanted = self.replication();
                 let slot_key = self.keys.stream(loc);
                 let replication = wanted.and_then(|_| self.replication_at(&slot_key));
-                let cleared = crate::db::with_retry("re-sync stale keys", || async {
+                let cleared = crate::infra::mysql::with_retry("re-sync stale keys", || async {
                     let mut tx = self.db.begin().await?;
                     let (_, held) = self
                         .sync_keys_replicated(
@@ -367,7 +367,7 @@ impl Storage {
                 }
             }
         };
-        self.saw_epoch(loc, crate::reconcile::parse_epoch(&marker));
+        self.saw_epoch(loc, crate::recovery::reconcile::parse_epoch(&marker));
         for k in out.iter().filter(|k| k.changed) {
             match k.before {
                 None => {
@@ -391,7 +391,7 @@ impl Storage {
     async fn count_unapplied(
         &self,
         conn: &mut MySqlConnection,
-        redis: &mut crate::circuit::GuardedConn,
+        redis: &mut crate::infra::circuit::GuardedConn,
         loc: LocationId,
         products: &[ProductId],
         on_hand: &HashMap<u64, i64>,

@@ -6,7 +6,7 @@
 //! system of record and is never rewritten here: a ledger mismatch is reported, not fixed.
 
 use crate::error::StorageResult;
-use crate::sync::SyncMode;
+use crate::recovery::sync::SyncMode;
 use crate::Storage;
 use serde::Serialize;
 use sf_routing::{LocationId, ProductId};
@@ -114,7 +114,7 @@ impl Storage {
         mode: SyncMode,
         report: &mut ReconcileReport,
     ) -> StorageResult<()> {
-        let synced = crate::db::with_retry("reconcile batch", || async {
+        let synced = crate::infra::mysql::with_retry("reconcile batch", || async {
             let mut tx = self.db.begin().await?;
             let synced = self.sync_keys(&mut tx, loc, products, mode).await?;
             tx.commit().await?;

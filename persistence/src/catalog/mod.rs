@@ -8,6 +8,11 @@
 //! ([`ReadGroups`]), and the Redis pages read through a copy of the stock keys that Redis itself
 //! keeps exact ([`StockMirror`]). Nothing is served from a cache that could be stale.
 
+pub mod credentials;
+pub mod seed;
+
+pub use credentials::IssuedKey;
+
 use crate::error::{Dependency, StorageError, StorageResult};
 use crate::model::{Location, Page, Product, StockLevel, StockSource};
 use crate::Storage;
@@ -960,7 +965,7 @@ impl StockMirror {
     }
 
     async fn connect(&self, storage: &Storage) -> StorageResult<Tracked> {
-        let crate::redis_link::RedisClient::Single(client) = &storage.redis_client else {
+        let crate::infra::redis_link::RedisClient::Single(client) = &storage.redis_client else {
             return Err(StorageError::Unavailable(
                 "the stock mirror serves one redis server only".into(),
             ));

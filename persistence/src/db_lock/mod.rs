@@ -1,6 +1,6 @@
 //! The DB-lock path: orders decided in a MySQL transaction with row locks — online orders and POS
 //! sales —, their cancels, the operator's retry of a rejected order, and the commit step every
-//! MySQL-first write ends with (operators' stock changes too, see [`crate::stock_changes`]).
+//! MySQL-first write ends with (operators' stock changes too, see [`crate::db_lock::stock_changes`]).
 //!
 //! Every such write locks its stock rows (always in (location, product) order, so two writers never
 //! deadlock on each other's rows), changes MySQL, and, while it still holds the locks, applies the
@@ -8,16 +8,22 @@
 //! that MySQL has not seen yet, so a MySQL-first write never sells a unit an online order took, and
 //! Redis learns of it as a change, never as an absolute value that would erase orders in flight.
 
-use crate::build::build_order;
-use crate::db::with_retry;
+pub(crate) mod group_commit;
+pub(crate) mod pos;
+pub(crate) mod stock_changes;
+
+pub use stock_changes::{StockChange, StockTarget};
+
+use crate::orders::build::build_order;
+use crate::infra::mysql::with_retry;
 use crate::error::{StorageError, StorageResult};
-use crate::idempotency::{claim_mysql, complete_mysql, Claim, IdempotencyRequest};
-use crate::ledger::{
+use crate::orders::idempotency::{claim_mysql, complete_mysql, Claim, IdempotencyRequest};
+use crate::orders::ledger::{
     change_mysql_stock, insert_movements, insert_orders, Reason, ROWS_PER_STATEMENT,
 };
 use crate::model::{Order, OrderPath, OrderStatus};
 use crate::scripts::adjust::{Adjust, AdjustMode, Adjusted};
-use crate::sync::SyncMode;
+use crate::recovery::sync::SyncMode;
 use crate::Storage;
 use sf_routing::{candidates, Candidate, Destination, LocationId, OrderLines, ProductId};
 use sqlx::{MySqlConnection, Row};
@@ -56,7 +62,7 @@ pub(crate) enum Attempt {
 impl Storage {
     /// Places an order decided in MySQL (DB-lock path or POS sale), trying candidate locations
     /// nearest first. At each, the order is decided in a group with the orders that wait for
-    /// the same location's rows ([`crate::group_commit`]).
+    /// the same location's rows ([`crate::db_lock::group_commit`]).
     #[tracing::instrument(level = "debug", skip(self, req), fields(path = req.path.as_str()))]
     pub async fn place_db_lock(&self, req: &DbLockOrder) -> StorageResult<Placed> {
         let prices = self.prices(&req.lines).await?;
@@ -70,7 +76,7 @@ impl Storage {
         );
         for candidate in &ranked {
             let attempt = self
-                .decide_in_group(crate::group_commit::Member {
+                .decide_in_group(crate::db_lock::group_commit::Member {
                     req: req_shared.clone(),
                     prices: prices.clone(),
                     candidate: *candidate,
@@ -90,7 +96,7 @@ impl Storage {
     }
 
     /// One order alone at one candidate location (a group's orders, once the group could not
-    /// be decided together; see [`crate::group_commit`]).
+    /// be decided together; see [`crate::db_lock::group_commit`]).
     pub(crate) async fn try_db_lock(
         &self,
         req: &DbLockOrder,

@@ -14,7 +14,7 @@
 //!
 //! [`Storage::recover_redis`]: crate::Storage::recover_redis
 
-use crate::redis_link::RedisConn;
+use crate::infra::redis_link::RedisConn;
 use redis::aio::ConnectionLike;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Value};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};

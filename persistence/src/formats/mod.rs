@@ -11,7 +11,7 @@
 use crate::error::{StorageError, StorageResult};
 use crate::model::{Address, Order, OrderItem, OrderPath, OrderStatus};
 use serde::{Deserialize, Serialize};
-use sf_routing::DeliveryType;
+use sf_routing::{DeliveryType, OrderLines, ProductId};
 
 /// An order as it is stored. Version 1 is the camelCase JSON the first releases wrote, without a
 /// `v` field; a record with a `v` greater than [`OrderRecord::VERSION`] was written by a newer
@@ -80,7 +80,7 @@ impl OrderRecord {
     /// The stored JSON of an order placed with an `Idempotency-Key`.
     pub fn encode_keyed(
         order: &Order,
-        key: Option<&crate::idempotency::IdempotencyRequest>,
+        key: Option<&crate::orders::idempotency::IdempotencyRequest>,
     ) -> String {
         let record = Self {
             v: Self::VERSION,
@@ -123,7 +123,7 @@ impl OrderRecord {
     /// Reads a stored order and the `Idempotency-Key` it was placed with, if the record has one.
     pub fn decode_keyed(
         json: &str,
-    ) -> StorageResult<(Order, Option<crate::idempotency::IdempotencyRequest>)> {
+    ) -> StorageResult<(Order, Option<crate::orders::idempotency::IdempotencyRequest>)> {
         let r: Self = serde_json::from_str(json)
             .map_err(|e| StorageError::Internal(format!("unreadable order record: {e}")))?;
         if r.v > Self::VERSION {
@@ -136,7 +136,7 @@ impl OrderRecord {
         }
         let key = r
             .idempotency
-            .map(|k| crate::idempotency::IdempotencyRequest {
+            .map(|k| crate::orders::idempotency::IdempotencyRequest {
                 scope: k.scope,
                 key: k.key,
                 fingerprint: k.fingerprint,
@@ -241,7 +241,7 @@ impl StreamEvent {
             .next()
             .map(EventKind::from_char)
             .ok_or("empty event kind")?;
-        let lines = crate::redis_stock::decode_lines(&l).map_err(|e| e.to_string())?;
+        let lines = crate::formats::decode_lines(&l).map_err(|e| e.to_string())?;
         Ok(Self {
             kind,
             order_id: o,
@@ -249,6 +249,39 @@ impl StreamEvent {
             record: field("j"),
         })
     }
+}
+
+/// Lines as the events carry them: `"productId:quantity,..."`.
+pub fn encode_lines(lines: &OrderLines) -> String {
+    let mut s = String::with_capacity(lines.len() * 8);
+    for (i, (p, q)) in lines.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&p.to_string());
+        s.push(':');
+        s.push_str(&q.get().to_string());
+    }
+    s
+}
+
+/// Parses `"productId:quantity,..."`.
+pub fn decode_lines(s: &str) -> StorageResult<Vec<(ProductId, u32)>> {
+    s.split(',')
+        .filter(|x| !x.is_empty())
+        .map(|pair| {
+            let (p, q) = pair
+                .split_once(':')
+                .ok_or_else(|| StorageError::Internal(format!("bad event line {pair:?}")))?;
+            let p = p
+                .parse::<u64>()
+                .map_err(|_| StorageError::Internal(format!("bad event product {p:?}")))?;
+            let q = q
+                .parse::<u32>()
+                .map_err(|_| StorageError::Internal(format!("bad event quantity {q:?}")))?;
+            Ok((ProductId::new_unchecked(p), q))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -418,7 +451,7 @@ mod tests {
     #[test]
     fn the_key_of_an_order_reads_back_and_an_unkeyed_record_has_none() {
         let o = order();
-        let key = crate::idempotency::IdempotencyRequest {
+        let key = crate::orders::idempotency::IdempotencyRequest {
             scope: "REDIS".into(),
             key: "k-1".into(),
             fingerprint: "ab".repeat(32),

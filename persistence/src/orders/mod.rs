@@ -3,6 +3,13 @@
 //! rejection as `REJECTED`. An order Redis accepted and then lost with its data (before it reached
 //! MySQL) is reported as lost, not as unknown.
 
+pub(crate) mod build;
+pub(crate) mod idempotency;
+pub(crate) mod ledger;
+
+pub use idempotency::IdempotencyRequest;
+pub use ledger::Reason;
+
 use crate::error::{StorageError, StorageResult};
 use crate::model::{Address, Order, OrderItem, OrderPath, OrderStatus};
 use crate::Storage;
@@ -148,7 +155,7 @@ impl Storage {
         let at = chrono::DateTime::from_timestamp_millis(detected_ms)
             .unwrap_or_default()
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        if crate::build::now_ms() - detected_ms < LOSS_SETTLE_MS {
+        if crate::orders::build::now_ms() - detected_ms < LOSS_SETTLE_MS {
             // A consumer batch that was on its way to MySQL at the loss may still bring it in.
             return StorageError::Unavailable(format!(
                 "redis lost its data at {at}; whether order {order_id} reached MySQL is known within seconds; retry shortly"

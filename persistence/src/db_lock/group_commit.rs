@@ -20,12 +20,12 @@
 //! Groups run inside the write's own task ([`Storage::place_db_lock`] is called from one), so a
 //! client that goes away never cuts a group short.
 
-use crate::build::build_order;
-use crate::db::with_retry;
+use crate::orders::build::build_order;
+use crate::infra::mysql::with_retry;
 use crate::db_lock::{Attempt, DbLockOrder, Placed};
 use crate::error::{StorageError, StorageResult};
-use crate::idempotency::{claim_mysql, complete_mysql, Claim};
-use crate::ledger::{insert_orders, Reason};
+use crate::orders::idempotency::{claim_mysql, complete_mysql, Claim};
+use crate::orders::ledger::{insert_orders, Reason};
 use crate::model::{Order, OrderPath, OrderStatus};
 use crate::Storage;
 use sf_routing::{Candidate, LocationId, ProductId};
@@ -258,7 +258,7 @@ impl Storage {
                 let sql = format!(
                     "SELECT product_id, on_hand FROM stock WHERE location_id = ? \
                      AND product_id IN ({}) ORDER BY product_id FOR UPDATE",
-                    crate::sync::marks(products.len())
+                    crate::recovery::sync::marks(products.len())
                 );
                 let mut q = sqlx::query(&sql).bind(loc.get());
                 for p in &products {

@@ -19,8 +19,7 @@
 //! `{<scope>:<key>}`), so each script runs on one slot of a Redis Cluster, and a location's data
 //! lives on one shard.
 
-use crate::error::{StorageError, StorageResult};
-use sf_routing::{LocationId, OrderLines, ProductId};
+use sf_routing::{LocationId, ProductId};
 
 /// The consumer group that persists events to MySQL.
 pub const GROUP: &str = "persist";
@@ -72,54 +71,3 @@ impl Keys {
     }
 }
 
-/// Runs a script (the wrappers of [`crate::scripts`] call it); `NOSCRIPT` (the server lost its
-/// script cache, for example after `SCRIPT FLUSH` or a restart) makes `redis::Script` load the
-/// script again, and a flush racing that reload is retried here.
-pub async fn invoke<T: redis::FromRedisValue>(
-    inv: &redis::ScriptInvocation<'_>,
-    conn: &mut crate::circuit::GuardedConn,
-) -> StorageResult<T> {
-    let mut attempt = 0;
-    loop {
-        match inv.invoke_async(conn).await {
-            Err(e) if e.kind() == redis::ErrorKind::NoScriptError && attempt < 10 => attempt += 1,
-            other => return Ok(other?),
-        }
-    }
-}
-
-/// The source of the reservation script, for the benchmark's ceiling run.
-pub const RESERVE_LUA: &str = crate::scripts::reserve::SOURCE;
-
-/// Lines as the events carry them: `"productId:quantity,..."`.
-pub fn encode_lines(lines: &OrderLines) -> String {
-    let mut s = String::with_capacity(lines.len() * 8);
-    for (i, (p, q)) in lines.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        s.push_str(&p.to_string());
-        s.push(':');
-        s.push_str(&q.get().to_string());
-    }
-    s
-}
-
-/// Parses `"productId:quantity,..."`.
-pub fn decode_lines(s: &str) -> StorageResult<Vec<(ProductId, u32)>> {
-    s.split(',')
-        .filter(|x| !x.is_empty())
-        .map(|pair| {
-            let (p, q) = pair
-                .split_once(':')
-                .ok_or_else(|| StorageError::Internal(format!("bad event line {pair:?}")))?;
-            let p = p
-                .parse::<u64>()
-                .map_err(|_| StorageError::Internal(format!("bad event product {p:?}")))?;
-            let q = q
-                .parse::<u32>()
-                .map_err(|_| StorageError::Internal(format!("bad event quantity {q:?}")))?;
-            Ok((ProductId::new_unchecked(p), q))
-        })
-        .collect()
-}

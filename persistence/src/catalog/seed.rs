@@ -222,7 +222,7 @@ pub async fn seed(
             let key = demo_key(*id);
             sqlx::query("INSERT INTO store_keys (store_id, key_hash, label) VALUES (?, ?, 'demo')")
                 .bind(id)
-                .bind(crate::credentials::hash_key(&key))
+                .bind(crate::catalog::credentials::hash_key(&key))
                 .execute(&mut *tx)
                 .await?;
             store_keys.push((*id, name.clone(), key));

@@ -2,12 +2,12 @@
 //! decrement all or none, write the order record and its event) and answered at once; the
 //! consumer persists it to MySQL afterwards.
 
-use crate::build::build_order;
+use crate::orders::build::build_order;
 use crate::db_lock::Placed;
 use crate::error::{StorageError, StorageResult};
 use crate::formats::ClaimRecord;
-use crate::idempotency::IdempotencyRequest;
-use crate::ledger::{insert_orders, lock_stock_rows, Reason};
+use crate::orders::idempotency::IdempotencyRequest;
+use crate::orders::ledger::{insert_orders, lock_stock_rows, Reason};
 use crate::model::{Order, OrderPath, OrderStatus, StockSource};
 use crate::orders::RedisRecord;
 use crate::scripts::cancel::{Cancel, Cancelled};
@@ -113,7 +113,7 @@ impl Storage {
     /// are refused before they take stock: [`Storage::replication_for_order`].)
     pub(crate) fn replication_at(&self, key: &str) -> Option<Replication> {
         let r = self.replication()?;
-        let slot = crate::redis_link::slot(key.as_bytes());
+        let slot = crate::infra::redis_link::slot(key.as_bytes());
         let short = self.replicas_short.lock().expect("replicas short");
         match short.get(&slot) {
             Some(since) if since.elapsed() < REPLICA_RECHECK => None,
@@ -123,7 +123,7 @@ impl Storage {
 
     /// A `WAIT` on the slot of `key` came back short: the slot skips it until the recheck.
     pub(crate) fn note_replicas_short(&self, key: &str) {
-        let slot = crate::redis_link::slot(key.as_bytes());
+        let slot = crate::infra::redis_link::slot(key.as_bytes());
         self.replicas_short
             .lock()
             .expect("replicas short")
@@ -145,7 +145,7 @@ impl Storage {
         let Some(r) = self.replication() else {
             return Ok(None);
         };
-        let slot = crate::redis_link::slot(key.as_bytes());
+        let slot = crate::infra::redis_link::slot(key.as_bytes());
         let probe = {
             let mut short = self.replicas_short.lock().expect("replicas short");
             match short.get(&slot) {
@@ -483,7 +483,7 @@ impl Storage {
         let found = self
             .in_time(
                 self.db_deadline(),
-                crate::idempotency::find_mysql(&self.db, idem),
+                crate::orders::idempotency::find_mysql(&self.db, idem),
             )
             .await;
         let order_id = match found {
@@ -625,10 +625,10 @@ impl Storage {
         if let Some(record) = records.into_iter().find_map(RedisRecord::from_fields) {
             return record.order().map(Some);
         }
-        for chunk in ids.chunks(crate::ledger::ROWS_PER_STATEMENT) {
+        for chunk in ids.chunks(crate::orders::ledger::ROWS_PER_STATEMENT) {
             let sql = format!(
                 "SELECT id FROM orders WHERE id IN ({}) LIMIT 1",
-                crate::sync::marks(chunk.len())
+                crate::recovery::sync::marks(chunk.len())
             );
             let mut q = sqlx::query_scalar::<_, String>(&sql);
             for (_, id) in chunk {
@@ -662,7 +662,7 @@ impl Storage {
             .map(LocationId::new_unchecked)
             .ok_or_else(|| StorageError::UnknownOrder(order_id.to_owned()))?;
         let deadline = self.db_deadline();
-        crate::db::with_retry("cancel", || self.try_cancel_order(order_id, loc, deadline)).await
+        crate::infra::mysql::with_retry("cancel", || self.try_cancel_order(order_id, loc, deadline)).await
     }
 
     async fn try_cancel_order(
@@ -831,8 +831,8 @@ impl Storage {
         let sql = format!(
             "SELECT location_id, product_id, on_hand FROM stock \
              WHERE location_id IN ({}) AND product_id IN ({})",
-            crate::sync::marks(locations.len()),
-            crate::sync::marks(products.len())
+            crate::recovery::sync::marks(locations.len()),
+            crate::recovery::sync::marks(products.len())
         );
         let mut q = sqlx::query(&sql);
         for l in locations {
@@ -1017,7 +1017,7 @@ impl Storage {
 /// The stock keys of some products at some locations, built into one buffer: a page reads up to
 /// thousands of keys per request, and formatting each on its own was a tenth of a read's time.
 /// Keys of one location differ only in the product id at their end
-/// ([`crate::redis_stock::Keys::stock`]), so the rest is formatted once per location.
+/// ([`crate::infra::keys::Keys::stock`]), so the rest is formatted once per location.
 struct StockKeys {
     bytes: Vec<u8>,
     /// Where each key ends in `bytes`, location by location, products in order.
@@ -1027,7 +1027,7 @@ struct StockKeys {
 
 impl StockKeys {
     fn new(
-        keys: &crate::redis_stock::Keys,
+        keys: &crate::infra::keys::Keys,
         locations: &[LocationId],
         products: &[ProductId],
     ) -> Self {
@@ -1106,7 +1106,7 @@ mod stock_key_tests {
 
     #[test]
     fn stock_keys_are_the_keys_of_their_locations_and_products() {
-        let keys = crate::redis_stock::Keys::new("t:");
+        let keys = crate::infra::keys::Keys::new("t:");
         let locations = [LocationId::new_unchecked(1), LocationId::new_unchecked(42)];
         let products = [
             ProductId::new_unchecked(1),

@@ -162,7 +162,7 @@ pub(crate) async fn lock_stock_rows(
         let sql = format!(
             "SELECT product_id FROM stock WHERE location_id = ? AND product_id IN ({}) \
              ORDER BY product_id FOR UPDATE",
-            crate::sync::marks(chunk.len())
+            crate::recovery::sync::marks(chunk.len())
         );
         let mut q = sqlx::query(&sql).bind(loc.get());
         for p in chunk {

@@ -23,16 +23,18 @@
 //!   accepted — and its stock keys are set from MySQL inside the same transaction, under its row
 //!   locks, before any new order can use the figures a reload computed without it.
 
-use crate::db::with_retry;
+pub use crate::infra::keys::GROUP;
+
+use crate::infra::mysql::with_retry;
 use crate::error::{StorageError, StorageResult};
 use crate::formats::{EventKind, StreamEvent};
-use crate::ledger::{insert_movements, insert_orders, Reason, ROWS_PER_STATEMENT};
+use crate::orders::ledger::{insert_movements, insert_orders, Reason, ROWS_PER_STATEMENT};
 use crate::model::{Order, OrderStatus};
-use crate::redis_stock::{decode_lines, GROUP};
+use crate::formats::decode_lines;
 use crate::scripts::ack::{Ack, AckEvent};
 use crate::scripts::dead::DeadLetter;
 use crate::scripts::reject::{Reject, Rejection};
-use crate::sync::{marks, SyncMode};
+use crate::recovery::sync::{marks, SyncMode};
 use crate::Storage;
 use redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply,
@@ -177,7 +179,7 @@ struct State {
     /// The current wait between reads while no new event comes.
     idle: Duration,
     /// The consumer's own connection for its reads, and the circuit's trip count when opened.
-    reader: Option<(crate::circuit::GuardedConn, u64)>,
+    reader: Option<(crate::infra::circuit::GuardedConn, u64)>,
 }
 
 impl State {
@@ -812,7 +814,7 @@ async fn vanished(store: &Storage, events: &[&Event]) -> StorageResult<BTreeSet<
 struct Classified<'a> {
     new_orders: Vec<(Order, LocationId)>,
     /// The `Idempotency-Key` of new orders placed with one, by order id.
-    keys: HashMap<String, crate::idempotency::IdempotencyRequest>,
+    keys: HashMap<String, crate::orders::idempotency::IdempotencyRequest>,
     cancels: Vec<&'a Event>,
     /// The events that change MySQL, in stream order.
     fresh: Vec<&'a Event>,
@@ -962,12 +964,12 @@ async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Applied> {
     // One order per Idempotency-Key: an order whose key MySQL holds for another order (Redis lost
     // the key's claim while that one was on its way here) is persisted as rejected. The key rows
     // are locked before the stock rows, as on every path.
-    let keyed: Vec<(&crate::idempotency::IdempotencyRequest, &Order)> = new_orders
+    let keyed: Vec<(&crate::orders::idempotency::IdempotencyRequest, &Order)> = new_orders
         .iter()
         .filter_map(|(o, _)| keys.get(&o.order_id).map(|k| (k, o)))
         .collect();
     let held_by_another =
-        crate::idempotency::keep_redis_keys(&mut tx, &keyed, store.config.idempotency_ttl_secs)
+        crate::orders::idempotency::keep_redis_keys(&mut tx, &keyed, store.config.idempotency_ttl_secs)
             .await?;
     let start = lock_stock(&mut tx, &touched).await?;
     // What MySQL holds must cover the batch as a whole. Not each prefix of the stream: the writes

@@ -7,7 +7,7 @@
 use crate::consumer::{self, ConsumerConfig, ConsumerStats};
 use crate::error::{StorageError, StorageResult};
 use crate::scripts::lease::{Lease, LeaseOp};
-use crate::sync::SyncMode;
+use crate::recovery::sync::SyncMode;
 use crate::Storage;
 use serde::Serialize;
 use sqlx::Row;

@@ -128,7 +128,7 @@ pub(crate) async fn keep_redis_keys(
 ) -> StorageResult<HashMap<String, String>> {
     record_redis_keys(conn, keyed, ttl_secs).await?;
     let mut held: HashMap<(String, String), String> = HashMap::new();
-    for chunk in keyed.chunks(crate::ledger::ROWS_PER_STATEMENT) {
+    for chunk in keyed.chunks(crate::orders::ledger::ROWS_PER_STATEMENT) {
         // A locking read: it sees the row as committed last, not as of the transaction's start.
         let sql = format!(
             "SELECT scope, idem_key, order_id FROM idempotency_keys WHERE {} FOR UPDATE",
@@ -161,7 +161,7 @@ async fn record_redis_keys(
     keyed: &[(&IdempotencyRequest, &Order)],
     ttl_secs: u64,
 ) -> StorageResult<()> {
-    for chunk in keyed.chunks(crate::ledger::ROWS_PER_STATEMENT) {
+    for chunk in keyed.chunks(crate::orders::ledger::ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO idempotency_keys (scope, idem_key, fingerprint, order_id, expires_at) \
              VALUES {} ON DUPLICATE KEY UPDATE \

@@ -1,0 +1,9 @@
+//! Redis repaired from MySQL: loading and re-syncing stock keys at a consistent point
+//! ([`sync`]: key loads, stale keys, recovery after an outage), and the reconciliation pass with
+//! its epochs and data-loss records ([`reconcile`]).
+
+pub(crate) mod reconcile;
+pub(crate) mod sync;
+
+pub use reconcile::ReconcileReport;
+pub use sync::{SyncMode, SyncedKey};
