@@ -9,9 +9,9 @@ use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags};
 use sf_persistence::catalog::{LocationChange, ProductChange};
+use sf_persistence::db_lock::StockTarget;
 use sf_persistence::infra::jobs::{recent_runs, JobKind, RunOutcome};
 use sf_persistence::orders::Reason;
-use sf_persistence::db_lock::StockTarget;
 use sf_routing::{Coordinates, LocationId, LocationKind};
 use std::sync::Arc;
 

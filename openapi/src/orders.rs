@@ -8,8 +8,8 @@ use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
 use sf_persistence::db_lock::{DbLockOrder, Placed};
-use sf_persistence::orders::IdempotencyRequest;
 use sf_persistence::model::OrderPath;
+use sf_persistence::orders::IdempotencyRequest;
 use std::sync::Arc;
 
 #[derive(Tags)]

@@ -20,13 +20,13 @@
 //! Groups run inside the write's own task ([`Storage::place_db_lock`] is called from one), so a
 //! client that goes away never cuts a group short.
 
-use crate::orders::build::build_order;
-use crate::infra::mysql::with_retry;
 use crate::db_lock::{Attempt, DbLockOrder, Placed};
 use crate::error::{StorageError, StorageResult};
+use crate::infra::mysql::with_retry;
+use crate::model::{Order, OrderPath, OrderStatus};
+use crate::orders::build::build_order;
 use crate::orders::idempotency::{claim_mysql, complete_mysql, Claim};
 use crate::orders::ledger::{insert_orders, Reason};
-use crate::model::{Order, OrderPath, OrderStatus};
 use crate::Storage;
 use sf_routing::{Candidate, LocationId, ProductId};
 use sqlx::Row;

@@ -2,8 +2,8 @@
 //! by a delta; recorded in the ledger and applied to Redis as a change, like any MySQL-first
 //! write.
 
-use crate::infra::mysql::with_retry;
 use crate::error::{StorageError, StorageResult};
+use crate::infra::mysql::with_retry;
 use crate::orders::ledger::{change_mysql_stock, insert_movements, Reason};
 use crate::Storage;
 use sf_routing::{LocationId, ProductId};

@@ -123,7 +123,10 @@ impl OrderRecord {
     /// Reads a stored order and the `Idempotency-Key` it was placed with, if the record has one.
     pub fn decode_keyed(
         json: &str,
-    ) -> StorageResult<(Order, Option<crate::orders::idempotency::IdempotencyRequest>)> {
+    ) -> StorageResult<(
+        Order,
+        Option<crate::orders::idempotency::IdempotencyRequest>,
+    )> {
         let r: Self = serde_json::from_str(json)
             .map_err(|e| StorageError::Internal(format!("unreadable order record: {e}")))?;
         if r.v > Self::VERSION {

@@ -3,8 +3,8 @@
 //! health probes.
 
 use super::circuit::{self, Circuit};
-use crate::error::{StorageError, StorageResult};
 use super::Keys;
+use crate::error::{StorageError, StorageResult};
 use crate::{RedisPersistence, Storage, StorageOptions};
 
 impl Storage {

@@ -6,8 +6,8 @@
 
 use crate::consumer::{self, ConsumerConfig, ConsumerStats};
 use crate::error::{StorageError, StorageResult};
-use crate::scripts::lease::{Lease, LeaseOp};
 use crate::recovery::sync::SyncMode;
+use crate::scripts::lease::{Lease, LeaseOp};
 use crate::Storage;
 use serde::Serialize;
 use sqlx::Row;

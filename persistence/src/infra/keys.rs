@@ -70,4 +70,3 @@ impl Keys {
         format!("{}lease:{}", self.prefix, job)
     }
 }
-

@@ -7,8 +7,8 @@
 //! against MySQL, and finally `sync.lua` recomputes and sets the keys atomically in Redis.
 
 use crate::error::{StorageError, StorageResult};
-use crate::model::OrderStatus;
 use crate::formats::decode_lines;
+use crate::model::OrderStatus;
 use crate::scripts::sync::{SyncKeys, Synced};
 use crate::Storage;
 use redis::streams::StreamRangeReply;

@@ -8,8 +8,8 @@
 //! - Reply: the number of events acknowledged (fewer than given when some were no longer pending).
 
 use super::{unexpected, Invocation};
-use crate::infra::circuit::GuardedConn;
 use crate::error::StorageResult;
+use crate::infra::circuit::GuardedConn;
 use crate::infra::keys::{Keys, GROUP};
 use redis::Script;
 use sf_routing::LocationId;

@@ -7,8 +7,8 @@
 //!   `check` mode) — see [`Adjusted`].
 
 use super::{line_index, unexpected, Invocation, Replication};
-use crate::infra::circuit::GuardedConn;
 use crate::error::StorageResult;
+use crate::infra::circuit::GuardedConn;
 use crate::infra::keys::Keys;
 use redis::Script;
 use sf_routing::{LocationId, ProductId};

@@ -7,10 +7,10 @@
 //!   rejected — see [`Cancelled`].
 
 use super::{unexpected, Invocation};
-use crate::infra::circuit::GuardedConn;
 use crate::error::StorageResult;
-use crate::model::OrderItem;
+use crate::infra::circuit::GuardedConn;
 use crate::infra::keys::Keys;
+use crate::model::OrderItem;
 use redis::Script;
 use sf_routing::{LocationId, ProductId};
 use std::sync::LazyLock;

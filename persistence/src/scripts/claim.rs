@@ -8,9 +8,9 @@
 //!   see [`Claim`].
 
 use super::{unexpected, Invocation};
-use crate::infra::circuit::GuardedConn;
 use crate::error::StorageResult;
 use crate::formats::ClaimRecord;
+use crate::infra::circuit::GuardedConn;
 use redis::Script;
 use std::sync::LazyLock;
 use std::time::Duration;

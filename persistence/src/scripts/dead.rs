@@ -7,8 +7,8 @@
 //! - Reply: 1 moved, 0 no longer in the stream.
 
 use super::{unexpected, Invocation};
-use crate::infra::circuit::GuardedConn;
 use crate::error::StorageResult;
+use crate::infra::circuit::GuardedConn;
 use crate::infra::keys::{Keys, GROUP};
 use redis::Script;
 use sf_routing::LocationId;

@@ -8,8 +8,8 @@
 //! - Reply: 1 done, 0 held by someone else or expired.
 
 use super::{unexpected, Invocation};
-use crate::infra::circuit::GuardedConn;
 use crate::error::StorageResult;
+use crate::infra::circuit::GuardedConn;
 use redis::Script;
 use std::sync::LazyLock;
 use std::time::Duration;

@@ -34,8 +34,8 @@ pub mod reject;
 pub mod reserve;
 pub mod sync;
 
-use crate::infra::circuit::GuardedConn;
 use crate::error::{StorageError, StorageResult};
+use crate::infra::circuit::GuardedConn;
 use redis::Script;
 use std::fmt::Debug;
 

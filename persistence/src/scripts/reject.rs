@@ -7,8 +7,8 @@
 //!   [`Mark`].
 
 use super::{unexpected, Invocation};
-use crate::infra::circuit::GuardedConn;
 use crate::error::StorageResult;
+use crate::infra::circuit::GuardedConn;
 use crate::infra::keys::Keys;
 use redis::Script;
 use sf_routing::LocationId;

@@ -7,9 +7,9 @@
 //!   (`i` 1-based) — see [`Decision`].
 
 use super::{line_index, unexpected, Invocation, Replication};
-use crate::infra::circuit::GuardedConn;
 use crate::error::StorageResult;
 use crate::formats::encode_lines;
+use crate::infra::circuit::GuardedConn;
 use crate::infra::keys::Keys;
 use redis::Script;
 use sf_routing::{LocationId, OrderLines};

@@ -11,8 +11,8 @@
 //!   [`Synced::Moved`]: the marker changed while the caller read, and nothing was set.
 
 use super::{unexpected, Invocation};
-use crate::infra::circuit::GuardedConn;
 use crate::error::StorageResult;
+use crate::infra::circuit::GuardedConn;
 use crate::infra::keys::Keys;
 use crate::recovery::sync::{SyncMode, SyncedKey};
 use redis::Script;

@@ -1,0 +1,189 @@
+//! Operators' changes to locations and products: each reaches the in-memory copies of this
+//! instance at once, and of the others within seconds.
+
+use super::pages::page_end;
+use super::*;
+
+use crate::error::{StorageError, StorageResult};
+use crate::model::{Location, Product};
+use crate::Storage;
+use sf_routing::{Coordinates, LocationId, LocationKind, ProductId};
+
+/// Fields an operator may change on a location; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct LocationChange {
+    pub name: Option<String>,
+    pub coordinates: Option<Coordinates>,
+    pub active: Option<bool>,
+}
+
+/// Fields an operator may change on a product; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct ProductChange {
+    pub name: Option<String>,
+    pub price: Option<i64>,
+    pub active: Option<bool>,
+}
+
+/// A unique-key violation becomes a client conflict here, in one place.
+fn conflict_on_duplicate(e: sqlx::Error, what: impl FnOnce() -> String) -> StorageError {
+    let e = StorageError::from(e);
+    if e.is_duplicate_key() {
+        StorageError::Conflict(what())
+    } else {
+        e
+    }
+}
+
+impl Storage {
+    /// Opens a warehouse or store. It takes part in routing at once on this instance, and within
+    /// a few seconds on the others.
+    pub async fn create_location(
+        &self,
+        kind: LocationKind,
+        name: &str,
+        at: Coordinates,
+    ) -> StorageResult<Location> {
+        self.in_time(self.db_deadline(), async {
+            let id = sqlx::query(
+                "INSERT INTO locations (kind, name, latitude, longitude) VALUES (?, ?, ?, ?)",
+            )
+            .bind(kind.as_str())
+            .bind(name)
+            .bind(at.latitude())
+            .bind(at.longitude())
+            .execute(&self.db)
+            .await?
+            .last_insert_id();
+            self.refresh_locations().await?;
+            self.locations()
+                .get(LocationId::new_unchecked(id))
+                .cloned()
+                .ok_or(StorageError::UnknownLocation(LocationId::new_unchecked(id)))
+        })
+        .await
+    }
+
+    /// Renames, moves, deactivates or reactivates a location. A deactivated location is never
+    /// chosen by routing; its stock and orders stay.
+    pub async fn update_location(
+        &self,
+        id: LocationId,
+        change: LocationChange,
+    ) -> StorageResult<Location> {
+        self.in_time(self.db_deadline(), async {
+            sqlx::query(
+                "UPDATE locations SET name = COALESCE(?, name), latitude = COALESCE(?, latitude), \
+             longitude = COALESCE(?, longitude), active = COALESCE(?, active) WHERE id = ?",
+            )
+            .bind(change.name)
+            .bind(change.coordinates.map(|c| c.latitude()))
+            .bind(change.coordinates.map(|c| c.longitude()))
+            .bind(change.active)
+            .bind(id.get())
+            .execute(&self.db)
+            .await?;
+            self.refresh_locations().await?;
+            self.locations()
+                .get(id)
+                .cloned()
+                .ok_or(StorageError::UnknownLocation(id))
+        })
+        .await
+    }
+
+    pub async fn create_product(
+        &self,
+        sku: &str,
+        name: &str,
+        price: i64,
+    ) -> StorageResult<Product> {
+        self.in_time(self.db_deadline(), async {
+            let id = sqlx::query("INSERT INTO products (sku, name, price) VALUES (?, ?, ?)")
+                .bind(sku)
+                .bind(name)
+                .bind(price)
+                .execute(&self.db)
+                .await
+                .map_err(|e| {
+                    conflict_on_duplicate(e, || {
+                        format!("a product with SKU {sku:?} exists already")
+                    })
+                })?
+                .last_insert_id();
+            self.refresh_catalog().await?;
+            self.catalog_product(ProductId::new_unchecked(id))
+                .ok_or(StorageError::UnknownProduct(ProductId::new_unchecked(id)))
+        })
+        .await
+    }
+
+    /// Products as operators see them, active or not (`active` filters), in id order after the
+    /// cursor `after` (keyset pagination, like the shop's pages), read from MySQL; with the cursor
+    /// of the next page, `None` on the last.
+    pub async fn products_for_operators(
+        &self,
+        active: Option<bool>,
+        after: u64,
+        limit: u32,
+    ) -> StorageResult<(Vec<Product>, Option<u64>)> {
+        self.in_time(self.db_deadline(), async {
+            // One row more than asked for says whether a next page exists.
+            let rows = sqlx::query(
+                "SELECT id, sku, name, price, active FROM products \
+                 WHERE id > ? AND (? IS NULL OR active = ?) ORDER BY id LIMIT ?",
+            )
+            .bind(after)
+            .bind(active)
+            .bind(active)
+            .bind(limit + 1)
+            .fetch_all(&self.db)
+            .await?;
+            let mut items = rows
+                .iter()
+                .map(product_from_row)
+                .collect::<StorageResult<Vec<_>>>()?;
+            let next = page_end(&mut items, limit as usize, |p| p.product_id);
+            Ok((items, next))
+        })
+        .await
+    }
+
+    /// One product as operators see it, active or not (MySQL).
+    pub async fn product_for_operators(&self, id: ProductId) -> StorageResult<Product> {
+        self.in_time(self.db_deadline(), async {
+            let row = sqlx::query("SELECT id, sku, name, price, active FROM products WHERE id = ?")
+                .bind(id.get())
+                .fetch_optional(&self.db)
+                .await?
+                .ok_or(StorageError::UnknownProduct(id))?;
+            product_from_row(&row)
+        })
+        .await
+    }
+
+    /// Renames, reprices, deactivates or reactivates a product. A new price applies to orders
+    /// placed from now on; a deactivated product cannot be ordered.
+    pub async fn update_product(
+        &self,
+        id: ProductId,
+        change: ProductChange,
+    ) -> StorageResult<Product> {
+        self.in_time(self.db_deadline(), async {
+            sqlx::query(
+                "UPDATE products SET name = COALESCE(?, name), price = COALESCE(?, price), \
+             active = COALESCE(?, active) WHERE id = ?",
+            )
+            .bind(change.name)
+            .bind(change.price)
+            .bind(change.active)
+            .bind(id.get())
+            .execute(&self.db)
+            .await?;
+            self.refresh_catalog().await?;
+            self.catalog_product(id)
+                .ok_or(StorageError::UnknownProduct(id))
+        })
+        .await
+    }
+}

@@ -1,0 +1,303 @@
+//! The shop's product pages: a list page (each product with its stock summed over the active
+//! locations) and one product with its stock per active location, from MySQL or from Redis.
+
+use super::*;
+
+use crate::error::{StorageError, StorageResult};
+use crate::model::{Page, Product, StockLevel, StockSource};
+use crate::Storage;
+use sf_routing::{LocationId, ProductId};
+use sqlx::Row;
+use std::sync::Arc;
+
+/// A product as a list page shows it: its stock summed over the active locations instead of the
+/// stock per location.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedProduct {
+    pub product_id: u64,
+    pub name: String,
+    pub price: i64,
+    /// The sum over the active locations (a location's figure counts as 0 when it is below 0: it
+    /// sells nothing).
+    pub total_quantity: i64,
+}
+
+/// Active products in id order after a cursor (keyset pagination: no count, no offset).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProductsAfter {
+    pub items: Vec<ListedProduct>,
+    /// The cursor of the next page (the id of this page's last product), `None` on the last page.
+    pub next: Option<u64>,
+    pub source: StockSource,
+}
+
+/// One active product with its stock at every active location, by location id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProductStock {
+    pub product: Product,
+    pub stock: Vec<StockLevel>,
+    pub source: StockSource,
+}
+
+impl ProductStock {
+    /// The sum over the locations, as a list page shows it.
+    pub fn total_quantity(&self) -> i64 {
+        total(self.stock.iter().map(|s| s.quantity))
+    }
+}
+
+/// Stock summed over locations; a figure below 0 (Redis after a change taken back, until its
+/// re-sync) sells nothing and counts as 0.
+fn total(quantities: impl Iterator<Item = i64>) -> i64 {
+    quantities.map(|q| q.max(0)).sum()
+}
+
+impl Storage {
+    /// Active products by id, a page at a time, with their count (MySQL; the store's product
+    /// list).
+    pub async fn products_page(&self, page: u32, size: u32) -> StorageResult<Page<Product>> {
+        self.in_time(self.db_deadline(), async {
+            let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products WHERE active")
+                .fetch_one(&self.db)
+                .await?;
+            let rows = sqlx::query(
+                "SELECT id, sku, name, price, active FROM products WHERE active ORDER BY id LIMIT ? OFFSET ?",
+            )
+            .bind(size)
+            .bind(u64::from(page) * u64::from(size))
+            .fetch_all(&self.db)
+            .await?;
+            Ok(Page {
+                items: rows
+                    .iter()
+                    .map(product_from_row)
+                    .collect::<StorageResult<_>>()?,
+                total: total as u64,
+            })
+        })
+        .await
+    }
+
+    /// The stock mirror the product pages read Redis through, on one server (see
+    /// [`StockMirror`]).
+    fn page_mirror<'a>(&self, catalog: &'a Catalog) -> Option<&'a StockMirror> {
+        (!self.redis_settings.is_cluster()).then_some(&*catalog.mirror)
+    }
+
+    /// Up to `limit` active products with an id above `after`, each with its on-hand stock summed
+    /// over the active locations (MySQL: one statement, an index range of the products and, per
+    /// product, the sum of its stock rows; no temporary table, no sort).
+    pub async fn products_after(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> StorageResult<Arc<ProductsAfter>> {
+        let catalog = self.catalog();
+        catalog
+            .reads
+            .mysql_lists
+            .read((after, limit), || self.read_products_after(after, limit))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn read_products_after(&self, after: u64, limit: u32) -> StorageResult<ProductsAfter> {
+        self.in_time(self.db_deadline(), async {
+            // One row more than asked for says whether a next page exists.
+            let rows = sqlx::query(
+                "SELECT p.id, p.name, p.price, \
+                 (SELECT CAST(COALESCE(SUM(s.on_hand), 0) AS SIGNED) FROM stock s \
+                  JOIN locations l ON l.id = s.location_id AND l.active \
+                  WHERE s.product_id = p.id) AS total \
+                 FROM products p WHERE p.active AND p.id > ? ORDER BY p.id LIMIT ?",
+            )
+            .bind(after)
+            .bind(limit + 1)
+            .fetch_all(&self.db)
+            .await?;
+            let mut items = rows
+                .iter()
+                .map(|r| {
+                    Ok(ListedProduct {
+                        product_id: r.try_get("id")?,
+                        name: r.try_get("name")?,
+                        price: r.try_get("price")?,
+                        total_quantity: r.try_get("total")?,
+                    })
+                })
+                .collect::<StorageResult<Vec<_>>>()?;
+            let next = page_end(&mut items, limit as usize, |p| p.product_id);
+            Ok(ProductsAfter {
+                items,
+                next,
+                source: StockSource::Mysql,
+            })
+        })
+        .await
+    }
+
+    /// Up to `limit` active products with an id above `after`, from the in-memory catalogue,
+    /// each with its sellable stock summed over the active locations from Redis (one read of the
+    /// whole page, see [`Storage::read_stock`]); MySQL's on-hand while Redis is not trusted.
+    pub async fn redis_products_after(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> StorageResult<Arc<ProductsAfter>> {
+        let catalog = self.catalog();
+        let start = catalog.active.partition_point(|p| p.get() <= after);
+        let end = start
+            .saturating_add(limit as usize)
+            .min(catalog.active.len());
+        catalog
+            .reads
+            .redis_lists
+            .read((start, end), || async {
+                let ids = &catalog.active[start..end];
+                let sites = self.locations();
+                let locations: Vec<LocationId> = sites.active.iter().map(|(l, _)| *l).collect();
+                let (stock, source) = self
+                    .read_stock_with(&locations, ids, self.page_mirror(&catalog))
+                    .await?;
+                let items = ids
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, id)| {
+                        let p = catalog.products.get(id)?;
+                        Some(ListedProduct {
+                            product_id: p.product_id,
+                            name: p.name.clone(),
+                            price: p.price,
+                            total_quantity: total(stock.iter().map(|at| at[i])),
+                        })
+                    })
+                    .collect();
+                Ok(ProductsAfter {
+                    items,
+                    next: (end < catalog.active.len())
+                        .then(|| ids.last().map(|p| p.get()))
+                        .flatten(),
+                    source,
+                })
+            })
+            .await
+    }
+
+    /// One active product and its on-hand stock at every active location (MySQL, one statement).
+    pub async fn product_with_stock(&self, id: ProductId) -> StorageResult<Arc<ProductStock>> {
+        let catalog = self.catalog();
+        catalog
+            .reads
+            .mysql_products
+            .read(id, || self.read_product_with_stock(id))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn read_product_with_stock(&self, id: ProductId) -> StorageResult<ProductStock> {
+        self.in_time(self.db_deadline(), async {
+            let rows = sqlx::query(
+                "SELECT p.id, p.sku, p.name, p.price, p.active, s.location_id, \
+                 CAST(l.kind AS CHAR) AS kind, s.on_hand FROM products p \
+                 LEFT JOIN (stock s JOIN locations l ON l.id = s.location_id AND l.active) \
+                 ON s.product_id = p.id \
+                 WHERE p.id = ? AND p.active ORDER BY s.location_id",
+            )
+            .bind(id.get())
+            .fetch_all(&self.db)
+            .await?;
+            let product = product_from_row(rows.first().ok_or(StorageError::UnknownProduct(id))?)?;
+            let mut stock = Vec::with_capacity(rows.len());
+            for r in &rows {
+                // A product without stock rows comes back as one row without a location.
+                let Some(location_id) = r.try_get::<Option<u64>, _>("location_id")? else {
+                    continue;
+                };
+                stock.push(StockLevel {
+                    location_id,
+                    location_type: kind(r.try_get("kind")?)?,
+                    quantity: r.try_get("on_hand")?,
+                });
+            }
+            Ok(ProductStock {
+                product,
+                stock,
+                source: StockSource::Mysql,
+            })
+        })
+        .await
+    }
+
+    /// One active product (from the in-memory catalogue) and its sellable stock at every active
+    /// location from Redis (one read, see [`Storage::read_stock`]); MySQL's on-hand while Redis
+    /// is not trusted.
+    pub async fn redis_product_with_stock(
+        &self,
+        id: ProductId,
+    ) -> StorageResult<Arc<ProductStock>> {
+        let catalog = self.catalog();
+        let product = catalog
+            .products
+            .get(&id)
+            .filter(|p| p.active)
+            .ok_or(StorageError::UnknownProduct(id))?;
+        catalog
+            .reads
+            .redis_products
+            .read(id, || async {
+                let sites = self.locations();
+                let locations: Vec<LocationId> = sites.active.iter().map(|(l, _)| *l).collect();
+                let (stock, source) = self
+                    .read_stock_with(&locations, &[id], self.page_mirror(&catalog))
+                    .await?;
+                Ok(ProductStock {
+                    product: product.clone(),
+                    stock: sites
+                        .active
+                        .iter()
+                        .zip(stock)
+                        .map(|((loc, kind), at)| StockLevel {
+                            location_id: loc.get(),
+                            location_type: *kind,
+                            quantity: at.first().copied().unwrap_or(0),
+                        })
+                        .collect(),
+                    source,
+                })
+            })
+            .await
+    }
+}
+
+/// Cuts `items` (read with one more than `limit`) to the page, and gives the cursor of the next
+/// page: the last id shown, when more follow.
+pub(super) fn page_end<T>(items: &mut Vec<T>, limit: usize, id: impl Fn(&T) -> u64) -> Option<u64> {
+    if items.len() <= limit {
+        return None;
+    }
+    items.truncate(limit);
+    items.last().map(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_ends_with_the_cursor_of_the_next_only_when_one_follows() {
+        let mut v = vec![1, 2, 3];
+        assert_eq!(page_end(&mut v, 3, |x| *x), None);
+        assert_eq!(v, [1, 2, 3]);
+        let mut v = vec![1, 2, 3, 4];
+        assert_eq!(page_end(&mut v, 3, |x| *x), Some(3));
+        assert_eq!(v, [1, 2, 3]);
+        let mut v: Vec<u64> = vec![];
+        assert_eq!(page_end(&mut v, 3, |x| *x), None);
+    }
+
+    #[test]
+    fn totals_count_a_figure_below_zero_as_zero() {
+        assert_eq!(total([3, -2, 4].into_iter()), 7);
+        assert_eq!(total(std::iter::empty()), 0);
+    }
+}

@@ -1,0 +1,336 @@
+//! Stock reads for the Redis path's routes: per location from Redis or MySQL, nearby stores
+//! for same-day delivery, and pickup alternatives.
+
+use crate::error::{StorageError, StorageResult};
+use crate::model::StockSource;
+use crate::Storage;
+use sf_routing::{eligible, LocationId, LocationKind, OrderLines, ProductId};
+
+impl Storage {
+    /// Sellable stock of every (location, product), indexed `[location][product]`: from Redis
+    /// (loading the locations where a key is missing), or, while Redis is not trusted or does
+    /// not answer, MySQL's on-hand figures (which still count units of Redis-path orders not yet
+    /// persisted), and the answer says which.
+    pub async fn read_stock(
+        &self,
+        locations: &[LocationId],
+        products: &[ProductId],
+    ) -> StorageResult<(Vec<Vec<i64>>, StockSource)> {
+        self.read_stock_with(locations, products, None).await
+    }
+
+    /// [`Storage::read_stock`], taking the Redis figures from `mirror` when it can give them
+    /// (the product pages, see [`crate::catalog::StockMirror`]).
+    pub(crate) async fn read_stock_with(
+        &self,
+        locations: &[LocationId],
+        products: &[ProductId],
+        mirror: Option<&crate::catalog::StockMirror>,
+    ) -> StorageResult<(Vec<Vec<i64>>, StockSource)> {
+        if products.is_empty() || locations.is_empty() {
+            return Ok((vec![Vec::new(); locations.len()], StockSource::Redis));
+        }
+        if self.circuit.trusted() {
+            match self.read_redis_stock(locations, products, mirror).await {
+                Ok(v) => return Ok((v, StockSource::Redis)),
+                Err(StorageError::Redis(e)) if crate::Circuit::unreachable(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.circuit
+            .mysql_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok((
+            self.read_mysql_stock(locations, products).await?,
+            StockSource::Mysql,
+        ))
+    }
+
+    /// MySQL's on-hand stock of every (location, product), indexed `[location][product]`, within
+    /// the MySQL deadline.
+    pub(super) async fn read_mysql_stock(
+        &self,
+        locations: &[LocationId],
+        products: &[ProductId],
+    ) -> StorageResult<Vec<Vec<i64>>> {
+        let sql = format!(
+            "SELECT location_id, product_id, on_hand FROM stock \
+             WHERE location_id IN ({}) AND product_id IN ({})",
+            crate::recovery::sync::marks(locations.len()),
+            crate::recovery::sync::marks(products.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for l in locations {
+            q = q.bind(l.get());
+        }
+        for p in products {
+            q = q.bind(p.get());
+        }
+        let rows = self
+            .in_time(self.db_deadline(), async {
+                Ok(q.fetch_all(&self.db).await?)
+            })
+            .await?;
+        let mut out = vec![vec![0; products.len()]; locations.len()];
+        for r in rows {
+            use sqlx::Row;
+            let l: u64 = r.try_get("location_id")?;
+            let p: u64 = r.try_get("product_id")?;
+            let (Some(li), Some(pi)) = (
+                locations.iter().position(|x| x.get() == l),
+                products.iter().position(|x| x.get() == p),
+            ) else {
+                continue;
+            };
+            out[li][pi] = r.try_get("on_hand")?;
+        }
+        Ok(out)
+    }
+
+    /// Redis stock of every (location, product), loading the locations where a key is missing.
+    pub(super) async fn read_redis_stock(
+        &self,
+        locations: &[LocationId],
+        products: &[ProductId],
+        mut mirror: Option<&crate::catalog::StockMirror>,
+    ) -> StorageResult<Vec<Vec<i64>>> {
+        let mut pipe = None;
+        for _ in 0..3 {
+            let mirrored = match mirror {
+                Some(m) => match m.read(self, locations, products).await {
+                    Ok(values) => Some(values),
+                    // Redis is slow: asking again through the pool would only double the wait,
+                    // so the caller answers from MySQL now.
+                    Err(StorageError::Redis(e)) if e.is_timeout() => {
+                        return Err(StorageError::Redis(e))
+                    }
+                    Err(e) => {
+                        // The pooled connections, behind the circuit, read this one.
+                        tracing::debug!(error = %e, "stock mirror unavailable; reading redis");
+                        mirror = None;
+                        None
+                    }
+                },
+                None => None,
+            };
+            let flat: Vec<Option<i64>> = match mirrored {
+                Some(values) => values,
+                None => {
+                    let pipe = pipe.get_or_insert_with(|| self.stock_pipeline(locations, products));
+                    let per_location: Vec<Vec<Option<i64>>> = {
+                        let mut redis = self.conn().await?;
+                        pipe.query_async(&mut redis).await?
+                    };
+                    per_location.into_iter().flatten().collect()
+                }
+            };
+            let mut missing = Vec::new();
+            for (li, loc) in locations.iter().enumerate() {
+                let row = &flat[li * products.len()..(li + 1) * products.len()];
+                if row.iter().any(Option::is_none) {
+                    missing.push(*loc);
+                }
+            }
+            if missing.is_empty() {
+                return Ok(flat
+                    .chunks(products.len().max(1))
+                    .map(|c| c.iter().map(|v| v.unwrap_or(0)).collect())
+                    .collect());
+            }
+            for loc in missing {
+                self.load_keys(loc, products, self.db_deadline()).await?;
+            }
+        }
+        Err(StorageError::Unavailable(
+            "stock could not be loaded into redis".into(),
+        ))
+    }
+
+    /// Reads the stock keys of `products` at `locations`, location by location: one MGET of
+    /// every key, one command for Redis to run whatever the number of locations. A cluster
+    /// refuses keys of several slots in one command, so there it is one MGET per location (its
+    /// keys share a hash tag), sent to each shard at once.
+    pub(super) fn stock_pipeline(
+        &self,
+        locations: &[LocationId],
+        products: &[ProductId],
+    ) -> redis::Pipeline {
+        let keys = StockKeys::new(&self.keys, locations, products);
+        let mut pipe = redis::pipe();
+        if self.redis_settings.is_cluster() {
+            for li in 0..locations.len() {
+                let mget = pipe.cmd("MGET");
+                for key in keys.at(li) {
+                    mget.arg(key);
+                }
+            }
+        } else {
+            let mget = pipe.cmd("MGET");
+            for li in 0..locations.len() {
+                for key in keys.at(li) {
+                    mget.arg(key);
+                }
+            }
+        }
+        pipe
+    }
+
+    /// Other active stores within `radius_km` of `store`, nearest first, each with its Redis
+    /// stock of `products` (in that order).
+    pub async fn nearby_stock(
+        &self,
+        store: LocationId,
+        products: &[ProductId],
+        radius_km: f64,
+    ) -> StorageResult<(Vec<(sf_routing::Candidate, String, Vec<i64>)>, StockSource)> {
+        let locations = self.locations();
+        let Some(site) = locations.index.get(store) else {
+            return Ok((Vec::new(), StockSource::Redis));
+        };
+        let nearby: Vec<_> = locations
+            .index
+            .within(LocationKind::Store, site.coordinates, radius_km)
+            .into_iter()
+            .filter(|c| c.location != store)
+            .collect();
+        let locs: Vec<LocationId> = nearby.iter().map(|c| c.location).collect();
+        let (stock, source) = self.read_stock(&locs, products).await?;
+        Ok((
+            nearby
+                .into_iter()
+                .zip(stock)
+                .map(|(c, s)| {
+                    let name = locations
+                        .index
+                        .get(c.location)
+                        .map(|x| x.name.clone())
+                        .unwrap_or_default();
+                    (c, name, s)
+                })
+                .collect(),
+            source,
+        ))
+    }
+
+    /// Nearby stores (within the same-day radius of `store`) that can fill every line, nearest
+    /// first, by their Redis stock.
+    pub async fn pickup_alternatives(
+        &self,
+        lines: &OrderLines,
+        store: LocationId,
+    ) -> StorageResult<Vec<crate::Alternative>> {
+        let products: Vec<ProductId> = lines.products().collect();
+        let (nearby, _) = self
+            .nearby_stock(store, &products, self.config.same_day_radius_km)
+            .await?;
+        let candidates: Vec<_> = nearby.iter().map(|(c, _, _)| *c).collect();
+        let good = eligible(&candidates, lines, |loc, p| {
+            let (_, _, stock) = nearby.iter().find(|(c, _, _)| c.location == loc)?;
+            Some(stock[products.iter().position(|x| *x == p)?])
+        });
+        Ok(good
+            .into_iter()
+            .map(|c| crate::Alternative {
+                store_id: c.location.get(),
+                name: nearby
+                    .iter()
+                    .find(|(x, _, _)| x.location == c.location)
+                    .map(|(_, n, _)| n.clone())
+                    .unwrap_or_default(),
+                distance_km: c.distance_km.map(|d| (d * 1000.0).round() / 1000.0),
+            })
+            .collect())
+    }
+}
+
+/// The stock keys of some products at some locations, built into one buffer: a page reads up to
+/// thousands of keys per request, and formatting each on its own was a tenth of a read's time.
+/// Keys of one location differ only in the product id at their end
+/// ([`crate::infra::keys::Keys::stock`]), so the rest is formatted once per location.
+pub(super) struct StockKeys {
+    bytes: Vec<u8>,
+    /// Where each key ends in `bytes`, location by location, products in order.
+    ends: Vec<usize>,
+    per_location: usize,
+}
+
+impl StockKeys {
+    pub(super) fn new(
+        keys: &crate::infra::keys::Keys,
+        locations: &[LocationId],
+        products: &[ProductId],
+    ) -> Self {
+        let mut bytes = Vec::with_capacity(locations.len() * products.len() * 32);
+        let mut ends = Vec::with_capacity(locations.len() * products.len());
+        let one = ProductId::new_unchecked(1);
+        for loc in locations {
+            let sample = keys.stock(*loc, one);
+            let prefix = sample
+                .strip_suffix('1')
+                .expect("a stock key ends with its product id");
+            for p in products {
+                let start = bytes.len();
+                bytes.extend_from_slice(prefix.as_bytes());
+                push_decimal(&mut bytes, p.get());
+                ends.push(bytes.len());
+                debug_assert_eq!(&bytes[start..], keys.stock(*loc, *p).as_bytes());
+            }
+        }
+        Self {
+            bytes,
+            ends,
+            per_location: products.len(),
+        }
+    }
+
+    /// The keys at the `li`-th location.
+    pub(super) fn at(&self, li: usize) -> impl Iterator<Item = &[u8]> {
+        let first = li * self.per_location;
+        (first..first + self.per_location).map(move |i| self.key(i))
+    }
+
+    /// The `i`-th key, location by location, products in order.
+    pub(super) fn key(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+}
+
+pub(super) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+#[cfg(test)]
+mod stock_key_tests {
+    use super::*;
+
+    #[test]
+    fn stock_keys_are_the_keys_of_their_locations_and_products() {
+        let keys = crate::infra::keys::Keys::new("t:");
+        let locations = [LocationId::new_unchecked(1), LocationId::new_unchecked(42)];
+        let products = [
+            ProductId::new_unchecked(1),
+            ProductId::new_unchecked(10),
+            ProductId::new_unchecked(u64::MAX),
+        ];
+        let built = StockKeys::new(&keys, &locations, &products);
+        for (li, loc) in locations.iter().enumerate() {
+            let want: Vec<String> = products.iter().map(|p| keys.stock(*loc, *p)).collect();
+            let got: Vec<String> = built
+                .at(li)
+                .map(|k| String::from_utf8(k.to_vec()).unwrap())
+                .collect();
+            assert_eq!(got, want);
+        }
+    }
+}
