@@ -26,10 +26,8 @@ use poem_openapi::{ApiResponse, OpenApi, Tags};
 use sf_persistence::catalog::ProductStock;
 use sf_persistence::model::StockSource;
 use sf_routing::ProductId;
-use std::collections::HashMap;
-use std::hash::Hasher;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 #[derive(Tags)]
 pub enum CatalogTag {
@@ -140,11 +138,10 @@ fn render<T: serde::Serialize>(value: &T) -> ApiResult<Bytes> {
 /// equals the one an answer was rendered from (the product, every location's figure and the
 /// stock source) is the kept body and `ETag` sent again, instead of rendering and hashing the
 /// same bytes once more. A figure that moved renders anew, so no answer is older than its
-/// request. At most `most` products are kept (`PRODUCT_PAGES_KEPT`); past that the kept answers
-/// are dropped and kept again as they are asked for.
+/// request. At most `most` products are kept (`PRODUCT_PAGES_KEPT`), in a bounded cache that
+/// keeps the products asked for most (`quick_cache`'s CLOCK-Pro eviction).
 pub struct ProductPages {
-    most: usize,
-    kept: Mutex<HashMap<u64, Kept>>,
+    kept: Option<quick_cache::sync::Cache<u64, Arc<Kept>>>,
 }
 
 struct Kept {
@@ -157,8 +154,7 @@ impl ProductPages {
     /// Keeps the answers of at most `most` products (0: none).
     pub fn new(most: usize) -> Self {
         Self {
-            most,
-            kept: Mutex::default(),
+            kept: (most > 0).then(|| quick_cache::sync::Cache::new(most)),
         }
     }
 
@@ -170,32 +166,26 @@ impl ProductPages {
     ) -> ApiResult<Answer<ProductBody>> {
         let id = p.product.product_id;
         let source = p.source.as_str();
-        let hit = {
-            let kept = self.kept.lock().expect("product pages");
+        let hit = self.kept.as_ref().and_then(|kept| {
             kept.get(&id)
                 .filter(|k| Arc::ptr_eq(&k.stock, &p) || *k.stock == *p)
                 .map(|k| (k.body.clone(), k.etag.clone()))
-        };
+        });
         let (body, etag) = match hit {
             Some(hit) => hit,
             None => {
                 let body = render(&ProductBody::new(&p))?;
                 let etag = etag(&body, source);
-                if self.most == 0 {
-                    return Ok(Answer::of(body, etag, source, if_none_match));
+                if let Some(kept) = &self.kept {
+                    kept.insert(
+                        id,
+                        Arc::new(Kept {
+                            stock: p,
+                            body: body.clone(),
+                            etag: etag.clone(),
+                        }),
+                    );
                 }
-                let mut kept = self.kept.lock().expect("product pages");
-                if kept.len() >= self.most && !kept.contains_key(&id) {
-                    kept.clear();
-                }
-                kept.insert(
-                    id,
-                    Kept {
-                        stock: p,
-                        body: body.clone(),
-                        etag: etag.clone(),
-                    },
-                );
                 (body, etag)
             }
         };
@@ -204,7 +194,7 @@ impl ProductPages {
 
     /// How many products' answers are kept now.
     pub fn len(&self) -> usize {
-        self.kept.lock().expect("product pages").len()
+        self.kept.as_ref().map_or(0, |k| k.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -212,15 +202,15 @@ impl ProductPages {
     }
 }
 
-/// A strong `ETag` of an answer: a 64-bit hash of its body and `Stock-Source`, the two things it
-/// shows. `DefaultHasher::new()` has fixed keys, so every instance of one build computes the same
-/// tag; after an upgrade a copy may be fetched once more, never wrongly kept.
+/// A strong `ETag` of an answer: a 64-bit hash (XXH3, stable across builds and platforms, so
+/// every instance of a rolling deploy computes the same tag) of its body and `Stock-Source`, the
+/// two things it shows.
 fn etag(body: &[u8], source: &str) -> String {
-    let mut h = std::hash::DefaultHasher::new();
-    h.write(source.as_bytes());
-    h.write_u8(0);
-    h.write(body);
-    format!("\"{:016x}\"", h.finish())
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(source.as_bytes());
+    h.update(&[0]);
+    h.update(body);
+    format!("\"{:016x}\"", h.digest())
 }
 
 /// Whether an `If-None-Match` value names `etag`: `*`, or a list holding it, compared weakly

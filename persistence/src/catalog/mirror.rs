@@ -58,8 +58,8 @@ struct Mirrored {
     /// By product, then by location id: a product page reads one product at every location,
     /// which then lies together in memory.
     values: HashMap<u64, Vec<(u64, Slot)>, std::hash::BuildHasherDefault<IdHasher>>,
-    /// What every stock key starts with (`<prefix>{L`).
-    key_start: String,
+    /// The key names of the storage it mirrors (parses the stock keys Redis reports).
+    keys: crate::infra::Keys,
     /// Counts invalidations (a key, or everything).
     seq: u64,
     /// When everything was last forgotten.
@@ -79,7 +79,7 @@ impl Mirrored {
     fn invalidate(&mut self, key: &[u8]) {
         // Only stock keys are read on the connection, so only they are invalidated; anything
         // else is not understood, and everything is forgotten.
-        let Some(id) = stock_key_ids(&self.key_start, key) else {
+        let Some(id) = self.keys.parse_stock(key) else {
             return self.forget_all();
         };
         self.seq += 1;
@@ -331,7 +331,7 @@ impl StockMirror {
         let generation = {
             let mut copy = self.copy.lock().expect("stock mirror");
             copy.forget_all();
-            copy.key_start = format!("{}{{L", storage.keys.prefix());
+            copy.keys = storage.keys.clone();
             copy.generations += 1;
             copy.live = Some(copy.generations);
             copy.generations
@@ -356,7 +356,7 @@ impl StockMirror {
             for loc in locations.iter() {
                 tracking
                     .arg("PREFIX")
-                    .arg(format!("{}{{L{loc}}}:s:", storage.keys.prefix()));
+                    .arg(storage.keys.stock_prefix(LocationId::new_unchecked(*loc)));
             }
             let _: () = tracking.query_async(&mut conn).await?;
             Ok::<_, StorageError>(conn)
@@ -391,18 +391,6 @@ impl StockMirror {
     }
 }
 
-/// (location, product) of a stock key `<key_start><location>}:s:<product>`.
-fn stock_key_ids(key_start: &str, key: &[u8]) -> Option<(u64, u64)> {
-    let rest = std::str::from_utf8(key.strip_prefix(key_start.as_bytes())?).ok()?;
-    let (loc, product) = rest.split_once("}:s:")?;
-    let number = |s: &str| {
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse().ok())
-            .flatten()
-    };
-    Some((number(loc)?, number(product)?))
-}
-
 /// Hashes the mirror's (location, product) pairs: a multiply per word, where the standard
 /// hasher (built against hostile keys these are not) took a tenth of a product page's time.
 #[derive(Default)]
@@ -428,20 +416,9 @@ impl std::hash::Hasher for IdHasher {
 mod tests {
     use super::*;
 
-    #[test]
-    fn stock_keys_name_their_location_and_product() {
-        let start = "sf:{L";
-        assert_eq!(stock_key_ids(start, b"sf:{L12}:s:345"), Some((12, 345)));
-        assert_eq!(stock_key_ids(start, b"sf:{L12}:ev"), None);
-        assert_eq!(stock_key_ids(start, b"sf:{L12}:s:"), None);
-        assert_eq!(stock_key_ids(start, b"sf:{L}:s:3"), None);
-        assert_eq!(stock_key_ids(start, b"sf:{L1}:s:+3"), None);
-        assert_eq!(stock_key_ids(start, b"other:{L1}:s:3"), None);
-    }
-
     fn mirrored(generation: u64) -> Mirrored {
         Mirrored {
-            key_start: "sf:{L".into(),
+            keys: crate::infra::Keys::new("sf:"),
             live: Some(generation),
             ..Mirrored::default()
         }

@@ -92,35 +92,37 @@ pub async fn migrate(pool: &MySqlPool) -> StorageResult<()> {
 }
 
 /// Runs `attempt` again when MySQL aborted it for a deadlock or a lock wait timeout, so those never
-/// reach the client. Other errors are returned as they are.
-pub async fn with_retry<T, F, Fut>(what: &str, mut attempt: F) -> StorageResult<T>
+/// reach the client: up to 20 attempts, a few milliseconds apart (growing, with jitter). Other
+/// errors are returned as they are.
+pub async fn with_retry<T, F, Fut>(what: &str, attempt: F) -> StorageResult<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = StorageResult<T>>,
 {
-    const ATTEMPTS: u32 = 20;
-    let mut n = 0;
-    loop {
-        n += 1;
-        match attempt().await {
-            Err(e) if e.is_retryable() && n < ATTEMPTS => {
-                tracing::debug!(
-                    what,
-                    attempt = n,
-                    "transaction aborted by MySQL ({e}); retrying"
-                );
-                let jitter = rand::random::<u64>() % (2 * u64::from(n));
-                tokio::time::sleep(Duration::from_millis(jitter + u64::from(n))).await;
-            }
-            Err(e) if e.is_retryable() => {
-                tracing::warn!(
-                    what,
-                    attempts = n,
-                    "transaction still aborted after {n} attempts: {e}"
-                );
-                return Err(e);
-            }
-            other => return other,
+    use backon::{ExponentialBuilder, Retryable};
+    const ATTEMPTS: usize = 20;
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(1))
+        .with_max_delay(Duration::from_millis(40))
+        .with_factor(1.5)
+        .with_jitter()
+        .with_max_times(ATTEMPTS - 1);
+    let result = attempt
+        .retry(backoff)
+        .sleep(tokio::time::sleep)
+        .when(|e: &StorageError| e.is_retryable())
+        .notify(|e: &StorageError, after: Duration| {
+            tracing::debug!(what, ?after, "transaction aborted by MySQL ({e}); retrying")
+        })
+        .await;
+    if let Err(e) = &result {
+        if e.is_retryable() {
+            tracing::warn!(
+                what,
+                attempts = ATTEMPTS,
+                "transaction still aborted after {ATTEMPTS} attempts: {e}"
+            );
         }
     }
+    result
 }
