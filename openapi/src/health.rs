@@ -23,7 +23,7 @@ pub struct HealthApi {
 pub enum Readiness {
     /// MySQL and Redis both answer.
     Ready,
-    /// One of them does not; the instance still takes orders (see the README's outage table).
+    /// One of them does not; the instance still takes orders (see docs/operations.md, when Redis is down or slow).
     Degraded,
     /// Neither answers: no order can be taken.
     Unavailable,

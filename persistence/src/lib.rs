@@ -40,12 +40,13 @@ pub use infra::{
     Circuit, CircuitState, Keys, RedisClient, RedisConn, RedisLink, RedisPool, RedisSettings,
 };
 
+use arc_swap::ArcSwap;
 use catalog::{Catalog, Locations};
 use infra::circuit;
 use sf_routing::{LocationId, ProductId};
 use sqlx::MySqlPool;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What Redis keeps on disk.
@@ -91,7 +92,7 @@ impl Default for StorageOptions {
 pub struct Storage {
     db: MySqlPool,
     /// Replaced by a fresh pool when Redis comes back after an outage.
-    redis: RwLock<RedisPool>,
+    redis: ArcSwap<RedisPool>,
     /// For connections of their own, outside the pool.
     redis_client: infra::RedisClient,
     redis_settings: RedisSettings,
@@ -101,8 +102,8 @@ pub struct Storage {
     mysql_health: circuit::MysqlHealth,
     keys: Keys,
     config: StorageOptions,
-    catalog: RwLock<Arc<Catalog>>,
-    locations: RwLock<Arc<Locations>>,
+    catalog: ArcSwap<Catalog>,
+    locations: ArcSwap<Locations>,
     /// Stock keys that may differ from MySQL after a failure and could not be re-synced at once;
     /// [`Storage::drain_resync_queue`] sets them from MySQL.
     resync_queue: Mutex<BTreeMap<LocationId, BTreeSet<ProductId>>>,
@@ -126,15 +127,15 @@ impl Storage {
     ) -> StorageResult<Self> {
         let store = Self {
             db,
-            redis: RwLock::new(redis.pool),
+            redis: ArcSwap::from_pointee(redis.pool),
             redis_client: redis.client,
             redis_settings: redis.settings,
             circuit: Arc::default(),
             mysql_health: circuit::MysqlHealth::default(),
             keys: Keys::new(config.key_prefix.clone()),
             config,
-            catalog: RwLock::default(),
-            locations: RwLock::default(),
+            catalog: ArcSwap::default(),
+            locations: ArcSwap::default(),
             resync_queue: Mutex::default(),
             loads: Default::default(),
             epochs: Mutex::default(),

@@ -120,7 +120,7 @@ async fn burst(
     .await
 }
 
-/// Prints the median and slowest answer of a burst (the figures quoted in the README).
+/// Prints the median and slowest answer of a burst (the figures quoted in docs/operations.md).
 fn timings(what: &str, rs: &[(StatusCode, Value, Option<String>, Duration)]) {
     let mut d: Vec<Duration> = rs.iter().map(|r| r.3).collect();
     d.sort();

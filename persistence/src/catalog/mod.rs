@@ -24,6 +24,7 @@ pub(crate) use read_groups::ReadGroups;
 use crate::error::{StorageError, StorageResult};
 use crate::model::{Location, Product};
 use crate::Storage;
+use arc_swap::ArcSwap;
 use sf_routing::{
     Coordinates, LocationId, LocationIndex, LocationKind, OrderLines, ProductId, Site,
 };
@@ -109,16 +110,14 @@ impl Storage {
             products.insert(ProductId::new_unchecked(p.product_id), p);
         }
         active.sort_unstable();
-        let mut current = self.catalog.write().expect("catalog lock");
-        if current.load < load {
-            *current = Arc::new(Catalog {
-                products,
-                active,
-                load,
-                reads: PageReads::default(),
-                mirror: current.mirror.clone(),
-            });
-        }
+        let fresh = Arc::new(Catalog {
+            products,
+            active,
+            load,
+            reads: PageReads::default(),
+            mirror: self.catalog.load().mirror.clone(),
+        });
+        replace_if_newer(&self.catalog, fresh, |c| c.load);
         Ok(())
     }
 
@@ -156,15 +155,13 @@ impl Storage {
             .map(|l| (LocationId::new_unchecked(l.location_id), l.location_type))
             .collect();
         active.sort_unstable_by_key(|(id, _)| *id);
-        let mut current = self.locations.write().expect("locations lock");
-        if current.load < load {
-            *current = Arc::new(Locations {
-                all,
-                index,
-                active,
-                load,
-            });
-        }
+        let fresh = Arc::new(Locations {
+            all,
+            index,
+            active,
+            load,
+        });
+        replace_if_newer(&self.locations, fresh, |l| l.load);
         Ok(())
     }
 
@@ -178,16 +175,11 @@ impl Storage {
     }
 
     pub fn locations(&self) -> Arc<Locations> {
-        self.locations.read().expect("locations lock").clone()
+        self.locations.load_full()
     }
 
     pub fn catalog_product(&self, id: ProductId) -> Option<Product> {
-        self.catalog
-            .read()
-            .expect("catalog lock")
-            .products
-            .get(&id)
-            .cloned()
+        self.catalog.load().products.get(&id).cloned()
     }
 
     /// The server's prices for `products`, all of which must exist and be active.
@@ -200,17 +192,30 @@ impl Storage {
                 .map(|prod| prod.price)
                 .ok_or(StorageError::UnknownProduct(p))
         };
-        let catalog = self.catalog.read().expect("catalog lock").clone();
+        let catalog = self.catalog.load_full();
         if let Ok(prices) = lines.products().map(|p| price(&catalog, p)).collect() {
             return Ok(prices);
         }
         // Perhaps created on another instance since our last refresh.
         self.refresh_catalog().await?;
-        let catalog = self.catalog.read().expect("catalog lock").clone();
+        let catalog = self.catalog.load_full();
         lines.products().map(|p| price(&catalog, p)).collect()
     }
 
     fn catalog(&self) -> Arc<Catalog> {
-        self.catalog.read().expect("catalog lock").clone()
+        self.catalog.load_full()
+    }
+}
+
+/// Puts `fresh` in `slot` unless the copy there comes from a load that started later (two loads
+/// can overlap: the timer's and an explicit refresh); readers never wait for it.
+fn replace_if_newer<T>(slot: &ArcSwap<T>, fresh: Arc<T>, load: impl Fn(&T) -> u64) {
+    let mut current = slot.load_full();
+    while load(&current) < load(&fresh) {
+        let before = slot.compare_and_swap(&current, fresh.clone());
+        if Arc::ptr_eq(&before, &current) {
+            return;
+        }
+        current = arc_swap::Guard::into_inner(before);
     }
 }

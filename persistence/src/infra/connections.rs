@@ -3,7 +3,7 @@
 //! health probes.
 
 use super::circuit::{self, Circuit};
-use super::Keys;
+use super::{Keys, RedisPool};
 use crate::error::{StorageError, StorageResult};
 use crate::{RedisPersistence, Storage, StorageOptions};
 
@@ -28,7 +28,7 @@ impl Storage {
     }
 
     async fn pooled_conn(&self, always: bool) -> StorageResult<circuit::GuardedConn> {
-        let pool = self.redis.read().expect("redis pool").clone();
+        let pool = RedisPool::clone(&self.redis.load());
         let pooled = match pool.get().await {
             Ok(c) => c,
             Err(bb8::RunError::User(e)) => {
@@ -159,7 +159,7 @@ impl Storage {
 
     /// Connections of the Redis pool, open and idle.
     pub fn redis_pool_state(&self) -> bb8::State {
-        self.redis.read().expect("redis pool").state()
+        self.redis.load().state()
     }
 
     /// Asks MySQL for `SELECT 1` within the connect and command deadlines, and records whether
@@ -188,7 +188,7 @@ impl Storage {
     /// be bound to the dead server).
     pub(crate) async fn renew_redis_pool(&self) -> StorageResult<()> {
         let fresh = self.redis_settings.pool(&self.redis_client).await?;
-        *self.redis.write().expect("redis pool") = fresh;
+        self.redis.store(std::sync::Arc::new(fresh));
         Ok(())
     }
 }

@@ -1,0 +1,331 @@
+//! The bodies of the operators' routes: stock changes, keys, locations, products, job runs and
+//! data losses, each with its Swagger example.
+
+use crate::problem::Problem;
+use crate::types::{LocationBody, LocationTypeBody, OrderBody, Text};
+use poem_openapi::payload::Json;
+use poem_openapi::types::Example;
+use poem_openapi::{ApiResponse, Enum, Object};
+use sf_persistence::orders::Reason;
+use sf_routing::LocationId;
+
+/// Why an operator changes stock; recorded in the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StockReason {
+    /// Goods arrived.
+    Restock,
+    /// A correction (count, damage, loss).
+    Adjust,
+}
+
+impl From<StockReason> for Reason {
+    fn from(r: StockReason) -> Self {
+        match r {
+            StockReason::Restock => Reason::Restock,
+            StockReason::Adjust => Reason::Adjust,
+        }
+    }
+}
+
+/// Set the on-hand stock to a quantity.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields, example)]
+pub struct SetStockRequest {
+    /// The new on-hand quantity, 0 to 1,000,000,000.
+    #[oai(validator(minimum(value = "0"), maximum(value = "1000000000")))]
+    pub quantity: i64,
+    pub reason: StockReason,
+}
+
+impl Example for SetStockRequest {
+    fn example() -> Self {
+        Self {
+            quantity: 50,
+            reason: StockReason::Restock,
+        }
+    }
+}
+
+/// Change the on-hand stock by a signed amount.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields, example)]
+pub struct AdjustStockRequest {
+    /// Units to add (negative to remove), -1,000,000,000 to 1,000,000,000; zero changes nothing.
+    #[oai(validator(minimum(value = "-1000000000"), maximum(value = "1000000000")))]
+    pub delta: i64,
+    pub reason: StockReason,
+}
+
+impl Example for AdjustStockRequest {
+    fn example() -> Self {
+        Self {
+            delta: -2,
+            reason: StockReason::Adjust,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct StockChangeBody {
+    pub location_id: u64,
+    pub product_id: u64,
+    /// On-hand before the change.
+    pub before: i64,
+    /// On-hand after the change.
+    pub after: i64,
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct IssueKeyRequest {
+    /// A note for operators, such as the terminal's name; at most 100 characters.
+    #[oai(validator(max_length = 100))]
+    pub label: Option<Text>,
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct IssuedKeyBody {
+    pub key_id: u64,
+    pub store_id: u64,
+    /// The key itself. Shown this once; only its hash is kept.
+    pub key: String,
+}
+
+/// An issued key.
+#[derive(ApiResponse)]
+pub enum KeyIssued {
+    /// Issued.
+    #[oai(status = 201)]
+    Created(Json<IssuedKeyBody>),
+}
+
+/// A revoked key.
+#[derive(ApiResponse)]
+pub enum KeyRevoked {
+    /// Revoked; it stops working at once.
+    #[oai(status = 204)]
+    Revoked,
+}
+
+// Names and SKUs must hold a character that is not white space. The pattern says so in a form
+// that means the same in ECMA-262 (the spec's regex dialect), Rust's regex (the validator's) and
+// Python's `re` (clients' tools): their `\s` differ by U+001C-U+001F, U+0085 and U+FEFF, so those
+// are named too. A plain `\S` let a name of only U+FEFF through, and refused U+0085 the spec
+// allows.
+
+/// A new warehouse or store.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewLocation {
+    pub location_type: LocationTypeBody,
+    /// 1 to 200 characters, not only white space.
+    #[oai(validator(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\s\x1C-\x1F\u0085\uFEFF]"
+    ))]
+    pub name: Text,
+    /// -90 to 90.
+    #[oai(validator(minimum(value = "-90"), maximum(value = "90")))]
+    pub latitude: f64,
+    /// -180 to 180.
+    #[oai(validator(minimum(value = "-180"), maximum(value = "180")))]
+    pub longitude: f64,
+}
+
+/// Changes to a location; absent fields stay as they are. `active: false` closes it: routing
+/// never chooses it again and the store routes answer 404 for it; `active: true` reopens it.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct LocationPatch {
+    /// 1 to 200 characters, not only white space.
+    #[oai(validator(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\s\x1C-\x1F\u0085\uFEFF]"
+    ))]
+    pub name: Option<Text>,
+    /// -90 to 90 (the longitude stays as it is when not sent).
+    #[oai(validator(minimum(value = "-90"), maximum(value = "90")))]
+    pub latitude: Option<f64>,
+    /// -180 to 180 (the latitude stays as it is when not sent).
+    #[oai(validator(minimum(value = "-180"), maximum(value = "180")))]
+    pub longitude: Option<f64>,
+    pub active: Option<bool>,
+}
+
+/// A new product.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct NewProduct {
+    /// Unique, 1 to 64 characters, not only white space.
+    #[oai(validator(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"[^\s\x1C-\x1F\u0085\uFEFF]"
+    ))]
+    pub sku: Text,
+    /// 1 to 200 characters, not only white space.
+    #[oai(validator(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\s\x1C-\x1F\u0085\uFEFF]"
+    ))]
+    pub name: Text,
+    /// Price of one unit in won, 0 to 100,000,000.
+    #[oai(validator(minimum(value = "0"), maximum(value = "100000000")))]
+    pub price: i64,
+}
+
+/// Changes to a product; absent fields stay as they are. `active: false` stops its sale: it
+/// cannot be ordered and the shop's pages answer 404 for it; `active: true` resumes it.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ProductPatch {
+    /// 1 to 200 characters, not only white space.
+    #[oai(validator(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\s\x1C-\x1F\u0085\uFEFF]"
+    ))]
+    pub name: Option<Text>,
+    /// Price of one unit in won, 0 to 100,000,000.
+    #[oai(validator(minimum(value = "0"), maximum(value = "100000000")))]
+    pub price: Option<i64>,
+    pub active: Option<bool>,
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct AdminProductBody {
+    pub product_id: u64,
+    pub sku: String,
+    pub name: String,
+    pub price: i64,
+    pub active: bool,
+}
+
+impl From<sf_persistence::model::Product> for AdminProductBody {
+    fn from(p: sf_persistence::model::Product) -> Self {
+        Self {
+            product_id: p.product_id,
+            sku: p.sku,
+            name: p.name,
+            price: p.price,
+            active: p.active,
+        }
+    }
+}
+
+/// Products as operators see them, active or not.
+#[derive(Debug, Clone, Object)]
+pub struct AdminProductList {
+    /// In id order.
+    pub products: Vec<AdminProductBody>,
+    /// The most products a page holds, as asked (`limit`).
+    pub limit: u32,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
+    pub next: Option<u64>,
+}
+
+/// An opened location.
+#[derive(ApiResponse)]
+pub enum LocationCreated {
+    /// Opened.
+    #[oai(status = 201)]
+    Created(Json<LocationBody>),
+}
+
+/// A created product.
+#[derive(ApiResponse)]
+pub enum ProductCreated {
+    /// Created.
+    #[oai(status = 201)]
+    Created(Json<AdminProductBody>),
+}
+
+/// One run of a scheduled job.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct JobRunBody {
+    pub run_id: u64,
+    /// `reconcile`, `reclaim` or `housekeeping`.
+    pub job: String,
+    /// The instance that ran it.
+    pub instance: String,
+    pub started_at: String,
+    pub duration_ms: u64,
+    /// False when the run failed or panicked (`details.error` says why).
+    pub ok: bool,
+    pub keys_checked: u64,
+    /// Redis keys whose value differed from MySQL and were set right.
+    pub keys_repaired: u64,
+    /// Stock rows whose on-hand is not initial stock plus the ledger (reported, never rewritten).
+    pub ledger_mismatches: u64,
+    /// For reconcile: `repairs` (location, product, before, after), `mismatches`, `keysLoaded`.
+    pub details: serde_json::Value,
+}
+
+impl From<sf_persistence::infra::jobs::JobRun> for JobRunBody {
+    fn from(r: sf_persistence::infra::jobs::JobRun) -> Self {
+        Self {
+            run_id: r.run_id,
+            job: r.job,
+            instance: r.instance,
+            started_at: r.started_at,
+            duration_ms: r.duration_ms,
+            ok: r.ok,
+            keys_checked: r.keys_checked,
+            keys_repaired: r.keys_repaired,
+            ledger_mismatches: r.ledger_mismatches,
+            details: r.details,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct JobRunList {
+    /// Newest first.
+    pub runs: Vec<JobRunBody>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct OrderList {
+    /// Newest first.
+    pub orders: Vec<OrderBody>,
+}
+
+/// A time Redis lost the data the service had loaded into it.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct DataLossBody {
+    /// When the lost data set had been loaded into Redis (RFC 3339). Redis-path orders accepted
+    /// between this and `detectedAt` that had not reached MySQL were lost with it.
+    pub since: String,
+    /// When the service noticed (RFC 3339).
+    pub detected_at: String,
+    /// The locations whose Redis data was lost (each location's data lives on one shard of a
+    /// cluster; a single server loses them all).
+    pub locations: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct DataLossList {
+    /// Newest first.
+    pub losses: Vec<DataLossBody>,
+}
+
+pub(super) fn rfc3339_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+pub fn location_in_path(id: i64) -> Result<LocationId, Problem> {
+    LocationId::parse("locationId", id)
+        .map_err(|_| Problem::not_found(format!("location {id} does not exist")))
+}

@@ -1,0 +1,350 @@
+//! Response bodies: orders, stock, products and locations as the wire shows them.
+
+use super::GeoPoint;
+use poem_openapi::types::Example;
+use poem_openapi::{Enum, Object};
+use sf_persistence::catalog::{ProductStock, ProductsAfter};
+use sf_persistence::model::{self, OrderPath, OrderStatus};
+use sf_routing::LocationKind;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, serde::Serialize)]
+#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatusBody {
+    /// Decided in Redis, not yet in MySQL.
+    Accepted,
+    /// In MySQL.
+    Confirmed,
+    Cancelled,
+    /// Accepted in Redis, but MySQL could not take it as sold (`rejectReason` says why); no stock
+    /// was taken. Operators may retry it after a restock.
+    Rejected,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, serde::Serialize)]
+#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderPathBody {
+    DbLock,
+    Redis,
+    Pos,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, serde::Serialize)]
+#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeliveryTypeBody {
+    Normal,
+    SameDay,
+    Pickup,
+    InStore,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, serde::Serialize)]
+#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LocationTypeBody {
+    Warehouse,
+    Store,
+}
+
+impl From<LocationKind> for LocationTypeBody {
+    fn from(k: LocationKind) -> Self {
+        match k {
+            LocationKind::Warehouse => Self::Warehouse,
+            LocationKind::Store => Self::Store,
+        }
+    }
+}
+
+/// One line of an order, with the server's price.
+#[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
+pub struct OrderItemBody {
+    pub product_id: u64,
+    pub quantity: u32,
+    /// The server's price of one unit when the order was placed.
+    pub unit_price: i64,
+}
+
+// Rendered with serde where an order is placed (`Rendered`), with poem-openapi elsewhere; both
+// give the same JSON (`order_bodies_render_as_the_spec_describes`).
+/// An order of any path.
+#[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(rename_all = "camelCase", example)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderBody {
+    /// Opaque id (`<locationId>-<uuid>`).
+    pub order_id: String,
+    pub status: OrderStatusBody,
+    pub path: OrderPathBody,
+    pub delivery_type: DeliveryTypeBody,
+    /// The warehouse or store that fulfils the order.
+    pub fulfillment_location_id: u64,
+    /// Geodesic distance from the delivery address to that location, when known.
+    pub distance_km: Option<f64>,
+    pub delivery_address: Option<GeoPoint>,
+    pub items: Vec<OrderItemBody>,
+    pub total_amount: i64,
+    /// When the order was decided (RFC 3339).
+    pub accepted_at: String,
+    /// Why a `REJECTED` order could not be persisted as sold.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reject_reason: Option<String>,
+}
+
+impl Example for OrderBody {
+    fn example() -> Self {
+        Self {
+            order_id: "1-01936f0c2b7e7c3a9d1e5f2a3b4c5d6e".into(),
+            status: OrderStatusBody::Accepted,
+            path: OrderPathBody::Redis,
+            delivery_type: DeliveryTypeBody::Normal,
+            fulfillment_location_id: 1,
+            distance_km: Some(4.2),
+            delivery_address: Some(GeoPoint {
+                latitude: 37.5665,
+                longitude: 126.978,
+            }),
+            items: vec![OrderItemBody {
+                product_id: 1,
+                quantity: 2,
+                unit_price: 12000,
+            }],
+            total_amount: 24000,
+            accepted_at: "2026-11-24T09:00:00.000Z".into(),
+            reject_reason: None,
+        }
+    }
+}
+
+impl From<model::Order> for OrderBody {
+    fn from(o: model::Order) -> Self {
+        Self {
+            order_id: o.order_id,
+            status: match o.status {
+                OrderStatus::Accepted => OrderStatusBody::Accepted,
+                OrderStatus::Confirmed => OrderStatusBody::Confirmed,
+                OrderStatus::Cancelled => OrderStatusBody::Cancelled,
+                OrderStatus::Rejected => OrderStatusBody::Rejected,
+            },
+            path: match o.path {
+                OrderPath::DbLock => OrderPathBody::DbLock,
+                OrderPath::Redis => OrderPathBody::Redis,
+                OrderPath::Pos => OrderPathBody::Pos,
+            },
+            delivery_type: match o.delivery_type {
+                sf_routing::DeliveryType::Normal => DeliveryTypeBody::Normal,
+                sf_routing::DeliveryType::SameDay => DeliveryTypeBody::SameDay,
+                sf_routing::DeliveryType::Pickup => DeliveryTypeBody::Pickup,
+                sf_routing::DeliveryType::InStore => DeliveryTypeBody::InStore,
+            },
+            fulfillment_location_id: o.fulfillment_location_id,
+            distance_km: o.distance_km,
+            delivery_address: o.delivery_address.map(|a| GeoPoint {
+                latitude: a.latitude,
+                longitude: a.longitude,
+            }),
+            items: o
+                .items
+                .into_iter()
+                .map(|i| OrderItemBody {
+                    product_id: i.product_id,
+                    quantity: i.quantity,
+                    unit_price: i.unit_price,
+                })
+                .collect(),
+            total_amount: o.total_amount,
+            accepted_at: rfc3339(o.accepted_at_ms),
+            reject_reason: o.reason,
+        }
+    }
+}
+
+/// Milliseconds since the epoch as an RFC 3339 UTC timestamp.
+pub(super) fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+// The product pages render their bodies with serde (`Serialize`), straight into bytes, and the
+// spec describes them with poem-openapi (`Object`): both derive the same camelCase names, and
+// `product_bodies_render_as_the_spec_describes` below keeps them equal.
+
+/// Stock of a product at one location.
+#[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
+pub struct StockBody {
+    pub location_id: u64,
+    pub location_type: LocationTypeBody,
+    /// Units: on-hand (MySQL) or sellable (Redis), see `Stock-Source`.
+    pub quantity: i64,
+}
+
+impl From<&model::StockLevel> for StockBody {
+    fn from(s: &model::StockLevel) -> Self {
+        Self {
+            location_id: s.location_id,
+            location_type: s.location_type.into(),
+            quantity: s.quantity,
+        }
+    }
+}
+
+/// A product with its stock at every active location (the product page).
+#[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(rename_all = "camelCase", example)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductBody {
+    pub product_id: u64,
+    pub sku: String,
+    pub name: String,
+    /// The price of one unit, in won.
+    pub price: i64,
+    /// The sum of `quantity` over `stock` (a figure below 0 counts as 0), as the list shows it.
+    pub total_quantity: i64,
+    /// One entry per active location, by location id.
+    pub stock: Vec<StockBody>,
+}
+
+impl ProductBody {
+    pub fn new(p: &ProductStock) -> Self {
+        Self {
+            product_id: p.product.product_id,
+            sku: p.product.sku.clone(),
+            name: p.product.name.clone(),
+            price: p.product.price,
+            total_quantity: p.total_quantity(),
+            stock: p.stock.iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl Example for ProductBody {
+    fn example() -> Self {
+        Self {
+            product_id: 1,
+            sku: "SF-00001".into(),
+            name: "Wireless Earbuds".into(),
+            price: 12000,
+            total_quantity: 57,
+            stock: vec![
+                StockBody {
+                    location_id: 1,
+                    location_type: LocationTypeBody::Warehouse,
+                    quantity: 40,
+                },
+                StockBody {
+                    location_id: 3,
+                    location_type: LocationTypeBody::Store,
+                    quantity: 17,
+                },
+            ],
+        }
+    }
+}
+
+/// A product as a list shows it: its stock summed over the active locations; the stock per
+/// location is on the product page.
+#[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
+pub struct ProductListItem {
+    pub product_id: u64,
+    pub name: String,
+    /// The price of one unit, in won.
+    pub price: i64,
+    /// Units summed over the active locations (a figure below 0 counts as 0): on-hand (MySQL) or
+    /// sellable (Redis), see `Stock-Source`.
+    pub total_quantity: i64,
+}
+
+/// A page of active products, by id.
+#[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(rename_all = "camelCase", example)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductList {
+    pub products: Vec<ProductListItem>,
+    /// The most products a page holds, as asked (`limit`).
+    pub limit: u32,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
+}
+
+impl ProductList {
+    pub fn new(p: &ProductsAfter, limit: u32) -> Self {
+        Self {
+            products: p
+                .items
+                .iter()
+                .map(|i| ProductListItem {
+                    product_id: i.product_id,
+                    name: i.name.clone(),
+                    price: i.price,
+                    total_quantity: i.total_quantity,
+                })
+                .collect(),
+            limit,
+            next: p.next,
+        }
+    }
+}
+
+impl Example for ProductList {
+    fn example() -> Self {
+        Self {
+            products: vec![
+                ProductListItem {
+                    product_id: 1,
+                    name: "Wireless Earbuds".into(),
+                    price: 12000,
+                    total_quantity: 57,
+                },
+                ProductListItem {
+                    product_id: 2,
+                    name: "Phone Case".into(),
+                    price: 9000,
+                    total_quantity: 0,
+                },
+            ],
+            limit: 2,
+            next: Some(2),
+        }
+    }
+}
+
+/// A warehouse or store.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct LocationBody {
+    pub location_id: u64,
+    pub location_type: LocationTypeBody,
+    pub name: String,
+    pub latitude: f64,
+    pub longitude: f64,
+    pub active: bool,
+}
+
+impl From<model::Location> for LocationBody {
+    fn from(l: model::Location) -> Self {
+        Self {
+            location_id: l.location_id,
+            location_type: l.location_type.into(),
+            name: l.name,
+            latitude: l.latitude,
+            longitude: l.longitude,
+            active: l.active,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct LocationList {
+    pub locations: Vec<LocationBody>,
+}
