@@ -521,27 +521,31 @@ mod tests {
     fn the_kept_answers_stay_bounded() {
         const MOST: usize = 100;
         let pages = ProductPages::new(MOST);
-        for id in 1..=MOST as u64 {
+        for id in 1..=10 * MOST as u64 {
             pages
                 .answer(stock(id, &[1], StockSource::Redis), None)
                 .unwrap();
+            assert!(pages.len() <= MOST, "{} kept after {id}", pages.len());
         }
-        assert_eq!(pages.len(), MOST);
-        // Asking again for a kept product keeps the rest.
-        pages
-            .answer(stock(1, &[1], StockSource::Redis), None)
-            .unwrap();
-        assert_eq!(pages.len(), MOST);
-        // One more product drops the others first.
-        let extra = MOST as u64 + 1;
-        let (body, _) = fresh(
+        // The cache evicts ahead of its bound, in shards: it holds most of it, not all.
+        assert!(pages.len() >= MOST / 2, "{} kept", pages.len());
+        // An answer it keeps is sent again for the same reading: the same bytes.
+        let (first, tag) = fresh(
             pages
-                .answer(stock(extra, &[4], StockSource::Redis), None)
+                .answer(stock(5_000, &[4], StockSource::Redis), None)
                 .unwrap(),
         );
-        assert_eq!(pages.len(), 1);
-        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(body["productId"], extra);
+        let (again, tag_again) = fresh(
+            pages
+                .answer(stock(5_000, &[4], StockSource::Redis), None)
+                .unwrap(),
+        );
+        assert_eq!(
+            first.as_ptr(),
+            again.as_ptr(),
+            "the kept body, not a new one"
+        );
+        assert_eq!(tag, tag_again);
     }
 
     #[test]
