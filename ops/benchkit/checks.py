@@ -1,0 +1,178 @@
+"""The invariant checks after each write scenario: orders answered against orders MySQL gained,
+units taken from stock against units ordered, the hot product's stock in MySQL and Redis, and a
+reconciliation run that repairs no key and finds no ledger mismatch."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+from .common import HOT_PRODUCT, BenchError
+
+
+class Checks:
+    """Mixed into Bench; uses its clients (sql, redis_cmd, http, backlog), out, hot_loc, prefix,
+    cfg, results and failed."""
+
+    def unknown_outcomes(self, since: int) -> list[str]:
+        """Ids of the orders the service answered 503 order-outcome-unknown since byte `since` of
+        its log (it logs each one: "redis did not answer the reservation of order <id> (...)")."""
+        try:
+            with open(self.out / "service.log", "rb") as f:
+                f.seek(since)
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return []
+        return sorted(set(re.findall(r"reservation of order ([0-9]+-[0-9a-f]{32}) \(", text)))
+
+    def placed(self, ids: list[str]) -> dict[str, int]:
+        """How many of `ids` MySQL holds, by path."""
+        found: dict[str, int] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            rows = self.sql("SELECT path, COUNT(*) FROM orders WHERE id IN ("
+                            + ",".join(f"'{x}'" for x in chunk) + ") GROUP BY path")
+            for p, n in rows:
+                found[p] = found.get(p, 0) + int(n)
+        return found
+
+    def snapshot(self) -> dict:
+        """Order counts per path, order-line units, total and hot on-hand, all read in one
+        consistent snapshot (one transaction), so a write committing meanwhile cannot split them."""
+        rows = self.sql(
+            "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY; "
+            "SELECT 'orders', path, COUNT(*) FROM orders GROUP BY path; "
+            "SELECT 'lines', COUNT(*), COALESCE(SUM(quantity), 0) FROM order_lines; "
+            "SELECT 'on_hand', SUM(on_hand), 0 FROM stock; "
+            f"SELECT 'hot', on_hand, 0 FROM stock WHERE location_id = {self.hot_loc} "
+            f"AND product_id = {HOT_PRODUCT}; COMMIT;")
+        snap = {"orders": {}, "lines": 0, "units_ordered": 0, "on_hand": 0, "hot_on_hand": None}
+        for r in rows:
+            if r[0] == "orders":
+                snap["orders"][r[1]] = int(r[2])
+            elif r[0] == "lines":
+                snap["lines"], snap["units_ordered"] = int(r[1]), int(r[2])
+            elif r[0] == "on_hand":
+                snap["on_hand"] = int(r[1])
+            elif r[0] == "hot":
+                snap["hot_on_hand"] = int(r[1])
+        return snap
+
+    def quiesce(self, limit_s: float = 30.0):
+        """Waits until MySQL stops changing (two equal snapshots 0.5 s apart): wrk drops the
+        requests in flight at its deadline, which the service may still be deciding."""
+        t0 = time.monotonic()
+        last = self.snapshot()
+        while time.monotonic() - t0 < limit_s:
+            time.sleep(0.5)
+            cur = self.snapshot()
+            if cur == last:
+                return
+            last = cur
+
+    def reconcile(self) -> dict:
+        for _ in range(60):
+            status, raw = self.http("POST", "/api/admin/reconciliation/runs", token=self.token, timeout=600)
+            if status == 200:
+                return json.loads(raw)
+            if status == 409:  # a scheduled run is going; wait for it
+                time.sleep(1)
+                continue
+            raise BenchError(f"reconciliation run: HTTP {status}: {raw[:300]!r}")
+        raise BenchError("reconciliation run: another run kept going for a minute")
+
+    def record_checks(self, scen: dict, results: list[dict], before: dict, after: dict, recon: dict | None,
+                      *, drain: float | None, confirm_after: float | None, log_mark: int,
+                      expect_paths: dict[str, list[str]], hot: bool, pair: dict | None) -> list[dict]:
+        """Checks a write run's invariants and records them, with the snapshots, in `scen`, which
+        joins the results; the reconciliation's check goes to it and to the scenario it shares
+        the reconciliation with (pair {"with": ...}). Answers the checks."""
+        checks = self.invariant_checks(scen, results, before, after, drain=drain, confirm_after=confirm_after,
+                                       log_mark=log_mark, expect_paths=expect_paths, hot=hot)
+        scen["checks"] = checks
+        scen["before"], scen["after"] = before, after
+        self.results["scenarios"].append(scen)
+        if recon is not None:
+            covered = ([pair["with"]] if pair and pair.get("with") else []) + [scen]
+            for sc in covered:
+                self.add_reconciliation(sc, recon, [c["title"] for c in covered if c is not sc])
+        scen["passed"] = all(c["ok"] for c in checks)
+        if not scen["passed"] and scen["title"] not in self.failed:
+            self.failed.append(scen["title"])
+        return checks
+
+    def invariant_checks(self, scen: dict, results: list[dict], before: dict, after: dict, *,
+                         drain: float | None, confirm_after: float | None, log_mark: int,
+                         expect_paths: dict[str, list[str]], hot: bool) -> list[dict]:
+        """The checks of one write run, from the snapshots before and after it; sets
+        scen["outcome_unknown"] (orders answered 503 order-outcome-unknown, and how many of them
+        MySQL holds)."""
+        by_tag = {r["tag"]: r for r in results}
+        checks = []
+        slack = max((r.get("in_flight_slack", 0) for r in results), default=0)
+
+        def check(name, ok, detail):
+            checks.append({"check": name, "ok": bool(ok), "detail": detail})
+
+        check("consumer caught up", drain is not None,
+              f"every event stream was empty (all persisted) {confirm_after:.2f} s after the load ended"
+              if drain is not None else f"backlog still {self.backlog()} after {self.cfg['drain_limit']} s")
+        # A Redis-path reservation sent without an answer is answered 503 order-outcome-unknown
+        # with its id (the service logs each one): it may have been placed. Such an order counts
+        # as answered when MySQL holds it; every other order MySQL gained must have had a 2xx.
+        unknown = self.unknown_outcomes(log_mark)
+        placed_unknown = self.placed(unknown)
+        scen["outcome_unknown"] = {"answered": len(unknown),
+                                   "placed": sum(placed_unknown.values())}
+        gained_total = 0
+        for mysql_path, tags in expect_paths.items():
+            answered = sum(by_tag[t]["ok"] for t in tags)
+            placed = placed_unknown.get(mysql_path, 0)
+            gained = after["orders"].get(mysql_path, 0) - before["orders"].get(mysql_path, 0)
+            gained_total += gained
+            expected = answered + placed
+            ok = gained == expected if not slack else expected <= gained <= expected + slack
+            detail = f"answered {answered:,}, MySQL gained {gained:,}"
+            if unknown:
+                detail += (f" ({len(unknown):,} answered 503 order-outcome-unknown, {placed:,} of them "
+                           f"placed on this path)")
+            check(f"{mysql_path} orders answered 2xx (or outcome unknown and placed) == MySQL orders gained",
+                  ok, detail)
+        all_gained = sum(after["orders"].values()) - sum(before["orders"].values())
+        check("no other orders appeared", all_gained == gained_total,
+              f"MySQL gained {all_gained:,} orders in all, {gained_total:,} on the paths under test")
+        units_taken = before["on_hand"] - after["on_hand"]
+        units_ordered = after["units_ordered"] - before["units_ordered"]
+        check("units taken from stock == units ordered", units_taken == units_ordered,
+              f"on_hand fell by {units_taken:,}; new order lines hold {units_ordered:,} units")
+        if hot:
+            taken = before["hot_on_hand"] - after["hot_on_hand"]
+            answered = sum(r["ok"] for r in results)
+            ok = taken == answered if not slack else answered <= taken <= answered + slack
+            check(f"hot product: units taken at location {self.hot_loc} == orders accepted", ok,
+                  f"on_hand({self.hot_loc},{HOT_PRODUCT}) {before['hot_on_hand']:,} -> "
+                  f"{after['hot_on_hand']:,} (−{taken:,}); accepted {answered:,}")
+            key = f"{self.prefix}{{L{self.hot_loc}}}:s:{HOT_PRODUCT}"
+            rv = self.redis_cmd("GET", key)
+            if rv:
+                check("hot product: Redis key == MySQL on_hand", int(rv) == after["hot_on_hand"],
+                      f"{key} = {int(rv):,}, MySQL {after['hot_on_hand']:,}")
+        return checks
+
+    def add_reconciliation(self, scen: dict, recon: dict, shared_with: list[str]):
+        ok = bool(recon.get("ok") and recon.get("keysRepaired") == 0 and recon.get("ledgerMismatches") == 0)
+        detail = (f"keysChecked {recon.get('keysChecked'):,}, keysRepaired {recon.get('keysRepaired')}, "
+                  f"ledgerMismatches {recon.get('ledgerMismatches')}, ok {recon.get('ok')}, "
+                  f"{recon.get('durationMs', 0) / 1000:.1f} s")
+        if shared_with:
+            detail += f" (one run after this scenario and {', '.join(shared_with)})"
+        scen["checks"].append({"check": "reconciliation: no Redis key repaired, no ledger mismatch",
+                               "ok": ok, "detail": detail})
+        scen["reconciliation"] = {k: recon.get(k) for k in ("keysChecked", "keysRepaired",
+                                                            "ledgerMismatches", "ok", "durationMs")}
+        if recon.get("keysRepaired") or recon.get("ledgerMismatches"):
+            scen["reconciliation"]["details"] = recon.get("details")
+        scen["passed"] = all(c["ok"] for c in scen["checks"])
+        if not scen["passed"] and scen["title"] not in self.failed:
+            self.failed.append(scen["title"])

@@ -1,0 +1,285 @@
+"""The scenarios: what each one loads (URLs, bodies, connections, rates, durations) and the order
+they run in. Running the load and checking the invariants is the driver's and the checks' work."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.parse
+
+from .common import (CEILING_PREFIX, CITY_HALL, ETAG_PRODUCT, FLOOR_PREFIX, HOT_PRODUCT, ROOT, RSS_EVERY_S,
+                     BenchError, FixedOnlyDone, fmt_mib, fmt_ms)
+from .measure import CpuMeter, RssSampler
+
+
+class Scenarios:
+    """Mixed into Bench; each scenario_* runs one scenario (or one per path) and records it."""
+
+    @staticmethod
+    def total_steps_for(can_fixed: bool) -> int:
+        """The progress lines of a whole run: hot x4, floor, fixed x2, spread x2, store x2, reads
+        x4, conditional reads x4, /health/live, soak, ceiling."""
+        return 4 + 1 + (2 if can_fixed else 0) + 2 + 2 + 4 + 4 + 1 + (1 if can_fixed else 0) + 1
+
+    def run_scenarios(self, can_fixed: bool):
+        """Every scenario in order, or with --fixed-only the one fixed-rate run (ending with
+        FixedOnlyDone)."""
+        if self.a.fixed_only:
+            # One scenario, for comparing a setting (REDIS_AOF_REWRITE_MIN_SIZE, say) with
+            # itself changed: the Redis path at the asked rate, for the mode's duration.
+            if not can_fixed:
+                raise BenchError("--fixed-only needs oha (wrk has no open-loop mode)")
+            self.total_steps = 1
+            self.scenario_fixed("redis", self.a.fixed_only)
+            raise FixedOnlyDone()
+        # Quick runs reconcile once per pair of scenarios (the second one's reconciliation
+        # covers both) to stay short; full runs reconcile after every write scenario.
+        first = {"first": True} if self.quick else None
+
+        def then(scen):
+            return {"with": scen} if self.quick else None
+
+        for path in ("db", "redis"):
+            s1 = self.scenario_hot(path, 64, pair=first)
+            self.scenario_hot(path, 256, pair=then(s1))
+        # Right after the Redis hot-product runs, so both meet the same machine.
+        self.scenario_floor()
+        if can_fixed:
+            s1 = self.scenario_fixed("redis", self.cfg["fixed_rate_redis"], pair=first)
+            db64 = self.find("hot64-db")
+            db_rate = max(50, int(0.8 * db64["ok_per_s"])) if db64 else 500
+            self.scenario_fixed("db", db_rate, pair=then(s1))
+        else:
+            self.results["notes"].append("fixed-rate runs skipped: wrk has no open-loop mode")
+        s1 = self.scenario_spread("db", pair=first)
+        self.scenario_spread("redis", pair=then(s1))
+        s1 = self.scenario_store("db", pair=first)
+        self.scenario_store("redis", pair=then(s1))
+        for source in ("mysql", "redis"):
+            for what in ("list", "detail"):
+                self.scenario_reads(source, what)
+        for source in ("mysql", "redis"):
+            for what in ("list", "detail"):
+                self.scenario_reads_conditional(source, what)
+        self.scenario_live()
+        if can_fixed:
+            self.scenario_soak()
+        else:
+            self.results["notes"].append("memory soak skipped: wrk has no open-loop (fixed-rate) mode")
+        self.scenario_ceiling()
+
+    # --- what the write scenarios send --------------------------------------
+
+    def order_url(self, path: str) -> str:
+        return f"{self.base}/api/orders" if path == "db" else f"{self.base}/api/redis/orders"
+
+    def mysql_path(self, path: str) -> str:
+        return "DB_LOCK" if path == "db" else "REDIS"
+
+    def hot_body(self) -> str:
+        return json.dumps({"items": [{"productId": HOT_PRODUCT, "quantity": 1}], "deliveryType": "NORMAL",
+                           "deliveryAddress": {"latitude": CITY_HALL[0], "longitude": CITY_HALL[1]}},
+                          separators=(",", ":"))
+
+    @staticmethod
+    def path_name(path: str) -> str:
+        return "DB-lock path" if path == "db" else "Redis path"
+
+    # --- write scenarios ----------------------------------------------------
+
+    def scenario_hot(self, path: str, conns: int, pair: dict | None = None):
+        sid = f"hot{conns}-{path}"
+        job = {"url": self.order_url(path), "method": "POST", "body": self.hot_body(), "conns": conns,
+               "duration": self.cfg["hot"]}
+        return self.write_scenario(
+            sid, f"hot product, {self.path_name(path)}, {conns} connections", path, [job], hot=True,
+            expect_paths={self.mysql_path(path): [sid]}, extra={"connections": conns}, pair=pair)
+
+    def scenario_fixed(self, path: str, rate: int, pair: dict | None = None):
+        sid = f"fixed-{path}"
+        job = {"url": self.order_url(path), "method": "POST", "body": self.hot_body(), "conns": 256,
+               "duration": self.cfg["fixed"], "rate": rate}
+        return self.write_scenario(
+            sid, f"fixed rate, {self.path_name(path)}, {rate:,} orders/s", path, [job], hot=True,
+            expect_paths={self.mysql_path(path): [sid]}, extra={"rate": rate, "connections": 256},
+            pair=pair)
+
+    def scenario_spread(self, path: str, pair: dict | None = None):
+        sid = f"spread-{path}"
+        job = {"url": self.order_url(path), "method": "POST", "body_lines": self.raw / "spread-bodies.jsonl",
+               "conns": 64, "duration": self.cfg["spread"]}
+        return self.write_scenario(
+            sid, f"spread over {self.max_product:,} products x {len(self.warehouses)} warehouses, "
+            f"{self.path_name(path)}, 64 connections", path, [job], hot=False,
+            expect_paths={self.mysql_path(path): [sid]}, extra={"connections": 64}, pair=pair)
+
+    def scenario_store(self, path: str, pair: dict | None = None):
+        sid = f"store-{path}"
+        jobs = [{"tag": "online", "url": self.order_url(path), "method": "POST",
+                 "body_lines": self.raw / "store-bodies.jsonl", "conns": 48, "duration": self.cfg["store"]}]
+        for s in self.pos_stores:
+            jobs.append({"tag": f"pos{s}", "url": f"{self.base}/api/stores/{s}/orders", "method": "POST",
+                         "body_lines": self.raw / f"pos-{s}-bodies.jsonl",
+                         "headers": [f"authorization: Bearer sfk_demo_{s}"], "conns": 2, "threads": 1,
+                         "duration": self.cfg["store"]})
+        pos_tags = [f"{sid}-pos{s}" for s in self.pos_stores]
+        return self.write_scenario(
+            sid, f"store level (SAME_DAY + PICKUP over {len(self.stores)} stores, {self.path_name(path)}, "
+            f"48 connections; POS sales at {len(self.pos_stores)} stores beside it, 2 connections each)",
+            path, jobs, hot=False,
+            expect_paths={self.mysql_path(path): [f"{sid}-online"], "POS": pos_tags},
+            extra={"connections": 48 + 2 * len(self.pos_stores)}, pair=pair)
+
+    # --- read scenarios -----------------------------------------------------
+
+    def scenario_reads(self, source: str, what: str):
+        name = "Redis" if source == "redis" else "MySQL"
+        job = {"conns": 64, "duration": self.cfg["reads"]}
+        if what == "list":
+            job["url"] = self.list_url(source)
+        else:
+            job["urls_file"] = self.raw / f"detail-urls-{source}.txt"
+        return self.read_run(f"reads-{what}-{source}", f"reads, product {what} from {name}, 64 connections",
+                             f"reads-{what}", source, what, job)
+
+    def scenario_reads_conditional(self, source: str, what: str):
+        """The same read with `If-None-Match` carrying the ETag the endpoint gave just before;
+        skipped (with a note) when it gives none. Detail reads use one product (an ETag belongs to
+        one answer), product ETAG_PRODUCT, which no order of the bench touches."""
+        name = "Redis" if source == "redis" else "MySQL"
+        prefix = "/api/redis" if source == "redis" else "/api"
+        url = self.list_url(source) if what == "list" else f"{self.base}{prefix}/products/{ETAG_PRODUCT}"
+        title = f"reads, product {what} from {name} with If-None-Match, 64 connections"
+        status, headers, _ = self.http_full("GET", url, timeout=60)
+        etag = headers.get("etag")
+        if status != 200 or not etag:
+            self.step += 1
+            why = f"HTTP {status}" if status != 200 else "no ETag header"
+            msg = f"{title}: skipped, GET {urllib.parse.urlsplit(url).path} answered {why}"
+            self.note(msg)
+            self.results.setdefault("skipped", []).append(msg)
+            return None
+        # A repeat with the tag must answer 304; say so if it does not (the run still counts).
+        again, _, _ = self.http_full("GET", url, headers={"if-none-match": etag}, timeout=60)
+        job = {"conns": 64, "duration": self.cfg["reads"], "url": url,
+               "headers": [f"if-none-match: {etag}"], "also_ok": ("304",)}
+        scen = self.read_run(f"reads-{what}-inm-{source}", title, f"reads-{what}-inm", source,
+                             f"{what}, If-None-Match", job, extra={"etag": etag, "probe_status": again})
+        if again != 304:
+            self.results["notes"].append(f"{title}: a GET with `If-None-Match: {etag}` answered {again}, not 304.")
+        return scen
+
+    def scenario_live(self):
+        job = {"conns": 64, "duration": self.cfg["reads"], "url": f"{self.base}/health/live"}
+        return self.read_run("reads-live", "reads, GET /health/live (no I/O), 64 connections", "reads-live",
+                             None, "/health/live", job)
+
+    # --- the floor: the least an order on the Redis path can cost ----------
+
+    def scenario_floor(self):
+        """The same load as the Redis hot-product run at 64 connections, against sf-floor."""
+        secs = self.cfg["hot"]
+        title = "floor: sf-floor (bare poem handler, one EVALSHA of reserve.lua per order), 64 connections"
+        if not self.a.floor_bin:
+            self.step += 1
+            self.results["notes"].append("floor skipped: ops/bench passed no sf-floor binary")
+            return None
+        self.progress(title, secs)
+        proc, url = self.start_floor()
+        try:
+            job = {"url": f"{url}/orders", "method": "POST", "body": self.hot_body(), "conns": 64,
+                   "duration": secs}
+            load_avg = os.getloadavg()
+            results, cpu, _ = self.run_load("floor", [job], pids=dict(self.pids, service=proc.pid))
+        finally:
+            self.stop_floor(proc)
+            # Every order left a record and an event nothing consumes: remove them, so the
+            # stream and the records do not weigh on later scenarios (memory, AOF rewrites).
+            removed = self.delete_prefix(FLOOR_PREFIX)
+        r = results[0]
+        scen = {"id": "floor", "kind": "floor", "title": title, "connections": 64, "duration_s": secs,
+                "url": job["url"], "load_avg_1m": round(load_avg[0], 2), "cpu_pct": cpu, "keys_removed": removed,
+                **{k: r[k] for k in ("ok", "conflict", "errors", "statuses", "error_detail", "requests", "wall_s",
+                                     "p50_ms", "p99_ms", "p999_ms", "max_ms", "ok_per_s", "req_per_s")},
+                "passed": r["errors"] == 0 and r["conflict"] == 0}
+        self.results["floor"] = scen
+        if not scen["passed"]:
+            self.failed.append(title)
+        self.note(f"{r['ok_per_s']:,.0f} orders/s, p50 {fmt_ms(r['p50_ms'])} ms, p99 {fmt_ms(r['p99_ms'])} ms, "
+                  f"errors {r['errors']:,}, 409 {r['conflict']:,}; {removed:,} floor keys removed")
+        return scen
+
+    # --- memory soak --------------------------------------------------------
+
+    def scenario_soak(self):
+        """The Redis path at a fixed rate for a long time, the service's RSS sampled every
+        RSS_EVERY_S before, during and after the load."""
+        rate, secs = self.soak_rate, self.soak_seconds
+        before, after = self.cfg["soak_before"], self.cfg["soak_after"]
+        title = (f"memory soak, Redis path, {rate:,} orders/s for {secs:g} s (spread bodies), RSS every "
+                 f"{RSS_EVERY_S:g} s from {before} s before to {after} s after")
+        self.progress(title, before + secs + after)
+        if self.backlog() != 0:
+            self.wait_backlog(self.cfg["drain_limit"])
+        sampler = RssSampler(self.a.service_pid, RSS_EVERY_S, self.note, secs)
+        sampler.start()
+        time.sleep(before)
+        sampler.load_started()
+        job = {"url": self.order_url("redis"), "method": "POST", "body_lines": self.raw / "spread-bodies.jsonl",
+               "conns": 256, "duration": secs, "rate": rate}
+
+        def settle():
+            sampler.load_ended()
+            end = self.last_load[1] if self.last_load else time.monotonic()
+            time.sleep(max(0.0, end + after - time.monotonic()))
+            sampler.stop()
+
+        try:
+            scen = self.write_scenario(
+                "soak-redis", title, "redis", [job], hot=False, expect_paths={"REDIS": ["soak-redis"]},
+                extra={"rate": rate, "connections": 256}, announce=False, after_load=settle)
+        finally:
+            sampler.stop()
+        scen["rss"] = sampler.summary(self.last_load, after)
+        rss = scen["rss"]
+        slope = rss.get("last_third_slope_mib_per_min")
+        self.note(f"RSS before {fmt_mib(rss.get('before_mib'))}, peak during {fmt_mib(rss.get('peak_mib'))}, "
+                  f"end {fmt_mib(rss.get('end_mib'))}, {after} s after {fmt_mib(rss.get('after_mib'))} MiB; "
+                  f"last third's slope " + ("n/a (too few samples)" if slope is None else f"{slope:+.2f} MiB/min"))
+        return scen
+
+    def scenario_ceiling(self):
+        secs = self.cfg["ceiling"]
+        self.progress("ceiling: redis-benchmark EVALSHA reserve.lua, 50 clients, pipeline 1", secs)
+        script = (ROOT / "persistence" / "lua" / "reserve.lua").read_text()
+        sha = self.redis_cmd("SCRIPT", "LOAD", script)
+        loc = self.hot_loc
+        # A real order JSON from the hot-product runs, so ARGV[2] has the service's size.
+        order_json = None
+        ids = self.sql(f"SELECT id FROM orders WHERE path = 'REDIS' AND location_id = {loc} "
+                       "ORDER BY accepted_at DESC LIMIT 1")
+        if ids:
+            order_json = self.redis_cmd("HGET", f"{self.prefix}{{L{loc}}}:o:{ids[0][0]}", "j") or None
+        if not order_json:
+            order_json = json.dumps({"orderId": "x" * 40, "status": "ACCEPTED", "path": "REDIS",
+                                     "items": [{"productId": 1, "quantity": 1, "unitPrice": 56000}],
+                                     "fulfillmentLocationId": loc, "deliveryType": "NORMAL"})
+        p = CEILING_PREFIX
+        stock_key = f"{p}{{L{loc}}}:s:{HOT_PRODUCT}"
+        self.redis_cmd("SET", stock_key, str(10**15))
+        cmd_args = ["EVALSHA", sha, "3", f"{p}{{L{loc}}}:o:__rand_int__", f"{p}{{L{loc}}}:ev", stock_key,
+                    "__rand_int__", order_json, f"{HOT_PRODUCT}:1", "1"]
+        probe = self.redis_benchmark(5_000, cmd_args)
+        n = max(5_000, int(probe["rps"] * secs))
+        with CpuMeter(self.pids) as cpu:
+            res = self.redis_benchmark(n, cmd_args)
+        dup_estimate = n * n / (2 * 1e9)
+        self.redis_cmd("UNLINK", stock_key, f"{p}{{L{loc}}}:ev")
+        scen = {"id": "ceiling", "kind": "ceiling", "title": "ceiling", "rps": res["rps"], "requests": n,
+                "wall_s": res["wall_s"], "p50_ms": res.get("p50_latency_ms"), "p99_ms": res.get("p99_latency_ms"),
+                "cpu_pct": cpu.result, "order_json_bytes": len(order_json), "duplicate_ids_estimate": dup_estimate,
+                "command": " ".join(res["cmd"][:-5] + ["<order JSON>"] + res["cmd"][-4:]).replace(sha, "<sha>"),
+                "passed": True, "load_avg_1m": round(os.getloadavg()[0], 2)}
+        self.results["ceiling"] = scen
+        self.note(f"{res['rps']:,.0f} EVALSHA/s over {n:,} calls")
