@@ -349,3 +349,97 @@ impl MysqlHealth {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_circuit_goes_closed_open_recovering_closed() {
+        let c = Circuit::default();
+        assert_eq!(c.state(), CircuitState::Closed);
+        assert!(c.passes() && c.trusted());
+        assert_eq!((c.trips(), c.opened_at()), (0, None));
+
+        c.trip("connection refused");
+        assert_eq!(c.state(), CircuitState::Open);
+        assert!(!c.passes() && !c.trusted());
+        assert_eq!(c.trips(), 1);
+        assert!(c.opened_at().is_some());
+        assert_eq!(c.last_error().as_deref(), Some("connection refused"));
+        // Closing needs a probe's answer first.
+        assert!(!c.close());
+        assert_eq!(c.state(), CircuitState::Open);
+
+        assert!(c.half_open());
+        assert_eq!(c.state(), CircuitState::Recovering);
+        assert!(
+            c.passes() && !c.trusted(),
+            "calls go through, Redis decides nothing"
+        );
+        assert!(!c.half_open(), "only an open circuit half-opens");
+
+        assert!(c.close());
+        assert_eq!(c.state(), CircuitState::Closed);
+        assert!(c.passes() && c.trusted());
+    }
+
+    #[test]
+    fn a_failure_while_recovering_opens_it_again_and_recovery_starts_over() {
+        let c = Circuit::default();
+        c.trip("first");
+        assert!(c.half_open());
+        c.trip("second");
+        assert_eq!(c.state(), CircuitState::Open);
+        assert_eq!(c.trips(), 2, "each opening counts");
+        assert!(!c.close(), "the recovery under way may not close it");
+        assert_eq!(c.last_error().as_deref(), Some("second"));
+    }
+
+    #[test]
+    fn tripping_an_open_circuit_counts_once() {
+        let c = Circuit::default();
+        c.trip("a");
+        let opened = c.opened_at();
+        c.trip("b");
+        assert_eq!(c.trips(), 1);
+        assert_eq!(c.opened_at(), opened, "the outage began at the first trip");
+        assert_eq!(c.last_error().as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn only_failures_to_reach_redis_open_it() {
+        let unreachable = [
+            RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+            RedisError::from((ErrorKind::MasterDown, "master down")),
+            RedisError::from((ErrorKind::ClusterDown, "cluster down")),
+            Circuit::open_error(),
+        ];
+        for e in &unreachable {
+            assert!(Circuit::unreachable(e), "{e}");
+        }
+        let answers = [
+            RedisError::from((ErrorKind::ResponseError, "WRONGTYPE")),
+            RedisError::from((ErrorKind::NoScriptError, "NOSCRIPT")),
+        ];
+        for e in &answers {
+            assert!(!Circuit::unreachable(e), "{e}");
+        }
+        assert!(Circuit::is_open_error(&Circuit::open_error()));
+        assert!(!Circuit::is_open_error(&answers[0]));
+    }
+
+    #[tokio::test]
+    async fn recovery_waits_for_the_writes_that_started_before_it() {
+        let c = Arc::new(Circuit::default());
+        let write = c.write_in_flight().await;
+        let waiter = {
+            let c = c.clone();
+            tokio::spawn(async move { c.wait_for_writes().await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "a write is still in its commit step");
+        drop(write);
+        waiter.await.unwrap();
+    }
+}
