@@ -162,13 +162,21 @@ pub async fn invoke<T: redis::FromRedisValue>(
     inv: &redis::ScriptInvocation<'_>,
     conn: &mut crate::infra::circuit::GuardedConn,
 ) -> StorageResult<T> {
-    let mut attempt = 0;
-    loop {
-        match inv.invoke_async(conn).await {
-            Err(e) if e.kind() == redis::ErrorKind::NoScriptError && attempt < 10 => attempt += 1,
-            other => return Ok(other?),
-        }
-    }
+    use backon::{ConstantBuilder, Retryable};
+    let conn: &crate::infra::circuit::GuardedConn = conn;
+    let once = || async {
+        let mut conn = conn.clone();
+        inv.invoke_async(&mut conn).await
+    };
+    Ok(once
+        .retry(
+            ConstantBuilder::default()
+                .with_delay(std::time::Duration::ZERO)
+                .with_max_times(10),
+        )
+        .sleep(tokio::time::sleep)
+        .when(|e: &redis::RedisError| e.kind() == redis::ErrorKind::NoScriptError)
+        .await?)
 }
 
 #[cfg(test)]

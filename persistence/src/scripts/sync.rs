@@ -188,30 +188,30 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_missing_marker_is_an_empty_argument() {
-        let inv = SyncKeys {
+    /// Product 3 counted at 10.
+    static THREE: [(ProductId, i64); 1] = [(ProductId::new_unchecked(3), 10)];
+
+    /// A first load of product 3 at location 4, the location's marker not there yet.
+    fn first_load() -> SyncKeys<'static> {
+        SyncKeys {
             loc: LocationId::new_unchecked(4),
             mode: SyncMode::Load,
-            counted: &[(p(3), 10)],
+            counted: &THREE,
             read_to: "0-0",
             loaded_at: "t",
             marker_seen: None,
         }
-        .invocation(&Keys::new("t:"));
+    }
+
+    #[test]
+    fn a_missing_marker_is_an_empty_argument() {
+        let inv = first_load().invocation(&Keys::new("t:"));
         assert_eq!(inv.args, ["load", "3", "10", "0-0", "t", ""]);
     }
 
     #[test]
     fn a_moved_marker_sets_nothing() {
-        let sync = SyncKeys {
-            loc: LocationId::new_unchecked(4),
-            mode: SyncMode::Load,
-            counted: &[(p(3), 10)],
-            read_to: "0-0",
-            loaded_at: "t",
-            marker_seen: None,
-        };
+        let sync = first_load();
         assert_eq!(
             sync.decode((0, vec![], "m".into())).unwrap(),
             Synced::Moved(Some("m".into()))
