@@ -112,13 +112,13 @@ pub async fn connect(config: &Config) -> anyhow::Result<Arc<Storage>> {
     Ok(Arc::new(storage))
 }
 
-/// A URL without its password, for logs.
+/// A URL without its password, for logs (a string that is no URL is shown as it is).
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            let user = creds.split(':').next().unwrap_or("");
-            format!("{}{}@{}", &url[..s + 3], user, &url[at + 1..])
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Only a URL that cannot have a password refuses one; this one has one.
+            let _ = parsed.set_password(None);
+            parsed.to_string()
         }
         _ => url.to_owned(),
     }
@@ -306,5 +306,27 @@ async fn warn_if_redis_forgets(storage: &Storage) {
         Err(e) => {
             tracing::warn!(error = %e, "could not read the Redis persistence settings (CONFIG GET)")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn a_redacted_url_keeps_everything_but_its_password() {
+        assert_eq!(
+            redact("mysql://app:s3cret@db.internal:3306/stock_flow?ssl-mode=required"),
+            "mysql://app@db.internal:3306/stock_flow?ssl-mode=required"
+        );
+        assert_eq!(
+            redact("redis://:pw@127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
+        assert_eq!(
+            redact("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
+        assert_eq!(redact("not a url"), "not a url");
     }
 }

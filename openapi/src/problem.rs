@@ -351,3 +351,118 @@ impl From<Problem> for poem::Error {
 
 /// What an operation answers.
 pub type ApiResult<T> = Result<T, Problem>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sf_routing::{LocationId, ProductId};
+
+    fn of(e: StorageError) -> (u16, String, String) {
+        let p = Problem::from(e);
+        (p.status, p.kind, p.detail)
+    }
+
+    #[test]
+    fn each_refusal_has_its_status_and_type() {
+        let p = ProductId::new_unchecked(7);
+        let cases = [
+            (
+                StorageError::UnknownProduct(p),
+                404,
+                "/problems/unknown-product",
+            ),
+            (
+                StorageError::UnknownOrder("1-x".into()),
+                404,
+                "/problems/unknown-order",
+            ),
+            (
+                StorageError::NoSuchSale {
+                    store: LocationId::new_unchecked(3),
+                    order: "1-x".into(),
+                },
+                404,
+                "/problems/unknown-order",
+            ),
+            (
+                StorageError::Lost("gone".into()),
+                410,
+                "/problems/order-lost",
+            ),
+            (
+                StorageError::OutOfStock {
+                    detail: "short".into(),
+                    product: Some(p),
+                    alternatives: None,
+                },
+                409,
+                "/problems/out-of-stock",
+            ),
+            (
+                StorageError::IdempotencyMismatch,
+                422,
+                "/problems/idempotency-key-reused",
+            ),
+            (
+                StorageError::IdempotencyInFlight,
+                409,
+                "/problems/idempotency-key-in-flight",
+            ),
+            (
+                StorageError::Conflict("taken".into()),
+                409,
+                "/problems/conflict",
+            ),
+            (
+                StorageError::RedisDown("circuit open".into()),
+                503,
+                "/problems/stock-cache-unavailable",
+            ),
+            (
+                StorageError::Unavailable("retry".into()),
+                503,
+                "/problems/unavailable",
+            ),
+        ];
+        for (e, status, kind) in cases {
+            let shown = e.to_string();
+            let (s, k, detail) = of(e);
+            assert_eq!((s, k.as_str()), (status, kind), "{shown}");
+            assert_eq!(detail, shown, "a refusal says what it is");
+        }
+    }
+
+    #[test]
+    fn an_unknown_product_names_it() {
+        let p = Problem::from(StorageError::UnknownProduct(ProductId::new_unchecked(42)));
+        assert_eq!(p.product_id, Some(42));
+    }
+
+    #[test]
+    fn internal_text_never_reaches_the_client() {
+        let secret = "pool timed out on 10.0.0.7:3306 with password=hunter2";
+        let internal = of(StorageError::Internal(secret.into()));
+        assert_eq!(internal.0, 500);
+        assert!(!internal.2.contains("hunter2"), "{}", internal.2);
+        let redis = of(StorageError::Redis(redis::RedisError::from(
+            std::io::Error::new(std::io::ErrorKind::ConnectionRefused, secret),
+        )));
+        assert_eq!((redis.0, redis.1.as_str()), (503, "/problems/unavailable"));
+        assert_eq!(redis.2, sf_persistence::Dependency::Redis.retry_shortly());
+    }
+
+    #[test]
+    fn an_unknown_outcome_names_its_order_not_its_cause() {
+        let p = Problem::from(StorageError::OutcomeUnknown {
+            order_id: "4-abc".into(),
+            cause: "read timed out on 10.0.0.9".into(),
+        });
+        assert_eq!(
+            (p.status, p.kind.as_str()),
+            (503, "/problems/order-outcome-unknown")
+        );
+        assert_eq!(p.order_id.as_deref().map(String::as_str), Some("4-abc"));
+        assert!(p.detail.contains("GET /api/orders/4-abc"), "{}", p.detail);
+        assert!(!p.detail.contains("10.0.0.9"), "{}", p.detail);
+    }
+}

@@ -40,30 +40,27 @@ pub fn redis_url() -> String {
 
 /// `mysql://user@host:port/anything` with another database name.
 pub fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
-    }
+    let mut parsed = url::Url::parse(url).expect("a database URL");
+    parsed.set_path(&format!("/{name}"));
+    parsed.to_string()
 }
 
 /// `host:port` of a `scheme://user@host:port/...` URL.
 pub fn host_port(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
-    rest.split(['/', '?']).next().unwrap().to_owned()
+    let parsed = url::Url::parse(url).expect("a server URL");
+    format!(
+        "{}:{}",
+        parsed.host_str().expect("a host"),
+        parsed.port().expect("a port")
+    )
 }
 
 /// The same URL through the proxy on `port`.
 pub fn via(url: &str, port: u16) -> String {
-    url.replacen(&host_port(url), &format!("127.0.0.1:{port}"), 1)
+    let mut parsed = url::Url::parse(url).expect("a server URL");
+    parsed.set_host(Some("127.0.0.1")).expect("a host");
+    parsed.set_port(Some(port)).expect("a port");
+    parsed.to_string()
 }
 
 /// The service with its Redis connections through a fault proxy; `tweak` changes its settings.
@@ -81,13 +78,20 @@ pub async fn behind_redis_proxy(
 
 /// The same URL straight to the real server when it points at a running [`proxy::Proxy`].
 pub fn direct(url: &str) -> String {
-    let hp = host_port(url);
-    match hp
-        .strip_prefix("127.0.0.1:")
-        .and_then(|p| p.parse().ok())
-        .and_then(proxy::upstream_of)
-    {
-        Some(upstream) => url.replacen(&hp, &upstream, 1),
+    let parsed = url::Url::parse(url).expect("a server URL");
+    let upstream = (parsed.host_str() == Some("127.0.0.1"))
+        .then(|| parsed.port())
+        .flatten()
+        .and_then(proxy::upstream_of);
+    match upstream {
+        Some(upstream) => {
+            let (host, port) = upstream.rsplit_once(':').expect("host:port");
+            let mut to = parsed.clone();
+            to.set_host(Some(host)).expect("a host");
+            to.set_port(Some(port.parse().expect("a port")))
+                .expect("a port");
+            to.to_string()
+        }
         None => url.to_owned(),
     }
 }
