@@ -1,15 +1,11 @@
-//! The generated OpenAPI spec is snapshotted, so an API change shows up in review. After an
-//! intended change: `UPDATE_SNAPSHOTS=1 cargo test -p stock-flow --test suite openapi` writes the
-//! new snapshot (and fails, so that an update never passes unseen); review the diff and run the
-//! test again without `UPDATE_SNAPSHOTS`.
+//! The generated OpenAPI spec is snapshotted (`insta`), so an API change shows up in review. After
+//! an intended change: `INSTA_UPDATE=always cargo test -p stock-flow --test suite openapi` writes
+//! the new snapshot (`openapi/snapshots/openapi.snap`) and the test passes once it is written;
+//! review the diff (`git diff`, or `cargo insta review` with `INSTA_UPDATE=new`). In CI
+//! (`CI` set) nothing is written: a differing spec fails.
 
 use crate::common::*;
 use reqwest::StatusCode;
-
-const SNAPSHOT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../openapi/snapshots/openapi.json"
-);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_spec_matches_the_snapshot() {
@@ -37,19 +33,11 @@ async fn openapi_spec_matches_the_snapshot() {
     assert!(yaml.text().await.unwrap().starts_with("openapi: 3"));
     assert_eq!(t.get("/swagger-ui/").await.status(), StatusCode::OK);
 
-    let pretty = serde_json::to_string_pretty(&spec).unwrap() + "\n";
-    let expected = std::fs::read_to_string(SNAPSHOT).unwrap_or_default();
-    if expected != pretty {
-        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-            std::fs::write(SNAPSHOT, &pretty).unwrap();
-            panic!(
-                "snapshot updated ({SNAPSHOT}); review the diff and run again without \
-                 UPDATE_SNAPSHOTS"
-            );
-        }
-        panic!(
-            "the OpenAPI spec differs from the snapshot ({SNAPSHOT}); review it and run \
-             UPDATE_SNAPSHOTS=1 cargo test -p stock-flow --test suite openapi"
-        );
-    }
+    insta::with_settings!({
+        snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi/snapshots"),
+        prepend_module_to_snapshot => false,
+        omit_expression => true,
+    }, {
+        insta::assert_json_snapshot!("openapi", spec);
+    });
 }
