@@ -26,6 +26,12 @@ async fn openapi_spec_matches_the_snapshot() {
                 op["operationId"].is_string(),
                 "{method} {path} has no operationId"
             );
+            // Every operation is in a load-shedding class (or named as never shed).
+            let id = op["operationId"].as_str().unwrap_or_default();
+            assert!(
+                sf_openapi::edge::Kind::of_operation(id).is_some(),
+                "{method} {path} ({id}) has no class in edge::Kind::of_operation"
+            );
         }
     }
     let yaml = t.get("/api/openapi.yaml").await;
