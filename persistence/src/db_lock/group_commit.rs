@@ -28,7 +28,7 @@ use crate::orders::build::build_order;
 use crate::orders::idempotency::{claim_mysql, complete_mysql, Claim};
 use crate::orders::ledger::{insert_orders, Reason};
 use crate::Storage;
-use sf_routing::{Candidate, LocationId, ProductId};
+use sf_routing::{Candidate, LocationId, OrderLines, ProductId};
 use sqlx::Row;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -269,30 +269,22 @@ impl Storage {
                     have.insert(ProductId::new_unchecked(p), row.try_get("on_hand")?);
                 }
             }
-            for (p, cap) in caps {
-                if let Some(h) = have.get_mut(p) {
-                    *h = (*h).min(*cap);
-                }
-            }
+            let open: Vec<Option<&OrderLines>> = members
+                .iter()
+                .zip(&answers)
+                .map(|(m, a)| a.is_none().then_some(&m.req.lines))
+                .collect();
+            let Allotment { fits, taken } = allot(have, caps, &open);
 
-            // Each order in arrival order, against what the earlier ones left.
             let mut placed: Vec<(usize, Order)> = Vec::new();
-            let mut taken: BTreeMap<ProductId, i64> = BTreeMap::new();
             for (i, m) in members.iter().enumerate() {
-                if answers[i].is_some() {
-                    continue;
-                }
-                let short = m.req.lines.iter().find_map(|(p, q)| {
-                    let h = have.get(&p).copied().unwrap_or(0);
-                    (h < i64::from(q.get())).then_some((p, h))
-                });
-                if let Some((product, h)) = short {
-                    answers[i] = Some(Ok(Attempt::Short { product, have: h }));
-                    continue;
-                }
-                for (p, q) in m.req.lines.iter() {
-                    *have.get_mut(&p).expect("checked above") -= i64::from(q.get());
-                    *taken.entry(p).or_default() += i64::from(q.get());
+                match fits[i] {
+                    None => continue,
+                    Some(Err((product, have))) => {
+                        answers[i] = Some(Ok(Attempt::Short { product, have }));
+                        continue;
+                    }
+                    Some(Ok(())) => {}
                 }
                 let order = build_order(
                     Order::new_id(loc.get()),
@@ -384,6 +376,53 @@ impl Storage {
     }
 }
 
+/// How a group's orders fit the stock its rows hold.
+#[derive(Debug, PartialEq, Eq)]
+struct Allotment {
+    /// Per member, in arrival order: `None` for one already answered, `Ok` for one that fits what
+    /// the earlier ones left, `Err((product, have))` for one short of `product`, of which `have`
+    /// units were left for it.
+    fits: Vec<Option<Result<(), (ProductId, i64)>>>,
+    /// The units the fitting orders take, per product.
+    taken: BTreeMap<ProductId, i64>,
+}
+
+/// Decides a group in arrival order against what its rows hold (`have`; a product without a row
+/// has none), each figure capped by Redis's lower one where a try found it lower (`caps`): an
+/// order takes its units only if every line fits what the earlier orders left, and an order that
+/// does not fit is refused alone. Pure: the transaction executes what it decides.
+fn allot(
+    mut have: BTreeMap<ProductId, i64>,
+    caps: &BTreeMap<ProductId, i64>,
+    members: &[Option<&OrderLines>],
+) -> Allotment {
+    for (p, cap) in caps {
+        if let Some(h) = have.get_mut(p) {
+            *h = (*h).min(*cap);
+        }
+    }
+    let mut taken: BTreeMap<ProductId, i64> = BTreeMap::new();
+    let fits = members
+        .iter()
+        .map(|lines| {
+            let lines = (*lines)?;
+            let short = lines.iter().find_map(|(p, q)| {
+                let h = have.get(&p).copied().unwrap_or(0);
+                (h < i64::from(q.get())).then_some((p, h))
+            });
+            if let Some(short) = short {
+                return Some(Err(short));
+            }
+            for (p, q) in lines.iter() {
+                *have.get_mut(&p).expect("checked above") -= i64::from(q.get());
+                *taken.entry(p).or_default() += i64::from(q.get());
+            }
+            Some(Ok(()))
+        })
+        .collect();
+    Allotment { fits, taken }
+}
+
 /// Every member of a decided group has its answer.
 fn answered(a: Option<StorageResult<Attempt>>) -> StorageResult<Attempt> {
     a.unwrap_or_else(|| {
@@ -408,5 +447,87 @@ fn shared(e: &StorageError) -> StorageError {
                 None => StorageError::Internal(other.to_string()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(id: u64) -> ProductId {
+        ProductId::new_unchecked(id)
+    }
+
+    fn lines(raw: &[(i64, i64)]) -> OrderLines {
+        OrderLines::parse(raw.iter().copied()).unwrap()
+    }
+
+    fn stock(raw: &[(u64, i64)]) -> BTreeMap<ProductId, i64> {
+        raw.iter().map(|(id, v)| (p(*id), *v)).collect()
+    }
+
+    #[test]
+    fn orders_take_stock_in_arrival_order_and_a_short_one_is_refused_alone() {
+        let (a, b, c) = (lines(&[(1, 3)]), lines(&[(1, 3)]), lines(&[(1, 2)]));
+        let got = allot(
+            stock(&[(1, 5)]),
+            &BTreeMap::new(),
+            &[Some(&a), Some(&b), Some(&c)],
+        );
+        assert_eq!(
+            got,
+            Allotment {
+                fits: vec![Some(Ok(())), Some(Err((p(1), 2))), Some(Ok(()))],
+                taken: stock(&[(1, 5)]),
+            }
+        );
+    }
+
+    #[test]
+    fn an_order_short_of_one_line_takes_none_of_the_others() {
+        let both = lines(&[(1, 1), (2, 4)]);
+        let one = lines(&[(1, 2)]);
+        let got = allot(
+            stock(&[(1, 2), (2, 3)]),
+            &BTreeMap::new(),
+            &[Some(&both), Some(&one)],
+        );
+        assert_eq!(got.fits, vec![Some(Err((p(2), 3))), Some(Ok(()))]);
+        assert_eq!(got.taken, stock(&[(1, 2)]));
+    }
+
+    #[test]
+    fn answered_members_are_skipped_and_a_product_without_a_row_has_nothing() {
+        let a = lines(&[(9, 1)]);
+        let b = lines(&[(1, 1)]);
+        let got = allot(
+            stock(&[(1, 1)]),
+            &BTreeMap::new(),
+            &[None, Some(&a), Some(&b)],
+        );
+        assert_eq!(got.fits, vec![None, Some(Err((p(9), 0))), Some(Ok(()))]);
+        assert_eq!(got.taken, stock(&[(1, 1)]));
+    }
+
+    #[test]
+    fn redis_lower_figure_caps_what_mysql_holds() {
+        let a = lines(&[(1, 2)]);
+        let b = lines(&[(1, 2)]);
+        let caps = stock(&[(1, 3), (7, 0)]);
+        let got = allot(stock(&[(1, 10)]), &caps, &[Some(&a), Some(&b)]);
+        assert_eq!(got.fits, vec![Some(Ok(())), Some(Err((p(1), 1)))]);
+        assert_eq!(got.taken, stock(&[(1, 2)]));
+    }
+
+    #[test]
+    fn a_group_of_none_takes_nothing() {
+        let got = allot(stock(&[(1, 10)]), &BTreeMap::new(), &[]);
+        assert_eq!(
+            got,
+            Allotment {
+                fits: vec![],
+                taken: BTreeMap::new()
+            }
+        );
     }
 }
