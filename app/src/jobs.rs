@@ -9,8 +9,8 @@ use sf_routing::LocationId;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_util::sync::CancellationToken;
 
 /// The cron schedule (six fields: seconds first) of each job.
 pub fn schedule(config: &Config, kind: JobKind) -> &str {
@@ -58,13 +58,13 @@ pub async fn start_scheduler(
 
 /// Reloads the catalogue and locations every few seconds, so that changes made through another
 /// instance reach this one's pricing and routing.
-pub async fn refresh_caches(storage: Arc<Storage>, mut shutdown: watch::Receiver<bool>) {
+pub async fn refresh_caches(storage: Arc<Storage>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = shutdown.wait_for(|v| *v) => return,
+            _ = shutdown.cancelled() => return,
         }
         if let Err(e) = storage.refresh_catalog().await {
             tracing::warn!(error = %e, "catalogue refresh failed");
@@ -86,7 +86,7 @@ pub async fn watch_redis(
     storage: Arc<Storage>,
     every: Duration,
     probe: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     let mut last_check: Option<tokio::time::Instant> = None;
     let mut last_attempt: Option<tokio::time::Instant> = None;
@@ -96,7 +96,7 @@ pub async fn watch_redis(
             if let Some(wait) = last_attempt.and_then(|t| probe.checked_sub(t.elapsed())) {
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.wait_for(|v| *v) => return,
+                    _ = shutdown.cancelled() => return,
                 }
             }
             last_attempt = Some(tokio::time::Instant::now());
@@ -115,7 +115,7 @@ pub async fn watch_redis(
             // A circuit that just opened is probed at once: a single cut connection is over as
             // soon as a new one answers.
             _ = storage.circuit().opened() => {}
-            _ = shutdown.wait_for(|v| *v) => return,
+            _ = shutdown.cancelled() => return,
         }
     }
 }
@@ -125,13 +125,13 @@ pub async fn watch_redis(
 pub async fn refresh_metrics(
     state: Arc<sf_openapi::ApiState>,
     every: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     loop {
         state.metrics.refresh(&state.storage).await;
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
-            _ = shutdown.wait_for(|v| *v) => return,
+            _ = shutdown.cancelled() => return,
         }
     }
 }
@@ -142,13 +142,13 @@ pub async fn watch_mysql(
     storage: Arc<Storage>,
     every: Duration,
     probe: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     loop {
         let up = storage.probe_mysql().await;
         tokio::select! {
             _ = tokio::time::sleep(if up { every } else { probe }) => {}
-            _ = shutdown.wait_for(|v| *v) => return,
+            _ = shutdown.cancelled() => return,
         }
     }
 }

@@ -13,8 +13,9 @@ use sf_persistence::infra::{mysql, redis_link};
 use sf_persistence::{RedisSettings, Storage, StorageOptions};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// A running service.
 pub struct Application {
@@ -22,11 +23,14 @@ pub struct Application {
     pub storage: Arc<Storage>,
     pub state: Arc<ApiState>,
     config: Config,
-    shutdown: watch::Sender<bool>,
+    /// Cancelled when the service stops: the server drains, the consumer and the background
+    /// work end their current step.
+    shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
     consumer: Option<JoinHandle<()>>,
     scheduler: Option<tokio_cron_scheduler::JobScheduler>,
-    background: Vec<JoinHandle<()>>,
+    /// The background work (cache refresh, Redis and MySQL watches, metrics), waited for on stop.
+    background: TaskTracker,
     /// This instance's id (job leases, consumer names).
     pub instance: String,
 }
@@ -161,16 +165,14 @@ impl Application {
             .first()
             .and_then(|a| a.as_socket_addr().map(|s| s.port()))
             .context("listener has no address")?;
-        let (shutdown, rx) = watch::channel(false);
+        let shutdown = CancellationToken::new();
         let routes = sf_openapi::routes(state.clone());
-        let mut server_rx = rx.clone();
+        let server_stop = shutdown.clone();
         let server = tokio::spawn(async move {
             Server::new_with_acceptor(acceptor)
                 .run_with_graceful_shutdown(
                     routes,
-                    async move {
-                        let _ = server_rx.wait_for(|v| *v).await;
-                    },
+                    async move { server_stop.cancelled().await },
                     Some(Duration::from_secs(10)),
                 )
                 .await
@@ -191,34 +193,31 @@ impl Application {
             server,
             consumer: None,
             scheduler,
-            background: Vec::new(),
+            background: TaskTracker::new(),
         };
         if app.config.consumer_enabled {
             app.start_consumer();
         }
-        app.background
-            .push(tokio::spawn(crate::jobs::refresh_caches(
-                storage.clone(),
-                rx.clone(),
-            )));
-        app.background.push(tokio::spawn(crate::jobs::watch_redis(
+        let (stop, bg) = (&app.shutdown, &app.background);
+        bg.spawn(crate::jobs::refresh_caches(storage.clone(), stop.clone()));
+        bg.spawn(crate::jobs::watch_redis(
             storage.clone(),
             Duration::from_millis(app.config.redis_watch_ms.max(50)),
             Duration::from_millis(app.config.storage.redis_probe_ms),
-            rx.clone(),
-        )));
-        app.background
-            .push(tokio::spawn(crate::jobs::refresh_metrics(
-                app.state.clone(),
-                Duration::from_secs(2),
-                rx.clone(),
-            )));
-        app.background.push(tokio::spawn(crate::jobs::watch_mysql(
+            stop.clone(),
+        ));
+        bg.spawn(crate::jobs::refresh_metrics(
+            app.state.clone(),
+            Duration::from_secs(2),
+            stop.clone(),
+        ));
+        bg.spawn(crate::jobs::watch_mysql(
             storage.clone(),
             Duration::from_millis(app.config.redis_watch_ms.max(50)),
             Duration::from_millis(app.config.storage.redis_probe_ms),
-            rx.clone(),
-        )));
+            stop.clone(),
+        ));
+        bg.close();
         tracing::info!(port, "stock flow listening on port {port}");
         Ok(app)
     }
@@ -240,7 +239,7 @@ impl Application {
             self.storage.clone(),
             config,
             self.state.consumer.clone(),
-            self.shutdown.subscribe(),
+            self.shutdown.clone(),
         )));
     }
 
@@ -275,7 +274,7 @@ impl Application {
 
     /// Stops serving and waits for the consumer and jobs to finish their current step.
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        let _ = self.shutdown.send(true);
+        self.shutdown.cancel();
         if let Some(mut s) = self.scheduler.take() {
             let _ = s.shutdown().await;
         }
@@ -283,9 +282,7 @@ impl Application {
         if let Some(c) = self.consumer.take() {
             let _ = c.await;
         }
-        for b in self.background.drain(..) {
-            let _ = b.await;
-        }
+        self.background.wait().await;
         Ok(())
     }
 }

@@ -912,7 +912,7 @@ async fn a_restarted_consumer_reads_new_events_after_its_pending_list() {
     assert_eq!(s, StatusCode::OK);
     read_as("c1").await;
 
-    let (stop, rx) = tokio::sync::watch::channel(false);
+    let stop = tokio_util::sync::CancellationToken::new();
     let store = t.app.as_ref().unwrap().storage.clone();
     let task = tokio::spawn(consumer::run(
         store,
@@ -923,7 +923,7 @@ async fn a_restarted_consumer_reads_new_events_after_its_pending_list() {
             reclaim_idle: Duration::from_secs(600),
         },
         Arc::new(ConsumerStats::default()),
-        rx,
+        stop.clone(),
     ));
     let new = t.place_redis(&body).await;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -934,7 +934,7 @@ async fn a_restarted_consumer_reads_new_events_after_its_pending_list() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    stop.send(true).unwrap();
+    stop.cancel();
     task.await.unwrap();
     assert_eq!(t.on_hand(wh, p).await, 9);
 }

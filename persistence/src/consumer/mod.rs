@@ -49,7 +49,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
 
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -126,7 +125,7 @@ pub(super) fn parse_event(loc: LocationId, entry: &StreamId) -> Event {
     }
 }
 
-/// Runs the consumer until `shutdown` turns true. A round under way is finished first: its batch
+/// Runs the consumer until `shutdown` is cancelled. A round under way is finished first: its batch
 /// is committed and acknowledged, or fails as a whole and stays pending for the next consumer —
 /// never dropped between its Redis and MySQL steps. Errors are logged and retried after a pause;
 /// the consumer never gives up on its own.
@@ -134,16 +133,16 @@ pub async fn run(
     store: Arc<Storage>,
     config: ConsumerConfig,
     stats: Arc<ConsumerStats>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: tokio_util::sync::CancellationToken,
 ) {
     tracing::info!(consumer = %config.name, "order event consumer started");
     let mut state = State::default();
-    while !*shutdown.borrow() {
+    while !shutdown.is_cancelled() {
         if !store.circuit.passes() {
             // Redis is unreachable: nothing to read; the circuit's probe tells when it is back.
             tokio::select! {
                 _ = tokio::time::sleep(store.redis_settings.probe_every) => continue,
-                _ = shutdown.changed() => break,
+                _ = shutdown.cancelled() => break,
             }
         }
         // Not raced against the shutdown: a round ends within its MySQL and Redis deadlines.
@@ -163,7 +162,7 @@ pub async fn run(
             state.reader = None;
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                _ = shutdown.changed() => break,
+                _ = shutdown.cancelled() => break,
             }
         }
     }
