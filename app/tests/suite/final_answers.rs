@@ -694,30 +694,23 @@ async fn a_batch_with_many_short_orders_reads_its_stream_once() {
 async fn a_key_still_names_its_order_after_redis_lost_its_data() {
     let t = TestApp::spawn_with(|c| c.jobs_enabled = false).await;
     let (wh, p) = t.warehouse_with_product(1_000, 10).await;
-    let send = |body: Value| {
-        t.client
-            .post(format!("{}/api/redis/orders", t.base))
-            .header("Idempotency-Key", "survives-a-flush")
-            .json(&body)
-            .send()
+    let app = &t;
+    let send = |body: Value| async move {
+        app.post_idempotent("/api/redis/orders", "survives-a-flush", &body)
+            .await
     };
     let body = normal_order(&[(p, 2)], SEOUL.0, SEOUL.1);
-    let (s, first) = json_of(send(body.clone()).await.unwrap()).await;
+    let (s, first) = json_of(send(body.clone()).await).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{first}");
     settle(&t).await;
     t.lose_redis_data().await;
     t.run_reconcile().await;
-    let (s, again) = json_of(send(body.clone()).await.unwrap()).await;
+    let (s, again) = json_of(send(body.clone()).await).await;
     assert!(s.is_success(), "{s}: {again}");
     assert_eq!(again["orderId"], first["orderId"]);
     assert_eq!(again["status"], "CONFIRMED");
     // Another body under the same key is still refused.
-    let (s, other) = json_of(
-        send(normal_order(&[(p, 3)], SEOUL.0, SEOUL.1))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, other) = json_of(send(normal_order(&[(p, 3)], SEOUL.0, SEOUL.1)).await).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{other}");
     settle(&t).await;
     assert_eq!(t.order_ids().await.len(), 1);
@@ -739,21 +732,14 @@ async fn mysql_keeps_one_order_per_key_when_redis_lost_the_claim() {
     })
     .await;
     let (wh, p) = t.warehouse_with_product(1_000, 10).await;
-    let (client, base) = (t.client.clone(), t.base.clone());
-    let send = |body: Value| {
-        client
-            .post(format!("{base}/api/redis/orders"))
-            .header("Idempotency-Key", "claim-lost-in-flight")
-            .json(&body)
-            .send()
-    };
+    const KEY: &str = "claim-lost-in-flight";
     let body = normal_order(&[(p, 2)], SEOUL.0, SEOUL.1);
-    let (s, first) = json_of(send(body.clone()).await.unwrap()).await;
+    let (s, first) = json_of(t.post_idempotent("/api/redis/orders", KEY, &body).await).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{first}");
     // Redis loses the claim (and only the claim): the order is still in its stream.
     let mut redis = t.redis().await;
     let claims: Vec<String> = redis::cmd("KEYS")
-        .arg(t.keys().idempotency("*", "claim-lost-in-flight*"))
+        .arg(t.keys().idempotency("*", &format!("{KEY}*")))
         .query_async(&mut redis)
         .await
         .unwrap();
@@ -767,7 +753,7 @@ async fn mysql_keeps_one_order_per_key_when_redis_lost_the_claim() {
         .query_async(&mut redis)
         .await
         .unwrap();
-    let (s, second) = json_of(send(body.clone()).await.unwrap()).await;
+    let (s, second) = json_of(t.post_idempotent("/api/redis/orders", KEY, &body).await).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{second}");
     assert_ne!(second["orderId"], first["orderId"]);
     t.app().start_consumer();
@@ -788,7 +774,7 @@ async fn mysql_keeps_one_order_per_key_when_redis_lost_the_claim() {
     assert_eq!(t.ledger_sum(wh, p).await, -2);
     t.assert_converged(InRedis::All).await;
     // The key's retry replays its claim's answer: the second order, now rejected.
-    let (s, again) = json_of(send(body).await.unwrap()).await;
+    let (s, again) = json_of(t.post_idempotent("/api/redis/orders", KEY, &body).await).await;
     assert!(s.is_success(), "{s}: {again}");
     assert_eq!(again["orderId"], second["orderId"], "{again}");
 }
@@ -805,13 +791,8 @@ async fn a_claim_the_replicas_do_not_hold_decides_nothing() {
     let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
     for _ in 0..3 {
         let r = t
-            .client
-            .post(format!("{}/api/redis/orders", t.base))
-            .header("Idempotency-Key", "claim-unreplicated")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+            .post_idempotent("/api/redis/orders", "claim-unreplicated", &body)
+            .await;
         assert!(r.headers().contains_key("retry-after"));
         let (s, b) = json_of(r).await;
         assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");

@@ -94,7 +94,8 @@ pub(super) async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Ap
         v.dedup();
         v
     };
-    let status = lock_orders(&mut tx, &ids).await?;
+    // The order rows are locked first, as on every path.
+    let status = crate::orders::statuses(&mut tx, &ids, true).await?;
 
     let Classified {
         mut new_orders,

@@ -4,35 +4,12 @@
 use super::*;
 
 use crate::error::StorageResult;
-use crate::model::OrderStatus;
 use crate::orders::ledger::ROWS_PER_STATEMENT;
 use crate::recovery::sync::marks;
 use crate::Storage;
 use sf_routing::LocationId;
 use sqlx::Row;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-
-/// Locks the order rows of `ids` and answers their statuses.
-pub(super) async fn lock_orders(
-    conn: &mut sqlx::MySqlConnection,
-    ids: &[&str],
-) -> StorageResult<HashMap<String, OrderStatus>> {
-    let mut status = HashMap::new();
-    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "SELECT id, CAST(status AS CHAR) AS status FROM orders WHERE id IN ({}) FOR UPDATE",
-            marks(chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        for r in q.fetch_all(&mut *conn).await? {
-            status.insert(r.try_get("id")?, r.try_get("status")?);
-        }
-    }
-    Ok(status)
-}
 
 /// Locks the stock rows of `keys` (sorted by location and product: the order every writer locks
 /// in) and answers their on-hand figures; a missing row is absent from the answer.

@@ -306,3 +306,29 @@ impl Storage {
 
 /// The fields `HMGET st j r` answers for an order record.
 pub(crate) type RecordFields = (Option<String>, Option<String>, Option<String>);
+
+/// The statuses MySQL holds for the orders `ids` (absent: no row), read in statements of at most
+/// [`ledger::ROWS_PER_STATEMENT`] ids; with `lock`, the rows stay locked (`FOR UPDATE`) until the
+/// transaction ends.
+pub(crate) async fn statuses(
+    conn: &mut sqlx::MySqlConnection,
+    ids: &[&str],
+    lock: bool,
+) -> StorageResult<std::collections::HashMap<String, OrderStatus>> {
+    let mut status = std::collections::HashMap::new();
+    for chunk in ids.chunks(ledger::ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT id, CAST(status AS CHAR) AS status FROM orders WHERE id IN ({}){}",
+            crate::recovery::sync::marks(chunk.len()),
+            if lock { " FOR UPDATE" } else { "" }
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            status.insert(r.try_get("id")?, r.try_get("status")?);
+        }
+    }
+    Ok(status)
+}

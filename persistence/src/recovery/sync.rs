@@ -465,26 +465,13 @@ impl Storage {
         conn: &mut MySqlConnection,
         events: &[(String, String)],
     ) -> StorageResult<Vec<(String, String)>> {
-        let mut status: HashMap<String, OrderStatus> = HashMap::new();
         let ids: Vec<&str> = {
             let mut v: Vec<&str> = events.iter().map(|(o, _)| o.as_str()).collect();
             v.sort_unstable();
             v.dedup();
             v
         };
-        for chunk in ids.chunks(1000) {
-            let sql = format!(
-                "SELECT id, CAST(status AS CHAR) AS status FROM orders WHERE id IN ({})",
-                marks(chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            for r in q.fetch_all(&mut *conn).await? {
-                status.insert(r.try_get("id")?, r.try_get("status")?);
-            }
-        }
+        let status = crate::orders::statuses(&mut *conn, &ids, false).await?;
         Ok(events
             .iter()
             .filter(|(o, t)| {

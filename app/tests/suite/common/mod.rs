@@ -522,6 +522,17 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `POST` with an `Idempotency-Key`.
+    pub async fn post_idempotent(&self, path: &str, key: &str, body: &Value) -> Response {
+        self.client
+            .post(format!("{}{}", self.base, path))
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn post_with_key(&self, path: &str, key: &str, body: &Value) -> Response {
         self.client
             .post(format!("{}{}", self.base, path))
