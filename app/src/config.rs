@@ -53,9 +53,10 @@ pub struct StorageConfig {
     /// and opens the Redis circuit.
     #[arg(long, env = "REDIS_COMMAND_TIMEOUT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub redis_command_timeout_ms: u64,
-    /// How often (ms) an open Redis circuit probes Redis.
-    #[arg(long, env = "REDIS_PROBE_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(10..))]
-    pub redis_probe_ms: u64,
+    /// How often (ms) a store found down is probed: Redis while its circuit is open, MySQL while
+    /// it does not answer.
+    #[arg(long, env = "OUTAGE_PROBE_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(10..))]
+    pub outage_probe_ms: u64,
     /// Milliseconds to get a MySQL connection from the pool (opening one included).
     #[arg(long, env = "DB_CONNECT_TIMEOUT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub db_connect_timeout_ms: u64,
@@ -120,9 +121,10 @@ pub struct Config {
     /// holder's lease expires after this).
     #[arg(long, env = "JOB_LEASE_SECS", default_value_t = 30)]
     pub job_lease_secs: u64,
-    /// How often (ms) the service checks that Redis still holds its data.
-    #[arg(long, env = "REDIS_WATCH_MS", default_value_t = 1000)]
-    pub redis_watch_ms: u64,
+    /// How often (ms) the service checks that Redis still holds its data and that MySQL answers
+    /// (readiness).
+    #[arg(long, env = "HEALTH_CHECK_MS", default_value_t = 1000)]
+    pub health_check_ms: u64,
     /// Largest request body, in bytes (the largest valid order, 50 lines, is about 3 KB).
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(256..=16_777_216))]
     pub max_body_bytes: u64,
@@ -182,6 +184,22 @@ impl Config {
             .no_binary_name(true)
             .get_matches_from(Vec::<String>::new());
         Wrap::from_arg_matches(&matches).expect("defaults parse").c
+    }
+}
+
+/// Settings renamed in this release, and their new names: a deployment that still sets an old
+/// name gets the default, so it is told at startup.
+const RENAMED: [(&str, &str); 2] = [
+    ("REDIS_WATCH_MS", "HEALTH_CHECK_MS"),
+    ("REDIS_PROBE_MS", "OUTAGE_PROBE_MS"),
+];
+
+/// Logs a warning for each renamed setting still present in the environment.
+pub fn warn_renamed_settings() {
+    for (old, new) in RENAMED {
+        if std::env::var_os(old).is_some() {
+            tracing::warn!("{old} is no longer read: it is now {new}");
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use sf_persistence::catalog::seed::{self, Profile};
 use stock_flow::config::{Config, LogFormat, StorageConfig};
-use stock_flow::{telemetry, Application};
+use stock_flow::{config, telemetry, Application};
 
 #[derive(Parser)]
 #[command(
@@ -54,10 +54,12 @@ async fn main() -> anyhow::Result<()> {
         None => {
             let config = Config::from_env();
             telemetry::init(config.log_format);
+            config::warn_renamed_settings();
             Application::build(config).await?.run_until_stopped().await
         }
         Some(Command::Serve(config)) => {
             telemetry::init(config.log_format);
+            config::warn_renamed_settings();
             Application::build(*config).await?.run_until_stopped().await
         }
         Some(Command::Migrate(storage)) => {

@@ -94,7 +94,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Arc<Storage>> {
         pool_size: s.redis_pool_size,
         connect_timeout: Duration::from_millis(s.redis_connect_timeout_ms),
         command_timeout: Duration::from_millis(s.redis_command_timeout_ms),
-        probe_every: Duration::from_millis(s.redis_probe_ms),
+        probe_every: Duration::from_millis(s.outage_probe_ms),
         min_replica_acks: s.redis_min_replica_acks,
         wait_timeout: Duration::from_millis(s.redis_wait_timeout_ms),
     })
@@ -202,8 +202,8 @@ impl Application {
         bg.spawn(crate::jobs::refresh_caches(storage.clone(), stop.clone()));
         bg.spawn(crate::jobs::watch_redis(
             storage.clone(),
-            Duration::from_millis(app.config.redis_watch_ms.max(50)),
-            Duration::from_millis(app.config.storage.redis_probe_ms),
+            Duration::from_millis(app.config.health_check_ms.max(50)),
+            Duration::from_millis(app.config.storage.outage_probe_ms),
             stop.clone(),
         ));
         bg.spawn(crate::jobs::refresh_metrics(
@@ -213,8 +213,8 @@ impl Application {
         ));
         bg.spawn(crate::jobs::watch_mysql(
             storage.clone(),
-            Duration::from_millis(app.config.redis_watch_ms.max(50)),
-            Duration::from_millis(app.config.storage.redis_probe_ms),
+            Duration::from_millis(app.config.health_check_ms.max(50)),
+            Duration::from_millis(app.config.storage.outage_probe_ms),
             stop.clone(),
         ));
         bg.close();

@@ -88,7 +88,7 @@ impl HealthApi {
     /// Readiness
     ///
     /// Whether MySQL and Redis answer, as the background probes last saw them (MySQL every
-    /// `REDIS_WATCH_MS`, Redis on every call and every `REDIS_PROBE_MS` while its circuit is
+    /// `HEALTH_CHECK_MS`, Redis on every call and every `OUTAGE_PROBE_MS` while its circuit is
     /// open). Answers at once, whatever the stores do.
     #[oai(
         path = "/health/ready",

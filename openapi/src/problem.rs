@@ -8,7 +8,7 @@ use poem::http::StatusCode;
 use poem_openapi::registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, Registry};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Object};
-use sf_persistence::{Alternative, StorageError};
+use sf_persistence::{Alternative, Failure, FailureKind, Refusal, StorageError};
 use sf_routing::DomainError;
 
 /// A problem detail (RFC 9457).
@@ -115,84 +115,103 @@ impl From<DomainError> for Problem {
 
 impl From<StorageError> for Problem {
     fn from(e: StorageError) -> Self {
-        if let StorageError::NotReplicated { order, .. } = &e {
-            tracing::warn!(error = %e, "order answered before enough replicas held it");
-            return Self {
-                order_id: Some(Box::new(order.order_id.clone())),
-                ..Self::new(
-                    504,
-                    "order-not-replicated",
-                    "Accepted, not yet replicated",
-                    format!(
-                        "{e}. Retry with the same Idempotency-Key: the retry answers 202 with this same order once the replicas hold it (or 410 if it was lost). Without a key, look the order up (GET /api/orders/{}) before placing it again.",
-                        order.order_id
-                    ),
-                )
-            };
+        match e {
+            StorageError::Refused(r) => r.into(),
+            StorageError::Failed(f) => f.into(),
         }
-        if let StorageError::OutcomeUnknown { order_id, .. } = &e {
-            tracing::warn!(error = %e, "order outcome unknown");
-            return Self {
-                order_id: Some(Box::new(order_id.clone())),
-                ..Self::new(
-                    503,
-                    "order-outcome-unknown",
-                    "Order outcome unknown",
-                    // The cause (a timeout, a cut connection) is logged above, not shown.
-                    format!(
-                        "the stock cache did not answer the reservation of order {order_id}: it may or may not have been placed. Look it up (GET /api/orders/{order_id}): once placed it is ACCEPTED or CONFIRMED; if it was not, the lookup answers 404. Retry with the same Idempotency-Key to get its answer; without a key, look it up before placing it again"
-                    ),
-                )
-            };
-        }
-        if e.is_server_error() {
-            if let StorageError::RedisDown(detail) = &e {
+    }
+}
+
+/// A failure: what the client is told is the kind's documented sentence; the cause goes to the
+/// log (with the request id, from the request's span), never to the client.
+impl From<Failure> for Problem {
+    fn from(f: Failure) -> Self {
+        match &f.kind {
+            FailureKind::NotReplicated { order, .. } => {
+                tracing::warn!(error = %f, "order answered before enough replicas held it");
+                Self {
+                    order_id: Some(Box::new(order.order_id.clone())),
+                    ..Self::new(
+                        504,
+                        "order-not-replicated",
+                        "Accepted, not yet replicated",
+                        format!(
+                            "{f}. Retry with the same Idempotency-Key: the retry answers 202 with this same order once the replicas hold it (or 410 if it was lost). Without a key, look the order up (GET /api/orders/{}) before placing it again.",
+                            order.order_id
+                        ),
+                    )
+                }
+            }
+            FailureKind::OutcomeUnknown { order_id } => {
+                tracing::warn!(error = %f, "order outcome unknown");
+                Self {
+                    order_id: Some(Box::new(order_id.clone())),
+                    ..Self::new(
+                        503,
+                        "order-outcome-unknown",
+                        "Order outcome unknown",
+                        format!(
+                            "the stock cache did not answer the reservation of order {order_id}: it may or may not have been placed. Look it up (GET /api/orders/{order_id}): once placed it is ACCEPTED or CONFIRMED; if it was not, the lookup answers 404. Retry with the same Idempotency-Key to get its answer; without a key, look it up before placing it again"
+                        ),
+                    )
+                }
+            }
+            FailureKind::StockCacheDown(detail) => {
                 // Expected while Redis is down, once per shed request: not worth a log line each.
-                tracing::debug!(error = %e, "refused: redis circuit not closed");
-                return Self::new(
+                tracing::debug!(error = %f, "refused: stock cache not trusted");
+                Self::new(
                     503,
                     "stock-cache-unavailable",
                     "Stock cache unavailable",
                     detail.clone(),
-                );
+                )
             }
-            if let StorageError::Unavailable(detail) = &e {
-                tracing::warn!(error = %e, "dependency unavailable");
-                return Self::new(
+            FailureKind::Unavailable(detail) => {
+                tracing::warn!(error = %f, "dependency unavailable");
+                Self::new(
                     503,
                     "unavailable",
                     "Temporarily unavailable",
                     detail.clone(),
-                );
+                )
             }
-            tracing::error!(error = %e, "request failed");
-            return match e.unreachable() {
-                Some(dependency) => Self::new(
+            FailureKind::Unreachable(dependency) => {
+                tracing::error!(error = %f, "request failed");
+                Self::new(
                     503,
                     "unavailable",
                     "Temporarily unavailable",
                     dependency.retry_shortly(),
-                ),
-                None => Self::internal(),
-            };
+                )
+            }
+            FailureKind::NotReplicatedChange | FailureKind::Internal => {
+                tracing::error!(error = %f, "request failed");
+                Self::internal()
+            }
         }
-        let detail = e.to_string();
-        match e {
-            StorageError::UnknownProduct(p) => Self {
+    }
+}
+
+/// A refusal: its text is the detail the client reads.
+impl From<Refusal> for Problem {
+    fn from(r: Refusal) -> Self {
+        let detail = r.to_string();
+        match r {
+            Refusal::UnknownProduct(p) => Self {
                 product_id: Some(p.get()),
                 ..Self::new(404, "unknown-product", "Unknown product", detail)
             },
-            StorageError::UnknownOrder(_) | StorageError::NoSuchSale { .. } => {
+            Refusal::UnknownOrder(_) | Refusal::NoSuchSale { .. } => {
                 Self::new(404, "unknown-order", "Unknown order", detail)
             }
-            StorageError::Lost(_) => Self::new(
+            Refusal::Lost(_) => Self::new(
                 410,
                 "order-lost",
                 "Order lost with the stock cache's data",
                 detail,
             ),
-            StorageError::UnknownLocation(_) | StorageError::NotFound(_) => Self::not_found(detail),
-            StorageError::OutOfStock {
+            Refusal::UnknownLocation(_) | Refusal::NotFound(_) => Self::not_found(detail),
+            Refusal::OutOfStock {
                 product,
                 alternatives,
                 ..
@@ -202,21 +221,20 @@ impl From<StorageError> for Problem {
                     .map(|a| Box::new(a.into_iter().map(Into::into).collect())),
                 ..Self::new(409, "out-of-stock", "Not enough stock", detail)
             },
-            StorageError::Invalid(_) => Self::validation(detail),
-            StorageError::IdempotencyMismatch => Self::new(
+            Refusal::Invalid(_) => Self::validation(detail),
+            Refusal::IdempotencyMismatch => Self::new(
                 422,
                 "idempotency-key-reused",
                 "Idempotency-Key reused with another request",
                 detail,
             ),
-            StorageError::IdempotencyInFlight => Self::new(
+            Refusal::IdempotencyInFlight => Self::new(
                 409,
                 "idempotency-key-in-flight",
                 "Request with this Idempotency-Key still running",
                 detail,
             ),
-            StorageError::Conflict(_) => Self::new(409, "conflict", "Conflict", detail),
-            _ => Self::internal(),
+            Refusal::Conflict(_) => Self::new(409, "conflict", "Conflict", detail),
         }
     }
 }
@@ -355,6 +373,7 @@ pub type ApiResult<T> = Result<T, Problem>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sf_persistence::Cause;
     use sf_routing::{LocationId, ProductId};
 
     fn of(e: StorageError) -> (u16, String, String) {
@@ -366,31 +385,23 @@ mod tests {
     fn each_refusal_has_its_status_and_type() {
         let p = ProductId::new_unchecked(7);
         let cases = [
+            (Refusal::UnknownProduct(p), 404, "/problems/unknown-product"),
             (
-                StorageError::UnknownProduct(p),
-                404,
-                "/problems/unknown-product",
-            ),
-            (
-                StorageError::UnknownOrder("1-x".into()),
+                Refusal::UnknownOrder("1-x".into()),
                 404,
                 "/problems/unknown-order",
             ),
             (
-                StorageError::NoSuchSale {
+                Refusal::NoSuchSale {
                     store: LocationId::new_unchecked(3),
                     order: "1-x".into(),
                 },
                 404,
                 "/problems/unknown-order",
             ),
+            (Refusal::Lost("gone".into()), 410, "/problems/order-lost"),
             (
-                StorageError::Lost("gone".into()),
-                410,
-                "/problems/order-lost",
-            ),
-            (
-                StorageError::OutOfStock {
+                Refusal::OutOfStock {
                     detail: "short".into(),
                     product: Some(p),
                     alternatives: None,
@@ -399,52 +410,74 @@ mod tests {
                 "/problems/out-of-stock",
             ),
             (
-                StorageError::IdempotencyMismatch,
+                Refusal::IdempotencyMismatch,
                 422,
                 "/problems/idempotency-key-reused",
             ),
             (
-                StorageError::IdempotencyInFlight,
+                Refusal::IdempotencyInFlight,
                 409,
                 "/problems/idempotency-key-in-flight",
             ),
+            (Refusal::Conflict("taken".into()), 409, "/problems/conflict"),
             (
-                StorageError::Conflict("taken".into()),
-                409,
-                "/problems/conflict",
-            ),
-            (
-                StorageError::RedisDown("circuit open".into()),
-                503,
-                "/problems/stock-cache-unavailable",
-            ),
-            (
-                StorageError::Unavailable("retry".into()),
-                503,
-                "/problems/unavailable",
+                Refusal::Invalid("bad".into()),
+                422,
+                "/problems/validation-error",
             ),
         ];
-        for (e, status, kind) in cases {
-            let shown = e.to_string();
-            let (s, k, detail) = of(e);
+        for (r, status, kind) in cases {
+            let shown = r.to_string();
+            let (s, k, detail) = of(r.into());
             assert_eq!((s, k.as_str()), (status, kind), "{shown}");
             assert_eq!(detail, shown, "a refusal says what it is");
         }
     }
 
     #[test]
+    fn each_failure_kind_has_its_status_and_says_only_its_sentence() {
+        let cases = [
+            (
+                Failure::stock_cache_down("order elsewhere", "circuit open on 10.0.0.9"),
+                503,
+                "/problems/stock-cache-unavailable",
+                "order elsewhere",
+            ),
+            (
+                Failure::unavailable("retry"),
+                503,
+                "/problems/unavailable",
+                "retry",
+            ),
+            (
+                Failure {
+                    kind: FailureKind::NotReplicatedChange,
+                    cause: Cause::Message("10.0.0.9".into()),
+                },
+                500,
+                "/problems/internal",
+                "the service failed to handle this request; it has been logged",
+            ),
+        ];
+        for (f, status, kind, told) in cases {
+            let (s, k, detail) = of(f.into());
+            assert_eq!((s, k.as_str(), detail.as_str()), (status, kind, told));
+        }
+    }
+
+    #[test]
     fn an_unknown_product_names_it() {
-        let p = Problem::from(StorageError::UnknownProduct(ProductId::new_unchecked(42)));
+        let p = Problem::from(Refusal::UnknownProduct(ProductId::new_unchecked(42)));
         assert_eq!(p.product_id, Some(42));
     }
 
     #[test]
     fn internal_text_never_reaches_the_client() {
         let secret = "pool timed out on 10.0.0.7:3306 with password=hunter2";
-        let internal = of(StorageError::Internal(secret.into()));
+        let internal = of(StorageError::internal(secret));
         assert_eq!(internal.0, 500);
         assert!(!internal.2.contains("hunter2"), "{}", internal.2);
-        let redis = of(StorageError::Redis(redis::RedisError::from(
+        let redis = of(StorageError::from(redis::RedisError::from(
             std::io::Error::new(std::io::ErrorKind::ConnectionRefused, secret),
         )));
         assert_eq!((redis.0, redis.1.as_str()), (503, "/problems/unavailable"));
@@ -453,9 +486,11 @@ mod tests {
 
     #[test]
     fn an_unknown_outcome_names_its_order_not_its_cause() {
-        let p = Problem::from(StorageError::OutcomeUnknown {
-            order_id: "4-abc".into(),
-            cause: "read timed out on 10.0.0.9".into(),
+        let p = Problem::from(Failure {
+            kind: FailureKind::OutcomeUnknown {
+                order_id: "4-abc".into(),
+            },
+            cause: Cause::Message("read timed out on 10.0.0.9".into()),
         });
         assert_eq!(
             (p.status, p.kind.as_str()),

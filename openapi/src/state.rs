@@ -58,7 +58,7 @@ impl ApiState {
     {
         match tokio::spawn(write(self.storage.clone())).await {
             Ok(r) => r,
-            Err(e) => Err(sf_persistence::StorageError::Internal(format!(
+            Err(e) => Err(sf_persistence::StorageError::internal(format!(
                 "write task failed: {e}"
             ))),
         }

@@ -16,7 +16,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 use sf_persistence::db_lock::{DbLockOrder, Placed};
 use sf_persistence::model::OrderPath;
-use sf_persistence::StorageError;
+use sf_persistence::Refusal;
 use sf_routing::{Destination, LocationId, LocationKind, ProductId};
 use std::sync::Arc;
 
@@ -164,7 +164,7 @@ impl StoresApi {
         {
             Ok(product)
         } else {
-            Err(StorageError::UnknownProduct(product).into())
+            Err(Refusal::UnknownProduct(product).into())
         }
     }
 }

@@ -35,7 +35,9 @@ pub mod recovery;
 pub mod redis_path;
 pub mod scripts;
 
-pub use error::{Alternative, Dependency, StorageError, StorageResult};
+pub use error::{
+    Alternative, Cause, Dependency, Failure, FailureKind, Refusal, StorageError, StorageResult,
+};
 pub use infra::{
     Circuit, CircuitState, Keys, RedisClient, RedisConn, RedisLink, RedisPool, RedisSettings,
 };

@@ -554,7 +554,7 @@ const PROCESS_ENV: &[(&str, &str)] = &[
     ("CONSUMER_RECLAIM_IDLE_MS", "2000"),
     ("RECLAIM_SCHEDULE", "*/5 * * * * *"),
     ("RECONCILE_SCHEDULE", "*/10 * * * * *"),
-    ("REDIS_WATCH_MS", "250"),
+    ("HEALTH_CHECK_MS", "250"),
     ("DB_MAX_CONNECTIONS", "8"),
     ("REDIS_POOL_SIZE", "8"),
     ("MAX_IN_FLIGHT_DB_LOCK", "100000"),
@@ -1389,7 +1389,7 @@ async fn random_faults_under_mixed_load_keep_every_invariant() {
         c.storage.database_url = via(&c.storage.database_url, mysql_proxy.port);
         c.reconcile_schedule = "*/10 * * * * *".into();
         c.reclaim_schedule = "*/5 * * * * *".into();
-        c.redis_watch_ms = 250;
+        c.health_check_ms = 250;
     })
     .await;
 

@@ -22,7 +22,7 @@ fn on_cluster(c: &mut stock_flow::Config, cluster: &PrivateCluster, replica_acks
     c.storage.redis_min_replica_acks = replica_acks;
     c.storage.redis_wait_timeout_ms = 500;
     c.consumer_reclaim_idle_ms = 2_000;
-    c.redis_watch_ms = 200;
+    c.health_check_ms = 200;
 }
 
 /// One store per master (each with its own products and a POS key), found by adding stores

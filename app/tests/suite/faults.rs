@@ -410,7 +410,7 @@ async fn race_through_flushes(units: i64, flush_at: &[usize]) -> Vec<Value> {
     let url = redis.url();
     let t = TestApp::spawn_with(|c| {
         c.storage.redis_url = url.clone();
-        c.redis_watch_ms = 100;
+        c.health_check_ms = 100;
     })
     .await;
     let (wh, p) = t.warehouse_with_product(1_000, units).await;

@@ -559,7 +559,7 @@ async fn an_order_under_way_is_not_decided_while_the_circuit_recovers() {
     // No periodic check: it would re-sync the stale keys itself (and wait on r's lock).
     let t = TestApp::spawn_with(|c| {
         c.jobs_enabled = false;
-        c.redis_watch_ms = 600_000;
+        c.health_check_ms = 600_000;
     })
     .await;
     let wh = t.add_warehouse().await;

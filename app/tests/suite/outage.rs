@@ -441,7 +441,7 @@ async fn db_lock_orders_on_an_instance_whose_circuit_is_open_still_reach_redis_f
     // No background re-sync of stale keys: only the writes themselves can keep Redis exact.
     let t = TestApp::spawn_with(|c| {
         c.jobs_enabled = false;
-        c.redis_watch_ms = 600_000;
+        c.health_check_ms = 600_000;
     })
     .await;
     let wh = t.add_warehouse().await;
@@ -453,8 +453,8 @@ async fn db_lock_orders_on_an_instance_whose_circuit_is_open_still_reach_redis_f
     let second = t
         .spawn_instance(|c| {
             c.storage.redis_url = via(&c.storage.redis_url, proxy.port);
-            c.storage.redis_probe_ms = 60_000;
-            c.redis_watch_ms = 600_000;
+            c.storage.outage_probe_ms = 60_000;
+            c.health_check_ms = 600_000;
         })
         .await;
     let second_base = format!("http://127.0.0.1:{}", second.app().port());

@@ -97,7 +97,7 @@ async fn flushall_is_noticed_and_reloaded() {
     let url = redis.url();
     let t = TestApp::spawn_with(|c| {
         c.storage.redis_url = url;
-        c.redis_watch_ms = 100;
+        c.health_check_ms = 100;
     })
     .await;
     let (wh, p) = t.warehouse_with_product(1_000, 300).await;

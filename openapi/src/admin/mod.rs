@@ -184,7 +184,7 @@ impl AdminApi {
                     .iter()
                     .find(|l| l.location_id == id.get())
                     .map(|l| (l.latitude, l.longitude))
-                    .ok_or(sf_persistence::StorageError::UnknownLocation(id))?;
+                    .ok_or(sf_persistence::Refusal::UnknownLocation(id))?;
                 Some(Coordinates::new(
                     lat.unwrap_or(now.0),
                     lon.unwrap_or(now.1),
@@ -247,7 +247,7 @@ impl AdminApi {
             .locations()
             .get(id)
             .cloned()
-            .ok_or(sf_persistence::StorageError::UnknownLocation(id))?;
+            .ok_or(sf_persistence::Refusal::UnknownLocation(id))?;
         Ok(Json(location.into()))
     }
 

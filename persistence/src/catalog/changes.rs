@@ -4,7 +4,7 @@
 use super::pages::page_end;
 use super::*;
 
-use crate::error::{StorageError, StorageResult};
+use crate::error::{Refusal, StorageError, StorageResult};
 use crate::model::{Location, Product};
 use crate::Storage;
 use sf_routing::{Coordinates, LocationId, LocationKind, ProductId};
@@ -29,7 +29,7 @@ pub struct ProductChange {
 fn conflict_on_duplicate(e: sqlx::Error, what: impl FnOnce() -> String) -> StorageError {
     let e = StorageError::from(e);
     if e.is_duplicate_key() {
-        StorageError::Conflict(what())
+        Refusal::Conflict(what()).into()
     } else {
         e
     }
@@ -59,7 +59,7 @@ impl Storage {
             self.locations()
                 .get(LocationId::new_unchecked(id))
                 .cloned()
-                .ok_or(StorageError::UnknownLocation(LocationId::new_unchecked(id)))
+                .ok_or(Refusal::UnknownLocation(LocationId::new_unchecked(id)).into())
         })
         .await
     }
@@ -87,7 +87,7 @@ impl Storage {
             self.locations()
                 .get(id)
                 .cloned()
-                .ok_or(StorageError::UnknownLocation(id))
+                .ok_or(Refusal::UnknownLocation(id).into())
         })
         .await
     }
@@ -113,7 +113,7 @@ impl Storage {
                 .last_insert_id();
             self.refresh_catalog().await?;
             self.catalog_product(ProductId::new_unchecked(id))
-                .ok_or(StorageError::UnknownProduct(ProductId::new_unchecked(id)))
+                .ok_or(Refusal::UnknownProduct(ProductId::new_unchecked(id)).into())
         })
         .await
     }
@@ -156,7 +156,7 @@ impl Storage {
                 .bind(id.get())
                 .fetch_optional(&self.db)
                 .await?
-                .ok_or(StorageError::UnknownProduct(id))?;
+                .ok_or(Refusal::UnknownProduct(id))?;
             product_from_row(&row)
         })
         .await
@@ -182,7 +182,7 @@ impl Storage {
             .await?;
             self.refresh_catalog().await?;
             self.catalog_product(id)
-                .ok_or(StorageError::UnknownProduct(id))
+                .ok_or(Refusal::UnknownProduct(id).into())
         })
         .await
     }

@@ -1,7 +1,7 @@
 //! POS credentials: one or more keys per store, shown once, kept only as a SHA-256 hash, revocable
 //! at once (every check reads MySQL, so a revoked key stops working on every instance).
 
-use crate::error::{StorageError, StorageResult};
+use crate::error::{Refusal, StorageResult};
 use crate::Storage;
 use rand::RngCore;
 use sf_routing::{LocationId, LocationKind};
@@ -49,11 +49,11 @@ impl Storage {
         match kind.as_deref().and_then(LocationKind::parse) {
             Some(LocationKind::Store) => {}
             Some(LocationKind::Warehouse) => {
-                return Err(StorageError::NotFound(format!(
+                return Err(Refusal::NotFound(format!(
                     "there is no store {store} (location {store} is a warehouse; POS keys are for stores)"
-                )))
+                )).into())
             }
-            None => return Err(StorageError::UnknownLocation(store)),
+            None => return Err(Refusal::UnknownLocation(store).into()),
         }
         let id = sqlx::query("INSERT INTO store_keys (store_id, key_hash, label) VALUES (?, ?, ?)")
             .bind(store.get())
@@ -79,9 +79,7 @@ impl Storage {
                     .fetch_optional(&self.db)
                     .await?;
             if found.is_none() {
-                return Err(StorageError::NotFound(format!(
-                    "store {store} has no key {key_id}"
-                )));
+                return Err(Refusal::NotFound(format!("store {store} has no key {key_id}")).into());
             }
             sqlx::query(
                 "UPDATE store_keys SET revoked_at = COALESCE(revoked_at, NOW(3)) WHERE id = ?",

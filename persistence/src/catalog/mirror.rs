@@ -217,8 +217,8 @@ impl StockMirror {
         let sent_at = {
             let copy = self.copy.lock().expect("stock mirror");
             if copy.live != Some(tracked.generation) {
-                return Err(StorageError::Unavailable(
-                    "the stock mirror's connection was lost".into(),
+                return Err(StorageError::unavailable(
+                    "the stock mirror's connection was lost",
                 ));
             }
             // A location opened since the connection was: Redis does not report its keys there,
@@ -227,8 +227,8 @@ impl StockMirror {
                 .iter()
                 .any(|l| tracked.locations.binary_search(&l.get()).is_err())
             {
-                return Err(StorageError::Unavailable(
-                    "a location is new to the stock mirror".into(),
+                return Err(StorageError::unavailable(
+                    "a location is new to the stock mirror",
                 ));
             }
             // Product by product: each one's figures lie together, by location id, as the
@@ -294,8 +294,8 @@ impl StockMirror {
             .expect("stock mirror")
             .is_some_and(|at| std::time::Instant::now() < at)
         {
-            return Err(StorageError::Unavailable(
-                "the stock mirror is waiting to reconnect".into(),
+            return Err(StorageError::unavailable(
+                "the stock mirror is waiting to reconnect",
             ));
         }
         match self.connect(storage).await {
@@ -320,8 +320,8 @@ impl StockMirror {
 
     async fn connect(&self, storage: &Storage) -> StorageResult<Tracked> {
         let crate::infra::redis_link::RedisClient::Single(client) = &storage.redis_client else {
-            return Err(StorageError::Unavailable(
-                "the stock mirror serves one redis server only".into(),
+            return Err(StorageError::unavailable(
+                "the stock mirror serves one redis server only",
             ));
         };
         let mut info = client.get_connection_info().clone();

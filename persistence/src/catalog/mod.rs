@@ -21,7 +21,7 @@ pub(crate) use mirror::StockMirror;
 pub use pages::{ListedProduct, ProductStock, ProductsAfter};
 pub(crate) use read_groups::ReadGroups;
 
-use crate::error::{StorageError, StorageResult};
+use crate::error::{Refusal, StorageError, StorageResult};
 use crate::model::{Location, Product};
 use crate::Storage;
 use arc_swap::ArcSwap;
@@ -86,7 +86,7 @@ fn product_from_row(r: &sqlx::mysql::MySqlRow) -> StorageResult<Product> {
 }
 
 fn kind(s: &str) -> StorageResult<LocationKind> {
-    LocationKind::parse(s).ok_or_else(|| StorageError::Internal(format!("bad location kind {s}")))
+    LocationKind::parse(s).ok_or_else(|| StorageError::internal(format!("bad location kind {s}")))
 }
 
 impl Storage {
@@ -190,7 +190,7 @@ impl Storage {
                 .get(&p)
                 .filter(|prod| prod.active)
                 .map(|prod| prod.price)
-                .ok_or(StorageError::UnknownProduct(p))
+                .ok_or(Refusal::UnknownProduct(p).into())
         };
         let catalog = self.catalog.load_full();
         if let Ok(prices) = lines.products().map(|p| price(&catalog, p)).collect() {

@@ -3,7 +3,7 @@
 
 use super::*;
 
-use crate::error::{StorageError, StorageResult};
+use crate::error::{Refusal, StorageResult};
 use crate::model::{Page, Product, StockLevel, StockSource};
 use crate::Storage;
 use sf_routing::{LocationId, ProductId};
@@ -206,7 +206,7 @@ impl Storage {
             .bind(id.get())
             .fetch_all(&self.db)
             .await?;
-            let product = product_from_row(rows.first().ok_or(StorageError::UnknownProduct(id))?)?;
+            let product = product_from_row(rows.first().ok_or(Refusal::UnknownProduct(id))?)?;
             let mut stock = Vec::with_capacity(rows.len());
             for r in &rows {
                 // A product without stock rows comes back as one row without a location.
@@ -240,7 +240,7 @@ impl Storage {
             .products
             .get(&id)
             .filter(|p| p.active)
-            .ok_or(StorageError::UnknownProduct(id))?;
+            .ok_or(Refusal::UnknownProduct(id))?;
         catalog
             .reads
             .redis_products

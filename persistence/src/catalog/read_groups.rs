@@ -2,7 +2,7 @@
 //! it arrived. Hand-written: its rule (never take a read that started before you) differs from
 //! single-flight crates.
 
-use crate::error::{Dependency, StorageError, StorageResult};
+use crate::error::{StorageError, StorageResult};
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
@@ -48,7 +48,7 @@ enum Found<V> {
 enum Outcome<V> {
     Pending,
     Read(Arc<V>),
-    Failed(Arc<StorageError>),
+    Failed(StorageError),
     /// The request that ran the read went away before it ended (a client that hung up): those
     /// that waited for it read again.
     Abandoned,
@@ -106,7 +106,7 @@ impl<K: Eq + Hash + Clone, V> ReadGroups<K, V> {
             };
             match ended {
                 Outcome::Read(v) if joins => return Ok(v),
-                Outcome::Failed(e) if joins => return Err(copy_error(&e)),
+                Outcome::Failed(e) if joins => return Err(e),
                 // Started before this request arrived, or abandoned: wait for the next one.
                 _ => {}
             }
@@ -148,7 +148,7 @@ impl<K: Eq + Hash + Clone, V> ReadGroups<K, V> {
         let result = read().await.map(Arc::new);
         lead.end(match &result {
             Ok(v) => Outcome::Read(v.clone()),
-            Err(e) => Outcome::Failed(Arc::new(copy_error(e))),
+            Err(e) => Outcome::Failed(e.clone()),
         });
         result
     }
@@ -186,29 +186,10 @@ impl<K: Eq + Hash + Clone, V> Drop for Lead<'_, K, V> {
     }
 }
 
-/// The same error for another request that shared the read: errors are not `Clone` (they may
-/// carry a driver's error), so the copy keeps what the answer depends on.
-fn copy_error(e: &StorageError) -> StorageError {
-    match e {
-        StorageError::UnknownProduct(p) => StorageError::UnknownProduct(*p),
-        StorageError::NotFound(s) => StorageError::NotFound(s.clone()),
-        StorageError::Unavailable(s) => StorageError::Unavailable(s.clone()),
-        StorageError::RedisDown(s) => StorageError::RedisDown(s.clone()),
-        e => match e.unreachable() {
-            Some(Dependency::Redis) => {
-                StorageError::Unavailable("the stock cache cannot be reached; retry shortly".into())
-            }
-            Some(Dependency::Mysql) => {
-                StorageError::Unavailable("the database cannot be reached; retry shortly".into())
-            }
-            None => StorageError::Internal(e.to_string()),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Refusal;
     use sf_routing::ProductId;
     use std::pin::pin;
     use std::sync::atomic::AtomicUsize;
@@ -238,7 +219,7 @@ mod tests {
 
         async fn fail(&self) -> StorageResult<usize> {
             self.read().await?;
-            Err(StorageError::Unavailable("down".into()))
+            Err(StorageError::unavailable("down"))
         }
 
         fn open(&self) {
@@ -287,7 +268,7 @@ mod tests {
         let reads = Reads::new();
         let mut first = pin!(groups.read(1, || async {
             reads.read().await?;
-            Err::<usize, _>(StorageError::UnknownProduct(ProductId::new_unchecked(7)))
+            Err::<usize, _>(Refusal::UnknownProduct(ProductId::new_unchecked(7)).into())
         }));
         assert!(futures::poll!(&mut first).is_pending());
         let mut late = pin!(futures::future::join(
@@ -297,9 +278,12 @@ mod tests {
         assert!(futures::poll!(&mut late).is_pending());
         reads.open();
         let (first, (a, b)) = tokio::join!(first, late);
-        assert!(matches!(first, Err(StorageError::UnknownProduct(_))));
-        assert!(matches!(a, Err(StorageError::Unavailable(_))), "{a:?}");
-        assert!(matches!(b, Err(StorageError::Unavailable(_))), "{b:?}");
+        assert!(matches!(
+            first,
+            Err(StorageError::Refused(Refusal::UnknownProduct(_)))
+        ));
+        assert!(matches!(a, Err(ref e) if e.to_string() == "down"), "{a:?}");
+        assert!(matches!(b, Err(ref e) if e.to_string() == "down"), "{b:?}");
         assert_eq!(reads.calls.load(Ordering::SeqCst), 2);
         assert!(groups.running.lock().unwrap().is_empty());
     }

@@ -8,7 +8,7 @@
 //! runs compare. Demo POS keys are derived from the store id (`sfk_demo_<storeId>`): they are for
 //! local trials only, and an operator issues real ones through the admin API.
 
-use crate::error::{StorageError, StorageResult};
+use crate::error::{Refusal, StorageError, StorageResult};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sqlx::MySqlPool;
@@ -115,9 +115,9 @@ pub async fn seed(
             report.store_keys = existing_demo_keys(db).await?;
             return Ok(report);
         }
-        return Err(StorageError::Conflict(format!(
+        return Err(Refusal::Conflict(format!(
             "the database already has {existing} products; seed an empty database (or pass --if-empty)"
-        )));
+        )).into());
     }
     let (n_wh, n_st, n_prod) = profile.sizes();
     let mut rng = StdRng::seed_from_u64(20_261_124);
@@ -273,7 +273,7 @@ async fn existing_demo_keys(db: &MySqlPool) -> StorageResult<Vec<(u64, String, S
 /// Writes the CSV files the JMeter plans read: products, warehouses, stores, store keys, and
 /// delivery addresses around the stores.
 pub async fn write_csv(db: &MySqlPool, dir: &Path) -> StorageResult<()> {
-    let io = |e: std::io::Error| StorageError::Internal(format!("writing {}: {e}", dir.display()));
+    let io = |e: std::io::Error| StorageError::internal(format!("writing {}: {e}", dir.display()));
     std::fs::create_dir_all(dir).map_err(io)?;
     let products: Vec<(u64, String, i64)> =
         sqlx::query_as("SELECT id, sku, price FROM products WHERE active ORDER BY id")

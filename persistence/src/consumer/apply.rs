@@ -389,7 +389,7 @@ pub(super) async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Ap
             }
             let n = q.execute(&mut *tx).await?.rows_affected();
             if n != chunk.len() as u64 {
-                return Err(StorageError::Internal(format!(
+                return Err(StorageError::internal(format!(
                     "consumer changed {n} stock rows, expected {}",
                     chunk.len()
                 )));

@@ -46,7 +46,7 @@ pub(super) fn classify<'a>(
                     duplicates += 1;
                 } else {
                     let json = e.json.as_deref().ok_or_else(|| {
-                        StorageError::Internal(format!(
+                        StorageError::internal(format!(
                             "reservation event of {} has no order",
                             e.order_id
                         ))
@@ -54,7 +54,7 @@ pub(super) fn classify<'a>(
                     let (mut order, key) = crate::formats::OrderRecord::decode_keyed(json)?;
                     if order.order_id != e.order_id || order.fulfillment_location_id != e.loc.get()
                     {
-                        return Err(StorageError::Internal(format!(
+                        return Err(StorageError::internal(format!(
                             "reservation event of {} carries order {} at location {}",
                             e.order_id, order.order_id, order.fulfillment_location_id
                         )));

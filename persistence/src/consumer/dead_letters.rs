@@ -3,7 +3,7 @@
 
 use super::*;
 
-use crate::error::{StorageError, StorageResult};
+use crate::error::{FailureKind, StorageError, StorageResult};
 use crate::formats::EventKind;
 use crate::model::{Order, OrderStatus};
 use crate::orders::ledger::{insert_orders, Reason};
@@ -16,35 +16,31 @@ use std::sync::atomic::Ordering;
 /// culprit), rather than because MySQL or Redis cannot serve right now (then the whole batch is
 /// tried again later, and nothing is dead-lettered).
 pub(super) fn caused_by_an_event(e: &StorageError) -> bool {
-    match e {
-        StorageError::Internal(_) => true,
-        StorageError::Db(sqlx::Error::Database(db)) => {
-            let code = db
-                .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
-                .map(|e| e.number());
-            // Data that does not fit the schema: bad values, missing references, failed CHECKs,
-            // a statement too large.
-            matches!(
-                code,
-                Some(
-                    1048 | 1054
-                        | 1062
-                        | 1264
-                        | 1265
-                        | 1292
-                        | 1366
-                        | 1390
-                        | 1406
-                        | 1452
-                        | 3819
-                        | 4025
-                        | 1153
-                        | 1301
-                )
+    match e.mysql_error() {
+        // Data that does not fit the schema: bad values, missing references, failed CHECKs, a
+        // statement too large.
+        Some(sqlx::Error::Database(_)) => matches!(
+            e.mysql_code(),
+            Some(
+                1048 | 1054
+                    | 1062
+                    | 1264
+                    | 1265
+                    | 1292
+                    | 1366
+                    | 1390
+                    | 1406
+                    | 1452
+                    | 3819
+                    | 4025
+                    | 1153
+                    | 1301
             )
-        }
-        StorageError::Db(sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)) => true,
-        _ => false,
+        ),
+        Some(sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)) => true,
+        Some(_) => false,
+        // An event the service cannot read or carry out.
+        None => matches!(e.failure(), Some(FailureKind::Internal)),
     }
 }
 

@@ -37,7 +37,7 @@ use rows::*;
 
 pub use crate::infra::keys::GROUP;
 
-use crate::error::{StorageError, StorageResult};
+use crate::error::StorageResult;
 use crate::formats::{EventKind, StreamEvent};
 use crate::Storage;
 use redis::streams::{
@@ -150,7 +150,7 @@ pub async fn run(
         if let Err(e) = round {
             stats.errors.fetch_add(1, Ordering::Relaxed);
             match &e {
-                StorageError::Redis(re) if crate::Circuit::unreachable(re) => {
+                e if e.redis_error().is_some_and(crate::Circuit::unreachable) => {
                     // The call opened the circuit already (every call goes through it).
                     tracing::debug!(consumer = %config.name, error = %e, "consumer round failed: redis unreachable");
                 }

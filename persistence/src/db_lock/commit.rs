@@ -3,7 +3,7 @@
 //! when Redis cannot take it — commit on MySQL alone and mark the keys stale, or repair them when
 //! the outcome is unknown.
 
-use crate::error::{StorageError, StorageResult};
+use crate::error::{Cause, Failure, FailureKind, StorageError, StorageResult};
 use crate::orders::ledger::ROWS_PER_STATEMENT;
 use crate::recovery::sync::SyncMode;
 use crate::scripts::adjust::{Adjust, AdjustMode, Adjusted};
@@ -58,7 +58,7 @@ impl Storage {
                 return Ok(Some(short));
             }
             Ok(None) => {}
-            Err(StorageError::NotReplicatedChange) => {
+            Err(e) if matches!(e.failure(), Some(FailureKind::NotReplicatedChange)) => {
                 // Applied on the master, held by too few replicas: a failover could lose it, so
                 // the keys are set from MySQL again (by whichever instance checks first).
                 let marked = self
@@ -74,7 +74,7 @@ impl Storage {
                     return Err(e);
                 }
             }
-            Err(StorageError::Redis(e)) if crate::Circuit::unreachable(&e) => {
+            Err(e) if e.redis_error().is_some_and(crate::Circuit::unreachable) => {
                 // Whether or not the change reached Redis, the keys are set from MySQL before
                 // Redis decides again.
                 tracing::warn!(location = %loc, error = %e, "redis unreachable during a MySQL-first write; committing on MySQL alone");
@@ -138,7 +138,7 @@ impl Storage {
     ) -> StorageResult<()> {
         match tokio::time::timeout(self.config.db_timeout, tx.commit()).await {
             Ok(r) => Ok(r?),
-            Err(_) => Err(StorageError::Unavailable(format!(
+            Err(_) => Err(StorageError::unavailable(format!(
                 "MySQL did not confirm the commit within {} ms; the change may or may not have been made",
                 self.config.db_timeout.as_millis()
             ))),
@@ -172,7 +172,13 @@ impl Storage {
     ) -> StorageResult<Option<(ProductId, i64)>> {
         for _ in 0..3 {
             match self.run_adjust(loc, deltas, AdjustMode::Check).await? {
-                (Adjusted::Applied, false) => return Err(StorageError::NotReplicatedChange),
+                (Adjusted::Applied, false) => {
+                    return Err(Failure {
+                        kind: FailureKind::NotReplicatedChange,
+                        cause: Cause::Message("WAIT counted too few replicas".into()),
+                    }
+                    .into())
+                }
                 (Adjusted::Applied, true) => return Ok(None),
                 (Adjusted::Short { index, have }, _) => return Ok(Some((deltas[index].0, have))),
                 (Adjusted::NotLoaded { .. }, _) => {
@@ -186,7 +192,7 @@ impl Storage {
                 }
             }
         }
-        Err(StorageError::Unavailable(format!(
+        Err(StorageError::unavailable(format!(
             "stock of location {loc} could not be loaded into redis"
         )))
     }

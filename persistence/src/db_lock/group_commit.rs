@@ -21,7 +21,7 @@
 //! client that goes away never cuts a group short.
 
 use crate::db_lock::{Attempt, DbLockOrder, Placed};
-use crate::error::{StorageError, StorageResult};
+use crate::error::{Refusal, StorageError, StorageResult};
 use crate::infra::mysql::with_retry;
 use crate::model::{Order, OrderPath, OrderStatus};
 use crate::orders::build::build_order;
@@ -119,7 +119,7 @@ impl Storage {
                         let group = std::mem::take(&mut *lane.queue.lock().expect("lane queue"));
                         self.run_group(loc, group).await;
                         rx.await.map_err(|_| {
-                            StorageError::Internal("a group left an order unanswered".into())
+                            StorageError::internal("a group left an order unanswered")
                         })?
                     }
                 }
@@ -165,7 +165,7 @@ impl Storage {
     }
 
     fn late(&self) -> StorageError {
-        StorageError::Unavailable(format!(
+        StorageError::unavailable(format!(
             "MySQL did not answer within {} ms; nothing was changed",
             self.config.db_timeout.as_millis()
         ))
@@ -201,7 +201,8 @@ impl Storage {
                     let cap = caps.entry(product).or_insert(have);
                     *cap = (*cap).min(have);
                 }
-                Err(e) => return members.iter().map(|_| Err(shared(&e))).collect(),
+                // One failure answers every member as it is; each request logs it with its id.
+                Err(e) => return members.iter().map(|_| Err(e.clone())).collect(),
             }
         }
         let mut answers = Vec::with_capacity(members.len());
@@ -240,7 +241,9 @@ impl Storage {
                     }
                     Ok(_) => claimed[i] = true,
                     Err(
-                        e @ (StorageError::IdempotencyMismatch | StorageError::IdempotencyInFlight),
+                        e @ StorageError::Refused(
+                            Refusal::IdempotencyMismatch | Refusal::IdempotencyInFlight,
+                        ),
                     ) => answers[i] = Some(Err(e)),
                     Err(e) => return Err(e),
                 }
@@ -328,7 +331,7 @@ impl Storage {
                 .await?
                 .rows_affected();
                 if changed != 1 {
-                    return Err(StorageError::Internal(format!(
+                    return Err(StorageError::internal(format!(
                         "stock of product {p} at location {loc} changed under its row lock"
                     )));
                 }
@@ -425,29 +428,7 @@ fn allot(
 
 /// Every member of a decided group has its answer.
 fn answered(a: Option<StorageResult<Attempt>>) -> StorageResult<Attempt> {
-    a.unwrap_or_else(|| {
-        Err(StorageError::Internal(
-            "a group left an order undecided".into(),
-        ))
-    })
-}
-
-/// A group's failure, as each of its members' answer (the kinds a client acts on are kept). The
-/// cause is logged here, once for the group; what reaches the client is a documented sentence,
-/// never the cause's own text.
-fn shared(e: &StorageError) -> StorageError {
-    match e {
-        StorageError::Unavailable(s) => StorageError::Unavailable(s.clone()),
-        StorageError::RedisDown(s) => StorageError::RedisDown(s.clone()),
-        // A store that could not be reached: each member may retry (503), as alone.
-        other => {
-            tracing::warn!(error = %other, "an order group failed; each of its orders is answered with it");
-            match other.unreachable() {
-                Some(dependency) => StorageError::Unavailable(dependency.retry_shortly().into()),
-                None => StorageError::Internal(other.to_string()),
-            }
-        }
-    }
+    a.unwrap_or_else(|| Err(StorageError::internal("a group left an order undecided")))
 }
 
 #[cfg(test)]

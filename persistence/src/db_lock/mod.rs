@@ -16,7 +16,7 @@ pub(crate) mod stock_changes;
 
 pub use stock_changes::{StockChange, StockTarget};
 
-use crate::error::{StorageError, StorageResult};
+use crate::error::{Refusal, StorageError, StorageResult};
 use crate::infra::mysql::with_retry;
 use crate::model::{Order, OrderPath, OrderStatus};
 use crate::orders::build::build_order;
@@ -65,7 +65,7 @@ impl Storage {
     pub async fn place_db_lock(&self, req: &DbLockOrder) -> StorageResult<Placed> {
         let prices = self.prices(&req.lines).await?;
         let ranked = candidates(&self.locations().index, &req.destination)
-            .map_err(|e| StorageError::NotFound(e.to_string()))?;
+            .map_err(|e| Refusal::NotFound(e.to_string()))?;
         let mut shortest = None;
         let deadline = self.db_deadline();
         let (req_shared, prices) = (
@@ -181,7 +181,7 @@ impl Storage {
         }
         self.order_from_mysql(order_id)
             .await?
-            .ok_or_else(|| StorageError::UnknownOrder(order_id.to_owned()))
+            .ok_or_else(|| Refusal::UnknownOrder(order_id.to_owned()).into())
     }
 
     /// The statements of a cancel, up to its commit step, and the stock change it makes.
@@ -201,7 +201,7 @@ impl Storage {
         .bind(order_id)
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or_else(|| StorageError::UnknownOrder(order_id.to_owned()))?;
+        .ok_or_else(|| Refusal::UnknownOrder(order_id.to_owned()))?;
         let status: OrderStatus = row.try_get("status")?;
         let path: OrderPath = row.try_get("path")?;
         let loc = LocationId::new_unchecked(row.try_get("location_id")?);
@@ -261,13 +261,14 @@ impl Storage {
             .bind(order_id)
             .fetch_optional(&mut *tx)
             .await?
-            .ok_or_else(|| StorageError::UnknownOrder(order_id.to_owned()))?;
+            .ok_or_else(|| Refusal::UnknownOrder(order_id.to_owned()))?;
             let status: OrderStatus = row.try_get("status")?;
             if status != OrderStatus::Rejected {
-                return Err(StorageError::Conflict(format!(
+                return Err(Refusal::Conflict(format!(
                     "order {order_id} is {}; only a REJECTED order can be retried",
                     status.as_str()
-                )));
+                ))
+                .into());
             }
             let loc = LocationId::new_unchecked(row.try_get("location_id")?);
             let deltas = order_deltas(&mut tx, order_id, -1).await?;
@@ -299,18 +300,18 @@ impl Storage {
                 .iter()
                 .find(|(p, _)| *p == product)
                 .map_or(0, |(_, d)| -d);
-            return Err(StorageError::OutOfStock {
+            return Err(Refusal::OutOfStock {
                 detail: format!(
                     "order {order_id} still cannot be filled: product {product} needs {want}, {} free at location {loc}",
                     have.max(0)
                 ),
                 product: Some(product),
                 alternatives: None,
-            });
+            }.into());
         }
         self.order_from_mysql(order_id)
             .await?
-            .ok_or_else(|| StorageError::UnknownOrder(order_id.to_owned()))
+            .ok_or_else(|| Refusal::UnknownOrder(order_id.to_owned()).into())
     }
 
     /// The 409 for an order no candidate could fill. For a pickup it lists the nearby stores that
@@ -356,11 +357,12 @@ impl Storage {
             }
             _ => None,
         };
-        StorageError::OutOfStock {
+        Refusal::OutOfStock {
             detail,
             product: shortest.map(|(_, p, _)| p),
             alternatives,
         }
+        .into()
     }
 }
 

@@ -2,7 +2,7 @@
 //! [`crate::db_lock`]); a return cancels it. A terminal acts for its own store only, so a store
 //! can return only its own sales.
 
-use crate::error::{StorageError, StorageResult};
+use crate::error::{Refusal, StorageResult};
 use crate::model::{Order, OrderPath};
 use crate::Storage;
 use sf_routing::LocationId;
@@ -17,10 +17,11 @@ impl Storage {
             .await?
             .is_some_and(|o| o.path == OrderPath::Pos && o.fulfillment_location_id == store.get());
         if !ours {
-            return Err(StorageError::NoSuchSale {
+            return Err(Refusal::NoSuchSale {
                 store,
                 order: order_id.to_owned(),
-            });
+            }
+            .into());
         }
         self.cancel_db_lock(order_id).await
     }

@@ -2,7 +2,7 @@
 //! by a delta; recorded in the ledger and applied to Redis as a change, like any MySQL-first
 //! write.
 
-use crate::error::{StorageError, StorageResult};
+use crate::error::{Refusal, StorageResult};
 use crate::infra::mysql::with_retry;
 use crate::orders::ledger::{change_mysql_stock, insert_movements, Reason};
 use crate::Storage;
@@ -42,13 +42,13 @@ impl Storage {
         {
             self.refresh_locations().await?;
             if self.locations().get(loc).is_none() {
-                return Err(StorageError::UnknownLocation(loc));
+                return Err(Refusal::UnknownLocation(loc).into());
             }
         }
         if self.catalog_product(product).is_none() {
             self.refresh_catalog().await?;
             self.catalog_product(product)
-                .ok_or(StorageError::UnknownProduct(product))?;
+                .ok_or(Refusal::UnknownProduct(product))?;
         }
         let deadline = self.db_deadline();
         with_retry("stock change", || {
@@ -79,10 +79,10 @@ impl Storage {
             });
         }
         if let Some((_, have)) = self.commit_with_redis(tx, loc, &[(product, delta)]).await? {
-            return Err(StorageError::Conflict(format!(
+            return Err(Refusal::Conflict(format!(
                 "only {have} units of product {product} at location {loc} are free; the rest are reserved by orders that are not yet persisted, so the stock cannot go down by {}",
                 -delta
-            )));
+            )).into());
         }
         Ok(StockChange {
             before,
@@ -129,9 +129,9 @@ impl Storage {
         };
         let after = before + delta;
         if after < 0 {
-            return Err(StorageError::Conflict(format!(
+            return Err(Refusal::Conflict(format!(
                 "on-hand stock of product {product} at location {loc} is {before}; a change of {delta} would make it negative"
-            )));
+            )).into());
         }
         if delta == 0 {
             return Ok((tx, 0, before));

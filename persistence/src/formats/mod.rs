@@ -128,9 +128,9 @@ impl OrderRecord {
         Option<crate::orders::idempotency::IdempotencyRequest>,
     )> {
         let r: Self = serde_json::from_str(json)
-            .map_err(|e| StorageError::Internal(format!("unreadable order record: {e}")))?;
+            .map_err(|e| StorageError::internal(format!("unreadable order record: {e}")))?;
         if r.v > Self::VERSION {
-            return Err(StorageError::Internal(format!(
+            return Err(StorageError::internal(format!(
                 "order record {} has version {}, newer than this release reads ({})",
                 r.order_id,
                 r.v,
@@ -275,13 +275,13 @@ pub fn decode_lines(s: &str) -> StorageResult<Vec<(ProductId, u32)>> {
         .map(|pair| {
             let (p, q) = pair
                 .split_once(':')
-                .ok_or_else(|| StorageError::Internal(format!("bad event line {pair:?}")))?;
+                .ok_or_else(|| StorageError::internal(format!("bad event line {pair:?}")))?;
             let p = p
                 .parse::<u64>()
-                .map_err(|_| StorageError::Internal(format!("bad event product {p:?}")))?;
+                .map_err(|_| StorageError::internal(format!("bad event product {p:?}")))?;
             let q = q
                 .parse::<u32>()
-                .map_err(|_| StorageError::Internal(format!("bad event quantity {q:?}")))?;
+                .map_err(|_| StorageError::internal(format!("bad event quantity {q:?}")))?;
             Ok((ProductId::new_unchecked(p), q))
         })
         .collect()

@@ -7,7 +7,7 @@
 //! - **open**: a call failed to reach Redis (connection refused or dropped, no answer within the
 //!   deadline, Redis still loading its data). Every call fails at once without touching the
 //!   network; the Redis path sheds, MySQL-first writes commit on MySQL alone and mark their keys
-//!   stale, reads come from MySQL. A background probe pings Redis every `REDIS_PROBE_MS`.
+//!   stale, reads come from MySQL. A background probe pings Redis every `OUTAGE_PROBE_MS`.
 //! - **recovering**: the probe got an answer. Calls go through again, but Redis is not trusted
 //!   to decide orders or to show stock until [`Storage::recover_redis`] has checked for lost data
 //!   and re-synced every key that was written on MySQL alone; then the circuit closes.

@@ -14,7 +14,7 @@ impl Storage {
     /// over the same socket, and the pool slot is free again at once.
     pub(crate) async fn conn(&self) -> StorageResult<circuit::GuardedConn> {
         if !self.circuit.passes() {
-            return Err(StorageError::Redis(Circuit::open_error()));
+            return Err(StorageError::from(Circuit::open_error()));
         }
         self.pooled_conn(false).await
     }
@@ -40,7 +40,7 @@ impl Storage {
             Err(bb8::RunError::TimedOut) => {
                 self.circuit
                     .trip("no redis connection could be opened in time");
-                return Err(StorageError::Redis(Circuit::open_error()));
+                return Err(StorageError::from(Circuit::open_error()));
             }
         };
         Ok(circuit::GuardedConn::new(
@@ -55,7 +55,7 @@ impl Storage {
     /// reads: their large replies would otherwise delay the requests multiplexed beside them).
     pub(crate) async fn own_conn(&self) -> StorageResult<circuit::GuardedConn> {
         if !self.circuit.passes() {
-            return Err(StorageError::Redis(Circuit::open_error()));
+            return Err(StorageError::from(Circuit::open_error()));
         }
         let settings = &self.redis_settings;
         let conn = match tokio::time::timeout(
@@ -66,17 +66,15 @@ impl Storage {
         {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
-                if let StorageError::Redis(re) = &e {
-                    if Circuit::unreachable(re) {
-                        self.circuit.trip(&re.to_string());
-                    }
+                if let Some(re) = e.redis_error().filter(|re| Circuit::unreachable(re)) {
+                    self.circuit.trip(&re.to_string());
                 }
                 return Err(e);
             }
             Err(_) => {
                 self.circuit
                     .trip("no redis connection could be opened in time");
-                return Err(StorageError::Redis(Circuit::open_error()));
+                return Err(StorageError::from(Circuit::open_error()));
             }
         };
         Ok(circuit::GuardedConn::new(
@@ -101,7 +99,7 @@ impl Storage {
     ) -> StorageResult<T> {
         match tokio::time::timeout_at(deadline, statements).await {
             Ok(r) => r,
-            Err(_) => Err(StorageError::Unavailable(format!(
+            Err(_) => Err(StorageError::unavailable(format!(
                 "MySQL did not answer within {} ms; nothing was changed",
                 self.config.db_timeout.as_millis()
             ))),

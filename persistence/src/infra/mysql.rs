@@ -37,7 +37,7 @@ pub async fn connect(
             tokio::time::timeout(connect_timeout, options.clone().database("").connect())
                 .await
                 .map_err(|_| {
-                    StorageError::Unavailable(format!(
+                    StorageError::unavailable(format!(
                         "MySQL did not accept a connection within {} ms",
                         connect_timeout.as_millis()
                     ))
@@ -88,7 +88,7 @@ pub async fn migrate(pool: &MySqlPool) -> StorageResult<()> {
     MIGRATOR
         .run(pool)
         .await
-        .map_err(|e| StorageError::Internal(format!("migration failed: {e}")))
+        .map_err(|e| StorageError::internal(format!("migration failed: {e}")))
 }
 
 /// Runs `attempt` again when MySQL aborted it for a deadlock or a lock wait timeout, so those never

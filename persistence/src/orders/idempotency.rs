@@ -2,7 +2,7 @@
 //! the same key with the same body replays the first answer, with another body it is refused.
 //! Only successful creations are remembered: a refused order leaves the key free for a retry.
 
-use crate::error::{StorageError, StorageResult};
+use crate::error::{Refusal, StorageError, StorageResult};
 use crate::model::Order;
 use sha2::{Digest, Sha256};
 use sqlx::{MySqlConnection, Row};
@@ -80,14 +80,14 @@ pub async fn claim_mysql(
             .await?;
             let fingerprint: String = row.try_get("fingerprint")?;
             if fingerprint != req.fingerprint {
-                return Err(StorageError::IdempotencyMismatch);
+                return Err(Refusal::IdempotencyMismatch.into());
             }
             let response: Option<String> = row.try_get("response")?;
             match response {
                 Some(json) => Ok(Claim::Replay(Box::new(
                     crate::formats::OrderRecord::decode(&json)?,
                 ))),
-                None => Err(StorageError::IdempotencyInFlight),
+                None => Err(Refusal::IdempotencyInFlight.into()),
             }
         }
     }
@@ -186,7 +186,7 @@ async fn record_redis_keys(
 }
 
 /// The order MySQL holds for an unexpired key, if any; a key held with another body is
-/// [`StorageError::IdempotencyMismatch`].
+/// [`Refusal::IdempotencyMismatch`].
 pub(crate) async fn find_mysql(
     pool: &sqlx::MySqlPool,
     req: &IdempotencyRequest,
@@ -204,7 +204,7 @@ pub(crate) async fn find_mysql(
     };
     let fingerprint: String = row.try_get("fingerprint")?;
     if fingerprint != req.fingerprint {
-        return Err(StorageError::IdempotencyMismatch);
+        return Err(Refusal::IdempotencyMismatch.into());
     }
     Ok(row.try_get("order_id")?)
 }

@@ -121,7 +121,7 @@ fn accepted_at(ms: i64) -> StorageResult<chrono::NaiveDateTime> {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.naive_utc())
         .ok_or_else(|| {
-            crate::error::StorageError::Internal(format!("acceptance time {ms} ms is out of range"))
+            crate::error::StorageError::internal(format!("acceptance time {ms} ms is out of range"))
         })
 }
 

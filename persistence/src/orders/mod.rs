@@ -10,7 +10,7 @@ pub(crate) mod ledger;
 pub use idempotency::IdempotencyRequest;
 pub use ledger::Reason;
 
-use crate::error::{StorageError, StorageResult};
+use crate::error::{Refusal, StorageError, StorageResult};
 use crate::model::{Address, Order, OrderItem, OrderPath, OrderStatus};
 use crate::Storage;
 use sf_routing::{DeliveryType, LocationId};
@@ -32,7 +32,7 @@ impl Storage {
             else {
                 return Ok(None);
             };
-            let bad = |what: &str| StorageError::Internal(format!("bad {what} in order {order_id}"));
+            let bad = |what: &str| StorageError::internal(format!("bad {what} in order {order_id}"));
             let lat: Option<f64> = r.try_get("delivery_latitude")?;
             let lon: Option<f64> = r.try_get("delivery_longitude")?;
             let items = sqlx::query(
@@ -75,7 +75,7 @@ impl Storage {
     pub async fn get_order(&self, order_id: &str) -> StorageResult<Order> {
         let loc = Order::location_of(order_id)
             .map(LocationId::new_unchecked)
-            .ok_or_else(|| StorageError::UnknownOrder(order_id.to_owned()))?;
+            .ok_or_else(|| Refusal::UnknownOrder(order_id.to_owned()))?;
         let persisted = self.order_from_mysql(order_id).await?;
         match persisted {
             // MySQL has the last word once it holds a final state.
@@ -134,7 +134,7 @@ impl Storage {
     /// such loss is unknown.
     pub(crate) async fn missing_order(&self, order_id: &str) -> StorageError {
         let Some(made_ms) = Order::id_time_ms(order_id) else {
-            return StorageError::UnknownOrder(order_id.to_owned());
+            return Refusal::UnknownOrder(order_id.to_owned()).into();
         };
         // Its location is the id's prefix; a loss lists the locations it hit (none listed: all).
         let location = order_id.split_once('-').map(|(l, _)| l).unwrap_or("");
@@ -149,7 +149,7 @@ impl Storage {
         .await;
         let detected_ms: i64 = match loss {
             Ok(Some(v)) => v,
-            Ok(None) => return StorageError::UnknownOrder(order_id.to_owned()),
+            Ok(None) => return Refusal::UnknownOrder(order_id.to_owned()).into(),
             Err(e) => return e.into(),
         };
         let at = chrono::DateTime::from_timestamp_millis(detected_ms)
@@ -157,13 +157,14 @@ impl Storage {
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         if crate::orders::build::now_ms() - detected_ms < LOSS_SETTLE_MS {
             // A consumer batch that was on its way to MySQL at the loss may still bring it in.
-            return StorageError::Unavailable(format!(
+            return StorageError::unavailable(format!(
                 "redis lost its data at {at}; whether order {order_id} reached MySQL is known within seconds; retry shortly"
             ));
         }
-        StorageError::Lost(format!(
+        Refusal::Lost(format!(
             "order {order_id} was accepted, but Redis lost its data at {at} before the order reached MySQL: it was not persisted, no stock was taken for it, and it will not be delivered; place it again"
         ))
+        .into()
     }
 
     /// Records that Redis lost the data set it loaded at `since` (once per data set, however many
@@ -269,7 +270,7 @@ impl RedisRecord {
         let json = self
             .json
             .as_deref()
-            .ok_or_else(|| StorageError::Internal("order record without its order".into()))?;
+            .ok_or_else(|| StorageError::internal("order record without its order"))?;
         let order: Order = crate::formats::OrderRecord::decode(json)?;
         Ok(match self.state.as_str() {
             "C" => Order {

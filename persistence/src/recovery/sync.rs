@@ -163,8 +163,8 @@ impl Storage {
                     .query_async(&mut c)
                     .await?;
                 if !info.contains("cluster_state:ok") {
-                    return Err(StorageError::Unavailable(
-                        "the redis cluster does not serve every slot yet".into(),
+                    return Err(StorageError::unavailable(
+                        "the redis cluster does not serve every slot yet",
                     ));
                 }
             } else {
@@ -175,8 +175,8 @@ impl Storage {
         match tokio::time::timeout(settings.connect_timeout + settings.command_timeout, ping).await
         {
             Ok(r) => r,
-            Err(_) => Err(StorageError::Unavailable(
-                "redis did not answer the probe in time".into(),
+            Err(_) => Err(StorageError::unavailable(
+                "redis did not answer the probe in time",
             )),
         }
     }
@@ -361,7 +361,7 @@ impl Storage {
                     tracing::debug!(location = %loc, seen = ?marker_seen, now = ?current, "the location's data changed while its stream was read; reading again");
                 }
                 Synced::Moved(_) => {
-                    return Err(StorageError::Unavailable(format!(
+                    return Err(StorageError::unavailable(format!(
                         "the stock cache's data of location {loc} kept changing while it was loaded; retry shortly"
                     )))
                 }

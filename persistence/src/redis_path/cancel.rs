@@ -1,6 +1,6 @@
 //! Cancels through the shop's routes: every `CANCELLED` answered is held by MySQL first.
 
-use crate::error::{StorageError, StorageResult};
+use crate::error::{Refusal, StorageError, StorageResult};
 use crate::model::{Order, OrderPath, OrderStatus};
 use crate::orders::ledger::{insert_orders, lock_stock_rows, Reason};
 use crate::scripts::cancel::{Cancel, Cancelled};
@@ -27,7 +27,7 @@ impl Storage {
     pub async fn cancel_order(&self, order_id: &str) -> StorageResult<Order> {
         let loc = Order::location_of(order_id)
             .map(LocationId::new_unchecked)
-            .ok_or_else(|| StorageError::UnknownOrder(order_id.to_owned()))?;
+            .ok_or_else(|| Refusal::UnknownOrder(order_id.to_owned()))?;
         let deadline = self.db_deadline();
         crate::infra::mysql::with_retry("cancel", || self.try_cancel_order(order_id, loc, deadline))
             .await
@@ -78,7 +78,7 @@ impl Storage {
                 let persisted = self
                     .order_from_mysql(order_id)
                     .await?
-                    .ok_or_else(|| StorageError::UnknownOrder(order_id.to_owned()))?;
+                    .ok_or_else(|| Refusal::UnknownOrder(order_id.to_owned()))?;
                 return self.cancel_persisted(persisted, deadline).await;
             }
             Err(e) => return Err(e),
@@ -100,7 +100,7 @@ impl Storage {
             }
             Ok(Cancelled::BeingRejected) => {
                 let _ = tx.rollback().await;
-                Err(StorageError::Unavailable(format!(
+                Err(StorageError::unavailable(format!(
                     "order {order_id} is being rejected (MySQL does not have its units); retry shortly"
                 )))
             }
@@ -123,7 +123,7 @@ impl Storage {
         deadline: tokio::time::Instant,
     ) -> StorageResult<Order> {
         if persisted.path == OrderPath::Pos {
-            return Err(StorageError::UnknownOrder(persisted.order_id));
+            return Err(Refusal::UnknownOrder(persisted.order_id).into());
         }
         self.try_cancel_db_lock(&persisted.order_id, deadline).await
     }

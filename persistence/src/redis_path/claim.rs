@@ -3,7 +3,7 @@
 
 use super::*;
 
-use crate::error::{StorageError, StorageResult};
+use crate::error::{FailureKind, Refusal, StorageError, StorageResult};
 use crate::formats::ClaimRecord;
 use crate::model::Order;
 use crate::orders::idempotency::IdempotencyRequest;
@@ -81,7 +81,7 @@ impl Storage {
                 }
                 Claim::Held(record) => {
                     if record.fingerprint != idem.fingerprint {
-                        return Err(StorageError::IdempotencyMismatch);
+                        return Err(Refusal::IdempotencyMismatch.into());
                     }
                     if let Some(answer) = &record.answer {
                         return Ok(Claimed::Replay(crate::formats::OrderRecord::decode(
@@ -92,7 +92,7 @@ impl Storage {
             }
             // Another request works on it: wait for its answer.
             if tokio::time::Instant::now() >= deadline {
-                return Err(StorageError::IdempotencyInFlight);
+                return Err(Refusal::IdempotencyInFlight.into());
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -118,12 +118,12 @@ impl Storage {
         let order_id = match found {
             Ok(Some(id)) => id,
             Ok(None) => return Ok(None),
-            Err(StorageError::IdempotencyMismatch) => {
+            Err(StorageError::Refused(Refusal::IdempotencyMismatch)) => {
                 let mut redis = self.settling_conn().await?;
                 let _: () = redis.del(claim_key).await?;
                 self.release_claim_lease(&ClaimKey::lease_key(claim_key), token)
                     .await;
-                return Err(StorageError::IdempotencyMismatch);
+                return Err(Refusal::IdempotencyMismatch.into());
             }
             Err(e) => {
                 tracing::debug!(error = %e, "could not look the key up in MySQL; the claim stays new");
@@ -178,8 +178,10 @@ impl Storage {
         let lease = ClaimKey::lease_key(&key);
         let placed = match result {
             Ok(order) => Some(order),
-            Err(StorageError::NotReplicated { order, .. }) => Some(&**order),
-            Err(_) => None,
+            Err(e) => match e.failure() {
+                Some(FailureKind::NotReplicated { order, .. }) => Some(&**order),
+                _ => None,
+            },
         };
         let stored: StorageResult<Option<u32>> = async {
             match placed {

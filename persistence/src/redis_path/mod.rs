@@ -8,7 +8,7 @@ mod replication;
 mod stock;
 
 use crate::db_lock::Placed;
-use crate::error::{StorageError, StorageResult};
+use crate::error::{Failure, FailureKind, Refusal, StorageError, StorageResult};
 use crate::model::{Order, OrderPath, OrderStatus};
 use crate::orders::build::build_order;
 use crate::orders::idempotency::IdempotencyRequest;
@@ -98,7 +98,7 @@ impl Storage {
     ) -> StorageResult<Order> {
         let prices = self.prices(&req.lines).await?;
         let ranked = candidates(&self.locations().index, &req.destination)
-            .map_err(|e| StorageError::NotFound(e.to_string()))?;
+            .map_err(|e| Refusal::NotFound(e.to_string()))?;
         let mut shortest = None;
         for candidate in ranked {
             let loc = candidate.location;
@@ -116,8 +116,8 @@ impl Storage {
             let mut loads = 0;
             loop {
                 if tokio::time::Instant::now() >= deadline {
-                    return Err(StorageError::Unavailable(
-                        "the order could not be decided in time; retry with the same Idempotency-Key".into(),
+                    return Err(StorageError::unavailable(
+                        "the order could not be decided in time; retry with the same Idempotency-Key",
                     ));
                 }
                 let reserve = Reserve {
@@ -171,7 +171,7 @@ impl Storage {
                             .await?;
                     }
                     Decision::NotLoaded { index } => {
-                        return Err(StorageError::Unavailable(format!(
+                        return Err(StorageError::unavailable(format!(
                             "stock of product {} at location {loc} is not loaded into redis yet",
                             req.lines
                                 .iter()
@@ -201,13 +201,13 @@ impl Storage {
     }
 
     pub(super) fn redis_down_error(&self) -> StorageError {
-        StorageError::RedisDown(match self.circuit.state() {
+        let detail = match self.circuit.state() {
             crate::CircuitState::Recovering => {
                 "the stock cache is back and being re-synced from MySQL; retry in a moment, or order through POST /api/orders"
             }
             _ => "the stock cache cannot be reached; retry shortly, or order through POST /api/orders (it does not need the cache)",
-        }
-        .to_owned())
+        };
+        Failure::stock_cache_down(detail, "redis circuit not closed").into()
     }
 }
 
@@ -215,17 +215,19 @@ impl Storage {
 /// have been placed: its error names the order. A refusal before sending (the circuit open, the
 /// connection refused) or an error reply stays as it is.
 pub(super) fn sent_without_answer(order_id: &str, e: StorageError) -> StorageError {
+    let sent = e.redis_error().is_some_and(|re| {
+        (re.is_timeout() || re.is_io_error() || re.is_connection_dropped())
+            && !re.is_connection_refusal()
+            && !crate::Circuit::is_open_error(re)
+    });
     match e {
-        StorageError::Redis(re)
-            if (re.is_timeout() || re.is_io_error() || re.is_connection_dropped())
-                && !re.is_connection_refusal()
-                && !crate::Circuit::is_open_error(&re) =>
-        {
-            StorageError::OutcomeUnknown {
+        StorageError::Failed(Failure { cause, .. }) if sent => Failure {
+            kind: FailureKind::OutcomeUnknown {
                 order_id: order_id.to_owned(),
-                cause: re.to_string(),
-            }
+            },
+            cause,
         }
+        .into(),
         other => other,
     }
 }

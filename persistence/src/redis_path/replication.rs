@@ -3,7 +3,7 @@
 
 use super::*;
 
-use crate::error::{StorageError, StorageResult};
+use crate::error::{Cause, Failure, FailureKind, Refusal, StorageError, StorageResult};
 use crate::model::Order;
 use crate::scripts::Replication;
 use crate::Storage;
@@ -92,14 +92,18 @@ impl Storage {
     /// The refusal of an order whose shard has fewer replicas than every order must reach.
     pub(super) fn short_of_replicas(&self, r: Replication) -> StorageError {
         self.circuit.shed_orders.fetch_add(1, Ordering::Relaxed);
-        StorageError::RedisDown(format!(
-            "the stock cache's shard for this order has fewer than the {} replica(s) every order must reach (REDIS_MIN_REPLICA_ACKS); nothing was changed: retry shortly, or order through POST /api/orders",
-            r.replicas
-        ))
+        Failure::stock_cache_down(
+            format!(
+                "the stock cache's shard for this order has fewer than the {} replica(s) every order must reach (REDIS_MIN_REPLICA_ACKS); nothing was changed: retry shortly, or order through POST /api/orders",
+                r.replicas
+            ),
+            "shard short of replicas",
+        )
+        .into()
     }
 
     /// `result`, unless replication is asked for and the order reached fewer replicas: then
-    /// [`StorageError::NotReplicated`]. `waited` says whether `held` is a `WAIT`'s count (else
+    /// [`FailureKind::NotReplicated`]. `waited` says whether `held` is a `WAIT`'s count (else
     /// none was asked, see [`Storage::replication_at`]); a short count starts the recheck delay
     /// of the slot of `key`.
     pub(super) fn replicated(
@@ -117,16 +121,20 @@ impl Storage {
                     self.note_replicas_short(key);
                 }
                 self.circuit.unreplicated.fetch_add(1, Ordering::Relaxed);
-                Err(StorageError::NotReplicated {
-                    order: Box::new(order),
-                    held: held.unwrap_or(0),
-                    wanted: r.replicas,
-                    waited_ms: if held.is_some() {
-                        r.timeout.as_millis() as u64
-                    } else {
-                        0
+                Err(Failure {
+                    kind: FailureKind::NotReplicated {
+                        order: Box::new(order),
+                        held: held.unwrap_or(0),
+                        wanted: r.replicas,
+                        waited_ms: if held.is_some() {
+                            r.timeout.as_millis() as u64
+                        } else {
+                            0
+                        },
                     },
-                })
+                    cause: Cause::Message("fewer replicas than asked for held the order".into()),
+                }
+                .into())
             }
             other => other,
         }
@@ -200,7 +208,7 @@ impl Storage {
             return Ok(persisted);
         }
         Err(match self.missing_order(&order.order_id).await {
-            StorageError::UnknownOrder(_) => StorageError::Unavailable(format!(
+            StorageError::Refused(Refusal::UnknownOrder(_)) => StorageError::unavailable(format!(
                 "Redis no longer holds order {}, and MySQL does not hold it yet; whether it was lost with Redis's data is known within seconds: retry with the same Idempotency-Key",
                 order.order_id
             )),

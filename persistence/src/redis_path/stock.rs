@@ -33,7 +33,7 @@ impl Storage {
         if self.circuit.trusted() {
             match self.read_redis_stock(locations, products, mirror).await {
                 Ok(v) => return Ok((v, StockSource::Redis)),
-                Err(StorageError::Redis(e)) if crate::Circuit::unreachable(&e) => {}
+                Err(e) if e.redis_error().is_some_and(crate::Circuit::unreachable) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -101,9 +101,7 @@ impl Storage {
                     Ok(values) => Some(values),
                     // Redis is slow: asking again through the pool would only double the wait,
                     // so the caller answers from MySQL now.
-                    Err(StorageError::Redis(e)) if e.is_timeout() => {
-                        return Err(StorageError::Redis(e))
-                    }
+                    Err(e) if e.redis_error().is_some_and(|re| re.is_timeout()) => return Err(e),
                     Err(e) => {
                         // The pooled connections, behind the circuit, read this one.
                         tracing::debug!(error = %e, "stock mirror unavailable; reading redis");
@@ -141,8 +139,8 @@ impl Storage {
                 self.load_keys(loc, products, self.db_deadline()).await?;
             }
         }
-        Err(StorageError::Unavailable(
-            "stock could not be loaded into redis".into(),
+        Err(StorageError::unavailable(
+            "stock could not be loaded into redis",
         ))
     }
 

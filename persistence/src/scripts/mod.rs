@@ -36,6 +36,7 @@ pub mod sync;
 
 use crate::error::{StorageError, StorageResult};
 use crate::infra::circuit::GuardedConn;
+use backon::Retryable;
 use redis::Script;
 use std::fmt::Debug;
 
@@ -125,23 +126,29 @@ impl Invocation {
             .arg(&self.keys)
             .arg(&self.args);
         replication.wait(&mut pipe);
-        let mut conn = conn.with_extra_time(replication.timeout);
-        let mut attempt = 0;
-        loop {
+        let conn = conn.with_extra_time(replication.timeout);
+        let once = || async {
+            let mut conn = conn.clone();
             match pipe.query_async::<(T, u32)>(&mut conn).await {
-                Err(e) if e.kind() == redis::ErrorKind::NoScriptError && attempt < 10 => {
-                    attempt += 1;
+                Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+                    // Loaded again, then the pipeline is sent again.
                     script.prepare_invoke().load_async(&mut conn).await?;
+                    Err(e)
                 }
-                other => return Ok(other?),
+                other => other,
             }
-        }
+        };
+        Ok(once
+            .retry(after_noscript())
+            .sleep(tokio::time::sleep)
+            .when(is_noscript)
+            .await?)
     }
 }
 
 /// A reply outside the script's documented contract.
 fn unexpected(script: &str, reply: impl Debug) -> StorageError {
-    StorageError::Internal(format!(
+    StorageError::internal(format!(
         "{script}.lua answered {reply:?}, which it never should"
     ))
 }
@@ -162,21 +169,28 @@ pub async fn invoke<T: redis::FromRedisValue>(
     inv: &redis::ScriptInvocation<'_>,
     conn: &mut crate::infra::circuit::GuardedConn,
 ) -> StorageResult<T> {
-    use backon::{ConstantBuilder, Retryable};
     let conn: &crate::infra::circuit::GuardedConn = conn;
     let once = || async {
         let mut conn = conn.clone();
         inv.invoke_async(&mut conn).await
     };
     Ok(once
-        .retry(
-            ConstantBuilder::default()
-                .with_delay(std::time::Duration::ZERO)
-                .with_max_times(10),
-        )
+        .retry(after_noscript())
         .sleep(tokio::time::sleep)
-        .when(|e: &redis::RedisError| e.kind() == redis::ErrorKind::NoScriptError)
+        .when(is_noscript)
         .await?)
+}
+
+/// How a script is run again after `NOSCRIPT`: at once (the script was just loaded), up to ten
+/// times (each a flush racing the load).
+fn after_noscript() -> backon::ConstantBuilder {
+    backon::ConstantBuilder::default()
+        .with_delay(std::time::Duration::ZERO)
+        .with_max_times(10)
+}
+
+fn is_noscript(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::NoScriptError
 }
 
 #[cfg(test)]
