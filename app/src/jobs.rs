@@ -66,10 +66,10 @@ pub async fn refresh_caches(storage: Arc<Storage>, shutdown: CancellationToken) 
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => return,
         }
-        if let Err(e) = storage.refresh_catalog().await {
+        if let Err(e) = storage.catalog().refresh_catalog().await {
             tracing::warn!(error = %e, "catalogue refresh failed");
         }
-        if let Err(e) = storage.refresh_locations().await {
+        if let Err(e) = storage.catalog().refresh_locations().await {
             tracing::warn!(error = %e, "locations refresh failed");
         }
     }
@@ -91,7 +91,7 @@ pub async fn watch_redis(
     let mut last_check: Option<tokio::time::Instant> = None;
     let mut last_attempt: Option<tokio::time::Instant> = None;
     loop {
-        if !storage.circuit().trusted() {
+        if !storage.health().circuit().trusted() {
             // At most one recovery attempt per `probe`, however often the circuit opens.
             if let Some(wait) = last_attempt.and_then(|t| probe.checked_sub(t.elapsed())) {
                 tokio::select! {
@@ -100,13 +100,13 @@ pub async fn watch_redis(
                 }
             }
             last_attempt = Some(tokio::time::Instant::now());
-            match storage.recover_redis().await {
+            match storage.recovery().recover_redis().await {
                 Ok(true) => last_check = None,
                 Ok(false) => {}
                 Err(e) => tracing::debug!(error = %e, "redis still unreachable"),
             }
         }
-        if storage.circuit().trusted() && last_check.is_none_or(|t| t.elapsed() >= every) {
+        if storage.health().circuit().trusted() && last_check.is_none_or(|t| t.elapsed() >= every) {
             last_check = Some(tokio::time::Instant::now());
             check_redis(&storage).await;
         }
@@ -114,7 +114,7 @@ pub async fn watch_redis(
             _ = tokio::time::sleep(probe.min(every)) => {}
             // A circuit that just opened is probed at once: a single cut connection is over as
             // soon as a new one answers.
-            _ = storage.circuit().opened() => {}
+            _ = storage.health().circuit().opened() => {}
             _ = shutdown.cancelled() => return,
         }
     }
@@ -145,7 +145,7 @@ pub async fn watch_mysql(
     shutdown: CancellationToken,
 ) {
     loop {
-        let up = storage.probe_mysql().await;
+        let up = storage.health().probe_mysql().await;
         tokio::select! {
             _ = tokio::time::sleep(if up { every } else { probe }) => {}
             _ = shutdown.cancelled() => return,
@@ -158,9 +158,12 @@ pub async fn watch_mysql(
 /// since), had its data lost (on a cluster, with the shard that held it) — once for each data set
 /// it met that is gone; only such locations are recorded and reloaded.
 async fn check_redis(storage: &Storage) {
-    let locations = storage.all_location_ids();
-    let met: Vec<_> = locations.iter().map(|l| storage.epochs_met(*l)).collect();
-    let epochs = match storage.redis_epochs(&locations).await {
+    let locations = storage.catalog().all_location_ids();
+    let met: Vec<_> = locations
+        .iter()
+        .map(|l| storage.recovery().epochs_met(*l))
+        .collect();
+    let epochs = match storage.recovery().redis_epochs(&locations).await {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!(error = %e, "cannot reach redis to check its data");
@@ -170,7 +173,7 @@ async fn check_redis(storage: &Storage) {
     let mut cold = Vec::new();
     let mut lost: BTreeMap<DateTime<Utc>, Vec<LocationId>> = BTreeMap::new();
     for ((loc, epoch), met) in epochs.into_iter().zip(met) {
-        let gone = storage.check_epoch(loc, met, epoch);
+        let gone = storage.recovery().check_epoch(loc, met, epoch);
         if epoch.is_none() || !gone.is_empty() {
             cold.push(loc);
         }
@@ -180,7 +183,7 @@ async fn check_redis(storage: &Storage) {
     }
     for (since, locations) in &lost {
         tracing::warn!(loaded_at = %since, locations = ?locations, "redis lost the data of {} locations (restart without persistence, flush, or a shard that lost it); reloading their stock from MySQL", locations.len());
-        if let Err(e) = storage.record_data_loss(*since, locations).await {
+        if let Err(e) = storage.orders().record_data_loss(*since, locations).await {
             tracing::error!(error = %e, "could not record the redis data loss");
         }
     }
@@ -192,16 +195,16 @@ async fn check_redis(storage: &Storage) {
             );
         }
         // The markers the warm-up set or found are checked at the next round.
-        if let Err(e) = storage.warm_up(&cold).await {
+        if let Err(e) = storage.recovery().warm_up(&cold).await {
             tracing::error!(error = %e, "warm-up failed; retrying");
         }
     }
-    match storage.resync_stale_keys().await {
+    match storage.recovery().resync_stale_keys().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(keys = n, "re-synced stock keys another writer marked stale"),
         Err(e) => tracing::warn!(error = %e, "could not re-sync stale stock keys"),
     }
-    let left = storage.drain_resync_queue().await;
+    let left = storage.recovery().drain_resync_queue().await;
     if left > 0 {
         tracing::warn!(
             keys = left,

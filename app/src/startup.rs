@@ -290,7 +290,7 @@ impl Application {
 /// Warns when the Redis in use would lose accepted orders on a crash.
 async fn warn_if_redis_forgets(storage: &Storage) {
     use sf_persistence::RedisPersistence;
-    match storage.redis_persistence().await {
+    match storage.health().redis_persistence().await {
         Ok(RedisPersistence::Nothing) => tracing::warn!(
             "Redis persists nothing (appendonly no, no save points): orders answered ACCEPTED but \
              not yet in MySQL are lost if Redis crashes. Run Redis with --appendonly yes."

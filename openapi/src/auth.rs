@@ -32,7 +32,7 @@ impl StoreKey {
     /// Checks that this key is valid and belongs to `store`: 401 when it is not valid, 403 when it
     /// belongs to another store.
     pub async fn authorize(&self, state: &ApiState, store: LocationId) -> Result<(), Problem> {
-        match state.storage.store_of_key(&self.0.token).await? {
+        match state.storage.catalog().store_of_key(&self.0.token).await? {
             None => Err(Problem::unauthorized(
                 "this store key is unknown or revoked",
             )),

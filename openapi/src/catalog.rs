@@ -361,7 +361,12 @@ impl CatalogApi {
         if_none_match: Header<Option<String>>,
     ) -> ApiResult<ProductPage> {
         let (after, limit) = after_and_limit(after.0, limit.0);
-        let page = self.state.storage.products_after(after, limit).await?;
+        let page = self
+            .state
+            .storage
+            .catalog()
+            .products_after(after, limit)
+            .await?;
         Ok(Answer::new(
             &ProductList::new(&page, limit),
             page.source,
@@ -392,7 +397,7 @@ impl CatalogApi {
     ) -> ApiResult<ProductWithStock> {
         // The validator keeps the id positive, so it always names a possible product.
         let id = ProductId::new_unchecked(product_id.0 as u64);
-        let p = self.state.storage.product_with_stock(id).await?;
+        let p = self.state.storage.catalog().product_with_stock(id).await?;
         Ok(self
             .state
             .pages
@@ -411,7 +416,7 @@ impl CatalogApi {
         operation_id = "listLocations"
     )]
     async fn locations(&self) -> ApiResult<LocationsResponse> {
-        let locations = self.state.storage.locations();
+        let locations = self.state.storage.catalog().locations();
         Ok(LocationsResponse::Ok(Json(LocationList {
             locations: locations.all.iter().cloned().map(Into::into).collect(),
         })))

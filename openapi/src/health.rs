@@ -98,29 +98,29 @@ impl HealthApi {
     )]
     async fn ready(&self) -> ReadyResponse {
         let store = &self.state.storage;
-        let mysql_up = store.mysql_health().up();
+        let mysql_up = store.health().mysql_health().up();
         let mysql = Component {
             status: if mysql_up { "up" } else { "down" }.into(),
             circuit: None,
             since: if mysql_up {
                 None
             } else {
-                stamp(store.mysql_health().since())
+                stamp(store.health().mysql_health().since())
             },
             error: (!mysql_up)
-                .then(|| store.mysql_health().last_error())
+                .then(|| store.health().mysql_health().last_error())
                 .flatten(),
         };
-        let circuit = store.circuit().state();
+        let circuit = store.health().circuit().state();
         let redis_up = circuit != CircuitState::Open;
         let redis = Component {
             status: if redis_up { "up" } else { "down" }.into(),
             circuit: Some(circuit.as_str().into()),
             since: (circuit != CircuitState::Closed)
-                .then(|| stamp(store.circuit().opened_at()))
+                .then(|| stamp(store.health().circuit().opened_at()))
                 .flatten(),
             error: (circuit != CircuitState::Closed)
-                .then(|| store.circuit().last_error())
+                .then(|| store.health().circuit().last_error())
                 .flatten(),
         };
         let status = match (mysql_up, circuit == CircuitState::Closed, redis_up) {

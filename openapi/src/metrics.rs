@@ -220,24 +220,24 @@ impl Metrics {
     /// Reads the in-memory figures (pools, circuit, counters) and renders everything.
     pub fn render(&self, state: &ApiState) -> String {
         let storage = &state.storage;
-        let (db_open, db_idle) = storage.db_pool_state();
+        let (db_open, db_idle) = storage.health().db_pool_state();
         self.pool
             .with_label_values(&["mysql", "open"])
             .set(i64::from(db_open));
         self.pool
             .with_label_values(&["mysql", "idle"])
             .set(db_idle as i64);
-        let r = storage.redis_pool_state();
+        let r = storage.health().redis_pool_state();
         self.pool
             .with_label_values(&["redis", "open"])
             .set(i64::from(r.connections));
         self.pool
             .with_label_values(&["redis", "idle"])
             .set(i64::from(r.idle_connections));
-        let c = storage.circuit();
+        let c = storage.health().circuit();
         self.up
             .with_label_values(&["mysql"])
-            .set(i64::from(storage.mysql_health().up()));
+            .set(i64::from(storage.health().mysql_health().up()));
         self.up
             .with_label_values(&["redis"])
             .set(i64::from(c.passes()));
@@ -262,7 +262,7 @@ impl Metrics {
                 v.load(Ordering::Relaxed),
             );
         }
-        let (groups, grouped) = storage.group_commits();
+        let (groups, grouped) = storage.health().group_commits();
         catch_up(&self.groups.with_label_values(&["groups"]), groups);
         catch_up(&self.groups.with_label_values(&["orders"]), grouped);
         for kind in crate::edge::Kind::ALL {

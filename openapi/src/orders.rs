@@ -116,7 +116,7 @@ impl OrdersApi {
         let id = order_id.0;
         let order = self
             .state
-            .write(|s| async move { s.cancel_order(&id).await })
+            .write(|s| async move { s.redis_path().cancel(&id).await })
             .await?;
         Ok(Json(order.into()))
     }
@@ -137,7 +137,7 @@ impl OrdersApi {
         #[oai(name = "orderId")] order_id: Path<String>,
     ) -> ApiResult<Json<OrderBody>> {
         Ok(Json(
-            self.state.storage.get_order(&order_id.0).await?.into(),
+            self.state.storage.orders().get(&order_id.0).await?.into(),
         ))
     }
 }

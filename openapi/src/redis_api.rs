@@ -79,6 +79,7 @@ impl RedisApi {
         let page = self
             .state
             .storage
+            .catalog()
             .redis_products_after(after, limit)
             .await?;
         Ok(Answer::new(
@@ -109,7 +110,12 @@ impl RedisApi {
     ) -> ApiResult<ProductWithStock> {
         // The validator keeps the id positive, so it always names a possible product.
         let id = ProductId::new_unchecked(product_id.0 as u64);
-        let p = self.state.storage.redis_product_with_stock(id).await?;
+        let p = self
+            .state
+            .storage
+            .catalog()
+            .redis_product_with_stock(id)
+            .await?;
         Ok(self
             .state
             .pages
@@ -152,7 +158,7 @@ impl RedisApi {
         };
         let placed = self
             .state
-            .write(|s| async move { s.place_redis(&order).await })
+            .write(|s| async move { s.redis_path().place(&order).await })
             .await?;
         Accepted::new(placed)
     }
@@ -180,7 +186,7 @@ impl RedisApi {
         let id = order_id.0;
         let order = self
             .state
-            .write(|s| async move { s.cancel_order(&id).await })
+            .write(|s| async move { s.redis_path().cancel(&id).await })
             .await?;
         Ok(Json(order.into()))
     }

@@ -42,7 +42,7 @@ impl ApiState {
         &self,
         order: sf_persistence::db_lock::DbLockOrder,
     ) -> sf_persistence::StorageResult<sf_persistence::db_lock::Placed> {
-        self.write(|s| async move { s.place_db_lock(&order).await })
+        self.write(|s| async move { s.db_lock().place(&order).await })
             .await
     }
 

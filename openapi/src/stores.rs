@@ -143,7 +143,7 @@ impl StoresApi {
     /// positive.)
     fn store(&self, id: i64) -> Result<LocationId, Problem> {
         let loc = LocationId::new_unchecked(id as u64);
-        let locations = self.state.storage.locations();
+        let locations = self.state.storage.catalog().locations();
         match locations.index.get(loc) {
             Some(s) if s.kind == LocationKind::Store => Ok(loc),
             _ => Err(Problem::not_found(format!(
@@ -159,7 +159,8 @@ impl StoresApi {
         if self
             .state
             .storage
-            .catalog_product(product)
+            .catalog()
+            .product(product)
             .is_some_and(|p| p.active)
         {
             Ok(product)
@@ -194,13 +195,23 @@ impl StoresApi {
     ) -> ApiResult<StoreProductsPage> {
         let store = self.store(store_id.0)?;
         let (page, size) = page_and_size(page.0, size.0);
-        let p = self.state.storage.products_page(page, size).await?;
+        let p = self
+            .state
+            .storage
+            .catalog()
+            .products_page(page, size)
+            .await?;
         let ids: Vec<ProductId> = p
             .items
             .iter()
             .map(|p| ProductId::new_unchecked(p.product_id))
             .collect();
-        let (stock, source) = self.state.storage.read_stock(&[store], &ids).await?;
+        let (stock, source) = self
+            .state
+            .storage
+            .redis_path()
+            .read_stock(&[store], &ids)
+            .await?;
         let list = StoreProductList {
             store_id: store.get(),
             products: p
@@ -240,7 +251,12 @@ impl StoresApi {
     ) -> ApiResult<StoreStockRead> {
         let store = self.store(store_id.0)?;
         let product = self.active_product(product_id.0)?;
-        let (stock, source) = self.state.storage.read_stock(&[store], &[product]).await?;
+        let (stock, source) = self
+            .state
+            .storage
+            .redis_path()
+            .read_stock(&[store], &[product])
+            .await?;
         let body = StoreStock {
             store_id: store.get(),
             product_id: product.get(),
@@ -286,6 +302,7 @@ impl StoresApi {
         let (nearby, source) = self
             .state
             .storage
+            .redis_path()
             .nearby_stock(store, &[product], radius)
             .await?;
         let body = NearbyStores {
@@ -372,7 +389,7 @@ impl StoresApi {
         let id = order_id.0;
         let order = self
             .state
-            .write(|s| async move { s.cancel_pos_sale(store, &id).await })
+            .write(|s| async move { s.db_lock().cancel_pos_sale(store, &id).await })
             .await?;
         Ok(Json(order.into()))
     }

@@ -1,7 +1,9 @@
 //! Storage for Stock Flow: MySQL (the system of record) through sqlx, Redis (the fast order path)
 //! through a bb8 pool of self-healing multiplexed connections, and the Lua scripts that decide
-//! orders in Redis. [`Storage`] is sealed: callers use its methods and typed errors; each folder's
-//! `mod.rs` says what leaves it, and everything else is `pub(crate)` at most.
+//! orders in Redis. [`Storage`] is sealed: callers take a handle per concern ([`Storage::orders`],
+//! [`Storage::db_lock`], [`Storage::redis_path`], [`Storage::catalog`], [`Storage::recovery`],
+//! [`Storage::health`]) and get typed errors; each folder's `mod.rs` says what leaves it, and
+//! everything else is `pub(crate)` at most.
 //!
 //! # Map
 //!
@@ -43,7 +45,7 @@ pub use infra::{
 };
 
 use arc_swap::ArcSwap;
-use catalog::{Catalog, Locations};
+use catalog::{Locations, ProductIndex};
 use infra::circuit;
 use sf_routing::{LocationId, ProductId};
 use sqlx::MySqlPool;
@@ -100,14 +102,14 @@ pub struct Storage {
     redis_settings: RedisSettings,
     /// Open while Redis is unreachable: Redis calls fail at once.
     circuit: Arc<Circuit>,
-    /// Whether MySQL answered its last probe ([`Storage::probe_mysql`]).
+    /// Whether MySQL answered its last probe ([`crate::infra::Health::probe_mysql`]).
     mysql_health: circuit::MysqlHealth,
     keys: Keys,
     config: StorageOptions,
-    catalog: ArcSwap<Catalog>,
+    catalog: ArcSwap<ProductIndex>,
     locations: ArcSwap<Locations>,
     /// Stock keys that may differ from MySQL after a failure and could not be re-synced at once;
-    /// [`Storage::drain_resync_queue`] sets them from MySQL.
+    /// [`crate::recovery::Recovery::drain_resync_queue`] sets them from MySQL.
     resync_queue: Mutex<BTreeMap<LocationId, BTreeSet<ProductId>>>,
     /// Numbers the loads of the in-memory catalogue and locations, in the order they start.
     loads: std::sync::atomic::AtomicU64,
@@ -120,7 +122,56 @@ pub struct Storage {
     groups: db_lock::group_commit::GroupCommit,
 }
 
+/// Declares a handle: a view of [`Storage`] for one concern, with the operations that concern's
+/// callers need. It reads the storage it was taken from; everything else stays sealed.
+macro_rules! handle {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy)]
+        pub struct $name<'a>(pub(crate) &'a crate::Storage);
+
+        impl std::ops::Deref for $name<'_> {
+            type Target = crate::Storage;
+            fn deref(&self) -> &crate::Storage {
+                self.0
+            }
+        }
+    };
+}
+pub(crate) use handle;
+
 impl Storage {
+    /// Reading orders of any path, and the record of orders lost with Redis's data.
+    pub fn orders(&self) -> orders::Orders<'_> {
+        orders::Orders(self)
+    }
+
+    /// The DB-lock path: orders, cancels and POS returns decided in MySQL, operators' stock
+    /// changes.
+    pub fn db_lock(&self) -> db_lock::DbLock<'_> {
+        db_lock::DbLock(self)
+    }
+
+    /// The Redis path: orders decided in Redis, their cancels, stock reads.
+    pub fn redis_path(&self) -> redis_path::RedisPath<'_> {
+        redis_path::RedisPath(self)
+    }
+
+    /// Products and locations: reads, pages, operators' changes, POS credentials.
+    pub fn catalog(&self) -> catalog::Catalog<'_> {
+        catalog::Catalog(self)
+    }
+
+    /// Redis repaired from MySQL, and what the checks found.
+    pub fn recovery(&self) -> recovery::Recovery<'_> {
+        recovery::Recovery(self)
+    }
+
+    /// The state of the connections: the Redis circuit, MySQL's health, the pools.
+    pub fn health(&self) -> infra::Health<'_> {
+        infra::Health(self)
+    }
+
     /// Wraps open pools and loads the catalogue and locations into memory.
     pub async fn new(
         db: MySqlPool,
@@ -144,8 +195,8 @@ impl Storage {
             replicas_short: Mutex::default(),
             groups: Default::default(),
         };
-        store.refresh_catalog().await?;
-        store.refresh_locations().await?;
+        store.catalog().refresh_catalog().await?;
+        store.catalog().refresh_locations().await?;
         Ok(store)
     }
 }

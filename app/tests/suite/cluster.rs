@@ -461,6 +461,7 @@ async fn a_shard_that_loses_its_data_is_reloaded_alone() {
     let deadline = Instant::now() + Duration::from_secs(10);
     while shops.iter().any(|(_, s)| {
         t.storage()
+            .recovery()
             .known_epoch(LocationId::new_unchecked(s.store))
             .is_none()
     }) {
@@ -471,6 +472,7 @@ async fn a_shard_that_loses_its_data_is_reloaded_alone() {
     let other = &shops[1].1;
     let epoch_other = t
         .storage()
+        .recovery()
         .known_epoch(LocationId::new_unchecked(other.store))
         .unwrap();
     cluster.flush_master(flushed_master);
@@ -498,7 +500,7 @@ async fn a_shard_that_loses_its_data_is_reloaded_alone() {
     let on_flushed: Vec<u64> = {
         let mut all = vec![flushed.store];
         // Other stores the search added may live on the same shard.
-        for loc in t.storage().all_location_ids() {
+        for loc in t.storage().catalog().all_location_ids() {
             let m = cluster.master_of(&t.keys().stream(loc));
             if m == flushed_master && loc.get() != flushed.store {
                 all.push(loc.get());
@@ -525,6 +527,7 @@ async fn a_shard_that_loses_its_data_is_reloaded_alone() {
     }
     assert_eq!(
         t.storage()
+            .recovery()
             .known_epoch(LocationId::new_unchecked(other.store)),
         Some(epoch_other)
     );

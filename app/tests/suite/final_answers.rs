@@ -269,7 +269,7 @@ async fn the_resync_of_stale_keys_ends_while_others_keep_marking() {
     };
     let ended = tokio::time::timeout(
         std::time::Duration::from_secs(10),
-        t.storage().resync_stale_keys(),
+        t.storage().recovery().resync_stale_keys(),
     )
     .await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -596,10 +596,11 @@ async fn an_order_under_way_is_not_decided_while_the_circuit_recovers() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let r_lock = t.lock_stock_row(wh, r).await;
     t.storage()
+        .health()
         .circuit()
         .trip("test: redis went away for a moment");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while t.storage().circuit().state() != sf_persistence::CircuitState::Recovering {
+    while t.storage().health().circuit().state() != sf_persistence::CircuitState::Recovering {
         assert!(std::time::Instant::now() < deadline, "never recovering");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
@@ -613,7 +614,7 @@ async fn an_order_under_way_is_not_decided_while_the_circuit_recovers() {
     assert_eq!(b["type"], "/problems/stock-cache-unavailable", "{b}");
     r_lock.commit().await.unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !t.storage().circuit().trusted() {
+    while !t.storage().health().circuit().trusted() {
         assert!(std::time::Instant::now() < deadline, "never recovered");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }

@@ -516,7 +516,7 @@ async fn db_lock_orders_on_an_instance_whose_circuit_is_open_still_reach_redis_f
     }
     // What it wrote on MySQL alone is set from MySQL (as its own recovery or the first
     // instance's check would do); from here on, nothing may go to MySQL alone.
-    t.storage().resync_stale_keys().await.unwrap();
+    t.storage().recovery().resync_stale_keys().await.unwrap();
     let writes_on_mysql_alone = mysql_only().await;
     assert_eq!(second_circuit().await, "open");
 

@@ -40,7 +40,7 @@ impl AdminApi {
         let reason = reason.into();
         let change = self
             .state
-            .write(|s| async move { s.change_stock(loc, product, target, reason).await })
+            .write(|s| async move { s.db_lock().change_stock(loc, product, target, reason).await })
             .await?;
         Ok(Json(StockChangeBody {
             location_id: loc.get(),
@@ -126,7 +126,12 @@ impl AdminApi {
     ) -> ApiResult<KeyIssued> {
         let store = location_in_path(store_id.0)?;
         let label = body.label.as_ref().map_or("", |l| l.0.trim());
-        let k = self.state.storage.issue_store_key(store, label).await?;
+        let k = self
+            .state
+            .storage
+            .catalog()
+            .issue_store_key(store, label)
+            .await?;
         Ok(KeyIssued::Created(Json(IssuedKeyBody {
             key_id: k.key_id,
             store_id: k.store_id,
@@ -152,6 +157,7 @@ impl AdminApi {
         let l = self
             .state
             .storage
+            .catalog()
             .create_location(kind, body.name.0.trim(), at)
             .await?;
         Ok(LocationCreated::Created(Json(l.into())))
@@ -179,6 +185,7 @@ impl AdminApi {
                 let now = self
                     .state
                     .storage
+                    .catalog()
                     .locations()
                     .all
                     .iter()
@@ -197,7 +204,12 @@ impl AdminApi {
             active: body.active,
         };
         Ok(Json(
-            self.state.storage.update_location(id, change).await?.into(),
+            self.state
+                .storage
+                .catalog()
+                .update_location(id, change)
+                .await?
+                .into(),
         ))
     }
 
@@ -215,7 +227,7 @@ impl AdminApi {
         _auth: AdminAuth,
         active: Query<Option<bool>>,
     ) -> ApiResult<Json<LocationList>> {
-        let locations = self.state.storage.locations();
+        let locations = self.state.storage.catalog().locations();
         Ok(Json(LocationList {
             locations: locations
                 .all
@@ -244,6 +256,7 @@ impl AdminApi {
         let location = self
             .state
             .storage
+            .catalog()
             .locations()
             .get(id)
             .cloned()
@@ -263,6 +276,7 @@ impl AdminApi {
         let p = self
             .state
             .storage
+            .catalog()
             .create_product(body.sku.0.trim(), body.name.0.trim(), body.price)
             .await?;
         Ok(ProductCreated::Created(Json(p.into())))
@@ -290,7 +304,12 @@ impl AdminApi {
             active: body.active,
         };
         Ok(Json(
-            self.state.storage.update_product(id, change).await?.into(),
+            self.state
+                .storage
+                .catalog()
+                .update_product(id, change)
+                .await?
+                .into(),
         ))
     }
 
@@ -311,6 +330,7 @@ impl AdminApi {
         let (products, next) = self
             .state
             .storage
+            .catalog()
             .products_for_operators(active.0, after, limit)
             .await?;
         Ok(Json(AdminProductList {
@@ -336,7 +356,12 @@ impl AdminApi {
     ) -> ApiResult<Json<AdminProductBody>> {
         let id = crate::catalog::product_in_path(product_id.0)?;
         Ok(Json(
-            self.state.storage.product_for_operators(id).await?.into(),
+            self.state
+                .storage
+                .catalog()
+                .product_for_operators(id)
+                .await?
+                .into(),
         ))
     }
 
@@ -391,7 +416,8 @@ impl AdminApi {
         let orders = self
             .state
             .storage
-            .orders_by_status(parsed, limit as u32)
+            .orders()
+            .by_status(parsed, limit as u32)
             .await?;
         Ok(Json(OrderList {
             orders: orders.into_iter().map(Into::into).collect(),
@@ -416,7 +442,12 @@ impl AdminApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<i64>>,
     ) -> ApiResult<Json<DataLossList>> {
         let limit = limit.0.unwrap_or(20);
-        let losses = self.state.storage.data_losses(limit as u32).await?;
+        let losses = self
+            .state
+            .storage
+            .orders()
+            .data_losses(limit as u32)
+            .await?;
         Ok(Json(DataLossList {
             losses: losses
                 .into_iter()
@@ -449,7 +480,7 @@ impl AdminApi {
         let id = order_id.0;
         let order = self
             .state
-            .write(|s| async move { s.retry_rejected(&id).await })
+            .write(|s| async move { s.db_lock().retry_rejected(&id).await })
             .await?;
         Ok(Json(order.into()))
     }
@@ -494,7 +525,11 @@ impl AdminApi {
         let store = location_in_path(store_id.0)?;
         let key = u64::try_from(key_id.0)
             .map_err(|_| Problem::not_found(format!("store {store} has no key {}", key_id.0)))?;
-        self.state.storage.revoke_store_key(store, key).await?;
+        self.state
+            .storage
+            .catalog()
+            .revoke_store_key(store, key)
+            .await?;
         Ok(KeyRevoked::Revoked)
     }
 }

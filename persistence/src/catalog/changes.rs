@@ -6,7 +6,6 @@ use super::*;
 
 use crate::error::{Refusal, StorageError, StorageResult};
 use crate::model::{Location, Product};
-use crate::Storage;
 use sf_routing::{Coordinates, LocationId, LocationKind, ProductId};
 
 /// Fields an operator may change on a location; `None` keeps the current value.
@@ -35,7 +34,7 @@ fn conflict_on_duplicate(e: sqlx::Error, what: impl FnOnce() -> String) -> Stora
     }
 }
 
-impl Storage {
+impl Catalog<'_> {
     /// Opens a warehouse or store. It takes part in routing at once on this instance, and within
     /// a few seconds on the others.
     pub async fn create_location(
@@ -55,8 +54,9 @@ impl Storage {
             .execute(&self.db)
             .await?
             .last_insert_id();
-            self.refresh_locations().await?;
-            self.locations()
+            self.catalog().refresh_locations().await?;
+            self.catalog()
+                .locations()
                 .get(LocationId::new_unchecked(id))
                 .cloned()
                 .ok_or(Refusal::UnknownLocation(LocationId::new_unchecked(id)).into())
@@ -83,8 +83,9 @@ impl Storage {
             .bind(id.get())
             .execute(&self.db)
             .await?;
-            self.refresh_locations().await?;
-            self.locations()
+            self.catalog().refresh_locations().await?;
+            self.catalog()
+                .locations()
                 .get(id)
                 .cloned()
                 .ok_or(Refusal::UnknownLocation(id).into())
@@ -111,8 +112,8 @@ impl Storage {
                     })
                 })?
                 .last_insert_id();
-            self.refresh_catalog().await?;
-            self.catalog_product(ProductId::new_unchecked(id))
+            self.catalog().refresh_catalog().await?;
+            self.product(ProductId::new_unchecked(id))
                 .ok_or(Refusal::UnknownProduct(ProductId::new_unchecked(id)).into())
         })
         .await
@@ -180,9 +181,8 @@ impl Storage {
             .bind(id.get())
             .execute(&self.db)
             .await?;
-            self.refresh_catalog().await?;
-            self.catalog_product(id)
-                .ok_or(Refusal::UnknownProduct(id).into())
+            self.catalog().refresh_catalog().await?;
+            self.product(id).ok_or(Refusal::UnknownProduct(id).into())
         })
         .await
     }

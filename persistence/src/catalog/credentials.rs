@@ -1,6 +1,7 @@
 //! POS credentials: one or more keys per store, shown once, kept only as a SHA-256 hash, revocable
 //! at once (every check reads MySQL, so a revoked key stops working on every instance).
 
+use super::Catalog;
 use crate::error::{Refusal, StorageResult};
 use crate::Storage;
 use rand::RngCore;
@@ -20,21 +21,6 @@ pub struct IssuedKey {
 }
 
 impl Storage {
-    /// Issues a key for an existing store.
-    pub async fn issue_store_key(
-        &self,
-        store: LocationId,
-        label: &str,
-    ) -> StorageResult<IssuedKey> {
-        self.in_time(self.db_deadline(), async {
-            let mut raw = [0u8; 24];
-            rand::thread_rng().fill_bytes(&mut raw);
-            let key = format!("sfk_{}", hex::encode(raw));
-            self.insert_store_key(store, label, &key).await
-        })
-        .await
-    }
-
     pub(crate) async fn insert_store_key(
         &self,
         store: LocationId,
@@ -67,6 +53,23 @@ impl Storage {
             store_id: store.get(),
             key: key.to_owned(),
         })
+    }
+}
+
+impl Catalog<'_> {
+    /// Issues a key for an existing store.
+    pub async fn issue_store_key(
+        &self,
+        store: LocationId,
+        label: &str,
+    ) -> StorageResult<IssuedKey> {
+        self.in_time(self.db_deadline(), async {
+            let mut raw = [0u8; 24];
+            rand::thread_rng().fill_bytes(&mut raw);
+            let key = format!("sfk_{}", hex::encode(raw));
+            self.insert_store_key(store, label, &key).await
+        })
+        .await
     }
 
     /// Revokes a key of `store`. Revoking twice is harmless; a key of another store is not found.

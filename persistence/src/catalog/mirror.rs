@@ -327,7 +327,12 @@ impl StockMirror {
         let mut info = client.get_connection_info().clone();
         info.redis.protocol = redis::ProtocolVersion::RESP3;
         // Every location, open or closed: a closed one may open again.
-        let mut locations: Vec<u64> = storage.all_location_ids().iter().map(|l| l.get()).collect();
+        let mut locations: Vec<u64> = storage
+            .catalog()
+            .all_location_ids()
+            .iter()
+            .map(|l| l.get())
+            .collect();
         locations.sort_unstable();
         let locations = Arc::new(locations);
         let generation = {

@@ -32,13 +32,18 @@ use sqlx::Row;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+crate::handle!(
+    /// Products and locations, as callers use them: taken with [`crate::Storage::catalog`].
+    Catalog
+);
+
 /// Active and inactive products by id.
 #[derive(Debug, Default)]
-pub struct Catalog {
+pub struct ProductIndex {
     products: HashMap<ProductId, Product>,
     /// Active products by id, for pages served without a MySQL query.
     active: Vec<ProductId>,
-    /// Which load this is (see [`Storage::refresh_catalog`]).
+    /// Which load this is (see [`crate::catalog::Catalog::refresh_catalog`]).
     load: u64,
     /// Product-page reads in flight over this load of the catalogue (a reload starts new groups).
     reads: PageReads,
@@ -52,7 +57,7 @@ pub struct Catalog {
 struct PageReads {
     /// MySQL list pages by (`after`, `limit`).
     mysql_lists: ReadGroups<(u64, u32), ProductsAfter>,
-    /// Redis list pages by their range in [`Catalog::active`].
+    /// Redis list pages by their range in [`ProductIndex::active`].
     redis_lists: ReadGroups<(usize, usize), ProductsAfter>,
     mysql_products: ReadGroups<ProductId, ProductStock>,
     redis_products: ReadGroups<ProductId, ProductStock>,
@@ -65,7 +70,7 @@ pub struct Locations {
     pub index: LocationIndex,
     /// The active locations by id: where product pages show stock.
     active: Vec<(LocationId, LocationKind)>,
-    /// Which load this is (see [`Storage::refresh_locations`]).
+    /// Which load this is (see [`crate::catalog::Catalog::refresh_locations`]).
     load: u64,
 }
 
@@ -90,6 +95,32 @@ fn kind(s: &str) -> StorageResult<LocationKind> {
 }
 
 impl Storage {
+    /// The server's prices for `products`, all of which must exist and be active.
+    pub(crate) async fn prices(&self, lines: &OrderLines) -> StorageResult<Vec<i64>> {
+        let price = |catalog: &ProductIndex, p: ProductId| {
+            catalog
+                .products
+                .get(&p)
+                .filter(|prod| prod.active)
+                .map(|prod| prod.price)
+                .ok_or(Refusal::UnknownProduct(p).into())
+        };
+        let catalog = self.catalog.load_full();
+        if let Ok(prices) = lines.products().map(|p| price(&catalog, p)).collect() {
+            return Ok(prices);
+        }
+        // Perhaps created on another instance since our last refresh.
+        self.catalog().refresh_catalog().await?;
+        let catalog = self.catalog.load_full();
+        lines.products().map(|p| price(&catalog, p)).collect()
+    }
+
+    fn products(&self) -> Arc<ProductIndex> {
+        self.catalog.load_full()
+    }
+}
+
+impl Catalog<'_> {
     /// Reloads the products into memory (at start-up, after an operator's change, and on a timer
     /// so that several instances converge).
     ///
@@ -110,7 +141,7 @@ impl Storage {
             products.insert(ProductId::new_unchecked(p.product_id), p);
         }
         active.sort_unstable();
-        let fresh = Arc::new(Catalog {
+        let fresh = Arc::new(ProductIndex {
             products,
             active,
             load,
@@ -167,7 +198,8 @@ impl Storage {
 
     /// Ids of every location, active or not (every one may have events in flight).
     pub fn all_location_ids(&self) -> Vec<LocationId> {
-        self.locations()
+        self.catalog()
+            .locations()
             .all
             .iter()
             .map(|l| LocationId::new_unchecked(l.location_id))
@@ -178,32 +210,8 @@ impl Storage {
         self.locations.load_full()
     }
 
-    pub fn catalog_product(&self, id: ProductId) -> Option<Product> {
+    pub fn product(&self, id: ProductId) -> Option<Product> {
         self.catalog.load().products.get(&id).cloned()
-    }
-
-    /// The server's prices for `products`, all of which must exist and be active.
-    pub async fn prices(&self, lines: &OrderLines) -> StorageResult<Vec<i64>> {
-        let price = |catalog: &Catalog, p: ProductId| {
-            catalog
-                .products
-                .get(&p)
-                .filter(|prod| prod.active)
-                .map(|prod| prod.price)
-                .ok_or(Refusal::UnknownProduct(p).into())
-        };
-        let catalog = self.catalog.load_full();
-        if let Ok(prices) = lines.products().map(|p| price(&catalog, p)).collect() {
-            return Ok(prices);
-        }
-        // Perhaps created on another instance since our last refresh.
-        self.refresh_catalog().await?;
-        let catalog = self.catalog.load_full();
-        lines.products().map(|p| price(&catalog, p)).collect()
-    }
-
-    fn catalog(&self) -> Arc<Catalog> {
-        self.catalog.load_full()
     }
 }
 

@@ -53,51 +53,10 @@ fn total(quantities: impl Iterator<Item = i64>) -> i64 {
 }
 
 impl Storage {
-    /// Active products by id, a page at a time, with their count (MySQL; the store's product
-    /// list).
-    pub async fn products_page(&self, page: u32, size: u32) -> StorageResult<Page<Product>> {
-        self.in_time(self.db_deadline(), async {
-            let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products WHERE active")
-                .fetch_one(&self.db)
-                .await?;
-            let rows = sqlx::query(
-                "SELECT id, sku, name, price, active FROM products WHERE active ORDER BY id LIMIT ? OFFSET ?",
-            )
-            .bind(size)
-            .bind(u64::from(page) * u64::from(size))
-            .fetch_all(&self.db)
-            .await?;
-            Ok(Page {
-                items: rows
-                    .iter()
-                    .map(product_from_row)
-                    .collect::<StorageResult<_>>()?,
-                total: total as u64,
-            })
-        })
-        .await
-    }
-
     /// The stock mirror the product pages read Redis through, on one server (see
     /// [`StockMirror`]).
-    fn page_mirror<'a>(&self, catalog: &'a Catalog) -> Option<&'a StockMirror> {
+    fn page_mirror<'a>(&self, catalog: &'a ProductIndex) -> Option<&'a StockMirror> {
         (!self.redis_settings.is_cluster()).then_some(&*catalog.mirror)
-    }
-
-    /// Up to `limit` active products with an id above `after`, each with its on-hand stock summed
-    /// over the active locations (MySQL: one statement, an index range of the products and, per
-    /// product, the sum of its stock rows; no temporary table, no sort).
-    pub async fn products_after(
-        &self,
-        after: u64,
-        limit: u32,
-    ) -> StorageResult<Arc<ProductsAfter>> {
-        let catalog = self.catalog();
-        catalog
-            .reads
-            .mysql_lists
-            .read((after, limit), || self.read_products_after(after, limit))
-            .await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
@@ -136,63 +95,6 @@ impl Storage {
         .await
     }
 
-    /// Up to `limit` active products with an id above `after`, from the in-memory catalogue,
-    /// each with its sellable stock summed over the active locations from Redis (one read of the
-    /// whole page, see [`Storage::read_stock`]); MySQL's on-hand while Redis is not trusted.
-    pub async fn redis_products_after(
-        &self,
-        after: u64,
-        limit: u32,
-    ) -> StorageResult<Arc<ProductsAfter>> {
-        let catalog = self.catalog();
-        let start = catalog.active.partition_point(|p| p.get() <= after);
-        let end = start
-            .saturating_add(limit as usize)
-            .min(catalog.active.len());
-        catalog
-            .reads
-            .redis_lists
-            .read((start, end), || async {
-                let ids = &catalog.active[start..end];
-                let sites = self.locations();
-                let locations: Vec<LocationId> = sites.active.iter().map(|(l, _)| *l).collect();
-                let (stock, source) = self
-                    .read_stock_with(&locations, ids, self.page_mirror(&catalog))
-                    .await?;
-                let items = ids
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, id)| {
-                        let p = catalog.products.get(id)?;
-                        Some(ListedProduct {
-                            product_id: p.product_id,
-                            name: p.name.clone(),
-                            price: p.price,
-                            total_quantity: total(stock.iter().map(|at| at[i])),
-                        })
-                    })
-                    .collect();
-                Ok(ProductsAfter {
-                    items,
-                    next: (end < catalog.active.len())
-                        .then(|| ids.last().map(|p| p.get()))
-                        .flatten(),
-                    source,
-                })
-            })
-            .await
-    }
-
-    /// One active product and its on-hand stock at every active location (MySQL, one statement).
-    pub async fn product_with_stock(&self, id: ProductId) -> StorageResult<Arc<ProductStock>> {
-        let catalog = self.catalog();
-        catalog
-            .reads
-            .mysql_products
-            .read(id, || self.read_product_with_stock(id))
-            .await
-    }
-
     #[tracing::instrument(level = "debug", skip(self))]
     async fn read_product_with_stock(&self, id: ProductId) -> StorageResult<ProductStock> {
         self.in_time(self.db_deadline(), async {
@@ -227,15 +129,115 @@ impl Storage {
         })
         .await
     }
+}
+
+impl Catalog<'_> {
+    /// Active products by id, a page at a time, with their count (MySQL; the store's product
+    /// list).
+    pub async fn products_page(&self, page: u32, size: u32) -> StorageResult<Page<Product>> {
+        self.in_time(self.db_deadline(), async {
+            let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products WHERE active")
+                .fetch_one(&self.db)
+                .await?;
+            let rows = sqlx::query(
+                "SELECT id, sku, name, price, active FROM products WHERE active ORDER BY id LIMIT ? OFFSET ?",
+            )
+            .bind(size)
+            .bind(u64::from(page) * u64::from(size))
+            .fetch_all(&self.db)
+            .await?;
+            Ok(Page {
+                items: rows
+                    .iter()
+                    .map(product_from_row)
+                    .collect::<StorageResult<_>>()?,
+                total: total as u64,
+            })
+        })
+        .await
+    }
+
+    /// Up to `limit` active products with an id above `after`, each with its on-hand stock summed
+    /// over the active locations (MySQL: one statement, an index range of the products and, per
+    /// product, the sum of its stock rows; no temporary table, no sort).
+    pub async fn products_after(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> StorageResult<Arc<ProductsAfter>> {
+        let catalog = self.products();
+        catalog
+            .reads
+            .mysql_lists
+            .read((after, limit), || self.read_products_after(after, limit))
+            .await
+    }
+
+    /// Up to `limit` active products with an id above `after`, from the in-memory catalogue,
+    /// each with its sellable stock summed over the active locations from Redis (one read of the
+    /// whole page, see [`crate::redis_path::RedisPath::read_stock`]); MySQL's on-hand while Redis is not trusted.
+    pub async fn redis_products_after(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> StorageResult<Arc<ProductsAfter>> {
+        let catalog = self.products();
+        let start = catalog.active.partition_point(|p| p.get() <= after);
+        let end = start
+            .saturating_add(limit as usize)
+            .min(catalog.active.len());
+        catalog
+            .reads
+            .redis_lists
+            .read((start, end), || async {
+                let ids = &catalog.active[start..end];
+                let sites = self.catalog().locations();
+                let locations: Vec<LocationId> = sites.active.iter().map(|(l, _)| *l).collect();
+                let (stock, source) = self
+                    .read_stock_with(&locations, ids, self.page_mirror(&catalog))
+                    .await?;
+                let items = ids
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, id)| {
+                        let p = catalog.products.get(id)?;
+                        Some(ListedProduct {
+                            product_id: p.product_id,
+                            name: p.name.clone(),
+                            price: p.price,
+                            total_quantity: total(stock.iter().map(|at| at[i])),
+                        })
+                    })
+                    .collect();
+                Ok(ProductsAfter {
+                    items,
+                    next: (end < catalog.active.len())
+                        .then(|| ids.last().map(|p| p.get()))
+                        .flatten(),
+                    source,
+                })
+            })
+            .await
+    }
+
+    /// One active product and its on-hand stock at every active location (MySQL, one statement).
+    pub async fn product_with_stock(&self, id: ProductId) -> StorageResult<Arc<ProductStock>> {
+        let catalog = self.products();
+        catalog
+            .reads
+            .mysql_products
+            .read(id, || self.read_product_with_stock(id))
+            .await
+    }
 
     /// One active product (from the in-memory catalogue) and its sellable stock at every active
-    /// location from Redis (one read, see [`Storage::read_stock`]); MySQL's on-hand while Redis
+    /// location from Redis (one read, see [`crate::redis_path::RedisPath::read_stock`]); MySQL's on-hand while Redis
     /// is not trusted.
     pub async fn redis_product_with_stock(
         &self,
         id: ProductId,
     ) -> StorageResult<Arc<ProductStock>> {
-        let catalog = self.catalog();
+        let catalog = self.products();
         let product = catalog
             .products
             .get(&id)
@@ -245,7 +247,7 @@ impl Storage {
             .reads
             .redis_products
             .read(id, || async {
-                let sites = self.locations();
+                let sites = self.catalog().locations();
                 let locations: Vec<LocationId> = sites.active.iter().map(|(l, _)| *l).collect();
                 let (stock, source) = self
                     .read_stock_with(&locations, &[id], self.page_mirror(&catalog))

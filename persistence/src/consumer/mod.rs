@@ -191,7 +191,7 @@ impl State {
         config: &ConsumerConfig,
         stats: &ConsumerStats,
     ) -> StorageResult<()> {
-        let locations = store.all_location_ids();
+        let locations = store.catalog().all_location_ids();
         if locations.is_empty() {
             tokio::time::sleep(config.idle).await;
             return Ok(());
@@ -303,7 +303,7 @@ pub async fn reclaim_pass(
     config: &ConsumerConfig,
     stats: &ConsumerStats,
 ) -> StorageResult<usize> {
-    let locations = store.all_location_ids();
+    let locations = store.catalog().all_location_ids();
     let events = reclaim(store, config, &locations).await?;
     let n = events.len();
     if n > 0 {
@@ -342,7 +342,7 @@ pub(super) async fn reclaim(
 /// Events accepted in Redis and not yet acknowledged by the consumer, over all locations, and the
 /// age of the oldest in milliseconds.
 pub async fn backlog(store: &Storage) -> StorageResult<(u64, u64)> {
-    let locations = store.locations();
+    let locations = store.catalog().locations();
     let mut redis = store.conn().await?;
     let mut pipe = redis::pipe();
     for l in &locations.all {

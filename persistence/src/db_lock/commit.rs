@@ -21,7 +21,7 @@ impl Storage {
     /// may still let Redis decide on the same keys. When Redis cannot be reached (the script got
     /// no answer within its deadline), the write commits on MySQL alone and marks its keys stale
     /// in the same transaction (`redis_stale_keys`); they are set from MySQL before this instance
-    /// lets Redis decide an order again ([`Storage::recover_redis`]).
+    /// lets Redis decide an order again ([`crate::recovery::Recovery::recover_redis`]).
     ///
     /// Nothing is compensated blindly. When the commit's outcome is unknown (it failed or got no
     /// answer within its deadline), increments are taken back in Redis at once (Redis must never

@@ -17,7 +17,7 @@
 //! group is decided again with Redis's figure for it; after [`REDECIDES`] tries the group's
 //! orders are decided one by one.
 //!
-//! Groups run inside the write's own task ([`Storage::place_db_lock`] is called from one), so a
+//! Groups run inside the write's own task ([`crate::db_lock::DbLock::place`] is called from one), so a
 //! client that goes away never cuts a group short.
 
 use crate::db_lock::{Attempt, DbLockOrder, Placed};

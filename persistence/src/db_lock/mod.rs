@@ -27,6 +27,11 @@ use sf_routing::{candidates, Candidate, Destination, LocationId, OrderLines, Pro
 use sqlx::{MySqlConnection, Row};
 use tokio::time::Instant;
 
+crate::handle!(
+    /// The DB-lock path, as callers use it: taken with [`crate::Storage::db_lock`].
+    DbLock
+);
+
 /// An order to decide in MySQL.
 #[derive(Debug, Clone)]
 pub struct DbLockOrder {
@@ -58,41 +63,6 @@ pub(crate) enum Attempt {
 }
 
 impl Storage {
-    /// Places an order decided in MySQL (DB-lock path or POS sale), trying candidate locations
-    /// nearest first. At each, the order is decided in a group with the orders that wait for
-    /// the same location's rows ([`crate::db_lock::group_commit`]).
-    #[tracing::instrument(level = "debug", skip(self, req), fields(path = req.path.as_str()))]
-    pub async fn place_db_lock(&self, req: &DbLockOrder) -> StorageResult<Placed> {
-        let prices = self.prices(&req.lines).await?;
-        let ranked = candidates(&self.locations().index, &req.destination)
-            .map_err(|e| Refusal::NotFound(e.to_string()))?;
-        let mut shortest = None;
-        let deadline = self.db_deadline();
-        let (req_shared, prices) = (
-            std::sync::Arc::new(req.clone()),
-            std::sync::Arc::new(prices),
-        );
-        for candidate in &ranked {
-            let attempt = self
-                .decide_in_group(crate::db_lock::group_commit::Member {
-                    req: req_shared.clone(),
-                    prices: prices.clone(),
-                    candidate: *candidate,
-                    deadline,
-                })
-                .await?;
-            match attempt {
-                Attempt::Placed(p) => return Ok(p),
-                Attempt::Short { product, have } => {
-                    shortest.get_or_insert((candidate.location, product, have));
-                }
-            }
-        }
-        Err(self
-            .no_location(req.lines.clone(), &req.destination, shortest)
-            .await)
-    }
-
     /// One order alone at one candidate location (a group's orders, once the group could not
     /// be decided together; see [`crate::db_lock::group_commit`]).
     pub(crate) async fn try_db_lock(
@@ -149,19 +119,6 @@ impl Storage {
             return Ok(Attempt::Short { product, have });
         }
         Ok(Attempt::Placed(Placed::New(order)))
-    }
-
-    /// Cancels an order from MySQL: a DB-lock order, a POS sale, or a Redis-path order that
-    /// Redis no longer holds (it was persisted). The stock comes back exactly once, however often
-    /// this is called. A `REJECTED` order took no stock: cancelling it closes it with nothing to
-    /// give back.
-    #[tracing::instrument(skip(self))]
-    pub async fn cancel_db_lock(&self, order_id: &str) -> StorageResult<Order> {
-        let deadline = self.db_deadline();
-        with_retry("mysql-first cancel", || {
-            self.try_cancel_db_lock(order_id, deadline)
-        })
-        .await
     }
 
     pub(crate) async fn try_cancel_db_lock(
@@ -238,18 +195,6 @@ impl Storage {
             }
             _ => Ok((tx, None)),
         }
-    }
-
-    /// An operator's retry of a `REJECTED` order (after a restock): if the location has the units
-    /// now, the order is taken as sold exactly as the consumer would have (`CONFIRMED`, stock and
-    /// ledger), else the answer says what is missing and nothing changes.
-    #[tracing::instrument(skip(self))]
-    pub async fn retry_rejected(&self, order_id: &str) -> StorageResult<Order> {
-        let deadline = self.db_deadline();
-        with_retry("retry rejected order", || {
-            self.try_retry_rejected(order_id, deadline)
-        })
-        .await
     }
 
     async fn try_retry_rejected(&self, order_id: &str, deadline: Instant) -> StorageResult<Order> {
@@ -363,6 +308,68 @@ impl Storage {
             alternatives,
         }
         .into()
+    }
+}
+
+impl DbLock<'_> {
+    /// Places an order decided in MySQL (DB-lock path or POS sale), trying candidate locations
+    /// nearest first. At each, the order is decided in a group with the orders that wait for
+    /// the same location's rows ([`crate::db_lock::group_commit`]).
+    #[tracing::instrument(level = "debug", skip(self, req), fields(path = req.path.as_str()))]
+    pub async fn place(&self, req: &DbLockOrder) -> StorageResult<Placed> {
+        let prices = self.prices(&req.lines).await?;
+        let ranked = candidates(&self.catalog().locations().index, &req.destination)
+            .map_err(|e| Refusal::NotFound(e.to_string()))?;
+        let mut shortest = None;
+        let deadline = self.db_deadline();
+        let (req_shared, prices) = (
+            std::sync::Arc::new(req.clone()),
+            std::sync::Arc::new(prices),
+        );
+        for candidate in &ranked {
+            let attempt = self
+                .decide_in_group(crate::db_lock::group_commit::Member {
+                    req: req_shared.clone(),
+                    prices: prices.clone(),
+                    candidate: *candidate,
+                    deadline,
+                })
+                .await?;
+            match attempt {
+                Attempt::Placed(p) => return Ok(p),
+                Attempt::Short { product, have } => {
+                    shortest.get_or_insert((candidate.location, product, have));
+                }
+            }
+        }
+        Err(self
+            .no_location(req.lines.clone(), &req.destination, shortest)
+            .await)
+    }
+
+    /// Cancels an order from MySQL: a DB-lock order, a POS sale, or a Redis-path order that
+    /// Redis no longer holds (it was persisted). The stock comes back exactly once, however often
+    /// this is called. A `REJECTED` order took no stock: cancelling it closes it with nothing to
+    /// give back.
+    #[tracing::instrument(skip(self))]
+    pub async fn cancel(&self, order_id: &str) -> StorageResult<Order> {
+        let deadline = self.db_deadline();
+        with_retry("mysql-first cancel", || {
+            self.try_cancel_db_lock(order_id, deadline)
+        })
+        .await
+    }
+
+    /// An operator's retry of a `REJECTED` order (after a restock): if the location has the units
+    /// now, the order is taken as sold exactly as the consumer would have (`CONFIRMED`, stock and
+    /// ledger), else the answer says what is missing and nothing changes.
+    #[tracing::instrument(skip(self))]
+    pub async fn retry_rejected(&self, order_id: &str) -> StorageResult<Order> {
+        let deadline = self.db_deadline();
+        with_retry("retry rejected order", || {
+            self.try_retry_rejected(order_id, deadline)
+        })
+        .await
     }
 }
 

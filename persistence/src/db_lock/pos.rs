@@ -2,12 +2,12 @@
 //! [`crate::db_lock`]); a return cancels it. A terminal acts for its own store only, so a store
 //! can return only its own sales.
 
+use super::DbLock;
 use crate::error::{Refusal, StorageResult};
 use crate::model::{Order, OrderPath};
-use crate::Storage;
 use sf_routing::LocationId;
 
-impl Storage {
+impl DbLock<'_> {
     /// Cancels (returns) a POS sale of `store`. A sale of another store, an order of another
     /// path, or no order at all is "no such sale" here (404), so a store learns nothing about
     /// other stores' orders. The stock comes back exactly once, however often this is called.
@@ -23,6 +23,6 @@ impl Storage {
             }
             .into());
         }
-        self.cancel_db_lock(order_id).await
+        self.cancel(order_id).await
     }
 }

@@ -2,6 +2,7 @@
 //! by a delta; recorded in the ledger and applied to Redis as a change, like any MySQL-first
 //! write.
 
+use super::DbLock;
 use crate::error::{Refusal, StorageResult};
 use crate::infra::mysql::with_retry;
 use crate::orders::ledger::{change_mysql_stock, insert_movements, Reason};
@@ -24,39 +25,6 @@ pub struct StockChange {
 }
 
 impl Storage {
-    /// Sets (`target`) or changes (`delta`) the on-hand stock of one product at one location, as
-    /// an operator; recorded in the ledger and applied to Redis as a change.
-    #[tracing::instrument(skip(self))]
-    pub async fn change_stock(
-        &self,
-        loc: LocationId,
-        product: ProductId,
-        change: StockTarget,
-        reason: Reason,
-    ) -> StorageResult<StockChange> {
-        if !self
-            .locations()
-            .all
-            .iter()
-            .any(|l| l.location_id == loc.get())
-        {
-            self.refresh_locations().await?;
-            if self.locations().get(loc).is_none() {
-                return Err(Refusal::UnknownLocation(loc).into());
-            }
-        }
-        if self.catalog_product(product).is_none() {
-            self.refresh_catalog().await?;
-            self.catalog_product(product)
-                .ok_or(Refusal::UnknownProduct(product))?;
-        }
-        let deadline = self.db_deadline();
-        with_retry("stock change", || {
-            self.try_change_stock(loc, product, change, reason, deadline)
-        })
-        .await
-    }
-
     async fn try_change_stock(
         &self,
         loc: LocationId,
@@ -145,5 +113,42 @@ impl Storage {
         )
         .await?;
         Ok((tx, delta, before))
+    }
+}
+
+impl DbLock<'_> {
+    /// Sets (`target`) or changes (`delta`) the on-hand stock of one product at one location, as
+    /// an operator; recorded in the ledger and applied to Redis as a change.
+    #[tracing::instrument(skip(self))]
+    pub async fn change_stock(
+        &self,
+        loc: LocationId,
+        product: ProductId,
+        change: StockTarget,
+        reason: Reason,
+    ) -> StorageResult<StockChange> {
+        if !self
+            .catalog()
+            .locations()
+            .all
+            .iter()
+            .any(|l| l.location_id == loc.get())
+        {
+            self.catalog().refresh_locations().await?;
+            if self.catalog().locations().get(loc).is_none() {
+                return Err(Refusal::UnknownLocation(loc).into());
+            }
+        }
+        if self.catalog().product(product).is_none() {
+            self.catalog().refresh_catalog().await?;
+            self.catalog()
+                .product(product)
+                .ok_or(Refusal::UnknownProduct(product))?;
+        }
+        let deadline = self.db_deadline();
+        with_retry("stock change", || {
+            self.try_change_stock(loc, product, change, reason, deadline)
+        })
+        .await
     }
 }

@@ -9,10 +9,10 @@
 //!   network; the Redis path sheds, MySQL-first writes commit on MySQL alone and mark their keys
 //!   stale, reads come from MySQL. A background probe pings Redis every `OUTAGE_PROBE_MS`.
 //! - **recovering**: the probe got an answer. Calls go through again, but Redis is not trusted
-//!   to decide orders or to show stock until [`Storage::recover_redis`] has checked for lost data
+//!   to decide orders or to show stock until [`crate::recovery::Recovery::recover_redis`] has checked for lost data
 //!   and re-synced every key that was written on MySQL alone; then the circuit closes.
 //!
-//! [`Storage::recover_redis`]: crate::Storage::recover_redis
+//! [`recover_redis`]: crate::recovery::Recovery::recover_redis
 
 use crate::infra::redis_link::RedisConn;
 use redis::aio::ConnectionLike;

@@ -3,6 +3,7 @@
 //! health probes.
 
 use super::circuit::{self, Circuit};
+use super::Health;
 use super::{Keys, RedisPool};
 use crate::error::{StorageError, StorageResult};
 use crate::{RedisPersistence, Storage, StorageOptions};
@@ -116,7 +117,21 @@ impl Storage {
         &self.keys
     }
 
-    /// The Redis circuit: its state and the work done in degraded mode.
+    /// The number of a load of the in-memory copies that starts now.
+    pub(crate) fn next_load(&self) -> u64 {
+        self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
+    }
+
+    /// Replaces the Redis pool with a fresh one (after an outage: the old connections may still
+    /// be bound to the dead server).
+    pub(crate) async fn renew_redis_pool(&self) -> StorageResult<()> {
+        let fresh = self.redis_settings.pool(&self.redis_client).await?;
+        self.redis.store(std::sync::Arc::new(fresh));
+        Ok(())
+    }
+}
+
+impl<'a> Health<'a> {
     /// DB-lock groups decided in one transaction, and the orders they decided.
     pub fn group_commits(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
@@ -126,13 +141,14 @@ impl Storage {
         )
     }
 
-    pub fn circuit(&self) -> &Circuit {
-        &self.circuit
+    /// The Redis circuit: its state and the work done in degraded mode.
+    pub fn circuit(&self) -> &'a Circuit {
+        &self.0.circuit
     }
 
     /// Whether MySQL answered its last probe.
-    pub fn mysql_health(&self) -> &circuit::MysqlHealth {
-        &self.mysql_health
+    pub fn mysql_health(&self) -> &'a circuit::MysqlHealth {
+        &self.0.mysql_health
     }
 
     /// Connections of the MySQL pool: open and idle.
@@ -175,18 +191,5 @@ impl Storage {
         let up = result.is_ok();
         self.mysql_health.set(result);
         up
-    }
-
-    /// The number of a load of the in-memory copies that starts now.
-    pub(crate) fn next_load(&self) -> u64 {
-        self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
-    }
-
-    /// Replaces the Redis pool with a fresh one (after an outage: the old connections may still
-    /// be bound to the dead server).
-    pub(crate) async fn renew_redis_pool(&self) -> StorageResult<()> {
-        let fresh = self.redis_settings.pool(&self.redis_client).await?;
-        self.redis.store(std::sync::Arc::new(fresh));
-        Ok(())
     }
 }

@@ -13,3 +13,9 @@ pub mod redis_link;
 pub use circuit::{Circuit, CircuitState, MysqlHealth};
 pub use keys::Keys;
 pub use redis_link::{RedisClient, RedisConn, RedisLink, RedisPool, RedisSettings};
+
+crate::handle!(
+    /// The state of the connections, as the health endpoints and metrics read it: taken with
+    /// [`crate::Storage::health`].
+    Health
+);

@@ -16,8 +16,13 @@ use crate::Storage;
 use sf_routing::{DeliveryType, LocationId};
 use sqlx::Row;
 
+crate::handle!(
+    /// Orders of any path, as callers read them: taken with [`crate::Storage::orders`].
+    Orders
+);
+
 impl Storage {
-    pub async fn order_from_mysql(&self, order_id: &str) -> StorageResult<Option<Order>> {
+    pub(crate) async fn order_from_mysql(&self, order_id: &str) -> StorageResult<Option<Order>> {
         self.in_time(self.db_deadline(), async {
             let Some(r) = sqlx::query(
                 "SELECT id, CAST(path AS CHAR) AS path, CAST(delivery_type AS CHAR) AS delivery_type, \
@@ -71,59 +76,6 @@ impl Storage {
         .await
     }
 
-    /// An order of any path, with its current status.
-    pub async fn get_order(&self, order_id: &str) -> StorageResult<Order> {
-        let loc = Order::location_of(order_id)
-            .map(LocationId::new_unchecked)
-            .ok_or_else(|| Refusal::UnknownOrder(order_id.to_owned()))?;
-        let persisted = self.order_from_mysql(order_id).await?;
-        match persisted {
-            // MySQL has the last word once it holds a final state.
-            Some(order)
-                if order.path != OrderPath::Redis || order.status != OrderStatus::Confirmed =>
-            {
-                Ok(order)
-            }
-            persisted => {
-                let record = self.redis_record(loc, order_id).await?;
-                match (persisted, record) {
-                    (Some(order), Some(r)) if r.state == "C" => Ok(Order {
-                        status: OrderStatus::Cancelled,
-                        ..order
-                    }),
-                    (Some(order), _) => Ok(order),
-                    (None, Some(r)) => Ok(r.order()?),
-                    (None, None) => Err(self.missing_order(order_id).await),
-                }
-            }
-        }
-    }
-
-    /// The most recent orders in MySQL with `status`, newest first.
-    pub async fn orders_by_status(
-        &self,
-        status: OrderStatus,
-        limit: u32,
-    ) -> StorageResult<Vec<Order>> {
-        self.in_time(self.db_deadline(), async {
-            let ids: Vec<String> = sqlx::query_scalar(
-                "SELECT id FROM orders WHERE status = ? ORDER BY created_at DESC, id DESC LIMIT ?",
-            )
-            .bind(status.as_str())
-            .bind(limit)
-            .fetch_all(&self.db)
-            .await?;
-            let mut out = Vec::with_capacity(ids.len());
-            for id in ids {
-                if let Some(o) = self.order_from_mysql(&id).await? {
-                    out.push(o);
-                }
-            }
-            Ok(out)
-        })
-        .await
-    }
-
     /// Why an order is in neither store: lost with Redis's data, or unknown.
     ///
     /// An order id carries the time its request began, not the time Redis took its units: a
@@ -166,6 +118,57 @@ impl Storage {
         ))
         .into()
     }
+}
+
+impl Orders<'_> {
+    /// An order of any path, with its current status.
+    pub async fn get(&self, order_id: &str) -> StorageResult<Order> {
+        let loc = Order::location_of(order_id)
+            .map(LocationId::new_unchecked)
+            .ok_or_else(|| Refusal::UnknownOrder(order_id.to_owned()))?;
+        let persisted = self.order_from_mysql(order_id).await?;
+        match persisted {
+            // MySQL has the last word once it holds a final state.
+            Some(order)
+                if order.path != OrderPath::Redis || order.status != OrderStatus::Confirmed =>
+            {
+                Ok(order)
+            }
+            persisted => {
+                let record = self.redis_record(loc, order_id).await?;
+                match (persisted, record) {
+                    (Some(order), Some(r)) if r.state == "C" => Ok(Order {
+                        status: OrderStatus::Cancelled,
+                        ..order
+                    }),
+                    (Some(order), _) => Ok(order),
+                    (None, Some(r)) => Ok(r.order()?),
+                    (None, None) => Err(self.missing_order(order_id).await),
+                }
+            }
+        }
+    }
+
+    /// The most recent orders in MySQL with `status`, newest first.
+    pub async fn by_status(&self, status: OrderStatus, limit: u32) -> StorageResult<Vec<Order>> {
+        self.in_time(self.db_deadline(), async {
+            let ids: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM orders WHERE status = ? ORDER BY created_at DESC, id DESC LIMIT ?",
+            )
+            .bind(status.as_str())
+            .bind(limit)
+            .fetch_all(&self.db)
+            .await?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(o) = self.order_from_mysql(&id).await? {
+                    out.push(o);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
 
     /// Records that Redis lost the data set it loaded at `since` (once per data set, however many
     /// instances notice).
@@ -205,7 +208,7 @@ pub struct DataLoss {
     pub locations: Vec<u64>,
 }
 
-impl Storage {
+impl Orders<'_> {
     /// The most recent data losses, newest first.
     pub async fn data_losses(&self, limit: u32) -> StorageResult<Vec<DataLoss>> {
         self.in_time(self.db_deadline(), async {
@@ -292,7 +295,7 @@ impl RedisRecord {
 
 impl Storage {
     /// The Redis record of an order, if Redis still has it.
-    pub async fn redis_record(
+    pub(crate) async fn redis_record(
         &self,
         loc: LocationId,
         order_id: &str,

@@ -7,3 +7,9 @@ pub(crate) mod sync;
 
 pub use reconcile::ReconcileReport;
 pub use sync::{SyncMode, SyncedKey};
+
+crate::handle!(
+    /// Redis repaired from MySQL, as the jobs and operators drive it: taken with
+    /// [`crate::Storage::recovery`].
+    Recovery
+);

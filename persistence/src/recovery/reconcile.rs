@@ -5,6 +5,7 @@
 //! locks), so even the benchmark profile's 500,000 rows never stall orders for long. MySQL is the
 //! system of record and is never rewritten here: a ledger mismatch is reported, not fixed.
 
+use super::Recovery;
 use crate::error::StorageResult;
 use crate::recovery::sync::SyncMode;
 use crate::Storage;
@@ -55,7 +56,7 @@ pub struct ReconcileReport {
 impl Storage {
     /// One full pass over every stock row. `mode` is [`SyncMode::Repair`] for reconciliation and
     /// [`SyncMode::Load`] for warm-up (which only fills missing keys and skips the ledger).
-    pub async fn reconcile(
+    pub(crate) async fn reconcile(
         &self,
         mode: SyncMode,
         progress: &(dyn Fn(&ReconcileReport) + Send + Sync),
@@ -71,7 +72,7 @@ impl Storage {
     }
 
     /// [`Storage::reconcile`] over the stock rows of `locations` only.
-    pub async fn reconcile_locations(
+    pub(crate) async fn reconcile_locations(
         &self,
         mode: SyncMode,
         locations: &[LocationId],
@@ -197,6 +198,41 @@ impl Storage {
         Ok(())
     }
 
+    /// Notes a marker that a key load met (set, or found): data this instance's orders may use,
+    /// which the next Redis check must find still there.
+    pub(crate) fn saw_epoch(&self, loc: LocationId, at: chrono::DateTime<chrono::Utc>) {
+        self.epochs
+            .lock()
+            .expect("epochs")
+            .entry(loc)
+            .or_default()
+            .seen
+            .insert(at);
+    }
+
+    /// Removes expired idempotency keys and old job runs. Answers how many rows went.
+    pub(crate) async fn housekeeping(&self) -> StorageResult<u64> {
+        let mut removed = 0;
+        loop {
+            let n =
+                sqlx::query("DELETE FROM idempotency_keys WHERE expires_at < NOW(3) LIMIT 5000")
+                    .execute(&self.db)
+                    .await?
+                    .rows_affected();
+            removed += n;
+            if n < 5000 {
+                break;
+            }
+        }
+        removed += sqlx::query("DELETE FROM job_runs WHERE started_at < NOW(3) - INTERVAL 7 DAY")
+            .execute(&self.db)
+            .await?
+            .rows_affected();
+        Ok(removed)
+    }
+}
+
+impl Recovery<'_> {
     /// When each of `locations` was last loaded into Redis (its epoch marker), or `None` for a
     /// location whose marker is gone: Redis no longer holds what this service loaded for it (it
     /// restarted without its data, was flushed, or — on a cluster — the shard holding the
@@ -228,18 +264,6 @@ impl Storage {
             .expect("epochs")
             .get(&loc)
             .and_then(|e| e.checked)
-    }
-
-    /// Notes a marker that a key load met (set, or found): data this instance's orders may use,
-    /// which the next Redis check must find still there.
-    pub(crate) fn saw_epoch(&self, loc: LocationId, at: chrono::DateTime<chrono::Utc>) {
-        self.epochs
-            .lock()
-            .expect("epochs")
-            .entry(loc)
-            .or_default()
-            .seen
-            .insert(at);
     }
 
     /// The markers of `loc` met since the last Redis check (by it, or by a key load): taken just
@@ -307,27 +331,6 @@ impl Storage {
             report.keys_loaded
         );
         Ok(report)
-    }
-
-    /// Removes expired idempotency keys and old job runs. Answers how many rows went.
-    pub async fn housekeeping(&self) -> StorageResult<u64> {
-        let mut removed = 0;
-        loop {
-            let n =
-                sqlx::query("DELETE FROM idempotency_keys WHERE expires_at < NOW(3) LIMIT 5000")
-                    .execute(&self.db)
-                    .await?
-                    .rows_affected();
-            removed += n;
-            if n < 5000 {
-                break;
-            }
-        }
-        removed += sqlx::query("DELETE FROM job_runs WHERE started_at < NOW(3) - INTERVAL 7 DAY")
-            .execute(&self.db)
-            .await?
-            .rows_affected();
-        Ok(removed)
     }
 }
 

@@ -6,6 +6,7 @@
 //! first (no MySQL write to them can commit meanwhile), then the events in the stream are checked
 //! against MySQL, and finally `sync.lua` recomputes and sets the keys atomically in Redis.
 
+use super::Recovery;
 use crate::error::{StorageError, StorageResult};
 use crate::formats::decode_lines;
 use crate::model::OrderStatus;
@@ -48,7 +49,7 @@ impl Storage {
     /// Loads missing stock keys of `products` at `loc` in a transaction of its own, by `deadline`
     /// (its retries after a lock wait included): a request that needs a key while its row stays
     /// locked is refused in time, not after every retry.
-    pub async fn load_keys(
+    pub(crate) async fn load_keys(
         &self,
         loc: LocationId,
         products: &[ProductId],
@@ -82,8 +83,8 @@ impl Storage {
     /// Sets the Redis stock of `products` at `loc` from MySQL at a consistent point, after a
     /// failure that may have left them wrong. If that fails too (MySQL or Redis unreachable, or
     /// not within the MySQL deadline of a request: callers may hold a write's guard), the keys
-    /// are queued and [`Storage::drain_resync_queue`] sets them later.
-    pub async fn resync_or_queue(&self, loc: LocationId, products: &[ProductId]) {
+    /// are queued and [`crate::recovery::Recovery::drain_resync_queue`] sets them later.
+    pub(crate) async fn resync_or_queue(&self, loc: LocationId, products: &[ProductId]) {
         let done = self
             .sync_in_own_tx(loc, products, SyncMode::Repair, self.db_deadline())
             .await;
@@ -96,58 +97,6 @@ impl Storage {
                 .or_default()
                 .extend(products.iter().copied());
         }
-    }
-
-    /// Re-syncs the queued stock keys; those that still fail stay queued. Answers how many keys
-    /// are left.
-    pub async fn drain_resync_queue(&self) -> usize {
-        let queued = std::mem::take(&mut *self.resync_queue.lock().expect("resync queue"));
-        for (loc, products) in queued {
-            let products: Vec<ProductId> = products.into_iter().collect();
-            self.resync_or_queue(loc, &products).await;
-        }
-        self.resync_queue
-            .lock()
-            .expect("resync queue")
-            .values()
-            .map(BTreeSet::len)
-            .sum()
-    }
-
-    /// Brings Redis back into use after the circuit opened. A PING on a fresh connection (within
-    /// the connect and command deadlines) must answer; then calls go through again (the circuit
-    /// is half open), the pool is replaced by a fresh one (no request meets a connection bound to
-    /// the dead server), every MySQL-first write that saw the circuit open is waited for, and
-    /// every key marked stale in `redis_stale_keys` is set from MySQL. Only then does the circuit
-    /// close and Redis decide orders again. Answers whether it closed.
-    pub async fn recover_redis(&self) -> StorageResult<bool> {
-        if self.circuit.trusted() {
-            return Ok(true);
-        }
-        if self.circuit.state() == crate::CircuitState::Open {
-            self.probe_redis().await?;
-            if !self.circuit.half_open() {
-                return Ok(self.circuit.trusted());
-            }
-            tracing::info!("redis answers again; re-syncing stale keys before it decides orders");
-        }
-        let steps = async {
-            self.renew_redis_pool().await?;
-            self.circuit.wait_for_writes().await;
-            let n = self.resync_stale_keys().await?;
-            if n > 0 {
-                tracing::info!(
-                    keys = n,
-                    "re-synced {n} stock keys written on MySQL alone during the outage"
-                );
-            }
-            Ok::<_, StorageError>(())
-        };
-        if let Err(e) = steps.await {
-            self.circuit.trip(&format!("recovery failed: {e}"));
-            return Err(e);
-        }
-        Ok(self.circuit.close())
     }
 
     /// One PING on a connection of its own (on a cluster, `CLUSTER INFO` must say every slot is
@@ -181,96 +130,9 @@ impl Storage {
         }
     }
 
-    /// Sets every key marked stale from MySQL (minus the events MySQL has not applied yet) and
-    /// clears the marks, location by location, each in one transaction that share-locks the stock
-    /// rows first: a write marking one of them again waits for it, or is waited for. Answers how
-    /// many keys were re-synced.
-    ///
-    /// It takes the marks there were when it began, in key order, once each: other instances may
-    /// keep marking keys meanwhile, and a pass that chased them could go on for ever (and keep a
-    /// recovering instance's circuit open). A later mark is left to the next check.
-    pub async fn resync_stale_keys(&self) -> StorageResult<usize> {
-        let began: chrono::NaiveDateTime = sqlx::query_scalar("SELECT NOW(3)")
-            .fetch_one(&self.db)
-            .await?;
-        let mut after: (u64, u64) = (0, 0);
-        let mut done = 0;
-        loop {
-            let rows = sqlx::query(
-                "SELECT location_id, product_id FROM redis_stale_keys \
-                 WHERE marked_at <= ? AND (location_id, product_id) > (?, ?) \
-                 ORDER BY location_id, product_id LIMIT 1000",
-            )
-            .bind(began)
-            .bind(after.0)
-            .bind(after.1)
-            .fetch_all(&self.db)
-            .await?;
-            if rows.is_empty() {
-                return Ok(done);
-            }
-            let mut by_location: std::collections::BTreeMap<u64, Vec<ProductId>> =
-                Default::default();
-            for r in &rows {
-                let (l, p): (u64, u64) = (r.try_get("location_id")?, r.try_get("product_id")?);
-                after = after.max((l, p));
-                by_location
-                    .entry(l)
-                    .or_default()
-                    .push(ProductId::new_unchecked(p));
-            }
-            for (loc, products) in by_location {
-                let loc = LocationId::new_unchecked(loc);
-                // Under `REDIS_MIN_REPLICA_ACKS` a mark goes only once enough replicas hold the
-                // re-sync: a failover to a replica that lacks it would bring the stale figure
-                // back. Until then the keys are still set on the master (so Redis may decide on
-                // them), and the mark stays for a later check.
-                let wanted = self.replication();
-                let slot_key = self.keys.stream(loc);
-                let replication = wanted.and_then(|_| self.replication_at(&slot_key));
-                let cleared = crate::infra::mysql::with_retry("re-sync stale keys", || async {
-                    let mut tx = self.db.begin().await?;
-                    let (_, held) = self
-                        .sync_keys_replicated(
-                            &mut tx,
-                            loc,
-                            &products,
-                            SyncMode::Repair,
-                            &[],
-                            replication,
-                        )
-                        .await?;
-                    let clear = match wanted {
-                        None => true,
-                        Some(w) => held.is_some_and(|h| h >= w.replicas),
-                    };
-                    if clear {
-                        let sql = format!(
-                            "DELETE FROM redis_stale_keys WHERE location_id = ? AND product_id IN ({})",
-                            marks(products.len())
-                        );
-                        let mut q = sqlx::query(&sql).bind(loc.get());
-                        for p in &products {
-                            q = q.bind(p.get());
-                        }
-                        q.execute(&mut *tx).await?;
-                    } else if held.is_some() {
-                        self.note_replicas_short(&slot_key);
-                    }
-                    tx.commit().await?;
-                    Ok(clear)
-                })
-                .await?;
-                if cleared {
-                    done += products.len();
-                }
-            }
-        }
-    }
-
     /// Computes and sets the Redis stock of `products` at `loc` within `conn`'s transaction, which
     /// keeps the share locks until it ends.
-    pub async fn sync_keys(
+    pub(crate) async fn sync_keys(
         &self,
         conn: &mut MySqlConnection,
         loc: LocationId,
@@ -283,7 +145,7 @@ impl Storage {
     /// Like [`Storage::sync_keys`], from within a transaction that already changed some of these
     /// rows by `own` and has not yet told Redis: the keys are computed from the rows as they were
     /// before that change, which then reaches Redis as a change like any other.
-    pub async fn sync_keys_before(
+    pub(crate) async fn sync_keys_before(
         &self,
         conn: &mut MySqlConnection,
         loc: LocationId,
@@ -482,5 +344,146 @@ impl Storage {
             })
             .cloned()
             .collect())
+    }
+}
+
+impl Recovery<'_> {
+    /// Re-syncs the queued stock keys; those that still fail stay queued. Answers how many keys
+    /// are left.
+    pub async fn drain_resync_queue(&self) -> usize {
+        let queued = std::mem::take(&mut *self.resync_queue.lock().expect("resync queue"));
+        for (loc, products) in queued {
+            let products: Vec<ProductId> = products.into_iter().collect();
+            self.resync_or_queue(loc, &products).await;
+        }
+        self.resync_queue
+            .lock()
+            .expect("resync queue")
+            .values()
+            .map(BTreeSet::len)
+            .sum()
+    }
+
+    /// Brings Redis back into use after the circuit opened. A PING on a fresh connection (within
+    /// the connect and command deadlines) must answer; then calls go through again (the circuit
+    /// is half open), the pool is replaced by a fresh one (no request meets a connection bound to
+    /// the dead server), every MySQL-first write that saw the circuit open is waited for, and
+    /// every key marked stale in `redis_stale_keys` is set from MySQL. Only then does the circuit
+    /// close and Redis decide orders again. Answers whether it closed.
+    pub async fn recover_redis(&self) -> StorageResult<bool> {
+        if self.circuit.trusted() {
+            return Ok(true);
+        }
+        if self.circuit.state() == crate::CircuitState::Open {
+            self.probe_redis().await?;
+            if !self.circuit.half_open() {
+                return Ok(self.circuit.trusted());
+            }
+            tracing::info!("redis answers again; re-syncing stale keys before it decides orders");
+        }
+        let steps = async {
+            self.renew_redis_pool().await?;
+            self.circuit.wait_for_writes().await;
+            let n = self.resync_stale_keys().await?;
+            if n > 0 {
+                tracing::info!(
+                    keys = n,
+                    "re-synced {n} stock keys written on MySQL alone during the outage"
+                );
+            }
+            Ok::<_, StorageError>(())
+        };
+        if let Err(e) = steps.await {
+            self.circuit.trip(&format!("recovery failed: {e}"));
+            return Err(e);
+        }
+        Ok(self.circuit.close())
+    }
+
+    /// Sets every key marked stale from MySQL (minus the events MySQL has not applied yet) and
+    /// clears the marks, location by location, each in one transaction that share-locks the stock
+    /// rows first: a write marking one of them again waits for it, or is waited for. Answers how
+    /// many keys were re-synced.
+    ///
+    /// It takes the marks there were when it began, in key order, once each: other instances may
+    /// keep marking keys meanwhile, and a pass that chased them could go on for ever (and keep a
+    /// recovering instance's circuit open). A later mark is left to the next check.
+    pub async fn resync_stale_keys(&self) -> StorageResult<usize> {
+        let began: chrono::NaiveDateTime = sqlx::query_scalar("SELECT NOW(3)")
+            .fetch_one(&self.db)
+            .await?;
+        let mut after: (u64, u64) = (0, 0);
+        let mut done = 0;
+        loop {
+            let rows = sqlx::query(
+                "SELECT location_id, product_id FROM redis_stale_keys \
+                 WHERE marked_at <= ? AND (location_id, product_id) > (?, ?) \
+                 ORDER BY location_id, product_id LIMIT 1000",
+            )
+            .bind(began)
+            .bind(after.0)
+            .bind(after.1)
+            .fetch_all(&self.db)
+            .await?;
+            if rows.is_empty() {
+                return Ok(done);
+            }
+            let mut by_location: std::collections::BTreeMap<u64, Vec<ProductId>> =
+                Default::default();
+            for r in &rows {
+                let (l, p): (u64, u64) = (r.try_get("location_id")?, r.try_get("product_id")?);
+                after = after.max((l, p));
+                by_location
+                    .entry(l)
+                    .or_default()
+                    .push(ProductId::new_unchecked(p));
+            }
+            for (loc, products) in by_location {
+                let loc = LocationId::new_unchecked(loc);
+                // Under `REDIS_MIN_REPLICA_ACKS` a mark goes only once enough replicas hold the
+                // re-sync: a failover to a replica that lacks it would bring the stale figure
+                // back. Until then the keys are still set on the master (so Redis may decide on
+                // them), and the mark stays for a later check.
+                let wanted = self.replication();
+                let slot_key = self.keys.stream(loc);
+                let replication = wanted.and_then(|_| self.replication_at(&slot_key));
+                let cleared = crate::infra::mysql::with_retry("re-sync stale keys", || async {
+                    let mut tx = self.db.begin().await?;
+                    let (_, held) = self
+                        .sync_keys_replicated(
+                            &mut tx,
+                            loc,
+                            &products,
+                            SyncMode::Repair,
+                            &[],
+                            replication,
+                        )
+                        .await?;
+                    let clear = match wanted {
+                        None => true,
+                        Some(w) => held.is_some_and(|h| h >= w.replicas),
+                    };
+                    if clear {
+                        let sql = format!(
+                            "DELETE FROM redis_stale_keys WHERE location_id = ? AND product_id IN ({})",
+                            marks(products.len())
+                        );
+                        let mut q = sqlx::query(&sql).bind(loc.get());
+                        for p in &products {
+                            q = q.bind(p.get());
+                        }
+                        q.execute(&mut *tx).await?;
+                    } else if held.is_some() {
+                        self.note_replicas_short(&slot_key);
+                    }
+                    tx.commit().await?;
+                    Ok(clear)
+                })
+                .await?;
+                if cleared {
+                    done += products.len();
+                }
+            }
+        }
     }
 }

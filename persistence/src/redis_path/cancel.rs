@@ -1,5 +1,6 @@
 //! Cancels through the shop's routes: every `CANCELLED` answered is held by MySQL first.
 
+use super::RedisPath;
 use crate::error::{Refusal, StorageError, StorageResult};
 use crate::model::{Order, OrderPath, OrderStatus};
 use crate::orders::ledger::{insert_orders, lock_stock_rows, Reason};
@@ -8,31 +9,6 @@ use crate::Storage;
 use sf_routing::{LocationId, ProductId};
 
 impl Storage {
-    /// Cancels an order through the shop's routes. Every `CANCELLED` it answers is held by MySQL
-    /// before it is answered, so no later failure of Redis (a restart without its data, a
-    /// failover to a replica that lacked the cancel) can take it back:
-    ///
-    /// - an order MySQL holds — a DB-lock order, or a Redis-path order the consumer persisted —
-    ///   is cancelled MySQL-first: its row is locked, its units come back in MySQL and, under
-    ///   that lock, in Redis ([`Storage::cancel_db_lock`]). This needs no trusted Redis;
-    /// - a Redis-path order not yet persisted is written to MySQL as `CANCELLED` (it took no stock
-    ///   there), `cancel.lua` gives its units back in Redis while that new row and the order's
-    ///   stock rows are locked, and then the transaction commits. The consumer later finds the order in MySQL and applies neither
-    ///   its reservation nor its cancel event. Should the commit fail after the script ran, the
-    ///   order still ends `CANCELLED`: the consumer persists its reservation and then its cancel.
-    ///
-    /// Either way the stock comes back exactly once. A POS sale is not the shop's to cancel: here
-    /// it is an unknown order (its store returns it through the store's route).
-    #[tracing::instrument(skip(self))]
-    pub async fn cancel_order(&self, order_id: &str) -> StorageResult<Order> {
-        let loc = Order::location_of(order_id)
-            .map(LocationId::new_unchecked)
-            .ok_or_else(|| Refusal::UnknownOrder(order_id.to_owned()))?;
-        let deadline = self.db_deadline();
-        crate::infra::mysql::with_retry("cancel", || self.try_cancel_order(order_id, loc, deadline))
-            .await
-    }
-
     pub(super) async fn try_cancel_order(
         &self,
         order_id: &str,
@@ -126,5 +102,32 @@ impl Storage {
             return Err(Refusal::UnknownOrder(persisted.order_id).into());
         }
         self.try_cancel_db_lock(&persisted.order_id, deadline).await
+    }
+}
+
+impl RedisPath<'_> {
+    /// Cancels an order through the shop's routes. Every `CANCELLED` it answers is held by MySQL
+    /// before it is answered, so no later failure of Redis (a restart without its data, a
+    /// failover to a replica that lacked the cancel) can take it back:
+    ///
+    /// - an order MySQL holds — a DB-lock order, or a Redis-path order the consumer persisted —
+    ///   is cancelled MySQL-first: its row is locked, its units come back in MySQL and, under
+    ///   that lock, in Redis ([`Storage::cancel_db_lock`]). This needs no trusted Redis;
+    /// - a Redis-path order not yet persisted is written to MySQL as `CANCELLED` (it took no stock
+    ///   there), `cancel.lua` gives its units back in Redis while that new row and the order's
+    ///   stock rows are locked, and then the transaction commits. The consumer later finds the order in MySQL and applies neither
+    ///   its reservation nor its cancel event. Should the commit fail after the script ran, the
+    ///   order still ends `CANCELLED`: the consumer persists its reservation and then its cancel.
+    ///
+    /// Either way the stock comes back exactly once. A POS sale is not the shop's to cancel: here
+    /// it is an unknown order (its store returns it through the store's route).
+    #[tracing::instrument(skip(self))]
+    pub async fn cancel(&self, order_id: &str) -> StorageResult<Order> {
+        let loc = Order::location_of(order_id)
+            .map(LocationId::new_unchecked)
+            .ok_or_else(|| Refusal::UnknownOrder(order_id.to_owned()))?;
+        let deadline = self.db_deadline();
+        crate::infra::mysql::with_retry("cancel", || self.try_cancel_order(order_id, loc, deadline))
+            .await
     }
 }

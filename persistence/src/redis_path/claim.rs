@@ -241,6 +241,7 @@ impl Storage {
     /// not yet persisted (or its record has not expired), else in MySQL.
     pub(super) async fn find_placed(&self, uuid: &str) -> StorageResult<Option<Order>> {
         let ids: Vec<(LocationId, String)> = self
+            .catalog()
             .all_location_ids()
             .into_iter()
             .map(|l| (l, Order::id_at(l.get(), uuid)))

@@ -17,6 +17,11 @@ use crate::Storage;
 use sf_routing::{candidates, Destination, OrderLines, ProductId};
 use std::time::Duration;
 
+crate::handle!(
+    /// The Redis path, as callers use it: taken with [`crate::Storage::redis_path`].
+    RedisPath
+);
+
 /// An order for the Redis path.
 #[derive(Debug, Clone)]
 pub struct RedisOrder {
@@ -44,52 +49,6 @@ pub(super) enum Claimed {
 }
 
 impl Storage {
-    /// Decides an order in Redis, trying candidate locations nearest first.
-    ///
-    /// With an `Idempotency-Key`, the order's id is fixed by the key's claim before anything is
-    /// decided (`<location>-<uuid>`), and the reservation script refuses an id it has seen. So a
-    /// retry after a lost answer, or after the first request died between the reservation and
-    /// storing the answer, finds the order the first attempt placed instead of placing another.
-    #[tracing::instrument(level = "debug", skip(self, req), fields(lines = req.lines.len()))]
-    pub async fn place_redis(&self, req: &RedisOrder) -> StorageResult<Placed> {
-        self.redis_decides()?;
-        let started = tokio::time::Instant::now();
-        let claim = match &req.idempotency {
-            None => None,
-            Some(idem) => match self.claim_redis(idem).await? {
-                Claimed::Replay(order) => {
-                    let claim_key = self.keys.idempotency(&idem.scope, &idem.key);
-                    return Ok(Placed::Replayed(
-                        self.confirm_replay(order, &claim_key).await?,
-                    ));
-                }
-                Claimed::Owner { uuid, token } => Some((idem, uuid, token)),
-            },
-        };
-        let uuid = match &claim {
-            Some((_, uuid, _)) => uuid.clone(),
-            None => uuid::Uuid::now_v7().simple().to_string(),
-        };
-        let deadline = started + CLAIM_LEASE - CLAIM_MARGIN;
-        let mut result = self.decide_redis(req, &uuid, deadline).await;
-        if let Some((idem, uuid, token)) = claim {
-            let claim_key = self.keys.idempotency(&idem.scope, &idem.key);
-            match self.settle_claim(idem, &uuid, &token, &result).await {
-                Ok(held @ Some(_)) => result = self.replicated(result, &claim_key, held),
-                // Replication asked for, and no WAIT run: the claim's slot was short a moment ago.
-                Ok(None) if result.is_ok() && self.replication().is_some() => {
-                    result = self.replicated(result, &claim_key, None)
-                }
-                Ok(None) => {}
-                // The claim stays open; its lease expires and a retry finds the order.
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not store the answer of an idempotent order")
-                }
-            }
-        }
-        result.map(Placed::New)
-    }
-
     pub(super) async fn decide_redis(
         &self,
         req: &RedisOrder,
@@ -97,7 +56,7 @@ impl Storage {
         deadline: tokio::time::Instant,
     ) -> StorageResult<Order> {
         let prices = self.prices(&req.lines).await?;
-        let ranked = candidates(&self.locations().index, &req.destination)
+        let ranked = candidates(&self.catalog().locations().index, &req.destination)
             .map_err(|e| Refusal::NotFound(e.to_string()))?;
         let mut shortest = None;
         for candidate in ranked {
@@ -208,6 +167,54 @@ impl Storage {
             _ => "the stock cache cannot be reached; retry shortly, or order through POST /api/orders (it does not need the cache)",
         };
         Failure::stock_cache_down(detail, "redis circuit not closed").into()
+    }
+}
+
+impl RedisPath<'_> {
+    /// Decides an order in Redis, trying candidate locations nearest first.
+    ///
+    /// With an `Idempotency-Key`, the order's id is fixed by the key's claim before anything is
+    /// decided (`<location>-<uuid>`), and the reservation script refuses an id it has seen. So a
+    /// retry after a lost answer, or after the first request died between the reservation and
+    /// storing the answer, finds the order the first attempt placed instead of placing another.
+    #[tracing::instrument(level = "debug", skip(self, req), fields(lines = req.lines.len()))]
+    pub async fn place(&self, req: &RedisOrder) -> StorageResult<Placed> {
+        self.redis_decides()?;
+        let started = tokio::time::Instant::now();
+        let claim = match &req.idempotency {
+            None => None,
+            Some(idem) => match self.claim_redis(idem).await? {
+                Claimed::Replay(order) => {
+                    let claim_key = self.keys.idempotency(&idem.scope, &idem.key);
+                    return Ok(Placed::Replayed(
+                        self.confirm_replay(order, &claim_key).await?,
+                    ));
+                }
+                Claimed::Owner { uuid, token } => Some((idem, uuid, token)),
+            },
+        };
+        let uuid = match &claim {
+            Some((_, uuid, _)) => uuid.clone(),
+            None => uuid::Uuid::now_v7().simple().to_string(),
+        };
+        let deadline = started + CLAIM_LEASE - CLAIM_MARGIN;
+        let mut result = self.decide_redis(req, &uuid, deadline).await;
+        if let Some((idem, uuid, token)) = claim {
+            let claim_key = self.keys.idempotency(&idem.scope, &idem.key);
+            match self.settle_claim(idem, &uuid, &token, &result).await {
+                Ok(held @ Some(_)) => result = self.replicated(result, &claim_key, held),
+                // Replication asked for, and no WAIT run: the claim's slot was short a moment ago.
+                Ok(None) if result.is_ok() && self.replication().is_some() => {
+                    result = self.replicated(result, &claim_key, None)
+                }
+                Ok(None) => {}
+                // The claim stays open; its lease expires and a retry finds the order.
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not store the answer of an idempotent order")
+                }
+            }
+        }
+        result.map(Placed::New)
     }
 }
 

@@ -1,25 +1,14 @@
 //! Stock reads for the Redis path's routes: per location from Redis or MySQL, nearby stores
 //! for same-day delivery, and pickup alternatives.
 
+use super::RedisPath;
 use crate::error::{StorageError, StorageResult};
 use crate::model::StockSource;
 use crate::Storage;
 use sf_routing::{eligible, LocationId, LocationKind, OrderLines, ProductId};
 
 impl Storage {
-    /// Sellable stock of every (location, product), indexed `[location][product]`: from Redis
-    /// (loading the locations where a key is missing), or, while Redis is not trusted or does
-    /// not answer, MySQL's on-hand figures (which still count units of Redis-path orders not yet
-    /// persisted), and the answer says which.
-    pub async fn read_stock(
-        &self,
-        locations: &[LocationId],
-        products: &[ProductId],
-    ) -> StorageResult<(Vec<Vec<i64>>, StockSource)> {
-        self.read_stock_with(locations, products, None).await
-    }
-
-    /// [`Storage::read_stock`], taking the Redis figures from `mirror` when it can give them
+    /// [`crate::redis_path::RedisPath::read_stock`], taking the Redis figures from `mirror` when it can give them
     /// (the product pages, see [`crate::catalog::StockMirror`]).
     pub(crate) async fn read_stock_with(
         &self,
@@ -173,6 +162,51 @@ impl Storage {
         pipe
     }
 
+    /// Nearby stores (within the same-day radius of `store`) that can fill every line, nearest
+    /// first, by their Redis stock.
+    pub(crate) async fn pickup_alternatives(
+        &self,
+        lines: &OrderLines,
+        store: LocationId,
+    ) -> StorageResult<Vec<crate::Alternative>> {
+        let products: Vec<ProductId> = lines.products().collect();
+        let (nearby, _) = self
+            .redis_path()
+            .nearby_stock(store, &products, self.config.same_day_radius_km)
+            .await?;
+        let candidates: Vec<_> = nearby.iter().map(|(c, _, _)| *c).collect();
+        let good = eligible(&candidates, lines, |loc, p| {
+            let (_, _, stock) = nearby.iter().find(|(c, _, _)| c.location == loc)?;
+            Some(stock[products.iter().position(|x| *x == p)?])
+        });
+        Ok(good
+            .into_iter()
+            .map(|c| crate::Alternative {
+                store_id: c.location.get(),
+                name: nearby
+                    .iter()
+                    .find(|(x, _, _)| x.location == c.location)
+                    .map(|(_, n, _)| n.clone())
+                    .unwrap_or_default(),
+                distance_km: c.distance_km.map(|d| (d * 1000.0).round() / 1000.0),
+            })
+            .collect())
+    }
+}
+
+impl RedisPath<'_> {
+    /// Sellable stock of every (location, product), indexed `[location][product]`: from Redis
+    /// (loading the locations where a key is missing), or, while Redis is not trusted or does
+    /// not answer, MySQL's on-hand figures (which still count units of Redis-path orders not yet
+    /// persisted), and the answer says which.
+    pub async fn read_stock(
+        &self,
+        locations: &[LocationId],
+        products: &[ProductId],
+    ) -> StorageResult<(Vec<Vec<i64>>, StockSource)> {
+        self.read_stock_with(locations, products, None).await
+    }
+
     /// Other active stores within `radius_km` of `store`, nearest first, each with its Redis
     /// stock of `products` (in that order).
     pub async fn nearby_stock(
@@ -181,7 +215,7 @@ impl Storage {
         products: &[ProductId],
         radius_km: f64,
     ) -> StorageResult<(Vec<(sf_routing::Candidate, String, Vec<i64>)>, StockSource)> {
-        let locations = self.locations();
+        let locations = self.catalog().locations();
         let Some(site) = locations.index.get(store) else {
             return Ok((Vec::new(), StockSource::Redis));
         };
@@ -208,35 +242,5 @@ impl Storage {
                 .collect(),
             source,
         ))
-    }
-
-    /// Nearby stores (within the same-day radius of `store`) that can fill every line, nearest
-    /// first, by their Redis stock.
-    pub async fn pickup_alternatives(
-        &self,
-        lines: &OrderLines,
-        store: LocationId,
-    ) -> StorageResult<Vec<crate::Alternative>> {
-        let products: Vec<ProductId> = lines.products().collect();
-        let (nearby, _) = self
-            .nearby_stock(store, &products, self.config.same_day_radius_km)
-            .await?;
-        let candidates: Vec<_> = nearby.iter().map(|(c, _, _)| *c).collect();
-        let good = eligible(&candidates, lines, |loc, p| {
-            let (_, _, stock) = nearby.iter().find(|(c, _, _)| c.location == loc)?;
-            Some(stock[products.iter().position(|x| *x == p)?])
-        });
-        Ok(good
-            .into_iter()
-            .map(|c| crate::Alternative {
-                store_id: c.location.get(),
-                name: nearby
-                    .iter()
-                    .find(|(x, _, _)| x.location == c.location)
-                    .map(|(_, n, _)| n.clone())
-                    .unwrap_or_default(),
-                distance_km: c.distance_km.map(|d| (d * 1000.0).round() / 1000.0),
-            })
-            .collect())
     }
 }

@@ -259,7 +259,7 @@ impl TestApp {
         .await
         .unwrap()
         .last_insert_id();
-        self.storage().refresh_locations().await.unwrap();
+        self.storage().catalog().refresh_locations().await.unwrap();
         id
     }
 
@@ -276,7 +276,7 @@ impl TestApp {
             .await
             .unwrap()
             .last_insert_id();
-        self.storage().refresh_catalog().await.unwrap();
+        self.storage().catalog().refresh_catalog().await.unwrap();
         id
     }
 
@@ -857,7 +857,7 @@ async fn harness_conn(
 pub async fn settle(t: &TestApp) {
     t.wait_persisted().await;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while t.storage().drain_resync_queue().await > 0 {
+    while t.storage().recovery().drain_resync_queue().await > 0 {
         assert!(Instant::now() < deadline, "stock keys never re-synced");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
