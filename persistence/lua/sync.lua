@@ -4,9 +4,10 @@
 --
 -- The caller has read the location's event stream up to ARGV[4] (in pages, outside this script:
 -- a script runs atomically, and scanning a long backlog here would stop the shard meanwhile), and
--- counted the reservations and cancels MySQL has not applied. This script adds the events
--- appended since: none of them can be applied in MySQL yet, as applying one writes a stock row
--- the caller has locked.
+-- counted the reservations and cancels MySQL has not applied. Which events are applied is
+-- decided in Rust alone (persistence/src/orders/applied.rs); this script re-derives none of it.
+-- It adds the events appended since, with the effects ARGV[7] gives their kinds: none of them can
+-- be applied in MySQL yet, as applying one writes a stock row the caller has locked.
 --
 -- KEYS[1]     event stream <prefix>{L<loc>}:ev (events accepted in Redis, not yet known persisted)
 -- KEYS[2..n+1] stock keys <prefix>{L<loc>}:s:<productId> (n products)
@@ -20,8 +21,12 @@
 -- ARGV[4]     the id of the last stream entry the caller read ('0-0': none)
 -- ARGV[5]     now, as the marker's value (RFC 3339)
 -- ARGV[6]     the marker as the caller saw it before it read the stream ('' when missing)
+-- ARGV[7]     the stock effect of each event kind MySQL has not applied, '<t>:<sign>' comma
+--             separated ('R:-1,C:1': a reservation's units are gone, a cancel's are back); an
+--             entry of a kind not listed moves nothing
 --
--- expected = ARGV[3] - (units of reservations after ARGV[4]) + (units of cancels after ARGV[4])
+-- expected = ARGV[3] + the sum, over the entries after ARGV[4], of their kind's sign times their
+--            units of the product
 --
 -- Returns three entries: 1, then a flat list, four entries per key: present (1/0), before (0
 -- when missing), expected, changed (1/0); then the location's epoch marker (as set now, or as it
@@ -43,6 +48,10 @@ for v in string.gmatch(ARGV[3], '[^,]+') do
   expected[p] = tonumber(v)
   p = p + 1
 end
+local effect = {}
+for t, sign in string.gmatch(ARGV[7], '([^:,]+):(-?%d+)') do
+  effect[t] = tonumber(sign)
+end
 local seen = redis.call('GET', KEYS[#products + 2]) or ''
 if seen ~= ARGV[6] then
   return {0, {}, seen}
@@ -54,9 +63,8 @@ for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '(' .. ARGV[4], '+')) do
   for j = 1, #f, 2 do
     if f[j] == 't' then t = f[j + 1] elseif f[j] == 'l' then l = f[j + 1] end
   end
-  -- Only reservations and cancels move stock; an event of any other kind is ignored.
-  if (t == 'R' or t == 'C') and l then
-    local sign = (t == 'R') and -1 or 1
+  local sign = t and effect[t]
+  if sign and l then
     for pid, qty in string.gmatch(l, '(%d+):(%d+)') do
       local k = index[pid]
       if k then

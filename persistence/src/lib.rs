@@ -15,7 +15,7 @@
 //! | [`redis_path`] | the Redis path: orders decided by `reserve.lua`, `Idempotency-Key` claims, replication (`WAIT`), cancels, stock reads |
 //! | [`consumer`] | the background writer that persists the Redis path's events to MySQL exactly once, and its dead letters |
 //! | [`recovery`] | Redis repaired from MySQL: key loads and re-syncs at a consistent point, the reconciliation pass, data-loss records, stale keys, recovery after an outage |
-//! | [`orders`] | reading orders of any path, building them, the ledger rows every writer shares, idempotency |
+//! | [`orders`] | reading orders of any path, building them, the ledger rows every writer shares, idempotency, and when MySQL holds a stream event (the one definition of *applied*) |
 //! | [`catalog`] | products and locations in memory, operators' changes, product pages, the stock mirror, shared reads, POS credentials, demo data |
 //! | [`scripts`] | one typed wrapper per Lua script (`persistence/lua/`): its keys, arguments and decoded reply |
 //! | [`formats`] | what Redis and MySQL keep (order records, claims, stream events), versioned |

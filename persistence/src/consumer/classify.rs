@@ -1,108 +1,107 @@
 //! What the events of a batch are, given the statuses MySQL holds: pure, it reads nothing but
-//! its arguments.
+//! its arguments. Whether an event is applied already is [`Standing`]'s rule
+//! (`orders/applied.rs`), the one the key re-sync and `sync.lua` go by too.
 
 use super::*;
 
 use crate::error::{StorageError, StorageResult};
 use crate::formats::EventKind;
 use crate::model::{Order, OrderStatus};
+use crate::orders::applied::{held_after, Standing};
+use crate::orders::idempotency::IdempotencyRequest;
 use sf_routing::LocationId;
 use std::collections::{HashMap, HashSet};
 
+/// A reservation MySQL does not hold yet, as the order to insert.
+pub(super) struct NewOrder<'a> {
+    /// `CONFIRMED` as read; [`super::settle`] decides what it ends as.
+    pub(super) order: Order,
+    /// The `Idempotency-Key` it was placed with.
+    pub(super) key: Option<IdempotencyRequest>,
+    /// Its reservation event.
+    pub(super) event: &'a Event,
+}
+
 /// What the events of a batch are, given the status MySQL holds for their orders: new
-/// reservations (as orders to insert), cancels of persisted orders, cancels that must wait for
-/// their reservation, duplicates — and which events may be acknowledged once the batch commits.
-/// Pure: it reads nothing but its arguments.
+/// reservations (as orders to insert, in stream order), cancels MySQL can apply, duplicates —
+/// and which events may be acknowledged once the batch commits. Pure: it reads nothing but its
+/// arguments.
 pub(super) struct Classified<'a> {
-    pub(super) new_orders: Vec<(Order, LocationId)>,
-    /// The `Idempotency-Key` of new orders placed with one, by order id.
-    pub(super) keys: HashMap<String, crate::orders::idempotency::IdempotencyRequest>,
+    pub(super) orders: Vec<NewOrder<'a>>,
+    /// Cancels of orders MySQL holds as sold or that this batch inserts, at most one per order.
     pub(super) cancels: Vec<&'a Event>,
-    /// The events that change MySQL, in stream order.
-    pub(super) fresh: Vec<&'a Event>,
-    pub(super) waiting: Vec<&'a Event>,
+    /// `(streamId, location)` of the events to acknowledge once the batch commits: all but the
+    /// cancels that wait for their reservation.
     pub(super) ackable: HashSet<(String, LocationId)>,
     pub(super) duplicates: usize,
 }
 
+/// Classifies `events` by [`Standing`] against `status` (what MySQL holds of their orders, read
+/// under the orders' row locks), carrying each event of the batch forward to the next. A cancel
+/// whose reservation MySQL does not hold waits for it (not acknowledged) — unless its order is in
+/// `never`: Redis lost the order's record, or its reservation was dead-lettered, so it will never
+/// come; such a cancel is acknowledged without effect.
 pub(super) fn classify<'a>(
     events: &'a [Event],
     status: &HashMap<String, OrderStatus>,
+    never: &HashSet<String>,
 ) -> StorageResult<Classified<'a>> {
-    let mut new_orders: Vec<(Order, LocationId)> = Vec::new();
-    let mut keys = HashMap::new();
-    let mut inserted: HashSet<&str> = HashSet::new();
-    let mut cancels: Vec<&Event> = Vec::new();
-    let mut cancelled: HashSet<&str> = HashSet::new();
-    let mut fresh: Vec<&Event> = Vec::new();
-    let mut waiting: Vec<&Event> = Vec::new();
-    let mut ackable = HashSet::new();
-    let mut duplicates = 0;
+    let mut held: HashMap<&str, Option<OrderStatus>> = HashMap::new();
+    let mut out = Classified {
+        orders: Vec::new(),
+        cancels: Vec::new(),
+        ackable: HashSet::new(),
+        duplicates: 0,
+    };
     for e in events {
-        let known = status.get(&e.order_id).copied();
-        match e.kind {
-            EventKind::Reservation => {
-                if known.is_some() || inserted.contains(e.order_id.as_str()) {
-                    duplicates += 1;
-                } else {
-                    let json = e.json.as_deref().ok_or_else(|| {
-                        StorageError::internal(format!(
-                            "reservation event of {} has no order",
-                            e.order_id
-                        ))
-                    })?;
-                    let (mut order, key) = crate::formats::OrderRecord::decode_keyed(json)?;
-                    if order.order_id != e.order_id || order.fulfillment_location_id != e.loc.get()
-                    {
-                        return Err(StorageError::internal(format!(
-                            "reservation event of {} carries order {} at location {}",
-                            e.order_id, order.order_id, order.fulfillment_location_id
-                        )));
-                    }
-                    order.status = OrderStatus::Confirmed;
-                    if let Some(key) = key {
-                        keys.insert(e.order_id.clone(), key);
-                    }
-                    inserted.insert(e.order_id.as_str());
-                    new_orders.push((order, e.loc));
-                    fresh.push(e);
-                }
-                ackable.insert((e.stream_id.clone(), e.loc));
+        let now = *held
+            .entry(e.order_id.as_str())
+            .or_insert_with(|| status.get(&e.order_id).copied());
+        let standing = Standing::of(e.kind, now);
+        match standing {
+            Standing::Applied => out.duplicates += 1,
+            Standing::Due if e.kind == EventKind::Reservation => {
+                out.orders.push(new_order(e)?);
             }
-            EventKind::Cancel => {
-                let persisted =
-                    known == Some(OrderStatus::Confirmed) || inserted.contains(e.order_id.as_str());
-                if matches!(known, Some(OrderStatus::Cancelled | OrderStatus::Rejected))
-                    || cancelled.contains(e.order_id.as_str())
-                {
-                    duplicates += 1;
-                    ackable.insert((e.stream_id.clone(), e.loc));
-                } else if persisted {
-                    cancelled.insert(e.order_id.as_str());
-                    cancels.push(e);
-                    fresh.push(e);
-                    ackable.insert((e.stream_id.clone(), e.loc));
-                } else {
-                    // Its reservation is pending elsewhere (reclaimed out of order): later —
-                    // unless it will never come (see below).
-                    waiting.push(e);
-                }
+            Standing::Due => out.cancels.push(e),
+            Standing::Waiting if never.contains(&e.order_id) => {
+                tracing::warn!(order = %e.order_id, "cancel event of an order whose reservation will never be persisted; acknowledged without effect");
             }
-            EventKind::Other(other) => {
-                tracing::error!(order = %e.order_id, kind = %other, "unknown event kind; acknowledged without effect");
-                ackable.insert((e.stream_id.clone(), e.loc));
+            Standing::Waiting => {
+                // Its reservation is pending elsewhere (reclaimed out of order): later.
+                tracing::debug!(order = %e.order_id, "cancel event waits for its reservation");
+                continue;
+            }
+            Standing::Inert => {
+                tracing::error!(order = %e.order_id, kind = %e.kind, "unknown event kind; acknowledged without effect");
             }
         }
+        if standing == Standing::Due {
+            held.insert(e.order_id.as_str(), held_after(e.kind, now));
+        }
+        out.ackable.insert((e.stream_id.clone(), e.loc));
     }
+    Ok(out)
+}
 
-    Ok(Classified {
-        new_orders,
-        keys,
-        cancels,
-        fresh,
-        waiting,
-        ackable,
-        duplicates,
+/// The order a reservation event carries, `CONFIRMED`; an event that carries none, or another
+/// order than it names, is an error of the event.
+fn new_order(e: &Event) -> StorageResult<NewOrder<'_>> {
+    let json = e.json.as_deref().ok_or_else(|| {
+        StorageError::internal(format!("reservation event of {} has no order", e.order_id))
+    })?;
+    let (mut order, key) = crate::formats::OrderRecord::decode_keyed(json)?;
+    if order.order_id != e.order_id || order.fulfillment_location_id != e.loc.get() {
+        return Err(StorageError::internal(format!(
+            "reservation event of {} carries order {} at location {}",
+            e.order_id, order.order_id, order.fulfillment_location_id
+        )));
+    }
+    order.status = OrderStatus::Confirmed;
+    Ok(NewOrder {
+        order,
+        key,
+        event: e,
     })
 }
 
@@ -162,13 +161,18 @@ mod tests {
         c.ackable.iter().map(|(id, _)| id.clone()).collect()
     }
 
+    fn classify<'a>(events: &'a [Event], status: &HashMap<String, OrderStatus>) -> Classified<'a> {
+        super::classify(events, status, &HashSet::new()).unwrap()
+    }
+
     #[test]
     fn a_new_reservation_becomes_a_confirmed_order() {
         let events = [reservation("4-a", "1-0")];
-        let c = classify(&events, &status(&[])).unwrap();
-        assert_eq!(c.new_orders.len(), 1);
-        assert_eq!(c.new_orders[0].0.status, OrderStatus::Confirmed);
-        assert_eq!((c.fresh.len(), c.duplicates), (1, 0));
+        let c = classify(&events, &status(&[]));
+        assert_eq!(c.orders.len(), 1);
+        assert_eq!(c.orders[0].order.status, OrderStatus::Confirmed);
+        assert_eq!(c.orders[0].event.stream_id, "1-0");
+        assert_eq!((c.cancels.len(), c.duplicates), (0, 0));
         assert_eq!(acked(&c), BTreeSet::from(["1-0".to_owned()]));
     }
 
@@ -183,9 +187,8 @@ mod tests {
         let c = classify(
             &events,
             &status(&[("4-a", "CONFIRMED"), ("4-c", "CANCELLED")]),
-        )
-        .unwrap();
-        assert_eq!(c.new_orders.len(), 1);
+        );
+        assert_eq!(c.orders.len(), 1);
         assert_eq!(c.duplicates, 3);
         assert_eq!(acked(&c).len(), 4);
     }
@@ -198,42 +201,96 @@ mod tests {
             cancel("4-b", "1-2"),
             cancel("4-b", "1-3"),
         ];
-        let c = classify(&events, &status(&[("4-a", "CONFIRMED")])).unwrap();
-        assert_eq!(c.cancels.len(), 2);
-        assert_eq!(c.duplicates, 1);
-        assert_eq!(c.fresh.len(), 3);
-        assert!(c.waiting.is_empty());
+        let c = classify(&events, &status(&[("4-a", "CONFIRMED")]));
+        let cancelled: Vec<&str> = c.cancels.iter().map(|e| e.stream_id.as_str()).collect();
+        assert_eq!(cancelled, ["1-0", "1-2"]);
+        assert_eq!((c.orders.len(), c.duplicates), (1, 1));
+        assert_eq!(acked(&c).len(), 4);
     }
 
     #[test]
     fn a_cancel_before_its_reservation_waits_and_is_not_acknowledged() {
         let events = [cancel("4-a", "1-0")];
-        let c = classify(&events, &status(&[])).unwrap();
-        assert_eq!(c.waiting.len(), 1);
-        assert!(c.ackable.is_empty());
-        // A rejected order took nothing: its cancel has nothing to give back.
-        let c = classify(&events, &status(&[("4-a", "REJECTED")])).unwrap();
-        assert_eq!((c.waiting.len(), c.duplicates), (0, 1));
+        let c = classify(&events, &status(&[]));
+        assert!(c.cancels.is_empty() && c.ackable.is_empty());
+        assert_eq!(c.duplicates, 0);
+        // A rejected order took no stock: its cancel has nothing to give back.
+        let c = classify(&events, &status(&[("4-a", "REJECTED")]));
+        assert_eq!((acked(&c).len(), c.duplicates), (1, 1));
+        // Its reservation comes later in the same batch (reclaimed out of order): still later.
+        let events = [cancel("4-a", "1-0"), reservation("4-a", "1-1")];
+        let c = classify(&events, &status(&[]));
+        assert!(c.cancels.is_empty());
+        assert_eq!(acked(&c), BTreeSet::from(["1-1".to_owned()]));
     }
 
+    #[test]
+    fn a_cancel_whose_reservation_will_never_come_is_acknowledged_without_effect() {
+        let events = [cancel("4-a", "1-0")];
+        let never = HashSet::from(["4-a".to_owned()]);
+        let c = super::classify(&events, &status(&[]), &never).unwrap();
+        assert!(c.cancels.is_empty() && c.orders.is_empty());
+        assert_eq!(c.duplicates, 0);
+        assert_eq!(acked(&c).len(), 1);
+        // Only a cancel that would wait: one of a persisted order applies as ever.
+        let c = super::classify(&events, &status(&[("4-a", "CONFIRMED")]), &never).unwrap();
+        assert_eq!(c.cancels.len(), 1);
+    }
+
+    /// Poison events (the integration test `a_poison_event_is_dead_lettered_and_the_rest_flows`):
+    /// an unknown kind is acknowledged without effect; a reservation that carries another order,
+    /// or none, fails its batch, which is split until the event is dead-lettered alone.
     #[test]
     fn an_unknown_kind_is_acknowledged_without_effect() {
         let events = [Event {
             kind: EventKind::Other('Z'),
             ..cancel("4-a", "1-0")
         }];
-        let c = classify(&events, &status(&[])).unwrap();
-        assert!(c.fresh.is_empty() && c.new_orders.is_empty());
+        let c = classify(&events, &status(&[]));
+        assert!(c.cancels.is_empty() && c.orders.is_empty());
+        assert_eq!(c.duplicates, 0);
         assert_eq!(acked(&c).len(), 1);
     }
 
     #[test]
     fn a_reservation_that_carries_another_order_or_none_is_an_error() {
+        let none = HashSet::new();
         let mut wrong = reservation("4-b", "1-0");
         wrong.order_id = "4-a".into();
-        assert!(classify(&[wrong], &status(&[])).is_err());
+        assert!(super::classify(&[wrong], &status(&[]), &none).is_err());
+        let mut elsewhere = reservation("4-a", "1-0");
+        elsewhere.loc = LocationId::new_unchecked(5);
+        assert!(super::classify(&[elsewhere], &status(&[]), &none).is_err());
         let mut empty = reservation("4-a", "1-0");
         empty.json = None;
-        assert!(classify(&[empty], &status(&[])).is_err());
+        assert!(super::classify(&[empty], &status(&[]), &none).is_err());
+        let mut unreadable = reservation("4-a", "1-0");
+        unreadable.json = Some("{not json".into());
+        assert!(super::classify(&[unreadable], &status(&[]), &none).is_err());
+        // Unless MySQL holds the order already: a duplicate is not read.
+        let mut late = reservation("4-a", "1-0");
+        late.json = None;
+        let late = [late];
+        let c = super::classify(&late, &status(&[("4-a", "CONFIRMED")]), &none).unwrap();
+        assert_eq!(c.duplicates, 1);
+    }
+
+    #[test]
+    fn the_idempotency_key_travels_with_its_order() {
+        let mut keyed = reservation("4-a", "1-0");
+        let order = crate::formats::OrderRecord::decode(keyed.json.as_deref().unwrap()).unwrap();
+        let key = IdempotencyRequest {
+            scope: "redis".into(),
+            key: "k".into(),
+            fingerprint: "f".into(),
+        };
+        keyed.json = Some(crate::formats::OrderRecord::encode_keyed(
+            &order,
+            Some(&key),
+        ));
+        let events = [keyed, reservation("4-b", "1-1")];
+        let c = classify(&events, &status(&[]));
+        assert_eq!(c.orders[0].key.as_ref().map(|k| k.key.as_str()), Some("k"));
+        assert!(c.orders[1].key.is_none());
     }
 }

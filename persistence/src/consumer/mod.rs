@@ -22,18 +22,31 @@
 //!   data, a failover to a replica that lacked them), the batch still commits — its orders were
 //!   accepted — and its stock keys are set from MySQL inside the same transaction, under its row
 //!   locks, before any new order can use the figures a reload computed without it.
+//!
+//! # Layout
+//!
+//! The decisions are pure and apart from the I/O: `classify.rs` tells what each event of a batch
+//! is, given what MySQL holds of its order (by the one definition of an applied event,
+//! `orders/applied.rs`), and `settle.rs` decides what the batch comes to. `apply.rs` reads what
+//! they ask for, calls them, and writes what they answer, with its Redis reads in `records.rs` and
+//! `pending_cancels.rs` and its row locks in `rows.rs`; `dead_letters.rs` splits a failing batch
+//! and moves the culprit aside.
 
 mod apply;
 mod classify;
 mod dead_letters;
 mod pending_cancels;
+mod records;
 mod rows;
+mod settle;
 
 use apply::*;
 use classify::*;
 use dead_letters::*;
 use pending_cancels::*;
+use records::*;
 use rows::*;
+use settle::*;
 
 pub use crate::infra::keys::GROUP;
 
@@ -373,4 +386,41 @@ pub async fn backlog(store: &Storage) -> StorageResult<(u64, u64)> {
         }
     }
     Ok((total, oldest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(fields: &[(&str, &str)]) -> StreamId {
+        StreamId {
+            id: "1-0".into(),
+            map: fields
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        redis::Value::BulkString(v.as_bytes().to_vec()),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// A poison entry that lacks a field is read as unreadable, so that `persist` dead-letters it
+    /// before any batch is tried (`a_poison_event_is_dead_lettered_and_the_rest_flows`).
+    #[test]
+    fn an_entry_that_lacks_a_field_is_unreadable() {
+        let loc = LocationId::new_unchecked(4);
+        let e = parse_event(loc, &entry(&[("t", "R"), ("o", "4-bad")]));
+        assert_eq!(e.kind, EventKind::Other('?'));
+        assert_eq!(e.order_id, "4-bad");
+        assert!(e.unreadable.is_some());
+        let e = parse_event(loc, &entry(&[("t", "C"), ("o", "4-a"), ("l", "9:2")]));
+        assert_eq!((e.kind, e.unreadable), (EventKind::Cancel, None));
+        assert_eq!(e.lines, [(ProductId::new_unchecked(9), 2)]);
+        // An unknown kind is readable: `classify` acknowledges it without effect.
+        let e = parse_event(loc, &entry(&[("t", "Z"), ("o", "4-a"), ("l", "9:1")]));
+        assert_eq!((e.kind, e.unreadable), (EventKind::Other('Z'), None));
+    }
 }

@@ -3,6 +3,7 @@
 //! rejection as `REJECTED`. An order Redis accepted and then lost with its data (before it reached
 //! MySQL) is reported as lost, not as unknown.
 
+pub(crate) mod applied;
 pub(crate) mod build;
 pub(crate) mod idempotency;
 pub(crate) mod ledger;

@@ -2,14 +2,16 @@
 //!
 //! The Redis figure of a (location, product) must equal MySQL's on-hand minus the reservations
 //! still in the location's event stream plus the cancels still there, counting only events MySQL
-//! has not applied yet. To compute that without racing a writer, the MySQL rows are share-locked
+//! has not applied yet — applied as [`Standing`] (`orders/applied.rs`) defines it, the rule the
+//! consumer goes by. To compute that without racing a writer, the MySQL rows are share-locked
 //! first (no MySQL write to them can commit meanwhile), then the events in the stream are checked
-//! against MySQL, and finally `sync.lua` recomputes and sets the keys atomically in Redis.
+//! against MySQL, and finally `sync.lua` adds the events appended since and sets the keys
+//! atomically in Redis.
 
 use super::Recovery;
 use crate::error::{StorageError, StorageResult};
-use crate::formats::decode_lines;
-use crate::model::OrderStatus;
+use crate::formats::{decode_lines, EventKind};
+use crate::orders::applied::{unapplied_effect, Standing};
 use crate::scripts::sync::{SyncKeys, Synced};
 use crate::Storage;
 use redis::streams::StreamRangeReply;
@@ -20,6 +22,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// Stream entries read per page by a key sync.
 const STREAM_PAGE: usize = 1_000;
+
+/// An event's lines: product and units.
+type Lines = Vec<(ProductId, u32)>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncMode {
@@ -246,10 +251,11 @@ impl Storage {
     }
 
     /// Reads the event stream of `loc` in pages and counts, per product of `products`, MySQL's
-    /// on-hand minus the units of the reservations MySQL has not applied, plus those of such
-    /// cancels. Answers the counts (in `products` order) and the id of the last entry read
-    /// (`0-0`: none). The caller holds share locks on the stock rows, so an event MySQL has not
-    /// applied stays unapplied until they are released.
+    /// on-hand moved by the units of every event MySQL has not applied (by [`Standing`], the
+    /// definition the consumer goes by: a reservation's units are gone already, a cancel's are
+    /// back). Answers the counts (in `products` order) and the id of the last entry read (`0-0`:
+    /// none). The caller holds share locks on the stock rows, so an event MySQL has not applied
+    /// stays unapplied until they are released.
     async fn count_unapplied(
         &self,
         conn: &mut MySqlConnection,
@@ -261,9 +267,8 @@ impl Storage {
         let wanted: HashSet<ProductId> = products.iter().copied().collect();
         let stream = self.keys.stream(loc);
         let mut read_to = "0-0".to_owned();
-        // Each (orderId, type) that touches these products, and its lines among them.
-        let mut events: Vec<(String, String)> = Vec::new();
-        let mut lines_of: Vec<Vec<(ProductId, u32)>> = Vec::new();
+        // Each event that moves these products: its order, its kind, and its lines among them.
+        let mut events: Vec<(String, EventKind, Lines)> = Vec::new();
         loop {
             let page: StreamRangeReply = redis::cmd("XRANGE")
                 .arg(&stream)
@@ -282,68 +287,54 @@ impl Storage {
                 let (Some(t), Some(o), Some(l)) = (t, o, l) else {
                     continue;
                 };
-                if t != "R" && t != "C" {
+                let Some(kind) = single_kind(&t) else {
+                    continue;
+                };
+                if unapplied_effect(kind) == 0 {
                     continue;
                 }
-                let lines: Vec<(ProductId, u32)> = decode_lines(&l)?
+                let lines: Lines = decode_lines(&l)?
                     .into_iter()
                     .filter(|(p, _)| wanted.contains(p))
                     .collect();
                 if !lines.is_empty() {
-                    events.push((o, t));
-                    lines_of.push(lines);
+                    events.push((o, kind, lines));
                 }
             }
             if !full {
                 break;
             }
         }
-        let applied: HashSet<(String, String)> = self
-            .applied_events(&mut *conn, &events)
-            .await?
-            .into_iter()
-            .collect();
-        let mut counted: HashMap<ProductId, i64> = products
-            .iter()
-            .map(|p| (*p, on_hand.get(&p.get()).copied().unwrap_or(0)))
-            .collect();
-        for (event, lines) in events.into_iter().zip(lines_of) {
-            if applied.contains(&event) {
-                continue;
-            }
-            let sign = if event.1 == "R" { -1 } else { 1 };
-            for (p, q) in lines {
-                *counted.get_mut(&p).expect("a wanted product") += sign * i64::from(q);
-            }
-        }
-        Ok((products.iter().map(|p| (*p, counted[p])).collect(), read_to))
-    }
-
-    /// Which `(orderId, type)` events MySQL already holds: a reservation (`R`) once its order row
-    /// exists, a cancel (`C`) once that row is `CANCELLED` — or `REJECTED`: a rejected order took
-    /// no stock, so its cancel has nothing left to give back.
-    pub(crate) async fn applied_events(
-        &self,
-        conn: &mut MySqlConnection,
-        events: &[(String, String)],
-    ) -> StorageResult<Vec<(String, String)>> {
         let ids: Vec<&str> = {
-            let mut v: Vec<&str> = events.iter().map(|(o, _)| o.as_str()).collect();
+            let mut v: Vec<&str> = events.iter().map(|(o, _, _)| o.as_str()).collect();
             v.sort_unstable();
             v.dedup();
             v
         };
-        let status = crate::orders::statuses(&mut *conn, &ids, false).await?;
-        Ok(events
+        let held = crate::orders::statuses(&mut *conn, &ids, false).await?;
+        let mut counted: HashMap<ProductId, i64> = products
             .iter()
-            .filter(|(o, t)| {
-                matches!(
-                    (status.get(o), t.as_str()),
-                    (Some(_), "R") | (Some(OrderStatus::Cancelled | OrderStatus::Rejected), "C")
-                )
-            })
-            .cloned()
-            .collect())
+            .map(|p| (*p, on_hand.get(&p.get()).copied().unwrap_or(0)))
+            .collect();
+        for (order, kind, lines) in &events {
+            if Standing::of(*kind, held.get(order).copied()).is_applied() {
+                continue;
+            }
+            for (p, q) in lines {
+                *counted.get_mut(p).expect("a wanted product") +=
+                    unapplied_effect(*kind) * i64::from(*q);
+            }
+        }
+        Ok((products.iter().map(|p| (*p, counted[p])).collect(), read_to))
+    }
+}
+
+/// The kind of a stream entry whose `t` is one character; another `t` moves nothing.
+fn single_kind(t: &str) -> Option<EventKind> {
+    let mut chars = t.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) => Some(EventKind::from_char(c)),
+        _ => None,
     }
 }
 

@@ -4,7 +4,7 @@
 //! Each module holds its script (`include_str!` of the `.lua` file), is the only place that builds
 //! that script's KEYS and ARGV (from typed inputs, in the order the script's header documents), and
 //! decodes its reply into a typed result; a reply outside the documented contract is an
-//! [`StorageError::Internal`] that names the script. The `.lua` headers hold the full contract;
+//! [`crate::error::FailureKind::Internal`] failure that names the script. The `.lua` headers hold the full contract;
 //! each module repeats it briefly next to the code.
 //!
 //! A wrapper takes the connection to run on: the caller chooses between the storage's ordinary

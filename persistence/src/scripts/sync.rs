@@ -5,7 +5,9 @@
 //! - ARGV: the mode (`load` or `repair`, see [`SyncMode`]), the product ids, their values counted
 //!   so far (MySQL's on-hand net of the unapplied events the caller read; both comma separated,
 //!   in KEYS order), the last stream id the caller read, the marker's value (now) if it is
-//!   missing, and the marker as the caller saw it.
+//!   missing, the marker as the caller saw it, and the stock effect of each event kind MySQL has
+//!   not applied ([`effects_arg`]). What counts as applied is decided in Rust alone
+//!   (`orders/applied.rs`): the script is handed its results.
 //! - Reply: four integers per key — present (1/0), before (0 when missing), expected, changed
 //!   (1/0) — decoded into one [`SyncedKey`] per product; then the location's epoch marker. Or
 //!   [`Synced::Moved`]: the marker changed while the caller read, and nothing was set.
@@ -14,6 +16,7 @@ use super::{unexpected, Invocation};
 use crate::error::StorageResult;
 use crate::infra::circuit::GuardedConn;
 use crate::infra::keys::Keys;
+use crate::orders::applied::effects_arg;
 use crate::recovery::sync::{SyncMode, SyncedKey};
 use redis::Script;
 use sf_routing::{LocationId, ProductId};
@@ -70,7 +73,8 @@ impl SyncKeys<'_> {
         .arg(join(&mut self.counted.iter().map(|(_, v)| v.to_string())))
         .arg(self.read_to)
         .arg(self.loaded_at)
-        .arg(self.marker_seen.unwrap_or(""));
+        .arg(self.marker_seen.unwrap_or(""))
+        .arg(effects_arg());
         inv
     }
 
@@ -182,7 +186,8 @@ mod tests {
                     "10,0,-1",
                     "1700000000000-3",
                     "2026-01-02T03:04:05.006Z",
-                    "2026-01-01T00:00:00.000Z"
+                    "2026-01-01T00:00:00.000Z",
+                    "R:-1,C:1"
                 ]
             );
         }
@@ -206,7 +211,7 @@ mod tests {
     #[test]
     fn a_missing_marker_is_an_empty_argument() {
         let inv = first_load().invocation(&Keys::new("t:"));
-        assert_eq!(inv.args, ["load", "3", "10", "0-0", "t", ""]);
+        assert_eq!(inv.args, ["load", "3", "10", "0-0", "t", "", "R:-1,C:1"]);
     }
 
     #[test]
