@@ -65,10 +65,10 @@ pub(super) async fn apply_and_ack(
             .collect();
         let ack = Ack {
             loc,
-            record_ttl_secs: store.config.record_ttl_secs,
+            record_ttl_secs: store.options().record_ttl_secs,
             events: &events,
         };
-        let acked = ack.run(&store.keys, &mut redis).await?;
+        let acked = ack.run(store.keys(), &mut redis).await?;
         if acked < evs.len() {
             // Another consumer took some over, or Redis lost them; either way MySQL has them and
             // the keys were set right under the batch's locks.
@@ -91,7 +91,7 @@ pub(super) struct Applied {
 pub(super) async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Applied> {
     // Before any row lock: see `never_persisted` for why that is safe.
     let never = never_persisted(store, events).await?;
-    let mut tx = store.db.begin().await?;
+    let mut tx = store.begin().await?;
     let ids: Vec<&str> = {
         let mut v: Vec<&str> = events.iter().map(|e| e.order_id.as_str()).collect();
         v.sort_unstable();
@@ -115,7 +115,8 @@ pub(super) async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Ap
         .iter()
         .filter_map(|n| n.key.as_ref().map(|k| (k, &n.order)))
         .collect();
-    let key_held_by = keep_redis_keys(&mut tx, &keyed, store.config.idempotency_ttl_secs).await?;
+    let key_held_by =
+        keep_redis_keys(&mut tx, &keyed, store.options().idempotency_ttl_secs).await?;
     let on_hand = lock_stock(&mut tx, &touched).await?;
     let batch = Batch {
         on_hand: &on_hand,
@@ -314,7 +315,7 @@ async fn mark_rejected(store: &Storage, written: &[Order]) {
                 loc,
                 orders: &orders,
             }
-            .run(&store.keys, &mut redis)
+            .run(store.keys(), &mut redis)
             .await
         }
         .await;

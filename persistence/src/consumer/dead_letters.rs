@@ -101,7 +101,7 @@ pub(super) async fn dead_letter(
     };
     let moved = {
         let mut redis = store.conn().await?;
-        dead.run(&store.keys, &mut redis).await?
+        dead.run(store.keys(), &mut redis).await?
     };
     if !moved {
         return Ok(());
@@ -146,7 +146,7 @@ pub(super) async fn dead_letter(
                 },
             };
             let written: StorageResult<()> = async {
-                let mut tx = store.db.begin().await?;
+                let mut tx = store.begin().await?;
                 insert_orders(&mut tx, &[&order], Reason::Order).await?;
                 tx.commit().await?;
                 Ok(())

@@ -151,10 +151,10 @@ pub async fn run(
     tracing::info!(consumer = %config.name, "order event consumer started");
     let mut state = State::default();
     while !shutdown.is_cancelled() {
-        if !store.circuit.passes() {
+        if !store.health().circuit().passes() {
             // Redis is unreachable: nothing to read; the circuit's probe tells when it is back.
             tokio::select! {
-                _ = tokio::time::sleep(store.redis_settings.probe_every) => continue,
+                _ = tokio::time::sleep(store.probe_every()) => continue,
                 _ = shutdown.cancelled() => break,
             }
         }
@@ -209,7 +209,7 @@ impl State {
             tokio::time::sleep(config.idle).await;
             return Ok(());
         }
-        let streams: Vec<String> = locations.iter().map(|l| store.keys.stream(*l)).collect();
+        let streams: Vec<String> = locations.iter().map(|l| store.keys().stream(*l)).collect();
         self.ensure_groups(store, &streams).await?;
 
         let mut events = Vec::new();
@@ -241,7 +241,7 @@ impl State {
             let replies: Vec<Option<StreamReadReply>> = {
                 // A connection of its own: its large replies must not hold up the requests.
                 // Opened anew after the circuit opened since (it may be bound to a dead server).
-                let trips = store.circuit.trips();
+                let trips = store.health().circuit().trips();
                 let redis = match &self.reader {
                     Some((c, at)) if *at == trips => c.clone(),
                     _ => {
@@ -336,7 +336,7 @@ pub(super) async fn reclaim(
     for loc in locations {
         let reply: StreamAutoClaimReply = redis
             .xautoclaim_options(
-                store.keys.stream(*loc),
+                store.keys().stream(*loc),
                 GROUP,
                 &config.name,
                 config.reclaim_idle.as_millis() as u64,
@@ -359,7 +359,9 @@ pub async fn backlog(store: &Storage) -> StorageResult<(u64, u64)> {
     let mut redis = store.conn().await?;
     let mut pipe = redis::pipe();
     for l in &locations.all {
-        let key = store.keys.stream(LocationId::new_unchecked(l.location_id));
+        let key = store
+            .keys()
+            .stream(LocationId::new_unchecked(l.location_id));
         pipe.xlen(&key);
         pipe.cmd("XRANGE")
             .arg(&key)

@@ -64,7 +64,7 @@ async fn read(
     let entries: redis::streams::StreamRangeReply = {
         let mut redis = store.conn().await?;
         redis
-            .xrange_count(store.keys.stream(loc), "-", "+", LOOK)
+            .xrange_count(store.keys().stream(loc), "-", "+", LOOK)
             .await?
     };
     if entries.ids.len() >= LOOK {

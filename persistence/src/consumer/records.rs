@@ -40,7 +40,7 @@ pub(super) async fn never_persisted(
     let mut pipe = redis::pipe();
     for e in &asked {
         pipe.cmd("HMGET")
-            .arg(store.keys.order(e.loc, &e.order_id))
+            .arg(store.keys().order(e.loc, &e.order_id))
             .arg("st")
             .arg("d");
     }
@@ -68,7 +68,7 @@ pub(super) async fn cancelled_in_redis(
     let mut pipe = redis::pipe();
     for n in asked {
         pipe.cmd("HGET")
-            .arg(store.keys.order(n.event.loc, &n.order.order_id))
+            .arg(store.keys().order(n.event.loc, &n.order.order_id))
             .arg("st");
     }
     let states: Vec<Option<String>> = {

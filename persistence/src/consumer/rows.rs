@@ -76,7 +76,7 @@ pub(super) async fn vanished(
         let limit = (ids.len() * 4).max(1000);
         limits.push(limit);
         pipe.cmd("XPENDING")
-            .arg(store.keys.stream(*loc))
+            .arg(store.keys().stream(*loc))
             .arg(GROUP)
             .arg(first)
             .arg(last)

@@ -117,6 +117,16 @@ impl Storage {
         &self.keys
     }
 
+    /// A MySQL transaction on the storage's pool.
+    pub(crate) async fn begin(&self) -> StorageResult<sqlx::Transaction<'static, sqlx::MySql>> {
+        Ok(self.db.begin().await?)
+    }
+
+    /// How often a Redis found down is probed.
+    pub(crate) fn probe_every(&self) -> std::time::Duration {
+        self.redis_settings.probe_every
+    }
+
     /// The number of a load of the in-memory copies that starts now.
     pub(crate) fn next_load(&self) -> u64 {
         self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
