@@ -41,7 +41,8 @@ pub use error::{
     Alternative, Cause, Dependency, Failure, FailureKind, Refusal, StorageError, StorageResult,
 };
 pub use infra::{
-    Circuit, CircuitState, Keys, RedisClient, RedisConn, RedisLink, RedisPool, RedisSettings,
+    Circuit, CircuitState, Keys, RedisClient, RedisConn, RedisLink, RedisPersistence, RedisPool,
+    RedisSettings,
 };
 
 use arc_swap::ArcSwap;
@@ -52,16 +53,6 @@ use sqlx::MySqlPool;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// What Redis keeps on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RedisPersistence {
-    /// An append-only file: an acknowledged order survives a crash.
-    AppendOnly,
-    /// Snapshots only: orders since the last one are lost in a crash.
-    Snapshots,
-    Nothing,
-}
 
 /// Settings of the storage layer.
 #[derive(Debug, Clone)]
@@ -92,7 +83,7 @@ impl Default for StorageOptions {
 }
 
 /// MySQL and Redis, and the in-memory copies of the catalogue and the locations. Sealed: the
-/// layers above call its methods and read its typed state, never its pools.
+/// layers above take its handles and read its typed state, never its pools.
 pub struct Storage {
     db: MySqlPool,
     /// Replaced by a fresh pool when Redis comes back after an outage.

@@ -6,7 +6,17 @@ use super::circuit::{self, Circuit};
 use super::Health;
 use super::{Keys, RedisPool};
 use crate::error::{StorageError, StorageResult};
-use crate::{RedisPersistence, Storage, StorageOptions};
+use crate::{Storage, StorageOptions};
+
+/// What Redis keeps on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisPersistence {
+    /// An append-only file: an acknowledged order survives a crash.
+    AppendOnly,
+    /// Snapshots only: orders since the last one are lost in a crash.
+    Snapshots,
+    Nothing,
+}
 
 impl Storage {
     /// A Redis connection for one operation, behind the circuit: it fails at once while the

@@ -11,6 +11,7 @@ pub mod mysql;
 pub mod redis_link;
 
 pub use circuit::{Circuit, CircuitState, MysqlHealth};
+pub use connections::RedisPersistence;
 pub use keys::Keys;
 pub use redis_link::{RedisClient, RedisConn, RedisLink, RedisPool, RedisSettings};
 
