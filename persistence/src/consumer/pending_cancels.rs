@@ -3,11 +3,12 @@
 
 use crate::error::StorageResult;
 use crate::formats::decode_lines;
+use crate::infra::mysql::push_list;
 use crate::orders::ledger::ROWS_PER_STATEMENT;
-use crate::recovery::sync::marks;
 use crate::Storage;
 use redis::AsyncCommands;
 use sf_routing::LocationId;
+use sqlx::QueryBuilder;
 use std::collections::{HashMap, HashSet};
 
 /// The cancels still in a location's stream and not in this batch, read once per batch and
@@ -65,15 +66,12 @@ impl PendingCancels {
                     .collect();
                 let mut restores = false;
                 for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-                    let sql = format!(
-                        "SELECT COUNT(*) FROM orders WHERE status = 'CONFIRMED' AND id IN ({})",
-                        marks(chunk.len())
+                    let mut q = QueryBuilder::new(
+                        "SELECT COUNT(*) FROM orders WHERE status = 'CONFIRMED' AND id IN ",
                     );
-                    let mut q = sqlx::query_scalar::<_, i64>(&sql);
-                    for id in chunk {
-                        q = q.bind(*id);
-                    }
-                    if q.fetch_one(&mut *conn).await? > 0 {
+                    push_list(&mut q, chunk.iter().copied());
+                    let count: i64 = q.build_query_scalar().fetch_one(&mut *conn).await?;
+                    if count > 0 {
                         restores = true;
                         break;
                     }

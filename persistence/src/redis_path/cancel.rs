@@ -26,7 +26,6 @@ impl Storage {
     #[tracing::instrument(skip(self))]
     pub async fn cancel_order(&self, order_id: &str) -> StorageResult<Order> {
         let loc = Order::location_of(order_id)
-            .map(LocationId::new_unchecked)
             .ok_or_else(|| StorageError::UnknownOrder(order_id.to_owned()))?;
         let deadline = self.db_deadline();
         crate::infra::mysql::with_retry("cancel", || self.try_cancel_order(order_id, loc, deadline))
