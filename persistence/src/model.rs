@@ -2,7 +2,7 @@
 //! own, versioned: [`crate::formats`].
 
 use serde::{Deserialize, Serialize};
-use sf_routing::{DeliveryType, LocationKind};
+use sf_routing::{DeliveryType, LocationId, LocationKind};
 
 /// Also read from MySQL as it is, from the text of the `status` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,10 +70,13 @@ pub struct Address {
     pub longitude: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Also read from MySQL as it is, from a row of `order_lines`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderItem {
     pub product_id: u64,
+    /// `INT` in MySQL, always above 0.
+    #[sqlx(try_from = "i32")]
     pub quantity: u32,
     pub unit_price: i64,
 }
@@ -98,10 +101,13 @@ pub struct Order {
 impl Order {
     /// The location an order id names: ids are `<locationId>-<uuid>`, so a Redis-path order can be
     /// found before it reaches MySQL.
-    pub fn location_of(order_id: &str) -> Option<u64> {
+    pub fn location_of(order_id: &str) -> Option<LocationId> {
         let (loc, rest) = order_id.split_once('-')?;
         (!rest.is_empty()).then_some(())?;
-        loc.parse().ok().filter(|l| *l > 0)
+        loc.parse()
+            .ok()
+            .filter(|l| *l > 0)
+            .map(LocationId::new_unchecked)
     }
 
     pub fn new_id(location: u64) -> String {

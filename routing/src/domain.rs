@@ -25,13 +25,21 @@ pub enum DomainError {
 }
 
 /// A product id, always positive.
+///
+/// With the `sqlx` feature it is read from and bound to SQL as its number (`BIGINT UNSIGNED`).
+/// Reading does not check that it is positive: a value from the service's own database is trusted
+/// as [`ProductId::new_unchecked`] trusts its caller (the column is an `AUTO_INCREMENT` key, or
+/// holds one, and every id written there was validated first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(transparent))]
 pub struct ProductId(u64);
 
 impl ProductId {
     pub fn parse(value: i64) -> Result<Self, DomainError> {
         positive("productId", value).map(Self)
     }
+    /// For a value known to be positive already (one the service stored or made itself);
+    /// nothing is checked.
     pub const fn new_unchecked(value: u64) -> Self {
         Self(value)
     }
@@ -41,13 +49,19 @@ impl ProductId {
 }
 
 /// A location (warehouse or store) id, always positive.
+///
+/// With the `sqlx` feature it is read from and bound to SQL as its number, trusted when read as
+/// [`ProductId`] is (see there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(transparent))]
 pub struct LocationId(u64);
 
 impl LocationId {
     pub fn parse(field: &'static str, value: i64) -> Result<Self, DomainError> {
         positive(field, value).map(Self)
     }
+    /// For a value known to be positive already (one the service stored or made itself);
+    /// nothing is checked.
     pub const fn new_unchecked(value: u64) -> Self {
         Self(value)
     }

@@ -9,6 +9,8 @@
 //! - [`plan`]: turns a delivery request into ranked [`Candidate`]s ([`candidates`]), and keeps, in
 //!   that order, those a stock view says can fill every line ([`eligible`]). The order paths try
 //!   the candidates in turn; the stock decides, under locks or in a script, which one takes it.
+//! - `sql` (with the `sqlx` feature): how a storage layer reads these values from SQL and binds
+//!   the ids; the crate itself never runs a query.
 //!
 //! This crate must never talk to a database, a cache or the network: callers hand it the locations
 //! and a stock lookup, and it answers with a decision.
@@ -16,6 +18,8 @@
 pub mod domain;
 pub mod index;
 pub mod plan;
+#[cfg(feature = "sqlx")]
+mod sql;
 
 pub use domain::{
     Coordinates, DeliveryType, DomainError, LocationId, LocationKind, OrderLines, ProductId,

@@ -54,12 +54,14 @@ impl Catalog<'_> {
             .execute(&self.db)
             .await?
             .last_insert_id();
+            // The key MySQL just gave the row: `AUTO_INCREMENT` starts at 1.
+            let id = LocationId::new_unchecked(id);
             self.catalog().refresh_locations().await?;
             self.catalog()
                 .locations()
-                .get(LocationId::new_unchecked(id))
+                .get(id)
                 .cloned()
-                .ok_or(Refusal::UnknownLocation(LocationId::new_unchecked(id)).into())
+                .ok_or(Refusal::UnknownLocation(id).into())
         })
         .await
     }
@@ -80,7 +82,7 @@ impl Catalog<'_> {
             .bind(change.coordinates.map(|c| c.latitude()))
             .bind(change.coordinates.map(|c| c.longitude()))
             .bind(change.active)
-            .bind(id.get())
+            .bind(id)
             .execute(&self.db)
             .await?;
             self.catalog().refresh_locations().await?;
@@ -112,9 +114,10 @@ impl Catalog<'_> {
                     })
                 })?
                 .last_insert_id();
+            // The key MySQL just gave the row: `AUTO_INCREMENT` starts at 1.
+            let id = ProductId::new_unchecked(id);
             self.catalog().refresh_catalog().await?;
-            self.product(ProductId::new_unchecked(id))
-                .ok_or(Refusal::UnknownProduct(ProductId::new_unchecked(id)).into())
+            self.product(id).ok_or(Refusal::UnknownProduct(id).into())
         })
         .await
     }
@@ -130,7 +133,7 @@ impl Catalog<'_> {
     ) -> StorageResult<(Vec<Product>, Option<u64>)> {
         self.in_time(self.db_deadline(), async {
             // One row more than asked for says whether a next page exists.
-            let rows = sqlx::query(
+            let rows: Vec<ProductRow> = sqlx::query_as(
                 "SELECT id, sku, name, price, active FROM products \
                  WHERE id > ? AND (? IS NULL OR active = ?) ORDER BY id LIMIT ?",
             )
@@ -140,10 +143,7 @@ impl Catalog<'_> {
             .bind(limit + 1)
             .fetch_all(&self.db)
             .await?;
-            let mut items = rows
-                .iter()
-                .map(product_from_row)
-                .collect::<StorageResult<Vec<_>>>()?;
+            let mut items: Vec<Product> = rows.into_iter().map(Product::from).collect();
             let next = page_end(&mut items, limit as usize, |p| p.product_id);
             Ok((items, next))
         })
@@ -153,12 +153,13 @@ impl Catalog<'_> {
     /// One product as operators see it, active or not (MySQL).
     pub async fn product_for_operators(&self, id: ProductId) -> StorageResult<Product> {
         self.in_time(self.db_deadline(), async {
-            let row = sqlx::query("SELECT id, sku, name, price, active FROM products WHERE id = ?")
-                .bind(id.get())
-                .fetch_optional(&self.db)
-                .await?
-                .ok_or(Refusal::UnknownProduct(id))?;
-            product_from_row(&row)
+            let row: ProductRow =
+                sqlx::query_as("SELECT id, sku, name, price, active FROM products WHERE id = ?")
+                    .bind(id)
+                    .fetch_optional(&self.db)
+                    .await?
+                    .ok_or(Refusal::UnknownProduct(id))?;
+            Ok(row.into())
         })
         .await
     }
@@ -178,7 +179,7 @@ impl Catalog<'_> {
             .bind(change.name)
             .bind(change.price)
             .bind(change.active)
-            .bind(id.get())
+            .bind(id)
             .execute(&self.db)
             .await?;
             self.catalog().refresh_catalog().await?;

@@ -29,7 +29,7 @@ impl Storage {
     ) -> StorageResult<IssuedKey> {
         let kind: Option<String> =
             sqlx::query_scalar("SELECT CAST(kind AS CHAR) FROM locations WHERE id = ?")
-                .bind(store.get())
+                .bind(store)
                 .fetch_optional(&self.db)
                 .await?;
         match kind.as_deref().and_then(LocationKind::parse) {
@@ -42,7 +42,7 @@ impl Storage {
             None => return Err(Refusal::UnknownLocation(store).into()),
         }
         let id = sqlx::query("INSERT INTO store_keys (store_id, key_hash, label) VALUES (?, ?, ?)")
-            .bind(store.get())
+            .bind(store)
             .bind(hash_key(key))
             .bind(label)
             .execute(&self.db)
@@ -78,7 +78,7 @@ impl Catalog<'_> {
             let found: Option<u64> =
                 sqlx::query_scalar("SELECT id FROM store_keys WHERE id = ? AND store_id = ?")
                     .bind(key_id)
-                    .bind(store.get())
+                    .bind(store)
                     .fetch_optional(&self.db)
                     .await?;
             if found.is_none() {
@@ -98,13 +98,12 @@ impl Catalog<'_> {
     /// The store a valid, unrevoked key belongs to.
     pub async fn store_of_key(&self, key: &str) -> StorageResult<Option<LocationId>> {
         self.in_time(self.db_deadline(), async {
-            let id: Option<u64> = sqlx::query_scalar(
+            Ok(sqlx::query_scalar(
                 "SELECT store_id FROM store_keys WHERE key_hash = ? AND revoked_at IS NULL",
             )
             .bind(hash_key(key))
             .fetch_optional(&self.db)
-            .await?;
-            Ok(id.map(LocationId::new_unchecked))
+            .await?)
         })
         .await
     }

@@ -236,8 +236,8 @@ impl StockMirror {
             for (pi, p) in products.iter().enumerate() {
                 let held = copy.values.get(&p.get()).map_or(&[][..], Vec::as_slice);
                 let mut next = 0;
-                for (li, l) in locations.iter().enumerate() {
-                    let l = l.get();
+                for (li, loc) in locations.iter().enumerate() {
+                    let l = loc.get();
                     if held.get(next).is_none_or(|(at, _)| *at != l) {
                         next = held.partition_point(|(at, _)| *at < l);
                     }
@@ -251,7 +251,7 @@ impl StockMirror {
                     let i = li * products.len() + pi;
                     match value {
                         Some(v) => out[i] = Some(v),
-                        None => missing.push((i, (l, p.get()))),
+                        None => missing.push((i, (*loc, *p))),
                     }
                 }
             }
@@ -262,18 +262,14 @@ impl StockMirror {
         }
         let mut mget = redis::cmd("MGET");
         for (_, (l, p)) in &missing {
-            mget.arg(
-                storage
-                    .keys
-                    .stock(LocationId::new_unchecked(*l), ProductId::new_unchecked(*p)),
-            );
+            mget.arg(storage.keys.stock(*l, *p));
         }
         let values: Vec<Option<i64>> = mget.query_async(&mut tracked.conn.clone()).await?;
         let mut copy = self.copy.lock().expect("stock mirror");
-        for ((i, id), v) in missing.into_iter().zip(values) {
+        for ((i, (l, p)), v) in missing.into_iter().zip(values) {
             out[i] = v;
             if let Some(v) = v {
-                copy.keep(id, v, sent_at);
+                copy.keep((l.get(), p.get()), v, sent_at);
             }
         }
         Ok(out)
@@ -327,14 +323,9 @@ impl StockMirror {
         let mut info = client.get_connection_info().clone();
         info.redis.protocol = redis::ProtocolVersion::RESP3;
         // Every location, open or closed: a closed one may open again.
-        let mut locations: Vec<u64> = storage
-            .catalog()
-            .all_location_ids()
-            .iter()
-            .map(|l| l.get())
-            .collect();
-        locations.sort_unstable();
-        let locations = Arc::new(locations);
+        let mut ids = storage.catalog().all_location_ids();
+        ids.sort_unstable();
+        let locations = Arc::new(ids.iter().map(|l| l.get()).collect::<Vec<u64>>());
         let generation = {
             let mut copy = self.copy.lock().expect("stock mirror");
             copy.forget_all();
@@ -360,10 +351,8 @@ impl StockMirror {
             // Redis reports every change to a stock key of these locations on this connection.
             let mut tracking = redis::cmd("CLIENT");
             tracking.arg("TRACKING").arg("ON").arg("BCAST");
-            for loc in locations.iter() {
-                tracking
-                    .arg("PREFIX")
-                    .arg(storage.keys.stock_prefix(LocationId::new_unchecked(*loc)));
+            for loc in &ids {
+                tracking.arg("PREFIX").arg(storage.keys.stock_prefix(*loc));
             }
             let _: () = tracking.query_async(&mut conn).await?;
             Ok::<_, StorageError>(conn)

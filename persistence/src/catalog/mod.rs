@@ -21,14 +21,13 @@ pub(crate) use mirror::StockMirror;
 pub use pages::{ListedProduct, ProductStock, ProductsAfter};
 pub(crate) use read_groups::ReadGroups;
 
-use crate::error::{Refusal, StorageError, StorageResult};
+use crate::error::{Refusal, StorageResult};
 use crate::model::{Location, Product};
 use crate::Storage;
 use arc_swap::ArcSwap;
 use sf_routing::{
     Coordinates, LocationId, LocationIndex, LocationKind, OrderLines, ProductId, Site,
 };
-use sqlx::Row;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -68,6 +67,8 @@ struct PageReads {
 pub struct Locations {
     pub all: Vec<Location>,
     pub index: LocationIndex,
+    /// The ids of `all`, in the same order.
+    ids: Vec<LocationId>,
     /// The active locations by id: where product pages show stock.
     active: Vec<(LocationId, LocationKind)>,
     /// Which load this is (see [`crate::catalog::Catalog::refresh_locations`]).
@@ -80,18 +81,37 @@ impl Locations {
     }
 }
 
-fn product_from_row(r: &sqlx::mysql::MySqlRow) -> StorageResult<Product> {
-    Ok(Product {
-        product_id: r.try_get("id")?,
-        sku: r.try_get("sku")?,
-        name: r.try_get("name")?,
-        price: r.try_get("price")?,
-        active: r.try_get("active")?,
-    })
+/// A row of `products`, as `SELECT id, sku, name, price, active` reads it.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct ProductRow {
+    pub id: ProductId,
+    pub sku: String,
+    pub name: String,
+    pub price: i64,
+    pub active: bool,
 }
 
-fn kind(s: &str) -> StorageResult<LocationKind> {
-    LocationKind::parse(s).ok_or_else(|| StorageError::internal(format!("bad location kind {s}")))
+impl From<ProductRow> for Product {
+    fn from(row: ProductRow) -> Self {
+        Self {
+            product_id: row.id.get(),
+            sku: row.sku,
+            name: row.name,
+            price: row.price,
+            active: row.active,
+        }
+    }
+}
+
+/// A row of `locations`, its kind read as text.
+#[derive(Debug, sqlx::FromRow)]
+struct LocationRow {
+    id: LocationId,
+    kind: LocationKind,
+    name: String,
+    latitude: f64,
+    longitude: f64,
+    active: bool,
 }
 
 impl Storage {
@@ -128,17 +148,17 @@ impl Catalog<'_> {
     /// the newest rows, so an older load never replaces it.
     pub async fn refresh_catalog(&self) -> StorageResult<()> {
         let load = self.next_load();
-        let rows = sqlx::query("SELECT id, sku, name, price, active FROM products")
-            .fetch_all(&self.db)
-            .await?;
+        let rows: Vec<ProductRow> =
+            sqlx::query_as("SELECT id, sku, name, price, active FROM products")
+                .fetch_all(&self.db)
+                .await?;
         let mut products = HashMap::with_capacity(rows.len());
         let mut active = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let p = product_from_row(r)?;
-            if p.active {
-                active.push(ProductId::new_unchecked(p.product_id));
+        for row in rows {
+            if row.active {
+                active.push(row.id);
             }
-            products.insert(ProductId::new_unchecked(p.product_id), p);
+            products.insert(row.id, Product::from(row));
         }
         active.sort_unstable();
         let fresh = Arc::new(ProductIndex {
@@ -156,39 +176,41 @@ impl Catalog<'_> {
     /// catalogue, an older load never replaces a newer one.
     pub async fn refresh_locations(&self) -> StorageResult<()> {
         let load = self.next_load();
-        let rows = sqlx::query(
+        let rows: Vec<LocationRow> = sqlx::query_as(
             "SELECT id, CAST(kind AS CHAR) AS kind, name, latitude, longitude, active FROM locations ORDER BY id",
         )
         .fetch_all(&self.db)
         .await?;
-        let mut all = Vec::with_capacity(rows.len());
-        for r in &rows {
-            all.push(Location {
-                location_id: r.try_get("id")?,
-                location_type: kind(r.try_get("kind")?)?,
-                name: r.try_get("name")?,
-                latitude: r.try_get("latitude")?,
-                longitude: r.try_get("longitude")?,
-                active: r.try_get("active")?,
-            });
-        }
-        let index = LocationIndex::new(all.iter().filter(|l| l.active).filter_map(|l| {
+        let index = LocationIndex::new(rows.iter().filter(|l| l.active).filter_map(|l| {
             Some(Site {
-                id: LocationId::new_unchecked(l.location_id),
-                kind: l.location_type,
+                id: l.id,
+                kind: l.kind,
                 name: l.name.clone(),
                 coordinates: Coordinates::new(l.latitude, l.longitude).ok()?,
             })
         }));
-        let mut active: Vec<(LocationId, LocationKind)> = all
+        let mut active: Vec<(LocationId, LocationKind)> = rows
             .iter()
             .filter(|l| l.active)
-            .map(|l| (LocationId::new_unchecked(l.location_id), l.location_type))
+            .map(|l| (l.id, l.kind))
             .collect();
         active.sort_unstable_by_key(|(id, _)| *id);
+        let ids = rows.iter().map(|l| l.id).collect();
+        let all = rows
+            .into_iter()
+            .map(|l| Location {
+                location_id: l.id.get(),
+                location_type: l.kind,
+                name: l.name,
+                latitude: l.latitude,
+                longitude: l.longitude,
+                active: l.active,
+            })
+            .collect();
         let fresh = Arc::new(Locations {
             all,
             index,
+            ids,
             active,
             load,
         });
@@ -198,12 +220,7 @@ impl Catalog<'_> {
 
     /// Ids of every location, active or not (every one may have events in flight).
     pub fn all_location_ids(&self) -> Vec<LocationId> {
-        self.catalog()
-            .locations()
-            .all
-            .iter()
-            .map(|l| LocationId::new_unchecked(l.location_id))
-            .collect()
+        self.locations().ids.clone()
     }
 
     pub fn locations(&self) -> Arc<Locations> {

@@ -6,13 +6,12 @@ use super::*;
 use crate::error::{Refusal, StorageResult};
 use crate::model::{Page, Product, StockLevel, StockSource};
 use crate::Storage;
-use sf_routing::{LocationId, ProductId};
-use sqlx::Row;
+use sf_routing::{LocationId, LocationKind, ProductId};
 use std::sync::Arc;
 
 /// A product as a list page shows it: its stock summed over the active locations instead of the
 /// stock per location.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ListedProduct {
     pub product_id: u64,
     pub name: String,
@@ -63,28 +62,17 @@ impl Storage {
     async fn read_products_after(&self, after: u64, limit: u32) -> StorageResult<ProductsAfter> {
         self.in_time(self.db_deadline(), async {
             // One row more than asked for says whether a next page exists.
-            let rows = sqlx::query(
-                "SELECT p.id, p.name, p.price, \
+            let mut items: Vec<ListedProduct> = sqlx::query_as(
+                "SELECT p.id AS product_id, p.name, p.price, \
                  (SELECT CAST(COALESCE(SUM(s.on_hand), 0) AS SIGNED) FROM stock s \
                   JOIN locations l ON l.id = s.location_id AND l.active \
-                  WHERE s.product_id = p.id) AS total \
+                  WHERE s.product_id = p.id) AS total_quantity \
                  FROM products p WHERE p.active AND p.id > ? ORDER BY p.id LIMIT ?",
             )
             .bind(after)
             .bind(limit + 1)
             .fetch_all(&self.db)
             .await?;
-            let mut items = rows
-                .iter()
-                .map(|r| {
-                    Ok(ListedProduct {
-                        product_id: r.try_get("id")?,
-                        name: r.try_get("name")?,
-                        price: r.try_get("price")?,
-                        total_quantity: r.try_get("total")?,
-                    })
-                })
-                .collect::<StorageResult<Vec<_>>>()?;
             let next = page_end(&mut items, limit as usize, |p| p.product_id);
             Ok(ProductsAfter {
                 items,
@@ -98,31 +86,20 @@ impl Storage {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn read_product_with_stock(&self, id: ProductId) -> StorageResult<ProductStock> {
         self.in_time(self.db_deadline(), async {
-            let rows = sqlx::query(
+            let rows: Vec<ProductStockRow> = sqlx::query_as(
                 "SELECT p.id, p.sku, p.name, p.price, p.active, s.location_id, \
                  CAST(l.kind AS CHAR) AS kind, s.on_hand FROM products p \
                  LEFT JOIN (stock s JOIN locations l ON l.id = s.location_id AND l.active) \
                  ON s.product_id = p.id \
                  WHERE p.id = ? AND p.active ORDER BY s.location_id",
             )
-            .bind(id.get())
+            .bind(id)
             .fetch_all(&self.db)
             .await?;
-            let product = product_from_row(rows.first().ok_or(Refusal::UnknownProduct(id))?)?;
-            let mut stock = Vec::with_capacity(rows.len());
-            for r in &rows {
-                // A product without stock rows comes back as one row without a location.
-                let Some(location_id) = r.try_get::<Option<u64>, _>("location_id")? else {
-                    continue;
-                };
-                stock.push(StockLevel {
-                    location_id,
-                    location_type: kind(r.try_get("kind")?)?,
-                    quantity: r.try_get("on_hand")?,
-                });
-            }
+            let stock = rows.iter().filter_map(ProductStockRow::stock).collect();
+            let first = rows.into_iter().next();
             Ok(ProductStock {
-                product,
+                product: first.ok_or(Refusal::UnknownProduct(id))?.product.into(),
                 stock,
                 source: StockSource::Mysql,
             })
@@ -139,7 +116,7 @@ impl Catalog<'_> {
             let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products WHERE active")
                 .fetch_one(&self.db)
                 .await?;
-            let rows = sqlx::query(
+            let rows: Vec<ProductRow> = sqlx::query_as(
                 "SELECT id, sku, name, price, active FROM products WHERE active ORDER BY id LIMIT ? OFFSET ?",
             )
             .bind(size)
@@ -147,10 +124,7 @@ impl Catalog<'_> {
             .fetch_all(&self.db)
             .await?;
             Ok(Page {
-                items: rows
-                    .iter()
-                    .map(product_from_row)
-                    .collect::<StorageResult<_>>()?,
+                items: rows.into_iter().map(Product::from).collect(),
                 total: total as u64,
             })
         })
@@ -268,6 +242,28 @@ impl Catalog<'_> {
                 })
             })
             .await
+    }
+}
+
+/// A row of [`Storage::read_product_with_stock`]: the product, and its stock at one location.
+#[derive(sqlx::FromRow)]
+struct ProductStockRow {
+    #[sqlx(flatten)]
+    product: ProductRow,
+    location_id: Option<u64>,
+    kind: Option<LocationKind>,
+    on_hand: Option<i64>,
+}
+
+impl ProductStockRow {
+    /// The stock level of this row; none when the product has no stock rows (it then comes back
+    /// as one row without a location).
+    fn stock(&self) -> Option<StockLevel> {
+        Some(StockLevel {
+            location_id: self.location_id?,
+            location_type: self.kind?,
+            quantity: self.on_hand?,
+        })
     }
 }
 

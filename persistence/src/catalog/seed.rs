@@ -11,7 +11,8 @@
 use crate::error::{Refusal, StorageError, StorageResult};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sqlx::MySqlPool;
+use sf_routing::LocationKind;
+use sqlx::{MySqlPool, QueryBuilder};
 use std::io::Write;
 use std::path::Path;
 
@@ -124,33 +125,39 @@ pub async fn seed(
     let mut tx = db.begin().await?;
 
     progress(&format!("locations: {n_wh} warehouses, {n_st} stores"));
-    let mut locs: Vec<(String, &str, f64, f64)> = Vec::new();
+    let mut locs: Vec<(String, LocationKind, f64, f64)> = Vec::new();
     for i in 0..n_wh {
         let (name, lat, lon) = WAREHOUSES[i % WAREHOUSES.len()];
-        locs.push((name.to_owned(), "WAREHOUSE", lat, lon));
+        locs.push((name.to_owned(), LocationKind::Warehouse, lat, lon));
     }
     for i in 0..n_st {
         let (name, lat, lon) = STORES[i % STORES.len()];
         if i < STORES.len() {
-            locs.push((name.to_owned(), "STORE", lat, lon));
+            locs.push((name.to_owned(), LocationKind::Store, lat, lon));
         } else {
             // Beyond the named list: a second branch nearby.
             let dlat = rng.gen_range(-0.02..0.02);
             let dlon = rng.gen_range(-0.02..0.02);
-            locs.push((format!("{name} 2"), "STORE", lat + dlat, lon + dlon));
+            locs.push((
+                format!("{name} 2"),
+                LocationKind::Store,
+                lat + dlat,
+                lon + dlon,
+            ));
         }
     }
-    let sql = format!(
-        "INSERT INTO locations (kind, name, latitude, longitude) VALUES {}",
-        vec!["(?,?,?,?)"; locs.len()].join(",")
-    );
-    let mut q = sqlx::query(&sql);
-    for (name, kind, lat, lon) in &locs {
-        q = q.bind(*kind).bind(name).bind(lat).bind(lon);
-    }
-    q.execute(&mut *tx).await?;
-    let ids: Vec<(u64, String)> =
-        sqlx::query_as("SELECT id, CAST(kind AS CHAR) FROM locations ORDER BY id")
+    QueryBuilder::new("INSERT INTO locations (kind, name, latitude, longitude) ")
+        .push_values(&locs, |mut row, (name, kind, lat, lon)| {
+            row.push_bind(kind.as_str())
+                .push_bind(name)
+                .push_bind(lat)
+                .push_bind(lon);
+        })
+        .build()
+        .execute(&mut *tx)
+        .await?;
+    let ids: Vec<SeededLocation> =
+        sqlx::query_as("SELECT id, CAST(kind AS CHAR) AS kind FROM locations ORDER BY id")
             .fetch_all(&mut *tx)
             .await?;
 
@@ -174,31 +181,28 @@ pub async fn seed(
     ];
     const COLOURS: &[&str] = &["Black", "White", "Navy", "Red", "Olive", "Grey", "Beige"];
     for chunk in (1..=n_prod).collect::<Vec<_>>().chunks(2000) {
-        let sql = format!(
-            "INSERT INTO products (id, sku, name, price) VALUES {}",
-            vec!["(?,?,?,?)"; chunk.len()].join(",")
-        );
-        let mut q = sqlx::query(&sql);
-        for i in chunk {
-            let cat = CATEGORIES[i % CATEGORIES.len()];
-            let colour = COLOURS[(i / CATEGORIES.len()) % COLOURS.len()];
-            let price = rng.gen_range(5..=150) * 1000;
-            q = q
-                .bind(*i as u64)
-                .bind(format!("SF-{i:06}"))
-                .bind(format!("{colour} {cat} #{i}"))
-                .bind(price as i64);
-        }
-        q.execute(&mut *tx).await?;
+        QueryBuilder::new("INSERT INTO products (id, sku, name, price) ")
+            .push_values(chunk, |mut row, i| {
+                let cat = CATEGORIES[i % CATEGORIES.len()];
+                let colour = COLOURS[(i / CATEGORIES.len()) % COLOURS.len()];
+                let price = rng.gen_range(5..=150) * 1000;
+                row.push_bind(*i as u64)
+                    .push_bind(format!("SF-{i:06}"))
+                    .push_bind(format!("{colour} {cat} #{i}"))
+                    .push_bind(price as i64);
+            })
+            .build()
+            .execute(&mut *tx)
+            .await?;
     }
 
     let total = ids.len() * n_prod;
     progress(&format!("stock: {total} rows"));
     let mut rows: Vec<(u64, u64, i64)> = Vec::with_capacity(5000);
     let mut written = 0;
-    for (loc, kind) in &ids {
+    for SeededLocation { id: loc, kind } in &ids {
         for p in 1..=n_prod as u64 {
-            let qty = if kind == "WAREHOUSE" {
+            let qty = if *kind == LocationKind::Warehouse {
                 rng.gen_range(200..=1000)
             } else {
                 rng.gen_range(0..=40)
@@ -217,8 +221,8 @@ pub async fn seed(
     insert_stock(&mut tx, &rows).await?;
 
     let mut store_keys = Vec::new();
-    for ((id, kind), (name, ..)) in ids.iter().zip(&locs) {
-        if kind == "STORE" {
+    for (SeededLocation { id, kind }, (name, ..)) in ids.iter().zip(&locs) {
+        if *kind == LocationKind::Store {
             let key = demo_key(*id);
             sqlx::query("INSERT INTO store_keys (store_id, key_hash, label) VALUES (?, ?, 'demo')")
                 .bind(id)
@@ -245,20 +249,32 @@ async fn insert_stock(
     if rows.is_empty() {
         return Ok(());
     }
-    let sql = format!(
-        "INSERT INTO stock (location_id, product_id, on_hand, initial_quantity) VALUES {}",
-        vec!["(?,?,?,?)"; rows.len()].join(",")
-    );
-    let mut q = sqlx::query(&sql);
-    for (l, p, qty) in rows {
-        q = q.bind(l).bind(p).bind(qty).bind(qty);
-    }
-    q.execute(&mut *tx).await?;
+    QueryBuilder::new("INSERT INTO stock (location_id, product_id, on_hand, initial_quantity) ")
+        .push_values(rows, |mut row, (l, p, qty)| {
+            row.push_bind(l).push_bind(p).push_bind(qty).push_bind(qty);
+        })
+        .build()
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
+/// A location as the seed reads it back, with the id MySQL gave it.
+#[derive(sqlx::FromRow)]
+struct SeededLocation {
+    id: u64,
+    kind: LocationKind,
+}
+
+/// A store with a demo key.
+#[derive(sqlx::FromRow)]
+struct DemoStore {
+    id: u64,
+    name: String,
+}
+
 async fn existing_demo_keys(db: &MySqlPool) -> StorageResult<Vec<(u64, String, String)>> {
-    let stores: Vec<(u64, String)> = sqlx::query_as(
+    let stores: Vec<DemoStore> = sqlx::query_as(
         "SELECT l.id, l.name FROM locations l JOIN store_keys k ON k.store_id = l.id \
          WHERE k.label = 'demo' AND k.revoked_at IS NULL GROUP BY l.id, l.name ORDER BY l.id",
     )
@@ -266,8 +282,26 @@ async fn existing_demo_keys(db: &MySqlPool) -> StorageResult<Vec<(u64, String, S
     .await?;
     Ok(stores
         .into_iter()
-        .map(|(id, name)| (id, name, demo_key(id)))
+        .map(|s| (s.id, s.name, demo_key(s.id)))
         .collect())
+}
+
+/// A product as the CSV files list it.
+#[derive(sqlx::FromRow)]
+struct CsvProduct {
+    id: u64,
+    sku: String,
+    price: i64,
+}
+
+/// An active location as the CSV files list it.
+#[derive(sqlx::FromRow)]
+struct CsvLocation {
+    id: u64,
+    kind: LocationKind,
+    name: String,
+    latitude: f64,
+    longitude: f64,
 }
 
 /// Writes the CSV files the JMeter plans read: products, warehouses, stores, store keys, and
@@ -275,27 +309,29 @@ async fn existing_demo_keys(db: &MySqlPool) -> StorageResult<Vec<(u64, String, S
 pub async fn write_csv(db: &MySqlPool, dir: &Path) -> StorageResult<()> {
     let io = |e: std::io::Error| StorageError::internal(format!("writing {}: {e}", dir.display()));
     std::fs::create_dir_all(dir).map_err(io)?;
-    let products: Vec<(u64, String, i64)> =
+    let products: Vec<CsvProduct> =
         sqlx::query_as("SELECT id, sku, price FROM products WHERE active ORDER BY id")
             .fetch_all(db)
             .await?;
     let mut f = std::fs::File::create(dir.join("products.csv")).map_err(io)?;
     writeln!(f, "productId,sku,price").map_err(io)?;
-    for (id, sku, price) in &products {
+    for CsvProduct { id, sku, price } in &products {
         writeln!(f, "{id},{sku},{price}").map_err(io)?;
     }
-    let locs: Vec<(u64, String, String, f64, f64)> = sqlx::query_as(
-        "SELECT id, CAST(kind AS CHAR), name, latitude, longitude FROM locations WHERE active ORDER BY id",
+    let locs: Vec<CsvLocation> = sqlx::query_as(
+        "SELECT id, CAST(kind AS CHAR) AS kind, name, latitude, longitude FROM locations \
+         WHERE active ORDER BY id",
     )
     .fetch_all(db)
     .await?;
-    for (kind, file) in [("WAREHOUSE", "warehouses.csv"), ("STORE", "stores.csv")] {
+    for (kind, file) in [
+        (LocationKind::Warehouse, "warehouses.csv"),
+        (LocationKind::Store, "stores.csv"),
+    ] {
         let mut f = std::fs::File::create(dir.join(file)).map_err(io)?;
         writeln!(f, "locationId,name,latitude,longitude").map_err(io)?;
-        for (id, k, name, lat, lon) in &locs {
-            if k == kind {
-                writeln!(f, "{id},{name},{lat},{lon}").map_err(io)?;
-            }
+        for l in locs.iter().filter(|l| l.kind == kind) {
+            writeln!(f, "{},{},{},{}", l.id, l.name, l.latitude, l.longitude).map_err(io)?;
         }
     }
     let mut f = std::fs::File::create(dir.join("store_keys.csv")).map_err(io)?;
@@ -304,7 +340,10 @@ pub async fn write_csv(db: &MySqlPool, dir: &Path) -> StorageResult<()> {
         writeln!(f, "{id},{key}").map_err(io)?;
     }
     let mut rng = StdRng::seed_from_u64(7);
-    let stores: Vec<_> = locs.iter().filter(|l| l.1 == "STORE").collect();
+    let stores: Vec<_> = locs
+        .iter()
+        .filter(|l| l.kind == LocationKind::Store)
+        .collect();
     let mut f = std::fs::File::create(dir.join("addresses.csv")).map_err(io)?;
     writeln!(f, "latitude,longitude,nearStoreId").map_err(io)?;
     for _ in 0..1000 {
@@ -312,9 +351,9 @@ pub async fn write_csv(db: &MySqlPool, dir: &Path) -> StorageResult<()> {
             break;
         }
         let s = stores[rng.gen_range(0..stores.len())];
-        let lat = s.3 + rng.gen_range(-0.03..0.03);
-        let lon = s.4 + rng.gen_range(-0.03..0.03);
-        writeln!(f, "{lat:.5},{lon:.5},{}", s.0).map_err(io)?;
+        let lat = s.latitude + rng.gen_range(-0.03..0.03);
+        let lon = s.longitude + rng.gen_range(-0.03..0.03);
+        writeln!(f, "{lat:.5},{lon:.5},{}", s.id).map_err(io)?;
     }
     Ok(())
 }

@@ -6,15 +6,16 @@
 use super::*;
 
 use crate::error::{StorageError, StorageResult};
-use crate::infra::mysql::with_retry;
+use crate::infra::mysql::{push_list, with_retry};
 use crate::model::{Order, OrderStatus};
 use crate::orders::idempotency::{keep_redis_keys, IdempotencyRequest};
 use crate::orders::ledger::{insert_movements, insert_orders, Reason, ROWS_PER_STATEMENT};
-use crate::recovery::sync::{marks, SyncMode};
+use crate::recovery::sync::SyncMode;
 use crate::scripts::ack::{Ack, AckEvent};
 use crate::scripts::reject::{Reject, Rejection};
 use crate::Storage;
 use sf_routing::{LocationId, ProductId};
+use sqlx::QueryBuilder;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::Ordering;
 
@@ -251,15 +252,11 @@ async fn write(
     let refs: Vec<&Order> = orders.iter().collect();
     insert_orders(&mut *tx, &refs, Reason::Order).await?;
     for chunk in restored.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "UPDATE orders SET status = 'CANCELLED', cancelled_at = NOW(3) WHERE status = 'CONFIRMED' AND id IN ({})",
-            marks(chunk.len())
+        let mut q = QueryBuilder::new(
+            "UPDATE orders SET status = 'CANCELLED', cancelled_at = NOW(3) WHERE status = 'CONFIRMED' AND id IN ",
         );
-        let mut q = sqlx::query(&sql);
-        for e in chunk {
-            q = q.bind(&e.order_id);
-        }
-        q.execute(&mut *tx).await?;
+        push_list(&mut q, chunk.iter().map(|e| e.order_id.as_str()));
+        q.build().execute(&mut *tx).await?;
     }
     let moves: Vec<(u64, u64, i64, &str)> = restored
         .iter()
@@ -272,16 +269,23 @@ async fn write(
     insert_movements(&mut *tx, &moves, Reason::Cancel).await?;
     let changes: Vec<(Row, i64)> = stock.iter().map(|(r, d)| (*r, *d)).collect();
     for chunk in changes.chunks(ROWS_PER_STATEMENT) {
-        let rows = vec!["SELECT ? AS l, ? AS p, ? AS d"; chunk.len()].join(" UNION ALL ");
-        let sql = format!(
-            "UPDATE stock s JOIN ({rows}) x ON s.location_id = x.l AND s.product_id = x.p \
-             SET s.on_hand = s.on_hand + x.d"
-        );
-        let mut q = sqlx::query(&sql);
+        // The changes as a derived table, one row each.
+        let mut q = QueryBuilder::new("UPDATE stock s JOIN (");
+        let mut rows = q.separated(" UNION ALL ");
         for ((l, p), d) in chunk {
-            q = q.bind(l).bind(p).bind(d);
+            rows.push("SELECT ")
+                .push_bind_unseparated(l)
+                .push_unseparated(" AS l, ")
+                .push_bind_unseparated(p)
+                .push_unseparated(" AS p, ")
+                .push_bind_unseparated(d)
+                .push_unseparated(" AS d");
         }
-        let n = q.execute(&mut *tx).await?.rows_affected();
+        q.push(
+            ") x ON s.location_id = x.l AND s.product_id = x.p \
+             SET s.on_hand = s.on_hand + x.d",
+        );
+        let n = q.build().execute(&mut *tx).await?.rows_affected();
         if n != chunk.len() as u64 {
             return Err(StorageError::internal(format!(
                 "consumer changed {n} stock rows, expected {}",

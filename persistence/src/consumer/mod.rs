@@ -355,13 +355,10 @@ pub(super) async fn reclaim(
 /// Events accepted in Redis and not yet acknowledged by the consumer, over all locations, and the
 /// age of the oldest in milliseconds.
 pub async fn backlog(store: &Storage) -> StorageResult<(u64, u64)> {
-    let locations = store.catalog().locations();
     let mut redis = store.conn().await?;
     let mut pipe = redis::pipe();
-    for l in &locations.all {
-        let key = store
-            .keys()
-            .stream(LocationId::new_unchecked(l.location_id));
+    for loc in store.catalog().all_location_ids() {
+        let key = store.keys().stream(loc);
         pipe.xlen(&key);
         pipe.cmd("XRANGE")
             .arg(&key)

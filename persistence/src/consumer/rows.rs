@@ -4,11 +4,11 @@
 use super::*;
 
 use crate::error::StorageResult;
-use crate::orders::ledger::ROWS_PER_STATEMENT;
-use crate::recovery::sync::marks;
+use crate::infra::mysql::push_list;
+use crate::orders::ledger::{OnHand, ROWS_PER_STATEMENT};
 use crate::Storage;
 use sf_routing::LocationId;
-use sqlx::Row;
+use sqlx::QueryBuilder;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Locks the stock rows of `keys` (sorted by location and product: the order every writer locks
@@ -24,20 +24,13 @@ pub(super) async fn lock_stock(
     let mut on_hand = HashMap::new();
     for (loc, products) in by_loc {
         for chunk in products.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "SELECT product_id, on_hand FROM stock WHERE location_id = ? AND product_id IN ({}) \
-                 ORDER BY product_id FOR UPDATE",
-                marks(chunk.len())
-            );
-            let mut q = sqlx::query(&sql).bind(loc);
-            for p in chunk {
-                q = q.bind(*p);
-            }
-            for r in q.fetch_all(&mut *conn).await? {
-                on_hand.insert(
-                    (loc, r.try_get::<u64, _>("product_id")?),
-                    r.try_get("on_hand")?,
-                );
+            let mut q =
+                QueryBuilder::new("SELECT product_id, on_hand FROM stock WHERE location_id = ");
+            q.push_bind(loc).push(" AND product_id IN ");
+            push_list(&mut q, chunk.iter().copied());
+            q.push(" ORDER BY product_id FOR UPDATE");
+            for row in q.build_query_as::<OnHand>().fetch_all(&mut *conn).await? {
+                on_hand.insert((loc, row.product_id.get()), row.on_hand);
             }
         }
     }

@@ -9,7 +9,7 @@ use crate::recovery::sync::SyncMode;
 use crate::scripts::adjust::{Adjust, AdjustMode, Adjusted};
 use crate::Storage;
 use sf_routing::{LocationId, ProductId};
-use sqlx::MySqlConnection;
+use sqlx::{MySqlConnection, QueryBuilder};
 
 impl Storage {
     /// The last step of every MySQL-first write, after all of its MySQL statements: applies the
@@ -239,16 +239,14 @@ pub(crate) async fn mark_stale(
     products.sort_unstable();
     products.dedup();
     for chunk in products.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO redis_stale_keys (location_id, product_id) VALUES {} \
-             ON DUPLICATE KEY UPDATE marked_at = NOW(3)",
-            vec!["(?, ?)"; chunk.len()].join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for p in chunk {
-            q = q.bind(loc.get()).bind(p.get());
-        }
-        q.execute(&mut *conn).await?;
+        QueryBuilder::new("INSERT INTO redis_stale_keys (location_id, product_id) ")
+            .push_values(chunk, |mut row, p| {
+                row.push_bind(loc).push_bind(*p);
+            })
+            .push(" ON DUPLICATE KEY UPDATE marked_at = NOW(3)")
+            .build()
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }

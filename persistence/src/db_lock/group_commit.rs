@@ -22,14 +22,14 @@
 
 use crate::db_lock::{Attempt, DbLockOrder, Placed};
 use crate::error::{Refusal, StorageError, StorageResult};
-use crate::infra::mysql::with_retry;
+use crate::infra::mysql::{push_list, with_retry};
 use crate::model::{Order, OrderPath, OrderStatus};
 use crate::orders::build::build_order;
 use crate::orders::idempotency::{claim_mysql, complete_mysql, Claim};
-use crate::orders::ledger::{insert_orders, Reason};
+use crate::orders::ledger::{insert_orders, OnHand, Reason};
 use crate::Storage;
 use sf_routing::{Candidate, LocationId, OrderLines, ProductId};
-use sqlx::Row;
+use sqlx::QueryBuilder;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -258,18 +258,13 @@ impl Storage {
                 .collect();
             let mut have: BTreeMap<ProductId, i64> = BTreeMap::new();
             if !products.is_empty() {
-                let sql = format!(
-                    "SELECT product_id, on_hand FROM stock WHERE location_id = ? \
-                     AND product_id IN ({}) ORDER BY product_id FOR UPDATE",
-                    crate::recovery::sync::marks(products.len())
-                );
-                let mut q = sqlx::query(&sql).bind(loc.get());
-                for p in &products {
-                    q = q.bind(p.get());
-                }
-                for row in q.fetch_all(&mut *tx).await? {
-                    let p: u64 = row.try_get("product_id")?;
-                    have.insert(ProductId::new_unchecked(p), row.try_get("on_hand")?);
+                let mut q =
+                    QueryBuilder::new("SELECT product_id, on_hand FROM stock WHERE location_id = ");
+                q.push_bind(loc).push(" AND product_id IN ");
+                push_list(&mut q, products.iter().copied());
+                q.push(" ORDER BY product_id FOR UPDATE");
+                for row in q.build_query_as::<OnHand>().fetch_all(&mut *tx).await? {
+                    have.insert(row.product_id, row.on_hand);
                 }
             }
             let open: Vec<Option<&OrderLines>> = members
@@ -324,8 +319,8 @@ impl Storage {
                      WHERE location_id = ? AND product_id = ? AND on_hand >= ?",
                 )
                 .bind(units)
-                .bind(loc.get())
-                .bind(p.get())
+                .bind(loc)
+                .bind(p)
                 .bind(units)
                 .execute(&mut *tx)
                 .await?

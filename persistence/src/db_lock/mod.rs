@@ -24,7 +24,7 @@ use crate::orders::idempotency::{claim_mysql, complete_mysql, Claim, Idempotency
 use crate::orders::ledger::{change_mysql_stock, insert_movements, insert_orders, Reason};
 use crate::Storage;
 use sf_routing::{candidates, Candidate, Destination, LocationId, OrderLines, ProductId};
-use sqlx::{MySqlConnection, Row};
+use sqlx::MySqlConnection;
 use tokio::time::Instant;
 
 crate::handle!(
@@ -151,17 +151,11 @@ impl Storage {
         Option<(LocationId, Vec<(ProductId, i64)>)>,
     )> {
         let mut tx = self.db.begin().await?;
-        let row = sqlx::query(
-            "SELECT CAST(status AS CHAR) AS status, CAST(path AS CHAR) AS path, location_id \
-             FROM orders WHERE id = ? FOR UPDATE",
-        )
-        .bind(order_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| Refusal::UnknownOrder(order_id.to_owned()))?;
-        let status: OrderStatus = row.try_get("status")?;
-        let path: OrderPath = row.try_get("path")?;
-        let loc = LocationId::new_unchecked(row.try_get("location_id")?);
+        let LockedOrder {
+            status,
+            path,
+            location_id: loc,
+        } = LockedOrder::lock(&mut tx, order_id).await?;
         match status {
             OrderStatus::Confirmed => {
                 sqlx::query(
@@ -200,22 +194,15 @@ impl Storage {
     async fn try_retry_rejected(&self, order_id: &str, deadline: Instant) -> StorageResult<Order> {
         let statements = async {
             let mut tx = self.db.begin().await?;
-            let row = sqlx::query(
-                "SELECT CAST(status AS CHAR) AS status, location_id FROM orders WHERE id = ? FOR UPDATE",
-            )
-            .bind(order_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| Refusal::UnknownOrder(order_id.to_owned()))?;
-            let status: OrderStatus = row.try_get("status")?;
-            if status != OrderStatus::Rejected {
+            let order = LockedOrder::lock(&mut tx, order_id).await?;
+            if order.status != OrderStatus::Rejected {
                 return Err(Refusal::Conflict(format!(
                     "order {order_id} is {}; only a REJECTED order can be retried",
-                    status.as_str()
+                    order.status.as_str()
                 ))
                 .into());
             }
-            let loc = LocationId::new_unchecked(row.try_get("location_id")?);
+            let loc = order.location_id;
             let deltas = order_deltas(&mut tx, order_id, -1).await?;
             if let Some(short) = change_mysql_stock(&mut tx, loc, &deltas).await? {
                 tx.rollback().await?;
@@ -373,6 +360,35 @@ impl DbLock<'_> {
     }
 }
 
+/// What a cancel or a retry reads of the order it locks.
+#[derive(sqlx::FromRow)]
+struct LockedOrder {
+    status: OrderStatus,
+    path: OrderPath,
+    location_id: LocationId,
+}
+
+impl LockedOrder {
+    /// Locks the row of `order_id` (`FOR UPDATE`) and reads it.
+    async fn lock(conn: &mut MySqlConnection, order_id: &str) -> StorageResult<Self> {
+        sqlx::query_as(
+            "SELECT CAST(status AS CHAR) AS status, CAST(path AS CHAR) AS path, location_id \
+             FROM orders WHERE id = ? FOR UPDATE",
+        )
+        .bind(order_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| Refusal::UnknownOrder(order_id.to_owned()).into())
+    }
+}
+
+/// A line of an order, as its stock change needs it.
+#[derive(sqlx::FromRow)]
+struct LineRow {
+    product_id: ProductId,
+    quantity: i32,
+}
+
 /// The lines of an order as signed stock deltas (`sign` 1 gives units back, -1 takes them), in
 /// product order.
 async fn order_deltas(
@@ -380,18 +396,14 @@ async fn order_deltas(
     order_id: &str,
     sign: i64,
 ) -> StorageResult<Vec<(ProductId, i64)>> {
-    let lines = sqlx::query(
+    let lines: Vec<LineRow> = sqlx::query_as(
         "SELECT product_id, quantity FROM order_lines WHERE order_id = ? ORDER BY product_id",
     )
     .bind(order_id)
     .fetch_all(&mut *conn)
     .await?;
-    lines
-        .iter()
-        .map(|r| {
-            let p: u64 = r.try_get("product_id")?;
-            let q: i32 = r.try_get("quantity")?;
-            Ok((ProductId::new_unchecked(p), sign * i64::from(q)))
-        })
-        .collect()
+    Ok(lines
+        .into_iter()
+        .map(|l| (l.product_id, sign * i64::from(l.quantity)))
+        .collect())
 }

@@ -72,8 +72,8 @@ impl Storage {
             sqlx::query_scalar::<_, i64>(
                 "SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ? FOR UPDATE",
             )
-            .bind(loc.get())
-            .bind(product.get())
+            .bind(loc)
+            .bind(product)
         };
         // The row is locked exclusively straight away: a shared lock first (as an INSERT IGNORE
         // on an existing row takes) would deadlock two operators upgrading it at once.
@@ -84,8 +84,8 @@ impl Storage {
                 sqlx::query(
                     "INSERT IGNORE INTO stock (location_id, product_id, on_hand, initial_quantity) VALUES (?, ?, 0, 0)",
                 )
-                .bind(loc.get())
-                .bind(product.get())
+                .bind(loc)
+                .bind(product)
                 .execute(&mut *tx)
                 .await?;
                 lock().fetch_one(&mut *tx).await?

@@ -268,7 +268,8 @@ pub fn encode_lines(lines: &OrderLines) -> String {
     s
 }
 
-/// Parses `"productId:quantity,..."`.
+/// Parses `"productId:quantity,..."`; a product id that is not a positive number is refused,
+/// like any malformed line.
 pub fn decode_lines(s: &str) -> StorageResult<Vec<(ProductId, u32)>> {
     s.split(',')
         .filter(|x| !x.is_empty())
@@ -277,12 +278,14 @@ pub fn decode_lines(s: &str) -> StorageResult<Vec<(ProductId, u32)>> {
                 .split_once(':')
                 .ok_or_else(|| StorageError::internal(format!("bad event line {pair:?}")))?;
             let p = p
-                .parse::<u64>()
-                .map_err(|_| StorageError::internal(format!("bad event product {p:?}")))?;
+                .parse::<i64>()
+                .ok()
+                .and_then(|p| ProductId::parse(p).ok())
+                .ok_or_else(|| StorageError::internal(format!("bad event product {p:?}")))?;
             let q = q
                 .parse::<u32>()
                 .map_err(|_| StorageError::internal(format!("bad event quantity {q:?}")))?;
-            Ok((ProductId::new_unchecked(p), q))
+            Ok((p, q))
         })
         .collect()
 }
@@ -319,6 +322,19 @@ mod event_tests {
             (e.kind, e.record.as_deref()),
             (EventKind::Reservation, Some("{}"))
         );
+    }
+
+    #[test]
+    fn event_lines_with_a_product_id_below_one_are_refused() {
+        assert_eq!(
+            decode_lines("9:2,11:1").unwrap(),
+            [
+                (ProductId::parse(9).unwrap(), 2),
+                (ProductId::parse(11).unwrap(), 1)
+            ]
+        );
+        assert!(decode_lines("0:1").is_err());
+        assert!(decode_lines("-3:1").is_err());
     }
 
     #[test]

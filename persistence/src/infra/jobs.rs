@@ -5,12 +5,11 @@
 //! operators' view.
 
 use crate::consumer::{self, ConsumerConfig, ConsumerStats};
-use crate::error::{StorageError, StorageResult};
+use crate::error::StorageResult;
 use crate::recovery::sync::SyncMode;
 use crate::scripts::lease::{Lease, LeaseOp};
 use crate::Storage;
 use serde::Serialize;
-use sqlx::Row;
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -296,7 +295,7 @@ pub async fn recent_runs(
     job: Option<&str>,
     limit: u32,
 ) -> StorageResult<Vec<JobRun>> {
-    let rows = sqlx::query(
+    let rows: Vec<RunRow> = sqlx::query_as(
         "SELECT id, job, instance, DATE_FORMAT(started_at, '%Y-%m-%dT%H:%i:%s.%fZ') AS started, \
          duration_ms, ok, keys_checked, keys_repaired, ledger_mismatches, details \
          FROM job_runs WHERE (? IS NULL OR job = ?) ORDER BY id DESC LIMIT ?",
@@ -306,28 +305,45 @@ pub async fn recent_runs(
     .bind(limit)
     .fetch_all(&store.db)
     .await?;
-    rows.iter()
-        .map(|r| {
-            let details: Option<String> = r.try_get("details")?;
-            let started: String = r.try_get("started")?;
-            Ok(JobRun {
-                run_id: r.try_get("id")?,
-                job: r.try_get("job")?,
-                instance: r.try_get("instance")?,
-                // Microseconds to milliseconds: keep RFC 3339 with three decimals.
-                started_at: started
-                    .split_once('.')
-                    .map(|(a, b)| format!("{a}.{}Z", &b[..3.min(b.len())]))
-                    .unwrap_or(started),
-                duration_ms: r.try_get::<i64, _>("duration_ms")? as u64,
-                ok: r.try_get("ok")?,
-                keys_checked: r.try_get::<i64, _>("keys_checked")? as u64,
-                keys_repaired: r.try_get::<i64, _>("keys_repaired")? as u64,
-                ledger_mismatches: r.try_get::<i64, _>("ledger_mismatches")? as u64,
-                details: details
-                    .and_then(|d| serde_json::from_str(&d).ok())
-                    .unwrap_or(serde_json::Value::Null),
-            })
-        })
-        .collect::<Result<_, StorageError>>()
+    Ok(rows.into_iter().map(JobRun::from).collect())
+}
+
+/// A row of `job_runs`, its start as text with microseconds.
+#[derive(sqlx::FromRow)]
+struct RunRow {
+    id: u64,
+    job: String,
+    instance: String,
+    started: String,
+    duration_ms: i64,
+    ok: bool,
+    keys_checked: i64,
+    keys_repaired: i64,
+    ledger_mismatches: i64,
+    details: Option<String>,
+}
+
+impl From<RunRow> for JobRun {
+    fn from(r: RunRow) -> Self {
+        Self {
+            run_id: r.id,
+            job: r.job,
+            instance: r.instance,
+            // Microseconds to milliseconds: keep RFC 3339 with three decimals.
+            started_at: r
+                .started
+                .split_once('.')
+                .map(|(a, b)| format!("{a}.{}Z", &b[..3.min(b.len())]))
+                .unwrap_or_else(|| r.started.clone()),
+            duration_ms: r.duration_ms as u64,
+            ok: r.ok,
+            keys_checked: r.keys_checked as u64,
+            keys_repaired: r.keys_repaired as u64,
+            ledger_mismatches: r.ledger_mismatches as u64,
+            details: r
+                .details
+                .and_then(|d| serde_json::from_str(&d).ok())
+                .unwrap_or(serde_json::Value::Null),
+        }
+    }
 }

@@ -3,7 +3,7 @@
 
 use crate::error::{StorageError, StorageResult};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
-use sqlx::{ConnectOptions, MySqlPool};
+use sqlx::{ConnectOptions, MySql, MySqlPool, QueryBuilder};
 use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
@@ -82,6 +82,22 @@ pub async fn connect(
 /// least 5 s.
 pub fn idle_transaction_bound(command: Duration, wait: Duration) -> Duration {
     (2 * (command + wait)).max(Duration::from_secs(5))
+}
+
+/// Appends `(?, ?, …)` to `query`, binding `values` in turn: the list of an `IN`, which the caller
+/// makes sure is not empty.
+pub(crate) fn push_list<'a, T>(
+    query: &mut QueryBuilder<'a, MySql>,
+    values: impl IntoIterator<Item = T>,
+) where
+    T: 'a + sqlx::Encode<'a, MySql> + sqlx::Type<MySql>,
+{
+    query.push("(");
+    let mut list = query.separated(", ");
+    for value in values {
+        list.push_bind(value);
+    }
+    list.push_unseparated(")");
 }
 
 pub async fn migrate(pool: &MySqlPool) -> StorageResult<()> {

@@ -5,7 +5,7 @@
 use crate::error::{Refusal, StorageError, StorageResult};
 use crate::model::Order;
 use sha2::{Digest, Sha256};
-use sqlx::{MySqlConnection, Row};
+use sqlx::{MySqlConnection, QueryBuilder};
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,19 +71,17 @@ pub async fn claim_mysql(
             if !e.is_duplicate_key() {
                 return Err(e);
             }
-            let row = sqlx::query(
+            let held: HeldAnswer = sqlx::query_as(
                 "SELECT fingerprint, response FROM idempotency_keys WHERE scope = ? AND idem_key = ?",
             )
             .bind(&req.scope)
             .bind(&req.key)
             .fetch_one(&mut *conn)
             .await?;
-            let fingerprint: String = row.try_get("fingerprint")?;
-            if fingerprint != req.fingerprint {
+            if held.fingerprint != req.fingerprint {
                 return Err(Refusal::IdempotencyMismatch.into());
             }
-            let response: Option<String> = row.try_get("response")?;
-            match response {
+            match held.response {
                 Some(json) => Ok(Claim::Replay(Box::new(
                     crate::formats::OrderRecord::decode(&json)?,
                 ))),
@@ -91,6 +89,13 @@ pub async fn claim_mysql(
             }
         }
     }
+}
+
+/// What a claimed key holds: the body it was claimed with, and the first answer once there is one.
+#[derive(sqlx::FromRow)]
+struct HeldAnswer {
+    fingerprint: String,
+    response: Option<String>,
 }
 
 /// Stores the answer of a claimed key, in the same transaction as the order.
@@ -130,17 +135,20 @@ pub(crate) async fn keep_redis_keys(
     let mut held: HashMap<(String, String), String> = HashMap::new();
     for chunk in keyed.chunks(crate::orders::ledger::ROWS_PER_STATEMENT) {
         // A locking read: it sees the row as committed last, not as of the transaction's start.
-        let sql = format!(
-            "SELECT scope, idem_key, order_id FROM idempotency_keys WHERE {} FOR UPDATE",
-            vec!["(scope = ? AND idem_key = ?)"; chunk.len()].join(" OR ")
-        );
-        let mut q = sqlx::query(&sql);
+        let mut q =
+            QueryBuilder::new("SELECT scope, idem_key, order_id FROM idempotency_keys WHERE ");
+        let mut keys = q.separated(" OR ");
         for (key, _) in chunk {
-            q = q.bind(&key.scope).bind(&key.key);
+            keys.push("(scope = ")
+                .push_bind_unseparated(&key.scope)
+                .push_unseparated(" AND idem_key = ")
+                .push_bind_unseparated(&key.key)
+                .push_unseparated(")");
         }
-        for row in q.fetch_all(&mut *conn).await? {
-            if let Some(order) = row.try_get::<Option<String>, _>("order_id")? {
-                held.insert((row.try_get("scope")?, row.try_get("idem_key")?), order);
+        q.push(" FOR UPDATE");
+        for row in q.build_query_as::<HeldKey>().fetch_all(&mut *conn).await? {
+            if let Some(order) = row.order_id {
+                held.insert((row.scope, row.idem_key), order);
             }
         }
     }
@@ -153,6 +161,14 @@ pub(crate) async fn keep_redis_keys(
         .collect())
 }
 
+/// A key row as [`keep_redis_keys`] reads it back.
+#[derive(sqlx::FromRow)]
+struct HeldKey {
+    scope: String,
+    idem_key: String,
+    order_id: Option<String>,
+}
+
 /// The upsert of [`keep_redis_keys`]: a row of the same key that has not expired is kept as it
 /// is (`expires_at` is set last: MariaDB applies the assignments in order, and the ones before
 /// it read the old value).
@@ -162,25 +178,28 @@ async fn record_redis_keys(
     ttl_secs: u64,
 ) -> StorageResult<()> {
     for chunk in keyed.chunks(crate::orders::ledger::ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO idempotency_keys (scope, idem_key, fingerprint, order_id, expires_at) \
-             VALUES {} ON DUPLICATE KEY UPDATE \
+        QueryBuilder::new(
+            "INSERT INTO idempotency_keys (scope, idem_key, fingerprint, order_id, expires_at) ",
+        )
+        .push_values(chunk, |mut row, (key, order)| {
+            row.push_bind(&key.scope)
+                .push_bind(&key.key)
+                .push_bind(&key.fingerprint)
+                .push_bind(&order.order_id)
+                .push("NOW(3) + INTERVAL ")
+                .push_bind_unseparated(ttl_secs)
+                .push_unseparated(" SECOND");
+        })
+        .push(
+            " ON DUPLICATE KEY UPDATE \
              fingerprint = IF(expires_at < NOW(3), VALUES(fingerprint), fingerprint), \
              order_id = IF(expires_at < NOW(3), VALUES(order_id), order_id), \
              response = IF(expires_at < NOW(3), NULL, response), \
              expires_at = IF(expires_at < NOW(3), VALUES(expires_at), expires_at)",
-            vec!["(?, ?, ?, ?, NOW(3) + INTERVAL ? SECOND)"; chunk.len()].join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for (key, order) in chunk {
-            q = q
-                .bind(&key.scope)
-                .bind(&key.key)
-                .bind(&key.fingerprint)
-                .bind(&order.order_id)
-                .bind(ttl_secs);
-        }
-        q.execute(&mut *conn).await?;
+        )
+        .build()
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }
@@ -191,7 +210,7 @@ pub(crate) async fn find_mysql(
     pool: &sqlx::MySqlPool,
     req: &IdempotencyRequest,
 ) -> StorageResult<Option<String>> {
-    let row = sqlx::query(
+    let row: Option<HeldOrder> = sqlx::query_as(
         "SELECT fingerprint, order_id FROM idempotency_keys \
          WHERE scope = ? AND idem_key = ? AND expires_at >= NOW(3)",
     )
@@ -202,9 +221,15 @@ pub(crate) async fn find_mysql(
     let Some(row) = row else {
         return Ok(None);
     };
-    let fingerprint: String = row.try_get("fingerprint")?;
-    if fingerprint != req.fingerprint {
+    if row.fingerprint != req.fingerprint {
         return Err(Refusal::IdempotencyMismatch.into());
     }
-    Ok(row.try_get("order_id")?)
+    Ok(row.order_id)
+}
+
+/// What [`find_mysql`] reads of a key: the body it was claimed with, and its order.
+#[derive(sqlx::FromRow)]
+struct HeldOrder {
+    fingerprint: String,
+    order_id: Option<String>,
 }

@@ -3,9 +3,10 @@
 //! consumer all write through these, so a row is shaped one way whoever writes it.
 
 use crate::error::StorageResult;
+use crate::infra::mysql::push_list;
 use crate::model::{Order, OrderStatus};
 use sf_routing::{LocationId, ProductId};
-use sqlx::MySqlConnection;
+use sqlx::{MySqlConnection, QueryBuilder};
 
 /// Why a stock change was made, as the ledger names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +36,13 @@ impl Reason {
 /// the widest row here has 10, so no statement comes near the limit (or the packet size).
 pub(crate) const ROWS_PER_STATEMENT: usize = 1000;
 
+/// A stock row's on-hand figure, as the reads of one location's rows return it.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct OnHand {
+    pub product_id: ProductId,
+    pub on_hand: i64,
+}
+
 /// Inserts orders, their lines and their ledger rows (no stock change), a bounded number of rows
 /// per statement. Only `CONFIRMED` orders get ledger rows: the others took no stock.
 pub(crate) async fn insert_orders(
@@ -46,36 +54,38 @@ pub(crate) async fn insert_orders(
         // What a row's status decides is written into the statement (`NOW(3)` or `NULL`), and the
         // acceptance time is bound as a time: MariaDB then evaluates no expression per row. A
         // chunk of confirmed orders, the usual one, is one text per size for the statement cache.
-        let mut sql = String::from(
+        let accepted = chunk
+            .iter()
+            .map(|o| accepted_at(o.accepted_at_ms))
+            .collect::<StorageResult<Vec<_>>>()?;
+        QueryBuilder::new(
             "INSERT INTO orders (id, path, delivery_type, status, location_id, distance_km, \
              delivery_latitude, delivery_longitude, total_amount, accepted_at, cancelled_at, \
-             reject_reason, rejected_at) VALUES ",
-        );
-        for (i, o) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(match o.status {
-                OrderStatus::Cancelled => "(?,?,?,'CANCELLED',?,?,?,?,?,?,NOW(3),?,NULL)",
-                OrderStatus::Rejected => "(?,?,?,'REJECTED',?,?,?,?,?,?,NULL,?,NOW(3))",
-                _ => "(?,?,?,'CONFIRMED',?,?,?,?,?,?,NULL,?,NULL)",
-            });
-        }
-        let mut q = sqlx::query(&sql);
-        for o in chunk {
-            q = q
-                .bind(&o.order_id)
-                .bind(o.path.as_str())
-                .bind(o.delivery_type.as_str())
-                .bind(o.fulfillment_location_id)
-                .bind(o.distance_km)
-                .bind(o.delivery_address.map(|a| a.latitude))
-                .bind(o.delivery_address.map(|a| a.longitude))
-                .bind(o.total_amount)
-                .bind(accepted_at(o.accepted_at_ms)?)
-                .bind(o.reason.as_deref());
-        }
-        q.execute(&mut *conn).await?;
+             reject_reason, rejected_at) ",
+        )
+        .push_values(chunk.iter().zip(accepted), |mut row, (o, accepted)| {
+            let (status, cancelled_at, rejected_at) = match o.status {
+                OrderStatus::Cancelled => ("'CANCELLED'", "NOW(3)", "NULL"),
+                OrderStatus::Rejected => ("'REJECTED'", "NULL", "NOW(3)"),
+                _ => ("'CONFIRMED'", "NULL", "NULL"),
+            };
+            row.push_bind(&o.order_id)
+                .push_bind(o.path.as_str())
+                .push_bind(o.delivery_type.as_str())
+                .push(status)
+                .push_bind(o.fulfillment_location_id)
+                .push_bind(o.distance_km)
+                .push_bind(o.delivery_address.map(|a| a.latitude))
+                .push_bind(o.delivery_address.map(|a| a.longitude))
+                .push_bind(o.total_amount)
+                .push_bind(accepted)
+                .push(cancelled_at)
+                .push_bind(o.reason.as_deref())
+                .push(rejected_at);
+        })
+        .build()
+        .execute(&mut *conn)
+        .await?;
     }
 
     let lines: Vec<(&str, &crate::model::OrderItem)> = orders
@@ -83,19 +93,16 @@ pub(crate) async fn insert_orders(
         .flat_map(|o| o.items.iter().map(move |i| (o.order_id.as_str(), i)))
         .collect();
     for chunk in lines.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO order_lines (order_id, product_id, quantity, unit_price) VALUES {}",
-            vec!["(?,?,?,?)"; chunk.len()].join(",")
-        );
-        let mut q = sqlx::query(&sql);
-        for (id, i) in chunk {
-            q = q
-                .bind(*id)
-                .bind(i.product_id)
-                .bind(i.quantity)
-                .bind(i.unit_price);
-        }
-        q.execute(&mut *conn).await?;
+        QueryBuilder::new("INSERT INTO order_lines (order_id, product_id, quantity, unit_price) ")
+            .push_values(chunk, |mut row, (id, i)| {
+                row.push_bind(*id)
+                    .push_bind(i.product_id)
+                    .push_bind(i.quantity)
+                    .push_bind(i.unit_price);
+            })
+            .build()
+            .execute(&mut *conn)
+            .await?;
     }
 
     let moves: Vec<(u64, u64, i64, &str)> = orders
@@ -131,18 +138,22 @@ pub(crate) async fn insert_movements(
     moves: &[(u64, u64, i64, &str)],
     reason: Reason,
 ) -> StorageResult<()> {
+    // The reason is the statement's own (one of a few fixed words), not a value per row.
+    let reason_literal = format!("'{}'", reason.as_str());
     for chunk in moves.chunks(ROWS_PER_STATEMENT) {
-        // The reason is the statement's own (one of a few fixed words), not a value per row.
-        let row = format!("(?,?,?,'{}',?)", reason.as_str());
-        let sql = format!(
-            "INSERT INTO stock_movements (location_id, product_id, delta, reason, ref_id) VALUES {}",
-            vec![row.as_str(); chunk.len()].join(",")
-        );
-        let mut q = sqlx::query(&sql);
-        for (l, p, d, r) in chunk {
-            q = q.bind(l).bind(p).bind(d).bind(*r);
-        }
-        q.execute(&mut *conn).await?;
+        QueryBuilder::new(
+            "INSERT INTO stock_movements (location_id, product_id, delta, reason, ref_id) ",
+        )
+        .push_values(chunk, |mut row, (l, p, d, r)| {
+            row.push_bind(l)
+                .push_bind(p)
+                .push_bind(d)
+                .push(&reason_literal)
+                .push_bind(*r);
+        })
+        .build()
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }
@@ -159,16 +170,11 @@ pub(crate) async fn lock_stock_rows(
     products.sort_unstable();
     products.dedup();
     for chunk in products.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "SELECT product_id FROM stock WHERE location_id = ? AND product_id IN ({}) \
-             ORDER BY product_id FOR UPDATE",
-            crate::recovery::sync::marks(chunk.len())
-        );
-        let mut q = sqlx::query(&sql).bind(loc.get());
-        for p in chunk {
-            q = q.bind(p.get());
-        }
-        q.fetch_all(&mut *conn).await?;
+        let mut q = QueryBuilder::new("SELECT product_id FROM stock WHERE location_id = ");
+        q.push_bind(loc).push(" AND product_id IN ");
+        push_list(&mut q, chunk.iter().copied());
+        q.push(" ORDER BY product_id FOR UPDATE");
+        q.build().fetch_all(&mut *conn).await?;
     }
     Ok(())
 }
@@ -188,8 +194,8 @@ pub(crate) async fn change_mysql_stock(
              WHERE location_id = ? AND product_id = ? AND on_hand + ? >= 0",
         )
         .bind(d)
-        .bind(loc.get())
-        .bind(p.get())
+        .bind(loc)
+        .bind(p)
         .bind(d)
         .execute(&mut *conn)
         .await?
@@ -198,8 +204,8 @@ pub(crate) async fn change_mysql_stock(
             let have: Option<i64> = sqlx::query_scalar(
                 "SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ?",
             )
-            .bind(loc.get())
-            .bind(p.get())
+            .bind(loc)
+            .bind(p)
             .fetch_optional(&mut *conn)
             .await?;
             return Ok(Some((*p, have.unwrap_or(0))));

@@ -12,10 +12,50 @@ pub use idempotency::IdempotencyRequest;
 pub use ledger::Reason;
 
 use crate::error::{Refusal, StorageError, StorageResult};
+use crate::infra::mysql::push_list;
 use crate::model::{Address, Order, OrderItem, OrderPath, OrderStatus};
 use crate::Storage;
 use sf_routing::{DeliveryType, LocationId};
-use sqlx::Row;
+use sqlx::QueryBuilder;
+
+/// A row of `orders`, its enums read as text.
+#[derive(sqlx::FromRow)]
+struct OrderRow {
+    id: String,
+    path: OrderPath,
+    delivery_type: DeliveryType,
+    status: OrderStatus,
+    location_id: u64,
+    distance_km: Option<f64>,
+    delivery_latitude: Option<f64>,
+    delivery_longitude: Option<f64>,
+    total_amount: i64,
+    reject_reason: Option<String>,
+    accepted_ms: i64,
+}
+
+impl OrderRow {
+    fn into_order(self, items: Vec<OrderItem>) -> Order {
+        Order {
+            order_id: self.id,
+            status: self.status,
+            path: self.path,
+            delivery_type: self.delivery_type,
+            fulfillment_location_id: self.location_id,
+            distance_km: self.distance_km,
+            delivery_address: self.delivery_latitude.zip(self.delivery_longitude).map(
+                |(latitude, longitude)| Address {
+                    latitude,
+                    longitude,
+                },
+            ),
+            items,
+            total_amount: self.total_amount,
+            accepted_at_ms: self.accepted_ms,
+            reason: self.reject_reason,
+        }
+    }
+}
 
 crate::handle!(
     /// Orders of any path, as callers read them: taken with [`crate::Storage::orders`].
@@ -25,7 +65,7 @@ crate::handle!(
 impl Storage {
     pub(crate) async fn order_from_mysql(&self, order_id: &str) -> StorageResult<Option<Order>> {
         self.in_time(self.db_deadline(), async {
-            let Some(r) = sqlx::query(
+            let Some(row) = sqlx::query_as::<_, OrderRow>(
                 "SELECT id, CAST(path AS CHAR) AS path, CAST(delivery_type AS CHAR) AS delivery_type, \
                  CAST(status AS CHAR) AS status, location_id, distance_km, delivery_latitude, \
                  delivery_longitude, total_amount, reject_reason, \
@@ -38,41 +78,13 @@ impl Storage {
             else {
                 return Ok(None);
             };
-            let bad = |what: &str| StorageError::internal(format!("bad {what} in order {order_id}"));
-            let lat: Option<f64> = r.try_get("delivery_latitude")?;
-            let lon: Option<f64> = r.try_get("delivery_longitude")?;
-            let items = sqlx::query(
+            let items: Vec<OrderItem> = sqlx::query_as(
                 "SELECT product_id, quantity, unit_price FROM order_lines WHERE order_id = ? ORDER BY product_id",
             )
             .bind(order_id)
             .fetch_all(&self.db)
-            .await?
-            .iter()
-            .map(|l| {
-                Ok(OrderItem {
-                    product_id: l.try_get("product_id")?,
-                    quantity: l.try_get::<i32, _>("quantity")? as u32,
-                    unit_price: l.try_get("unit_price")?,
-                })
-            })
-            .collect::<StorageResult<Vec<_>>>()?;
-            Ok(Some(Order {
-                order_id: r.try_get("id")?,
-                status: r.try_get("status")?,
-                path: r.try_get("path")?,
-                delivery_type: DeliveryType::parse(&r.try_get::<String, _>("delivery_type")?)
-                    .ok_or_else(|| bad("delivery type"))?,
-                fulfillment_location_id: r.try_get("location_id")?,
-                distance_km: r.try_get("distance_km")?,
-                delivery_address: lat.zip(lon).map(|(latitude, longitude)| Address {
-                    latitude,
-                    longitude,
-                }),
-                items,
-                total_amount: r.try_get("total_amount")?,
-                accepted_at_ms: r.try_get("accepted_ms")?,
-                reason: r.try_get("reject_reason")?,
-            }))
+            .await?;
+            Ok(Some(row.into_order(items)))
         })
         .await
     }
@@ -125,7 +137,6 @@ impl Orders<'_> {
     /// An order of any path, with its current status.
     pub async fn get(&self, order_id: &str) -> StorageResult<Order> {
         let loc = Order::location_of(order_id)
-            .map(LocationId::new_unchecked)
             .ok_or_else(|| Refusal::UnknownOrder(order_id.to_owned()))?;
         let persisted = self.order_from_mysql(order_id).await?;
         match persisted {
@@ -209,11 +220,34 @@ pub struct DataLoss {
     pub locations: Vec<u64>,
 }
 
+/// A row of `redis_data_losses`: its times in ms, its locations as MySQL keeps them (a
+/// comma-separated list).
+#[derive(sqlx::FromRow)]
+struct DataLossRow {
+    since_ms: i64,
+    detected_ms: i64,
+    locations: String,
+}
+
+impl From<DataLossRow> for DataLoss {
+    fn from(row: DataLossRow) -> Self {
+        Self {
+            since_ms: row.since_ms,
+            detected_ms: row.detected_ms,
+            locations: row
+                .locations
+                .split(',')
+                .filter_map(|l| l.parse().ok())
+                .collect(),
+        }
+    }
+}
+
 impl Orders<'_> {
     /// The most recent data losses, newest first.
     pub async fn data_losses(&self, limit: u32) -> StorageResult<Vec<DataLoss>> {
         self.in_time(self.db_deadline(), async {
-            let rows = sqlx::query(
+            let rows: Vec<DataLossRow> = sqlx::query_as(
                 "SELECT CAST(UNIX_TIMESTAMP(since) * 1000 AS SIGNED) AS since_ms, \
              CAST(UNIX_TIMESTAMP(detected_at) * 1000 AS SIGNED) AS detected_ms, locations \
              FROM redis_data_losses ORDER BY detected_at DESC, id DESC LIMIT ?",
@@ -221,19 +255,7 @@ impl Orders<'_> {
             .bind(limit)
             .fetch_all(&self.db)
             .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(DataLoss {
-                        since_ms: r.try_get("since_ms")?,
-                        detected_ms: r.try_get("detected_ms")?,
-                        locations: r
-                            .try_get::<String, _>("locations")?
-                            .split(',')
-                            .filter_map(|l| l.parse().ok())
-                            .collect(),
-                    })
-                })
-                .collect()
+            Ok(rows.into_iter().map(DataLoss::from).collect())
         })
         .await
     }
@@ -322,18 +344,15 @@ pub(crate) async fn statuses(
 ) -> StorageResult<std::collections::HashMap<String, OrderStatus>> {
     let mut status = std::collections::HashMap::new();
     for chunk in ids.chunks(ledger::ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "SELECT id, CAST(status AS CHAR) AS status FROM orders WHERE id IN ({}){}",
-            crate::recovery::sync::marks(chunk.len()),
-            if lock { " FOR UPDATE" } else { "" }
-        );
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(*id);
+        let mut q =
+            QueryBuilder::new("SELECT id, CAST(status AS CHAR) AS status FROM orders WHERE id IN ");
+        push_list(&mut q, chunk.iter().copied());
+        if lock {
+            q.push(" FOR UPDATE");
         }
-        for r in q.fetch_all(&mut *conn).await? {
-            status.insert(r.try_get("id")?, r.try_get("status")?);
-        }
+        // (id, status) pairs, straight into the map.
+        let rows: Vec<(String, OrderStatus)> = q.build_query_as().fetch_all(&mut *conn).await?;
+        status.extend(rows);
     }
     Ok(status)
 }

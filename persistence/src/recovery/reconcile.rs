@@ -11,7 +11,6 @@ use crate::recovery::sync::SyncMode;
 use crate::Storage;
 use serde::Serialize;
 use sf_routing::{LocationId, ProductId};
-use sqlx::Row;
 use std::collections::BTreeSet;
 use std::time::Instant;
 
@@ -31,7 +30,7 @@ pub struct Repair {
     pub after: i64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct LedgerMismatch {
     pub location_id: u64,
@@ -61,13 +60,9 @@ impl Storage {
         mode: SyncMode,
         progress: &(dyn Fn(&ReconcileReport) + Send + Sync),
     ) -> StorageResult<ReconcileReport> {
-        let locations: Vec<LocationId> =
-            sqlx::query_scalar::<_, u64>("SELECT id FROM locations ORDER BY id")
-                .fetch_all(&self.db)
-                .await?
-                .into_iter()
-                .map(LocationId::new_unchecked)
-                .collect();
+        let locations: Vec<LocationId> = sqlx::query_scalar("SELECT id FROM locations ORDER BY id")
+            .fetch_all(&self.db)
+            .await?;
         self.reconcile_locations(mode, &locations, progress).await
     }
 
@@ -82,21 +77,19 @@ impl Storage {
         for &loc in locations {
             let mut after: u64 = 0;
             loop {
-                let products: Vec<u64> = sqlx::query_scalar(
+                let products: Vec<ProductId> = sqlx::query_scalar(
                     "SELECT product_id FROM stock WHERE location_id = ? AND product_id > ? \
                      ORDER BY product_id LIMIT ?",
                 )
-                .bind(loc.get())
+                .bind(loc)
                 .bind(after)
                 .bind(BATCH as u64)
                 .fetch_all(&self.db)
                 .await?;
-                let Some(last) = products.last().copied() else {
+                let Some(last) = products.last() else {
                     break;
                 };
-                after = last;
-                let products: Vec<ProductId> =
-                    products.into_iter().map(ProductId::new_unchecked).collect();
+                after = last.get();
                 self.reconcile_batch(loc, &products, mode, &mut report)
                     .await?;
                 progress(&report);
@@ -153,9 +146,9 @@ impl Storage {
         products: &[ProductId],
         report: &mut ReconcileReport,
     ) -> StorageResult<()> {
-        let (first, last) = (products[0].get(), products[products.len() - 1].get());
-        let rows = sqlx::query(
-            "SELECT s.product_id, s.on_hand, \
+        let (first, last) = (products[0], products[products.len() - 1]);
+        let rows: Vec<LedgerMismatch> = sqlx::query_as(
+            "SELECT s.location_id, s.product_id, s.on_hand, \
              CAST(s.initial_quantity + COALESCE(m.total, 0) AS SIGNED) AS expected \
              FROM stock s LEFT JOIN ( \
                SELECT product_id, SUM(delta) AS total FROM stock_movements \
@@ -164,21 +157,15 @@ impl Storage {
              WHERE s.location_id = ? AND s.product_id BETWEEN ? AND ? \
              AND s.on_hand <> s.initial_quantity + COALESCE(m.total, 0)",
         )
-        .bind(loc.get())
+        .bind(loc)
         .bind(first)
         .bind(last)
-        .bind(loc.get())
+        .bind(loc)
         .bind(first)
         .bind(last)
         .fetch_all(&self.db)
         .await?;
-        for r in rows {
-            let m = LedgerMismatch {
-                location_id: loc.get(),
-                product_id: r.try_get("product_id")?,
-                on_hand: r.try_get("on_hand")?,
-                expected: r.try_get("expected")?,
-            };
+        for m in rows {
             tracing::error!(
                 location = m.location_id,
                 product = m.product_id,

@@ -11,13 +11,15 @@
 use super::Recovery;
 use crate::error::{StorageError, StorageResult};
 use crate::formats::{decode_lines, EventKind};
+use crate::infra::mysql::push_list;
 use crate::orders::applied::{unapplied_effect, Standing};
+use crate::orders::ledger::OnHand;
 use crate::scripts::sync::{SyncKeys, Synced};
 use crate::Storage;
 use redis::streams::StreamRangeReply;
 use redis::AsyncCommands;
 use sf_routing::{LocationId, ProductId};
-use sqlx::{MySqlConnection, Row};
+use sqlx::{MySqlConnection, QueryBuilder};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// Stream entries read per page by a key sync.
@@ -43,11 +45,11 @@ pub struct SyncedKey {
     pub changed: bool,
 }
 
-/// Placeholders `?,?,...` for an `IN` list.
-pub(crate) fn marks(n: usize) -> String {
-    let mut s = "?,".repeat(n);
-    s.pop();
-    s
+/// A key marked stale, as `redis_stale_keys` holds it.
+#[derive(sqlx::FromRow)]
+struct StaleKey {
+    location_id: LocationId,
+    product_id: ProductId,
 }
 
 impl Storage {
@@ -177,21 +179,19 @@ impl Storage {
         if products.is_empty() {
             return Ok((Vec::new(), None));
         }
-        let sql = format!(
-            "SELECT product_id, on_hand FROM stock WHERE location_id = ? AND product_id IN ({}) \
-             ORDER BY product_id LOCK IN SHARE MODE",
-            marks(products.len())
-        );
-        let mut q = sqlx::query(&sql).bind(loc.get());
-        for p in products {
-            q = q.bind(p.get());
-        }
-        let mut on_hand: HashMap<u64, i64> = HashMap::new();
-        for r in q.fetch_all(&mut *conn).await? {
-            on_hand.insert(r.try_get("product_id")?, r.try_get("on_hand")?);
-        }
+        let mut q = QueryBuilder::new("SELECT product_id, on_hand FROM stock WHERE location_id = ");
+        q.push_bind(loc).push(" AND product_id IN ");
+        push_list(&mut q, products.iter().copied());
+        q.push(" ORDER BY product_id LOCK IN SHARE MODE");
+        let mut on_hand: HashMap<ProductId, i64> = q
+            .build_query_as::<OnHand>()
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .map(|row| (row.product_id, row.on_hand))
+            .collect();
         for (p, d) in own {
-            if let Some(v) = on_hand.get_mut(&p.get()) {
+            if let Some(v) = on_hand.get_mut(p) {
                 *v -= d;
             }
         }
@@ -262,7 +262,7 @@ impl Storage {
         redis: &mut crate::infra::circuit::GuardedConn,
         loc: LocationId,
         products: &[ProductId],
-        on_hand: &HashMap<u64, i64>,
+        on_hand: &HashMap<ProductId, i64>,
     ) -> StorageResult<(Vec<(ProductId, i64)>, String)> {
         let wanted: HashSet<ProductId> = products.iter().copied().collect();
         let stream = self.keys.stream(loc);
@@ -314,7 +314,7 @@ impl Storage {
         let held = crate::orders::statuses(&mut *conn, &ids, false).await?;
         let mut counted: HashMap<ProductId, i64> = products
             .iter()
-            .map(|p| (*p, on_hand.get(&p.get()).copied().unwrap_or(0)))
+            .map(|p| (*p, on_hand.get(p).copied().unwrap_or(0)))
             .collect();
         for (order, kind, lines) in &events {
             if Standing::of(*kind, held.get(order).copied()).is_applied() {
@@ -406,7 +406,7 @@ impl Recovery<'_> {
         let mut after: (u64, u64) = (0, 0);
         let mut done = 0;
         loop {
-            let rows = sqlx::query(
+            let rows: Vec<StaleKey> = sqlx::query_as(
                 "SELECT location_id, product_id FROM redis_stale_keys \
                  WHERE marked_at <= ? AND (location_id, product_id) > (?, ?) \
                  ORDER BY location_id, product_id LIMIT 1000",
@@ -419,18 +419,16 @@ impl Recovery<'_> {
             if rows.is_empty() {
                 return Ok(done);
             }
-            let mut by_location: std::collections::BTreeMap<u64, Vec<ProductId>> =
+            let mut by_location: std::collections::BTreeMap<LocationId, Vec<ProductId>> =
                 Default::default();
-            for r in &rows {
-                let (l, p): (u64, u64) = (r.try_get("location_id")?, r.try_get("product_id")?);
-                after = after.max((l, p));
+            for key in &rows {
+                after = after.max((key.location_id.get(), key.product_id.get()));
                 by_location
-                    .entry(l)
+                    .entry(key.location_id)
                     .or_default()
-                    .push(ProductId::new_unchecked(p));
+                    .push(key.product_id);
             }
             for (loc, products) in by_location {
-                let loc = LocationId::new_unchecked(loc);
                 // Under `REDIS_MIN_REPLICA_ACKS` a mark goes only once enough replicas hold the
                 // re-sync: a failover to a replica that lacks it would bring the stale figure
                 // back. Until then the keys are still set on the master (so Redis may decide on
@@ -455,15 +453,11 @@ impl Recovery<'_> {
                         Some(w) => held.is_some_and(|h| h >= w.replicas),
                     };
                     if clear {
-                        let sql = format!(
-                            "DELETE FROM redis_stale_keys WHERE location_id = ? AND product_id IN ({})",
-                            marks(products.len())
-                        );
-                        let mut q = sqlx::query(&sql).bind(loc.get());
-                        for p in &products {
-                            q = q.bind(p.get());
-                        }
-                        q.execute(&mut *tx).await?;
+                        let mut q =
+                            QueryBuilder::new("DELETE FROM redis_stale_keys WHERE location_id = ");
+                        q.push_bind(loc).push(" AND product_id IN ");
+                        push_list(&mut q, products.iter().copied());
+                        q.build().execute(&mut *tx).await?;
                     } else if held.is_some() {
                         self.note_replicas_short(&slot_key);
                     }

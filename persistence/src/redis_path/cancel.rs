@@ -124,7 +124,6 @@ impl RedisPath<'_> {
     #[tracing::instrument(skip(self))]
     pub async fn cancel(&self, order_id: &str) -> StorageResult<Order> {
         let loc = Order::location_of(order_id)
-            .map(LocationId::new_unchecked)
             .ok_or_else(|| Refusal::UnknownOrder(order_id.to_owned()))?;
         let deadline = self.db_deadline();
         crate::infra::mysql::with_retry("cancel", || self.try_cancel_order(order_id, loc, deadline))

@@ -5,6 +5,7 @@ use super::*;
 
 use crate::error::{FailureKind, Refusal, StorageError, StorageResult};
 use crate::formats::ClaimRecord;
+use crate::infra::mysql::push_list;
 use crate::model::Order;
 use crate::orders::idempotency::IdempotencyRequest;
 use crate::orders::RedisRecord;
@@ -13,6 +14,7 @@ use crate::scripts::lease::{Lease, LeaseOp};
 use crate::Storage;
 use redis::AsyncCommands;
 use sf_routing::LocationId;
+use sqlx::QueryBuilder;
 use std::time::Duration;
 
 impl Storage {
@@ -258,15 +260,11 @@ impl Storage {
             return record.order().map(Some);
         }
         for chunk in ids.chunks(crate::orders::ledger::ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "SELECT id FROM orders WHERE id IN ({}) LIMIT 1",
-                crate::recovery::sync::marks(chunk.len())
-            );
-            let mut q = sqlx::query_scalar::<_, String>(&sql);
-            for (_, id) in chunk {
-                q = q.bind(id);
-            }
-            if let Some(id) = q.fetch_optional(&self.db).await? {
+            let mut q = QueryBuilder::new("SELECT id FROM orders WHERE id IN ");
+            push_list(&mut q, chunk.iter().map(|(_, id)| id.as_str()));
+            q.push(" LIMIT 1");
+            let found: Option<String> = q.build_query_scalar().fetch_optional(&self.db).await?;
+            if let Some(id) = found {
                 return self.order_from_mysql(&id).await;
             }
         }

@@ -3,9 +3,11 @@
 
 use super::RedisPath;
 use crate::error::{StorageError, StorageResult};
+use crate::infra::mysql::push_list;
 use crate::model::StockSource;
 use crate::Storage;
 use sf_routing::{eligible, LocationId, LocationKind, OrderLines, ProductId};
+use sqlx::QueryBuilder;
 
 impl Storage {
     /// [`crate::redis_path::RedisPath::read_stock`], taking the Redis figures from `mirror` when it can give them
@@ -42,36 +44,33 @@ impl Storage {
         locations: &[LocationId],
         products: &[ProductId],
     ) -> StorageResult<Vec<Vec<i64>>> {
-        let sql = format!(
-            "SELECT location_id, product_id, on_hand FROM stock \
-             WHERE location_id IN ({}) AND product_id IN ({})",
-            crate::recovery::sync::marks(locations.len()),
-            crate::recovery::sync::marks(products.len())
+        /// A stock row of the read.
+        #[derive(sqlx::FromRow)]
+        struct StockRow {
+            location_id: LocationId,
+            product_id: ProductId,
+            on_hand: i64,
+        }
+        let mut q = QueryBuilder::new(
+            "SELECT location_id, product_id, on_hand FROM stock WHERE location_id IN ",
         );
-        let mut q = sqlx::query(&sql);
-        for l in locations {
-            q = q.bind(l.get());
-        }
-        for p in products {
-            q = q.bind(p.get());
-        }
-        let rows = self
+        push_list(&mut q, locations.iter().copied());
+        q.push(" AND product_id IN ");
+        push_list(&mut q, products.iter().copied());
+        let rows: Vec<StockRow> = self
             .in_time(self.db_deadline(), async {
-                Ok(q.fetch_all(&self.db).await?)
+                Ok(q.build_query_as().fetch_all(&self.db).await?)
             })
             .await?;
         let mut out = vec![vec![0; products.len()]; locations.len()];
         for r in rows {
-            use sqlx::Row;
-            let l: u64 = r.try_get("location_id")?;
-            let p: u64 = r.try_get("product_id")?;
             let (Some(li), Some(pi)) = (
-                locations.iter().position(|x| x.get() == l),
-                products.iter().position(|x| x.get() == p),
+                locations.iter().position(|x| *x == r.location_id),
+                products.iter().position(|x| *x == r.product_id),
             ) else {
                 continue;
             };
-            out[li][pi] = r.try_get("on_hand")?;
+            out[li][pi] = r.on_hand;
         }
         Ok(out)
     }
