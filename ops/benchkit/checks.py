@@ -44,17 +44,17 @@ class Checks:
             "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY; "
             "SELECT 'orders', path, COUNT(*) FROM orders GROUP BY path; "
             "SELECT 'lines', COUNT(*), COALESCE(SUM(quantity), 0) FROM order_lines; "
-            "SELECT 'on_hand', SUM(on_hand), 0 FROM stock; "
-            f"SELECT 'hot', on_hand, 0 FROM stock WHERE location_id = {self.hot_loc} "
+            "SELECT 'available', SUM(available), 0 FROM stock; "
+            f"SELECT 'hot', available, 0 FROM stock WHERE location_id = {self.hot_loc} "
             f"AND product_id = {HOT_PRODUCT}; COMMIT;")
-        snap = {"orders": {}, "lines": 0, "units_ordered": 0, "on_hand": 0, "hot_on_hand": None}
+        snap = {"orders": {}, "lines": 0, "units_ordered": 0, "available": 0, "hot_on_hand": None}
         for r in rows:
             if r[0] == "orders":
                 snap["orders"][r[1]] = int(r[2])
             elif r[0] == "lines":
                 snap["lines"], snap["units_ordered"] = int(r[1]), int(r[2])
-            elif r[0] == "on_hand":
-                snap["on_hand"] = int(r[1])
+            elif r[0] == "available":
+                snap["available"] = int(r[1])
             elif r[0] == "hot":
                 snap["hot_on_hand"] = int(r[1])
         return snap
@@ -142,21 +142,21 @@ class Checks:
         all_gained = sum(after["orders"].values()) - sum(before["orders"].values())
         check("no other orders appeared", all_gained == gained_total,
               f"MySQL gained {all_gained:,} orders in all, {gained_total:,} on the paths under test")
-        units_taken = before["on_hand"] - after["on_hand"]
+        units_taken = before["available"] - after["available"]
         units_ordered = after["units_ordered"] - before["units_ordered"]
         check("units taken from stock == units ordered", units_taken == units_ordered,
-              f"on_hand fell by {units_taken:,}; new order lines hold {units_ordered:,} units")
+              f"available fell by {units_taken:,}; new order lines hold {units_ordered:,} units")
         if hot:
             taken = before["hot_on_hand"] - after["hot_on_hand"]
             answered = sum(r["ok"] for r in results)
             ok = taken == answered if not slack else answered <= taken <= answered + slack
             check(f"hot product: units taken at location {self.hot_loc} == orders accepted", ok,
-                  f"on_hand({self.hot_loc},{HOT_PRODUCT}) {before['hot_on_hand']:,} -> "
+                  f"available({self.hot_loc},{HOT_PRODUCT}) {before['hot_on_hand']:,} -> "
                   f"{after['hot_on_hand']:,} (−{taken:,}); accepted {answered:,}")
             key = f"{self.prefix}{{L{self.hot_loc}}}:s:{HOT_PRODUCT}"
             rv = self.redis_cmd("GET", key)
             if rv:
-                check("hot product: Redis key == MySQL on_hand", int(rv) == after["hot_on_hand"],
+                check("hot product: Redis key == MySQL available", int(rv) == after["hot_on_hand"],
                       f"{key} = {int(rv):,}, MySQL {after['hot_on_hand']:,}")
         return checks
 

@@ -1099,7 +1099,7 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
     let mut operators: HashMap<(u64, u64), i64> = HashMap::new();
     for r in sqlx::query(
         "SELECT ref_id, location_id, product_id, reason, CAST(COUNT(*) AS SIGNED) AS n, \
-         CAST(SUM(delta) AS SIGNED) AS d FROM stock_movements \
+         CAST(SUM(available_delta) AS SIGNED) AS d FROM stock_movements \
          GROUP BY ref_id, location_id, product_id, reason",
     )
     .fetch_all(&t.db)
@@ -1322,19 +1322,19 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
         }
     }
     let mut sold_total = 0;
-    for r in sqlx::query("SELECT location_id, product_id, on_hand, initial_quantity FROM stock")
+    for r in sqlx::query("SELECT location_id, product_id, available, initial_quantity FROM stock")
         .fetch_all(&t.db)
         .await
         .unwrap()
     {
         let (loc, p): (u64, u64) = (r.get("location_id"), r.get("product_id"));
-        let (on_hand, initial): (i64, i64) = (r.get("on_hand"), r.get("initial_quantity"));
+        let (available, initial): (i64, i64) = (r.get("available"), r.get("initial_quantity"));
         let s = sold.get(&(loc, p)).copied().unwrap_or(0);
         let ops = operators.get(&(loc, p)).copied().unwrap_or(0);
         sold_total += s;
-        if on_hand < 0 || s > initial + ops || on_hand != initial + ops - s {
+        if available < 0 || s > initial + ops || available != initial + ops - s {
             v.push(format!(
-                "I1: ({loc},{p}): on hand {on_hand}, sold {s}, initial {initial}, operators {ops:+}"
+                "I1: ({loc},{p}): on hand {available}, sold {s}, initial {initial}, operators {ops:+}"
             ));
         }
     }

@@ -215,9 +215,9 @@ async fn writers_on_every_shard_through_two_instances_keep_the_invariants() {
     assert_eq!(unique.len(), ids.len(), "an order was persisted twice");
     for (_, shop) in &shops {
         assert_eq!(t.sold(shop.store, shop.products[0]).await, 40);
-        assert_eq!(t.on_hand(shop.store, shop.products[0]).await, 0);
+        assert_eq!(t.available(shop.store, shop.products[0]).await, 0);
         assert_eq!(t.sold(shop.store, shop.products[1]).await, 0);
-        assert_eq!(t.on_hand(shop.store, shop.products[1]).await, 40);
+        assert_eq!(t.available(shop.store, shop.products[1]).await, 40);
     }
     assert_eq!(t.count_orders("CONFIRMED").await, 3 * 40);
     assert_eq!(t.count_orders("REJECTED").await, 0);
@@ -343,10 +343,10 @@ async fn a_master_killed_under_load_loses_no_order_answered_202() {
     let mut oversold = 0;
     for (_, shop) in &shops {
         let sold = t.sold(shop.store, shop.products[0]).await;
-        let on_hand = t.on_hand(shop.store, shop.products[0]).await;
+        let available = t.available(shop.store, shop.products[0]).await;
         oversold += (sold - 3_000).max(0);
-        assert_eq!(on_hand, 3_000 - sold);
-        assert!(on_hand >= 0);
+        assert_eq!(available, 3_000 - sold);
+        assert!(available >= 0);
     }
     eprintln!(
         "failover: master :{victim} killed, :{promoted} promoted; orders taken again on its shard after {taken_again:?}; answers {:?}; {} answered 202 or 201, {} lost, {oversold} units oversold; {} answered 504, all confirmed",
@@ -427,7 +427,7 @@ async fn an_instance_killed_under_load_has_its_events_applied_by_another() {
     let mut sold = 0;
     for (_, shop) in &shops {
         let s = t.sold(shop.store, shop.products[0]).await;
-        assert_eq!(t.on_hand(shop.store, shop.products[0]).await, 5_000 - s);
+        assert_eq!(t.available(shop.store, shop.products[0]).await, 5_000 - s);
         sold += s;
     }
     assert_eq!(sold, ids.len() as i64);
@@ -541,7 +541,7 @@ async fn a_shard_that_loses_its_data_is_reloaded_alone() {
     .await;
     assert_eq!(s, StatusCode::ACCEPTED);
     settle(&t).await;
-    assert_eq!(t.on_hand(flushed.store, flushed.products[0]).await, 0);
+    assert_eq!(t.available(flushed.store, flushed.products[0]).await, 0);
     t.assert_converged(InRedis::All).await;
 }
 
@@ -647,7 +647,7 @@ async fn an_order_its_replica_did_not_confirm_is_answered_504_and_stands() {
     expected.sort();
     assert_eq!(ids, expected);
     assert_eq!(t.count_orders("CONFIRMED").await, 2);
-    assert_eq!(t.on_hand(shop.store, shop.products[0]).await, 10 - 4);
+    assert_eq!(t.available(shop.store, shop.products[0]).await, 10 - 4);
     t.assert_converged(InRedis::All).await;
 }
 
@@ -698,5 +698,5 @@ async fn an_unreplicated_resync_keeps_the_stale_mark() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(t.redis_stock(store, p).await, Some(7));
-    assert_eq!(t.on_hand(store, p).await, 7);
+    assert_eq!(t.available(store, p).await, 7);
 }

@@ -34,7 +34,7 @@ async fn no_oversell_on_the_db_lock_path() {
         }
     }
     assert_eq!((created, conflicts), (50, 150));
-    assert_eq!(t.on_hand(wh, p).await, 0);
+    assert_eq!(t.available(wh, p).await, 0);
     assert_eq!(t.ledger_sum(wh, p).await, -50);
     assert_eq!(t.count_orders("CONFIRMED").await, 50);
     assert_eq!(t.redis_stock(wh, p).await, Some(0));
@@ -81,10 +81,10 @@ async fn a_group_places_the_orders_that_fit_and_refuses_the_others_alone() {
         }
     }
     assert_eq!((created.len(), refused), (30, 30));
-    assert_eq!(t.on_hand(wh, p).await, 0);
+    assert_eq!(t.available(wh, p).await, 0);
     assert_eq!(t.ledger_sum(wh, p).await, -30);
     let ledger_rows: i64 = sqlx::query_scalar(
-        "SELECT COUNT(DISTINCT ref_id) FROM stock_movements WHERE product_id = ? AND delta = -1",
+        "SELECT COUNT(DISTINCT ref_id) FROM stock_movements WHERE product_id = ? AND available_delta = -1",
     )
     .bind(p)
     .fetch_one(&t.db)
@@ -135,7 +135,7 @@ async fn a_group_places_the_orders_that_fit_and_refuses_the_others_alone() {
         .unwrap();
     assert!(r.headers().get("idempotent-replayed").is_none());
     assert_eq!(json_of(r).await.0, StatusCode::CREATED);
-    assert_eq!(t.on_hand(wh, p).await, 0);
+    assert_eq!(t.available(wh, p).await, 0);
     assert_eq!(t.count_orders("CONFIRMED").await, 31);
     t.assert_converged(InRedis::All).await;
 }
@@ -159,7 +159,7 @@ async fn a_group_never_sells_units_redis_holds_for_online_orders() {
         }
     }
     assert_eq!(created, 20);
-    assert_eq!(t.on_hand(wh, p).await, 10);
+    assert_eq!(t.available(wh, p).await, 10);
     assert_eq!(t.ledger_sum(wh, p).await, -20);
     assert_eq!(t.redis_stock(wh, p).await, Some(0));
 }
@@ -185,8 +185,8 @@ async fn crossed_multi_line_orders_finish_without_server_errors() {
         assert_eq!(status, StatusCode::CREATED, "{body}");
         assert_eq!(body["totalAmount"], 5_000);
     }
-    assert_eq!(t.on_hand(wh, a).await, 800);
-    assert_eq!(t.on_hand(wh, b).await, 600);
+    assert_eq!(t.available(wh, a).await, 800);
+    assert_eq!(t.available(wh, b).await, 600);
     t.assert_converged(InRedis::All).await;
 }
 
@@ -205,7 +205,7 @@ async fn duplicate_lines_are_summed() {
     )
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    assert_eq!(t.on_hand(wh, p).await, 5);
+    assert_eq!(t.available(wh, p).await, 5);
 
     let (status, body) = json_of(
         t.post(
@@ -220,7 +220,7 @@ async fn duplicate_lines_are_summed() {
         body["items"],
         json!([{"productId": p, "quantity": 5, "unitPrice": 1000}])
     );
-    assert_eq!(t.on_hand(wh, p).await, 0);
+    assert_eq!(t.available(wh, p).await, 0);
 }
 
 /// I3 exactly-once restock: 50 concurrent cancels of one order restore its stock once, and all
@@ -235,7 +235,7 @@ async fn cancel_storm_restores_stock_once() {
     )
     .await;
     let id = order["orderId"].as_str().unwrap().to_owned();
-    assert_eq!(t.on_hand(wh, p).await, 6);
+    assert_eq!(t.available(wh, p).await, 6);
 
     let path = format!("/api/orders/{id}/cancel");
     let results = join_all((0..50).map(|_| t.patch(&path))).await;
@@ -244,7 +244,7 @@ async fn cancel_storm_restores_stock_once() {
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["status"], "CANCELLED");
     }
-    assert_eq!(t.on_hand(wh, p).await, 10);
+    assert_eq!(t.available(wh, p).await, 10);
     assert_eq!(t.ledger_sum(wh, p).await, 0);
     assert_eq!(t.redis_stock(wh, p).await, Some(10));
     let (status, body) = json_of(t.get(&format!("/api/orders/{id}")).await).await;
@@ -285,7 +285,7 @@ async fn idempotency_key_creates_one_order() {
     assert_eq!(ids.len(), 1);
     assert_eq!(replayed, 19);
     assert_eq!(t.count_orders("CONFIRMED").await, 1);
-    assert_eq!(t.on_hand(wh, p).await, 99);
+    assert_eq!(t.available(wh, p).await, 99);
 
     let other = normal_order(&[(p, 2)], SEOUL.0, SEOUL.1);
     let r = t
@@ -299,7 +299,7 @@ async fn idempotency_key_creates_one_order() {
     let (status, body) = json_of(r).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["type"], "/problems/idempotency-key-reused");
-    assert_eq!(t.on_hand(wh, p).await, 99);
+    assert_eq!(t.available(wh, p).await, 99);
 }
 
 /// I6 bad input changes nothing: each malformed or out-of-range request gets its problem and the
@@ -356,7 +356,7 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
             "{what}: no detail"
         );
     }
-    assert_eq!(t.on_hand(wh, p).await, 10);
+    assert_eq!(t.available(wh, p).await, 10);
     assert_eq!(t.ledger_sum(wh, p).await, 0);
     assert_eq!(t.count_orders("CONFIRMED").await, 0);
 
@@ -389,7 +389,7 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
         (s, b["type"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("/problems/unauthorized"))
     );
-    assert_eq!(t.on_hand(wh, p).await, 10);
+    assert_eq!(t.available(wh, p).await, 10);
 }
 
 /// Orders ship from the nearest warehouse that can fill every line; the next one is tried when
@@ -432,7 +432,7 @@ async fn admin_stock_changes_are_in_the_ledger() {
         (s, b["type"].as_str()),
         (StatusCode::CONFLICT, Some("/problems/conflict"))
     );
-    assert_eq!(t.on_hand(wh, p).await, 20);
+    assert_eq!(t.available(wh, p).await, 20);
     assert_eq!(t.ledger_sum(wh, p).await, 10);
     assert_eq!(t.redis_stock(wh, p).await, Some(20));
     t.assert_converged(InRedis::All).await;
@@ -494,7 +494,7 @@ async fn delivery_type_rules_are_schema_violations_that_name_the_rule() {
             );
         }
     }
-    assert_eq!(t.on_hand(wh, p).await, 10);
+    assert_eq!(t.available(wh, p).await, 10);
     assert_eq!(t.ledger_sum(wh, p).await, 0);
 
     // The wire format of a valid order is unchanged: `null` is absent.
@@ -517,5 +517,5 @@ async fn delivery_type_rules_are_schema_violations_that_name_the_rule() {
         (s, &again["orderId"]),
         (StatusCode::CREATED, &first["orderId"])
     );
-    assert_eq!(t.on_hand(wh, p).await, 8);
+    assert_eq!(t.available(wh, p).await, 8);
 }

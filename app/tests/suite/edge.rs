@@ -77,7 +77,7 @@ async fn a_body_over_the_limit_is_413_and_changes_nothing() {
     .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     assert_eq!(t.count_orders("CONFIRMED").await, 1);
-    assert_eq!(t.on_hand(wh, p).await, 9);
+    assert_eq!(t.available(wh, p).await, 9);
 }
 
 /// A JSON operation called without a `Content-Type`, or with another one, is 415 — with 415 in
@@ -246,7 +246,7 @@ async fn db_lock_orders_beyond_the_bound_are_shed_at_once_and_nothing_is_oversol
     assert!(p99(&shed) < Duration::from_secs(1), "{:?}", p99(&shed));
 
     // Nothing oversold; the ledger sums.
-    assert_eq!(t.on_hand(wh, p).await, 100 - created);
+    assert_eq!(t.available(wh, p).await, 100 - created);
     assert_eq!(t.count_orders("CONFIRMED").await, created);
     t.assert_converged(InRedis::All).await;
     let metrics = t.get("/metrics").await.text().await.unwrap();

@@ -71,7 +71,7 @@ async fn consumer_outage_with_fifty_line_orders_recovers() {
     settle(&t).await;
     assert_eq!(t.count_orders("CONFIRMED").await, 300);
     for p in &ps {
-        assert_eq!(t.on_hand(wh, *p).await, 700);
+        assert_eq!(t.available(wh, *p).await, 700);
         assert_eq!(t.ledger_sum(wh, *p).await, -300);
     }
     assert_eq!(t.order_state(&ids[0]).await, "CONFIRMED");
@@ -158,7 +158,7 @@ async fn a_poison_event_is_dead_lettered_and_the_rest_flows() {
         metrics.contains("consumer_events_total{outcome=\"dead_letter\"} 3"),
         "dead letters counted in /metrics"
     );
-    assert_eq!(t.on_hand(wh, p).await, 90);
+    assert_eq!(t.available(wh, p).await, 90);
     t.assert_converged(InRedis::All).await;
 }
 
@@ -196,7 +196,7 @@ async fn lost_reply_to_a_reservation_without_a_key_names_the_order() {
     settle(&t).await;
     assert_eq!(t.order_state(&id).await, "CONFIRMED");
     assert_eq!(t.count_orders("CONFIRMED").await, 2);
-    assert_eq!(t.on_hand(wh, p).await, 6);
+    assert_eq!(t.available(wh, p).await, 6);
     assert_eq!(t.ledger_sum(wh, p).await, -4);
     t.assert_converged(InRedis::All).await;
 }
@@ -255,7 +255,7 @@ async fn lost_reply_to_the_reservation_then_a_retry_with_the_same_key() {
     settle(&t).await;
     // The warm-up order, one order per key: 3 orders of 2 units.
     assert_eq!(t.count_orders("CONFIRMED").await, 3);
-    assert_eq!(t.on_hand(wh, p).await, 4);
+    assert_eq!(t.available(wh, p).await, 4);
     assert_eq!(t.ledger_sum(wh, p).await, -6);
     assert_eq!(
         t.order_state(first["orderId"].as_str().unwrap()).await,
@@ -288,7 +288,7 @@ async fn lost_commit_acknowledgement_on_each_mysql_first_write() {
     let check = |expect: i64| {
         let t = &t;
         async move {
-            assert_eq!(t.on_hand(store, p).await, expect);
+            assert_eq!(t.available(store, p).await, expect);
             assert_eq!(
                 t.redis_stock(store, p).await,
                 Some(expect),
@@ -493,7 +493,7 @@ async fn race_through_flushes(units: i64, flush_at: &[usize]) -> Vec<Value> {
     .await
     .unwrap();
     assert!(confirmed <= units, "MySQL sold {confirmed} of {units}");
-    assert_eq!(t.on_hand(wh, p).await, units - confirmed);
+    assert_eq!(t.available(wh, p).await, units - confirmed);
     let mut ends: HashMap<String, usize> = HashMap::new();
     for (id, answered_202) in accepted
         .iter()
@@ -589,7 +589,7 @@ async fn late_cancels_around_the_record_expiry_restore_once() {
             assert_eq!(b["status"], "CANCELLED");
         }
         settle(&t).await;
-        assert_eq!(t.on_hand(wh, p).await, 10, "after waiting {wait_ms} ms");
+        assert_eq!(t.available(wh, p).await, 10, "after waiting {wait_ms} ms");
         assert_eq!(t.ledger_sum(wh, p).await, 0);
         t.assert_converged(InRedis::All).await;
     }
@@ -653,7 +653,7 @@ async fn orders_mysql_cannot_take_are_rejected_listed_and_retried() {
     settle(&t).await;
     assert_eq!(t.count_orders("CONFIRMED").await, 10);
     assert_eq!(t.count_orders("REJECTED").await, 5);
-    assert_eq!(t.on_hand(wh, p).await, 0);
+    assert_eq!(t.available(wh, p).await, 0);
     t.assert_converged(InRedis::All).await;
     let mut rejected = Vec::new();
     for id in &ids {
@@ -707,7 +707,7 @@ async fn orders_mysql_cannot_take_are_rejected_listed_and_retried() {
         (s, b["status"].as_str()),
         (StatusCode::OK, Some("CANCELLED"))
     );
-    assert_eq!(t.on_hand(wh, p).await, 0);
+    assert_eq!(t.available(wh, p).await, 0);
     assert_eq!(t.admin_adjust(wh, p, 4).await.status(), StatusCode::OK);
     for id in &rejected[..4] {
         let (s, b) = retry(id.clone()).await;
@@ -724,7 +724,7 @@ async fn orders_mysql_cannot_take_are_rejected_listed_and_retried() {
         "a confirmed order is not retried again"
     );
     assert_eq!(t.count_orders("CONFIRMED").await, 14);
-    assert_eq!(t.on_hand(wh, p).await, 0);
+    assert_eq!(t.available(wh, p).await, 0);
     assert_eq!(t.ledger_sum(wh, p).await, -10);
     t.assert_converged(InRedis::All).await;
 }
@@ -750,7 +750,7 @@ async fn lost_commit_acknowledgement_on_a_consumer_batch() {
     assert!(took < Duration::from_secs(10), "settled after {took:?}");
     assert_eq!(t.count_orders("CONFIRMED").await, 101);
     assert_confirmed(&t, &ids).await;
-    assert_eq!(t.on_hand(wh, p).await, 399);
+    assert_eq!(t.available(wh, p).await, 399);
     assert_eq!(t.ledger_sum(wh, p).await, -101);
     t.assert_converged(InRedis::All).await;
 }
@@ -771,7 +771,7 @@ async fn a_connection_cut_mid_transaction_leaves_nothing_half_done() {
     assert!(s.is_server_error(), "{s} {b}");
     assert_eq!(proxy.lost_replies(), 1);
     assert_eq!(t.count_orders("CONFIRMED").await, 1);
-    assert_eq!(t.on_hand(wh, p).await, 97);
+    assert_eq!(t.available(wh, p).await, 97);
     assert_eq!(t.redis_stock(wh, p).await, Some(97));
 
     proxy.lose_reply_to(b"INSERT INTO order_lines", 1);
@@ -780,7 +780,7 @@ async fn a_connection_cut_mid_transaction_leaves_nothing_half_done() {
     settle(&t).await;
     assert_eq!(t.count_orders("CONFIRMED").await, 21);
     assert_confirmed(&t, &ids).await;
-    assert_eq!(t.on_hand(wh, p).await, 37);
+    assert_eq!(t.available(wh, p).await, 37);
     assert_eq!(t.ledger_sum(wh, p).await, -63);
     t.assert_converged(InRedis::All).await;
 }
@@ -825,7 +825,7 @@ async fn mysql_down_then_back_loses_nothing() {
     settle(&t).await;
     assert_eq!(t.count_orders("CONFIRMED").await, 31);
     assert_confirmed(&t, &ids).await;
-    assert_eq!(t.on_hand(wh, p).await, 69);
+    assert_eq!(t.available(wh, p).await, 69);
     t.assert_converged(InRedis::All).await;
 }
 
@@ -859,7 +859,7 @@ async fn a_cancel_racing_the_record_expiry_finds_the_order() {
         (StatusCode::OK, Some("CANCELLED"))
     );
     settle(&t).await;
-    assert_eq!(t.on_hand(wh, p).await, 10);
+    assert_eq!(t.available(wh, p).await, 10);
     assert_eq!(t.ledger_sum(wh, p).await, 0);
     t.assert_converged(InRedis::All).await;
 }
@@ -936,7 +936,7 @@ async fn a_restarted_consumer_reads_new_events_after_its_pending_list() {
     }
     stop.cancel();
     task.await.unwrap();
-    assert_eq!(t.on_hand(wh, p).await, 9);
+    assert_eq!(t.available(wh, p).await, 9);
 }
 
 /// Item 6: a consumer batch that nets to zero on a row (an order and its cancel) still locks the
@@ -969,7 +969,7 @@ async fn a_batch_that_nets_to_zero_still_waits_for_a_sync_on_its_rows() {
     // A sync's share lock on the row, held from another connection.
     let mut sync = t.db.begin().await.unwrap();
     sqlx::query(
-        "SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ? LOCK IN SHARE MODE",
+        "SELECT available FROM stock WHERE location_id = ? AND product_id = ? LOCK IN SHARE MODE",
     )
     .bind(wh)
     .bind(p)
@@ -986,7 +986,7 @@ async fn a_batch_that_nets_to_zero_still_waits_for_a_sync_on_its_rows() {
     sync.commit().await.unwrap();
     settle(&t).await;
     assert_eq!(t.count_orders("CANCELLED").await, 1);
-    assert_eq!(t.on_hand(wh, p).await, 10);
+    assert_eq!(t.available(wh, p).await, 10);
     assert_eq!(t.ledger_sum(wh, p).await, 0);
     t.assert_converged(InRedis::All).await;
 }
@@ -1037,7 +1037,7 @@ async fn a_pos_sale_using_a_unit_a_pending_cancel_freed_rejects_nothing() {
     assert_eq!(t.order_state(&a).await, "CONFIRMED");
     assert_eq!(t.order_state(&b).await, "CANCELLED");
     assert_eq!(t.count_orders("REJECTED").await, 0);
-    assert_eq!(t.on_hand(store, p).await, 0);
+    assert_eq!(t.available(store, p).await, 0);
     assert_eq!(t.ledger_sum(store, p).await, -2);
     t.assert_converged(InRedis::All).await;
 }
@@ -1062,7 +1062,7 @@ async fn a_cancelled_order_gives_way_before_a_standing_one_is_rejected() {
     assert_eq!(t.order_state(&x).await, "CANCELLED");
     assert_eq!(t.order_state(&y).await, "CONFIRMED");
     assert_eq!(t.count_orders("REJECTED").await, 0);
-    assert_eq!(t.on_hand(store, p).await, 0);
+    assert_eq!(t.available(store, p).await, 0);
     assert_eq!(t.ledger_sum(store, p).await, -2);
     t.assert_converged(InRedis::All).await;
 }

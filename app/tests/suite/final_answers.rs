@@ -44,7 +44,7 @@ async fn a_redis_path_cancel_answered_200_survives_redis_losing_its_data() {
         assert_eq!(t.order_state(id).await, "CANCELLED", "{id}");
         assert_eq!(t.order_status(id).await, "CANCELLED", "{id}");
     }
-    assert_eq!(t.on_hand(wh, p).await, 10);
+    assert_eq!(t.available(wh, p).await, 10);
     assert_eq!(t.ledger_sum(wh, p).await, 0);
     t.assert_converged(InRedis::All).await;
 }
@@ -76,7 +76,7 @@ async fn the_shop_cancel_routes_do_not_cancel_a_pos_sale() {
         assert_eq!(s, StatusCode::NOT_FOUND, "{route}: {b}");
     }
     assert_eq!(t.order_status(&id).await, "CONFIRMED");
-    assert_eq!(t.on_hand(store, p).await, 3);
+    assert_eq!(t.available(store, p).await, 3);
     let r = t
         .client
         .patch(format!("{}/api/stores/{store}/orders/{id}/cancel", t.base))
@@ -85,7 +85,7 @@ async fn the_shop_cancel_routes_do_not_cancel_a_pos_sale() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(t.on_hand(store, p).await, 5);
+    assert_eq!(t.available(store, p).await, 5);
     assert_eq!(t.ledger_sum(store, p).await, 0);
     t.assert_converged(InRedis::All).await;
 }
@@ -123,7 +123,7 @@ async fn a_write_whose_commit_on_mysql_alone_fails_leaves_no_phantom_units() {
         (1, 1)
     );
     assert!(s.is_server_error(), "{s}: {b}");
-    assert_eq!(t.on_hand(wh, p).await, 11, "nothing committed");
+    assert_eq!(t.available(wh, p).await, 11, "nothing committed");
     // The operator retries until it is taken.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
@@ -135,7 +135,7 @@ async fn a_write_whose_commit_on_mysql_alone_fails_leaves_no_phantom_units() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     settle(&t).await;
-    assert_eq!(t.on_hand(wh, p).await, 16);
+    assert_eq!(t.available(wh, p).await, 16);
     assert_eq!(t.ledger_sum(wh, p).await, 6);
     assert_eq!(t.redis_stock(wh, p).await, Some(16), "redis equals mysql");
 }
@@ -171,7 +171,7 @@ async fn a_slot_known_short_of_replicas_refuses_orders_before_taking_stock() {
     );
     settle(&t).await;
     assert_eq!(t.count_orders("CONFIRMED").await, 1);
-    assert_eq!(t.on_hand(wh, p).await, 9);
+    assert_eq!(t.available(wh, p).await, 9);
 }
 
 /// A replayed order that neither Redis nor MySQL holds right now is not declared lost (410) while
@@ -230,7 +230,7 @@ async fn a_replay_is_not_declared_lost_while_its_batch_may_still_commit() {
         (b["orderId"].as_str(), &b["status"]),
         (Some(id.as_str()), &Value::from("CONFIRMED"))
     );
-    assert_eq!(t.on_hand(wh, p).await, 8);
+    assert_eq!(t.available(wh, p).await, 8);
 }
 
 /// The re-sync of stale keys ends although another instance keeps marking keys meanwhile: it
@@ -309,7 +309,7 @@ async fn a_rejection_is_shown_only_once_it_is_committed() {
         .await;
     let db = t.db.clone();
     let set_on_hand = |v: i64| {
-        sqlx::query("UPDATE stock SET on_hand = ? WHERE location_id = ? AND product_id = ?")
+        sqlx::query("UPDATE stock SET available = ? WHERE location_id = ? AND product_id = ?")
             .bind(v)
             .bind(wh)
             .bind(p)
@@ -329,7 +329,7 @@ async fn a_rejection_is_shown_only_once_it_is_committed() {
     t.app().start_consumer();
     settle(&t).await;
     assert_eq!(t.order_state(&id).await, "CONFIRMED");
-    assert_eq!(t.on_hand(wh, p).await, 0);
+    assert_eq!(t.available(wh, p).await, 0);
     t.assert_converged(InRedis::All).await;
 }
 
@@ -355,7 +355,7 @@ async fn a_graceful_stop_finishes_the_batch_under_way() {
     lock.commit().await.unwrap();
     stopping.await.unwrap().unwrap();
     assert_eq!(t.order_status(&id).await, "CONFIRMED");
-    assert_eq!(t.on_hand(wh, p).await, 8);
+    assert_eq!(t.available(wh, p).await, 8);
     let left: i64 = redis::cmd("XLEN")
         .arg(t.keys().stream(sf_routing::LocationId::new_unchecked(wh)))
         .query_async(&mut t.redis().await)
@@ -396,7 +396,7 @@ async fn a_key_load_waiting_for_a_locked_row_ends_within_the_deadline() {
     assert_eq!(first["orderId"], again["orderId"]);
     settle(&t).await;
     assert_eq!(t.order_ids().await.len(), 1);
-    assert_eq!(t.on_hand(wh, p).await, 8);
+    assert_eq!(t.available(wh, p).await, 8);
     t.assert_converged(InRedis::All).await;
 }
 
@@ -455,7 +455,7 @@ async fn a_frozen_instance_does_not_hold_row_locks_for_long() {
     // The frozen instance's write had an unknown outcome; it sets the key from MySQL itself, now
     // or from its re-sync queue once its circuit has closed again.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while t.redis_stock(wh, p).await != Some(t.on_hand(wh, p).await) {
+    while t.redis_stock(wh, p).await != Some(t.available(wh, p).await) {
         assert!(
             std::time::Instant::now() < deadline,
             "the key was never repaired"
@@ -464,7 +464,7 @@ async fn a_frozen_instance_does_not_hold_row_locks_for_long() {
     }
     let confirmed = t.count_orders("CONFIRMED").await;
     assert!((2..=3).contains(&confirmed), "{confirmed} orders");
-    assert_eq!(t.on_hand(wh, p).await, 100 - confirmed);
+    assert_eq!(t.available(wh, p).await, 100 - confirmed);
     t.assert_converged(InRedis::All).await;
     eprintln!("the other instance's order went through {took:?} after the freeze");
     assert!(took < std::time::Duration::from_secs(15), "{took:?}");
@@ -545,7 +545,7 @@ async fn a_dead_lettered_reservation_of_a_cancelled_order_stays_cancelled() {
     settle(&t).await;
     assert_eq!(t.order_status(&id).await, "CANCELLED");
     assert_eq!(t.order_state(&id).await, "CANCELLED");
-    assert_eq!(t.on_hand(wh, p).await, 10);
+    assert_eq!(t.available(wh, p).await, 10);
     assert_eq!(t.ledger_sum(wh, p).await, 0);
     t.assert_converged(InRedis::All).await;
 }
@@ -571,7 +571,7 @@ async fn an_order_under_way_is_not_decided_while_the_circuit_recovers() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(t.redis_stock(wh, p).await, Some(10));
     // p is sold out on MySQL alone (its Redis figure is stale), and r is stale too.
-    sqlx::query("UPDATE stock SET on_hand = 0 WHERE location_id = ? AND product_id = ?")
+    sqlx::query("UPDATE stock SET available = 0 WHERE location_id = ? AND product_id = ?")
         .bind(wh)
         .bind(p)
         .execute(&t.db)
@@ -642,7 +642,7 @@ async fn a_batch_with_many_short_orders_reads_its_stream_once() {
     for _ in 0..150 {
         t.place_redis(&body).await;
     }
-    sqlx::query("UPDATE stock SET on_hand = 50, initial_quantity = 50 WHERE location_id = ? AND product_id = ?")
+    sqlx::query("UPDATE stock SET available = 50, initial_quantity = 50 WHERE location_id = ? AND product_id = ?")
         .bind(wh)
         .bind(p)
         .execute(&t.db)
@@ -683,7 +683,7 @@ async fn a_batch_with_many_short_orders_reads_its_stream_once() {
     assert_eq!(t.count_orders("CONFIRMED").await, 50);
     assert!(reads <= 10, "{reads} stream reads for one batch");
     settle(&t).await;
-    assert_eq!(t.on_hand(wh, p).await, 0);
+    assert_eq!(t.available(wh, p).await, 0);
     t.assert_converged(InRedis::All).await;
 }
 
@@ -715,7 +715,7 @@ async fn a_key_still_names_its_order_after_redis_lost_its_data() {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{other}");
     settle(&t).await;
     assert_eq!(t.order_ids().await.len(), 1);
-    assert_eq!(t.on_hand(wh, p).await, 8);
+    assert_eq!(t.available(wh, p).await, 8);
     t.assert_converged(InRedis::All).await;
 }
 
@@ -771,7 +771,7 @@ async fn mysql_keeps_one_order_per_key_when_redis_lost_the_claim() {
         reason.contains(a) && reason.contains("Idempotency-Key"),
         "{shown}"
     );
-    assert_eq!(t.on_hand(wh, p).await, 8);
+    assert_eq!(t.available(wh, p).await, 8);
     assert_eq!(t.ledger_sum(wh, p).await, -2);
     t.assert_converged(InRedis::All).await;
     // The key's retry replays its claim's answer: the second order, now rejected.
@@ -808,7 +808,7 @@ async fn a_claim_the_replicas_do_not_hold_decides_nothing() {
         .unwrap();
     assert_eq!(claims, Vec::<String>::new(), "the claims were freed");
     assert_eq!(t.redis_stock(wh, p).await, None, "nothing was decided");
-    assert_eq!(t.on_hand(wh, p).await, 10);
+    assert_eq!(t.available(wh, p).await, 10);
     settle(&t).await;
     assert_eq!(t.order_ids().await, Vec::<String>::new());
 }

@@ -256,7 +256,7 @@ async fn mysql_first_writes_sell_through_a_redis_outage_and_nothing_is_sold_twic
         (StatusCode::OK, Some("CANCELLED"))
     );
     // Redis still counts the scarce units the outage sold: it is stale until re-synced.
-    assert_eq!(t.on_hand(wh, scarce).await, 0);
+    assert_eq!(t.available(wh, scarce).await, 0);
 
     // Redis returns; the Redis path decides again only after the stale keys are set from MySQL.
     let down_for = outage.elapsed();
@@ -286,8 +286,8 @@ async fn mysql_first_writes_sell_through_a_redis_outage_and_nothing_is_sold_twic
     assert_eq!(a_sold + b_sold, 5 + 1 + 24 - 1 + 4);
     assert_eq!(t.sold(wh, scarce).await, 6);
     assert_eq!(t.sold(store, a).await, 12);
-    assert_eq!(t.on_hand(wh, a).await, 100 - a_sold);
-    assert_eq!(t.on_hand(wh, b).await, 100 - b_sold);
+    assert_eq!(t.available(wh, a).await, 100 - a_sold);
+    assert_eq!(t.available(wh, b).await, 100 - b_sold);
     // The store's stock of b was never touched: Redis need not hold it.
     t.assert_converged(InRedis::Keys(&[(wh, a), (wh, b), (wh, scarce), (store, a)]))
         .await;
@@ -564,7 +564,7 @@ async fn db_lock_orders_on_an_instance_whose_circuit_is_open_still_reach_redis_f
         assert_eq!(t.order_status(id).await, "CONFIRMED", "{id}");
     }
     assert_eq!(t.sold(wh, scarce).await, 40);
-    assert_eq!(t.on_hand(wh, scarce).await, 0);
+    assert_eq!(t.available(wh, scarce).await, 0);
     assert_eq!(t.redis_stock(wh, scarce).await, Some(0));
     // None of the burst's writes went to MySQL alone.
     assert_eq!(mysql_only().await, writes_on_mysql_alone);

@@ -553,7 +553,7 @@ async fn bad_parameters_are_problems_and_change_nothing() {
         );
     }
     assert_eq!(t.redis_stock(wh, p).await, keys_before);
-    assert_eq!(t.on_hand(wh, p).await, 5);
+    assert_eq!(t.available(wh, p).await, 5);
     for (path, tag) in LISTS.iter().zip(&before) {
         assert_eq!(
             read(&t, path, Some(tag)).await.0,

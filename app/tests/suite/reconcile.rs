@@ -73,7 +73,7 @@ async fn a_hand_edited_key_is_repaired_once() {
 async fn a_ledger_mismatch_is_reported() {
     let t = TestApp::spawn().await;
     let (wh, p) = t.warehouse_with_product(1_000, 10).await;
-    sqlx::query("UPDATE stock SET on_hand = 12 WHERE location_id = ? AND product_id = ?")
+    sqlx::query("UPDATE stock SET available = 12 WHERE location_id = ? AND product_id = ?")
         .bind(wh)
         .bind(p)
         .execute(&t.db)
@@ -85,7 +85,7 @@ async fn a_ledger_mismatch_is_reported() {
         run["details"]["mismatches"],
         json!([{"locationId": wh, "productId": p, "onHand": 12, "expected": 10}])
     );
-    assert_eq!(t.on_hand(wh, p).await, 12);
+    assert_eq!(t.available(wh, p).await, 12);
 }
 
 /// FLUSHALL on Redis: the service notices and reloads; meanwhile no order is accepted against a
@@ -160,7 +160,7 @@ async fn flushall_is_noticed_and_reloaded() {
         confirmed <= sold && confirmed >= 50,
         "{confirmed} confirmed of {sold} accepted"
     );
-    assert_eq!(t.on_hand(wh, p).await, 300 - confirmed);
+    assert_eq!(t.available(wh, p).await, 300 - confirmed);
     assert_eq!(t.redis_stock(wh, p).await, Some(300 - confirmed));
     t.assert_converged(InRedis::All).await;
     let run = t.run_reconcile().await;
@@ -248,14 +248,14 @@ async fn reconcile_under_fire_needs_no_repair() {
     }
     t.wait_persisted().await;
     let sold = sold.load(Ordering::Relaxed) as i64;
-    let mut on_hand = 0;
+    let mut available = 0;
     for p in &products {
-        let v = t.on_hand(store, *p).await;
+        let v = t.available(store, *p).await;
         assert!(v >= 0);
-        on_hand += v;
+        available += v;
     }
     assert_eq!(
-        on_hand,
+        available,
         16_000 - sold,
         "units sold must match the stock taken"
     );

@@ -44,7 +44,7 @@ async fn no_oversell_on_the_redis_path() {
         "MySQL orders differ from the accepted ones"
     );
     assert_eq!(t.count_orders("CONFIRMED").await, 100);
-    assert_eq!(t.on_hand(wh, p).await, 0);
+    assert_eq!(t.available(wh, p).await, 0);
     assert_eq!(t.ledger_sum(wh, p).await, -100);
     assert_eq!(t.redis_stock(wh, p).await, Some(0));
     let id = accepted.iter().next().unwrap();
@@ -72,7 +72,7 @@ async fn multi_line_orders_are_all_or_nothing() {
     assert_eq!(t.redis_stock(wh, a).await, Some(10));
     assert_eq!(t.redis_stock(wh, b).await, Some(1));
     t.wait_persisted().await;
-    assert_eq!(t.on_hand(wh, a).await, 10);
+    assert_eq!(t.available(wh, a).await, 10);
     assert_eq!(t.order_ids().await.len(), 0);
 }
 
@@ -111,7 +111,7 @@ async fn redis_cancel_storm_restores_once() {
     }
     assert_eq!(t.redis_stock(wh, p).await, Some(10));
     t.wait_persisted().await;
-    assert_eq!(t.on_hand(wh, p).await, 10);
+    assert_eq!(t.available(wh, p).await, 10);
     assert_eq!(t.ledger_sum(wh, p).await, 0);
     assert_eq!(t.count_orders("CANCELLED").await, 2);
     t.assert_converged(InRedis::All).await;
@@ -140,12 +140,12 @@ async fn cancel_before_persisted() {
         assert_eq!(r.status(), StatusCode::OK);
     }
     assert_eq!(t.redis_stock(wh, p).await, Some(10));
-    assert_eq!(t.on_hand(wh, p).await, 10);
+    assert_eq!(t.available(wh, p).await, 10);
     t.app().start_consumer();
     t.wait_persisted().await;
     let (_, b) = json_of(t.get(&format!("/api/orders/{id}")).await).await;
     assert_eq!(b["status"], "CANCELLED");
-    assert_eq!(t.on_hand(wh, p).await, 10);
+    assert_eq!(t.available(wh, p).await, 10);
     assert_eq!(t.ledger_sum(wh, p).await, 0);
     t.assert_converged(InRedis::All).await;
 }
@@ -181,7 +181,7 @@ async fn redis_idempotency_key_creates_one_order() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     t.wait_persisted().await;
-    assert_eq!(t.on_hand(wh, p).await, 98);
+    assert_eq!(t.available(wh, p).await, 98);
     assert_eq!(t.order_ids().await.len(), 1);
 }
 
@@ -272,7 +272,7 @@ async fn racing_copies_of_a_key_get_one_answer() {
     t.wait_persisted().await;
     let in_mysql: HashSet<String> = t.order_ids().await.into_iter().collect();
     assert_eq!(in_mysql, sold);
-    assert_eq!(t.on_hand(store, p).await, 0);
+    assert_eq!(t.available(store, p).await, 0);
     assert_eq!(t.ledger_sum(store, p).await, -40);
     t.assert_converged(InRedis::All).await;
 }
@@ -364,7 +364,7 @@ async fn consumer_aborted_mid_run_loses_nothing() {
         ids.into_iter().collect::<HashSet<_>>() == accepted,
         "MySQL orders differ from the accepted ones"
     );
-    assert_eq!(t.on_hand(wh, p).await, 0);
+    assert_eq!(t.available(wh, p).await, 0);
     assert_eq!(t.ledger_sum(wh, p).await, -4_000);
     t.assert_converged(InRedis::All).await;
 }
@@ -461,8 +461,8 @@ async fn app_process_killed_mid_run_loses_nothing() {
         "the new instance's orders are missing"
     );
     assert_eq!(t.count_orders("CONFIRMED").await, ids.len() as i64);
-    assert_eq!(t.on_hand(wh, q).await, 100 - 20);
-    assert_eq!(t.on_hand(wh, p).await, 3_000 - (unique.len() - 20) as i64);
+    assert_eq!(t.available(wh, q).await, 100 - 20);
+    assert_eq!(t.available(wh, p).await, 3_000 - (unique.len() - 20) as i64);
     t.assert_converged(InRedis::All).await;
 }
 
@@ -492,7 +492,7 @@ async fn redis_killed_mid_run_loses_nothing() {
         "{lost} accepted orders are missing ({failed} requests failed while Redis was down)"
     );
     assert!(unique.len() <= 1_500, "oversold: {}", unique.len());
-    assert_eq!(t.on_hand(wh, p).await, 1_500 - unique.len() as i64);
+    assert_eq!(t.available(wh, p).await, 1_500 - unique.len() as i64);
     t.assert_converged(InRedis::All).await;
 }
 
@@ -525,7 +525,7 @@ async fn script_flush_causes_no_failed_order() {
     assert!(flusher.await.unwrap() > 5);
     assert_eq!((accepted.len(), failed), (1_000, 0));
     t.wait_persisted().await;
-    assert_eq!(t.on_hand(wh, p).await, 0);
+    assert_eq!(t.available(wh, p).await, 0);
     t.assert_converged(InRedis::All).await;
 }
 
@@ -589,10 +589,10 @@ async fn mixed_writers_converge() {
         }
     }
     t.wait_persisted().await;
-    let on_hand = t.on_hand(wh, p).await;
-    assert!(on_hand >= 0);
-    assert_eq!(on_hand, 200 + restocked - sold);
-    assert_eq!(t.redis_stock(wh, p).await, Some(on_hand));
+    let available = t.available(wh, p).await;
+    assert!(available >= 0);
+    assert_eq!(available, 200 + restocked - sold);
+    assert_eq!(t.redis_stock(wh, p).await, Some(available));
     t.assert_converged(InRedis::All).await;
 }
 
@@ -627,7 +627,7 @@ async fn a_batch_larger_than_one_acknowledgement_is_acknowledged_whole() {
     t.app().start_consumer();
     t.wait_persisted().await;
     assert_eq!(t.order_ids().await.len(), n);
-    assert_eq!(t.on_hand(wh, p).await, (1_000 - n) as i64);
+    assert_eq!(t.available(wh, p).await, (1_000 - n) as i64);
     let left: usize = redis::cmd("XLEN")
         .arg(keys.stream(loc))
         .query_async(&mut redis)

@@ -48,7 +48,7 @@ async fn same_day_routing_picks_the_nearest_store_with_stock() {
     assert!(b["detail"].as_str().unwrap().contains("in range"), "{b}");
     // The store 14.8 km away is never used, although it has 100.
     t.wait_persisted().await;
-    assert_eq!(t.on_hand(w.out_of_range, w.product).await, 100);
+    assert_eq!(t.available(w.out_of_range, w.product).await, 100);
 }
 
 /// Nothing within the radius at all: 409 with a clear detail.
@@ -176,7 +176,7 @@ async fn cross_channel_no_oversell() {
     }
     assert_eq!(sold, 20);
     t.wait_persisted().await;
-    assert_eq!(t.on_hand(w.near, w.product).await, 0);
+    assert_eq!(t.available(w.near, w.product).await, 0);
     assert_eq!(t.ledger_sum(w.near, w.product).await, -20);
     assert_eq!(t.redis_stock(w.near, w.product).await, Some(0));
     t.assert_converged(InRedis::All).await;
@@ -197,7 +197,7 @@ async fn pos_sale_respects_online_reservations() {
     )
     .await;
     assert_eq!(s, StatusCode::ACCEPTED);
-    assert_eq!(t.on_hand(w.near, w.product).await, 3);
+    assert_eq!(t.available(w.near, w.product).await, 3);
     let sale = |q: i64| pos_sale(&[(w.product, q)]);
     let path = format!("/api/stores/{}/orders", w.near);
     let (s, b) = json_of(t.post_with_key(&path, &key, &sale(2)).await).await;
@@ -208,11 +208,11 @@ async fn pos_sale_respects_online_reservations() {
         (b["path"].as_str(), b["deliveryType"].as_str()),
         (Some("POS"), Some("IN_STORE"))
     );
-    assert_eq!(t.on_hand(w.near, w.product).await, 2);
+    assert_eq!(t.available(w.near, w.product).await, 2);
     assert_eq!(t.redis_stock(w.near, w.product).await, Some(0));
     t.app().start_consumer();
     t.wait_persisted().await;
-    assert_eq!(t.on_hand(w.near, w.product).await, 0);
+    assert_eq!(t.available(w.near, w.product).await, 0);
     t.assert_converged(InRedis::All).await;
 
     // The store's view.
@@ -254,12 +254,12 @@ async fn pos_keys_isolate_stores_and_cancel_restores_once() {
         (s, b["type"].as_str()),
         (StatusCode::FORBIDDEN, Some("/problems/forbidden"))
     );
-    assert_eq!(t.on_hand(w.near, w.product).await, 10);
+    assert_eq!(t.available(w.near, w.product).await, 10);
 
     let (s, b) = json_of(t.post_with_key(&path_a, &key_a, &sale).await).await;
     assert_eq!(s, StatusCode::CREATED);
     let id = b["orderId"].as_str().unwrap().to_owned();
-    assert_eq!(t.on_hand(w.near, w.product).await, 7);
+    assert_eq!(t.available(w.near, w.product).await, 7);
 
     // Store B cannot cancel store A's sale, even with its own route.
     let cancel_b = t
@@ -283,10 +283,10 @@ async fn pos_keys_isolate_stores_and_cancel_restores_once() {
             (StatusCode::OK, Some("CANCELLED"))
         );
     }
-    assert_eq!(t.on_hand(w.near, w.product).await, 10);
+    assert_eq!(t.available(w.near, w.product).await, 10);
     assert_eq!(t.redis_stock(w.near, w.product).await, Some(10));
     let reasons: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT CAST(reason AS CHAR), delta FROM stock_movements WHERE ref_id = ? ORDER BY id",
+        "SELECT CAST(reason AS CHAR), available_delta FROM stock_movements WHERE ref_id = ? ORDER BY id",
     )
     .bind(&id)
     .fetch_all(&t.db)
@@ -314,7 +314,7 @@ async fn pos_keys_isolate_stores_and_cancel_restores_once() {
             .0,
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(t.on_hand(w.near, w.product).await, 10);
+    assert_eq!(t.available(w.near, w.product).await, 10);
     // The middle store sold nothing: Redis need not hold its stock.
     t.assert_converged(InRedis::Keys(&[(w.near, w.product)]))
         .await;

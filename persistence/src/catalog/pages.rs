@@ -64,7 +64,7 @@ impl Storage {
             // One row more than asked for says whether a next page exists.
             let mut items: Vec<ListedProduct> = sqlx::query_as(
                 "SELECT p.id AS product_id, p.name, p.price, \
-                 (SELECT CAST(COALESCE(SUM(s.on_hand), 0) AS SIGNED) FROM stock s \
+                 (SELECT CAST(COALESCE(SUM(s.available), 0) AS SIGNED) FROM stock s \
                   JOIN locations l ON l.id = s.location_id AND l.active \
                   WHERE s.product_id = p.id) AS total_quantity \
                  FROM products p WHERE p.active AND p.id > ? ORDER BY p.id LIMIT ?",
@@ -88,7 +88,7 @@ impl Storage {
         self.in_time(self.db_deadline(), async {
             let rows: Vec<ProductStockRow> = sqlx::query_as(
                 "SELECT p.id, p.sku, p.name, p.price, p.active, s.location_id, \
-                 CAST(l.kind AS CHAR) AS kind, s.on_hand FROM products p \
+                 CAST(l.kind AS CHAR) AS kind, s.available FROM products p \
                  LEFT JOIN (stock s JOIN locations l ON l.id = s.location_id AND l.active) \
                  ON s.product_id = p.id \
                  WHERE p.id = ? AND p.active ORDER BY s.location_id",
@@ -252,7 +252,7 @@ struct ProductStockRow {
     product: ProductRow,
     location_id: Option<u64>,
     kind: Option<LocationKind>,
-    on_hand: Option<i64>,
+    available: Option<i64>,
 }
 
 impl ProductStockRow {
@@ -262,7 +262,7 @@ impl ProductStockRow {
         Some(StockLevel {
             location_id: self.location_id?,
             location_type: self.kind?,
-            quantity: self.on_hand?,
+            quantity: self.available?,
         })
     }
 }

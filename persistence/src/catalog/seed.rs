@@ -249,7 +249,7 @@ async fn insert_stock(
     if rows.is_empty() {
         return Ok(());
     }
-    QueryBuilder::new("INSERT INTO stock (location_id, product_id, on_hand, initial_quantity) ")
+    QueryBuilder::new("INSERT INTO stock (location_id, product_id, available, initial_quantity) ")
         .push_values(rows, |mut row, (l, p, qty)| {
             row.push_bind(l).push_bind(p).push_bind(qty).push_bind(qty);
         })

@@ -118,9 +118,9 @@ pub(super) async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Ap
         .collect();
     let key_held_by =
         keep_redis_keys(&mut tx, &keyed, store.options().idempotency_ttl_secs).await?;
-    let on_hand = lock_stock(&mut tx, &touched).await?;
+    let available = lock_stock(&mut tx, &touched).await?;
     let batch = Batch {
-        on_hand: &on_hand,
+        available: &available,
         orders: &orders,
         cancels: &cancels,
         key_held_by: &key_held_by,
@@ -242,7 +242,8 @@ fn touched_rows(orders: &[NewOrder], cancels: &[&Event]) -> BTreeSet<Row> {
 }
 
 /// The batch's writes: its orders as settled, its cancels that give units back (and their
-/// ledger rows), and the change of each stock row.
+/// ledger rows), and the change of each stock row. Every change here is an online order's or its
+/// cancel's, so `committed` moves opposite to `available` ([`Reason::committed_delta`]).
 async fn write(
     tx: &mut sqlx::MySqlConnection,
     orders: &[Order],
@@ -281,10 +282,13 @@ async fn write(
                 .push_bind_unseparated(d)
                 .push_unseparated(" AS d");
         }
-        q.push(
+        // Orders and cancels move committed the same way per unit of available.
+        let per_unit = Reason::Order.committed_delta(1);
+        debug_assert_eq!(per_unit, Reason::Cancel.committed_delta(1));
+        q.push(format_args!(
             ") x ON s.location_id = x.l AND s.product_id = x.p \
-             SET s.on_hand = s.on_hand + x.d",
-        );
+             SET s.available = s.available + x.d, s.committed = s.committed + {per_unit} * x.d"
+        ));
         let n = q.build().execute(&mut *tx).await?.rows_affected();
         if n != chunk.len() as u64 {
             return Err(StorageError::internal(format!(

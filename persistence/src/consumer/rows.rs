@@ -5,7 +5,7 @@ use super::*;
 
 use crate::error::StorageResult;
 use crate::infra::mysql::push_list;
-use crate::orders::ledger::{OnHand, ROWS_PER_STATEMENT};
+use crate::orders::ledger::{Available, ROWS_PER_STATEMENT};
 use crate::Storage;
 use sf_routing::LocationId;
 use sqlx::QueryBuilder;
@@ -21,20 +21,24 @@ pub(super) async fn lock_stock(
     for (l, p) in keys {
         by_loc.entry(*l).or_default().push(*p);
     }
-    let mut on_hand = HashMap::new();
+    let mut available = HashMap::new();
     for (loc, products) in by_loc {
         for chunk in products.chunks(ROWS_PER_STATEMENT) {
             let mut q =
-                QueryBuilder::new("SELECT product_id, on_hand FROM stock WHERE location_id = ");
+                QueryBuilder::new("SELECT product_id, available FROM stock WHERE location_id = ");
             q.push_bind(loc).push(" AND product_id IN ");
             push_list(&mut q, chunk.iter().copied());
             q.push(" ORDER BY product_id FOR UPDATE");
-            for row in q.build_query_as::<OnHand>().fetch_all(&mut *conn).await? {
-                on_hand.insert((loc, row.product_id.get()), row.on_hand);
+            for row in q
+                .build_query_as::<Available>()
+                .fetch_all(&mut *conn)
+                .await?
+            {
+                available.insert((loc, row.product_id.get()), row.available);
             }
         }
     }
-    Ok(on_hand)
+    Ok(available)
 }
 
 /// One entry of `XPENDING`'s extended form: id, consumer, idle ms, deliveries.

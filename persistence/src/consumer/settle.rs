@@ -24,7 +24,7 @@ pub(super) type Row = (u64, u64);
 /// What a batch asks of MySQL, and what MySQL holds under the batch's row locks.
 pub(super) struct Batch<'a> {
     /// The on-hand of every stock row the batch touches; a row MySQL lacks is absent.
-    pub(super) on_hand: &'a HashMap<Row, i64>,
+    pub(super) available: &'a HashMap<Row, i64>,
     /// The new orders, in stream order.
     pub(super) orders: &'a [NewOrder<'a>],
     /// The cancels MySQL can apply, at most one per order.
@@ -182,7 +182,7 @@ impl Refusal<'_> {
 /// A batch being settled: the rows as its orders and cancels leave them so far.
 struct Draft<'a> {
     batch: &'a Batch<'a>,
-    on_hand: HashMap<Row, i64>,
+    available: HashMap<Row, i64>,
     refused: HashMap<&'a str, Refusal<'a>>,
     defer: BTreeSet<&'a str>,
     /// Orders whose cancel is in the batch: they take nothing net, so they are kept.
@@ -196,7 +196,7 @@ impl<'a> Draft<'a> {
     fn net(batch: &'a Batch<'a>) -> Self {
         let mut draft = Self {
             batch,
-            on_hand: batch.on_hand.clone(),
+            available: batch.available.clone(),
             refused: HashMap::new(),
             defer: BTreeSet::new(),
             cancelled_here: batch.cancels.iter().map(|e| e.order_id.as_str()).collect(),
@@ -211,7 +211,7 @@ impl<'a> Draft<'a> {
             if let Some(it) = order
                 .items
                 .iter()
-                .find(|it| !batch.on_hand.contains_key(&(loc, it.product_id)))
+                .find(|it| !batch.available.contains_key(&(loc, it.product_id)))
             {
                 draft
                     .refused
@@ -225,7 +225,7 @@ impl<'a> Draft<'a> {
                 continue;
             }
             for (p, q) in &e.lines {
-                if let Some(v) = draft.on_hand.get_mut(&(e.loc.get(), p.get())) {
+                if let Some(v) = draft.available.get_mut(&(e.loc.get(), p.get())) {
                     *v += i64::from(*q);
                 }
             }
@@ -238,18 +238,18 @@ impl<'a> Draft<'a> {
         let loc = order.fulfillment_location_id;
         for it in &order.items {
             *self
-                .on_hand
+                .available
                 .get_mut(&(loc, it.product_id))
                 .expect("a row of the batch") += sign * i64::from(it.quantity);
         }
     }
 
     fn short(&self) -> bool {
-        self.on_hand.values().any(|v| *v < 0)
+        self.available.values().any(|v| *v < 0)
     }
 
     fn short_rows(&self) -> BTreeSet<Row> {
-        self.on_hand
+        self.available
             .iter()
             .filter(|(_, v)| **v < 0)
             .map(|(r, _)| *r)
@@ -263,7 +263,7 @@ impl<'a> Draft<'a> {
             .items
             .iter()
             .map(|it| (loc, it.product_id))
-            .find(|row| self.on_hand[row] < 0)
+            .find(|row| self.available[row] < 0)
     }
 
     /// Whether `n` still stands as it was netted: taking its units, none of its cancel.
@@ -309,7 +309,7 @@ impl<'a> Draft<'a> {
                 self.defer.insert(n.id());
             } else {
                 self.refused
-                    .insert(n.id(), Refusal::Short(row, -self.on_hand[&row]));
+                    .insert(n.id(), Refusal::Short(row, -self.available[&row]));
             }
             self.moves(&n.order, 1);
         }
@@ -343,9 +343,9 @@ impl<'a> Draft<'a> {
             .map(str::to_owned)
             .collect();
         out.stock = self
-            .on_hand
+            .available
             .iter()
-            .map(|(row, v)| (*row, v - self.batch.on_hand[row]))
+            .map(|(row, v)| (*row, v - self.batch.available[row]))
             .filter(|(_, d)| *d != 0)
             .collect();
         out
@@ -402,7 +402,7 @@ mod tests {
     /// A batch at location 4 and what is known around it.
     #[derive(Default, Clone)]
     struct Case {
-        on_hand: HashMap<Row, i64>,
+        available: HashMap<Row, i64>,
         reservations: Vec<(Event, Order)>,
         cancels: Vec<Event>,
         key_held_by: HashMap<String, String>,
@@ -414,7 +414,7 @@ mod tests {
         /// MySQL's on-hand of each product at location 4.
         fn stock(rows: &[(u64, i64)]) -> Self {
             Self {
-                on_hand: rows.iter().map(|(p, v)| ((L, *p), *v)).collect(),
+                available: rows.iter().map(|(p, v)| ((L, *p), *v)).collect(),
                 ..Self::default()
             }
         }
@@ -476,7 +476,7 @@ mod tests {
                 .collect();
             let cancels: Vec<&Event> = self.cancels.iter().collect();
             let batch = Batch {
-                on_hand: &self.on_hand,
+                available: &self.available,
                 orders: &orders,
                 cancels: &cancels,
                 key_held_by: &self.key_held_by,
@@ -542,7 +542,7 @@ mod tests {
             })
             .collect();
         let batch = Batch {
-            on_hand: &case.on_hand,
+            available: &case.available,
             orders: &orders,
             cancels: &[],
             key_held_by: &case.key_held_by,

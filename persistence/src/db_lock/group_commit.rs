@@ -26,7 +26,7 @@ use crate::infra::mysql::{push_list, with_retry};
 use crate::model::{Order, OrderPath, OrderStatus};
 use crate::orders::build::build_order;
 use crate::orders::idempotency::{claim_mysql, complete_mysql, Claim};
-use crate::orders::ledger::{insert_orders, OnHand, Reason};
+use crate::orders::ledger::{insert_orders, location_safety, Reason};
 use crate::Storage;
 use sf_routing::{Candidate, LocationId, OrderLines, ProductId};
 use sqlx::QueryBuilder;
@@ -257,22 +257,35 @@ impl Storage {
                 .flat_map(|(m, _)| m.req.lines.products())
                 .collect();
             let mut have: BTreeMap<ProductId, i64> = BTreeMap::new();
+            let mut safety: BTreeMap<ProductId, i64> = BTreeMap::new();
             if !products.is_empty() {
-                let mut q =
-                    QueryBuilder::new("SELECT product_id, on_hand FROM stock WHERE location_id = ");
+                let default = location_safety(&mut tx, loc).await?;
+                let mut q = QueryBuilder::new(
+                    "SELECT product_id, available, safety_stock FROM stock WHERE location_id = ",
+                );
                 q.push_bind(loc).push(" AND product_id IN ");
                 push_list(&mut q, products.iter().copied());
                 q.push(" ORDER BY product_id FOR UPDATE");
-                for row in q.build_query_as::<OnHand>().fetch_all(&mut *tx).await? {
-                    have.insert(row.product_id, row.on_hand);
+                for row in q.build_query_as::<Row>().fetch_all(&mut *tx).await? {
+                    have.insert(row.product_id, row.available);
+                    safety.insert(row.product_id, row.safety_stock.unwrap_or(default));
                 }
             }
-            let open: Vec<Option<&OrderLines>> = members
+            let open: Vec<Option<Ask<'_>>> = members
                 .iter()
                 .zip(&answers)
-                .map(|(m, a)| a.is_none().then_some(&m.req.lines))
+                .map(|(m, a)| {
+                    a.is_none().then_some(Ask {
+                        lines: &m.req.lines,
+                        online: m.req.path != OrderPath::Pos,
+                    })
+                })
                 .collect();
-            let Allotment { fits, taken } = allot(have, caps, &open);
+            let Allotment {
+                fits,
+                taken,
+                committed,
+            } = allot(have, caps, &safety, &open);
 
             let mut placed: Vec<(usize, Order)> = Vec::new();
             for (i, m) in members.iter().enumerate() {
@@ -315,10 +328,11 @@ impl Storage {
             // One conditional UPDATE per row for the whole group.
             for (p, units) in &taken {
                 let changed = sqlx::query(
-                    "UPDATE stock SET on_hand = on_hand - ? \
-                     WHERE location_id = ? AND product_id = ? AND on_hand >= ?",
+                    "UPDATE stock SET available = available - ?, committed = committed + ? \
+                     WHERE location_id = ? AND product_id = ? AND available >= ?",
                 )
                 .bind(units)
+                .bind(committed.get(p).copied().unwrap_or(0))
                 .bind(loc)
                 .bind(p)
                 .bind(units)
@@ -374,25 +388,46 @@ impl Storage {
     }
 }
 
+/// A locked stock row of a group: its available figure and its own safety stock.
+#[derive(sqlx::FromRow)]
+struct Row {
+    product_id: ProductId,
+    available: i64,
+    safety_stock: Option<i64>,
+}
+
 /// How a group's orders fit the stock its rows hold.
 #[derive(Debug, PartialEq, Eq)]
 struct Allotment {
     /// Per member, in arrival order: `None` for one already answered, `Ok` for one that fits what
     /// the earlier ones left, `Err((product, have))` for one short of `product`, of which `have`
-    /// units were left for it.
+    /// units were left for it (for an online order: above the safety stock).
     fits: Vec<Option<Result<(), (ProductId, i64)>>>,
-    /// The units the fitting orders take, per product.
+    /// The units the fitting orders take from `available`, per product.
     taken: BTreeMap<ProductId, i64>,
+    /// The units the fitting online orders commit, per product (a till sale commits none: it is
+    /// handed over at once).
+    committed: BTreeMap<ProductId, i64>,
 }
 
-/// Decides a group in arrival order against what its rows hold (`have`; a product without a row
-/// has none), each figure capped by Redis's lower one where a try found it lower (`caps`): an
-/// order takes its units only if every line fits what the earlier orders left, and an order that
+/// One member of a group, as [`allot`] weighs it.
+#[derive(Debug, Clone, Copy)]
+struct Ask<'a> {
+    lines: &'a OrderLines,
+    /// An online order (it may not take the safety stock), not a till sale.
+    online: bool,
+}
+
+/// Decides a group in arrival order against what its rows hold (`have`: available; a product
+/// without a row has none), each figure capped by Redis's lower one where a try found it lower
+/// (`caps`): an order takes its units only if every line fits what the earlier orders left —
+/// above the product's `safety` stock for an online order ([`Reason::need`]) — and an order that
 /// does not fit is refused alone. Pure: the transaction executes what it decides.
 fn allot(
     mut have: BTreeMap<ProductId, i64>,
     caps: &BTreeMap<ProductId, i64>,
-    members: &[Option<&OrderLines>],
+    safety: &BTreeMap<ProductId, i64>,
+    members: &[Option<Ask<'_>>],
 ) -> Allotment {
     for (p, cap) in caps {
         if let Some(h) = have.get_mut(p) {
@@ -400,25 +435,37 @@ fn allot(
         }
     }
     let mut taken: BTreeMap<ProductId, i64> = BTreeMap::new();
+    let mut committed: BTreeMap<ProductId, i64> = BTreeMap::new();
     let fits = members
         .iter()
-        .map(|lines| {
-            let lines = (*lines)?;
-            let short = lines.iter().find_map(|(p, q)| {
-                let h = have.get(&p).copied().unwrap_or(0);
-                (h < i64::from(q.get())).then_some((p, h))
+        .map(|ask| {
+            let ask = (*ask)?;
+            let floor = |p: &ProductId| match ask.online {
+                true => safety.get(p).copied().unwrap_or(0),
+                false => 0,
+            };
+            let short = ask.lines.iter().find_map(|(p, q)| {
+                let h = have.get(&p).copied().unwrap_or(0) - floor(&p);
+                (h < i64::from(q.get())).then_some((p, h.max(0)))
             });
             if let Some(short) = short {
                 return Some(Err(short));
             }
-            for (p, q) in lines.iter() {
+            for (p, q) in ask.lines.iter() {
                 *have.get_mut(&p).expect("checked above") -= i64::from(q.get());
                 *taken.entry(p).or_default() += i64::from(q.get());
+                if ask.online {
+                    *committed.entry(p).or_default() += i64::from(q.get());
+                }
             }
             Some(Ok(()))
         })
         .collect();
-    Allotment { fits, taken }
+    Allotment {
+        fits,
+        taken,
+        committed,
+    }
 }
 
 /// Every member of a decided group has its answer.
@@ -438,6 +485,48 @@ mod tests {
         OrderLines::parse(raw.iter().copied()).unwrap()
     }
 
+    fn till(lines: &OrderLines) -> Ask<'_> {
+        Ask {
+            lines,
+            online: false,
+        }
+    }
+
+    fn online(lines: &OrderLines) -> Ask<'_> {
+        Ask {
+            lines,
+            online: true,
+        }
+    }
+
+    #[test]
+    fn an_online_order_leaves_the_safety_stock_and_the_till_takes_it() {
+        let (web, till_sale) = (lines(&[(1, 3)]), lines(&[(1, 3)]));
+        let safety = stock(&[(1, 2)]);
+        let got = allot(
+            stock(&[(1, 4)]),
+            &BTreeMap::new(),
+            &safety,
+            &[Some(online(&web)), Some(till(&till_sale))],
+        );
+        // 4 on the shelf, 2 kept back: the web order sees 2 sellable, the till sees 4.
+        assert_eq!(got.fits, vec![Some(Err((p(1), 2))), Some(Ok(()))]);
+        assert_eq!(got.taken, stock(&[(1, 3)]));
+        assert_eq!(got.committed, BTreeMap::new());
+        let small = lines(&[(1, 2)]);
+        let got = allot(
+            stock(&[(1, 4)]),
+            &BTreeMap::new(),
+            &safety,
+            &[Some(online(&small))],
+        );
+        assert_eq!(got.fits, vec![Some(Ok(()))]);
+        assert_eq!(
+            (got.taken.clone(), got.committed),
+            (stock(&[(1, 2)]), stock(&[(1, 2)]))
+        );
+    }
+
     fn stock(raw: &[(u64, i64)]) -> BTreeMap<ProductId, i64> {
         raw.iter().map(|(id, v)| (p(*id), *v)).collect()
     }
@@ -448,13 +537,15 @@ mod tests {
         let got = allot(
             stock(&[(1, 5)]),
             &BTreeMap::new(),
-            &[Some(&a), Some(&b), Some(&c)],
+            &BTreeMap::new(),
+            &[Some(till(&a)), Some(till(&b)), Some(till(&c))],
         );
         assert_eq!(
             got,
             Allotment {
                 fits: vec![Some(Ok(())), Some(Err((p(1), 2))), Some(Ok(()))],
                 taken: stock(&[(1, 5)]),
+                committed: BTreeMap::new(),
             }
         );
     }
@@ -466,7 +557,8 @@ mod tests {
         let got = allot(
             stock(&[(1, 2), (2, 3)]),
             &BTreeMap::new(),
-            &[Some(&both), Some(&one)],
+            &BTreeMap::new(),
+            &[Some(till(&both)), Some(till(&one))],
         );
         assert_eq!(got.fits, vec![Some(Err((p(2), 3))), Some(Ok(()))]);
         assert_eq!(got.taken, stock(&[(1, 2)]));
@@ -479,7 +571,8 @@ mod tests {
         let got = allot(
             stock(&[(1, 1)]),
             &BTreeMap::new(),
-            &[None, Some(&a), Some(&b)],
+            &BTreeMap::new(),
+            &[None, Some(till(&a)), Some(till(&b))],
         );
         assert_eq!(got.fits, vec![None, Some(Err((p(9), 0))), Some(Ok(()))]);
         assert_eq!(got.taken, stock(&[(1, 1)]));
@@ -490,19 +583,25 @@ mod tests {
         let a = lines(&[(1, 2)]);
         let b = lines(&[(1, 2)]);
         let caps = stock(&[(1, 3), (7, 0)]);
-        let got = allot(stock(&[(1, 10)]), &caps, &[Some(&a), Some(&b)]);
+        let got = allot(
+            stock(&[(1, 10)]),
+            &caps,
+            &BTreeMap::new(),
+            &[Some(till(&a)), Some(till(&b))],
+        );
         assert_eq!(got.fits, vec![Some(Ok(())), Some(Err((p(1), 1)))]);
         assert_eq!(got.taken, stock(&[(1, 2)]));
     }
 
     #[test]
     fn a_group_of_none_takes_nothing() {
-        let got = allot(stock(&[(1, 10)]), &BTreeMap::new(), &[]);
+        let got = allot(stock(&[(1, 10)]), &BTreeMap::new(), &BTreeMap::new(), &[]);
         assert_eq!(
             got,
             Allotment {
                 fits: vec![],
-                taken: BTreeMap::new()
+                taken: BTreeMap::new(),
+                committed: BTreeMap::new(),
             }
         );
     }

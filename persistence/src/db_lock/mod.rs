@@ -102,7 +102,8 @@ impl Storage {
                 _ => Reason::Order,
             };
             insert_orders(&mut tx, &[&order], reason).await?;
-            if let Some((product, have)) = change_mysql_stock(&mut tx, loc, &deltas).await? {
+            if let Some((product, have)) = change_mysql_stock(&mut tx, loc, &deltas, reason).await?
+            {
                 tx.rollback().await?;
                 return Ok(Err(Attempt::Short { product, have }));
             }
@@ -165,12 +166,12 @@ impl Storage {
                 .execute(&mut *tx)
                 .await?;
                 let deltas = order_deltas(&mut tx, order_id, 1).await?;
-                change_mysql_stock(&mut tx, loc, &deltas).await?;
                 let reason = if path == OrderPath::Pos {
                     Reason::PosReturn
                 } else {
                     Reason::Cancel
                 };
+                change_mysql_stock(&mut tx, loc, &deltas, reason).await?;
                 let moves: Vec<_> = deltas
                     .iter()
                     .map(|(p, d)| (loc.get(), p.get(), *d, order_id))
@@ -204,7 +205,7 @@ impl Storage {
             }
             let loc = order.location_id;
             let deltas = order_deltas(&mut tx, order_id, -1).await?;
-            if let Some(short) = change_mysql_stock(&mut tx, loc, &deltas).await? {
+            if let Some(short) = change_mysql_stock(&mut tx, loc, &deltas, Reason::Order).await? {
                 tx.rollback().await?;
                 return Ok((None, loc, deltas, Some(short)));
             }

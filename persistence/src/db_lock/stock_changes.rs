@@ -59,7 +59,9 @@ impl Storage {
     }
 
     /// The statements of an operator's stock change, up to its commit step: the transaction, the
-    /// change, and the on-hand figure before it.
+    /// change, and the on-hand figure before it. The change moves onHand, and so `available` by
+    /// the same delta: units committed to orders stay committed (a count below them leaves
+    /// `available` negative, which refuses new orders until stock comes in).
     async fn stock_change_statements(
         &self,
         loc: LocationId,
@@ -70,7 +72,8 @@ impl Storage {
         let mut tx = self.db.begin().await?;
         let lock = || {
             sqlx::query_scalar::<_, i64>(
-                "SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ? FOR UPDATE",
+                "SELECT available + committed + reserved FROM stock \
+                 WHERE location_id = ? AND product_id = ? FOR UPDATE",
             )
             .bind(loc)
             .bind(product)
@@ -82,7 +85,7 @@ impl Storage {
             None => {
                 // A product the location never carried gets a row that starts at zero.
                 sqlx::query(
-                    "INSERT IGNORE INTO stock (location_id, product_id, on_hand, initial_quantity) VALUES (?, ?, 0, 0)",
+                    "INSERT IGNORE INTO stock (location_id, product_id, available, initial_quantity) VALUES (?, ?, 0, 0)",
                 )
                 .bind(loc)
                 .bind(product)
@@ -104,7 +107,7 @@ impl Storage {
         if delta == 0 {
             return Ok((tx, 0, before));
         }
-        change_mysql_stock(&mut tx, loc, &[(product, delta)]).await?;
+        change_mysql_stock(&mut tx, loc, &[(product, delta)], reason).await?;
         let reference = format!("op-{}", uuid::Uuid::now_v7().simple());
         insert_movements(
             &mut tx,

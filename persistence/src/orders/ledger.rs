@@ -8,15 +8,29 @@ use crate::model::{Order, OrderStatus};
 use sf_routing::{LocationId, ProductId};
 use sqlx::{MySqlConnection, QueryBuilder};
 
-/// Why a stock change was made, as the ledger names it.
+/// Why a stock change was made, as the ledger names it. The reason also decides what the change
+/// does to each state of the row ([`Reason::committed_delta`]) and what a decrement needs
+/// ([`Reason::need`]): one definition, used by every writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
+    /// An online order persisted: its units move from `available` to `committed`.
     Order,
+    /// An online order cancelled before hand-over: its units move back.
     Cancel,
+    /// An online order handed over (collected, dispatched, shipped): its units leave `committed`
+    /// and the building.
+    Fulfilled,
+    /// A pickup never collected, cancelled by the expiry job: like [`Reason::Cancel`].
+    NotCollected,
+    /// A sale at the till: a hand-over at once, from `available`.
     PosSale,
+    /// A till sale returned: its units are on the shelf again.
     PosReturn,
     Restock,
     Adjust,
+    /// A physical count: `onHand` set to what was counted.
+    Count,
+    Damaged,
 }
 
 impl Reason {
@@ -24,23 +38,93 @@ impl Reason {
         match self {
             Self::Order => "ORDER",
             Self::Cancel => "CANCEL",
+            Self::Fulfilled => "FULFILLED",
+            Self::NotCollected => "NOT_COLLECTED",
             Self::PosSale => "POS_SALE",
             Self::PosReturn => "POS_RETURN",
             Self::Restock => "RESTOCK",
             Self::Adjust => "ADJUST",
+            Self::Count => "COUNT",
+            Self::Damaged => "DAMAGED",
         }
     }
+
+    /// The change of `committed` that goes with a change of `available` by `d` for this reason.
+    /// An online order persisted moves its units from available to committed, a cancel before
+    /// hand-over (or a pickup not collected) moves them back; a hand-over moves committed alone
+    /// (its rows are written by [`insert_handovers`]); every other reason moves available, and so
+    /// onHand, alone.
+    pub(crate) fn committed_delta(self, d: i64) -> i64 {
+        match self {
+            Self::Order | Self::Cancel | Self::NotCollected => -d,
+            _ => 0,
+        }
+    }
+
+    /// What a decrement for this reason needs of the row.
+    pub(crate) fn need(self) -> Need {
+        match self {
+            Self::Order => Need::Sellable,
+            Self::PosSale => Need::Available,
+            Self::Restock | Self::Adjust | Self::Count | Self::Damaged => Need::OnHand,
+            Self::Cancel | Self::Fulfilled | Self::NotCollected | Self::PosReturn => Need::Nothing,
+        }
+    }
+}
+
+/// The figure of a stock row a decrement may not take below zero. Each is defined here once, in
+/// SQL over the `stock` row `s`; `reserve.lua` applies the same [`Need::Sellable`] rule to the
+/// figures Redis holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// `sellableOnline` = available − safetyStock: what an online order may take.
+    Sellable,
+    /// `available` = onHand − committed − reserved: what the till may take.
+    Available,
+    /// `onHand`: what an operator's change may take (a count below `committed` leaves available
+    /// negative: a real shortage, shown and refusing orders, not an error).
+    OnHand,
+    /// Increments and hand-overs need nothing.
+    Nothing,
+}
+
+impl Need {
+    /// The figure, as an SQL expression over the `stock` row `s`; `location_safety` is the
+    /// location's default safety stock (read apart, without a lock: a buffer is a policy, not a
+    /// count, and the location's row is not for every order to lock).
+    pub(crate) fn sql(self, location_safety: i64) -> String {
+        match self {
+            Self::Sellable => {
+                format!("(s.available - COALESCE(s.safety_stock, {location_safety}))")
+            }
+            Self::Available => "s.available".into(),
+            Self::OnHand => "(s.available + s.committed + s.reserved)".into(),
+            Self::Nothing => "NULL".into(),
+        }
+    }
+}
+
+/// A location's default safety stock (0 for an unknown location), read without a lock.
+pub(crate) async fn location_safety(
+    conn: &mut MySqlConnection,
+    loc: LocationId,
+) -> StorageResult<i64> {
+    let v: Option<i64> = sqlx::query_scalar("SELECT safety_stock FROM locations WHERE id = ?")
+        .bind(loc)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(v.unwrap_or(0))
 }
 
 /// Rows per multi-row statement. MariaDB refuses a statement with more than 65,535 placeholders;
 /// the widest row here has 10, so no statement comes near the limit (or the packet size).
 pub(crate) const ROWS_PER_STATEMENT: usize = 1000;
 
-/// A stock row's on-hand figure, as the reads of one location's rows return it.
+/// A stock row's available figure, as the reads of one location's rows return it.
 #[derive(Debug, sqlx::FromRow)]
-pub(crate) struct OnHand {
+pub(crate) struct Available {
     pub product_id: ProductId,
-    pub on_hand: i64,
+    pub available: i64,
 }
 
 /// Inserts orders, their lines and their ledger rows (no stock change), a bounded number of rows
@@ -59,9 +143,9 @@ pub(crate) async fn insert_orders(
             .map(|o| accepted_at(o.accepted_at_ms))
             .collect::<StorageResult<Vec<_>>>()?;
         QueryBuilder::new(
-            "INSERT INTO orders (id, path, delivery_type, status, location_id, distance_km, \
-             delivery_latitude, delivery_longitude, total_amount, accepted_at, cancelled_at, \
-             reject_reason, rejected_at) ",
+            "INSERT INTO orders (id, path, delivery_type, status, fulfillment, location_id, \
+             distance_km, delivery_latitude, delivery_longitude, total_amount, accepted_at, \
+             cancelled_at, reject_reason, rejected_at, handed_over_at) ",
         )
         .push_values(chunk.iter().zip(accepted), |mut row, (o, accepted)| {
             let (status, cancelled_at, rejected_at) = match o.status {
@@ -69,10 +153,16 @@ pub(crate) async fn insert_orders(
                 OrderStatus::Rejected => ("'REJECTED'", "NULL", "NOW(3)"),
                 _ => ("'CONFIRMED'", "NULL", "NULL"),
             };
+            // A till sale is handed over at once; every other order starts unfulfilled.
+            let (fulfillment, handed_over_at) = match o.path {
+                crate::model::OrderPath::Pos => ("'COLLECTED'", "NOW(3)"),
+                _ => ("'UNFULFILLED'", "NULL"),
+            };
             row.push_bind(&o.order_id)
                 .push_bind(o.path.as_str())
                 .push_bind(o.delivery_type.as_str())
                 .push(status)
+                .push(fulfillment)
                 .push_bind(o.fulfillment_location_id)
                 .push_bind(o.distance_km)
                 .push_bind(o.delivery_address.map(|a| a.latitude))
@@ -81,7 +171,8 @@ pub(crate) async fn insert_orders(
                 .push_bind(accepted)
                 .push(cancelled_at)
                 .push_bind(o.reason.as_deref())
-                .push(rejected_at);
+                .push(rejected_at)
+                .push(handed_over_at);
         })
         .build()
         .execute(&mut *conn)
@@ -132,7 +223,8 @@ fn accepted_at(ms: i64) -> StorageResult<chrono::NaiveDateTime> {
         })
 }
 
-/// Appends ledger rows `(location, product, delta, ref)`, a bounded number per statement.
+/// Appends ledger rows `(location, product, available delta, ref)`, a bounded number per
+/// statement; each row's committed delta follows from `reason`.
 pub(crate) async fn insert_movements(
     conn: &mut MySqlConnection,
     moves: &[(u64, u64, i64, &str)],
@@ -142,12 +234,13 @@ pub(crate) async fn insert_movements(
     let reason_literal = format!("'{}'", reason.as_str());
     for chunk in moves.chunks(ROWS_PER_STATEMENT) {
         QueryBuilder::new(
-            "INSERT INTO stock_movements (location_id, product_id, delta, reason, ref_id) ",
+            "INSERT INTO stock_movements (location_id, product_id, available_delta, committed_delta, reason, ref_id) ",
         )
         .push_values(chunk, |mut row, (l, p, d, r)| {
             row.push_bind(l)
                 .push_bind(p)
                 .push_bind(d)
+                .push_bind(reason.committed_delta(*d))
                 .push(&reason_literal)
                 .push_bind(*r);
         })
@@ -179,37 +272,74 @@ pub(crate) async fn lock_stock_rows(
     Ok(())
 }
 
-/// Changes one location's stock in MySQL: each row is locked, checked and changed by one
-/// conditional `UPDATE`, in product order (the order every writer uses, so writers never deadlock
-/// on each other's rows). Answers the first product that is short (with what it has), leaving the
-/// transaction to be rolled back.
+/// Changes one location's stock in MySQL by `deltas` of `available` (and, as `reason` says, of
+/// `committed`): each row is locked, checked and changed by one conditional `UPDATE`, in product
+/// order (the order every writer uses, so writers never deadlock on each other's rows). A
+/// decrement must leave the figure `reason` needs ([`Reason::need`]) at zero or more. Answers the
+/// first product that is short (with that figure), leaving the transaction to be rolled back.
 pub(crate) async fn change_mysql_stock(
     conn: &mut MySqlConnection,
     loc: LocationId,
     deltas: &[(ProductId, i64)],
+    reason: Reason,
 ) -> StorageResult<Option<(ProductId, i64)>> {
+    let need = reason.need();
+    let safety = match need {
+        Need::Sellable => location_safety(&mut *conn, loc).await?,
+        _ => 0,
+    };
     for (p, d) in deltas {
-        let changed = sqlx::query(
-            "UPDATE stock SET on_hand = on_hand + ? \
-             WHERE location_id = ? AND product_id = ? AND on_hand + ? >= 0",
-        )
-        .bind(d)
-        .bind(loc)
-        .bind(p)
-        .bind(d)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-        if changed == 0 {
-            let have: Option<i64> = sqlx::query_scalar(
-                "SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ?",
-            )
-            .bind(loc)
-            .bind(p)
-            .fetch_optional(&mut *conn)
-            .await?;
+        let mut q = QueryBuilder::new("UPDATE stock s SET s.available = s.available + ");
+        q.push_bind(d)
+            .push(", s.committed = s.committed + ")
+            .push_bind(reason.committed_delta(*d))
+            .push(" WHERE s.location_id = ")
+            .push_bind(loc)
+            .push(" AND s.product_id = ")
+            .push_bind(p);
+        if *d < 0 && need != Need::Nothing {
+            q.push(format_args!(" AND {} + ", need.sql(safety)))
+                .push_bind(d)
+                .push(" >= 0");
+        }
+        if q.build().execute(&mut *conn).await?.rows_affected() == 0 {
+            let shown = match need {
+                Need::Nothing => Need::Available,
+                need => need,
+            };
+            let mut q = QueryBuilder::new(format!(
+                "SELECT CAST({} AS SIGNED) FROM stock s WHERE s.location_id = ",
+                shown.sql(safety)
+            ));
+            q.push_bind(loc).push(" AND s.product_id = ").push_bind(p);
+            let have: Option<i64> = q.build_query_scalar().fetch_optional(&mut *conn).await?;
             return Ok(Some((*p, have.unwrap_or(0))));
         }
     }
     Ok(None)
+}
+
+/// Appends the ledger rows of hand-overs `(location, product, units, ref)`: each moves
+/// `committed` (and so onHand) down by its units, and `available` not at all.
+pub(crate) async fn insert_handovers(
+    conn: &mut MySqlConnection,
+    moves: &[(u64, u64, i64, &str)],
+) -> StorageResult<()> {
+    for chunk in moves.chunks(ROWS_PER_STATEMENT) {
+        QueryBuilder::new(
+            "INSERT INTO stock_movements (location_id, product_id, available_delta, committed_delta, reason, ref_id) ",
+        )
+        .push_values(chunk, |mut row, (l, p, units, r)| {
+            row.push_bind(l)
+                .push_bind(p)
+                .push("0")
+                .push_bind(-units)
+                .push("'FULFILLED'")
+                .push_bind(*r);
+        })
+        .build()
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }

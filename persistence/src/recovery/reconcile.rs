@@ -35,7 +35,7 @@ pub struct Repair {
 pub struct LedgerMismatch {
     pub location_id: u64,
     pub product_id: u64,
-    pub on_hand: i64,
+    pub available: i64,
     /// Initial stock plus the sum of the ledger.
     pub expected: i64,
 }
@@ -148,14 +148,14 @@ impl Storage {
     ) -> StorageResult<()> {
         let (first, last) = (products[0], products[products.len() - 1]);
         let rows: Vec<LedgerMismatch> = sqlx::query_as(
-            "SELECT s.location_id, s.product_id, s.on_hand, \
+            "SELECT s.location_id, s.product_id, s.available, \
              CAST(s.initial_quantity + COALESCE(m.total, 0) AS SIGNED) AS expected \
              FROM stock s LEFT JOIN ( \
-               SELECT product_id, SUM(delta) AS total FROM stock_movements \
+               SELECT product_id, SUM(available_delta) AS total FROM stock_movements \
                WHERE location_id = ? AND product_id BETWEEN ? AND ? GROUP BY product_id \
              ) m ON m.product_id = s.product_id \
              WHERE s.location_id = ? AND s.product_id BETWEEN ? AND ? \
-             AND s.on_hand <> s.initial_quantity + COALESCE(m.total, 0)",
+             AND s.available <> s.initial_quantity + COALESCE(m.total, 0)",
         )
         .bind(loc)
         .bind(first)
@@ -169,12 +169,12 @@ impl Storage {
             tracing::error!(
                 location = m.location_id,
                 product = m.product_id,
-                on_hand = m.on_hand,
+                available = m.available,
                 expected = m.expected,
                 "ledger mismatch at {}/{}: on-hand {} but initial stock plus ledger is {}",
                 m.location_id,
                 m.product_id,
-                m.on_hand,
+                m.available,
                 m.expected
             );
             report.ledger_mismatches += 1;

@@ -13,7 +13,7 @@ use crate::error::{StorageError, StorageResult};
 use crate::formats::{decode_lines, EventKind};
 use crate::infra::mysql::push_list;
 use crate::orders::applied::{unapplied_effect, Standing};
-use crate::orders::ledger::OnHand;
+use crate::orders::ledger::Available;
 use crate::scripts::sync::{SyncKeys, Synced};
 use crate::Storage;
 use redis::streams::StreamRangeReply;
@@ -179,19 +179,20 @@ impl Storage {
         if products.is_empty() {
             return Ok((Vec::new(), None));
         }
-        let mut q = QueryBuilder::new("SELECT product_id, on_hand FROM stock WHERE location_id = ");
+        let mut q =
+            QueryBuilder::new("SELECT product_id, available FROM stock WHERE location_id = ");
         q.push_bind(loc).push(" AND product_id IN ");
         push_list(&mut q, products.iter().copied());
         q.push(" ORDER BY product_id LOCK IN SHARE MODE");
-        let mut on_hand: HashMap<ProductId, i64> = q
-            .build_query_as::<OnHand>()
+        let mut available: HashMap<ProductId, i64> = q
+            .build_query_as::<Available>()
             .fetch_all(&mut *conn)
             .await?
             .into_iter()
-            .map(|row| (row.product_id, row.on_hand))
+            .map(|row| (row.product_id, row.available))
             .collect();
         for (p, d) in own {
-            if let Some(v) = on_hand.get_mut(p) {
+            if let Some(v) = available.get_mut(p) {
                 *v -= d;
             }
         }
@@ -204,7 +205,7 @@ impl Storage {
             // this one, so the stream read belongs to the data set the script then changes.
             let marker_seen: Option<String> = redis.get(self.keys.epoch(loc)).await?;
             let (counted, read_to) = self
-                .count_unapplied(conn, &mut redis, loc, products, &on_hand)
+                .count_unapplied(conn, &mut redis, loc, products, &available)
                 .await?;
             let sync = SyncKeys {
                 loc,
@@ -262,7 +263,7 @@ impl Storage {
         redis: &mut crate::infra::circuit::GuardedConn,
         loc: LocationId,
         products: &[ProductId],
-        on_hand: &HashMap<ProductId, i64>,
+        available: &HashMap<ProductId, i64>,
     ) -> StorageResult<(Vec<(ProductId, i64)>, String)> {
         let wanted: HashSet<ProductId> = products.iter().copied().collect();
         let stream = self.keys.stream(loc);
@@ -314,7 +315,7 @@ impl Storage {
         let held = crate::orders::statuses(&mut *conn, &ids, false).await?;
         let mut counted: HashMap<ProductId, i64> = products
             .iter()
-            .map(|p| (*p, on_hand.get(p).copied().unwrap_or(0)))
+            .map(|p| (*p, available.get(p).copied().unwrap_or(0)))
             .collect();
         for (order, kind, lines) in &events {
             if Standing::of(*kind, held.get(order).copied()).is_applied() {

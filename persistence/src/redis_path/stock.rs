@@ -49,10 +49,10 @@ impl Storage {
         struct StockRow {
             location_id: LocationId,
             product_id: ProductId,
-            on_hand: i64,
+            available: i64,
         }
         let mut q = QueryBuilder::new(
-            "SELECT location_id, product_id, on_hand FROM stock WHERE location_id IN ",
+            "SELECT location_id, product_id, available FROM stock WHERE location_id IN ",
         );
         push_list(&mut q, locations.iter().copied());
         q.push(" AND product_id IN ");
@@ -70,7 +70,7 @@ impl Storage {
             ) else {
                 continue;
             };
-            out[li][pi] = r.on_hand;
+            out[li][pi] = r.available;
         }
         Ok(out)
     }

@@ -282,7 +282,7 @@ impl TestApp {
 
     /// Initial stock of a (location, product): before any order touches it.
     pub async fn stock_row(&self, loc: u64, product: u64, qty: i64) {
-        sqlx::query("INSERT INTO stock (location_id, product_id, on_hand, initial_quantity) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO stock (location_id, product_id, available, initial_quantity) VALUES (?, ?, ?, ?)")
             .bind(loc)
             .bind(product)
             .bind(qty)
@@ -294,8 +294,8 @@ impl TestApp {
 
     // ---- what MySQL and Redis hold, read directly ----
 
-    pub async fn on_hand(&self, loc: u64, product: u64) -> i64 {
-        sqlx::query_scalar("SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ?")
+    pub async fn available(&self, loc: u64, product: u64) -> i64 {
+        sqlx::query_scalar("SELECT available FROM stock WHERE location_id = ? AND product_id = ?")
             .bind(loc)
             .bind(product)
             .fetch_one(&self.db)
@@ -305,7 +305,7 @@ impl TestApp {
 
     pub async fn ledger_sum(&self, loc: u64, product: u64) -> i64 {
         sqlx::query_scalar(
-            "SELECT CAST(COALESCE(SUM(delta), 0) AS SIGNED) FROM stock_movements \
+            "SELECT CAST(COALESCE(SUM(available_delta), 0) AS SIGNED) FROM stock_movements \
              WHERE location_id = ? AND product_id = ?",
         )
         .bind(loc)
@@ -349,7 +349,7 @@ impl TestApp {
     ) -> sqlx::Transaction<'static, sqlx::MySql> {
         let mut tx = self.db.begin().await.unwrap();
         sqlx::query(
-            "SELECT on_hand FROM stock WHERE location_id = ? AND product_id = ? FOR UPDATE",
+            "SELECT available FROM stock WHERE location_id = ? AND product_id = ? FOR UPDATE",
         )
         .bind(loc)
         .bind(product)
@@ -474,8 +474,8 @@ impl TestApp {
     /// when Redis holds it (a missing key means "not loaded").
     pub async fn assert_converged(&self, in_redis: InRedis<'_>) {
         let rows = sqlx::query(
-            "SELECT s.location_id, s.product_id, s.on_hand, s.initial_quantity, \
-             CAST(COALESCE((SELECT SUM(m.delta) FROM stock_movements m WHERE m.location_id = s.location_id AND m.product_id = s.product_id), 0) AS SIGNED) AS ledger \
+            "SELECT s.location_id, s.product_id, s.available, s.initial_quantity, \
+             CAST(COALESCE((SELECT SUM(m.available_delta) FROM stock_movements m WHERE m.location_id = s.location_id AND m.product_id = s.product_id), 0) AS SIGNED) AS ledger \
              FROM stock s ORDER BY s.location_id, s.product_id",
         )
         .fetch_all(&self.db)
@@ -490,10 +490,10 @@ impl TestApp {
         for r in &rows {
             let loc: u64 = r.get("location_id");
             let p: u64 = r.get("product_id");
-            let on_hand: i64 = r.get("on_hand");
+            let available: i64 = r.get("available");
             let initial: i64 = r.get("initial_quantity");
             let ledger: i64 = r.get("ledger");
-            assert_eq!(on_hand, initial + ledger, "ledger of ({loc},{p})");
+            assert_eq!(available, initial + ledger, "ledger of ({loc},{p})");
             let must = matches!(in_redis, InRedis::All) || required.remove(&(loc, p));
             let cached: Option<i64> = redis::cmd("GET")
                 .arg(self.stock_key(loc, p))
@@ -501,7 +501,7 @@ impl TestApp {
                 .await
                 .unwrap();
             match cached {
-                Some(v) => assert_eq!(v, on_hand, "redis vs mysql for ({loc},{p})"),
+                Some(v) => assert_eq!(v, available, "redis vs mysql for ({loc},{p})"),
                 None => assert!(!must, "redis lacks the key of ({loc},{p})"),
             }
         }
