@@ -52,6 +52,8 @@ impl Kind {
             | "ready"
             | "setStock"
             | "adjustStock"
+            | "getStockStates"
+            | "setSafetyStock"
             | "issueStoreKey"
             | "revokeStoreKey"
             | "createLocation"

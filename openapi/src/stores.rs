@@ -51,13 +51,28 @@ pub struct StoreProductList {
     pub total: u64,
 }
 
-/// One product's sellable quantity in one store.
+/// One product's stock in one store: the live figure, and every state MySQL holds.
 #[derive(Debug, Clone, Object)]
 #[oai(rename_all = "camelCase")]
 pub struct StoreStock {
     pub store_id: u64,
     pub product_id: u64,
+    /// The live available figure (from the stock cache: it counts online orders accepted and
+    /// not yet persisted; `Stock-Source` says where it came from).
     pub quantity: i64,
+    /// Units physically in the store.
+    pub on_hand: i64,
+    /// Units of online orders persisted and not yet handed over.
+    pub committed: i64,
+    /// Units held for checkouts.
+    pub reserved: i64,
+    /// `onHand − committed − reserved` (negative after a count found fewer units than are
+    /// committed).
+    pub available: i64,
+    /// The buffer online channels may not take.
+    pub safety_stock: i64,
+    /// `max(0, available − safetyStock)`.
+    pub sellable_online: i64,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -235,7 +250,9 @@ impl StoresApi {
 
     /// One product's stock in the store
     ///
-    /// The quantity the store can sell now (Redis). No key needed.
+    /// The live figure the store can still promise (`quantity`, from the stock cache), and every
+    /// state of the product's stock as MySQL holds it: `onHand`, `committed`, `reserved`,
+    /// `available`, `safetyStock`, `sellableOnline`. No key needed.
     ///
     /// Answers 404 when there is no such store (or it is closed) or no such active product.
     #[oai(
@@ -257,10 +274,22 @@ impl StoresApi {
             .redis_path()
             .read_stock(&[store], &[product])
             .await?;
+        let states = self
+            .state
+            .storage
+            .db_lock()
+            .stock_states(store, product)
+            .await?;
         let body = StoreStock {
             store_id: store.get(),
             product_id: product.get(),
             quantity: stock[0][0],
+            on_hand: states.on_hand(),
+            committed: states.committed,
+            reserved: states.reserved,
+            available: states.available,
+            safety_stock: states.safety_stock,
+            sellable_online: states.sellable_online(),
         };
         Ok(StoreStockRead::Ok(Json(body), source.as_str().into()))
     }

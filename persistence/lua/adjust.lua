@@ -8,12 +8,15 @@
 -- ARGV[1]     'check': refuse a decrement the key cannot cover;
 --             'force': apply every change as it is (taking back a change whose commit failed:
 --             the result may be negative, which sells nothing until a re-sync)
--- ARGV[2..]   signed delta for each key
+-- ARGV[2..n+1] signed delta for each of the n keys
+-- ARGV[n+2..] ('check', optional) the floor of each key: the figure a decrement must leave (an
+--             online order's safety stock; 0 when absent)
 --
 -- Returns:
 --   {1}            applied to every key
 --   {0, i, have}   ('check') key i holds `have`, and its negative delta would take it below
---                  zero (the units are reserved by orders MySQL has not seen yet); nothing changed
+--                  its floor (the units are reserved by orders MySQL has not seen yet); nothing
+--                  changed
 --   {-1, i}        ('check') key i is missing and its delta is negative: load it first; nothing
 --                  changed
 --
@@ -22,15 +25,17 @@
 -- holds.
 
 local check = ARGV[1] == 'check'
+local n = #KEYS
 if check then
-  for i = 1, #KEYS do
+  for i = 1, n do
     local delta = tonumber(ARGV[i + 1])
     if delta < 0 then
       local have = redis.call('GET', KEYS[i])
       if not have then
         return {-1, i}
       end
-      if tonumber(have) + delta < 0 then
+      local floor = tonumber(ARGV[n + 1 + i] or '0')
+      if tonumber(have) + delta < floor then
         return {0, i, tonumber(have)}
       end
     end

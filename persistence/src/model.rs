@@ -164,6 +164,8 @@ pub struct Location {
     pub latitude: f64,
     pub longitude: f64,
     pub active: bool,
+    /// The safety stock of its products that have none of their own.
+    pub safety_stock: i64,
 }
 
 /// A page of results.
@@ -218,3 +220,31 @@ macro_rules! read_as_text {
 }
 read_as_text!(OrderStatus);
 read_as_text!(OrderPath);
+
+/// Every state of one product's stock at one location, as MySQL holds it. onHand is not stored:
+/// it is `available + committed + reserved`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct StockStates {
+    pub location_id: u64,
+    pub product_id: u64,
+    /// `onHand − committed − reserved`: what the location can still promise.
+    pub available: i64,
+    /// Units of online orders persisted and not yet handed over.
+    pub committed: i64,
+    /// Units held for checkouts.
+    pub reserved: i64,
+    /// The buffer online channels may not take: the product's own, else the location's default.
+    pub safety_stock: i64,
+}
+
+impl StockStates {
+    /// Units physically at the location.
+    pub fn on_hand(&self) -> i64 {
+        self.available + self.committed + self.reserved
+    }
+
+    /// What online channels may still take (the figure the shop sees).
+    pub fn sellable_online(&self) -> i64 {
+        (self.available - self.safety_stock).max(0)
+    }
+}

@@ -16,4 +16,5 @@ mod outage;
 mod products;
 mod reconcile;
 mod redis_path;
+mod stock_states;
 mod stores;

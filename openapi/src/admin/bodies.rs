@@ -15,8 +15,12 @@ use sf_routing::LocationId;
 pub enum StockReason {
     /// Goods arrived.
     Restock,
-    /// A correction (count, damage, loss).
+    /// A correction (a loss, a mistake).
     Adjust,
+    /// A physical count: the on-hand figure set to what was counted.
+    Count,
+    /// Units damaged and taken off the shelf.
+    Damaged,
 }
 
 impl From<StockReason> for Reason {
@@ -24,11 +28,15 @@ impl From<StockReason> for Reason {
         match r {
             StockReason::Restock => Reason::Restock,
             StockReason::Adjust => Reason::Adjust,
+            StockReason::Count => Reason::Count,
+            StockReason::Damaged => Reason::Damaged,
         }
     }
 }
 
-/// Set the on-hand stock to a quantity.
+/// Set the on-hand stock to a quantity (usually a count: units committed to orders stay
+/// committed, so a count below them leaves `available` negative — a real shortage that refuses
+/// new orders — rather than failing).
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields, example)]
 pub struct SetStockRequest {
@@ -42,7 +50,7 @@ impl Example for SetStockRequest {
     fn example() -> Self {
         Self {
             quantity: 50,
-            reason: StockReason::Restock,
+            reason: StockReason::Count,
         }
     }
 }
@@ -155,6 +163,13 @@ pub struct LocationPatch {
     #[oai(validator(minimum(value = "-180"), maximum(value = "180")))]
     pub longitude: Option<f64>,
     pub active: Option<bool>,
+    /// The default safety stock of the location's products (0 to 1,000,000,000): units online
+    /// orders may not take, for products without a buffer of their own.
+    #[oai(
+        rename = "safetyStock",
+        validator(minimum(value = "0"), maximum(value = "1000000000"))
+    )]
+    pub safety_stock: Option<i64>,
 }
 
 /// A new product.
@@ -328,4 +343,75 @@ pub(super) fn rfc3339_ms(ms: i64) -> String {
 pub fn location_in_path(id: i64) -> Result<LocationId, Problem> {
     LocationId::parse("locationId", id)
         .map_err(|_| Problem::not_found(format!("location {id} does not exist")))
+}
+
+/// Set a product's safety stock at a location: units online channels may not take (the till
+/// may). `null` falls back to the location's default.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields, example)]
+pub struct SafetyStockRequest {
+    /// The buffer, 0 to 1,000,000,000; `null`: the location's default.
+    #[oai(validator(minimum(value = "0"), maximum(value = "1000000000")))]
+    pub quantity: Option<i64>,
+}
+
+impl Example for SafetyStockRequest {
+    fn example() -> Self {
+        Self { quantity: Some(3) }
+    }
+}
+
+/// Every state of a product's stock at a location, as MySQL holds it.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase", example)]
+pub struct StockStatesBody {
+    pub store_id: u64,
+    pub product_id: u64,
+    /// Units physically at the location.
+    pub on_hand: i64,
+    /// Units of online orders persisted and not yet handed over.
+    pub committed: i64,
+    /// Units held for checkouts.
+    pub reserved: i64,
+    /// `onHand − committed − reserved`: what the location can still promise (negative after a
+    /// count found fewer units than are committed).
+    pub available: i64,
+    /// The buffer online channels may not take (the product's own, else the location's default).
+    pub safety_stock: i64,
+    /// `max(0, available − safetyStock)`: what the shop may sell.
+    pub sellable_online: i64,
+    /// `available`, for clients that read one figure.
+    pub quantity: i64,
+}
+
+impl Example for StockStatesBody {
+    fn example() -> Self {
+        Self {
+            store_id: 3,
+            product_id: 1,
+            on_hand: 12,
+            committed: 4,
+            reserved: 0,
+            available: 8,
+            safety_stock: 2,
+            sellable_online: 6,
+            quantity: 8,
+        }
+    }
+}
+
+impl From<sf_persistence::model::StockStates> for StockStatesBody {
+    fn from(s: sf_persistence::model::StockStates) -> Self {
+        Self {
+            store_id: s.location_id,
+            product_id: s.product_id,
+            on_hand: s.on_hand(),
+            committed: s.committed,
+            reserved: s.reserved,
+            available: s.available,
+            safety_stock: s.safety_stock,
+            sellable_online: s.sellable_online(),
+            quantity: s.available,
+        }
+    }
 }

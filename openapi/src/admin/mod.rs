@@ -109,6 +109,64 @@ impl AdminApi {
         .await
     }
 
+    /// Stock states of a product at a location
+    ///
+    /// Every state of the product's stock as MySQL holds it: `onHand`, `committed`, `reserved`,
+    /// `available`, `safetyStock`, `sellableOnline` (and `quantity` = `available`). A product the
+    /// location never carried has zeros. Answers 404 when there is no such location or product.
+    #[oai(
+        path = "/locations/:locationId/products/:productId/stock",
+        method = "get",
+        operation_id = "getStockStates"
+    )]
+    async fn stock_states(
+        &self,
+        _auth: AdminAuth,
+        #[oai(name = "locationId", validator(minimum(value = "1")))] location_id: Path<i64>,
+        #[oai(name = "productId", validator(minimum(value = "1")))] product_id: Path<i64>,
+    ) -> ApiResult<Json<StockStatesBody>> {
+        let loc = location_in_path(location_id.0)?;
+        let product = crate::catalog::product_in_path(product_id.0)?;
+        let states = self
+            .state
+            .storage
+            .db_lock()
+            .stock_states(loc, product)
+            .await?;
+        Ok(Json(states.into()))
+    }
+
+    /// Set a product's safety stock at a location
+    ///
+    /// The units online orders (both paths) may not take; the till may. `null` returns the
+    /// product to the location's default (`safetyStock` of the location). Answers the product's
+    /// stock states once MySQL holds the buffer; the Redis path decides with it from then on
+    /// (copied at once; if the stock cache cannot be reached, from the next re-sync of the
+    /// location's keys). 404 when there is no such location or product.
+    #[oai(
+        path = "/locations/:locationId/products/:productId/safety-stock",
+        method = "put",
+        operation_id = "setSafetyStock"
+    )]
+    async fn set_safety_stock(
+        &self,
+        _auth: AdminAuth,
+        #[oai(name = "locationId", validator(minimum(value = "1")))] location_id: Path<i64>,
+        #[oai(name = "productId", validator(minimum(value = "1")))] product_id: Path<i64>,
+        body: Json<SafetyStockRequest>,
+    ) -> ApiResult<Json<StockStatesBody>> {
+        let loc = location_in_path(location_id.0)?;
+        let product = crate::catalog::product_in_path(product_id.0)?;
+        let quantity = body.quantity;
+        let states = self
+            .state
+            .write(
+                move |s| async move { s.db_lock().set_safety_stock(loc, product, quantity).await },
+            )
+            .await?;
+        Ok(Json(states.into()))
+    }
+
     /// Issue a POS key
     ///
     /// A new key for a store's terminals. The answer shows the key once; only its hash is kept.
@@ -202,6 +260,7 @@ impl AdminApi {
             name: body.name.as_ref().map(|n| n.0.trim().to_owned()),
             coordinates,
             active: body.active,
+            safety_stock: body.safety_stock,
         };
         Ok(Json(
             self.state

@@ -329,6 +329,8 @@ pub struct LocationBody {
     pub latitude: f64,
     pub longitude: f64,
     pub active: bool,
+    /// The default safety stock of the location's products.
+    pub safety_stock: i64,
 }
 
 impl From<model::Location> for LocationBody {
@@ -340,6 +342,7 @@ impl From<model::Location> for LocationBody {
             latitude: l.latitude,
             longitude: l.longitude,
             active: l.active,
+            safety_stock: l.safety_stock,
         }
     }
 }

@@ -14,6 +14,8 @@ pub struct LocationChange {
     pub name: Option<String>,
     pub coordinates: Option<Coordinates>,
     pub active: Option<bool>,
+    /// The default safety stock of the location's products.
+    pub safety_stock: Option<i64>,
 }
 
 /// Fields an operator may change on a product; `None` keeps the current value.
@@ -76,15 +78,21 @@ impl Catalog<'_> {
         self.in_time(self.db_deadline(), async {
             sqlx::query(
                 "UPDATE locations SET name = COALESCE(?, name), latitude = COALESCE(?, latitude), \
-             longitude = COALESCE(?, longitude), active = COALESCE(?, active) WHERE id = ?",
+             longitude = COALESCE(?, longitude), active = COALESCE(?, active), \
+             safety_stock = COALESCE(?, safety_stock) WHERE id = ?",
             )
             .bind(change.name)
             .bind(change.coordinates.map(|c| c.latitude()))
             .bind(change.coordinates.map(|c| c.longitude()))
             .bind(change.active)
+            .bind(change.safety_stock)
             .bind(id)
             .execute(&self.db)
             .await?;
+            if change.safety_stock.is_some() {
+                // Redis decides online orders with the location's default too.
+                self.push_safety(id, &[]).await;
+            }
             self.catalog().refresh_locations().await?;
             self.catalog()
                 .locations()

@@ -112,6 +112,7 @@ struct LocationRow {
     latitude: f64,
     longitude: f64,
     active: bool,
+    safety_stock: i64,
 }
 
 impl Storage {
@@ -177,7 +178,8 @@ impl Catalog<'_> {
     pub async fn refresh_locations(&self) -> StorageResult<()> {
         let load = self.next_load();
         let rows: Vec<LocationRow> = sqlx::query_as(
-            "SELECT id, CAST(kind AS CHAR) AS kind, name, latitude, longitude, active FROM locations ORDER BY id",
+            "SELECT id, CAST(kind AS CHAR) AS kind, name, latitude, longitude, active, safety_stock \
+             FROM locations ORDER BY id",
         )
         .fetch_all(&self.db)
         .await?;
@@ -205,6 +207,7 @@ impl Catalog<'_> {
                 latitude: l.latitude,
                 longitude: l.longitude,
                 active: l.active,
+                safety_stock: l.safety_stock,
             })
             .collect();
         let fresh = Arc::new(Locations {

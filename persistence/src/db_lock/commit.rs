@@ -34,7 +34,36 @@ impl Storage {
         loc: LocationId,
         deltas: &[(ProductId, i64)],
     ) -> StorageResult<Option<(ProductId, i64)>> {
-        self.commit_writes_with_redis(tx, loc, deltas, 1).await
+        self.commit_writes_with_redis(tx, loc, deltas, &[], 1, AdjustMode::Check)
+            .await
+    }
+
+    /// [`Storage::commit_with_redis`] for orders: each decrement must leave its `floors` entry in
+    /// Redis (an online order's safety stock; see [`crate::orders::ledger::Need::Sellable`]).
+    pub(crate) async fn commit_order_with_redis(
+        &self,
+        tx: sqlx::Transaction<'_, sqlx::MySql>,
+        loc: LocationId,
+        deltas: &[(ProductId, i64)],
+        floors: &[i64],
+    ) -> StorageResult<Option<(ProductId, i64)>> {
+        self.commit_writes_with_redis(tx, loc, deltas, floors, 1, AdjustMode::Check)
+            .await
+    }
+
+    /// [`Storage::commit_with_redis`] for an operator's change of what is on the shelf: it is a
+    /// fact, not an order, so Redis takes it as it is (`force`), even below zero — units Redis
+    /// promised that are not there are a real shortage, shown and refusing orders until stock
+    /// comes in.
+    pub(crate) async fn commit_fact_with_redis(
+        &self,
+        tx: sqlx::Transaction<'_, sqlx::MySql>,
+        loc: LocationId,
+        deltas: &[(ProductId, i64)],
+    ) -> StorageResult<()> {
+        self.commit_writes_with_redis(tx, loc, deltas, &[], 1, AdjustMode::Force)
+            .await
+            .map(|_| ())
     }
 
     /// [`Storage::commit_with_redis`] for a transaction that holds `writes` writes (a group's
@@ -44,7 +73,9 @@ impl Storage {
         mut tx: sqlx::Transaction<'_, sqlx::MySql>,
         loc: LocationId,
         deltas: &[(ProductId, i64)],
+        floors: &[i64],
         writes: u64,
+        mode: AdjustMode,
     ) -> StorageResult<Option<(ProductId, i64)>> {
         // Recovery waits for every write that got past here to finish (see `recover_redis`).
         let _in_flight = self.circuit.write_in_flight().await;
@@ -52,7 +83,7 @@ impl Storage {
         // these keys through Redis (its circuit closed, or a cluster shard other than theirs
         // opened this one's), and only a change in Redis itself keeps it from selling the units
         // taken here. Only a write that cannot reach Redis commits on MySQL alone.
-        match self.adjust_redis(&mut tx, loc, deltas).await {
+        match self.adjust_redis(&mut tx, loc, deltas, floors, mode).await {
             Ok(Some(short)) => {
                 tx.rollback().await?;
                 return Ok(Some(short));
@@ -154,7 +185,7 @@ impl Storage {
             .map(|(p, d)| (*p, -d))
             .collect();
         if !back.is_empty() {
-            if let Err(e) = self.run_adjust(loc, &back, AdjustMode::Force).await {
+            if let Err(e) = self.run_adjust(loc, &back, &[], AdjustMode::Force).await {
                 tracing::error!(location = %loc, error = %e, "could not take back redis increments of a write whose commit is unknown; the keys are re-synced from MySQL");
             }
         }
@@ -169,9 +200,11 @@ impl Storage {
         conn: &mut MySqlConnection,
         loc: LocationId,
         deltas: &[(ProductId, i64)],
+        floors: &[i64],
+        mode: AdjustMode,
     ) -> StorageResult<Option<(ProductId, i64)>> {
         for _ in 0..3 {
-            match self.run_adjust(loc, deltas, AdjustMode::Check).await? {
+            match self.run_adjust(loc, deltas, floors, mode).await? {
                 (Adjusted::Applied, false) => {
                     return Err(Failure {
                         kind: FailureKind::NotReplicatedChange,
@@ -204,9 +237,15 @@ impl Storage {
         &self,
         loc: LocationId,
         deltas: &[(ProductId, i64)],
+        floors: &[i64],
         mode: AdjustMode,
     ) -> StorageResult<(Adjusted, bool)> {
-        let adjust = Adjust { loc, mode, deltas };
+        let adjust = Adjust {
+            loc,
+            mode,
+            deltas,
+            floors,
+        };
         // Tried even while the circuit is open (see `commit_writes_with_redis`), within the
         // command deadline.
         let mut redis = self.settling_conn().await?;

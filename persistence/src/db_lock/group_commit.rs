@@ -27,6 +27,7 @@ use crate::model::{Order, OrderPath, OrderStatus};
 use crate::orders::build::build_order;
 use crate::orders::idempotency::{claim_mysql, complete_mysql, Claim};
 use crate::orders::ledger::{insert_orders, location_safety, Reason};
+use crate::scripts::adjust::AdjustMode;
 use crate::Storage;
 use sf_routing::{Candidate, LocationId, OrderLines, ProductId};
 use sqlx::QueryBuilder;
@@ -362,19 +363,28 @@ impl Storage {
                 }
             }
             let deltas: Vec<(ProductId, i64)> = taken.iter().map(|(p, u)| (*p, -u)).collect();
-            Ok(Ok((tx, placed, answers, deltas)))
+            // Redis keeps the safety stock of a row an online order takes from.
+            let floors: Vec<i64> = taken
+                .keys()
+                .map(|p| match committed.get(p) {
+                    Some(_) => safety.get(p).copied().unwrap_or(0),
+                    None => 0,
+                })
+                .collect();
+            Ok(Ok((tx, placed, answers, deltas, floors)))
         };
-        let (tx, placed, mut answers, deltas) = match self.in_time(deadline, statements).await? {
-            Ok(ready) => ready,
-            Err(refused) => {
-                return Ok(Outcome::Decided(
-                    refused.into_iter().map(answered).collect(),
-                ))
-            }
-        };
+        let (tx, placed, mut answers, deltas, floors) =
+            match self.in_time(deadline, statements).await? {
+                Ok(ready) => ready,
+                Err(refused) => {
+                    return Ok(Outcome::Decided(
+                        refused.into_iter().map(answered).collect(),
+                    ))
+                }
+            };
         let writes = placed.len() as u64;
         if let Some((product, have)) = self
-            .commit_writes_with_redis(tx, loc, &deltas, writes)
+            .commit_writes_with_redis(tx, loc, &deltas, &floors, writes, AdjustMode::Check)
             .await?
         {
             return Ok(Outcome::RedisShort(product, have));

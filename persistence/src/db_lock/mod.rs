@@ -21,7 +21,9 @@ use crate::infra::mysql::with_retry;
 use crate::model::{Order, OrderPath, OrderStatus};
 use crate::orders::build::build_order;
 use crate::orders::idempotency::{claim_mysql, complete_mysql, Claim, IdempotencyRequest};
-use crate::orders::ledger::{change_mysql_stock, insert_movements, insert_orders, Reason};
+use crate::orders::ledger::{
+    change_mysql_stock, insert_movements, insert_orders, safety_of, Need, Reason,
+};
 use crate::Storage;
 use sf_routing::{candidates, Candidate, Destination, LocationId, OrderLines, ProductId};
 use sqlx::MySqlConnection;
@@ -78,6 +80,7 @@ impl Storage {
             .iter()
             .map(|(p, q)| (p, -i64::from(q.get())))
             .collect();
+        let products: Vec<ProductId> = deltas.iter().map(|(p, _)| *p).collect();
         let statements = async {
             let mut tx = self.db.begin().await?;
             if let Some(idem) = &req.idempotency {
@@ -110,13 +113,20 @@ impl Storage {
             if let Some(idem) = &req.idempotency {
                 complete_mysql(&mut tx, idem, &order).await?;
             }
-            Ok(Ok((tx, order)))
+            let floors = match reason.need() {
+                Need::Sellable => safety_of(&mut tx, loc, &products).await?,
+                _ => Vec::new(),
+            };
+            Ok(Ok((tx, order, floors)))
         };
-        let (tx, order) = match self.in_time(deadline, statements).await? {
+        let (tx, order, floors) = match self.in_time(deadline, statements).await? {
             Ok(ready) => ready,
             Err(done) => return Ok(done),
         };
-        if let Some((product, have)) = self.commit_with_redis(tx, loc, &deltas).await? {
+        if let Some((product, have)) = self
+            .commit_order_with_redis(tx, loc, &deltas, &floors)
+            .await?
+        {
             return Ok(Attempt::Short { product, have });
         }
         Ok(Attempt::Placed(Placed::New(order)))

@@ -46,12 +46,8 @@ impl Storage {
                 after: before,
             });
         }
-        if let Some((_, have)) = self.commit_with_redis(tx, loc, &[(product, delta)]).await? {
-            return Err(Refusal::Conflict(format!(
-                "only {have} units of product {product} at location {loc} are free; the rest are reserved by orders that are not yet persisted, so the stock cannot go down by {}",
-                -delta
-            )).into());
-        }
+        self.commit_fact_with_redis(tx, loc, &[(product, delta)])
+            .await?;
         Ok(StockChange {
             before,
             after: before + delta,
@@ -120,16 +116,9 @@ impl Storage {
 }
 
 impl DbLock<'_> {
-    /// Sets (`target`) or changes (`delta`) the on-hand stock of one product at one location, as
-    /// an operator; recorded in the ledger and applied to Redis as a change.
-    #[tracing::instrument(skip(self))]
-    pub async fn change_stock(
-        &self,
-        loc: LocationId,
-        product: ProductId,
-        change: StockTarget,
-        reason: Reason,
-    ) -> StorageResult<StockChange> {
+    /// Refuses a location or product that does not exist (after a fresh read of each, so one
+    /// just created elsewhere is found).
+    async fn known(&self, loc: LocationId, product: ProductId) -> StorageResult<()> {
         if !self
             .catalog()
             .locations()
@@ -148,10 +137,83 @@ impl DbLock<'_> {
                 .product(product)
                 .ok_or(Refusal::UnknownProduct(product))?;
         }
+        Ok(())
+    }
+
+    /// Sets (`target`) or changes (`delta`) the on-hand stock of one product at one location, as
+    /// an operator; recorded in the ledger and applied to Redis as a change.
+    #[tracing::instrument(skip(self))]
+    pub async fn change_stock(
+        &self,
+        loc: LocationId,
+        product: ProductId,
+        change: StockTarget,
+        reason: Reason,
+    ) -> StorageResult<StockChange> {
+        self.known(loc, product).await?;
         let deadline = self.db_deadline();
         with_retry("stock change", || {
             self.try_change_stock(loc, product, change, reason, deadline)
         })
         .await
+    }
+}
+
+impl DbLock<'_> {
+    /// Every state of `product`'s stock at `loc` (all zero for a product the location never
+    /// carried).
+    pub async fn stock_states(
+        &self,
+        loc: LocationId,
+        product: ProductId,
+    ) -> StorageResult<crate::model::StockStates> {
+        self.known(loc, product).await?;
+        let row: Option<crate::model::StockStates> = sqlx::query_as(
+            "SELECT s.location_id, s.product_id, s.available, s.committed, s.reserved, \
+             COALESCE(s.safety_stock, l.safety_stock) AS safety_stock \
+             FROM stock s JOIN locations l ON l.id = s.location_id \
+             WHERE s.location_id = ? AND s.product_id = ?",
+        )
+        .bind(loc)
+        .bind(product)
+        .fetch_optional(&self.db)
+        .await?;
+        match row {
+            Some(row) => Ok(row),
+            None => Ok(crate::model::StockStates {
+                location_id: loc.get(),
+                product_id: product.get(),
+                available: 0,
+                committed: 0,
+                reserved: 0,
+                safety_stock: crate::orders::ledger::location_safety(
+                    &mut *self.db.acquire().await?,
+                    loc,
+                )
+                .await?,
+            }),
+        }
+    }
+
+    /// Sets `product`'s own safety stock at `loc` (`None`: the location's default), then copies
+    /// it to Redis, which online orders on the Redis path are decided with.
+    pub async fn set_safety_stock(
+        &self,
+        loc: LocationId,
+        product: ProductId,
+        quantity: Option<i64>,
+    ) -> StorageResult<crate::model::StockStates> {
+        self.known(loc, product).await?;
+        sqlx::query(
+            "INSERT INTO stock (location_id, product_id, available, initial_quantity, safety_stock) \
+             VALUES (?, ?, 0, 0, ?) ON DUPLICATE KEY UPDATE safety_stock = VALUES(safety_stock)",
+        )
+        .bind(loc)
+        .bind(product)
+        .bind(quantity)
+        .execute(&self.db)
+        .await?;
+        self.push_safety(loc, &[product]).await;
+        self.stock_states(loc, product).await
     }
 }

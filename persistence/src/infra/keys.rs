@@ -65,6 +65,11 @@ impl Keys {
     pub fn stock_table(&self, locations: &[LocationId], products: &[ProductId]) -> StockKeyTable {
         StockKeyTable::new(self, locations, products)
     }
+    /// The safety stock Redis decides with (hash: `v` = 1, `*` = the location's default, and a
+    /// field per product with a buffer of its own), set from MySQL with the location's keys.
+    pub fn safety(&self, loc: LocationId) -> String {
+        format!("{}{{L{}}}:safety", self.prefix, loc)
+    }
     pub fn stream(&self, loc: LocationId) -> String {
         format!("{}{{L{}}}:ev", self.prefix, loc)
     }

@@ -248,6 +248,8 @@ impl Storage {
                 ),
             }
         }
+        // The buffers these keys are decided with, from the same consistent point.
+        self.write_safety(conn, &mut redis, loc, products).await?;
         Ok((out, held))
     }
 

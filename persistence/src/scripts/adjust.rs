@@ -2,7 +2,8 @@
 //! Full contract: the header of `persistence/lua/adjust.lua`.
 //!
 //! - KEYS: the stock key of each changed product.
-//! - ARGV: the mode (`check` or `force`, see [`AdjustMode`]), then each key's signed delta.
+//! - ARGV: the mode (`check` or `force`, see [`AdjustMode`]), each key's signed delta, then (in
+//!   `check` mode, when given) each key's floor.
 //! - Reply: `{1}` applied, `{0, i, have}` short, `{-1, i}` not loaded (`i` 1-based; both only in
 //!   `check` mode) — see [`Adjusted`].
 
@@ -42,6 +43,9 @@ pub struct Adjust<'a> {
     pub loc: LocationId,
     pub mode: AdjustMode,
     pub deltas: &'a [(ProductId, i64)],
+    /// (`check`) What each decrement must leave, in `deltas` order (an online order's safety
+    /// stock); empty: zero for every key.
+    pub floors: &'a [i64],
 }
 
 /// What the script answered.
@@ -49,8 +53,8 @@ pub struct Adjust<'a> {
 pub enum Adjusted {
     /// Applied to every key (a missing key is left missing).
     Applied,
-    /// (`check`) The key of delta `index` (0-based) holds `have`, too little for its decrement;
-    /// nothing changed.
+    /// (`check`) The key of delta `index` (0-based) holds `have`, too little for its decrement
+    /// and its floor; nothing changed.
     Short { index: usize, have: i64 },
     /// (`check`) The key of delta `index` (0-based) is missing and its delta is negative; nothing
     /// changed.
@@ -64,6 +68,11 @@ impl Adjust<'_> {
         inv.arg(self.mode.as_arg());
         for (p, d) in self.deltas {
             inv.key(keys.stock(self.loc, *p)).arg(*d);
+        }
+        if self.mode == AdjustMode::Check {
+            for f in self.floors {
+                inv.arg(*f);
+            }
         }
         inv
     }
@@ -120,6 +129,7 @@ mod tests {
                 loc: LocationId::new_unchecked(1),
                 mode,
                 deltas: &deltas,
+                floors: &[],
             }
             .invocation(&keys);
             assert_eq!(inv.keys, ["t:{L1}:s:3", "t:{L1}:s:9"]);

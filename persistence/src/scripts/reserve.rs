@@ -1,7 +1,8 @@
 //! `reserve.lua`: decides one online order at one location, all lines or none, and records its
 //! event in the same atomic step. Full contract: the header of `persistence/lua/reserve.lua`.
 //!
-//! - KEYS: order record, event stream, then one stock key per line (in the lines' product order).
+//! - KEYS: order record, event stream, one stock key per line (in the lines' product order), then
+//!   the location's safety stock hash.
 //! - ARGV: order id, order JSON, lines as `"productId:quantity,..."`, then each line's quantity.
 //! - Reply: `{1}` accepted, `{0, i, have}` short, `{-1, i}` not loaded, `{2}` duplicate
 //!   (`i` 1-based) — see [`Decision`].
@@ -35,9 +36,10 @@ pub struct Reserve<'a> {
 pub enum Decision {
     /// Every line decremented; the record and the event are written.
     Applied,
-    /// Line `index` (0-based) has only `have` units; nothing changed.
+    /// Line `index` (0-based) has only `have` units sellable online; nothing changed.
     Short { index: usize, have: i64 },
-    /// The stock key of line `index` (0-based) is not loaded; nothing changed.
+    /// The stock key of line `index` (0-based), or the location's safety stock, is not loaded;
+    /// nothing changed.
     NotLoaded { index: usize },
     /// This order id was decided before; nothing changed.
     Duplicate,
@@ -55,6 +57,7 @@ impl Reserve<'_> {
         for (p, q) in self.lines.iter() {
             inv.key(keys.stock(self.loc, p)).arg(q.get());
         }
+        inv.key(keys.safety(self.loc));
         inv
     }
 
@@ -115,7 +118,13 @@ mod tests {
         .invocation(&Keys::new("t:"));
         assert_eq!(
             inv.keys,
-            ["t:{L5}:o:5-abc", "t:{L5}:ev", "t:{L5}:s:7", "t:{L5}:s:42"]
+            [
+                "t:{L5}:o:5-abc",
+                "t:{L5}:ev",
+                "t:{L5}:s:7",
+                "t:{L5}:s:42",
+                "t:{L5}:safety"
+            ]
         );
         assert_eq!(
             inv.args,

@@ -1,0 +1,234 @@
+//! Stock states: onHand, committed, available and the safety stock, on both order paths and the
+//! till, with the ledger identities after each step.
+
+use crate::common::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// onHand, committed and available of a row, as MySQL holds them.
+async fn states(t: &TestApp, loc: u64, p: u64) -> (i64, i64, i64) {
+    sqlx::query_as(
+        "SELECT available + committed + reserved, committed, available FROM stock \
+         WHERE location_id = ? AND product_id = ?",
+    )
+    .bind(loc)
+    .bind(p)
+    .fetch_one(&t.db)
+    .await
+    .unwrap()
+}
+
+/// The ledger identities of a row: available = initial + Σ available deltas, committed =
+/// Σ committed deltas = the units of the location's persisted online orders that are neither
+/// cancelled nor handed over.
+async fn assert_ledger_identities(t: &TestApp, loc: u64, p: u64) {
+    let (available, committed, initial): (i64, i64, i64) = sqlx::query_as(
+        "SELECT available, committed, initial_quantity FROM stock \
+         WHERE location_id = ? AND product_id = ?",
+    )
+    .bind(loc)
+    .bind(p)
+    .fetch_one(&t.db)
+    .await
+    .unwrap();
+    let (moved, committed_moves): (i64, i64) = sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(available_delta), 0) AS SIGNED), \
+         CAST(COALESCE(SUM(committed_delta), 0) AS SIGNED) FROM stock_movements \
+         WHERE location_id = ? AND product_id = ?",
+    )
+    .bind(loc)
+    .bind(p)
+    .fetch_one(&t.db)
+    .await
+    .unwrap();
+    let open_units: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(l.quantity), 0) AS SIGNED) FROM orders o \
+         JOIN order_lines l ON l.order_id = o.id \
+         WHERE o.location_id = ? AND l.product_id = ? AND o.status = 'CONFIRMED' \
+         AND o.path <> 'POS' AND o.fulfillment IN ('UNFULFILLED', 'READY_FOR_PICKUP')",
+    )
+    .bind(loc)
+    .bind(p)
+    .fetch_one(&t.db)
+    .await
+    .unwrap();
+    assert_eq!(available, initial + moved, "available = initial + ledger");
+    assert_eq!(committed, committed_moves, "committed = ledger");
+    assert_eq!(committed, open_units, "committed = open online orders");
+}
+
+async fn set_safety(t: &TestApp, loc: u64, p: u64, quantity: Value) -> Value {
+    let (s, b) = json_of(
+        t.admin()
+            .put(
+                &format!("/api/admin/locations/{loc}/products/{p}/safety-stock"),
+                &json!({ "quantity": quantity }),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b
+}
+
+/// The buffer is for the till, not for the shop: online orders on both paths stop at the safety
+/// stock, while the till sells it; every state and the ledger follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safety_stock_refuses_online_orders_while_the_till_sells() {
+    let t = TestApp::spawn().await;
+    let w = t.town().await;
+    t.stock_row(w.near, w.product, 5).await;
+    let key = t.issue_key(w.near).await;
+    let b = set_safety(&t, w.near, w.product, json!(3)).await;
+    assert_eq!(
+        (b["onHand"].as_i64(), b["safetyStock"].as_i64()),
+        (Some(5), Some(3))
+    );
+    assert_eq!(b["sellableOnline"], 2, "{b}");
+    let pickup = |q: i64| pickup_order(&[(w.product, q)], w.near);
+
+    // 3 online: 5 on the shelf, 3 kept back, 2 sellable — refused on both paths.
+    for path in ["/api/orders", "/api/redis/orders"] {
+        let (s, b) = json_of(t.post(path, &pickup(3)).await).await;
+        assert_eq!(s, StatusCode::CONFLICT, "{path}: {b}");
+        assert_eq!(b["type"], "/problems/out-of-stock");
+    }
+    // 2 online through Redis: taken; then nothing is left for the shop.
+    let (s, b) = json_of(t.post("/api/redis/orders", &pickup(2)).await).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let (s, b) = json_of(t.post("/api/orders", &pickup(1)).await).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    // The till sells the buffer.
+    let sale = pos_sale(&[(w.product, 3)]);
+    let path = format!("/api/stores/{}/orders", w.near);
+    let (s, b) = json_of(t.post_with_key(&path, &key, &sale).await).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+
+    t.wait_persisted().await;
+    // 2 committed to the pickup, 3 gone through the till.
+    assert_eq!(states(&t, w.near, w.product).await, (2, 2, 0));
+    assert_ledger_identities(&t, w.near, w.product).await;
+    let (s, b) = json_of(
+        t.get(&format!(
+            "/api/stores/{}/products/{}/stock",
+            w.near, w.product
+        ))
+        .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        (
+            b["onHand"].as_i64(),
+            b["committed"].as_i64(),
+            b["available"].as_i64(),
+            b["sellableOnline"].as_i64(),
+            b["quantity"].as_i64(),
+        ),
+        (Some(2), Some(2), Some(0), Some(0), Some(0)),
+        "{b}"
+    );
+    t.assert_converged(InRedis::All).await;
+
+    // Back to the location's default (0): the shop sees nothing, since nothing is available.
+    let b = set_safety(&t, w.near, w.product, Value::Null).await;
+    assert_eq!(
+        (b["safetyStock"].as_i64(), b["sellableOnline"].as_i64()),
+        (Some(0), Some(0))
+    );
+}
+
+/// A count while orders are committed sets onHand to what was counted and keeps the orders
+/// committed: available falls with it, below zero when fewer units are found than promised —
+/// a real shortage that refuses new orders — and the stock comes back with the next delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_count_during_committed_orders_keeps_them_committed() {
+    let t = TestApp::spawn().await;
+    let w = t.town().await;
+    t.stock_row(w.near, w.product, 10).await;
+    let pickup = |q: i64| pickup_order(&[(w.product, q)], w.near);
+    let (s, b) = json_of(t.post("/api/orders", &pickup(4)).await).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = json_of(t.post("/api/redis/orders", &pickup(1)).await).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    t.wait_persisted().await;
+    assert_eq!(states(&t, w.near, w.product).await, (10, 5, 5));
+
+    let count = |q: i64| json!({"quantity": q, "reason": "COUNT"});
+    let stock = format!(
+        "/api/admin/locations/{}/products/{}/stock",
+        w.near, w.product
+    );
+    let (s, b) = json_of(t.admin().put(&stock, &count(7)).await).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        (b["before"].as_i64(), b["after"].as_i64()),
+        (Some(10), Some(7))
+    );
+    assert_eq!(states(&t, w.near, w.product).await, (7, 5, 2));
+
+    // Fewer found than promised: accepted, available negative, online and till orders refused.
+    let (s, b) = json_of(t.admin().put(&stock, &count(3)).await).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(states(&t, w.near, w.product).await, (3, 5, -2));
+    assert_eq!(t.redis_stock(w.near, w.product).await, Some(-2));
+    for path in ["/api/orders", "/api/redis/orders"] {
+        let (s, b) = json_of(t.post(path, &pickup(1)).await).await;
+        assert_eq!(s, StatusCode::CONFLICT, "{path}: {b}");
+    }
+    let (s, b) = json_of(
+        t.get(&format!(
+            "/api/admin/locations/{}/products/{}/stock",
+            w.near, w.product
+        ))
+        .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+    let (s, b) = json_of(
+        t.admin()
+            .get(&format!(
+                "/api/admin/locations/{}/products/{}/stock",
+                w.near, w.product
+            ))
+            .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        (
+            b["onHand"].as_i64(),
+            b["committed"].as_i64(),
+            b["available"].as_i64()
+        ),
+        (Some(3), Some(5), Some(-2)),
+        "{b}"
+    );
+    // A delivery of 4: available 2 again, and the shop sells it.
+    let (s, b) = json_of(
+        t.admin()
+            .post(
+                &format!("{stock}/adjustments"),
+                &json!({"delta": 4, "reason": "RESTOCK"}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(states(&t, w.near, w.product).await, (7, 5, 2));
+    let (s, b) = json_of(t.post("/api/redis/orders", &pickup(2)).await).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    // Damaged units leave the shelf; onHand may not go below zero.
+    let damaged = |d: i64| json!({"delta": d, "reason": "DAMAGED"});
+    let (s, b) = json_of(
+        t.admin()
+            .post(&format!("{stock}/adjustments"), &damaged(-8))
+            .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    t.wait_persisted().await;
+    assert_eq!(states(&t, w.near, w.product).await, (7, 7, 0));
+    assert_ledger_identities(&t, w.near, w.product).await;
+    t.assert_converged(InRedis::All).await;
+}
