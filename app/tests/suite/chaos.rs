@@ -459,7 +459,7 @@ async fn operate(sh: &Shared, client: usize, rng: &mut StdRng) {
             Op::SetStock,
             Method::PUT,
             url,
-            Some(&json!({"quantity": qty, "reason": "RESTOCK"})),
+            Some(&json!({"quantity": qty, "reason": "COUNT"})),
             Some(ADMIN),
             None,
             None,

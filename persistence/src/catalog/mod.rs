@@ -71,11 +71,25 @@ pub struct Locations {
     ids: Vec<LocationId>,
     /// The active locations by id: where product pages show stock.
     active: Vec<(LocationId, LocationKind)>,
+    /// The products with a safety stock of their own, per location (the others take their
+    /// location's default): what the shop's figures keep back.
+    own_safety: std::collections::HashMap<(LocationId, ProductId), i64>,
     /// Which load this is (see [`crate::catalog::Catalog::refresh_locations`]).
     load: u64,
 }
 
 impl Locations {
+    /// What the shop sees of `available` units of `product` at `loc`: `sellableOnline`, the
+    /// units above the safety stock (as of the last load of the locations).
+    pub fn sellable_online(&self, loc: LocationId, product: ProductId, available: i64) -> i64 {
+        let safety = self
+            .own_safety
+            .get(&(loc, product))
+            .copied()
+            .unwrap_or_else(|| self.get(loc).map_or(0, |l| l.safety_stock));
+        (available - safety).max(0)
+    }
+
     pub fn get(&self, id: LocationId) -> Option<&Location> {
         self.all.iter().find(|l| l.location_id == id.get())
     }
@@ -198,6 +212,14 @@ impl Catalog<'_> {
             .collect();
         active.sort_unstable_by_key(|(id, _)| *id);
         let ids = rows.iter().map(|l| l.id).collect();
+        let own_safety = sqlx::query_as::<_, (LocationId, ProductId, i64)>(
+            "SELECT location_id, product_id, safety_stock FROM stock WHERE safety_stock IS NOT NULL",
+        )
+        .fetch_all(&self.db)
+        .await?
+        .into_iter()
+        .map(|(l, p, s)| ((l, p), s))
+        .collect();
         let all = rows
             .into_iter()
             .map(|l| Location {
@@ -215,6 +237,7 @@ impl Catalog<'_> {
             index,
             ids,
             active,
+            own_safety,
             load,
         });
         replace_if_newer(&self.locations, fresh, |l| l.load);

@@ -64,7 +64,7 @@ impl Storage {
             // One row more than asked for says whether a next page exists.
             let mut items: Vec<ListedProduct> = sqlx::query_as(
                 "SELECT p.id AS product_id, p.name, p.price, \
-                 (SELECT CAST(COALESCE(SUM(s.available), 0) AS SIGNED) FROM stock s \
+                 (SELECT CAST(COALESCE(SUM(GREATEST(0, s.available - COALESCE(s.safety_stock, l.safety_stock))), 0) AS SIGNED) FROM stock s \
                   JOIN locations l ON l.id = s.location_id AND l.active \
                   WHERE s.product_id = p.id) AS total_quantity \
                  FROM products p WHERE p.active AND p.id > ? ORDER BY p.id LIMIT ?",
@@ -88,7 +88,8 @@ impl Storage {
         self.in_time(self.db_deadline(), async {
             let rows: Vec<ProductStockRow> = sqlx::query_as(
                 "SELECT p.id, p.sku, p.name, p.price, p.active, s.location_id, \
-                 CAST(l.kind AS CHAR) AS kind, s.available FROM products p \
+                 CAST(l.kind AS CHAR) AS kind, \
+                 GREATEST(0, s.available - COALESCE(s.safety_stock, l.safety_stock)) AS available FROM products p \
                  LEFT JOIN (stock s JOIN locations l ON l.id = s.location_id AND l.active) \
                  ON s.product_id = p.id \
                  WHERE p.id = ? AND p.active ORDER BY s.location_id",
@@ -179,7 +180,12 @@ impl Catalog<'_> {
                             product_id: p.product_id,
                             name: p.name.clone(),
                             price: p.price,
-                            total_quantity: total(stock.iter().map(|at| at[i])),
+                            total_quantity: total(
+                                locations
+                                    .iter()
+                                    .zip(&stock)
+                                    .map(|(l, at)| sites.sellable_online(*l, *id, at[i])),
+                            ),
                         })
                     })
                     .collect();
@@ -235,7 +241,11 @@ impl Catalog<'_> {
                         .map(|((loc, kind), at)| StockLevel {
                             location_id: loc.get(),
                             location_type: *kind,
-                            quantity: at.first().copied().unwrap_or(0),
+                            quantity: sites.sellable_online(
+                                *loc,
+                                id,
+                                at.first().copied().unwrap_or(0),
+                            ),
                         })
                         .collect(),
                     source,

@@ -11,6 +11,9 @@ use crate::Storage;
 use sf_routing::{LocationId, ProductId};
 use sqlx::{MySqlConnection, QueryBuilder};
 
+/// A floor no stock figure reaches (exact in Lua's numbers): a change that is a fact.
+const NO_FLOOR: i64 = -(1 << 50);
+
 impl Storage {
     /// The last step of every MySQL-first write, after all of its MySQL statements: applies the
     /// same change to Redis while the row locks are still held (the Redis figure also excludes
@@ -52,16 +55,17 @@ impl Storage {
     }
 
     /// [`Storage::commit_with_redis`] for an operator's change of what is on the shelf: it is a
-    /// fact, not an order, so Redis takes it as it is (`force`), even below zero — units Redis
-    /// promised that are not there are a real shortage, shown and refusing orders until stock
-    /// comes in.
+    /// fact, not an order, so Redis takes it whatever it holds (no floor), even below zero —
+    /// units Redis promised that are not there are a real shortage, shown and refusing orders
+    /// until stock comes in. A key not loaded is loaded first, as for any change.
     pub(crate) async fn commit_fact_with_redis(
         &self,
         tx: sqlx::Transaction<'_, sqlx::MySql>,
         loc: LocationId,
         deltas: &[(ProductId, i64)],
     ) -> StorageResult<()> {
-        self.commit_writes_with_redis(tx, loc, deltas, &[], 1, AdjustMode::Force)
+        let no_floor = vec![NO_FLOOR; deltas.len()];
+        self.commit_writes_with_redis(tx, loc, deltas, &no_floor, 1, AdjustMode::Check)
             .await
             .map(|_| ())
     }

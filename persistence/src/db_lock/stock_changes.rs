@@ -214,6 +214,9 @@ impl DbLock<'_> {
         .execute(&self.db)
         .await?;
         self.push_safety(loc, &[product]).await;
+        // The shop's figures here keep the new buffer back at once (other instances: from their
+        // next load of the locations).
+        self.catalog().refresh_locations().await?;
         self.stock_states(loc, product).await
     }
 }

@@ -139,7 +139,7 @@ impl Storage {
         Ok(())
     }
 
-    /// Reports every row of the batch whose on-hand is not initial stock plus the ledger.
+    /// Reports every row of the batch whose available figure is not initial stock plus the ledger.
     async fn check_ledger(
         &self,
         loc: LocationId,
@@ -171,7 +171,7 @@ impl Storage {
                 product = m.product_id,
                 available = m.available,
                 expected = m.expected,
-                "ledger mismatch at {}/{}: on-hand {} but initial stock plus ledger is {}",
+                "ledger mismatch at {}/{}: available {} but initial stock plus ledger is {}",
                 m.location_id,
                 m.product_id,
                 m.available,

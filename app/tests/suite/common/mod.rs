@@ -469,13 +469,19 @@ impl TestApp {
         }
     }
 
-    /// I4: for every stock row, on-hand equals initial stock plus the ledger, and Redis equals
-    /// MySQL. `in_redis` says which keys Redis must hold; a key it does not require is compared
-    /// when Redis holds it (a missing key means "not loaded").
+    /// I4: for every stock row, available equals initial stock plus the ledger, committed equals
+    /// the ledger's committed moves and the units of the location's persisted online orders not
+    /// cancelled and not handed over, and Redis equals MySQL. `in_redis` says which keys Redis
+    /// must hold; a key it does not require is compared when Redis holds it (a missing key means
+    /// "not loaded").
     pub async fn assert_converged(&self, in_redis: InRedis<'_>) {
         let rows = sqlx::query(
-            "SELECT s.location_id, s.product_id, s.available, s.initial_quantity, \
-             CAST(COALESCE((SELECT SUM(m.available_delta) FROM stock_movements m WHERE m.location_id = s.location_id AND m.product_id = s.product_id), 0) AS SIGNED) AS ledger \
+            "SELECT s.location_id, s.product_id, s.available, s.initial_quantity, s.committed, \
+             CAST(COALESCE((SELECT SUM(m.available_delta) FROM stock_movements m WHERE m.location_id = s.location_id AND m.product_id = s.product_id), 0) AS SIGNED) AS ledger, \
+             CAST(COALESCE((SELECT SUM(m.committed_delta) FROM stock_movements m WHERE m.location_id = s.location_id AND m.product_id = s.product_id), 0) AS SIGNED) AS committed_ledger, \
+             CAST(COALESCE((SELECT SUM(l.quantity) FROM orders o JOIN order_lines l ON l.order_id = o.id \
+                WHERE o.location_id = s.location_id AND l.product_id = s.product_id AND o.status = 'CONFIRMED' \
+                AND o.path <> 'POS' AND o.fulfillment IN ('UNFULFILLED', 'READY_FOR_PICKUP')), 0) AS SIGNED) AS open_units \
              FROM stock s ORDER BY s.location_id, s.product_id",
         )
         .fetch_all(&self.db)
@@ -494,6 +500,14 @@ impl TestApp {
             let initial: i64 = r.get("initial_quantity");
             let ledger: i64 = r.get("ledger");
             assert_eq!(available, initial + ledger, "ledger of ({loc},{p})");
+            let committed: i64 = r.get("committed");
+            let committed_ledger: i64 = r.get("committed_ledger");
+            let open_units: i64 = r.get("open_units");
+            assert_eq!(
+                (committed, committed),
+                (committed_ledger, open_units),
+                "committed of ({loc},{p}): the ledger's, and the open online orders' units"
+            );
             let must = matches!(in_redis, InRedis::All) || required.remove(&(loc, p));
             let cached: Option<i64> = redis::cmd("GET")
                 .arg(self.stock_key(loc, p))
