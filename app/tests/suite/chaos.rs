@@ -1097,6 +1097,9 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
     let mut moves: HashMap<(String, u64, u64), OrderMoves> = HashMap::new();
     // Operators' movements per (location, product).
     let mut operators: HashMap<(u64, u64), i64> = HashMap::new();
+    // Rows an operator took units from: a count (or damage) may find fewer units than orders
+    // hold, which leaves available below zero — a real shortage, not an oversell.
+    let mut shelf_found_short: std::collections::HashSet<(u64, u64)> = Default::default();
     for r in sqlx::query(
         "SELECT ref_id, location_id, product_id, reason, CAST(COUNT(*) AS SIGNED) AS n, \
          CAST(SUM(available_delta) AS SIGNED) AS d FROM stock_movements \
@@ -1120,7 +1123,12 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
                 m.2 += n;
                 m.3 += d;
             }
-            "RESTOCK" | "ADJUST" => *operators.entry((loc, p)).or_default() += d,
+            "RESTOCK" | "ADJUST" | "COUNT" | "DAMAGED" => {
+                *operators.entry((loc, p)).or_default() += d;
+                if d < 0 {
+                    shelf_found_short.insert((loc, p));
+                }
+            }
             other => v.push(format!(
                 "ledger rows of reason {other} ({n} rows, {d} units) at ({loc},{p}), ref {rf}"
             )),
@@ -1311,8 +1319,9 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
             ));
         }
     }
-    // I1: per (location, product): on-hand never below zero, units sold never above what was
-    // there (initial stock plus operators' changes).
+    // I1: per (location, product): on-hand never below zero; available is what was there
+    // (initial stock plus operators' changes) less the units of confirmed orders, and below zero
+    // only where an operator took units away (units sold never above what was there otherwise).
     let mut sold: HashMap<(u64, u64), i64> = HashMap::new();
     for (id, (status, _, loc, _)) in &orders {
         if status == "CONFIRMED" {
@@ -1322,19 +1331,27 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
         }
     }
     let mut sold_total = 0;
-    for r in sqlx::query("SELECT location_id, product_id, available, initial_quantity FROM stock")
-        .fetch_all(&t.db)
-        .await
-        .unwrap()
+    for r in sqlx::query(
+        "SELECT location_id, product_id, available, committed + reserved AS held, initial_quantity \
+         FROM stock",
+    )
+    .fetch_all(&t.db)
+    .await
+    .unwrap()
     {
         let (loc, p): (u64, u64) = (r.get("location_id"), r.get("product_id"));
-        let (available, initial): (i64, i64) = (r.get("available"), r.get("initial_quantity"));
+        let (available, held, initial): (i64, i64, i64) =
+            (r.get("available"), r.get("held"), r.get("initial_quantity"));
         let s = sold.get(&(loc, p)).copied().unwrap_or(0);
         let ops = operators.get(&(loc, p)).copied().unwrap_or(0);
         sold_total += s;
-        if available < 0 || s > initial + ops || available != initial + ops - s {
+        let short_found = shelf_found_short.contains(&(loc, p));
+        if available + held < 0
+            || available != initial + ops - s
+            || (available < 0 && !short_found)
+        {
             v.push(format!(
-                "I1: ({loc},{p}): on hand {available}, sold {s}, initial {initial}, operators {ops:+}"
+                "I1: ({loc},{p}): available {available}, held {held}, sold {s}, initial {initial}, operators {ops:+}"
             ));
         }
     }

@@ -231,11 +231,17 @@ impl Storage {
             .bind(order_id)
             .execute(&mut *tx)
             .await?;
-            Ok((Some(tx), loc, deltas, None))
+            let products: Vec<ProductId> = deltas.iter().map(|(p, _)| *p).collect();
+            let floors = safety_of(&mut tx, loc, &products).await?;
+            Ok((Some((tx, floors)), loc, deltas, None))
         };
         let (tx, loc, deltas, short) = self.in_time(deadline, statements).await?;
         let short = match tx {
-            Some(tx) => self.commit_with_redis(tx, loc, &deltas).await?,
+            // An online order again: Redis keeps its safety stock, as MySQL just did.
+            Some((tx, floors)) => {
+                self.commit_order_with_redis(tx, loc, &deltas, &floors)
+                    .await?
+            }
             None => short,
         };
         if let Some((product, have)) = short {
