@@ -57,6 +57,8 @@ impl Placed {
 }
 
 /// The outcome of trying one candidate location.
+// One per attempt, moved once: the size of the order it carries costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Attempt {
     Placed(Placed),
     Short { product: ProductId, have: i64 },
