@@ -70,6 +70,8 @@ pub struct StorageOptions {
     /// The MySQL work of one request: its transaction's statements (with the retries after a
     /// deadlock), and again its commit.
     pub db_timeout: Duration,
+    /// How long a pickup may wait `READY_FOR_PICKUP` before the not-collected job cancels it.
+    pub pickup_expiry: Duration,
 }
 
 impl Default for StorageOptions {
@@ -80,6 +82,7 @@ impl Default for StorageOptions {
             record_ttl_secs: 10,
             idempotency_ttl_secs: 48 * 3600,
             db_timeout: Duration::from_secs(3),
+            pickup_expiry: Duration::from_secs(3 * 86_400),
         }
     }
 }
