@@ -117,6 +117,14 @@ pub struct Config {
     /// Cron schedule of housekeeping (expired idempotency keys, old job runs): hourly.
     #[arg(long, env = "HOUSEKEEPING_SCHEDULE", default_value = "0 17 * * * *")]
     pub housekeeping_schedule: String,
+    /// Cron schedule of the not-collected job (pickups ready longer than `PICKUP_EXPIRY` are
+    /// cancelled): every 15 seconds.
+    #[arg(long, env = "NOT_COLLECTED_SCHEDULE", default_value = "*/15 * * * * *")]
+    pub not_collected_schedule: String,
+    /// How long a pickup may wait ready at its store before it is cancelled as not collected: a
+    /// number and a unit (`s`, `m`, `h`, `d`), such as `3d` or `90m`.
+    #[arg(long, env = "PICKUP_EXPIRY", default_value = "3d", value_parser = parse_duration)]
+    pub pickup_expiry: std::time::Duration,
     /// Seconds a job lease lasts without renewal (it is renewed while the job runs; a crashed
     /// holder's lease expires after this).
     #[arg(long, env = "JOB_LEASE_SECS", default_value_t = 30)]
@@ -194,6 +202,26 @@ const RENAMED: [(&str, &str); 2] = [
     ("REDIS_PROBE_MS", "OUTAGE_PROBE_MS"),
 ];
 
+/// A duration written as a number and a unit: `30s`, `90m`, `12h`, `3d`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and a unit (s, m, h, d), such as 3d"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: the unit must be s, m, h or d")),
+    };
+    n.checked_mul(secs)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
 /// Logs a warning for each renamed setting still present in the environment.
 pub fn warn_renamed_settings() {
     for (old, new) in RENAMED {
@@ -215,6 +243,20 @@ mod tests {
 
     /// Every `NAME=value` line of `.env.example` names a setting and shows its default; a line
     /// commented out names a setting without a fixed default.
+    #[test]
+    fn durations_read_with_their_unit() {
+        use std::time::Duration;
+        assert_eq!(
+            super::parse_duration("3d"),
+            Ok(Duration::from_secs(259_200))
+        );
+        assert_eq!(super::parse_duration("90m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(super::parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert!(super::parse_duration("3").is_err());
+        assert!(super::parse_duration("d").is_err());
+        assert!(super::parse_duration("3w").is_err());
+    }
+
     #[test]
     fn env_example_shows_the_defaults() {
         let example = include_str!("../../.env.example");

@@ -18,6 +18,7 @@ pub fn schedule(config: &Config, kind: JobKind) -> &str {
         JobKind::Reconcile => &config.reconcile_schedule,
         JobKind::Reclaim => &config.reclaim_schedule,
         JobKind::Housekeeping => &config.housekeeping_schedule,
+        JobKind::NotCollected => &config.not_collected_schedule,
     }
 }
 

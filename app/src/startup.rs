@@ -109,6 +109,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Arc<Storage>> {
             record_ttl_secs: config.order_record_ttl_secs,
             idempotency_ttl_secs: config.idempotency_ttl_hours * 3600,
             db_timeout: Duration::from_millis(s.db_command_timeout_ms),
+            pickup_expiry: config.pickup_expiry,
         },
     )
     .await

@@ -44,6 +44,9 @@ impl Kind {
             "createOrderDbLock" | "cancelOrderDbLock" => Some(Self::DbLock),
             "createOrderRedis" | "cancelOrderRedis" => Some(Self::Redis),
             "posSale" | "posCancel" => Some(Self::Pos),
+            "markReadyForPickup" | "collectPickup" | "dispatchOrder" => Some(Self::Pos),
+            "storeWorkList" => Some(Self::Reads),
+            "shipOrder" | "collectPickupAdmin" => None,
             "listProducts" | "getProduct" | "listLocations" | "getOrder" | "listProductsRedis"
             | "getProductRedis" | "listStoreProducts" | "getStoreStock" | "nearbyStores" => {
                 Some(Self::Reads)

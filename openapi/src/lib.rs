@@ -9,6 +9,7 @@
 //! - [`orders`]: the DB-lock order path and order status;
 //! - [`redis_api`]: the Redis order path and stock read from Redis;
 //! - [`stores`]: the store POS API (per-store keys);
+//! - [`fulfilment`]: the order's way out: store steps, the store's work list, shipping;
 //! - [`admin`]: operators' routes (admin token);
 //! - [`health`]: liveness and readiness.
 //!
@@ -21,6 +22,7 @@ pub mod admin;
 pub mod auth;
 pub mod catalog;
 pub mod edge;
+pub mod fulfilment;
 pub mod health;
 pub mod metrics;
 pub mod orders;
@@ -41,6 +43,7 @@ pub type Apis = (
     orders::OrdersApi,
     redis_api::RedisApi,
     stores::StoresApi,
+    fulfilment::FulfilmentApi,
     admin::AdminApi,
     health::HealthApi,
 );
@@ -58,6 +61,9 @@ pub fn api_service(state: &Arc<ApiState>) -> OpenApiService<Apis, ()> {
             state: state.clone(),
         },
         stores::StoresApi {
+            state: state.clone(),
+        },
+        fulfilment::FulfilmentApi {
             state: state.clone(),
         },
         admin::AdminApi {

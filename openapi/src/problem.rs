@@ -235,6 +235,9 @@ impl From<Refusal> for Problem {
                 detail,
             ),
             Refusal::Conflict(_) => Self::new(409, "conflict", "Conflict", detail),
+            Refusal::WrongPickupCode(_) => {
+                Self::new(403, "wrong-pickup-code", "Wrong pickup code", detail)
+            }
         }
     }
 }
@@ -303,7 +306,7 @@ pub fn into_response(p: &Problem) -> poem::Response {
 const STATUSES: &[(u16, &str)] = &[
     (400, "The request does not match the schema: malformed JSON, a wrong type, a value outside its declared range or pattern, an unknown field or enum value, or a bad parameter or header."),
     (401, "Missing or invalid credentials (the admin token, or a store key that is unknown or revoked)."),
-    (403, "These credentials may not do this (another store's key)."),
+    (403, "These credentials may not do this (another store's key), or a pickup code is wrong (`/problems/wrong-pickup-code`; after 5 wrong codes only an operator can collect the order)."),
     (404, "No such resource (`/problems/not-found`, `/problems/unknown-product`, `/problems/unknown-order`)."),
     (409, "Conflicts with the current state: not enough stock (`/problems/out-of-stock`, naming the product and, for a pickup, nearby stores that have it), an `Idempotency-Key` still in flight, a duplicate, a job already running, a stock change that would make the stock negative, or an order whose state does not allow this."),
     (410, "Accepted on the Redis path, then lost with Redis's data before it reached MySQL (`/problems/order-lost`): no stock was taken for it."),
@@ -420,6 +423,11 @@ mod tests {
                 "/problems/idempotency-key-in-flight",
             ),
             (Refusal::Conflict("taken".into()), 409, "/problems/conflict"),
+            (
+                Refusal::WrongPickupCode("no".into()),
+                403,
+                "/problems/wrong-pickup-code",
+            ),
             (
                 Refusal::Invalid("bad".into()),
                 422,

@@ -392,6 +392,42 @@ impl StoresApi {
         Ok(self.state.place_db_lock(order).await?.into())
     }
 
+    /// The store's work list
+    ///
+    /// The store's persisted, not cancelled orders at one step, oldest first:
+    /// `UNFULFILLED` (to prepare, or to hand to a courier) or `READY_FOR_PICKUP` (waiting to be
+    /// collected), a page at a time (`after`: the previous page's `next`). Pickup codes are never
+    /// shown here. Needs a key of this store.
+    #[oai(
+        path = "/api/stores/:storeId/orders",
+        method = "get",
+        tag = "crate::fulfilment::FulfilmentTag::Fulfilment",
+        operation_id = "storeWorkList"
+    )]
+    async fn work_list(
+        &self,
+        auth: StoreKey,
+        #[oai(name = "storeId", validator(minimum(value = "1")))] store_id: Path<i64>,
+        /// The step to list.
+        fulfillment: Query<crate::fulfilment::WorkListStepParam>,
+        /// The `next` of the previous page (the id of its last order).
+        after: Query<Option<String>>,
+        /// Orders per page (1 to 100; 20 when absent).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+        limit: Query<Option<u32>>,
+    ) -> ApiResult<Json<crate::fulfilment::WorkListBody>> {
+        let store = self.store(store_id.0)?;
+        auth.authorize(&self.state, store).await?;
+        crate::fulfilment::work_list(
+            &self.state,
+            store,
+            fulfillment.0,
+            after.0.as_deref(),
+            limit.0,
+        )
+        .await
+    }
+
     /// POS cancel or return
     ///
     /// Cancels a sale of this store; its stock comes back exactly once, however often this is

@@ -75,6 +75,9 @@ pub enum Refusal {
     /// The request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// A pickup's code did not match (counted), or the order took too many wrong codes.
+    #[error("{0}")]
+    WrongPickupCode(String),
 }
 
 /// What a client is told of a [`Failure`]: each kind is a documented answer, never a driver's

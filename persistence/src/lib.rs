@@ -1,7 +1,7 @@
 //! Storage for Stock Flow: MySQL (the system of record) through sqlx, Redis (the fast order path)
 //! through a bb8 pool of self-healing multiplexed connections, and the Lua scripts that decide
 //! orders in Redis. [`Storage`] is sealed: callers take a handle per concern ([`Storage::orders`],
-//! [`Storage::db_lock`], [`Storage::redis_path`], [`Storage::catalog`], [`Storage::recovery`],
+//! [`Storage::db_lock`], [`Storage::redis_path`], [`Storage::fulfilment`], [`Storage::catalog`], [`Storage::recovery`],
 //! [`Storage::health`]) and get typed errors; each folder's `mod.rs` says what leaves it, and
 //! everything else is `pub(crate)` at most.
 //!
@@ -15,6 +15,7 @@
 //! | [`redis_path`] | the Redis path: orders decided by `reserve.lua`, `Idempotency-Key` claims, replication (`WAIT`), cancels, stock reads |
 //! | [`consumer`] | the background writer that persists the Redis path's events to MySQL exactly once, and its dead letters |
 //! | [`recovery`] | Redis repaired from MySQL: key loads and re-syncs at a consistent point, the reconciliation pass, data-loss records, stale keys, recovery after an outage |
+//! | [`fulfilment`] | the order's way out: pickups made ready and collected with their code, dispatches, shipments, the store's work list, the not-collected job |
 //! | [`orders`] | reading orders of any path, building them, the ledger rows every writer shares, idempotency, and when MySQL holds a stream event (the one definition of *applied*) |
 //! | [`catalog`] | products and locations in memory, operators' changes, product pages, the stock mirror, shared reads, POS credentials, demo data |
 //! | [`scripts`] | one typed wrapper per Lua script (`persistence/lua/`): its keys, arguments and decoded reply |
@@ -30,6 +31,7 @@ pub mod consumer;
 pub mod db_lock;
 pub mod error;
 pub(crate) mod formats;
+pub mod fulfilment;
 pub mod infra;
 pub mod model;
 pub mod orders;
@@ -68,6 +70,8 @@ pub struct StorageOptions {
     /// The MySQL work of one request: its transaction's statements (with the retries after a
     /// deadlock), and again its commit.
     pub db_timeout: Duration,
+    /// How long a pickup may wait `READY_FOR_PICKUP` before the not-collected job cancels it.
+    pub pickup_expiry: Duration,
 }
 
 impl Default for StorageOptions {
@@ -78,6 +82,7 @@ impl Default for StorageOptions {
             record_ttl_secs: 10,
             idempotency_ttl_secs: 48 * 3600,
             db_timeout: Duration::from_secs(3),
+            pickup_expiry: Duration::from_secs(3 * 86_400),
         }
     }
 }
@@ -146,6 +151,11 @@ impl Storage {
     /// The Redis path: orders decided in Redis, their cancels, stock reads.
     pub fn redis_path(&self) -> redis_path::RedisPath<'_> {
         redis_path::RedisPath(self)
+    }
+
+    /// The order's way out: fulfilment steps, the store's work list, the not-collected job.
+    pub fn fulfilment(&self) -> fulfilment::Fulfilment<'_> {
+        fulfilment::Fulfilment(self)
     }
 
     /// Products and locations: reads, pages, operators' changes, POS credentials.

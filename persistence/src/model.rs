@@ -96,6 +96,89 @@ pub struct Order {
     pub accepted_at_ms: i64,
     /// Why a `REJECTED` order could not be persisted as sold.
     pub reason: Option<String>,
+    /// Its way out of the building.
+    pub fulfillment: Fulfillment,
+}
+
+/// Where an order is on its way out of the building. Steps only go forward:
+/// `UNFULFILLED` → (`READY_FOR_PICKUP` →) a hand-over (`COLLECTED`, `DISPATCHED`, `SHIPPED`).
+/// Also read from MySQL as it is, from the text of the `fulfillment` column.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FulfillmentStatus {
+    #[default]
+    Unfulfilled,
+    ReadyForPickup,
+    Collected,
+    Dispatched,
+    Shipped,
+}
+
+impl FulfillmentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unfulfilled => "UNFULFILLED",
+            Self::ReadyForPickup => "READY_FOR_PICKUP",
+            Self::Collected => "COLLECTED",
+            Self::Dispatched => "DISPATCHED",
+            Self::Shipped => "SHIPPED",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "UNFULFILLED" => Some(Self::Unfulfilled),
+            "READY_FOR_PICKUP" => Some(Self::ReadyForPickup),
+            "COLLECTED" => Some(Self::Collected),
+            "DISPATCHED" => Some(Self::Dispatched),
+            "SHIPPED" => Some(Self::Shipped),
+            _ => None,
+        }
+    }
+
+    /// Whether the order's units have left the building (collected, dispatched, shipped): they
+    /// are no longer `committed`, and the order can no longer be cancelled. The one definition of
+    /// *handed over*; every step, cancel and job asks it.
+    pub fn is_handed_over(self) -> bool {
+        matches!(self, Self::Collected | Self::Dispatched | Self::Shipped)
+    }
+}
+
+/// An order's fulfilment, as callers read it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fulfillment {
+    pub status: FulfillmentStatus,
+    /// The code a pickup's customer shows at the store (6 digits): for the shop's answers only.
+    pub pickup_code: Option<String>,
+    /// When a pickup was made ready, in ms since the Unix epoch.
+    pub ready_at_ms: Option<i64>,
+    /// When the order was handed over, in ms since the Unix epoch.
+    pub handed_over_at_ms: Option<i64>,
+    /// Why the service itself cancelled the order (`NOT_COLLECTED`), when it did.
+    pub cancel_reason: Option<String>,
+}
+
+impl Fulfillment {
+    /// The fulfilment an order starts with: a pickup gets its code.
+    pub fn new(delivery_type: DeliveryType) -> Self {
+        Self {
+            pickup_code: (delivery_type == DeliveryType::Pickup).then(new_pickup_code),
+            ..Self::default()
+        }
+    }
+
+    /// The same, without the pickup code: what a store's answers show.
+    pub fn without_code(self) -> Self {
+        Self {
+            pickup_code: None,
+            ..self
+        }
+    }
+}
+
+/// A random 6-digit pickup code.
+fn new_pickup_code() -> String {
+    use rand::Rng;
+    format!("{:06}", rand::thread_rng().gen_range(0..1_000_000u32))
 }
 
 impl Order {
@@ -220,6 +303,7 @@ macro_rules! read_as_text {
 }
 read_as_text!(OrderStatus);
 read_as_text!(OrderPath);
+read_as_text!(FulfillmentStatus);
 
 /// Every state of one product's stock at one location, as MySQL holds it. onHand is not stored:
 /// it is `available + committed + reserved`.

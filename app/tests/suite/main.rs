@@ -11,6 +11,7 @@ mod db_lock;
 mod edge;
 mod faults;
 mod final_answers;
+mod fulfilment;
 mod openapi;
 mod outage;
 mod products;

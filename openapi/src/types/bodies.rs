@@ -21,6 +21,78 @@ pub enum OrderStatusBody {
     Rejected,
 }
 
+/// Where an order is on its way out of the building; steps only go forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, serde::Serialize)]
+#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FulfillmentStatusBody {
+    /// Not yet handed over (a pickup not yet ready, an order not yet dispatched or shipped).
+    Unfulfilled,
+    /// A pickup waiting at its store.
+    ReadyForPickup,
+    /// A pickup collected (or a POS sale).
+    Collected,
+    /// A same-day order handed to a courier.
+    Dispatched,
+    /// A warehouse order shipped.
+    Shipped,
+}
+
+impl From<model::FulfillmentStatus> for FulfillmentStatusBody {
+    fn from(s: model::FulfillmentStatus) -> Self {
+        match s {
+            model::FulfillmentStatus::Unfulfilled => Self::Unfulfilled,
+            model::FulfillmentStatus::ReadyForPickup => Self::ReadyForPickup,
+            model::FulfillmentStatus::Collected => Self::Collected,
+            model::FulfillmentStatus::Dispatched => Self::Dispatched,
+            model::FulfillmentStatus::Shipped => Self::Shipped,
+        }
+    }
+}
+
+/// An order's way out of the building.
+#[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(rename_all = "camelCase", example)]
+#[serde(rename_all = "camelCase")]
+pub struct FulfillmentBody {
+    pub status: FulfillmentStatusBody,
+    /// A pickup's code (6 digits), which the customer shows at the store: in the shop's answers
+    /// only, never in the store's.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pickup_code: Option<String>,
+    /// When the pickup was made ready (RFC 3339).
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready_at: Option<String>,
+    /// When the order was handed over (RFC 3339).
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handed_over_at: Option<String>,
+}
+
+impl Example for FulfillmentBody {
+    fn example() -> Self {
+        Self {
+            status: FulfillmentStatusBody::ReadyForPickup,
+            pickup_code: Some("482913".into()),
+            ready_at: Some("2026-11-24T10:30:00.000Z".into()),
+            handed_over_at: None,
+        }
+    }
+}
+
+impl From<model::Fulfillment> for FulfillmentBody {
+    fn from(f: model::Fulfillment) -> Self {
+        Self {
+            status: f.status.into(),
+            pickup_code: f.pickup_code,
+            ready_at: f.ready_at_ms.map(rfc3339),
+            handed_over_at: f.handed_over_at_ms.map(rfc3339),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, serde::Serialize)]
 #[oai(rename_all = "SCREAMING_SNAKE_CASE")]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -78,6 +150,8 @@ pub struct OrderBody {
     /// Opaque id (`<locationId>-<uuid>`).
     pub order_id: String,
     pub status: OrderStatusBody,
+    /// Its way out of the building (`UNFULFILLED` while a Redis-path order is not yet in MySQL).
+    pub fulfillment: FulfillmentBody,
     pub path: OrderPathBody,
     pub delivery_type: DeliveryTypeBody,
     /// The warehouse or store that fulfils the order.
@@ -93,6 +167,11 @@ pub struct OrderBody {
     #[oai(skip_serializing_if_is_none)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reject_reason: Option<String>,
+    /// Why the service itself cancelled the order: `NOT_COLLECTED` (a pickup left ready longer
+    /// than the store keeps it).
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancel_reason: Option<String>,
 }
 
 impl Example for OrderBody {
@@ -100,6 +179,12 @@ impl Example for OrderBody {
         Self {
             order_id: "1-01936f0c2b7e7c3a9d1e5f2a3b4c5d6e".into(),
             status: OrderStatusBody::Accepted,
+            fulfillment: FulfillmentBody {
+                status: FulfillmentStatusBody::Unfulfilled,
+                pickup_code: None,
+                ready_at: None,
+                handed_over_at: None,
+            },
             path: OrderPathBody::Redis,
             delivery_type: DeliveryTypeBody::Normal,
             fulfillment_location_id: 1,
@@ -116,6 +201,7 @@ impl Example for OrderBody {
             total_amount: 24000,
             accepted_at: "2026-11-24T09:00:00.000Z".into(),
             reject_reason: None,
+            cancel_reason: None,
         }
     }
 }
@@ -159,6 +245,8 @@ impl From<model::Order> for OrderBody {
             total_amount: o.total_amount,
             accepted_at: rfc3339(o.accepted_at_ms),
             reject_reason: o.reason,
+            cancel_reason: o.fulfillment.cancel_reason.clone(),
+            fulfillment: o.fulfillment.into(),
         }
     }
 }

@@ -130,6 +130,7 @@ mod tests {
             total_amount: 200,
             accepted_at_ms: 0,
             reason: None,
+            fulfillment: Default::default(),
         };
         Event {
             loc: LOC,

@@ -396,6 +396,7 @@ mod tests {
             total_amount: 0,
             accepted_at_ms: 0,
             reason: None,
+            fulfillment: Default::default(),
         }
     }
 

@@ -59,6 +59,8 @@ impl Placed {
 }
 
 /// The outcome of trying one candidate location.
+// One per attempt, moved once: the size of the order it carries costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Attempt {
     Placed(Placed),
     Short { product: ProductId, have: i64 },
@@ -166,7 +168,12 @@ impl Storage {
             status,
             path,
             location_id: loc,
+            fulfillment,
         } = LockedOrder::lock(&mut tx, order_id).await?;
+        if let Some(refused) = crate::fulfilment::decide::refuse_cancel(order_id, path, fulfillment)
+        {
+            return Err(refused.into());
+        }
         match status {
             OrderStatus::Confirmed => {
                 sqlx::query(
@@ -383,14 +390,15 @@ struct LockedOrder {
     status: OrderStatus,
     path: OrderPath,
     location_id: LocationId,
+    fulfillment: crate::model::FulfillmentStatus,
 }
 
 impl LockedOrder {
     /// Locks the row of `order_id` (`FOR UPDATE`) and reads it.
     async fn lock(conn: &mut MySqlConnection, order_id: &str) -> StorageResult<Self> {
         sqlx::query_as(
-            "SELECT CAST(status AS CHAR) AS status, CAST(path AS CHAR) AS path, location_id \
-             FROM orders WHERE id = ? FOR UPDATE",
+            "SELECT CAST(status AS CHAR) AS status, CAST(path AS CHAR) AS path, location_id, \
+             CAST(fulfillment AS CHAR) AS fulfillment FROM orders WHERE id = ? FOR UPDATE",
         )
         .bind(order_id)
         .fetch_optional(&mut *conn)

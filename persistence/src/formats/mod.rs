@@ -4,7 +4,7 @@
 //!
 //! | format | where | version |
 //! |---|---|---|
-//! | [`OrderRecord`] | an order's Redis record (field `j`), its reservation event (field `j`), the answer an idempotency key replays (Redis claim, MySQL `idempotency_keys.response`) | `v` field; absent = 1 (the optional `idempotency`, the key a Redis-path order was placed with, is additive: version 1 still) |
+//! | [`OrderRecord`] | an order's Redis record (field `j`), its reservation event (field `j`), the answer an idempotency key replays (Redis claim, MySQL `idempotency_keys.response`) | `v` field; absent = 1 (the optional `idempotency`, the key a Redis-path order was placed with, and the optional `pickupCode` of a pickup are additive: version 1 still) |
 //! | [`StreamEvent`] | `<p>{L<loc>}:ev` entries: `v`, `t` (kind), `o` (order id), `l` (lines `p:q,…`), `j` (an [`OrderRecord`], reservations only) | `v` field; absent = 1; a kind a reader does not know is acknowledged without effect |
 //! | the idempotency claim | `<p>idem:{<scope>:<key>}` | its `2\|` prefix (version 1, `<fingerprint>\|<answer>`, is still read) |
 
@@ -39,6 +39,11 @@ pub struct OrderRecord {
     /// Optional and additive: a reader that does not know it ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency: Option<KeyRecord>,
+    /// A pickup's code (6 digits), made when the order is built; the consumer writes it to
+    /// MySQL with the order. Optional and additive: a record without it (written before pickup
+    /// codes, or of another delivery type) has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pickup_code: Option<String>,
 }
 
 /// The `Idempotency-Key` of an order record.
@@ -111,6 +116,7 @@ impl OrderRecord {
                 key: k.key.clone(),
                 fingerprint: k.fingerprint.clone(),
             }),
+            pickup_code: order.fulfillment.pickup_code.clone(),
         };
         serde_json::to_string(&record).expect("an order record serializes")
     }
@@ -167,6 +173,11 @@ impl OrderRecord {
             total_amount: r.total_amount,
             accepted_at_ms: r.accepted_at_ms,
             reason: r.reason,
+            // Not yet persisted: not yet on its way out.
+            fulfillment: crate::model::Fulfillment {
+                pickup_code: r.pickup_code,
+                ..Default::default()
+            },
         };
         Ok((order, key))
     }
@@ -445,6 +456,7 @@ mod tests {
             total_amount: 24_000,
             accepted_at_ms: 1_795_510_800_123,
             reason: None,
+            fulfillment: Default::default(),
         }
     }
 
@@ -486,6 +498,19 @@ mod tests {
             None
         );
         assert!(!OrderRecord::encode(&o).contains("idempotency"));
+    }
+
+    #[test]
+    fn a_pickup_code_travels_with_the_record_and_an_old_record_has_none() {
+        let mut o = order();
+        o.delivery_type = DeliveryType::Pickup;
+        o.fulfillment.pickup_code = Some("042917".into());
+        let json = OrderRecord::encode(&o);
+        assert!(json.contains(r#""pickupCode":"042917""#), "{json}");
+        assert_eq!(OrderRecord::decode(&json).unwrap(), o);
+        let old = OrderRecord::decode(VERSION_ONE_WITHOUT_V).unwrap();
+        assert_eq!(old.fulfillment, crate::model::Fulfillment::default());
+        assert!(!OrderRecord::encode(&order()).contains("pickupCode"));
     }
 
     #[test]

@@ -24,15 +24,23 @@ pub enum JobKind {
     Reclaim,
     /// Remove expired idempotency keys and old job runs.
     Housekeeping,
+    /// Cancel the pickups left ready longer than `PICKUP_EXPIRY`.
+    NotCollected,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 3] = [Self::Reconcile, Self::Reclaim, Self::Housekeeping];
+    pub const ALL: [JobKind; 4] = [
+        Self::Reconcile,
+        Self::Reclaim,
+        Self::Housekeeping,
+        Self::NotCollected,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             Self::Reconcile => "reconcile",
             Self::Reclaim => "reclaim",
             Self::Housekeeping => "housekeeping",
+            Self::NotCollected => "not-collected",
         }
     }
 }
@@ -129,6 +137,14 @@ impl JobRunner {
                     let removed = store.housekeeping().await?;
                     Ok(Figures {
                         details: serde_json::json!({"rowsRemoved": removed}),
+                        ..Figures::default()
+                    })
+                }
+                JobKind::NotCollected => {
+                    let expiry = store.options().pickup_expiry;
+                    let cancelled = store.fulfilment().cancel_not_collected(expiry).await?;
+                    Ok(Figures {
+                        details: serde_json::json!({"cancelled": cancelled}),
                         ..Figures::default()
                     })
                 }

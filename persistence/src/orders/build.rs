@@ -51,5 +51,14 @@ pub(crate) fn build_order(
         total_amount,
         accepted_at_ms: now_ms(),
         reason: None,
+        fulfillment: match path {
+            // A till sale is handed over at once.
+            OrderPath::Pos => crate::model::Fulfillment {
+                status: crate::model::FulfillmentStatus::Collected,
+                handed_over_at_ms: Some(now_ms()),
+                ..Default::default()
+            },
+            _ => crate::model::Fulfillment::new(delivery_type),
+        },
     }
 }

@@ -168,7 +168,7 @@ pub(crate) async fn insert_orders(
         QueryBuilder::new(
             "INSERT INTO orders (id, path, delivery_type, status, fulfillment, location_id, \
              distance_km, delivery_latitude, delivery_longitude, total_amount, accepted_at, \
-             cancelled_at, reject_reason, rejected_at, handed_over_at) ",
+             cancelled_at, reject_reason, rejected_at, handed_over_at, pickup_code) ",
         )
         .push_values(chunk.iter().zip(accepted), |mut row, (o, accepted)| {
             let (status, cancelled_at, rejected_at) = match o.status {
@@ -195,7 +195,8 @@ pub(crate) async fn insert_orders(
                 .push(cancelled_at)
                 .push_bind(o.reason.as_deref())
                 .push(rejected_at)
-                .push(handed_over_at);
+                .push(handed_over_at)
+                .push_bind(o.fulfillment.pickup_code.as_deref());
         })
         .build()
         .execute(&mut *conn)
@@ -344,7 +345,6 @@ pub(crate) async fn change_mysql_stock(
 
 /// Appends the ledger rows of hand-overs `(location, product, units, ref)`: each moves
 /// `committed` (and so onHand) down by its units, and `available` not at all.
-#[allow(dead_code)] // the fulfilment steps write through it
 pub(crate) async fn insert_handovers(
     conn: &mut MySqlConnection,
     moves: &[(u64, u64, i64, &str)],

@@ -13,7 +13,9 @@ pub use ledger::Reason;
 
 use crate::error::{Refusal, StorageError, StorageResult};
 use crate::infra::mysql::push_list;
-use crate::model::{Address, Order, OrderItem, OrderPath, OrderStatus};
+use crate::model::{
+    Address, Fulfillment, FulfillmentStatus, Order, OrderItem, OrderPath, OrderStatus,
+};
 use crate::Storage;
 use sf_routing::{DeliveryType, LocationId};
 use sqlx::QueryBuilder;
@@ -32,6 +34,11 @@ struct OrderRow {
     total_amount: i64,
     reject_reason: Option<String>,
     accepted_ms: i64,
+    fulfillment: FulfillmentStatus,
+    pickup_code: Option<String>,
+    ready_ms: Option<i64>,
+    handed_over_ms: Option<i64>,
+    cancel_reason: Option<String>,
 }
 
 impl OrderRow {
@@ -53,6 +60,13 @@ impl OrderRow {
             total_amount: self.total_amount,
             accepted_at_ms: self.accepted_ms,
             reason: self.reject_reason,
+            fulfillment: Fulfillment {
+                status: self.fulfillment,
+                pickup_code: self.pickup_code,
+                ready_at_ms: self.ready_ms,
+                handed_over_at_ms: self.handed_over_ms,
+                cancel_reason: self.cancel_reason,
+            },
         }
     }
 }
@@ -69,7 +83,11 @@ impl Storage {
                 "SELECT id, CAST(path AS CHAR) AS path, CAST(delivery_type AS CHAR) AS delivery_type, \
                  CAST(status AS CHAR) AS status, location_id, distance_km, delivery_latitude, \
                  delivery_longitude, total_amount, reject_reason, \
-                 CAST(UNIX_TIMESTAMP(accepted_at) * 1000 AS SIGNED) AS accepted_ms \
+                 CAST(UNIX_TIMESTAMP(accepted_at) * 1000 AS SIGNED) AS accepted_ms, \
+                 CAST(fulfillment AS CHAR) AS fulfillment, pickup_code, \
+                 CAST(UNIX_TIMESTAMP(ready_at) * 1000 AS SIGNED) AS ready_ms, \
+                 CAST(UNIX_TIMESTAMP(handed_over_at) * 1000 AS SIGNED) AS handed_over_ms, \
+                 cancel_reason \
                  FROM orders WHERE id = ?",
             )
             .bind(order_id)
