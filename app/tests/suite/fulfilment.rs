@@ -42,19 +42,6 @@ async fn place_db_lock(t: &TestApp, body: &Value) -> Value {
     b
 }
 
-/// (available, committed, onHand) of a stock row, as MySQL holds them.
-async fn states(t: &TestApp, loc: u64, p: u64) -> (i64, i64, i64) {
-    sqlx::query_as(
-        "SELECT available, committed, available + committed + reserved FROM stock \
-         WHERE location_id = ? AND product_id = ?",
-    )
-    .bind(loc)
-    .bind(p)
-    .fetch_one(&t.db)
-    .await
-    .unwrap()
-}
-
 /// The ledger rows of an order: (reason, available delta, committed delta), in order.
 async fn ledger_of(t: &TestApp, id: &str) -> Vec<(String, i64, i64)> {
     sqlx::query_as(
@@ -65,36 +52,6 @@ async fn ledger_of(t: &TestApp, id: &str) -> Vec<(String, i64, i64)> {
     .fetch_all(&t.db)
     .await
     .unwrap()
-}
-
-/// For every stock row: committed = Σ committed_delta = the units of the location's persisted,
-/// not cancelled, not handed-over online orders; and available = initial + Σ available_delta.
-async fn assert_committed_identity(t: &TestApp) {
-    let rows: Vec<(u64, u64, i64, i64, i64, i64, i64)> = sqlx::query_as(
-        "SELECT s.location_id, s.product_id, s.committed, \
-           (SELECT CAST(COALESCE(SUM(m.committed_delta), 0) AS SIGNED) FROM stock_movements m \
-             WHERE m.location_id = s.location_id AND m.product_id = s.product_id), \
-           (SELECT CAST(COALESCE(SUM(l.quantity), 0) AS SIGNED) FROM order_lines l \
-             JOIN orders o ON o.id = l.order_id \
-             WHERE o.location_id = s.location_id AND l.product_id = s.product_id \
-             AND o.status = 'CONFIRMED' AND o.path <> 'POS' \
-             AND o.fulfillment IN ('UNFULFILLED', 'READY_FOR_PICKUP')), \
-           s.available, \
-           s.initial_quantity + (SELECT CAST(COALESCE(SUM(m.available_delta), 0) AS SIGNED) \
-             FROM stock_movements m \
-             WHERE m.location_id = s.location_id AND m.product_id = s.product_id) \
-         FROM stock s",
-    )
-    .fetch_all(&t.db)
-    .await
-    .unwrap();
-    for (loc, p, committed, ledger, open, available, from_ledger) in rows {
-        assert_eq!(
-            (committed, ledger, available),
-            (open, open, from_ledger),
-            "location {loc} product {p}: committed, Σ committed_delta, available vs open units and initial + Σ available_delta"
-        );
-    }
 }
 
 /// A pickup placed on the DB-lock path carries a code, is made ready, collected with its code,
@@ -113,7 +70,7 @@ async fn a_pickup_is_made_ready_then_collected_and_leaves_committed_once() {
         pickup_code.len() == 6 && pickup_code.chars().all(|c| c.is_ascii_digit()),
         "{b}"
     );
-    assert_eq!(states(&t, s.store, p).await, (7, 3, 10));
+    assert_eq!(t.stock_states(s.store, p).await, (7, 3, 10));
 
     // Work list: the order to prepare, without its code.
     let list = t
@@ -164,7 +121,7 @@ async fn a_pickup_is_made_ready_then_collected_and_leaves_committed_once() {
         (StatusCode::OK, &r["fulfillment"])
     );
     assert_eq!(
-        states(&t, s.store, p).await,
+        t.stock_states(s.store, p).await,
         (7, 3, 10),
         "ready moves no stock"
     );
@@ -193,7 +150,7 @@ async fn a_pickup_is_made_ready_then_collected_and_leaves_committed_once() {
     assert_eq!(st, StatusCode::OK, "{r}");
     assert_eq!(r["fulfillment"]["status"], "COLLECTED", "{r}");
     assert!(r["fulfillment"]["handedOverAt"].is_string(), "{r}");
-    assert_eq!(states(&t, s.store, p).await, (7, 0, 7));
+    assert_eq!(t.stock_states(s.store, p).await, (7, 0, 7));
     assert_eq!(
         ledger_of(&t, &id).await,
         vec![("ORDER".into(), -3, 3), ("FULFILLED".into(), 0, -3)]
@@ -204,9 +161,9 @@ async fn a_pickup_is_made_ready_then_collected_and_leaves_committed_once() {
     let (st, b) = json_of(t.patch(&format!("/api/orders/{id}/cancel")).await).await;
     assert_eq!(st, StatusCode::CONFLICT, "{b}");
     assert!(b["detail"].as_str().unwrap().contains("handed over"), "{b}");
-    assert_eq!(states(&t, s.store, p).await, (7, 0, 7));
+    assert_eq!(t.stock_states(s.store, p).await, (7, 0, 7));
     assert_eq!(t.redis_stock(s.store, p).await, Some(7));
-    assert_committed_identity(&t).await;
+    t.assert_ledger_identities().await;
 }
 
 /// A Redis-path pickup's code travels in its Redis record and reaches MySQL with the order; 50
@@ -233,7 +190,7 @@ async fn fifty_collects_of_one_order_hand_it_over_once() {
         .await
         .unwrap();
     assert_eq!(kept.as_deref(), Some(pickup_code.as_str()));
-    assert_eq!(states(&t, s.store, p).await, (8, 2, 10));
+    assert_eq!(t.stock_states(s.store, p).await, (8, 2, 10));
 
     let (st, _) = json_of(step(&t, &s.key, s.store, &id, "ready", None).await).await;
     assert_eq!(st, StatusCode::OK);
@@ -256,9 +213,9 @@ async fn fifty_collects_of_one_order_hand_it_over_once() {
     .await
     .unwrap();
     assert_eq!(fulfilled, 2, "one FULFILLED row per line, once");
-    assert_eq!(states(&t, s.store, p).await, (8, 0, 8));
-    assert_eq!(states(&t, s.store, q).await, (9, 0, 9));
-    assert_committed_identity(&t).await;
+    assert_eq!(t.stock_states(s.store, p).await, (8, 0, 8));
+    assert_eq!(t.stock_states(s.store, q).await, (9, 0, 9));
+    t.assert_ledger_identities().await;
 }
 
 /// A cancel and a collect of one ready pickup sent at once: exactly one wins (the other is a
@@ -275,7 +232,7 @@ async fn a_cancel_racing_a_collect_has_exactly_one_winner() {
         let pickup_code = b["fulfillment"]["pickupCode"].as_str().unwrap().to_owned();
         let (st, _) = json_of(step(&t, &s.key, s.store, &id, "ready", None).await).await;
         assert_eq!(st, StatusCode::OK);
-        let before = states(&t, s.store, p).await;
+        let before = t.stock_states(s.store, p).await;
         let cancel_path = format!("/api/orders/{id}/cancel");
         let body = code(&pickup_code);
         let (cancel, collect) = tokio::join!(
@@ -289,7 +246,7 @@ async fn a_cancel_racing_a_collect_has_exactly_one_winner() {
                 cancels += 1;
                 assert_eq!(cb["status"], "CANCELLED", "{cb}");
                 assert_eq!(
-                    states(&t, s.store, p).await,
+                    t.stock_states(s.store, p).await,
                     (before.0 + 2, before.1 - 2, before.2)
                 );
             }
@@ -297,7 +254,7 @@ async fn a_cancel_racing_a_collect_has_exactly_one_winner() {
                 collects += 1;
                 assert_eq!(lb["fulfillment"]["status"], "COLLECTED", "{lb}");
                 assert_eq!(
-                    states(&t, s.store, p).await,
+                    t.stock_states(s.store, p).await,
                     (before.0, before.1 - 2, before.2 - 2)
                 );
             }
@@ -305,11 +262,11 @@ async fn a_cancel_racing_a_collect_has_exactly_one_winner() {
         }
         assert_eq!(
             t.redis_stock(s.store, p).await,
-            Some(states(&t, s.store, p).await.0)
+            Some(t.stock_states(s.store, p).await.0)
         );
     }
     assert_eq!(cancels + collects, 6);
-    assert_committed_identity(&t).await;
+    t.assert_ledger_identities().await;
 }
 
 /// A wrong code is a 403 that changes nothing but the count; after 5 even the right code is
@@ -344,7 +301,7 @@ async fn wrong_codes_are_refused_counted_and_lock_the_store_out_after_five() {
     assert_eq!(st, StatusCode::FORBIDDEN, "{b}");
     assert!(b["detail"].as_str().unwrap().contains("operator"), "{b}");
     assert_eq!(
-        states(&t, s.store, p).await,
+        t.stock_states(s.store, p).await,
         (6, 4, 10),
         "nothing handed over"
     );
@@ -366,8 +323,8 @@ async fn wrong_codes_are_refused_counted_and_lock_the_store_out_after_five() {
         right.as_str(),
         "the operator's answer is the shop's view"
     );
-    assert_eq!(states(&t, s.store, p).await, (6, 0, 6));
-    assert_committed_identity(&t).await;
+    assert_eq!(t.stock_states(s.store, p).await, (6, 0, 6));
+    t.assert_ledger_identities().await;
 }
 
 /// A same-day order is dispatched by its store, a warehouse order shipped by an operator; each
@@ -400,11 +357,11 @@ async fn dispatch_and_ship_hand_over_their_orders_once() {
             "{r}"
         );
     }
-    assert_eq!(states(&t, s.store, p).await, (8, 0, 8));
+    assert_eq!(t.stock_states(s.store, p).await, (8, 0, 8));
 
     let b = place_db_lock(&t, &normal_order(&[(wp, 3)], SEOUL.0, SEOUL.1)).await;
     let wid = b["orderId"].as_str().unwrap().to_owned();
-    assert_eq!(states(&t, wh, wp).await, (7, 3, 10));
+    assert_eq!(t.stock_states(wh, wp).await, (7, 3, 10));
     // A store cannot ship, and an operator cannot dispatch a warehouse order as shipped twice.
     for _ in 0..2 {
         let (st, r) = json_of(
@@ -426,14 +383,14 @@ async fn dispatch_and_ship_hand_over_their_orders_once() {
     )
     .await;
     assert_eq!(st, StatusCode::CONFLICT, "a same-day order is not shipped");
-    assert_eq!(states(&t, wh, wp).await, (7, 0, 7));
+    assert_eq!(t.stock_states(wh, wp).await, (7, 0, 7));
     assert_eq!(
         ledger_of(&t, &wid).await,
         vec![("ORDER".into(), -3, 3), ("FULFILLED".into(), 0, -3)]
     );
     let (st, _) = json_of(t.admin().post_empty("/api/admin/orders/1-nope/ship").await).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
-    assert_committed_identity(&t).await;
+    t.assert_ledger_identities().await;
 }
 
 /// A Redis-path order MySQL does not hold yet takes no step: a 409 that says so.
@@ -503,7 +460,7 @@ async fn pickups_not_collected_in_time_are_cancelled_once_across_two_instances()
         t.order_status(waiting["orderId"].as_str().unwrap()).await,
         "CONFIRMED"
     );
-    assert_eq!(states(&t, s.store, p).await, (9, 1, 10));
+    assert_eq!(t.stock_states(s.store, p).await, (9, 1, 10));
     assert_eq!(t.redis_stock(s.store, p).await, Some(9));
     let runs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_runs WHERE job = 'not-collected'")
         .fetch_one(&t.db)
@@ -511,7 +468,7 @@ async fn pickups_not_collected_in_time_are_cancelled_once_across_two_instances()
         .unwrap();
     assert!(runs >= 2, "the job ran on its schedule ({runs} runs)");
     second.stop().await;
-    assert_committed_identity(&t).await;
+    t.assert_ledger_identities().await;
 }
 
 /// The work list: a store's orders at one step, oldest first, page after page; an order made
@@ -580,5 +537,5 @@ async fn the_work_list_pages_oldest_first_without_codes() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    assert_committed_identity(&t).await;
+    t.assert_ledger_identities().await;
 }

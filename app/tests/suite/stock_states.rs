@@ -5,58 +5,6 @@ use crate::common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-/// onHand, committed and available of a row, as MySQL holds them.
-async fn states(t: &TestApp, loc: u64, p: u64) -> (i64, i64, i64) {
-    sqlx::query_as(
-        "SELECT available + committed + reserved, committed, available FROM stock \
-         WHERE location_id = ? AND product_id = ?",
-    )
-    .bind(loc)
-    .bind(p)
-    .fetch_one(&t.db)
-    .await
-    .unwrap()
-}
-
-/// The ledger identities of a row: available = initial + Σ available deltas, committed =
-/// Σ committed deltas = the units of the location's persisted online orders that are neither
-/// cancelled nor handed over.
-async fn assert_ledger_identities(t: &TestApp, loc: u64, p: u64) {
-    let (available, committed, initial): (i64, i64, i64) = sqlx::query_as(
-        "SELECT available, committed, initial_quantity FROM stock \
-         WHERE location_id = ? AND product_id = ?",
-    )
-    .bind(loc)
-    .bind(p)
-    .fetch_one(&t.db)
-    .await
-    .unwrap();
-    let (moved, committed_moves): (i64, i64) = sqlx::query_as(
-        "SELECT CAST(COALESCE(SUM(available_delta), 0) AS SIGNED), \
-         CAST(COALESCE(SUM(committed_delta), 0) AS SIGNED) FROM stock_movements \
-         WHERE location_id = ? AND product_id = ?",
-    )
-    .bind(loc)
-    .bind(p)
-    .fetch_one(&t.db)
-    .await
-    .unwrap();
-    let open_units: i64 = sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(l.quantity), 0) AS SIGNED) FROM orders o \
-         JOIN order_lines l ON l.order_id = o.id \
-         WHERE o.location_id = ? AND l.product_id = ? AND o.status = 'CONFIRMED' \
-         AND o.path <> 'POS' AND o.fulfillment IN ('UNFULFILLED', 'READY_FOR_PICKUP')",
-    )
-    .bind(loc)
-    .bind(p)
-    .fetch_one(&t.db)
-    .await
-    .unwrap();
-    assert_eq!(available, initial + moved, "available = initial + ledger");
-    assert_eq!(committed, committed_moves, "committed = ledger");
-    assert_eq!(committed, open_units, "committed = open online orders");
-}
-
 async fn set_safety(t: &TestApp, loc: u64, p: u64, quantity: Value) -> Value {
     let (s, b) = json_of(
         t.admin()
@@ -106,8 +54,8 @@ async fn safety_stock_refuses_online_orders_while_the_till_sells() {
 
     t.wait_persisted().await;
     // 2 committed to the pickup, 3 gone through the till.
-    assert_eq!(states(&t, w.near, w.product).await, (2, 2, 0));
-    assert_ledger_identities(&t, w.near, w.product).await;
+    assert_eq!(t.stock_states(w.near, w.product).await, (0, 2, 2));
+    t.assert_ledger_identities().await;
     let (s, b) = json_of(
         t.get(&format!(
             "/api/stores/{}/products/{}/stock",
@@ -152,7 +100,7 @@ async fn a_count_during_committed_orders_keeps_them_committed() {
     let (s, b) = json_of(t.post("/api/redis/orders", &pickup(1)).await).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{b}");
     t.wait_persisted().await;
-    assert_eq!(states(&t, w.near, w.product).await, (10, 5, 5));
+    assert_eq!(t.stock_states(w.near, w.product).await, (5, 5, 10));
 
     let count = |q: i64| json!({"quantity": q, "reason": "COUNT"});
     let stock = format!(
@@ -165,12 +113,12 @@ async fn a_count_during_committed_orders_keeps_them_committed() {
         (b["before"].as_i64(), b["after"].as_i64()),
         (Some(10), Some(7))
     );
-    assert_eq!(states(&t, w.near, w.product).await, (7, 5, 2));
+    assert_eq!(t.stock_states(w.near, w.product).await, (2, 5, 7));
 
     // Fewer found than promised: accepted, available negative, online and till orders refused.
     let (s, b) = json_of(t.admin().put(&stock, &count(3)).await).await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    assert_eq!(states(&t, w.near, w.product).await, (3, 5, -2));
+    assert_eq!(t.stock_states(w.near, w.product).await, (-2, 5, 3));
     assert_eq!(t.redis_stock(w.near, w.product).await, Some(-2));
     for path in ["/api/orders", "/api/redis/orders"] {
         let (s, b) = json_of(t.post(path, &pickup(1)).await).await;
@@ -215,7 +163,7 @@ async fn a_count_during_committed_orders_keeps_them_committed() {
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    assert_eq!(states(&t, w.near, w.product).await, (7, 5, 2));
+    assert_eq!(t.stock_states(w.near, w.product).await, (2, 5, 7));
     let (s, b) = json_of(t.post("/api/redis/orders", &pickup(2)).await).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{b}");
     // Damaged units leave the shelf; onHand may not go below zero.
@@ -228,7 +176,7 @@ async fn a_count_during_committed_orders_keeps_them_committed() {
     .await;
     assert_eq!(s, StatusCode::CONFLICT, "{b}");
     t.wait_persisted().await;
-    assert_eq!(states(&t, w.near, w.product).await, (7, 7, 0));
-    assert_ledger_identities(&t, w.near, w.product).await;
+    assert_eq!(t.stock_states(w.near, w.product).await, (0, 7, 7));
+    t.assert_ledger_identities().await;
     t.assert_converged(InRedis::All).await;
 }
