@@ -1,9 +1,10 @@
 //! Chaos: many concurrent clients on every write path (Redis-path and DB-lock orders, cancels on
-//! both paths, POS sales and returns, operators' stock changes) against three instances of the
-//! service — two in this process, one the service binary as a process of its own — while a fault
-//! schedule drawn from a seeded RNG loses replies, cuts connections, slows down and takes away
-//! MySQL and Redis, kills Redis (and wipes it), stops consumers, and pauses (`SIGSTOP`) and kills the
-//! service process.
+//! both paths, POS sales and returns, operators' stock changes and counts, fulfilment steps:
+//! pickups made ready and collected with their code, same-day orders dispatched, warehouse orders
+//! shipped) against three instances of the service — two in this process, one the service binary
+//! as a process of its own — while a fault schedule drawn from a seeded RNG loses replies, cuts
+//! connections, slows down and takes away MySQL and Redis, kills Redis (and wipes it), stops
+//! consumers, and pauses (`SIGSTOP`) and kills the service process.
 //! Afterwards the full history of requests and answers is checked against every invariant.
 //!
 //! - `SF_CHAOS_SEED` replays a run: the seed is printed at the start, and it draws the fault
@@ -71,6 +72,51 @@ enum Op {
     Status,
     SetStock,
     Adjust,
+    Fulfil(Step),
+}
+
+/// A fulfilment step, each on the route of its delivery type.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, PartialOrd, Ord)]
+enum Step {
+    /// A pickup ready (the store's key).
+    Ready,
+    /// A ready pickup collected with its code (the store's key).
+    Collect,
+    /// A same-day order dispatched (the store's key).
+    Dispatch,
+    /// A warehouse order shipped (the operator).
+    Ship,
+}
+
+impl Step {
+    /// The order's `fulfillment.status` once the step is taken.
+    fn target(self) -> &'static str {
+        match self {
+            Step::Ready => "READY_FOR_PICKUP",
+            Step::Collect => "COLLECTED",
+            Step::Dispatch => "DISPATCHED",
+            Step::Ship => "SHIPPED",
+        }
+    }
+
+    fn hands_over(self) -> bool {
+        self != Step::Ready
+    }
+}
+
+/// Whether an order's `fulfillment.status` is a hand-over: its units have left the building.
+fn handed_over(fulfillment: &str) -> bool {
+    matches!(fulfillment, "COLLECTED" | "DISPATCHED" | "SHIPPED")
+}
+
+/// The hand-over a delivery type ends in.
+fn hand_over_of(delivery_type: &str) -> Option<&'static str> {
+    match delivery_type {
+        "PICKUP" => Some("COLLECTED"),
+        "SAME_DAY" => Some("DISPATCHED"),
+        "NORMAL" => Some("SHIPPED"),
+        _ => None,
+    }
 }
 
 /// One request of the history and its answer (`status` 0: no answer).
@@ -131,6 +177,20 @@ struct Placed {
     store: Option<u64>,
 }
 
+/// An online order answered 2xx and not cancelled by the clients, on its way out: what its next
+/// step needs.
+#[derive(Clone)]
+struct Outbound {
+    id: String,
+    /// `PICKUP`, `SAME_DAY` or `NORMAL`.
+    delivery_type: String,
+    /// Its fulfilment location (a store for a pickup or a same-day order).
+    location: u64,
+    pickup_code: Option<String>,
+    /// A ready step was answered 200: the next step is the collect.
+    ready: bool,
+}
+
 /// What the clients share.
 struct Shared {
     http: Client,
@@ -144,6 +204,8 @@ struct Shared {
     history: Mutex<Vec<Rec>>,
     online: Mutex<Vec<Placed>>,
     pos: Mutex<Vec<Placed>>,
+    /// Online orders to take their next fulfilment step.
+    outbound: Mutex<Vec<Outbound>>,
     /// Problems seen while the load runs (wrong error bodies, unexpected statuses, hangs).
     violations: Mutex<Vec<String>>,
 }
@@ -343,7 +405,10 @@ async fn place(sh: &Shared, client: usize, rng: &mut StdRng, path: Path, n: usiz
                 };
                 match path {
                     Path::Pos => sh.pos.lock().unwrap().push(placed),
-                    _ => sh.online.lock().unwrap().push(placed),
+                    _ => {
+                        sh.online.lock().unwrap().push(placed);
+                        outbound_of(sh, id, &b);
+                    }
                 }
                 if idem.is_some() && rng.gen_bool(0.2) {
                     let target = sh.pick_target(rng);
@@ -370,6 +435,34 @@ async fn place(sh: &Shared, client: usize, rng: &mut StdRng, path: Path, n: usiz
     }
 }
 
+/// Puts an online order answered 2xx (`answer`) on the list of orders to take out.
+fn outbound_of(sh: &Shared, id: &str, answer: &Value) {
+    let delivery_type = answer["deliveryType"].as_str().unwrap_or_default();
+    let pickup_code = answer["fulfillment"]["pickupCode"]
+        .as_str()
+        .map(str::to_owned);
+    let Some(location) = answer["fulfillmentLocationId"].as_u64() else {
+        sh.violation(format!(
+            "order answer without fulfillmentLocationId: {answer}"
+        ));
+        return;
+    };
+    if hand_over_of(delivery_type).is_none() || (delivery_type == "PICKUP") != pickup_code.is_some()
+    {
+        sh.violation(format!(
+            "order answer with delivery type {delivery_type:?} and pickup code {pickup_code:?}: {answer}"
+        ));
+        return;
+    }
+    sh.outbound.lock().unwrap().push(Outbound {
+        id: id.to_owned(),
+        delivery_type: delivery_type.to_owned(),
+        location,
+        pickup_code,
+        ready: false,
+    });
+}
+
 /// Cancels (or returns) an order placed earlier, sometimes sending the cancel several times at
 /// once.
 async fn cancel(sh: &Shared, client: usize, rng: &mut StdRng, pos: bool) {
@@ -390,6 +483,11 @@ async fn cancel(sh: &Shared, client: usize, rng: &mut StdRng, pos: bool) {
             list[i].clone()
         }
     };
+    // An order the clients cancel takes no further step from them (one whose step is already on
+    // its way races the cancel, as a store and a customer would).
+    if !pos {
+        sh.outbound.lock().unwrap().retain(|o| o.id != picked.id);
+    }
     let url = match picked.path {
         Path::Redis => format!("/api/redis/orders/{}/cancel", picked.id),
         Path::DbLock => format!("/api/orders/{}/cancel", picked.id),
@@ -468,6 +566,68 @@ async fn operate(sh: &Shared, client: usize, rng: &mut StdRng) {
     }
 }
 
+/// Takes the next fulfilment step of an online order answered 2xx: a pickup is made ready, then
+/// collected with its code; a same-day order is dispatched; a warehouse order shipped. Sometimes
+/// the step is sent several times at once. The order may not be persisted yet (409), or be gone
+/// with Redis's data (410): it stays on the list until a hand-over is answered 200.
+async fn fulfil(sh: &Shared, client: usize, rng: &mut StdRng) {
+    let o = {
+        let list = sh.outbound.lock().unwrap();
+        if list.is_empty() {
+            return;
+        }
+        list[rng.gen_range(0..list.len())].clone()
+    };
+    let store_route = |what: &str| format!("/api/stores/{}/orders/{}/{what}", o.location, o.id);
+    let store_key = || sh.world.key_of(o.location);
+    let (step, url, body, bearer) = match o.delivery_type.as_str() {
+        "PICKUP" if !o.ready => (Step::Ready, store_route("ready"), None, store_key()),
+        "PICKUP" => (
+            Step::Collect,
+            store_route("collect"),
+            Some(json!({"pickupCode": o.pickup_code})),
+            store_key(),
+        ),
+        "SAME_DAY" => (Step::Dispatch, store_route("dispatch"), None, store_key()),
+        _ => (
+            Step::Ship,
+            format!("/api/admin/orders/{}/ship", o.id),
+            None,
+            ADMIN,
+        ),
+    };
+    let copies = if rng.gen_bool(0.3) {
+        rng.gen_range(2..=5)
+    } else {
+        1
+    };
+    let targets: Vec<usize> = (0..copies).map(|_| sh.pick_target(rng)).collect();
+    let answers = join_all(targets.into_iter().map(|target| {
+        sh.send(
+            client,
+            target,
+            Op::Fulfil(step),
+            Method::POST,
+            url.clone(),
+            body.as_ref(),
+            Some(bearer),
+            None,
+            Some(&o.id),
+        )
+    }))
+    .await;
+    let done = answers.iter().any(|(s, ..)| *s == 200);
+    let gone = answers.iter().any(|(s, ..)| matches!(s, 404 | 410));
+    if done || gone {
+        let mut list = sh.outbound.lock().unwrap();
+        if step.hands_over() || gone {
+            list.retain(|x| x.id != o.id);
+        } else if let Some(x) = list.iter_mut().find(|x| x.id == o.id) {
+            x.ready = true;
+        }
+    }
+}
+
 /// Looks up an order placed earlier.
 async fn look_up(sh: &Shared, client: usize, rng: &mut StdRng) {
     let picked = {
@@ -508,12 +668,13 @@ async fn run_client(sh: Arc<Shared>, client: usize, seed: u64) {
     while Instant::now() < sh.deadline {
         n += 1;
         match rng.gen_range(0..100) {
-            0..=29 => place(&sh, client, &mut rng, Path::Redis, n).await,
-            30..=47 => place(&sh, client, &mut rng, Path::DbLock, n).await,
-            48..=62 => place(&sh, client, &mut rng, Path::Pos, n).await,
-            63..=74 => cancel(&sh, client, &mut rng, false).await,
-            75..=79 => cancel(&sh, client, &mut rng, true).await,
-            80..=88 => operate(&sh, client, &mut rng).await,
+            0..=27 => place(&sh, client, &mut rng, Path::Redis, n).await,
+            28..=44 => place(&sh, client, &mut rng, Path::DbLock, n).await,
+            45..=58 => place(&sh, client, &mut rng, Path::Pos, n).await,
+            59..=69 => cancel(&sh, client, &mut rng, false).await,
+            70..=74 => cancel(&sh, client, &mut rng, true).await,
+            75..=82 => operate(&sh, client, &mut rng).await,
+            83..=92 => fulfil(&sh, client, &mut rng).await,
             _ => look_up(&sh, client, &mut rng).await,
         }
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..15))).await;
@@ -945,11 +1106,17 @@ struct Seen {
     cancel_sent: bool,
     /// When the first cancel answered 200 was sent (ms since the start).
     cancel_200: Option<u64>,
+    /// The first hand-over answered 200: when it was sent, and the step.
+    handed_200: Option<(u64, Step)>,
 }
 
 /// An order's ledger rows for one (location, product): sale rows, their units, return rows,
 /// their units.
 type OrderMoves = (i64, i64, i64, i64);
+
+/// An order's `FULFILLED` ledger rows for one (location, product): rows, their available delta,
+/// their committed delta.
+type HandOverMoves = (i64, i64, i64);
 
 /// The invariants, checked on the history and on what MySQL holds after the run. Answers the
 /// violations and a summary.
@@ -1044,6 +1211,33 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
                     r.url, r.status, r.body
                 )),
             },
+            Op::Fulfil(step) => match r.status {
+                200 => {
+                    let s = seen.entry(r.order.clone().unwrap()).or_default();
+                    if let Some(st) = r.body["status"].as_str() {
+                        s.shown.push(st.to_owned());
+                    }
+                    let f = &r.body["fulfillment"];
+                    if r.body["status"] != "CONFIRMED" || f["status"] != step.target() {
+                        v.push(format!("{step:?} answered 200 with {}", r.body));
+                    }
+                    // A store's answers never show the pickup code.
+                    if step != Step::Ship && !f["pickupCode"].is_null() {
+                        v.push(format!("{} answered the pickup code: {}", r.url, r.body));
+                    }
+                    if step.hands_over() {
+                        s.handed_200.get_or_insert((r.at_ms, step));
+                    }
+                }
+                // A pickup placed anew after a data loss (a keyed retry of an order Redis lost)
+                // has a new code.
+                403 if step == Step::Collect && injected.data_losses > 0 => {}
+                0 | 404 | 409 | 410 | 500 | 502..=504 => {}
+                _ => v.push(format!(
+                    "unexpected answer to {}: {} {}",
+                    r.url, r.status, r.body
+                )),
+            },
             Op::SetStock | Op::Adjust => match r.status {
                 0 | 200 | 409 | 422 | 500 | 502..=504 => {}
                 _ => v.push(format!(
@@ -1081,6 +1275,25 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
             ),
         );
     }
+    // Each order's way out: (fulfillment, delivery type, cancel reason).
+    let mut ways: HashMap<String, (String, String, Option<String>)> = HashMap::new();
+    for r in sqlx::query(
+        "SELECT id, CAST(fulfillment AS CHAR) AS fulfillment, \
+         CAST(delivery_type AS CHAR) AS delivery_type, cancel_reason FROM orders",
+    )
+    .fetch_all(&t.db)
+    .await
+    .unwrap()
+    {
+        ways.insert(
+            r.get("id"),
+            (
+                r.get("fulfillment"),
+                r.get("delivery_type"),
+                r.get("cancel_reason"),
+            ),
+        );
+    }
     let mut lines: HashMap<String, Vec<(u64, i64)>> = HashMap::new();
     for r in sqlx::query("SELECT order_id, product_id, quantity FROM order_lines")
         .fetch_all(&t.db)
@@ -1095,6 +1308,8 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
     }
     // Order movements by (ref, location, product).
     let mut moves: HashMap<(String, u64, u64), OrderMoves> = HashMap::new();
+    // Hand-over movements by (ref, location, product).
+    let mut handovers: HashMap<(String, u64, u64), HandOverMoves> = HashMap::new();
     // Operators' movements per (location, product).
     let mut operators: HashMap<(u64, u64), i64> = HashMap::new();
     // Rows an operator took units from: a count (or damage) may find fewer units than orders
@@ -1102,7 +1317,8 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
     let mut shelf_found_short: std::collections::HashSet<(u64, u64)> = Default::default();
     for r in sqlx::query(
         "SELECT ref_id, location_id, product_id, reason, CAST(COUNT(*) AS SIGNED) AS n, \
-         CAST(SUM(available_delta) AS SIGNED) AS d FROM stock_movements \
+         CAST(SUM(available_delta) AS SIGNED) AS d, \
+         CAST(SUM(committed_delta) AS SIGNED) AS c FROM stock_movements \
          GROUP BY ref_id, location_id, product_id, reason",
     )
     .fetch_all(&t.db)
@@ -1111,14 +1327,22 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
     {
         let (rf, loc, p): (String, u64, u64) =
             (r.get("ref_id"), r.get("location_id"), r.get("product_id"));
-        let (reason, n, d): (String, i64, i64) = (r.get("reason"), r.get("n"), r.get("d"));
+        let (reason, n, d, c): (String, i64, i64, i64) =
+            (r.get("reason"), r.get("n"), r.get("d"), r.get("c"));
         match reason.as_str() {
             "ORDER" | "POS_SALE" => {
                 let m = moves.entry((rf, loc, p)).or_default();
                 m.0 += n;
                 m.1 += d;
             }
-            "CANCEL" | "POS_RETURN" => {
+            "FULFILLED" => {
+                let m = handovers.entry((rf, loc, p)).or_default();
+                m.0 += n;
+                m.1 += d;
+                m.2 += c;
+            }
+            // A pickup nobody came for is cancelled by the service: a return of its units.
+            "CANCEL" | "NOT_COLLECTED" | "POS_RETURN" => {
                 let m = moves.entry((rf, loc, p)).or_default();
                 m.2 += n;
                 m.3 += d;
@@ -1245,11 +1469,27 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
                     injected.loss_after(at)
                 ));
             }
+            if let Some((at, step)) = s.handed_200 {
+                v.push(format!(
+                    "I8: order {id} was handed over ({step:?} answered 200 at {at} ms) but is not in MySQL"
+                ));
+            }
             continue;
         };
+        let (fulfillment, _, cancel_reason) = &ways[id];
+        // A hand-over answered 200 is final: MySQL shows it, and no cancel came after it.
+        if let Some((at, step)) = s.handed_200 {
+            if end != "CONFIRMED" || fulfillment != step.target() {
+                v.push(format!(
+                    "I8: order {id} was handed over ({step:?} answered 200 at {at} ms) but ends \
+                     {end}, {fulfillment}"
+                ));
+            }
+        }
         let shown = |x: &str| s.shown.iter().any(|y| y == x);
         let ok = match end.as_str() {
-            "CANCELLED" => s.cancel_sent,
+            // The service cancels a pickup nobody came for.
+            "CANCELLED" => s.cancel_sent || cancel_reason.as_deref() == Some("NOT_COLLECTED"),
             "CONFIRMED" => !shown("CANCELLED") && !shown("REJECTED"),
             "REJECTED" => !shown("CANCELLED") && !shown("CONFIRMED"),
             _ => false,
@@ -1287,11 +1527,38 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
         }
     }
     // I3: each order's ledger: a confirmed order took its units once, a cancelled one took them
-    // and gave them back once (or never took them), a rejected one never took them.
+    // and gave them back once (or never took them), a rejected one never took them; and an
+    // online order handed over (collected, dispatched, shipped) took each line's units out
+    // of committed once: one FULFILLED row per line, committed −q, available 0; no other order
+    // has such rows, and no cancelled (or rejected) order is handed over.
     let mut accounted: HashSet<(String, u64, u64)> = HashSet::new();
-    for (id, (status, _, loc, _)) in &orders {
+    let mut ways_out: BTreeMap<String, usize> = BTreeMap::new();
+    for (id, (status, path, loc, _)) in &orders {
+        let (fulfillment, delivery_type, _) = &ways[id];
+        let online = path != "POS";
+        let handed = online && handed_over(fulfillment);
+        if online {
+            *ways_out
+                .entry(format!("{status} {delivery_type} {fulfillment}"))
+                .or_default() += 1;
+        }
+        if handed
+            && (status != "CONFIRMED" || hand_over_of(delivery_type) != Some(fulfillment.as_str()))
+        {
+            v.push(format!(
+                "I3: {status} {delivery_type} order {id} is handed over: {fulfillment}"
+            ));
+        }
         for (p, q) in lines.get(id).map(Vec::as_slice).unwrap_or(&[]) {
             let key = (id.clone(), *loc, *p);
+            let h = handovers.get(&key).copied().unwrap_or_default();
+            if h != if handed { (1, 0, -q) } else { (0, 0, 0) } {
+                v.push(format!(
+                    "I3: {status} {path} order {id} ({fulfillment}), {q} of product {p} at {loc}: \
+                     {} FULFILLED rows (available {:+}, committed {:+})",
+                    h.0, h.1, h.2
+                ));
+            }
             let m = moves.get(&key).copied().unwrap_or_default();
             accounted.insert(key);
             let ok = match status.as_str() {
@@ -1315,6 +1582,14 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
         if !accounted.contains(key) {
             v.push(format!(
                 "ledger rows for order {} at ({},{}) that no order line explains: {m:?}",
+                key.0, key.1, key.2
+            ));
+        }
+    }
+    for (key, h) in &handovers {
+        if !accounted.contains(key) {
+            v.push(format!(
+                "FULFILLED rows for order {} at ({},{}) that no order line explains: {h:?}",
                 key.0, key.1, key.2
             ));
         }
@@ -1365,6 +1640,7 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
         injected.log.len()
     );
     summary += &format!("order ends: {ends:?}\n");
+    summary += &format!("online orders' ways out: {ways_out:?}\n");
     summary += &format!(
         "orders no answer named: {:?} (unknown outcomes without an id: {unexplained:?})\n",
         phantoms
@@ -1463,6 +1739,7 @@ async fn random_faults_under_mixed_load_keep_every_invariant() {
         history: Mutex::new(Vec::new()),
         online: Mutex::new(Vec::new()),
         pos: Mutex::new(Vec::new()),
+        outbound: Mutex::new(Vec::new()),
         violations: Mutex::new(Vec::new()),
     });
     let mut rig = Rig {
