@@ -267,15 +267,18 @@ class Scenarios:
                                      "fulfillmentLocationId": loc, "deliveryType": "NORMAL"})
         p = CEILING_PREFIX
         stock_key = f"{p}{{L{loc}}}:s:{HOT_PRODUCT}"
+        safety_key = f"{p}{{L{loc}}}:safety"
         self.redis_cmd("SET", stock_key, str(10**15))
-        cmd_args = ["EVALSHA", sha, "3", f"{p}{{L{loc}}}:o:__rand_int__", f"{p}{{L{loc}}}:ev", stock_key,
-                    "__rand_int__", order_json, f"{HOT_PRODUCT}:1", "1"]
+        # The location's safety stock, as the service's key loads set it (no buffer).
+        self.redis_cmd("HSET", safety_key, "v", "1", "*", "0")
+        cmd_args = ["EVALSHA", sha, "4", f"{p}{{L{loc}}}:o:__rand_int__", f"{p}{{L{loc}}}:ev", stock_key,
+                    safety_key, "__rand_int__", order_json, f"{HOT_PRODUCT}:1", "1"]
         probe = self.redis_benchmark(5_000, cmd_args)
         n = max(5_000, int(probe["rps"] * secs))
         with CpuMeter(self.pids) as cpu:
             res = self.redis_benchmark(n, cmd_args)
         dup_estimate = n * n / (2 * 1e9)
-        self.redis_cmd("UNLINK", stock_key, f"{p}{{L{loc}}}:ev")
+        self.redis_cmd("UNLINK", stock_key, safety_key, f"{p}{{L{loc}}}:ev")
         scen = {"id": "ceiling", "kind": "ceiling", "title": "ceiling", "rps": res["rps"], "requests": n,
                 "wall_s": res["wall_s"], "p50_ms": res.get("p50_latency_ms"), "p99_ms": res.get("p99_latency_ms"),
                 "cpu_pct": cpu.result, "order_json_bytes": len(order_json), "duplicate_ids_estimate": dup_estimate,

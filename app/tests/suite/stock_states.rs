@@ -95,12 +95,24 @@ async fn a_count_during_committed_orders_keeps_them_committed() {
     let w = t.town().await;
     t.stock_row(w.near, w.product, 10).await;
     let pickup = |q: i64| pickup_order(&[(w.product, q)], w.near);
-    let (s, b) = json_of(t.post("/api/orders", &pickup(4)).await).await;
-    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, four) = json_of(t.post("/api/orders", &pickup(4)).await).await;
+    assert_eq!(s, StatusCode::CREATED, "{four}");
     let (s, b) = json_of(t.post("/api/redis/orders", &pickup(1)).await).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{b}");
     t.wait_persisted().await;
     assert_eq!(t.stock_states(w.near, w.product).await, (5, 5, 10));
+    let key = t.issue_key(w.near).await;
+    let order = four["orderId"].as_str().unwrap().to_owned();
+    let code = four["fulfillment"]["pickupCode"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let step = |what: &'static str, body: Value| {
+        let url = format!("{}/api/stores/{}/orders/{order}/{what}", t.base, w.near);
+        t.client.post(url).bearer_auth(&key).json(&body).send()
+    };
+    let (s, b) = json_of(step("ready", json!({})).await.unwrap()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
 
     let count = |q: i64| json!({"quantity": q, "reason": "COUNT"});
     let stock = format!(
@@ -124,6 +136,18 @@ async fn a_count_during_committed_orders_keeps_them_committed() {
         let (s, b) = json_of(t.post(path, &pickup(1)).await).await;
         assert_eq!(s, StatusCode::CONFLICT, "{path}: {b}");
     }
+    // Handing over 4 with 3 counted on the shelf would take onHand below zero: the count must
+    // be corrected first, and nothing changes.
+    let (s, b) = json_of(step("collect", json!({"pickupCode": code})).await.unwrap()).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("count the shelf again"),
+        "{b}"
+    );
+    assert_eq!(t.stock_states(w.near, w.product).await, (-2, 5, 3));
     let (s, b) = json_of(
         t.get(&format!(
             "/api/admin/locations/{}/products/{}/stock",
@@ -177,6 +201,10 @@ async fn a_count_during_committed_orders_keeps_them_committed() {
     assert_eq!(s, StatusCode::CONFLICT, "{b}");
     t.wait_persisted().await;
     assert_eq!(t.stock_states(w.near, w.product).await, (0, 7, 7));
+    // With the delivery in, the pickup is handed over: 4 units leave committed and the shelf.
+    let (s, b) = json_of(step("collect", json!({"pickupCode": code})).await.unwrap()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(t.stock_states(w.near, w.product).await, (0, 3, 3));
     t.assert_ledger_identities().await;
     t.assert_converged(InRedis::All).await;
 }

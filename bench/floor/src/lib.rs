@@ -124,6 +124,18 @@ impl Floor {
                 .query_async::<()>(&mut conn)
                 .await
                 .with_context(|| format!("setting {stock_key}"))?;
+            // No safety stock: the script reads the location's buffer as the service's keys
+            // load it (version 1, a default of 0).
+            let safety_key = keys.safety(location);
+            redis::cmd("HSET")
+                .arg(&safety_key)
+                .arg("v")
+                .arg(1)
+                .arg("*")
+                .arg(0)
+                .query_async::<()>(&mut conn)
+                .await
+                .with_context(|| format!("setting {safety_key}"))?;
             script
                 .prepare_invoke()
                 .load_async(&mut conn)

@@ -165,8 +165,10 @@ pub(super) async fn order_units(
 }
 
 /// Takes a handed-over order's units out of `committed` (and so `onHand`), row by row in product
-/// order, and writes their `FULFILLED` ledger rows. A row with fewer units committed than the
-/// order holds breaks the committed identity: refused as a fault, and rolled back.
+/// order, and writes their `FULFILLED` ledger rows. A row whose last count left fewer units on
+/// the shelf than the order hands over is refused (409): the count must be corrected first, as a
+/// hand-over cannot take onHand below zero. A row with fewer units committed than the order holds
+/// breaks the committed identity: refused as a fault, and rolled back.
 async fn hand_over_stock(
     conn: &mut MySqlConnection,
     loc: LocationId,
@@ -176,16 +178,33 @@ async fn hand_over_stock(
     for (p, n) in &units {
         let changed = sqlx::query(
             "UPDATE stock SET committed = committed - ? \
-             WHERE location_id = ? AND product_id = ? AND committed >= ?",
+             WHERE location_id = ? AND product_id = ? AND committed >= ? \
+             AND available + committed + reserved >= ?",
         )
         .bind(n)
         .bind(loc)
         .bind(p)
         .bind(n)
+        .bind(n)
         .execute(&mut *conn)
         .await?
         .rows_affected();
         if changed == 0 {
+            let (committed, on_hand): (i64, i64) = sqlx::query_as(
+                "SELECT committed, available + committed + reserved FROM stock \
+                 WHERE location_id = ? AND product_id = ?",
+            )
+            .bind(loc)
+            .bind(p)
+            .fetch_optional(&mut *conn)
+            .await?
+            .unwrap_or((0, 0));
+            if committed >= *n && on_hand < *n {
+                return Err(Refusal::Conflict(format!(
+                    "the last count left {on_hand} units of product {p} on hand at location {loc}, fewer than the {n} this order hands over: count the shelf again (PUT /api/admin/locations/{loc}/products/{p}/stock with reason COUNT), then hand the order over"
+                ))
+                .into());
+            }
             return Err(StorageError::internal(format!(
                 "hand-over of order {order_id}: location {loc} has fewer than {n} units of product {p} committed"
             )));
