@@ -208,3 +208,63 @@ async fn a_count_during_committed_orders_keeps_them_committed() {
     t.assert_ledger_identities().await;
     t.assert_converged(InRedis::All).await;
 }
+
+/// Redis loses its data with committed orders in flight: the orders MySQL holds stay committed
+/// and can be handed over, the ones Redis alone held are gone with it (nothing committed for
+/// them), and the safety stock comes back with the keys, so the reloaded Redis path still keeps
+/// the buffer; every identity holds after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_data_loss_keeps_committed_orders_and_the_buffer() {
+    let mut t = TestApp::spawn_with(|c| c.health_check_ms = 100).await;
+    let w = t.town().await;
+    t.stock_row(w.near, w.product, 10).await;
+    let key = t.issue_key(w.near).await;
+    set_safety(&t, w.near, w.product, json!(2)).await;
+    let pickup = |q: i64| pickup_order(&[(w.product, q)], w.near);
+    // Three units committed in MySQL.
+    let (s, kept) = json_of(t.post("/api/redis/orders", &pickup(3)).await).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{kept}");
+    t.wait_persisted().await;
+    // Two more accepted in Redis alone, then Redis loses everything.
+    t.app().stop_consumer_now();
+    let (s, lost) = json_of(t.post("/api/redis/orders", &pickup(2)).await).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{lost}");
+    t.lose_redis_data().await;
+    t.app().start_consumer();
+    t.run_reconcile().await;
+    settle(&t).await;
+    // The order Redis alone held never reached MySQL: nothing is committed for it.
+    let lost_id = lost["orderId"].as_str().unwrap();
+    assert!(!t.order_ids().await.iter().any(|id| id == lost_id));
+    assert_eq!(t.stock_states(w.near, w.product).await, (7, 3, 10));
+    // Reloaded with its buffer: 7 available, 2 kept back, 5 sellable online.
+    let (s, b) = json_of(t.post("/api/redis/orders", &pickup(6)).await).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    let (s, b) = json_of(t.post("/api/redis/orders", &pickup(5)).await).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    t.wait_persisted().await;
+    assert_eq!(t.stock_states(w.near, w.product).await, (2, 8, 10));
+    // The order MySQL kept is handed over as usual.
+    let id = kept["orderId"].as_str().unwrap();
+    let code = kept["fulfillment"]["pickupCode"].as_str().unwrap();
+    for (what, body) in [
+        ("ready", json!({})),
+        ("collect", json!({"pickupCode": code})),
+    ] {
+        let r = t
+            .client
+            .post(format!(
+                "{}/api/stores/{}/orders/{id}/{what}",
+                t.base, w.near
+            ))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let (s, b) = json_of(r).await;
+        assert_eq!(s, StatusCode::OK, "{what}: {b}");
+    }
+    assert_eq!(t.stock_states(w.near, w.product).await, (2, 5, 7));
+    t.assert_converged(InRedis::All).await;
+}
