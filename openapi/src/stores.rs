@@ -51,30 +51,6 @@ pub struct StoreProductList {
     pub total: u64,
 }
 
-/// One product's stock in one store: the live figure, and every state MySQL holds.
-#[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
-pub struct StoreStock {
-    pub store_id: u64,
-    pub product_id: u64,
-    /// The live available figure (from the stock cache: it counts online orders accepted and
-    /// not yet persisted; `Stock-Source` says where it came from).
-    pub quantity: i64,
-    /// Units physically in the store.
-    pub on_hand: i64,
-    /// Units of online orders persisted and not yet handed over.
-    pub committed: i64,
-    /// Units held for checkouts.
-    pub reserved: i64,
-    /// `onHand − committed − reserved` (negative after a count found fewer units than are
-    /// committed).
-    pub available: i64,
-    /// The buffer online channels may not take.
-    pub safety_stock: i64,
-    /// `max(0, available − safetyStock)`.
-    pub sellable_online: i64,
-}
-
 #[derive(Debug, Clone, Object)]
 #[oai(rename_all = "camelCase")]
 pub struct NearbyStore {
@@ -110,7 +86,7 @@ pub enum StoreStockRead {
     /// The product's sellable quantity in the store.
     #[oai(status = 200)]
     Ok(
-        Json<StoreStock>,
+        Json<crate::admin::StockStatesBody>,
         /// `redis` (the sellable figure), or `mysql` while the stock cache is unavailable
         /// (on-hand, still counting online orders not yet persisted).
         #[oai(header = "Stock-Source")]
@@ -280,16 +256,10 @@ impl StoresApi {
             .db_lock()
             .stock_states(store, product)
             .await?;
-        let body = StoreStock {
-            store_id: store.get(),
-            product_id: product.get(),
+        // Every state as MySQL holds it, and the live figure the stock cache decides with.
+        let body = crate::admin::StockStatesBody {
             quantity: stock[0][0],
-            on_hand: states.on_hand(),
-            committed: states.committed,
-            reserved: states.reserved,
-            available: states.available,
-            safety_stock: states.safety_stock,
-            sellable_online: states.sellable_online(),
+            ..states.into()
         };
         Ok(StoreStockRead::Ok(Json(body), source.as_str().into()))
     }

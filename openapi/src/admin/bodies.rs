@@ -380,7 +380,9 @@ pub struct StockStatesBody {
     pub safety_stock: i64,
     /// `max(0, available − safetyStock)`: what the shop may sell.
     pub sellable_online: i64,
-    /// `available`, for clients that read one figure.
+    /// One figure for clients that read one: `available` on the operators' route; on the store's
+    /// route the live figure from the stock cache, which counts online orders accepted and not
+    /// yet persisted (`Stock-Source` says where it came from).
     pub quantity: i64,
 }
 
