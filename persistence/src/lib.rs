@@ -1,9 +1,9 @@
 //! Storage for Stock Flow: MySQL (the system of record) through sqlx, Redis (the fast order path)
 //! through a bb8 pool of self-healing multiplexed connections, and the Lua scripts that decide
 //! orders in Redis. [`Storage`] is sealed: callers take a handle per concern ([`Storage::orders`],
-//! [`Storage::db_lock`], [`Storage::redis_path`], [`Storage::fulfilment`], [`Storage::catalog`], [`Storage::recovery`],
-//! [`Storage::health`]) and get typed errors; each folder's `mod.rs` says what leaves it, and
-//! everything else is `pub(crate)` at most.
+//! [`Storage::db_lock`], [`Storage::redis_path`], [`Storage::fulfilment`], [`Storage::catalog`],
+//! [`Storage::recovery`], [`Storage::health`]) and get typed errors; each folder's `mod.rs` says
+//! what leaves it, and everything else is `pub(crate)` at most.
 //!
 //! # Map
 //!
@@ -22,7 +22,8 @@
 //! | [`formats`] | what Redis and MySQL keep (order records, claims, stream events), versioned |
 //! | [`infra`] | the MySQL pool and deadlines, the Redis link, cluster and circuit, connections, health probes, key names, scheduled jobs |
 //!
-//! And at the top: [`error`] (the error model), [`model`] (the records handed to callers).
+//! And at the top: [`error`] (the error model), [`model`] (the records handed to callers),
+//! [`options`] (the settings).
 //!
 //! This crate decides nothing about routing (that is `sf-routing`) and knows nothing of HTTP.
 
@@ -34,6 +35,7 @@ pub(crate) mod formats;
 pub mod fulfilment;
 pub mod infra;
 pub mod model;
+pub mod options;
 pub mod orders;
 pub mod recovery;
 pub mod redis_path;
@@ -46,6 +48,7 @@ pub use infra::{
     Circuit, CircuitState, Keys, RedisClient, RedisConn, RedisLink, RedisPersistence, RedisPool,
     RedisSettings,
 };
+pub use options::StorageOptions;
 
 use arc_swap::ArcSwap;
 use catalog::{Locations, ProductIndex};
@@ -54,38 +57,6 @@ use sf_routing::{LocationId, ProductId};
 use sqlx::MySqlPool;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-/// Settings of the storage layer.
-#[derive(Debug, Clone)]
-pub struct StorageOptions {
-    /// Prefix of every Redis key (lets tests and deployments share one Redis).
-    pub key_prefix: String,
-    /// Radius of same-day delivery around the address, in km.
-    pub same_day_radius_km: f64,
-    /// How long an order record stays in Redis after it reached MySQL, in seconds.
-    pub record_ttl_secs: u64,
-    /// How long idempotency keys are kept, in seconds.
-    pub idempotency_ttl_secs: u64,
-    /// The MySQL work of one request: its transaction's statements (with the retries after a
-    /// deadlock), and again its commit.
-    pub db_timeout: Duration,
-    /// How long a pickup may wait `READY_FOR_PICKUP` before the not-collected job cancels it.
-    pub pickup_expiry: Duration,
-}
-
-impl Default for StorageOptions {
-    fn default() -> Self {
-        Self {
-            key_prefix: "sf:".into(),
-            same_day_radius_km: 10.0,
-            record_ttl_secs: 10,
-            idempotency_ttl_secs: 48 * 3600,
-            db_timeout: Duration::from_secs(3),
-            pickup_expiry: Duration::from_secs(3 * 86_400),
-        }
-    }
-}
 
 /// MySQL and Redis, and the in-memory copies of the catalogue and the locations. Sealed: the
 /// layers above take its handles and read its typed state, never its pools.
