@@ -6,6 +6,8 @@
 --
 -- KEYS[1..]   stock keys <prefix>{L<loc>}:s:<productId>
 -- ARGV[1]     'check': refuse a decrement the key cannot cover;
+--             'fact': an operator's change of what is on the shelf: load missing keys first, as
+--             'check' does, but never refuse (the figure may go below zero: a real shortage);
 --             'force': apply every change as it is (taking back a change whose commit failed:
 --             the result may be negative, which sells nothing until a re-sync)
 -- ARGV[2..n+1] signed delta for each of the n keys
@@ -26,7 +28,7 @@
 
 local check = ARGV[1] == 'check'
 local n = #KEYS
-if check then
+if check or ARGV[1] == 'fact' then
   for i = 1, n do
     local delta = tonumber(ARGV[i + 1])
     if delta < 0 then
@@ -35,7 +37,7 @@ if check then
         return {-1, i}
       end
       local floor = tonumber(ARGV[n + 1 + i] or '0')
-      if tonumber(have) + delta < floor then
+      if check and tonumber(have) + delta < floor then
         return {0, i, tonumber(have)}
       end
     end

@@ -37,15 +37,18 @@ for i = 1, n do
   buffer[i] = 0
 end
 if #KEYS > n + 2 then
-  local safety = KEYS[n + 3]
-  if redis.call('EXISTS', safety) == 0 then
+  -- One read of the hash: its version (absent: not loaded), the default, each line's own.
+  local fields = {'v', '*'}
+  for product in string.gmatch(ARGV[3], '(%d+):%d+') do
+    fields[#fields + 1] = product
+  end
+  local got = redis.call('HMGET', KEYS[n + 3], unpack(fields))
+  if not got[1] then
     return {-1, 1}
   end
-  local default = tonumber(redis.call('HGET', safety, '*') or '0')
-  local i = 1
-  for product in string.gmatch(ARGV[3], '(%d+):%d+') do
-    buffer[i] = tonumber(redis.call('HGET', safety, product) or default)
-    i = i + 1
+  local default = tonumber(got[2] or '0')
+  for i = 1, n do
+    buffer[i] = tonumber(got[i + 2] or default)
   end
 end
 for i = 1, n do

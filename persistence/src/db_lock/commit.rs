@@ -11,9 +11,6 @@ use crate::Storage;
 use sf_routing::{LocationId, ProductId};
 use sqlx::{MySqlConnection, QueryBuilder};
 
-/// A floor no stock figure reaches (exact in Lua's numbers): a change that is a fact.
-const NO_FLOOR: i64 = -(1 << 50);
-
 impl Storage {
     /// The last step of every MySQL-first write, after all of its MySQL statements: applies the
     /// same change to Redis while the row locks are still held (the Redis figure also excludes
@@ -55,7 +52,7 @@ impl Storage {
     }
 
     /// [`Storage::commit_with_redis`] for an operator's change of what is on the shelf: it is a
-    /// fact, not an order, so Redis takes it whatever it holds (no floor), even below zero —
+    /// fact, not an order, so Redis takes it whatever it holds (`fact` mode), even below zero —
     /// units Redis promised that are not there are a real shortage, shown and refusing orders
     /// until stock comes in. A key not loaded is loaded first, as for any change.
     pub(crate) async fn commit_fact_with_redis(
@@ -64,8 +61,7 @@ impl Storage {
         loc: LocationId,
         deltas: &[(ProductId, i64)],
     ) -> StorageResult<()> {
-        let no_floor = vec![NO_FLOOR; deltas.len()];
-        self.commit_writes_with_redis(tx, loc, deltas, &no_floor, 1, AdjustMode::Check)
+        self.commit_writes_with_redis(tx, loc, deltas, &[], 1, AdjustMode::Fact)
             .await
             .map(|_| ())
     }

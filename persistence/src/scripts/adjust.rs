@@ -4,8 +4,8 @@
 //! - KEYS: the stock key of each changed product.
 //! - ARGV: the mode (`check` or `force`, see [`AdjustMode`]), each key's signed delta, then (in
 //!   `check` mode, when given) each key's floor.
-//! - Reply: `{1}` applied, `{0, i, have}` short, `{-1, i}` not loaded (`i` 1-based; both only in
-//!   `check` mode) — see [`Adjusted`].
+//! - Reply: `{1}` applied, `{0, i, have}` short (`check` mode only), `{-1, i}` not loaded (`check`
+//!   and `fact` modes; `i` 1-based) — see [`Adjusted`].
 
 use super::{line_index, unexpected, Invocation, Replication};
 use crate::error::StorageResult;
@@ -24,6 +24,9 @@ static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SOURCE));
 pub enum AdjustMode {
     /// Refuse a decrement the key cannot cover (the caller holds the row locks).
     Check,
+    /// An operator's change of what is on the shelf: a missing key is loaded first (as with
+    /// `Check`), and the change is never refused, even below zero.
+    Fact,
     /// Apply as it is: taking back a change whose commit is unknown.
     Force,
 }
@@ -32,6 +35,7 @@ impl AdjustMode {
     fn as_arg(self) -> &'static str {
         match self {
             Self::Check => "check",
+            Self::Fact => "fact",
             Self::Force => "force",
         }
     }
