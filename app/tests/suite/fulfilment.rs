@@ -269,6 +269,68 @@ async fn a_cancel_racing_a_collect_has_exactly_one_winner() {
     t.assert_ledger_identities().await;
 }
 
+/// A Redis-path cancel whose script ran but whose MySQL commit failed reaches MySQL through the
+/// consumer, later. When the store handed the order over before that, the hand-over stands: the
+/// consumer does not apply the late cancel (the units left the building), `committed` falls once,
+/// and the units the script gave back in Redis are taken back — by the consumer, and by a
+/// reconciliation that runs before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_that_reaches_mysql_after_the_hand_over_changes_nothing() {
+    let mut t = TestApp::spawn_with(|c| c.jobs_enabled = false).await;
+    let s = t.store_with(1, 10).await;
+    let p = s.products[0];
+    let id = t.place_redis(&pickup_order(&[(p, 3)], s.store)).await;
+    t.wait_persisted().await;
+    let (_, shop) = json_of(t.get(&format!("/api/orders/{id}")).await).await;
+    let pickup_code = shop["fulfillment"]["pickupCode"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    t.app().stop_consumer_now();
+
+    // The cancel's script ran in Redis (its event is in the stream); its MySQL commit failed.
+    let loc = sf_routing::LocationId::new_unchecked(s.store);
+    let cancelled: Vec<i64> = redis::Script::new(sf_persistence::scripts::cancel::SOURCE)
+        .key(t.keys().order(loc, &id))
+        .key(t.keys().stream(loc))
+        .key(t.stock_key(s.store, p))
+        .arg(&id)
+        .arg(format!("{p}:3"))
+        .arg(3)
+        .invoke_async(&mut t.redis().await)
+        .await
+        .unwrap();
+    assert_eq!(cancelled, [1]);
+    assert_eq!(t.redis_stock(s.store, p).await, Some(10));
+
+    // MySQL still holds the order as sold: the store hands it over.
+    for (what, body) in [("ready", None), ("collect", Some(code(&pickup_code)))] {
+        let (st, b) = json_of(step(&t, &s.key, s.store, &id, what, body.as_ref()).await).await;
+        assert_eq!(st, StatusCode::OK, "{what}: {b}");
+    }
+    assert_eq!(t.stock_states(s.store, p).await, (7, 0, 7));
+
+    // Reconciliation counts the late cancel as giving nothing back.
+    t.run_reconcile().await;
+    assert_eq!(t.redis_stock(s.store, p).await, Some(7));
+
+    // So does the consumer: it acknowledges the cancel without applying it.
+    t.set_redis_stock(s.store, p, 10).await;
+    t.app().start_consumer();
+    settle(&t).await;
+    let (_, shop) = json_of(t.get(&format!("/api/orders/{id}")).await).await;
+    assert_eq!(shop["status"], "CONFIRMED", "{shop}");
+    assert_eq!(shop["fulfillment"]["status"], "COLLECTED", "{shop}");
+    assert_eq!(t.stock_states(s.store, p).await, (7, 0, 7));
+    assert_eq!(
+        ledger_of(&t, &id).await,
+        [("ORDER".to_owned(), -3, 3), ("FULFILLED".to_owned(), 0, -3)]
+    );
+    assert_eq!(t.redis_stock(s.store, p).await, Some(7));
+    t.assert_ledger_identities().await;
+    t.assert_converged(InRedis::All).await;
+}
+
 /// A wrong code is a 403 that changes nothing but the count; after 5 even the right code is
 /// refused at the store, and an operator collects the order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -104,11 +104,15 @@ pub(super) async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Ap
     let Classified {
         orders,
         cancels,
+        late,
         mut ackable,
         duplicates,
     } = classify(events, &status, &never)?;
 
-    let touched = touched_rows(&orders, &cancels);
+    // A late cancel changes no row, but its rows are locked and its keys set from MySQL with
+    // the batch: its script gave units back in Redis that left the building.
+    let giving_back: Vec<&Event> = cancels.iter().chain(&late).copied().collect();
+    let touched = touched_rows(&orders, &giving_back);
     // One order per Idempotency-Key: MySQL records the batch's keys, and names the orders whose
     // key it holds for another order (Redis lost the key's claim while that one was on its way
     // here). The key rows are locked before the stock rows, as on every path.
@@ -179,6 +183,7 @@ pub(super) async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Ap
     }
     let mut resync = settled.resync.clone();
     resync.extend(lost);
+    resync.extend(late.iter().map(|e| e.loc));
     commit(store, tx, &resync, &touched).await?;
     mark_rejected(store, &written).await;
     let rejected = settled.reject.len();

@@ -7,7 +7,7 @@ use super::*;
 use crate::error::{StorageError, StorageResult};
 use crate::formats::EventKind;
 use crate::model::{Order, OrderStatus};
-use crate::orders::applied::{held_after, Standing};
+use crate::orders::applied::{held_after, Held, Standing};
 use crate::orders::idempotency::IdempotencyRequest;
 use sf_routing::LocationId;
 use std::collections::{HashMap, HashSet};
@@ -30,6 +30,10 @@ pub(super) struct Classified<'a> {
     pub(super) orders: Vec<NewOrder<'a>>,
     /// Cancels of orders MySQL holds as sold or that this batch inserts, at most one per order.
     pub(super) cancels: Vec<&'a Event>,
+    /// Cancels MySQL will never apply ([`Standing::Late`]): their orders were handed over first.
+    /// Their scripts gave units back in Redis that are not there: the batch sets those keys from
+    /// MySQL.
+    pub(super) late: Vec<&'a Event>,
     /// `(streamId, location)` of the events to acknowledge once the batch commits: all but the
     /// cancels that wait for their reservation.
     pub(super) ackable: HashSet<(String, LocationId)>,
@@ -43,13 +47,14 @@ pub(super) struct Classified<'a> {
 /// come; such a cancel is acknowledged without effect.
 pub(super) fn classify<'a>(
     events: &'a [Event],
-    status: &HashMap<String, OrderStatus>,
+    status: &HashMap<String, Held>,
     never: &HashSet<String>,
 ) -> StorageResult<Classified<'a>> {
-    let mut held: HashMap<&str, Option<OrderStatus>> = HashMap::new();
+    let mut held: HashMap<&str, Option<Held>> = HashMap::new();
     let mut out = Classified {
         orders: Vec::new(),
         cancels: Vec::new(),
+        late: Vec::new(),
         ackable: HashSet::new(),
         duplicates: 0,
     };
@@ -60,6 +65,10 @@ pub(super) fn classify<'a>(
         let standing = Standing::of(e.kind, now);
         match standing {
             Standing::Applied => out.duplicates += 1,
+            Standing::Late => {
+                tracing::warn!(order = %e.order_id, "cancel event of an order handed over before it reached MySQL; acknowledged without effect, its keys set from MySQL");
+                out.late.push(e);
+            }
             Standing::Due if e.kind == EventKind::Reservation => {
                 out.orders.push(new_order(e)?);
             }
@@ -151,10 +160,21 @@ mod tests {
         }
     }
 
-    fn status(pairs: &[(&str, &str)]) -> HashMap<String, OrderStatus> {
+    /// What MySQL holds: a status, `+` when the order is handed over (`CONFIRMED+`).
+    fn status(pairs: &[(&str, &str)]) -> HashMap<String, Held> {
         pairs
             .iter()
-            .map(|(o, s)| (o.to_string(), OrderStatus::parse(s).unwrap()))
+            .map(|(o, s)| {
+                let (s, handed_over) = s.strip_suffix('+').map_or((*s, false), |s| (s, true));
+                let status = OrderStatus::parse(s).unwrap();
+                (
+                    o.to_string(),
+                    Held {
+                        status,
+                        handed_over,
+                    },
+                )
+            })
             .collect()
     }
 
@@ -162,7 +182,7 @@ mod tests {
         c.ackable.iter().map(|(id, _)| id.clone()).collect()
     }
 
-    fn classify<'a>(events: &'a [Event], status: &HashMap<String, OrderStatus>) -> Classified<'a> {
+    fn classify<'a>(events: &'a [Event], status: &HashMap<String, Held>) -> Classified<'a> {
         super::classify(events, status, &HashSet::new()).unwrap()
     }
 
@@ -207,6 +227,22 @@ mod tests {
         assert_eq!(cancelled, ["1-0", "1-2"]);
         assert_eq!((c.orders.len(), c.duplicates), (1, 1));
         assert_eq!(acked(&c).len(), 4);
+    }
+
+    #[test]
+    fn a_cancel_of_an_order_handed_over_is_late_applies_nothing_and_is_acknowledged() {
+        let events = [
+            cancel("4-a", "1-0"),
+            reservation("4-b", "1-1"),
+            cancel("4-b", "1-2"),
+        ];
+        let c = classify(&events, &status(&[("4-a", "CONFIRMED+")]));
+        let late: Vec<&str> = c.late.iter().map(|e| e.order_id.as_str()).collect();
+        assert_eq!(late, ["4-a"]);
+        let cancelled: Vec<&str> = c.cancels.iter().map(|e| e.order_id.as_str()).collect();
+        assert_eq!(cancelled, ["4-b"]);
+        assert_eq!(c.duplicates, 0);
+        assert_eq!(acked(&c).len(), 3);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::classify::NewOrder;
 use super::Event;
 use crate::formats::EventKind;
 use crate::model::{Order, OrderStatus};
-use crate::orders::applied::Standing;
+use crate::orders::applied::{Held, Standing};
 use sf_routing::LocationId;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -44,7 +44,7 @@ pub(super) struct StreamCancels {
     /// stream was too long to read (then every product counts as having one).
     pub(super) at: HashMap<LocationId, Option<Vec<PendingCancel>>>,
     /// What MySQL holds of those orders.
-    pub(super) held: HashMap<String, OrderStatus>,
+    pub(super) held: HashMap<String, Held>,
 }
 
 impl StreamCancels {
@@ -452,8 +452,21 @@ mod tests {
                 .expect("a stream read")
                 .push((id.into(), products.to_vec()));
             if let Some(held) = held {
-                self.pending.held.insert(id.into(), held);
+                self.pending.held.insert(
+                    id.into(),
+                    Held::new(held, crate::model::FulfillmentStatus::Unfulfilled),
+                );
             }
+            self
+        }
+
+        /// MySQL holds `id`, of a pending cancel, as handed over.
+        fn handed_over(mut self, id: &str) -> Self {
+            self.pending
+                .held
+                .get_mut(id)
+                .expect("a pending cancel's order")
+                .handed_over = true;
             self
         }
 
@@ -634,7 +647,8 @@ mod tests {
 
     /// Only a cancel MySQL can apply frees units: not one whose order it does not hold yet (it
     /// waits for its reservation, and waiting on it could go in circles), nor one it applied,
-    /// nor one of another product.
+    /// nor one of an order handed over (it is late: MySQL never applies it), nor one of another
+    /// product.
     #[test]
     fn only_a_pending_cancel_of_a_sold_order_of_the_product_defers() {
         let base = || Case::stock(&[(1, 0), (2, 5)]).order("4-a", &[(1, 1)]);
@@ -642,6 +656,9 @@ mod tests {
             base().pending("4-b", &[1], None),
             base().pending("4-b", &[1], Some(OrderStatus::Cancelled)),
             base().pending("4-b", &[1], Some(OrderStatus::Rejected)),
+            base()
+                .pending("4-b", &[1], Some(OrderStatus::Confirmed))
+                .handed_over("4-b"),
             base().pending("4-b", &[2], Some(OrderStatus::Confirmed)),
         ] {
             let s = case.settle();

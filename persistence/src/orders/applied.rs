@@ -14,7 +14,30 @@
 //! Pure: it reads nothing but its arguments.
 
 use crate::formats::EventKind;
-use crate::model::OrderStatus;
+use crate::model::{FulfillmentStatus, Order, OrderStatus};
+
+/// What MySQL holds of an order, as far as its stream events are concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Held {
+    pub(crate) status: OrderStatus,
+    /// Its units left the building: collected, dispatched or shipped.
+    pub(crate) handed_over: bool,
+}
+
+impl Held {
+    /// An order MySQL holds as `status`, at fulfilment step `step`.
+    pub(crate) fn new(status: OrderStatus, step: FulfillmentStatus) -> Self {
+        Self {
+            status,
+            handed_over: step.is_handed_over(),
+        }
+    }
+
+    /// What MySQL holds of `order`, read from it.
+    pub(crate) fn of(order: &Order) -> Self {
+        Self::new(order.status, order.fulfillment.status)
+    }
+}
 
 /// Where a stream event stands against what MySQL holds of its order (`None`: no row).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +46,13 @@ pub(crate) enum Standing {
     /// order's row exists, whatever its status; a cancel once that row is `CANCELLED` — or
     /// `REJECTED`: a rejected order took no stock, so its cancel has nothing left to give back.
     Applied,
+    /// MySQL will never apply it: a cancel of an order MySQL holds as handed over. Such a cancel
+    /// is one whose own MySQL commit failed after its script ran, so that it reached MySQL only
+    /// through the stream, after the store had handed the order over: the units left the
+    /// building, and the units its script gave back in Redis are not there.
+    Late,
     /// MySQL does not hold it and can apply it now: a reservation of an order MySQL does not
-    /// hold, a cancel of an order MySQL holds as sold.
+    /// hold, a cancel of an order MySQL holds as sold and not handed over.
     Due,
     /// MySQL does not hold it and cannot apply it yet: a cancel of an order MySQL does not hold
     /// (its reservation is still on its way, or will never come).
@@ -35,30 +63,39 @@ pub(crate) enum Standing {
 
 impl Standing {
     /// The standing of an event of `kind` while MySQL holds `held` of its order.
-    pub(crate) fn of(kind: EventKind, held: Option<OrderStatus>) -> Self {
+    pub(crate) fn of(kind: EventKind, held: Option<Held>) -> Self {
         use OrderStatus::{Cancelled, Confirmed, Rejected};
-        match (kind, held) {
+        match (kind, held.map(|h| (h.status, h.handed_over))) {
             (EventKind::Reservation, Some(_)) => Self::Applied,
             (EventKind::Reservation, None) => Self::Due,
-            (EventKind::Cancel, Some(Cancelled | Rejected)) => Self::Applied,
-            (EventKind::Cancel, Some(Confirmed)) => Self::Due,
+            (EventKind::Cancel, Some((Cancelled | Rejected, _))) => Self::Applied,
+            (EventKind::Cancel, Some((Confirmed, true))) => Self::Late,
+            (EventKind::Cancel, Some((Confirmed, false))) => Self::Due,
             (EventKind::Cancel, _) => Self::Waiting,
             (EventKind::Other(_), _) => Self::Inert,
         }
     }
 
-    pub(crate) fn is_applied(self) -> bool {
-        self == Self::Applied
+    /// Whether MySQL holds all it will ever take of the event ([`Self::Applied`] or
+    /// [`Self::Late`]): nothing of it is still to come, so the key re-sync counts nothing for it.
+    pub(crate) fn is_final(self) -> bool {
+        matches!(self, Self::Applied | Self::Late)
     }
 }
 
 /// What MySQL holds of an order once an event of `kind` is applied to what it held (`held`): the
 /// consumer carries a batch's own events forward with it, so that an event its batch repeats
 /// stands [`Standing::Applied`] by the same rule.
-pub(crate) fn held_after(kind: EventKind, held: Option<OrderStatus>) -> Option<OrderStatus> {
+pub(crate) fn held_after(kind: EventKind, held: Option<Held>) -> Option<Held> {
     match kind {
-        EventKind::Reservation => Some(OrderStatus::Confirmed),
-        EventKind::Cancel => Some(OrderStatus::Cancelled),
+        EventKind::Reservation => Some(Held::new(
+            OrderStatus::Confirmed,
+            FulfillmentStatus::Unfulfilled,
+        )),
+        EventKind::Cancel => Some(Held::new(
+            OrderStatus::Cancelled,
+            FulfillmentStatus::Unfulfilled,
+        )),
         EventKind::Other(_) => held,
     }
 }
@@ -92,39 +129,65 @@ mod tests {
     const R: EventKind = EventKind::Reservation;
     const C: EventKind = EventKind::Cancel;
 
+    fn held(status: OrderStatus) -> Option<Held> {
+        Some(Held::new(status, FulfillmentStatus::Unfulfilled))
+    }
+
+    const HANDED_OVER: Option<Held> = Some(Held {
+        status: Confirmed,
+        handed_over: true,
+    });
+
     #[test]
     fn a_reservation_is_applied_once_its_order_has_a_row() {
         assert_eq!(Standing::of(R, None), Standing::Due);
-        for held in [Confirmed, Cancelled, Rejected] {
-            assert!(Standing::of(R, Some(held)).is_applied(), "{held:?}");
+        for h in [
+            held(Confirmed),
+            held(Cancelled),
+            held(Rejected),
+            HANDED_OVER,
+        ] {
+            assert_eq!(Standing::of(R, h), Standing::Applied, "{h:?}");
         }
     }
 
     #[test]
     fn a_cancel_is_applied_once_its_order_is_closed_and_waits_for_its_reservation() {
-        assert_eq!(Standing::of(C, Some(Confirmed)), Standing::Due);
-        assert!(Standing::of(C, Some(Cancelled)).is_applied());
+        assert_eq!(Standing::of(C, held(Confirmed)), Standing::Due);
+        assert_eq!(Standing::of(C, held(Cancelled)), Standing::Applied);
         // A rejected order took no stock: its cancel has nothing to give back.
-        assert!(Standing::of(C, Some(Rejected)).is_applied());
+        assert_eq!(Standing::of(C, held(Rejected)), Standing::Applied);
         assert_eq!(Standing::of(C, None), Standing::Waiting);
-        assert_eq!(Standing::of(C, Some(Accepted)), Standing::Waiting);
+        assert_eq!(Standing::of(C, held(Accepted)), Standing::Waiting);
+    }
+
+    #[test]
+    fn a_cancel_of_an_order_handed_over_is_late_and_final() {
+        assert_eq!(Standing::of(C, HANDED_OVER), Standing::Late);
+        assert!(Standing::of(C, HANDED_OVER).is_final());
+        assert!(!Standing::of(C, held(Confirmed)).is_final());
+        assert!(!Standing::of(C, None).is_final());
     }
 
     #[test]
     fn an_unknown_kind_changes_nothing() {
         let z = EventKind::Other('Z');
         assert_eq!(Standing::of(z, None), Standing::Inert);
-        assert_eq!(Standing::of(z, Some(Confirmed)), Standing::Inert);
-        assert_eq!(held_after(z, Some(Confirmed)), Some(Confirmed));
+        assert_eq!(Standing::of(z, held(Confirmed)), Standing::Inert);
+        assert_eq!(held_after(z, held(Confirmed)), held(Confirmed));
         assert_eq!(unapplied_effect(z), 0);
     }
 
     #[test]
     fn an_applied_event_repeated_stands_applied() {
         for kind in [R, C] {
-            for held in [None, Some(Confirmed)] {
-                let after = held_after(kind, held);
-                assert!(Standing::of(kind, after).is_applied(), "{kind:?} {held:?}");
+            for h in [None, held(Confirmed)] {
+                let after = held_after(kind, h);
+                assert_eq!(
+                    Standing::of(kind, after),
+                    Standing::Applied,
+                    "{kind:?} {h:?}"
+                );
             }
         }
     }

@@ -12,11 +12,13 @@ pub use idempotency::IdempotencyRequest;
 pub use ledger::Reason;
 
 use crate::error::{Refusal, StorageError, StorageResult};
+use crate::formats::EventKind;
 use crate::infra::mysql::push_list;
 use crate::model::{
     Address, Fulfillment, FulfillmentStatus, Order, OrderItem, OrderPath, OrderStatus,
 };
 use crate::Storage;
+use applied::{Held, Standing};
 use sf_routing::{DeliveryType, LocationId};
 use sqlx::QueryBuilder;
 
@@ -158,9 +160,10 @@ impl Orders<'_> {
             .ok_or_else(|| Refusal::UnknownOrder(order_id.to_owned()))?;
         let persisted = self.order_from_mysql(order_id).await?;
         match persisted {
-            // MySQL has the last word once it holds a final state.
+            // MySQL has the last word, unless a cancel Redis holds is still due to reach it.
             Some(order)
-                if order.path != OrderPath::Redis || order.status != OrderStatus::Confirmed =>
+                if order.path != OrderPath::Redis
+                    || Standing::of(EventKind::Cancel, Some(Held::of(&order))) != Standing::Due =>
             {
                 Ok(order)
             }
@@ -352,25 +355,30 @@ impl Storage {
 /// The fields `HMGET st j r` answers for an order record.
 pub(crate) type RecordFields = (Option<String>, Option<String>, Option<String>);
 
-/// The statuses MySQL holds for the orders `ids` (absent: no row), read in statements of at most
+/// What MySQL holds of the orders `ids` (absent: no row), read in statements of at most
 /// [`ledger::ROWS_PER_STATEMENT`] ids; with `lock`, the rows stay locked (`FOR UPDATE`) until the
 /// transaction ends.
 pub(crate) async fn statuses(
     conn: &mut sqlx::MySqlConnection,
     ids: &[&str],
     lock: bool,
-) -> StorageResult<std::collections::HashMap<String, OrderStatus>> {
-    let mut status = std::collections::HashMap::new();
+) -> StorageResult<std::collections::HashMap<String, applied::Held>> {
+    let mut held = std::collections::HashMap::new();
     for chunk in ids.chunks(ledger::ROWS_PER_STATEMENT) {
-        let mut q =
-            QueryBuilder::new("SELECT id, CAST(status AS CHAR) AS status FROM orders WHERE id IN ");
+        let mut q = QueryBuilder::new(
+            "SELECT id, CAST(status AS CHAR) AS status, CAST(fulfillment AS CHAR) AS fulfillment \
+             FROM orders WHERE id IN ",
+        );
         push_list(&mut q, chunk.iter().copied());
         if lock {
             q.push(" FOR UPDATE");
         }
-        // (id, status) pairs, straight into the map.
-        let rows: Vec<(String, OrderStatus)> = q.build_query_as().fetch_all(&mut *conn).await?;
-        status.extend(rows);
+        let rows: Vec<(String, OrderStatus, FulfillmentStatus)> =
+            q.build_query_as().fetch_all(&mut *conn).await?;
+        held.extend(
+            rows.into_iter()
+                .map(|(id, status, f)| (id, applied::Held::new(status, f))),
+        );
     }
-    Ok(status)
+    Ok(held)
 }

@@ -320,7 +320,7 @@ impl Storage {
             .map(|p| (*p, available.get(p).copied().unwrap_or(0)))
             .collect();
         for (order, kind, lines) in &events {
-            if Standing::of(*kind, held.get(order).copied()).is_applied() {
+            if Standing::of(*kind, held.get(order).copied()).is_final() {
                 continue;
             }
             for (p, q) in lines {
