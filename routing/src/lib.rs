@@ -4,6 +4,8 @@
 //!
 //! - [`domain`]: values that are validated once at the edge ([`ProductId`], [`Quantity`],
 //!   [`Coordinates`], [`OrderLines`]) so code past the edge never re-checks them.
+//! - [`calendar`]: a location's [`Calendar`] (zone, opening hours, closed dates, same-day cut-off,
+//!   pickup preparation), validated once, and the questions asked of it at a given instant.
 //! - [`index`]: the in-memory [`LocationIndex`] of active warehouses and stores, with a latitude-band
 //!   prefilter so ranking stays fast with thousands of stores.
 //! - [`plan`]: turns a delivery request into ranked [`Candidate`]s ([`candidates`]), and keeps, in
@@ -15,12 +17,16 @@
 //! This crate must never talk to a database, a cache or the network: callers hand it the locations
 //! and a stock lookup, and it answers with a decision.
 
+pub mod calendar;
 pub mod domain;
 pub mod index;
 pub mod plan;
 #[cfg(feature = "sqlx")]
 mod sql;
 
+pub use calendar::{
+    Calendar, CalendarError, CalendarSpec, ClockTime, OpeningHours, OpeningHoursSpec,
+};
 pub use domain::{
     Coordinates, DeliveryType, DomainError, LocationId, LocationKind, OrderLines, ProductId,
     Quantity, MAX_DISTINCT_LINES, MAX_LINE_QUANTITY,
