@@ -48,6 +48,7 @@ fn sites() -> Vec<Site> {
             kind: LocationKind::Store,
             name: format!("store {id}"),
             coordinates: rng.korea(),
+            calendar: None,
         })
         .collect();
     // Icheon, Daejeon, Daegu, Gwangju, Busan.
@@ -65,6 +66,7 @@ fn sites() -> Vec<Site> {
             kind: LocationKind::Warehouse,
             name: format!("warehouse {id}"),
             coordinates: Coordinates::new(lat, lon).expect("valid coordinates"),
+            calendar: None,
         });
     }
     sites
