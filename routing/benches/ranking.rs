@@ -1,14 +1,20 @@
 //! Ranking cost with a country-sized index: 5,000 stores spread over South Korea plus 5
 //! warehouses, placed by a fixed pseudo-random sequence so every run measures the same world.
 //!
+//! The same-day decision is measured twice: with stores that have no calendar (as before store
+//! hours existed) and with every store following one of a few calendars, asked at instants spread
+//! over a week so that stores are in, before and after their windows.
+//!
 //! Run with `cargo bench -p sf-routing --bench ranking`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use jiff::Timestamp;
 use sf_routing::{
-    candidates, eligible, Coordinates, Destination, LocationId, LocationIndex, LocationKind,
-    OrderLines, ProductId, Site,
+    candidates, candidates_at, eligible, Calendar, CalendarSpec, Coordinates, Destination,
+    LocationId, LocationIndex, LocationKind, OpeningHoursSpec, OrderLines, ProductId, Site,
 };
 use std::hint::black_box;
+use std::sync::Arc;
 
 const STORES: u64 = 5_000;
 const ADDRESSES: usize = 4_096;
@@ -48,6 +54,7 @@ fn sites() -> Vec<Site> {
             kind: LocationKind::Store,
             name: format!("store {id}"),
             coordinates: rng.korea(),
+            calendar: None,
         })
         .collect();
     // Icheon, Daejeon, Daegu, Gwangju, Busan.
@@ -65,9 +72,78 @@ fn sites() -> Vec<Site> {
             kind: LocationKind::Warehouse,
             name: format!("warehouse {id}"),
             coordinates: Coordinates::new(lat, lon).expect("valid coordinates"),
+            calendar: None,
         });
     }
     sites
+}
+
+fn calendar(
+    days: &[&str],
+    ranges: &[(&str, &str)],
+    cutoff: Option<&str>,
+    closed: &[&str],
+) -> Arc<Calendar> {
+    let spec = CalendarSpec {
+        time_zone: Some("Asia/Seoul".to_owned()),
+        opening_hours: days
+            .iter()
+            .flat_map(|day| {
+                ranges.iter().map(|(opens, closes)| OpeningHoursSpec {
+                    day: (*day).to_owned(),
+                    opens: (*opens).to_owned(),
+                    closes: (*closes).to_owned(),
+                })
+            })
+            .collect(),
+        closed_dates: closed.iter().map(|d| (*d).to_owned()).collect(),
+        same_day_cutoff: cutoff.map(str::to_owned),
+        pickup_preparation_minutes: Some(30),
+    };
+    Arc::new(Calendar::parse(&spec).expect("a valid calendar"))
+}
+
+/// The same sites, every store following one of four calendars: daily hours with a cut-off;
+/// closed on Sundays without one; around the clock with a closed date; a lunch break, an early
+/// cut-off and a closed date.
+fn sites_with_hours(sites: &[Site]) -> Vec<Site> {
+    const ALL: [&str; 7] = ["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"];
+    let calendars = [
+        calendar(&ALL, &[("10:00", "22:00")], Some("18:00"), &[]),
+        calendar(&ALL[..6], &[("09:00", "21:00")], None, &[]),
+        calendar(&ALL, &[("00:00", "24:00")], None, &["2026-12-09"]),
+        calendar(
+            &ALL,
+            &[("10:00", "13:00"), ("14:00", "20:00")],
+            Some("17:00"),
+            &["2026-12-10"],
+        ),
+    ];
+    sites
+        .iter()
+        .map(|s| Site {
+            calendar: (s.kind == LocationKind::Store)
+                .then(|| calendars[(s.id.get() % 4) as usize].clone()),
+            ..s.clone()
+        })
+        .collect()
+}
+
+/// Instants across the week of 2026-12-07 (Seoul), at hours before, inside and after the
+/// windows.
+fn instants() -> Vec<Timestamp> {
+    let mut out = Vec::new();
+    for day in 7..14 {
+        for hour in [
+            "08:30", "11:00", "13:30", "16:00", "17:30", "19:00", "21:15", "23:45",
+        ] {
+            let zoned: jiff::Zoned = format!("2026-12-{day:02}T{hour}:00+09:00[Asia/Seoul]")
+                .parse()
+                .expect("a valid instant");
+            out.push(zoned.timestamp());
+        }
+    }
+    out
 }
 
 fn addresses() -> Vec<Coordinates> {
@@ -125,6 +201,42 @@ fn ranking(c: &mut Criterion) {
                 radius_km: SAME_DAY_RADIUS_KM,
             };
             let ranked = candidates(&index, black_box(&destination)).expect("same day never fails");
+            let chosen = eligible(&ranked, &lines, available);
+            black_box(chosen.first().copied())
+        });
+    });
+
+    let index_with_hours = LocationIndex::new(sites_with_hours(&sites));
+    let instants = instants();
+    let in_window: usize = addresses
+        .iter()
+        .zip(instants.iter().cycle())
+        .map(|(&address, &now)| {
+            let destination = Destination::SameDay {
+                address,
+                radius_km: SAME_DAY_RADIUS_KM,
+            };
+            candidates_at(&index_with_hours, &destination, now)
+                .expect("same day never fails")
+                .len()
+        })
+        .sum();
+    eprintln!(
+        "with hours: {:.1} stores in their same-day window on average",
+        in_window as f64 / addresses.len() as f64
+    );
+
+    group.bench_function("same_day_10km_with_hours", |b| {
+        // Address i is asked at instant i mod 56, so each instant meets many places.
+        let mut next = addresses.iter().zip(instants.iter().cycle()).cycle();
+        b.iter(|| {
+            let (&address, &now) = next.next().expect("cycle never ends");
+            let destination = Destination::SameDay {
+                address,
+                radius_km: SAME_DAY_RADIUS_KM,
+            };
+            let ranked = candidates_at(&index_with_hours, black_box(&destination), now)
+                .expect("same day never fails");
             let chosen = eligible(&ranked, &lines, available);
             black_box(chosen.first().copied())
         });

@@ -4,8 +4,10 @@
 //! search) and a longitude window, then measures the survivors geodesically. Ties in distance are
 //! broken by location id so every decision is deterministic.
 
+use crate::calendar::{always_open, Calendar};
 use crate::domain::{Coordinates, LocationId, LocationKind};
 use geo::{Distance, Geodesic, Point};
+use std::sync::Arc;
 
 /// One active warehouse or store as routing sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,6 +16,17 @@ pub struct Site {
     pub kind: LocationKind,
     pub name: String,
     pub coordinates: Coordinates,
+    /// Opening hours, closed dates and cut-off; `None` for a location that has none, which is
+    /// open around the clock (it answers as [`Calendar::default`]). Shared, so that rebuilding
+    /// the index does not copy calendars.
+    pub calendar: Option<Arc<Calendar>>,
+}
+
+impl Site {
+    /// The calendar this site follows: its own, or the always-open default.
+    pub fn calendar(&self) -> &Calendar {
+        self.calendar.as_deref().unwrap_or_else(|| always_open())
+    }
 }
 
 /// A location ranked for one request.
@@ -31,6 +44,8 @@ const KM_PER_DEGREE_LAT: f64 = 110.5;
 pub struct LocationIndex {
     /// Active sites sorted by latitude.
     by_latitude: Vec<Site>,
+    /// `(id, position in by_latitude)`, sorted by id, so that a lookup by id is a binary search.
+    by_id: Vec<(LocationId, usize)>,
 }
 
 impl LocationIndex {
@@ -43,7 +58,13 @@ impl LocationIndex {
                 .total_cmp(&b.coordinates.latitude())
                 .then(a.id.cmp(&b.id))
         });
-        Self { by_latitude }
+        let mut by_id: Vec<(LocationId, usize)> = by_latitude
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id, i))
+            .collect();
+        by_id.sort_unstable();
+        Self { by_latitude, by_id }
     }
 
     pub fn len(&self) -> usize {
@@ -55,7 +76,8 @@ impl LocationIndex {
     }
 
     pub fn get(&self, id: LocationId) -> Option<&Site> {
-        self.by_latitude.iter().find(|s| s.id == id)
+        let at = self.by_id.binary_search_by_key(&id, |(id, _)| *id).ok()?;
+        Some(&self.by_latitude[self.by_id[at].1])
     }
 
     pub fn sites(&self) -> impl Iterator<Item = &Site> {
@@ -76,10 +98,40 @@ impl LocationIndex {
 
     /// Sites of `kind` within `radius_km` of `from` (geodesic), nearest first.
     pub fn within(&self, kind: LocationKind, from: Coordinates, radius_km: f64) -> Vec<Candidate> {
+        let mut out: Vec<Candidate> = self
+            .sites_within(kind, from, radius_km)
+            .map(|(_, c)| c)
+            .collect();
+        sort(&mut out);
+        out
+    }
+
+    /// Sites of `kind` within `radius_km` of `from`, each with its candidate, in index order
+    /// (unsorted).
+    pub(crate) fn sites_within(
+        &self,
+        kind: LocationKind,
+        from: Coordinates,
+        radius_km: f64,
+    ) -> impl Iterator<Item = (&Site, Candidate)> {
         // A negative or NaN radius holds nothing (and would invert the band below).
-        if radius_km.is_nan() || radius_km < 0.0 {
-            return Vec::new();
-        }
+        let band = if radius_km.is_nan() || radius_km < 0.0 {
+            &self.by_latitude[..0]
+        } else {
+            self.band(from, radius_km)
+        };
+        let lon_window = longitude_window(from, radius_km);
+        band.iter()
+            .filter(move |s| s.kind == kind)
+            .filter(move |s| {
+                lon_window.is_none_or(|w| (s.coordinates.longitude() - from.longitude()).abs() <= w)
+            })
+            .map(move |s| (s, candidate(s, from)))
+            .filter(move |(_, c)| c.distance_km.is_some_and(|d| d <= radius_km))
+    }
+
+    /// The sites whose latitude lies within `radius_km` of `from`'s.
+    fn band(&self, from: Coordinates, radius_km: f64) -> &[Site] {
         let band = radius_km / KM_PER_DEGREE_LAT;
         let lo = from.latitude() - band;
         let hi = from.latitude() + band;
@@ -89,18 +141,7 @@ impl LocationIndex {
         let end = self
             .by_latitude
             .partition_point(|s| s.coordinates.latitude() <= hi);
-        let lon_window = longitude_window(from, radius_km);
-        let mut out: Vec<Candidate> = self.by_latitude[start..end]
-            .iter()
-            .filter(|s| s.kind == kind)
-            .filter(|s| {
-                lon_window.is_none_or(|w| (s.coordinates.longitude() - from.longitude()).abs() <= w)
-            })
-            .map(|s| candidate(s, from))
-            .filter(|c| c.distance_km.is_some_and(|d| d <= radius_km))
-            .collect();
-        sort(&mut out);
-        out
+        &self.by_latitude[start..end]
     }
 }
 
@@ -131,7 +172,7 @@ fn candidate(site: &Site, from: Coordinates) -> Candidate {
     }
 }
 
-fn sort(candidates: &mut [Candidate]) {
+pub(crate) fn sort(candidates: &mut [Candidate]) {
     candidates.sort_by(|a, b| {
         let da = a.distance_km.unwrap_or(0.0);
         let db = b.distance_km.unwrap_or(0.0);
@@ -149,6 +190,7 @@ mod tests {
             kind,
             name: format!("site {id}"),
             coordinates: Coordinates::new(lat, lon).unwrap(),
+            calendar: None,
         }
     }
 

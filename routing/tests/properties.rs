@@ -86,6 +86,7 @@ fn site(id: u64, kind: LocationKind, latitude: f64, longitude: f64) -> Site {
         kind,
         name: format!("site {id}"),
         coordinates: Coordinates::new(latitude, longitude).expect("valid test coordinates"),
+        calendar: None,
     }
 }
 
@@ -158,6 +159,7 @@ fn world() -> impl Strategy<Value = World> {
                     kind,
                     name: format!("site {id}"),
                     coordinates,
+                    calendar: None,
                 });
             }
             let mut stock = HashMap::new();
@@ -273,6 +275,7 @@ fn ring_world() -> impl Strategy<Value = (Coordinates, f64, World)> {
                         kind,
                         name: format!("site {}", i + 1),
                         coordinates,
+                        calendar: None,
                     }
                 })
                 .collect();
@@ -550,6 +553,7 @@ fn mirrored_world() -> impl Strategy<Value = (Coordinates, World)> {
                         kind,
                         name: format!("site {id}"),
                         coordinates: coords(lat, lon + dlon),
+                        calendar: None,
                     });
                 }
             }

@@ -203,6 +203,7 @@ impl Catalog<'_> {
                 kind: l.kind,
                 name: l.name.clone(),
                 coordinates: Coordinates::new(l.latitude, l.longitude).ok()?,
+                calendar: None,
             })
         }));
         let mut active: Vec<(LocationId, LocationKind)> = rows
