@@ -862,6 +862,91 @@ async fn a_failover_with_committed_orders_in_flight_keeps_every_answer() {
     drop(second);
 }
 
+/// `REDIS_MIN_REPLICA_ACKS=1`: a Redis-path order its replica holds, not yet persisted, is
+/// cancelled (200) after the replica was cut off its master's stream, and the master is then
+/// killed with `kill -9`: the promoted replica never saw the cancel. The order stays CANCELLED,
+/// and its units are sellable again in Redis as they are in MySQL — a cancel answered 200 gives
+/// its units back in both stores, whatever fails afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_the_promoted_replica_never_saw_still_gives_the_units_back() {
+    let mut cluster = PrivateCluster::start();
+    let mut t = TestApp::spawn_with(|c| {
+        on_cluster(c, &cluster, 1);
+        // The order must still be in Redis alone when it is cancelled.
+        c.consumer_enabled = false;
+        // A scheduled reconcile would repair a divergence before the test could see it.
+        c.reconcile_schedule = "0 0 0 1 1 *".into();
+    })
+    .await;
+    let shops = a_store_on_each_shard(&t, &cluster, 1, 10).await;
+    let (master, shop) = (shops[0].0, &shops[0].1);
+    let (store, p) = (shop.store, shop.products[0]);
+    // On a loaded machine a replica can lag past the 500 ms `WAIT`: the shard then refuses
+    // orders for a second (503, nothing changed), and the order is asked again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let id = loop {
+        let (s, b) = json_of(
+            t.post_idempotent("/api/redis/orders", "cut", &pickup_order(&[(p, 3)], store))
+                .await,
+        )
+        .await;
+        if s == StatusCode::ACCEPTED {
+            break b["orderId"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            s == StatusCode::SERVICE_UNAVAILABLE || s == StatusCode::GATEWAY_TIMEOUT,
+            "{s} {b}"
+        );
+        assert!(Instant::now() < deadline, "{b}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(t.redis_stock(store, p).await, Some(7));
+
+    let replica = cluster.replica_of(master);
+    cluster.cut_replication(replica);
+    let (s, b) = json_of(t.patch(&format!("/api/redis/orders/{id}/cancel")).await).await;
+    assert_eq!(
+        (s, b["status"].as_str()),
+        (StatusCode::OK, Some("CANCELLED")),
+        "{b}"
+    );
+    assert_eq!(t.redis_stock(store, p).await, Some(10), "on the master");
+    cluster.kill9(master);
+    let promoted = cluster.wait_for_promotion(master, Duration::from_secs(30));
+    assert_eq!(promoted, replica);
+    cluster.let_replicate(replica);
+    cluster.restart(master);
+    // The promoted replica holds the reservation and not the cancel.
+    let record = t.keys().order(LocationId::new_unchecked(store), &id);
+    let st: Option<String> = redis::cmd("HGET")
+        .arg(&record)
+        .arg("st")
+        .query_async(&mut t.redis().await)
+        .await
+        .unwrap();
+    assert_eq!(
+        st.as_deref(),
+        Some("A"),
+        "the replica saw the cancel after all"
+    );
+
+    t.app().start_consumer();
+    settle(&t).await;
+    assert_eq!(t.order_status(&id).await, "CANCELLED");
+    assert_eq!(t.stock_states(store, p).await, (10, 0, 10));
+    // Once the service has recovered from the failover, Redis sells the 10 units again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while t.redis_stock(store, p).await != Some(10) {
+        assert!(
+            Instant::now() < deadline,
+            "Redis still holds {:?} units of ({store},{p}) after the failover; MySQL holds 10",
+            t.redis_stock(store, p).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    t.assert_converged(InRedis::All).await;
+}
+
 /// An instance (a process of its own) killed with `kill -9` while it persists events: another
 /// instance takes over the events it held and applies each exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -380,6 +380,76 @@ impl PrivateCluster {
         self.signal(port, "-CONT");
     }
 
+    /// Cuts `replica` off its master's replication stream and keeps it off: its link is closed
+    /// on the master, and its reconnections fail their handshake (it now sends a password the
+    /// master does not have). The cluster bus is untouched, so it can still be promoted; writes
+    /// to the master from now on never reach it. Returns once the replica says its link is down.
+    /// [`PrivateCluster::let_replicate`] undoes it.
+    pub fn cut_replication(&self, replica: u16) {
+        let master = self.master_port_of(replica);
+        let result = connect(replica)
+            .and_then(|mut c| {
+                redis::cmd("CONFIG")
+                    .arg("SET")
+                    .arg("masterauth")
+                    .arg("cut-off")
+                    .query::<()>(&mut c)
+            })
+            .and_then(|_| connect(master))
+            .and_then(|mut c| {
+                redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("TYPE")
+                    .arg("replica")
+                    .query::<i64>(&mut c)
+            });
+        if let Err(e) = result {
+            panic!("cutting replica {replica} off {master}: {e}");
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        poll(deadline, || {
+            let info: String = connect(replica)
+                .and_then(|mut c| redis::cmd("INFO").arg("replication").query(&mut c))
+                .map_err(|e| e.to_string())?;
+            match field(&info, "master_link_status") {
+                Some("down") => Ok(()),
+                other => Err(format!(
+                    "replica {replica} says master_link_status:{other:?}"
+                )),
+            }
+        })
+        .unwrap_or_else(|why| panic!("{why}"));
+    }
+
+    /// Undoes [`PrivateCluster::cut_replication`]: the node may sync with a master again.
+    pub fn let_replicate(&self, node: u16) {
+        let result = connect(node).and_then(|mut c| {
+            redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("masterauth")
+                .arg("")
+                .query::<()>(&mut c)
+        });
+        if let Err(e) = result {
+            panic!("CONFIG SET masterauth on {node}: {e}");
+        }
+    }
+
+    /// The port of the master `replica` replicates, as the cluster says now.
+    fn master_port_of(&self, replica: u16) -> u16 {
+        let nodes = self.topology();
+        let master_id = nodes
+            .iter()
+            .find(|n| n.port == replica)
+            .and_then(|n| n.master_id.clone())
+            .unwrap_or_else(|| panic!("{replica} is not a replica"));
+        nodes
+            .iter()
+            .find(|n| n.id == master_id)
+            .map(|n| n.port)
+            .unwrap_or_else(|| panic!("the master of {replica} is not a node of the cluster"))
+    }
+
     fn signal(&self, port: u16, signal: &str) {
         let pid = self
             .nodes
