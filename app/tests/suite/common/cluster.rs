@@ -41,6 +41,11 @@ impl PrivateCluster {
     /// with every slot covered and every replica's link to its master is up (within 30 s).
     pub fn start() -> Self {
         let deadline = Instant::now() + Duration::from_secs(30);
+        // The cluster tests start at once: while one picks free ports and its nodes are not
+        // listening on them yet, another could be given the same ports. Held until every node
+        // answers.
+        static PICKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let picking = PICKING.lock().unwrap_or_else(|e| e.into_inner());
         // Client port and cluster-bus port per node, all distinct: the listeners are held until
         // every port is chosen. The bus port is given explicitly because client port + 10000 (the
         // default) may be taken or past 65535.
@@ -76,6 +81,7 @@ impl PrivateCluster {
                 ping(node.port).map_err(|e| format!("node {} does not answer: {e}", node.port))
             });
         }
+        drop(picking);
         cluster.create(deadline);
         wait_until(deadline, || cluster.formed());
         cluster
