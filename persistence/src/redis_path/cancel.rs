@@ -1,6 +1,7 @@
 //! Cancels through the shop's routes: every `CANCELLED` answered is held by MySQL first.
 
 use super::RedisPath;
+use crate::db_lock::commit::mark_stale;
 use crate::error::{Refusal, StorageError, StorageResult};
 use crate::model::{Order, OrderPath, OrderStatus};
 use crate::orders::ledger::{insert_orders, lock_stock_rows, Reason};
@@ -66,22 +67,51 @@ impl Storage {
         };
         let cancelled = async {
             let mut redis = self.conn().await?;
-            cancel.run(&self.keys, &mut redis).await
+            if self.replication().is_none() {
+                return Ok((cancel.run(&self.keys, &mut redis).await?, true));
+            }
+            // The units given back must reach the replicas as well: a failover to a replica
+            // without them would keep them out of sale in Redis while MySQL holds them, and the
+            // reservation left in its stream counts as applied, so no re-sync would follow.
+            let slot_key = self.keys.stream(loc);
+            match self.replication_at(&slot_key) {
+                Some(r) => {
+                    let (done, held) = cancel.run_replicated(&self.keys, &mut redis, r).await?;
+                    if held < r.replicas {
+                        self.note_replicas_short(&slot_key);
+                    }
+                    Ok((done, held >= r.replicas))
+                }
+                None => Ok((cancel.run(&self.keys, &mut redis).await?, false)),
+            }
         }
         .await;
         match cancelled {
-            Ok(Cancelled::Now | Cancelled::Already) => {
+            Ok((Cancelled::Now | Cancelled::Already, replicated)) => {
+                let mut tx = tx;
+                if !replicated {
+                    // Held by too few replicas: its keys are marked stale with the cancel, and
+                    // set from MySQL by a re-sync that enough replicas hold.
+                    let products = order
+                        .items
+                        .iter()
+                        .map(|i| ProductId::new_unchecked(i.product_id));
+                    if let Err(e) = mark_stale(&mut tx, loc, products).await {
+                        let _ = tx.rollback().await;
+                        return Err(e);
+                    }
+                }
                 self.commit_in_time(tx).await?;
                 Ok(order)
             }
-            Ok(Cancelled::BeingRejected) => {
+            Ok((Cancelled::BeingRejected, _)) => {
                 let _ = tx.rollback().await;
                 Err(StorageError::unavailable(format!(
                     "order {order_id} is being rejected (MySQL does not have its units); retry shortly"
                 )))
             }
             // The record went between the two reads: Redis lost it with its data.
-            Ok(Cancelled::NoRecord) => {
+            Ok((Cancelled::NoRecord, _)) => {
                 let _ = tx.rollback().await;
                 Err(self.missing_order(order_id).await)
             }
@@ -115,7 +145,8 @@ impl RedisPath<'_> {
     ///   that lock, in Redis ([`Storage::cancel_db_lock`]). This needs no trusted Redis;
     /// - a Redis-path order not yet persisted is written to MySQL as `CANCELLED` (it took no stock
     ///   there), `cancel.lua` gives its units back in Redis while that new row and the order's
-    ///   stock rows are locked, and then the transaction commits. The consumer later finds the order in MySQL and applies neither
+    ///   stock rows are locked (under `REDIS_MIN_REPLICA_ACKS`, held by the replicas, or else its
+    ///   keys are marked stale in the same transaction), and then the transaction commits. The consumer later finds the order in MySQL and applies neither
     ///   its reservation nor its cancel event. Should the commit fail after the script ran, the
     ///   order still ends `CANCELLED`: the consumer persists its reservation and then its cancel.
     ///

@@ -6,7 +6,7 @@
 //! - Reply: `{1}` cancelled now, `{0}` already cancelled, `{-1}` no record, `{-2}` being
 //!   rejected — see [`Cancelled`].
 
-use super::{unexpected, Invocation};
+use super::{unexpected, Invocation, Replication};
 use crate::error::StorageResult;
 use crate::infra::circuit::GuardedConn;
 use crate::infra::keys::Keys;
@@ -64,6 +64,21 @@ impl Cancel<'_> {
     pub async fn run(&self, keys: &Keys, conn: &mut GuardedConn) -> StorageResult<Cancelled> {
         let reply: Vec<i64> = self.invocation(keys).run(&SCRIPT, conn).await?;
         decode(&reply)
+    }
+
+    /// Runs the script, then waits for `replication`'s replicas to hold its writes (one
+    /// pipeline, one connection). Answers what it did and how many replicas hold it.
+    pub async fn run_replicated(
+        &self,
+        keys: &Keys,
+        conn: &mut GuardedConn,
+        replication: Replication,
+    ) -> StorageResult<(Cancelled, u32)> {
+        let (reply, held): (Vec<i64>, u32) = self
+            .invocation(keys)
+            .run_replicated(&SCRIPT, conn, replication)
+            .await?;
+        Ok((decode(&reply)?, held))
     }
 }
 

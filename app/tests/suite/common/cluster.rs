@@ -41,6 +41,11 @@ impl PrivateCluster {
     /// with every slot covered and every replica's link to its master is up (within 30 s).
     pub fn start() -> Self {
         let deadline = Instant::now() + Duration::from_secs(30);
+        // The cluster tests start at once: while one picks free ports and its nodes are not
+        // listening on them yet, another could be given the same ports. Held until every node
+        // answers.
+        static PICKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let picking = PICKING.lock().unwrap_or_else(|e| e.into_inner());
         // Client port and cluster-bus port per node, all distinct: the listeners are held until
         // every port is chosen. The bus port is given explicitly because client port + 10000 (the
         // default) may be taken or past 65535.
@@ -76,6 +81,7 @@ impl PrivateCluster {
                 ping(node.port).map_err(|e| format!("node {} does not answer: {e}", node.port))
             });
         }
+        drop(picking);
         cluster.create(deadline);
         wait_until(deadline, || cluster.formed());
         cluster
@@ -378,6 +384,76 @@ impl PrivateCluster {
     /// Lets a node [`PrivateCluster::pause`]d go on (`SIGCONT`).
     pub fn resume(&self, port: u16) {
         self.signal(port, "-CONT");
+    }
+
+    /// Cuts `replica` off its master's replication stream and keeps it off: its link is closed
+    /// on the master, and its reconnections fail their handshake (it now sends a password the
+    /// master does not have). The cluster bus is untouched, so it can still be promoted; writes
+    /// to the master from now on never reach it. Returns once the replica says its link is down.
+    /// [`PrivateCluster::let_replicate`] undoes it.
+    pub fn cut_replication(&self, replica: u16) {
+        let master = self.master_port_of(replica);
+        let result = connect(replica)
+            .and_then(|mut c| {
+                redis::cmd("CONFIG")
+                    .arg("SET")
+                    .arg("masterauth")
+                    .arg("cut-off")
+                    .query::<()>(&mut c)
+            })
+            .and_then(|_| connect(master))
+            .and_then(|mut c| {
+                redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("TYPE")
+                    .arg("replica")
+                    .query::<i64>(&mut c)
+            });
+        if let Err(e) = result {
+            panic!("cutting replica {replica} off {master}: {e}");
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        poll(deadline, || {
+            let info: String = connect(replica)
+                .and_then(|mut c| redis::cmd("INFO").arg("replication").query(&mut c))
+                .map_err(|e| e.to_string())?;
+            match field(&info, "master_link_status") {
+                Some("down") => Ok(()),
+                other => Err(format!(
+                    "replica {replica} says master_link_status:{other:?}"
+                )),
+            }
+        })
+        .unwrap_or_else(|why| panic!("{why}"));
+    }
+
+    /// Undoes [`PrivateCluster::cut_replication`]: the node may sync with a master again.
+    pub fn let_replicate(&self, node: u16) {
+        let result = connect(node).and_then(|mut c| {
+            redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("masterauth")
+                .arg("")
+                .query::<()>(&mut c)
+        });
+        if let Err(e) = result {
+            panic!("CONFIG SET masterauth on {node}: {e}");
+        }
+    }
+
+    /// The port of the master `replica` replicates, as the cluster says now.
+    fn master_port_of(&self, replica: u16) -> u16 {
+        let nodes = self.topology();
+        let master_id = nodes
+            .iter()
+            .find(|n| n.port == replica)
+            .and_then(|n| n.master_id.clone())
+            .unwrap_or_else(|| panic!("{replica} is not a replica"));
+        nodes
+            .iter()
+            .find(|n| n.id == master_id)
+            .map(|n| n.port)
+            .unwrap_or_else(|| panic!("the master of {replica} is not a node of the cluster"))
     }
 
     fn signal(&self, port: u16, signal: &str) {
