@@ -33,9 +33,15 @@ pub struct Problem {
     #[oai(skip_serializing_if_is_none)]
     pub order_id: Option<Box<String>>,
     /// For a pickup that the chosen store cannot fill: nearby stores that can, nearest first.
+    /// For a same-day order when same-day is closed (`/problems/same-day-closed`): the stores in
+    /// the radius that have the goods, with when a pickup there would be ready.
     /// (Boxed, like `orderId`: the problem is every operation's error, and stays small.)
     #[oai(skip_serializing_if_is_none)]
     pub alternatives: Option<Box<Vec<AlternativeStore>>>,
+    /// For `/problems/same-day-closed`: the earliest time a store in the radius opens its
+    /// same-day window again (RFC 3339 with that store's offset).
+    #[oai(skip_serializing_if_is_none)]
+    pub next_same_day_at: Option<Box<String>>,
 }
 
 /// A store that could fill the order instead.
@@ -45,6 +51,9 @@ pub struct AlternativeStore {
     pub store_id: u64,
     pub name: String,
     pub distance_km: Option<f64>,
+    /// When a pickup ordered now would be ready there (RFC 3339 with the store's offset).
+    #[oai(skip_serializing_if_is_none)]
+    pub ready_by: Option<String>,
 }
 
 impl From<Alternative> for AlternativeStore {
@@ -53,6 +62,7 @@ impl From<Alternative> for AlternativeStore {
             store_id: a.store_id,
             name: a.name,
             distance_km: a.distance_km,
+            ready_by: a.ready_by,
         }
     }
 }
@@ -69,6 +79,7 @@ impl Problem {
             product_id: None,
             order_id: None,
             alternatives: None,
+            next_same_day_at: None,
         }
     }
 
@@ -221,6 +232,20 @@ impl From<Refusal> for Problem {
                     .map(|a| Box::new(a.into_iter().map(Into::into).collect())),
                 ..Self::new(409, "out-of-stock", "Not enough stock", detail)
             },
+            Refusal::SameDayClosed {
+                next_same_day_at,
+                alternatives,
+                ..
+            } => Self {
+                next_same_day_at: next_same_day_at.map(Box::new),
+                alternatives: Some(Box::new(alternatives.into_iter().map(Into::into).collect())),
+                ..Self::new(
+                    409,
+                    "same-day-closed",
+                    "Same-day delivery is closed",
+                    detail,
+                )
+            },
             Refusal::Invalid(_) => Self::validation(detail),
             Refusal::IdempotencyMismatch => Self::new(
                 422,
@@ -308,7 +333,7 @@ const STATUSES: &[(u16, &str)] = &[
     (401, "Missing or invalid credentials (the admin token, or a store key that is unknown or revoked)."),
     (403, "These credentials may not do this (another store's key), or a pickup code is wrong (`/problems/wrong-pickup-code`; after 5 wrong codes only an operator can collect the order)."),
     (404, "No such resource (`/problems/not-found`, `/problems/unknown-product`, `/problems/unknown-order`)."),
-    (409, "Conflicts with the current state: not enough stock (`/problems/out-of-stock`, naming the product and, for a pickup, nearby stores that have it), an `Idempotency-Key` still in flight, a duplicate, a job already running, a stock change that would make the stock negative, or an order whose state does not allow this."),
+    (409, "Conflicts with the current state: not enough stock (`/problems/out-of-stock`, naming the product and, for a pickup, nearby stores that have it), same-day closed at every store in range that has the goods (`/problems/same-day-closed`, with `nextSameDayAt` and the stores as pickup `alternatives` with `readyBy`), an `Idempotency-Key` still in flight, a duplicate, a job already running, a stock change that would make the stock negative, or an order whose state does not allow this."),
     (410, "Accepted on the Redis path, then lost with Redis's data before it reached MySQL (`/problems/order-lost`): no stock was taken for it."),
     (413, "The body is larger than the configured limit (`MAX_BODY_BYTES`)."),
     (415, "Missing or wrong `Content-Type`: send `application/json`."),
@@ -403,6 +428,15 @@ mod tests {
                 "/problems/unknown-order",
             ),
             (Refusal::Lost("gone".into()), 410, "/problems/order-lost"),
+            (
+                Refusal::SameDayClosed {
+                    detail: "closed".into(),
+                    next_same_day_at: Some("2026-12-08T10:00:00+09:00".into()),
+                    alternatives: Vec::new(),
+                },
+                409,
+                "/problems/same-day-closed",
+            ),
             (
                 Refusal::OutOfStock {
                     detail: "short".into(),

@@ -38,6 +38,9 @@ pub struct Alternative {
     pub store_id: u64,
     pub name: String,
     pub distance_km: Option<f64>,
+    /// When a pickup ordered now would be ready there (RFC 3339 with the store's offset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_by: Option<String>,
 }
 
 /// A domain answer: the request cannot be carried out as asked, and nothing was changed. Its text
@@ -64,6 +67,16 @@ pub enum Refusal {
         detail: String,
         product: Option<ProductId>,
         alternatives: Option<Vec<Alternative>>,
+    },
+    /// Stores in the same-day radius have the goods, but none is in its same-day window now.
+    #[error("{detail}")]
+    SameDayClosed {
+        detail: String,
+        /// When the first of those stores opens its same-day window again (RFC 3339 with its
+        /// offset); `None` when none does within the calendar's search horizon.
+        next_same_day_at: Option<String>,
+        /// Those stores, nearest first, with when a pickup there would be ready.
+        alternatives: Vec<Alternative>,
     },
     /// Valid syntax, but the request cannot be carried out as asked.
     #[error("{0}")]

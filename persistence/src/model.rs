@@ -149,6 +149,9 @@ pub struct Fulfillment {
     pub status: FulfillmentStatus,
     /// The code a pickup's customer shows at the store (6 digits): for the shop's answers only.
     pub pickup_code: Option<String>,
+    /// When a pickup will be ready, as the order promised it: RFC 3339 with the store's offset
+    /// (`2026-12-07T18:30:00+09:00`), from the store's calendar when the order was decided.
+    pub ready_by: Option<String>,
     /// When a pickup was made ready, in ms since the Unix epoch.
     pub ready_at_ms: Option<i64>,
     /// When the order was handed over, in ms since the Unix epoch.

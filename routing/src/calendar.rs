@@ -543,6 +543,12 @@ pub fn always_open() -> &'static Calendar {
     &ALWAYS_OPEN
 }
 
+/// An instant as clients read it: RFC 3339 to the second with the offset of its zone at that
+/// instant (`2026-12-07T18:30:00+09:00`).
+pub fn rfc3339(at: &Zoned) -> String {
+    at.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
+}
+
 fn weekday(monday_zero: usize) -> Weekday {
     Weekday::from_monday_zero_offset(monday_zero as i8).expect("0..7")
 }

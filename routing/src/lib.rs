@@ -27,7 +27,7 @@ pub mod plan;
 mod sql;
 
 pub use calendar::{
-    Calendar, CalendarError, CalendarSpec, ClockTime, OpeningHours, OpeningHoursSpec,
+    rfc3339, Calendar, CalendarError, CalendarSpec, ClockTime, OpeningHours, OpeningHoursSpec,
 };
 pub use domain::{
     Coordinates, DeliveryType, DomainError, LocationId, LocationKind, OrderLines, ProductId,

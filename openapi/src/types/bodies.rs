@@ -172,6 +172,12 @@ pub struct OrderBody {
     #[oai(skip_serializing_if_is_none)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cancel_reason: Option<String>,
+    /// For a pickup: when it will be ready at the store (RFC 3339 with the store's offset), as
+    /// promised when the order was placed — now plus the store's preparation time while it is
+    /// open, else its next opening plus that time (closed dates skipped).
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready_by: Option<String>,
 }
 
 impl Example for OrderBody {
@@ -202,6 +208,7 @@ impl Example for OrderBody {
             accepted_at: "2026-11-24T09:00:00.000Z".into(),
             reject_reason: None,
             cancel_reason: None,
+            ready_by: None,
         }
     }
 }
@@ -246,6 +253,7 @@ impl From<model::Order> for OrderBody {
             accepted_at: rfc3339(o.accepted_at_ms),
             reject_reason: o.reason,
             cancel_reason: o.fulfillment.cancel_reason.clone(),
+            ready_by: o.fulfillment.ready_by.clone(),
             fulfillment: o.fulfillment.into(),
         }
     }

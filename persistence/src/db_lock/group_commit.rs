@@ -47,6 +47,8 @@ pub(crate) struct Member {
     pub prices: Arc<Vec<i64>>,
     pub candidate: Candidate,
     pub deadline: Instant,
+    /// When a pickup will be ready ([`crate::orders::build::ready_by`]), decided with the request.
+    pub ready_by: Option<Arc<str>>,
 }
 
 /// What a group answers one of its members.
@@ -208,12 +210,7 @@ impl Storage {
         }
         let mut answers = Vec::with_capacity(members.len());
         for m in members {
-            answers.push(
-                with_retry("mysql-first order", || {
-                    self.try_db_lock(&m.req, &m.prices, m.candidate, m.deadline)
-                })
-                .await,
-            );
+            answers.push(with_retry("mysql-first order", || self.try_db_lock(m)).await);
         }
         answers
     }
@@ -298,7 +295,7 @@ impl Storage {
                     }
                     Some(Ok(())) => {}
                 }
-                let order = build_order(
+                let mut order = build_order(
                     Order::new_id(loc.get()),
                     OrderStatus::Confirmed,
                     m.req.path,
@@ -307,6 +304,7 @@ impl Storage {
                     &m.req.lines,
                     &m.prices,
                 );
+                order.fulfillment.ready_by = m.ready_by.as_deref().map(str::to_owned);
                 placed.push((i, order));
             }
             if placed.is_empty() {

@@ -19,13 +19,13 @@ pub use stock_changes::{StockChange, StockTarget};
 use crate::error::{Refusal, StorageError, StorageResult};
 use crate::infra::mysql::with_retry;
 use crate::model::{Order, OrderPath, OrderStatus};
-use crate::orders::build::build_order;
+use crate::orders::build::{build_order, ready_by};
 use crate::orders::idempotency::{claim_mysql, complete_mysql, Claim, IdempotencyRequest};
 use crate::orders::ledger::{
     change_mysql_stock, insert_movements, insert_orders, safety_of, Need, Reason,
 };
 use crate::Storage;
-use sf_routing::{candidates, Candidate, Destination, LocationId, OrderLines, ProductId};
+use sf_routing::{candidates_at, Destination, LocationId, OrderLines, ProductId};
 use sqlx::MySqlConnection;
 use tokio::time::Instant;
 
@@ -71,11 +71,9 @@ impl Storage {
     /// be decided together; see [`crate::db_lock::group_commit`]).
     pub(crate) async fn try_db_lock(
         &self,
-        req: &DbLockOrder,
-        prices: &[i64],
-        candidate: Candidate,
-        deadline: Instant,
+        member: &crate::db_lock::group_commit::Member,
     ) -> StorageResult<Attempt> {
+        let (req, candidate, deadline) = (&*member.req, member.candidate, member.deadline);
         let loc = candidate.location;
         let deltas: Vec<(ProductId, i64)> = req
             .lines
@@ -93,15 +91,16 @@ impl Storage {
                     return Ok(Err(Attempt::Placed(Placed::Replayed(*order))));
                 }
             }
-            let order = build_order(
+            let mut order = build_order(
                 Order::new_id(loc.get()),
                 OrderStatus::Confirmed,
                 req.path,
                 &req.destination,
                 candidate,
                 &req.lines,
-                prices,
+                &member.prices,
             );
+            order.fulfillment.ready_by = member.ready_by.as_deref().map(str::to_owned);
             let reason = match req.path {
                 OrderPath::Pos => Reason::PosSale,
                 _ => Reason::Order,
@@ -270,14 +269,25 @@ impl Storage {
             .ok_or_else(|| Refusal::UnknownOrder(order_id.to_owned()).into())
     }
 
-    /// The 409 for an order no candidate could fill. For a pickup it lists the nearby stores that
-    /// could, nearest first.
+    /// The 409 for an order no candidate could fill at `now`. For a pickup it lists the nearby
+    /// stores that could, nearest first; for a same-day order that stores in the radius could
+    /// fill outside their same-day window, it says when the window opens again instead.
     pub(crate) async fn no_location(
         &self,
         lines: OrderLines,
         destination: &Destination,
         shortest: Option<(LocationId, ProductId, i64)>,
+        now: jiff::Timestamp,
     ) -> StorageError {
+        if let Destination::SameDay { address, radius_km } = *destination {
+            match self.same_day_closed(&lines, address, radius_km, now).await {
+                Ok(Some(closed)) => return closed.into(),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not look at the stores outside their same-day window");
+                }
+            }
+        }
         let detail = match (destination, shortest) {
             (_, Some((loc, product, have))) => {
                 let want = lines
@@ -303,7 +313,7 @@ impl Storage {
         };
         let alternatives = match destination {
             Destination::Pickup { store, .. } => {
-                match self.pickup_alternatives(&lines, *store).await {
+                match self.pickup_alternatives(&lines, *store, now).await {
                     Ok(a) => Some(a),
                     Err(e) => {
                         tracing::warn!(error = %e, "could not list pickup alternatives");
@@ -329,8 +339,12 @@ impl DbLock<'_> {
     #[tracing::instrument(level = "debug", skip(self, req), fields(path = req.path.as_str()))]
     pub async fn place(&self, req: &DbLockOrder) -> StorageResult<Placed> {
         let prices = self.prices(&req.lines).await?;
-        let ranked = candidates(&self.catalog().locations().index, &req.destination)
+        let now = jiff::Timestamp::now();
+        let locations = self.catalog().locations();
+        let ranked = candidates_at(&locations.index, &req.destination, now)
             .map_err(|e| Refusal::NotFound(e.to_string()))?;
+        let ready_by: Option<std::sync::Arc<str>> =
+            ready_by(&locations.index, &req.destination, now).map(Into::into);
         let mut shortest = None;
         let deadline = self.db_deadline();
         let (req_shared, prices) = (
@@ -344,6 +358,7 @@ impl DbLock<'_> {
                     prices: prices.clone(),
                     candidate: *candidate,
                     deadline,
+                    ready_by: ready_by.clone(),
                 })
                 .await?;
             match attempt {
@@ -354,7 +369,7 @@ impl DbLock<'_> {
             }
         }
         Err(self
-            .no_location(req.lines.clone(), &req.destination, shortest)
+            .no_location(req.lines.clone(), &req.destination, shortest, now)
             .await)
     }
 

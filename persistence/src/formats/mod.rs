@@ -4,7 +4,7 @@
 //!
 //! | format | where | version |
 //! |---|---|---|
-//! | [`OrderRecord`] | an order's Redis record (field `j`), its reservation event (field `j`), the answer an idempotency key replays (Redis claim, MySQL `idempotency_keys.response`) | `v` field; absent = 1 (the optional `idempotency`, the key a Redis-path order was placed with, and the optional `pickupCode` of a pickup are additive: version 1 still) |
+//! | [`OrderRecord`] | an order's Redis record (field `j`), its reservation event (field `j`), the answer an idempotency key replays (Redis claim, MySQL `idempotency_keys.response`) | `v` field; absent = 1 (the optional `idempotency`, the key a Redis-path order was placed with, and the optional `pickupCode` and `readyBy` of a pickup are additive: version 1 still) |
 //! | [`StreamEvent`] | `<p>{L<loc>}:ev` entries: `v`, `t` (kind), `o` (order id), `l` (lines `p:q,…`), `j` (an [`OrderRecord`], reservations only) | `v` field; absent = 1; a kind a reader does not know is acknowledged without effect |
 //! | the idempotency claim | `<p>idem:{<scope>:<key>}` | its `2\|` prefix (version 1, `<fingerprint>\|<answer>`, is still read) |
 
@@ -44,6 +44,10 @@ pub struct OrderRecord {
     /// codes, or of another delivery type) has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pickup_code: Option<String>,
+    /// When a pickup will be ready (RFC 3339 with the store's offset), as the order promised it.
+    /// Optional and additive, like `pickupCode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_by: Option<String>,
 }
 
 /// The `Idempotency-Key` of an order record.
@@ -117,6 +121,7 @@ impl OrderRecord {
                 fingerprint: k.fingerprint.clone(),
             }),
             pickup_code: order.fulfillment.pickup_code.clone(),
+            ready_by: order.fulfillment.ready_by.clone(),
         };
         serde_json::to_string(&record).expect("an order record serializes")
     }
@@ -176,6 +181,7 @@ impl OrderRecord {
             // Not yet persisted: not yet on its way out.
             fulfillment: crate::model::Fulfillment {
                 pickup_code: r.pickup_code,
+                ready_by: r.ready_by,
                 ..Default::default()
             },
         };
@@ -505,12 +511,18 @@ mod tests {
         let mut o = order();
         o.delivery_type = DeliveryType::Pickup;
         o.fulfillment.pickup_code = Some("042917".into());
+        o.fulfillment.ready_by = Some("2026-12-07T18:30:00+09:00".into());
         let json = OrderRecord::encode(&o);
         assert!(json.contains(r#""pickupCode":"042917""#), "{json}");
+        assert!(
+            json.contains(r#""readyBy":"2026-12-07T18:30:00+09:00""#),
+            "{json}"
+        );
         assert_eq!(OrderRecord::decode(&json).unwrap(), o);
         let old = OrderRecord::decode(VERSION_ONE_WITHOUT_V).unwrap();
         assert_eq!(old.fulfillment, crate::model::Fulfillment::default());
         assert!(!OrderRecord::encode(&order()).contains("pickupCode"));
+        assert!(!OrderRecord::encode(&order()).contains("readyBy"));
     }
 
     #[test]

@@ -2,10 +2,26 @@
 //! destination, and the location that fulfils it.
 
 use crate::model::{Address, Order, OrderItem, OrderPath, OrderStatus};
-use sf_routing::{Candidate, Destination, OrderLines};
+use sf_routing::{Candidate, Destination, LocationIndex, OrderLines};
 
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// When a pickup decided at `now` will be ready at its store ([`sf_routing::ready_by`]), as the
+/// order promises it ([`sf_routing::rfc3339`]); `None` for every other destination.
+pub(crate) fn ready_by(
+    index: &LocationIndex,
+    destination: &Destination,
+    now: jiff::Timestamp,
+) -> Option<String> {
+    let Destination::Pickup { store, .. } = *destination else {
+        return None;
+    };
+    sf_routing::ready_by(index, store, now)
+        .ok()
+        .flatten()
+        .map(|at| sf_routing::rfc3339(&at))
 }
 
 pub(crate) fn build_order(

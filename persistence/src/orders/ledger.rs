@@ -168,7 +168,7 @@ pub(crate) async fn insert_orders(
         QueryBuilder::new(
             "INSERT INTO orders (id, path, delivery_type, status, fulfillment, location_id, \
              distance_km, delivery_latitude, delivery_longitude, total_amount, accepted_at, \
-             cancelled_at, reject_reason, rejected_at, handed_over_at, pickup_code) ",
+             cancelled_at, reject_reason, rejected_at, handed_over_at, pickup_code, ready_by) ",
         )
         .push_values(chunk.iter().zip(accepted), |mut row, (o, accepted)| {
             let (status, cancelled_at, rejected_at) = match o.status {
@@ -196,7 +196,8 @@ pub(crate) async fn insert_orders(
                 .push_bind(o.reason.as_deref())
                 .push(rejected_at)
                 .push(handed_over_at)
-                .push_bind(o.fulfillment.pickup_code.as_deref());
+                .push_bind(o.fulfillment.pickup_code.as_deref())
+                .push_bind(o.fulfillment.ready_by.as_deref());
         })
         .build()
         .execute(&mut *conn)

@@ -38,6 +38,7 @@ struct OrderRow {
     accepted_ms: i64,
     fulfillment: FulfillmentStatus,
     pickup_code: Option<String>,
+    ready_by: Option<String>,
     ready_ms: Option<i64>,
     handed_over_ms: Option<i64>,
     cancel_reason: Option<String>,
@@ -65,6 +66,7 @@ impl OrderRow {
             fulfillment: Fulfillment {
                 status: self.fulfillment,
                 pickup_code: self.pickup_code,
+                ready_by: self.ready_by,
                 ready_at_ms: self.ready_ms,
                 handed_over_at_ms: self.handed_over_ms,
                 cancel_reason: self.cancel_reason,
@@ -86,7 +88,7 @@ impl Storage {
                  CAST(status AS CHAR) AS status, location_id, distance_km, delivery_latitude, \
                  delivery_longitude, total_amount, reject_reason, \
                  CAST(UNIX_TIMESTAMP(accepted_at) * 1000 AS SIGNED) AS accepted_ms, \
-                 CAST(fulfillment AS CHAR) AS fulfillment, pickup_code, \
+                 CAST(fulfillment AS CHAR) AS fulfillment, pickup_code, ready_by, \
                  CAST(UNIX_TIMESTAMP(ready_at) * 1000 AS SIGNED) AS ready_ms, \
                  CAST(UNIX_TIMESTAMP(handed_over_at) * 1000 AS SIGNED) AS handed_over_ms, \
                  cancel_reason \

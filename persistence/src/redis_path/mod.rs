@@ -10,11 +10,11 @@ mod stock;
 use crate::db_lock::Placed;
 use crate::error::{Failure, FailureKind, Refusal, StorageError, StorageResult};
 use crate::model::{Order, OrderPath, OrderStatus};
-use crate::orders::build::build_order;
+use crate::orders::build::{build_order, ready_by};
 use crate::orders::idempotency::IdempotencyRequest;
 use crate::scripts::reserve::{Decision, Reserve};
 use crate::Storage;
-use sf_routing::{candidates, Destination, OrderLines, ProductId};
+use sf_routing::{candidates_at, Destination, OrderLines, ProductId};
 use std::time::Duration;
 
 crate::handle!(
@@ -56,12 +56,15 @@ impl Storage {
         deadline: tokio::time::Instant,
     ) -> StorageResult<Order> {
         let prices = self.prices(&req.lines).await?;
-        let ranked = candidates(&self.catalog().locations().index, &req.destination)
+        let now = jiff::Timestamp::now();
+        let locations = self.catalog().locations();
+        let ranked = candidates_at(&locations.index, &req.destination, now)
             .map_err(|e| Refusal::NotFound(e.to_string()))?;
+        let ready_by = ready_by(&locations.index, &req.destination, now);
         let mut shortest = None;
         for candidate in ranked {
             let loc = candidate.location;
-            let order = build_order(
+            let mut order = build_order(
                 Order::id_at(loc.get(), uuid),
                 OrderStatus::Accepted,
                 OrderPath::Redis,
@@ -70,6 +73,7 @@ impl Storage {
                 &req.lines,
                 &prices,
             );
+            order.fulfillment.ready_by.clone_from(&ready_by);
             // The record carries the key, which the consumer keeps in MySQL with the order.
             let json = crate::formats::OrderRecord::encode_keyed(&order, req.idempotency.as_ref());
             let mut loads = 0;
@@ -143,7 +147,7 @@ impl Storage {
             }
         }
         Err(self
-            .no_location(req.lines.clone(), &req.destination, shortest)
+            .no_location(req.lines.clone(), &req.destination, shortest, now)
             .await)
     }
 

@@ -2,11 +2,11 @@
 //! for same-day delivery, and pickup alternatives.
 
 use super::RedisPath;
-use crate::error::{StorageError, StorageResult};
+use crate::error::{Refusal, StorageError, StorageResult};
 use crate::infra::mysql::push_list;
 use crate::model::StockSource;
 use crate::Storage;
-use sf_routing::{eligible, LocationId, LocationKind, OrderLines, ProductId};
+use sf_routing::{eligible, Coordinates, LocationId, LocationKind, OrderLines, ProductId};
 use sqlx::QueryBuilder;
 
 impl Storage {
@@ -167,7 +167,9 @@ impl Storage {
         &self,
         lines: &OrderLines,
         store: LocationId,
+        now: jiff::Timestamp,
     ) -> StorageResult<Vec<crate::Alternative>> {
+        let index = &self.catalog().locations().index;
         let products: Vec<ProductId> = lines.products().collect();
         let (nearby, _) = self
             .redis_path()
@@ -188,8 +190,76 @@ impl Storage {
                     .map(|(_, n, _)| n.clone())
                     .unwrap_or_default(),
                 distance_km: c.distance_km.map(|d| (d * 1000.0).round() / 1000.0),
+                ready_by: sf_routing::ready_by(index, c.location, now)
+                    .ok()
+                    .flatten()
+                    .map(|at| sf_routing::rfc3339(&at)),
             })
             .collect())
+    }
+
+    /// The refusal of a same-day order at `now` when stores within `radius_km` of `address` could
+    /// fill it but none is in its same-day window ([`sf_routing::same_day_closed`]): when the
+    /// first of them opens its window again, and each of them for a pickup. `None` when no store
+    /// outside its window has the goods either (then the order is simply short).
+    pub(crate) async fn same_day_closed(
+        &self,
+        lines: &OrderLines,
+        address: Coordinates,
+        radius_km: f64,
+        now: jiff::Timestamp,
+    ) -> StorageResult<Option<Refusal>> {
+        let locations = self.catalog().locations();
+        let outside =
+            sf_routing::same_day(&locations.index, address, radius_km, now).outside_window;
+        if outside.is_empty() {
+            return Ok(None);
+        }
+        let products: Vec<ProductId> = lines.products().collect();
+        let locs: Vec<LocationId> = outside.iter().map(|c| c.location).collect();
+        let (stock, _) = self.redis_path().read_stock(&locs, &products).await?;
+        let good = eligible(&outside, lines, |loc, p| {
+            let at = locs.iter().position(|l| *l == loc)?;
+            Some(stock[at][products.iter().position(|x| *x == p)?])
+        });
+        let Some(closed) = sf_routing::same_day_closed(&locations.index, &good, now) else {
+            return Ok(None);
+        };
+        let next_same_day_at = closed.next_same_day_at.as_ref().map(sf_routing::rfc3339);
+        let stores = closed.alternatives.len();
+        let detail = format!(
+            "same-day delivery is closed now at the {stores} store{} within {radius_km} km that have the goods: {}; or pick the order up at one of them (alternatives, with readyBy)",
+            if stores == 1 { "" } else { "s" },
+            match &next_same_day_at {
+                Some(at) => format!("it opens again at {at} (nextSameDayAt)"),
+                None => format!(
+                    "none opens for same-day in the next {} days",
+                    sf_routing::calendar::SEARCH_DAYS
+                ),
+            }
+        );
+        let alternatives = closed
+            .alternatives
+            .into_iter()
+            .map(|a| crate::Alternative {
+                store_id: a.candidate.location.get(),
+                name: locations
+                    .index
+                    .get(a.candidate.location)
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default(),
+                distance_km: a
+                    .candidate
+                    .distance_km
+                    .map(|d| (d * 1000.0).round() / 1000.0),
+                ready_by: a.ready_by.as_ref().map(sf_routing::rfc3339),
+            })
+            .collect();
+        Ok(Some(Refusal::SameDayClosed {
+            detail,
+            next_same_day_at,
+            alternatives,
+        }))
     }
 }
 
