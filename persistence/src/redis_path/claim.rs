@@ -68,7 +68,7 @@ impl Storage {
                     // A new claim, unless Redis lost an earlier one (its data, or a failover to a
                     // replica that lacked it) whose order MySQL holds by now.
                     if let Some(order) = self.keyed_in_mysql(idem, &key, &token).await? {
-                        return Ok(Claimed::Replay(order));
+                        return Ok(Claimed::Replay(Box::new(order)));
                     }
                     return Ok(Claimed::Owner { uuid, token });
                 }
@@ -77,7 +77,7 @@ impl Storage {
                     if let Some(order) = self.find_placed(&uuid).await? {
                         tracing::info!(order = %order.order_id, "idempotent retry found the order an earlier attempt placed");
                         self.answer_claim(idem, &key, &token, &order).await?;
-                        return Ok(Claimed::Replay(order));
+                        return Ok(Claimed::Replay(Box::new(order)));
                     }
                     return Ok(Claimed::Owner { uuid, token });
                 }
@@ -86,9 +86,9 @@ impl Storage {
                         return Err(Refusal::IdempotencyMismatch.into());
                     }
                     if let Some(answer) = &record.answer {
-                        return Ok(Claimed::Replay(crate::formats::OrderRecord::decode(
-                            answer,
-                        )?));
+                        return Ok(Claimed::Replay(Box::new(
+                            crate::formats::OrderRecord::decode(answer)?,
+                        )));
                     }
                 }
             }

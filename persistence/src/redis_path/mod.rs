@@ -45,7 +45,7 @@ pub(super) enum Claimed {
     /// This request decides the order, under this uuid, holding the claim's lease.
     Owner { uuid: String, token: String },
     /// The order was placed before: its first answer (or, after a lost answer, the order itself).
-    Replay(Order),
+    Replay(Box<Order>),
 }
 
 impl Storage {
@@ -191,7 +191,7 @@ impl RedisPath<'_> {
                 Claimed::Replay(order) => {
                     let claim_key = self.keys.idempotency(&idem.scope, &idem.key);
                     return Ok(Placed::Replayed(
-                        self.confirm_replay(order, &claim_key).await?,
+                        self.confirm_replay(*order, &claim_key).await?,
                     ));
                 }
                 Claimed::Owner { uuid, token } => Some((idem, uuid, token)),
