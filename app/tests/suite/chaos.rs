@@ -1,10 +1,10 @@
 //! Chaos: many concurrent clients on every write path (Redis-path and DB-lock orders, cancels on
-//! both paths, POS sales and returns, operators' stock changes and counts, fulfilment steps:
-//! pickups made ready and collected with their code, same-day orders dispatched, warehouse orders
-//! shipped) against three instances of the service — two in this process, one the service binary
-//! as a process of its own — while a fault schedule drawn from a seeded RNG loses replies, cuts
-//! connections, slows down and takes away MySQL and Redis, kills Redis (and wipes it), stops
-//! consumers, and pauses (`SIGSTOP`) and kills the service process.
+//! both paths, POS sales and returns, operators' stock changes, counts and store hours,
+//! fulfilment steps: pickups made ready and collected with their code, same-day orders
+//! dispatched, warehouse orders shipped) against three instances of the service — two in this
+//! process, one the service binary as a process of its own — while a fault schedule drawn from a
+//! seeded RNG loses replies, cuts connections, slows down and takes away MySQL and Redis, kills
+//! Redis (and wipes it), stops consumers, and pauses (`SIGSTOP`) and kills the service process.
 //! Afterwards the full history of requests and answers is checked against every invariant.
 //!
 //! - `SF_CHAOS_SEED` replays a run: the seed is printed at the start, and it draws the fault
@@ -72,6 +72,8 @@ enum Op {
     Status,
     SetStock,
     Adjust,
+    /// An operator changes a store's hours.
+    Hours,
     Fulfil(Step),
 }
 
@@ -520,9 +522,45 @@ async fn cancel(sh: &Shared, client: usize, rng: &mut StdRng, pos: bool) {
     .await;
 }
 
+/// An operator changes a random store's calendar: open around the clock, closed today, or past
+/// its same-day cut-off (open all day). Same-day orders then skip it, or find same-day closed.
+async fn change_hours(sh: &Shared, client: usize, rng: &mut StdRng) {
+    let w = &sh.world;
+    let store = w.stores[rng.gen_range(0..w.stores.len())].0;
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::get("Asia/Seoul").unwrap())
+        .date()
+        .to_string();
+    let all_day: Vec<Value> = ["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"]
+        .iter()
+        .map(|d| json!({"day": d, "opens": "00:00", "closes": "24:00"}))
+        .collect();
+    let body = match rng.gen_range(0..3) {
+        0 => json!({"openingHours": [], "closedDates": [], "sameDayCutoff": null}),
+        1 => json!({"openingHours": all_day, "closedDates": [today], "sameDayCutoff": null}),
+        _ => json!({"openingHours": all_day, "closedDates": [], "sameDayCutoff": "00:01"}),
+    };
+    let target = sh.pick_target(rng);
+    sh.send(
+        client,
+        target,
+        Op::Hours,
+        Method::PATCH,
+        format!("/api/admin/locations/{store}"),
+        Some(&body),
+        Some(ADMIN),
+        None,
+        None,
+    )
+    .await;
+}
+
 /// An operator adjusts or sets the stock of a random (location, product).
 async fn operate(sh: &Shared, client: usize, rng: &mut StdRng) {
     let w = &sh.world;
+    if rng.gen_bool(0.1) {
+        return change_hours(sh, client, rng).await;
+    }
     let locs = w.locations();
     let loc = locs[rng.gen_range(0..locs.len())];
     let p = w.products[rng.gen_range(0..w.products.len())];
@@ -1108,6 +1146,8 @@ struct Seen {
     cancel_200: Option<u64>,
     /// The first hand-over answered 200: when it was sent, and the step.
     handed_200: Option<(u64, Step)>,
+    /// The `readyBy` values shown to a client (a pickup's, in order answers and look-ups).
+    ready_by: Vec<String>,
 }
 
 /// An order's ledger rows for one (location, product): sale rows, their units, return rows,
@@ -1156,6 +1196,7 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
                     if let Some(st) = r.body["status"].as_str() {
                         s.shown.push(st.to_owned());
                     }
+                    s.ready_by.extend(r.body["readyBy"].as_str().map(str::to_owned));
                     if let Some(k) = &r.idem {
                         keyed.entry((path, k.clone())).or_default().insert(id);
                     }
@@ -1204,6 +1245,7 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
                     if let Some(st) = r.body["status"].as_str() {
                         s.shown.push(st.to_owned());
                     }
+                    s.ready_by.extend(r.body["readyBy"].as_str().map(str::to_owned));
                 }
                 0 | 404 | 410 | 500 | 502..=504 => {}
                 _ => v.push(format!(
@@ -1217,6 +1259,7 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
                     if let Some(st) = r.body["status"].as_str() {
                         s.shown.push(st.to_owned());
                     }
+                    s.ready_by.extend(r.body["readyBy"].as_str().map(str::to_owned));
                     let f = &r.body["fulfillment"];
                     if r.body["status"] != "CONFIRMED" || f["status"] != step.target() {
                         v.push(format!("{step:?} answered 200 with {}", r.body));
@@ -1240,6 +1283,13 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
             },
             Op::SetStock | Op::Adjust => match r.status {
                 0 | 200 | 409 | 422 | 500 | 502..=504 => {}
+                _ => v.push(format!(
+                    "unexpected answer to {}: {} {}",
+                    r.url, r.status, r.body
+                )),
+            },
+            Op::Hours => match r.status {
+                0 | 200 | 500 | 502..=504 => {}
                 _ => v.push(format!(
                     "unexpected answer to {}: {} {}",
                     r.url, r.status, r.body
@@ -1277,14 +1327,17 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
     }
     // Each order's way out: (fulfillment, delivery type, cancel reason).
     let mut ways: HashMap<String, (String, String, Option<String>)> = HashMap::new();
+    // I9: a pickup's readyBy is kept as it was promised.
+    let mut ready_by: HashMap<String, Option<String>> = HashMap::new();
     for r in sqlx::query(
         "SELECT id, CAST(fulfillment AS CHAR) AS fulfillment, \
-         CAST(delivery_type AS CHAR) AS delivery_type, cancel_reason FROM orders",
+         CAST(delivery_type AS CHAR) AS delivery_type, cancel_reason, ready_by FROM orders",
     )
     .fetch_all(&t.db)
     .await
     .unwrap()
     {
+        ready_by.insert(r.get("id"), r.get("ready_by"));
         ways.insert(
             r.get("id"),
             (
@@ -1293,6 +1346,19 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
                 r.get("cancel_reason"),
             ),
         );
+    }
+    for (id, (_, delivery_type, _)) in &ways {
+        let kept = &ready_by[id];
+        if (delivery_type == "PICKUP") != kept.is_some() {
+            v.push(format!("I9: {delivery_type} order {id} has readyBy {kept:?}"));
+        }
+        if let Some(s) = seen.get(id) {
+            if let Some(other) = s.ready_by.iter().find(|r| Some(*r) != kept.as_ref()) {
+                v.push(format!(
+                    "I9: order {id} was shown readyBy {other}, MySQL keeps {kept:?}"
+                ));
+            }
+        }
     }
     let mut lines: HashMap<String, Vec<(u64, i64)>> = HashMap::new();
     for r in sqlx::query("SELECT order_id, product_id, quantity FROM order_lines")
