@@ -15,7 +15,7 @@
 
 use crate::problem::{ApiResult, Problem};
 use crate::state::ApiState;
-use crate::types::{LocationList, ProductBody, ProductList};
+use crate::types::{LocationBody, LocationList, ProductBody, ProductList};
 use bytes::Bytes;
 use poem::{IntoResponse, Response};
 use poem_openapi::param::{Header, Path, Query};
@@ -408,7 +408,9 @@ impl CatalogApi {
 
     /// List locations
     ///
-    /// Warehouses and stores with their coordinates.
+    /// Warehouses and stores with their coordinates and calendars: opening hours, closed dates,
+    /// same-day cut-off and pickup preparation time, whether each is open now, and for stores
+    /// until when today same-day orders are routed there (`sameDayOpenUntil`).
     #[oai(
         path = "/api/locations",
         method = "get",
@@ -417,8 +419,13 @@ impl CatalogApi {
     )]
     async fn locations(&self) -> ApiResult<LocationsResponse> {
         let locations = self.state.storage.catalog().locations();
+        let now = jiff::Timestamp::now();
         Ok(LocationsResponse::Ok(Json(LocationList {
-            locations: locations.all.iter().cloned().map(Into::into).collect(),
+            locations: locations
+                .all
+                .iter()
+                .map(|l| LocationBody::new(l, now))
+                .collect(),
         })))
     }
 }

@@ -10,9 +10,10 @@ use crate::catalog::page_and_size;
 use crate::orders::idempotency;
 use crate::problem::{ApiResult, Problem};
 use crate::state::ApiState;
-use crate::types::{parse_lines, OrderBody, PosOrderRequest};
+use crate::types::{parse_lines, same_day_open_until, OrderBody, PosOrderRequest};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
+use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 use sf_persistence::db_lock::{DbLockOrder, Placed};
 use sf_persistence::model::OrderPath;
@@ -58,12 +59,45 @@ pub struct NearbyStore {
     pub name: String,
     pub distance_km: f64,
     pub quantity: i64,
+    /// Open at the time of the answer (its opening hours and closed dates).
+    pub open_now: bool,
+    /// When today's same-day window ends (ISO-8601 with the store's offset; the end of the day
+    /// for a store open around the clock); absent when same-day is closed for the rest of the
+    /// day.
+    #[oai(skip_serializing_if_is_none)]
+    pub same_day_open_until: Option<String>,
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct NearbyStores {
     /// Nearest first.
     pub stores: Vec<NearbyStore>,
+}
+
+impl Example for NearbyStores {
+    fn example() -> Self {
+        Self {
+            stores: vec![
+                NearbyStore {
+                    store_id: 12,
+                    name: "Jongno 3-ga".into(),
+                    distance_km: 1.214,
+                    quantity: 7,
+                    open_now: true,
+                    same_day_open_until: Some("2026-12-07T20:00:00+09:00".into()),
+                },
+                NearbyStore {
+                    store_id: 14,
+                    name: "Seoul Station".into(),
+                    distance_km: 1.873,
+                    quantity: 2,
+                    open_now: false,
+                    same_day_open_until: None,
+                },
+            ],
+        }
+    }
 }
 
 /// A page of the store's products.
@@ -298,22 +332,29 @@ impl StoresApi {
             .0
             .unwrap_or(self.state.storage.options().same_day_radius_km.min(100.0));
         let limit = limit.0.unwrap_or(10) as usize;
+        let now = jiff::Timestamp::now();
         let (nearby, source) = self
             .state
             .storage
             .redis_path()
             .nearby_stock(store, &[product], radius)
             .await?;
+        let locations = self.state.storage.catalog().locations();
         let body = NearbyStores {
             stores: nearby
                 .into_iter()
                 .filter(|(_, _, q)| q[0] > 0)
                 .take(limit)
-                .map(|(c, name, q)| NearbyStore {
-                    store_id: c.location.get(),
-                    name,
-                    distance_km: (c.distance_km.unwrap_or(0.0) * 1000.0).round() / 1000.0,
-                    quantity: q[0],
+                .map(|(c, name, q)| {
+                    let calendar = locations.index.get(c.location).map(|s| s.calendar());
+                    NearbyStore {
+                        store_id: c.location.get(),
+                        name,
+                        distance_km: (c.distance_km.unwrap_or(0.0) * 1000.0).round() / 1000.0,
+                        quantity: q[0],
+                        open_now: calendar.is_some_and(|cal| cal.is_open(now)),
+                        same_day_open_until: calendar.and_then(|cal| same_day_open_until(cal, now)),
+                    }
                 })
                 .collect(),
         };

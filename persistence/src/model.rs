@@ -2,7 +2,8 @@
 //! own, versioned: [`crate::formats`].
 
 use serde::{Deserialize, Serialize};
-use sf_routing::{DeliveryType, LocationId, LocationKind};
+use sf_routing::{Calendar, DeliveryType, LocationId, LocationKind};
+use std::sync::Arc;
 
 /// Also read from MySQL as it is, from the text of the `status` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,8 +242,7 @@ pub struct StockLevel {
     pub quantity: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Location {
     pub location_id: u64,
     pub location_type: LocationKind,
@@ -252,6 +252,18 @@ pub struct Location {
     pub active: bool,
     /// The safety stock of its products that have none of their own.
     pub safety_stock: i64,
+    /// Its own calendar; `None`: open around the clock (see [`Location::calendar`]). The same
+    /// `Arc` as the routing index's site.
+    pub calendar: Option<Arc<Calendar>>,
+}
+
+impl Location {
+    /// The calendar this location follows: its own, or the always-open default.
+    pub fn calendar(&self) -> &Calendar {
+        self.calendar
+            .as_deref()
+            .unwrap_or_else(|| sf_routing::calendar::always_open())
+    }
 }
 
 /// A page of results.

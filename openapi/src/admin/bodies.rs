@@ -2,12 +2,15 @@
 //! data losses, each with its Swagger example.
 
 use crate::problem::Problem;
-use crate::types::{LocationBody, LocationTypeBody, OrderBody, Text};
+use crate::types::{
+    LocationBody, LocationTypeBody, OpeningHoursBody, OrderBody, Text, WeekdayBody,
+};
 use poem_openapi::payload::Json;
-use poem_openapi::types::Example;
+use poem_openapi::types::{Example, MaybeUndefined};
 use poem_openapi::{ApiResponse, Enum, Object};
+use sf_persistence::catalog::CalendarChange;
 use sf_persistence::orders::Reason;
-use sf_routing::LocationId;
+use sf_routing::{CalendarSpec, LocationId};
 
 /// Why an operator changes stock; recorded in the ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -124,9 +127,13 @@ pub enum KeyRevoked {
 // are named too. A plain `\S` let a name of only U+FEFF through, and refused U+0085 the spec
 // allows.
 
-/// A new warehouse or store.
+/// A new warehouse or store, with its calendar. Send no calendar field and it is open around the
+/// clock in `Asia/Seoul` (as every warehouse); send any, and the others take their defaults.
+/// Times are local wall-clock times in `timeZone`; a calendar that breaks a rule (an unknown
+/// zone, a time that is not `HH:MM`, `closes` not after `opens`, two ranges of one day that
+/// overlap, a date that is not `YYYY-MM-DD`) is a 422 whose `detail` names the field.
 #[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase", deny_unknown_fields)]
+#[oai(rename_all = "camelCase", deny_unknown_fields, example)]
 pub struct NewLocation {
     pub location_type: LocationTypeBody,
     /// 1 to 200 characters, not only white space.
@@ -142,12 +149,85 @@ pub struct NewLocation {
     /// -180 to 180.
     #[oai(validator(minimum(value = "-180"), maximum(value = "180")))]
     pub longitude: f64,
+    /// An IANA time zone name (default `Asia/Seoul`).
+    #[oai(validator(max_length = 64))]
+    pub time_zone: Option<String>,
+    /// Weekly opening ranges (at most 70); a day without a range is closed. None or empty: open
+    /// around the clock.
+    #[oai(validator(max_items = 70))]
+    pub opening_hours: Option<Vec<OpeningHoursBody>>,
+    /// Civil dates `YYYY-MM-DD` (in `timeZone`, at most 400) on which it is closed all day.
+    #[oai(validator(max_items = 400))]
+    pub closed_dates: Option<Vec<String>>,
+    /// Same-day orders are routed here only before this local time, `HH:MM` (default: the end
+    /// of the current opening minus `pickupPreparationMinutes`).
+    #[oai(validator(max_length = 16))]
+    pub same_day_cutoff: Option<String>,
+    /// How long a pickup takes to prepare, 0 to 1440 minutes (default 30).
+    #[oai(validator(minimum(value = "0"), maximum(value = "1440")))]
+    pub pickup_preparation_minutes: Option<i64>,
+}
+
+impl NewLocation {
+    /// The calendar sent, or `None` when no calendar field was.
+    pub fn calendar(&self) -> Option<CalendarSpec> {
+        let none = self.time_zone.is_none()
+            && self.opening_hours.is_none()
+            && self.closed_dates.is_none()
+            && self.same_day_cutoff.is_none()
+            && self.pickup_preparation_minutes.is_none();
+        (!none).then(|| CalendarSpec {
+            time_zone: self.time_zone.clone(),
+            opening_hours: self
+                .opening_hours
+                .iter()
+                .flatten()
+                .cloned()
+                .map(Into::into)
+                .collect(),
+            closed_dates: self.closed_dates.clone().unwrap_or_default(),
+            same_day_cutoff: self.same_day_cutoff.clone(),
+            pickup_preparation_minutes: self.pickup_preparation_minutes,
+        })
+    }
+}
+
+impl Example for NewLocation {
+    fn example() -> Self {
+        Self {
+            location_type: LocationTypeBody::Store,
+            name: Text("Euljiro".into()),
+            latitude: 37.566,
+            longitude: 126.991,
+            time_zone: Some("Asia/Seoul".into()),
+            opening_hours: Some(
+                [
+                    WeekdayBody::Mon,
+                    WeekdayBody::Tue,
+                    WeekdayBody::Wed,
+                    WeekdayBody::Thu,
+                ]
+                .into_iter()
+                .chain([WeekdayBody::Fri, WeekdayBody::Sat])
+                .map(|day| OpeningHoursBody::new(day, "10:00", "22:00"))
+                .collect(),
+            ),
+            closed_dates: Some(vec!["2026-12-25".into()]),
+            same_day_cutoff: Some("18:00".into()),
+            pickup_preparation_minutes: Some(30),
+        }
+    }
 }
 
 /// Changes to a location; absent fields stay as they are. `active: false` closes it: routing
 /// never chooses it again and the store routes answer 404 for it; `active: true` reopens it.
+///
+/// Calendar fields replace what they name and keep the others: `openingHours: []` makes the
+/// location open around the clock again, `closedDates: []` clears its dates, `sameDayCutoff:
+/// null` removes the cut-off. The calendar that results is checked whole, like a new location's
+/// (a 422 names the field), and a refused change changes nothing.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(rename_all = "camelCase", deny_unknown_fields, example)]
 pub struct LocationPatch {
     /// 1 to 200 characters, not only white space.
     #[oai(validator(
@@ -165,11 +245,61 @@ pub struct LocationPatch {
     pub active: Option<bool>,
     /// The default safety stock of the location's products (0 to 1,000,000,000): units online
     /// orders may not take, for products without a buffer of their own.
-    #[oai(
-        rename = "safetyStock",
-        validator(minimum(value = "0"), maximum(value = "1000000000"))
-    )]
+    #[oai(validator(minimum(value = "0"), maximum(value = "1000000000")))]
     pub safety_stock: Option<i64>,
+    /// An IANA time zone name; the hours and dates keep their wall-clock values in it.
+    #[oai(validator(max_length = 64))]
+    pub time_zone: Option<String>,
+    /// Replaces every opening range (at most 70); `[]`: open around the clock.
+    #[oai(validator(max_items = 70))]
+    pub opening_hours: Option<Vec<OpeningHoursBody>>,
+    /// Replaces every closed date (`YYYY-MM-DD`, at most 400); `[]`: none.
+    #[oai(validator(max_items = 400))]
+    pub closed_dates: Option<Vec<String>>,
+    /// The same-day cut-off, `HH:MM`; `null` removes it (same-day then ends at closing time minus
+    /// `pickupPreparationMinutes`).
+    #[oai(validator(max_length = 16))]
+    pub same_day_cutoff: MaybeUndefined<String>,
+    /// How long a pickup takes to prepare, 0 to 1440 minutes.
+    #[oai(validator(minimum(value = "0"), maximum(value = "1440")))]
+    pub pickup_preparation_minutes: Option<i64>,
+}
+
+impl LocationPatch {
+    /// The calendar fields sent.
+    pub fn calendar(&self) -> CalendarChange {
+        CalendarChange {
+            time_zone: self.time_zone.clone(),
+            opening_hours: self
+                .opening_hours
+                .clone()
+                .map(|hours| hours.into_iter().map(Into::into).collect()),
+            closed_dates: self.closed_dates.clone(),
+            same_day_cutoff: match &self.same_day_cutoff {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(cutoff) => Some(Some(cutoff.clone())),
+            },
+            pickup_preparation_minutes: self.pickup_preparation_minutes,
+        }
+    }
+}
+
+impl Example for LocationPatch {
+    fn example() -> Self {
+        Self {
+            name: None,
+            latitude: None,
+            longitude: None,
+            active: None,
+            safety_stock: None,
+            time_zone: None,
+            opening_hours: None,
+            closed_dates: Some(vec!["2026-12-25".into(), "2027-01-01".into()]),
+            same_day_cutoff: MaybeUndefined::Value("17:00".into()),
+            pickup_preparation_minutes: None,
+        }
+    }
 }
 
 /// A new product.

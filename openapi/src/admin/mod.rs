@@ -199,8 +199,9 @@ impl AdminApi {
 
     /// Open a location
     ///
-    /// Adds a warehouse or a store. Routing considers it at once (on other instances within a few
-    /// seconds). Give it stock with the stock routes.
+    /// Adds a warehouse or a store, with its calendar (none: open around the clock). Routing
+    /// considers it at once (on other instances within a few seconds). Give it stock with the
+    /// stock routes. Answers 422 when the calendar breaks a rule (the `detail` names the field).
     #[oai(path = "/locations", method = "post", operation_id = "createLocation")]
     async fn create_location(
         &self,
@@ -216,15 +217,17 @@ impl AdminApi {
             .state
             .storage
             .catalog()
-            .create_location(kind, body.name.0.trim(), at)
+            .create_location(kind, body.name.0.trim(), at, body.calendar().as_ref())
             .await?;
-        Ok(LocationCreated::Created(Json(l.into())))
+        let now = jiff::Timestamp::now();
+        Ok(LocationCreated::Created(Json(LocationBody::new(&l, now))))
     }
 
     /// Change a location
     ///
-    /// Rename, move, close (`active: false`) or reopen a location. Answers 200 with the changed
-    /// location; 404 when there is no such location. A coordinate not sent stays as it is.
+    /// Rename, move, close (`active: false`) or reopen a location, or change its calendar.
+    /// Answers 200 with the changed location; 404 when there is no such location; 422 when the
+    /// calendar that results breaks a rule (nothing is changed). A field not sent stays as it is.
     #[oai(
         path = "/locations/:locationId",
         method = "patch",
@@ -261,15 +264,15 @@ impl AdminApi {
             coordinates,
             active: body.active,
             safety_stock: body.safety_stock,
+            calendar: body.calendar(),
         };
-        Ok(Json(
-            self.state
-                .storage
-                .catalog()
-                .update_location(id, change)
-                .await?
-                .into(),
-        ))
+        let l = self
+            .state
+            .storage
+            .catalog()
+            .update_location(id, change)
+            .await?;
+        Ok(Json(LocationBody::new(&l, jiff::Timestamp::now())))
     }
 
     /// List locations (operators)
@@ -287,13 +290,13 @@ impl AdminApi {
         active: Query<Option<bool>>,
     ) -> ApiResult<Json<LocationList>> {
         let locations = self.state.storage.catalog().locations();
+        let now = jiff::Timestamp::now();
         Ok(Json(LocationList {
             locations: locations
                 .all
                 .iter()
                 .filter(|l| active.0.is_none_or(|a| l.active == a))
-                .cloned()
-                .map(Into::into)
+                .map(|l| LocationBody::new(l, now))
                 .collect(),
         }))
     }
@@ -312,15 +315,11 @@ impl AdminApi {
         #[oai(name = "locationId", validator(minimum(value = "1")))] location_id: Path<i64>,
     ) -> ApiResult<Json<LocationBody>> {
         let id = location_in_path(location_id.0)?;
-        let location = self
-            .state
-            .storage
-            .catalog()
-            .locations()
+        let locations = self.state.storage.catalog().locations();
+        let location = locations
             .get(id)
-            .cloned()
             .ok_or(sf_persistence::Refusal::UnknownLocation(id))?;
-        Ok(Json(location.into()))
+        Ok(Json(LocationBody::new(location, jiff::Timestamp::now())))
     }
 
     /// Create a product

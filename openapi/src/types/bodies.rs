@@ -1,5 +1,6 @@
 //! Response bodies: orders, stock, products and locations as the wire shows them.
 
+use super::calendar::{same_day_open_until, OpeningHoursBody, WeekdayBody};
 use super::GeoPoint;
 use poem_openapi::types::Example;
 use poem_openapi::{Enum, Object};
@@ -415,9 +416,10 @@ impl Example for ProductList {
     }
 }
 
-/// A warehouse or store.
+/// A warehouse or store, with its calendar (every default filled in) and what the calendar says
+/// at the time of the answer.
 #[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", example)]
 pub struct LocationBody {
     pub location_id: u64,
     pub location_type: LocationTypeBody,
@@ -427,18 +429,86 @@ pub struct LocationBody {
     pub active: bool,
     /// The default safety stock of the location's products.
     pub safety_stock: i64,
+    /// The IANA time zone of its hours and dates (`Asia/Seoul` unless set).
+    pub time_zone: String,
+    /// Weekly opening ranges, by day and opening time; a day without a range is closed. Empty:
+    /// open around the clock (every warehouse, and every location without hours of its own).
+    pub opening_hours: Vec<OpeningHoursBody>,
+    /// Civil dates (`YYYY-MM-DD`, in `timeZone`) on which it is closed all day, in order.
+    pub closed_dates: Vec<String>,
+    /// Same-day orders are routed here only before this local time (`HH:MM`). Absent: until the
+    /// end of the current opening minus `pickupPreparationMinutes`.
+    #[oai(skip_serializing_if_is_none)]
+    pub same_day_cutoff: Option<String>,
+    /// How long a pickup takes to prepare, in minutes (30 unless set).
+    pub pickup_preparation_minutes: i64,
+    /// Open at the time of the answer: inside an opening range, not on a closed date, and
+    /// `active`.
+    pub open_now: bool,
+    /// Stores only: when today's same-day window ends (ISO-8601 with the zone's offset; the end
+    /// of the day for a store open around the clock). Absent when same-day is closed for the rest
+    /// of the day (a closed date, past the cut-off, no opening left today, or not `active`), and
+    /// for warehouses.
+    #[oai(skip_serializing_if_is_none)]
+    pub same_day_open_until: Option<String>,
 }
 
-impl From<model::Location> for LocationBody {
-    fn from(l: model::Location) -> Self {
+impl LocationBody {
+    /// The location as seen at `now` (read once per request).
+    pub fn new(l: &model::Location, now: jiff::Timestamp) -> Self {
+        let calendar = l.calendar();
+        let spec = calendar.spec();
+        let store = l.location_type == LocationKind::Store;
         Self {
             location_id: l.location_id,
             location_type: l.location_type.into(),
-            name: l.name,
+            name: l.name.clone(),
             latitude: l.latitude,
             longitude: l.longitude,
             active: l.active,
             safety_stock: l.safety_stock,
+            time_zone: calendar.time_zone_name().to_owned(),
+            opening_hours: spec.opening_hours.into_iter().map(Into::into).collect(),
+            closed_dates: spec.closed_dates,
+            same_day_cutoff: spec.same_day_cutoff,
+            pickup_preparation_minutes: calendar.pickup_preparation().as_mins(),
+            open_now: l.active && calendar.is_open(now),
+            same_day_open_until: (store && l.active)
+                .then(|| same_day_open_until(calendar, now))
+                .flatten(),
+        }
+    }
+}
+
+impl Example for LocationBody {
+    fn example() -> Self {
+        let hours = |day| OpeningHoursBody::new(day, "10:00", "22:00");
+        Self {
+            location_id: 5,
+            location_type: LocationTypeBody::Store,
+            name: "Myeongdong".into(),
+            latitude: 37.5636,
+            longitude: 126.9826,
+            active: true,
+            safety_stock: 0,
+            time_zone: "Asia/Seoul".into(),
+            opening_hours: [
+                WeekdayBody::Mon,
+                WeekdayBody::Tue,
+                WeekdayBody::Wed,
+                WeekdayBody::Thu,
+                WeekdayBody::Fri,
+                WeekdayBody::Sat,
+            ]
+            .into_iter()
+            .map(hours)
+            .chain([OpeningHoursBody::new(WeekdayBody::Sun, "11:00", "18:00")])
+            .collect(),
+            closed_dates: vec!["2026-12-25".into()],
+            same_day_cutoff: Some("18:00".into()),
+            pickup_preparation_minutes: 30,
+            open_now: true,
+            same_day_open_until: Some("2026-12-07T18:00:00+09:00".into()),
         }
     }
 }

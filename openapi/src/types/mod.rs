@@ -2,10 +2,12 @@
 //! request becomes validated domain values.
 
 mod bodies;
+mod calendar;
 mod requests;
 mod text;
 
 pub use bodies::*;
+pub use calendar::*;
 pub use requests::*;
 pub use text::Text;
 

@@ -1,12 +1,13 @@
 //! Operators' changes to locations and products: each reaches the in-memory copies of this
 //! instance at once, and of the others within seconds.
 
+use super::calendars::{self, CalendarChange};
 use super::pages::page_end;
 use super::*;
 
 use crate::error::{Refusal, StorageError, StorageResult};
 use crate::model::{Location, Product};
-use sf_routing::{Coordinates, LocationId, LocationKind, ProductId};
+use sf_routing::{CalendarSpec, Coordinates, LocationId, LocationKind, ProductId};
 
 /// Fields an operator may change on a location; `None` keeps the current value.
 #[derive(Debug, Clone, Default)]
@@ -16,6 +17,8 @@ pub struct LocationChange {
     pub active: Option<bool>,
     /// The default safety stock of the location's products.
     pub safety_stock: Option<i64>,
+    /// Its calendar, field by field.
+    pub calendar: CalendarChange,
 }
 
 /// Fields an operator may change on a product; `None` keeps the current value.
@@ -37,22 +40,31 @@ fn conflict_on_duplicate(e: sqlx::Error, what: impl FnOnce() -> String) -> Stora
 }
 
 impl Catalog<'_> {
-    /// Opens a warehouse or store. It takes part in routing at once on this instance, and within
-    /// a few seconds on the others.
+    /// Opens a warehouse or store, with its calendar (`None`: open around the clock). It takes
+    /// part in routing at once on this instance, and within a few seconds on the others. A
+    /// calendar that [`sf_routing::Calendar::parse`] refuses is a [`Refusal::Invalid`] with its
+    /// message, and nothing is written.
     pub async fn create_location(
         &self,
         kind: LocationKind,
         name: &str,
         at: Coordinates,
+        calendar: Option<&CalendarSpec>,
     ) -> StorageResult<Location> {
+        let calendar = match calendar {
+            Some(spec) => calendars::to_column(&calendars::parse(spec)?)?,
+            None => None,
+        };
         self.in_time(self.db_deadline(), async {
             let id = sqlx::query(
-                "INSERT INTO locations (kind, name, latitude, longitude) VALUES (?, ?, ?, ?)",
+                "INSERT INTO locations (kind, name, latitude, longitude, calendar) \
+                 VALUES (?, ?, ?, ?, ?)",
             )
             .bind(kind.as_str())
             .bind(name)
             .bind(at.latitude())
             .bind(at.longitude())
+            .bind(calendar)
             .execute(&self.db)
             .await?
             .last_insert_id();
@@ -68,27 +80,52 @@ impl Catalog<'_> {
         .await
     }
 
-    /// Renames, moves, deactivates or reactivates a location. A deactivated location is never
-    /// chosen by routing; its stock and orders stay.
+    /// Renames, moves, deactivates or reactivates a location, or changes its calendar. A
+    /// deactivated location is never chosen by routing; its stock and orders stay.
+    ///
+    /// A calendar change is merged into the calendar MySQL holds (the row locked, so two
+    /// operators' changes to different fields both stay) and validated whole before anything is
+    /// written: a calendar that [`sf_routing::Calendar::parse`] refuses is a
+    /// [`Refusal::Invalid`] with its message, and nothing of the change is applied.
     pub async fn update_location(
         &self,
         id: LocationId,
         change: LocationChange,
     ) -> StorageResult<Location> {
         self.in_time(self.db_deadline(), async {
+            let mut tx = self.db.begin().await?;
+            // MariaDB's JSON is a binary-collated text: read as text (see `refresh_locations`).
+            let stored: Option<Option<String>> = sqlx::query_scalar(
+                "SELECT CAST(calendar AS CHAR) FROM locations WHERE id = ? FOR UPDATE",
+            )
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let stored = stored.ok_or(Refusal::UnknownLocation(id))?;
+            let calendar = if change.calendar.is_empty() {
+                stored
+            } else {
+                let current = calendars::from_column(id, stored.as_deref());
+                let current = current
+                    .as_deref()
+                    .unwrap_or_else(|| sf_routing::calendar::always_open());
+                calendars::to_column(&change.calendar.apply(current)?)?
+            };
             sqlx::query(
                 "UPDATE locations SET name = COALESCE(?, name), latitude = COALESCE(?, latitude), \
              longitude = COALESCE(?, longitude), active = COALESCE(?, active), \
-             safety_stock = COALESCE(?, safety_stock) WHERE id = ?",
+             safety_stock = COALESCE(?, safety_stock), calendar = ? WHERE id = ?",
             )
             .bind(change.name)
             .bind(change.coordinates.map(|c| c.latitude()))
             .bind(change.coordinates.map(|c| c.longitude()))
             .bind(change.active)
             .bind(change.safety_stock)
+            .bind(calendar)
             .bind(id)
-            .execute(&self.db)
+            .execute(&mut *tx)
             .await?;
+            tx.commit().await?;
             if change.safety_stock.is_some() {
                 // Redis decides online orders with the location's default too.
                 self.push_safety(id, &[]).await;

@@ -8,6 +8,7 @@
 //! ([`ReadGroups`]), and the Redis pages read through a copy of the stock keys that Redis itself
 //! keeps exact ([`StockMirror`]). Nothing is served from a cache that could be stale.
 
+mod calendars;
 mod changes;
 pub mod credentials;
 mod mirror;
@@ -15,6 +16,7 @@ mod pages;
 mod read_groups;
 pub mod seed;
 
+pub use calendars::CalendarChange;
 pub use changes::{LocationChange, ProductChange};
 pub use credentials::IssuedKey;
 pub(crate) use mirror::StockMirror;
@@ -127,6 +129,9 @@ struct LocationRow {
     longitude: f64,
     active: bool,
     safety_stock: i64,
+    /// JSON, see [`calendars`]; read `CAST(calendar AS CHAR)`, as MariaDB's JSON type is a
+    /// binary-collated text the driver would not decode as a string.
+    calendar: Option<String>,
 }
 
 impl Storage {
@@ -192,20 +197,29 @@ impl Catalog<'_> {
     pub async fn refresh_locations(&self) -> StorageResult<()> {
         let load = self.next_load();
         let rows: Vec<LocationRow> = sqlx::query_as(
-            "SELECT id, CAST(kind AS CHAR) AS kind, name, latitude, longitude, active, safety_stock \
-             FROM locations ORDER BY id",
+            "SELECT id, CAST(kind AS CHAR) AS kind, name, latitude, longitude, active, \
+             safety_stock, CAST(calendar AS CHAR) AS calendar FROM locations ORDER BY id",
         )
         .fetch_all(&self.db)
         .await?;
-        let index = LocationIndex::new(rows.iter().filter(|l| l.active).filter_map(|l| {
-            Some(Site {
-                id: l.id,
-                kind: l.kind,
-                name: l.name.clone(),
-                coordinates: Coordinates::new(l.latitude, l.longitude).ok()?,
-                calendar: None,
-            })
-        }));
+        let calendars: Vec<_> = rows
+            .iter()
+            .map(|l| calendars::from_column(l.id, l.calendar.as_deref()))
+            .collect();
+        let index = LocationIndex::new(
+            rows.iter()
+                .zip(&calendars)
+                .filter(|(l, _)| l.active)
+                .filter_map(|(l, calendar)| {
+                    Some(Site {
+                        id: l.id,
+                        kind: l.kind,
+                        name: l.name.clone(),
+                        coordinates: Coordinates::new(l.latitude, l.longitude).ok()?,
+                        calendar: calendar.clone(),
+                    })
+                }),
+        );
         let mut active: Vec<(LocationId, LocationKind)> = rows
             .iter()
             .filter(|l| l.active)
@@ -223,7 +237,8 @@ impl Catalog<'_> {
         .collect();
         let all = rows
             .into_iter()
-            .map(|l| Location {
+            .zip(calendars)
+            .map(|(l, calendar)| Location {
                 location_id: l.id.get(),
                 location_type: l.kind,
                 name: l.name,
@@ -231,6 +246,7 @@ impl Catalog<'_> {
                 longitude: l.longitude,
                 active: l.active,
                 safety_stock: l.safety_stock,
+                calendar,
             })
             .collect();
         let fresh = Arc::new(Locations {

@@ -1,17 +1,20 @@
 //! Deterministic demo and benchmark data.
 //!
 //! - `demo`: 2 warehouses and 30 stores around Seoul, 200 products, stock for every
-//!   (product, location), and one POS key per store.
-//! - `bench`: 5 warehouses and 45 stores, 10,000 products: 500,000 stock rows.
+//!   (product, location), and one POS key per store. A few stores keep hours of their own
+//!   ([`DEMO_HOURS`]), one of them closed today.
+//! - `bench`: 5 warehouses and 45 stores, 10,000 products: 500,000 stock rows. Every location is
+//!   open around the clock, as in runs from before calendars, so figures still compare.
 //!
 //! The same profile always yields the same rows (a fixed random seed), so figures from different
-//! runs compare. Demo POS keys are derived from the store id (`sfk_demo_<storeId>`): they are for
-//! local trials only, and an operator issues real ones through the admin API.
+//! runs compare; the one exception is the demo's closed date, which is the day of seeding. Demo
+//! POS keys are derived from the store id (`sfk_demo_<storeId>`): they are for local trials
+//! only, and an operator issues real ones through the admin API.
 
 use crate::error::{Refusal, StorageError, StorageResult};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sf_routing::LocationKind;
+use sf_routing::{Calendar, CalendarSpec, LocationKind, OpeningHoursSpec};
 use sqlx::{MySqlPool, QueryBuilder};
 use std::io::Write;
 use std::path::Path;
@@ -81,6 +84,92 @@ const STORES: &[(&str, f64, f64)] = &[
     ("Bundang Seohyeon", 37.3850, 127.1233),
 ];
 
+/// A demo store's hours: the same range on each of `days`.
+struct DemoHours {
+    store: &'static str,
+    opens: &'static str,
+    closes: &'static str,
+    days: &'static [&'static str],
+    cutoff: Option<&'static str>,
+    preparation_minutes: Option<i64>,
+}
+
+const fn hours(store: &'static str, opens: &'static str, closes: &'static str) -> DemoHours {
+    DemoHours {
+        store,
+        opens,
+        closes,
+        days: ALL_WEEK,
+        cutoff: None,
+        preparation_minutes: None,
+    }
+}
+
+/// Demo stores with hours of their own. Every other location is open around the clock, among
+/// them stores 3 and 4 (Gangnam Station, Hongdae), whose same-day and pickup orders
+/// `ops/demo-orders` places at any hour.
+const DEMO_HOURS: &[DemoHours] = &[
+    // The store nearest the README's same-day address (Seoul City Hall); closed on the day of
+    // seeding (see `DEMO_CLOSED_TODAY`), so a same-day order there goes to the next store.
+    hours("Myeongdong", "10:00", "22:00"),
+    DemoHours {
+        cutoff: Some("20:00"),
+        ..hours("Jongno 3-ga", "10:00", "22:00")
+    },
+    hours("Apgujeong", "10:00", "22:00"),
+    DemoHours {
+        cutoff: Some("21:00"),
+        preparation_minutes: Some(20),
+        ..hours("Yeouido", "11:00", "24:00")
+    },
+    // Closing early, with an earlier cut-off (and, at Seoul Station, a longer preparation and
+    // no Sunday opening).
+    DemoHours {
+        days: WORKING_WEEK,
+        cutoff: Some("16:00"),
+        preparation_minutes: Some(60),
+        ..hours("Seoul Station", "10:00", "18:00")
+    },
+    DemoHours {
+        cutoff: Some("15:00"),
+        ..hours("Itaewon", "10:00", "18:00")
+    },
+];
+const ALL_WEEK: &[&str] = &["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"];
+const WORKING_WEEK: &[&str] = &["MON", "TUE", "WED", "THU", "FRI", "SAT"];
+/// The demo store closed on the day it is seeded.
+const DEMO_CLOSED_TODAY: &str = "Myeongdong";
+
+/// The stored calendar of a demo store (JSON, as the `calendar` column holds it), or `None` for
+/// one open around the clock. `today` is a date in the calendars' zone, Asia/Seoul.
+fn demo_calendar(name: &str, today: jiff::civil::Date) -> StorageResult<Option<String>> {
+    let Some(h) = DEMO_HOURS.iter().find(|h| h.store == name) else {
+        return Ok(None);
+    };
+    let spec = CalendarSpec {
+        time_zone: None,
+        opening_hours: h
+            .days
+            .iter()
+            .map(|day| OpeningHoursSpec {
+                day: (*day).into(),
+                opens: h.opens.into(),
+                closes: h.closes.into(),
+            })
+            .collect(),
+        closed_dates: if name == DEMO_CLOSED_TODAY {
+            vec![today.to_string()]
+        } else {
+            vec![]
+        },
+        same_day_cutoff: h.cutoff.map(Into::into),
+        pickup_preparation_minutes: h.preparation_minutes,
+    };
+    let calendar = Calendar::parse(&spec)
+        .map_err(|e| StorageError::internal(format!("demo calendar of {name}: {e}")))?;
+    super::calendars::to_column(&calendar)
+}
+
 /// What a seeding run did.
 #[derive(Debug, Clone, Default)]
 pub struct SeedReport {
@@ -125,15 +214,23 @@ pub async fn seed(
     let mut tx = db.begin().await?;
 
     progress(&format!("locations: {n_wh} warehouses, {n_st} stores"));
-    let mut locs: Vec<(String, LocationKind, f64, f64)> = Vec::new();
+    // The day of seeding where the demo stores are: the one closed date of the demo.
+    let today = jiff::Timestamp::now()
+        .to_zoned(Calendar::default().time_zone().clone())
+        .date();
+    let mut locs: Vec<(String, LocationKind, f64, f64, Option<String>)> = Vec::new();
     for i in 0..n_wh {
         let (name, lat, lon) = WAREHOUSES[i % WAREHOUSES.len()];
-        locs.push((name.to_owned(), LocationKind::Warehouse, lat, lon));
+        locs.push((name.to_owned(), LocationKind::Warehouse, lat, lon, None));
     }
     for i in 0..n_st {
         let (name, lat, lon) = STORES[i % STORES.len()];
         if i < STORES.len() {
-            locs.push((name.to_owned(), LocationKind::Store, lat, lon));
+            let calendar = match profile {
+                Profile::Demo => demo_calendar(name, today)?,
+                Profile::Bench => None,
+            };
+            locs.push((name.to_owned(), LocationKind::Store, lat, lon, calendar));
         } else {
             // Beyond the named list: a second branch nearby.
             let dlat = rng.gen_range(-0.02..0.02);
@@ -143,15 +240,17 @@ pub async fn seed(
                 LocationKind::Store,
                 lat + dlat,
                 lon + dlon,
+                None,
             ));
         }
     }
-    QueryBuilder::new("INSERT INTO locations (kind, name, latitude, longitude) ")
-        .push_values(&locs, |mut row, (name, kind, lat, lon)| {
+    QueryBuilder::new("INSERT INTO locations (kind, name, latitude, longitude, calendar) ")
+        .push_values(&locs, |mut row, (name, kind, lat, lon, calendar)| {
             row.push_bind(kind.as_str())
                 .push_bind(name)
                 .push_bind(lat)
-                .push_bind(lon);
+                .push_bind(lon)
+                .push_bind(calendar);
         })
         .build()
         .execute(&mut *tx)
@@ -356,4 +455,33 @@ pub async fn write_csv(db: &MySqlPool, dir: &Path) -> StorageResult<()> {
         writeln!(f, "{lat:.5},{lon:.5},{}", s.id).map_err(io)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_closes_one_store_on_the_day_of_seeding_and_leaves_the_others_open_around_the_clock()
+    {
+        let today = jiff::civil::date(2026, 12, 7);
+        let closed = demo_calendar(DEMO_CLOSED_TODAY, today).unwrap().unwrap();
+        assert!(
+            closed.contains(r#""closedDates":["2026-12-07"]"#),
+            "{closed}"
+        );
+        let early = demo_calendar("Seoul Station", today).unwrap().unwrap();
+        assert_eq!(
+            early,
+            r#"{"timeZone":"Asia/Seoul","openingHours":[{"day":"MON","opens":"10:00","closes":"18:00"},{"day":"TUE","opens":"10:00","closes":"18:00"},{"day":"WED","opens":"10:00","closes":"18:00"},{"day":"THU","opens":"10:00","closes":"18:00"},{"day":"FRI","opens":"10:00","closes":"18:00"},{"day":"SAT","opens":"10:00","closes":"18:00"}],"closedDates":[],"sameDayCutoff":"16:00","pickupPreparationMinutes":60}"#
+        );
+        assert_eq!(demo_calendar("Sinchon", today).unwrap(), None);
+        for h in DEMO_HOURS {
+            let name = h.store;
+            assert!(
+                STORES.iter().any(|s| s.0 == name),
+                "{name} is not a demo store"
+            );
+        }
+    }
 }
