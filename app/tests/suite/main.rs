@@ -19,4 +19,5 @@ mod products;
 mod reconcile;
 mod redis_path;
 mod stock_states;
+mod store_hours;
 mod stores;

@@ -95,18 +95,13 @@ impl From<OpeningHoursSpec> for OpeningHoursBody {
     }
 }
 
-/// An instant as answers show it: ISO-8601 with the offset of the zone it was taken in.
-pub fn iso_with_offset(z: &jiff::Zoned) -> String {
-    z.timestamp().display_with_offset(z.offset()).to_string()
-}
-
 /// `sameDayOpenUntil` of a store at `now`: the end of today's same-day window, or `None` when
 /// same-day is closed for the rest of the day.
 pub fn same_day_open_until(calendar: &Calendar, now: jiff::Timestamp) -> Option<String> {
     calendar
         .same_day_open_until(now)
         .as_ref()
-        .map(iso_with_offset)
+        .map(|at| sf_routing::rfc3339(&at))
 }
 
 #[cfg(test)]
