@@ -148,10 +148,8 @@ class Scenarios:
             "pos": [[s, str(self.raw / f"pos-{s}-bodies.jsonl")] for s in self.pos_stores],
             "store_key": "sfk_demo_{store}", "cancel_share": m["cancel_share"],
             "fulfil_share": m["fulfil_share"], "retry_s": 30, "seed": 20_261_207 + (path == "redis")}}
-        title = (f"mixed, {self.path_name(path)}: orders (PICKUP, SAME_DAY, NORMAL; {m['order_conns']} "
-                 f"connections), {m['cancel_share']:.0%} of them cancelled and {m['fulfil_share']:.0%} "
-                 f"taken through their steps ({m['action_conns']} connections), POS sales at "
-                 f"{len(self.pos_stores)} stores")
+        title = (f"mixed, {self.path_name(path)} (orders, {m['cancel_share']:.0%} cancelled, "
+                 f"{m['fulfil_share']:.0%} stepped, POS sales at {len(self.pos_stores)} stores)")
         return self.write_scenario(
             sid, title, path, [job], hot=False,
             expect_paths={self.mysql_path(path): [sid], "POS": [f"{sid}-pos"]},
