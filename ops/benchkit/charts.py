@@ -11,7 +11,8 @@ if TYPE_CHECKING:
 SCENARIO_ROWS = [
     ("hot64", "hot product, 64 conn.", "hot 64"), ("hot256", "hot product, 256 conn.", "hot 256"),
     ("fixed", "fixed rate", "fixed rate"), ("spread", "spread", "spread"),
-    ("store", "store level (all)", "store online"), ("soak", "memory soak", "soak"),
+    ("store", "store level (all)", "store online"), ("mixed", "mixed (orders + POS)", "mixed orders"),
+    ("soak", "memory soak", "soak"),
     ("reads-list", "reads: list", "list"), ("reads-detail", "reads: detail", "detail"),
     ("reads-list-inm", "reads: list, If-None-Match", "list INM"),
     ("reads-detail-inm", "reads: detail, If-None-Match", "detail INM"),

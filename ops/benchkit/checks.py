@@ -37,17 +37,35 @@ class Checks:
                 found[p] = found.get(p, 0) + int(n)
         return found
 
-    def snapshot(self) -> dict:
+    def snapshot(self, states: bool = False) -> dict:
         """Order counts per path, order-line units, total and hot on-hand, all read in one
-        consistent snapshot (one transaction), so a write committing meanwhile cannot split them."""
+        consistent snapshot (one transaction), so a write committing meanwhile cannot split them.
+        With `states` (the mixed scenario) also the total committed and reserved, the units of
+        cancelled, rejected and handed-over orders, and the ledger's last movement id."""
+        extra = ""
+        if states:
+            extra = (
+                "SELECT 'states', SUM(committed), SUM(reserved) FROM stock; "
+                "SELECT 'ended', o.status, COALESCE(SUM(l.quantity), 0) FROM orders o "
+                "JOIN order_lines l ON l.order_id = o.id WHERE o.status IN ('CANCELLED', 'REJECTED') "
+                "GROUP BY o.status; "
+                # Every hand-over sets its step and handed_over_at together (a POS sale: COLLECTED
+                # at once); the step has an index, handed_over_at none.
+                "SELECT 'handed', COUNT(*), COALESCE(SUM(l.quantity), 0) FROM orders o "
+                "JOIN order_lines l ON l.order_id = o.id "
+                "WHERE o.fulfillment IN ('COLLECTED', 'DISPATCHED', 'SHIPPED'); "
+                "SELECT 'movements', COALESCE(MAX(id), 0), 0 FROM stock_movements; ")
         rows = self.sql(
             "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY; "
             "SELECT 'orders', path, COUNT(*) FROM orders GROUP BY path; "
             "SELECT 'lines', COUNT(*), COALESCE(SUM(quantity), 0) FROM order_lines; "
             "SELECT 'available', SUM(available), 0 FROM stock; "
             f"SELECT 'hot', available, 0 FROM stock WHERE location_id = {self.hot_loc} "
-            f"AND product_id = {HOT_PRODUCT}; COMMIT;")
+            f"AND product_id = {HOT_PRODUCT}; {extra}COMMIT;")
         snap = {"orders": {}, "lines": 0, "units_ordered": 0, "available": 0, "hot_on_hand": None}
+        if states:
+            snap.update({"committed": 0, "reserved": 0, "cancelled_units": 0, "rejected_units": 0,
+                         "handed_units": 0, "last_movement": 0})
         for r in rows:
             if r[0] == "orders":
                 snap["orders"][r[1]] = int(r[2])
@@ -57,6 +75,14 @@ class Checks:
                 snap["available"] = int(r[1])
             elif r[0] == "hot":
                 snap["hot_on_hand"] = int(r[1])
+            elif r[0] == "states":
+                snap["committed"], snap["reserved"] = int(r[1]), int(r[2])
+            elif r[0] == "ended":
+                snap[f"{r[1].lower()}_units"] = int(r[2])
+            elif r[0] == "handed":
+                snap["handed_units"] = int(r[2])
+            elif r[0] == "movements":
+                snap["last_movement"] = int(r[1])
         return snap
 
     def quiesce(self, limit_s: float = 30.0):
@@ -84,12 +110,13 @@ class Checks:
 
     def record_checks(self, scen: dict, results: list[dict], before: dict, after: dict, recon: dict | None,
                       *, drain: float | None, confirm_after: float | None, log_mark: int,
-                      expect_paths: dict[str, list[str]], hot: bool, pair: dict | None) -> list[dict]:
+                      expect_paths: dict[str, list[str]], hot: bool, pair: dict | None,
+                      mixed: bool = False) -> list[dict]:
         """Checks a write run's invariants and records them, with the snapshots, in `scen`, which
         joins the results; the reconciliation's check goes to it and to the scenario it shares
         the reconciliation with (pair {"with": ...}). Answers the checks."""
         checks = self.invariant_checks(scen, results, before, after, drain=drain, confirm_after=confirm_after,
-                                       log_mark=log_mark, expect_paths=expect_paths, hot=hot)
+                                       log_mark=log_mark, expect_paths=expect_paths, hot=hot, mixed=mixed)
         scen["checks"] = checks
         scen["before"], scen["after"] = before, after
         self.results["scenarios"].append(scen)
@@ -104,10 +131,11 @@ class Checks:
 
     def invariant_checks(self, scen: dict, results: list[dict], before: dict, after: dict, *,
                          drain: float | None, confirm_after: float | None, log_mark: int,
-                         expect_paths: dict[str, list[str]], hot: bool) -> list[dict]:
+                         expect_paths: dict[str, list[str]], hot: bool, mixed: bool = False) -> list[dict]:
         """The checks of one write run, from the snapshots before and after it; sets
         scen["outcome_unknown"] (orders answered 503 order-outcome-unknown, and how many of them
-        MySQL holds)."""
+        MySQL holds). A mixed run cancels and hands orders over, so "units taken == units
+        ordered" does not hold for it: it gets mixed_checks instead."""
         by_tag = {r["tag"]: r for r in results}
         checks = []
         slack = max((r.get("in_flight_slack", 0) for r in results), default=0)
@@ -142,6 +170,10 @@ class Checks:
         all_gained = sum(after["orders"].values()) - sum(before["orders"].values())
         check("no other orders appeared", all_gained == gained_total,
               f"MySQL gained {all_gained:,} orders in all, {gained_total:,} on the paths under test")
+        if mixed:
+            scen["mixed"] = by_tag[scen["id"]]["mixed"]
+            checks += self.mixed_checks(scen, before, after)
+            return checks
         units_taken = before["available"] - after["available"]
         units_ordered = after["units_ordered"] - before["units_ordered"]
         check("units taken from stock == units ordered", units_taken == units_ordered,
@@ -159,6 +191,99 @@ class Checks:
                 check("hot product: Redis key == MySQL available", int(rv) == after["hot_on_hand"],
                       f"{key} = {int(rv):,}, MySQL {after['hot_on_hand']:,}")
         return checks
+
+    def count_orders(self, ids: list[str], where: str) -> int:
+        """How many of `ids` MySQL holds as orders matching `where` (SQL on `orders`)."""
+        n = 0
+        for i in range(0, len(ids), 500):
+            chunk = ",".join(f"'{x}'" for x in ids[i:i + 500])
+            n += int(self.sql(f"SELECT COUNT(*) FROM orders WHERE id IN ({chunk}) AND {where}")[0][0])
+        return n
+
+    def mixed_checks(self, scen: dict, before: dict, after: dict) -> list[dict]:
+        """The mixed run's checks, beside the order counts: the stock arithmetic with cancels and
+        hand-overs, every cancel and hand-over answered 200 held by MySQL (and no other), and the
+        ledger identities of every (location, product) row the run touched."""
+        checks = []
+
+        def check(name, ok, detail):
+            checks.append({"check": name, "ok": bool(ok), "detail": detail})
+
+        ids = json.loads((self.raw / f"{scen['id']}.ids.json").read_text())
+        placed = ids["placed"]
+        m = scen["mixed"]
+        d = {k: after[k] - before[k] for k in ("units_ordered", "cancelled_units", "rejected_units",
+                                               "handed_units")}
+        taken = before["available"] - after["available"]
+        kept = d["units_ordered"] - d["cancelled_units"] - d["rejected_units"]
+        check("units taken from available == units ordered − units cancelled − units rejected", taken == kept,
+              f"available fell by {taken:,}; new order lines hold {d['units_ordered']:,} units, of orders "
+              f"cancelled {d['cancelled_units']:,}, rejected {d['rejected_units']:,}")
+        on_hand = lambda s: s["available"] + s["committed"] + s["reserved"]  # noqa: E731
+        fell = on_hand(before) - on_hand(after)
+        check("onHand fell by == units handed over (POS sales, collected, dispatched, shipped)",
+              fell == d["handed_units"],
+              f"onHand {on_hand(before):,} -> {on_hand(after):,} (−{fell:,}); handed over "
+              f"{d['handed_units']:,} units; committed {before['committed']:,} -> {after['committed']:,}")
+        cancelled = self.count_orders(ids["cancelled"], "status = 'CANCELLED'")
+        all_cancelled = self.count_orders(placed, "status = 'CANCELLED'")
+        check("cancels answered 200 == orders of the run CANCELLED in MySQL",
+              cancelled == all_cancelled == len(ids["cancelled"]),
+              f"answered 200 {len(ids['cancelled']):,}; MySQL holds {cancelled:,} of them CANCELLED, "
+              f"{all_cancelled:,} of the {len(placed):,} orders placed")
+        handed = self.count_orders(ids["handed_over"], "status = 'CONFIRMED' AND handed_over_at IS NOT NULL")
+        all_handed = self.count_orders(placed, "handed_over_at IS NOT NULL")
+        check("hand-overs answered 200 (collect, dispatch, ship) == orders of the run handed over in MySQL",
+              handed == all_handed == len(ids["handed_over"]),
+              f"answered 200 {len(ids['handed_over']):,}; MySQL holds {handed:,} of them handed over, "
+              f"{all_handed:,} of the orders placed")
+        refused = {k: v["requests"] - v["ok"] for k, v in m["steps"].items() if v["requests"] != v["ok"]}
+        check("every cancel and step answered 200", not refused and not m["refused"],
+              "all answered 200" if not refused else
+              "not 200: " + ", ".join(f"{k} {v:,} ({m['steps'][k]['statuses']})" for k, v in refused.items()))
+        checks.append(self.ledger_identities(before["last_movement"], scen["id"]))
+        return checks
+
+    def ledger_identities(self, since: int, sid: str) -> dict:
+        """For every stock row with a ledger movement after id `since`: onHand (available +
+        committed + reserved) == initial + Σ on_hand_delta, available == initial + Σ
+        available_delta, and committed == Σ committed_delta == the units of the location's orders
+        that are persisted, CONFIRMED and not handed over (handed_over_at IS NULL)."""
+        # A temporary table may be named once per statement, hence one per part. The load is
+        # over and the consumer caught up, so nothing writes meanwhile.
+        rows = self.sql(
+            "CREATE TEMPORARY TABLE bench_touched (PRIMARY KEY (location_id, product_id)) AS "
+            f"SELECT DISTINCT location_id, product_id FROM stock_movements WHERE id > {since}; "
+            "CREATE TEMPORARY TABLE bench_ledger (PRIMARY KEY (location_id, product_id)) AS "
+            "SELECT m.location_id, m.product_id, SUM(m.available_delta) a, SUM(m.committed_delta) c, "
+            "SUM(m.on_hand_delta) h FROM bench_touched t STRAIGHT_JOIN stock_movements m "
+            "ON m.location_id = t.location_id AND m.product_id = t.product_id "
+            "GROUP BY m.location_id, m.product_id; "
+            "CREATE TEMPORARY TABLE bench_open (PRIMARY KEY (location_id, product_id)) AS "
+            "SELECT o.location_id, l.product_id, SUM(l.quantity) u FROM orders o "
+            "JOIN order_lines l ON l.order_id = o.id "
+            "WHERE o.status = 'CONFIRMED' AND o.handed_over_at IS NULL "
+            "GROUP BY o.location_id, l.product_id; "
+            "SELECT s.location_id, s.product_id, s.available + s.committed + s.reserved, "
+            "s.initial_quantity + g.h, s.available, s.initial_quantity + g.a, s.committed, g.c, "
+            "COALESCE(o.u, 0) FROM bench_ledger g "
+            "JOIN stock s ON s.location_id = g.location_id AND s.product_id = g.product_id "
+            "LEFT JOIN bench_open o ON o.location_id = g.location_id AND o.product_id = g.product_id;")
+        bad = []
+        for r in rows:
+            loc, p, on_hand, on_hand_l, avail, avail_l, com, com_l, open_u = r[:2] + [int(x) for x in r[2:]]
+            if not (on_hand == on_hand_l and avail == avail_l and com == com_l == open_u):
+                bad.append(f"({loc},{p}): onHand {on_hand} vs initial + Σ on_hand_delta {on_hand_l}, "
+                           f"available {avail} vs {avail_l}, committed {com} vs Σ committed_delta {com_l} "
+                           f"vs open units {open_u}")
+        detail = f"{len(rows):,} touched rows, {len(bad):,} broken"
+        if bad:
+            (self.raw / f"{sid}.ledger-broken.txt").write_text("\n".join(bad) + "\n")
+            detail += "; first: " + "; ".join(bad[:3]) + f" (all in raw/{sid}.ledger-broken.txt)"
+        return {"check": "ledger identities of every touched (location, product): onHand == initial + "
+                         "Σ on_hand_delta, available == initial + Σ available_delta, committed == "
+                         "Σ committed_delta == units of open orders (CONFIRMED, handed_over_at IS NULL)",
+                "ok": bool(rows) and not bad, "detail": detail}
 
     def add_reconciliation(self, scen: dict, recon: dict, shared_with: list[str]):
         ok = bool(recon.get("ok") and recon.get("keysRepaired") == 0 and recon.get("ledgerMismatches") == 0)

@@ -4,6 +4,7 @@ ceiling, and the warm-up before any of them."""
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import subprocess
@@ -11,7 +12,7 @@ import sys
 import time
 import urllib.request
 
-from .common import FLOOR_PREFIX, HOT_PRODUCT, HOT_STOCK, BenchError, fmt_ms
+from .common import FLOOR_PREFIX, HOT_PRODUCT, HOT_STOCK, ROOT, BenchError, fmt_ms
 from .measure import CpuMeter
 
 # Load-generator processes running now, stopped when this program is told to stop.
@@ -60,6 +61,15 @@ def write_figures(sid: str, title: str, path: str, jobs: list[dict], results: li
     return scen
 
 
+def mixed_results(stdout: str, tag: str) -> list[dict]:
+    """The mixed load generator's output as two results, the online orders (tag) and the POS
+    sales (tag-pos), the steps' figures riding on the first under "mixed"."""
+    data = json.loads(stdout)
+    orders = dict(data["orders"], tag=tag)
+    orders["mixed"] = {k: v for k, v in data.items() if k not in ("orders", "pos")}
+    return [orders, dict(data["pos"], tag=f"{tag}-pos")]
+
+
 class Driver:
     """Mixed into Bench; uses its load generator (lg), clients, checks, cfg, pids, raw, results
     and failed."""
@@ -68,6 +78,16 @@ class Driver:
         body = self.http_json("PUT", f"/api/admin/locations/{self.hot_loc}/products/{HOT_PRODUCT}/stock",
                               {"quantity": HOT_STOCK, "reason": "RESTOCK"}, self.token)
         return body
+
+    def mixed_command(self, tag: str, job: dict) -> list[str]:
+        """The mixed load generator's command line; its configuration (see benchkit/mixed.py)
+        goes to raw/<tag>.config.json, the ids it saw to raw/<tag>.ids.json. The admin token
+        stays out of the file: the process inherits ADMIN_TOKEN."""
+        cfg = dict(job["mixed"], base=self.base, duration=job["duration"],
+                   ids_out=str(self.raw / f"{tag}.ids.json"))
+        path = self.raw / f"{tag}.config.json"
+        path.write_text(json.dumps(cfg, indent=1) + "\n")
+        return [sys.executable, "-m", "benchkit.mixed", str(path)]
 
     # Fewest events a catch-up must drain for its CPU per event to be reported.
     CATCH_UP_MIN_EVENTS = 5000
@@ -102,12 +122,14 @@ class Driver:
         started = time.monotonic()
         with CpuMeter(pids or self.pids) as cpu:
             for i, job in enumerate(jobs):
-                cmd = self.lg.command(job)
                 tag = name if len(jobs) == 1 else f"{name}-{job.get('tag', i)}"
+                mixed = "mixed" in job
+                cmd = self.mixed_command(tag, job) if mixed else self.lg.command(job)
                 (self.raw / f"{tag}.cmd").write_text(" ".join(cmd) + "\n")
-                out = open(self.raw / f"{tag}.{'json' if self.lg.name == 'oha' else 'txt'}", "w+")
+                out = open(self.raw / f"{tag}.{'json' if mixed or self.lg.name == 'oha' else 'txt'}", "w+")
                 err = open(self.raw / f"{tag}.stderr", "w+")
-                proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+                proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True,
+                                        cwd=ROOT / "ops" if mixed else None)
                 RUNNING.append(proc)
                 procs.append((tag, job, proc, out, err))
             results = []
@@ -120,7 +142,11 @@ class Driver:
                 out.close()
                 err.close()
                 if rc != 0:
-                    raise BenchError(f"{self.lg.name} ({tag}) exited {rc}: {stderr.strip()[:500]}")
+                    gen = "benchkit.mixed" if "mixed" in job else self.lg.name
+                    raise BenchError(f"{gen} ({tag}) exited {rc}: {stderr.strip()[-500:]}")
+                if "mixed" in job:
+                    results += mixed_results(stdout, tag)
+                    continue
                 res = self.lg.parse(stdout, job)
                 res["tag"] = tag
                 results.append(res)
@@ -133,13 +159,16 @@ class Driver:
 
     def write_scenario(self, sid: str, title: str, path: str, jobs: list[dict], *, hot: bool,
                        expect_paths: dict[str, list[str]], extra: dict | None = None,
-                       pair: dict | None = None, announce: bool = True, after_load=None) -> dict:
+                       pair: dict | None = None, announce: bool = True, after_load=None,
+                       mixed: bool = False) -> dict:
         """One write run: snapshot, load, drain, snapshot, checks, reconciliation.
 
         pair (quick runs): {"first": True} leaves the reconciliation to the next scenario;
         {"with": scen} reconciles once for that scenario and this one, checked in both.
         announce=False: the caller printed the progress line. after_load: called once the
-        backlog has drained (or the drain limit passed), before the checks."""
+        backlog has drained (or the drain limit passed), before the checks. mixed: the run
+        cancels and hands orders over, so its snapshots carry the stock states and its checks
+        are the mixed ones (see Checks.mixed_checks)."""
         duration = max(j["duration"] for j in jobs)
         if announce:
             self.progress(title, duration)
@@ -148,7 +177,7 @@ class Driver:
         if hot:
             self.reset_hot_stock()
         t0 = time.monotonic()
-        before = self.snapshot()
+        before = self.snapshot(states=mixed)
         t_snap = time.monotonic() - t0
         load_avg = os.getloadavg()
         log_mark = self.service_log_size()
@@ -166,7 +195,7 @@ class Driver:
             self.quiesce()
             drain = self.wait_backlog(self.cfg["drain_limit"])
         t1 = time.monotonic()
-        after = self.snapshot()
+        after = self.snapshot(states=mixed)
         t2 = time.monotonic()
         recon = None if pair and pair.get("first") else self.reconcile()
         t_recon = time.monotonic() - t2
@@ -178,7 +207,7 @@ class Driver:
             scen.update(extra)
         checks = self.record_checks(scen, results, before, after, recon, drain=drain,
                                     confirm_after=confirm_after, log_mark=log_mark,
-                                    expect_paths=expect_paths, hot=hot, pair=pair)
+                                    expect_paths=expect_paths, hot=hot, pair=pair, mixed=mixed)
         ok_s = scen.get("total_ok_per_s", scen["ok_per_s"])
         self.note(f"{ok_s:,.0f} ok/s, p50 {fmt_ms(scen['p50_ms'])} ms, p99 {fmt_ms(scen['p99_ms'])} ms, "
                   f"p99.9 {fmt_ms(scen['p999_ms'])} ms, 409 {scen.get('total_conflict', scen['conflict']):,}, "

@@ -12,8 +12,8 @@ from string import Template
 from typing import TYPE_CHECKING
 
 from .charts import charts
-from .common import (CEILING_PREFIX, CITY_HALL, ETAG_PRODUCT, FLOOR_PREFIX, HOT_PRODUCT, HOT_STOCK, RSS_EVERY_S,
-                     TARGETS, fmt_int, fmt_mib, fmt_ms)
+from .common import (CEILING_PREFIX, CITY_HALL, ETAG_PRODUCT, FLOOR_PREFIX, HOT_PRODUCT, HOT_STOCK, MIXED,
+                     RSS_EVERY_S, TARGETS, fmt_int, fmt_mib, fmt_ms)
 from .targets import capacity_note, floor_split
 
 if TYPE_CHECKING:
@@ -79,6 +79,7 @@ def write_report(bench: Bench):
     rep.scen_table("Spread over products and warehouses", ["spread-db", "spread-redis"],
                    [("confirmed after", confirm_cell)])
     rep.store()
+    rep.mixed()
     rep.reads()
     rep.soak()
     rep.ceiling()
@@ -153,6 +154,8 @@ class Report:
             hot_location=world.get("hot_location"),
             distances=", ".join(f"{k}: {v}" for k, v in (world.get("warehouse_distance_km") or {}).items()),
             hot_stock=f"{HOT_STOCK:,}", hot_s=cfg["hot"], spread_s=cfg["spread"], reads_s=cfg["reads"],
+            mixed_s=cfg["mixed"], mixed_orders=MIXED["order_conns"], mixed_actions=MIXED["action_conns"],
+            mixed_cancel=f"{MIXED['cancel_share']:.0%}", mixed_fulfil=f"{MIXED['fulfil_share']:.0%}",
             fixed_s=cfg["fixed"], fixed_rate=f"{cfg['fixed_rate_redis']:,}",
             p99_target=f"{TARGETS['redis_fixed_p99_ms']:g}", p999_target=f"{TARGETS['redis_fixed_p999_ms']:g}",
             confirm_target=f"{TARGETS['redis_fixed_confirm_s']:g}", floor_prefix=FLOOR_PREFIX,
@@ -304,6 +307,46 @@ class Report:
             for tag, part in s["parts"].items():
                 if part.get("error_detail"):
                     w(f"- {s['title']}, {tag}: errors " + errors_text(part["error_detail"]))
+        w("")
+
+    def mixed(self):
+        """The mixed scenario: its orders and POS sales, then each kind of step."""
+        w = self.w
+        rows = [self.scen[i] for i in ("mixed-db", "mixed-redis") if i in self.scen]
+        if not rows:
+            return
+        w(self.text("mixed"))
+        for s in rows:
+            name = "DB-lock" if s["path"] == "db" else "Redis"
+            m = s.get("mixed") or {}
+            online = s["parts"].get(s["id"], {})
+            pos = s["parts"].get(f"{s['id']}-pos", {})
+            verdict = "PASS" if s["passed"] else "**FAILED**"
+            for part, r, extra in (("orders", online, f"{confirm_cell(s)} | {cpu_cell(s.get('cpu_pct'))} | "
+                                                      f"{verdict}"),
+                                   ("POS sales", pos, "0 (sync) | | ")):
+                w(f"| {name} | {part} | {fmt_int(r.get('ok_per_s'))} | {fmt_int(r.get('ok'))} | "
+                  f"{fmt_int(r.get('conflict'))} | {fmt_int(r.get('errors'))} | {fmt_ms(r.get('p50_ms'))} | "
+                  f"{fmt_ms(r.get('p99_ms'))} | {fmt_ms(r.get('p999_ms'))} | – | {extra} |")
+            for kind, r in (m.get("steps") or {}).items():
+                w(f"| {name} | {kind} | {fmt_int(r['ok_per_s'])} | {fmt_int(r['ok'])} | {fmt_int(r['conflict'])} | "
+                  f"{fmt_int(r['errors'])} | {fmt_ms(r['p50_ms'])} | {fmt_ms(r['p99_ms'])} | "
+                  f"{fmt_ms(r['p999_ms'])} | {fmt_int((m.get('retries_not_persisted') or {}).get(kind, 0))} | | | |")
+        w("")
+        for s in rows:
+            m = s.get("mixed") or {}
+            d = m.get("decided") or {}
+            w(self.text("mixed_after", title=s["title"], placed=fmt_int(sum(d.values())),
+                        cancel=fmt_int(d.get("cancel", 0)), fulfil=fmt_int(d.get("fulfil", 0)),
+                        keep=fmt_int(d.get("keep", 0)), orders_s=f"{m.get('orders_wall_s', 0):.1f}",
+                        after_s=f"{m.get('actions_after_load_s', 0):.1f}",
+                        cancelled=fmt_int(m.get("cancelled")), handed=fmt_int(m.get("handed_over"))))
+            for tag, part in s["parts"].items():
+                if part.get("error_detail"):
+                    w(f"  - {tag}: errors " + errors_text(part["error_detail"]))
+            for kind, r in (m.get("steps") or {}).items():
+                if r.get("error_detail"):
+                    w(f"  - {kind}: errors " + errors_text(r["error_detail"]))
         w("")
 
     def reads(self):

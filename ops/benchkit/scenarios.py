@@ -8,8 +8,8 @@ import os
 import time
 import urllib.parse
 
-from .common import (CEILING_PREFIX, CITY_HALL, ETAG_PRODUCT, FLOOR_PREFIX, HOT_PRODUCT, ROOT, RSS_EVERY_S,
-                     BenchError, FixedOnlyDone, fmt_mib, fmt_ms)
+from .common import (CEILING_PREFIX, CITY_HALL, ETAG_PRODUCT, FLOOR_PREFIX, HOT_PRODUCT, MIXED, ROOT,
+                     RSS_EVERY_S, BenchError, FixedOnlyDone, fmt_mib, fmt_ms)
 from .measure import CpuMeter, RssSampler
 
 
@@ -18,9 +18,9 @@ class Scenarios:
 
     @staticmethod
     def total_steps_for(can_fixed: bool) -> int:
-        """The progress lines of a whole run: hot x4, floor, fixed x2, spread x2, store x2, reads
-        x4, conditional reads x4, /health/live, soak, ceiling."""
-        return 4 + 1 + (2 if can_fixed else 0) + 2 + 2 + 4 + 4 + 1 + (1 if can_fixed else 0) + 1
+        """The progress lines of a whole run: hot x4, floor, fixed x2, spread x2, store x2, mixed
+        x2, reads x4, conditional reads x4, /health/live, soak, ceiling."""
+        return 4 + 1 + (2 if can_fixed else 0) + 2 + 2 + 2 + 4 + 4 + 1 + (1 if can_fixed else 0) + 1
 
     def run_scenarios(self, can_fixed: bool):
         """Every scenario in order, or with --fixed-only the one fixed-rate run (ending with
@@ -56,6 +56,8 @@ class Scenarios:
         self.scenario_spread("redis", pair=then(s1))
         s1 = self.scenario_store("db", pair=first)
         self.scenario_store("redis", pair=then(s1))
+        s1 = self.scenario_mixed("db", pair=first)
+        self.scenario_mixed("redis", pair=then(s1))
         for source in ("mysql", "redis"):
             for what in ("list", "detail"):
                 self.scenario_reads(source, what)
@@ -130,6 +132,29 @@ class Scenarios:
             path, jobs, hot=False,
             expect_paths={self.mysql_path(path): [f"{sid}-online"], "POS": pos_tags},
             extra={"connections": 48 + 2 * len(self.pos_stores)}, pair=pair)
+
+    def scenario_mixed(self, path: str, pair: dict | None = None):
+        """Orders (PICKUP and SAME_DAY at stores, NORMAL at warehouses) with, at the same time,
+        cancels of some, the fulfilment steps of others and POS sales, from benchkit/mixed.py (a
+        step needs the id and code of an order just answered). Checked with the stock states'
+        ledger identities instead of "units taken == units ordered"."""
+        sid = f"mixed-{path}"
+        m = MIXED
+        cancel = "/api/orders/{id}/cancel" if path == "db" else "/api/redis/orders/{id}/cancel"
+        job = {"duration": self.cfg["mixed"], "mixed": {
+            "order_path": urllib.parse.urlsplit(self.order_url(path)).path, "cancel_path": cancel,
+            "order_conns": m["order_conns"], "action_conns": m["action_conns"],
+            "bodies": str(self.raw / "mixed-bodies.jsonl"),
+            "pos": [[s, str(self.raw / f"pos-{s}-bodies.jsonl")] for s in self.pos_stores],
+            "store_key": "sfk_demo_{store}", "cancel_share": m["cancel_share"],
+            "fulfil_share": m["fulfil_share"], "retry_s": 30, "seed": 20_261_207 + (path == "redis")}}
+        title = (f"mixed, {self.path_name(path)} (orders, {m['cancel_share']:.0%} cancelled, "
+                 f"{m['fulfil_share']:.0%} stepped, POS sales at {len(self.pos_stores)} stores)")
+        return self.write_scenario(
+            sid, title, path, [job], hot=False,
+            expect_paths={self.mysql_path(path): [sid], "POS": [f"{sid}-pos"]},
+            extra={"connections": m["order_conns"] + m["action_conns"] + len(self.pos_stores)},
+            pair=pair, mixed=True)
 
     # --- read scenarios -----------------------------------------------------
 

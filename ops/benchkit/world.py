@@ -11,7 +11,7 @@ from .common import CITY_HALL, BenchError, haversine_km
 
 class World:
     """Mixed into Bench; sets its warehouses, stores, max_product, hot_loc and pos_stores, and
-    results["world"]."""
+    results["world"]; writes the request bodies into raw/."""
 
     def load_world(self):
         locs = self.http_json("GET", "/api/locations")
@@ -59,6 +59,28 @@ class World:
                 else:
                     body = {"items": item, "deliveryType": "PICKUP", "storeId": s[0]}
                 f.write(json.dumps(body, separators=(",", ":")) + "\n")
+        # Mixed: a third each PICKUP at a random store, SAME_DAY from near a random store and
+        # NORMAL from near a random warehouse; random product. The kind rides along, so the
+        # mixed load generator knows which steps an accepted order takes.
+        with open(self.raw / "mixed-bodies.jsonl", "w") as f:
+            for i in range(30_000):
+                item = [{"productId": rnd.randint(1, self.max_product), "quantity": 1}]
+                if i % 3 == 0:
+                    s = rnd.choice(self.stores)
+                    kind, body = "PICKUP", {"items": item, "deliveryType": "PICKUP", "storeId": s[0]}
+                elif i % 3 == 1:
+                    s = rnd.choice(self.stores)
+                    kind, body = "SAME_DAY", {
+                        "items": item, "deliveryType": "SAME_DAY",
+                        "deliveryAddress": {"latitude": round(s[1] + rnd.uniform(-0.03, 0.03), 5),
+                                            "longitude": round(s[2] + rnd.uniform(-0.03, 0.03), 5)}}
+                else:
+                    w = rnd.choice(self.warehouses)
+                    kind, body = "NORMAL", {
+                        "items": item, "deliveryType": "NORMAL",
+                        "deliveryAddress": {"latitude": round(w[1] + rnd.uniform(-0.01, 0.01), 5),
+                                            "longitude": round(w[2] + rnd.uniform(-0.01, 0.01), 5)}}
+                f.write(json.dumps({"kind": kind, "body": body}, separators=(",", ":")) + "\n")
         # POS: one body file per terminal store, random product.
         n_pos = 8
         step = max(1, len(self.stores) // n_pos)
