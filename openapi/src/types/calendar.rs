@@ -101,7 +101,7 @@ pub fn same_day_open_until(calendar: &Calendar, now: jiff::Timestamp) -> Option<
     calendar
         .same_day_open_until(now)
         .as_ref()
-        .map(|at| sf_routing::rfc3339(&at))
+        .map(sf_routing::rfc3339)
 }
 
 #[cfg(test)]
