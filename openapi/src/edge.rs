@@ -70,6 +70,8 @@ impl Kind {
             | "listJobRuns"
             | "listOrdersByStatus"
             | "listRedisDataLosses"
+            | "listStaleKeys"
+            | "listDeadLetters"
             | "retryRejectedOrder"
             | "runReconciliation" => None,
             _ => return None,

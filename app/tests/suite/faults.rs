@@ -7,7 +7,7 @@ use crate::common::*;
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -146,6 +146,42 @@ async fn a_poison_event_is_dead_lettered_and_the_rest_flows() {
     assert_eq!(
         dead, 3,
         "three events dead-lettered (the unknown kind is not)"
+    );
+    // Operators read them with their errors, the latest first.
+    let (s, listed) = json_of(t.admin().get("/api/admin/dead-letters").await).await;
+    assert_eq!(s, StatusCode::OK, "{listed}");
+    let listed = listed["deadLetters"].as_array().unwrap().clone();
+    let orders: BTreeSet<&str> = listed
+        .iter()
+        .map(|d| d["orderId"].as_str().unwrap_or_else(|| panic!("{d}")))
+        .collect();
+    let expected: Vec<String> = (1..=3).map(|i| format!("{wh}-bad{i}")).collect();
+    assert_eq!(orders, expected.iter().map(String::as_str).collect());
+    let ids: Vec<&str> = listed.iter().map(|d| d["id"].as_str().unwrap()).collect();
+    let mut latest_first = ids.clone();
+    latest_first.sort_by_key(|id| {
+        let (ms, seq) = id.split_once('-').unwrap();
+        std::cmp::Reverse((ms.parse::<u64>().unwrap(), seq.parse::<u64>().unwrap()))
+    });
+    assert_eq!(ids, latest_first);
+    for d in &listed {
+        assert_eq!(d["locationId"], wh, "{d}");
+        assert_eq!(d["kind"], "R", "{d}");
+        assert!(
+            d["error"].as_str().is_some_and(|e| !e.is_empty()) && d["eventId"].is_string(),
+            "{d}"
+        );
+    }
+    let bad1 = listed
+        .iter()
+        .find(|d| d["orderId"] == format!("{wh}-bad1"))
+        .unwrap();
+    assert!(
+        bad1["error"]
+            .as_str()
+            .unwrap()
+            .contains("unreadable order record"),
+        "{bad1}"
     );
     let left: i64 = redis::cmd("XLEN")
         .arg(&stream)

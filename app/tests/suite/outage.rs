@@ -7,6 +7,7 @@ use crate::common::*;
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -144,6 +145,27 @@ fn rss_mib() -> u64 {
     kb / 1024
 }
 
+/// `GET /api/admin/stale-keys`: the (location, product) of each key marked stale.
+async fn stale_keys(t: &TestApp) -> BTreeSet<(u64, u64)> {
+    let (s, b) = json_of(t.admin().get("/api/admin/stale-keys").await).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            assert!(
+                k["markedAt"].as_str().is_some_and(|m| m.ends_with('Z')),
+                "{k}"
+            );
+            (
+                k["locationId"].as_u64().unwrap(),
+                k["productId"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 /// A Redis outage during mixed DB-lock, POS and Redis-path traffic on a few hot products. The
 /// MySQL-first writes succeed throughout, committing on MySQL alone; the Redis path sheds in
 /// milliseconds with 503 and Retry-After; store stock reads come from MySQL, marked so;
@@ -257,6 +279,12 @@ async fn mysql_first_writes_sell_through_a_redis_outage_and_nothing_is_sold_twic
     );
     // Redis still counts the scarce units the outage sold: it is stale until re-synced.
     assert_eq!(t.available(wh, scarce).await, 0);
+    // Operators see which keys wait for it: every key written on MySQL alone.
+    let stale = stale_keys(&t).await;
+    assert_eq!(
+        stale,
+        BTreeSet::from([(wh, a), (wh, b), (wh, scarce), (store, a)])
+    );
 
     // Redis returns; the Redis path decides again only after the stale keys are set from MySQL.
     let down_for = outage.elapsed();
@@ -264,6 +292,7 @@ async fn mysql_first_writes_sell_through_a_redis_outage_and_nothing_is_sold_twic
     let recovery = wait_status(&t, "ready", Duration::from_secs(5)).await;
     eprintln!("outage {down_for:?}; ready again {recovery:?} after redis returned");
     assert_eq!(t.redis_stock(wh, scarce).await, Some(0));
+    assert_eq!(stale_keys(&t).await, BTreeSet::new());
     let after = burst(
         &t,
         "/api/redis/orders",

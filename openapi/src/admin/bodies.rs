@@ -464,6 +464,74 @@ pub struct DataLossList {
     pub losses: Vec<DataLossBody>,
 }
 
+/// A stock key marked stale: written on MySQL alone (Redis unreachable, or too few replicas held
+/// the change), set from MySQL before Redis decides an order on it again.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase", example)]
+pub struct StaleKeyBody {
+    pub location_id: u64,
+    pub product_id: u64,
+    /// The latest write on MySQL alone (RFC 3339).
+    pub marked_at: String,
+}
+
+impl Example for StaleKeyBody {
+    fn example() -> Self {
+        Self {
+            location_id: 3,
+            product_id: 1,
+            marked_at: "2026-12-07T09:00:00.000Z".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct StaleKeyList {
+    /// The oldest mark first.
+    pub keys: Vec<StaleKeyBody>,
+}
+
+/// An event the consumer could not persist, whatever it tried, as its location's dead-letter
+/// stream holds it. A reservation's order was answered `REJECTED` and is listed in MySQL so; its
+/// units were set free. Fields the event lacked are absent.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase", example)]
+pub struct DeadLetterBody {
+    pub location_id: u64,
+    /// Its id in the location's dead-letter stream (when it was moved there).
+    pub id: String,
+    /// Its id in the location's event stream.
+    pub event_id: Option<String>,
+    /// `R` a reservation, `C` a cancel, or what the event said.
+    pub kind: Option<String>,
+    pub order_id: Option<String>,
+    /// Its lines as the stream held them: `productId:quantity`, comma separated.
+    pub lines: Option<String>,
+    /// Why it could not be persisted.
+    pub error: Option<String>,
+}
+
+impl Example for DeadLetterBody {
+    fn example() -> Self {
+        Self {
+            location_id: 1,
+            id: "1765098000123-0".into(),
+            event_id: Some("1765098000001-0".into()),
+            kind: Some("R".into()),
+            order_id: Some("1-01936f0c2b7e7c3a9d1e5f2a3b4c5d6e".into()),
+            lines: Some("7:2".into()),
+            error: Some("unreadable order record: expected value at line 1 column 2".into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct DeadLetterList {
+    /// The latest moved first, across locations.
+    pub dead_letters: Vec<DeadLetterBody>,
+}
+
 pub(super) fn rfc3339_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()

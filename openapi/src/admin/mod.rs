@@ -518,6 +518,77 @@ impl AdminApi {
         }))
     }
 
+    /// List stale stock keys
+    ///
+    /// Stock keys written on MySQL alone (Redis was unreachable, or too few replicas held the
+    /// change): each is set from MySQL before Redis decides an order on it again, by the
+    /// recovery after an outage or the background re-sync, and leaves this list then. A key that
+    /// stays here long says that Redis has not been trusted again since. `limit` is 1 to 1000
+    /// (default 100); the oldest mark first.
+    #[oai(path = "/stale-keys", method = "get", operation_id = "listStaleKeys")]
+    async fn stale_keys(
+        &self,
+        _auth: AdminAuth,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))] limit: Query<Option<i64>>,
+    ) -> ApiResult<Json<StaleKeyList>> {
+        let keys = self
+            .state
+            .storage
+            .recovery()
+            .stale_keys(limit.0.unwrap_or(100) as u32)
+            .await?;
+        Ok(Json(StaleKeyList {
+            keys: keys
+                .into_iter()
+                .map(|k| StaleKeyBody {
+                    location_id: k.location_id.get(),
+                    product_id: k.product_id.get(),
+                    marked_at: rfc3339_ms(k.marked_at_ms),
+                })
+                .collect(),
+        }))
+    }
+
+    /// List dead letters
+    ///
+    /// Events the consumer could not persist, whatever it tried (unreadable, inconsistent,
+    /// refused by the schema), from every location's dead-letter stream, with their errors: the
+    /// latest first, at most `limit` (1 to 200, default 50). Each blocked nothing else; a
+    /// reservation's order ended `REJECTED` (`rejectReason` says why; `POST
+    /// /api/admin/orders/{orderId}/retry` takes it as sold after a fix) and its units were set
+    /// free.
+    #[oai(
+        path = "/dead-letters",
+        method = "get",
+        operation_id = "listDeadLetters"
+    )]
+    async fn dead_letters(
+        &self,
+        _auth: AdminAuth,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<i64>>,
+    ) -> ApiResult<Json<DeadLetterList>> {
+        let dead = self
+            .state
+            .storage
+            .recovery()
+            .dead_letters(limit.0.unwrap_or(50) as usize)
+            .await?;
+        Ok(Json(DeadLetterList {
+            dead_letters: dead
+                .into_iter()
+                .map(|d| DeadLetterBody {
+                    location_id: d.location_id.get(),
+                    id: d.id,
+                    event_id: d.event_id,
+                    kind: d.kind,
+                    order_id: d.order_id,
+                    lines: d.lines,
+                    error: d.error,
+                })
+                .collect(),
+        }))
+    }
+
     /// Retry a rejected order
     ///
     /// For an order MySQL could not take as sold (`REJECTED`), after a restock: if its location
