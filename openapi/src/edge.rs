@@ -72,6 +72,7 @@ impl Kind {
             | "listRedisDataLosses"
             | "listStaleKeys"
             | "listDeadLetters"
+            | "replayDeadLetter"
             | "retryRejectedOrder"
             | "runReconciliation" => None,
             _ => return None,

@@ -6,7 +6,7 @@ use crate::common::proxy::Proxy;
 use crate::common::*;
 use futures::future::join_all;
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -160,6 +160,8 @@ async fn a_poison_event_is_dead_lettered_and_the_rest_flows() {
     let ids: Vec<&str> = listed.iter().map(|d| d["id"].as_str().unwrap()).collect();
     let mut latest_first = ids.clone();
     latest_first.sort_by_key(|id| {
+        let (loc, id) = id.split_once(':').unwrap();
+        assert_eq!(loc, wh.to_string());
         let (ms, seq) = id.split_once('-').unwrap();
         std::cmp::Reverse((ms.parse::<u64>().unwrap(), seq.parse::<u64>().unwrap()))
     });
@@ -183,6 +185,19 @@ async fn a_poison_event_is_dead_lettered_and_the_rest_flows() {
             .contains("unreadable order record"),
         "{bad1}"
     );
+    // Its order was never persisted: there is nothing to replay, and it stays listed.
+    let replay = format!(
+        "/api/admin/dead-letters/{}/replay",
+        bad1["id"].as_str().unwrap()
+    );
+    let (s, b) = json_of(t.admin().post_empty(&replay).await).await;
+    assert_eq!(
+        (s, b["type"].as_str()),
+        (StatusCode::CONFLICT, Some("/problems/conflict")),
+        "{b}"
+    );
+    let (_, again) = json_of(t.admin().get("/api/admin/dead-letters").await).await;
+    assert_eq!(again["deadLetters"].as_array().unwrap().len(), 3);
     let left: i64 = redis::cmd("XLEN")
         .arg(&stream)
         .query_async(&mut c)
@@ -195,6 +210,89 @@ async fn a_poison_event_is_dead_lettered_and_the_rest_flows() {
         "dead letters counted in /metrics"
     );
     assert_eq!(t.available(wh, p).await, 90);
+    t.assert_converged(InRedis::All).await;
+}
+
+/// A reservation dead-lettered (its event names another location: it cannot be persisted as it
+/// is) leaves its order `REJECTED` and its units free. After the fix — here: the units are still
+/// there — an operator replays it: the order is taken as sold once, the entry leaves the list, and
+/// a second replay finds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replayed_dead_letter_sells_its_order_once() {
+    let mut t = TestApp::spawn_with(|c| {
+        c.consumer_enabled = false;
+        c.jobs_enabled = false;
+    })
+    .await;
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
+    let id = t
+        .place_redis(&normal_order(&[(p, 2)], SEOUL.0, SEOUL.1))
+        .await;
+    let loc = sf_routing::LocationId::new_unchecked(wh);
+    let stream = t.keys().stream(loc);
+    let mut c = t.redis().await;
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(&stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let reservation = &entries.ids[0];
+    let mut wrong: Value = serde_json::from_str(&reservation.get::<String>("j").unwrap()).unwrap();
+    let other = t.add_warehouse().await;
+    wrong["fulfillmentLocationId"] = other.into();
+    let _: i64 = redis::cmd("XDEL")
+        .arg(&stream)
+        .arg(&reservation.id)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg("v")
+        .arg("1")
+        .arg("t")
+        .arg("R")
+        .arg("o")
+        .arg(&id)
+        .arg("l")
+        .arg(format!("{p}:2"))
+        .arg("j")
+        .arg(wrong.to_string())
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    t.app().start_consumer();
+    settle(&t).await;
+    assert_eq!(t.order_status(&id).await, "REJECTED");
+    assert_eq!(t.available(wh, p).await, 10);
+
+    let (_, listed) = json_of(t.admin().get("/api/admin/dead-letters").await).await;
+    let dead = listed["deadLetters"].as_array().unwrap();
+    assert_eq!(dead.len(), 1, "{listed}");
+    assert_eq!(
+        (&dead[0]["orderId"], &dead[0]["kind"]),
+        (&json!(id), &json!("R"))
+    );
+    let replay = format!(
+        "/api/admin/dead-letters/{}/replay",
+        dead[0]["id"].as_str().unwrap()
+    );
+    let (s, order) = json_of(t.admin().post_empty(&replay).await).await;
+    assert_eq!(s, StatusCode::OK, "{order}");
+    assert_eq!(
+        (&order["orderId"], &order["status"]),
+        (&json!(id), &json!("CONFIRMED"))
+    );
+    assert_eq!(t.stock_states(wh, p).await, (8, 2, 10));
+    let (_, listed) = json_of(t.admin().get("/api/admin/dead-letters").await).await;
+    assert_eq!(listed["deadLetters"], json!([]));
+    let (s, b) = json_of(t.admin().post_empty(&replay).await).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    assert_eq!(t.stock_states(wh, p).await, (8, 2, 10));
+    t.assert_ledger_identities().await;
     t.assert_converged(InRedis::All).await;
 }
 

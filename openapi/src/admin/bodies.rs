@@ -498,7 +498,7 @@ pub struct StaleKeyList {
 #[oai(rename_all = "camelCase", example)]
 pub struct DeadLetterBody {
     pub location_id: u64,
-    /// Its id in the location's dead-letter stream (when it was moved there).
+    /// `<locationId>:<its id in the location's dead-letter stream>`: what the replay route takes.
     pub id: String,
     /// Its id in the location's event stream.
     pub event_id: Option<String>,
@@ -515,7 +515,7 @@ impl Example for DeadLetterBody {
     fn example() -> Self {
         Self {
             location_id: 1,
-            id: "1765098000123-0".into(),
+            id: "1:1765098000123-0".into(),
             event_id: Some("1765098000001-0".into()),
             kind: Some("R".into()),
             order_id: Some("1-01936f0c2b7e7c3a9d1e5f2a3b4c5d6e".into()),

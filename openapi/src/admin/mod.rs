@@ -589,6 +589,36 @@ impl AdminApi {
         }))
     }
 
+    /// Replay a dead letter
+    ///
+    /// After a fix: a dead-lettered reservation's order (listed `REJECTED`) is taken as sold if
+    /// its location has the units now, exactly as `POST /api/admin/orders/{orderId}/retry` does;
+    /// a dead-lettered cancel is carried out. Answers 200 with the order as it is then, and the
+    /// entry leaves the dead-letter list; an order settled before (sold, cancelled) answers as it
+    /// is, and its entry leaves too. 404 when there is no such dead letter; 409 when it names no
+    /// order that was persisted, is of a kind that changes nothing, or its order's units are not
+    /// there (`/problems/out-of-stock`) — the entry then stays.
+    #[oai(
+        path = "/dead-letters/:deadLetterId/replay",
+        method = "post",
+        operation_id = "replayDeadLetter"
+    )]
+    async fn replay_dead_letter(
+        &self,
+        _auth: AdminAuth,
+        /// A dead letter's `id` from the list: `<locationId>:<streamId>`.
+        #[oai(name = "deadLetterId", validator(max_length = 64))]
+        dead_letter_id: Path<String>,
+    ) -> ApiResult<Json<OrderBody>> {
+        let order = self
+            .state
+            .storage
+            .recovery()
+            .replay_dead_letter(&dead_letter_id.0)
+            .await?;
+        Ok(Json(order.into()))
+    }
+
     /// Retry a rejected order
     ///
     /// For an order MySQL could not take as sold (`REJECTED`), after a restock: if its location

@@ -3,7 +3,8 @@
 //! (events the consumer could not persist, whatever it tried).
 
 use super::Recovery;
-use crate::error::StorageResult;
+use crate::error::{Refusal, StorageResult};
+use crate::model::Order;
 use sf_routing::{LocationId, ProductId};
 
 /// A stock key marked stale.
@@ -19,7 +20,8 @@ pub struct StaleKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetterEntry {
     pub location_id: LocationId,
-    /// Its id in the dead-letter stream (when it was moved there).
+    /// `<locationId>:<its id in the location's dead-letter stream>` (when it was moved there):
+    /// what [`Recovery::replay_dead_letter`] takes.
     pub id: String,
     /// Its id in the event stream it came from.
     pub event_id: Option<String>,
@@ -69,14 +71,91 @@ impl Recovery<'_> {
                 order_id: e.get("o"),
                 lines: e.get("l"),
                 error: e.get("error"),
-                id: e.id,
+                id: format!("{loc}:{}", e.id),
             }));
         }
         // Stream ids start with their time in ms: the latest first, across locations.
-        all.sort_by_key(|d| std::cmp::Reverse(stream_order(&d.id)));
+        all.sort_by_key(|d| std::cmp::Reverse(stream_order(stream_id_of(&d.id))));
         all.truncate(limit);
         Ok(all)
     }
+}
+
+impl Recovery<'_> {
+    /// Replays a dead letter after a fix: a reservation's order, which the consumer listed as
+    /// `REJECTED`, is taken as sold if its location has the units now (as the operators' retry
+    /// does); a cancel is carried out MySQL-first. Once it took effect (or had, before), the
+    /// entry leaves the dead-letter stream; otherwise the answer says why and the entry stays.
+    pub async fn replay_dead_letter(&self, id: &str) -> StorageResult<Order> {
+        let unknown = || Refusal::NotFound(format!("no dead letter {id}"));
+        let (loc, stream_id) = id.split_once(':').ok_or_else(unknown)?;
+        let loc = loc
+            .parse::<u64>()
+            .ok()
+            .and_then(|l| LocationId::parse("locationId", l as i64).ok())
+            .filter(|l| self.catalog().all_location_ids().contains(l))
+            .ok_or_else(unknown)?;
+        let dead_key = self.keys.dead_letters(loc);
+        let entry: redis::streams::StreamRangeReply = {
+            let mut redis = self.conn().await?;
+            redis::cmd("XRANGE")
+                .arg(&dead_key)
+                .arg(stream_id)
+                .arg(stream_id)
+                .query_async(&mut redis)
+                .await
+                .map_err(|_| unknown())?
+        };
+        let entry = entry.ids.into_iter().next().ok_or_else(unknown)?;
+        let order_id: Option<String> = entry.get("o");
+        let kind: Option<String> = entry.get("t");
+        let order_id = order_id
+            .filter(|o| Order::location_of(o) == Some(loc))
+            .ok_or_else(|| {
+                Refusal::Conflict(format!(
+                    "dead letter {id} names no order of location {loc}: there is nothing to replay"
+                ))
+            })?;
+        let order = match kind.as_deref() {
+            Some("R") => match self.db_lock().retry_rejected(&order_id).await {
+                Ok(order) => order,
+                // Taken as sold before (a replay whose answer was lost, or an operator's retry).
+                Err(e) if is_not_rejected(&e) => self.orders().get(&order_id).await?,
+                Err(e) if matches!(e.refusal(), Some(Refusal::UnknownOrder(_))) => {
+                    return Err(Refusal::Conflict(format!(
+                        "the order of dead letter {id}, {order_id}, was never persisted (its event could not be read): there is nothing to replay"
+                    ))
+                    .into())
+                }
+                Err(e) => return Err(e),
+            },
+            Some("C") => self.db_lock().cancel(&order_id).await?,
+            other => {
+                return Err(Refusal::Conflict(format!(
+                    "dead letter {id} is an event of kind {}, which changes nothing: there is nothing to replay",
+                    other.unwrap_or("(none)")
+                ))
+                .into())
+            }
+        };
+        let mut redis = self.conn().await?;
+        let _: i64 = redis::cmd("XDEL")
+            .arg(&dead_key)
+            .arg(stream_id)
+            .query_async(&mut redis)
+            .await?;
+        Ok(order)
+    }
+}
+
+/// Whether a retry was refused because its order is not `REJECTED` (any more).
+fn is_not_rejected(e: &crate::error::StorageError) -> bool {
+    matches!(e.refusal(), Some(Refusal::Conflict(_)))
+}
+
+/// The stream id of a dead letter's id (`<locationId>:<streamId>`).
+fn stream_id_of(id: &str) -> &str {
+    id.split_once(':').map_or(id, |(_, s)| s)
 }
 
 /// A stream id (`<ms>-<seq>`) as a sortable pair.
@@ -91,6 +170,7 @@ mod tests {
     fn stream_ids_sort_by_time_then_sequence() {
         let mut ids = ["1700000000001-0", "1700000000000-5", "1700000000001-2"];
         ids.sort_by_key(|id| super::stream_order(id));
+        assert_eq!(super::stream_id_of("4:1700000000001-2"), "1700000000001-2");
         assert_eq!(
             ids,
             ["1700000000000-5", "1700000000001-0", "1700000000001-2"]
