@@ -56,6 +56,7 @@ impl Kind {
             | "setStock"
             | "adjustStock"
             | "getStockStates"
+            | "listMovements"
             | "setSafetyStock"
             | "issueStoreKey"
             | "revokeStoreKey"

@@ -266,6 +266,22 @@ impl Location {
     }
 }
 
+/// One row of a stock row's ledger: what it moved, why, and what caused it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Movement {
+    /// Its place in the ledger: later rows have greater ids.
+    pub id: u64,
+    /// `ORDER`, `CANCEL`, `FULFILLED`, `COUNT`, … (see [`crate::orders::ledger::Reason`]).
+    pub reason: String,
+    /// The order, sale or operator's change that caused it.
+    pub ref_id: String,
+    pub available_delta: i64,
+    pub committed_delta: i64,
+    pub on_hand_delta: i64,
+    /// When it was written, in ms since the Unix epoch.
+    pub at_ms: i64,
+}
+
 /// A page of results.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {

@@ -269,6 +269,82 @@ async fn a_cancel_racing_a_collect_has_exactly_one_winner() {
     t.assert_ledger_identities().await;
 }
 
+/// Operators read a stock row's ledger newest first, page by page: each row with its reason, its
+/// cause and what it moved of each state; the rows sum to the states.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_reads_newest_first_in_pages() {
+    let t = TestApp::spawn().await;
+    let s = t.store_with(1, 10).await;
+    let p = s.products[0];
+    let b = place_db_lock(&t, &pickup_order(&[(p, 3)], s.store)).await;
+    let id = b["orderId"].as_str().unwrap().to_owned();
+    let pickup_code = b["fulfillment"]["pickupCode"].as_str().unwrap().to_owned();
+    assert_eq!(t.admin_adjust(s.store, p, 5).await.status(), StatusCode::OK);
+    for (what, body) in [("ready", None), ("collect", Some(code(&pickup_code)))] {
+        let (st, b) = json_of(step(&t, &s.key, s.store, &id, what, body.as_ref()).await).await;
+        assert_eq!(st, StatusCode::OK, "{what}: {b}");
+    }
+    let page = |after: Option<u64>| {
+        let t = &t;
+        async move {
+            let mut path = format!(
+                "/api/admin/locations/{}/products/{p}/movements?limit=2",
+                s.store
+            );
+            if let Some(a) = after {
+                path.push_str(&format!("&after={a}"));
+            }
+            let (st, b) = json_of(t.admin().get(&path).await).await;
+            assert_eq!(st, StatusCode::OK, "{b}");
+            b
+        }
+    };
+    let row = |m: &Value| {
+        (
+            m["reason"].as_str().unwrap().to_owned(),
+            m["refId"].as_str().unwrap().to_owned(),
+            m["availableDelta"].as_i64().unwrap(),
+            m["committedDelta"].as_i64().unwrap(),
+            m["onHandDelta"].as_i64().unwrap(),
+        )
+    };
+    let first = page(None).await;
+    let rows: Vec<_> = first["movements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(row)
+        .collect();
+    assert_eq!(rows[0], ("FULFILLED".to_owned(), id.clone(), 0, -3, -3));
+    assert_eq!(
+        (rows[1].0.as_str(), rows[1].2, rows[1].3, rows[1].4),
+        ("ADJUST", 5, 0, 5)
+    );
+    let next = first["next"].as_u64().unwrap();
+    assert_eq!(Some(next), first["movements"][1]["id"].as_u64());
+    let second = page(Some(next)).await;
+    let rows: Vec<_> = second["movements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(row)
+        .collect();
+    assert_eq!(rows, [("ORDER".to_owned(), id.clone(), -3, 3, 0)]);
+    assert!(second.get("next").is_none(), "{second}");
+    assert_eq!(t.stock_states(s.store, p).await, (12, 0, 12));
+    // Unknown location or product: 404.
+    let (st, _) = json_of(
+        t.admin()
+            .get(&format!(
+                "/api/admin/locations/{}/products/999999/movements",
+                s.store
+            ))
+            .await,
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+}
+
 /// A Redis-path cancel whose script ran but whose MySQL commit failed reaches MySQL through the
 /// consumer, later. When the store handed the order over before that, the hand-over stands: the
 /// consumer does not apply the late cancel (the units left the building), `committed` falls once,

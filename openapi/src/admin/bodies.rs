@@ -532,6 +532,61 @@ pub struct DeadLetterList {
     pub dead_letters: Vec<DeadLetterBody>,
 }
 
+/// One row of a stock row's ledger.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase", example)]
+pub struct MovementBody {
+    /// Its place in the ledger: later rows have greater ids.
+    pub id: u64,
+    /// `ORDER`, `CANCEL`, `FULFILLED`, `NOT_COLLECTED`, `POS_SALE`, `POS_RETURN`, `RESTOCK`,
+    /// `ADJUST`, `COUNT`, `DAMAGED`, `RECONCILE`.
+    pub reason: String,
+    /// The order, sale or operator's change that caused it.
+    pub ref_id: String,
+    pub available_delta: i64,
+    pub committed_delta: i64,
+    pub on_hand_delta: i64,
+    /// When it was written (RFC 3339).
+    pub at: String,
+}
+
+impl Example for MovementBody {
+    fn example() -> Self {
+        Self {
+            id: 4812,
+            reason: "FULFILLED".into(),
+            ref_id: "3-01936f0c2b7e7c3a9d1e5f2a3b4c5d6e".into(),
+            available_delta: 0,
+            committed_delta: -2,
+            on_hand_delta: -2,
+            at: "2026-12-07T09:00:00.000Z".into(),
+        }
+    }
+}
+
+impl From<sf_persistence::model::Movement> for MovementBody {
+    fn from(m: sf_persistence::model::Movement) -> Self {
+        Self {
+            id: m.id,
+            reason: m.reason,
+            ref_id: m.ref_id,
+            available_delta: m.available_delta,
+            committed_delta: m.committed_delta,
+            on_hand_delta: m.on_hand_delta,
+            at: rfc3339_ms(m.at_ms),
+        }
+    }
+}
+
+/// A page of a stock row's ledger, newest first.
+#[derive(Debug, Clone, Object)]
+pub struct MovementPage {
+    pub movements: Vec<MovementBody>,
+    /// The `after` of the next page (older rows); absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
+    pub next: Option<u64>,
+}
+
 pub(super) fn rfc3339_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()

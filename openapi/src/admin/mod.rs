@@ -136,6 +136,47 @@ impl AdminApi {
         Ok(Json(states.into()))
     }
 
+    /// Ledger of a product at a location
+    ///
+    /// Every movement of the product's stock at the location, newest first: its reason, what
+    /// caused it (`refId`: the order, sale or operator's change) and what it moved of each state.
+    /// For the row, `available` = its initial quantity + Σ `availableDelta`, onHand likewise with
+    /// `onHandDelta`, and `committed` = Σ `committedDelta`. Keyset-paged: `after` is the `next`
+    /// of the previous page; `limit` 1 to 500 (default 50). Answers 404 when there is no such
+    /// location or product.
+    #[oai(
+        path = "/locations/:locationId/products/:productId/movements",
+        method = "get",
+        operation_id = "listMovements"
+    )]
+    async fn movements(
+        &self,
+        _auth: AdminAuth,
+        #[oai(name = "locationId", validator(minimum(value = "1")))] location_id: Path<i64>,
+        #[oai(name = "productId", validator(minimum(value = "1")))] product_id: Path<i64>,
+        /// The `next` of the previous page: only rows older than it.
+        #[oai(validator(minimum(value = "1")))]
+        after: Query<Option<i64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))] limit: Query<Option<i64>>,
+    ) -> ApiResult<Json<MovementPage>> {
+        let loc = location_in_path(location_id.0)?;
+        let product = crate::catalog::product_in_path(product_id.0)?;
+        let limit = limit.0.unwrap_or(50) as u32;
+        let rows = self
+            .state
+            .storage
+            .db_lock()
+            .movements(loc, product, after.0.map(|a| a as u64), limit)
+            .await?;
+        let next = (rows.len() == limit as usize)
+            .then(|| rows.last().map(|m| m.id))
+            .flatten();
+        Ok(Json(MovementPage {
+            movements: rows.into_iter().map(Into::into).collect(),
+            next,
+        }))
+    }
+
     /// Set a product's safety stock at a location
     ///
     /// The units online orders (both paths) may not take; the till may. `null` returns the

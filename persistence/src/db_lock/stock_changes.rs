@@ -195,6 +195,34 @@ impl DbLock<'_> {
         }
     }
 
+    /// The ledger of `product` at `loc`, newest first: at most `limit` rows older than the row
+    /// `before` (a row id from an earlier page; `None`: from the newest).
+    pub async fn movements(
+        &self,
+        loc: LocationId,
+        product: ProductId,
+        before: Option<u64>,
+        limit: u32,
+    ) -> StorageResult<Vec<crate::model::Movement>> {
+        self.known(loc, product).await?;
+        self.in_time(self.db_deadline(), async {
+            Ok(sqlx::query_as(
+                "SELECT id, CAST(reason AS CHAR) AS reason, ref_id, available_delta, \
+                 committed_delta, on_hand_delta, \
+                 CAST(UNIX_TIMESTAMP(created_at) * 1000 AS SIGNED) AS at_ms \
+                 FROM stock_movements WHERE location_id = ? AND product_id = ? AND id < ? \
+                 ORDER BY id DESC LIMIT ?",
+            )
+            .bind(loc)
+            .bind(product)
+            .bind(before.unwrap_or(u64::MAX))
+            .bind(limit)
+            .fetch_all(&self.db)
+            .await?)
+        })
+        .await
+    }
+
     /// Sets `product`'s own safety stock at `loc` (`None`: the location's default), then copies
     /// it to Redis, which online orders on the Redis path are decided with.
     pub async fn set_safety_stock(
