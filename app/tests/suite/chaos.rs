@@ -1196,7 +1196,8 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
                     if let Some(st) = r.body["status"].as_str() {
                         s.shown.push(st.to_owned());
                     }
-                    s.ready_by.extend(r.body["readyBy"].as_str().map(str::to_owned));
+                    s.ready_by
+                        .extend(r.body["readyBy"].as_str().map(str::to_owned));
                     if let Some(k) = &r.idem {
                         keyed.entry((path, k.clone())).or_default().insert(id);
                     }
@@ -1245,7 +1246,8 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
                     if let Some(st) = r.body["status"].as_str() {
                         s.shown.push(st.to_owned());
                     }
-                    s.ready_by.extend(r.body["readyBy"].as_str().map(str::to_owned));
+                    s.ready_by
+                        .extend(r.body["readyBy"].as_str().map(str::to_owned));
                 }
                 0 | 404 | 410 | 500 | 502..=504 => {}
                 _ => v.push(format!(
@@ -1259,7 +1261,8 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
                     if let Some(st) = r.body["status"].as_str() {
                         s.shown.push(st.to_owned());
                     }
-                    s.ready_by.extend(r.body["readyBy"].as_str().map(str::to_owned));
+                    s.ready_by
+                        .extend(r.body["readyBy"].as_str().map(str::to_owned));
                     let f = &r.body["fulfillment"];
                     if r.body["status"] != "CONFIRMED" || f["status"] != step.target() {
                         v.push(format!("{step:?} answered 200 with {}", r.body));
@@ -1350,7 +1353,9 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
     for (id, (_, delivery_type, _)) in &ways {
         let kept = &ready_by[id];
         if (delivery_type == "PICKUP") != kept.is_some() {
-            v.push(format!("I9: {delivery_type} order {id} has readyBy {kept:?}"));
+            v.push(format!(
+                "I9: {delivery_type} order {id} has readyBy {kept:?}"
+            ));
         }
         if let Some(s) = seen.get(id) {
             if let Some(other) = s.ready_by.iter().find(|r| Some(*r) != kept.as_ref()) {
