@@ -26,14 +26,17 @@ pub enum JobKind {
     Housekeeping,
     /// Cancel the pickups left ready longer than `PICKUP_EXPIRY`.
     NotCollected,
+    /// Give back the units of checkout holds past their `expiresAt`.
+    HoldExpiry,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 4] = [
+    pub const ALL: [JobKind; 5] = [
         Self::Reconcile,
         Self::Reclaim,
         Self::Housekeeping,
         Self::NotCollected,
+        Self::HoldExpiry,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -41,6 +44,7 @@ impl JobKind {
             Self::Reclaim => "reclaim",
             Self::Housekeeping => "housekeeping",
             Self::NotCollected => "not-collected",
+            Self::HoldExpiry => "hold-expiry",
         }
     }
 }
@@ -145,6 +149,13 @@ impl JobRunner {
                     let cancelled = store.fulfilment().cancel_not_collected(expiry).await?;
                     Ok(Figures {
                         details: serde_json::json!({"cancelled": cancelled}),
+                        ..Figures::default()
+                    })
+                }
+                JobKind::HoldExpiry => {
+                    let expired = store.holds().expire_due().await?;
+                    Ok(Figures {
+                        details: serde_json::json!({"expired": expired}),
                         ..Figures::default()
                     })
                 }
