@@ -2,10 +2,12 @@
 //! request becomes validated domain values.
 
 mod bodies;
+mod holds;
 mod requests;
 mod text;
 
 pub use bodies::*;
+pub use holds::*;
 pub use requests::*;
 pub use text::Text;
 
