@@ -228,6 +228,14 @@ async fn fifty_concurrent_converts_make_one_order() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT);
     t.assert_converged(InRedis::All).await;
+    // The metrics count it once, from MySQL.
+    t.wait_for_metrics(&[
+        "holds_active 0",
+        "holds_total{outcome=\"placed\"} 1",
+        "holds_total{outcome=\"converted\"} 1",
+        "holds_total{outcome=\"expired\"} 0",
+    ])
+    .await;
 }
 
 /// A hold past expiresAt reads EXPIRED at once, its units are available again within 5 s
