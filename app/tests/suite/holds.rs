@@ -283,7 +283,18 @@ async fn extensions_stay_within_the_rules() {
     let order = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
     for ttl in [9, 3601] {
         let (st, b) = json_of(t.post("/api/holds", &with_ttl(order.clone(), ttl)).await).await;
-        assert!(st.is_client_error(), "{st} {b}");
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{b}");
+        assert!(b["detail"].as_str().unwrap().contains("ttlSeconds"), "{b}");
+        let (st, b) = json_of(
+            t.client
+                .patch(format!("{}/api/holds/1-any", t.base))
+                .json(&json!({ "ttlSeconds": ttl }))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{b}");
         assert!(b["detail"].as_str().unwrap().contains("ttlSeconds"), "{b}");
     }
     let h = hold(&t, &order).await;

@@ -19,11 +19,11 @@ pub struct HoldRequest {
 }
 
 impl HoldRequest {
-    /// The hold's TTL, validated once.
+    /// The hold's TTL (the parse checked its range).
     pub fn ttl(&self) -> Result<Ttl, Problem> {
         match self.ttl_seconds {
             None => Ok(Ttl::default()),
-            Some(s) => Ttl::new(s).map_err(|e| Problem::validation(e.to_string())),
+            Some(s) => Ttl::new(s).map_err(|e| Problem::bad_request(e.to_string())),
         }
     }
 }
@@ -99,8 +99,11 @@ impl ParseFromJSON for HoldRequest {
         };
         let ttl_seconds = match fields.remove("ttlSeconds") {
             None | Some(serde_json::Value::Null) => None,
-            Some(v) => match v.as_i64() {
-                Some(n) => Some(n),
+            // Outside the range the schema declares is a schema violation (400), as for any
+            // field.
+            Some(v) => match v.as_i64().map(Ttl::new) {
+                Some(Ok(ttl)) => Some(i64::from(ttl.secs())),
+                Some(Err(e)) => return Err(ParseError::custom(e.to_string())),
                 None => {
                     return Err(ParseError::custom(format!(
                         "ttlSeconds must be a whole number of seconds, 10 to 3600, not {v}"
