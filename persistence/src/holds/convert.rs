@@ -4,10 +4,9 @@
 //! not move, so neither does Redis.
 
 use super::decide::HoldStatus;
-use super::end::refuse_inactive;
 use super::{rows, Holds};
 use crate::db_lock::Placed;
-use crate::error::{Refusal, StorageError, StorageResult};
+use crate::error::{StorageError, StorageResult};
 use crate::infra::mysql::with_retry;
 use crate::model::{Order, OrderPath, OrderStatus};
 use crate::orders::build::{build_order, ready_by};
@@ -66,7 +65,7 @@ impl Storage {
                 tx.rollback().await?;
                 return Ok(Err(Err(row.order_id.clone().unwrap_or_default())));
             }
-            refuse_inactive(&row)?;
+            row.refuse_inactive()?;
             let items = rows::lines(&mut tx, hold_id).await?;
             let order = self.order_of(&row, &items)?;
             insert_order_rows(&mut tx, &[&order]).await?;
@@ -121,7 +120,10 @@ impl Storage {
             },
             (_, Some(address)) => Destination::Normal { address },
             (_, None) => {
-                return Err(Refusal::Invalid(format!("hold {} has no address", row.id)).into())
+                return Err(StorageError::internal(format!(
+                    "{} hold {} has no address",
+                    row.delivery_type, row.id
+                )))
             }
         };
         let lines = OrderLines::parse(

@@ -44,9 +44,8 @@ impl Default for Ttl {
     }
 }
 
-/// A hold's state. Also read from MySQL as it is, from the text of the `status` column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+/// A hold's state, as the `status` column spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HoldStatus {
     /// Its units are `reserved`: no one else can buy them.
     Active,
@@ -65,6 +64,16 @@ impl HoldStatus {
             Self::Converted => "CONVERTED",
             Self::Released => "RELEASED",
             Self::Expired => "EXPIRED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ACTIVE" => Some(Self::Active),
+            "CONVERTED" => Some(Self::Converted),
+            "RELEASED" => Some(Self::Released),
+            "EXPIRED" => Some(Self::Expired),
+            _ => None,
         }
     }
 }

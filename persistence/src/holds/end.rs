@@ -2,7 +2,7 @@
 //! hold's row lock, MySQL-first, so a release, the expiry job on any instance and a conversion
 //! racing each other end the hold once.
 
-use super::decide::{ending, not_active, Ending, HoldStatus};
+use super::decide::{ending, Ending, HoldStatus};
 use super::{rows, Hold, Holds};
 use crate::error::StorageResult;
 use crate::infra::mysql::with_retry;
@@ -76,14 +76,5 @@ impl Storage {
                 Ok((hold, true))
             }
         }
-    }
-}
-
-/// Kept beside the ending rules: a conversion refuses what is no longer active the same way an
-/// extension does.
-pub(crate) fn refuse_inactive(hold: &rows::HoldRow) -> StorageResult<()> {
-    match not_active(&hold.id, hold.now()?, hold.order_id.as_deref()) {
-        Some(refused) => Err(refused.into()),
-        None => Ok(()),
     }
 }

@@ -1,6 +1,6 @@
 //! The SQL of a hold: its row and lines read (optionally under the row's lock), and written.
 
-use super::decide::{effective, HoldStatus};
+use super::decide::{effective, not_active, HoldStatus};
 use super::Hold;
 use crate::error::{Refusal, StorageResult};
 use crate::model::{Address, OrderItem};
@@ -26,8 +26,9 @@ pub(crate) struct HoldRow {
 }
 
 impl HoldRow {
+    /// Its state as last written.
     pub fn stored(&self) -> StorageResult<HoldStatus> {
-        serde_json::from_value(serde_json::Value::String(self.status.clone())).map_err(|_| {
+        HoldStatus::parse(&self.status).ok_or_else(|| {
             crate::error::StorageError::internal(format!(
                 "hold {} has an unknown status {}",
                 self.id, self.status
@@ -38,6 +39,15 @@ impl HoldRow {
     /// Its state at the read ([`effective`]).
     pub fn now(&self) -> StorageResult<HoldStatus> {
         Ok(effective(self.stored()?, self.expires_ms, self.now_ms))
+    }
+
+    /// Refuses acting on it unless it is active at the read, as a conversion or an extension
+    /// sees it ([`not_active`]).
+    pub fn refuse_inactive(&self) -> StorageResult<()> {
+        match not_active(&self.id, self.now()?, self.order_id.as_deref()) {
+            Some(refused) => Err(refused.into()),
+            None => Ok(()),
+        }
     }
 
     pub fn delivery(&self) -> DeliveryType {
