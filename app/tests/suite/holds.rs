@@ -795,3 +795,29 @@ async fn holds_survive_kill_9_of_the_service_and_expire_after() {
     t.run_reconcile().await;
     t.assert_converged(InRedis::All).await;
 }
+
+/// Reconciliation checks `reserved` against the ledger too: units held that no hold row explains
+/// are reported, not rewritten; the held units themselves are no mismatch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciliation_reports_a_reserved_figure_the_ledger_does_not_explain() {
+    let t = TestApp::spawn().await;
+    let (wh, p) = t.warehouse_with_product(1_000, 10).await;
+    hold(&t, &normal_order(&[(p, 2)], SEOUL.0, SEOUL.1)).await;
+    assert_eq!(t.run_reconcile().await["ledgerMismatches"], 0);
+    sqlx::query(
+        "UPDATE stock SET reserved = reserved + 1 WHERE location_id = ? AND product_id = ?",
+    )
+    .bind(wh)
+    .bind(p)
+    .execute(&t.db)
+    .await
+    .unwrap();
+    let run = t.run_reconcile().await;
+    assert_eq!(run["ledgerMismatches"], 1, "{run}");
+    assert_eq!(
+        run["details"]["mismatches"],
+        json!([{"locationId": wh, "productId": p, "available": 8, "expected": 8,
+                "reserved": 3, "expectedReserved": 2}])
+    );
+    assert_eq!(reserved(&t, wh, p).await, 3);
+}
