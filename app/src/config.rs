@@ -121,6 +121,10 @@ pub struct Config {
     /// cancelled): every 15 seconds.
     #[arg(long, env = "NOT_COLLECTED_SCHEDULE", default_value = "*/15 * * * * *")]
     pub not_collected_schedule: String,
+    /// Cron schedule of the hold-expiry job (checkout holds past their `expiresAt` give their
+    /// units back): every second, so they are available again within seconds.
+    #[arg(long, env = "HOLD_EXPIRY_SCHEDULE", default_value = "* * * * * *")]
+    pub hold_expiry_schedule: String,
     /// How long a pickup may wait ready at its store before it is cancelled as not collected: a
     /// number and a unit (`s`, `m`, `h`, `d`), such as `3d` or `90m`.
     #[arg(long, env = "PICKUP_EXPIRY", default_value = "3d", value_parser = parse_duration)]

@@ -19,6 +19,7 @@ pub fn schedule(config: &Config, kind: JobKind) -> &str {
         JobKind::Reclaim => &config.reclaim_schedule,
         JobKind::Housekeeping => &config.housekeeping_schedule,
         JobKind::NotCollected => &config.not_collected_schedule,
+        JobKind::HoldExpiry => &config.hold_expiry_schedule,
     }
 }
 

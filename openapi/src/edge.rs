@@ -42,15 +42,16 @@ impl Kind {
     pub fn of_operation(operation_id: &str) -> Option<Option<Self>> {
         Some(match operation_id {
             "createOrderDbLock" | "cancelOrderDbLock" => Some(Self::DbLock),
+            // Holds are MySQL-first writes, as DB-lock orders are.
+            "createHold" | "extendHold" | "releaseHold" | "convertHold" => Some(Self::DbLock),
             "createOrderRedis" | "cancelOrderRedis" => Some(Self::Redis),
             "posSale" | "posCancel" => Some(Self::Pos),
             "markReadyForPickup" | "collectPickup" | "dispatchOrder" => Some(Self::Pos),
             "storeWorkList" => Some(Self::Reads),
             "shipOrder" | "collectPickupAdmin" => None,
             "listProducts" | "getProduct" | "listLocations" | "getOrder" | "listProductsRedis"
-            | "getProductRedis" | "listStoreProducts" | "getStoreStock" | "nearbyStores" => {
-                Some(Self::Reads)
-            }
+            | "getProductRedis" | "listStoreProducts" | "getStoreStock" | "nearbyStores"
+            | "getHold" => Some(Self::Reads),
             "live"
             | "ready"
             | "setStock"

@@ -8,6 +8,7 @@
 //! - [`catalog`]: products and locations from MySQL;
 //! - [`orders`]: the DB-lock order path and order status;
 //! - [`redis_api`]: the Redis order path and stock read from Redis;
+//! - [`holds`]: checkout holds (placed, extended, released, turned into an order);
 //! - [`stores`]: the store POS API (per-store keys);
 //! - [`fulfilment`]: the order's way out: store steps, the store's work list, shipping;
 //! - [`admin`]: operators' routes (admin token);
@@ -24,6 +25,7 @@ pub mod catalog;
 pub mod edge;
 pub mod fulfilment;
 pub mod health;
+pub mod holds;
 pub mod metrics;
 pub mod orders;
 pub mod problem;
@@ -42,6 +44,7 @@ pub type Apis = (
     catalog::CatalogApi,
     orders::OrdersApi,
     redis_api::RedisApi,
+    holds::HoldsApi,
     stores::StoresApi,
     fulfilment::FulfilmentApi,
     admin::AdminApi,
@@ -58,6 +61,9 @@ pub fn api_service(state: &Arc<ApiState>) -> OpenApiService<Apis, ()> {
             state: state.clone(),
         },
         redis_api::RedisApi {
+            state: state.clone(),
+        },
+        holds::HoldsApi {
             state: state.clone(),
         },
         stores::StoresApi {
@@ -85,11 +91,12 @@ pub fn api_service(state: &Arc<ApiState>) -> OpenApiService<Apis, ()> {
 
 /// The order of the tags in the spec, which is the order of the groups in Swagger UI: the shop's
 /// flows first, then the stores', then the operators', health last.
-pub const TAG_ORDER: [&str; 8] = [
+pub const TAG_ORDER: [&str; 9] = [
     "Products",
     "Locations",
     "DbLockOrders",
     "RedisPath",
+    "Holds",
     "OrderStatus",
     "Stores",
     "Admin",
@@ -131,6 +138,7 @@ const fn link(
 const ORDER_ID: &[(&str, &str)] = &[("orderId", "$response.body#/orderId")];
 const PRODUCT_ID: &[(&str, &str)] = &[("productId", "$response.body#/productId")];
 const LOCATION_ID: &[(&str, &str)] = &[("locationId", "$response.body#/locationId")];
+const HOLD_ID: &[(&str, &str)] = &[("holdId", "$response.body#/holdId")];
 
 /// Where an operation's answer feeds another's input: a created order to its status and its
 /// cancel, a created product or location to the routes that read and change it, an issued key to
@@ -142,6 +150,11 @@ const LINKS: &[Link] = &[
     link("createOrderRedis", "202", "getOrder", ORDER_ID),
     link("createOrderRedis", "202", "cancelOrderRedis", ORDER_ID),
     link("cancelOrderRedis", "200", "getOrder", ORDER_ID),
+    link("createHold", "201", "getHold", HOLD_ID),
+    link("createHold", "201", "extendHold", HOLD_ID),
+    link("createHold", "201", "releaseHold", HOLD_ID),
+    link("createHold", "201", "convertHold", HOLD_ID),
+    link("convertHold", "201", "getOrder", ORDER_ID),
     link("posSale", "201", "getOrder", ORDER_ID),
     link(
         "posSale",

@@ -32,6 +32,8 @@ pub struct Metrics {
     shed: IntCounterVec,
     in_flight: IntGaugeVec,
     groups: IntCounterVec,
+    holds_active: IntGauge,
+    holds: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -138,8 +140,23 @@ impl Metrics {
             &["count"],
         )
         .expect("metric");
+        let holds_active = IntGauge::new(
+            "holds_active",
+            "Checkout holds whose units are reserved now (all instances, from MySQL)",
+        )
+        .expect("metric");
+        let holds = IntCounterVec::new(
+            Opts::new(
+                "holds_total",
+                "Checkout holds placed, and how they ended: converted, released, expired (all instances, from MySQL)",
+            ),
+            &["outcome"],
+        )
+        .expect("metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(holds_active.clone()),
+            Box::new(holds.clone()),
             Box::new(groups.clone()),
             Box::new(shed.clone()),
             Box::new(in_flight.clone()),
@@ -172,6 +189,8 @@ impl Metrics {
             shed,
             in_flight,
             groups,
+            holds_active,
+            holds,
         }
     }
 
@@ -193,6 +212,17 @@ impl Metrics {
         {
             self.backlog.set(n as i64);
             self.backlog_age.set(age as i64);
+        }
+        if let Ok(Ok(c)) = tokio::time::timeout(bound, storage.holds().counts()).await {
+            self.holds_active.set(c.active);
+            for (outcome, n) in [
+                ("placed", c.placed()),
+                ("converted", c.converted),
+                ("released", c.released),
+                ("expired", c.expired),
+            ] {
+                catch_up(&self.holds.with_label_values(&[outcome]), n as u64);
+            }
         }
         for kind in sf_persistence::infra::jobs::JobKind::ALL {
             let Ok(Ok(runs)) = tokio::time::timeout(

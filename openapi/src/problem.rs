@@ -263,6 +263,9 @@ impl From<Refusal> for Problem {
             Refusal::WrongPickupCode(_) => {
                 Self::new(403, "wrong-pickup-code", "Wrong pickup code", detail)
             }
+            Refusal::UnknownHold(_) => Self::new(404, "unknown-hold", "Unknown hold", detail),
+            Refusal::HoldExpired(_) => Self::new(409, "hold-expired", "Hold expired", detail),
+            Refusal::HoldReleased(_) => Self::new(409, "hold-released", "Hold released", detail),
         }
     }
 }
@@ -332,8 +335,8 @@ const STATUSES: &[(u16, &str)] = &[
     (400, "The request does not match the schema: malformed JSON, a wrong type, a value outside its declared range or pattern, an unknown field or enum value, or a bad parameter or header."),
     (401, "Missing or invalid credentials (the admin token, or a store key that is unknown or revoked)."),
     (403, "These credentials may not do this (another store's key), or a pickup code is wrong (`/problems/wrong-pickup-code`; after 5 wrong codes only an operator can collect the order)."),
-    (404, "No such resource (`/problems/not-found`, `/problems/unknown-product`, `/problems/unknown-order`)."),
-    (409, "Conflicts with the current state: not enough stock (`/problems/out-of-stock`, naming the product and, for a pickup, nearby stores that have it), same-day closed at every store in range that has the goods (`/problems/same-day-closed`, with `nextSameDayAt` and the stores as pickup `alternatives` with `readyBy`), an `Idempotency-Key` still in flight, a duplicate, a job already running, a stock change that would make the stock negative, or an order whose state does not allow this."),
+    (404, "No such resource (`/problems/not-found`, `/problems/unknown-product`, `/problems/unknown-order`, `/problems/unknown-hold`)."),
+    (409, "Conflicts with the current state: not enough stock (`/problems/out-of-stock`, naming the product and, for a pickup, nearby stores that have it), same-day closed at every store in range that has the goods (`/problems/same-day-closed`, with `nextSameDayAt` and the stores as pickup `alternatives` with `readyBy`), a hold that expired (`/problems/hold-expired`) or was released (`/problems/hold-released`), an `Idempotency-Key` still in flight, a duplicate, a job already running, a stock change that would make the stock negative, or an order or hold whose state does not allow this."),
     (410, "Accepted on the Redis path, then lost with Redis's data before it reached MySQL (`/problems/order-lost`): no stock was taken for it."),
     (413, "The body is larger than the configured limit (`MAX_BODY_BYTES`)."),
     (415, "Missing or wrong `Content-Type`: send `application/json`."),
@@ -466,6 +469,21 @@ mod tests {
                 Refusal::Invalid("bad".into()),
                 422,
                 "/problems/validation-error",
+            ),
+            (
+                Refusal::UnknownHold("1-h".into()),
+                404,
+                "/problems/unknown-hold",
+            ),
+            (
+                Refusal::HoldExpired("late".into()),
+                409,
+                "/problems/hold-expired",
+            ),
+            (
+                Refusal::HoldReleased("gone".into()),
+                409,
+                "/problems/hold-released",
             ),
         ];
         for (r, status, kind) in cases {

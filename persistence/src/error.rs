@@ -88,6 +88,14 @@ pub enum Refusal {
     /// The request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    #[error("hold {0} does not exist")]
+    UnknownHold(String),
+    /// A hold past its `expiresAt`: its units are available again, nothing can be made of it.
+    #[error("{0}")]
+    HoldExpired(String),
+    /// A hold its customer released: its units are available again.
+    #[error("{0}")]
+    HoldReleased(String),
     /// A pickup's code did not match (counted), or the order took too many wrong codes.
     #[error("{0}")]
     WrongPickupCode(String),

@@ -1,7 +1,7 @@
 //! Storage for Stock Flow: MySQL (the system of record) through sqlx, Redis (the fast order path)
 //! through a bb8 pool of self-healing multiplexed connections, and the Lua scripts that decide
 //! orders in Redis. [`Storage`] is sealed: callers take a handle per concern ([`Storage::orders`],
-//! [`Storage::db_lock`], [`Storage::redis_path`], [`Storage::fulfilment`], [`Storage::catalog`],
+//! [`Storage::db_lock`], [`Storage::redis_path`], [`Storage::fulfilment`], [`Storage::holds`], [`Storage::catalog`],
 //! [`Storage::recovery`], [`Storage::health`]) and get typed errors; each folder's `mod.rs` says
 //! what leaves it, and everything else is `pub(crate)` at most.
 //!
@@ -15,6 +15,7 @@
 //! | [`redis_path`] | the Redis path: orders decided by `reserve.lua`, `Idempotency-Key` claims, replication (`WAIT`), cancels, stock reads |
 //! | [`consumer`] | the background writer that persists the Redis path's events to MySQL exactly once, and its dead letters |
 //! | [`recovery`] | Redis repaired from MySQL: key loads and re-syncs at a consistent point, the reconciliation pass, data-loss records, stale keys, recovery after an outage |
+//! | [`holds`] | checkout holds: units moved from `available` to `reserved` while a customer pays, released, expired by the job, or converted into a DB-lock order |
 //! | [`fulfilment`] | the order's way out: pickups made ready and collected with their code, dispatches, shipments, the store's work list, the not-collected job |
 //! | [`orders`] | reading orders of any path, building them, the ledger rows every writer shares, idempotency, and when MySQL holds a stream event (the one definition of *applied*) |
 //! | [`catalog`] | products and locations in memory, operators' changes, product pages, the stock mirror, shared reads, POS credentials, demo data |
@@ -33,6 +34,7 @@ pub mod db_lock;
 pub mod error;
 pub(crate) mod formats;
 pub mod fulfilment;
+pub mod holds;
 pub mod infra;
 pub mod model;
 pub mod options;
@@ -127,6 +129,11 @@ impl Storage {
     /// The order's way out: fulfilment steps, the store's work list, the not-collected job.
     pub fn fulfilment(&self) -> fulfilment::Fulfilment<'_> {
         fulfilment::Fulfilment(self)
+    }
+
+    /// Checkout holds: placed, read, extended, released, converted, expired.
+    pub fn holds(&self) -> holds::Holds<'_> {
+        holds::Holds(self)
     }
 
     /// Products and locations: reads, pages, operators' changes, POS credentials.

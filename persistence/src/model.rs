@@ -277,6 +277,7 @@ pub struct Movement {
     pub ref_id: String,
     pub available_delta: i64,
     pub committed_delta: i64,
+    pub reserved_delta: i64,
     pub on_hand_delta: i64,
     /// When it was written, in ms since the Unix epoch.
     pub at_ms: i64,

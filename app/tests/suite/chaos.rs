@@ -1,7 +1,8 @@
 //! Chaos: many concurrent clients on every write path (Redis-path and DB-lock orders, cancels on
 //! both paths, POS sales and returns, operators' stock changes, counts and store hours,
 //! fulfilment steps: pickups made ready and collected with their code, same-day orders
-//! dispatched, warehouse orders shipped) against three instances of the service — two in this
+//! dispatched, warehouse orders shipped; checkout holds placed, turned into orders, released or
+//! left to expire) against three instances of the service — two in this
 //! process, one the service binary as a process of its own — while a fault schedule drawn from a
 //! seeded RNG loses replies, cuts connections, slows down and takes away MySQL and Redis, kills
 //! Redis (and wipes it), stops consumers, and pauses (`SIGSTOP`) and kills the service process.
@@ -75,6 +76,16 @@ enum Op {
     /// An operator changes a store's hours.
     Hours,
     Fulfil(Step),
+    Hold(HoldStep),
+}
+
+/// What a checkout does with a hold.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, PartialOrd, Ord)]
+enum HoldStep {
+    Place,
+    /// Turned into an order (`POST …/order`).
+    Convert,
+    Release,
 }
 
 /// A fulfilment step, each on the route of its delivery type.
@@ -697,6 +708,91 @@ async fn look_up(sh: &Shared, client: usize, rng: &mut StdRng) {
     .await;
 }
 
+/// A checkout: a hold placed with a short TTL (keyed, retried while its outcome is unknown),
+/// then mostly turned into an order (retried the same way: a hold answers its one order), else
+/// released or left to expire. An order made from a hold is an online order like the others:
+/// cancelled and taken out by the other clients.
+async fn checkout(sh: &Shared, client: usize, rng: &mut StdRng, n: usize) {
+    let w = &sh.world;
+    let items = random_items(w, rng);
+    let mut body = match rng.gen_range(0..3) {
+        0 => normal_order(
+            &items,
+            rng.gen_range(37.45..37.65),
+            rng.gen_range(126.85..127.10),
+        ),
+        1 => same_day_order(&items),
+        _ => pickup_order(&items, w.stores[rng.gen_range(0..w.stores.len())].0),
+    };
+    body["ttlSeconds"] = json!(10);
+    let idem = format!("h{client}-{n}");
+    let mut hold_id = None;
+    for _ in 0..6 {
+        let target = sh.pick_target(rng);
+        let (s, b, retry) = sh
+            .send(
+                client,
+                target,
+                Op::Hold(HoldStep::Place),
+                Method::POST,
+                "/api/holds".into(),
+                Some(&body),
+                None,
+                Some(&idem),
+                None,
+            )
+            .await;
+        match s {
+            201 => {
+                hold_id = b["holdId"].as_str().map(str::to_owned);
+                break;
+            }
+            0 | 500 | 502..=504 => tokio::time::sleep(backoff(retry, rng)).await,
+            _ => return,
+        }
+    }
+    let Some(hold_id) = hold_id else {
+        return;
+    };
+    let (step, url) = match rng.gen_range(0..10) {
+        0..=6 => (HoldStep::Convert, format!("/api/holds/{hold_id}/order")),
+        7 | 8 => (HoldStep::Release, format!("/api/holds/{hold_id}/release")),
+        _ => return,
+    };
+    tokio::time::sleep(Duration::from_millis(rng.gen_range(0..200))).await;
+    for _ in 0..6 {
+        let target = sh.pick_target(rng);
+        let (s, b, retry) = sh
+            .send(
+                client,
+                target,
+                Op::Hold(step),
+                Method::POST,
+                url.clone(),
+                None,
+                None,
+                None,
+                Some(&hold_id),
+            )
+            .await;
+        match s {
+            201 => {
+                if let Some(id) = b["orderId"].as_str() {
+                    sh.online.lock().unwrap().push(Placed {
+                        id: id.to_owned(),
+                        path: Path::DbLock,
+                        store: None,
+                    });
+                    outbound_of(sh, id, &b);
+                }
+                return;
+            }
+            0 | 500 | 502..=504 => tokio::time::sleep(backoff(retry, rng)).await,
+            _ => return,
+        }
+    }
+}
+
 async fn run_client(sh: Arc<Shared>, client: usize, seed: u64) {
     let mut rng = StdRng::seed_from_u64(
         seed.wrapping_add(client as u64 + 1)
@@ -713,6 +809,7 @@ async fn run_client(sh: Arc<Shared>, client: usize, seed: u64) {
             70..=74 => cancel(&sh, client, &mut rng, true).await,
             75..=82 => operate(&sh, client, &mut rng).await,
             83..=92 => fulfil(&sh, client, &mut rng).await,
+            93..=96 => checkout(&sh, client, &mut rng, n).await,
             _ => look_up(&sh, client, &mut rng).await,
         }
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..15))).await;
@@ -1040,6 +1137,31 @@ async fn fault_schedule(
 
 /// [`settle`], explaining a backlog that does not drain: what the event streams hold, their
 /// consumer groups and pending entries, and what MySQL holds for the orders their events name.
+/// Ends the holds the clients left to expire: their `expiresAt` is moved to now, and the
+/// instances' expiry job gives their units back. The checks then read a still world.
+async fn expire_holds(t: &TestApp) {
+    sqlx::query("UPDATE holds SET expires_at = NOW(3) WHERE status = 'ACTIVE'")
+        .execute(&t.db)
+        .await
+        .unwrap();
+    // A lease the killed process held runs out first.
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let active: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM holds WHERE status = 'ACTIVE'")
+            .fetch_one(&t.db)
+            .await
+            .unwrap();
+        if active == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{active} holds still active 45 s after their expiresAt"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn catch_up(t: &TestApp, world: &World) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -1150,6 +1272,14 @@ struct Seen {
     ready_by: Vec<String>,
 }
 
+/// What the clients were told of holds: the order each conversion answered, and the problem
+/// each refused conversion named.
+#[derive(Default)]
+struct HeldAnswers {
+    converted: HashMap<String, String>,
+    refused: HashMap<String, String>,
+}
+
 /// An order's ledger rows for one (location, product): sale rows, their units, return rows,
 /// their units.
 type OrderMoves = (i64, i64, i64, i64);
@@ -1170,6 +1300,7 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
     let mut unexplained: BTreeMap<Path, usize> = BTreeMap::new();
     let mut unknown_keys: HashSet<(Path, String)> = HashSet::new();
     let mut created_410 = 0;
+    let mut held = HeldAnswers::default();
     let mut tally: BTreeMap<String, usize> = BTreeMap::new();
     for r in hist {
         let kind = r.body["type"].as_str().unwrap_or("");
@@ -1298,6 +1429,43 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
                     r.url, r.status, r.body
                 )),
             },
+            Op::Hold(step) => {
+                let hold = r.order.clone().unwrap_or_default();
+                match (step, r.status) {
+                    (HoldStep::Place, 201) if r.body["holdId"].is_string() => {}
+                    (HoldStep::Convert, 201) => {
+                        let order = id.unwrap_or_default().to_owned();
+                        if r.body["status"] != "CONFIRMED" || r.body["path"] != "DB_LOCK" {
+                            v.push(format!("hold {hold} converted into {}", r.body));
+                        }
+                        let s = seen.entry(order.clone()).or_default();
+                        s.path = Some(Path::DbLock);
+                        s.answered = true;
+                        s.shown.push("CONFIRMED".into());
+                        s.ready_by
+                            .extend(r.body["readyBy"].as_str().map(str::to_owned));
+                        let first = held.converted.entry(hold.clone()).or_insert(order.clone());
+                        if *first != order {
+                            v.push(format!(
+                                "hold {hold} converted into two orders: {first} and {order}"
+                            ));
+                        }
+                    }
+                    (HoldStep::Convert, 409) => {
+                        held.refused.insert(hold, kind.to_owned());
+                    }
+                    (HoldStep::Release, 200) => {
+                        if !matches!(r.body["status"].as_str(), Some("RELEASED" | "EXPIRED")) {
+                            v.push(format!("hold {hold} released: {}", r.body));
+                        }
+                    }
+                    (_, 0 | 409 | 500 | 502..=504) => {}
+                    _ => v.push(format!(
+                        "unexpected answer to {}: {} {}",
+                        r.url, r.status, r.body
+                    )),
+                }
+            }
         }
     }
     for (path, k) in &unknown_keys {
@@ -1327,6 +1495,73 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
                 r.get("reject_reason"),
             ),
         );
+    }
+    // Holds: each ends in one state, and what its conversions answered agrees with it. The order
+    // a converted hold names is explained by the conversions sent for it, answered or not.
+    // (location, product) → units of holds still active; (hold, location, product) → its lines.
+    let mut active: HashMap<(u64, u64), i64> = HashMap::new();
+    let mut hold_lines: HashMap<(String, u64, u64), (String, i64)> = HashMap::new();
+    for r in sqlx::query(
+        "SELECT h.id, CAST(h.status AS CHAR) AS status, h.order_id, h.location_id, \
+         l.product_id, l.quantity FROM holds h JOIN hold_lines l ON l.hold_id = h.id",
+    )
+    .fetch_all(&t.db)
+    .await
+    .unwrap()
+    {
+        let (hold, status, order): (String, String, Option<String>) =
+            (r.get("id"), r.get("status"), r.get("order_id"));
+        let (loc, p, q): (u64, u64, i32) =
+            (r.get("location_id"), r.get("product_id"), r.get("quantity"));
+        if status == "ACTIVE" {
+            *active.entry((loc, p)).or_default() += i64::from(q);
+        }
+        hold_lines.insert((hold.clone(), loc, p), (status.clone(), i64::from(q)));
+        let answered = held.converted.get(&hold);
+        let refused = held.refused.get(&hold).map(String::as_str);
+        match (status.as_str(), &order) {
+            ("CONVERTED", Some(order)) => {
+                if answered.is_some_and(|a| a != order) {
+                    v.push(format!(
+                        "hold {hold} answered order {answered:?}, MySQL names {order}"
+                    ));
+                }
+                if matches!(
+                    refused,
+                    Some("/problems/hold-expired" | "/problems/hold-released")
+                ) {
+                    v.push(format!(
+                        "hold {hold} is CONVERTED but a conversion was refused: {refused:?}"
+                    ));
+                }
+                if !orders.contains_key(order) {
+                    v.push(format!(
+                        "hold {hold} names order {order}, which MySQL lacks"
+                    ));
+                }
+                let s = seen.entry(order.clone()).or_default();
+                s.path.get_or_insert(Path::DbLock);
+                s.unknown |= !s.answered;
+            }
+            ("ACTIVE" | "RELEASED" | "EXPIRED", None) => {
+                if answered.is_some() {
+                    v.push(format!(
+                        "hold {hold} is {status} but was converted into {answered:?}"
+                    ));
+                }
+                let agrees = match refused {
+                    Some("/problems/hold-expired") => status == "EXPIRED",
+                    Some("/problems/hold-released") => status == "RELEASED",
+                    _ => true,
+                };
+                if !agrees {
+                    v.push(format!(
+                        "hold {hold} is {status}; a conversion was told {refused:?}"
+                    ));
+                }
+            }
+            _ => v.push(format!("hold {hold} is {status} with order {order:?}")),
+        }
     }
     // Each order's way out: (fulfillment, delivery type, cancel reason).
     let mut ways: HashMap<String, (String, String, Option<String>)> = HashMap::new();
@@ -1381,6 +1616,8 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
     let mut moves: HashMap<(String, u64, u64), OrderMoves> = HashMap::new();
     // Hand-over movements by (ref, location, product).
     let mut handovers: HashMap<(String, u64, u64), HandOverMoves> = HashMap::new();
+    // Holds' own movements by (ref, location, product): rows, their available delta.
+    let mut hold_moves: HashMap<(String, u64, u64), (i64, i64)> = HashMap::new();
     // Operators' movements per (location, product).
     let mut operators: HashMap<(u64, u64), i64> = HashMap::new();
     // Rows an operator took units from: a count (or damage) may find fewer units than orders
@@ -1417,6 +1654,18 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
                 let m = moves.entry((rf, loc, p)).or_default();
                 m.2 += n;
                 m.3 += d;
+            }
+            // A converted hold's units go from reserved to committed: its order's sale row (the
+            // units left `available` with the hold's own row).
+            "HOLD_CONVERTED" => {
+                let m = moves.entry((rf, loc, p)).or_default();
+                m.0 += n;
+                m.1 -= c;
+            }
+            "HOLD" | "HOLD_RELEASED" | "HOLD_EXPIRED" => {
+                let m = hold_moves.entry((rf, loc, p)).or_default();
+                m.0 += n;
+                m.1 += d;
             }
             "RESTOCK" | "ADJUST" | "COUNT" | "DAMAGED" => {
                 *operators.entry((loc, p)).or_default() += d;
@@ -1657,6 +1906,29 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
             ));
         }
     }
+    // A hold's own rows: one HOLD row per line, and one row giving the units back once it was
+    // released or expired (a converted hold's units are its order's).
+    for (key, (status, q)) in &hold_lines {
+        let m = hold_moves.get(key).copied().unwrap_or_default();
+        let want = match status.as_str() {
+            "RELEASED" | "EXPIRED" => (2, 0),
+            _ => (1, -q),
+        };
+        if m != want {
+            v.push(format!(
+                "I3: {status} hold {}, {q} of product {} at {}: {} rows, available {:+}",
+                key.0, key.2, key.1, m.0, m.1
+            ));
+        }
+    }
+    for (key, m) in &hold_moves {
+        if !hold_lines.contains_key(key) {
+            v.push(format!(
+                "hold rows for {} at ({},{}) that no hold line explains: {m:?}",
+                key.0, key.1, key.2
+            ));
+        }
+    }
     for (key, h) in &handovers {
         if !accounted.contains(key) {
             v.push(format!(
@@ -1690,6 +1962,8 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
             (r.get("available"), r.get("held"), r.get("initial_quantity"));
         let s = sold.get(&(loc, p)).copied().unwrap_or(0);
         let ops = operators.get(&(loc, p)).copied().unwrap_or(0);
+        // Units still held are neither available nor sold.
+        let s = s + active.get(&(loc, p)).copied().unwrap_or(0);
         sold_total += s;
         let short_found = shelf_found_short.contains(&(loc, p));
         if available + held < 0
@@ -1839,6 +2113,7 @@ async fn random_faults_under_mixed_load_keep_every_invariant() {
     let hist = std::mem::take(&mut *sh.history.lock().unwrap());
     let file = write_history(seed, &hist, &injected);
     eprintln!("chaos: history in {}", file.display());
+    expire_holds(&t).await;
     catch_up(&t, &sh.world).await;
     let run = reconcile_now(&t).await;
     eprintln!("chaos: reconciliation after the load: {run}");

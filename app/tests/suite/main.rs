@@ -12,6 +12,7 @@ mod edge;
 mod faults;
 mod final_answers;
 mod fulfilment;
+mod holds;
 mod locations;
 mod openapi;
 mod outage;

@@ -83,7 +83,8 @@ async fn a_ledger_mismatch_is_reported() {
     assert_eq!(run["ledgerMismatches"], 1);
     assert_eq!(
         run["details"]["mismatches"],
-        json!([{"locationId": wh, "productId": p, "available": 12, "expected": 10}])
+        json!([{"locationId": wh, "productId": p, "available": 12, "expected": 10,
+                "reserved": 0, "expectedReserved": 0}])
     );
     assert_eq!(t.available(wh, p).await, 12);
 }

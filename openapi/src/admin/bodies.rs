@@ -539,12 +539,16 @@ pub struct MovementBody {
     /// Its place in the ledger: later rows have greater ids.
     pub id: u64,
     /// `ORDER`, `CANCEL`, `FULFILLED`, `NOT_COLLECTED`, `POS_SALE`, `POS_RETURN`, `RESTOCK`,
-    /// `ADJUST`, `COUNT`, `DAMAGED`, `RECONCILE`.
+    /// `ADJUST`, `COUNT`, `DAMAGED`, `RECONCILE`, `HOLD`, `HOLD_RELEASED`, `HOLD_EXPIRED`,
+    /// `HOLD_CONVERTED`.
     pub reason: String,
     /// The order, sale or operator's change that caused it.
     pub ref_id: String,
     pub available_delta: i64,
     pub committed_delta: i64,
+    /// Units held for checkouts: `HOLD` takes them from `available`, the hold's end gives them
+    /// back (`HOLD_RELEASED`, `HOLD_EXPIRED`) or to `committed` (`HOLD_CONVERTED`).
+    pub reserved_delta: i64,
     pub on_hand_delta: i64,
     /// When it was written (RFC 3339).
     pub at: String,
@@ -558,6 +562,7 @@ impl Example for MovementBody {
             ref_id: "3-01936f0c2b7e7c3a9d1e5f2a3b4c5d6e".into(),
             available_delta: 0,
             committed_delta: -2,
+            reserved_delta: 0,
             on_hand_delta: -2,
             at: "2026-12-07T09:00:00.000Z".into(),
         }
@@ -572,6 +577,7 @@ impl From<sf_persistence::model::Movement> for MovementBody {
             ref_id: m.ref_id,
             available_delta: m.available_delta,
             committed_delta: m.committed_delta,
+            reserved_delta: m.reserved_delta,
             on_hand_delta: m.on_hand_delta,
             at: rfc3339_ms(m.at_ms),
         }

@@ -141,7 +141,7 @@ impl AdminApi {
     /// Every movement of the product's stock at the location, newest first: its reason, what
     /// caused it (`refId`: the order, sale or operator's change) and what it moved of each state.
     /// For the row, `available` = its initial quantity + Σ `availableDelta`, onHand likewise with
-    /// `onHandDelta`, and `committed` = Σ `committedDelta`. Keyset-paged: `after` is the `next`
+    /// `onHandDelta`, `committed` = Σ `committedDelta` and `reserved` = Σ `reservedDelta`. Keyset-paged: `after` is the `next`
     /// of the previous page; `limit` 1 to 500 (default 50). Answers 404 when there is no such
     /// location or product.
     #[oai(

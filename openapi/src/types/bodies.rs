@@ -261,7 +261,7 @@ impl From<model::Order> for OrderBody {
 }
 
 /// Milliseconds since the epoch as an RFC 3339 UTC timestamp.
-pub(super) fn rfc3339(ms: i64) -> String {
+pub(crate) fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)

@@ -3,11 +3,13 @@
 
 mod bodies;
 mod calendar;
+mod holds;
 mod requests;
 mod text;
 
 pub use bodies::*;
 pub use calendar::*;
+pub use holds::*;
 pub use requests::*;
 pub use text::Text;
 

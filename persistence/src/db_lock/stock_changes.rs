@@ -208,7 +208,7 @@ impl DbLock<'_> {
         self.in_time(self.db_deadline(), async {
             Ok(sqlx::query_as(
                 "SELECT id, CAST(reason AS CHAR) AS reason, ref_id, available_delta, \
-                 committed_delta, on_hand_delta, \
+                 committed_delta, reserved_delta, on_hand_delta, \
                  CAST(UNIX_TIMESTAMP(created_at) * 1000 AS SIGNED) AS at_ms \
                  FROM stock_movements WHERE location_id = ? AND product_id = ? AND id < ? \
                  ORDER BY id DESC LIMIT ?",

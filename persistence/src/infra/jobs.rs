@@ -26,14 +26,17 @@ pub enum JobKind {
     Housekeeping,
     /// Cancel the pickups left ready longer than `PICKUP_EXPIRY`.
     NotCollected,
+    /// Give back the units of checkout holds past their `expiresAt`.
+    HoldExpiry,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 4] = [
+    pub const ALL: [JobKind; 5] = [
         Self::Reconcile,
         Self::Reclaim,
         Self::Housekeeping,
         Self::NotCollected,
+        Self::HoldExpiry,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -41,6 +44,7 @@ impl JobKind {
             Self::Reclaim => "reclaim",
             Self::Housekeeping => "housekeeping",
             Self::NotCollected => "not-collected",
+            Self::HoldExpiry => "hold-expiry",
         }
     }
 }
@@ -52,9 +56,13 @@ pub struct Figures {
     pub keys_repaired: u64,
     pub ledger_mismatches: u64,
     pub details: serde_json::Value,
+    /// The run found nothing to do and is not worth a row: a job that runs every second
+    /// (hold expiry) records only the runs that changed something.
+    #[serde(skip)]
+    pub quiet: bool,
 }
 
-/// One recorded run.
+/// One recorded run (`runId` 0: a quiet run, not recorded).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobRun {
@@ -123,6 +131,7 @@ impl JobRunner {
                         keys_repaired: report.keys_repaired,
                         ledger_mismatches: report.ledger_mismatches,
                         details: serde_json::to_value(&report)?,
+                        quiet: false,
                     })
                 }
                 JobKind::Reclaim => {
@@ -145,6 +154,14 @@ impl JobRunner {
                     let cancelled = store.fulfilment().cancel_not_collected(expiry).await?;
                     Ok(Figures {
                         details: serde_json::json!({"cancelled": cancelled}),
+                        ..Figures::default()
+                    })
+                }
+                JobKind::HoldExpiry => {
+                    let expired = store.holds().expire_due().await?;
+                    Ok(Figures {
+                        details: serde_json::json!({"expired": expired}),
+                        quiet: expired == 0,
                         ..Figures::default()
                     })
                 }
@@ -224,7 +241,36 @@ impl JobRunner {
             }
         };
         let duration_ms = started.elapsed().as_millis() as u64;
-        let run_id = sqlx::query(
+        let run_id = if ok && figures.quiet {
+            0
+        } else {
+            self.record(name, started_at, duration_ms, ok, &figures)
+                .await?
+        };
+        Ok(RunOutcome::Ran(JobRun {
+            run_id,
+            job: name.to_owned(),
+            instance: self.instance.clone(),
+            started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            duration_ms,
+            ok,
+            keys_checked: figures.keys_checked,
+            keys_repaired: figures.keys_repaired,
+            ledger_mismatches: figures.ledger_mismatches,
+            details: figures.details,
+        }))
+    }
+
+    /// Writes a run into `job_runs`; answers its id.
+    async fn record(
+        &self,
+        name: &str,
+        started_at: chrono::DateTime<chrono::Utc>,
+        duration_ms: u64,
+        ok: bool,
+        figures: &Figures,
+    ) -> StorageResult<u64> {
+        Ok(sqlx::query(
             "INSERT INTO job_runs (job, instance, started_at, duration_ms, ok, keys_checked, keys_repaired, ledger_mismatches, details) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -239,19 +285,7 @@ impl JobRunner {
         .bind(figures.details.to_string())
         .execute(&self.store.db)
         .await?
-        .last_insert_id();
-        Ok(RunOutcome::Ran(JobRun {
-            run_id,
-            job: name.to_owned(),
-            instance: self.instance.clone(),
-            started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            duration_ms,
-            ok,
-            keys_checked: figures.keys_checked,
-            keys_repaired: figures.keys_repaired,
-            ledger_mismatches: figures.ledger_mismatches,
-            details: figures.details,
-        }))
+        .last_insert_id())
     }
 
     /// Keeps the lease alive while the job runs (never returns).

@@ -46,6 +46,24 @@ pub async fn claim_mysql(
     req: &IdempotencyRequest,
     ttl_secs: u64,
 ) -> StorageResult<Claim> {
+    match claim_row(conn, req, ttl_secs).await? {
+        None => Ok(Claim::Fresh),
+        Some(held) => match held.response {
+            Some(json) => Ok(Claim::Replay(Box::new(
+                crate::formats::OrderRecord::decode(&json)?,
+            ))),
+            None => Err(Refusal::IdempotencyInFlight.into()),
+        },
+    }
+}
+
+/// The claim itself, for any kind of first answer: `None` when the key is ours now, else what
+/// the key holds (claimed with this body; another body is [`Refusal::IdempotencyMismatch`]).
+pub(crate) async fn claim_row(
+    conn: &mut MySqlConnection,
+    req: &IdempotencyRequest,
+    ttl_secs: u64,
+) -> StorageResult<Option<HeldAnswer>> {
     // An expired key is as good as absent.
     sqlx::query(
         "DELETE FROM idempotency_keys WHERE scope = ? AND idem_key = ? AND expires_at < NOW(3)",
@@ -65,14 +83,15 @@ pub async fn claim_mysql(
     .execute(&mut *conn)
     .await;
     match inserted {
-        Ok(_) => Ok(Claim::Fresh),
+        Ok(_) => Ok(None),
         Err(e) => {
             let e = StorageError::from(e);
             if !e.is_duplicate_key() {
                 return Err(e);
             }
             let held: HeldAnswer = sqlx::query_as(
-                "SELECT fingerprint, response FROM idempotency_keys WHERE scope = ? AND idem_key = ?",
+                "SELECT fingerprint, order_id, response FROM idempotency_keys \
+                 WHERE scope = ? AND idem_key = ?",
             )
             .bind(&req.scope)
             .bind(&req.key)
@@ -81,21 +100,18 @@ pub async fn claim_mysql(
             if held.fingerprint != req.fingerprint {
                 return Err(Refusal::IdempotencyMismatch.into());
             }
-            match held.response {
-                Some(json) => Ok(Claim::Replay(Box::new(
-                    crate::formats::OrderRecord::decode(&json)?,
-                ))),
-                None => Err(Refusal::IdempotencyInFlight.into()),
-            }
+            Ok(Some(held))
         }
     }
 }
 
-/// What a claimed key holds: the body it was claimed with, and the first answer once there is one.
+/// What a claimed key holds: the body it was claimed with, and the first answer once there is
+/// one (the id it created, and the answer as stored).
 #[derive(sqlx::FromRow)]
-struct HeldAnswer {
+pub(crate) struct HeldAnswer {
     fingerprint: String,
-    response: Option<String>,
+    pub order_id: Option<String>,
+    pub response: Option<String>,
 }
 
 /// Stores the answer of a claimed key, in the same transaction as the order.

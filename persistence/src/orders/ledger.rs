@@ -31,6 +31,15 @@ pub enum Reason {
     /// A physical count: `onHand` set to what was counted.
     Count,
     Damaged,
+    /// A checkout hold placed: its units move from `available` to `reserved`.
+    Hold,
+    /// A hold released by its customer: its units move back.
+    HoldReleased,
+    /// A hold past its `expiresAt`, released by the expiry job: like [`Reason::HoldReleased`].
+    HoldExpired,
+    /// A hold turned into an order: its units move from `reserved` to `committed`, `available`
+    /// not at all (its rows are written by [`convert_reserved`]).
+    HoldConverted,
 }
 
 impl Reason {
@@ -46,6 +55,10 @@ impl Reason {
             Self::Adjust => "ADJUST",
             Self::Count => "COUNT",
             Self::Damaged => "DAMAGED",
+            Self::Hold => "HOLD",
+            Self::HoldReleased => "HOLD_RELEASED",
+            Self::HoldExpired => "HOLD_EXPIRED",
+            Self::HoldConverted => "HOLD_CONVERTED",
         }
     }
 
@@ -61,13 +74,30 @@ impl Reason {
         }
     }
 
+    /// The change of `reserved` that goes with a change of `available` by `d` for this reason: a
+    /// hold moves its units from available to reserved, its release or expiry moves them back.
+    /// A conversion moves reserved without available ([`convert_reserved`]).
+    pub(crate) fn reserved_delta(self, d: i64) -> i64 {
+        match self {
+            Self::Hold | Self::HoldReleased | Self::HoldExpired => -d,
+            _ => 0,
+        }
+    }
+
     /// What a decrement for this reason needs of the row.
     pub(crate) fn need(self) -> Need {
         match self {
-            Self::Order => Need::Sellable,
+            // A hold takes what an online order would: it is one, not yet paid.
+            Self::Order | Self::Hold => Need::Sellable,
             Self::PosSale => Need::Available,
             Self::Restock | Self::Adjust | Self::Count | Self::Damaged => Need::OnHand,
-            Self::Cancel | Self::Fulfilled | Self::NotCollected | Self::PosReturn => Need::Nothing,
+            Self::Cancel
+            | Self::Fulfilled
+            | Self::NotCollected
+            | Self::PosReturn
+            | Self::HoldReleased
+            | Self::HoldExpired
+            | Self::HoldConverted => Need::Nothing,
         }
     }
 }
@@ -157,6 +187,30 @@ pub(crate) async fn insert_orders(
     orders: &[&Order],
     reason: Reason,
 ) -> StorageResult<()> {
+    insert_order_rows(conn, orders).await?;
+    let moves: Vec<(u64, u64, i64, &str)> = orders
+        .iter()
+        .filter(|o| o.status == OrderStatus::Confirmed)
+        .flat_map(|o| {
+            o.items.iter().map(move |i| {
+                (
+                    o.fulfillment_location_id,
+                    i.product_id,
+                    -i64::from(i.quantity),
+                    o.order_id.as_str(),
+                )
+            })
+        })
+        .collect();
+    insert_movements(conn, &moves, reason).await
+}
+
+/// Inserts orders and their lines alone: for an order whose units were set aside before (a
+/// converted hold), the ledger rows are its conversion's ([`convert_reserved`]).
+pub(crate) async fn insert_order_rows(
+    conn: &mut MySqlConnection,
+    orders: &[&Order],
+) -> StorageResult<()> {
     for chunk in orders.chunks(ROWS_PER_STATEMENT) {
         // What a row's status decides is written into the statement (`NOW(3)` or `NULL`), and the
         // acceptance time is bound as a time: MariaDB then evaluates no expression per row. A
@@ -220,22 +274,7 @@ pub(crate) async fn insert_orders(
             .execute(&mut *conn)
             .await?;
     }
-
-    let moves: Vec<(u64, u64, i64, &str)> = orders
-        .iter()
-        .filter(|o| o.status == OrderStatus::Confirmed)
-        .flat_map(|o| {
-            o.items.iter().map(move |i| {
-                (
-                    o.fulfillment_location_id,
-                    i.product_id,
-                    -i64::from(i.quantity),
-                    o.order_id.as_str(),
-                )
-            })
-        })
-        .collect();
-    insert_movements(conn, &moves, reason).await
+    Ok(())
 }
 
 /// The `DATETIME(3)` of an order's acceptance, from its milliseconds since the epoch (the
@@ -249,7 +288,7 @@ fn accepted_at(ms: i64) -> StorageResult<chrono::NaiveDateTime> {
 }
 
 /// Appends ledger rows `(location, product, available delta, ref)`, a bounded number per
-/// statement; each row's committed delta follows from `reason`.
+/// statement; each row's committed and reserved deltas follow from `reason`.
 pub(crate) async fn insert_movements(
     conn: &mut MySqlConnection,
     moves: &[(u64, u64, i64, &str)],
@@ -259,13 +298,14 @@ pub(crate) async fn insert_movements(
     let reason_literal = format!("'{}'", reason.as_str());
     for chunk in moves.chunks(ROWS_PER_STATEMENT) {
         QueryBuilder::new(
-            "INSERT INTO stock_movements (location_id, product_id, available_delta, committed_delta, reason, ref_id) ",
+            "INSERT INTO stock_movements (location_id, product_id, available_delta, committed_delta, reserved_delta, reason, ref_id) ",
         )
         .push_values(chunk, |mut row, (l, p, d, r)| {
             row.push_bind(l)
                 .push_bind(p)
                 .push_bind(d)
                 .push_bind(reason.committed_delta(*d))
+                .push_bind(reason.reserved_delta(*d))
                 .push(&reason_literal)
                 .push_bind(*r);
         })
@@ -298,7 +338,7 @@ pub(crate) async fn lock_stock_rows(
 }
 
 /// Changes one location's stock in MySQL by `deltas` of `available` (and, as `reason` says, of
-/// `committed`): each row is locked, checked and changed by one conditional `UPDATE`, in product
+/// `committed` and `reserved`): each row is locked, checked and changed by one conditional `UPDATE`, in product
 /// order (the order every writer uses, so writers never deadlock on each other's rows). A
 /// decrement must leave the figure `reason` needs ([`Reason::need`]) at zero or more. Answers the
 /// first product that is short (with that figure), leaving the transaction to be rolled back.
@@ -318,6 +358,8 @@ pub(crate) async fn change_mysql_stock(
         q.push_bind(d)
             .push(", s.committed = s.committed + ")
             .push_bind(reason.committed_delta(*d))
+            .push(", s.reserved = s.reserved + ")
+            .push_bind(reason.reserved_delta(*d))
             .push(" WHERE s.location_id = ")
             .push_bind(loc)
             .push(" AND s.product_id = ")
@@ -361,6 +403,55 @@ pub(crate) async fn insert_handovers(
                 .push_bind(-units)
                 .push("'FULFILLED'")
                 .push_bind(*r);
+        })
+        .build()
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Moves a converted hold's units from `reserved` to `committed` at `loc` (`available` does not
+/// move, so neither does Redis) and appends its `HOLD_CONVERTED` ledger rows, referring to the
+/// order `order_id`. `units` are `(product, quantity)`; the hold's rows hold them reserved, so a
+/// row that does not is a fault, not a refusal.
+pub(crate) async fn convert_reserved(
+    conn: &mut MySqlConnection,
+    loc: LocationId,
+    units: &[(ProductId, i64)],
+    order_id: &str,
+) -> StorageResult<()> {
+    for (p, q) in units {
+        let changed = sqlx::query(
+            "UPDATE stock SET reserved = reserved - ?, committed = committed + ? \
+             WHERE location_id = ? AND product_id = ? AND reserved >= ?",
+        )
+        .bind(q)
+        .bind(q)
+        .bind(loc)
+        .bind(p)
+        .bind(q)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Err(crate::error::StorageError::internal(format!(
+                "stock {loc}/{p} holds fewer than the {q} units a hold reserved"
+            )));
+        }
+    }
+    for chunk in units.chunks(ROWS_PER_STATEMENT) {
+        QueryBuilder::new(
+            "INSERT INTO stock_movements (location_id, product_id, available_delta, committed_delta, reserved_delta, reason, ref_id) ",
+        )
+        .push_values(chunk, |mut row, (p, q)| {
+            row.push_bind(loc)
+                .push_bind(p)
+                .push("0")
+                .push_bind(q)
+                .push_bind(-q)
+                .push("'HOLD_CONVERTED'")
+                .push_bind(order_id);
         })
         .build()
         .execute(&mut *conn)

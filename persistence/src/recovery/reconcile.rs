@@ -38,6 +38,9 @@ pub struct LedgerMismatch {
     pub available: i64,
     /// Initial stock plus the sum of the ledger.
     pub expected: i64,
+    /// The units checkout holds set aside, and the sum of the ledger's `reserved_delta`.
+    pub reserved: i64,
+    pub expected_reserved: i64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -139,7 +142,8 @@ impl Storage {
         Ok(())
     }
 
-    /// Reports every row of the batch whose available figure is not initial stock plus the ledger.
+    /// Reports every row of the batch whose available figure is not initial stock plus the
+    /// ledger, or whose reserved figure is not the ledger's sum of reserved deltas.
     async fn check_ledger(
         &self,
         loc: LocationId,
@@ -149,13 +153,16 @@ impl Storage {
         let (first, last) = (products[0], products[products.len() - 1]);
         let rows: Vec<LedgerMismatch> = sqlx::query_as(
             "SELECT s.location_id, s.product_id, s.available, \
-             CAST(s.initial_quantity + COALESCE(m.total, 0) AS SIGNED) AS expected \
+             CAST(s.initial_quantity + COALESCE(m.total, 0) AS SIGNED) AS expected, \
+             s.reserved, CAST(COALESCE(m.reserved, 0) AS SIGNED) AS expected_reserved \
              FROM stock s LEFT JOIN ( \
-               SELECT product_id, SUM(available_delta) AS total FROM stock_movements \
+               SELECT product_id, SUM(available_delta) AS total, \
+               SUM(reserved_delta) AS reserved FROM stock_movements \
                WHERE location_id = ? AND product_id BETWEEN ? AND ? GROUP BY product_id \
              ) m ON m.product_id = s.product_id \
              WHERE s.location_id = ? AND s.product_id BETWEEN ? AND ? \
-             AND s.available <> s.initial_quantity + COALESCE(m.total, 0)",
+             AND (s.available <> s.initial_quantity + COALESCE(m.total, 0) \
+               OR s.reserved <> COALESCE(m.reserved, 0))",
         )
         .bind(loc)
         .bind(first)
@@ -171,11 +178,15 @@ impl Storage {
                 product = m.product_id,
                 available = m.available,
                 expected = m.expected,
-                "ledger mismatch at {}/{}: available {} but initial stock plus ledger is {}",
+                reserved = m.reserved,
+                expected_reserved = m.expected_reserved,
+                "ledger mismatch at {}/{}: available {} (initial stock plus ledger: {}), reserved {} (ledger: {})",
                 m.location_id,
                 m.product_id,
                 m.available,
-                m.expected
+                m.expected,
+                m.reserved,
+                m.expected_reserved
             );
             report.ledger_mismatches += 1;
             if report.mismatches.len() < LISTED {

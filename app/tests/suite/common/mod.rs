@@ -316,9 +316,10 @@ impl TestApp {
         .unwrap()
     }
 
-    /// The ledger identities, for every stock row: available = initial + Σ available_delta, and
+    /// The ledger identities, for every stock row: available = initial + Σ available_delta,
     /// committed = Σ committed_delta = the units of the location's persisted online orders that
-    /// are neither cancelled nor handed over.
+    /// are neither cancelled nor handed over, and reserved = Σ reserved_delta = the units of its
+    /// `ACTIVE` holds.
     pub async fn assert_ledger_identities(&self) {
         let rows: Vec<(u64, u64, i64, i64, i64, i64, i64)> = sqlx::query_as(
             "SELECT s.location_id, s.product_id, s.committed, \
@@ -345,6 +346,26 @@ impl TestApp {
                 (open, open, from_ledger),
                 "({loc},{p}): committed, Σ committed_delta, available against the open online \
                  orders' units and initial + Σ available_delta"
+            );
+        }
+        let reserved: Vec<(u64, u64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT s.location_id, s.product_id, s.reserved, \
+               (SELECT CAST(COALESCE(SUM(m.reserved_delta), 0) AS SIGNED) FROM stock_movements m \
+                 WHERE m.location_id = s.location_id AND m.product_id = s.product_id), \
+               (SELECT CAST(COALESCE(SUM(l.quantity), 0) AS SIGNED) FROM hold_lines l \
+                 JOIN holds h ON h.id = l.hold_id \
+                 WHERE h.location_id = s.location_id AND l.product_id = s.product_id \
+                 AND h.status = 'ACTIVE') \
+             FROM stock s",
+        )
+        .fetch_all(&self.db)
+        .await
+        .unwrap();
+        for (loc, p, reserved, ledger, active) in reserved {
+            assert_eq!(
+                (reserved, ledger),
+                (active, active),
+                "({loc},{p}): reserved and Σ reserved_delta against the active holds' units"
             );
         }
     }
