@@ -160,6 +160,10 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// One `info` line per request (method, route template, status, duration, request id):
+    /// `on` or `off`.
+    #[arg(long, env = "ACCESS_LOG", default_value = "on", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub access_log: bool,
 }
 
 impl Config {
