@@ -210,3 +210,46 @@ async fn the_access_log_has_one_line_per_request_with_its_id() {
         quiet.log_lines()
     );
 }
+
+/// A failure's log line names the request it failed: MySQL cut off from the service (a fault
+/// proxy), a read answers a problem, and the line that logs its cause carries the same id, in the
+/// request's span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_is_logged_with_its_request_id() {
+    let t = TestApp::spawn().await;
+    let proxy = proxy::Proxy::start(&host_port(&t.database_url)).await;
+    let database_url = via(&t.database_url, proxy.port);
+    let p = t.spawn_process_logged(&[
+        ("DATABASE_URL", &database_url),
+        ("LOG_FORMAT", "json"),
+        ("RUST_LOG", "info,sqlx=warn"),
+    ]);
+    p.wait_for(&t.client, "/health/live", Duration::from_secs(60))
+        .await;
+    proxy.refuse(true);
+    proxy.cut_all();
+
+    let r = get_as(&t, &p.base, "/api/orders/1-unknown", "failure-1").await;
+    assert_eq!(id_of(&r), "failure-1");
+    let (s, b) = json_of(r).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+    assert_eq!(b["instance"], "urn:request:failure-1", "{b}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let cause = loop {
+        let found = p
+            .log_lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|l| {
+                l["span"]["request_id"] == "failure-1"
+                    && matches!(l["level"].as_str(), Some("WARN" | "ERROR"))
+            });
+        if let Some(line) = found {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "{:#?}", p.log_lines());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(cause["span"]["name"], "request", "{cause}");
+    assert!(cause["error"].is_string(), "{cause}");
+}
