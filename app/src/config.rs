@@ -164,6 +164,10 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// One `info` line per request (method, route template, status, duration, request id):
+    /// `on` or `off`.
+    #[arg(long, env = "ACCESS_LOG", default_value = "on", value_parser = on_off(), action = clap::ArgAction::Set)]
+    pub access_log: bool,
 }
 
 impl Config {
@@ -205,6 +209,12 @@ const RENAMED: [(&str, &str); 2] = [
     ("REDIS_WATCH_MS", "HEALTH_CHECK_MS"),
     ("REDIS_PROBE_MS", "OUTAGE_PROBE_MS"),
 ];
+
+/// A switch written `on` or `off` (shown as such in `--help`).
+fn on_off() -> impl clap::builder::TypedValueParser<Value = bool> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["on", "off"]).map(|v| v == "on")
+}
 
 /// A duration written as a number and a unit: `30s`, `90m`, `12h`, `3d`.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

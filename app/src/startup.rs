@@ -155,6 +155,7 @@ impl Application {
             jobs: jobs.clone(),
             shedder: Arc::new(sf_openapi::edge::Shedder::new(config.limits())),
             pages: sf_openapi::state::PageAnswers::new(config.product_pages_kept),
+            access_log: config.access_log,
         });
 
         let acceptor = TcpListener::bind(format!("{}:{}", config.host, config.port))

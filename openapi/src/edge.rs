@@ -151,8 +151,9 @@ impl Shedder {
     }
 }
 
-/// A route of the spec: its path's segments, and per method the class its operation is shed in.
-type Route = (Vec<String>, BTreeMap<String, Option<Kind>>);
+/// A route of the spec: its path template, the template's segments, and per method the class its
+/// operation is shed in.
+type Route = (String, Vec<String>, BTreeMap<String, Option<Kind>>);
 
 /// Paths and their methods, from the spec: the `Allow` header of a 405, and the class each
 /// operation is shed in ([`Kind::of_operation`]).
@@ -164,7 +165,11 @@ impl Methods {
         let doc: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
         let mut routes: Vec<Route> = Vec::new();
         let mut add = |path: &str, methods: BTreeMap<String, Option<Kind>>| {
-            routes.push((path.split('/').map(str::to_owned).collect(), methods));
+            routes.push((
+                path.to_owned(),
+                path.split('/').map(str::to_owned).collect(),
+                methods,
+            ));
         };
         if let Some(paths) = doc["paths"].as_object() {
             for (path, ops) in paths {
@@ -189,27 +194,30 @@ impl Methods {
     }
 
     /// The route `path` names, if any.
-    fn route(&self, path: &str) -> Option<&BTreeMap<String, Option<Kind>>> {
+    fn route(&self, path: &str) -> Option<&Route> {
         let segments: Vec<&str> = path.split('/').collect();
-        self.0
-            .iter()
-            .find(|(pattern, _)| {
-                pattern.len() == segments.len()
-                    && pattern.iter().zip(&segments).all(|(p, s)| {
-                        p == s || (p.starts_with('{') && p.ends_with('}') && !s.is_empty())
-                    })
-            })
-            .map(|(_, methods)| methods)
+        self.0.iter().find(|(_, pattern, _)| {
+            pattern.len() == segments.len()
+                && pattern.iter().zip(&segments).all(|(p, s)| {
+                    p == s || (p.starts_with('{') && p.ends_with('}') && !s.is_empty())
+                })
+        })
+    }
+
+    /// The template of the route `path` names (`/api/orders/{orderId}`), if any: what the access
+    /// log shows instead of a path full of ids.
+    pub fn template(&self, path: &str) -> Option<&str> {
+        self.route(path).map(|(template, _, _)| template.as_str())
     }
 
     /// The class a request is shed in: its operation's, or none for a route outside the spec.
     fn kind(&self, method: &Method, path: &str) -> Option<Kind> {
-        *self.route(path)?.get(method.as_str())?
+        *self.route(path)?.2.get(method.as_str())?
     }
 
     /// The methods `path` answers, as an `Allow` value (`HEAD` with every `GET`).
     fn allow(&self, path: &str) -> Option<String> {
-        let methods = self.route(path)?;
+        let (_, _, methods) = self.route(path)?;
         let mut all: Vec<&str> = methods.keys().map(String::as_str).collect();
         if methods.contains_key("GET") {
             all.push("HEAD");
@@ -309,5 +317,34 @@ impl<E: Endpoint> Endpoint for Edge<E> {
             resp.headers_mut().insert(header::ALLOW, v);
         }
         Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_reads_as_its_route_template() {
+        let spec = r#"{"paths": {
+            "/api/orders/{orderId}": {"get": {"operationId": "getOrder"}},
+            "/api/orders/{orderId}/cancel": {"post": {"operationId": "cancelOrderDbLock"}}
+        }}"#;
+        let m = Methods::from_spec(spec);
+        assert_eq!(
+            m.template("/api/orders/7-abc"),
+            Some("/api/orders/{orderId}")
+        );
+        assert_eq!(
+            m.template("/api/orders/7-abc/cancel"),
+            Some("/api/orders/{orderId}/cancel")
+        );
+        assert_eq!(m.template("/metrics"), Some("/metrics"));
+        assert_eq!(
+            m.template("/api/orders/"),
+            None,
+            "an empty id names nothing"
+        );
+        assert_eq!(m.template("/api/nothing"), None);
     }
 }

@@ -15,7 +15,8 @@
 //! - [`health`]: liveness and readiness.
 //!
 //! Errors are RFC 9457 problems ([`problem`]): every operation returns `Result<T, Problem>`.
-//! [`edge`] bounds what reaches the operations (body size, requests in flight); metrics are in
+//! [`edge`] bounds what reaches the operations (body size, requests in flight); [`request_id`]
+//! names every request (`X-Request-Id`, the log span, the access log); metrics are in
 //! [`metrics`]. This crate turns HTTP into calls on `sf-persistence` and back; it decides nothing
 //! itself.
 
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod orders;
 pub mod problem;
 pub mod redis_api;
+pub mod request_id;
 pub mod state;
 pub mod stores;
 pub mod types;
@@ -241,6 +243,32 @@ fn add_links(doc: &mut serde_json::Value) {
     }
 }
 
+/// Declares `X-Request-Id` ([`request_id`]) on every answer of every operation: the middleware
+/// sets it on all of them, which poem-openapi's per-operation declarations cannot say once.
+fn add_request_id_header(doc: &mut serde_json::Value) {
+    doc["components"]["headers"]["X-Request-Id"] = serde_json::json!({
+        "description": "This request's id: the caller's `X-Request-Id` when it is 1 to 128 characters of `A-Z a-z 0-9 . _ ~ : -`, else a new UUIDv7. Problems carry it as `instance` (`urn:request:<id>`); the service's log lines of the request carry it as `request_id`.",
+        "required": true,
+        "schema": { "type": "string", "maxLength": request_id::MAX_LEN },
+    });
+    let reference = serde_json::json!({ "$ref": "#/components/headers/X-Request-Id" });
+    for ops in doc["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|p| p.values_mut())
+    {
+        for op in ops.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
+            for answer in op["responses"]
+                .as_object_mut()
+                .into_iter()
+                .flat_map(|r| r.values_mut())
+            {
+                answer["headers"]["X-Request-Id"] = reference.clone();
+            }
+        }
+    }
+}
+
 /// The spec as served: poem-openapi's document with its `tags` in [`TAG_ORDER`], its links
 /// ([`LINKS`]), and, on every schema a request body uses, what the server does but poem-openapi
 /// does not write into the document: `additionalProperties: false` (they all refuse unknown
@@ -252,6 +280,7 @@ pub fn spec_document(service: &OpenApiService<Apis, ()>) -> serde_json::Value {
         tags.sort_by_key(tag_rank);
     }
     add_links(&mut doc);
+    add_request_id_header(&mut doc);
     // Schemas reachable from a request body.
     let mut pending: Vec<String> = Vec::new();
     for op in doc["paths"]
@@ -360,12 +389,16 @@ pub fn routes(state: Arc<ApiState>) -> impl Endpoint {
         .catch_all_error(|err: poem::Error| async move {
             problem::into_response(&problem::from_poem(&err)).into_response()
         });
-    metrics::Track {
-        inner: edge::Edge {
-            inner: app,
-            shedder: state.shedder.clone(),
-            methods,
+    request_id::RequestIds {
+        inner: metrics::Track {
+            inner: edge::Edge {
+                inner: app,
+                shedder: state.shedder.clone(),
+                methods: methods.clone(),
+            },
+            metrics: state.metrics.clone(),
         },
-        metrics: state.metrics.clone(),
+        methods,
+        access_log: state.access_log,
     }
 }

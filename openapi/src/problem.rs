@@ -24,9 +24,16 @@ pub struct Problem {
     pub status: u16,
     /// What went wrong with this request, for a human.
     pub detail: String,
+    /// This occurrence: the request's id as `urn:request:<id>`, the same id as the answer's
+    /// `X-Request-Id` header. Quote it when reporting a problem; the service's log lines of the
+    /// request carry it.
+    #[oai(skip_serializing_if_is_none)]
+    pub instance: Option<Box<String>>,
+    // Boxed, like the optional fields below: the problem is every operation's error, and stays
+    // small.
     /// The product the problem is about, when there is one.
     #[oai(skip_serializing_if_is_none)]
-    pub product_id: Option<u64>,
+    pub product_id: Option<Box<u64>>,
     /// The order the problem is about, when there is one (an order accepted but not yet
     /// replicated: `/problems/order-not-replicated`; an order whose reservation got no answer:
     /// `/problems/order-outcome-unknown`).
@@ -76,6 +83,7 @@ impl Problem {
             title: title.to_owned(),
             status,
             detail: detail.into(),
+            instance: crate::request_id::current().map(|id| Box::new(id.instance())),
             product_id: None,
             order_id: None,
             alternatives: None,
@@ -108,12 +116,18 @@ impl Problem {
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(404, "not-found", "Not found", detail)
     }
+    /// A server error: the cause is logged (with the request id), and the client is given only
+    /// the id to quote.
     pub fn internal() -> Self {
+        let detail = "the service failed to handle this request; it has been logged";
         Self::new(
             500,
             "internal",
             "Internal error",
-            "the service failed to handle this request; it has been logged",
+            match crate::request_id::current() {
+                Some(id) => format!("{detail}; quote request id {id}"),
+                None => detail.to_owned(),
+            },
         )
     }
 }
@@ -209,7 +223,7 @@ impl From<Refusal> for Problem {
         let detail = r.to_string();
         match r {
             Refusal::UnknownProduct(p) => Self {
-                product_id: Some(p.get()),
+                product_id: Some(Box::new(p.get())),
                 ..Self::new(404, "unknown-product", "Unknown product", detail)
             },
             Refusal::UnknownOrder(_) | Refusal::NoSuchSale { .. } => {
@@ -227,7 +241,7 @@ impl From<Refusal> for Problem {
                 alternatives,
                 ..
             } => Self {
-                product_id: product.map(|p| p.get()),
+                product_id: product.map(|p| Box::new(p.get())),
                 alternatives: alternatives
                     .map(|a| Box::new(a.into_iter().map(Into::into).collect())),
                 ..Self::new(409, "out-of-stock", "Not enough stock", detail)
@@ -317,9 +331,21 @@ pub fn from_poem(err: &poem::Error) -> Problem {
     }
 }
 
-/// Renders a problem as a plain poem response (outside typed operations).
+/// Renders a problem as a plain poem response (outside typed operations). A problem made outside
+/// the request's scope (none should be) still names the request it answers.
 pub fn into_response(p: &Problem) -> poem::Response {
     use poem_openapi::types::ToJSON;
+    let named;
+    let p = match (&p.instance, crate::request_id::current()) {
+        (None, Some(id)) => {
+            named = Problem {
+                instance: Some(Box::new(id.instance())),
+                ..p.clone()
+            };
+            &named
+        }
+        _ => p,
+    };
     let mut resp = poem::Response::builder()
         .status(StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .content_type(CONTENT_TYPE);
@@ -341,7 +367,7 @@ const STATUSES: &[(u16, &str)] = &[
     (413, "The body is larger than the configured limit (`MAX_BODY_BYTES`)."),
     (415, "Missing or wrong `Content-Type`: send `application/json`."),
     (422, "Valid against the schema, but breaks a rule that spans fields or needs the current data (an address missing for its delivery type, `storeId` on a non-pickup order, two lines of one product summing over 1000, an `Idempotency-Key` reused with another body)."),
-    (500, "The service failed; the cause is logged, never shown."),
+    (500, "The service failed; the cause is logged, never shown. The `detail` ends with the request id to quote (also in `instance` and the `X-Request-Id` header)."),
     (503, "Temporarily unavailable (a store is down or slow, the stock cache is recovering) or overloaded: nothing was changed, unless the `detail` says the outcome is unknown — as `/problems/order-outcome-unknown` does, with the `orderId` of a Redis-path order whose reservation got no answer: look it up before placing it again. Retry after `Retry-After` seconds (with the same `Idempotency-Key`)."),
     (504, "A Redis-path order the Redis master holds, but fewer replicas than `REDIS_MIN_REPLICA_ACKS` confirmed it within `REDIS_WAIT_TIMEOUT_MS` (`/problems/order-not-replicated`, with its `orderId`): it stands unless that master fails before replicating it. Retry after `Retry-After` seconds with the same `Idempotency-Key`: the retry answers 202 with the same order once replicas hold it, or 410 if it was lost."),
 ];
@@ -526,9 +552,37 @@ mod tests {
     }
 
     #[test]
+    fn a_problem_names_its_request_and_a_500_gives_its_id_to_quote() {
+        use crate::request_id::{scope, RequestId};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let id = RequestId("req-7".into());
+        let (internal, refused) = rt.block_on(scope(id, async {
+            (
+                Problem::from(StorageError::internal("password=hunter2")),
+                Problem::from(Refusal::UnknownOrder("1-x".into())),
+            )
+        }));
+        assert_eq!(
+            internal.instance.as_deref().map(String::as_str),
+            Some("urn:request:req-7")
+        );
+        assert_eq!(
+            internal.detail,
+            "the service failed to handle this request; it has been logged; quote request id req-7"
+        );
+        assert_eq!(
+            refused.instance.as_deref().map(String::as_str),
+            Some("urn:request:req-7")
+        );
+        assert_eq!(Problem::internal().instance, None, "outside a request");
+    }
+
+    #[test]
     fn an_unknown_product_names_it() {
         let p = Problem::from(Refusal::UnknownProduct(ProductId::new_unchecked(42)));
-        assert_eq!(p.product_id, Some(42));
+        assert_eq!(p.product_id.as_deref(), Some(&42));
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub struct ApiState {
     pub shedder: Arc<crate::edge::Shedder>,
     /// The product reads' kept answers.
     pub pages: PageAnswers,
+    /// Write one access log line per request (`ACCESS_LOG`).
+    pub access_log: bool,
 }
 
 /// The kept answers of the two product reads, one set per stock source's read.
@@ -56,7 +58,9 @@ impl ApiState {
         Fut: std::future::Future<Output = sf_persistence::StorageResult<T>> + Send + 'static,
         T: Send + 'static,
     {
-        match tokio::spawn(write(self.storage.clone())).await {
+        // In the request's span, so that what the write logs names the request.
+        let write = tracing::Instrument::in_current_span(write(self.storage.clone()));
+        match tokio::spawn(write).await {
             Ok(r) => r,
             Err(e) => Err(sf_persistence::StorageError::internal(format!(
                 "write task failed: {e}"

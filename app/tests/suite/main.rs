@@ -19,6 +19,7 @@ mod outage;
 mod products;
 mod reconcile;
 mod redis_path;
+mod request_ids;
 mod stock_states;
 mod store_hours;
 mod stores;

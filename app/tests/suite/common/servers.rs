@@ -3,6 +3,8 @@
 
 use super::TestApp;
 use reqwest::{Client, StatusCode};
+use std::io::{BufRead, BufReader};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub fn free_port() -> u16 {
@@ -135,11 +137,24 @@ impl Drop for PrivateRedis {
 pub struct ServiceProcess {
     pub base: String,
     child: Option<std::process::Child>,
+    /// Its standard output so far, line by line (for a process started with
+    /// [`TestApp::spawn_process_logged`]).
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl TestApp {
     /// Starts the binary with the test's settings and `env` on top.
     pub fn spawn_process(&self, env: &[(&str, &str)]) -> ServiceProcess {
+        self.start_process(env, false)
+    }
+
+    /// Starts the binary like [`TestApp::spawn_process`], keeping what it writes to standard
+    /// output (its log) for [`ServiceProcess::log_lines`].
+    pub fn spawn_process_logged(&self, env: &[(&str, &str)]) -> ServiceProcess {
+        self.start_process(env, true)
+    }
+
+    fn start_process(&self, env: &[(&str, &str)], logged: bool) -> ServiceProcess {
         let port = free_port();
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_stock-flow"));
         cmd.arg("serve")
@@ -150,13 +165,29 @@ impl TestApp {
             .env("PORT", port.to_string())
             .env("HOST", "127.0.0.1")
             .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null());
+            .stdout(if logged {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            });
         for (k, v) in env {
             cmd.env(k, v);
         }
+        let mut child = cmd.spawn().expect("the service binary starts");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        if let Some(out) = child.stdout.take() {
+            let log = log.clone();
+            // Ends when the process does (its end of the pipe closes).
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
         ServiceProcess {
             base: format!("http://127.0.0.1:{port}"),
-            child: Some(cmd.spawn().expect("the service binary starts")),
+            child: Some(child),
+            log,
         }
     }
 }
@@ -178,6 +209,11 @@ impl ServiceProcess {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The log lines written so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 
     /// `kill -9`.
