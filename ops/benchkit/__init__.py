@@ -7,6 +7,7 @@
 - driver: running the load generators, a write run and a read run, sf-floor, redis-benchmark;
 - loadgen: oha and wrk, their command lines and their output;
 - mixed: the mixed scenario's own load generator (orders, cancels, fulfilment steps, POS sales);
+- checkout: the checkout scenario's own load generator (holds, then conversion, release or expiry);
 - checks: the invariants after each write scenario, and the reconciliation;
 - clients: HTTP to the service, SQL, redis-cli, the consumer's backlog;
 - measure: CPU per process, the service's RSS, the machine's facts;

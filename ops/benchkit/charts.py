@@ -12,6 +12,7 @@ SCENARIO_ROWS = [
     ("hot64", "hot product, 64 conn.", "hot 64"), ("hot256", "hot product, 256 conn.", "hot 256"),
     ("fixed", "fixed rate", "fixed rate"), ("spread", "spread", "spread"),
     ("store", "store level (all)", "store online"), ("mixed", "mixed (orders + POS)", "mixed orders"),
+    ("checkout", "checkout (holds)", "checkout holds"),
     ("soak", "memory soak", "soak"),
     ("reads-list", "reads: list", "list"), ("reads-detail", "reads: detail", "detail"),
     ("reads-list-inm", "reads: list, If-None-Match", "list INM"),

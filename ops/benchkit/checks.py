@@ -40,8 +40,9 @@ class Checks:
     def snapshot(self, states: bool = False) -> dict:
         """Order counts per path, order-line units, total and hot on-hand, all read in one
         consistent snapshot (one transaction), so a write committing meanwhile cannot split them.
-        With `states` (the mixed scenario) also the total committed and reserved, the units of
-        cancelled, rejected and handed-over orders, and the ledger's last movement id."""
+        With `states` (the mixed and checkout scenarios) also the total committed and reserved, the
+        units of cancelled, rejected and handed-over orders, the holds (all and ACTIVE), and the
+        ledger's last movement id."""
         extra = ""
         if states:
             extra = (
@@ -54,6 +55,7 @@ class Checks:
                 "SELECT 'handed', COUNT(*), COALESCE(SUM(l.quantity), 0) FROM orders o "
                 "JOIN order_lines l ON l.order_id = o.id "
                 "WHERE o.fulfillment IN ('COLLECTED', 'DISPATCHED', 'SHIPPED'); "
+                "SELECT 'holds', COUNT(*), COALESCE(SUM(status = 'ACTIVE'), 0) FROM holds; "
                 "SELECT 'movements', COALESCE(MAX(id), 0), 0 FROM stock_movements; ")
         rows = self.sql(
             "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY; "
@@ -65,7 +67,7 @@ class Checks:
         snap = {"orders": {}, "lines": 0, "units_ordered": 0, "available": 0, "hot_on_hand": None}
         if states:
             snap.update({"committed": 0, "reserved": 0, "cancelled_units": 0, "rejected_units": 0,
-                         "handed_units": 0, "last_movement": 0})
+                         "handed_units": 0, "holds": 0, "active_holds": 0, "last_movement": 0})
         for r in rows:
             if r[0] == "orders":
                 snap["orders"][r[1]] = int(r[2])
@@ -81,6 +83,8 @@ class Checks:
                 snap[f"{r[1].lower()}_units"] = int(r[2])
             elif r[0] == "handed":
                 snap["handed_units"] = int(r[2])
+            elif r[0] == "holds":
+                snap["holds"], snap["active_holds"] = int(r[1]), int(r[2])
             elif r[0] == "movements":
                 snap["last_movement"] = int(r[1])
         return snap
@@ -111,12 +115,12 @@ class Checks:
     def record_checks(self, scen: dict, results: list[dict], before: dict, after: dict, recon: dict | None,
                       *, drain: float | None, confirm_after: float | None, log_mark: int,
                       expect_paths: dict[str, list[str]], hot: bool, pair: dict | None,
-                      mixed: bool = False) -> list[dict]:
+                      own: str | None = None) -> list[dict]:
         """Checks a write run's invariants and records them, with the snapshots, in `scen`, which
         joins the results; the reconciliation's check goes to it and to the scenario it shares
         the reconciliation with (pair {"with": ...}). Answers the checks."""
         checks = self.invariant_checks(scen, results, before, after, drain=drain, confirm_after=confirm_after,
-                                       log_mark=log_mark, expect_paths=expect_paths, hot=hot, mixed=mixed)
+                                       log_mark=log_mark, expect_paths=expect_paths, hot=hot, own=own)
         scen["checks"] = checks
         scen["before"], scen["after"] = before, after
         self.results["scenarios"].append(scen)
@@ -131,11 +135,12 @@ class Checks:
 
     def invariant_checks(self, scen: dict, results: list[dict], before: dict, after: dict, *,
                          drain: float | None, confirm_after: float | None, log_mark: int,
-                         expect_paths: dict[str, list[str]], hot: bool, mixed: bool = False) -> list[dict]:
+                         expect_paths: dict[str, list[str]], hot: bool, own: str | None = None) -> list[dict]:
         """The checks of one write run, from the snapshots before and after it; sets
         scen["outcome_unknown"] (orders answered 503 order-outcome-unknown, and how many of them
-        MySQL holds). A mixed run cancels and hands orders over, so "units taken == units
-        ordered" does not hold for it: it gets mixed_checks instead."""
+        MySQL holds). A mixed run cancels and hands orders over, and a checkout run's holds move
+        units to `reserved` and back, so "units taken == units ordered" is not their rule: they
+        get mixed_checks and checkout_checks instead."""
         by_tag = {r["tag"]: r for r in results}
         checks = []
         slack = max((r.get("in_flight_slack", 0) for r in results), default=0)
@@ -170,9 +175,9 @@ class Checks:
         all_gained = sum(after["orders"].values()) - sum(before["orders"].values())
         check("no other orders appeared", all_gained == gained_total,
               f"MySQL gained {all_gained:,} orders in all, {gained_total:,} on the paths under test")
-        if mixed:
-            scen["mixed"] = by_tag[scen["id"]]["mixed"]
-            checks += self.mixed_checks(scen, before, after)
+        if own:
+            scen[own] = by_tag[scen["id"]][own]
+            checks += (self.mixed_checks if own == "mixed" else self.checkout_checks)(scen, before, after)
             return checks
         units_taken = before["available"] - after["available"]
         units_ordered = after["units_ordered"] - before["units_ordered"]
@@ -244,11 +249,91 @@ class Checks:
         checks.append(self.ledger_identities(before["last_movement"], scen["id"]))
         return checks
 
+    def wait_holds_ended(self, limit_s: float) -> float | None:
+        """Waits until MySQL holds no ACTIVE hold (the expiry job ends the expired ones, every
+        second); answers the seconds waited, or None if some were still ACTIVE after limit_s."""
+        t0 = time.monotonic()
+        while True:
+            if int(self.sql("SELECT COUNT(*) FROM holds WHERE status = 'ACTIVE'")[0][0]) == 0:
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > limit_s:
+                return None
+            time.sleep(0.25)
+
+    def hold_states(self, ids: list[str]) -> dict[str, tuple[str, str]]:
+        """MySQL's status and order id of each of `ids` it holds."""
+        out = {}
+        for i in range(0, len(ids), 500):
+            chunk = ",".join(f"'{x}'" for x in ids[i:i + 500])
+            for hid, status, oid in self.sql("SELECT id, status, COALESCE(order_id, '') FROM holds "
+                                             f"WHERE id IN ({chunk})"):
+                out[hid] = (status, oid)
+        return out
+
+    def checkout_checks(self, scen: dict, before: dict, after: dict) -> list[dict]:
+        """The checkout run's checks, beside the order counts (conversions answered 201 == DB-lock
+        orders gained): every hold answered 201 is in MySQL in the one state its checkout led
+        to, and no other hold appeared; the converted holds' orders are CONFIRMED (in the answer
+        and in MySQL); once every hold ended, the stock arithmetic (available fell by the units
+        ordered, onHand did not move, reserved is 0 on every row the run touched) and the
+        ledger identities."""
+        checks = []
+
+        def check(name, ok, detail):
+            checks.append({"check": name, "ok": bool(ok), "detail": detail})
+
+        ids = json.loads((self.raw / f"{scen['id']}.ids.json").read_text())
+        c = scen["checkout"]
+        want = {h: ("CONVERTED", o) for h, o in ids["converted"]}
+        want.update({h: ("RELEASED", "") for h in ids["released"]})
+        want.update({h: ("EXPIRED", "") for h in ids["expiring"]})
+        refused = {r[0] for r in ids["refused"]}
+        got = self.hold_states(list(want) + list(refused))
+        wrong = [f"{h}: {got.get(h, ('missing', ''))[0]}, expected {w[0]}" for h, w in want.items()
+                 if got.get(h) != w]
+        wrong += [f"{h}: {got.get(h, ('missing', ''))[0]} after a refused step" for h in refused
+                  if got.get(h, ("ACTIVE", ""))[0] == "ACTIVE"]
+        answered = scen["ok"]
+        gained = after["holds"] - before["holds"]
+        check("every hold answered 201 is in MySQL in the one state its checkout led to "
+              "(CONVERTED with its order, RELEASED, EXPIRED); no other hold appeared",
+              not wrong and gained == answered == len(want) + len(refused) and after["active_holds"] == 0,
+              f"holds answered 201 {answered:,}, MySQL gained {gained:,}; converted {len(ids['converted']):,}, "
+              f"released {len(ids['released']):,}, expired {len(ids['expiring']):,}, refused a step "
+              f"{len(refused):,}; ACTIVE after {after['active_holds']:,}; wrong {len(wrong):,}"
+              + (": " + "; ".join(wrong[:3]) if wrong else ""))
+        oids = [o for _, o in ids["converted"]]
+        in_mysql = self.count_orders(oids, "status = 'CONFIRMED' AND path = 'DB_LOCK'")
+        said = c.get("converted_status") or {}
+        check("converted holds' orders CONFIRMED at once (in the answer and in MySQL)",
+              in_mysql == len(oids) == said.get("CONFIRMED", 0),
+              f"conversions answered 201 {len(oids):,}: answers said {said}; MySQL holds {in_mysql:,} "
+              "of their orders CONFIRMED (DB_LOCK)")
+        taken = before["available"] - after["available"]
+        ordered = after["units_ordered"] - before["units_ordered"]
+        on_hand = lambda s: s["available"] + s["committed"] + s["reserved"]  # noqa: E731
+        touched_reserved = self.sql(
+            "SELECT COUNT(*), COALESCE(SUM(s.reserved), 0) FROM stock s JOIN (SELECT DISTINCT location_id, "
+            f"product_id FROM stock_movements WHERE id > {before['last_movement']}) t "
+            "ON t.location_id = s.location_id AND t.product_id = s.product_id WHERE s.reserved <> 0")[0]
+        check("once every hold ended: available fell by the units ordered, onHand did not move, "
+              "reserved is 0 on every row the run touched",
+              taken == ordered and on_hand(before) == on_hand(after) and int(touched_reserved[0]) == 0,
+              f"available fell by {taken:,}; the converted orders hold {ordered:,} units; onHand "
+              f"{on_hand(before):,} -> {on_hand(after):,}; reserved {before['reserved']:,} -> "
+              f"{after['reserved']:,}, {int(touched_reserved[0]):,} touched rows with reserved ≠ 0")
+        check("every conversion answered 201 and every release 200", not ids["refused"],
+              "all did" if not ids["refused"] else
+              f"{len(ids['refused']):,} did not; first: {ids['refused'][:3]}")
+        checks.append(self.ledger_identities(before["last_movement"], scen["id"]))
+        return checks
+
     def ledger_identities(self, since: int, sid: str) -> dict:
         """For every stock row with a ledger movement after id `since`: onHand (available +
         committed + reserved) == initial + Σ on_hand_delta, available == initial + Σ
-        available_delta, and committed == Σ committed_delta == the units of the location's orders
-        that are persisted, CONFIRMED and not handed over (handed_over_at IS NULL)."""
+        available_delta, committed == Σ committed_delta == the units of the location's orders
+        that are persisted, CONFIRMED and not handed over (handed_over_at IS NULL), and reserved ==
+        Σ reserved_delta == the units of its ACTIVE holds."""
         # A temporary table may be named once per statement, hence one per part. The load is
         # over and the consumer caught up, so nothing writes meanwhile.
         rows = self.sql(
@@ -256,7 +341,7 @@ class Checks:
             f"SELECT DISTINCT location_id, product_id FROM stock_movements WHERE id > {since}; "
             "CREATE TEMPORARY TABLE bench_ledger (PRIMARY KEY (location_id, product_id)) AS "
             "SELECT m.location_id, m.product_id, SUM(m.available_delta) a, SUM(m.committed_delta) c, "
-            "SUM(m.on_hand_delta) h FROM bench_touched t STRAIGHT_JOIN stock_movements m "
+            "SUM(m.on_hand_delta) h, SUM(m.reserved_delta) r FROM bench_touched t STRAIGHT_JOIN stock_movements m "
             "ON m.location_id = t.location_id AND m.product_id = t.product_id "
             "GROUP BY m.location_id, m.product_id; "
             "CREATE TEMPORARY TABLE bench_open (PRIMARY KEY (location_id, product_id)) AS "
@@ -264,25 +349,34 @@ class Checks:
             "JOIN order_lines l ON l.order_id = o.id "
             "WHERE o.status = 'CONFIRMED' AND o.handed_over_at IS NULL "
             "GROUP BY o.location_id, l.product_id; "
+            "CREATE TEMPORARY TABLE bench_held (PRIMARY KEY (location_id, product_id)) AS "
+            "SELECT h.location_id, l.product_id, SUM(l.quantity) u FROM holds h "
+            "JOIN hold_lines l ON l.hold_id = h.id WHERE h.status = 'ACTIVE' "
+            "GROUP BY h.location_id, l.product_id; "
             "SELECT s.location_id, s.product_id, s.available + s.committed + s.reserved, "
             "s.initial_quantity + g.h, s.available, s.initial_quantity + g.a, s.committed, g.c, "
-            "COALESCE(o.u, 0) FROM bench_ledger g "
+            "COALESCE(o.u, 0), s.reserved, g.r, COALESCE(k.u, 0) FROM bench_ledger g "
             "JOIN stock s ON s.location_id = g.location_id AND s.product_id = g.product_id "
-            "LEFT JOIN bench_open o ON o.location_id = g.location_id AND o.product_id = g.product_id;")
+            "LEFT JOIN bench_open o ON o.location_id = g.location_id AND o.product_id = g.product_id "
+            "LEFT JOIN bench_held k ON k.location_id = g.location_id AND k.product_id = g.product_id;")
         bad = []
         for r in rows:
-            loc, p, on_hand, on_hand_l, avail, avail_l, com, com_l, open_u = r[:2] + [int(x) for x in r[2:]]
-            if not (on_hand == on_hand_l and avail == avail_l and com == com_l == open_u):
+            loc, p, on_hand, on_hand_l, avail, avail_l, com, com_l, open_u, res, res_l, held = \
+                r[:2] + [int(x) for x in r[2:]]
+            if not (on_hand == on_hand_l and avail == avail_l and com == com_l == open_u
+                    and res == res_l == held):
                 bad.append(f"({loc},{p}): onHand {on_hand} vs initial + Σ on_hand_delta {on_hand_l}, "
                            f"available {avail} vs {avail_l}, committed {com} vs Σ committed_delta {com_l} "
-                           f"vs open units {open_u}")
+                           f"vs open units {open_u}, reserved {res} vs Σ reserved_delta {res_l} "
+                           f"vs units of active holds {held}")
         detail = f"{len(rows):,} touched rows, {len(bad):,} broken"
         if bad:
             (self.raw / f"{sid}.ledger-broken.txt").write_text("\n".join(bad) + "\n")
             detail += "; first: " + "; ".join(bad[:3]) + f" (all in raw/{sid}.ledger-broken.txt)"
         return {"check": "ledger identities of every touched (location, product): onHand == initial + "
                          "Σ on_hand_delta, available == initial + Σ available_delta, committed == "
-                         "Σ committed_delta == units of open orders (CONFIRMED, handed_over_at IS NULL)",
+                         "Σ committed_delta == units of open orders (CONFIRMED, handed_over_at IS NULL), "
+                         "reserved == Σ reserved_delta == units of ACTIVE holds",
                 "ok": bool(rows) and not bad, "detail": detail}
 
     def add_reconciliation(self, scen: dict, recon: dict, shared_with: list[str]):

@@ -22,17 +22,22 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 MODES = {
     "quick": {
         "hot": 5, "fixed": 5, "fixed_rate_redis": 2_000, "spread": 3, "store": 3, "mixed": 5, "reads": 2,
-        "ceiling": 2, "drain_limit": 60, "soak": 10, "soak_before": 5, "soak_after": 10,
+        "checkout": 5, "checkout_rate": 200, "ceiling": 2, "drain_limit": 60, "soak": 10, "soak_before": 5, "soak_after": 10,
     },
     "full": {
         "hot": 20, "fixed": 60, "fixed_rate_redis": 10_000, "spread": 20, "store": 20, "mixed": 20, "reads": 20,
-        "ceiling": 10, "drain_limit": 300, "soak": 600, "soak_before": 15, "soak_after": 30,
+        "checkout": 30, "checkout_rate": 1_000, "ceiling": 10, "drain_limit": 300, "soak": 600, "soak_before": 15, "soak_after": 30,
     },
 }
 SOAK_RATE = 5_000
 # The mixed scenario: tasks placing online orders, tasks cancelling and stepping them, and of the
 # accepted orders the share cancelled and the share taken through their steps (the rest stay open).
 MIXED = {"order_conns": 32, "action_conns": 16, "cancel_share": 0.2, "fulfil_share": 0.5}
+# The checkout scenario: connections at most, the share of checkouts converted and released (the
+# rest expire), the ttl of the holds converted or released and of those left to expire (the least
+# the service takes), and how long after the load the expired ones may take to end.
+CHECKOUT = {"conns": 256, "convert_share": 0.9, "release_share": 0.05, "ttl_s": 300, "expire_ttl_s": 10,
+            "end_limit_s": 30}
 RSS_EVERY_S = 5.0
 TARGETS = {
     "redis_hot_min": 20_000,

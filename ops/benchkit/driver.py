@@ -52,7 +52,7 @@ def write_figures(sid: str, title: str, path: str, jobs: list[dict], results: li
     if len(results) > 1:
         scen["parts"] = {r["tag"]: {k: r[k] for k in ("ok", "conflict", "errors", "statuses",
                                                       "error_detail", "p50_ms", "p99_ms", "p999_ms",
-                                                      "ok_per_s", "wall_s")} for r in results}
+                                                      "max_ms", "ok_per_s", "wall_s")} for r in results}
         wall = max(r["wall_s"] for r in results)
         scen["total_ok"] = sum(r["ok"] for r in results)
         scen["total_ok_per_s"] = scen["total_ok"] / wall
@@ -70,6 +70,20 @@ def mixed_results(stdout: str, tag: str) -> list[dict]:
     return [orders, dict(data["pos"], tag=f"{tag}-pos")]
 
 
+def checkout_results(stdout: str, tag: str) -> list[dict]:
+    """The checkout load generator's output as three results, the holds (tag), the conversions
+    (tag-convert) and the releases (tag-release), the rest riding on the first under "checkout"."""
+    data = json.loads(stdout)
+    holds = dict(data["holds"], tag=tag)
+    holds["checkout"] = {k: v for k, v in data.items() if k not in ("holds", "converts", "releases")}
+    return [holds, dict(data["converts"], tag=f"{tag}-convert"), dict(data["releases"], tag=f"{tag}-release")]
+
+
+# The load generators of our own (benchkit/<name>.py), by the job key that carries their
+# configuration, with what turns their output into results.
+OWN_DRIVERS = {"mixed": mixed_results, "checkout": checkout_results}
+
+
 class Driver:
     """Mixed into Bench; uses its load generator (lg), clients, checks, cfg, pids, raw, results
     and failed."""
@@ -79,15 +93,16 @@ class Driver:
                               {"quantity": HOT_STOCK, "reason": "RESTOCK"}, self.token)
         return body
 
-    def mixed_command(self, tag: str, job: dict) -> list[str]:
-        """The mixed load generator's command line; its configuration (see benchkit/mixed.py)
-        goes to raw/<tag>.config.json, the ids it saw to raw/<tag>.ids.json. The admin token
-        stays out of the file: the process inherits ADMIN_TOKEN."""
-        cfg = dict(job["mixed"], base=self.base, duration=job["duration"],
+    def own_command(self, tag: str, job: dict, own: str) -> list[str]:
+        """The command line of our own load generator `own` (benchkit/mixed.py or
+        benchkit/checkout.py); its configuration goes to raw/<tag>.config.json, the ids it saw to
+        raw/<tag>.ids.json. The admin token stays out of the file: the process inherits
+        ADMIN_TOKEN."""
+        cfg = dict(job[own], base=self.base, duration=job["duration"],
                    ids_out=str(self.raw / f"{tag}.ids.json"))
         path = self.raw / f"{tag}.config.json"
         path.write_text(json.dumps(cfg, indent=1) + "\n")
-        return [sys.executable, "-m", "benchkit.mixed", str(path)]
+        return [sys.executable, "-m", f"benchkit.{own}", str(path)]
 
     # Fewest events a catch-up must drain for its CPU per event to be reported.
     CATCH_UP_MIN_EVENTS = 5000
@@ -123,13 +138,13 @@ class Driver:
         with CpuMeter(pids or self.pids) as cpu:
             for i, job in enumerate(jobs):
                 tag = name if len(jobs) == 1 else f"{name}-{job.get('tag', i)}"
-                mixed = "mixed" in job
-                cmd = self.mixed_command(tag, job) if mixed else self.lg.command(job)
+                own = next((k for k in OWN_DRIVERS if k in job), None)
+                cmd = self.own_command(tag, job, own) if own else self.lg.command(job)
                 (self.raw / f"{tag}.cmd").write_text(" ".join(cmd) + "\n")
-                out = open(self.raw / f"{tag}.{'json' if mixed or self.lg.name == 'oha' else 'txt'}", "w+")
+                out = open(self.raw / f"{tag}.{'json' if own or self.lg.name == 'oha' else 'txt'}", "w+")
                 err = open(self.raw / f"{tag}.stderr", "w+")
                 proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True,
-                                        cwd=ROOT / "ops" if mixed else None)
+                                        cwd=ROOT / "ops" if own else None)
                 RUNNING.append(proc)
                 procs.append((tag, job, proc, out, err))
             results = []
@@ -141,11 +156,12 @@ class Driver:
                 stdout, stderr = out.read(), err.read()
                 out.close()
                 err.close()
+                own = next((k for k in OWN_DRIVERS if k in job), None)
                 if rc != 0:
-                    gen = "benchkit.mixed" if "mixed" in job else self.lg.name
+                    gen = f"benchkit.{own}" if own else self.lg.name
                     raise BenchError(f"{gen} ({tag}) exited {rc}: {stderr.strip()[-500:]}")
-                if "mixed" in job:
-                    results += mixed_results(stdout, tag)
+                if own:
+                    results += OWN_DRIVERS[own](stdout, tag)
                     continue
                 res = self.lg.parse(stdout, job)
                 res["tag"] = tag
@@ -160,15 +176,16 @@ class Driver:
     def write_scenario(self, sid: str, title: str, path: str, jobs: list[dict], *, hot: bool,
                        expect_paths: dict[str, list[str]], extra: dict | None = None,
                        pair: dict | None = None, announce: bool = True, after_load=None,
-                       mixed: bool = False) -> dict:
+                       own: str | None = None) -> dict:
         """One write run: snapshot, load, drain, snapshot, checks, reconciliation.
 
         pair (quick runs): {"first": True} leaves the reconciliation to the next scenario;
         {"with": scen} reconciles once for that scenario and this one, checked in both.
         announce=False: the caller printed the progress line. after_load: called once the
-        backlog has drained (or the drain limit passed), before the checks. mixed: the run
-        cancels and hands orders over, so its snapshots carry the stock states and its checks
-        are the mixed ones (see Checks.mixed_checks)."""
+        backlog has drained (or the drain limit passed), before the checks. own: "mixed" (the
+        run cancels and hands orders over) or "checkout" (it holds, converts, releases and lets
+        holds expire): its snapshots carry the stock states and its checks are its own (see
+        Checks.mixed_checks and Checks.checkout_checks)."""
         duration = max(j["duration"] for j in jobs)
         if announce:
             self.progress(title, duration)
@@ -177,7 +194,7 @@ class Driver:
         if hot:
             self.reset_hot_stock()
         t0 = time.monotonic()
-        before = self.snapshot(states=mixed)
+        before = self.snapshot(states=own is not None)
         t_snap = time.monotonic() - t0
         load_avg = os.getloadavg()
         log_mark = self.service_log_size()
@@ -195,7 +212,7 @@ class Driver:
             self.quiesce()
             drain = self.wait_backlog(self.cfg["drain_limit"])
         t1 = time.monotonic()
-        after = self.snapshot(states=mixed)
+        after = self.snapshot(states=own is not None)
         t2 = time.monotonic()
         recon = None if pair and pair.get("first") else self.reconcile()
         t_recon = time.monotonic() - t2
@@ -207,7 +224,7 @@ class Driver:
             scen.update(extra)
         checks = self.record_checks(scen, results, before, after, recon, drain=drain,
                                     confirm_after=confirm_after, log_mark=log_mark,
-                                    expect_paths=expect_paths, hot=hot, pair=pair, mixed=mixed)
+                                    expect_paths=expect_paths, hot=hot, pair=pair, own=own)
         ok_s = scen.get("total_ok_per_s", scen["ok_per_s"])
         self.note(f"{ok_s:,.0f} ok/s, p50 {fmt_ms(scen['p50_ms'])} ms, p99 {fmt_ms(scen['p99_ms'])} ms, "
                   f"p99.9 {fmt_ms(scen['p999_ms'])} ms, 409 {scen.get('total_conflict', scen['conflict']):,}, "

@@ -12,7 +12,7 @@ from string import Template
 from typing import TYPE_CHECKING
 
 from .charts import charts
-from .common import (CEILING_PREFIX, CITY_HALL, ETAG_PRODUCT, FLOOR_PREFIX, HOT_PRODUCT, HOT_STOCK, MIXED,
+from .common import (CEILING_PREFIX, CHECKOUT, CITY_HALL, ETAG_PRODUCT, FLOOR_PREFIX, HOT_PRODUCT, HOT_STOCK, MIXED,
                      RSS_EVERY_S, TARGETS, fmt_int, fmt_mib, fmt_ms)
 from .targets import capacity_note, floor_split
 
@@ -80,6 +80,7 @@ def write_report(bench: Bench):
                    [("confirmed after", confirm_cell)])
     rep.store()
     rep.mixed()
+    rep.checkout()
     rep.reads()
     rep.soak()
     rep.ceiling()
@@ -156,6 +157,9 @@ class Report:
             hot_stock=f"{HOT_STOCK:,}", hot_s=cfg["hot"], spread_s=cfg["spread"], reads_s=cfg["reads"],
             mixed_s=cfg["mixed"], mixed_orders=MIXED["order_conns"], mixed_actions=MIXED["action_conns"],
             mixed_cancel=f"{MIXED['cancel_share']:.0%}", mixed_fulfil=f"{MIXED['fulfil_share']:.0%}",
+            checkout_s=cfg["checkout"], checkout_rate=f"{cfg['checkout_rate']:,}", checkout_conns=CHECKOUT["conns"],
+            checkout_convert=f"{CHECKOUT['convert_share']:.0%}", checkout_release=f"{CHECKOUT['release_share']:.0%}",
+            checkout_ttl=CHECKOUT["ttl_s"], checkout_expire_ttl=CHECKOUT["expire_ttl_s"],
             fixed_s=cfg["fixed"], fixed_rate=f"{cfg['fixed_rate_redis']:,}",
             p99_target=f"{TARGETS['redis_fixed_p99_ms']:g}", p999_target=f"{TARGETS['redis_fixed_p999_ms']:g}",
             confirm_target=f"{TARGETS['redis_fixed_confirm_s']:g}", floor_prefix=FLOOR_PREFIX,
@@ -347,6 +351,39 @@ class Report:
             for kind, r in (m.get("steps") or {}).items():
                 if r.get("error_detail"):
                     w(f"  - {kind}: errors " + errors_text(r["error_detail"]))
+        w("")
+
+    def checkout(self):
+        """The checkout scenario: its holds, conversions and releases, then what became of them."""
+        s = self.scen.get("checkout-db")
+        if not s:
+            return
+        w = self.w
+        w(self.text("checkout", p99_target=f"{TARGETS['redis_fixed_p99_ms']:g}",
+                    p999_target=f"{TARGETS['redis_fixed_p999_ms']:g}"))
+        verdict = "PASS" if s["passed"] else "**FAILED**"
+        for tag, name, extra in (("checkout-db", "holds", f"{cpu_cell(s.get('cpu_pct'))} | {verdict}"),
+                                 ("checkout-db-convert", "conversions", " | "),
+                                 ("checkout-db-release", "releases", " | ")):
+            r = s["parts"].get(tag, {})
+            w(f"| {name} | {fmt_int(r.get('ok_per_s'))} | {fmt_int(r.get('ok'))} | {fmt_int(r.get('conflict'))} | "
+              f"{fmt_int(r.get('errors'))} | {fmt_ms(r.get('p50_ms'))} | {fmt_ms(r.get('p99_ms'))} | "
+              f"{fmt_ms(r.get('p999_ms'))} | {fmt_ms(r.get('max_ms'))} | {extra} |")
+        w("")
+        c = s.get("checkout") or {}
+        d = c.get("decided") or {}
+        ended = s.get("holds_ended_after_s")
+        w(self.text("checkout_after", title=s["title"], checkouts=fmt_int(c.get("checkouts")),
+                    convert=fmt_int(d.get("convert", 0)), release=fmt_int(d.get("release", 0)),
+                    expire=fmt_int(d.get("expire", 0)), converted=fmt_int(c.get("converted")),
+                    statuses=", ".join(f"{k} {v:,}" for k, v in (c.get("converted_status") or {}).items()) or "none",
+                    released=fmt_int(c.get("released")), expiring=fmt_int(c.get("expiring")),
+                    refused=fmt_int(c.get("refused")), started_s=f"{c.get('started_wall_s', 0):.1f}",
+                    late_ms=fmt_ms(c.get("late_p99_ms")), after_s=f"{c.get('after_load_s', 0):.1f}",
+                    ended_s="–" if ended is None else f"{ended:.1f}"))
+        for tag, part in s["parts"].items():
+            if part.get("error_detail"):
+                w(f"  - {tag}: errors " + errors_text(part["error_detail"]))
         w("")
 
     def reads(self):

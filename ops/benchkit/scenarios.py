@@ -8,7 +8,7 @@ import os
 import time
 import urllib.parse
 
-from .common import (CEILING_PREFIX, CITY_HALL, ETAG_PRODUCT, FLOOR_PREFIX, HOT_PRODUCT, MIXED, ROOT,
+from .common import (CEILING_PREFIX, CHECKOUT, CITY_HALL, ETAG_PRODUCT, FLOOR_PREFIX, HOT_PRODUCT, MIXED, ROOT,
                      RSS_EVERY_S, BenchError, FixedOnlyDone, fmt_mib, fmt_ms)
 from .measure import CpuMeter, RssSampler
 
@@ -19,8 +19,8 @@ class Scenarios:
     @staticmethod
     def total_steps_for(can_fixed: bool) -> int:
         """The progress lines of a whole run: hot x4, floor, fixed x2, spread x2, store x2, mixed
-        x2, reads x4, conditional reads x4, /health/live, soak, ceiling."""
-        return 4 + 1 + (2 if can_fixed else 0) + 2 + 2 + 2 + 4 + 4 + 1 + (1 if can_fixed else 0) + 1
+        x2, checkout, reads x4, conditional reads x4, /health/live, soak, ceiling."""
+        return 4 + 1 + (2 if can_fixed else 0) + 2 + 2 + 2 + 1 + 4 + 4 + 1 + (1 if can_fixed else 0) + 1
 
     def run_scenarios(self, can_fixed: bool):
         """Every scenario in order, or with --fixed-only the one fixed-rate run (ending with
@@ -58,6 +58,7 @@ class Scenarios:
         self.scenario_store("redis", pair=then(s1))
         s1 = self.scenario_mixed("db", pair=first)
         self.scenario_mixed("redis", pair=then(s1))
+        self.scenario_checkout()
         for source in ("mysql", "redis"):
             for what in ("list", "detail"):
                 self.scenario_reads(source, what)
@@ -154,7 +155,32 @@ class Scenarios:
             sid, title, path, [job], hot=False,
             expect_paths={self.mysql_path(path): [sid], "POS": [f"{sid}-pos"]},
             extra={"connections": m["order_conns"] + m["action_conns"] + len(self.pos_stores)},
-            pair=pair, mixed=True)
+            pair=pair, own="mixed")
+
+    def scenario_checkout(self):
+        """Checkouts at a fixed rate, from benchkit/checkout.py: a hold, then its conversion into an
+        order, its release, or nothing (it expires). Holds are MySQL-first and a converted hold's
+        order is a DB-lock order, so there is one run, not one per path. After the load it waits
+        until every hold has ended (the expired ones too), then checks (Checks.checkout_checks)."""
+        sid = "checkout-db"
+        c = CHECKOUT
+        rate = self.cfg["checkout_rate"]
+        job = {"duration": self.cfg["checkout"], "rate": rate, "checkout": {
+            "rate": rate, "conns": c["conns"], "bodies": str(self.raw / "mixed-bodies.jsonl"),
+            "convert_share": c["convert_share"], "release_share": c["release_share"], "ttl_s": c["ttl_s"],
+            "expire_ttl_s": c["expire_ttl_s"], "seed": 20_261_207}}
+        expire = 1 - c["convert_share"] - c["release_share"]
+        title = (f"checkout at {rate:,}/s: holds, {c['convert_share']:.0%} converted, "
+                 f"{c['release_share']:.0%} released, {expire:.0%} expired")
+        # Filled once the load is over; joins the scenario's figures.
+        ended = {"connections": c["conns"], "checkout_rate": rate}
+
+        def wait_holds():
+            ended["holds_ended_after_s"] = self.wait_holds_ended(c["expire_ttl_s"] + c["end_limit_s"])
+
+        return self.write_scenario(
+            sid, title, "db", [job], hot=False, expect_paths={"DB_LOCK": [f"{sid}-convert"]},
+            extra=ended, after_load=wait_holds, own="checkout")
 
     # --- read scenarios -----------------------------------------------------
 

@@ -87,6 +87,7 @@ class Targets:
 
         self._redis_hot_targets(add)
         self._fixed_targets(add)
+        self._checkout_targets(add)
         self._db_hot_targets(add)
         self._read_targets(add)
         self._soak_target(add)
@@ -136,6 +137,30 @@ class Targets:
             add(f"Redis fixed rate: all CONFIRMED within {t['redis_fixed_confirm_s']:g} s of the load's end {label}",
                 "never (backlog did not drain)" if ca is None else f"{ca:.2f} s",
                 ca is not None and ca <= t["redis_fixed_confirm_s"])
+
+    def _checkout_targets(self, add):
+        """The orders' tail-latency targets, for holds and for conversions, and their
+        confirmation target: a converted hold's order is CONFIRMED at once (holds are MySQL-first)."""
+        t = TARGETS
+        co = self.find("checkout-db")
+        if not co:
+            return
+        label = f"at {co['checkout_rate']:,} checkouts/s"
+        parts = co.get("parts") or {}
+        for tag, name in (("checkout-db", "holds"), ("checkout-db-convert", "conversions")):
+            r = parts.get(tag)
+            if not r:
+                continue
+            add(f"Checkout {name} p99 ≤ {t['redis_fixed_p99_ms']:g} ms {label}",
+                f"p99 {fmt_ms(r['p99_ms'])} ms (p50 {fmt_ms(r['p50_ms'])} ms)",
+                r["p99_ms"] is not None and r["p99_ms"] <= t["redis_fixed_p99_ms"],
+                "holds: latency-corrected, from when each checkout was due" if name == "holds" else "")
+            add(f"Checkout {name} p99.9 ≤ {t['redis_fixed_p999_ms']:g} ms {label}",
+                f"p99.9 {fmt_ms(r['p999_ms'])} ms", r["p999_ms"] is not None and r["p999_ms"] <= t["redis_fixed_p999_ms"])
+        confirmed = next((ch for ch in co.get("checks", []) if ch["check"].startswith("converted holds")), None)
+        if confirmed:
+            add(f"Checkout: converted holds' orders CONFIRMED at once (within {t['redis_fixed_confirm_s']:g} s) {label}",
+                "0 s: " + confirmed["detail"] if confirmed["ok"] else confirmed["detail"], confirmed["ok"])
 
     def _db_hot_targets(self, add):
         t = TARGETS
