@@ -76,7 +76,14 @@ pub(super) async fn apply_and_ack(
             tracing::debug!(location = %loc, acked, events = evs.len(), "some events were no longer pending at acknowledgement");
         }
     }
-    tracing::debug!(consumer = %config.name, applied = done.applied, rejected = done.rejected, duplicates = done.duplicates, "batch persisted");
+    tracing::debug!(
+        consumer = %config.name,
+        applied = done.applied,
+        rejected = done.rejected,
+        duplicates = done.duplicates,
+        orders = ?events.iter().map(|e| e.order_id.as_str()).collect::<Vec<_>>(),
+        "batch persisted"
+    );
     Ok(())
 }
 
@@ -142,7 +149,7 @@ pub(super) async fn apply(store: &Storage, events: &[Event]) -> StorageResult<Ap
 
     if !settled.defer.is_empty() {
         tracing::debug!(
-            orders = settled.defer.len(),
+            orders = ?settled.defer,
             "reservations wait for earlier events of their stream"
         );
     }
