@@ -228,42 +228,7 @@ async fn a_replayed_dead_letter_sells_its_order_once() {
     let id = t
         .place_redis(&normal_order(&[(p, 2)], SEOUL.0, SEOUL.1))
         .await;
-    let loc = sf_routing::LocationId::new_unchecked(wh);
-    let stream = t.keys().stream(loc);
-    let mut c = t.redis().await;
-    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(&stream)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let reservation = &entries.ids[0];
-    let mut wrong: Value = serde_json::from_str(&reservation.get::<String>("j").unwrap()).unwrap();
-    let other = t.add_warehouse().await;
-    wrong["fulfillmentLocationId"] = other.into();
-    let _: i64 = redis::cmd("XDEL")
-        .arg(&stream)
-        .arg(&reservation.id)
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let _: String = redis::cmd("XADD")
-        .arg(&stream)
-        .arg("*")
-        .arg("v")
-        .arg("1")
-        .arg("t")
-        .arg("R")
-        .arg("o")
-        .arg(&id)
-        .arg("l")
-        .arg(format!("{p}:2"))
-        .arg("j")
-        .arg(wrong.to_string())
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    t.misdirect_reservation(wh, &id).await;
     t.app().start_consumer();
     settle(&t).await;
     assert_eq!(t.order_status(&id).await, "REJECTED");

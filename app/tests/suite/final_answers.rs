@@ -503,43 +503,7 @@ async fn a_dead_lettered_reservation_of_a_cancelled_order_stays_cancelled() {
     assert_eq!(cancelled, [1]);
     assert_eq!(t.order_state(&id).await, "CANCELLED");
     // Its reservation event turns out unreadable as persisted: it names another location.
-    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(&stream)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let reservation = entries
-        .ids
-        .iter()
-        .find(|e| e.get::<String>("t").as_deref() == Some("R"))
-        .unwrap();
-    let _: i64 = redis::cmd("XDEL")
-        .arg(&stream)
-        .arg(&reservation.id)
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let mut wrong: Value = serde_json::from_str(&reservation.get::<String>("j").unwrap()).unwrap();
-    let other = t.add_warehouse().await;
-    wrong["fulfillmentLocationId"] = other.into();
-    let _: String = redis::cmd("XADD")
-        .arg(&stream)
-        .arg("*")
-        .arg("v")
-        .arg("1")
-        .arg("t")
-        .arg("R")
-        .arg("o")
-        .arg(&id)
-        .arg("l")
-        .arg(format!("{p}:2"))
-        .arg("j")
-        .arg(wrong.to_string())
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    t.misdirect_reservation(wh, &id).await;
     assert_eq!(order["status"], "ACCEPTED");
     t.app().start_consumer();
     settle(&t).await;

@@ -433,6 +433,57 @@ impl TestApp {
         b["orderId"].as_str().unwrap().to_owned()
     }
 
+    /// Makes the reservation event of Redis-path order `id` at `loc` one the consumer cannot
+    /// persist: it is appended again (at the stream's end) carrying the order at another location
+    /// than it names, as a corrupted event would.
+    pub async fn misdirect_reservation(&self, loc: u64, id: &str) {
+        let stream = self
+            .keys()
+            .stream(sf_routing::LocationId::new_unchecked(loc));
+        let mut c = self.redis().await;
+        let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(&stream)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let reservation = entries
+            .ids
+            .iter()
+            .find(|e| {
+                e.get::<String>("t").as_deref() == Some("R")
+                    && e.get::<String>("o").as_deref() == Some(id)
+            })
+            .expect("the order's reservation event");
+        let mut wrong: Value =
+            serde_json::from_str(&reservation.get::<String>("j").unwrap()).unwrap();
+        wrong["fulfillmentLocationId"] = self.add_warehouse().await.into();
+        let lines: String = reservation.get("l").unwrap();
+        let _: i64 = redis::cmd("XDEL")
+            .arg(&stream)
+            .arg(&reservation.id)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let _: String = redis::cmd("XADD")
+            .arg(&stream)
+            .arg("*")
+            .arg("v")
+            .arg("1")
+            .arg("t")
+            .arg("R")
+            .arg("o")
+            .arg(id)
+            .arg("l")
+            .arg(lines)
+            .arg("j")
+            .arg(wrong.to_string())
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+
     /// The status the API reports for an order: its `status`, or `<status>:<problem type>`.
     pub async fn order_state(&self, id: &str) -> String {
         let (s, body) = json_of(self.get(&format!("/api/orders/{id}")).await).await;
