@@ -1,7 +1,7 @@
 //! Configuration from environment variables (or the matching flags), with local defaults. A
 //! `.env` file in the working directory is read first (set variables win). Every variable is
-//! listed in `.env.example` (a test keeps its values equal to the defaults here) and in the
-//! README; `stock-flow serve --help` prints them.
+//! listed in `.env.example` (a test keeps its values equal to the defaults here) and in
+//! `docs/operations.md`; `stock-flow serve --help` prints them.
 
 use clap::{Args, ValueEnum};
 
