@@ -50,6 +50,7 @@ pub type Apis = (
     stores::StoresApi,
     fulfilment::FulfilmentApi,
     admin::AdminApi,
+    admin::RepairApi,
     health::HealthApi,
 );
 
@@ -75,6 +76,9 @@ pub fn api_service(state: &Arc<ApiState>) -> OpenApiService<Apis, ()> {
             state: state.clone(),
         },
         admin::AdminApi {
+            state: state.clone(),
+        },
+        admin::RepairApi {
             state: state.clone(),
         },
         health::HealthApi {
