@@ -69,6 +69,7 @@ impl HoldsApi {
             destination,
             ttl: body.ttl()?,
             idempotency: idempotency("HOLD", key.0, &*body)?,
+            channel: None,
         };
         let placed = self
             .state

@@ -28,6 +28,7 @@
 //!
 //! This crate decides nothing about routing (that is `sf-routing`) and knows nothing of HTTP.
 
+pub mod access;
 pub mod catalog;
 pub mod consumer;
 pub mod db_lock;

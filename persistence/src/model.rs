@@ -99,6 +99,8 @@ pub struct Order {
     pub reason: Option<String>,
     /// Its way out of the building.
     pub fulfillment: Fulfillment,
+    /// The sales channel that placed it (`None`: placed with `SHOP_AUTH=off`, or at the till).
+    pub channel: Option<u64>,
 }
 
 /// Where an order is on its way out of the building. Steps only go forward:

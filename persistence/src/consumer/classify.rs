@@ -140,6 +140,7 @@ mod tests {
             accepted_at_ms: 0,
             reason: None,
             fulfillment: Default::default(),
+            channel: None,
         };
         Event {
             loc: LOC,

@@ -48,6 +48,10 @@ pub struct OrderRecord {
     /// Optional and additive, like `pickupCode`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_by: Option<String>,
+    /// The sales channel that placed the order. Optional and additive: a record without it was
+    /// placed without a channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<u64>,
 }
 
 /// The `Idempotency-Key` of an order record.
@@ -122,6 +126,7 @@ impl OrderRecord {
             }),
             pickup_code: order.fulfillment.pickup_code.clone(),
             ready_by: order.fulfillment.ready_by.clone(),
+            channel: order.channel,
         };
         serde_json::to_string(&record).expect("an order record serializes")
     }
@@ -184,6 +189,7 @@ impl OrderRecord {
                 ready_by: r.ready_by,
                 ..Default::default()
             },
+            channel: r.channel,
         };
         Ok((order, key))
     }
@@ -463,6 +469,7 @@ mod tests {
             accepted_at_ms: 1_795_510_800_123,
             reason: None,
             fulfillment: Default::default(),
+            channel: None,
         }
     }
 

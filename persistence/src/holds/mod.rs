@@ -49,6 +49,8 @@ pub struct Hold {
     /// In ms since the Unix epoch.
     pub expires_at_ms: i64,
     pub created_at_ms: i64,
+    /// The sales channel that placed it (`None`: placed with `SHOP_AUTH=off`).
+    pub channel: Option<u64>,
 }
 
 /// A hold just placed, or the first answer replayed for a repeated `Idempotency-Key`.

@@ -19,6 +19,8 @@ pub struct HoldRequest {
     pub destination: Destination,
     pub ttl: Ttl,
     pub idempotency: Option<IdempotencyRequest>,
+    /// The sales channel placing it.
+    pub channel: Option<u64>,
 }
 
 /// What one candidate location made of a hold.
@@ -99,8 +101,8 @@ impl Storage {
             }
             sqlx::query(
                 "INSERT INTO holds (id, delivery_type, status, location_id, distance_km, \
-                 delivery_latitude, delivery_longitude, total_amount, expires_at) \
-                 VALUES (?, ?, 'ACTIVE', ?, ?, ?, ?, ?, NOW(3) + INTERVAL ? SECOND)",
+                 delivery_latitude, delivery_longitude, total_amount, expires_at, channel_id) \
+                 VALUES (?, ?, 'ACTIVE', ?, ?, ?, ?, ?, NOW(3) + INTERVAL ? SECOND, ?)",
             )
             .bind(&shape.order_id)
             .bind(shape.delivery_type.as_str())
@@ -110,6 +112,7 @@ impl Storage {
             .bind(shape.delivery_address.map(|a| a.longitude))
             .bind(shape.total_amount)
             .bind(req.ttl.secs())
+            .bind(req.channel)
             .execute(&mut *tx)
             .await?;
             let mut lines = sqlx::QueryBuilder::new(

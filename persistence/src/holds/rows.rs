@@ -23,6 +23,7 @@ pub(crate) struct HoldRow {
     pub expires_ms: i64,
     pub created_ms: i64,
     pub now_ms: i64,
+    pub channel_id: Option<u64>,
 }
 
 impl HoldRow {
@@ -77,7 +78,7 @@ pub(crate) async fn row(
          location_id, distance_km, delivery_latitude, delivery_longitude, total_amount, order_id, \
          CAST(UNIX_TIMESTAMP(expires_at) * 1000 AS SIGNED) AS expires_ms, \
          CAST(UNIX_TIMESTAMP(created_at) * 1000 AS SIGNED) AS created_ms, \
-         CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED) AS now_ms \
+         CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED) AS now_ms, channel_id \
          FROM holds WHERE id = ?{}",
         if lock { " FOR UPDATE" } else { "" }
     );
@@ -116,6 +117,7 @@ pub(crate) fn hold_of(row: &HoldRow, items: Vec<OrderItem>) -> StorageResult<Hol
         total_amount: row.total_amount,
         expires_at_ms: row.expires_ms,
         created_at_ms: row.created_ms,
+        channel: row.channel_id,
     })
 }
 

@@ -76,5 +76,6 @@ pub(crate) fn build_order(
             },
             _ => crate::model::Fulfillment::new(delivery_type),
         },
+        channel: None,
     }
 }

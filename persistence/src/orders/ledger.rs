@@ -222,7 +222,7 @@ pub(crate) async fn insert_order_rows(
         QueryBuilder::new(
             "INSERT INTO orders (id, path, delivery_type, status, fulfillment, location_id, \
              distance_km, delivery_latitude, delivery_longitude, total_amount, accepted_at, \
-             cancelled_at, reject_reason, rejected_at, handed_over_at, pickup_code, ready_by) ",
+             cancelled_at, reject_reason, rejected_at, handed_over_at, pickup_code, ready_by, channel_id) ",
         )
         .push_values(chunk.iter().zip(accepted), |mut row, (o, accepted)| {
             let (status, cancelled_at, rejected_at) = match o.status {
@@ -251,7 +251,8 @@ pub(crate) async fn insert_order_rows(
                 .push(rejected_at)
                 .push(handed_over_at)
                 .push_bind(o.fulfillment.pickup_code.as_deref())
-                .push_bind(o.fulfillment.ready_by.as_deref());
+                .push_bind(o.fulfillment.ready_by.as_deref())
+                .push_bind(o.channel);
         })
         .build()
         .execute(&mut *conn)

@@ -42,6 +42,7 @@ struct OrderRow {
     ready_ms: Option<i64>,
     handed_over_ms: Option<i64>,
     cancel_reason: Option<String>,
+    channel_id: Option<u64>,
 }
 
 impl OrderRow {
@@ -71,6 +72,7 @@ impl OrderRow {
                 handed_over_at_ms: self.handed_over_ms,
                 cancel_reason: self.cancel_reason,
             },
+            channel: self.channel_id,
         }
     }
 }
@@ -91,7 +93,7 @@ impl Storage {
                  CAST(fulfillment AS CHAR) AS fulfillment, pickup_code, ready_by, \
                  CAST(UNIX_TIMESTAMP(ready_at) * 1000 AS SIGNED) AS ready_ms, \
                  CAST(UNIX_TIMESTAMP(handed_over_at) * 1000 AS SIGNED) AS handed_over_ms, \
-                 cancel_reason \
+                 cancel_reason, channel_id \
                  FROM orders WHERE id = ?",
             )
             .bind(order_id)

@@ -1,0 +1,6 @@
+//! Who acts: sales channels and their keys, named operators and their roles, store keys, and the
+//! [`Actor`] every ledger row and audit entry names.
+
+mod actor;
+
+pub use actor::{Actor, Attribution, SystemJob};
