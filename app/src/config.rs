@@ -168,6 +168,17 @@ pub struct Config {
     /// `on` or `off`.
     #[arg(long, env = "ACCESS_LOG", default_value = "on", value_parser = on_off(), action = clap::ArgAction::Set)]
     pub access_log: bool,
+    /// Whether the shop's routes (orders, cancels, holds) need a channel key: `required`, or
+    /// `off` for local experiments (requests without a key then act for no channel).
+    #[arg(long, env = "SHOP_AUTH", value_enum, default_value_t = ShopAuth::Required)]
+    pub shop_auth: ShopAuth,
+}
+
+/// `SHOP_AUTH`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShopAuth {
+    Required,
+    Off,
 }
 
 impl Config {

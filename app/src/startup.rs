@@ -1,7 +1,7 @@
 //! Builds the application: pools, migrations, the storage, the HTTP server, the consumer and the
 //! scheduled jobs. `main` and the tests both start the service through [`Application::build`].
 
-use crate::config::Config;
+use crate::config::{Config, ShopAuth};
 use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::Server;
@@ -138,6 +138,12 @@ impl Application {
                 "ADMIN_TOKEN is the development default; set your own outside local trials"
             );
         }
+        if config.shop_auth == ShopAuth::Off {
+            tracing::warn!(
+                "SHOP_AUTH=off: the shop's routes take orders without a channel key; for local \
+                 experiments only"
+            );
+        }
         let stats = Arc::new(ConsumerStats::default());
         let instance = format!("i-{}", uuid::Uuid::new_v4().simple());
         let jobs = Arc::new(JobRunner::new(
@@ -156,6 +162,7 @@ impl Application {
             shedder: Arc::new(sf_openapi::edge::Shedder::new(config.limits())),
             pages: sf_openapi::state::PageAnswers::new(config.product_pages_kept),
             access_log: config.access_log,
+            shop_auth: config.shop_auth == ShopAuth::Required,
         });
 
         let acceptor = TcpListener::bind(format!("{}:{}", config.host, config.port))

@@ -48,10 +48,14 @@ pub struct Component {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
 pub struct Health {
     pub status: Readiness,
     pub mysql: Component,
     pub redis: Component,
+    /// `required`: the shop's routes need a channel key; `off` (`SHOP_AUTH=off`, for local
+    /// experiments): a request without one acts for no channel.
+    pub shop_auth: String,
 }
 
 #[derive(ApiResponse)]
@@ -132,6 +136,12 @@ impl HealthApi {
             status,
             mysql,
             redis,
+            shop_auth: if self.state.shop_auth {
+                "required"
+            } else {
+                "off"
+            }
+            .into(),
         };
         match status {
             Readiness::Unavailable => ReadyResponse::NotReady(Json(health)),

@@ -1,6 +1,7 @@
 //! Checkout holds: units set aside while a customer pays, released on time, turned into an
 //! order exactly once.
 
+use crate::auth::ShopKey;
 use crate::orders::{idempotency, Created};
 use crate::problem::ApiResult;
 use crate::state::ApiState;
@@ -8,7 +9,8 @@ use crate::types::{ExtendHoldRequest, HoldBody, HoldRequest};
 use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
-use sf_persistence::holds::{HoldRequest as Request, PlacedHold, Ttl};
+use sf_persistence::holds::{Hold, HoldRequest as Request, PlacedHold, Ttl};
+use sf_persistence::{Refusal, StorageError};
 use std::sync::Arc;
 
 #[derive(Tags)]
@@ -53,6 +55,7 @@ impl HoldsApi {
     )]
     async fn create(
         &self,
+        auth: ShopKey,
         body: Json<HoldRequest>,
         /// Makes retries safe: 1 to 128 visible ASCII characters.
         #[oai(
@@ -64,12 +67,13 @@ impl HoldsApi {
         let (lines, destination) = body
             .order
             .validate(self.state.storage.options().same_day_radius_km)?;
+        let shop = auth.shop(&self.state).await?;
         let req = Request {
             lines,
             destination,
             ttl: body.ttl()?,
-            idempotency: idempotency("HOLD", key.0, &*body)?,
-            channel: None,
+            idempotency: idempotency(&shop.scope("HOLD"), key.0, &*body)?,
+            channel: shop.channel,
         };
         let placed = self
             .state
@@ -93,10 +97,11 @@ impl HoldsApi {
     )]
     async fn get(
         &self,
+        auth: ShopKey,
         #[oai(name = "holdId")] hold_id: Path<String>,
     ) -> ApiResult<Json<HoldBody>> {
         Ok(Json(
-            self.state.storage.holds().get(&hold_id.0).await?.into(),
+            owned_hold(&self.state, &auth, &hold_id.0).await?.into(),
         ))
     }
 
@@ -113,11 +118,13 @@ impl HoldsApi {
     )]
     async fn extend(
         &self,
+        auth: ShopKey,
         #[oai(name = "holdId")] hold_id: Path<String>,
         body: Json<ExtendHoldRequest>,
     ) -> ApiResult<Json<HoldBody>> {
         let ttl = Ttl::new(body.ttl_seconds).map_err(sf_persistence::StorageError::from)?;
         let id = hold_id.0;
+        owned_hold(&self.state, &auth, &id).await?;
         let hold = self
             .state
             .write(|s| async move { s.holds().extend(&id, ttl).await })
@@ -138,9 +145,11 @@ impl HoldsApi {
     )]
     async fn release(
         &self,
+        auth: ShopKey,
         #[oai(name = "holdId")] hold_id: Path<String>,
     ) -> ApiResult<Json<HoldBody>> {
         let id = hold_id.0;
+        owned_hold(&self.state, &auth, &id).await?;
         let hold = self
             .state
             .write(|s| async move { s.holds().release(&id).await })
@@ -164,6 +173,7 @@ impl HoldsApi {
     )]
     async fn convert(
         &self,
+        auth: ShopKey,
         #[oai(name = "holdId")] hold_id: Path<String>,
         /// Makes retries safe: 1 to 128 visible ASCII characters.
         #[oai(
@@ -173,11 +183,24 @@ impl HoldsApi {
         key: Header<Option<String>>,
     ) -> ApiResult<Created> {
         let id = hold_id.0;
+        owned_hold(&self.state, &auth, &id).await?;
         let idem = idempotency("HOLD_ORDER", key.0, &id)?;
         let placed = self
             .state
             .write(|s| async move { s.holds().convert(&id, idem.as_ref()).await })
             .await?;
         Created::new(placed)
+    }
+}
+
+/// The hold `id` when the key's channel placed it; another channel's hold is not found, as a hold
+/// that does not exist is.
+async fn owned_hold(state: &ApiState, auth: &ShopKey, id: &str) -> ApiResult<Hold> {
+    let shop = auth.shop(state).await?;
+    let hold = state.storage.holds().get(id).await?;
+    if shop.owns(hold.channel) {
+        Ok(hold)
+    } else {
+        Err(StorageError::from(Refusal::UnknownHold(id.to_owned())).into())
     }
 }

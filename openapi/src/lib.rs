@@ -51,6 +51,7 @@ pub type Apis = (
     fulfilment::FulfilmentApi,
     admin::AdminApi,
     admin::RepairApi,
+    admin::ChannelsApi,
     health::HealthApi,
 );
 
@@ -79,6 +80,9 @@ pub fn api_service(state: &Arc<ApiState>) -> OpenApiService<Apis, ()> {
             state: state.clone(),
         },
         admin::RepairApi {
+            state: state.clone(),
+        },
+        admin::ChannelsApi {
             state: state.clone(),
         },
         health::HealthApi {
@@ -179,6 +183,15 @@ const LINKS: &[Link] = &[
     link("createLocation", "201", "getLocationAdmin", LOCATION_ID),
     link("createLocation", "201", "updateLocation", LOCATION_ID),
     link("updateLocation", "200", "getLocationAdmin", LOCATION_ID),
+    link(
+        "issueChannelKey",
+        "201",
+        "revokeChannelKey",
+        &[
+            ("channelId", "$response.body#/channelId"),
+            ("keyId", "$response.body#/keyId"),
+        ],
+    ),
     link(
         "issueStoreKey",
         "201",
@@ -396,7 +409,10 @@ pub fn routes(state: Arc<ApiState>) -> impl Endpoint {
     request_id::RequestIds {
         inner: metrics::Track {
             inner: edge::Edge {
-                inner: app,
+                inner: auth::OpenShop {
+                    inner: app,
+                    open: !state.shop_auth,
+                },
                 shedder: state.shedder.clone(),
                 methods: methods.clone(),
             },

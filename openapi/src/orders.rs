@@ -1,5 +1,6 @@
 //! Online orders on the DB-lock path, and order status for every path.
 
+use crate::auth::ShopKey;
 use crate::catalog::Rendered;
 use crate::problem::{ApiResult, Problem};
 use crate::state::ApiState;
@@ -8,8 +9,9 @@ use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
 use sf_persistence::db_lock::{DbLockOrder, Placed};
-use sf_persistence::model::OrderPath;
+use sf_persistence::model::{Order, OrderPath};
 use sf_persistence::orders::IdempotencyRequest;
+use sf_persistence::{Refusal, StorageError};
 use std::sync::Arc;
 
 #[derive(Tags)]
@@ -79,6 +81,7 @@ impl OrdersApi {
     )]
     async fn create(
         &self,
+        auth: ShopKey,
         body: Json<OrderRequest>,
         #[oai(
             name = "Idempotency-Key",
@@ -88,12 +91,14 @@ impl OrdersApi {
     ) -> ApiResult<Created> {
         let (lines, destination) =
             body.validate(self.state.storage.options().same_day_radius_km)?;
-        let idempotency = idempotency("DB_LOCK", key.0, &*body)?;
+        let shop = auth.shop(&self.state).await?;
+        let idempotency = idempotency(&shop.scope("ORDER"), key.0, &*body)?;
         let order = DbLockOrder {
             lines,
             destination,
             path: OrderPath::DbLock,
             idempotency,
+            channel: shop.channel,
         };
         Created::new(self.state.place_db_lock(order).await?)
     }
@@ -111,9 +116,11 @@ impl OrdersApi {
     )]
     async fn cancel(
         &self,
+        auth: ShopKey,
         #[oai(name = "orderId")] order_id: Path<String>,
     ) -> ApiResult<Json<OrderBody>> {
         let id = order_id.0;
+        owned_order(&self.state, &auth, &id).await?;
         let order = self
             .state
             .write(|s| async move { s.redis_path().cancel(&id).await })
@@ -134,10 +141,23 @@ impl OrdersApi {
     )]
     async fn get(
         &self,
+        auth: ShopKey,
         #[oai(name = "orderId")] order_id: Path<String>,
     ) -> ApiResult<Json<OrderBody>> {
         Ok(Json(
-            self.state.storage.orders().get(&order_id.0).await?.into(),
+            owned_order(&self.state, &auth, &order_id.0).await?.into(),
         ))
+    }
+}
+
+/// The order `id` when the key's channel placed it; another channel's order is not found, as an
+/// order that does not exist is.
+pub async fn owned_order(state: &ApiState, auth: &ShopKey, id: &str) -> ApiResult<Order> {
+    let shop = auth.shop(state).await?;
+    let order = state.storage.orders().get(id).await?;
+    if shop.owns(order.channel) {
+        Ok(order)
+    } else {
+        Err(StorageError::from(Refusal::UnknownOrder(id.to_owned())).into())
     }
 }

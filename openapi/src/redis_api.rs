@@ -1,6 +1,7 @@
 //! The Redis path: orders decided by an atomic Lua script and answered at once, persisted to
 //! MySQL in the background; stock read from Redis.
 
+use crate::auth::ShopKey;
 use crate::catalog::{after_and_limit, Answer, ProductPage, ProductWithStock, Rendered};
 use crate::orders::idempotency;
 use crate::problem::ApiResult;
@@ -140,6 +141,7 @@ impl RedisApi {
     )]
     async fn create(
         &self,
+        auth: ShopKey,
         body: Json<OrderRequest>,
         /// Makes retries safe: 1 to 128 visible ASCII characters.
         #[oai(
@@ -150,11 +152,13 @@ impl RedisApi {
     ) -> ApiResult<Accepted> {
         let (lines, destination) =
             body.validate(self.state.storage.options().same_day_radius_km)?;
-        let idempotency = idempotency("REDIS", key.0, &*body)?;
+        let shop = auth.shop(&self.state).await?;
+        let idempotency = idempotency(&shop.scope("ORDER"), key.0, &*body)?;
         let order = RedisOrder {
             lines,
             destination,
             idempotency,
+            channel: shop.channel,
         };
         let placed = self
             .state
@@ -181,9 +185,11 @@ impl RedisApi {
     )]
     async fn cancel(
         &self,
+        auth: ShopKey,
         #[oai(name = "orderId")] order_id: Path<String>,
     ) -> ApiResult<Json<OrderBody>> {
         let id = order_id.0;
+        crate::orders::owned_order(&self.state, &auth, &id).await?;
         let order = self
             .state
             .write(|s| async move { s.redis_path().cancel(&id).await })

@@ -19,6 +19,8 @@ pub struct ApiState {
     pub pages: PageAnswers,
     /// Write one access log line per request (`ACCESS_LOG`).
     pub access_log: bool,
+    /// The shop's routes need a channel key (`SHOP_AUTH=required`, the default).
+    pub shop_auth: bool,
 }
 
 /// The kept answers of the two product reads, one set per stock source's read.

@@ -399,6 +399,7 @@ impl StoresApi {
             destination: Destination::InStore { store },
             path: OrderPath::Pos,
             idempotency,
+            channel: None,
         };
         Ok(self.state.place_db_lock(order).await?.into())
     }

@@ -2067,10 +2067,7 @@ async fn random_faults_under_mixed_load_keep_every_invariant() {
     };
 
     let second = t.spawn_instance(|_| {}).await;
-    let http = Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()
-        .unwrap();
+    let http = t.client.clone();
     let (process, live) = start_process(&t, &http).await;
     assert!(live, "the service process started");
     let started = Instant::now();

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod channels;
 mod chaos;
 mod cluster;
 mod cluster_infra;

@@ -1,9 +1,11 @@
 //! Operators' routes under `/api/admin`, behind the admin bearer token.
 
 mod bodies;
+mod channels;
 mod repair;
 
 pub use bodies::*;
+pub use channels::ChannelsApi;
 pub use repair::RepairApi;
 
 use crate::auth::AdminAuth;

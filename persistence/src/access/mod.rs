@@ -2,5 +2,7 @@
 //! [`Actor`] every ledger row and audit entry names.
 
 mod actor;
+pub mod channels;
 
 pub use actor::{Actor, Attribution, SystemJob};
+pub use channels::{Channel, ChannelKey, Channels, IssuedChannelKey};

@@ -303,6 +303,7 @@ impl Storage {
                     m.candidate,
                     &m.req.lines,
                     &m.prices,
+                    m.req.channel,
                 );
                 order.fulfillment.ready_by = m.ready_by.as_deref().map(str::to_owned);
                 placed.push((i, order));

@@ -41,6 +41,8 @@ pub struct DbLockOrder {
     pub destination: Destination,
     pub path: OrderPath,
     pub idempotency: Option<IdempotencyRequest>,
+    /// The sales channel placing it (`None` at the till, or with `SHOP_AUTH=off`).
+    pub channel: Option<u64>,
 }
 
 /// A created order, or the first answer replayed for a repeated `Idempotency-Key`.
@@ -99,6 +101,7 @@ impl Storage {
                 candidate,
                 &req.lines,
                 &member.prices,
+                req.channel,
             );
             order.fulfillment.ready_by = member.ready_by.as_deref().map(str::to_owned);
             let reason = match req.path {
@@ -338,6 +341,16 @@ impl DbLock<'_> {
     /// the same location's rows ([`crate::db_lock::group_commit`]).
     #[tracing::instrument(level = "debug", skip(self, req), fields(path = req.path.as_str()))]
     pub async fn place(&self, req: &DbLockOrder) -> StorageResult<Placed> {
+        match &req.idempotency {
+            // A till's keys are the store's own; a channel's are shared with the Redis path.
+            Some(idem) if req.path != OrderPath::Pos => {
+                self.place_claimed(idem, self.place_in_mysql(req)).await
+            }
+            _ => self.place_in_mysql(req).await,
+        }
+    }
+
+    async fn place_in_mysql(&self, req: &DbLockOrder) -> StorageResult<Placed> {
         let prices = self.prices(&req.lines).await?;
         let now = jiff::Timestamp::now();
         let locations = self.catalog().locations();

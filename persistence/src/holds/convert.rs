@@ -144,6 +144,7 @@ impl Storage {
             },
             &lines,
             &prices,
+            row.channel_id,
         );
         let locations = self.catalog().locations();
         order.fulfillment.ready_by =

@@ -82,6 +82,7 @@ impl Storage {
             candidate,
             &req.lines,
             prices,
+            req.channel,
         );
         let deltas = rows::deltas(&shape.items, -1);
         let products: Vec<ProductId> = deltas.iter().map(|(p, _)| *p).collect();

@@ -14,6 +14,8 @@
 //! | `<p>idem:{<scope>:<key>}` | string | idempotency claim: `2\|<fingerprint>\|<order uuid>\|<answer>` |
 //! | `<p>idem:{<scope>:<key>}:lease` | string | held while a request decides the claimed order |
 //! | `<p>lease:<job>` | string | held by the instance running a scheduled job |
+//! | `<p>{cred}:ck:<hash>` | string | a checked channel key: `<keyId>:<channelId>` |
+//! | `<p>{cred}:ckr:<hash>` | string | a revoked channel key's hash: never kept again |
 //!
 //! Every key one script touches shares one hash tag (the location's `{L<loc>}`, or the claim's
 //! `{<scope>:<key>}`), so each script runs on one slot of a Redis Cluster, and a location's data
@@ -93,6 +95,14 @@ impl Keys {
     /// lost it.
     pub fn epoch(&self, loc: LocationId) -> String {
         format!("{}{{L{}}}:epoch", self.prefix, loc)
+    }
+    /// A channel key kept for checks that must not need MySQL, by the key's hash.
+    pub fn channel_key(&self, hash: &str) -> String {
+        format!("{}{{cred}}:ck:{}", self.prefix, hash)
+    }
+    /// Marks a channel key's hash revoked, so that no check keeps it again.
+    pub fn revoked_channel_key(&self, hash: &str) -> String {
+        format!("{}{{cred}}:ckr:{}", self.prefix, hash)
     }
     pub fn lease(&self, job: &str) -> String {
         format!("{}lease:{}", self.prefix, job)

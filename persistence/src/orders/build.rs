@@ -32,6 +32,7 @@ pub(crate) fn build_order(
     candidate: Candidate,
     lines: &OrderLines,
     prices: &[i64],
+    channel: Option<u64>,
 ) -> Order {
     let (delivery_type, address) = match *destination {
         Destination::Normal { address } => (sf_routing::DeliveryType::Normal, Some(address)),
@@ -76,6 +77,6 @@ pub(crate) fn build_order(
             },
             _ => crate::model::Fulfillment::new(delivery_type),
         },
-        channel: None,
+        channel,
     }
 }

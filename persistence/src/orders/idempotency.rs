@@ -48,11 +48,17 @@ pub async fn claim_mysql(
 ) -> StorageResult<Claim> {
     match claim_row(conn, req, ttl_secs).await? {
         None => Ok(Claim::Fresh),
-        Some(held) => match held.response {
-            Some(json) => Ok(Claim::Replay(Box::new(
+        Some(held) => match (held.response, held.order_id) {
+            (Some(json), _) => Ok(Claim::Replay(Box::new(
                 crate::formats::OrderRecord::decode(&json)?,
             ))),
-            None => Err(Refusal::IdempotencyInFlight.into()),
+            // Kept by the consumer with a Redis-path order (the scope is the channel's, shared
+            // by both order paths): the order as MySQL holds it is the answer.
+            (None, Some(id)) => match crate::orders::order_in(&mut *conn, &id).await? {
+                Some(order) => Ok(Claim::Replay(Box::new(order))),
+                None => Err(Refusal::IdempotencyInFlight.into()),
+            },
+            (None, None) => Err(Refusal::IdempotencyInFlight.into()),
         },
     }
 }

@@ -77,6 +77,38 @@ impl OrderRow {
     }
 }
 
+/// An order as MySQL holds it, read on `conn` (inside its transaction, if it has one).
+pub(crate) async fn order_in(
+    conn: &mut sqlx::MySqlConnection,
+    order_id: &str,
+) -> StorageResult<Option<Order>> {
+    let Some(row) = sqlx::query_as::<_, OrderRow>(
+        "SELECT id, CAST(path AS CHAR) AS path, CAST(delivery_type AS CHAR) AS delivery_type, \
+         CAST(status AS CHAR) AS status, location_id, distance_km, delivery_latitude, \
+         delivery_longitude, total_amount, reject_reason, \
+         CAST(UNIX_TIMESTAMP(accepted_at) * 1000 AS SIGNED) AS accepted_ms, \
+         CAST(fulfillment AS CHAR) AS fulfillment, pickup_code, ready_by, \
+         CAST(UNIX_TIMESTAMP(ready_at) * 1000 AS SIGNED) AS ready_ms, \
+         CAST(UNIX_TIMESTAMP(handed_over_at) * 1000 AS SIGNED) AS handed_over_ms, \
+         cancel_reason, channel_id \
+         FROM orders WHERE id = ?",
+    )
+    .bind(order_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let items: Vec<OrderItem> = sqlx::query_as(
+        "SELECT product_id, quantity, unit_price FROM order_lines WHERE order_id = ? \
+         ORDER BY product_id",
+    )
+    .bind(order_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Some(row.into_order(items)))
+}
+
 crate::handle!(
     /// Orders of any path, as callers read them: taken with [`crate::Storage::orders`].
     Orders
@@ -85,30 +117,8 @@ crate::handle!(
 impl Storage {
     pub(crate) async fn order_from_mysql(&self, order_id: &str) -> StorageResult<Option<Order>> {
         self.in_time(self.db_deadline(), async {
-            let Some(row) = sqlx::query_as::<_, OrderRow>(
-                "SELECT id, CAST(path AS CHAR) AS path, CAST(delivery_type AS CHAR) AS delivery_type, \
-                 CAST(status AS CHAR) AS status, location_id, distance_km, delivery_latitude, \
-                 delivery_longitude, total_amount, reject_reason, \
-                 CAST(UNIX_TIMESTAMP(accepted_at) * 1000 AS SIGNED) AS accepted_ms, \
-                 CAST(fulfillment AS CHAR) AS fulfillment, pickup_code, ready_by, \
-                 CAST(UNIX_TIMESTAMP(ready_at) * 1000 AS SIGNED) AS ready_ms, \
-                 CAST(UNIX_TIMESTAMP(handed_over_at) * 1000 AS SIGNED) AS handed_over_ms, \
-                 cancel_reason, channel_id \
-                 FROM orders WHERE id = ?",
-            )
-            .bind(order_id)
-            .fetch_optional(&self.db)
-            .await?
-            else {
-                return Ok(None);
-            };
-            let items: Vec<OrderItem> = sqlx::query_as(
-                "SELECT product_id, quantity, unit_price FROM order_lines WHERE order_id = ? ORDER BY product_id",
-            )
-            .bind(order_id)
-            .fetch_all(&self.db)
-            .await?;
-            Ok(Some(row.into_order(items)))
+            let mut conn = self.db.acquire().await?;
+            order_in(&mut conn, order_id).await
         })
         .await
     }

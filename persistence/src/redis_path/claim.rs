@@ -79,6 +79,11 @@ impl Storage {
                         self.answer_claim(idem, &key, &token, &order).await?;
                         return Ok(Claimed::Replay(Box::new(order)));
                     }
+                    // The earlier attempt may have been a DB-lock order (its id is not the
+                    // claim's): MySQL holds its key if it committed.
+                    if let Some(order) = self.keyed_in_mysql(idem, &key, &token).await? {
+                        return Ok(Claimed::Replay(Box::new(order)));
+                    }
                     return Ok(Claimed::Owner { uuid, token });
                 }
                 Claim::Held(record) => {
@@ -98,6 +103,42 @@ impl Storage {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// Places a DB-lock order under the Redis claim of its `Idempotency-Key`. Both order paths
+    /// share a channel's keys, so a key is one order whichever path a retry takes: the claim
+    /// keeps a Redis-path request with the same key from deciding while this one does, and
+    /// stores this order as the key's answer. When Redis cannot give a claim (down, or short of
+    /// replicas), MySQL's claim, taken in the order's own transaction, is the only one: the
+    /// Redis path takes no orders then.
+    pub(crate) async fn place_claimed<F>(
+        &self,
+        idem: &IdempotencyRequest,
+        place: F,
+    ) -> StorageResult<crate::db_lock::Placed>
+    where
+        F: std::future::Future<Output = StorageResult<crate::db_lock::Placed>>,
+    {
+        use crate::db_lock::Placed;
+        let (uuid, token) = match self.claim_redis(idem).await {
+            Ok(Claimed::Replay(order)) => return Ok(Placed::Replayed(*order)),
+            Ok(Claimed::Owner { uuid, token }) => (uuid, token),
+            Err(e) if e.is_definite_refusal() => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "no Redis claim for a DB-lock order; MySQL's alone");
+                return place.await;
+            }
+        };
+        let placed = place.await;
+        let outcome = placed
+            .as_ref()
+            .map(|p| p.order().clone())
+            .map_err(Clone::clone);
+        if let Err(e) = self.settle_claim(idem, &uuid, &token, &outcome).await {
+            // The claim stays open; its lease expires, and a retry finds the order in MySQL.
+            tracing::warn!(error = %e, "could not store the answer of an idempotent order");
+        }
+        placed
     }
 
     /// The order MySQL holds for the key of a claim just made new in Redis: Redis lost the key's

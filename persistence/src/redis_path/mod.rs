@@ -28,6 +28,8 @@ pub struct RedisOrder {
     pub lines: OrderLines,
     pub destination: Destination,
     pub idempotency: Option<IdempotencyRequest>,
+    /// The sales channel placing it.
+    pub channel: Option<u64>,
 }
 
 /// How long after a `WAIT` came back short the slot's orders skip it ([`Storage::replication_at`]).
@@ -72,6 +74,7 @@ impl Storage {
                 candidate,
                 &req.lines,
                 &prices,
+                req.channel,
             );
             order.fulfillment.ready_by.clone_from(&ready_by);
             // The record carries the key, which the consumer keeps in MySQL with the order.

@@ -96,6 +96,53 @@ pub fn direct(url: &str) -> String {
     }
 }
 
+/// A sales channel and one of its keys.
+#[derive(Debug, Clone)]
+pub struct ShopChannel {
+    pub channel_id: u64,
+    pub key: String,
+}
+
+/// Creates the channel every test's shop requests act for (once per database: a second instance
+/// on the same database finds it).
+pub async fn shop_channel(storage: &sf_persistence::Storage) -> ShopChannel {
+    let channels = storage.channels();
+    let channel = match channels.create("test-shop").await {
+        Ok(c) => c,
+        Err(_) => channels
+            .list()
+            .await
+            .expect("channels")
+            .into_iter()
+            .find(|c| c.name == "test-shop")
+            .expect("the test channel"),
+    };
+    let k = channels
+        .issue_key(channel.id, "harness")
+        .await
+        .expect("a channel key");
+    ShopChannel {
+        channel_id: channel.id,
+        key: k.key,
+    }
+}
+
+/// An HTTP client whose requests carry `key` as their bearer credentials unless they set their
+/// own (an operator's token, a store key).
+pub fn shop_client(key: &str) -> Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {key}").parse().expect("a header value"),
+    );
+    Client::builder()
+        .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(60))
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 pub fn test_config() -> (Config, String, String) {
     let tag: u64 = rand::random();
     let db_name = format!("sft_{tag:016x}");
@@ -133,7 +180,10 @@ pub enum InRedis<'a> {
 pub struct TestApp {
     pub app: Option<Application>,
     pub base: String,
+    /// Sends the test shop's channel key unless a request names its own credentials.
     pub client: Client,
+    /// The sales channel [`TestApp::client`] acts for.
+    pub shop: ShopChannel,
     /// The service's MySQL URL (through a proxy when the test routes it through one).
     pub database_url: String,
     /// The service's Redis URL (through a proxy when the test routes it through one).
@@ -193,14 +243,12 @@ impl TestApp {
             .expect("the harness connects to the test database");
         guard.defuse();
         let base = format!("http://127.0.0.1:{}", app.port());
+        let shop = shop_channel(&app.storage).await;
         Self {
             app: Some(app),
             base,
-            client: Client::builder()
-                .pool_max_idle_per_host(256)
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap(),
+            client: shop_client(&shop.key),
+            shop,
             database_url: config.storage.database_url.clone(),
             redis_url: config.storage.redis_url.clone(),
             prefix,
