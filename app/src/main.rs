@@ -134,6 +134,12 @@ async fn run_seed(
         seed::write_csv(&pool, &dir).await?;
         println!("wrote JMeter CSV files to {}", dir.display());
     }
+    if let Some((id, key)) = &report.channel {
+        println!(
+            "demo channel key (channel {id}, web; send as Authorization: Bearer <key> on \
+             /api/orders, /api/redis/orders, /api/holds): {key}"
+        );
+    }
     if !report.store_keys.is_empty() {
         println!(
             "demo POS keys (send as Authorization: Bearer <key> on /api/stores/<storeId>/...):"

@@ -8,8 +8,9 @@
 //!
 //! The same profile always yields the same rows (a fixed random seed), so figures from different
 //! runs compare; the one exception is the demo's closed date, which is the day of seeding. Demo
-//! POS keys are derived from the store id (`sfk_demo_<storeId>`): they are for local trials
-//! only, and an operator issues real ones through the admin API.
+//! POS keys are derived from the store id (`sfk_demo_<storeId>`), and both profiles have one
+//! sales channel, `web`, with the key [`DEMO_CHANNEL_KEY`]: they are for local trials only, and
+//! an operator issues real ones through the admin API.
 
 use crate::error::{Refusal, StorageError, StorageResult};
 use rand::rngs::StdRng;
@@ -177,8 +178,32 @@ pub struct SeedReport {
     pub locations: usize,
     pub products: usize,
     pub stock_rows: usize,
+    /// The demo channel's id and key.
+    pub channel: Option<(u64, String)>,
     /// `(storeId, store name, demo key)`.
     pub store_keys: Vec<(u64, String, String)>,
+}
+
+/// The demo sales channel's key, for `Authorization: Bearer` on the shop's routes.
+pub const DEMO_CHANNEL_KEY: &str = "sfc_demo_web";
+
+/// The demo sales channel (`web`) and its key, created when missing (a database seeded before
+/// channels gets them too); answers the channel's id.
+async fn demo_channel(db: &MySqlPool) -> StorageResult<(u64, String)> {
+    sqlx::query("INSERT IGNORE INTO channels (name) VALUES ('web')")
+        .execute(db)
+        .await?;
+    let id: u64 = sqlx::query_scalar("SELECT id FROM channels WHERE name = 'web'")
+        .fetch_one(db)
+        .await?;
+    sqlx::query(
+        "INSERT IGNORE INTO channel_keys (channel_id, key_hash, label) VALUES (?, ?, 'demo')",
+    )
+    .bind(id)
+    .bind(crate::catalog::credentials::hash_key(DEMO_CHANNEL_KEY))
+    .execute(db)
+    .await?;
+    Ok((id, DEMO_CHANNEL_KEY.to_owned()))
 }
 
 pub fn demo_key(store_id: u64) -> String {
@@ -203,6 +228,7 @@ pub async fn seed(
                 ..SeedReport::default()
             };
             report.store_keys = existing_demo_keys(db).await?;
+            report.channel = Some(demo_channel(db).await?);
             return Ok(report);
         }
         return Err(Refusal::Conflict(format!(
@@ -338,6 +364,7 @@ pub async fn seed(
         products: n_prod,
         stock_rows: total,
         store_keys,
+        channel: Some(demo_channel(db).await?),
     })
 }
 
