@@ -2,7 +2,8 @@
 //! both paths, POS sales and returns, operators' stock changes, counts and store hours,
 //! fulfilment steps: pickups made ready and collected with their code, same-day orders
 //! dispatched, warehouse orders shipped; checkout holds placed, turned into orders, released or
-//! left to expire) against three instances of the service — two in this
+//! left to expire; two sales channels, each reading and cancelling only its own orders, and keyed
+//! orders retried on the other order path) against three instances of the service — two in this
 //! process, one the service binary as a process of its own — while a fault schedule drawn from a
 //! seeded RNG loses replies, cuts connections, slows down and takes away MySQL and Redis, kills
 //! Redis (and wipes it), stops consumers, and pauses (`SIGSTOP`) and kills the service process.
@@ -77,6 +78,8 @@ enum Op {
     Hours,
     Fulfil(Step),
     Hold(HoldStep),
+    /// A channel reads another channel's order: must never be answered 2xx.
+    Foreign,
 }
 
 /// What a checkout does with a hold.
@@ -143,6 +146,8 @@ struct Rec {
     idem: Option<String>,
     /// The order a cancel or status request is about.
     order: Option<String>,
+    /// The sales channel whose key the request sent.
+    channel: Option<u64>,
     status: u16,
     body: Value,
 }
@@ -152,7 +157,8 @@ impl Rec {
         json!({
             "client": self.client, "atMs": self.at_ms, "tookMs": self.took_ms,
             "target": self.target, "op": format!("{:?}", self.op), "url": self.url,
-            "idempotencyKey": self.idem, "order": self.order, "status": self.status,
+            "idempotencyKey": self.idem, "order": self.order, "channel": self.channel,
+            "status": self.status,
             "body": self.body,
         })
     }
@@ -166,6 +172,8 @@ struct World {
     products: Vec<u64>,
     /// Products with little stock, sold out and restocked again and again.
     hot: Vec<u64>,
+    /// Two sales channels: id and key.
+    channels: Vec<(u64, String)>,
 }
 
 impl World {
@@ -180,6 +188,10 @@ impl World {
     fn key_of(&self, store: u64) -> &str {
         &self.stores.iter().find(|s| s.0 == store).unwrap().1
     }
+
+    fn channel_of_key(&self, key: &str) -> Option<u64> {
+        self.channels.iter().find(|c| c.1 == key).map(|c| c.0)
+    }
 }
 
 /// An order answered 2xx, for cancels and status look-ups (`store`: a POS sale's store).
@@ -188,6 +200,8 @@ struct Placed {
     id: String,
     path: Path,
     store: Option<u64>,
+    /// An online order's channel (index in [`World::channels`]).
+    channel: usize,
 }
 
 /// An online order answered 2xx and not cancelled by the clients, on its way out: what its next
@@ -324,6 +338,7 @@ impl Shared {
             url,
             idem: idem.map(str::to_owned),
             order: order.map(str::to_owned),
+            channel: bearer.and_then(|b| self.world.channel_of_key(b)),
             status,
             body: answer.clone(),
         });
@@ -361,6 +376,7 @@ fn random_items(world: &World, rng: &mut StdRng) -> Vec<(u64, i64)> {
 async fn place(sh: &Shared, client: usize, rng: &mut StdRng, path: Path, n: usize) {
     let w = &sh.world;
     let items = random_items(w, rng);
+    let channel = rng.gen_range(0..w.channels.len());
     let (url, body, store) = match path {
         Path::Redis | Path::DbLock => {
             let body = match rng.gen_range(0..4) {
@@ -388,9 +404,20 @@ async fn place(sh: &Shared, client: usize, rng: &mut StdRng, path: Path, n: usiz
             )
         }
     };
-    let bearer = store.map(|s| w.key_of(s));
+    let bearer = match store {
+        Some(s) => Some(w.key_of(s)),
+        None => Some(w.channels[channel].1.as_str()),
+    };
     let idem = rng.gen_bool(0.5).then(|| format!("c{client}-{n}"));
-    for _ in 0..6 {
+    // A keyed online order's retry sometimes takes the other path: one key is one order on both.
+    let (mut path, mut url) = (path, url);
+    for attempt in 0..6 {
+        if attempt > 0 && path != Path::Pos && rng.gen_bool(0.3) {
+            (path, url) = match path {
+                Path::Redis => (Path::DbLock, "/api/orders".to_owned()),
+                _ => (Path::Redis, "/api/redis/orders".to_owned()),
+            };
+        }
         let target = sh.pick_target(rng);
         let (s, b, retry) = sh
             .send(
@@ -413,8 +440,10 @@ async fn place(sh: &Shared, client: usize, rng: &mut StdRng, path: Path, n: usiz
                 };
                 let placed = Placed {
                     id: id.to_owned(),
-                    path,
+                    // A replay across paths answers the order of the path that placed it.
+                    path: b["path"].as_str().and_then(Path::of).unwrap_or(path),
                     store,
+                    channel,
                 };
                 match path {
                     Path::Pos => sh.pos.lock().unwrap().push(placed),
@@ -510,7 +539,11 @@ async fn cancel(sh: &Shared, client: usize, rng: &mut StdRng, pos: bool) {
             picked.id
         ),
     };
-    let bearer = picked.store.map(|s| sh.world.key_of(s));
+    let bearer = match picked.store {
+        Some(s) => sh.world.key_of(s),
+        None => sh.world.channels[picked.channel].1.as_str(),
+    };
+    let bearer = Some(bearer);
     let copies = if rng.gen_bool(0.3) {
         rng.gen_range(2..=5)
     } else {
@@ -681,31 +714,39 @@ async fn fulfil(sh: &Shared, client: usize, rng: &mut StdRng) {
 async fn look_up(sh: &Shared, client: usize, rng: &mut StdRng) {
     let picked = {
         let online = sh.online.lock().unwrap();
-        let pos = sh.pos.lock().unwrap();
-        let n = online.len() + pos.len();
-        if n == 0 {
+        if online.is_empty() {
             return;
         }
-        let i = rng.gen_range(0..n);
-        if i < online.len() {
-            online[i].clone()
-        } else {
-            pos[i - online.len()].clone()
-        }
+        online[rng.gen_range(0..online.len())].clone()
     };
     let target = sh.pick_target(rng);
-    sh.send(
-        client,
-        target,
-        Op::Status,
-        Method::GET,
-        format!("/api/orders/{}", picked.id),
-        None,
-        None,
-        None,
-        Some(&picked.id),
-    )
-    .await;
+    let channels = &sh.world.channels;
+    // Sometimes the other channel asks: it must not see the order.
+    let (op, channel) = if rng.gen_bool(0.2) {
+        (Op::Foreign, (picked.channel + 1) % channels.len())
+    } else {
+        (Op::Status, picked.channel)
+    };
+    let url = format!("/api/orders/{}", picked.id);
+    let (s, b, _) = sh
+        .send(
+            client,
+            target,
+            op,
+            Method::GET,
+            url.clone(),
+            None,
+            Some(&channels[channel].1),
+            None,
+            Some(&picked.id),
+        )
+        .await;
+    if op == Op::Foreign && (200..300).contains(&s) {
+        sh.violation(format!(
+            "channel {} read channel {}'s order: GET {url} answered {s}: {b}",
+            channels[channel].0, channels[picked.channel].0
+        ));
+    }
 }
 
 /// A checkout: a hold placed with a short TTL (keyed, retried while its outcome is unknown),
@@ -726,6 +767,8 @@ async fn checkout(sh: &Shared, client: usize, rng: &mut StdRng, n: usize) {
     };
     body["ttlSeconds"] = json!(10);
     let idem = format!("h{client}-{n}");
+    let channel = rng.gen_range(0..w.channels.len());
+    let bearer = Some(w.channels[channel].1.as_str());
     let mut hold_id = None;
     for _ in 0..6 {
         let target = sh.pick_target(rng);
@@ -737,7 +780,7 @@ async fn checkout(sh: &Shared, client: usize, rng: &mut StdRng, n: usize) {
                 Method::POST,
                 "/api/holds".into(),
                 Some(&body),
-                None,
+                bearer,
                 Some(&idem),
                 None,
             )
@@ -770,7 +813,7 @@ async fn checkout(sh: &Shared, client: usize, rng: &mut StdRng, n: usize) {
                 Method::POST,
                 url.clone(),
                 None,
-                None,
+                bearer,
                 None,
                 Some(&hold_id),
             )
@@ -782,6 +825,7 @@ async fn checkout(sh: &Shared, client: usize, rng: &mut StdRng, n: usize) {
                         id: id.to_owned(),
                         path: Path::DbLock,
                         store: None,
+                        channel,
                     });
                     outbound_of(sh, id, &b);
                 }
@@ -1293,8 +1337,11 @@ type HandOverMoves = (i64, i64, i64);
 async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, String) {
     let mut v: Vec<String> = Vec::new();
     let mut seen: HashMap<String, Seen> = HashMap::new();
-    // I5: the orders answered per (path, Idempotency-Key).
-    let mut keyed: BTreeMap<(Path, String), HashSet<String>> = BTreeMap::new();
+    // I5: the orders answered per Idempotency-Key (a client's keys are its own, and one key is
+    // one order on both online paths).
+    let mut keyed: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+    // I10: the channel each online order was answered to.
+    let mut channel_of: HashMap<String, Option<u64>> = HashMap::new();
     // Creations whose outcome is unknown and that name no order: without a key, one each; with a
     // key, one per key that never got a 2xx answer.
     let mut unexplained: BTreeMap<Path, usize> = BTreeMap::new();
@@ -1313,14 +1360,29 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
             ))
             .or_default() += 1;
         let id = r.body["orderId"].as_str();
+        if r.op == Op::Hold(HoldStep::Convert) && r.status == 201 {
+            if let Some(id) = id {
+                channel_of.insert(id.to_owned(), r.channel);
+            }
+        }
         match r.op {
             Op::Create(path) => match r.status {
                 201 | 202 => {
                     let expected = if path == Path::Redis { 202 } else { 201 };
-                    if r.status != expected || r.body["path"] != path.as_str() {
+                    // A keyed retry on the other path replays the order of the path that
+                    // placed it.
+                    let placed_on = r.body["path"].as_str().and_then(Path::of);
+                    let crossed = r.idem.is_some()
+                        && path != Path::Pos
+                        && matches!(placed_on, Some(Path::Redis | Path::DbLock));
+                    if r.status != expected || (placed_on != Some(path) && !crossed) {
                         v.push(format!("{path:?} order answered {}: {}", r.status, r.body));
                     }
+                    let path = placed_on.unwrap_or(path);
                     let id = id.unwrap_or_default().to_owned();
+                    if path != Path::Pos {
+                        channel_of.insert(id.clone(), r.channel);
+                    }
                     let s = seen.entry(id.clone()).or_default();
                     s.path = Some(path);
                     s.answered = true;
@@ -1330,7 +1392,7 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
                     s.ready_by
                         .extend(r.body["readyBy"].as_str().map(str::to_owned));
                     if let Some(k) = &r.idem {
-                        keyed.entry((path, k.clone())).or_default().insert(id);
+                        keyed.entry(k.clone()).or_default().insert(id);
                     }
                 }
                 503 | 504 if id.is_some() => {
@@ -1371,6 +1433,8 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
                     )),
                 }
             }
+            // Checked as it ran: never 2xx.
+            Op::Foreign => {}
             Op::Status => match r.status {
                 200 => {
                     let s = seen.entry(r.order.clone().unwrap()).or_default();
@@ -1469,7 +1533,7 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
         }
     }
     for (path, k) in &unknown_keys {
-        if !keyed.contains_key(&(*path, k.clone())) {
+        if !keyed.contains_key(k) {
             *unexplained.entry(*path).or_default() += 1;
         }
     }
@@ -1565,6 +1629,23 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
     }
     // Each order's way out: (fulfillment, delivery type, cancel reason).
     let mut ways: HashMap<String, (String, String, Option<String>)> = HashMap::new();
+    // I10: every online order keeps the channel whose key placed it.
+    let channels: HashMap<String, Option<u64>> =
+        sqlx::query_as("SELECT id, channel_id FROM orders WHERE path <> 'POS'")
+            .fetch_all(&t.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    for (id, placed_by) in &channel_of {
+        if let Some(kept) = channels.get(id) {
+            if kept != placed_by {
+                v.push(format!(
+                    "I10: order {id} was placed by channel {placed_by:?}, MySQL keeps {kept:?}"
+                ));
+            }
+        }
+    }
     // I9: a pickup's readyBy is kept as it was promised.
     let mut ready_by: HashMap<String, Option<String>> = HashMap::new();
     for r in sqlx::query(
@@ -1685,7 +1766,7 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
     // MySQL gives way there: it is persisted REJECTED, its reason naming the key. So at most one
     // of a key's orders stands in MySQL, and any other is such a rejection or went with a data
     // loss after the key was first sent.
-    for ((path, k), ids) in &keyed {
+    for (k, ids) in &keyed {
         let first = hist
             .iter()
             .find(|r| r.idem.as_deref() == Some(k.as_str()))
@@ -1713,7 +1794,7 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
                 })
                 .collect();
             v.push(format!(
-                "I5: {path:?} Idempotency-Key {k} answered {} orders: {} (first sent at {first} ms, {})",
+                "I5: Idempotency-Key {k} answered {} orders: {} (first sent at {first} ms, {})",
                 ids.len(),
                 ends.join(", "),
                 injected.loss_after(first)
@@ -2059,11 +2140,16 @@ async fn random_faults_under_mixed_load_keep_every_invariant() {
     for s in &store_ids {
         stores.push((*s, t.issue_key(*s).await));
     }
+    let app = shop_channel_named(t.storage(), "chaos-app").await;
     let world = World {
         warehouses,
         stores,
         products,
         hot,
+        channels: vec![
+            (t.shop.channel_id, t.shop.key.clone()),
+            (app.channel_id, app.key),
+        ],
     };
 
     let second = t.spawn_instance(|_| {}).await;

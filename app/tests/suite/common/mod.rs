@@ -106,16 +106,21 @@ pub struct ShopChannel {
 /// Creates the channel every test's shop requests act for (once per database: a second instance
 /// on the same database finds it).
 pub async fn shop_channel(storage: &sf_persistence::Storage) -> ShopChannel {
+    shop_channel_named(storage, "test-shop").await
+}
+
+/// The channel `name` (created when missing) and a new key of it.
+pub async fn shop_channel_named(storage: &sf_persistence::Storage, name: &str) -> ShopChannel {
     let channels = storage.channels();
-    let channel = match channels.create("test-shop").await {
+    let channel = match channels.create(name).await {
         Ok(c) => c,
         Err(_) => channels
             .list()
             .await
             .expect("channels")
             .into_iter()
-            .find(|c| c.name == "test-shop")
-            .expect("the test channel"),
+            .find(|c| c.name == name)
+            .expect("the channel"),
     };
     let k = channels
         .issue_key(channel.id, "harness")
