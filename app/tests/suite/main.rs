@@ -9,6 +9,7 @@ mod chaos;
 mod cluster;
 mod cluster_infra;
 mod db_lock;
+mod demo;
 mod edge;
 mod faults;
 mod final_answers;
