@@ -417,6 +417,7 @@ pub fn routes(state: Arc<ApiState>) -> impl Endpoint {
                 methods: methods.clone(),
             },
             metrics: state.metrics.clone(),
+            methods: methods.clone(),
         },
         methods,
         access_log: state.access_log,

@@ -1,39 +1,63 @@
-//! Prometheus metrics: requests by operation and status, latency histograms, pool and consumer
-//! figures. Rendered at `/metrics` in the text exposition format. A scrape reads only memory: the
-//! figures that need a store (the consumer's backlog, the last job runs) are refreshed in the
-//! background ([`Metrics::refresh`]); what only grows is a counter.
+//! Prometheus metrics: requests by route and status class, pool, circuit, consumer and job
+//! figures, and the process's own. Rendered at `/metrics` in the text exposition format. A scrape
+//! reads only memory: the figures that need a store (the consumer's backlog, holds, stale keys,
+//! dead letters, the last job runs) are refreshed in the background ([`Metrics::refresh`]); what
+//! only grows is a counter.
+//!
+//! Names follow Prometheus's conventions, and `metrics` in the test suite checks them on a real
+//! scrape: every name starts with `stockflow_`, times are in seconds, a counter ends in `_total`
+//! and nothing else does. A figure read from a store the instances share starts with
+//! `stockflow_cluster_`: every instance exports the same value, so it is aggregated with `max`,
+//! never `sum`. docs/operations.md lists every metric and the alert it feeds.
 
+mod process;
+
+use crate::edge::Methods;
 use crate::state::ApiState;
+use poem::http::{Method, StatusCode};
 use poem::{Endpoint, IntoResponse, Request, Response};
-use poem_openapi::OperationId;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Printed by the cluster-wide figures' help.
+const CLUSTER: &str = "the same figure on every instance; aggregate with max, not sum";
+
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
-    requests: IntCounterVec,
     latency: HistogramVec,
     pool: IntGaugeVec,
-    consumer: IntCounterVec,
+    consumer_events: IntCounterVec,
+    consumer_batches: IntCounter,
+    consumer_failed_rounds: IntCounter,
     backlog: IntGauge,
-    backlog_age: IntGauge,
-    /// Figures of the scheduled jobs, set by the app.
-    pub jobs: IntGaugeVec,
+    backlog_age: Gauge,
+    job_keys_checked: IntGaugeVec,
+    job_keys_repaired: IntGaugeVec,
+    job_ledger_mismatches: IntGaugeVec,
+    job_duration: GaugeVec,
+    job_success: IntGaugeVec,
+    job_started: GaugeVec,
     up: IntGaugeVec,
     circuit: IntGaugeVec,
     trips: IntCounter,
     degraded: IntCounterVec,
     shed: IntCounterVec,
     in_flight: IntGaugeVec,
-    groups: IntCounterVec,
+    group_commits: IntCounter,
+    grouped_orders: IntCounter,
     holds_active: IntGauge,
     holds: IntCounterVec,
+    holds_overdue: Gauge,
+    stale_keys: IntGauge,
+    stale_age: Gauge,
+    dead_letters: IntGauge,
+    process: Option<process::Figures>,
 }
 
 impl Default for Metrics {
@@ -42,179 +66,249 @@ impl Default for Metrics {
     }
 }
 
+/// Registers a metric and hands it back.
+fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
+    registry
+        .register(Box::new(c.clone()))
+        .expect("register metric");
+    c
+}
+
+/// The help of a cluster-wide figure.
+fn cluster(help: &str) -> String {
+    format!("{help} ({CLUSTER})")
+}
+
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "http_requests_total",
-                "HTTP requests by operation and status",
-            ),
-            &["operation", "status"],
-        )
-        .expect("metric");
-        let latency = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency").buckets(
-                vec![
+        let r = Registry::new();
+        let int_gauge = |name: &str, help: &str| {
+            register(
+                &r,
+                IntGauge::with_opts(Opts::new(name, help)).expect("metric"),
+            )
+        };
+        let gauge = |name: &str, help: &str| {
+            register(&r, Gauge::with_opts(Opts::new(name, help)).expect("metric"))
+        };
+        let int_gauges = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                &r,
+                IntGaugeVec::new(Opts::new(name, help), labels).expect("metric"),
+            )
+        };
+        let gauges = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                &r,
+                GaugeVec::new(Opts::new(name, help), labels).expect("metric"),
+            )
+        };
+        let counter = |name: &str, help: &str| {
+            register(
+                &r,
+                IntCounter::with_opts(Opts::new(name, help)).expect("metric"),
+            )
+        };
+        let counters = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                &r,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("metric"),
+            )
+        };
+
+        let build = int_gauges(
+            "stockflow_build_info",
+            "Always 1; its label names the version running",
+            &["version"],
+        );
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let latency = register(
+            &r,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "stockflow_http_request_duration_seconds",
+                    "HTTP requests and their duration, by method, route template (`other`: no route of the service) and status class",
+                )
+                .buckets(vec![
                     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                ],
-            ),
-            &["operation"],
-        )
-        .expect("metric");
-        let pool = IntGaugeVec::new(
-            Opts::new("pool_connections", "Connections in the pools by state"),
+                ]),
+                &["method", "route", "status"],
+            )
+            .expect("metric"),
+        );
+        let shed = counters(
+            "stockflow_http_requests_shed_total",
+            "Requests refused with 503 because their kind of work had its most requests in flight",
+            &["kind"],
+        );
+        let in_flight = int_gauges(
+            "stockflow_http_requests_in_flight",
+            "Requests in flight, by kind of work",
+            &["kind"],
+        );
+        let pool = int_gauges(
+            "stockflow_pool_connections",
+            "Connections in this instance's pools, by state",
             &["pool", "state"],
-        )
-        .expect("metric");
-        let consumer = IntCounterVec::new(
-            Opts::new("consumer_events_total", "Order events the consumer handled"),
-            &["outcome"],
-        )
-        .expect("metric");
-        let backlog = IntGauge::new(
-            "consumer_backlog_events",
-            "Events accepted in Redis and not yet acknowledged as persisted",
-        )
-        .expect("metric");
-        let backlog_age = IntGauge::new(
-            "consumer_backlog_oldest_ms",
-            "Age of the oldest event not yet acknowledged as persisted, in ms",
-        )
-        .expect("metric");
-        let jobs = IntGaugeVec::new(
-            Opts::new(
-                "job_last_run",
-                "Figures of the last run of each scheduled job",
-            ),
-            &["job", "figure"],
-        )
-        .expect("metric");
-        let up = IntGaugeVec::new(
-            Opts::new(
-                "dependency_up",
-                "1 while the dependency answers (MySQL: its last probe; Redis: circuit not open)",
-            ),
+        );
+        let up = int_gauges(
+            "stockflow_dependency_up",
+            "1 while the dependency answers (MySQL: its last probe; Redis: circuit not open)",
             &["dependency"],
-        )
-        .expect("metric");
-        let circuit = IntGaugeVec::new(
-            Opts::new(
-                "redis_circuit",
-                "The Redis circuit: 1 for its current state (closed, open or recovering)",
-            ),
+        );
+        let circuit = int_gauges(
+            "stockflow_redis_circuit_state",
+            "The Redis circuit: 1 for its current state (closed, open or recovering), 0 for the others",
             &["state"],
-        )
-        .expect("metric");
-        let trips = IntCounter::new(
-            "redis_circuit_trips_total",
+        );
+        let trips = counter(
+            "stockflow_redis_circuit_trips_total",
             "Times the Redis circuit opened",
-        )
-        .expect("metric");
-        let degraded = IntCounterVec::new(
-            Opts::new(
-                "degraded_total",
-                "Work done in degraded mode (Redis unreachable, or its replicas behind), by kind",
-            ),
+        );
+        let degraded = counters(
+            "stockflow_degraded_total",
+            "Work done in degraded mode (Redis unreachable, or its replicas behind), by kind",
             &["kind"],
-        )
-        .expect("metric");
-        let shed = IntCounterVec::new(
-            Opts::new(
-                "requests_shed_total",
-                "Requests refused with 503 because their kind had its most requests in flight",
-            ),
-            &["kind"],
-        )
-        .expect("metric");
-        let in_flight = IntGaugeVec::new(
-            Opts::new("requests_in_flight", "Requests in flight, by kind of work"),
-            &["kind"],
-        )
-        .expect("metric");
-        let groups = IntCounterVec::new(
-            Opts::new(
-                "db_lock_group_commits_total",
-                "DB-lock orders decided together in one transaction: groups, and the order attempts in them (an order tried at a second location counts again)",
-            ),
-            &["count"],
-        )
-        .expect("metric");
-        let holds_active = IntGauge::new(
-            "holds_active",
-            "Checkout holds whose units are reserved now (all instances, from MySQL)",
-        )
-        .expect("metric");
-        let holds = IntCounterVec::new(
-            Opts::new(
-                "holds_total",
-                "Checkout holds placed, and how they ended: converted, released, expired (all instances, from MySQL)",
-            ),
+        );
+        let group_commits = counter(
+            "stockflow_db_lock_group_commits_total",
+            "Transactions that decided DB-lock orders together",
+        );
+        let grouped_orders = counter(
+            "stockflow_db_lock_grouped_orders_total",
+            "Order attempts decided in those transactions (an order tried at a second location counts again)",
+        );
+        let consumer_events = counters(
+            "stockflow_consumer_events_total",
+            "Order events this instance's consumer handled, by outcome",
             &["outcome"],
-        )
-        .expect("metric");
-        for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(holds_active.clone()),
-            Box::new(holds.clone()),
-            Box::new(groups.clone()),
-            Box::new(shed.clone()),
-            Box::new(in_flight.clone()),
-            Box::new(up.clone()),
-            Box::new(circuit.clone()),
-            Box::new(trips.clone()),
-            Box::new(degraded.clone()),
-            Box::new(latency.clone()),
-            Box::new(pool.clone()),
-            Box::new(consumer.clone()),
-            Box::new(backlog.clone()),
-            Box::new(backlog_age.clone()),
-            Box::new(jobs.clone()),
-        ] {
-            registry.register(c).expect("register metric");
-        }
+        );
+        let consumer_batches = counter(
+            "stockflow_consumer_batches_total",
+            "Batches of events this instance's consumer committed to MySQL",
+        );
+        let consumer_failed_rounds = counter(
+            "stockflow_consumer_failed_rounds_total",
+            "Rounds of this instance's consumer that failed and were retried whole (MySQL or Redis unreachable)",
+        );
+        let backlog = int_gauge(
+            "stockflow_cluster_consumer_backlog_events",
+            &cluster("Events accepted in Redis and not yet acknowledged as persisted, over all locations"),
+        );
+        let backlog_age = gauge(
+            "stockflow_cluster_consumer_backlog_oldest_seconds",
+            &cluster("Age of the oldest event not yet acknowledged as persisted (0: none)"),
+        );
+        let holds_active = int_gauge(
+            "stockflow_cluster_holds_active",
+            &cluster("Checkout holds whose units are reserved now, as MySQL has them"),
+        );
+        let holds = counters(
+            "stockflow_cluster_holds_total",
+            &cluster("Checkout holds placed, and how they ended: converted, released, expired"),
+            &["outcome"],
+        );
+        let holds_overdue = gauge(
+            "stockflow_cluster_holds_overdue_seconds",
+            &cluster("How long the active hold furthest past its expiresAt has been so: how far the expiry job is behind (0: none)"),
+        );
+        let stale_keys = int_gauge(
+            "stockflow_cluster_stale_keys",
+            &cluster("Stock keys written on MySQL alone, to be set from MySQL before Redis decides on them again"),
+        );
+        let stale_age = gauge(
+            "stockflow_cluster_stale_keys_oldest_seconds",
+            &cluster("How long ago the oldest stale mark was written (0: none)"),
+        );
+        let dead_letters = int_gauge(
+            "stockflow_cluster_dead_letters",
+            &cluster("Events in the dead-letter streams, waiting for an operator"),
+        );
+        let job = |figure: &str, help: &str| {
+            int_gauges(
+                &format!("stockflow_cluster_job_last_run_{figure}"),
+                &cluster(help),
+                &["job"],
+            )
+        };
+        let job_keys_checked = job("keys_checked", "Stock keys the last run of the job checked");
+        let job_keys_repaired = job(
+            "keys_repaired",
+            "Stock keys the last run of the job repaired",
+        );
+        let job_ledger_mismatches = job(
+            "ledger_mismatches",
+            "Ledger mismatches the last run of the job found",
+        );
+        let job_success = job(
+            "success",
+            "1 if the last run of the job succeeded, 0 if it failed",
+        );
+        let job_duration = gauges(
+            "stockflow_cluster_job_last_run_duration_seconds",
+            &cluster("How long the last run of the job took"),
+            &["job"],
+        );
+        let job_started = gauges(
+            "stockflow_cluster_job_last_run_timestamp_seconds",
+            &cluster("When the last run of the job started, in seconds since the Unix epoch"),
+            &["job"],
+        );
+        let process = process::Figures::register(&r);
         Self {
-            registry,
-            requests,
+            registry: r,
             latency,
             pool,
-            consumer,
+            consumer_events,
+            consumer_batches,
+            consumer_failed_rounds,
             backlog,
             backlog_age,
-            jobs,
+            job_keys_checked,
+            job_keys_repaired,
+            job_ledger_mismatches,
+            job_duration,
+            job_success,
+            job_started,
             up,
             circuit,
             trips,
             degraded,
             shed,
             in_flight,
-            groups,
+            group_commits,
+            grouped_orders,
             holds_active,
             holds,
+            holds_overdue,
+            stale_keys,
+            stale_age,
+            dead_letters,
+            process,
         }
     }
 
-    fn observe(&self, operation: &str, status: u16, started: Instant) {
-        self.requests
-            .with_label_values(&[operation, &status.to_string()])
-            .inc();
+    fn observe(&self, method: &Method, route: &str, status: StatusCode, started: Instant) {
         self.latency
-            .with_label_values(&[operation])
+            .with_label_values(&[method_label(method), route, status_class(status)])
             .observe(started.elapsed().as_secs_f64());
     }
 
-    /// Sets the figures that need a store: the consumer's backlog and the last run of each job.
-    /// Called in the background; a slow store only makes them older, never a scrape slower.
+    /// Sets the figures that need a store: the consumer's backlog, holds, stale keys, dead
+    /// letters and the last run of each job. Called in the background; a slow store only makes
+    /// them older, never a scrape slower.
     pub async fn refresh(&self, storage: &sf_persistence::Storage) {
         let bound = std::time::Duration::from_millis(500);
-        if let Ok(Ok((n, age))) =
+        let seconds = |ms: u64| ms as f64 / 1000.0;
+        if let Ok(Ok((n, age_ms))) =
             tokio::time::timeout(bound, sf_persistence::consumer::backlog(storage)).await
         {
             self.backlog.set(n as i64);
-            self.backlog_age.set(age as i64);
+            self.backlog_age.set(seconds(age_ms));
         }
         if let Ok(Ok(c)) = tokio::time::timeout(bound, storage.holds().counts()).await {
             self.holds_active.set(c.active);
+            self.holds_overdue.set(seconds(c.overdue_ms.max(0) as u64));
             for (outcome, n) in [
                 ("placed", c.placed()),
                 ("converted", c.converted),
@@ -223,6 +317,16 @@ impl Metrics {
             ] {
                 catch_up(&self.holds.with_label_values(&[outcome]), n as u64);
             }
+        }
+        if let Ok(Ok((n, age_ms))) =
+            tokio::time::timeout(bound, storage.recovery().stale_key_figures()).await
+        {
+            self.stale_keys.set(n as i64);
+            self.stale_age.set(seconds(age_ms));
+        }
+        if let Ok(Ok(n)) = tokio::time::timeout(bound, storage.recovery().dead_letter_count()).await
+        {
+            self.dead_letters.set(n as i64);
         }
         for kind in sf_persistence::infra::jobs::JobKind::ALL {
             let Ok(Ok(runs)) = tokio::time::timeout(
@@ -233,21 +337,33 @@ impl Metrics {
             else {
                 continue;
             };
-            if let Some(r) = runs.first() {
-                for (figure, v) in [
-                    ("keys_checked", r.keys_checked as i64),
-                    ("keys_repaired", r.keys_repaired as i64),
-                    ("ledger_mismatches", r.ledger_mismatches as i64),
-                    ("duration_ms", r.duration_ms as i64),
-                    ("ok", i64::from(r.ok)),
-                ] {
-                    self.jobs.with_label_values(&[kind.name(), figure]).set(v);
-                }
+            let Some(r) = runs.first() else { continue };
+            let job = [kind.name()];
+            self.job_keys_checked
+                .with_label_values(&job)
+                .set(r.keys_checked as i64);
+            self.job_keys_repaired
+                .with_label_values(&job)
+                .set(r.keys_repaired as i64);
+            self.job_ledger_mismatches
+                .with_label_values(&job)
+                .set(r.ledger_mismatches as i64);
+            self.job_success
+                .with_label_values(&job)
+                .set(i64::from(r.ok));
+            self.job_duration
+                .with_label_values(&job)
+                .set(seconds(r.duration_ms));
+            if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&r.started_at) {
+                self.job_started
+                    .with_label_values(&job)
+                    .set(t.timestamp_millis() as f64 / 1000.0);
             }
         }
     }
 
-    /// Reads the in-memory figures (pools, circuit, counters) and renders everything.
+    /// Reads the in-memory figures (pools, circuit, counters, the process) and renders
+    /// everything.
     pub fn render(&self, state: &ApiState) -> String {
         let storage = &state.storage;
         let (db_open, db_idle) = storage.health().db_pool_state();
@@ -293,8 +409,8 @@ impl Metrics {
             );
         }
         let (groups, grouped) = storage.health().group_commits();
-        catch_up(&self.groups.with_label_values(&["groups"]), groups);
-        catch_up(&self.groups.with_label_values(&["orders"]), grouped);
+        catch_up(&self.group_commits, groups);
+        catch_up(&self.grouped_orders, grouped);
         for kind in crate::edge::Kind::ALL {
             catch_up(
                 &self.shed.with_label_values(&[kind.name()]),
@@ -308,15 +424,21 @@ impl Metrics {
         for (k, v) in [
             ("applied", &c.applied),
             ("duplicate", &c.duplicates),
-            ("batch", &c.batches),
-            ("error", &c.errors),
             ("rejected", &c.rejected),
             ("dead_letter", &c.dead_letters),
         ] {
             catch_up(
-                &self.consumer.with_label_values(&[k]),
+                &self.consumer_events.with_label_values(&[k]),
                 v.load(Ordering::Relaxed),
             );
+        }
+        catch_up(&self.consumer_batches, c.batches.load(Ordering::Relaxed));
+        catch_up(
+            &self.consumer_failed_rounds,
+            c.errors.load(Ordering::Relaxed),
+        );
+        if let Some(p) = &self.process {
+            p.update();
         }
         let mut buf = Vec::new();
         TextEncoder::new()
@@ -326,10 +448,38 @@ impl Metrics {
     }
 }
 
-/// Middleware: counts and times every request by its operation id.
+/// The `method` label: the request's method, or `other` for one no route of the service
+/// answers (so that a client cannot add series at will).
+fn method_label(method: &Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// The `status` label: the class of the status (`2xx`, `4xx`, `5xx`).
+fn status_class(status: StatusCode) -> &'static str {
+    match status.as_u16() / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Middleware: counts and times every request by its route template and status class.
 pub struct Track<E> {
     pub inner: E,
     pub metrics: Metrics,
+    /// Route templates (the spec's paths, as the edge matches them).
+    pub methods: Arc<Methods>,
 }
 
 impl<E: Endpoint> Endpoint for Track<E> {
@@ -337,13 +487,15 @@ impl<E: Endpoint> Endpoint for Track<E> {
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
         let started = Instant::now();
+        let method = req.method().clone();
+        // A path that names no route (a scanner's guesses, Swagger UI's files) is one series.
+        let route = self.methods.template(req.uri().path()).unwrap_or("other");
         let result = self.inner.call(req).await.map(IntoResponse::into_response);
-        let (op, status) = match &result {
-            Ok(resp) => (resp.data::<OperationId>().map(|o| o.0), resp.status()),
-            Err(err) => (err.data::<OperationId>().map(|o| o.0), err.status()),
+        let status = match &result {
+            Ok(resp) => resp.status(),
+            Err(err) => err.status(),
         };
-        self.metrics
-            .observe(op.unwrap_or("other"), status.as_u16(), started);
+        self.metrics.observe(&method, route, status, started);
         result
     }
 }
@@ -361,5 +513,23 @@ fn catch_up(counter: &prometheus::IntCounter, total: u64) {
     let have = counter.get();
     if total > have {
         counter.inc_by(total - have);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_reads_as_its_class() {
+        assert_eq!(status_class(StatusCode::OK), "2xx");
+        assert_eq!(status_class(StatusCode::CONFLICT), "4xx");
+        assert_eq!(status_class(StatusCode::SERVICE_UNAVAILABLE), "5xx");
+    }
+
+    #[test]
+    fn an_unknown_method_is_one_label() {
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "other");
     }
 }

@@ -131,15 +131,16 @@ class Clients:
             raise BenchError(f"/metrics: HTTP {status}")
         out = {}
         for line in raw.decode().splitlines():
-            if line.startswith("consumer_backlog"):
+            if line.startswith("stockflow_cluster_consumer_backlog"):
                 name, _, val = line.partition(" ")
                 out[name] = float(val)
         return out
 
     # Events accepted in Redis and not yet persisted: the streams' lengths (the consumer deletes
     # an event once MySQL holds it). Read from Redis itself, not from the service's
-    # consumer_backlog_events gauge, which is refreshed every 2 s: a stale 0 read right after a
-    # load would end the wait before the consumer did, and "confirmed after" would be 2 s coarse.
+    # stockflow_cluster_consumer_backlog_events gauge, which is refreshed every 2 s: a stale 0
+    # read right after a load would end the wait before the consumer did, and "confirmed after"
+    # would be 2 s coarse.
     BACKLOG_LUA = "local n = 0 for _, k in ipairs(KEYS) do n = n + redis.call('XLEN', k) end return n"
 
     def backlog(self) -> int:

@@ -96,11 +96,11 @@ async fn a_group_places_the_orders_that_fit_and_refuses_the_others_alone() {
 
     // Grouped: 60 orders decided, in fewer groups than orders.
     let metrics = t
-        .wait_for_metrics(&["db_lock_group_commits_total{count=\"orders\"} 60"])
+        .wait_for_metrics(&["stockflow_db_lock_grouped_orders_total 60"])
         .await;
     let groups: u64 = metrics
         .lines()
-        .find_map(|l| l.strip_prefix("db_lock_group_commits_total{count=\"groups\"} "))
+        .find_map(|l| l.strip_prefix("stockflow_db_lock_group_commits_total "))
         .unwrap()
         .parse()
         .unwrap();

@@ -250,7 +250,10 @@ async fn db_lock_orders_beyond_the_bound_are_shed_at_once_and_nothing_is_oversol
     assert_eq!(t.count_orders("CONFIRMED").await, created);
     t.assert_converged(InRedis::All).await;
     let metrics = t.get("/metrics").await.text().await.unwrap();
-    let line = format!("requests_shed_total{{kind=\"db_lock\"}} {}", shed.len());
+    let line = format!(
+        "stockflow_http_requests_shed_total{{kind=\"db_lock\"}} {}",
+        shed.len()
+    );
     assert!(metrics.contains(&line), "metrics lack {line}");
 }
 

@@ -206,9 +206,12 @@ async fn a_poison_event_is_dead_lettered_and_the_rest_flows() {
     assert_eq!(left, 0);
     let metrics = t.get("/metrics").await.text().await.unwrap();
     assert!(
-        metrics.contains("consumer_events_total{outcome=\"dead_letter\"} 3"),
+        metrics.contains("stockflow_consumer_events_total{outcome=\"dead_letter\"} 3"),
         "dead letters counted in /metrics"
     );
+    // The three still wait in the dead-letter stream: the figure every instance exports.
+    t.wait_for_metrics(&["stockflow_cluster_dead_letters 3"])
+        .await;
     assert_eq!(t.available(wh, p).await, 90);
     t.assert_converged(InRedis::All).await;
 }

@@ -230,10 +230,10 @@ async fn fifty_concurrent_converts_make_one_order() {
     t.assert_converged(InRedis::All).await;
     // The metrics count it once, from MySQL.
     t.wait_for_metrics(&[
-        "holds_active 0",
-        "holds_total{outcome=\"placed\"} 1",
-        "holds_total{outcome=\"converted\"} 1",
-        "holds_total{outcome=\"expired\"} 0",
+        "stockflow_cluster_holds_active 0",
+        "stockflow_cluster_holds_total{outcome=\"placed\"} 1",
+        "stockflow_cluster_holds_total{outcome=\"converted\"} 1",
+        "stockflow_cluster_holds_total{outcome=\"expired\"} 0",
     ])
     .await;
 }

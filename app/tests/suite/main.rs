@@ -16,6 +16,7 @@ mod final_answers;
 mod fulfilment;
 mod holds;
 mod locations;
+mod metrics;
 mod openapi;
 mod outage;
 mod products;

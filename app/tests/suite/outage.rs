@@ -324,11 +324,11 @@ async fn mysql_first_writes_sell_through_a_redis_outage_and_nothing_is_sold_twic
     // alone, 40 orders shed.
     let metrics = t.get("/metrics").await.text().await.unwrap();
     for line in [
-        "degraded_total{kind=\"mysql_only_writes\"} 44",
-        "degraded_total{kind=\"redis_orders_shed\"} 40",
-        "redis_circuit{state=\"closed\"} 1",
-        "redis_circuit_trips_total 1",
-        "dependency_up{dependency=\"redis\"} 1",
+        "stockflow_degraded_total{kind=\"mysql_only_writes\"} 44",
+        "stockflow_degraded_total{kind=\"redis_orders_shed\"} 40",
+        "stockflow_redis_circuit_state{state=\"closed\"} 1",
+        "stockflow_redis_circuit_trips_total 1",
+        "stockflow_dependency_up{dependency=\"redis\"} 1",
     ] {
         assert!(metrics.contains(line), "metrics lack {line}");
     }
@@ -505,7 +505,7 @@ async fn db_lock_orders_on_an_instance_whose_circuit_is_open_still_reach_redis_f
             .await
             .unwrap();
         text.lines()
-            .find_map(|l| l.strip_prefix("degraded_total{kind=\"mysql_only_writes\"} "))
+            .find_map(|l| l.strip_prefix("stockflow_degraded_total{kind=\"mysql_only_writes\"} "))
             .map_or(0, |n| n.trim().parse::<u64>().unwrap())
     };
     // The second instance's Redis circuit, as its readiness reports it.

@@ -62,8 +62,8 @@ async fn a_hand_edited_key_is_repaired_once() {
         .collect();
     assert_eq!(repaired, vec![0, 1, 0]);
     t.wait_for_metrics(&[
-        "job_last_run{figure=\"keys_repaired\",job=\"reconcile\"} 0",
-        "consumer_backlog_events 0",
+        "stockflow_cluster_job_last_run_keys_repaired{job=\"reconcile\"} 0",
+        "stockflow_cluster_consumer_backlog_events 0",
     ])
     .await;
 }

@@ -52,6 +52,8 @@ pub(crate) struct Member {
 }
 
 /// What a group answers one of its members.
+// Sent once per order, through a oneshot: boxing the larger variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Answer {
     Decided(StorageResult<Attempt>),
     /// An earlier member of the group holds the same `Idempotency-Key`: this one joins the next

@@ -75,6 +75,9 @@ pub struct HoldCounts {
     pub converted: i64,
     pub released: i64,
     pub expired: i64,
+    /// How long the active hold furthest past its `expiresAt` has been so, in ms (0 when none
+    /// is): how far the expiry job is behind.
+    pub overdue_ms: i64,
 }
 
 impl HoldCounts {
@@ -110,6 +113,13 @@ impl Holds<'_> {
                 _ => {}
             }
         }
+        let (overdue_us,): (i64,) = sqlx::query_as(
+            "SELECT COALESCE(TIMESTAMPDIFF(MICROSECOND, MIN(expires_at), NOW(3)), 0) \
+             FROM holds WHERE status = 'ACTIVE' AND expires_at <= NOW(3)",
+        )
+        .fetch_one(&self.db)
+        .await?;
+        c.overdue_ms = overdue_us.max(0) / 1000;
         Ok(c)
     }
 }

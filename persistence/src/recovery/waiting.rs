@@ -79,6 +79,32 @@ impl Recovery<'_> {
         all.truncate(limit);
         Ok(all)
     }
+
+    /// How many stock keys are marked stale, and how long ago the oldest mark was written, in
+    /// ms (0 when none is): for `/metrics`.
+    pub async fn stale_key_figures(&self) -> StorageResult<(u64, u64)> {
+        self.in_time(self.db_deadline(), async {
+            let (n, age_us): (i64, i64) = sqlx::query_as(
+                "SELECT COUNT(*), COALESCE(TIMESTAMPDIFF(MICROSECOND, MIN(marked_at), NOW(3)), 0) \
+                 FROM redis_stale_keys",
+            )
+            .fetch_one(&self.db)
+            .await?;
+            Ok((n.max(0) as u64, age_us.max(0) as u64 / 1000))
+        })
+        .await
+    }
+
+    /// The events in every location's dead-letter stream: for `/metrics`.
+    pub async fn dead_letter_count(&self) -> StorageResult<u64> {
+        let mut redis = self.conn().await?;
+        let mut pipe = redis::pipe();
+        for loc in self.catalog().all_location_ids() {
+            pipe.xlen(self.keys.dead_letters(loc));
+        }
+        let lengths: Vec<u64> = pipe.query_async(&mut redis).await?;
+        Ok(lengths.iter().sum())
+    }
 }
 
 impl Recovery<'_> {
