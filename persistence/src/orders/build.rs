@@ -24,6 +24,7 @@ pub(crate) fn ready_by(
         .map(|at| sf_routing::rfc3339(&at))
 }
 
+#[allow(clippy::too_many_arguments)] // the order's parts, each its own type
 pub(crate) fn build_order(
     order_id: String,
     status: OrderStatus,
