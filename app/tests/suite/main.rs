@@ -15,6 +15,7 @@ mod fulfilment;
 mod holds;
 mod locations;
 mod openapi;
+mod operators;
 mod outage;
 mod products;
 mod reconcile;
