@@ -4,6 +4,10 @@
 //! `docs/operations.md`; `stock-flow serve --help` prints them.
 
 use clap::{Args, ValueEnum};
+use sf_persistence::access::{Secret, SecretUrl};
+
+/// The built-in `ADMIN_TOKEN`: accepted only with `DEMO=on` (see [`check_admin_token`]).
+pub const DEV_ADMIN_TOKEN: &str = "stockflow-dev-admin";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -11,7 +15,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// Where the stores are.
+/// Where the stores are. The URLs may carry passwords: their `Debug` shows them redacted.
 #[derive(Debug, Clone, Args)]
 pub struct StorageConfig {
     /// MySQL/MariaDB URL; the database is created if missing.
@@ -20,14 +24,14 @@ pub struct StorageConfig {
         env = "DATABASE_URL",
         default_value = "mysql://root@127.0.0.1:3306/stock_flow"
     )]
-    pub database_url: String,
+    pub database_url: SecretUrl,
     /// Redis URL.
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379/0")]
-    pub redis_url: String,
+    pub redis_url: SecretUrl,
     /// Seed nodes of a Redis Cluster, comma-separated `redis://host:port`. When set, the service
     /// uses a cluster-aware client (following failovers by itself) and `REDIS_URL` is not used.
     #[arg(long, env = "REDIS_CLUSTER_NODES", value_delimiter = ',', num_args = 0..)]
-    pub redis_cluster_nodes: Vec<String>,
+    pub redis_cluster_nodes: Vec<SecretUrl>,
     /// Replicas that must hold a Redis-path order before it is answered 202 (Redis `WAIT`); 0
     /// answers as soon as the master holds it. An order that reaches fewer replicas in time is
     /// answered 504 `/problems/order-not-replicated` with its `orderId`: it stands unless its
@@ -77,14 +81,20 @@ pub struct Config {
     /// Port to listen on (0 picks a free one).
     #[arg(long, env = "PORT", default_value_t = 8080)]
     pub port: u16,
-    /// Bearer token of the operators' routes under /api/admin.
+    /// Bearer token of the operator `bootstrap` (role admin), who creates the other operators.
+    /// The built-in default is refused unless `DEMO=on`.
     #[arg(
         long,
         env = "ADMIN_TOKEN",
-        default_value = "stockflow-dev-admin",
-        hide_env_values = true
+        default_value = DEV_ADMIN_TOKEN,
+        hide_env_values = true,
+        hide_default_value = true
     )]
-    pub admin_token: String,
+    pub admin_token: Secret<String>,
+    /// A local demo or trial (`ops/run` sets it): the built-in `ADMIN_TOKEN` is accepted, with a
+    /// warning. `off` refuses to start with it.
+    #[arg(long, env = "DEMO", default_value = "off", value_parser = on_off(), action = clap::ArgAction::Set)]
+    pub demo: bool,
     /// Same-day delivery radius around the address, in km.
     #[arg(long, env = "SAME_DAY_RADIUS_KM", default_value_t = 10.0)]
     pub same_day_radius_km: f64,
@@ -247,6 +257,26 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         .ok_or_else(|| format!("{s:?} is too long"))
 }
 
+/// Refuses the built-in `ADMIN_TOKEN` outside a demo; in a demo, answers the warning to log.
+pub fn check_admin_token(config: &Config) -> anyhow::Result<Option<&'static str>> {
+    let token = config.admin_token.expose();
+    anyhow::ensure!(
+        !token.trim().is_empty(),
+        "ADMIN_TOKEN is empty: set a token of your own"
+    );
+    if token != DEV_ADMIN_TOKEN {
+        return Ok(None);
+    }
+    anyhow::ensure!(
+        config.demo,
+        "ADMIN_TOKEN is the built-in development token {DEV_ADMIN_TOKEN:?}: set a token of your own \
+         (for example `openssl rand -hex 24`), or DEMO=on for a local trial"
+    );
+    Ok(Some(
+        "ADMIN_TOKEN is the built-in development token (DEMO=on); set your own outside local trials",
+    ))
+}
+
 /// Logs a warning for each renamed setting still present in the environment.
 pub fn warn_renamed_settings() {
     for (old, new) in RENAMED {
@@ -280,6 +310,45 @@ mod tests {
         assert!(super::parse_duration("3").is_err());
         assert!(super::parse_duration("d").is_err());
         assert!(super::parse_duration("3w").is_err());
+    }
+
+    #[test]
+    fn the_default_admin_token_is_refused_outside_the_demo() {
+        let mut c = super::Config::from_env();
+        c.admin_token = super::DEV_ADMIN_TOKEN.into();
+        c.demo = false;
+        let refused = super::check_admin_token(&c).unwrap_err().to_string();
+        assert!(refused.contains("DEMO=on"), "{refused}");
+        c.demo = true;
+        assert!(super::check_admin_token(&c).unwrap().is_some(), "a warning");
+        c.demo = false;
+        c.admin_token = "a-token-of-our-own".into();
+        assert_eq!(super::check_admin_token(&c).unwrap(), None);
+        c.admin_token = "  ".into();
+        assert!(super::check_admin_token(&c).is_err());
+    }
+
+    #[test]
+    fn debug_of_the_config_shows_no_secret() {
+        let mut c = super::Config::from_env();
+        c.admin_token = "tok-hunter2".into();
+        c.storage.database_url = "mysql://app:pw-hunter2@db.internal:3306/stock_flow".into();
+        c.storage.redis_url = "redis://:rpw-hunter2@cache:6379/0".into();
+        c.storage.redis_cluster_nodes = vec!["redis://:cpw-hunter2@node1:7000".into()];
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("admin_token: [redacted]"), "{shown}");
+        assert!(
+            shown.contains("mysql://app:[redacted]@db.internal:3306/stock_flow"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("redis://:[redacted]@cache:6379/0"),
+            "{shown}"
+        );
+        assert!(shown.contains("redis://:[redacted]@node1:7000"), "{shown}");
+        // The values themselves are still there for the connections.
+        assert_eq!(c.admin_token.expose(), "tok-hunter2");
     }
 
     #[test]

@@ -88,7 +88,7 @@ async fn connect_for_batch(
     connections: u32,
 ) -> anyhow::Result<sqlx::MySqlPool> {
     Ok(sf_persistence::infra::mysql::connect(
-        &storage.database_url,
+        storage.database_url.expose(),
         connections,
         std::time::Duration::from_millis(storage.db_connect_timeout_ms.max(10_000)),
         std::time::Duration::from_secs(50),
@@ -168,13 +168,14 @@ async fn clear_redis(storage: &StorageConfig) -> anyhow::Result<u64> {
 /// The servers holding the service's keys: `REDIS_URL`, or every master of the cluster
 /// (from `CLUSTER NODES` of the first seed that answers).
 async fn redis_servers(storage: &StorageConfig) -> anyhow::Result<Vec<String>> {
-    let seeds: Vec<&String> = storage
+    let seeds: Vec<&str> = storage
         .redis_cluster_nodes
         .iter()
+        .map(|n| n.expose())
         .filter(|n| !n.trim().is_empty())
         .collect();
     if seeds.is_empty() {
-        return Ok(vec![storage.redis_url.clone()]);
+        return Ok(vec![storage.redis_url.expose().to_owned()]);
     }
     let mut last = None;
     for seed in seeds {

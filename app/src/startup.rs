@@ -58,7 +58,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Arc<Storage>> {
         "REDIS_KEY_PREFIX must not contain braces (they mark Redis Cluster hash tags)"
     );
     let pool = mysql::connect(
-        &s.database_url,
+        s.database_url.expose(),
         s.db_max_connections,
         Duration::from_millis(s.db_connect_timeout_ms),
         Duration::from_millis(s.db_command_timeout_ms),
@@ -68,16 +68,16 @@ pub async fn connect(config: &Config) -> anyhow::Result<Arc<Storage>> {
         ),
     )
     .await
-    .with_context(|| format!("connecting to MySQL at {}", redact(&s.database_url)))?;
+    .with_context(|| format!("connecting to MySQL at {}", redact(s.database_url.expose())))?;
     mysql::migrate(&pool).await.context("applying migrations")?;
     let cluster_nodes: Vec<String> = s
         .redis_cluster_nodes
         .iter()
-        .map(|n| n.trim().to_owned())
+        .map(|n| n.expose().trim().to_owned())
         .filter(|n| !n.is_empty())
         .collect();
     let redis_at = if cluster_nodes.is_empty() {
-        redact(&s.redis_url)
+        redact(s.redis_url.expose())
     } else {
         format!(
             "the cluster seeded by {}",
@@ -89,7 +89,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Arc<Storage>> {
         )
     };
     let redis = redis_link::connect(RedisSettings {
-        url: s.redis_url.clone(),
+        url: s.redis_url.expose().to_owned(),
         cluster_nodes,
         pool_size: s.redis_pool_size,
         connect_timeout: Duration::from_millis(s.redis_connect_timeout_ms),
@@ -131,19 +131,23 @@ pub fn redact(url: &str) -> String {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Refused before anything is touched: a production instance with a known token.
+        if let Some(warning) = crate::config::check_admin_token(&config)? {
+            tracing::warn!("{warning}");
+        }
         let storage = connect(&config).await?;
         warn_if_redis_forgets(&storage).await;
-        if config.admin_token == "stockflow-dev-admin" {
-            tracing::warn!(
-                "ADMIN_TOKEN is the development default; set your own outside local trials"
-            );
-        }
         if config.shop_auth == ShopAuth::Off {
             tracing::warn!(
                 "SHOP_AUTH=off: the shop's routes take orders without a channel key; for local \
                  experiments only"
             );
         }
+        let bootstrap_operator = storage
+            .access()
+            .ensure_bootstrap()
+            .await
+            .context("making sure the operator bootstrap exists")?;
         let stats = Arc::new(ConsumerStats::default());
         let instance = format!("i-{}", uuid::Uuid::new_v4().simple());
         let jobs = Arc::new(JobRunner::new(
@@ -156,6 +160,7 @@ impl Application {
         let state = Arc::new(ApiState {
             storage: storage.clone(),
             admin_token: config.admin_token.clone(),
+            bootstrap_operator,
             metrics: Metrics::new(),
             consumer: stats,
             jobs: jobs.clone(),

@@ -80,7 +80,11 @@ impl Kind {
             | "listDeadLetters"
             | "replayDeadLetter"
             | "retryRejectedOrder"
-            | "runReconciliation" => None,
+            | "runReconciliation"
+            | "createOperator"
+            | "listOperators"
+            | "revokeOperator"
+            | "listAudit" => None,
             _ => return None,
         })
     }
@@ -155,9 +159,18 @@ impl Shedder {
     }
 }
 
-/// A route of the spec: its path template, the template's segments, and per method the class its
-/// operation is shed in.
-type Route = (String, Vec<String>, BTreeMap<String, Option<Kind>>);
+/// A route of the spec: its path template, the template's segments, and per method its
+/// operation's id and the class it is shed in.
+type Route = (
+    String,
+    Vec<String>,
+    BTreeMap<String, (Operation, Option<Kind>)>,
+);
+
+/// The operation a request names (its `operationId`): what the operators' auth looks up the role
+/// a route needs by ([`crate::auth::role_needed_by`]). Empty for a route outside the spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation(pub Arc<str>);
 
 /// Paths and their methods, from the spec: the `Allow` header of a 405, and the class each
 /// operation is shed in ([`Kind::of_operation`]).
@@ -168,7 +181,7 @@ impl Methods {
     pub fn from_spec(spec: &str) -> Self {
         let doc: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
         let mut routes: Vec<Route> = Vec::new();
-        let mut add = |path: &str, methods: BTreeMap<String, Option<Kind>>| {
+        let mut add = |path: &str, methods: BTreeMap<String, (Operation, Option<Kind>)>| {
             routes.push((
                 path.to_owned(),
                 path.split('/').map(str::to_owned).collect(),
@@ -183,7 +196,10 @@ impl Methods {
                         o.iter()
                             .map(|(m, op)| {
                                 let id = op["operationId"].as_str().unwrap_or_default();
-                                (m.to_uppercase(), Kind::of_operation(id).flatten())
+                                (
+                                    m.to_uppercase(),
+                                    (Operation(id.into()), Kind::of_operation(id).flatten()),
+                                )
                             })
                             .collect()
                     })
@@ -192,7 +208,10 @@ impl Methods {
             }
         }
         for path in ["/metrics", "/api/openapi.json", "/api/openapi.yaml"] {
-            add(path, BTreeMap::from([("GET".to_owned(), None)]));
+            add(
+                path,
+                BTreeMap::from([("GET".to_owned(), (Operation("".into()), None))]),
+            );
         }
         Self(routes)
     }
@@ -216,7 +235,13 @@ impl Methods {
 
     /// The class a request is shed in: its operation's, or none for a route outside the spec.
     fn kind(&self, method: &Method, path: &str) -> Option<Kind> {
-        *self.route(path)?.2.get(method.as_str())?
+        self.route(path)?.2.get(method.as_str())?.1
+    }
+
+    /// The operation a request names, if it names one of the spec's.
+    pub fn operation(&self, method: &Method, path: &str) -> Option<Operation> {
+        let (op, _) = self.route(path)?.2.get(method.as_str())?;
+        (!op.0.is_empty()).then(|| op.clone())
     }
 
     /// The methods `path` answers, as an `Allow` value (`HEAD` with every `GET`).
@@ -350,5 +375,23 @@ mod tests {
             "an empty id names nothing"
         );
         assert_eq!(m.template("/api/nothing"), None);
+    }
+
+    #[test]
+    fn a_request_names_its_operation() {
+        let spec = r#"{"paths": {
+            "/api/admin/operators/{operatorId}": {"delete": {"operationId": "revokeOperator"}}
+        }}"#;
+        let m = Methods::from_spec(spec);
+        assert_eq!(
+            m.operation(&Method::DELETE, "/api/admin/operators/7"),
+            Some(Operation("revokeOperator".into()))
+        );
+        assert_eq!(m.operation(&Method::GET, "/api/admin/operators/7"), None);
+        assert_eq!(
+            m.operation(&Method::GET, "/metrics"),
+            None,
+            "outside the spec"
+        );
     }
 }

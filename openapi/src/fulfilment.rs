@@ -6,7 +6,7 @@
 //! Every step answers the order as it is after it; the same step sent again takes effect once
 //! and answers the current state. A store's answers never show a pickup code.
 
-use crate::auth::{AdminAuth, StoreKey};
+use crate::auth::{OperatorAuth, StoreKey};
 use crate::problem::{ApiResult, Problem};
 use crate::state::ApiState;
 use crate::types::OrderBody;
@@ -243,7 +243,7 @@ impl FulfilmentApi {
     )]
     async fn ship(
         &self,
-        _auth: AdminAuth,
+        _auth: OperatorAuth,
         #[oai(name = "orderId")] order_id: Path<String>,
     ) -> ApiResult<Json<OrderBody>> {
         Ok(Json(self.step(None, order_id.0, Step::Ship).await?.into()))
@@ -263,7 +263,7 @@ impl FulfilmentApi {
     )]
     async fn collect_admin(
         &self,
-        _auth: AdminAuth,
+        _auth: OperatorAuth,
         #[oai(name = "orderId")] order_id: Path<String>,
     ) -> ApiResult<Json<OrderBody>> {
         let step = Step::Collect { code: None };

@@ -11,7 +11,7 @@
 //! - [`holds`]: checkout holds (placed, extended, released, turned into an order);
 //! - [`stores`]: the store POS API (per-store keys);
 //! - [`fulfilment`]: the order's way out: store steps, the store's work list, shipping;
-//! - [`admin`]: operators' routes (admin token);
+//! - [`admin`]: operators' routes (operator tokens with roles, [`auth`]);
 //! - [`health`]: liveness and readiness.
 //!
 //! Errors are RFC 9457 problems ([`problem`]): every operation returns `Result<T, Problem>`.
@@ -52,6 +52,7 @@ pub type Apis = (
     admin::AdminApi,
     admin::RepairApi,
     admin::ChannelsApi,
+    admin::AccessApi,
     health::HealthApi,
 );
 
@@ -83,6 +84,9 @@ pub fn api_service(state: &Arc<ApiState>) -> OpenApiService<Apis, ()> {
             state: state.clone(),
         },
         admin::ChannelsApi {
+            state: state.clone(),
+        },
+        admin::AccessApi {
             state: state.clone(),
         },
         health::HealthApi {
@@ -201,6 +205,12 @@ const LINKS: &[Link] = &[
             ("keyId", "$response.body#/keyId"),
         ],
     ),
+    link(
+        "createOperator",
+        "201",
+        "revokeOperator",
+        &[("operatorId", "$response.body#/operatorId")],
+    ),
 ];
 
 /// Writes [`LINKS`] into the answers they start from. poem-openapi has no way to declare links,
@@ -260,6 +270,36 @@ fn add_links(doc: &mut serde_json::Value) {
     }
 }
 
+/// Writes the role each operators' route needs ([`auth::role_needed_by`]) into its operation:
+/// `x-required-role`, and a line of its description. An operators' route without a role is a
+/// bug, caught when the spec is built (at start-up and by the tests).
+fn add_required_roles(doc: &mut serde_json::Value) {
+    for ops in doc["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|p| p.values_mut())
+    {
+        for op in ops.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
+            let operator_route = op["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s.get("OperatorAuth").is_some()));
+            if !operator_route {
+                continue;
+            }
+            let id = op["operationId"].as_str().unwrap_or_default().to_owned();
+            let role = auth::role_needed_by(&id)
+                .unwrap_or_else(|| panic!("operators' route {id} has no role in role_needed_by"));
+            op["x-required-role"] = role.as_str().into();
+            let description = op["description"].as_str().unwrap_or_default();
+            op["description"] = format!(
+                "{description}\n\nNeeds an operator with the role `{role}` or above (admin > stock > viewer)."
+            )
+            .trim_start()
+            .into();
+        }
+    }
+}
+
 /// Declares `X-Request-Id` ([`request_id`]) on every answer of every operation: the middleware
 /// sets it on all of them, which poem-openapi's per-operation declarations cannot say once.
 fn add_request_id_header(doc: &mut serde_json::Value) {
@@ -297,6 +337,7 @@ pub fn spec_document(service: &OpenApiService<Apis, ()>) -> serde_json::Value {
         tags.sort_by_key(tag_rank);
     }
     add_links(&mut doc);
+    add_required_roles(&mut doc);
     add_request_id_header(&mut doc);
     // Schemas reachable from a request body.
     let mut pending: Vec<String> = Vec::new();

@@ -49,6 +49,9 @@ pub struct Problem {
     /// same-day window again (RFC 3339 with that store's offset).
     #[oai(skip_serializing_if_is_none)]
     pub next_same_day_at: Option<Box<String>>,
+    /// For a 403 on an operators' route: the role the route needs.
+    #[oai(skip_serializing_if_is_none)]
+    pub required_role: Option<crate::auth::RoleBody>,
 }
 
 /// A store that could fill the order instead.
@@ -88,6 +91,7 @@ impl Problem {
             order_id: None,
             alternatives: None,
             next_same_day_at: None,
+            required_role: None,
         }
     }
 
@@ -359,8 +363,8 @@ pub fn into_response(p: &Problem) -> poem::Response {
 /// (the error side of its `Result`), so a client generated from the spec knows every answer.
 const STATUSES: &[(u16, &str)] = &[
     (400, "The request does not match the schema: malformed JSON, a wrong type, a value outside its declared range or pattern, an unknown field or enum value, or a bad parameter or header."),
-    (401, "Missing or invalid credentials (the admin token, or a store key that is unknown or revoked)."),
-    (403, "These credentials may not do this (another store's key), or a pickup code is wrong (`/problems/wrong-pickup-code`; after 5 wrong codes only an operator can collect the order)."),
+    (401, "Missing or invalid credentials (an operator token or a store key that is unknown or revoked)."),
+    (403, "These credentials may not do this (another store's key; an operator whose role does not cover the route: `requiredRole` names the role it needs), or a pickup code is wrong (`/problems/wrong-pickup-code`; after 5 wrong codes only an operator can collect the order)."),
     (404, "No such resource (`/problems/not-found`, `/problems/unknown-product`, `/problems/unknown-order`, `/problems/unknown-hold`)."),
     (409, "Conflicts with the current state: not enough stock (`/problems/out-of-stock`, naming the product and, for a pickup, nearby stores that have it), same-day closed at every store in range that has the goods (`/problems/same-day-closed`, with `nextSameDayAt` and the stores as pickup `alternatives` with `readyBy`), a hold that expired (`/problems/hold-expired`) or was released (`/problems/hold-released`), an `Idempotency-Key` still in flight, a duplicate, a job already running, a stock change that would make the stock negative, or an order or hold whose state does not allow this."),
     (410, "Accepted on the Redis path, then lost with Redis's data before it reached MySQL (`/problems/order-lost`): no stock was taken for it."),

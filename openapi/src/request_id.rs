@@ -5,8 +5,12 @@
 //! every problem's `instance` (`urn:request:<id>`), and into a `tracing` span (`request`, field
 //! `request_id`) around the whole request, so every log line of the request carries it. Handlers
 //! read it as request data ([`RequestId`]) or with [`current`]. When the access log is on, each
-//! request ends with one `info` line (target `access`): method, route template, status, duration
-//! and request id.
+//! request ends with one `info` line (target `access`): method, route template, status, duration,
+//! request id and actor.
+//!
+//! The actor is whoever the request's credentials named (`operator:4`, `store-key:9`,
+//! `channel:2`; `-` for none): each request carries an empty [`ActorSlot`] as request data, and
+//! whichever auth accepts the request fills it with [`set_actor`] (or [`ActorSlot::set`]).
 //!
 //! This layer decides nothing about the request itself; it only names it and reports it.
 
@@ -75,6 +79,30 @@ pub fn is_acceptable(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b':' | b'-'))
 }
 
+/// Where an auth reports the actor of the current request, for the access log. Set once: a
+/// second report is ignored (the first credentials checked named the request).
+#[derive(Debug, Clone, Default)]
+pub struct ActorSlot(Arc<std::sync::OnceLock<String>>);
+
+impl ActorSlot {
+    pub fn set(&self, actor: &sf_persistence::access::Actor) {
+        let _ = self.0.set(actor.to_string());
+    }
+
+    /// The actor reported, if any.
+    pub fn get(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
+}
+
+/// Reports the actor of request `req` for its access log line; any auth calls this once it has
+/// accepted the request's credentials.
+pub fn set_actor(req: &Request, actor: &sf_persistence::access::Actor) {
+    if let Some(slot) = req.data::<ActorSlot>() {
+        slot.set(actor);
+    }
+}
+
 tokio::task_local! {
     static CURRENT: RequestId;
 }
@@ -105,6 +133,10 @@ impl<E: Endpoint> Endpoint for RequestIds<E> {
         let started = Instant::now();
         let id = RequestId::from_header(req.headers().get(HEADER));
         req.set_data(id.clone());
+        let actor = ActorSlot::default();
+        req.set_data(actor.clone());
+        // The route table, for whoever needs a request's operation (the operators' auth).
+        req.set_data(self.methods.clone());
         let method = req.method().clone();
         // Under a filter that drops the line (`RUST_LOG=warn`), nothing is prepared for it.
         let logged = self.access_log && tracing::enabled!(target: "access", tracing::Level::INFO);
@@ -125,6 +157,7 @@ impl<E: Endpoint> Endpoint for RequestIds<E> {
             let status = resp.status().as_u16();
             // In ms, to the µs.
             let duration_ms = started.elapsed().as_micros() as f64 / 1000.0;
+            let actor = actor.get().unwrap_or("-");
             tracing::info!(
                 target: "access",
                 method = %method,
@@ -132,7 +165,8 @@ impl<E: Endpoint> Endpoint for RequestIds<E> {
                 status,
                 duration_ms,
                 request_id = %id,
-                "{method} {route} {status} {duration_ms:.1} ms {id}"
+                actor = %actor,
+                "{method} {route} {status} {duration_ms:.1} ms {id} {actor}"
             );
         }
         Ok(resp)
@@ -171,6 +205,20 @@ mod tests {
         ] {
             assert!(!is_acceptable(replaced), "{replaced}");
         }
+    }
+
+    #[test]
+    fn the_first_actor_reported_names_the_request() {
+        use sf_persistence::access::Actor;
+        let mut req = Request::builder().finish();
+        let slot = ActorSlot::default();
+        req.set_data(slot.clone());
+        assert_eq!(slot.get(), None);
+        set_actor(&req, &Actor::StoreKey(9));
+        set_actor(&req, &Actor::Operator(1));
+        assert_eq!(slot.get(), Some("store-key:9"));
+        // A request without a slot (outside the layer) is left alone.
+        set_actor(&Request::builder().finish(), &Actor::Operator(1));
     }
 
     #[test]

@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 pub struct ApiState {
     pub storage: Arc<Storage>,
-    /// Bearer token of the operators' routes.
-    pub admin_token: String,
+    /// `ADMIN_TOKEN`: the token of the operator `bootstrap`.
+    pub admin_token: sf_persistence::access::Secret<String>,
+    /// The id of the operator `bootstrap` (made sure of at start).
+    pub bootstrap_operator: u64,
     pub metrics: Metrics,
     pub consumer: Arc<ConsumerStats>,
     /// Runs the scheduled jobs on demand (the operators' "run now").
@@ -40,6 +42,42 @@ impl PageAnswers {
 }
 
 impl ApiState {
+    /// Records what an operator did in the audit trail, with the request's id. The action is
+    /// done by then: the entry is written in a task of its own, so a client that goes away does
+    /// not cut it off, and a failure to write it is logged as an error while the answer stands.
+    pub async fn audit(
+        &self,
+        caller: &crate::auth::Caller,
+        action: &'static str,
+        subject: &str,
+        detail: Option<String>,
+    ) {
+        let storage = self.storage.clone();
+        let actor = caller.actor();
+        let subject = subject.to_owned();
+        let request_id = caller.request_id.as_ref().map(|r| r.as_str().to_owned());
+        // In the request's span, so that a failure's log line names the request.
+        let span = tracing::Span::current();
+        let written = tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let record = sf_persistence::access::AuditRecord {
+                    actor,
+                    action,
+                    subject: &subject,
+                    detail: detail.as_deref(),
+                    request_id: request_id.as_deref(),
+                };
+                if let Err(e) = storage.access().record(record).await {
+                    tracing::error!(error = %e, action, subject, "could not record an audit entry");
+                }
+            },
+            span,
+        ));
+        if let Err(e) = written.await {
+            tracing::error!(error = %e, action, "the audit entry's task failed");
+        }
+    }
+
     /// Places an order on the DB-lock path (an online order or a POS sale), as a write of its
     /// own ([`ApiState::write`]).
     pub async fn place_db_lock(

@@ -142,6 +142,11 @@ impl Storage {
         catalog::Catalog(self)
     }
 
+    /// Operators, their roles and tokens, and the audit trail of what they did.
+    pub fn access(&self) -> access::Access<'_> {
+        access::Access(self)
+    }
+
     /// Redis repaired from MySQL, and what the checks found.
     pub fn recovery(&self) -> recovery::Recovery<'_> {
         recovery::Recovery(self)

@@ -2104,8 +2104,8 @@ async fn random_faults_under_mixed_load_keep_every_invariant() {
     let mysql_proxy = Proxy::start(&host_port(&server_url())).await;
     let redis_url = via(&redis.url(), redis_proxy.port);
     let mut t = TestApp::spawn_with(|c| {
-        c.storage.redis_url = redis_url;
-        c.storage.database_url = via(&c.storage.database_url, mysql_proxy.port);
+        c.storage.redis_url = redis_url.into();
+        c.storage.database_url = via(c.storage.database_url.expose(), mysql_proxy.port).into();
         c.reconcile_schedule = "*/10 * * * * *".into();
         c.reclaim_schedule = "*/5 * * * * *".into();
         c.health_check_ms = 250;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 /// The test's settings for `cluster`: the cluster client, a small pool (each pooled connection
 /// holds a socket per node), quick reclaims and data checks.
 fn on_cluster(c: &mut stock_flow::Config, cluster: &PrivateCluster, replica_acks: u32) {
-    c.storage.redis_cluster_nodes = cluster.seeds().split(',').map(str::to_owned).collect();
+    c.storage.redis_cluster_nodes = cluster.seeds().split(',').map(Into::into).collect();
     c.storage.redis_pool_size = 4;
     c.storage.redis_min_replica_acks = replica_acks;
     c.storage.redis_wait_timeout_ms = 500;

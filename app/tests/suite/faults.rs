@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 async fn behind_mysql_proxy(tweak: impl FnOnce(&mut stock_flow::Config)) -> (Proxy, TestApp) {
     let proxy = Proxy::start(&host_port(&server_url())).await;
     let t = TestApp::spawn_with(|c| {
-        c.storage.database_url = via(&c.storage.database_url, proxy.port);
+        c.storage.database_url = via(c.storage.database_url.expose(), proxy.port).into();
         tweak(c);
     })
     .await;
@@ -511,7 +511,7 @@ async fn race_through_flushes(units: i64, flush_at: &[usize]) -> Vec<Value> {
     let redis = PrivateRedis::start();
     let url = redis.url();
     let t = TestApp::spawn_with(|c| {
-        c.storage.redis_url = url.clone();
+        c.storage.redis_url = url.clone().into();
         c.health_check_ms = 100;
     })
     .await;

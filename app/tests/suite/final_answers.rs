@@ -99,8 +99,8 @@ async fn a_write_whose_commit_on_mysql_alone_fails_leaves_no_phantom_units() {
     let redis_proxy = proxy::Proxy::start(&host_port(&redis_url())).await;
     let mysql_proxy = proxy::Proxy::start(&host_port(&server_url())).await;
     let t = TestApp::spawn_with(|c| {
-        c.storage.redis_url = via(&c.storage.redis_url, redis_proxy.port);
-        c.storage.database_url = via(&c.storage.database_url, mysql_proxy.port);
+        c.storage.redis_url = via(c.storage.redis_url.expose(), redis_proxy.port).into();
+        c.storage.database_url = via(c.storage.database_url.expose(), mysql_proxy.port).into();
         c.consumer_enabled = false;
         c.jobs_enabled = false;
     })
@@ -184,7 +184,7 @@ async fn a_replay_is_not_declared_lost_while_its_batch_may_still_commit() {
     let _replica = PrivateRedis::replica_of(&master);
     let t = TestApp::spawn_with(|c| {
         a_replica_asked_and_none_there(c);
-        c.storage.redis_url = master.url();
+        c.storage.redis_url = master.url().into();
     })
     .await;
     let (wh, p) = t.warehouse_with_product(1_000, 10).await;
@@ -298,7 +298,7 @@ async fn the_resync_of_stale_keys_ends_while_others_keep_marking() {
 async fn a_rejection_is_shown_only_once_it_is_committed() {
     let mysql_proxy = proxy::Proxy::start(&host_port(&server_url())).await;
     let mut t = TestApp::spawn_with(|c| {
-        c.storage.database_url = via(&c.storage.database_url, mysql_proxy.port);
+        c.storage.database_url = via(c.storage.database_url.expose(), mysql_proxy.port).into();
         c.consumer_enabled = false;
         c.jobs_enabled = false;
     })
@@ -596,7 +596,7 @@ async fn a_batch_with_many_short_orders_reads_its_stream_once() {
     let redis = PrivateRedis::start();
     let url = redis.url();
     let mut t = TestApp::spawn_with(|c| {
-        c.storage.redis_url = url.clone();
+        c.storage.redis_url = url.clone().into();
         c.consumer_enabled = false;
         c.jobs_enabled = false;
     })
@@ -787,7 +787,7 @@ async fn a_key_resync_does_not_scan_the_backlog_inside_redis() {
     const BACKLOG: i64 = 40_000;
     let redis = PrivateRedis::start();
     let t = TestApp::spawn_with(|c| {
-        c.storage.redis_url = redis.url();
+        c.storage.redis_url = redis.url().into();
         c.consumer_enabled = false;
         c.jobs_enabled = false;
     })

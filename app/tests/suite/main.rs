@@ -18,6 +18,7 @@ mod holds;
 mod locations;
 mod metrics;
 mod openapi;
+mod operators;
 mod outage;
 mod products;
 mod reconcile;

@@ -32,6 +32,20 @@ async fn openapi_spec_matches_the_snapshot() {
                 sf_openapi::edge::Kind::of_operation(id).is_some(),
                 "{method} {path} ({id}) has no class in edge::Kind::of_operation"
             );
+            // Every operators' route names the role it needs (auth::role_needed_by).
+            let operators = op["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s.get("OperatorAuth").is_some()));
+            assert_eq!(
+                operators,
+                op["x-required-role"].is_string(),
+                "{method} {path} ({id}): OperatorAuth and x-required-role go together"
+            );
+            assert_eq!(
+                operators,
+                path.starts_with("/api/admin/"),
+                "{method} {path}: the operators' routes are those under /api/admin"
+            );
         }
     }
     let yaml = t.get("/api/openapi.yaml").await;

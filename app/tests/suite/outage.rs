@@ -341,7 +341,7 @@ async fn mysql_first_writes_sell_through_a_redis_outage_and_nothing_is_sold_twic
 async fn redis_back_without_its_data_recovers_in_seconds() {
     let mut redis = PrivateRedis::start();
     let t = TestApp::spawn_with(|c| {
-        c.storage.redis_url = redis.url();
+        c.storage.redis_url = redis.url().into();
         c.jobs_enabled = false;
     })
     .await;
@@ -397,7 +397,7 @@ async fn redis_back_without_its_data_recovers_in_seconds() {
 async fn slow_redis_and_slow_mysql_end_within_their_deadlines() {
     let mysql = Proxy::start(&host_port(&server_url())).await;
     let (redis, t) = behind_redis_proxy(|c| {
-        c.storage.database_url = via(&c.storage.database_url, mysql.port);
+        c.storage.database_url = via(c.storage.database_url.expose(), mysql.port).into();
         c.storage.redis_command_timeout_ms = 300;
         c.storage.db_command_timeout_ms = 1000;
         c.storage.db_connect_timeout_ms = 500;
@@ -481,7 +481,7 @@ async fn db_lock_orders_on_an_instance_whose_circuit_is_open_still_reach_redis_f
     let proxy = Proxy::start(&host_port(&redis_url())).await;
     let second = t
         .spawn_instance(|c| {
-            c.storage.redis_url = via(&c.storage.redis_url, proxy.port);
+            c.storage.redis_url = via(c.storage.redis_url.expose(), proxy.port).into();
             c.storage.outage_probe_ms = 60_000;
             c.health_check_ms = 600_000;
         })

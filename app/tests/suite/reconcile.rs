@@ -97,7 +97,7 @@ async fn flushall_is_noticed_and_reloaded() {
     let redis = PrivateRedis::start();
     let url = redis.url();
     let t = TestApp::spawn_with(|c| {
-        c.storage.redis_url = url;
+        c.storage.redis_url = url.into();
         c.health_check_ms = 100;
     })
     .await;
@@ -348,7 +348,7 @@ async fn scheduled_runs_on_two_instances_never_overlap() {
     };
     let mysql = Proxy::start(&host_port(&server_url())).await;
     let t = TestApp::spawn_with(|c| {
-        c.storage.database_url = via(&c.storage.database_url, mysql.port);
+        c.storage.database_url = via(c.storage.database_url.expose(), mysql.port).into();
         // Slow is fine here: every run must end, and be recorded.
         c.storage.db_connect_timeout_ms = 10_000;
         c.storage.db_command_timeout_ms = 10_000;

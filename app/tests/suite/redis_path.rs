@@ -472,7 +472,7 @@ async fn app_process_killed_mid_run_loses_nothing() {
 async fn redis_killed_mid_run_loses_nothing() {
     let mut redis = PrivateRedis::start();
     let url = redis.url();
-    let t = TestApp::spawn_with(|c| c.storage.redis_url = url).await;
+    let t = TestApp::spawn_with(|c| c.storage.redis_url = url.into()).await;
     let (wh, p) = t.warehouse_with_product(9_900, 1_500).await;
     let run = burst(&t, p, 3_000, true);
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -1,7 +1,7 @@
 //! Operators' routes for sales channels and their keys: the credentials the shop's writes need.
 
 use super::{AdminTag, KeyRevoked};
-use crate::auth::AdminAuth;
+use crate::auth::OperatorAuth;
 use crate::problem::{ApiResult, Problem};
 use crate::state::ApiState;
 use crate::types::Text;
@@ -138,16 +138,24 @@ impl ChannelsApi {
     #[oai(path = "/channels", method = "post", operation_id = "createChannel")]
     async fn create(
         &self,
-        _auth: AdminAuth,
+        auth: OperatorAuth,
         body: Json<CreateChannelRequest>,
     ) -> ApiResult<ChannelCreated> {
         let c = self.state.storage.channels().create(&body.name.0).await?;
+        self.state
+            .audit(
+                &auth.0,
+                "channel.created",
+                &format!("channel:{}", c.id),
+                Some(c.name.clone()),
+            )
+            .await;
         Ok(ChannelCreated::Created(Json(c.into())))
     }
 
     /// List sales channels
     #[oai(path = "/channels", method = "get", operation_id = "listChannels")]
-    async fn list(&self, _auth: AdminAuth) -> ApiResult<Json<ChannelList>> {
+    async fn list(&self, _auth: OperatorAuth) -> ApiResult<Json<ChannelList>> {
         let channels = self.state.storage.channels().list().await?;
         Ok(Json(ChannelList {
             channels: channels.into_iter().map(Into::into).collect(),
@@ -165,7 +173,7 @@ impl ChannelsApi {
     )]
     async fn issue_key(
         &self,
-        _auth: AdminAuth,
+        auth: OperatorAuth,
         #[oai(name = "channelId", validator(minimum(value = "1")))] channel_id: Path<i64>,
         body: Json<IssueChannelKeyRequest>,
     ) -> ApiResult<ChannelKeyIssued> {
@@ -177,6 +185,14 @@ impl ChannelsApi {
             .channels()
             .issue_key(channel, label)
             .await?;
+        self.state
+            .audit(
+                &auth.0,
+                "channel-key.issued",
+                &format!("channel-key:{}", k.key_id),
+                Some(format!("channel {channel}, label {label:?}")),
+            )
+            .await;
         Ok(ChannelKeyIssued::Created(Json(ChannelKeyBody {
             key_id: k.key_id,
             channel_id: k.channel_id,
@@ -195,7 +211,7 @@ impl ChannelsApi {
     )]
     async fn revoke_key(
         &self,
-        _auth: AdminAuth,
+        auth: OperatorAuth,
         #[oai(name = "channelId", validator(minimum(value = "1")))] channel_id: Path<i64>,
         #[oai(name = "keyId", validator(minimum(value = "1")))] key_id: Path<i64>,
     ) -> ApiResult<KeyRevoked> {
@@ -208,6 +224,14 @@ impl ChannelsApi {
             .channels()
             .revoke_key(channel, key)
             .await?;
+        self.state
+            .audit(
+                &auth.0,
+                "channel-key.revoked",
+                &format!("channel-key:{key}"),
+                Some(format!("channel {channel}")),
+            )
+            .await;
         Ok(KeyRevoked::Revoked)
     }
 }

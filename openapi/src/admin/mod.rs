@@ -1,19 +1,23 @@
-//! Operators' routes under `/api/admin`, behind the admin bearer token.
+//! Operators' routes under `/api/admin`, behind the operators' bearer tokens; the role each
+//! needs is named in [`crate::auth::role_needed_by`].
 
+mod access;
 mod bodies;
 mod channels;
 mod repair;
 
+pub use access::AccessApi;
 pub use bodies::*;
 pub use channels::ChannelsApi;
 pub use repair::RepairApi;
 
-use crate::auth::AdminAuth;
+use crate::auth::OperatorAuth;
 use crate::problem::{ApiResult, Problem};
 use crate::state::ApiState;
 use crate::types::{LocationBody, LocationList, LocationTypeBody};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
+use poem_openapi::types::ToJSON;
 use poem_openapi::{OpenApi, Tags};
 use sf_persistence::catalog::{LocationChange, ProductChange};
 use sf_persistence::db_lock::StockTarget;
@@ -21,9 +25,21 @@ use sf_persistence::infra::jobs::{recent_runs, JobKind, RunOutcome};
 use sf_routing::{Coordinates, LocationKind};
 use std::sync::Arc;
 
+/// A request body as the audit trail records it: the fields sent (`null` is taken as absent).
+fn sent_fields<T: ToJSON>(body: &T) -> String {
+    match body.to_json() {
+        Some(serde_json::Value::Object(mut fields)) => {
+            fields.retain(|_, v| !v.is_null());
+            serde_json::Value::Object(fields).to_string()
+        }
+        other => other.unwrap_or_default().to_string(),
+    }
+}
+
 #[derive(Tags)]
 pub enum AdminTag {
-    /// Operators: stock changes, POS keys, locations and products, reconciliation.
+    /// Operators: stock changes, POS keys, locations and products, reconciliation, operators and
+    /// the audit trail.
     Admin,
 }
 
@@ -71,7 +87,7 @@ impl AdminApi {
     )]
     async fn set_stock(
         &self,
-        _auth: AdminAuth,
+        _auth: OperatorAuth,
         #[oai(name = "locationId", validator(minimum(value = "1")))] location_id: Path<i64>,
         #[oai(name = "productId", validator(minimum(value = "1")))] product_id: Path<i64>,
         body: Json<SetStockRequest>,
@@ -99,7 +115,7 @@ impl AdminApi {
     )]
     async fn adjust_stock(
         &self,
-        _auth: AdminAuth,
+        _auth: OperatorAuth,
         #[oai(name = "locationId", validator(minimum(value = "1")))] location_id: Path<i64>,
         #[oai(name = "productId", validator(minimum(value = "1")))] product_id: Path<i64>,
         body: Json<AdjustStockRequest>,
@@ -125,7 +141,7 @@ impl AdminApi {
     )]
     async fn stock_states(
         &self,
-        _auth: AdminAuth,
+        _auth: OperatorAuth,
         #[oai(name = "locationId", validator(minimum(value = "1")))] location_id: Path<i64>,
         #[oai(name = "productId", validator(minimum(value = "1")))] product_id: Path<i64>,
     ) -> ApiResult<Json<StockStatesBody>> {
@@ -155,7 +171,7 @@ impl AdminApi {
     )]
     async fn movements(
         &self,
-        _auth: AdminAuth,
+        _auth: OperatorAuth,
         #[oai(name = "locationId", validator(minimum(value = "1")))] location_id: Path<i64>,
         #[oai(name = "productId", validator(minimum(value = "1")))] product_id: Path<i64>,
         /// The `next` of the previous page: only rows older than it.
@@ -195,7 +211,7 @@ impl AdminApi {
     )]
     async fn set_safety_stock(
         &self,
-        _auth: AdminAuth,
+        auth: OperatorAuth,
         #[oai(name = "locationId", validator(minimum(value = "1")))] location_id: Path<i64>,
         #[oai(name = "productId", validator(minimum(value = "1")))] product_id: Path<i64>,
         body: Json<SafetyStockRequest>,
@@ -209,6 +225,15 @@ impl AdminApi {
                 move |s| async move { s.db_lock().set_safety_stock(loc, product, quantity).await },
             )
             .await?;
+        self.state
+            .audit(
+                &auth.0,
+                "safety-stock.set",
+                &format!("location:{loc}/product:{product}"),
+                // `null` means something here (the location's default): the body as it is.
+                Some(body.0.to_json_string()),
+            )
+            .await;
         Ok(Json(states.into()))
     }
 
@@ -223,7 +248,7 @@ impl AdminApi {
     )]
     async fn issue_key(
         &self,
-        _auth: AdminAuth,
+        auth: OperatorAuth,
         #[oai(name = "storeId", validator(minimum(value = "1")))] store_id: Path<i64>,
         body: Json<IssueKeyRequest>,
     ) -> ApiResult<KeyIssued> {
@@ -235,6 +260,14 @@ impl AdminApi {
             .catalog()
             .issue_store_key(store, label)
             .await?;
+        self.state
+            .audit(
+                &auth.0,
+                "store-key.issued",
+                &format!("store-key:{}", k.key_id),
+                Some(format!("store {store}, label {label:?}")),
+            )
+            .await;
         Ok(KeyIssued::Created(Json(IssuedKeyBody {
             key_id: k.key_id,
             store_id: k.store_id,
@@ -250,7 +283,7 @@ impl AdminApi {
     #[oai(path = "/locations", method = "post", operation_id = "createLocation")]
     async fn create_location(
         &self,
-        _auth: AdminAuth,
+        auth: OperatorAuth,
         body: Json<NewLocation>,
     ) -> ApiResult<LocationCreated> {
         let at = Coordinates::new(body.latitude, body.longitude)?;
@@ -264,6 +297,14 @@ impl AdminApi {
             .catalog()
             .create_location(kind, body.name.0.trim(), at, body.calendar().as_ref())
             .await?;
+        self.state
+            .audit(
+                &auth.0,
+                "location.created",
+                &format!("location:{}", l.location_id),
+                Some(sent_fields(&body.0)),
+            )
+            .await;
         let now = jiff::Timestamp::now();
         Ok(LocationCreated::Created(Json(LocationBody::new(&l, now))))
     }
@@ -280,7 +321,7 @@ impl AdminApi {
     )]
     async fn update_location(
         &self,
-        _auth: AdminAuth,
+        auth: OperatorAuth,
         #[oai(name = "locationId", validator(minimum(value = "1")))] location_id: Path<i64>,
         body: Json<LocationPatch>,
     ) -> ApiResult<Json<LocationBody>> {
@@ -317,6 +358,14 @@ impl AdminApi {
             .catalog()
             .update_location(id, change)
             .await?;
+        self.state
+            .audit(
+                &auth.0,
+                "location.changed",
+                &format!("location:{id}"),
+                Some(sent_fields(&body.0)),
+            )
+            .await;
         Ok(Json(LocationBody::new(&l, jiff::Timestamp::now())))
     }
 
@@ -331,7 +380,7 @@ impl AdminApi {
     )]
     async fn list_locations(
         &self,
-        _auth: AdminAuth,
+        _auth: OperatorAuth,
         active: Query<Option<bool>>,
     ) -> ApiResult<Json<LocationList>> {
         let locations = self.state.storage.catalog().locations();
@@ -356,7 +405,7 @@ impl AdminApi {
     )]
     async fn get_location(
         &self,
-        _auth: AdminAuth,
+        _auth: OperatorAuth,
         #[oai(name = "locationId", validator(minimum(value = "1")))] location_id: Path<i64>,
     ) -> ApiResult<Json<LocationBody>> {
         let id = location_in_path(location_id.0)?;
@@ -373,7 +422,7 @@ impl AdminApi {
     #[oai(path = "/products", method = "post", operation_id = "createProduct")]
     async fn create_product(
         &self,
-        _auth: AdminAuth,
+        auth: OperatorAuth,
         body: Json<NewProduct>,
     ) -> ApiResult<ProductCreated> {
         let p = self
@@ -382,6 +431,14 @@ impl AdminApi {
             .catalog()
             .create_product(body.sku.0.trim(), body.name.0.trim(), body.price)
             .await?;
+        self.state
+            .audit(
+                &auth.0,
+                "product.created",
+                &format!("product:{}", p.product_id),
+                Some(sent_fields(&body.0)),
+            )
+            .await;
         Ok(ProductCreated::Created(Json(p.into())))
     }
 
@@ -396,7 +453,7 @@ impl AdminApi {
     )]
     async fn update_product(
         &self,
-        _auth: AdminAuth,
+        auth: OperatorAuth,
         #[oai(name = "productId", validator(minimum(value = "1")))] product_id: Path<i64>,
         body: Json<ProductPatch>,
     ) -> ApiResult<Json<AdminProductBody>> {
@@ -406,14 +463,21 @@ impl AdminApi {
             price: body.price,
             active: body.active,
         };
-        Ok(Json(
-            self.state
-                .storage
-                .catalog()
-                .update_product(id, change)
-                .await?
-                .into(),
-        ))
+        let p = self
+            .state
+            .storage
+            .catalog()
+            .update_product(id, change)
+            .await?;
+        self.state
+            .audit(
+                &auth.0,
+                "product.changed",
+                &format!("product:{id}"),
+                Some(sent_fields(&body.0)),
+            )
+            .await;
+        Ok(Json(p.into()))
     }
 
     /// List products (operators)
@@ -424,7 +488,7 @@ impl AdminApi {
     #[oai(path = "/products", method = "get", operation_id = "listProductsAdmin")]
     async fn list_products(
         &self,
-        _auth: AdminAuth,
+        _auth: OperatorAuth,
         active: Query<Option<bool>>,
         #[oai(validator(minimum(value = "0")))] after: Query<Option<i64>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<i64>>,
@@ -454,7 +518,7 @@ impl AdminApi {
     )]
     async fn get_product(
         &self,
-        _auth: AdminAuth,
+        _auth: OperatorAuth,
         #[oai(name = "productId", validator(minimum(value = "1")))] product_id: Path<i64>,
     ) -> ApiResult<Json<AdminProductBody>> {
         let id = crate::catalog::product_in_path(product_id.0)?;
@@ -478,7 +542,7 @@ impl AdminApi {
     )]
     async fn revoke_key(
         &self,
-        _auth: AdminAuth,
+        auth: OperatorAuth,
         #[oai(name = "storeId", validator(minimum(value = "1")))] store_id: Path<i64>,
         #[oai(name = "keyId", validator(minimum(value = "1")))] key_id: Path<i64>,
     ) -> ApiResult<KeyRevoked> {
@@ -490,6 +554,14 @@ impl AdminApi {
             .catalog()
             .revoke_store_key(store, key)
             .await?;
+        self.state
+            .audit(
+                &auth.0,
+                "store-key.revoked",
+                &format!("store-key:{key}"),
+                Some(format!("store {store}")),
+            )
+            .await;
         Ok(KeyRevoked::Revoked)
     }
 }

@@ -2,7 +2,7 @@
 //! orders and their retry, Redis data losses, stale stock keys and dead letters.
 
 use super::*;
-use crate::auth::AdminAuth;
+use crate::auth::OperatorAuth;
 use crate::problem::ApiResult;
 use crate::state::ApiState;
 use crate::types::OrderBody;
@@ -26,7 +26,7 @@ impl RepairApi {
     #[oai(path = "/reconciliation", method = "get", operation_id = "listJobRuns")]
     async fn job_runs(
         &self,
-        _auth: AdminAuth,
+        _auth: OperatorAuth,
         #[oai(validator(pattern = r"^(reconcile|reclaim|housekeeping)$"))] job: Query<
             Option<String>,
         >,
@@ -49,7 +49,7 @@ impl RepairApi {
     #[oai(path = "/orders", method = "get", operation_id = "listOrdersByStatus")]
     async fn list_orders(
         &self,
-        _auth: AdminAuth,
+        _auth: OperatorAuth,
         #[oai(validator(pattern = r"^(CONFIRMED|CANCELLED|REJECTED)$"))] status: Query<
             Option<String>,
         >,
@@ -90,7 +90,7 @@ impl RepairApi {
     )]
     async fn data_losses(
         &self,
-        _auth: AdminAuth,
+        _auth: OperatorAuth,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<i64>>,
     ) -> ApiResult<Json<DataLossList>> {
         let limit = limit.0.unwrap_or(20);
@@ -122,7 +122,7 @@ impl RepairApi {
     #[oai(path = "/stale-keys", method = "get", operation_id = "listStaleKeys")]
     async fn stale_keys(
         &self,
-        _auth: AdminAuth,
+        _auth: OperatorAuth,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000")))] limit: Query<Option<i64>>,
     ) -> ApiResult<Json<StaleKeyList>> {
         let keys = self
@@ -158,7 +158,7 @@ impl RepairApi {
     )]
     async fn dead_letters(
         &self,
-        _auth: AdminAuth,
+        _auth: OperatorAuth,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<i64>>,
     ) -> ApiResult<Json<DeadLetterList>> {
         let dead = self
@@ -199,7 +199,7 @@ impl RepairApi {
     )]
     async fn replay_dead_letter(
         &self,
-        _auth: AdminAuth,
+        auth: OperatorAuth,
         /// A dead letter's `id` from the list: `<locationId>:<streamId>`.
         #[oai(name = "deadLetterId", validator(max_length = 64))]
         dead_letter_id: Path<String>,
@@ -210,6 +210,18 @@ impl RepairApi {
             .recovery()
             .replay_dead_letter(&dead_letter_id.0)
             .await?;
+        self.state
+            .audit(
+                &auth.0,
+                "dead-letter.replayed",
+                &format!("dead-letter:{}", dead_letter_id.0),
+                Some(format!(
+                    "order {} is {}",
+                    order.order_id,
+                    order.status.as_str()
+                )),
+            )
+            .await;
         Ok(Json(order.into()))
     }
 
@@ -227,14 +239,22 @@ impl RepairApi {
     )]
     async fn retry_order(
         &self,
-        _auth: AdminAuth,
+        auth: OperatorAuth,
         #[oai(name = "orderId")] order_id: Path<String>,
     ) -> ApiResult<Json<OrderBody>> {
-        let id = order_id.0;
+        let id = order_id.0.clone();
         let order = self
             .state
             .write(|s| async move { s.db_lock().retry_rejected(&id).await })
             .await?;
+        self.state
+            .audit(
+                &auth.0,
+                "order.retried",
+                &format!("order:{}", order_id.0),
+                Some(format!("now {}", order.status.as_str())),
+            )
+            .await;
         Ok(Json(order.into()))
     }
 
@@ -249,9 +269,14 @@ impl RepairApi {
         method = "post",
         operation_id = "runReconciliation"
     )]
-    async fn run_now(&self, _auth: AdminAuth) -> ApiResult<Json<JobRunBody>> {
+    async fn run_now(&self, auth: OperatorAuth) -> ApiResult<Json<JobRunBody>> {
         match self.state.jobs.run(JobKind::Reconcile).await? {
-            RunOutcome::Ran(r) => Ok(Json(r.into())),
+            RunOutcome::Ran(r) => {
+                self.state
+                    .audit(&auth.0, "job.run", "job:reconcile", None)
+                    .await;
+                Ok(Json(r.into()))
+            }
             RunOutcome::Skipped(why) => Err(Problem::new(
                 409,
                 "job-running",

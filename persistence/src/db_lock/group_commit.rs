@@ -51,8 +51,8 @@ pub(crate) struct Member {
     pub ready_by: Option<Arc<str>>,
 }
 
-/// What a group answers one of its members.
-// Sent once per order, through a oneshot: boxing the larger variant would only add an allocation.
+/// What a group answers one of its members. (Sent once per order through a oneshot: boxing the
+/// large variant would add an allocation per order for nothing.)
 #[allow(clippy::large_enum_variant)]
 enum Answer {
     Decided(StorageResult<Attempt>),

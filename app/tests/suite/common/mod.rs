@@ -69,7 +69,7 @@ pub async fn behind_redis_proxy(
 ) -> (proxy::Proxy, TestApp) {
     let proxy = proxy::Proxy::start(&host_port(&redis_url())).await;
     let t = TestApp::spawn_with(|c| {
-        c.storage.redis_url = via(&c.storage.redis_url, proxy.port);
+        c.storage.redis_url = via(c.storage.redis_url.expose(), proxy.port).into();
         tweak(c);
     })
     .await;
@@ -153,8 +153,8 @@ pub fn test_config() -> (Config, String, String) {
     let db_name = format!("sft_{tag:016x}");
     let prefix = format!("t{tag:016x}:");
     let mut config = Config::from_env();
-    config.storage.database_url = with_database(&server_url(), &db_name);
-    config.storage.redis_url = redis_url();
+    config.storage.database_url = with_database(&server_url(), &db_name).into();
+    config.storage.redis_url = redis_url().into();
     config.storage.redis_key_prefix = prefix.clone();
     config.storage.db_max_connections = 24;
     config.storage.redis_pool_size = 16;
@@ -230,7 +230,7 @@ impl TestApp {
         let (mut config, db_name, prefix) = test_config();
         tweak(&mut config);
         let leftovers = Leftovers {
-            server_url: direct(&config.storage.database_url),
+            server_url: direct(config.storage.database_url.expose()),
             db_name: db_name.clone(),
             redis: harness_redis(&config),
             prefix: prefix.clone(),
@@ -254,8 +254,8 @@ impl TestApp {
             base,
             client: shop_client(&shop.key),
             shop,
-            database_url: config.storage.database_url.clone(),
-            redis_url: config.storage.redis_url.clone(),
+            database_url: config.storage.database_url.expose().to_owned(),
+            redis_url: config.storage.redis_url.expose().to_owned(),
             prefix,
             config,
             db,
@@ -727,9 +727,15 @@ impl TestApp {
             .unwrap()
     }
 
-    /// The operators' API, with the admin bearer token.
+    /// The operators' API, with the admin bearer token (`ADMIN_TOKEN`: the operator
+    /// `bootstrap`).
     pub fn admin(&self) -> Admin<'_> {
-        Admin(self)
+        Admin(self, ADMIN)
+    }
+
+    /// The operators' API, as the operator whose token this is.
+    pub fn operator<'a>(&'a self, token: &'a str) -> Admin<'a> {
+        Admin(self, token)
     }
 
     pub async fn admin_set_stock(&self, loc: u64, product: u64, qty: i64) -> Response {
@@ -788,16 +794,17 @@ impl TestApp {
     }
 }
 
-/// The operators' API of a [`TestApp`]: every request carries the admin bearer token.
+/// The operators' API of a [`TestApp`]: every request carries an operator's bearer token (the
+/// admin token unless made with [`TestApp::operator`]).
 #[derive(Clone, Copy)]
-pub struct Admin<'a>(&'a TestApp);
+pub struct Admin<'a>(&'a TestApp, &'a str);
 
 impl Admin<'_> {
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.0
             .client
             .request(method, format!("{}{path}", self.0.base))
-            .bearer_auth(ADMIN)
+            .bearer_auth(self.1)
     }
 
     pub async fn get(&self, path: &str) -> Response {
@@ -997,11 +1004,17 @@ fn harness_redis(config: &Config) -> sf_persistence::RedisClient {
     let nodes = &config.storage.redis_cluster_nodes;
     if nodes.is_empty() {
         sf_persistence::RedisClient::Single(
-            redis::Client::open(direct(&config.storage.redis_url)).expect("redis url"),
+            redis::Client::open(direct(config.storage.redis_url.expose())).expect("redis url"),
         )
     } else {
         sf_persistence::RedisClient::Cluster(
-            redis::cluster::ClusterClient::new(nodes.clone()).expect("cluster seeds"),
+            redis::cluster::ClusterClient::new(
+                nodes
+                    .iter()
+                    .map(|n| n.expose().to_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .expect("cluster seeds"),
         )
     }
 }
