@@ -94,6 +94,8 @@ impl OrdersApi {
             destination,
             path: OrderPath::DbLock,
             idempotency,
+            // The order's own channel.
+            by: None,
         };
         Created::new(self.state.place_db_lock(order).await?)
     }

@@ -14,6 +14,7 @@ mod final_answers;
 mod fulfilment;
 mod holds;
 mod locations;
+mod movements;
 mod openapi;
 mod outage;
 mod products;

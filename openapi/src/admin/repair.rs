@@ -2,7 +2,7 @@
 //! orders and their retry, Redis data losses, stale stock keys and dead letters.
 
 use super::*;
-use crate::auth::AdminAuth;
+use crate::auth::{operator_actor, AdminAuth};
 use crate::problem::ApiResult;
 use crate::state::ApiState;
 use crate::types::OrderBody;
@@ -199,7 +199,7 @@ impl RepairApi {
     )]
     async fn replay_dead_letter(
         &self,
-        _auth: AdminAuth,
+        auth: AdminAuth,
         /// A dead letter's `id` from the list: `<locationId>:<streamId>`.
         #[oai(name = "deadLetterId", validator(max_length = 64))]
         dead_letter_id: Path<String>,
@@ -208,7 +208,7 @@ impl RepairApi {
             .state
             .storage
             .recovery()
-            .replay_dead_letter(&dead_letter_id.0)
+            .replay_dead_letter(&dead_letter_id.0, operator_actor(&auth))
             .await?;
         Ok(Json(order.into()))
     }
@@ -227,13 +227,14 @@ impl RepairApi {
     )]
     async fn retry_order(
         &self,
-        _auth: AdminAuth,
+        auth: AdminAuth,
         #[oai(name = "orderId")] order_id: Path<String>,
     ) -> ApiResult<Json<OrderBody>> {
         let id = order_id.0;
+        let by = operator_actor(&auth);
         let order = self
             .state
-            .write(|s| async move { s.db_lock().retry_rejected(&id).await })
+            .write(|s| async move { s.db_lock().retry_rejected(&id, by).await })
             .await?;
         Ok(Json(order.into()))
     }

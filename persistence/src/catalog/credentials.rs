@@ -95,11 +95,11 @@ impl Catalog<'_> {
         .await
     }
 
-    /// The store a valid, unrevoked key belongs to.
-    pub async fn store_of_key(&self, key: &str) -> StorageResult<Option<LocationId>> {
+    /// The store a valid, unrevoked key belongs to, and the key's id (whom the ledger names).
+    pub async fn store_of_key(&self, key: &str) -> StorageResult<Option<(LocationId, u64)>> {
         self.in_time(self.db_deadline(), async {
-            Ok(sqlx::query_scalar(
-                "SELECT store_id FROM store_keys WHERE key_hash = ? AND revoked_at IS NULL",
+            Ok(sqlx::query_as(
+                "SELECT store_id, id FROM store_keys WHERE key_hash = ? AND revoked_at IS NULL",
             )
             .bind(hash_key(key))
             .fetch_optional(&self.db)
