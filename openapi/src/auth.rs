@@ -166,9 +166,9 @@ async fn take_key(req: &Request, bearer: Bearer) -> Option<PresentedKey> {
 }
 
 impl StoreKey {
-    /// Checks that this key is valid and belongs to `store`: 401 when it is not valid, 403 when it
-    /// belongs to another store.
-    pub async fn authorize(&self, state: &ApiState, store: LocationId) -> Result<(), Problem> {
+    /// Checks that this key is valid and belongs to `store`, and answers the key as the actor of
+    /// the store's writes: 401 when it is not valid, 403 when it belongs to another store.
+    pub async fn authorize(&self, state: &ApiState, store: LocationId) -> Result<Actor, Problem> {
         match state.storage.catalog().store_of_key(&self.0.token).await? {
             None => Err(Problem::unauthorized(
                 "this store key is unknown or revoked",
@@ -178,7 +178,7 @@ impl StoreKey {
                     slot.set(&Actor::StoreKey(key_id));
                 }
                 if owner == store {
-                    Ok(())
+                    Ok(Actor::StoreKey(key_id))
                 } else {
                     Err(Problem::forbidden(format!(
                         "this key belongs to store {owner}; it cannot act for store {store}"

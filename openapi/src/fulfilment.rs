@@ -14,6 +14,7 @@ use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
 use poem_openapi::{Enum, Object, OpenApi, Tags};
+use sf_persistence::access::Actor;
 use sf_persistence::fulfilment::{Step, WorkListStep};
 use sf_persistence::model::Order;
 use sf_routing::{LocationId, LocationKind};
@@ -105,16 +106,17 @@ impl FulfilmentApi {
         }
     }
 
-    /// Takes `step` for `store` (`None`: an operator), as a write of its own.
+    /// Takes `step` for `store` (`None`: an operator) as `by`, as a write of its own.
     async fn step(
         &self,
         store: Option<LocationId>,
         order_id: String,
         step: Step,
+        by: Actor,
     ) -> Result<Order, Problem> {
         Ok(self
             .state
-            .write(move |s| async move { s.fulfilment().step(&order_id, store, step).await })
+            .write(move |s| async move { s.fulfilment().step(&order_id, store, step, by).await })
             .await?)
     }
 }
@@ -168,9 +170,9 @@ impl FulfilmentApi {
         #[oai(name = "orderId")] order_id: Path<String>,
     ) -> ApiResult<Json<OrderBody>> {
         let store = self.store(store_id.0)?;
-        auth.authorize(&self.state, store).await?;
+        let by = auth.authorize(&self.state, store).await?;
         Ok(for_store(
-            self.step(Some(store), order_id.0, Step::Ready).await?,
+            self.step(Some(store), order_id.0, Step::Ready, by).await?,
         ))
     }
 
@@ -196,11 +198,13 @@ impl FulfilmentApi {
         body: Json<CollectRequest>,
     ) -> ApiResult<Json<OrderBody>> {
         let store = self.store(store_id.0)?;
-        auth.authorize(&self.state, store).await?;
+        let by = auth.authorize(&self.state, store).await?;
         let step = Step::Collect {
             code: Some(body.0.pickup_code),
         };
-        Ok(for_store(self.step(Some(store), order_id.0, step).await?))
+        Ok(for_store(
+            self.step(Some(store), order_id.0, step, by).await?,
+        ))
     }
 
     /// Same-day order dispatched
@@ -223,9 +227,10 @@ impl FulfilmentApi {
         #[oai(name = "orderId")] order_id: Path<String>,
     ) -> ApiResult<Json<OrderBody>> {
         let store = self.store(store_id.0)?;
-        auth.authorize(&self.state, store).await?;
+        let by = auth.authorize(&self.state, store).await?;
         Ok(for_store(
-            self.step(Some(store), order_id.0, Step::Dispatch).await?,
+            self.step(Some(store), order_id.0, Step::Dispatch, by)
+                .await?,
         ))
     }
 
@@ -243,10 +248,13 @@ impl FulfilmentApi {
     )]
     async fn ship(
         &self,
-        _auth: OperatorAuth,
+        auth: OperatorAuth,
         #[oai(name = "orderId")] order_id: Path<String>,
     ) -> ApiResult<Json<OrderBody>> {
-        Ok(Json(self.step(None, order_id.0, Step::Ship).await?.into()))
+        let by = auth.0.actor();
+        Ok(Json(
+            self.step(None, order_id.0, Step::Ship, by).await?.into(),
+        ))
     }
 
     /// Pickup collected without its code (operators)
@@ -263,10 +271,11 @@ impl FulfilmentApi {
     )]
     async fn collect_admin(
         &self,
-        _auth: OperatorAuth,
+        auth: OperatorAuth,
         #[oai(name = "orderId")] order_id: Path<String>,
     ) -> ApiResult<Json<OrderBody>> {
         let step = Step::Collect { code: None };
-        Ok(Json(self.step(None, order_id.0, step).await?.into()))
+        let by = auth.0.actor();
+        Ok(Json(self.step(None, order_id.0, step, by).await?.into()))
     }
 }

@@ -99,6 +99,8 @@ impl OrdersApi {
             path: OrderPath::DbLock,
             idempotency,
             channel: shop.channel,
+            // The order's own channel.
+            by: None,
         };
         Created::new(self.state.place_db_lock(order).await?)
     }

@@ -391,7 +391,7 @@ impl StoresApi {
         key: Header<Option<String>>,
     ) -> ApiResult<PosSold> {
         let store = self.store(store_id.0)?;
-        auth.authorize(&self.state, store).await?;
+        let by = auth.authorize(&self.state, store).await?;
         let lines = parse_lines(&body.items)?;
         let idempotency = idempotency(&format!("POS:{store}"), key.0, &*body)?;
         let order = DbLockOrder {
@@ -400,6 +400,7 @@ impl StoresApi {
             path: OrderPath::Pos,
             idempotency,
             channel: None,
+            by: Some(by),
         };
         Ok(self.state.place_db_lock(order).await?.into())
     }
@@ -462,11 +463,11 @@ impl StoresApi {
         #[oai(name = "orderId")] order_id: Path<String>,
     ) -> ApiResult<Json<OrderBody>> {
         let store = self.store(store_id.0)?;
-        auth.authorize(&self.state, store).await?;
+        let by = auth.authorize(&self.state, store).await?;
         let id = order_id.0;
         let order = self
             .state
-            .write(|s| async move { s.db_lock().cancel_pos_sale(store, &id).await })
+            .write(|s| async move { s.db_lock().cancel_pos_sale(store, &id, by).await })
             .await?;
         Ok(Json(order.into()))
     }

@@ -281,6 +281,15 @@ pub struct Movement {
     pub committed_delta: i64,
     pub reserved_delta: i64,
     pub on_hand_delta: i64,
+    /// Who made it, as [`crate::access::Actor`] names it (`system:before-actors` for rows
+    /// written before actors were recorded).
+    pub actor: String,
+    /// An operator's free-text note.
+    pub note: Option<String>,
+    /// An operator's reference (a delivery note number).
+    pub reference: Option<String>,
+    /// The request that made it (an operator's change).
+    pub request_id: Option<String>,
     /// When it was written, in ms since the Unix epoch.
     pub at_ms: i64,
 }

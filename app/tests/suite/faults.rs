@@ -826,6 +826,21 @@ async fn orders_mysql_cannot_take_are_rejected_listed_and_retried() {
         "a confirmed order is not retried again"
     );
     assert_eq!(t.count_orders("CONFIRMED").await, 14);
+    // The retried orders' ledger rows are the operator's (`ADMIN_TOKEN`: `bootstrap`), not the
+    // shop's.
+    let bootstrap: u64 = sqlx::query_scalar("SELECT id FROM operators WHERE name = 'bootstrap'")
+        .fetch_one(&t.db)
+        .await
+        .unwrap();
+    for id in &rejected[..4] {
+        let actors: Vec<String> =
+            sqlx::query_scalar("SELECT actor FROM stock_movements WHERE ref_id = ? ORDER BY id")
+                .bind(id)
+                .fetch_all(&t.db)
+                .await
+                .unwrap();
+        assert_eq!(actors, vec![format!("operator:{bootstrap}")], "{id}");
+    }
     assert_eq!(t.available(wh, p).await, 0);
     assert_eq!(t.ledger_sum(wh, p).await, -10);
     t.assert_converged(InRedis::All).await;

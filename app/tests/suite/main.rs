@@ -17,6 +17,7 @@ mod fulfilment;
 mod holds;
 mod locations;
 mod metrics;
+mod movements;
 mod openapi;
 mod operators;
 mod outage;

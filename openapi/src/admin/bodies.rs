@@ -47,6 +47,13 @@ pub struct SetStockRequest {
     #[oai(validator(minimum(value = "0"), maximum(value = "1000000000")))]
     pub quantity: i64,
     pub reason: StockReason,
+    /// Why, in the operator's words; at most 500 characters (more: 422). Kept in the ledger row.
+    #[oai(skip_serializing_if_is_none)]
+    pub note: Option<Text>,
+    /// A document the change refers to, such as a delivery note's number; at most 100
+    /// characters (more: 422). Kept in the ledger row.
+    #[oai(skip_serializing_if_is_none)]
+    pub reference: Option<Text>,
 }
 
 impl Example for SetStockRequest {
@@ -54,6 +61,8 @@ impl Example for SetStockRequest {
         Self {
             quantity: 50,
             reason: StockReason::Count,
+            note: Some(Text("shelf counted after the inventory".into())),
+            reference: Some(Text("INV-2026-12".into())),
         }
     }
 }
@@ -66,6 +75,13 @@ pub struct AdjustStockRequest {
     #[oai(validator(minimum(value = "-1000000000"), maximum(value = "1000000000")))]
     pub delta: i64,
     pub reason: StockReason,
+    /// Why, in the operator's words; at most 500 characters (more: 422). Kept in the ledger row.
+    #[oai(skip_serializing_if_is_none)]
+    pub note: Option<Text>,
+    /// A document the change refers to, such as a delivery note's number; at most 100
+    /// characters (more: 422). Kept in the ledger row.
+    #[oai(skip_serializing_if_is_none)]
+    pub reference: Option<Text>,
 }
 
 impl Example for AdjustStockRequest {
@@ -73,8 +89,42 @@ impl Example for AdjustStockRequest {
         Self {
             delta: -2,
             reason: StockReason::Adjust,
+            note: Some(Text("two broken in the back room".into())),
+            reference: None,
         }
     }
+}
+
+/// The longest note an operator's stock change keeps (the ledger's `note` column).
+pub const NOTE_MAX_CHARS: usize = 500;
+/// The longest reference an operator's stock change keeps (the ledger's `reference` column).
+pub const REFERENCE_MAX_CHARS: usize = 100;
+
+/// Who made an operator's stock change and what they added to it: the operator, the body's
+/// `note` and `reference` (trimmed; blank is none; too long is a 422 naming the field), and the
+/// request's id.
+pub fn stock_change_by(
+    auth: &crate::auth::OperatorAuth,
+    request_id: &crate::request_id::RequestId,
+    note: &Option<Text>,
+    reference: &Option<Text>,
+) -> Result<sf_persistence::access::Attribution, Problem> {
+    let field = |name: &str, value: &Option<Text>, max: usize| {
+        let value = value.as_ref().map(|t| t.0.trim()).filter(|t| !t.is_empty());
+        match value {
+            Some(v) if v.chars().count() > max => Err(Problem::validation(format!(
+                "{name}: at most {max} characters, got {}",
+                v.chars().count()
+            ))),
+            v => Ok(v.map(str::to_owned)),
+        }
+    };
+    Ok(sf_persistence::access::Attribution {
+        actor: auth.0.actor(),
+        note: field("note", note, NOTE_MAX_CHARS)?,
+        reference: field("reference", reference, REFERENCE_MAX_CHARS)?,
+        request_id: Some(request_id.as_str().to_owned()),
+    })
 }
 
 #[derive(Debug, Clone, Object)]
@@ -550,6 +600,20 @@ pub struct MovementBody {
     /// back (`HOLD_RELEASED`, `HOLD_EXPIRED`) or to `committed` (`HOLD_CONVERTED`).
     pub reserved_delta: i64,
     pub on_hand_delta: i64,
+    /// Who made it: `operator:<id>`, `store-key:<id>` (a till or a store's hand-over),
+    /// `channel:<id>` (a sales channel's order, cancel or hold; `channel:none` without one),
+    /// `system:<job>` (`not-collected`, `hold-expiry`, …), or `system:before-actors` for rows
+    /// written before actors were recorded.
+    pub actor: String,
+    /// An operator's note.
+    #[oai(skip_serializing_if_is_none)]
+    pub note: Option<String>,
+    /// An operator's reference (a delivery note's number).
+    #[oai(skip_serializing_if_is_none)]
+    pub reference: Option<String>,
+    /// The `X-Request-Id` of the request that made it (an operator's stock change).
+    #[oai(skip_serializing_if_is_none)]
+    pub request_id: Option<String>,
     /// When it was written (RFC 3339).
     pub at: String,
 }
@@ -564,6 +628,10 @@ impl Example for MovementBody {
             committed_delta: -2,
             reserved_delta: 0,
             on_hand_delta: -2,
+            actor: "store-key:12".into(),
+            note: None,
+            reference: None,
+            request_id: None,
             at: "2026-12-07T09:00:00.000Z".into(),
         }
     }
@@ -579,6 +647,10 @@ impl From<sf_persistence::model::Movement> for MovementBody {
             committed_delta: m.committed_delta,
             reserved_delta: m.reserved_delta,
             on_hand_delta: m.on_hand_delta,
+            actor: m.actor,
+            note: m.note,
+            reference: m.reference,
+            request_id: m.request_id,
             at: rfc3339_ms(m.at_ms),
         }
     }

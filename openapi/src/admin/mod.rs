@@ -13,12 +13,15 @@ pub use repair::RepairApi;
 
 use crate::auth::OperatorAuth;
 use crate::problem::{ApiResult, Problem};
+use crate::request_id::RequestId;
 use crate::state::ApiState;
 use crate::types::{LocationBody, LocationList, LocationTypeBody};
+use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::ToJSON;
 use poem_openapi::{OpenApi, Tags};
+use sf_persistence::access::Attribution;
 use sf_persistence::catalog::{LocationChange, ProductChange};
 use sf_persistence::db_lock::StockTarget;
 use sf_persistence::infra::jobs::{recent_runs, JobKind, RunOutcome};
@@ -48,8 +51,10 @@ pub struct AdminApi {
 }
 
 impl AdminApi {
+    /// An operator's stock change, recorded in the ledger as `by` says.
     async fn change(
         &self,
+        by: Attribution,
         location_id: i64,
         product_id: i64,
         target: StockTarget,
@@ -60,7 +65,11 @@ impl AdminApi {
         let reason = reason.into();
         let change = self
             .state
-            .write(|s| async move { s.db_lock().change_stock(loc, product, target, reason).await })
+            .write(|s| async move {
+                s.db_lock()
+                    .change_stock(loc, product, target, reason, &by)
+                    .await
+            })
             .await?;
         Ok(Json(StockChangeBody {
             location_id: loc.get(),
@@ -87,12 +96,15 @@ impl AdminApi {
     )]
     async fn set_stock(
         &self,
-        _auth: OperatorAuth,
+        auth: OperatorAuth,
+        request_id: Data<&RequestId>,
         #[oai(name = "locationId", validator(minimum(value = "1")))] location_id: Path<i64>,
         #[oai(name = "productId", validator(minimum(value = "1")))] product_id: Path<i64>,
         body: Json<SetStockRequest>,
     ) -> ApiResult<Json<StockChangeBody>> {
+        let by = stock_change_by(&auth, &request_id, &body.note, &body.reference)?;
         self.change(
+            by,
             location_id.0,
             product_id.0,
             StockTarget::Set(body.quantity),
@@ -115,12 +127,15 @@ impl AdminApi {
     )]
     async fn adjust_stock(
         &self,
-        _auth: OperatorAuth,
+        auth: OperatorAuth,
+        request_id: Data<&RequestId>,
         #[oai(name = "locationId", validator(minimum(value = "1")))] location_id: Path<i64>,
         #[oai(name = "productId", validator(minimum(value = "1")))] product_id: Path<i64>,
         body: Json<AdjustStockRequest>,
     ) -> ApiResult<Json<StockChangeBody>> {
+        let by = stock_change_by(&auth, &request_id, &body.note, &body.reference)?;
         self.change(
+            by,
             location_id.0,
             product_id.0,
             StockTarget::Add(body.delta),

@@ -208,7 +208,7 @@ impl RepairApi {
             .state
             .storage
             .recovery()
-            .replay_dead_letter(&dead_letter_id.0)
+            .replay_dead_letter(&dead_letter_id.0, auth.0.actor())
             .await?;
         self.state
             .audit(
@@ -243,9 +243,10 @@ impl RepairApi {
         #[oai(name = "orderId")] order_id: Path<String>,
     ) -> ApiResult<Json<OrderBody>> {
         let id = order_id.0.clone();
+        let by = auth.0.actor();
         let order = self
             .state
-            .write(|s| async move { s.db_lock().retry_rejected(&id).await })
+            .write(|s| async move { s.db_lock().retry_rejected(&id, by).await })
             .await?;
         self.state
             .audit(

@@ -45,7 +45,13 @@ impl SystemJob {
 impl Actor {
     /// The actor of an order's own rows: the channel that placed it.
     pub fn of_order(order: &Order) -> Self {
-        match order.channel {
+        Self::of_channel(order.channel)
+    }
+
+    /// The actor of a write made by the channel `channel` (`None`: without a channel), such as
+    /// an order's or a hold's, as their rows store it.
+    pub fn of_channel(channel: Option<u64>) -> Self {
+        match channel {
             Some(id) => Self::Channel(id),
             None => Self::NoChannel,
         }

@@ -5,18 +5,19 @@
 
 use super::*;
 
+use crate::access::{Actor, Attribution};
 use crate::error::{StorageError, StorageResult};
 use crate::infra::mysql::{push_list, with_retry};
 use crate::model::{Order, OrderStatus};
 use crate::orders::idempotency::{keep_redis_keys, IdempotencyRequest};
-use crate::orders::ledger::{insert_movements, insert_orders, Reason, ROWS_PER_STATEMENT};
+use crate::orders::ledger::{insert_movements, insert_orders, Move, Reason, ROWS_PER_STATEMENT};
 use crate::recovery::sync::SyncMode;
 use crate::scripts::ack::{Ack, AckEvent};
 use crate::scripts::reject::{Reject, Rejection};
 use crate::Storage;
 use sf_routing::{LocationId, ProductId};
 use sqlx::QueryBuilder;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
 pub(super) async fn apply_and_ack(
@@ -262,21 +263,37 @@ async fn write(
     restored: &[&Event],
     stock: &BTreeMap<Row, i64>,
 ) -> StorageResult<()> {
-    let refs: Vec<&Order> = orders.iter().collect();
+    let refs: Vec<(&Order, Actor)> = orders.iter().map(|o| (o, Actor::of_order(o))).collect();
     insert_orders(&mut *tx, &refs, Reason::Order).await?;
+    // A cancel event carries no record: its rows name the channel MySQL holds for its order
+    // (persisted before, or just now with this batch).
+    let mut channels: HashMap<String, Option<u64>> = HashMap::new();
     for chunk in restored.chunks(ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::new(
             "UPDATE orders SET status = 'CANCELLED', cancelled_at = NOW(3) WHERE status = 'CONFIRMED' AND id IN ",
         );
         push_list(&mut q, chunk.iter().map(|e| e.order_id.as_str()));
         q.build().execute(&mut *tx).await?;
+        let mut q = QueryBuilder::new("SELECT id, channel_id FROM orders WHERE id IN ");
+        push_list(&mut q, chunk.iter().map(|e| e.order_id.as_str()));
+        let rows: Vec<(String, Option<u64>)> = q.build_query_as().fetch_all(&mut *tx).await?;
+        channels.extend(rows);
     }
-    let moves: Vec<(u64, u64, i64, &str)> = restored
+    let by: Vec<Attribution> = restored
         .iter()
-        .flat_map(|e| {
+        .map(|e| {
+            Attribution::of(Actor::of_channel(
+                channels.get(&e.order_id).copied().flatten(),
+            ))
+        })
+        .collect();
+    let moves: Vec<Move> = restored
+        .iter()
+        .zip(&by)
+        .flat_map(|(e, by)| {
             e.lines
                 .iter()
-                .map(move |(p, q)| (e.loc.get(), p.get(), i64::from(*q), e.order_id.as_str()))
+                .map(move |(p, q)| Move::new(e.loc, *p, i64::from(*q), e.order_id.as_str(), by))
         })
         .collect();
     insert_movements(&mut *tx, &moves, Reason::Cancel).await?;

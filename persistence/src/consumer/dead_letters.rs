@@ -3,6 +3,7 @@
 
 use super::*;
 
+use crate::access::Actor;
 use crate::error::{FailureKind, StorageError, StorageResult};
 use crate::formats::EventKind;
 use crate::model::{Order, OrderStatus};
@@ -147,7 +148,7 @@ pub(super) async fn dead_letter(
             };
             let written: StorageResult<()> = async {
                 let mut tx = store.begin().await?;
-                insert_orders(&mut tx, &[&order], Reason::Order).await?;
+                insert_orders(&mut tx, &[(&order, Actor::of_order(&order))], Reason::Order).await?;
                 tx.commit().await?;
                 Ok(())
             }

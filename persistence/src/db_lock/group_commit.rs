@@ -20,6 +20,7 @@
 //! Groups run inside the write's own task ([`crate::db_lock::DbLock::place`] is called from one), so a
 //! client that goes away never cuts a group short.
 
+use crate::access::Actor;
 use crate::db_lock::{Attempt, DbLockOrder, Placed};
 use crate::error::{Refusal, StorageError, StorageResult};
 use crate::infra::mysql::{push_list, with_retry};
@@ -318,10 +319,10 @@ impl Storage {
 
             // Each order's own rows and ledger entries, one statement per table.
             for (reason, path_is_pos) in [(Reason::Order, false), (Reason::PosSale, true)] {
-                let orders: Vec<&Order> = placed
+                let orders: Vec<(&Order, Actor)> = placed
                     .iter()
                     .filter(|(i, _)| (members[*i].req.path == OrderPath::Pos) == path_is_pos)
-                    .map(|(_, o)| o)
+                    .map(|(i, o)| (o, members[*i].req.by.unwrap_or_else(|| Actor::of_order(o))))
                     .collect();
                 if !orders.is_empty() {
                     insert_orders(&mut tx, &orders, reason).await?;

@@ -16,13 +16,14 @@ pub(crate) mod stock_changes;
 
 pub use stock_changes::{StockChange, StockTarget};
 
+use crate::access::{Actor, Attribution};
 use crate::error::{Refusal, StorageError, StorageResult};
 use crate::infra::mysql::with_retry;
 use crate::model::{Order, OrderPath, OrderStatus};
 use crate::orders::build::{build_order, ready_by};
 use crate::orders::idempotency::{claim_mysql, complete_mysql, Claim, IdempotencyRequest};
 use crate::orders::ledger::{
-    change_mysql_stock, insert_movements, insert_orders, safety_of, Need, Reason,
+    change_mysql_stock, insert_movements, insert_orders, safety_of, Move, Need, Reason,
 };
 use crate::Storage;
 use sf_routing::{candidates_at, Destination, LocationId, OrderLines, ProductId};
@@ -43,6 +44,9 @@ pub struct DbLockOrder {
     pub idempotency: Option<IdempotencyRequest>,
     /// The sales channel placing it (`None` at the till, or with `SHOP_AUTH=off`).
     pub channel: Option<u64>,
+    /// Who places it, when not the order's own channel ([`Actor::of_order`]): a till's store
+    /// key for a POS sale.
+    pub by: Option<Actor>,
 }
 
 /// A created order, or the first answer replayed for a repeated `Idempotency-Key`.
@@ -108,7 +112,8 @@ impl Storage {
                 OrderPath::Pos => Reason::PosSale,
                 _ => Reason::Order,
             };
-            insert_orders(&mut tx, &[&order], reason).await?;
+            let by = req.by.unwrap_or_else(|| Actor::of_order(&order));
+            insert_orders(&mut tx, &[(&order, by)], reason).await?;
             if let Some((product, have)) = change_mysql_stock(&mut tx, loc, &deltas, reason).await?
             {
                 tx.rollback().await?;
@@ -136,13 +141,15 @@ impl Storage {
         Ok(Attempt::Placed(Placed::New(order)))
     }
 
+    /// `by`: who cancels, when not the order's own channel (a shop cancel).
     pub(crate) async fn try_cancel_db_lock(
         &self,
         order_id: &str,
+        by: Option<Actor>,
         deadline: Instant,
     ) -> StorageResult<Order> {
         let (tx, change) = self
-            .in_time(deadline, self.cancel_statements(order_id))
+            .in_time(deadline, self.cancel_statements(order_id, by))
             .await?;
         match change {
             // Increments are never refused, so this never answers a short product.
@@ -161,6 +168,7 @@ impl Storage {
     async fn cancel_statements(
         &self,
         order_id: &str,
+        by: Option<Actor>,
     ) -> StorageResult<(
         sqlx::Transaction<'static, sqlx::MySql>,
         Option<(LocationId, Vec<(ProductId, i64)>)>,
@@ -171,6 +179,7 @@ impl Storage {
             path,
             location_id: loc,
             fulfillment,
+            channel_id,
         } = LockedOrder::lock(&mut tx, order_id).await?;
         if let Some(refused) = crate::fulfilment::decide::refuse_cancel(order_id, path, fulfillment)
         {
@@ -191,10 +200,8 @@ impl Storage {
                     Reason::Cancel
                 };
                 change_mysql_stock(&mut tx, loc, &deltas, reason).await?;
-                let moves: Vec<_> = deltas
-                    .iter()
-                    .map(|(p, d)| (loc.get(), p.get(), *d, order_id))
-                    .collect();
+                let by = Attribution::of(by.unwrap_or(Actor::of_channel(channel_id)));
+                let moves: Vec<_> = Move::all(loc, &deltas, order_id, &by).collect();
                 insert_movements(&mut tx, &moves, reason).await?;
                 Ok((tx, Some((loc, deltas))))
             }
@@ -211,7 +218,12 @@ impl Storage {
         }
     }
 
-    async fn try_retry_rejected(&self, order_id: &str, deadline: Instant) -> StorageResult<Order> {
+    async fn try_retry_rejected(
+        &self,
+        order_id: &str,
+        by: Actor,
+        deadline: Instant,
+    ) -> StorageResult<Order> {
         let statements = async {
             let mut tx = self.db.begin().await?;
             let order = LockedOrder::lock(&mut tx, order_id).await?;
@@ -228,10 +240,8 @@ impl Storage {
                 tx.rollback().await?;
                 return Ok((None, loc, deltas, Some(short)));
             }
-            let moves: Vec<_> = deltas
-                .iter()
-                .map(|(p, d)| (loc.get(), p.get(), *d, order_id))
-                .collect();
+            let by = Attribution::of(by);
+            let moves: Vec<_> = Move::all(loc, &deltas, order_id, &by).collect();
             insert_movements(&mut tx, &moves, Reason::Order).await?;
             sqlx::query(
                 "UPDATE orders SET status = 'CONFIRMED', reject_reason = NULL, rejected_at = NULL \
@@ -389,24 +399,24 @@ impl DbLock<'_> {
     /// Cancels an order from MySQL: a DB-lock order, a POS sale, or a Redis-path order that
     /// Redis no longer holds (it was persisted). The stock comes back exactly once, however often
     /// this is called. A `REJECTED` order took no stock: cancelling it closes it with nothing to
-    /// give back.
+    /// give back. `by`: who cancels, when not the order's own channel (`None`: a shop cancel).
     #[tracing::instrument(skip(self))]
-    pub async fn cancel(&self, order_id: &str) -> StorageResult<Order> {
+    pub async fn cancel(&self, order_id: &str, by: Option<Actor>) -> StorageResult<Order> {
         let deadline = self.db_deadline();
         with_retry("mysql-first cancel", || {
-            self.try_cancel_db_lock(order_id, deadline)
+            self.try_cancel_db_lock(order_id, by, deadline)
         })
         .await
     }
 
     /// An operator's retry of a `REJECTED` order (after a restock): if the location has the units
     /// now, the order is taken as sold exactly as the consumer would have (`CONFIRMED`, stock and
-    /// ledger), else the answer says what is missing and nothing changes.
+    /// ledger, its rows made by `by`), else the answer says what is missing and nothing changes.
     #[tracing::instrument(skip(self))]
-    pub async fn retry_rejected(&self, order_id: &str) -> StorageResult<Order> {
+    pub async fn retry_rejected(&self, order_id: &str, by: Actor) -> StorageResult<Order> {
         let deadline = self.db_deadline();
         with_retry("retry rejected order", || {
-            self.try_retry_rejected(order_id, deadline)
+            self.try_retry_rejected(order_id, by, deadline)
         })
         .await
     }
@@ -419,6 +429,7 @@ struct LockedOrder {
     path: OrderPath,
     location_id: LocationId,
     fulfillment: crate::model::FulfillmentStatus,
+    channel_id: Option<u64>,
 }
 
 impl LockedOrder {
@@ -426,7 +437,7 @@ impl LockedOrder {
     async fn lock(conn: &mut MySqlConnection, order_id: &str) -> StorageResult<Self> {
         sqlx::query_as(
             "SELECT CAST(status AS CHAR) AS status, CAST(path AS CHAR) AS path, location_id, \
-             CAST(fulfillment AS CHAR) AS fulfillment FROM orders WHERE id = ? FOR UPDATE",
+             CAST(fulfillment AS CHAR) AS fulfillment, channel_id FROM orders WHERE id = ? FOR UPDATE",
         )
         .bind(order_id)
         .fetch_optional(&mut *conn)

@@ -3,6 +3,7 @@
 //! can return only its own sales.
 
 use super::DbLock;
+use crate::access::Actor;
 use crate::error::{Refusal, StorageResult};
 use crate::model::{Order, OrderPath};
 use sf_routing::LocationId;
@@ -11,7 +12,13 @@ impl DbLock<'_> {
     /// Cancels (returns) a POS sale of `store`. A sale of another store, an order of another
     /// path, or no order at all is "no such sale" here (404), so a store learns nothing about
     /// other stores' orders. The stock comes back exactly once, however often this is called.
-    pub async fn cancel_pos_sale(&self, store: LocationId, order_id: &str) -> StorageResult<Order> {
+    /// `by`: the store key returning it, whom the ledger names.
+    pub async fn cancel_pos_sale(
+        &self,
+        store: LocationId,
+        order_id: &str,
+        by: Actor,
+    ) -> StorageResult<Order> {
         let ours = self
             .order_from_mysql(order_id)
             .await?
@@ -23,6 +30,6 @@ impl DbLock<'_> {
             }
             .into());
         }
-        self.cancel(order_id).await
+        self.cancel(order_id, Some(by)).await
     }
 }

@@ -3,9 +3,10 @@
 //! write.
 
 use super::DbLock;
+use crate::access::Attribution;
 use crate::error::{Refusal, StorageResult};
 use crate::infra::mysql::with_retry;
-use crate::orders::ledger::{change_mysql_stock, insert_movements, Reason};
+use crate::orders::ledger::{change_mysql_stock, insert_movements, Move, Reason};
 use crate::Storage;
 use sf_routing::{LocationId, ProductId};
 use tokio::time::Instant;
@@ -31,12 +32,13 @@ impl Storage {
         product: ProductId,
         change: StockTarget,
         reason: Reason,
+        by: &Attribution,
         deadline: Instant,
     ) -> StorageResult<StockChange> {
         let (tx, delta, before) = self
             .in_time(
                 deadline,
-                self.stock_change_statements(loc, product, change, reason),
+                self.stock_change_statements(loc, product, change, reason, by),
             )
             .await?;
         if delta == 0 {
@@ -64,6 +66,7 @@ impl Storage {
         product: ProductId,
         change: StockTarget,
         reason: Reason,
+        by: &Attribution,
     ) -> StorageResult<(sqlx::Transaction<'static, sqlx::MySql>, i64, i64)> {
         let mut tx = self.db.begin().await?;
         let lock = || {
@@ -104,10 +107,10 @@ impl Storage {
             return Ok((tx, 0, before));
         }
         change_mysql_stock(&mut tx, loc, &[(product, delta)], reason).await?;
-        let reference = format!("op-{}", uuid::Uuid::now_v7().simple());
+        let ref_id = format!("op-{}", uuid::Uuid::now_v7().simple());
         insert_movements(
             &mut tx,
-            &[(loc.get(), product.get(), delta, reference.as_str())],
+            &[Move::new(loc, product, delta, &ref_id, by)],
             reason,
         )
         .await?;
@@ -141,19 +144,21 @@ impl DbLock<'_> {
     }
 
     /// Sets (`target`) or changes (`delta`) the on-hand stock of one product at one location, as
-    /// an operator; recorded in the ledger and applied to Redis as a change.
-    #[tracing::instrument(skip(self))]
+    /// an operator; recorded in the ledger, with `by`'s actor, note, reference and request id,
+    /// and applied to Redis as a change.
+    #[tracing::instrument(skip(self, by), fields(actor = %by.actor))]
     pub async fn change_stock(
         &self,
         loc: LocationId,
         product: ProductId,
         change: StockTarget,
         reason: Reason,
+        by: &Attribution,
     ) -> StorageResult<StockChange> {
         self.known(loc, product).await?;
         let deadline = self.db_deadline();
         with_retry("stock change", || {
-            self.try_change_stock(loc, product, change, reason, deadline)
+            self.try_change_stock(loc, product, change, reason, by, deadline)
         })
         .await
     }
@@ -208,7 +213,7 @@ impl DbLock<'_> {
         self.in_time(self.db_deadline(), async {
             Ok(sqlx::query_as(
                 "SELECT id, CAST(reason AS CHAR) AS reason, ref_id, available_delta, \
-                 committed_delta, reserved_delta, on_hand_delta, \
+                 committed_delta, reserved_delta, on_hand_delta, actor, note, reference, request_id, \
                  CAST(UNIX_TIMESTAMP(created_at) * 1000 AS SIGNED) AS at_ms \
                  FROM stock_movements WHERE location_id = ? AND product_id = ? AND id < ? \
                  ORDER BY id DESC LIMIT ?",

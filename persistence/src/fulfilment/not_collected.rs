@@ -6,10 +6,11 @@
 
 use super::steps::order_units;
 use super::Fulfilment;
+use crate::access::{Attribution, SystemJob};
 use crate::error::StorageResult;
 use crate::infra::mysql::with_retry;
 use crate::model::{FulfillmentStatus, OrderStatus};
-use crate::orders::ledger::{change_mysql_stock, insert_movements, Reason};
+use crate::orders::ledger::{change_mysql_stock, insert_movements, Move, Reason};
 use crate::Storage;
 use sf_routing::LocationId;
 use std::time::Duration;
@@ -102,10 +103,8 @@ impl Storage {
             let loc = r.location_id;
             let deltas = order_units(&mut tx, order_id).await?;
             change_mysql_stock(&mut tx, loc, &deltas, Reason::NotCollected).await?;
-            let moves: Vec<_> = deltas
-                .iter()
-                .map(|(p, d)| (loc.get(), p.get(), *d, order_id))
-                .collect();
+            let by = Attribution::system(SystemJob::NotCollected);
+            let moves: Vec<_> = Move::all(loc, &deltas, order_id, &by).collect();
             insert_movements(&mut tx, &moves, Reason::NotCollected).await?;
             Ok(Some((tx, loc, deltas)))
         };

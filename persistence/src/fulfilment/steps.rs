@@ -5,23 +5,26 @@
 
 use super::decide::{decide, Current, Decision, Step};
 use super::Fulfilment;
+use crate::access::{Actor, Attribution};
 use crate::error::{Refusal, StorageError, StorageResult};
 use crate::infra::mysql::with_retry;
 use crate::model::{FulfillmentStatus, Order};
-use crate::orders::ledger::insert_handovers;
+use crate::orders::ledger::{insert_handovers, Move};
 use crate::Storage;
 use sf_routing::{LocationId, ProductId};
 use sqlx::MySqlConnection;
 
 impl Fulfilment<'_> {
-    /// Takes `step` on order `order_id` for `store` (`None`: an operator). Answers the order as
-    /// it is after the step, also when the step had been taken before.
-    #[tracing::instrument(skip(self), fields(order_id = %order_id))]
+    /// Takes `step` on order `order_id` for `store` (`None`: an operator), as `by` (whom the
+    /// ledger rows of a hand-over name). Answers the order as it is after the step, also when the
+    /// step had been taken before.
+    #[tracing::instrument(skip(self), fields(order_id = %order_id, actor = %by))]
     pub async fn step(
         &self,
         order_id: &str,
         store: Option<LocationId>,
         step: Step,
+        by: Actor,
     ) -> StorageResult<Order> {
         // An order id names its location: another store's order is unknown to this one, whatever
         // path it took.
@@ -32,7 +35,7 @@ impl Fulfilment<'_> {
         }
         let deadline = self.db_deadline();
         let outcome = with_retry("fulfilment step", || {
-            self.try_step(order_id, store, &step, deadline)
+            self.try_step(order_id, store, &step, by, deadline)
         })
         .await?;
         match outcome {
@@ -73,6 +76,7 @@ impl Storage {
         order_id: &str,
         store: Option<LocationId>,
         step: &Step,
+        by: Actor,
         deadline: tokio::time::Instant,
     ) -> StorageResult<Outcome> {
         let (mut tx, cur) = self
@@ -100,7 +104,7 @@ impl Storage {
                 Outcome::WrongCode { left }
             }
             Decision::Apply(next) => {
-                self.in_time(deadline, apply(&mut tx, order_id, &cur, next))
+                self.in_time(deadline, apply(&mut tx, order_id, &cur, next, by))
                     .await?;
                 Outcome::Done
             }
@@ -132,9 +136,10 @@ async fn apply(
     order_id: &str,
     cur: &Current,
     next: FulfillmentStatus,
+    by: Actor,
 ) -> StorageResult<()> {
     if next.is_handed_over() {
-        hand_over_stock(conn, cur.location_id, order_id).await?;
+        hand_over_stock(conn, cur.location_id, order_id, by).await?;
         sqlx::query("UPDATE orders SET fulfillment = ?, handed_over_at = NOW(3) WHERE id = ?")
             .bind(next.as_str())
             .bind(order_id)
@@ -165,7 +170,7 @@ pub(super) async fn order_units(
 }
 
 /// Takes a handed-over order's units out of `committed` (and so `onHand`), row by row in product
-/// order, and writes their `FULFILLED` ledger rows. A row whose last count left fewer units on
+/// order, and writes their `FULFILLED` ledger rows, made by `by`. A row whose last count left fewer units on
 /// the shelf than the order hands over is refused (409): the count must be corrected first, as a
 /// hand-over cannot take onHand below zero. A row with fewer units committed than the order holds
 /// breaks the committed identity: refused as a fault, and rolled back.
@@ -173,6 +178,7 @@ async fn hand_over_stock(
     conn: &mut MySqlConnection,
     loc: LocationId,
     order_id: &str,
+    by: Actor,
 ) -> StorageResult<()> {
     let units = order_units(conn, order_id).await?;
     for (p, n) in &units {
@@ -210,9 +216,7 @@ async fn hand_over_stock(
             )));
         }
     }
-    let moves: Vec<_> = units
-        .iter()
-        .map(|(p, n)| (loc.get(), p.get(), *n, order_id))
-        .collect();
+    let by = Attribution::of(by);
+    let moves: Vec<_> = Move::all(loc, &units, order_id, &by).collect();
     insert_handovers(conn, &moves).await
 }

@@ -5,6 +5,7 @@
 
 use super::decide::HoldStatus;
 use super::{rows, Holds};
+use crate::access::{Actor, Attribution};
 use crate::db_lock::Placed;
 use crate::error::{StorageError, StorageResult};
 use crate::infra::mysql::with_retry;
@@ -70,7 +71,9 @@ impl Storage {
             let order = self.order_of(&row, &items)?;
             insert_order_rows(&mut tx, &[&order]).await?;
             let units: Vec<_> = rows::deltas(&items, 1);
-            convert_reserved(&mut tx, row.location_id, &units, &order.order_id).await?;
+            // Converted by the hold's channel, whoever sent the request.
+            let by = Attribution::of(Actor::of_channel(row.channel_id));
+            convert_reserved(&mut tx, row.location_id, &units, &order.order_id, &by).await?;
             rows::set_status(
                 &mut tx,
                 hold_id,

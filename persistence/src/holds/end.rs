@@ -4,9 +4,10 @@
 
 use super::decide::{ending, Ending, HoldStatus};
 use super::{rows, Hold, Holds};
+use crate::access::{Actor, Attribution, SystemJob};
 use crate::error::StorageResult;
 use crate::infra::mysql::with_retry;
-use crate::orders::ledger::{change_mysql_stock, insert_movements, Reason};
+use crate::orders::ledger::{change_mysql_stock, insert_movements, Move, Reason};
 use crate::Storage;
 
 impl Holds<'_> {
@@ -50,18 +51,17 @@ impl Storage {
                 tx.rollback().await?;
                 return Ok((None, rows::hold_of(&row, items)?));
             };
-            let reason = match to {
-                HoldStatus::Released => Reason::HoldReleased,
-                _ => Reason::HoldExpired,
+            // A release is its channel's (the customer's); an expiry is the job's.
+            let (reason, by) = match to {
+                HoldStatus::Released => (Reason::HoldReleased, Actor::of_channel(row.channel_id)),
+                _ => (Reason::HoldExpired, Actor::System(SystemJob::HoldExpiry)),
             };
+            let by = Attribution::of(by);
             rows::set_status(&mut tx, hold_id, to, None).await?;
             let loc = row.location_id;
             let deltas = rows::deltas(&items, 1);
             change_mysql_stock(&mut tx, loc, &deltas, reason).await?;
-            let moves: Vec<_> = deltas
-                .iter()
-                .map(|(p, d)| (loc.get(), p.get(), *d, hold_id))
-                .collect();
+            let moves: Vec<_> = Move::all(loc, &deltas, hold_id, &by).collect();
             insert_movements(&mut tx, &moves, reason).await?;
             let mut hold = rows::hold_of(&row, items)?;
             hold.status = to;

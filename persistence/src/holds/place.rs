@@ -3,12 +3,13 @@
 
 use super::decide::Ttl;
 use super::{rows, Hold, Holds, PlacedHold};
+use crate::access::{Actor, Attribution};
 use crate::error::{Refusal, StorageResult};
 use crate::infra::mysql::with_retry;
 use crate::model::Order;
 use crate::orders::build::build_order;
 use crate::orders::idempotency::{claim_row, IdempotencyRequest};
-use crate::orders::ledger::{change_mysql_stock, insert_movements, safety_of, Need, Reason};
+use crate::orders::ledger::{change_mysql_stock, insert_movements, safety_of, Move, Need, Reason};
 use crate::Storage;
 use sf_routing::{candidates_at, Candidate, Destination, OrderLines, ProductId};
 
@@ -132,10 +133,9 @@ impl Storage {
                 tx.rollback().await?;
                 return Ok(Err(Attempt::Short { product, have }));
             }
-            let moves: Vec<_> = deltas
-                .iter()
-                .map(|(p, d)| (loc.get(), p.get(), *d, shape.order_id.as_str()))
-                .collect();
+            // A hold is placed by its channel, as an order is.
+            let by = Attribution::of(Actor::of_channel(req.channel));
+            let moves: Vec<_> = Move::all(loc, &deltas, &shape.order_id, &by).collect();
             insert_movements(&mut tx, &moves, Reason::Hold).await?;
             if let Some(idem) = &req.idempotency {
                 sqlx::query(

@@ -2,6 +2,7 @@
 //! alone, and the conditional stock change. The DB-lock path, operators' stock changes and the
 //! consumer all write through these, so a row is shaped one way whoever writes it.
 
+use crate::access::{Actor, Attribution};
 use crate::error::StorageResult;
 use crate::infra::mysql::push_list;
 use crate::model::{Order, OrderStatus};
@@ -170,8 +171,63 @@ pub(crate) async fn location_safety(
 }
 
 /// Rows per multi-row statement. MariaDB refuses a statement with more than 65,535 placeholders;
-/// the widest row here has 10, so no statement comes near the limit (or the packet size).
+/// the widest row here has 14, so no statement comes near the limit (or the packet size).
 pub(crate) const ROWS_PER_STATEMENT: usize = 1000;
+
+/// One ledger row to append: a change of `product` at `location` (of `available` for
+/// [`insert_movements`], the units handed over for [`insert_handovers`]), referring to the order,
+/// hold or change `ref_id`, made by `by`. The attribution is the row's own, not the statement's:
+/// one statement may carry rows of many orders, each placed by its own channel.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Move<'a> {
+    pub location: u64,
+    pub product: u64,
+    pub delta: i64,
+    pub ref_id: &'a str,
+    pub by: &'a Attribution,
+}
+
+impl<'a> Move<'a> {
+    pub(crate) fn new(
+        location: LocationId,
+        product: ProductId,
+        delta: i64,
+        ref_id: &'a str,
+        by: &'a Attribution,
+    ) -> Self {
+        Self {
+            location: location.get(),
+            product: product.get(),
+            delta,
+            ref_id,
+            by,
+        }
+    }
+
+    /// The rows of `deltas` at `loc`, all referring to `ref_id` and made by `by`.
+    pub(crate) fn all(
+        loc: LocationId,
+        deltas: &'a [(ProductId, i64)],
+        ref_id: &'a str,
+        by: &'a Attribution,
+    ) -> impl Iterator<Item = Move<'a>> + 'a {
+        deltas
+            .iter()
+            .map(move |(p, d)| Move::new(loc, *p, *d, ref_id, by))
+    }
+}
+
+/// Binds a row's attribution: its actor, note, reference and request id (the last four columns
+/// of every ledger insert).
+fn push_attribution(
+    row: &mut sqlx::query_builder::Separated<'_, '_, sqlx::MySql, &'static str>,
+    by: &Attribution,
+) {
+    row.push_bind(by.actor.to_string())
+        .push_bind(by.note.clone())
+        .push_bind(by.reference.clone())
+        .push_bind(by.request_id.clone());
+}
 
 /// A stock row's available figure, as the reads of one location's rows return it.
 #[derive(Debug, sqlx::FromRow)]
@@ -181,24 +237,29 @@ pub(crate) struct Available {
 }
 
 /// Inserts orders, their lines and their ledger rows (no stock change), a bounded number of rows
-/// per statement. Only `CONFIRMED` orders get ledger rows: the others took no stock.
+/// per statement; each order's rows name the actor paired with it (most often
+/// [`Actor::of_order`]). Only `CONFIRMED` orders get ledger rows: the others took no stock.
 pub(crate) async fn insert_orders(
     conn: &mut MySqlConnection,
-    orders: &[&Order],
+    orders: &[(&Order, Actor)],
     reason: Reason,
 ) -> StorageResult<()> {
-    insert_order_rows(conn, orders).await?;
-    let moves: Vec<(u64, u64, i64, &str)> = orders
+    let plain: Vec<&Order> = orders.iter().map(|(o, _)| *o).collect();
+    insert_order_rows(conn, &plain).await?;
+    let confirmed: Vec<(&Order, Attribution)> = orders
         .iter()
-        .filter(|o| o.status == OrderStatus::Confirmed)
-        .flat_map(|o| {
-            o.items.iter().map(move |i| {
-                (
-                    o.fulfillment_location_id,
-                    i.product_id,
-                    -i64::from(i.quantity),
-                    o.order_id.as_str(),
-                )
+        .filter(|(o, _)| o.status == OrderStatus::Confirmed)
+        .map(|(o, by)| (*o, Attribution::of(*by)))
+        .collect();
+    let moves: Vec<Move> = confirmed
+        .iter()
+        .flat_map(|(o, by)| {
+            o.items.iter().map(move |i| Move {
+                location: o.fulfillment_location_id,
+                product: i.product_id,
+                delta: -i64::from(i.quantity),
+                ref_id: o.order_id.as_str(),
+                by,
             })
         })
         .collect();
@@ -288,27 +349,28 @@ fn accepted_at(ms: i64) -> StorageResult<chrono::NaiveDateTime> {
         })
 }
 
-/// Appends ledger rows `(location, product, available delta, ref)`, a bounded number per
-/// statement; each row's committed and reserved deltas follow from `reason`.
+/// Appends ledger rows whose `delta` is one of `available`, a bounded number per statement; each
+/// row's committed and reserved deltas follow from `reason`, its actor is its own.
 pub(crate) async fn insert_movements(
     conn: &mut MySqlConnection,
-    moves: &[(u64, u64, i64, &str)],
+    moves: &[Move<'_>],
     reason: Reason,
 ) -> StorageResult<()> {
     // The reason is the statement's own (one of a few fixed words), not a value per row.
     let reason_literal = format!("'{}'", reason.as_str());
     for chunk in moves.chunks(ROWS_PER_STATEMENT) {
         QueryBuilder::new(
-            "INSERT INTO stock_movements (location_id, product_id, available_delta, committed_delta, reserved_delta, reason, ref_id) ",
+            "INSERT INTO stock_movements (location_id, product_id, available_delta, committed_delta, reserved_delta, reason, ref_id, actor, note, reference, request_id) ",
         )
-        .push_values(chunk, |mut row, (l, p, d, r)| {
-            row.push_bind(l)
-                .push_bind(p)
-                .push_bind(d)
-                .push_bind(reason.committed_delta(*d))
-                .push_bind(reason.reserved_delta(*d))
+        .push_values(chunk, |mut row, m| {
+            row.push_bind(m.location)
+                .push_bind(m.product)
+                .push_bind(m.delta)
+                .push_bind(reason.committed_delta(m.delta))
+                .push_bind(reason.reserved_delta(m.delta))
                 .push(&reason_literal)
-                .push_bind(*r);
+                .push_bind(m.ref_id);
+            push_attribution(&mut row, m.by);
         })
         .build()
         .execute(&mut *conn)
@@ -387,23 +449,24 @@ pub(crate) async fn change_mysql_stock(
     Ok(None)
 }
 
-/// Appends the ledger rows of hand-overs `(location, product, units, ref)`: each moves
+/// Appends the ledger rows of hand-overs, whose `delta` is the units handed over: each moves
 /// `committed` (and so onHand) down by its units, and `available` not at all.
 pub(crate) async fn insert_handovers(
     conn: &mut MySqlConnection,
-    moves: &[(u64, u64, i64, &str)],
+    moves: &[Move<'_>],
 ) -> StorageResult<()> {
     for chunk in moves.chunks(ROWS_PER_STATEMENT) {
         QueryBuilder::new(
-            "INSERT INTO stock_movements (location_id, product_id, available_delta, committed_delta, reason, ref_id) ",
+            "INSERT INTO stock_movements (location_id, product_id, available_delta, committed_delta, reason, ref_id, actor, note, reference, request_id) ",
         )
-        .push_values(chunk, |mut row, (l, p, units, r)| {
-            row.push_bind(l)
-                .push_bind(p)
+        .push_values(chunk, |mut row, m| {
+            row.push_bind(m.location)
+                .push_bind(m.product)
                 .push("0")
-                .push_bind(-units)
+                .push_bind(-m.delta)
                 .push("'FULFILLED'")
-                .push_bind(*r);
+                .push_bind(m.ref_id);
+            push_attribution(&mut row, m.by);
         })
         .build()
         .execute(&mut *conn)
@@ -414,13 +477,14 @@ pub(crate) async fn insert_handovers(
 
 /// Moves a converted hold's units from `reserved` to `committed` at `loc` (`available` does not
 /// move, so neither does Redis) and appends its `HOLD_CONVERTED` ledger rows, referring to the
-/// order `order_id`. `units` are `(product, quantity)`; the hold's rows hold them reserved, so a
-/// row that does not is a fault, not a refusal.
+/// order `order_id` and made by `by`. `units` are `(product, quantity)`; the hold's rows hold them
+/// reserved, so a row that does not is a fault, not a refusal.
 pub(crate) async fn convert_reserved(
     conn: &mut MySqlConnection,
     loc: LocationId,
     units: &[(ProductId, i64)],
     order_id: &str,
+    by: &Attribution,
 ) -> StorageResult<()> {
     for (p, q) in units {
         let changed = sqlx::query(
@@ -443,7 +507,7 @@ pub(crate) async fn convert_reserved(
     }
     for chunk in units.chunks(ROWS_PER_STATEMENT) {
         QueryBuilder::new(
-            "INSERT INTO stock_movements (location_id, product_id, available_delta, committed_delta, reserved_delta, reason, ref_id) ",
+            "INSERT INTO stock_movements (location_id, product_id, available_delta, committed_delta, reserved_delta, reason, ref_id, actor, note, reference, request_id) ",
         )
         .push_values(chunk, |mut row, (p, q)| {
             row.push_bind(loc)
@@ -453,6 +517,7 @@ pub(crate) async fn convert_reserved(
                 .push_bind(-q)
                 .push("'HOLD_CONVERTED'")
                 .push_bind(order_id);
+            push_attribution(&mut row, by);
         })
         .build()
         .execute(&mut *conn)

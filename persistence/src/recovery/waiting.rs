@@ -112,7 +112,12 @@ impl Recovery<'_> {
     /// `REJECTED`, is taken as sold if its location has the units now (as the operators' retry
     /// does); a cancel is carried out MySQL-first. Once it took effect (or had, before), the
     /// entry leaves the dead-letter stream; otherwise the answer says why and the entry stays.
-    pub async fn replay_dead_letter(&self, id: &str) -> StorageResult<Order> {
+    /// `by`: the operator replaying it, whom the ledger names.
+    pub async fn replay_dead_letter(
+        &self,
+        id: &str,
+        by: crate::access::Actor,
+    ) -> StorageResult<Order> {
         let unknown = || Refusal::NotFound(format!("no dead letter {id}"));
         let (loc, stream_id) = id.split_once(':').ok_or_else(unknown)?;
         let loc = loc
@@ -143,7 +148,7 @@ impl Recovery<'_> {
                 ))
             })?;
         let order = match kind.as_deref() {
-            Some("R") => match self.db_lock().retry_rejected(&order_id).await {
+            Some("R") => match self.db_lock().retry_rejected(&order_id, by).await {
                 Ok(order) => order,
                 // Taken as sold before (a replay whose answer was lost, or an operator's retry).
                 Err(e) if is_not_rejected(&e) => self.orders().get(&order_id).await?,
@@ -155,7 +160,7 @@ impl Recovery<'_> {
                 }
                 Err(e) => return Err(e),
             },
-            Some("C") => self.db_lock().cancel(&order_id).await?,
+            Some("C") => self.db_lock().cancel(&order_id, Some(by)).await?,
             other => {
                 return Err(Refusal::Conflict(format!(
                     "dead letter {id} is an event of kind {}, which changes nothing: there is nothing to replay",

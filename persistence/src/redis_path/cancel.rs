@@ -1,6 +1,7 @@
 //! Cancels through the shop's routes: every `CANCELLED` answered is held by MySQL first.
 
 use super::RedisPath;
+use crate::access::Actor;
 use crate::db_lock::commit::mark_stale;
 use crate::error::{Refusal, StorageError, StorageResult};
 use crate::model::{Order, OrderPath, OrderStatus};
@@ -39,7 +40,12 @@ impl Storage {
         // nor its script's effect, or both.
         let statements = async {
             let mut tx = self.db.begin().await?;
-            insert_orders(&mut tx, &[&order], Reason::Cancel).await?;
+            insert_orders(
+                &mut tx,
+                &[(&order, Actor::of_order(&order))],
+                Reason::Cancel,
+            )
+            .await?;
             let products: Vec<ProductId> = order
                 .items
                 .iter()
@@ -131,7 +137,8 @@ impl Storage {
         if persisted.path == OrderPath::Pos {
             return Err(Refusal::UnknownOrder(persisted.order_id).into());
         }
-        self.try_cancel_db_lock(&persisted.order_id, deadline).await
+        self.try_cancel_db_lock(&persisted.order_id, None, deadline)
+            .await
     }
 }
 
