@@ -21,6 +21,9 @@ Run as `python -m benchkit.checkout CONFIG` from ops/ (the driver does), CONFIG 
   ids_out         where the ids go (JSON): converted [[holdId, orderId], ...], released,
                   expiring, refused (holds whose conversion or release was not answered 2xx)
 
+Every request sends the sales channel's key (holds are the shop's routes) from SF_CHANNEL_KEY
+(default sfc_demo_web, the demo channel's), never from the file.
+
 What each checkout does is decided before its hold is placed (the hold's ttl depends on it).
 Prints one JSON object: the holds', conversions' and releases' figures in the shape of the other
 load generators' (counts per outcome, percentiles, throughput), the conversions answered
@@ -30,12 +33,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import sys
 import time
 import urllib.parse
 from collections import Counter
 
+from .common import DEMO_CHANNEL_KEY
 from .mixed import ERRORS, Conn, Tally, timed
 
 
@@ -57,6 +62,7 @@ async def run(cfg: dict) -> dict:
         pool.put_nowait(Conn(host, port))
     rate, n = float(cfg["rate"]), int(float(cfg["rate"]) * float(cfg["duration"]))
     lateness = []
+    channel = os.environ.get("SF_CHANNEL_KEY") or DEMO_CHANNEL_KEY
 
     def body_of(ttl: int) -> bytes:
         return json.dumps(dict(rnd.choice(bodies), ttlSeconds=ttl), separators=(",", ":")).encode()
@@ -67,7 +73,7 @@ async def run(cfg: dict) -> dict:
             lateness.append(time.perf_counter() - due)
             # The hold's latency counts from when it was due, not from when a connection was free.
             try:
-                status, data = await conn.request("POST", "/api/holds", body)
+                status, data = await conn.request("POST", "/api/holds", body, channel)
             except ERRORS as e:
                 holds.failed(e)
                 return
@@ -79,14 +85,14 @@ async def run(cfg: dict) -> dict:
                 ids["expiring"].append(hid)
                 return
             if what == "convert":
-                st, data = await timed(conn, converts, "POST", f"/api/holds/{hid}/order")
+                st, data = await timed(conn, converts, "POST", f"/api/holds/{hid}/order", None, channel)
                 if st == 201:
                     o = json.loads(data)
                     confirmed[o.get("status")] += 1
                     ids["converted"].append([hid, o["orderId"]])
                     return
             else:
-                st, _ = await timed(conn, releases, "POST", f"/api/holds/{hid}/release")
+                st, _ = await timed(conn, releases, "POST", f"/api/holds/{hid}/release", None, channel)
                 if st == 200:
                     ids["released"].append(hid)
                     return

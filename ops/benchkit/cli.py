@@ -12,10 +12,11 @@ FAILED (the report is written first), 2 on a usage error.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
-from .common import SOAK_RATE, BenchError
+from .common import DEMO_CHANNEL_KEY, SOAK_RATE, BenchError
 from .core import Bench
 from .driver import stop_on_signal
 
@@ -36,6 +37,10 @@ def main() -> int:
     ap.add_argument("--mariadbd", default="mariadbd")
     ap.add_argument("--redis-server", default="redis-server")
     ap.add_argument("--redis-cli", default="redis-cli")
+    ap.add_argument("--channel-key", default=os.environ.get("SF_CHANNEL_KEY") or DEMO_CHANNEL_KEY,
+                    help="the sales channel's key, sent as `Authorization: Bearer` on every order, cancel, "
+                    "order read and hold (default SF_CHANNEL_KEY, else the demo channel's "
+                    f"{DEMO_CHANNEL_KEY})")
     ap.add_argument("--floor-bin", help="sf-floor binary (the floor run is skipped without it)")
     ap.add_argument("--fixed-only", type=int, metavar="RATE",
                     help="run only the fixed-rate Redis-path scenario, at RATE orders/s")
@@ -43,6 +48,8 @@ def main() -> int:
     ap.add_argument("--soak-seconds", type=float,
                     help="length of the memory soak's load (default 600, 10 with --quick)")
     a = ap.parse_args()
+    if not a.channel_key:
+        ap.error("--channel-key must not be empty")
     if a.fixed_only is not None and a.fixed_only <= 0:
         ap.error("--fixed-only must be positive")
     if (a.soak_rate is not None and a.soak_rate <= 0) or (a.soak_seconds is not None and a.soak_seconds <= 0):

@@ -14,6 +14,10 @@ FLOOR_PREFIX = "floor:"
 # The product whose detail the conditional (If-None-Match) detail runs read: not the hot product,
 # so no order of the bench changes it.
 ETAG_PRODUCT = 2
+# The demo sales channel's key, which both seed profiles give the channel `web`
+# (persistence/src/catalog/seed.rs DEMO_CHANNEL_KEY): the shop's orders, cancels, order reads and
+# holds need a channel key unless the service runs with SHOP_AUTH=off.
+DEMO_CHANNEL_KEY = "sfc_demo_web"
 # The repository's root (this file is ops/benchkit/common.py).
 ROOT = Path(__file__).resolve().parent.parent.parent
 

@@ -37,6 +37,9 @@ class Bench(Clients, World, Checks, Driver, Scenarios, Targets):
         self.raw.mkdir(parents=True, exist_ok=True)
         self.base = a.base_url.rstrip("/")
         self.token = os.environ.get("ADMIN_TOKEN", "stockflow-dev-admin")
+        # The sales channel's key: the load generators send it on the shop's routes (orders,
+        # cancels, order reads, holds); our own ones (mixed, checkout) get it as SF_CHANNEL_KEY.
+        self.channel_key = a.channel_key
         db = urllib.parse.urlsplit(a.database_url)
         self.db = {
             "host": db.hostname or "127.0.0.1", "port": str(db.port or 3306),

@@ -96,8 +96,8 @@ class Driver:
     def own_command(self, tag: str, job: dict, own: str) -> list[str]:
         """The command line of our own load generator `own` (benchkit/mixed.py or
         benchkit/checkout.py); its configuration goes to raw/<tag>.config.json, the ids it saw to
-        raw/<tag>.ids.json. The admin token stays out of the file: the process inherits
-        ADMIN_TOKEN."""
+        raw/<tag>.ids.json. The admin token and the channel key stay out of the file: the process
+        inherits ADMIN_TOKEN, and gets the channel key as SF_CHANNEL_KEY (see run_load)."""
         cfg = dict(job[own], base=self.base, duration=job["duration"],
                    ids_out=str(self.raw / f"{tag}.ids.json"))
         path = self.raw / f"{tag}.config.json"
@@ -144,7 +144,8 @@ class Driver:
                 out = open(self.raw / f"{tag}.{'json' if own or self.lg.name == 'oha' else 'txt'}", "w+")
                 err = open(self.raw / f"{tag}.stderr", "w+")
                 proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True,
-                                        cwd=ROOT / "ops" if own else None)
+                                        cwd=ROOT / "ops" if own else None,
+                                        env=dict(os.environ, SF_CHANNEL_KEY=self.channel_key) if own else None)
                 RUNNING.append(proc)
                 procs.append((tag, job, proc, out, err))
             results = []
@@ -372,6 +373,6 @@ class Driver:
         self.reset_hot_stock()
         for path in ("db", "redis"):
             job = {"url": self.order_url(path), "method": "POST", "body": self.hot_body(), "conns": 16,
-                   "duration": 1}
+                   "headers": self.shop_headers(), "duration": 1}
             self.run_load(f"warmup-{path}", [job])
         self.wait_backlog(self.cfg["drain_limit"])

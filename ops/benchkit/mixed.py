@@ -22,7 +22,9 @@ Run as `python -m benchkit.mixed CONFIG` from ops/ (the driver does), CONFIG a J
   seed            random seed
   ids_out         where the ids go (JSON): placed, cancelled, handed_over, pos
 
-The operator's bearer token (for ship) comes from ADMIN_TOKEN, never from the file.
+The operator's bearer token (for ship) comes from ADMIN_TOKEN, and the sales channel's key (sent
+on the orders, their cancels and the order reads: the shop's routes) from SF_CHANNEL_KEY (default
+sfc_demo_web, the demo channel's), never from the file.
 
 Each accepted order is cancelled, stepped or left open, decided when it is answered. A pickup is
 made ready, then collected with the code its answer carried; a same-day order is dispatched by
@@ -41,6 +43,7 @@ import time
 import urllib.parse
 from collections import Counter
 
+from .common import DEMO_CHANNEL_KEY
 from .loadgen import summarize_statuses
 
 
@@ -188,6 +191,7 @@ async def run(cfg: dict) -> dict:
     queue: asyncio.Queue = asyncio.Queue()
     retry_s = float(cfg.get("retry_s", 30))
     admin = os.environ.get("ADMIN_TOKEN", "stockflow-dev-admin")
+    channel = os.environ.get("SF_CHANNEL_KEY") or DEMO_CHANNEL_KEY
     start = time.perf_counter()
     deadline = start + float(cfg["duration"])
 
@@ -196,7 +200,7 @@ async def run(cfg: dict) -> dict:
         r = random.Random(rnd.random())
         while time.perf_counter() < deadline:
             kind, body = r.choice(bodies)
-            status, data = await timed(conn, orders, "POST", cfg["order_path"], body)
+            status, data = await timed(conn, orders, "POST", cfg["order_path"], body, channel)
             if status not in (201, 202):
                 continue
             o = json.loads(data)
@@ -251,14 +255,14 @@ async def run(cfg: dict) -> dict:
                 break
             what, oid, dtype, loc, code = item
             if what == "cancel":
-                st = await step(conn, "cancel", cfg["cancel_path"].format(id=oid), None, None)
+                st = await step(conn, "cancel", cfg["cancel_path"].format(id=oid), None, channel)
                 (ids["cancelled"] if st == 200 else ids["refused"]).append(oid)
                 continue
             key = cfg["store_key"].format(store=loc)
             base = f"/api/stores/{loc}/orders/{oid}"
             if dtype == "PICKUP":
                 if code is None:
-                    st, data = await timed(conn, Tally(), "GET", f"/api/orders/{oid}")
+                    st, data = await timed(conn, Tally(), "GET", f"/api/orders/{oid}", None, channel)
                     code = (json.loads(data).get("fulfillment") or {}).get("pickupCode") if st == 200 else None
                 st = await step(conn, "ready", f"{base}/ready", None, key)
                 if st == 200:

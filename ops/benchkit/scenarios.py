@@ -77,6 +77,11 @@ class Scenarios:
     def order_url(self, path: str) -> str:
         return f"{self.base}/api/orders" if path == "db" else f"{self.base}/api/redis/orders"
 
+    def shop_headers(self) -> list[str]:
+        """The headers of a load generator job on the shop's routes: the channel key (one header,
+        so the wrk fallback, which sends one, can carry it)."""
+        return [f"authorization: Bearer {self.channel_key}"]
+
     def mysql_path(self, path: str) -> str:
         return "DB_LOCK" if path == "db" else "REDIS"
 
@@ -94,7 +99,7 @@ class Scenarios:
     def scenario_hot(self, path: str, conns: int, pair: dict | None = None):
         sid = f"hot{conns}-{path}"
         job = {"url": self.order_url(path), "method": "POST", "body": self.hot_body(), "conns": conns,
-               "duration": self.cfg["hot"]}
+               "headers": self.shop_headers(), "duration": self.cfg["hot"]}
         return self.write_scenario(
             sid, f"hot product, {self.path_name(path)}, {conns} connections", path, [job], hot=True,
             expect_paths={self.mysql_path(path): [sid]}, extra={"connections": conns}, pair=pair)
@@ -102,7 +107,7 @@ class Scenarios:
     def scenario_fixed(self, path: str, rate: int, pair: dict | None = None):
         sid = f"fixed-{path}"
         job = {"url": self.order_url(path), "method": "POST", "body": self.hot_body(), "conns": 256,
-               "duration": self.cfg["fixed"], "rate": rate}
+               "headers": self.shop_headers(), "duration": self.cfg["fixed"], "rate": rate}
         return self.write_scenario(
             sid, f"fixed rate, {self.path_name(path)}, {rate:,} orders/s", path, [job], hot=True,
             expect_paths={self.mysql_path(path): [sid]}, extra={"rate": rate, "connections": 256},
@@ -111,7 +116,7 @@ class Scenarios:
     def scenario_spread(self, path: str, pair: dict | None = None):
         sid = f"spread-{path}"
         job = {"url": self.order_url(path), "method": "POST", "body_lines": self.raw / "spread-bodies.jsonl",
-               "conns": 64, "duration": self.cfg["spread"]}
+               "headers": self.shop_headers(), "conns": 64, "duration": self.cfg["spread"]}
         return self.write_scenario(
             sid, f"spread over {self.max_product:,} products x {len(self.warehouses)} warehouses, "
             f"{self.path_name(path)}, 64 connections", path, [job], hot=False,
@@ -120,7 +125,8 @@ class Scenarios:
     def scenario_store(self, path: str, pair: dict | None = None):
         sid = f"store-{path}"
         jobs = [{"tag": "online", "url": self.order_url(path), "method": "POST",
-                 "body_lines": self.raw / "store-bodies.jsonl", "conns": 48, "duration": self.cfg["store"]}]
+                 "body_lines": self.raw / "store-bodies.jsonl", "headers": self.shop_headers(), "conns": 48,
+                 "duration": self.cfg["store"]}]
         for s in self.pos_stores:
             jobs.append({"tag": f"pos{s}", "url": f"{self.base}/api/stores/{s}/orders", "method": "POST",
                          "body_lines": self.raw / f"pos-{s}-bodies.jsonl",
@@ -278,7 +284,7 @@ class Scenarios:
         time.sleep(before)
         sampler.load_started()
         job = {"url": self.order_url("redis"), "method": "POST", "body_lines": self.raw / "spread-bodies.jsonl",
-               "conns": 256, "duration": secs, "rate": rate}
+               "headers": self.shop_headers(), "conns": 256, "duration": secs, "rate": rate}
 
         def settle():
             sampler.load_ended()
