@@ -122,7 +122,7 @@ impl OrdersApi {
         #[oai(name = "orderId")] order_id: Path<String>,
     ) -> ApiResult<Json<OrderBody>> {
         let id = order_id.0;
-        owned_order(&self.state, &auth, &id).await?;
+        may_cancel(&self.state, &auth, &id).await?;
         let order = self
             .state
             .write(|s| async move { s.redis_path().cancel(&id).await })
@@ -149,6 +149,17 @@ impl OrdersApi {
         Ok(Json(
             owned_order(&self.state, &auth, &order_id.0).await?.into(),
         ))
+    }
+}
+
+/// Whether the key's channel may cancel order `id`: it placed it. Another channel's order is not
+/// found, as an order that does not exist is.
+pub async fn may_cancel(state: &ApiState, auth: &ShopKey, id: &str) -> ApiResult<()> {
+    let shop = auth.shop(state).await?;
+    if shop.channel.is_none() || shop.owns(state.storage.orders().channel_of(id).await?) {
+        Ok(())
+    } else {
+        Err(StorageError::from(Refusal::UnknownOrder(id.to_owned())).into())
     }
 }
 

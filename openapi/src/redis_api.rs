@@ -189,7 +189,7 @@ impl RedisApi {
         #[oai(name = "orderId")] order_id: Path<String>,
     ) -> ApiResult<Json<OrderBody>> {
         let id = order_id.0;
-        crate::orders::owned_order(&self.state, &auth, &id).await?;
+        crate::orders::may_cancel(&self.state, &auth, &id).await?;
         let order = self
             .state
             .write(|s| async move { s.redis_path().cancel(&id).await })

@@ -196,6 +196,32 @@ impl Orders<'_> {
         }
     }
 
+    /// The sales channel that placed an order (`None`: none did), read where it costs least: the
+    /// order's Redis record while Redis holds one (so a Redis-path order's owner is known while
+    /// MySQL is down), else its MySQL row. An order in neither store answers as
+    /// [`Orders::get`] does (404, or 410 when lost with Redis's data).
+    pub async fn channel_of(&self, order_id: &str) -> StorageResult<Option<u64>> {
+        let loc = Order::location_of(order_id)
+            .ok_or_else(|| Refusal::UnknownOrder(order_id.to_owned()))?;
+        if let Ok(Some(r)) = self.redis_record(loc, order_id).await {
+            if let Ok(order) = r.order() {
+                return Ok(order.channel);
+            }
+        }
+        let row: Option<(Option<u64>,)> = self
+            .in_time(self.db_deadline(), async {
+                Ok(sqlx::query_as("SELECT channel_id FROM orders WHERE id = ?")
+                    .bind(order_id)
+                    .fetch_optional(&self.db)
+                    .await?)
+            })
+            .await?;
+        match row {
+            Some((channel,)) => Ok(channel),
+            None => Err(self.missing_order(order_id).await),
+        }
+    }
+
     /// The most recent orders in MySQL with `status`, newest first.
     pub async fn by_status(&self, status: OrderStatus, limit: u32) -> StorageResult<Vec<Order>> {
         self.in_time(self.db_deadline(), async {
