@@ -189,6 +189,17 @@ async fn operators_are_created_listed_and_revoked_everywhere_at_once() {
             422,
             "/problems/validation-error",
         ),
+        // Not a string at all: the schema refuses it (the fuzzer's case).
+        (
+            json!({"name": false, "role": "stock"}),
+            400,
+            "/problems/bad-request",
+        ),
+        (
+            json!({"name": "bob", "role": 7}),
+            400,
+            "/problems/bad-request",
+        ),
     ] {
         let (s, b) = json_of(t.admin().post("/api/admin/operators", &body).await).await;
         assert_eq!(

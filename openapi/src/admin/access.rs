@@ -5,6 +5,7 @@ use super::{rfc3339_ms, AdminTag};
 use crate::auth::{OperatorAuth, RoleBody};
 use crate::problem::{ApiResult, Problem};
 use crate::state::ApiState;
+use crate::types::Text;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
@@ -22,18 +23,18 @@ pub struct AccessApi {
 pub struct NewOperator {
     /// 1 to 100 characters, not only white space, no control characters; unique (a revoked
     /// operator keeps its name). A name that breaks this is a 422.
-    pub name: String,
+    pub name: Text,
     /// `admin` (everything, operators and keys included), `stock` (stock changes, safety stock,
     /// fulfilment steps, retries of rejected orders, and reads) or `viewer` (reads only). Any
     /// other value is a 422.
-    pub role: String,
+    pub role: Text,
 }
 
 impl Example for NewOperator {
     fn example() -> Self {
         Self {
-            name: "ana".into(),
-            role: "stock".into(),
+            name: Text("ana".into()),
+            role: Text("stock".into()),
         }
     }
 }
@@ -189,11 +190,11 @@ impl AccessApi {
         auth: OperatorAuth,
         body: Json<NewOperator>,
     ) -> ApiResult<OperatorCreated> {
-        let name = OperatorName::parse(&body.name)?;
-        let role = Role::parse(&body.role).ok_or_else(|| {
+        let name = OperatorName::parse(&body.name.0)?;
+        let role = Role::parse(&body.role.0).ok_or_else(|| {
             Problem::validation(format!(
                 "role must be admin, stock or viewer; got {:?}",
-                body.role
+                body.role.0
             ))
         })?;
         let created = self
