@@ -208,6 +208,12 @@ async fn pos_sale_respects_online_reservations() {
         (b["path"].as_str(), b["deliveryType"].as_str()),
         (Some("POS"), Some("IN_STORE"))
     );
+    // A sale has no delivery: the optional fields are left out, never `null` (the schema does
+    // not allow null).
+    assert!(
+        b.get("distanceKm").is_none() && b.get("deliveryAddress").is_none(),
+        "{b}"
+    );
     assert_eq!(t.available(w.near, w.product).await, 2);
     assert_eq!(t.redis_stock(w.near, w.product).await, Some(0));
     t.app().start_consumer();

@@ -158,7 +158,11 @@ pub struct OrderBody {
     /// The warehouse or store that fulfils the order.
     pub fulfillment_location_id: u64,
     /// Geodesic distance from the delivery address to that location, when known.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub distance_km: Option<f64>,
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery_address: Option<GeoPoint>,
     pub items: Vec<OrderItemBody>,
     pub total_amount: i64,
