@@ -6,11 +6,12 @@
 //! A check reads Redis first and MySQL only when Redis does not know the key, then keeps it in
 //! Redis — unless it was revoked meanwhile: revoking writes MySQL, then in one script marks the
 //! hash revoked in Redis (`<p>{cred}:ckr:<hash>`) and drops the kept key, and the keeping script
-//! refuses a hash marked revoked. A revoke whose Redis step fails answers an error, and is
+//! refuses a hash marked revoked (`credential.lua`). A revoke whose Redis step fails answers an error, and is
 //! repeated: it is harmless to repeat.
 
 use crate::catalog::credentials::hash_key;
 use crate::error::{Refusal, StorageError, StorageResult};
+use crate::scripts::credential::{parse_kept, Credential, CredentialOp};
 use crate::Storage;
 use rand::RngCore;
 
@@ -47,16 +48,6 @@ pub struct ChannelKey {
 
 /// The longest channel name.
 pub const MAX_NAME: usize = 100;
-
-const KEEP: &str = r"
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-redis.call('SET', KEYS[1], ARGV[1])
-return 1";
-
-const REVOKE: &str = r"
-redis.call('SET', KEYS[2], '1')
-redis.call('DEL', KEYS[1])
-return 1";
 
 impl Channels<'_> {
     /// Creates a channel; a name already taken is a conflict.
@@ -173,11 +164,13 @@ impl Channels<'_> {
             })
             .await?;
         let mut conn = self.settling_conn().await?;
-        redis::Script::new(REVOKE)
-            .key(self.keys.channel_key(&hash))
-            .key(self.keys.revoked_channel_key(&hash))
-            .invoke_async::<i64>(&mut conn)
-            .await?;
+        Credential {
+            kept: &self.keys.channel_key(&hash),
+            revoked: &self.keys.revoked_channel_key(&hash),
+            op: CredentialOp::Revoke,
+        }
+        .run(&mut conn)
+        .await?;
         Ok(())
     }
 
@@ -193,8 +186,8 @@ impl Channels<'_> {
         }
         .await;
         if let Ok(Some(v)) = &from_redis {
-            if let Some(k) = parse_kept(v) {
-                return Ok(Some(k));
+            if let Some((key_id, channel_id)) = parse_kept(v) {
+                return Ok(Some(ChannelKey { key_id, channel_id }));
             }
         }
         let found: Option<(u64, u64)> = self
@@ -214,12 +207,13 @@ impl Channels<'_> {
         if from_redis.is_ok() {
             // Best effort: the next check reads MySQL again when this does not land.
             if let Ok(mut conn) = self.conn().await {
-                let _ = redis::Script::new(KEEP)
-                    .key(&kept)
-                    .key(self.keys.revoked_channel_key(&hash))
-                    .arg(format!("{key_id}:{channel_id}"))
-                    .invoke_async::<i64>(&mut conn)
-                    .await;
+                let _ = Credential {
+                    kept: &kept,
+                    revoked: &self.keys.revoked_channel_key(&hash),
+                    op: CredentialOp::Keep { key_id, channel_id },
+                }
+                .run(&mut conn)
+                .await;
             }
         }
         Ok(Some(ChannelKey { key_id, channel_id }))
@@ -230,14 +224,6 @@ const SELECT: &str = "SELECT c.id, c.name, \
      CAST(UNIX_TIMESTAMP(c.created_at) * 1000 AS SIGNED) AS created_ms, \
      CAST(COUNT(k.id) AS SIGNED) AS active_keys \
      FROM channels c LEFT JOIN channel_keys k ON k.channel_id = c.id AND k.revoked_at IS NULL";
-
-fn parse_kept(v: &str) -> Option<ChannelKey> {
-    let (k, c) = v.split_once(':')?;
-    Some(ChannelKey {
-        key_id: k.parse().ok()?,
-        channel_id: c.parse().ok()?,
-    })
-}
 
 impl Storage {
     /// Sales channels and their keys.

@@ -23,11 +23,13 @@
 //! | `claim.lua` | [`claim::ClaimKey`] | [`claim::Claim`] |
 //! | `reject.lua` | [`reject::Reject`] | one [`reject::Mark`] per order |
 //! | `dead.lua` | [`dead::DeadLetter`] | whether the event was moved |
+//! | `credential.lua` | [`credential::Credential`] | whether it was done |
 
 pub mod ack;
 pub mod adjust;
 pub mod cancel;
 pub mod claim;
+pub mod credential;
 pub mod dead;
 pub mod lease;
 pub mod reject;
@@ -236,6 +238,7 @@ mod tests {
             (claim::SOURCE, "claim.lua"),
             (reject::SOURCE, "reject.lua"),
             (dead::SOURCE, "dead.lua"),
+            (credential::SOURCE, "credential.lua"),
         ] {
             assert!(source.starts_with(&format!("-- {name}:")), "{name}");
         }
