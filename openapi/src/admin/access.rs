@@ -1,10 +1,11 @@
 //! Operators' routes about who acts: named operators with their roles (created, listed,
 //! revoked) and the audit trail of what they did.
 
-use super::{rfc3339_ms, AdminTag};
+use super::AdminTag;
 use crate::auth::{OperatorAuth, RoleBody};
 use crate::problem::{ApiResult, Problem};
 use crate::state::ApiState;
+use crate::types::rfc3339;
 use crate::types::Text;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -71,8 +72,8 @@ impl From<Operator> for OperatorBody {
             operator_id: o.id,
             name: o.name,
             role: o.role.into(),
-            created_at: rfc3339_ms(o.created_ms),
-            revoked_at: o.revoked_ms.map(rfc3339_ms),
+            created_at: crate::types::rfc3339(o.created_ms),
+            revoked_at: o.revoked_ms.map(rfc3339),
         }
     }
 }
@@ -162,7 +163,7 @@ impl From<AuditEntry> for AuditEntryBody {
             action: e.action,
             subject: e.subject,
             detail: e.detail,
-            time: rfc3339_ms(e.at_ms),
+            time: crate::types::rfc3339(e.at_ms),
             request_id: e.request_id,
         }
     }
@@ -216,7 +217,7 @@ impl AccessApi {
             operator_id: o.id,
             name: o.name,
             role: o.role.into(),
-            created_at: rfc3339_ms(o.created_ms),
+            created_at: crate::types::rfc3339(o.created_ms),
             token: created.token,
         })))
     }

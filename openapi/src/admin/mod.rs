@@ -5,11 +5,13 @@ mod access;
 mod bodies;
 mod channels;
 mod repair;
+mod repair_bodies;
 
 pub use access::AccessApi;
 pub use bodies::*;
 pub use channels::ChannelsApi;
 pub use repair::RepairApi;
+pub use repair_bodies::*;
 
 use crate::auth::OperatorAuth;
 use crate::problem::{ApiResult, Problem};

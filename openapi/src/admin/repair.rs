@@ -104,8 +104,8 @@ impl RepairApi {
             losses: losses
                 .into_iter()
                 .map(|l| DataLossBody {
-                    since: rfc3339_ms(l.since_ms),
-                    detected_at: rfc3339_ms(l.detected_ms),
+                    since: crate::types::rfc3339(l.since_ms),
+                    detected_at: crate::types::rfc3339(l.detected_ms),
                     locations: l.locations,
                 })
                 .collect(),
@@ -137,7 +137,7 @@ impl RepairApi {
                 .map(|k| StaleKeyBody {
                     location_id: k.location_id.get(),
                     product_id: k.product_id.get(),
-                    marked_at: rfc3339_ms(k.marked_at_ms),
+                    marked_at: crate::types::rfc3339(k.marked_at_ms),
                 })
                 .collect(),
         }))
