@@ -12,7 +12,7 @@ use crate::state::ApiState;
 use poem::Request;
 use poem_openapi::auth::Bearer;
 use poem_openapi::{Enum, SecurityScheme};
-use sf_persistence::access::{Actor, Role, BOOTSTRAP};
+use sf_persistence::access::{Actor, KeyLookup, Role, BOOTSTRAP};
 use sf_routing::LocationId;
 use std::sync::Arc;
 
@@ -207,15 +207,16 @@ pub struct Shop {
 }
 
 impl ShopKey {
-    /// The channel this key acts for: 401 when it is unknown or revoked.
-    pub async fn shop(&self, state: &ApiState) -> Result<Shop, Problem> {
+    /// The channel this key acts for, looked up as `lookup` says: 401 when it is unknown or
+    /// revoked.
+    pub async fn shop(&self, state: &ApiState, lookup: KeyLookup) -> Result<Shop, Problem> {
         if !state.shop_auth && self.0.token == NO_CHANNEL_TOKEN {
             if let Some(slot) = &self.0.actor {
                 slot.set(&Actor::NoChannel);
             }
             return Ok(Shop { channel: None });
         }
-        match state.storage.channels().of_key(&self.0.token).await? {
+        match state.storage.channels().of_key(&self.0.token, lookup).await? {
             Some(k) => {
                 if let Some(slot) = &self.0.actor {
                     slot.set(&Actor::Channel(k.channel_id));

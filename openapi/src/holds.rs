@@ -10,6 +10,7 @@ use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
 use sf_persistence::holds::{Hold, HoldRequest as Request, PlacedHold, Ttl};
+use sf_persistence::access::KeyLookup;
 use sf_persistence::{Refusal, StorageError};
 use std::sync::Arc;
 
@@ -67,7 +68,7 @@ impl HoldsApi {
         let (lines, destination) = body
             .order
             .validate(self.state.storage.options().same_day_radius_km)?;
-        let shop = auth.shop(&self.state).await?;
+        let shop = auth.shop(&self.state, KeyLookup::Mysql).await?;
         let req = Request {
             lines,
             destination,
@@ -196,7 +197,7 @@ impl HoldsApi {
 /// The hold `id` when the key's channel placed it; another channel's hold is not found, as a hold
 /// that does not exist is.
 async fn owned_hold(state: &ApiState, auth: &ShopKey, id: &str) -> ApiResult<Hold> {
-    let shop = auth.shop(state).await?;
+    let shop = auth.shop(state, KeyLookup::RedisFirst).await?;
     let hold = state.storage.holds().get(id).await?;
     if shop.owns(hold.channel) {
         Ok(hold)

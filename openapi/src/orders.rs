@@ -11,6 +11,7 @@ use poem_openapi::{ApiResponse, OpenApi, Tags};
 use sf_persistence::db_lock::{DbLockOrder, Placed};
 use sf_persistence::model::{Order, OrderPath};
 use sf_persistence::orders::IdempotencyRequest;
+use sf_persistence::access::KeyLookup;
 use sf_persistence::{Refusal, StorageError};
 use std::sync::Arc;
 
@@ -91,7 +92,7 @@ impl OrdersApi {
     ) -> ApiResult<Created> {
         let (lines, destination) =
             body.validate(self.state.storage.options().same_day_radius_km)?;
-        let shop = auth.shop(&self.state).await?;
+        let shop = auth.shop(&self.state, KeyLookup::Mysql).await?;
         let idempotency = idempotency(&shop.scope("ORDER"), key.0, &*body)?;
         let order = DbLockOrder {
             lines,
@@ -155,7 +156,7 @@ impl OrdersApi {
 /// Whether the key's channel may cancel order `id`: it placed it. Another channel's order is not
 /// found, as an order that does not exist is.
 pub async fn may_cancel(state: &ApiState, auth: &ShopKey, id: &str) -> ApiResult<()> {
-    let shop = auth.shop(state).await?;
+    let shop = auth.shop(state, KeyLookup::RedisFirst).await?;
     if shop.channel.is_none() || shop.owns(state.storage.orders().channel_of(id).await?) {
         Ok(())
     } else {
@@ -166,7 +167,7 @@ pub async fn may_cancel(state: &ApiState, auth: &ShopKey, id: &str) -> ApiResult
 /// The order `id` when the key's channel placed it; another channel's order is not found, as an
 /// order that does not exist is.
 pub async fn owned_order(state: &ApiState, auth: &ShopKey, id: &str) -> ApiResult<Order> {
-    let shop = auth.shop(state).await?;
+    let shop = auth.shop(state, KeyLookup::RedisFirst).await?;
     let order = state.storage.orders().get(id).await?;
     if shop.owns(order.channel) {
         Ok(order)

@@ -11,6 +11,7 @@ use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
 use sf_persistence::db_lock::Placed;
+use sf_persistence::access::KeyLookup;
 use sf_persistence::redis_path::RedisOrder;
 use sf_routing::ProductId;
 use std::sync::Arc;
@@ -152,7 +153,7 @@ impl RedisApi {
     ) -> ApiResult<Accepted> {
         let (lines, destination) =
             body.validate(self.state.storage.options().same_day_radius_km)?;
-        let shop = auth.shop(&self.state).await?;
+        let shop = auth.shop(&self.state, KeyLookup::RedisFirst).await?;
         let idempotency = idempotency(&shop.scope("ORDER"), key.0, &*body)?;
         let order = RedisOrder {
             lines,

@@ -423,7 +423,8 @@ async fn slow_redis_and_slow_mysql_end_within_their_deadlines() {
     timings("slow redis: Redis-path orders (shed)", &shed);
     for r in &shed {
         assert_eq!(r.0, StatusCode::SERVICE_UNAVAILABLE, "{}", r.1);
-        assert!(r.3 < Duration::from_millis(100), "took {:?}", r.3);
+        // Shed without waiting for Redis: well under one Redis command deadline.
+        assert!(r.3 < Duration::from_millis(250), "took {:?}", r.3);
     }
     assert_eq!(health(&t).await.1["redis"]["circuit"], "open");
     redis.set_latency(Duration::ZERO);

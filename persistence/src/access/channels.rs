@@ -174,10 +174,13 @@ impl Channels<'_> {
         Ok(())
     }
 
-    /// The channel a valid, unrevoked key acts for: from Redis when it holds the key, else from
-    /// MySQL (then kept in Redis). Answers an error only when neither could answer.
-    pub async fn of_key(&self, key: &str) -> StorageResult<Option<ChannelKey>> {
+    /// The channel a valid, unrevoked key acts for, looked up where `lookup` says. Answers an
+    /// error only when no store it asks could answer.
+    pub async fn of_key(&self, key: &str, lookup: KeyLookup) -> StorageResult<Option<ChannelKey>> {
         let hash = hash_key(key);
+        if lookup == KeyLookup::Mysql {
+            return self.of_hash_in_mysql(&hash).await;
+        }
         let kept = self.keys.channel_key(&hash);
         let from_redis = async {
             let mut conn = self.conn().await?;
@@ -190,18 +193,7 @@ impl Channels<'_> {
                 return Ok(Some(ChannelKey { key_id, channel_id }));
             }
         }
-        let found: Option<(u64, u64)> = self
-            .in_time(self.db_deadline(), async {
-                Ok(sqlx::query_as(
-                    "SELECT id, channel_id FROM channel_keys \
-                     WHERE key_hash = ? AND revoked_at IS NULL",
-                )
-                .bind(&hash)
-                .fetch_optional(&self.db)
-                .await?)
-            })
-            .await?;
-        let Some((key_id, channel_id)) = found else {
+        let Some(found) = self.of_hash_in_mysql(&hash).await? else {
             return Ok(None);
         };
         if from_redis.is_ok() {
@@ -210,14 +202,44 @@ impl Channels<'_> {
                 let _ = Credential {
                     kept: &kept,
                     revoked: &self.keys.revoked_channel_key(&hash),
-                    op: CredentialOp::Keep { key_id, channel_id },
+                    op: CredentialOp::Keep {
+                        key_id: found.key_id,
+                        channel_id: found.channel_id,
+                    },
                 }
                 .run(&mut conn)
                 .await;
             }
         }
-        Ok(Some(ChannelKey { key_id, channel_id }))
+        Ok(Some(found))
     }
+
+    async fn of_hash_in_mysql(&self, hash: &str) -> StorageResult<Option<ChannelKey>> {
+        let found: Option<(u64, u64)> = self
+            .in_time(self.db_deadline(), async {
+                Ok(sqlx::query_as(
+                    "SELECT id, channel_id FROM channel_keys \
+                     WHERE key_hash = ? AND revoked_at IS NULL",
+                )
+                .bind(hash)
+                .fetch_optional(&self.db)
+                .await?)
+            })
+            .await?;
+        Ok(found.map(|(key_id, channel_id)| ChannelKey { key_id, channel_id }))
+    }
+}
+
+/// Where a key check looks a channel key up: in the store the request depends on anyway, so a
+/// slow or lost store the request does not need never delays it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyLookup {
+    /// Redis, which keeps checked keys; MySQL when Redis does not hold the key or cannot answer.
+    /// For requests Redis answers (the Redis path, order and hold reads).
+    RedisFirst,
+    /// MySQL alone, where every key and its revocation is written first. For requests that
+    /// need MySQL anyway (DB-lock orders and cancels).
+    Mysql,
 }
 
 const SELECT: &str = "SELECT c.id, c.name, \

@@ -9,6 +9,6 @@ pub mod secret;
 
 pub use actor::{Actor, Attribution, SystemJob};
 pub use audit::{AuditEntry, AuditRecord};
-pub use channels::{Channel, ChannelKey, Channels, IssuedChannelKey};
+pub use channels::{Channel, ChannelKey, Channels, IssuedChannelKey, KeyLookup};
 pub use operators::{Access, CreatedOperator, Operator, OperatorName, Role, BOOTSTRAP};
 pub use secret::{Secret, SecretUrl};
