@@ -216,7 +216,12 @@ impl ShopKey {
             }
             return Ok(Shop { channel: None });
         }
-        match state.storage.channels().of_key(&self.0.token, lookup).await? {
+        match state
+            .storage
+            .channels()
+            .of_key(&self.0.token, lookup)
+            .await?
+        {
             Some(k) => {
                 if let Some(slot) = &self.0.actor {
                     slot.set(&Actor::Channel(k.channel_id));

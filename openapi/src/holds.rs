@@ -9,8 +9,8 @@ use crate::types::{ExtendHoldRequest, HoldBody, HoldRequest};
 use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
-use sf_persistence::holds::{Hold, HoldRequest as Request, PlacedHold, Ttl};
 use sf_persistence::access::KeyLookup;
+use sf_persistence::holds::{Hold, HoldRequest as Request, PlacedHold, Ttl};
 use sf_persistence::{Refusal, StorageError};
 use std::sync::Arc;
 

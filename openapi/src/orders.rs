@@ -8,10 +8,10 @@ use crate::types::{OrderBody, OrderRequest};
 use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
+use sf_persistence::access::KeyLookup;
 use sf_persistence::db_lock::{DbLockOrder, Placed};
 use sf_persistence::model::{Order, OrderPath};
 use sf_persistence::orders::IdempotencyRequest;
-use sf_persistence::access::KeyLookup;
 use sf_persistence::{Refusal, StorageError};
 use std::sync::Arc;
 
