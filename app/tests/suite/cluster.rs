@@ -1137,10 +1137,12 @@ async fn an_order_its_replica_did_not_confirm_is_answered_504_and_stands() {
     let shops = a_store_on_each_shard(&t, &cluster, 1, 10).await;
     let (master, shop) = (shops[0].0, &shops[0].1);
     let body = pickup_order(&[(shop.products[0], 2)], shop.store);
+    // A key's claim lives under the channel's scope, one for both order paths.
+    let scope = format!("ORDER:CHANNEL:{}", t.shop.channel_id);
     let elsewhere = |name: &str| -> &'static str {
         let key = (0..)
             .map(|i| format!("{name}-{i}"))
-            .find(|k| cluster.master_of(&t.keys().idempotency("REDIS", k)) != master)
+            .find(|k| cluster.master_of(&t.keys().idempotency(&scope, k)) != master)
             .unwrap();
         Box::leak(key.into_boxed_str())
     };

@@ -199,11 +199,13 @@ impl Orders<'_> {
     /// The sales channel that placed an order (`None`: none did), read where it costs least: the
     /// order's Redis record while Redis holds one (so a Redis-path order's owner is known while
     /// MySQL is down), else its MySQL row. An order in neither store answers as
-    /// [`Orders::get`] does (404, or 410 when lost with Redis's data).
+    /// [`Orders::get`] does (404, or 410 when lost with Redis's data), and 503 while Redis could
+    /// not be asked.
     pub async fn channel_of(&self, order_id: &str) -> StorageResult<Option<u64>> {
         let loc = Order::location_of(order_id)
             .ok_or_else(|| Refusal::UnknownOrder(order_id.to_owned()))?;
-        if let Ok(Some(r)) = self.redis_record(loc, order_id).await {
+        let from_redis = self.redis_record(loc, order_id).await;
+        if let Ok(Some(r)) = &from_redis {
             if let Ok(order) = r.order() {
                 return Ok(order.channel);
             }
@@ -218,6 +220,9 @@ impl Orders<'_> {
             .await?;
         match row {
             Some((channel,)) => Ok(channel),
+            // Redis may hold its record but could not say (down, failing over): as a cancel
+            // would, answer that it is unknown for now, never that there is no such order.
+            None if from_redis.is_err() || !self.circuit.trusted() => Err(self.redis_down_error()),
             None => Err(self.missing_order(order_id).await),
         }
     }

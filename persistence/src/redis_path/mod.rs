@@ -166,7 +166,7 @@ impl Storage {
         Err(self.redis_down_error())
     }
 
-    pub(super) fn redis_down_error(&self) -> StorageError {
+    pub(crate) fn redis_down_error(&self) -> StorageError {
         let detail = match self.circuit.state() {
             crate::CircuitState::Recovering => {
                 "the stock cache is back and being re-synced from MySQL; retry in a moment, or order through POST /api/orders"
