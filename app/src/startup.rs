@@ -100,6 +100,8 @@ pub async fn connect(config: &Config) -> anyhow::Result<Arc<Storage>> {
     })
     .await
     .with_context(|| format!("connecting to Redis at {redis_at}"))?;
+    // Events show orders and holds as the API does.
+    sf_persistence::events::set_bodies(sf_openapi::events::EventBodies);
     let storage = Storage::new(
         pool,
         redis,

@@ -32,7 +32,8 @@ pub fn role_needed_by(operation_id: &str) -> Option<Role> {
         | "listRedisDataLosses"
         | "listStaleKeys"
         | "listDeadLetters"
-        | "listAudit" => Role::Viewer,
+        | "listAudit"
+        | "listEvents" => Role::Viewer,
         "setStock" | "adjustStock" | "setSafetyStock" | "shipOrder" | "collectPickupAdmin"
         | "retryRejectedOrder" => Role::Stock,
         "issueStoreKey" | "revokeStoreKey" | "createLocation" | "updateLocation"

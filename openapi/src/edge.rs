@@ -51,7 +51,7 @@ impl Kind {
             "shipOrder" | "collectPickupAdmin" => None,
             "listProducts" | "getProduct" | "listLocations" | "getOrder" | "listProductsRedis"
             | "getProductRedis" | "listStoreProducts" | "getStoreStock" | "nearbyStores"
-            | "getHold" => Some(Self::Reads),
+            | "getHold" | "listEvents" => Some(Self::Reads),
             "live"
             | "ready"
             | "setStock"

@@ -10,6 +10,7 @@
 //! - [`redis_api`]: the Redis order path and stock read from Redis;
 //! - [`holds`]: checkout holds (placed, extended, released, turned into an order);
 //! - [`stores`]: the store POS API (per-store keys);
+//! - [`events`]: the event feed, and how events show orders and holds;
 //! - [`fulfilment`]: the order's way out: store steps, the store's work list, shipping;
 //! - [`admin`]: operators' routes (operator tokens with roles, [`auth`]);
 //! - [`health`]: liveness and readiness.
@@ -24,6 +25,7 @@ pub mod admin;
 pub mod auth;
 pub mod catalog;
 pub mod edge;
+pub mod events;
 pub mod fulfilment;
 pub mod health;
 pub mod holds;
@@ -53,6 +55,7 @@ pub type Apis = (
     admin::RepairApi,
     admin::ChannelsApi,
     admin::AccessApi,
+    events::EventsApi,
     health::HealthApi,
 );
 
@@ -89,6 +92,9 @@ pub fn api_service(state: &Arc<ApiState>) -> OpenApiService<Apis, ()> {
         admin::AccessApi {
             state: state.clone(),
         },
+        events::EventsApi {
+            state: state.clone(),
+        },
         health::HealthApi {
             state: state.clone(),
         },
@@ -105,13 +111,14 @@ pub fn api_service(state: &Arc<ApiState>) -> OpenApiService<Apis, ()> {
 
 /// The order of the tags in the spec, which is the order of the groups in Swagger UI: the shop's
 /// flows first, then the stores', then the operators', health last.
-pub const TAG_ORDER: [&str; 9] = [
+pub const TAG_ORDER: [&str; 10] = [
     "Products",
     "Locations",
     "DbLockOrders",
     "RedisPath",
     "Holds",
     "OrderStatus",
+    "Events",
     "Stores",
     "Admin",
     "Health",

@@ -18,6 +18,7 @@
 //! | [`holds`] | checkout holds: units moved from `available` to `reserved` while a customer pays, released, expired by the job, or converted into a DB-lock order |
 //! | [`fulfilment`] | the order's way out: pickups made ready and collected with their code, dispatches, shipments, the store's work list, the not-collected job |
 //! | [`orders`] | reading orders of any path, building them, the ledger rows every writer shares, idempotency, and when MySQL holds a stream event (the one definition of *applied*) |
+//! | [`events`] | events out: the outbox every change writes its events into, their order in the feed, webhook endpoints and their deliveries |
 //! | [`catalog`] | products and locations in memory, operators' changes, product pages, the stock mirror, shared reads, POS credentials, demo data |
 //! | [`scripts`] | one typed wrapper per Lua script (`persistence/lua/`): its keys, arguments and decoded reply |
 //! | [`formats`] | what Redis and MySQL keep (order records, claims, stream events), versioned |
@@ -33,6 +34,7 @@ pub mod catalog;
 pub mod consumer;
 pub mod db_lock;
 pub mod error;
+pub mod events;
 pub(crate) mod formats;
 pub mod fulfilment;
 pub mod holds;

@@ -3,6 +3,7 @@
 //! the batch comes to is [`settle`]'s decision: this file reads what it asks for and writes what
 //! it answers.
 
+use crate::events::{order_changed, EventType};
 use super::*;
 
 use crate::access::{Actor, Attribution};
@@ -297,6 +298,8 @@ async fn write(
         })
         .collect();
     insert_movements(&mut *tx, &moves, Reason::Cancel).await?;
+    let cancelled: Vec<&str> = restored.iter().map(|e| e.order_id.as_str()).collect();
+    order_changed(&mut *tx, EventType::OrderCancelled, &cancelled).await?;
     let changes: Vec<(Row, i64)> = stock.iter().map(|(r, d)| (*r, *d)).collect();
     for chunk in changes.chunks(ROWS_PER_STATEMENT) {
         // The changes as a derived table, one row each.

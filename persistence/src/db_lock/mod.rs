@@ -16,6 +16,7 @@ pub(crate) mod stock_changes;
 
 pub use stock_changes::{StockChange, StockTarget};
 
+use crate::events::{order_changed, EventType};
 use crate::access::{Actor, Attribution};
 use crate::error::{Refusal, StorageError, StorageResult};
 use crate::infra::mysql::with_retry;
@@ -193,6 +194,7 @@ impl Storage {
                 .bind(order_id)
                 .execute(&mut *tx)
                 .await?;
+                order_changed(&mut tx, EventType::OrderCancelled, &[order_id]).await?;
                 let deltas = order_deltas(&mut tx, order_id, 1).await?;
                 let reason = if path == OrderPath::Pos {
                     Reason::PosReturn
@@ -212,6 +214,7 @@ impl Storage {
                 .bind(order_id)
                 .execute(&mut *tx)
                 .await?;
+                order_changed(&mut tx, EventType::OrderCancelled, &[order_id]).await?;
                 Ok((tx, None))
             }
             _ => Ok((tx, None)),
@@ -250,6 +253,7 @@ impl Storage {
             .bind(order_id)
             .execute(&mut *tx)
             .await?;
+            order_changed(&mut tx, EventType::OrderConfirmed, &[order_id]).await?;
             let products: Vec<ProductId> = deltas.iter().map(|(p, _)| *p).collect();
             let floors = safety_of(&mut tx, loc, &products).await?;
             Ok((Some((tx, floors)), loc, deltas, None))

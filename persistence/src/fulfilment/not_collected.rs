@@ -4,6 +4,7 @@
 //! across instances: the job runs under its lease, and each order is re-checked under its row
 //! lock, so a second pass (or a collect racing it) finds it no longer ready.
 
+use crate::events::{order_changed, EventType};
 use super::steps::order_units;
 use super::Fulfilment;
 use crate::access::{Attribution, SystemJob};
@@ -100,6 +101,7 @@ impl Storage {
             .bind(order_id)
             .execute(&mut *tx)
             .await?;
+            order_changed(&mut tx, EventType::OrderCancelled, &[order_id]).await?;
             let loc = r.location_id;
             let deltas = order_units(&mut tx, order_id).await?;
             change_mysql_stock(&mut tx, loc, &deltas, Reason::NotCollected).await?;

@@ -3,6 +3,7 @@
 //! in product order with their `FULFILLED` ledger rows. Fifty copies of one step queue on the
 //! order's row lock; the first applies it, the others find it done and answer the current state.
 
+use crate::events::{order_changed, EventType};
 use super::decide::{decide, Current, Decision, Step};
 use super::Fulfilment;
 use crate::access::{Actor, Attribution};
@@ -152,7 +153,7 @@ async fn apply(
             .execute(&mut *conn)
             .await?;
     }
-    Ok(())
+    order_changed(conn, EventType::OrderFulfillmentChanged, &[order_id]).await
 }
 
 /// The order's lines as (product, units), in product order.

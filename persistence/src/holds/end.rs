@@ -6,6 +6,7 @@ use super::decide::{ending, Ending, HoldStatus};
 use super::{rows, Hold, Holds};
 use crate::access::{Actor, Attribution, SystemJob};
 use crate::error::StorageResult;
+use crate::events::{record, EventType, NewEvent};
 use crate::infra::mysql::with_retry;
 use crate::orders::ledger::{change_mysql_stock, insert_movements, Move, Reason};
 use crate::Storage;
@@ -65,6 +66,10 @@ impl Storage {
             insert_movements(&mut tx, &moves, reason).await?;
             let mut hold = rows::hold_of(&row, items)?;
             hold.status = to;
+            if to == HoldStatus::Expired {
+                let event = NewEvent::of_hold(EventType::HoldExpired, &hold)?;
+                record(&mut tx, &[event]).await?;
+            }
             Ok((Some((tx, loc, deltas)), hold))
         };
         let (change, hold) = self.in_time(deadline, statements).await?;

@@ -266,8 +266,9 @@ pub(crate) async fn insert_orders(
     insert_movements(conn, &moves, reason).await
 }
 
-/// Inserts orders and their lines alone: for an order whose units were set aside before (a
-/// converted hold), the ledger rows are its conversion's ([`convert_reserved`]).
+/// Inserts orders and their lines alone, with their events ([`crate::events::orders_placed`]):
+/// for an order whose units were set aside before (a converted hold), the ledger rows are its
+/// conversion's ([`convert_reserved`]).
 pub(crate) async fn insert_order_rows(
     conn: &mut MySqlConnection,
     orders: &[&Order],
@@ -336,7 +337,7 @@ pub(crate) async fn insert_order_rows(
             .execute(&mut *conn)
             .await?;
     }
-    Ok(())
+    crate::events::orders_placed(conn, orders).await
 }
 
 /// The `DATETIME(3)` of an order's acceptance, from its milliseconds since the epoch (the

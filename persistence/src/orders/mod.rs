@@ -11,6 +11,7 @@ pub(crate) mod ledger;
 pub use idempotency::IdempotencyRequest;
 pub use ledger::Reason;
 
+use crate::events::{EventType, NewEvent};
 use crate::error::{Refusal, StorageError, StorageResult};
 use crate::formats::EventKind;
 use crate::infra::mysql::push_list;
@@ -261,15 +262,33 @@ impl Orders<'_> {
             .collect::<Vec<_>>()
             .join(",");
         let sha = <sha2::Sha256 as sha2::Digest>::digest(list.as_bytes());
-        sqlx::query(
+        let mut tx = self.begin().await?;
+        let inserted = sqlx::query(
             "INSERT IGNORE INTO redis_data_losses (since, locations, locations_sha, detected_at) \
              VALUES (?, ?, ?, NOW(3))",
         )
         .bind(since.naive_utc())
         .bind(&list)
         .bind(sha.as_slice())
-        .execute(&self.db)
+        .execute(&mut *tx)
         .await?;
+        if inserted.rows_affected() == 1 {
+            // The orders lost are not known one by one (their records went with Redis's data):
+            // the event names where and since when.
+            let event = NewEvent {
+                kind: EventType::OrderLost,
+                subject: format!("loss:{}", inserted.last_insert_id()),
+                channel: None,
+                data: serde_json::json!({
+                    "lostSince": since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    "detectedAt": chrono::Utc::now()
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    "locations": locations.iter().map(|l| l.get()).collect::<Vec<_>>(),
+                }),
+            };
+            crate::events::record(&mut tx, &[event]).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 }
