@@ -1,0 +1,11 @@
+-- Webhook deliveries: when a delivery was first tried, so that it is retried for its whole
+-- window (at least 24 h) from then, however long it waited behind an earlier event of its
+-- subject.
+
+ALTER TABLE webhook_deliveries
+    ADD COLUMN first_attempt_at DATETIME(3) NULL AFTER attempts;
+
+-- The dispatcher sends a delivery only when no earlier delivery of its endpoint and subject is
+-- still pending: found here without reading the subject's whole history.
+ALTER TABLE webhook_deliveries
+    ADD KEY ix_webhook_deliveries_subject_status (endpoint_id, subject, status, seq);
