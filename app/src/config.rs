@@ -178,6 +178,47 @@ pub struct Config {
     /// `on` or `off`.
     #[arg(long, env = "ACCESS_LOG", default_value = "on", value_parser = on_off(), action = clap::ArgAction::Set)]
     pub access_log: bool,
+    /// Run the webhook dispatcher on this instance (`on` or `off`). Instances that run it share
+    /// one lease: one of them delivers at a time, another takes over when it stops.
+    #[arg(long, env = "WEBHOOK_DISPATCHER", default_value = "on", value_parser = on_off(), action = clap::ArgAction::Set)]
+    pub webhook_dispatcher: bool,
+    /// Hosts webhook endpoints may point at, comma-separated (`hooks.example.com,10.0.0.7`);
+    /// empty: any host. Set it where the service must not call arbitrary addresses.
+    #[arg(long, env = "WEBHOOK_ALLOWED_HOSTS", value_delimiter = ',', num_args = 0..)]
+    pub webhook_allowed_hosts: Vec<String>,
+    /// The bound on one webhook call, connecting included, in ms; past it the attempt failed.
+    #[arg(long, env = "WEBHOOK_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=300_000))]
+    pub webhook_timeout_ms: u64,
+    /// Webhook calls in flight per endpoint at once.
+    #[arg(long, env = "WEBHOOK_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub webhook_concurrency: u64,
+    /// How often the dispatcher looks for events to deliver, in ms.
+    #[arg(long, env = "WEBHOOK_TICK_MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub webhook_tick_ms: u64,
+    /// How long the dispatcher's lease lasts unless renewed (it is renewed every tick), in ms:
+    /// how long deliveries pause when the instance holding it dies.
+    #[arg(long, env = "WEBHOOK_LEASE_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub webhook_lease_ms: u64,
+    /// The wait before the first retry of a failed delivery, in ms; later waits grow from it
+    /// (×6, ×24, ×120, ×360, ×720: 5 s, 30 s, 2 min, 10 min, 30 min, 1 h), with ±20 % jitter.
+    #[arg(long, env = "WEBHOOK_RETRY_FIRST_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub webhook_retry_first_ms: u64,
+    /// The longest wait between retries, in ms; past the steps, retries come every half of it
+    /// to all of it (1 to 2 h).
+    #[arg(long, env = "WEBHOOK_RETRY_MAX_MS", default_value_t = 7_200_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub webhook_retry_max_ms: u64,
+    /// How long a failing delivery is retried from its first attempt, in seconds; then it is
+    /// given up (`FAILED`; an operator can redeliver it).
+    #[arg(long, env = "WEBHOOK_RETRY_FOR_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
+    pub webhook_retry_for_secs: u64,
+    /// An endpoint whose every attempt has failed for this long, in seconds, is disabled (the
+    /// reason is shown on it; re-enable it with `PATCH … {"enabled": true}`).
+    #[arg(long, env = "WEBHOOK_DISABLE_AFTER_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
+    pub webhook_disable_after_secs: u64,
+    /// How long a rotated-out signing secret keeps signing, in seconds (deliveries carry both
+    /// signatures meanwhile).
+    #[arg(long, env = "WEBHOOK_SECRET_OVERLAP_SECS", default_value_t = 86_400)]
+    pub webhook_secret_overlap_secs: u64,
     /// Whether the shop's routes (orders, cancels, holds) need a channel key: `required`, or
     /// `off` for local experiments (requests without a key then act for no channel).
     #[arg(long, env = "SHOP_AUTH", value_enum, default_value_t = ShopAuth::Required)]
@@ -192,6 +233,36 @@ pub enum ShopAuth {
 }
 
 impl Config {
+    /// What webhook endpoints must satisfy.
+    pub fn endpoint_rules(&self) -> sf_persistence::events::webhooks::EndpointRules {
+        sf_persistence::events::webhooks::EndpointRules {
+            allowed_hosts: self
+                .webhook_allowed_hosts
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            secret_overlap: std::time::Duration::from_secs(self.webhook_secret_overlap_secs),
+        }
+    }
+
+    /// How the webhook dispatcher runs.
+    pub fn dispatcher(&self) -> crate::webhooks::DispatcherSettings {
+        use std::time::Duration;
+        crate::webhooks::DispatcherSettings {
+            tick: Duration::from_millis(self.webhook_tick_ms),
+            lease: Duration::from_millis(self.webhook_lease_ms),
+            timeout: Duration::from_millis(self.webhook_timeout_ms),
+            concurrency: self.webhook_concurrency as usize,
+            disable_after: Duration::from_secs(self.webhook_disable_after_secs),
+            retry: crate::webhooks::retry::RetryPolicy {
+                first: Duration::from_millis(self.webhook_retry_first_ms),
+                longest: Duration::from_millis(self.webhook_retry_max_ms),
+                retry_for: Duration::from_secs(self.webhook_retry_for_secs),
+            },
+        }
+    }
+
     /// The body limit and the bounds on requests in flight, with the defaults derived from the
     /// pool sizes.
     pub fn limits(&self) -> sf_openapi::edge::Limits {

@@ -5,12 +5,14 @@
 //! - [`config`]: environment variables and flags;
 //! - [`telemetry`] sets up logging;
 //! - [`startup`]: [`Application`], which connects, migrates, serves, and runs the consumer and jobs;
-//! - [`jobs`]: scheduled background work.
+//! - [`jobs`]: scheduled background work;
+//! - [`webhooks`]: the webhook dispatcher (signed deliveries from the events outbox).
 
 pub mod config;
 pub mod jobs;
 pub mod startup;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use config::Config;
 pub use startup::Application;

@@ -170,6 +170,7 @@ impl Application {
             pages: sf_openapi::state::PageAnswers::new(config.product_pages_kept),
             access_log: config.access_log,
             shop_auth: config.shop_auth == ShopAuth::Required,
+            webhooks: config.endpoint_rules(),
         });
 
         let acceptor = TcpListener::bind(format!("{}:{}", config.host, config.port))
@@ -233,6 +234,14 @@ impl Application {
             Duration::from_millis(app.config.storage.outage_probe_ms),
             stop.clone(),
         ));
+        if app.config.webhook_dispatcher {
+            bg.spawn(crate::webhooks::run(
+                storage.clone(),
+                app.config.dispatcher(),
+                app.instance.clone(),
+                stop.clone(),
+            ));
+        }
         bg.close();
         tracing::info!(port, "stock flow listening on port {port}");
         Ok(app)

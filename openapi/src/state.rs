@@ -23,6 +23,8 @@ pub struct ApiState {
     pub access_log: bool,
     /// The shop's routes need a channel key (`SHOP_AUTH=required`, the default).
     pub shop_auth: bool,
+    /// What webhook endpoints must satisfy (`WEBHOOK_ALLOWED_HOSTS`, the secrets' overlap).
+    pub webhooks: sf_persistence::events::webhooks::EndpointRules,
 }
 
 /// The kept answers of the two product reads, one set per stock source's read.

@@ -285,7 +285,9 @@ impl Events<'_> {
             if due.is_empty() {
                 return Ok(due);
             }
-            let mut q = QueryBuilder::new("UPDATE webhook_deliveries SET next_attempt_at = NOW(3) + INTERVAL ");
+            let mut q = QueryBuilder::new(
+                "UPDATE webhook_deliveries SET next_attempt_at = NOW(3) + INTERVAL ",
+            );
             q.push_bind(micros(claim))
                 .push(" MICROSECOND WHERE status = 'PENDING' AND endpoint_id = ")
                 .push_bind(endpoint_id)
@@ -490,10 +492,11 @@ impl Events<'_> {
     }
 
     async fn read_endpoint_id(&self, endpoint_id: u64) -> StorageResult<()> {
-        let found: Option<u64> = sqlx::query_scalar("SELECT id FROM webhook_endpoints WHERE id = ?")
-            .bind(endpoint_id)
-            .fetch_optional(&self.db)
-            .await?;
+        let found: Option<u64> =
+            sqlx::query_scalar("SELECT id FROM webhook_endpoints WHERE id = ?")
+                .bind(endpoint_id)
+                .fetch_optional(&self.db)
+                .await?;
         found.map(|_| ()).ok_or_else(|| no_endpoint(endpoint_id))
     }
 

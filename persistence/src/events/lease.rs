@@ -30,12 +30,11 @@ impl Events<'_> {
             .await?;
             // Read back rather than trust the count of changed rows, which is 0 for a renewal
             // within the same millisecond.
-            let held: Option<String> = sqlx::query_scalar(
-                "SELECT holder FROM leases WHERE name = ? AND until >= NOW(3)",
-            )
-            .bind(name)
-            .fetch_optional(&self.db)
-            .await?;
+            let held: Option<String> =
+                sqlx::query_scalar("SELECT holder FROM leases WHERE name = ? AND until >= NOW(3)")
+                    .bind(name)
+                    .fetch_optional(&self.db)
+                    .await?;
             Ok(held.as_deref() == Some(holder))
         })
         .await

@@ -172,11 +172,7 @@ pub struct NewEndpoint {
 }
 
 impl NewEndpoint {
-    pub fn new(
-        url: WebhookUrl,
-        events: EventTypes,
-        note: Option<&str>,
-    ) -> Result<Self, Refusal> {
+    pub fn new(url: WebhookUrl, events: EventTypes, note: Option<&str>) -> Result<Self, Refusal> {
         Ok(Self {
             url,
             events,
@@ -266,7 +262,11 @@ impl Events<'_> {
 
     /// Changes an endpoint. Re-enabling clears why it was disabled and its failing streak; it
     /// receives events from then on, and its deliveries still pending are due at once.
-    pub async fn update_endpoint(&self, id: u64, change: &EndpointChange) -> StorageResult<Endpoint> {
+    pub async fn update_endpoint(
+        &self,
+        id: u64,
+        change: &EndpointChange,
+    ) -> StorageResult<Endpoint> {
         if change.enabled == Some(true) {
             self.sequence().await?;
         }
