@@ -33,13 +33,33 @@ pub fn role_needed_by(operation_id: &str) -> Option<Role> {
         | "listStaleKeys"
         | "listDeadLetters"
         | "listAudit"
-        | "listEvents" => Role::Viewer,
+        | "listEvents"
+        | "listWebhookDeliveries" => Role::Viewer,
         "setStock" | "adjustStock" | "setSafetyStock" | "shipOrder" | "collectPickupAdmin"
         | "retryRejectedOrder" => Role::Stock,
-        "issueStoreKey" | "revokeStoreKey" | "createLocation" | "updateLocation"
-        | "createProduct" | "updateProduct" | "replayDeadLetter" | "runReconciliation"
-        | "createOperator" | "listOperators" | "revokeOperator" | "createChannel"
-        | "listChannels" | "issueChannelKey" | "revokeChannelKey" => Role::Admin,
+        "issueStoreKey"
+        | "revokeStoreKey"
+        | "createLocation"
+        | "updateLocation"
+        | "createProduct"
+        | "updateProduct"
+        | "replayDeadLetter"
+        | "runReconciliation"
+        | "createOperator"
+        | "listOperators"
+        | "revokeOperator"
+        | "createChannel"
+        | "listChannels"
+        | "issueChannelKey"
+        | "revokeChannelKey"
+        | "createWebhook"
+        | "listWebhooks"
+        | "getWebhook"
+        | "updateWebhook"
+        | "deleteWebhook"
+        | "rotateWebhookSecret"
+        | "redeliverWebhookEvent"
+        | "redeliverWebhookSince" => Role::Admin,
         _ => return None,
     })
 }

@@ -84,7 +84,16 @@ impl Kind {
             | "createOperator"
             | "listOperators"
             | "revokeOperator"
-            | "listAudit" => None,
+            | "listAudit"
+            | "createWebhook"
+            | "listWebhooks"
+            | "getWebhook"
+            | "updateWebhook"
+            | "deleteWebhook"
+            | "rotateWebhookSecret"
+            | "listWebhookDeliveries"
+            | "redeliverWebhookEvent"
+            | "redeliverWebhookSince" => None,
             _ => return None,
         })
     }

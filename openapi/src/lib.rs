@@ -55,6 +55,7 @@ pub type Apis = (
     admin::RepairApi,
     admin::ChannelsApi,
     admin::AccessApi,
+    admin::WebhooksApi,
     events::EventsApi,
     health::HealthApi,
 );
@@ -90,6 +91,9 @@ pub fn api_service(state: &Arc<ApiState>) -> OpenApiService<Apis, ()> {
             state: state.clone(),
         },
         admin::AccessApi {
+            state: state.clone(),
+        },
+        admin::WebhooksApi {
             state: state.clone(),
         },
         events::EventsApi {

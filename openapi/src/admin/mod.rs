@@ -6,12 +6,16 @@ mod bodies;
 mod channels;
 mod repair;
 mod repair_bodies;
+mod webhook_bodies;
+mod webhooks;
 
 pub use access::AccessApi;
 pub use bodies::*;
 pub use channels::ChannelsApi;
 pub use repair::RepairApi;
 pub use repair_bodies::*;
+pub use webhook_bodies::*;
+pub use webhooks::WebhooksApi;
 
 use crate::auth::OperatorAuth;
 use crate::problem::{ApiResult, Problem};
