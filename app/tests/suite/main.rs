@@ -28,3 +28,4 @@ mod request_ids;
 mod stock_states;
 mod store_hours;
 mod stores;
+mod webhooks;

@@ -302,6 +302,7 @@ impl Events<'_> {
     /// Records an attempt that took `took`, and its outcome: delivered, tried again later, or
     /// given up. A success ends the endpoint's failing streak; a failure starts it, and an
     /// endpoint whose streak has lasted `disable_after` is disabled: answers the reason then.
+    /// A deadlock with another attempt's record is retried.
     pub async fn record_attempt(
         &self,
         endpoint_id: u64,
@@ -310,15 +311,42 @@ impl Events<'_> {
         took: Duration,
         disable_after: Duration,
     ) -> StorageResult<Option<String>> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self
+                .try_record_attempt(endpoint_id, seq, outcome, took, disable_after)
+                .await
+            {
+                Err(e) if e.is_retryable() && tries < 5 => continue,
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_record_attempt(
+        &self,
+        endpoint_id: u64,
+        seq: u64,
+        outcome: &Attempted,
+        took: Duration,
+        disable_after: Duration,
+    ) -> StorageResult<Option<String>> {
         let took_us = micros(took);
+        let (code, error) = match outcome {
+            Attempted::Delivered { status_code } => (Some(*status_code), None),
+            Attempted::Failed {
+                status_code, error, ..
+            } => (*status_code, Some(clip(error))),
+        };
+        const TRIED: &str = "attempts = attempts + 1, \
+             first_attempt_at = COALESCE(first_attempt_at, NOW(3) - INTERVAL ? MICROSECOND), \
+             last_attempt_at = NOW(3) - INTERVAL ? MICROSECOND, last_status_code = ?";
         self.in_time(self.db_deadline(), async {
+            // The delivery and its attempt together; the endpoint's streak after, in statements
+            // of their own (in the same transaction, two attempts' records would deadlock on the
+            // endpoint's row, which the attempt's foreign key locks).
             let mut tx = self.db.begin().await?;
-            let (code, error) = match outcome {
-                Attempted::Delivered { status_code } => (Some(*status_code), None),
-                Attempted::Failed {
-                    status_code, error, ..
-                } => (*status_code, Some(clip(error))),
-            };
             sqlx::query(
                 "INSERT INTO webhook_attempts (endpoint_id, seq, status_code, error, duration_ms, \
                  created_at) VALUES (?, ?, ?, ?, ?, NOW(3) - INTERVAL ? MICROSECOND)",
@@ -331,10 +359,6 @@ impl Events<'_> {
             .bind(took_us)
             .execute(&mut *tx)
             .await?;
-            const TRIED: &str = "attempts = attempts + 1, \
-                 first_attempt_at = COALESCE(first_attempt_at, NOW(3) - INTERVAL ? MICROSECOND), \
-                 last_attempt_at = NOW(3) - INTERVAL ? MICROSECOND, last_status_code = ?";
-            let mut disabled = None;
             match outcome {
                 Attempted::Delivered { .. } => {
                     sqlx::query(&format!(
@@ -347,13 +371,6 @@ impl Events<'_> {
                     .bind(code)
                     .bind(endpoint_id)
                     .bind(seq)
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query(
-                        "UPDATE webhook_endpoints SET failing_since = NULL \
-                         WHERE id = ? AND failing_since IS NOT NULL",
-                    )
-                    .bind(endpoint_id)
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -377,41 +394,48 @@ impl Events<'_> {
                     .bind(seq)
                     .execute(&mut *tx)
                     .await?;
-                    sqlx::query(
-                        "UPDATE webhook_endpoints \
-                         SET failing_since = COALESCE(failing_since, NOW(3) - INTERVAL ? MICROSECOND) \
-                         WHERE id = ?",
-                    )
-                    .bind(took_us)
-                    .bind(endpoint_id)
-                    .execute(&mut *tx)
-                    .await?;
-                    let last = match code {
-                        Some(c) => format!("HTTP {c}: {error}"),
-                        None => error.clone(),
-                    };
-                    let reason = clip(&format!(
-                        "every delivery failed for {}; last: {last}",
-                        human(disable_after)
-                    ));
-                    let off = sqlx::query(
-                        "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = ?, \
-                         disabled_at = NOW(3) WHERE id = ? AND enabled = 1 \
-                         AND failing_since <= NOW(3) - INTERVAL ? MICROSECOND",
-                    )
-                    .bind(&reason)
-                    .bind(endpoint_id)
-                    .bind(micros(disable_after))
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                    if off > 0 {
-                        disabled = Some(reason);
-                    }
                 }
             }
             tx.commit().await?;
-            Ok(disabled)
+            let Attempted::Failed { error, .. } = outcome else {
+                sqlx::query(
+                    "UPDATE webhook_endpoints SET failing_since = NULL \
+                     WHERE id = ? AND failing_since IS NOT NULL",
+                )
+                .bind(endpoint_id)
+                .execute(&self.db)
+                .await?;
+                return Ok(None);
+            };
+            sqlx::query(
+                "UPDATE webhook_endpoints \
+                 SET failing_since = COALESCE(failing_since, NOW(3) - INTERVAL ? MICROSECOND) \
+                 WHERE id = ? AND failing_since IS NULL",
+            )
+            .bind(took_us)
+            .bind(endpoint_id)
+            .execute(&self.db)
+            .await?;
+            let last = match code {
+                Some(c) => format!("HTTP {c}: {error}"),
+                None => error.clone(),
+            };
+            let reason = clip(&format!(
+                "every delivery failed for {}; last: {last}",
+                human(disable_after)
+            ));
+            let off = sqlx::query(
+                "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = ?, \
+                 disabled_at = NOW(3) WHERE id = ? AND enabled = 1 \
+                 AND failing_since <= NOW(3) - INTERVAL ? MICROSECOND",
+            )
+            .bind(&reason)
+            .bind(endpoint_id)
+            .bind(micros(disable_after))
+            .execute(&self.db)
+            .await?
+            .rows_affected();
+            Ok((off > 0).then_some(reason))
         })
         .await
     }

@@ -1,0 +1,854 @@
+//! Webhooks end to end: a receiver inside the test process records every call; each delivery
+//! is checked with a signature verification written here from the specification (not the
+//! service's own function). The invariants: every event reaches its endpoints, signed; an
+//! order's events arrive in the order they happened; a receiver that is down loses nothing and a
+//! slow one does not slow orders; a rotated-out secret signs for its window only; an endpoint
+//! that fails for its window is disabled; two instances deliver each event once.
+
+use crate::common::*;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use futures::future::join_all;
+use hmac::{Hmac, Mac};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sha2::Sha256;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use stock_flow::Config;
+
+// ---- the receiver ----
+
+/// How the receiver answers.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Ok,
+    Status(u16),
+    /// Answers 200 after this long.
+    Sleep(Duration),
+}
+
+/// A call the receiver got.
+#[derive(Debug, Clone)]
+struct Received {
+    id: String,
+    timestamp: String,
+    signature: String,
+    content_type: String,
+    body: String,
+    /// What it answered.
+    answered: u16,
+}
+
+impl Received {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).expect("a JSON body")
+    }
+}
+
+struct Inbox {
+    calls: Mutex<Vec<Received>>,
+    mode: Mutex<Mode>,
+}
+
+struct Receiver {
+    inbox: Arc<Inbox>,
+    url: String,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        use poem::listener::{Acceptor, Listener};
+        let inbox = Arc::new(Inbox {
+            calls: Mutex::new(Vec::new()),
+            mode: Mutex::new(Mode::Ok),
+        });
+        let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0")
+            .into_acceptor()
+            .await
+            .unwrap();
+        let port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
+        let seen = inbox.clone();
+        let endpoint = poem::endpoint::make(move |req: poem::Request| {
+            let seen = seen.clone();
+            async move {
+                let header = |n: &str| {
+                    req.headers()
+                        .get(n)
+                        .map(|v| v.to_str().unwrap().to_owned())
+                        .unwrap_or_default()
+                };
+                let (id, timestamp, signature, content_type) = (
+                    header("webhook-id"),
+                    header("webhook-timestamp"),
+                    header("webhook-signature"),
+                    header("content-type"),
+                );
+                let body = req.into_body().into_string().await.unwrap_or_default();
+                let mode = *seen.mode.lock().unwrap();
+                let answered = match mode {
+                    Mode::Ok => 200,
+                    Mode::Status(s) => s,
+                    Mode::Sleep(d) => {
+                        tokio::time::sleep(d).await;
+                        200
+                    }
+                };
+                seen.calls.lock().unwrap().push(Received {
+                    id,
+                    timestamp,
+                    signature,
+                    content_type,
+                    body,
+                    answered,
+                });
+                poem::http::StatusCode::from_u16(answered).unwrap()
+            }
+        });
+        let server = tokio::spawn(async move {
+            let _ = poem::Server::new_with_acceptor(acceptor)
+                .run(endpoint)
+                .await;
+        });
+        Self {
+            inbox,
+            url: format!("http://127.0.0.1:{port}/hooks"),
+            server,
+        }
+    }
+
+    fn set(&self, mode: Mode) {
+        *self.inbox.mode.lock().unwrap() = mode;
+    }
+
+    fn calls(&self) -> Vec<Received> {
+        self.inbox.calls.lock().unwrap().clone()
+    }
+
+    /// The calls it answered with a 2xx, in the order they came.
+    fn delivered(&self) -> Vec<Received> {
+        self.calls()
+            .into_iter()
+            .filter(|c| (200..300).contains(&c.answered))
+            .collect()
+    }
+
+    /// Waits until it has answered `n` distinct events with a 2xx.
+    async fn wait_for_events(&self, n: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let got: BTreeSet<String> = self.delivered().into_iter().map(|c| c.id).collect();
+            if got.len() >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the receiver got {} of {n} events",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+// ---- verification, from the Standard Webhooks specification ----
+
+/// Whether one of the space-separated `v1,<base64>` signatures of `header` is the HMAC-SHA256
+/// of `{id}.{timestamp}.{body}` under the secret's key.
+fn verifies(secret: &str, id: &str, timestamp: &str, body: &str, header: &str) -> bool {
+    let key = STANDARD
+        .decode(secret.strip_prefix("whsec_").expect("a whsec_ secret"))
+        .expect("base64 after whsec_");
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
+    let expected = STANDARD.encode(mac.finalize().into_bytes());
+    header
+        .split(' ')
+        .filter_map(|s| s.strip_prefix("v1,"))
+        .any(|s| s == expected)
+}
+
+fn assert_signed(secret: &str, c: &Received) {
+    assert!(
+        verifies(secret, &c.id, &c.timestamp, &c.body, &c.signature),
+        "bad signature on {}: {}",
+        c.id,
+        c.signature
+    );
+    assert_eq!(c.content_type, "application/json");
+    let ts: i64 = c.timestamp.parse().expect("a Unix timestamp");
+    let now = chrono::Utc::now().timestamp();
+    assert!((now - ts).abs() < 300, "timestamp {ts} is not now ({now})");
+    assert!(c.id.starts_with("msg_"), "{}", c.id);
+}
+
+// ---- helpers ----
+
+/// Short waits, for tests that cannot wait seconds: retries from 50 ms, at most 400 ms apart.
+fn quick(c: &mut Config) {
+    c.webhook_tick_ms = 50;
+    c.webhook_retry_first_ms = 50;
+    c.webhook_retry_max_ms = 400;
+    c.webhook_lease_ms = 2_000;
+}
+
+const ALL_TYPES: [&str; 10] = [
+    "order.accepted",
+    "order.confirmed",
+    "order.rejected",
+    "order.cancelled",
+    "order.lost",
+    "order.fulfillment_changed",
+    "hold.expired",
+    "stock.low",
+    "stock.out",
+    "stock.back",
+];
+
+/// Registers an endpoint for `types` at `url`: answers its id and its secret.
+async fn register(t: &TestApp, url: &str, types: &[&str]) -> (u64, String) {
+    let (s, b) = json_of(
+        t.admin()
+            .post(
+                "/api/admin/webhooks",
+                &json!({"url": url, "events": types, "description": "test receiver"}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    (
+        b["webhookId"].as_u64().unwrap(),
+        b["secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Places a DB-lock order of one unit of `p`: answers its id.
+async fn order(t: &TestApp, p: u64) -> String {
+    let (s, b) = json_of(
+        t.post("/api/orders", &normal_order(&[(p, 1)], SEOUL.0, SEOUL.1))
+            .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    b["orderId"].as_str().unwrap().to_owned()
+}
+
+async fn cancel(t: &TestApp, id: &str) {
+    let (s, b) = json_of(t.patch(&format!("/api/orders/{id}/cancel")).await).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}
+
+/// Per order, the types of its events as delivered (first delivery of each event, in the order
+/// the receiver got them).
+fn types_per_order(calls: &[Received]) -> BTreeMap<String, Vec<String>> {
+    let mut seen = BTreeSet::new();
+    let mut per: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for c in calls {
+        if !seen.insert(c.id.clone()) {
+            continue;
+        }
+        let v = c.json();
+        if let Some(order) = v["data"]["orderId"].as_str() {
+            per.entry(order.to_owned())
+                .or_default()
+                .push(v["type"].as_str().unwrap().to_owned());
+        }
+    }
+    per
+}
+
+async fn webhook(t: &TestApp, id: u64) -> Value {
+    let (s, b) = json_of(t.admin().get(&format!("/api/admin/webhooks/{id}")).await).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b
+}
+
+async fn deliveries(t: &TestApp, id: u64, query: &str) -> Vec<Value> {
+    let (s, b) = json_of(
+        t.admin()
+            .get(&format!("/api/admin/webhooks/{id}/deliveries{query}"))
+            .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b["deliveries"].as_array().unwrap().clone()
+}
+
+async fn count(t: &TestApp, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&t.db).await.unwrap()
+}
+
+// ---- the tests ----
+
+/// Registration shows the secret once; reads never show it; only http(s) URLs with known event
+/// types are taken, with a useful detail; a change, a disable and a delete do what they say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_is_registered_with_its_secret_shown_once() {
+    let t = TestApp::spawn().await;
+    let (s, created) = json_of(
+        t.admin()
+            .post(
+                "/api/admin/webhooks",
+                &json!({"url": "https://shop.example.com/hooks", "events": ["order.confirmed", "stock.out"]}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let secret = created["secret"].as_str().unwrap();
+    let key = STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    assert!(key.len() >= 24, "{} key bytes", key.len());
+    assert_eq!(created["enabled"], true);
+    assert_eq!(created["events"], json!(["order.confirmed", "stock.out"]));
+    let id = created["webhookId"].as_u64().unwrap();
+
+    let read = webhook(&t, id).await;
+    assert!(read.get("secret").is_none(), "{read}");
+    let (_, list) = json_of(t.admin().get("/api/admin/webhooks").await).await;
+    assert_eq!(list["webhooks"].as_array().unwrap().len(), 1);
+    assert!(!list.to_string().contains(secret), "{list}");
+    assert!(!list.to_string().contains("whsec_"), "{list}");
+
+    for (body, status, detail) in [
+        (
+            json!({"url": "ftp://shop.example.com/h", "events": ["order.confirmed"]}),
+            422,
+            "http or https",
+        ),
+        (
+            json!({"url": "not a url", "events": ["order.confirmed"]}),
+            422,
+            "absolute URL",
+        ),
+        (
+            json!({"url": "https://shop.example.com/h", "events": ["order.shipped"]}),
+            422,
+            "order.shipped",
+        ),
+        (
+            json!({"url": "https://shop.example.com/h", "events": []}),
+            400,
+            "",
+        ),
+        (json!({"url": "https://shop.example.com/h"}), 400, ""),
+    ] {
+        let (s, b) = json_of(t.admin().post("/api/admin/webhooks", &body).await).await;
+        assert_eq!(s.as_u16(), status, "{body} → {b}");
+        assert!(b["detail"].as_str().unwrap_or("").contains(detail), "{b}");
+    }
+
+    let (s, b) = json_of(
+        t.admin()
+            .patch(
+                &format!("/api/admin/webhooks/{id}"),
+                &json!({"enabled": false, "description": "paused"}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        (b["enabled"].clone(), b["description"].clone()),
+        (json!(false), json!("paused"))
+    );
+    assert_eq!(b["disabledReason"], "disabled by an operator");
+    let (_, b) = json_of(
+        t.admin()
+            .patch(
+                &format!("/api/admin/webhooks/{id}"),
+                &json!({"enabled": true}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(b["enabled"], true);
+    assert!(b.get("disabledReason").is_none_or(Value::is_null), "{b}");
+
+    let r = t.admin().delete(&format!("/api/admin/webhooks/{id}")).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = t.admin().get(&format!("/api/admin/webhooks/{id}")).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+/// With `WEBHOOK_ALLOWED_HOSTS`, only those hosts are endpoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_allow_list_refuses_other_hosts() {
+    let t =
+        TestApp::spawn_with(|c| c.webhook_allowed_hosts = vec!["hooks.example.com".into()]).await;
+    let (s, b) = json_of(
+        t.admin()
+            .post(
+                "/api/admin/webhooks",
+                &json!({"url": "http://169.254.169.254/latest", "events": ["order.confirmed"]}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(
+        b["detail"].as_str().unwrap().contains("169.254.169.254"),
+        "{b}"
+    );
+    register(&t, "https://hooks.example.com/x", &["order.confirmed"]).await;
+}
+
+/// 64 clients place and cancel orders at once: every event reaches the receiver once, signed,
+/// and each order's `order.confirmed` arrives before its `order.cancelled`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_event_arrives_signed_and_in_order_per_order_under_64_clients() {
+    let t = TestApp::spawn_with(quick).await;
+    let (_, p) = t.warehouse_with_product(1_000, 100_000).await;
+    let rx = Receiver::start().await;
+    let (_, secret) = register(&t, &rx.url, &ALL_TYPES).await;
+
+    let t = Arc::new(t);
+    let clients: Vec<_> = (0..64)
+        .map(|_| {
+            let t = t.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for _ in 0..3 {
+                    let id = order(&t, p).await;
+                    cancel(&t, &id).await;
+                    ids.push(id);
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut orders = Vec::new();
+    for c in join_all(clients).await {
+        orders.extend(c.unwrap());
+    }
+    assert_eq!(orders.len(), 192);
+
+    rx.wait_for_events(384, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let calls = rx.delivered();
+    assert_eq!(calls.len(), 384, "each event delivered once, none twice");
+    for c in &calls {
+        assert_signed(&secret, c);
+    }
+    let per = types_per_order(&calls);
+    assert_eq!(per.len(), 192);
+    for id in &orders {
+        assert_eq!(
+            per[id],
+            ["order.confirmed", "order.cancelled"],
+            "order {id}'s events out of order"
+        );
+    }
+    let events = count(&t, "SELECT COUNT(*) FROM events").await;
+    assert_eq!(events, 384);
+    let delivered = count(
+        &t,
+        "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'DELIVERED'",
+    )
+    .await;
+    assert_eq!(delivered, 384);
+}
+
+/// A receiver answering 500 for a while, then back: every event arrives after, each order's in
+/// order; meanwhile the operators see the failed attempts and the endpoint failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_receiver_down_for_a_while_gets_everything_in_order_after() {
+    let t = TestApp::spawn_with(quick).await;
+    let (_, p) = t.warehouse_with_product(1_000, 10_000).await;
+    let rx = Receiver::start().await;
+    rx.set(Mode::Status(500));
+    let (hook, secret) = register(&t, &rx.url, &["order.confirmed", "order.cancelled"]).await;
+
+    let mut orders = Vec::new();
+    for _ in 0..20 {
+        let id = order(&t, p).await;
+        cancel(&t, &id).await;
+        orders.push(id);
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(rx.delivered().is_empty());
+    assert!(!rx.calls().is_empty(), "nothing was tried");
+    let pending = deliveries(&t, hook, "?status=pending&limit=500").await;
+    assert_eq!(pending.len(), 40, "every event owed");
+    let tried = pending
+        .iter()
+        .find(|d| d["attempts"].as_u64() > Some(0))
+        .expect("an attempt");
+    assert_eq!(tried["lastStatusCode"], 500, "{tried}");
+    assert!(
+        tried["lastError"].as_str().unwrap().contains("500"),
+        "{tried}"
+    );
+    assert_eq!(tried["attemptLog"][0]["statusCode"], 500, "{tried}");
+    assert!(tried["nextAttemptAt"].is_string(), "{tried}");
+    assert!(webhook(&t, hook).await["failingSince"].is_string());
+
+    rx.set(Mode::Ok);
+    rx.wait_for_events(40, Duration::from_secs(30)).await;
+    let calls = rx.delivered();
+    for c in &calls {
+        assert_signed(&secret, c);
+    }
+    let per = types_per_order(&calls);
+    for id in &orders {
+        assert_eq!(
+            per[id],
+            ["order.confirmed", "order.cancelled"],
+            "order {id}"
+        );
+    }
+    // Nothing was given up: every delivery is delivered, once.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.delivered().len(), 40);
+    assert!(deliveries(&t, hook, "?status=pending").await.is_empty());
+    assert_eq!(
+        deliveries(&t, hook, "?status=delivered&limit=500")
+            .await
+            .len(),
+        40
+    );
+    assert!(webhook(&t, hook)
+        .await
+        .get("failingSince")
+        .is_none_or(Value::is_null));
+}
+
+/// A receiver slower than the timeout: its calls fail by the timeout, and orders are answered
+/// as fast as without it (loosely: within three times, or 100 ms, of the median without).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_receiver_does_not_slow_orders() {
+    let t = TestApp::spawn_with(|c| {
+        quick(c);
+        c.webhook_timeout_ms = 300;
+    })
+    .await;
+    let (_, p) = t.warehouse_with_product(1_000, 10_000).await;
+    async fn median_order_ms(t: &TestApp, p: u64) -> f64 {
+        let mut took = Vec::new();
+        for _ in 0..40 {
+            let start = Instant::now();
+            order(t, p).await;
+            took.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+        took.sort_by(f64::total_cmp);
+        took[took.len() / 2]
+    }
+    let without = median_order_ms(&t, p).await;
+
+    let rx = Receiver::start().await;
+    rx.set(Mode::Sleep(Duration::from_secs(5)));
+    let (hook, _) = register(&t, &rx.url, &ALL_TYPES).await;
+    let with = median_order_ms(&t, p).await;
+    assert!(
+        with <= (without * 3.0).max(without + 100.0),
+        "median order took {with:.1} ms with a slow receiver, {without:.1} ms without"
+    );
+    // It was called, and each call was cut at the timeout.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let failed = loop {
+        let d = deliveries(&t, hook, "?limit=500").await;
+        if let Some(f) = d.iter().find(|d| d["attempts"].as_u64() > Some(0)) {
+            break f.clone();
+        }
+        assert!(Instant::now() < deadline, "no attempt was made");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(failed["lastStatusCode"].is_null(), "{failed}");
+    assert!(
+        failed["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("within 300 ms"),
+        "{failed}"
+    );
+    assert!(failed["attemptLog"][0]["durationMs"].as_u64().unwrap() < 2_000);
+}
+
+/// After a rotation, deliveries carry two signatures, one per secret, for the overlap; then
+/// only the new secret's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_keeps_signing_for_its_window_only() {
+    let t = TestApp::spawn_with(|c| {
+        quick(c);
+        c.webhook_secret_overlap_secs = 2;
+    })
+    .await;
+    let (_, p) = t.warehouse_with_product(1_000, 1_000).await;
+    let rx = Receiver::start().await;
+    let (hook, old) = register(&t, &rx.url, &["order.confirmed"]).await;
+
+    order(&t, p).await;
+    rx.wait_for_events(1, Duration::from_secs(10)).await;
+    let first = &rx.delivered()[0];
+    assert_signed(&old, first);
+    assert_eq!(first.signature.split(' ').count(), 1);
+
+    let (s, rotated) = json_of(
+        t.admin()
+            .post_empty(&format!("/api/admin/webhooks/{hook}/rotate-secret"))
+            .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{rotated}");
+    let new = rotated["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    assert!(rotated["previousSecretUntil"].is_string(), "{rotated}");
+    order(&t, p).await;
+    rx.wait_for_events(2, Duration::from_secs(10)).await;
+    let second = &rx.delivered()[1];
+    assert_eq!(
+        second.signature.split(' ').count(),
+        2,
+        "{}",
+        second.signature
+    );
+    assert_signed(&old, second);
+    assert_signed(&new, second);
+
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    order(&t, p).await;
+    rx.wait_for_events(3, Duration::from_secs(10)).await;
+    let third = &rx.delivered()[2];
+    assert_eq!(third.signature.split(' ').count(), 1, "{}", third.signature);
+    assert_signed(&new, third);
+    assert!(!verifies(
+        &old,
+        &third.id,
+        &third.timestamp,
+        &third.body,
+        &third.signature
+    ));
+    assert!(webhook(&t, hook)
+        .await
+        .get("previousSecretUntil")
+        .is_none_or(Value::is_null));
+}
+
+/// An endpoint whose every attempt fails for its window is disabled, with the reason; enabled
+/// again, it gets what was pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_failing_for_its_window_is_disabled_with_the_reason() {
+    let t = TestApp::spawn_with(|c| {
+        quick(c);
+        c.webhook_disable_after_secs = 1;
+    })
+    .await;
+    let (_, p) = t.warehouse_with_product(1_000, 1_000).await;
+    let rx = Receiver::start().await;
+    rx.set(Mode::Status(500));
+    let (hook, secret) = register(&t, &rx.url, &["order.confirmed"]).await;
+    let id = order(&t, p).await;
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let disabled = loop {
+        let w = webhook(&t, hook).await;
+        if w["enabled"] == false {
+            break w;
+        }
+        assert!(Instant::now() < deadline, "never disabled: {w}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let reason = disabled["disabledReason"].as_str().unwrap();
+    assert!(reason.contains("every delivery failed for 1 s"), "{reason}");
+    assert!(reason.contains("HTTP 500"), "{reason}");
+    assert!(disabled["disabledAt"].is_string());
+    // Disabled: no more calls.
+    let tried = rx.calls().len();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.calls().len(), tried);
+
+    rx.set(Mode::Ok);
+    let (s, b) = json_of(
+        t.admin()
+            .patch(
+                &format!("/api/admin/webhooks/{hook}"),
+                &json!({"enabled": true}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(b.get("disabledReason").is_none_or(Value::is_null), "{b}");
+    assert!(b.get("failingSince").is_none_or(Value::is_null), "{b}");
+    rx.wait_for_events(1, Duration::from_secs(10)).await;
+    let got = &rx.delivered()[0];
+    assert_signed(&secret, got);
+    assert_eq!(got.json()["data"]["orderId"], id.as_str());
+}
+
+/// An operator redelivers one event (the same `webhook-id` again), then everything since a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_redelivers_one_event_or_everything_since_a_time() {
+    let t = TestApp::spawn_with(quick).await;
+    let (_, p) = t.warehouse_with_product(1_000, 1_000).await;
+    let rx = Receiver::start().await;
+    let since = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let (hook, secret) = register(&t, &rx.url, &["order.confirmed", "order.cancelled"]).await;
+    let id = order(&t, p).await;
+    cancel(&t, &id).await;
+    rx.wait_for_events(2, Duration::from_secs(10)).await;
+    let first = rx.delivered();
+    assert_eq!(first.len(), 2);
+
+    let confirmed = first[0].id.clone();
+    let (s, b) = json_of(
+        t.admin()
+            .post_empty(&format!(
+                "/api/admin/webhooks/{hook}/deliveries/{confirmed}/redeliver"
+            ))
+            .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rx.delivered().len() < 3 {
+        assert!(Instant::now() < deadline, "never redelivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let again = &rx.delivered()[2];
+    assert_eq!(again.id, confirmed);
+    assert_eq!(again.body, first[0].body, "the same body");
+    assert_signed(&secret, again);
+
+    let r = t
+        .admin()
+        .post_empty(&format!(
+            "/api/admin/webhooks/{hook}/deliveries/msg_nope/redeliver"
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    let (s, b) = json_of(
+        t.admin()
+            .post(
+                &format!("/api/admin/webhooks/{hook}/redeliver"),
+                &json!({"since": since.to_rfc3339()}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    assert_eq!(b["queued"], 2, "{b}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rx.delivered().len() < 5 {
+        assert!(Instant::now() < deadline, "never redelivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ids: Vec<String> = rx.delivered().iter().map(|c| c.id.clone()).collect();
+    assert_eq!(
+        ids[3..],
+        [first[0].id.clone(), first[1].id.clone()],
+        "in order"
+    );
+
+    let (s, b) = json_of(
+        t.admin()
+            .post(
+                &format!("/api/admin/webhooks/{hook}/redeliver"),
+                &json!({"since": "yesterday"}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+}
+
+/// Two instances on one database, both running the dispatcher: each event is delivered once;
+/// when the lease holder stops, the other takes over and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_deliver_each_event_once() {
+    // The test's own app only serves; the two instances deliver.
+    let t = TestApp::spawn_with(|c| {
+        quick(c);
+        c.webhook_lease_ms = 500;
+        c.webhook_dispatcher = false;
+    })
+    .await;
+    // Made before the instances start, so that they know the warehouse.
+    let (_, p) = t.warehouse_with_product(1_000, 10_000).await;
+    let a = t.spawn_instance(|c| c.webhook_dispatcher = true).await;
+    let b = t.spawn_instance(|c| c.webhook_dispatcher = true).await;
+    let rx = Receiver::start().await;
+    let (_, secret) = register(&t, &rx.url, &["order.confirmed", "order.cancelled"]).await;
+
+    let place = |base: String| {
+        let client = t.client.clone();
+        let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
+        async move {
+            let r = client
+                .post(format!("{base}/api/orders"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let (s, b) = json_of(r).await;
+            assert_eq!(s, StatusCode::CREATED, "order on {base}: {b}");
+            let id = b["orderId"].as_str().unwrap().to_owned();
+            let r = client
+                .patch(format!("{base}/api/orders/{id}/cancel"))
+                .send()
+                .await
+                .unwrap();
+            let (s, b) = json_of(r).await;
+            assert_eq!(s, StatusCode::OK, "cancel {id} on {base}: {b}");
+        }
+    };
+    let bases = [t.base.clone(), a.base(), b.base()];
+    join_all((0..60).map(|i| place(bases[i % 3].clone()))).await;
+    rx.wait_for_events(120, Duration::from_secs(30)).await;
+
+    // The holder stops; the other takes over once the lease lapses.
+    let holder: String =
+        sqlx::query_scalar("SELECT holder FROM leases WHERE name = 'webhook-dispatcher'")
+            .fetch_one(&t.db)
+            .await
+            .unwrap();
+    let (stopped, survivor) = if holder == a.app().instance {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    assert_eq!(
+        holder,
+        stopped.app().instance,
+        "one of the two holds the lease"
+    );
+    stopped.stop().await;
+    let bases = [t.base.clone(), survivor.base()];
+    join_all((0..30).map(|i| place(bases[i % 2].clone()))).await;
+    rx.wait_for_events(180, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let holder: String =
+        sqlx::query_scalar("SELECT holder FROM leases WHERE name = 'webhook-dispatcher'")
+            .fetch_one(&t.db)
+            .await
+            .unwrap();
+    assert_eq!(holder, survivor.app().instance);
+
+    let calls = rx.delivered();
+    let mut per_id: BTreeMap<&str, usize> = BTreeMap::new();
+    for c in &calls {
+        assert_signed(&secret, c);
+        *per_id.entry(c.id.as_str()).or_default() += 1;
+    }
+    assert_eq!(per_id.len(), 180);
+    let twice: Vec<_> = per_id.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    for (order, types) in types_per_order(&calls) {
+        assert_eq!(
+            types,
+            ["order.confirmed", "order.cancelled"],
+            "order {order}"
+        );
+    }
+}
