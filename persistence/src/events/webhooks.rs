@@ -50,7 +50,7 @@ impl WebhookUrl {
             .host_str()
             .ok_or_else(|| Refusal::Invalid("url has no host".into()))?
             .to_ascii_lowercase();
-        if !rules.allowed_hosts.is_empty() && !rules.allowed_hosts.iter().any(|h| *h == host) {
+        if !rules.allowed_hosts.is_empty() && !rules.allowed_hosts.contains(&host) {
             return Err(Refusal::Invalid(format!(
                 "url's host {host} is not among the allowed hosts (WEBHOOK_ALLOWED_HOSTS: {})",
                 rules.allowed_hosts.join(", ")
