@@ -852,3 +852,77 @@ async fn two_instances_deliver_each_event_once() {
         );
     }
 }
+
+/// `kill -9` of the delivering process mid-call loses nothing: another process delivers every
+/// event, each order's in order, and a repeat is only ever the same `webhook-id` with the same
+/// body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_of_the_deliverer_loses_nothing() {
+    // The test's own app only takes the orders; the processes deliver.
+    let t = TestApp::spawn_with(|c| c.webhook_dispatcher = false).await;
+    let (_, p) = t.warehouse_with_product(1_000, 10_000).await;
+    let rx = Receiver::start().await;
+    rx.set(Mode::Sleep(Duration::from_millis(150)));
+    let (_, secret) = register(&t, &rx.url, &["order.confirmed", "order.cancelled"]).await;
+    let mut orders = Vec::new();
+    for _ in 0..40 {
+        let id = order(&t, p).await;
+        cancel(&t, &id).await;
+        orders.push(id);
+    }
+
+    let env = [
+        ("WEBHOOK_TICK_MS", "50"),
+        ("WEBHOOK_LEASE_MS", "1000"),
+        ("WEBHOOK_TIMEOUT_MS", "2000"),
+        ("WEBHOOK_RETRY_FIRST_MS", "50"),
+        ("WEBHOOK_RETRY_MAX_MS", "400"),
+        ("JOBS_ENABLED", "false"),
+    ];
+    let mut first = t.spawn_process(&env);
+    first
+        .wait_for(&t.client, "/health/ready", Duration::from_secs(20))
+        .await;
+    rx.wait_for_events(10, Duration::from_secs(20)).await;
+    first.kill();
+    let before = rx.delivered().len();
+    assert!(before < 80, "everything was delivered before the kill");
+
+    let second = t.spawn_process(&env);
+    second
+        .wait_for(&t.client, "/health/ready", Duration::from_secs(20))
+        .await;
+    rx.wait_for_events(80, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let calls = rx.delivered();
+    let mut bodies: BTreeMap<&str, &str> = BTreeMap::new();
+    for c in &calls {
+        assert_signed(&secret, c);
+        let body = bodies.entry(c.id.as_str()).or_insert(c.body.as_str());
+        assert_eq!(*body, c.body, "a repeat of {} with another body", c.id);
+    }
+    let written: Vec<String> = sqlx::query_scalar("SELECT event_id FROM events")
+        .fetch_all(&t.db)
+        .await
+        .unwrap();
+    assert_eq!(written.len(), 80);
+    for id in &written {
+        assert!(bodies.contains_key(id.as_str()), "event {id} never arrived");
+    }
+    // Only calls cut by the kill are made again: at most one per call slot.
+    assert!(
+        calls.len() - bodies.len() <= 4,
+        "{} repeats",
+        calls.len() - bodies.len()
+    );
+    let per = types_per_order(&calls);
+    for id in &orders {
+        assert_eq!(
+            per[id],
+            ["order.confirmed", "order.cancelled"],
+            "order {id}"
+        );
+    }
+    drop(second);
+}
