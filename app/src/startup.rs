@@ -237,6 +237,7 @@ impl Application {
         if app.config.webhook_dispatcher {
             bg.spawn(crate::webhooks::run(
                 storage.clone(),
+                app.state.metrics.clone(),
                 app.config.dispatcher(),
                 app.instance.clone(),
                 stop.clone(),

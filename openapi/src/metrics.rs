@@ -24,6 +24,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The outcomes of a webhook call, as `stockflow_webhook_deliveries_total` labels them.
+pub const WEBHOOK_OUTCOMES: [&str; 3] = ["delivered", "retried", "given_up"];
+
 /// Printed by the cluster-wide figures' help.
 const CLUSTER: &str = "the same figure on every instance; aggregate with max, not sum";
 
@@ -57,6 +60,7 @@ pub struct Metrics {
     stale_keys: IntGauge,
     stale_age: Gauge,
     dead_letters: IntGauge,
+    webhook_attempts: IntCounterVec,
     process: Option<process::Figures>,
 }
 
@@ -208,6 +212,14 @@ impl Metrics {
             &cluster("Checkout holds placed, and how they ended: converted, released, expired"),
             &["outcome"],
         );
+        let webhook_attempts = counters(
+            "stockflow_webhook_deliveries_total",
+            "Webhook calls this instance made, by outcome: delivered (2xx), retried (failed, tried again later), given_up (failed past the retry window)",
+            &["outcome"],
+        );
+        for outcome in WEBHOOK_OUTCOMES {
+            webhook_attempts.with_label_values(&[outcome]);
+        }
         let holds_overdue = gauge(
             "stockflow_cluster_holds_overdue_seconds",
             &cluster("How long the active hold furthest past its expiresAt has been so: how far the expiry job is behind (0: none)"),
@@ -284,8 +296,14 @@ impl Metrics {
             stale_keys,
             stale_age,
             dead_letters,
+            webhook_attempts,
             process,
         }
+    }
+
+    /// Counts a webhook call by its outcome, one of [`WEBHOOK_OUTCOMES`].
+    pub fn webhook_attempt(&self, outcome: &'static str) {
+        self.webhook_attempts.with_label_values(&[outcome]).inc();
     }
 
     fn observe(&self, method: &Method, route: &str, status: StatusCode, started: Instant) {

@@ -13,7 +13,8 @@
 
 use super::retry::RetryPolicy;
 use super::send::{self, Answer};
-use sf_persistence::events::deliveries::{ActiveEndpoint, Attempted, DueDelivery};
+use sf_openapi::metrics::Metrics;
+use sf_persistence::events::deliveries::{ActiveEndpoint, AfterFailure, Attempted, DueDelivery};
 use sf_persistence::Storage;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,6 +54,7 @@ impl DispatcherSettings {
 /// Runs the dispatcher until `stop`, as `holder` (this instance's id).
 pub async fn run(
     storage: Arc<Storage>,
+    metrics: Metrics,
     settings: DispatcherSettings,
     holder: String,
     stop: CancellationToken,
@@ -66,6 +68,7 @@ pub async fn run(
     };
     let mut dispatcher = Dispatcher {
         storage,
+        metrics,
         settings,
         client,
         slots: HashMap::new(),
@@ -118,6 +121,7 @@ pub async fn run(
 
 struct Dispatcher {
     storage: Arc<Storage>,
+    metrics: Metrics,
     settings: DispatcherSettings,
     client: reqwest::Client,
     /// Per endpoint, its free call slots.
@@ -170,6 +174,7 @@ impl Dispatcher {
             };
             let call = Call {
                 storage: self.storage.clone(),
+                metrics: self.metrics.clone(),
                 client: self.client.clone(),
                 settings: self.settings,
                 endpoint: endpoint.clone(),
@@ -185,6 +190,7 @@ impl Dispatcher {
 /// One delivery's attempt, holding one of its endpoint's slots.
 struct Call {
     storage: Arc<Storage>,
+    metrics: Metrics,
     client: reqwest::Client,
     settings: DispatcherSettings,
     endpoint: Arc<ActiveEndpoint>,
@@ -216,6 +222,14 @@ impl Call {
             Answer::Refused { status_code, error } => self.failed(Some(status_code), error, took),
             Answer::NoAnswer(error) => self.failed(None, error, took),
         };
+        self.metrics.webhook_attempt(match &outcome {
+            Attempted::Delivered { .. } => "delivered",
+            Attempted::Failed {
+                then: AfterFailure::GiveUp,
+                ..
+            } => "given_up",
+            Attempted::Failed { .. } => "retried",
+        });
         match self
             .storage
             .events()

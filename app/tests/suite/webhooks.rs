@@ -521,6 +521,19 @@ async fn a_receiver_down_for_a_while_gets_everything_in_order_after() {
         .await
         .get("failingSince")
         .is_none_or(Value::is_null));
+    let scrape = t.get("/metrics").await.text().await.unwrap();
+    let figure = |outcome: &str| -> u64 {
+        let prefix = format!("stockflow_webhook_deliveries_total{{outcome=\"{outcome}\"}} ");
+        scrape
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no {prefix} in the scrape"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(figure("delivered"), 40);
+    assert!(figure("retried") >= 1);
+    assert_eq!(figure("given_up"), 0);
 }
 
 /// A receiver slower than the timeout: its calls fail by the timeout, and orders are answered
