@@ -6,6 +6,9 @@
 //!    first pending one, so an order's events arrive in order), and sends each in a task of its
 //!    own, which records the outcome and when to try again ([`super::retry`]).
 //!
+//! A call that ends wakes the loop at once rather than at its next tick, so an endpoint that
+//! answers fast is sent its backlog at the pace it answers, not a few calls per tick.
+//!
 //! Memory is bounded by the slots: at most `concurrency` deliveries per endpoint are held at
 //! once, whatever the backlog in MySQL. An instance that loses the lease finishes the calls it
 //! has started and claims no more; one killed mid-call leaves its claimed deliveries pending, due
@@ -19,7 +22,7 @@ use sf_persistence::Storage;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -66,9 +69,11 @@ pub async fn run(
             return;
         }
     };
+    let wake = Arc::new(Notify::new());
     let mut dispatcher = Dispatcher {
         storage,
         metrics,
+        wake: wake.clone(),
         settings,
         client,
         slots: HashMap::new(),
@@ -81,6 +86,8 @@ pub async fn run(
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tick.tick() => {}
+            // A call ended: its slot is free, and the next delivery of its subject may be due.
+            _ = wake.notified() => {}
         }
         let events = dispatcher.storage.events();
         let held = match events.take_lease(LEASE, &holder, settings.lease).await {
@@ -122,6 +129,8 @@ pub async fn run(
 struct Dispatcher {
     storage: Arc<Storage>,
     metrics: Metrics,
+    /// Told when a call ends.
+    wake: Arc<Notify>,
     settings: DispatcherSettings,
     client: reqwest::Client,
     /// Per endpoint, its free call slots.
@@ -175,6 +184,7 @@ impl Dispatcher {
             let call = Call {
                 storage: self.storage.clone(),
                 metrics: self.metrics.clone(),
+                wake: self.wake.clone(),
                 client: self.client.clone(),
                 settings: self.settings,
                 endpoint: endpoint.clone(),
@@ -191,6 +201,7 @@ impl Dispatcher {
 struct Call {
     storage: Arc<Storage>,
     metrics: Metrics,
+    wake: Arc<Notify>,
     client: reqwest::Client,
     settings: DispatcherSettings,
     endpoint: Arc<ActiveEndpoint>,
@@ -254,6 +265,7 @@ impl Call {
                 tracing::warn!(error = %e, "webhook {}: its outcome could not be recorded", d.event_id)
             }
         }
+        self.wake.notify_one();
     }
 
     fn failed(&self, status_code: Option<u16>, error: String, took: Duration) -> Attempted {

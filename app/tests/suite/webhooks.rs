@@ -939,3 +939,43 @@ async fn kill_9_of_the_deliverer_loses_nothing() {
     }
     drop(second);
 }
+
+/// With the default tick, a backlog drains at the receiver's pace, not a few calls per tick:
+/// 300 events owed to a fast receiver arrive within a few seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backlog_drains_at_the_receivers_pace() {
+    let t = TestApp::spawn().await;
+    let (_, p) = t.warehouse_with_product(1_000, 10_000).await;
+    let rx = Receiver::start().await;
+    rx.set(Mode::Status(503));
+    let (hook, _) = register(&t, &rx.url, &["order.confirmed"]).await;
+    let t = Arc::new(t);
+    join_all((0..300).map(|_| {
+        let t = t.clone();
+        async move { order(&t, p).await }
+    }))
+    .await;
+    // Owed while the receiver refuses; then it answers, and everything is due at once.
+    rx.set(Mode::Ok);
+    let (s, b) = json_of(
+        t.admin()
+            .post(
+                &format!("/api/admin/webhooks/{hook}/redeliver"),
+                &json!({"since": "2000-01-01T00:00:00Z"}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (s, b["queued"].as_u64()),
+        (StatusCode::ACCEPTED, Some(300)),
+        "{b}"
+    );
+    let start = Instant::now();
+    rx.wait_for_events(300, Duration::from_secs(30)).await;
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(8),
+        "300 deliveries took {took:?} (at 4 per 200 ms tick they would take 15 s)"
+    );
+}
