@@ -979,3 +979,40 @@ async fn a_backlog_drains_at_the_receivers_pace() {
         "300 deliveries took {took:?} (at 4 per 200 ms tick they would take 15 s)"
     );
 }
+
+/// Deliveries need MySQL only: with Redis cut off, what is owed still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deliveries_go_on_while_redis_is_down() {
+    let (redis, t) = behind_redis_proxy(|c| {
+        quick(c);
+        c.jobs_enabled = false;
+    })
+    .await;
+    let (_, p) = t.warehouse_with_product(1_000, 1_000).await;
+    let rx = Receiver::start().await;
+    rx.set(Mode::Status(500));
+    let (_, secret) = register(&t, &rx.url, &["order.confirmed", "order.cancelled"]).await;
+    let mut orders = Vec::new();
+    for _ in 0..10 {
+        let id = order(&t, p).await;
+        cancel(&t, &id).await;
+        orders.push(id);
+    }
+    redis.refuse(true);
+    redis.cut_all();
+    rx.set(Mode::Ok);
+    rx.wait_for_events(20, Duration::from_secs(30)).await;
+    let calls = rx.delivered();
+    for c in &calls {
+        assert_signed(&secret, c);
+    }
+    let per = types_per_order(&calls);
+    for id in &orders {
+        assert_eq!(
+            per[id],
+            ["order.confirmed", "order.cancelled"],
+            "order {id}"
+        );
+    }
+    redis.refuse(false);
+}
