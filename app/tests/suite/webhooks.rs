@@ -1016,3 +1016,127 @@ async fn deliveries_go_on_while_redis_is_down() {
     }
     redis.refuse(false);
 }
+
+/// The event types the suite can cause (all but `order.rejected` and `order.lost`) reach an
+/// endpoint that takes every type, each signed and each once: orders on both paths, a cancel,
+/// a pickup made ready and collected, a hold that expires, and stock crossing its low mark,
+/// running out and coming back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_event_type_reaches_the_endpoint_signed_once() {
+    let t = TestApp::spawn_with(quick).await;
+    let s = t.store_with(1, 4).await;
+    let p = s.products[0];
+    sqlx::query("UPDATE locations SET low_stock_threshold = 2 WHERE id = ?")
+        .bind(s.store)
+        .execute(&t.db)
+        .await
+        .unwrap();
+    let rx = Receiver::start().await;
+    let (_, secret) = register(&t, &rx.url, &ALL_TYPES).await;
+
+    // A pickup: confirmed (4 → 3 sellable), made ready, collected.
+    let (st, b) = json_of(
+        t.post("/api/orders", &pickup_order(&[(p, 1)], s.store))
+            .await,
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{b}");
+    let pickup = b["orderId"].as_str().unwrap().to_owned();
+    let code = b["fulfillment"]["pickupCode"].as_str().unwrap().to_owned();
+    for (what, body) in [
+        ("ready", None),
+        ("collect", Some(json!({"pickupCode": code}))),
+    ] {
+        let mut req = t
+            .client
+            .post(format!(
+                "{}/api/stores/{}/orders/{pickup}/{what}",
+                t.base, s.store
+            ))
+            .bearer_auth(&s.key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{what}");
+    }
+    // Another, cancelled: 3 → 2 sellable (low), then back to 3.
+    let (st, b) = json_of(
+        t.post("/api/orders", &pickup_order(&[(p, 1)], s.store))
+            .await,
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{b}");
+    let cancelled = b["orderId"].as_str().unwrap().to_owned();
+    cancel(&t, &cancelled).await;
+    // A Redis-path order: accepted, then confirmed by the consumer (3 → 2: low again).
+    let redis_order = t.place_redis(&pickup_order(&[(p, 1)], s.store)).await;
+    t.wait_persisted().await;
+    // The rest of the stock held, then expired: out, then back.
+    let (st, hold) = json_of(
+        t.post("/api/holds", &{
+            let mut b = pickup_order(&[(p, 2)], s.store);
+            b["ttlSeconds"] = json!(60);
+            b
+        })
+        .await,
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{hold}");
+    let hold_id = hold["holdId"].as_str().unwrap().to_owned();
+    sqlx::query("UPDATE holds SET expires_at = NOW(3) - INTERVAL 1 SECOND WHERE id = ?")
+        .bind(&hold_id)
+        .execute(&t.db)
+        .await
+        .unwrap();
+
+    let expected = [
+        "order.confirmed",
+        "order.fulfillment_changed",
+        "order.cancelled",
+        "order.accepted",
+        "hold.expired",
+        "stock.low",
+        "stock.out",
+        "stock.back",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen: BTreeSet<String> = rx
+            .delivered()
+            .iter()
+            .map(|c| c.json()["type"].as_str().unwrap().to_owned())
+            .collect();
+        if expected.iter().all(|e| seen.contains(*e)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {seen:?} arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let written = count(&t, "SELECT COUNT(*) FROM events").await as usize;
+    rx.wait_for_events(written, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let calls = rx.delivered();
+    assert_eq!(calls.len(), written, "each event once");
+    for c in &calls {
+        assert_signed(&secret, c);
+    }
+    let per = types_per_order(&calls);
+    assert_eq!(
+        per[&pickup],
+        [
+            "order.confirmed",
+            "order.fulfillment_changed",
+            "order.fulfillment_changed"
+        ]
+    );
+    assert_eq!(per[&cancelled], ["order.confirmed", "order.cancelled"]);
+    assert_eq!(per[&redis_order], ["order.accepted", "order.confirmed"]);
+    let expired: Vec<Value> = calls
+        .iter()
+        .map(Received::json)
+        .filter(|v| v["type"] == "hold.expired")
+        .collect();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0]["data"]["holdId"], hold_id.as_str());
+}
