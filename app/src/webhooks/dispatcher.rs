@@ -82,6 +82,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(settings.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut holding = false;
+    let mut erring = false;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -90,11 +91,26 @@ pub async fn run(
             _ = wake.notified() => {}
         }
         let events = dispatcher.storage.events();
-        let held = match events.take_lease(LEASE, &holder, settings.lease).await {
-            Ok(held) => held,
+        // While MySQL is down every tick fails: one warning per streak, not one per tick.
+        let outcome = match events.take_lease(LEASE, &holder, settings.lease).await {
+            Ok(true) => dispatcher.pass().await.map(|()| true),
+            other => other,
+        };
+        let held = match outcome {
+            Ok(held) => {
+                if erring {
+                    tracing::info!("webhook dispatcher: its ticks succeed again");
+                    erring = false;
+                }
+                held
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "webhook dispatcher: could not renew its lease");
-                false
+                if !erring {
+                    tracing::warn!(error = %e, "webhook dispatcher: a tick failed; it retries every tick");
+                    erring = true;
+                }
+                // Whether it still holds the lease is unknown; a lease not renewed lapses.
+                holding
             }
         };
         if held != holding {
@@ -105,11 +121,6 @@ pub async fn run(
                 if held { "taken" } else { "lost" }
             );
             holding = held;
-        }
-        if held {
-            if let Err(e) = dispatcher.pass().await {
-                tracing::warn!(error = %e, "webhook dispatcher: a pass failed; the next tick retries");
-            }
         }
     }
     dispatcher.calls.close();
