@@ -1140,3 +1140,45 @@ async fn every_event_type_reaches_the_endpoint_signed_once() {
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0]["data"]["holdId"], hold_id.as_str());
 }
+
+/// A delivery failing past its retry window is given up (`FAILED`, with its attempts), and no
+/// longer holds back the later events of its order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_failing_past_its_window_is_given_up_and_blocks_nothing() {
+    let t = TestApp::spawn_with(|c| {
+        quick(c);
+        c.webhook_retry_for_secs = 1;
+    })
+    .await;
+    let (_, p) = t.warehouse_with_product(1_000, 1_000).await;
+    let rx = Receiver::start().await;
+    rx.set(Mode::Status(500));
+    let (hook, _) = register(&t, &rx.url, &["order.confirmed", "order.cancelled"]).await;
+    let id = order(&t, p).await;
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let failed = loop {
+        if let Some(d) = deliveries(&t, hook, "?status=failed").await.pop() {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "never given up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(failed["type"], "order.confirmed", "{failed}");
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let attempts = failed["attempts"].as_u64().unwrap();
+    assert!(attempts >= 2, "{failed}");
+    assert_eq!(
+        failed["attemptLog"].as_array().unwrap().len() as u64,
+        attempts
+    );
+    assert!(failed["nextAttemptAt"].is_null(), "{failed}");
+
+    rx.set(Mode::Ok);
+    cancel(&t, &id).await;
+    rx.wait_for_events(1, Duration::from_secs(10)).await;
+    let got = rx.delivered();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].json()["type"], "order.cancelled");
+    assert_eq!(got[0].json()["data"]["orderId"], id.as_str());
+}
