@@ -9,3 +9,8 @@ ALTER TABLE webhook_deliveries
 -- still pending: found here without reading the subject's whole history.
 ALTER TABLE webhook_deliveries
     ADD KEY ix_webhook_deliveries_subject_status (endpoint_id, subject, status, seq);
+
+-- The figures the metrics show (deliveries pending, the oldest of them) without reading the
+-- delivered history.
+ALTER TABLE webhook_deliveries
+    ADD KEY ix_webhook_deliveries_status (status, created_at);

@@ -61,6 +61,9 @@ pub struct Metrics {
     stale_age: Gauge,
     dead_letters: IntGauge,
     webhook_attempts: IntCounterVec,
+    webhook_pending: IntGauge,
+    webhook_pending_age: Gauge,
+    webhook_disabled: IntGauge,
     process: Option<process::Figures>,
 }
 
@@ -220,6 +223,20 @@ impl Metrics {
         for outcome in WEBHOOK_OUTCOMES {
             webhook_attempts.with_label_values(&[outcome]);
         }
+        let webhook_pending = int_gauge(
+            "stockflow_cluster_webhook_deliveries_pending",
+            &cluster("Webhook deliveries not made yet, over every endpoint"),
+        );
+        let webhook_pending_age = gauge(
+            "stockflow_cluster_webhook_deliveries_pending_oldest_seconds",
+            &cluster("Age of the oldest webhook delivery not made yet (0: none)"),
+        );
+        let webhook_disabled = int_gauge(
+            "stockflow_cluster_webhook_endpoints_disabled",
+            &cluster(
+                "Webhook endpoints disabled, by an operator or after failing for their window",
+            ),
+        );
         let holds_overdue = gauge(
             "stockflow_cluster_holds_overdue_seconds",
             &cluster("How long the active hold furthest past its expiresAt has been so: how far the expiry job is behind (0: none)"),
@@ -297,6 +314,9 @@ impl Metrics {
             stale_age,
             dead_letters,
             webhook_attempts,
+            webhook_pending,
+            webhook_pending_age,
+            webhook_disabled,
             process,
         }
     }
@@ -345,6 +365,12 @@ impl Metrics {
         if let Ok(Ok(n)) = tokio::time::timeout(bound, storage.recovery().dead_letter_count()).await
         {
             self.dead_letters.set(n as i64);
+        }
+        if let Ok(Ok(f)) = tokio::time::timeout(bound, storage.events().delivery_figures()).await {
+            self.webhook_pending.set(f.pending);
+            self.webhook_pending_age
+                .set(seconds(f.oldest_pending_ms.max(0) as u64));
+            self.webhook_disabled.set(f.disabled_endpoints);
         }
         for kind in sf_persistence::infra::jobs::JobKind::ALL {
             let Ok(Ok(runs)) = tokio::time::timeout(

@@ -492,6 +492,8 @@ async fn a_receiver_down_for_a_while_gets_everything_in_order_after() {
     assert_eq!(tried["attemptLog"][0]["statusCode"], 500, "{tried}");
     assert!(tried["nextAttemptAt"].is_string(), "{tried}");
     assert!(webhook(&t, hook).await["failingSince"].is_string());
+    t.wait_for_metrics(&["stockflow_cluster_webhook_deliveries_pending 40"])
+        .await;
 
     rx.set(Mode::Ok);
     rx.wait_for_events(40, Duration::from_secs(30)).await;
@@ -675,6 +677,8 @@ async fn an_endpoint_failing_for_its_window_is_disabled_with_the_reason() {
     assert!(reason.contains("every delivery failed for 1 s"), "{reason}");
     assert!(reason.contains("HTTP 500"), "{reason}");
     assert!(disabled["disabledAt"].is_string());
+    t.wait_for_metrics(&["stockflow_cluster_webhook_endpoints_disabled 1"])
+        .await;
     // Disabled: no more calls.
     let tried = rx.calls().len();
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -141,6 +141,17 @@ pub struct Delivery {
     pub attempt_log: Vec<Attempt>,
 }
 
+/// What the metrics show of the deliveries, over every endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeliveryFigures {
+    /// Deliveries not made yet.
+    pub pending: i64,
+    /// How long ago the oldest of them was created, in ms (0: none).
+    pub oldest_pending_ms: i64,
+    /// Endpoints disabled (by an operator, or after failing for their window).
+    pub disabled_endpoints: i64,
+}
+
 fn status_code(raw: Option<i16>) -> Option<u16> {
     raw.and_then(|c| u16::try_from(c).ok())
 }
@@ -194,6 +205,27 @@ fn no_endpoint(id: u64) -> StorageError {
 }
 
 impl Events<'_> {
+    /// The figures of [`DeliveryFigures`].
+    pub async fn delivery_figures(&self) -> StorageResult<DeliveryFigures> {
+        self.in_time(self.db_deadline(), async {
+            let row = sqlx::query(
+                "SELECT COUNT(*) AS pending, \
+                 CAST(COALESCE(TIMESTAMPDIFF(MICROSECOND, MIN(created_at), NOW(3)) DIV 1000, 0) \
+                     AS SIGNED) AS oldest_ms, \
+                 (SELECT COUNT(*) FROM webhook_endpoints WHERE enabled = 0) AS disabled \
+                 FROM webhook_deliveries WHERE status = 'PENDING'",
+            )
+            .fetch_one(&self.db)
+            .await?;
+            Ok(DeliveryFigures {
+                pending: row.try_get("pending")?,
+                oldest_pending_ms: row.try_get("oldest_ms")?,
+                disabled_endpoints: row.try_get("disabled")?,
+            })
+        })
+        .await
+    }
+
     /// The enabled endpoints, with the secrets that sign for them now.
     pub async fn active_endpoints(&self) -> StorageResult<Vec<ActiveEndpoint>> {
         self.in_time(self.db_deadline(), async {
