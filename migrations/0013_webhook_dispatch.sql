@@ -11,6 +11,8 @@ ALTER TABLE webhook_deliveries
     ADD KEY ix_webhook_deliveries_subject_status (endpoint_id, subject, status, seq);
 
 -- The figures the metrics show (deliveries pending, the oldest of them) without reading the
--- delivered history.
+-- delivered history, and housekeeping's pruning of deliveries and attempts past 30 days.
 ALTER TABLE webhook_deliveries
     ADD KEY ix_webhook_deliveries_status (status, created_at);
+ALTER TABLE webhook_attempts
+    ADD KEY ix_webhook_attempts_created (created_at);

@@ -208,7 +208,8 @@ impl Storage {
             .insert(at);
     }
 
-    /// Removes expired idempotency keys and old job runs. Answers how many rows went.
+    /// Removes expired idempotency keys, old job runs, and webhook deliveries made or given up
+    /// and attempts past their days. Answers how many rows went.
     pub(crate) async fn housekeeping(&self) -> StorageResult<u64> {
         let mut removed = 0;
         loop {
@@ -226,6 +227,10 @@ impl Storage {
             .execute(&self.db)
             .await?
             .rows_affected();
+        removed += self
+            .events()
+            .prune_deliveries(crate::events::deliveries::KEPT_DAYS)
+            .await?;
         Ok(removed)
     }
 }
