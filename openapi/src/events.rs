@@ -131,8 +131,7 @@ impl EventsApi {
     ) -> ApiResult<Json<EventPage>> {
         let reader = match &auth {
             EventsAuth::Operator(_) => FeedReader::All,
-            EventsAuth::Shop(key) => match key.shop(&self.state, KeyLookup::Mysql).await?.channel
-            {
+            EventsAuth::Shop(key) => match key.shop(&self.state, KeyLookup::Mysql).await?.channel {
                 Some(channel) => FeedReader::Channel(channel),
                 None => FeedReader::All,
             },

@@ -3,8 +3,8 @@
 //! the batch comes to is [`settle`]'s decision: this file reads what it asks for and writes what
 //! it answers.
 
-use crate::events::{order_changed, EventType};
 use super::*;
+use crate::events::{order_changed, EventType};
 
 use crate::access::{Actor, Attribution};
 use crate::error::{StorageError, StorageResult};

@@ -16,9 +16,9 @@ pub(crate) mod stock_changes;
 
 pub use stock_changes::{StockChange, StockTarget};
 
-use crate::events::{order_changed, EventType};
 use crate::access::{Actor, Attribution};
 use crate::error::{Refusal, StorageError, StorageResult};
+use crate::events::{order_changed, EventType};
 use crate::infra::mysql::with_retry;
 use crate::model::{Order, OrderPath, OrderStatus};
 use crate::orders::build::{build_order, ready_by};

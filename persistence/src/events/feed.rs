@@ -92,7 +92,12 @@ impl Events<'_> {
 
     /// Up to `limit` events placed after `after`, that `reader` may see, in feed order. Events
     /// committed before the call are placed first, so a page shows everything that had happened.
-    pub async fn feed(&self, reader: FeedReader, after: u64, limit: u32) -> StorageResult<FeedPage> {
+    pub async fn feed(
+        &self,
+        reader: FeedReader,
+        after: u64,
+        limit: u32,
+    ) -> StorageResult<FeedPage> {
         while self.sequence().await? == u64::from(PER_PASS) {}
         const COLUMNS: &str = "SELECT seq, event_id, type, payload, \
              CAST(UNIX_TIMESTAMP(created_at) * 1000 AS SIGNED) AS created_ms FROM events";
@@ -100,13 +105,11 @@ impl Events<'_> {
             .in_time(self.db_deadline(), async {
                 let rows = match reader {
                     FeedReader::All => {
-                        sqlx::query_as(&format!(
-                            "{COLUMNS} WHERE seq > ? ORDER BY seq LIMIT ?"
-                        ))
-                        .bind(after)
-                        .bind(limit)
-                        .fetch_all(&self.db)
-                        .await?
+                        sqlx::query_as(&format!("{COLUMNS} WHERE seq > ? ORDER BY seq LIMIT ?"))
+                            .bind(after)
+                            .bind(limit)
+                            .fetch_all(&self.db)
+                            .await?
                     }
                     FeedReader::Channel(channel) => {
                         sqlx::query_as(&format!(

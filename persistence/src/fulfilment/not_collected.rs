@@ -4,11 +4,11 @@
 //! across instances: the job runs under its lease, and each order is re-checked under its row
 //! lock, so a second pass (or a collect racing it) finds it no longer ready.
 
-use crate::events::{order_changed, EventType};
 use super::steps::order_units;
 use super::Fulfilment;
 use crate::access::{Attribution, SystemJob};
 use crate::error::StorageResult;
+use crate::events::{order_changed, EventType};
 use crate::infra::mysql::with_retry;
 use crate::model::{FulfillmentStatus, OrderStatus};
 use crate::orders::ledger::{change_mysql_stock, insert_movements, Move, Reason};

@@ -3,11 +3,11 @@
 //! in product order with their `FULFILLED` ledger rows. Fifty copies of one step queue on the
 //! order's row lock; the first applies it, the others find it done and answer the current state.
 
-use crate::events::{order_changed, EventType};
 use super::decide::{decide, Current, Decision, Step};
 use super::Fulfilment;
 use crate::access::{Actor, Attribution};
 use crate::error::{Refusal, StorageError, StorageResult};
+use crate::events::{order_changed, EventType};
 use crate::infra::mysql::with_retry;
 use crate::model::{FulfillmentStatus, Order};
 use crate::orders::ledger::{insert_handovers, Move};

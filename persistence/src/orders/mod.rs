@@ -11,8 +11,8 @@ pub(crate) mod ledger;
 pub use idempotency::IdempotencyRequest;
 pub use ledger::Reason;
 
-use crate::events::{EventType, NewEvent};
 use crate::error::{Refusal, StorageError, StorageResult};
+use crate::events::{EventType, NewEvent};
 use crate::formats::EventKind;
 use crate::infra::mysql::push_list;
 use crate::model::{
