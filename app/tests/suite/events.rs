@@ -509,3 +509,63 @@ async fn a_data_loss_writes_one_order_lost_every_channel_reads() {
     let all = all_events(&t).await;
     assert_eq!(all.iter().filter(|e| e["type"] == "order.lost").count(), 1);
 }
+
+/// The outbox check the fault tests end with finds each kind of mismatch: a change without its
+/// event, an event without its change, a duplicate, and a stock event that disagrees with the
+/// row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_check_finds_every_kind_of_mismatch() {
+    let t = TestApp::spawn().await;
+    let (wh, p) = t.warehouse_with_product(1_000, 3).await;
+    let order = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
+    let ids: Vec<String> = {
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(order_id(
+                &created(&t, "/api/orders", &order, StatusCode::CREATED).await,
+            ));
+        }
+        ids
+    };
+    t.assert_outbox().await;
+    let tamper = |sql: &'static str, id: String| {
+        let t = &t;
+        async move {
+            sqlx::query(sql).bind(id).execute(&t.db).await.unwrap();
+            outbox_violations(t).await
+        }
+    };
+    // A change without its event.
+    let v = tamper("DELETE FROM events WHERE subject = ?", ids[0].clone()).await;
+    assert!(v.iter().any(|e| e.contains(&ids[0])), "{v:?}");
+    // A duplicate.
+    let v = tamper(
+        "INSERT INTO events (event_id, type, subject, payload) \
+         SELECT CONCAT(event_id, 'x'), type, subject, payload FROM events WHERE subject = ?",
+        ids[1].clone(),
+    )
+    .await;
+    assert!(
+        v.iter().any(|e| e.contains(&ids[1]) && e.contains("twice")),
+        "{v:?}"
+    );
+    // An event without its change.
+    let v = tamper("DELETE FROM order_lines WHERE order_id = ?", ids[2].clone()).await;
+    let _ = v;
+    let v = tamper("DELETE FROM orders WHERE id = ?", ids[2].clone()).await;
+    assert!(
+        v.iter()
+            .any(|e| e.contains(&ids[2]) && e.contains("no MySQL row")),
+        "{v:?}"
+    );
+    // The row sold out (its event says so); a stock.back that never happened.
+    let subject = format!("stock:{wh}:{p}");
+    let v = tamper(
+        "INSERT INTO events (event_id, type, subject, payload) \
+         SELECT CONCAT(event_id, 'y'), 'stock.back', subject, \
+         JSON_SET(payload, '$.data.sellableOnline', 2) FROM events WHERE subject = ?",
+        subject.clone(),
+    )
+    .await;
+    assert!(v.iter().any(|e| e.contains(&subject)), "{v:?}");
+}
