@@ -569,3 +569,40 @@ async fn the_outbox_check_finds_every_kind_of_mismatch() {
     .await;
     assert!(v.iter().any(|e| e.contains(&subject)), "{v:?}");
 }
+
+/// Housekeeping removes events past their 30 days, unless a delivery still waits for them; the
+/// feed goes on from the events kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_past_their_retention_are_removed() {
+    let t = TestApp::spawn_with(|c| {
+        c.jobs_enabled = true;
+        c.housekeeping_schedule = "* * * * * *".into();
+    })
+    .await;
+    let (_, p) = t.warehouse_with_product(1_000, 100).await;
+    let order = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(order_id(
+            &created(&t, "/api/orders", &order, StatusCode::CREATED).await,
+        ));
+    }
+    let before = all_events(&t).await;
+    assert_eq!(before.len(), 3);
+    sqlx::query("UPDATE events SET created_at = NOW(3) - INTERVAL 31 DAY WHERE subject IN (?, ?)")
+        .bind(&ids[0])
+        .bind(&ids[1])
+        .execute(&t.db)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = all_events(&t).await;
+        if left.len() == 1 {
+            assert_eq!(left[0], before[2]);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{left:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -208,7 +208,7 @@ impl Storage {
             .insert(at);
     }
 
-    /// Removes expired idempotency keys and old job runs. Answers how many rows went.
+    /// Removes expired idempotency keys, old job runs and old events. Answers how many rows went.
     pub(crate) async fn housekeeping(&self) -> StorageResult<u64> {
         let mut removed = 0;
         loop {
@@ -226,6 +226,7 @@ impl Storage {
             .execute(&self.db)
             .await?
             .rows_affected();
+        removed += self.events().remove_old().await?;
         Ok(removed)
     }
 }
