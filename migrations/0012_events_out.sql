@@ -92,12 +92,14 @@ CREATE TABLE leases (
     until       DATETIME(3) NOT NULL
 ) ENGINE = InnoDB;
 
--- `stock.out`, `stock.back` and `stock.low`, once per crossing, written by the change itself,
+-- `stock.low`, `stock.out` and `stock.back`, once per crossing, written by the change itself,
 -- whichever writer makes it. `sellableOnline` is the rule of `Need::Sellable`
 -- (persistence/src/orders/ledger.rs): available less the product's safety stock, else the
--- location's, and never below 0. Its state is out (0), low (up to the location's
--- `low_stock_threshold`) or in stock; an event marks a change of state: to out (`stock.out`),
--- from out (`stock.back`), from in stock to low (`stock.low`). A new row is no crossing.
+-- location's, and never below 0. With `t` the location's `low_stock_threshold`:
+--   stock.low   it went from above t to t or below (t > 0);
+--   stock.out   it went from above 0 to 0;
+--   stock.back  it went from 0 to above 0.
+-- One change may cross two (20 to 0: low, then out). A new row is no crossing.
 CREATE TRIGGER stock_crossings AFTER UPDATE ON stock FOR EACH ROW
 INSERT INTO events (event_id, type, subject, payload)
 SELECT CONCAT('msg_', REPLACE(UUID(), '-', '')), c.type,
@@ -109,30 +111,20 @@ SELECT CONCAT('msg_', REPLACE(UUID(), '-', '')), c.type,
            'data', JSON_OBJECT(
                'locationId', NEW.location_id,
                'productId', NEW.product_id,
-               'sellableOnline', c.now_units,
-               'lowStockThreshold', c.threshold))
+               'sellableOnline', u.now_units,
+               'lowStockThreshold', u.threshold))
 FROM (
-    SELECT f.now_units, f.threshold,
-           CASE
-               WHEN f.was_state = f.now_state THEN NULL
-               WHEN f.now_state = 0 THEN 'stock.out'
-               WHEN f.was_state = 0 THEN 'stock.back'
-               WHEN f.now_state = 1 THEN 'stock.low'
-           END AS type
-    FROM (
-        SELECT u.now_units, u.threshold,
-               CASE WHEN u.was_units = 0 THEN 0 WHEN u.was_units <= u.threshold THEN 1 ELSE 2 END
-                   AS was_state,
-               CASE WHEN u.now_units = 0 THEN 0 WHEN u.now_units <= u.threshold THEN 1 ELSE 2 END
-                   AS now_state
-        FROM (
-            SELECT GREATEST(OLD.available - COALESCE(OLD.safety_stock, l.safety_stock), 0)
-                       AS was_units,
-                   GREATEST(NEW.available - COALESCE(NEW.safety_stock, l.safety_stock), 0)
-                       AS now_units,
-                   l.low_stock_threshold AS threshold
-            FROM locations l WHERE l.id = NEW.location_id
-        ) u
-    ) f
-) c
-WHERE c.type IS NOT NULL;
+    SELECT GREATEST(OLD.available - COALESCE(OLD.safety_stock, l.safety_stock), 0) AS was_units,
+           GREATEST(NEW.available - COALESCE(NEW.safety_stock, l.safety_stock), 0) AS now_units,
+           l.low_stock_threshold AS threshold
+    FROM locations l WHERE l.id = NEW.location_id
+) u
+JOIN (
+    SELECT 1 AS rank, 'stock.low' AS type
+    UNION ALL SELECT 2, 'stock.out'
+    UNION ALL SELECT 3, 'stock.back'
+) c ON (c.type = 'stock.low' AND u.threshold > 0 AND u.was_units > u.threshold
+            AND u.now_units <= u.threshold)
+    OR (c.type = 'stock.out' AND u.was_units > 0 AND u.now_units = 0)
+    OR (c.type = 'stock.back' AND u.was_units = 0 AND u.now_units > 0)
+ORDER BY c.rank;

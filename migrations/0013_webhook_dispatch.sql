@@ -11,8 +11,13 @@ ALTER TABLE webhook_deliveries
     ADD KEY ix_webhook_deliveries_subject_status (endpoint_id, subject, status, seq);
 
 -- The figures the metrics show (deliveries pending, the oldest of them) without reading the
--- delivered history, and housekeeping's pruning of deliveries and attempts past 30 days.
+-- delivered history.
 ALTER TABLE webhook_deliveries
     ADD KEY ix_webhook_deliveries_status (status, created_at);
+
+-- Housekeeping removes old events with their deliveries and attempts by `seq`, and keeps an
+-- event a delivery still waits for: found by `seq` without reading every endpoint's rows.
+ALTER TABLE webhook_deliveries
+    ADD KEY ix_webhook_deliveries_seq (seq, status);
 ALTER TABLE webhook_attempts
-    ADD KEY ix_webhook_attempts_created (created_at);
+    ADD KEY ix_webhook_attempts_seq (seq);

@@ -124,7 +124,8 @@ pub struct Config {
     /// Cron schedule of the reclaim of events a dead consumer held: every 10 seconds.
     #[arg(long, env = "RECLAIM_SCHEDULE", default_value = "*/10 * * * * *")]
     pub reclaim_schedule: String,
-    /// Cron schedule of housekeeping (expired idempotency keys, old job runs): hourly.
+    /// Cron schedule of housekeeping (expired idempotency keys, old job runs, events past their
+    /// 30 days): hourly.
     #[arg(long, env = "HOUSEKEEPING_SCHEDULE", default_value = "0 17 * * * *")]
     pub housekeeping_schedule: String,
     /// Cron schedule of the not-collected job (pickups ready longer than `PICKUP_EXPIRY` are

@@ -60,6 +60,24 @@ def errors_text(detail: dict) -> str:
     return ", ".join(f"`{k}` × {v:,}" for k, v in detail.items())
 
 
+def webhook_base_cell(s: dict) -> str:
+    w = s.get("webhook") or {}
+    return f"{fmt_int(w.get('base_ok_per_s'))}, {fmt_ms(w.get('base_p99_ms'))}"
+
+
+def webhook_cpu_cell(s: dict) -> str:
+    w = s.get("webhook") or {}
+    return f"{w.get('base_service_us', '–')} → {w.get('load_service_us', '–')}"
+
+
+def webhook_after_cell(s: dict) -> str:
+    w = s.get("webhook") or {}
+    if not w.get("drained"):
+        return "not within the drain limit"
+    return (f"{fmt_int(w.get('events'))} events in {w.get('drain_s')} s; service "
+            f"{w.get('after_service_us')} µs, MariaDB {w.get('after_mariadb_us')} µs per order")
+
+
 def write_report(bench: Bench):
     r = bench.results
     made = charts(bench)
@@ -72,6 +90,10 @@ def write_report(bench: Bench):
     rep.scen_table("Hot product", ["hot64-db", "hot256-db", "hot64-redis", "hot256-redis"],
                    [("confirmed after", confirm_cell)])
     rep.floor()
+    rep.scen_table("Webhooks: the hot product with an endpoint receiving every event",
+                   ["hot64-db-webhook", "hot64-redis-webhook"],
+                   [("without: ok/s, p99 ms", webhook_base_cell), ("service CPU µs/order, without → with", webhook_cpu_cell),
+                    ("delivered after the load", webhook_after_cell)])
     rep.scen_table("Fixed rate (open loop, latency-corrected)", ["fixed-redis", "fixed-db"],
                    [("rate asked", lambda s: fmt_int(s.get("rate"))),
                     ("confirmed after", confirm_cell)])

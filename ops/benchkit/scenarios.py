@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 import urllib.parse
+import urllib.request
 
 from .common import (CEILING_PREFIX, CHECKOUT, CITY_HALL, ETAG_PRODUCT, FLOOR_PREFIX, HOT_PRODUCT, MIXED, ROOT,
                      RSS_EVERY_S, BenchError, FixedOnlyDone, fmt_mib, fmt_ms)
+from .driver import RUNNING
 from .measure import CpuMeter, RssSampler
+
+# Every event type a webhook endpoint may receive (docs/events.md).
+EVENT_TYPES = ["order.accepted", "order.confirmed", "order.rejected", "order.cancelled", "order.lost",
+               "order.fulfillment_changed", "hold.expired", "stock.low", "stock.out", "stock.back"]
 
 
 class Scenarios:
@@ -18,9 +26,9 @@ class Scenarios:
 
     @staticmethod
     def total_steps_for(can_fixed: bool) -> int:
-        """The progress lines of a whole run: hot x4, floor, fixed x2, spread x2, store x2, mixed
+        """The progress lines of a whole run: hot x4, floor, webhook x2, fixed x2, spread x2, store x2, mixed
         x2, checkout, reads x4, conditional reads x4, /health/live, soak, ceiling."""
-        return 4 + 1 + (2 if can_fixed else 0) + 2 + 2 + 2 + 1 + 4 + 4 + 1 + (1 if can_fixed else 0) + 1
+        return 4 + 1 + 2 + (2 if can_fixed else 0) + 2 + 2 + 2 + 1 + 4 + 4 + 1 + (1 if can_fixed else 0) + 1
 
     def run_scenarios(self, can_fixed: bool):
         """Every scenario in order, or with --fixed-only the one fixed-rate run (ending with
@@ -45,6 +53,9 @@ class Scenarios:
             self.scenario_hot(path, 256, pair=then(s1))
         # Right after the Redis hot-product runs, so both meet the same machine.
         self.scenario_floor()
+        # The 64-connection hot product again, with a webhook endpoint receiving every event.
+        s1 = self.scenario_webhook("db", pair=first)
+        self.scenario_webhook("redis", pair=then(s1))
         if can_fixed:
             s1 = self.scenario_fixed("redis", self.cfg["fixed_rate_redis"], pair=first)
             db64 = self.find("hot64-db")
@@ -103,6 +114,90 @@ class Scenarios:
         return self.write_scenario(
             sid, f"hot product, {self.path_name(path)}, {conns} connections", path, [job], hot=True,
             expect_paths={self.mysql_path(path): [sid]}, extra={"connections": conns}, pair=pair)
+
+    def scenario_webhook(self, path: str, pair: dict | None = None):
+        """hot64 with a webhook endpoint (benchkit/receiver.py, a process of its own answering
+        204) subscribed to every event type. Its cost per order, beside hot64 without: the
+        service's CPU per order during the load, and the CPU (service, MariaDB) until every event
+        is delivered after it, per order. Checks that every event written was delivered."""
+        base = self.find(f"hot64-{path}")
+        proc, url = self.start_receiver()
+        hook = None
+        try:
+            hook = self.http_json("POST", "/api/admin/webhooks",
+                                  {"url": f"{url}/hook", "events": EVENT_TYPES,
+                                   "description": "bench receiver"}, self.token, expect=(201,))
+            hook_id = hook["webhook"]["webhookId"]
+            sid = f"hot64-{path}-webhook"
+            job = {"url": self.order_url(path), "method": "POST", "body": self.hot_body(), "conns": 64,
+                   "headers": self.shop_headers(), "duration": self.cfg["hot"]}
+            first_seq = int(self.sql("SELECT COALESCE(MAX(id), 0) FROM events")[0][0])
+            scen = self.write_scenario(
+                sid, f"hot product, {self.path_name(path)}, 64 connections, a webhook endpoint",
+                path, [job], hot=True, expect_paths={self.mysql_path(path): [sid]},
+                extra={"connections": 64, "webhook": True}, pair=pair)
+            written = int(self.sql(f"SELECT COUNT(*) FROM events WHERE id > {first_seq}")[0][0])
+            with CpuMeter(self.pids) as cpu:
+                waited = self.wait_deliveries(hook_id, limit_s=self.cfg["drain_limit"])
+            got = json.loads(urllib.request.urlopen(url, timeout=5).read())
+            orders = max(scen["ok"], 1)
+            per_order = lambda pct, wall: None if pct is None else round(pct / 100 * wall * 1e6 / orders, 1)
+            cost = {
+                "events": written, "delivered": got["events"], "drain_s": round(cpu.wall, 2),
+                "drained": waited is not None,
+                "load_service_us": per_order(scen["cpu_pct"].get("service"), scen["wall_s"]),
+                "base_service_us": None if not base else round(
+                    base["cpu_pct"]["service"] / 100 * base["wall_s"] * 1e6 / max(base["ok"], 1), 1),
+                "after_service_us": per_order(cpu.result.get("service"), cpu.wall),
+                "after_mariadb_us": per_order(cpu.result.get("mariadb"), cpu.wall),
+                "base_ok_per_s": base["ok_per_s"] if base else None,
+                "base_p99_ms": base["p99_ms"] if base else None,
+            }
+            scen["webhook"] = cost
+            ok = waited is not None and got["events"] >= written
+            scen["checks"].append({"check": "every event written was delivered", "ok": ok,
+                                   "detail": f"{written:,} events written, {got['events']:,} delivered "
+                                             f"({got['deliveries']:,} deliveries)"})
+            scen["passed"] = scen["passed"] and ok
+            if not ok and scen["title"] not in self.failed:
+                self.failed.append(scen["title"])
+            self.note(f"webhook, {self.path_name(path)}: {written:,} events delivered "
+                      f"{cpu.wall:.1f} s after the load; service CPU per order "
+                      f"{cost['load_service_us']} µs with the endpoint, {cost['base_service_us']} µs "
+                      f"without; delivering after the load: service {cost['after_service_us']} µs, "
+                      f"MariaDB {cost['after_mariadb_us']} µs per order")
+            return scen
+        finally:
+            if hook:
+                self.http("DELETE", f"/api/admin/webhooks/{hook['webhook']['webhookId']}", token=self.token)
+            self.stop_floor(proc)
+
+    def wait_deliveries(self, hook_id: int, limit_s: float) -> float | None:
+        """Seconds until every event is placed, fanned out to the endpoint and delivered (None
+        past limit_s)."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < limit_s:
+            row = self.sql(
+                "SELECT (SELECT COUNT(*) FROM events WHERE seq IS NULL), "
+                f"(SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = {int(hook_id)} "
+                "AND status = 'PENDING'), "
+                f"(SELECT fanned_to_seq FROM webhook_endpoints WHERE id = {int(hook_id)}) "
+                ">= (SELECT COALESCE(MAX(seq), 0) FROM events)")[0]
+            if row == ["0", "0", "1"]:
+                return time.monotonic() - t0
+            time.sleep(0.2)
+        return None
+
+    def start_receiver(self) -> tuple[subprocess.Popen, str]:
+        """Starts benchkit/receiver.py; answers it and its URL."""
+        proc = subprocess.Popen([sys.executable, "-m", "benchkit.receiver"], cwd=ROOT / "ops",
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        RUNNING.append(proc)
+        line = proc.stdout.readline()
+        if "listening on " not in line:
+            self.stop_floor(proc)
+            raise BenchError("the webhook receiver did not start")
+        return proc, line.split("listening on ", 1)[1].strip()
 
     def scenario_fixed(self, path: str, rate: int, pair: dict | None = None):
         sid = f"fixed-{path}"

@@ -254,6 +254,8 @@ pub struct Location {
     pub active: bool,
     /// The safety stock of its products that have none of their own.
     pub safety_stock: i64,
+    /// At or below this many sellable units a product is low here (`stock.low`); 0: never.
+    pub low_stock_threshold: i64,
     /// Its own calendar; `None`: open around the clock (see [`Location::calendar`]). The same
     /// `Arc` as the routing index's site.
     pub calendar: Option<Arc<Calendar>>,

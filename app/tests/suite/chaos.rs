@@ -2057,6 +2057,14 @@ async fn check(t: &TestApp, hist: &[Rec], injected: &Injected) -> (Vec<String>, 
         }
     }
 
+    // I11: the outbox agrees with MySQL (common::outbox).
+    v.extend(
+        outbox_violations(t)
+            .await
+            .into_iter()
+            .map(|e| format!("I11: {e}")),
+    );
+
     let mut summary = format!(
         "{} requests; {} orders in MySQL, {sold_total} units sold; {lost} reported lost; \
          Redis lost its data {} times; {} faults\n",
@@ -2123,6 +2131,12 @@ async fn random_faults_under_mixed_load_keep_every_invariant() {
         t.add_location("STORE", "S1", SEOUL.0, SEOUL.1).await,
         t.add_location("STORE", "S2", 37.5700, 126.9900).await,
     ];
+    // One store warns of low stock (`stock.low`) at 3 sellable units.
+    sqlx::query("UPDATE locations SET low_stock_threshold = 3 WHERE id = ?")
+        .bind(store_ids[0])
+        .execute(&t.db)
+        .await
+        .unwrap();
     let mut products = Vec::new();
     for _ in 0..6 {
         products.push(t.add_product(1_000).await);

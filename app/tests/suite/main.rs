@@ -11,6 +11,7 @@ mod cluster_infra;
 mod db_lock;
 mod demo;
 mod edge;
+mod events;
 mod faults;
 mod final_answers;
 mod fulfilment;

@@ -367,6 +367,7 @@ async fn consumer_aborted_mid_run_loses_nothing() {
     assert_eq!(t.available(wh, p).await, 0);
     assert_eq!(t.ledger_sum(wh, p).await, -4_000);
     t.assert_converged(InRedis::All).await;
+    t.assert_outbox().await;
 }
 
 /// I2 with the whole app process killed (`kill -9`) mid-run: a new process comes up on the same
@@ -464,6 +465,7 @@ async fn app_process_killed_mid_run_loses_nothing() {
     assert_eq!(t.available(wh, q).await, 100 - 20);
     assert_eq!(t.available(wh, p).await, 3_000 - (unique.len() - 20) as i64);
     t.assert_converged(InRedis::All).await;
+    t.assert_outbox().await;
 }
 
 /// I2 with Redis killed: `kill -9` a private append-only Redis mid-run and restart it; every
@@ -494,6 +496,7 @@ async fn redis_killed_mid_run_loses_nothing() {
     assert!(unique.len() <= 1_500, "oversold: {}", unique.len());
     assert_eq!(t.available(wh, p).await, 1_500 - unique.len() as i64);
     t.assert_converged(InRedis::All).await;
+    t.assert_outbox().await;
 }
 
 /// `SCRIPT FLUSH` during a run causes no failed order: scripts are reloaded on NOSCRIPT.

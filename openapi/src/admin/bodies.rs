@@ -295,6 +295,10 @@ pub struct LocationPatch {
     /// orders may not take, for products without a buffer of their own.
     #[oai(validator(minimum(value = "0"), maximum(value = "1000000000")))]
     pub safety_stock: Option<i64>,
+    /// At or below this many sellable units a product is low here: `stock.low` fires once as it
+    /// crosses (0 to 1,000,000,000; 0: no low events, only `stock.out` and `stock.back`).
+    #[oai(validator(minimum(value = "0"), maximum(value = "1000000000")))]
+    pub low_stock_threshold: Option<i64>,
     /// An IANA time zone name; the hours and dates keep their wall-clock values in it.
     #[oai(validator(max_length = 64))]
     pub time_zone: Option<String>,
@@ -341,6 +345,7 @@ impl Example for LocationPatch {
             longitude: None,
             active: None,
             safety_stock: None,
+            low_stock_threshold: Some(5),
             time_zone: None,
             opening_hours: None,
             closed_dates: Some(vec!["2026-12-25".into(), "2027-01-01".into()]),

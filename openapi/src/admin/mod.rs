@@ -371,6 +371,7 @@ impl AdminApi {
             coordinates,
             active: body.active,
             safety_stock: body.safety_stock,
+            low_stock_threshold: body.low_stock_threshold,
             calendar: body.calendar(),
         };
         let l = self

@@ -433,6 +433,8 @@ pub struct LocationBody {
     pub active: bool,
     /// The default safety stock of the location's products.
     pub safety_stock: i64,
+    /// At or below this many sellable units a product is low here (`stock.low`); 0: never.
+    pub low_stock_threshold: i64,
     /// The IANA time zone of its hours and dates (`Asia/Seoul` unless set).
     pub time_zone: String,
     /// Weekly opening ranges, by day and opening time; a day without a range is closed. Empty:
@@ -471,6 +473,7 @@ impl LocationBody {
             longitude: l.longitude,
             active: l.active,
             safety_stock: l.safety_stock,
+            low_stock_threshold: l.low_stock_threshold,
             time_zone: calendar.time_zone_name().to_owned(),
             opening_hours: spec.opening_hours.into_iter().map(Into::into).collect(),
             closed_dates: spec.closed_dates,
@@ -495,6 +498,7 @@ impl Example for LocationBody {
             longitude: 126.9826,
             active: true,
             safety_stock: 0,
+            low_stock_threshold: 5,
             time_zone: "Asia/Seoul".into(),
             opening_hours: [
                 WeekdayBody::Mon,

@@ -17,6 +17,8 @@ pub struct LocationChange {
     pub active: Option<bool>,
     /// The default safety stock of the location's products.
     pub safety_stock: Option<i64>,
+    /// Where its products count as low (`stock.low`).
+    pub low_stock_threshold: Option<i64>,
     /// Its calendar, field by field.
     pub calendar: CalendarChange,
 }
@@ -114,13 +116,15 @@ impl Catalog<'_> {
             sqlx::query(
                 "UPDATE locations SET name = COALESCE(?, name), latitude = COALESCE(?, latitude), \
              longitude = COALESCE(?, longitude), active = COALESCE(?, active), \
-             safety_stock = COALESCE(?, safety_stock), calendar = ? WHERE id = ?",
+             safety_stock = COALESCE(?, safety_stock), \
+             low_stock_threshold = COALESCE(?, low_stock_threshold), calendar = ? WHERE id = ?",
             )
             .bind(change.name)
             .bind(change.coordinates.map(|c| c.latitude()))
             .bind(change.coordinates.map(|c| c.longitude()))
             .bind(change.active)
             .bind(change.safety_stock)
+            .bind(change.low_stock_threshold)
             .bind(calendar)
             .bind(id)
             .execute(&mut *tx)

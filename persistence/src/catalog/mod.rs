@@ -129,6 +129,7 @@ struct LocationRow {
     longitude: f64,
     active: bool,
     safety_stock: i64,
+    low_stock_threshold: i64,
     /// JSON, see [`calendars`]; read `CAST(calendar AS CHAR)`, as MariaDB's JSON type is a
     /// binary-collated text the driver would not decode as a string.
     calendar: Option<String>,
@@ -198,7 +199,8 @@ impl Catalog<'_> {
         let load = self.next_load();
         let rows: Vec<LocationRow> = sqlx::query_as(
             "SELECT id, CAST(kind AS CHAR) AS kind, name, latitude, longitude, active, \
-             safety_stock, CAST(calendar AS CHAR) AS calendar FROM locations ORDER BY id",
+             safety_stock, low_stock_threshold, CAST(calendar AS CHAR) AS calendar \
+             FROM locations ORDER BY id",
         )
         .fetch_all(&self.db)
         .await?;
@@ -246,6 +248,7 @@ impl Catalog<'_> {
                 longitude: l.longitude,
                 active: l.active,
                 safety_stock: l.safety_stock,
+                low_stock_threshold: l.low_stock_threshold,
                 calendar,
             })
             .collect();

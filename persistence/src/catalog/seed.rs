@@ -281,6 +281,10 @@ pub async fn seed(
         .build()
         .execute(&mut *tx)
         .await?;
+    // Stores warn of low stock (`stock.low`) at 5 sellable units.
+    sqlx::query("UPDATE locations SET low_stock_threshold = 5 WHERE kind = 'STORE'")
+        .execute(&mut *tx)
+        .await?;
     let ids: Vec<SeededLocation> =
         sqlx::query_as("SELECT id, CAST(kind AS CHAR) AS kind FROM locations ORDER BY id")
             .fetch_all(&mut *tx)

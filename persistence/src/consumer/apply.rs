@@ -269,7 +269,13 @@ async fn write(
     // A cancel event carries no record: its rows name the channel MySQL holds for its order
     // (persisted before, or just now with this batch).
     let mut channels: HashMap<String, Option<u64>> = HashMap::new();
+    // The orders this batch cancels, each of which writes its event.
+    let mut cancelled: Vec<String> = Vec::new();
     for chunk in restored.chunks(ROWS_PER_STATEMENT) {
+        let mut q =
+            QueryBuilder::new("SELECT id FROM orders WHERE status = 'CONFIRMED' AND id IN ");
+        push_list(&mut q, chunk.iter().map(|e| e.order_id.as_str()));
+        cancelled.extend(q.build_query_scalar::<String>().fetch_all(&mut *tx).await?);
         let mut q = QueryBuilder::new(
             "UPDATE orders SET status = 'CANCELLED', cancelled_at = NOW(3) WHERE status = 'CONFIRMED' AND id IN ",
         );
@@ -298,7 +304,7 @@ async fn write(
         })
         .collect();
     insert_movements(&mut *tx, &moves, Reason::Cancel).await?;
-    let cancelled: Vec<&str> = restored.iter().map(|e| e.order_id.as_str()).collect();
+    let cancelled: Vec<&str> = cancelled.iter().map(String::as_str).collect();
     order_changed(&mut *tx, EventType::OrderCancelled, &cancelled).await?;
     let changes: Vec<(Row, i64)> = stock.iter().map(|(r, d)| (*r, *d)).collect();
     for chunk in changes.chunks(ROWS_PER_STATEMENT) {

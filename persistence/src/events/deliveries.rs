@@ -14,8 +14,6 @@ use std::time::Duration;
 
 /// Events one fan-out pass gives one endpoint; the next pass gives the rest.
 const FAN_OUT_PER_PASS: u64 = 2000;
-/// How long deliveries made or given up, and every attempt, are kept for the operators' view.
-pub const KEPT_DAYS: u32 = 30;
 /// The longest error text kept (the column's width).
 const MAX_ERROR: usize = 500;
 
@@ -207,36 +205,6 @@ fn no_endpoint(id: u64) -> StorageError {
 }
 
 impl Events<'_> {
-    /// Removes the deliveries made or given up, and the attempts, older than `days` days (the
-    /// housekeeping job): answers how many rows it removed. Pending deliveries stay, however old.
-    pub async fn prune_deliveries(&self, days: u32) -> StorageResult<u64> {
-        const BATCH: u64 = 5000;
-        let mut removed = 0;
-        for sql in [
-            "DELETE FROM webhook_deliveries WHERE status IN ('DELIVERED', 'FAILED') \
-             AND created_at < NOW(3) - INTERVAL ? DAY LIMIT ?",
-            "DELETE FROM webhook_attempts WHERE created_at < NOW(3) - INTERVAL ? DAY LIMIT ?",
-        ] {
-            loop {
-                let n = self
-                    .in_time(self.db_deadline(), async {
-                        Ok(sqlx::query(sql)
-                            .bind(days)
-                            .bind(BATCH)
-                            .execute(&self.db)
-                            .await?
-                            .rows_affected())
-                    })
-                    .await?;
-                removed += n;
-                if n < BATCH {
-                    break;
-                }
-            }
-        }
-        Ok(removed)
-    }
-
     /// The figures of [`DeliveryFigures`].
     pub async fn delivery_figures(&self) -> StorageResult<DeliveryFigures> {
         self.in_time(self.db_deadline(), async {

@@ -7,6 +7,9 @@ use sqlx::{Acquire, QueryBuilder};
 /// Events one sequencing pass places; the next pass places the rest.
 const PER_PASS: u32 = 1000;
 
+/// How long events stay in the feed (and can be redelivered): well past the 24 h of retries.
+pub const RETENTION_DAYS: u32 = 30;
+
 /// One event as the feed and the deliveries show it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct FeedEvent {
@@ -135,5 +138,37 @@ impl Events<'_> {
             .await?;
         let next = events.last().map_or(after, |e| e.seq);
         Ok(FeedPage { events, next })
+    }
+}
+
+impl Events<'_> {
+    /// Removes events older than [`RETENTION_DAYS`] that no delivery still waits for, with
+    /// their deliveries and attempts. Answers how many events went.
+    pub(crate) async fn remove_old(&self) -> StorageResult<u64> {
+        let mut removed = 0;
+        loop {
+            let seqs: Vec<u64> = sqlx::query_scalar(
+                "SELECT e.seq FROM events e WHERE e.seq IS NOT NULL \
+                 AND e.created_at < NOW(3) - INTERVAL ? DAY AND NOT EXISTS ( \
+                 SELECT 1 FROM webhook_deliveries d WHERE d.seq = e.seq AND d.status = 'PENDING') \
+                 ORDER BY e.seq LIMIT 1000",
+            )
+            .bind(RETENTION_DAYS)
+            .fetch_all(&self.db)
+            .await?;
+            if seqs.is_empty() {
+                return Ok(removed);
+            }
+            let mut tx = self.begin().await?;
+            for table in ["webhook_attempts", "webhook_deliveries", "events"] {
+                let mut q = QueryBuilder::new(format!("DELETE FROM {table} WHERE seq IN "));
+                crate::infra::mysql::push_list(&mut q, seqs.iter().copied());
+                let n = q.build().execute(&mut *tx).await?.rows_affected();
+                if table == "events" {
+                    removed += n;
+                }
+            }
+            tx.commit().await?;
+        }
     }
 }

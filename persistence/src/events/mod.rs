@@ -95,6 +95,42 @@ impl crate::Storage {
 mod tests {
     use super::EventType;
 
+    /// Every statement that changes an order's status or fulfilment is in a function that writes
+    /// its event: a file with such a statement calls `order_changed` as often as it has them.
+    #[test]
+    fn every_change_of_an_order_writes_its_event() {
+        fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let path = e.unwrap().path();
+                if path.is_dir() {
+                    files(&path, out);
+                } else if path.extension().is_some_and(|x| x == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let mut all = Vec::new();
+        files(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut all,
+        );
+        let mut changes_seen = 0;
+        for path in all {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let changes = text.matches("UPDATE orders SET status").count()
+                + text.matches("UPDATE orders SET fulfillment").count();
+            let events =
+                text.matches("order_changed(").count() - text.matches("fn order_changed(").count();
+            changes_seen += changes;
+            assert!(
+                events >= changes.min(1) && (changes == 0 || events > 0),
+                "{}: {changes} changes of orders, {events} order_changed calls",
+                path.display()
+            );
+        }
+        assert!(changes_seen >= 6, "the scan found {changes_seen} changes");
+    }
+
     #[test]
     fn every_type_reads_back_from_its_name() {
         for t in EventType::ALL {

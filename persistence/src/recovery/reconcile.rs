@@ -208,8 +208,7 @@ impl Storage {
             .insert(at);
     }
 
-    /// Removes expired idempotency keys, old job runs, and webhook deliveries made or given up
-    /// and attempts past their days. Answers how many rows went.
+    /// Removes expired idempotency keys, old job runs and old events. Answers how many rows went.
     pub(crate) async fn housekeeping(&self) -> StorageResult<u64> {
         let mut removed = 0;
         loop {
@@ -227,10 +226,7 @@ impl Storage {
             .execute(&self.db)
             .await?
             .rows_affected();
-        removed += self
-            .events()
-            .prune_deliveries(crate::events::deliveries::KEPT_DAYS)
-            .await?;
+        removed += self.events().remove_old().await?;
         Ok(removed)
     }
 }

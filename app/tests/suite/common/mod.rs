@@ -22,10 +22,12 @@ use stock_flow::{Application, Config};
 
 pub mod cluster;
 pub mod fixtures;
+pub mod outbox;
 pub mod proxy;
 pub mod servers;
 
 pub use fixtures::*;
+pub use outbox::outbox_violations;
 pub use servers::*;
 
 pub const ADMIN: &str = "test-admin-token";
