@@ -226,7 +226,7 @@ async fn register(t: &TestApp, url: &str, types: &[&str]) -> (u64, String) {
     .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     (
-        b["webhookId"].as_u64().unwrap(),
+        b["webhook"]["webhookId"].as_u64().unwrap(),
         b["secret"].as_str().unwrap().to_owned(),
     )
 }
@@ -309,9 +309,10 @@ async fn an_endpoint_is_registered_with_its_secret_shown_once() {
         .decode(secret.strip_prefix("whsec_").unwrap())
         .unwrap();
     assert!(key.len() >= 24, "{} key bytes", key.len());
-    assert_eq!(created["enabled"], true);
-    assert_eq!(created["events"], json!(["order.confirmed", "stock.out"]));
-    let id = created["webhookId"].as_u64().unwrap();
+    let shown = &created["webhook"];
+    assert_eq!(shown["enabled"], true);
+    assert_eq!(shown["events"], json!(["order.confirmed", "stock.out"]));
+    let id = shown["webhookId"].as_u64().unwrap();
 
     let read = webhook(&t, id).await;
     assert!(read.get("secret").is_none(), "{read}");
@@ -617,7 +618,10 @@ async fn a_rotated_secret_keeps_signing_for_its_window_only() {
     assert_eq!(s, StatusCode::CREATED, "{rotated}");
     let new = rotated["secret"].as_str().unwrap().to_owned();
     assert_ne!(new, old);
-    assert!(rotated["previousSecretUntil"].is_string(), "{rotated}");
+    assert!(
+        rotated["webhook"]["previousSecretUntil"].is_string(),
+        "{rotated}"
+    );
     order(&t, p).await;
     rx.wait_for_events(2, Duration::from_secs(10)).await;
     let second = &rx.delivered()[1];

@@ -123,11 +123,10 @@ impl From<Endpoint> for WebhookBody {
     }
 }
 
-/// A webhook endpoint with its signing secret, shown this once.
+/// A webhook endpoint, as reads show it, with its signing secret, shown this once.
 #[derive(Debug, Clone, Object)]
 #[oai(rename_all = "camelCase", example)]
 pub struct WebhookWithSecretBody {
-    #[oai(flatten)]
     pub webhook: WebhookBody,
     /// The signing secret, `whsec_<base64>`: verify each delivery's `webhook-signature` with it
     /// (any Standard Webhooks library does). Shown once; keep it.
