@@ -1190,3 +1190,38 @@ async fn a_delivery_failing_past_its_window_is_given_up_and_blocks_nothing() {
     assert_eq!(got[0].json()["type"], "order.cancelled");
     assert_eq!(got[0].json()["data"]["orderId"], id.as_str());
 }
+
+/// An endpoint deleted while a call to it is in flight: the call ends quietly, nothing of the
+/// endpoint is left, and the dispatcher goes on serving the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_deleted_mid_call_leaves_nothing_behind() {
+    let t = TestApp::spawn_with(quick).await;
+    let (_, p) = t.warehouse_with_product(1_000, 1_000).await;
+    let slow = Receiver::start().await;
+    slow.set(Mode::Sleep(Duration::from_millis(500)));
+    let (gone, _) = register(&t, &slow.url, &["order.confirmed"]).await;
+    let rx = Receiver::start().await;
+    let (_, secret) = register(&t, &rx.url, &["order.confirmed"]).await;
+
+    order(&t, p).await;
+    rx.wait_for_events(1, Duration::from_secs(10)).await;
+    let r = t
+        .admin()
+        .delete(&format!("/api/admin/webhooks/{gone}"))
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    for table in ["webhook_deliveries", "webhook_attempts"] {
+        let left = count(
+            &t,
+            &format!("SELECT COUNT(*) FROM {table} WHERE endpoint_id = {gone}"),
+        )
+        .await;
+        assert_eq!(left, 0, "{table}");
+    }
+    order(&t, p).await;
+    rx.wait_for_events(2, Duration::from_secs(10)).await;
+    for c in rx.delivered() {
+        assert_signed(&secret, &c);
+    }
+}

@@ -351,6 +351,9 @@ impl Events<'_> {
                 .await
             {
                 Err(e) if e.is_retryable() && tries < 5 => continue,
+                // The endpoint was deleted meanwhile (its attempt's foreign key fails): there is
+                // nothing left to record.
+                Err(e) if e.mysql_code() == Some(1452) => return Ok(None),
                 other => return other,
             }
         }
