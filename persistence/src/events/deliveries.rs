@@ -22,8 +22,6 @@ const MAX_ERROR: usize = 500;
 pub struct ActiveEndpoint {
     pub id: u64,
     pub url: String,
-    /// Comma-separated.
-    event_types: String,
     secret: String,
     /// The previous secret while it still signs.
     previous_secret: Option<String>,
@@ -37,10 +35,6 @@ impl ActiveEndpoint {
         std::iter::once(self.secret.as_str())
             .chain(self.previous_secret.as_deref())
             .collect()
-    }
-
-    pub fn receives(&self, kind: &str) -> bool {
-        self.event_types.split(',').any(|t| t == kind)
     }
 }
 
@@ -230,7 +224,7 @@ impl Events<'_> {
     pub async fn active_endpoints(&self) -> StorageResult<Vec<ActiveEndpoint>> {
         self.in_time(self.db_deadline(), async {
             Ok(sqlx::query_as(
-                "SELECT id, url, event_types, secret, \
+                "SELECT id, url, secret, \
                  IF(previous_until > NOW(3), previous_secret, NULL) AS previous_secret, \
                  fanned_to_seq FROM webhook_endpoints WHERE enabled = 1 ORDER BY id",
             )
