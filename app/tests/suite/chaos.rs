@@ -6,8 +6,10 @@
 //! orders retried on the other order path) against three instances of the service — two in this
 //! process, one the service binary as a process of its own — while a fault schedule drawn from a
 //! seeded RNG loses replies, cuts connections, slows down and takes away MySQL and Redis, kills
-//! Redis (and wipes it), stops consumers, and pauses (`SIGSTOP`) and kills the service process.
-//! Afterwards the full history of requests and answers is checked against every invariant.
+//! Redis (and wipes it), stops consumers, pauses (`SIGSTOP`) and kills the service process, and
+//! makes the webhook endpoint every event goes to answer errors or slowly. Afterwards the full
+//! history of requests and answers is checked against every invariant, the outbox against MySQL
+//! (I11), and the deliveries against the outbox (I12).
 //!
 //! - `SF_CHAOS_SEED` replays a run: the seed is printed at the start, and it draws the fault
 //!   schedule and every client's choices (their timing, and so the interleaving, still varies).
@@ -19,6 +21,7 @@
 //!   `target/tmp/chaos/seed-<seed>.jsonl` before the checks, for a failing run to be read.
 
 use crate::common::proxy::Proxy;
+use crate::common::webhooks::*;
 use crate::common::*;
 use futures::future::join_all;
 use rand::rngs::StdRng;
@@ -888,6 +891,8 @@ struct Rig {
     mysql_proxy: Proxy,
     second: Instance,
     process: Option<ServiceProcess>,
+    /// The webhook endpoint every event goes to.
+    receiver: Receiver,
 }
 
 const PROCESS_ENV: &[(&str, &str)] = &[
@@ -903,6 +908,11 @@ const PROCESS_ENV: &[(&str, &str)] = &[
     ("MAX_IN_FLIGHT_READS", "100000"),
     ("DB_CONNECT_TIMEOUT_MS", "10000"),
     ("RUST_LOG", "off"),
+    // Webhook retries within the run (as `common::webhooks::quick`).
+    ("WEBHOOK_TICK_MS", "50"),
+    ("WEBHOOK_RETRY_FIRST_MS", "50"),
+    ("WEBHOOK_RETRY_MAX_MS", "400"),
+    ("WEBHOOK_LEASE_MS", "2000"),
 ];
 
 /// Starts the service process and waits (up to 15 s) until it is live; answers whether it is.
@@ -986,6 +996,8 @@ async fn fault_schedule(
         (6, "kill -9 service process"),
         (4, "pause service process"),
         (5, "reconcile"),
+        (4, "webhook receiver fails"),
+        (3, "webhook receiver slow"),
     ];
     // SF_CHAOS_SKIP: faults to leave out (a comma-separated list of parts of their names).
     let skip: Vec<String> = std::env::var("SF_CHAOS_SKIP")
@@ -1115,6 +1127,18 @@ async fn fault_schedule(
                     tokio::time::sleep(d).await;
                     rig.second.app_mut().start_consumer();
                 }
+            }
+            "webhook receiver fails" | "webhook receiver slow" => {
+                let d = secs(&mut rng);
+                let mode = if fault == "webhook receiver fails" {
+                    Mode::Status([500, 503, 404][rng.gen_range(0..3)])
+                } else {
+                    Mode::Sleep(Duration::from_millis(rng.gen_range(200..1500)))
+                };
+                note(sh, injected, format!("{fault}: {mode:?} for {d:?}"));
+                rig.receiver.set(mode);
+                tokio::time::sleep(d).await;
+                rig.receiver.set(Mode::Ok);
             }
             "pause service process" => {
                 // Frozen with its connections open (SIGSTOP), sometimes past the time MariaDB
@@ -2117,6 +2141,7 @@ async fn random_faults_under_mixed_load_keep_every_invariant() {
         c.reconcile_schedule = "*/10 * * * * *".into();
         c.reclaim_schedule = "*/5 * * * * *".into();
         c.health_check_ms = 250;
+        quick(c);
     })
     .await;
 
@@ -2166,6 +2191,11 @@ async fn random_faults_under_mixed_load_keep_every_invariant() {
         ],
     };
 
+    // Every event goes to a webhook endpoint in this process (its faults: answering errors, slow).
+    let receiver = Receiver::start().await;
+    let (webhook, secret) = register(&t, &receiver.url, &ALL_TYPES).await;
+    let from_seq = endpoint_start(&t, webhook).await;
+
     let second = t.spawn_instance(|_| {}).await;
     let http = t.client.clone();
     let (process, live) = start_process(&t, &http).await;
@@ -2190,6 +2220,7 @@ async fn random_faults_under_mixed_load_keep_every_invariant() {
         mysql_proxy,
         second,
         process: Some(process),
+        receiver,
     };
 
     let clients: Vec<_> = (0..CLIENTS)
@@ -2217,6 +2248,13 @@ async fn random_faults_under_mixed_load_keep_every_invariant() {
     catch_up(&t, &sh.world).await;
 
     let (mut violations, summary) = check(&t, &hist, &injected).await;
+    // I12: every event reached the webhook endpoint, signed, in order per subject.
+    violations.extend(
+        delivery_violations(&t, &rig.receiver, webhook, from_seq, &secret)
+            .await
+            .into_iter()
+            .map(|e| format!("I12: {e}")),
+    );
     eprintln!("chaos: seed {seed}: {summary}");
     violations.splice(0..0, sh.violations.lock().unwrap().drain(..));
     assert!(

@@ -25,6 +25,7 @@ pub mod fixtures;
 pub mod outbox;
 pub mod proxy;
 pub mod servers;
+pub mod webhooks;
 
 pub use fixtures::*;
 pub use outbox::outbox_violations;
