@@ -138,6 +138,7 @@ async fn a_calendar_round_trips_through_create_patch_and_the_lists() {
     let mut expected = json!({
         "locationId": id, "locationType": "STORE", "name": "Euljiro",
         "latitude": 37.566, "longitude": 126.978, "active": true, "safetyStock": 0,
+        "lowStockThreshold": 0,
     });
     let whole = |expected: &Value, calendar: &Value, live: &Value| {
         let mut v = expected.clone();
@@ -203,7 +204,7 @@ async fn a_calendar_round_trips_through_create_patch_and_the_lists() {
         json!({
             "locationId": wid, "locationType": "WAREHOUSE", "name": "Icheon",
             "latitude": 37.28, "longitude": 126.978, "active": true, "safetyStock": 0,
-            "timeZone": "Asia/Seoul", "openingHours": [], "closedDates": [],
+            "lowStockThreshold": 0, "timeZone": "Asia/Seoul", "openingHours": [], "closedDates": [],
             "pickupPreparationMinutes": 30, "openNow": true,
         })
     );
