@@ -123,7 +123,7 @@ impl EventsApi {
         &self,
         auth: EventsAuth,
         /// The `cursor` of the last event read (or a page's `nextCursor`).
-        #[oai(validator(max_length = 20, pattern = r"^[0-9]+$"))]
+        #[oai(validator(max_length = 19, pattern = r"^[0-9]+$"))]
         after: Query<Option<String>>,
         /// At most this many events, 1 to 500 (default 100).
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]

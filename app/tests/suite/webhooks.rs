@@ -119,7 +119,7 @@ async fn an_endpoint_is_registered_with_its_secret_shown_once() {
         ),
         (
             json!({"url": "https://shop.example.com/h", "events": ["order.shipped"]}),
-            422,
+            400,
             "order.shipped",
         ),
         (
@@ -567,6 +567,29 @@ async fn an_operator_redelivers_one_event_or_everything_since_a_time() {
     )
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    // A time before the Unix epoch (which MySQL cannot hold) picks every event, as any time
+    // before the first does.
+    let (s, b) = json_of(
+        t.admin()
+            .post(
+                &format!("/api/admin/webhooks/{hook}/redeliver"),
+                &json!({"since": "0221-12-26T14:32:03-19:05"}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!((s, &b["queued"]), (StatusCode::ACCEPTED, &json!(2)), "{b}");
+    // A time past any MySQL holds picks nothing.
+    let (s, b) = json_of(
+        t.admin()
+            .post(
+                &format!("/api/admin/webhooks/{hook}/redeliver"),
+                &json!({"since": "2647-11-10T14:12:56.991-22:10"}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!((s, &b["queued"]), (StatusCode::ACCEPTED, &json!(0)), "{b}");
 }
 
 /// Two instances on one database, both running the dispatcher: each event is delivered once;

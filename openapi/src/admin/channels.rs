@@ -20,7 +20,11 @@ pub struct ChannelsApi {
 #[oai(deny_unknown_fields, example)]
 pub struct CreateChannelRequest {
     /// Its name, unique: 1 to 100 characters, not only spaces.
-    #[oai(validator(min_length = 1, max_length = 100))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"[^\s\x1C-\x1F\u0085\uFEFF]"
+    ))]
     pub name: Text,
 }
 

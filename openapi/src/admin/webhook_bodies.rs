@@ -5,6 +5,49 @@ use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Enum, Object};
 use sf_persistence::events::deliveries::{Attempt, Delivery, DeliveryStatus};
 use sf_persistence::events::webhooks::Endpoint;
+use sf_persistence::events::EventType;
+
+/// An event type (`docs/events.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum EventTypeBody {
+    #[oai(rename = "order.accepted")]
+    OrderAccepted,
+    #[oai(rename = "order.confirmed")]
+    OrderConfirmed,
+    #[oai(rename = "order.rejected")]
+    OrderRejected,
+    #[oai(rename = "order.cancelled")]
+    OrderCancelled,
+    #[oai(rename = "order.lost")]
+    OrderLost,
+    #[oai(rename = "order.fulfillment_changed")]
+    OrderFulfillmentChanged,
+    #[oai(rename = "hold.expired")]
+    HoldExpired,
+    #[oai(rename = "stock.low")]
+    StockLow,
+    #[oai(rename = "stock.out")]
+    StockOut,
+    #[oai(rename = "stock.back")]
+    StockBack,
+}
+
+impl From<EventTypeBody> for EventType {
+    fn from(t: EventTypeBody) -> Self {
+        match t {
+            EventTypeBody::OrderAccepted => Self::OrderAccepted,
+            EventTypeBody::OrderConfirmed => Self::OrderConfirmed,
+            EventTypeBody::OrderRejected => Self::OrderRejected,
+            EventTypeBody::OrderCancelled => Self::OrderCancelled,
+            EventTypeBody::OrderLost => Self::OrderLost,
+            EventTypeBody::OrderFulfillmentChanged => Self::OrderFulfillmentChanged,
+            EventTypeBody::HoldExpired => Self::HoldExpired,
+            EventTypeBody::StockLow => Self::StockLow,
+            EventTypeBody::StockOut => Self::StockOut,
+            EventTypeBody::StockBack => Self::StockBack,
+        }
+    }
+}
 
 /// A new webhook endpoint.
 #[derive(Debug, Clone, Object)]
@@ -18,7 +61,7 @@ pub struct CreateWebhookRequest {
     /// `order.rejected`, `order.cancelled`, `order.lost`, `order.fulfillment_changed`,
     /// `hold.expired`, `stock.low`, `stock.out`, `stock.back`.
     #[oai(validator(min_items = 1, max_items = 20))]
-    pub events: Vec<Text>,
+    pub events: Vec<EventTypeBody>,
     /// A note for operators; at most 500 characters.
     #[oai(validator(max_length = 500))]
     pub description: Option<Text>,
@@ -29,9 +72,9 @@ impl Example for CreateWebhookRequest {
         Self {
             url: Text("https://shop.example.com/hooks/stock-flow".into()),
             events: vec![
-                Text("order.confirmed".into()),
-                Text("order.rejected".into()),
-                Text("order.fulfillment_changed".into()),
+                EventTypeBody::OrderConfirmed,
+                EventTypeBody::OrderRejected,
+                EventTypeBody::OrderFulfillmentChanged,
             ],
             description: Some(Text("order updates for the web shop".into())),
         }
@@ -45,7 +88,7 @@ pub struct WebhookPatch {
     #[oai(validator(min_length = 1, max_length = 2000))]
     pub url: Option<Text>,
     #[oai(validator(min_items = 1, max_items = 20))]
-    pub events: Option<Vec<Text>>,
+    pub events: Option<Vec<EventTypeBody>>,
     #[oai(validator(max_length = 500))]
     pub description: Option<Text>,
     /// `false` stops deliveries; `true` resumes them and clears why it was disabled. Events of
@@ -76,12 +119,16 @@ pub struct WebhookBody {
     pub enabled: bool,
     /// Why it was disabled: by an operator, or because every delivery failed for 24 h (with the
     /// last error).
+    #[oai(skip_serializing_if_is_none)]
     pub disabled_reason: Option<String>,
     /// RFC 3339, UTC.
+    #[oai(skip_serializing_if_is_none)]
     pub disabled_at: Option<String>,
     /// Since when every attempt has failed (RFC 3339, UTC); absent when the last one succeeded.
+    #[oai(skip_serializing_if_is_none)]
     pub failing_since: Option<String>,
     /// After a rotation: until when the previous secret still signs (RFC 3339, UTC).
+    #[oai(skip_serializing_if_is_none)]
     pub previous_secret_until: Option<String>,
     pub created_at: String,
     pub updated_at: String,
@@ -186,7 +233,9 @@ pub struct AttemptBody {
     /// RFC 3339, UTC: when it was made.
     pub at: String,
     /// The receiver's HTTP status; absent when there was no answer.
+    #[oai(skip_serializing_if_is_none)]
     pub status_code: Option<u16>,
+    #[oai(skip_serializing_if_is_none)]
     pub error: Option<String>,
     pub duration_ms: u32,
 }
@@ -214,11 +263,16 @@ pub struct DeliveryBody {
     pub subject: String,
     pub status: DeliveryStatusBody,
     pub attempts: u32,
+    #[oai(skip_serializing_if_is_none)]
     pub last_status_code: Option<u16>,
+    #[oai(skip_serializing_if_is_none)]
     pub last_error: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
     pub last_attempt_at: Option<String>,
     /// When it is tried next (pending only).
+    #[oai(skip_serializing_if_is_none)]
     pub next_attempt_at: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
     pub delivered_at: Option<String>,
     pub created_at: String,
     /// Its attempts, oldest first.
@@ -278,14 +332,15 @@ pub struct DeliveryList {
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields, example)]
 pub struct RedeliverSinceRequest {
-    /// RFC 3339: every event of the endpoint's types written since then.
-    pub since: Text,
+    /// RFC 3339 (`format: date-time`): every event of the endpoint's types written since then.
+    pub since: chrono::DateTime<chrono::FixedOffset>,
 }
 
 impl Example for RedeliverSinceRequest {
     fn example() -> Self {
         Self {
-            since: Text("2026-12-07T08:00:00Z".into()),
+            since: chrono::DateTime::parse_from_rfc3339("2026-12-07T08:00:00Z")
+                .expect("an RFC 3339 time"),
         }
     }
 }
@@ -323,4 +378,22 @@ pub enum RedeliveryQueued {
     /// Queued: the deliveries are pending and due now.
     #[oai(status = 202)]
     Queued(poem_openapi::payload::Json<RedeliveryBody>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventTypeBody;
+    use poem_openapi::types::{ParseFromJSON, ToJSON};
+    use sf_persistence::events::EventType;
+
+    /// The spec's names of the event types are the ones events carry, each once.
+    #[test]
+    fn every_event_type_has_its_name_in_the_spec() {
+        for t in EventType::ALL {
+            let body = EventTypeBody::parse_from_json(Some(serde_json::json!(t.as_str())))
+                .unwrap_or_else(|_| panic!("{} is not in the spec", t.as_str()));
+            assert_eq!(EventType::from(body), t);
+            assert_eq!(body.to_json(), Some(serde_json::json!(t.as_str())));
+        }
+    }
 }

@@ -6,11 +6,11 @@ use super::AdminTag;
 use crate::auth::OperatorAuth;
 use crate::problem::{ApiResult, Problem};
 use crate::state::ApiState;
-use crate::types::Text;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::OpenApi;
 use sf_persistence::events::webhooks::{EndpointChange, EventTypes, NewEndpoint, WebhookUrl};
+use sf_persistence::events::EventType;
 use std::sync::Arc;
 
 pub struct WebhooksApi {
@@ -21,8 +21,11 @@ fn webhook_in_path(id: i64) -> Result<u64, Problem> {
     u64::try_from(id).map_err(|_| Problem::not_found(format!("there is no webhook endpoint {id}")))
 }
 
-fn names(events: &[Text]) -> Vec<&str> {
-    events.iter().map(|t| t.0.as_str()).collect()
+fn names(events: &[EventTypeBody]) -> Vec<&'static str> {
+    events
+        .iter()
+        .map(|t| EventType::from(*t).as_str())
+        .collect()
 }
 
 #[OpenApi(prefix_path = "/api/admin", tag = "AdminTag::Admin")]
@@ -288,23 +291,26 @@ impl WebhooksApi {
         body: Json<RedeliverSinceRequest>,
     ) -> ApiResult<RedeliveryQueued> {
         let id = webhook_in_path(webhook_id.0)?;
-        let since = chrono::DateTime::parse_from_rfc3339(body.since.0.trim()).map_err(|e| {
-            Problem::bad_request(format!(
-                "since must be an RFC 3339 time such as 2026-12-07T08:00:00Z: {e}"
-            ))
-        })?;
+        let since = body.since;
         let queued = self
             .state
             .storage
             .events()
-            .redeliver_since(id, since.timestamp_millis())
+            // No event is older than the Unix epoch or newer than now, and MySQL holds no time
+            // before the one nor far past the other.
+            .redeliver_since(
+                id,
+                since
+                    .timestamp_millis()
+                    .clamp(0, chrono::Utc::now().timestamp_millis()),
+            )
             .await?;
         self.state
             .audit(
                 &auth.0,
                 "webhook.redelivered",
                 &format!("webhook:{id}"),
-                Some(format!("since {}, {queued} events", body.since.0)),
+                Some(format!("since {}, {queued} events", since.to_rfc3339())),
             )
             .await;
         Ok(RedeliveryQueued::Queued(Json(RedeliveryBody { queued })))
