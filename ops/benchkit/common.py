@@ -26,11 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 MODES = {
     "quick": {
         "hot": 5, "fixed": 5, "fixed_rate_redis": 2_000, "spread": 3, "store": 3, "mixed": 5, "reads": 2,
-        "checkout": 5, "checkout_rate": 200, "ceiling": 2, "drain_limit": 60, "soak": 10, "soak_before": 5, "soak_after": 10,
+        "checkout": 5, "checkout_rate": 200, "ceiling": 2, "drain_limit": 60, "webhook_drain_limit": 300, "soak": 10, "soak_before": 5, "soak_after": 10,
     },
     "full": {
         "hot": 20, "fixed": 60, "fixed_rate_redis": 10_000, "spread": 20, "store": 20, "mixed": 20, "reads": 20,
-        "checkout": 30, "checkout_rate": 1_000, "ceiling": 10, "drain_limit": 300, "soak": 600, "soak_before": 15, "soak_after": 30,
+        "checkout": 30, "checkout_rate": 1_000, "ceiling": 10, "drain_limit": 300, "webhook_drain_limit": 300, "soak": 600, "soak_before": 15, "soak_after": 30,
     },
 }
 SOAK_RATE = 5_000

@@ -138,7 +138,7 @@ class Scenarios:
                 extra={"connections": 64, "webhook": True}, pair=pair)
             written = int(self.sql(f"SELECT COUNT(*) FROM events WHERE id > {first_seq}")[0][0])
             with CpuMeter(self.pids) as cpu:
-                waited = self.wait_deliveries(hook_id, limit_s=self.cfg["drain_limit"])
+                waited = self.wait_deliveries(hook_id, limit_s=self.cfg["webhook_drain_limit"])
             got = json.loads(urllib.request.urlopen(url, timeout=5).read())
             orders = max(scen["ok"], 1)
             per_order = lambda pct, wall: None if pct is None else round(pct / 100 * wall * 1e6 / orders, 1)
