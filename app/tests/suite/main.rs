@@ -26,6 +26,7 @@ mod products;
 mod reconcile;
 mod redis_path;
 mod request_ids;
+mod scale;
 mod stock_states;
 mod store_hours;
 mod stores;

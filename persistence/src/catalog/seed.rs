@@ -530,11 +530,7 @@ async fn load_stock(
 type NewLocation = (String, LocationKind, f64, f64, Option<String>);
 
 /// The locations of `profile` at `sizes`.
-fn locations(
-    profile: Profile,
-    sizes: Sizes,
-    rng: &mut StdRng,
-) -> StorageResult<Vec<NewLocation>> {
+fn locations(profile: Profile, sizes: Sizes, rng: &mut StdRng) -> StorageResult<Vec<NewLocation>> {
     // The day of seeding where the demo stores are: the one closed date of the demo.
     let today = jiff::Timestamp::now()
         .to_zoned(Calendar::default().time_zone().clone())
