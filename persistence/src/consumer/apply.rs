@@ -56,28 +56,36 @@ pub(super) async fn apply_and_ack(
     {
         by_loc.entry(e.loc).or_default().push(e);
     }
-    let mut redis = store.conn().await?;
-    for (loc, evs) in by_loc {
-        let events: Vec<AckEvent> = evs
-            .iter()
-            .map(|e| AckEvent {
-                order_id: &e.order_id,
-                stream_id: &e.stream_id,
-                kind: e.kind.as_char(),
-            })
-            .collect();
-        let ack = Ack {
-            loc,
-            record_ttl_secs: store.options().record_ttl_secs,
-            events: &events,
-        };
-        let acked = ack.run(store.keys(), &mut redis).await?;
-        if acked < evs.len() {
-            // Another consumer took some over, or Redis lost them; either way MySQL has them and
-            // the keys were set right under the batch's locks.
-            tracing::debug!(location = %loc, acked, events = evs.len(), "some events were no longer pending at acknowledgement");
+    // One script per location (each stream has a slot of its own on a cluster), all at once: a
+    // batch of orders spread over many locations would otherwise wait one round trip per
+    // location.
+    let redis = store.conn().await?;
+    let acks = by_loc.into_iter().map(|(loc, evs)| {
+        let mut redis = redis.clone();
+        async move {
+            let events: Vec<AckEvent> = evs
+                .iter()
+                .map(|e| AckEvent {
+                    order_id: &e.order_id,
+                    stream_id: &e.stream_id,
+                    kind: e.kind.as_char(),
+                })
+                .collect();
+            let ack = Ack {
+                loc,
+                record_ttl_secs: store.options().record_ttl_secs,
+                events: &events,
+            };
+            let acked = ack.run(store.keys(), &mut redis).await?;
+            if acked < evs.len() {
+                // Another consumer took some over, or Redis lost them; either way MySQL has them
+                // and the keys were set right under the batch's locks.
+                tracing::debug!(location = %loc, acked, events = evs.len(), "some events were no longer pending at acknowledgement");
+            }
+            Ok::<_, StorageError>(())
         }
-    }
+    });
+    futures::future::try_join_all(acks).await?;
     tracing::debug!(
         consumer = %config.name,
         applied = done.applied,
