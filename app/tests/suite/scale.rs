@@ -200,6 +200,8 @@ async fn a_retail_catalogue_warms_up_under_orders_reconciles_and_pages_its_produ
         // The service's own Redis check stays out of the way: the test warms Redis up itself, and
         // counts what that warm-up loaded.
         c.health_check_ms = 3_600_000;
+        // No scheduled pass: the test's own must find the drift it made.
+        c.reconcile_schedule = "0 0 3 1 1 *".into();
     })
     .await;
     seed_retail(&t.database_url, &t.redis_url, &t.prefix);
@@ -324,7 +326,10 @@ async fn a_retail_catalogue_warms_up_under_orders_reconciles_and_pages_its_produ
         )
         .await;
         assert_eq!(list["products"][0]["productId"], 7, "{list}");
-        assert_eq!(list["products"][0]["totalQuantity"], total, "{route}: {list}");
+        assert_eq!(
+            list["products"][0]["totalQuantity"], total,
+            "{route}: {list}"
+        );
     }
 
     // Near Seoul City Hall: exactly the locations within 5 km, nearest first, with distances.

@@ -16,9 +16,9 @@ const VERSION: u32 = 1;
 
 /// A product's own buffer, as MySQL keeps it.
 #[derive(sqlx::FromRow)]
-struct Own {
-    product_id: ProductId,
-    safety_stock: Option<i64>,
+pub(crate) struct Own {
+    pub(crate) product_id: ProductId,
+    pub(crate) safety_stock: Option<i64>,
 }
 
 impl Storage {
@@ -31,7 +31,6 @@ impl Storage {
         loc: LocationId,
         products: &[ProductId],
     ) -> StorageResult<()> {
-        let default = crate::orders::ledger::location_safety(&mut *conn, loc).await?;
         let mut own: Vec<Own> = Vec::new();
         for chunk in products.chunks(crate::orders::ledger::ROWS_PER_STATEMENT) {
             let mut q = QueryBuilder::new(
@@ -41,6 +40,19 @@ impl Storage {
             push_list(&mut q, chunk.iter().copied());
             own.extend(q.build_query_as::<Own>().fetch_all(&mut *conn).await?);
         }
+        self.write_safety_of(conn, redis, loc, &own).await
+    }
+
+    /// Sets the location's default (read on `conn`) and the buffers of `own` (read by the caller
+    /// on `conn`) in Redis.
+    pub(crate) async fn write_safety_of(
+        &self,
+        conn: &mut MySqlConnection,
+        redis: &mut GuardedConn,
+        loc: LocationId,
+        own: &[Own],
+    ) -> StorageResult<()> {
+        let default = crate::orders::ledger::location_safety(&mut *conn, loc).await?;
         let key = self.keys.safety(loc);
         let mut pipe = redis::pipe();
         pipe.atomic()
@@ -48,11 +60,23 @@ impl Storage {
             .ignore()
             .hset(&key, "*", default)
             .ignore();
-        for row in &own {
+        // A product without a buffer of its own needs its field gone: one `HDEL` for them all.
+        let mut none = redis::cmd("HDEL");
+        none.arg(&key);
+        let mut any_none = false;
+        for row in own {
             match row.safety_stock {
-                Some(s) => pipe.hset(&key, row.product_id.get(), s).ignore(),
-                None => pipe.hdel(&key, row.product_id.get()).ignore(),
-            };
+                Some(s) => {
+                    pipe.hset(&key, row.product_id.get(), s).ignore();
+                }
+                None => {
+                    none.arg(row.product_id.get());
+                    any_none = true;
+                }
+            }
+        }
+        if any_none {
+            pipe.add_command(none).ignore();
         }
         let () = pipe.query_async(redis).await?;
         Ok(())

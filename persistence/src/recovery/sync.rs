@@ -13,7 +13,7 @@ use crate::error::{StorageError, StorageResult};
 use crate::formats::{decode_lines, EventKind};
 use crate::infra::mysql::push_list;
 use crate::orders::applied::{unapplied_effect, Standing};
-use crate::orders::ledger::Available;
+use crate::recovery::safety::Own;
 use crate::scripts::sync::{SyncKeys, Synced};
 use crate::Storage;
 use redis::streams::StreamRangeReply;
@@ -43,6 +43,14 @@ pub struct SyncedKey {
     pub before: Option<i64>,
     pub expected: i64,
     pub changed: bool,
+}
+
+/// A stock row's figure and buffer, as a key sync reads them.
+#[derive(sqlx::FromRow)]
+struct Figures {
+    product_id: ProductId,
+    available: i64,
+    safety_stock: Option<i64>,
 }
 
 /// A key marked stale, as `redis_stale_keys` holds it.
@@ -179,17 +187,24 @@ impl Storage {
         if products.is_empty() {
             return Ok((Vec::new(), None));
         }
-        let mut q =
-            QueryBuilder::new("SELECT product_id, available FROM stock WHERE location_id = ");
+        // The figures and the buffers, under one share lock each.
+        let mut q = QueryBuilder::new(
+            "SELECT product_id, available, safety_stock FROM stock WHERE location_id = ",
+        );
         q.push_bind(loc).push(" AND product_id IN ");
         push_list(&mut q, products.iter().copied());
         q.push(" ORDER BY product_id LOCK IN SHARE MODE");
-        let mut available: HashMap<ProductId, i64> = q
-            .build_query_as::<Available>()
-            .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
+        let rows: Vec<Figures> = q.build_query_as().fetch_all(&mut *conn).await?;
+        let mut available: HashMap<ProductId, i64> = rows
+            .iter()
             .map(|row| (row.product_id, row.available))
+            .collect();
+        let buffers: Vec<Own> = rows
+            .into_iter()
+            .map(|row| Own {
+                product_id: row.product_id,
+                safety_stock: row.safety_stock,
+            })
             .collect();
         for (p, d) in own {
             if let Some(v) = available.get_mut(p) {
@@ -249,7 +264,8 @@ impl Storage {
             }
         }
         // The buffers these keys are decided with, from the same consistent point.
-        self.write_safety(conn, &mut redis, loc, products).await?;
+        self.write_safety_of(conn, &mut redis, loc, &buffers)
+            .await?;
         Ok((out, held))
     }
 
