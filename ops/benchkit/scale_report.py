@@ -264,7 +264,7 @@ def growth_chart(plt, bench: ScaleBench) -> tuple[str, str] | None:
         if pts:
             ax.plot([x for x, _, _ in pts], [y for _, y, _ in pts], marker="o", color="#2e75b6")
             for x, y, n in pts:
-                ax.annotate(f"{n}\n{y:,.3g}", (x, y), fontsize=7, ha="center", va="bottom")
+                ax.annotate(f"{n}\n{y:,.0f}" if y >= 100 else f"{n}\n{y:.3g}", (x, y), fontsize=7, ha="center", va="bottom")
             if all(y > 0 for _, y, _ in pts):
                 ax.set_yscale("log")
         lo, hi = ax.get_ylim()
