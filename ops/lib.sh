@@ -412,7 +412,7 @@ sf_start_private_mariadb() {
   "${launcher[@]}" "$MARIADBD_BIN" --no-defaults "${user_opt[@]}" \
     --datadir="$datadir" --socket="$sock" --port="$port" --bind-address=127.0.0.1 \
     --pid-file="$pidfile" --log-error="$errlog" --skip-name-resolve \
-    --innodb-buffer-pool-size=512M --max-connections=1000 \
+    --innodb-buffer-pool-size="${SF_MARIADB_BUFFER_POOL:-512M}" --max-connections=1000 \
     --innodb-flush-log-at-trx-commit=1 \
     --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
     </dev/null >>"$dir/mariadbd.out" 2>&1 &

@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 // showed as the largest cost in profiles of the hot-product run.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use sf_persistence::catalog::seed::{self, Profile};
+use sf_persistence::catalog::seed::{self, Profile, Sizes};
 use stock_flow::config::{Config, LogFormat, StorageConfig};
 use stock_flow::{config, telemetry, Application};
 
@@ -31,10 +31,20 @@ enum Command {
     Seed {
         #[command(flatten)]
         storage: StorageConfig,
-        /// `demo` (2 warehouses, 30 stores, 200 products) or `bench` (50 locations, 10,000
-        /// products).
-        #[arg(long, default_value = "demo", value_parser = ["demo", "bench"])]
+        /// `demo` (2 warehouses, 30 stores, 200 products), `bench` (5 warehouses, 45 stores,
+        /// 10,000 products) or `retail` (10 warehouses, 1,300 stores, 10,000 products: 13.1
+        /// million stock rows; a few minutes).
+        #[arg(long, default_value = "demo", value_parser = Profile::NAMES)]
         profile: String,
+        /// Warehouses instead of the profile's number.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        warehouses: Option<u32>,
+        /// Stores instead of the profile's number.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+        stores: Option<u32>,
+        /// Products instead of the profile's number.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        products: Option<u32>,
         /// Leave a database that already has products alone instead of failing.
         #[arg(long)]
         if_empty: bool,
@@ -72,12 +82,21 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Seed {
             storage,
             profile,
+            warehouses,
+            stores,
+            products,
             if_empty,
             csv_dir,
         }) => {
             telemetry::init(LogFormat::Text);
             let profile = Profile::parse(&profile).expect("clap checked the profile");
-            run_seed(&storage, profile, if_empty, csv_dir).await
+            let own = profile.sizes();
+            let sizes = Sizes {
+                warehouses: warehouses.map_or(own.warehouses, |n| n as usize),
+                stores: stores.map_or(own.stores, |n| n as usize),
+                products: products.map_or(own.products, |n| n as usize),
+            };
+            run_seed(&storage, profile, sizes, if_empty, csv_dir).await
         }
     }
 }
@@ -101,13 +120,14 @@ async fn connect_for_batch(
 async fn run_seed(
     storage: &StorageConfig,
     profile: Profile,
+    sizes: Sizes,
     if_empty: bool,
     csv_dir: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
     let pool = connect_for_batch(storage, 4).await?;
     sf_persistence::infra::mysql::migrate(&pool).await?;
     let started = std::time::Instant::now();
-    let report = seed::seed(&pool, profile, if_empty, &|msg| {
+    let report = seed::seed(&pool, profile, sizes, if_empty, &|msg| {
         println!("==> seeding {msg}")
     })
     .await?;

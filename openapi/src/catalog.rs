@@ -23,9 +23,9 @@ use poem_openapi::payload::{Json, Payload};
 use poem_openapi::registry::{MetaSchemaRef, Registry};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
-use sf_persistence::catalog::ProductStock;
+use sf_persistence::catalog::{ProductStock, StockScope};
 use sf_persistence::model::StockSource;
-use sf_routing::ProductId;
+use sf_routing::{Coordinates, ProductId};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -318,6 +318,67 @@ pub(crate) fn after_and_limit(after: Option<i64>, limit: Option<i64>) -> (u64, u
     (after.unwrap_or(0) as u64, limit.unwrap_or(20) as u32)
 }
 
+/// Locations a product page shows when the request names no `limit`.
+pub const STOCK_ENTRIES_DEFAULT: u32 = 100;
+/// The radius of `near` when the request names none, in kilometres.
+pub const NEAR_RADIUS_KM_DEFAULT: f64 = 10.0;
+/// The widest `radiusKm`.
+pub const NEAR_RADIUS_KM_MAX: f64 = 500.0;
+
+/// Which locations a product page shows, from its query parameters once their validators passed
+/// (`limit` 1 to 500, `after` 0 or more). `near` is `latitude,longitude`; `radiusKm` goes with
+/// it, and `after` without it.
+pub(crate) fn stock_scope(
+    near: Option<&str>,
+    radius_km: Option<f64>,
+    limit: Option<i64>,
+    after: Option<i64>,
+) -> Result<StockScope, Problem> {
+    let limit = limit.map_or(STOCK_ENTRIES_DEFAULT, |l| l as u32);
+    let Some(near) = near else {
+        if radius_km.is_some() {
+            return Err(Problem::bad_request(
+                "radiusKm goes with near=latitude,longitude",
+            ));
+        }
+        return Ok(StockScope::ById {
+            after: after.unwrap_or(0) as u64,
+            limit,
+        });
+    };
+    if after.is_some() {
+        return Err(Problem::bad_request(
+            "after pages the locations by id; with near they come nearest first, at most limit",
+        ));
+    }
+    let from = near
+        .split_once(',')
+        .and_then(|(lat, lon)| {
+            Some((
+                lat.trim().parse::<f64>().ok()?,
+                lon.trim().parse::<f64>().ok()?,
+            ))
+        })
+        .and_then(|(lat, lon)| Coordinates::new(lat, lon).ok())
+        .ok_or_else(|| {
+            Problem::bad_request(format!(
+                "near must be latitude,longitude in degrees (latitude -90 to 90, longitude -180 \
+                 to 180), e.g. 37.5665,126.9780; got {near:?}"
+            ))
+        })?;
+    let radius_km = radius_km.unwrap_or(NEAR_RADIUS_KM_DEFAULT);
+    if !(radius_km > 0.0 && radius_km <= NEAR_RADIUS_KM_MAX) {
+        return Err(Problem::bad_request(format!(
+            "radiusKm must be more than 0 and at most {NEAR_RADIUS_KM_MAX}; got {radius_km}"
+        )));
+    }
+    Ok(StockScope::Near {
+        from,
+        radius_km,
+        limit,
+    })
+}
+
 /// A path id that cannot name a product is simply not found.
 pub fn product_in_path(id: i64) -> Result<ProductId, Problem> {
     ProductId::parse(id).map_err(|_| {
@@ -377,7 +438,10 @@ impl CatalogApi {
 
     /// Get a product with its stock
     ///
-    /// The on-hand quantity at every active location, as MySQL has it, and their sum.
+    /// The on-hand quantity at the active locations, as MySQL has it, and their sum. Without
+    /// `near`, the locations by id, `limit` at a time (default 100), the next ones from `after`
+    /// (the answer's `next`); with `near=latitude,longitude`, those within `radiusKm` (default
+    /// 10), nearest first.
     ///
     /// Sends an `ETag`, and `Cache-Control: no-cache`; with `If-None-Match` naming the current
     /// `ETag` the answer is `304` without a body. Answers 404 when there is no such active
@@ -394,10 +458,28 @@ impl CatalogApi {
         /// The `ETag` of a copy the client holds.
         #[oai(name = "If-None-Match")]
         if_none_match: Header<Option<String>>,
+        /// `latitude,longitude` (WGS 84 degrees, e.g. `37.5665,126.9780`): only the locations
+        /// within `radiusKm` of this point, nearest first, each with its `distanceKm`.
+        near: Query<Option<String>>,
+        /// With `near`: how far to look, in kilometres (more than 0, at most 500; default 10).
+        #[oai(name = "radiusKm")]
+        radius_km: Query<Option<f64>>,
+        /// Locations per answer: 1 to 500 (default 100).
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
+        limit: Query<Option<i64>>,
+        /// Without `near`: the locations after this location id (the previous answer's `next`).
+        #[oai(validator(minimum(value = "0")))]
+        after: Query<Option<i64>>,
     ) -> ApiResult<ProductWithStock> {
+        let scope = stock_scope(near.0.as_deref(), radius_km.0, limit.0, after.0)?;
         // The validator keeps the id positive, so it always names a possible product.
         let id = ProductId::new_unchecked(product_id.0 as u64);
-        let p = self.state.storage.catalog().product_with_stock(id).await?;
+        let p = self
+            .state
+            .storage
+            .catalog()
+            .product_with_stock(id, scope)
+            .await?;
         Ok(self
             .state
             .pages
@@ -465,9 +547,11 @@ mod tests {
                     location_id: i as u64 + 1,
                     location_type: LocationKind::Warehouse,
                     quantity: *q,
+                    distance_km: None,
                 })
                 .collect(),
             source,
+            next: None,
         })
     }
 

@@ -2,7 +2,9 @@
 //! MySQL in the background; stock read from Redis.
 
 use crate::auth::ShopKey;
-use crate::catalog::{after_and_limit, Answer, ProductPage, ProductWithStock, Rendered};
+use crate::catalog::{
+    after_and_limit, stock_scope, Answer, ProductPage, ProductWithStock, Rendered,
+};
 use crate::orders::idempotency;
 use crate::problem::ApiResult;
 use crate::state::ApiState;
@@ -94,7 +96,8 @@ impl RedisApi {
 
     /// Get a product with its stock (Redis)
     ///
-    /// The sellable quantity at every active location as Redis has it, and their sum. Sends an
+    /// The sellable quantity at the active locations as Redis has it, and their sum: the same
+    /// parameters and pages as `GET /api/products/{productId}`. Sends an
     /// `ETag`, and `Cache-Control: no-cache`; with `If-None-Match` naming the current `ETag` the
     /// answer is `304` without a body. Answers 404 when there is no such active product.
     #[oai(
@@ -109,14 +112,27 @@ impl RedisApi {
         /// The `ETag` of a copy the client holds.
         #[oai(name = "If-None-Match")]
         if_none_match: Header<Option<String>>,
+        /// `latitude,longitude` (WGS 84 degrees, e.g. `37.5665,126.9780`): only the locations
+        /// within `radiusKm` of this point, nearest first, each with its `distanceKm`.
+        near: Query<Option<String>>,
+        /// With `near`: how far to look, in kilometres (more than 0, at most 500; default 10).
+        #[oai(name = "radiusKm")]
+        radius_km: Query<Option<f64>>,
+        /// Locations per answer: 1 to 500 (default 100).
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
+        limit: Query<Option<i64>>,
+        /// Without `near`: the locations after this location id (the previous answer's `next`).
+        #[oai(validator(minimum(value = "0")))]
+        after: Query<Option<i64>>,
     ) -> ApiResult<ProductWithStock> {
+        let scope = stock_scope(near.0.as_deref(), radius_km.0, limit.0, after.0)?;
         // The validator keeps the id positive, so it always names a possible product.
         let id = ProductId::new_unchecked(product_id.0 as u64);
         let p = self
             .state
             .storage
             .catalog()
-            .redis_product_with_stock(id)
+            .redis_product_with_stock(id, scope)
             .await?;
         Ok(self
             .state

@@ -242,6 +242,9 @@ pub struct StockLevel {
     pub location_id: u64,
     pub location_type: LocationKind,
     pub quantity: i64,
+    /// From the point a page asked about (`near`), when it asked about one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub distance_km: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

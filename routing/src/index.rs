@@ -106,11 +106,29 @@ impl LocationIndex {
         out
     }
 
+    /// Sites of any kind within `radius_km` of `from` (geodesic), nearest first.
+    pub fn near(&self, from: Coordinates, radius_km: f64) -> Vec<Candidate> {
+        let mut out: Vec<Candidate> = self.sites_near(from, radius_km).map(|(_, c)| c).collect();
+        sort(&mut out);
+        out
+    }
+
     /// Sites of `kind` within `radius_km` of `from`, each with its candidate, in index order
     /// (unsorted).
     pub(crate) fn sites_within(
         &self,
         kind: LocationKind,
+        from: Coordinates,
+        radius_km: f64,
+    ) -> impl Iterator<Item = (&Site, Candidate)> {
+        self.sites_near(from, radius_km)
+            .filter(move |(s, _)| s.kind == kind)
+    }
+
+    /// Sites of any kind within `radius_km` of `from`, each with its candidate, in index order
+    /// (unsorted).
+    fn sites_near(
+        &self,
         from: Coordinates,
         radius_km: f64,
     ) -> impl Iterator<Item = (&Site, Candidate)> {
@@ -122,7 +140,6 @@ impl LocationIndex {
         };
         let lon_window = longitude_window(from, radius_km);
         band.iter()
-            .filter(move |s| s.kind == kind)
             .filter(move |s| {
                 lon_window.is_none_or(|w| (s.coordinates.longitude() - from.longitude()).abs() <= w)
             })

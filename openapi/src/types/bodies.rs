@@ -284,6 +284,10 @@ pub struct StockBody {
     pub location_type: LocationTypeBody,
     /// Units: on-hand (MySQL) or sellable (Redis), see `Stock-Source`.
     pub quantity: i64,
+    /// Kilometres from the `near` point, when the page was asked with one.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distance_km: Option<f64>,
 }
 
 impl From<&model::StockLevel> for StockBody {
@@ -292,11 +296,13 @@ impl From<&model::StockLevel> for StockBody {
             location_id: s.location_id,
             location_type: s.location_type.into(),
             quantity: s.quantity,
+            // Metres are enough for a shop's "2.4 km away".
+            distance_km: s.distance_km.map(|d| (d * 1000.0).round() / 1000.0),
         }
     }
 }
 
-/// A product with its stock at every active location (the product page).
+/// A product with its stock at the active locations the page asked about (the product page).
 #[derive(Debug, Clone, Object, serde::Serialize)]
 #[oai(rename_all = "camelCase", example)]
 #[serde(rename_all = "camelCase")]
@@ -306,10 +312,17 @@ pub struct ProductBody {
     pub name: String,
     /// The price of one unit, in won.
     pub price: i64,
-    /// The sum of `quantity` over `stock` (a figure below 0 counts as 0), as the list shows it.
+    /// The sum of `quantity` over `stock` (a figure below 0 counts as 0). It equals the list's
+    /// figure when `stock` holds every active location (no `near`, no `next`).
     pub total_quantity: i64,
-    /// One entry per active location, by location id.
+    /// Without `near`: one entry per active location by location id, at most `limit` (default
+    /// 100), from the first after `after`. With `near`: the active locations within `radiusKm`,
+    /// nearest first, each with its `distanceKm`, at most `limit`.
     pub stock: Vec<StockBody>,
+    /// Without `near`, when more locations follow: the `after` of the next page.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
 }
 
 impl ProductBody {
@@ -321,6 +334,7 @@ impl ProductBody {
             price: p.product.price,
             total_quantity: p.total_quantity(),
             stock: p.stock.iter().map(Into::into).collect(),
+            next: p.next,
         }
     }
 }
@@ -338,13 +352,16 @@ impl Example for ProductBody {
                     location_id: 1,
                     location_type: LocationTypeBody::Warehouse,
                     quantity: 40,
+                    distance_km: None,
                 },
                 StockBody {
                     location_id: 3,
                     location_type: LocationTypeBody::Store,
                     quantity: 17,
+                    distance_km: None,
                 },
             ],
+            next: None,
         }
     }
 }

@@ -60,6 +60,8 @@ struct Mirrored {
     /// (Hashed with `FxHash`, a multiply per word: the standard hasher, built against hostile keys
     /// these are not, took a tenth of a product page's time.)
     values: HashMap<u64, Vec<(u64, Slot)>, rustc_hash::FxBuildHasher>,
+    /// Slots in `values`; past [`SLOTS_MOST`] everything is forgotten.
+    slots: usize,
     /// The key names of the storage it mirrors (parses the stock keys Redis reports).
     keys: crate::infra::Keys,
     /// Counts invalidations (a key, or everything).
@@ -70,6 +72,11 @@ struct Mirrored {
     live: Option<u64>,
     generations: u64,
 }
+
+/// The most (location, product) slots the mirror holds, about 40 bytes each: 80 MB at most. A
+/// national chain's 13 million stock keys would take half a gigabyte; the pages the shop asks
+/// for most fit many times over.
+const SLOTS_MOST: usize = 2_000_000;
 
 /// A key's figure, if the mirror holds one, and when it was last invalidated.
 struct Slot {
@@ -89,6 +96,7 @@ impl Mirrored {
         let slot = self.slot(id);
         slot.value = None;
         slot.invalidated = seq;
+        self.bound();
     }
 
     /// The slot of (location, product), made when there is none.
@@ -102,16 +110,28 @@ impl Mirrored {
                     invalidated: 0,
                 };
                 at.insert(i, (loc, empty));
+                self.slots += 1;
                 i
             }
         };
         &mut at[i].1
     }
 
+    /// Forgets everything once the mirror holds more than [`SLOTS_MOST`] slots: forgetting is
+    /// always safe (a figure not held is read from Redis), so memory stays bounded whatever the
+    /// catalogue's size, at the price of a round of reads.
+    fn bound(&mut self) {
+        if self.slots > SLOTS_MOST {
+            tracing::debug!(slots = self.slots, "stock mirror full; forgetting it");
+            self.forget_all();
+        }
+    }
+
     fn forget_all(&mut self) {
         self.seq += 1;
         self.flushed = self.seq;
         self.values.clear();
+        self.slots = 0;
     }
 
     /// Keeps `value`, read by an `MGET` sent when the count of invalidations was `sent_at`,
@@ -125,6 +145,7 @@ impl Mirrored {
         if slot.invalidated <= sent_at {
             slot.value = Some(value);
         }
+        self.bound();
     }
 
     /// What Redis says on connection `generation`.

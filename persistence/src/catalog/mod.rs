@@ -20,7 +20,8 @@ pub use calendars::CalendarChange;
 pub use changes::{LocationChange, ProductChange};
 pub use credentials::IssuedKey;
 pub(crate) use mirror::StockMirror;
-pub use pages::{ListedProduct, ProductStock, ProductsAfter};
+use pages::Shown;
+pub use pages::{ListedProduct, ProductStock, ProductsAfter, StockScope};
 pub(crate) use read_groups::ReadGroups;
 
 use crate::error::{Refusal, StorageResult};
@@ -60,8 +61,9 @@ struct PageReads {
     mysql_lists: ReadGroups<(u64, u32), ProductsAfter>,
     /// Redis list pages by their range in [`ProductIndex::active`].
     redis_lists: ReadGroups<(usize, usize), ProductsAfter>,
-    mysql_products: ReadGroups<ProductId, ProductStock>,
-    redis_products: ReadGroups<ProductId, ProductStock>,
+    /// Product pages by product and the locations they show.
+    mysql_products: ReadGroups<(ProductId, Shown), ProductStock>,
+    redis_products: ReadGroups<(ProductId, Shown), ProductStock>,
 }
 
 /// All locations, and the routing index of the active ones.
@@ -93,7 +95,9 @@ impl Locations {
     }
 
     pub fn get(&self, id: LocationId) -> Option<&Location> {
-        self.all.iter().find(|l| l.location_id == id.get())
+        // `all` is in id order, as `ids` is.
+        let at = self.ids.binary_search(&id).ok()?;
+        self.all.get(at)
     }
 }
 

@@ -6,7 +6,8 @@ use super::*;
 use crate::error::{Refusal, StorageResult};
 use crate::model::{Page, Product, StockLevel, StockSource};
 use crate::Storage;
-use sf_routing::{LocationId, LocationKind, ProductId};
+use sf_routing::{Coordinates, LocationId, LocationKind, ProductId};
+use sqlx::QueryBuilder;
 use std::sync::Arc;
 
 /// A product as a list page shows it: its stock summed over the active locations instead of the
@@ -30,12 +31,90 @@ pub struct ProductsAfter {
     pub source: StockSource,
 }
 
-/// One active product with its stock at every active location, by location id.
+/// One active product with its stock at the active locations its [`StockScope`] shows, in the
+/// scope's order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProductStock {
     pub product: Product,
     pub stock: Vec<StockLevel>,
     pub source: StockSource,
+    /// The `after` of the next page of locations ([`StockScope::ById`]), when more follow.
+    pub next: Option<u64>,
+}
+
+/// Which active locations a product page shows. A page never shows more than `limit`: at a
+/// national chain's size a product is stocked at over a thousand locations.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StockScope {
+    /// By location id, from the first above `after`.
+    ById { after: u64, limit: u32 },
+    /// Within `radius_km` of a point, nearest first (ties by id).
+    Near {
+        from: Coordinates,
+        radius_km: f64,
+        limit: u32,
+    },
+}
+
+/// The locations a scope shows: each with its kind and, for [`StockScope::Near`], its distance.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct Shown {
+    /// (location, kind, distance in km as `f64` bits).
+    pub(super) at: Vec<(LocationId, LocationKind, Option<u64>)>,
+    pub(super) next: Option<u64>,
+}
+
+impl Shown {
+    fn ids(&self) -> Vec<LocationId> {
+        self.at.iter().map(|(l, _, _)| *l).collect()
+    }
+
+    fn level(&self, i: usize, quantity: i64) -> StockLevel {
+        let (loc, kind, distance) = self.at[i];
+        StockLevel {
+            location_id: loc.get(),
+            location_type: kind,
+            quantity,
+            distance_km: distance.map(f64::from_bits),
+        }
+    }
+}
+
+impl Locations {
+    /// The active locations `scope` shows.
+    pub(super) fn shown(&self, scope: StockScope) -> Shown {
+        match scope {
+            StockScope::ById { after, limit } => {
+                let start = self.active.partition_point(|(l, _)| l.get() <= after);
+                let end = start.saturating_add(limit as usize).min(self.active.len());
+                let at: Vec<_> = self.active[start..end]
+                    .iter()
+                    .map(|(l, k)| (*l, *k, None))
+                    .collect();
+                let next = (end < self.active.len())
+                    .then(|| at.last().map(|(l, _, _)| l.get()))
+                    .flatten();
+                Shown { at, next }
+            }
+            StockScope::Near {
+                from,
+                radius_km,
+                limit,
+            } => Shown {
+                at: self
+                    .index
+                    .near(from, radius_km)
+                    .into_iter()
+                    .take(limit as usize)
+                    .filter_map(|c| {
+                        let site = self.index.get(c.location)?;
+                        Some((c.location, site.kind, c.distance_km.map(f64::to_bits)))
+                    })
+                    .collect(),
+                next: None,
+            },
+        }
+    }
 }
 
 impl ProductStock {
@@ -83,26 +162,46 @@ impl Storage {
         .await
     }
 
-    #[tracing::instrument(level = "debug", skip(self))]
-    async fn read_product_with_stock(&self, id: ProductId) -> StorageResult<ProductStock> {
+    #[tracing::instrument(level = "debug", skip(self, shown))]
+    async fn read_product_with_stock(
+        &self,
+        id: ProductId,
+        shown: &Shown,
+    ) -> StorageResult<ProductStock> {
         self.in_time(self.db_deadline(), async {
-            let rows: Vec<ProductStockRow> = sqlx::query_as(
+            let mut q = QueryBuilder::new(
                 "SELECT p.id, p.sku, p.name, p.price, p.active, s.location_id, \
-                 CAST(l.kind AS CHAR) AS kind, \
-                 GREATEST(0, s.available - COALESCE(s.safety_stock, l.safety_stock)) AS available FROM products p \
+                 GREATEST(0, s.available - COALESCE(s.safety_stock, l.safety_stock)) AS available \
+                 FROM products p \
                  LEFT JOIN (stock s JOIN locations l ON l.id = s.location_id AND l.active) \
-                 ON s.product_id = p.id \
-                 WHERE p.id = ? AND p.active ORDER BY s.location_id",
-            )
-            .bind(id)
-            .fetch_all(&self.db)
-            .await?;
-            let stock = rows.iter().filter_map(ProductStockRow::stock).collect();
+                 ON s.product_id = p.id AND s.location_id IN ",
+            );
+            crate::infra::mysql::push_list(
+                &mut q,
+                shown
+                    .ids()
+                    .into_iter()
+                    .chain([LocationId::new_unchecked(0)]),
+            );
+            q.push(" WHERE p.id = ").push_bind(id).push(" AND p.active");
+            let rows: Vec<ProductStockRow> = q.build_query_as().fetch_all(&self.db).await?;
+            let found: std::collections::HashMap<u64, i64> = rows
+                .iter()
+                .filter_map(|r| Some((r.location_id?, r.available?)))
+                .collect();
+            // In the scope's order; a location without a stock row for the product is left out.
+            let stock = shown
+                .at
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (l, _, _))| Some(shown.level(i, *found.get(&l.get())?)))
+                .collect();
             let first = rows.into_iter().next();
             Ok(ProductStock {
                 product: first.ok_or(Refusal::UnknownProduct(id))?.product.into(),
                 stock,
                 source: StockSource::Mysql,
+                next: shown.next,
             })
         })
         .await
@@ -200,22 +299,32 @@ impl Catalog<'_> {
             .await
     }
 
-    /// One active product and its on-hand stock at every active location (MySQL, one statement).
-    pub async fn product_with_stock(&self, id: ProductId) -> StorageResult<Arc<ProductStock>> {
+    /// One active product and its on-hand stock at the active locations `scope` shows (MySQL,
+    /// one statement).
+    pub async fn product_with_stock(
+        &self,
+        id: ProductId,
+        scope: StockScope,
+    ) -> StorageResult<Arc<ProductStock>> {
         let catalog = self.products();
+        let shown = self.catalog().locations().shown(scope);
         catalog
             .reads
             .mysql_products
-            .read(id, || self.read_product_with_stock(id))
+            .read((id, shown.clone()), || {
+                self.read_product_with_stock(id, &shown)
+            })
             .await
     }
 
-    /// One active product (from the in-memory catalogue) and its sellable stock at every active
-    /// location from Redis (one read, see [`crate::redis_path::RedisPath::read_stock`]); MySQL's on-hand while Redis
-    /// is not trusted.
+    /// One active product (from the in-memory catalogue) and its sellable stock at the active
+    /// locations `scope` shows, from Redis (one read, see
+    /// [`crate::redis_path::RedisPath::read_stock`]); MySQL's on-hand while Redis is not
+    /// trusted.
     pub async fn redis_product_with_stock(
         &self,
         id: ProductId,
+        scope: StockScope,
     ) -> StorageResult<Arc<ProductStock>> {
         let catalog = self.products();
         let product = catalog
@@ -223,32 +332,29 @@ impl Catalog<'_> {
             .get(&id)
             .filter(|p| p.active)
             .ok_or(Refusal::UnknownProduct(id))?;
+        let sites = self.catalog().locations();
+        let shown = sites.shown(scope);
         catalog
             .reads
             .redis_products
-            .read(id, || async {
-                let sites = self.catalog().locations();
-                let locations: Vec<LocationId> = sites.active.iter().map(|(l, _)| *l).collect();
+            .read((id, shown.clone()), || async {
                 let (stock, source) = self
-                    .read_stock_with(&locations, &[id], self.page_mirror(&catalog))
+                    .read_stock_with(&shown.ids(), &[id], self.page_mirror(&catalog))
                     .await?;
                 Ok(ProductStock {
                     product: product.clone(),
-                    stock: sites
-                        .active
+                    stock: stock
                         .iter()
-                        .zip(stock)
-                        .map(|((loc, kind), at)| StockLevel {
-                            location_id: loc.get(),
-                            location_type: *kind,
-                            quantity: sites.sellable_online(
-                                *loc,
-                                id,
-                                at.first().copied().unwrap_or(0),
-                            ),
+                        .enumerate()
+                        .map(|(i, at)| {
+                            let loc = shown.at[i].0;
+                            let quantity =
+                                sites.sellable_online(loc, id, at.first().copied().unwrap_or(0));
+                            shown.level(i, quantity)
                         })
                         .collect(),
                     source,
+                    next: shown.next,
                 })
             })
             .await
@@ -261,20 +367,7 @@ struct ProductStockRow {
     #[sqlx(flatten)]
     product: ProductRow,
     location_id: Option<u64>,
-    kind: Option<LocationKind>,
     available: Option<i64>,
-}
-
-impl ProductStockRow {
-    /// The stock level of this row; none when the product has no stock rows (it then comes back
-    /// as one row without a location).
-    fn stock(&self) -> Option<StockLevel> {
-        Some(StockLevel {
-            location_id: self.location_id?,
-            location_type: self.kind?,
-            quantity: self.available?,
-        })
-    }
 }
 
 /// Cuts `items` (read with one more than `limit`) to the page, and gives the cursor of the next

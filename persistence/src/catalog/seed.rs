@@ -1,22 +1,32 @@
-//! Deterministic demo and benchmark data.
+//! Deterministic demo, benchmark and retail-size data.
 //!
 //! - `demo`: 2 warehouses and 30 stores around Seoul, 200 products, stock for every
 //!   (product, location), and one POS key per store. A few stores keep hours of their own
 //!   ([`DEMO_HOURS`]), one of them closed today.
 //! - `bench`: 5 warehouses and 45 stores, 10,000 products: 500,000 stock rows. Every location is
 //!   open around the clock, as in runs from before calendars, so figures still compare.
+//! - `retail`: a national chain's size: 10 warehouses and 1,300 stores, 10,000 products: 13.1
+//!   million stock rows. The stores are the demo's 30 in Seoul, then branches scattered around
+//!   Korean cities ([`CITIES`], real coordinates), as many per city as its weight says. Open
+//!   around the clock, like the bench profile. Tests seed it at a reduced size ([`Sizes`]).
 //!
-//! The same profile always yields the same rows (a fixed random seed), so figures from different
-//! runs compare; the one exception is the demo's closed date, which is the day of seeding. Demo
-//! POS keys are derived from the store id (`sfk_demo_<storeId>`), and both profiles have one
-//! sales channel, `web`, with the key [`DEMO_CHANNEL_KEY`]: they are for local trials only, and
-//! an operator issues real ones through the admin API.
+//! The same profile and sizes always yield the same rows (a fixed random seed), so figures from
+//! different runs compare; the one exception is the demo's closed date, which is the day of
+//! seeding. Demo POS keys are derived from the store id (`sfk_demo_<storeId>`), and every profile
+//! has one sales channel, `web`, with the key [`DEMO_CHANNEL_KEY`]: they are for local trials only,
+//! and an operator issues real ones through the admin API.
+//!
+//! Stock rows go in product by product (the table's primary key), in statements of many rows,
+//! several at once and each committed on its own, with the (location, product) key built after
+//! them: 13.1 million rows would otherwise update that key at random places row by row.
 
 use crate::error::{Refusal, StorageError, StorageResult};
+use futures::{StreamExt, TryStreamExt};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sf_routing::{Calendar, CalendarSpec, LocationKind, OpeningHoursSpec};
 use sqlx::{MySqlPool, QueryBuilder};
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
 
@@ -24,21 +34,46 @@ use std::path::Path;
 pub enum Profile {
     Demo,
     Bench,
+    Retail,
+}
+
+/// How many locations and products a seed makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizes {
+    pub warehouses: usize,
+    pub stores: usize,
+    pub products: usize,
+}
+
+impl Sizes {
+    pub fn stock_rows(&self) -> usize {
+        (self.warehouses + self.stores) * self.products
+    }
 }
 
 impl Profile {
+    pub const NAMES: [&'static str; 3] = ["demo", "bench", "retail"];
+
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "demo" => Some(Self::Demo),
             "bench" => Some(Self::Bench),
+            "retail" => Some(Self::Retail),
             _ => None,
         }
     }
-    fn sizes(self) -> (usize, usize, usize) {
-        // (warehouses, stores, products)
-        match self {
+
+    /// The profile's own sizes.
+    pub fn sizes(self) -> Sizes {
+        let (warehouses, stores, products) = match self {
             Self::Demo => (2, 30, 200),
             Self::Bench => (5, 45, 10_000),
+            Self::Retail => (10, 1_300, 10_000),
+        };
+        Sizes {
+            warehouses,
+            stores,
+            products,
         }
     }
 }
@@ -50,6 +85,62 @@ const WAREHOUSES: &[(&str, f64, f64)] = &[
     ("Yongin Logistics Center", 37.2411, 127.1776),
     ("Namyangju Logistics Center", 37.6360, 127.2165),
     ("Pyeongtaek Logistics Center", 36.9921, 127.1129),
+    // Beyond the bench profile's five: the other regions of a national chain.
+    ("Busan Gangseo Logistics Center", 35.1120, 128.9440),
+    ("Daegu Dalseong Logistics Center", 35.7746, 128.4314),
+    ("Daejeon Daedeok Logistics Center", 36.3700, 127.4300),
+    ("Gwangju Logistics Center", 35.2000, 126.8000),
+    ("Cheonan Logistics Center", 36.8500, 127.1500),
+];
+
+/// Korean cities with their real coordinates (city hall) and a weight: the retail profile places
+/// each store beyond the demo's 30 around a city drawn with these weights.
+const CITIES: &[(&str, f64, f64, u32)] = &[
+    ("Seoul", 37.5665, 126.9780, 20),
+    ("Busan", 35.1796, 129.0756, 7),
+    ("Incheon", 37.4563, 126.7052, 6),
+    ("Daegu", 35.8714, 128.6014, 5),
+    ("Daejeon", 36.3504, 127.3845, 3),
+    ("Gwangju", 35.1595, 126.8526, 3),
+    ("Suwon", 37.2636, 127.0286, 3),
+    ("Ulsan", 35.5384, 129.3114, 2),
+    ("Goyang", 37.6584, 126.8320, 2),
+    ("Yongin", 37.2411, 127.1776, 2),
+    ("Seongnam", 37.4200, 127.1267, 2),
+    ("Changwon", 35.2280, 128.6811, 2),
+    ("Bucheon", 37.5034, 126.7660, 2),
+    ("Cheongju", 36.6424, 127.4890, 2),
+    ("Hwaseong", 37.1995, 126.8310, 2),
+    ("Ansan", 37.3219, 126.8309, 2),
+    ("Namyangju", 37.6360, 127.2165, 2),
+    ("Anyang", 37.3943, 126.9568, 2),
+    ("Jeonju", 35.8242, 127.1480, 2),
+    ("Cheonan", 36.8151, 127.1139, 2),
+    ("Gimhae", 35.2285, 128.8894, 1),
+    ("Pyeongtaek", 36.9921, 127.1129, 1),
+    ("Pohang", 36.0190, 129.3435, 1),
+    ("Uijeongbu", 37.7381, 127.0338, 1),
+    ("Siheung", 37.3800, 126.8029, 1),
+    ("Paju", 37.7599, 126.7802, 1),
+    ("Gimpo", 37.6152, 126.7156, 1),
+    ("Gumi", 36.1195, 128.3446, 1),
+    ("Gwangmyeong", 37.4786, 126.8646, 1),
+    ("Hanam", 37.5393, 127.2148, 1),
+    ("Wonju", 37.3422, 127.9202, 1),
+    ("Chuncheon", 37.8813, 127.7298, 1),
+    ("Gangneung", 37.7519, 128.8761, 1),
+    ("Jeju", 33.4996, 126.5312, 1),
+    ("Seogwipo", 33.2541, 126.5600, 1),
+    ("Mokpo", 34.8118, 126.3922, 1),
+    ("Yeosu", 34.7604, 127.6622, 1),
+    ("Suncheon", 34.9506, 127.4872, 1),
+    ("Gunsan", 35.9676, 126.7366, 1),
+    ("Iksan", 35.9483, 126.9577, 1),
+    ("Gyeongju", 35.8562, 129.2247, 1),
+    ("Jinju", 35.1800, 128.1076, 1),
+    ("Andong", 36.5684, 128.7294, 1),
+    ("Geoje", 34.8806, 128.6211, 1),
+    ("Sokcho", 38.2070, 128.5918, 1),
 ];
 
 const STORES: &[(&str, f64, f64)] = &[
@@ -210,11 +301,13 @@ pub fn demo_key(store_id: u64) -> String {
     format!("sfk_demo_{store_id}")
 }
 
-/// Seeds `profile` into an empty database. With `if_empty`, a database that has products already
-/// is left alone (and its demo keys are still reported).
+/// Seeds `profile` at `sizes` (the profile's own: [`Profile::sizes`]) into an empty database.
+/// With `if_empty`, a database that has products already is left alone (and its demo keys are
+/// still reported).
 pub async fn seed(
     db: &MySqlPool,
     profile: Profile,
+    sizes: Sizes,
     if_empty: bool,
     progress: &(dyn Fn(&str) + Sync),
 ) -> StorageResult<SeedReport> {
@@ -235,52 +328,29 @@ pub async fn seed(
             "the database already has {existing} products; seed an empty database (or pass --if-empty)"
         )).into());
     }
-    let (n_wh, n_st, n_prod) = profile.sizes();
+    let Sizes {
+        warehouses: n_wh,
+        stores: n_st,
+        products: n_prod,
+    } = sizes;
     let mut rng = StdRng::seed_from_u64(20_261_124);
     let mut tx = db.begin().await?;
 
     progress(&format!("locations: {n_wh} warehouses, {n_st} stores"));
-    // The day of seeding where the demo stores are: the one closed date of the demo.
-    let today = jiff::Timestamp::now()
-        .to_zoned(Calendar::default().time_zone().clone())
-        .date();
-    let mut locs: Vec<(String, LocationKind, f64, f64, Option<String>)> = Vec::new();
-    for i in 0..n_wh {
-        let (name, lat, lon) = WAREHOUSES[i % WAREHOUSES.len()];
-        locs.push((name.to_owned(), LocationKind::Warehouse, lat, lon, None));
+    let locs = locations(profile, sizes, &mut rng)?;
+    for chunk in locs.chunks(1000) {
+        QueryBuilder::new("INSERT INTO locations (kind, name, latitude, longitude, calendar) ")
+            .push_values(chunk, |mut row, (name, kind, lat, lon, calendar)| {
+                row.push_bind(kind.as_str())
+                    .push_bind(name)
+                    .push_bind(lat)
+                    .push_bind(lon)
+                    .push_bind(calendar);
+            })
+            .build()
+            .execute(&mut *tx)
+            .await?;
     }
-    for i in 0..n_st {
-        let (name, lat, lon) = STORES[i % STORES.len()];
-        if i < STORES.len() {
-            let calendar = match profile {
-                Profile::Demo => demo_calendar(name, today)?,
-                Profile::Bench => None,
-            };
-            locs.push((name.to_owned(), LocationKind::Store, lat, lon, calendar));
-        } else {
-            // Beyond the named list: a second branch nearby.
-            let dlat = rng.gen_range(-0.02..0.02);
-            let dlon = rng.gen_range(-0.02..0.02);
-            locs.push((
-                format!("{name} 2"),
-                LocationKind::Store,
-                lat + dlat,
-                lon + dlon,
-                None,
-            ));
-        }
-    }
-    QueryBuilder::new("INSERT INTO locations (kind, name, latitude, longitude, calendar) ")
-        .push_values(&locs, |mut row, (name, kind, lat, lon, calendar)| {
-            row.push_bind(kind.as_str())
-                .push_bind(name)
-                .push_bind(lat)
-                .push_bind(lon)
-                .push_bind(calendar);
-        })
-        .build()
-        .execute(&mut *tx)
-        .await?;
     // Stores warn of low stock (`stock.low`) at 5 sellable units.
     sqlx::query("UPDATE locations SET low_stock_threshold = 5 WHERE kind = 'STORE'")
         .execute(&mut *tx)
@@ -325,43 +395,42 @@ pub async fn seed(
             .await?;
     }
 
-    let total = ids.len() * n_prod;
-    progress(&format!("stock: {total} rows"));
-    let mut rows: Vec<(u64, u64, i64)> = Vec::with_capacity(5000);
-    let mut written = 0;
-    for SeededLocation { id: loc, kind } in &ids {
-        for p in 1..=n_prod as u64 {
-            let qty = if *kind == LocationKind::Warehouse {
-                rng.gen_range(200..=1000)
-            } else {
-                rng.gen_range(0..=40)
-            };
-            rows.push((*loc, p, qty));
-            if rows.len() == 5000 {
-                insert_stock(&mut tx, &rows).await?;
-                written += rows.len();
-                rows.clear();
-                if written % 100_000 == 0 {
-                    progress(&format!("stock: {written}/{total} rows"));
-                }
-            }
-        }
-    }
-    insert_stock(&mut tx, &rows).await?;
-
     let mut store_keys = Vec::new();
+    let mut keys = Vec::new();
     for (SeededLocation { id, kind }, (name, ..)) in ids.iter().zip(&locs) {
         if *kind == LocationKind::Store {
             let key = demo_key(*id);
-            sqlx::query("INSERT INTO store_keys (store_id, key_hash, label) VALUES (?, ?, 'demo')")
-                .bind(id)
-                .bind(crate::catalog::credentials::hash_key(&key))
-                .execute(&mut *tx)
-                .await?;
+            keys.push((*id, crate::catalog::credentials::hash_key(&key)));
             store_keys.push((*id, name.clone(), key));
         }
     }
+    for chunk in keys.chunks(1000) {
+        QueryBuilder::new("INSERT INTO store_keys (store_id, key_hash, label) ")
+            .push_values(chunk, |mut row, (id, hash)| {
+                row.push_bind(id).push_bind(hash).push_bind("demo");
+            })
+            .build()
+            .execute(&mut *tx)
+            .await?;
+    }
     tx.commit().await?;
+
+    // Each (location, product)'s figure, drawn location by location (the order every profile
+    // has drawn them in since the first, so the bench data stays what it was).
+    let mut quantity: Vec<u16> = Vec::with_capacity(ids.len() * n_prod);
+    for SeededLocation { kind, .. } in &ids {
+        for _ in 0..n_prod {
+            quantity.push(if *kind == LocationKind::Warehouse {
+                rng.gen_range(200..=1000)
+            } else {
+                rng.gen_range(0..=40)
+            });
+        }
+    }
+    let total = ids.len() * n_prod;
+    progress(&format!("stock: {total} rows"));
+    load_stock(db, &ids, n_prod, &quantity, progress).await?;
+
     Ok(SeedReport {
         skipped: false,
         locations: ids.len(),
@@ -372,21 +441,159 @@ pub async fn seed(
     })
 }
 
-async fn insert_stock(
-    tx: &mut sqlx::MySqlConnection,
-    rows: &[(u64, u64, i64)],
+/// Stock rows per statement of the load.
+const STOCK_ROWS_PER_STATEMENT: usize = 10_000;
+/// Statements of the load under way at once.
+const STOCK_STATEMENTS_AT_ONCE: usize = 3;
+
+/// Inserts the stock rows, `quantity` holding each (location, product)'s figure location by
+/// location. The rows go in product by product, the primary key's order, in statements of
+/// [`STOCK_ROWS_PER_STATEMENT`], [`STOCK_STATEMENTS_AT_ONCE`] at a time, each committed on its own;
+/// the (location, product) key is dropped for the load and built once after it (also when the load
+/// fails: a half-seeded database is dropped, not used, but must not lack the key).
+async fn load_stock(
+    db: &MySqlPool,
+    ids: &[SeededLocation],
+    n_prod: usize,
+    quantity: &[u16],
+    progress: &(dyn Fn(&str) + Sync),
 ) -> StorageResult<()> {
-    if rows.is_empty() {
+    if quantity.is_empty() {
         return Ok(());
     }
-    QueryBuilder::new("INSERT INTO stock (location_id, product_id, available, initial_quantity) ")
-        .push_values(rows, |mut row, (l, p, qty)| {
-            row.push_bind(l).push_bind(p).push_bind(qty).push_bind(qty);
+    // The foreign keys need no check (every id was just read back) and the location key's
+    // foreign key lets its index go only so.
+    let mut admin = db.acquire().await?;
+    sqlx::raw_sql(
+        "SET SESSION foreign_key_checks = 0; \
+         ALTER TABLE stock DROP KEY uq_stock_location_product; \
+         SET SESSION foreign_key_checks = 1",
+    )
+    .execute(&mut *admin)
+    .await?;
+    let per_statement = (STOCK_ROWS_PER_STATEMENT / ids.len()).max(1);
+    let total = quantity.len();
+    let written = std::sync::atomic::AtomicUsize::new(0);
+    let reported = std::sync::atomic::AtomicUsize::new(0);
+    let statements = (1..=n_prod).step_by(per_statement).map(|first| {
+        let last = (first + per_statement - 1).min(n_prod);
+        let mut sql = String::with_capacity((last - first + 1) * ids.len() * 24 + 100);
+        sql.push_str(
+            "SET SESSION foreign_key_checks = 0; INSERT INTO stock \
+             (location_id, product_id, available, initial_quantity) VALUES ",
+        );
+        let mut rows = 0;
+        for p in first..=last {
+            for (li, loc) in ids.iter().enumerate() {
+                let q = quantity[li * n_prod + (p - 1)];
+                if rows > 0 {
+                    sql.push(',');
+                }
+                let _ = write!(sql, "({},{p},{q},{q})", loc.id);
+                rows += 1;
+            }
+        }
+        sql.push_str("; SET SESSION foreign_key_checks = 1");
+        (sql, rows)
+    });
+    let loaded = futures::stream::iter(statements)
+        .map(|(sql, rows)| {
+            let (written, reported) = (&written, &reported);
+            async move {
+                sqlx::raw_sql(&sql).execute(db).await?;
+                use std::sync::atomic::Ordering::Relaxed;
+                let now = written.fetch_add(rows, Relaxed) + rows;
+                // A line per tenth, and at the end.
+                let step = (total / 10).max(1);
+                let due = now / step;
+                if reported.fetch_max(due, Relaxed) < due {
+                    progress(&format!("stock: {now}/{total} rows"));
+                }
+                Ok::<_, StorageError>(())
+            }
         })
-        .build()
-        .execute(&mut *tx)
-        .await?;
+        .buffer_unordered(STOCK_STATEMENTS_AT_ONCE)
+        .try_collect::<()>()
+        .await;
+    progress("stock: building the (location, product) key");
+    let keyed = sqlx::query(
+        "ALTER TABLE stock ADD UNIQUE KEY uq_stock_location_product (location_id, product_id)",
+    )
+    .execute(&mut *admin)
+    .await;
+    loaded?;
+    keyed?;
     Ok(())
+}
+
+/// A location to seed: name, kind, latitude, longitude, calendar (JSON).
+type NewLocation = (String, LocationKind, f64, f64, Option<String>);
+
+/// The locations of `profile` at `sizes`.
+fn locations(
+    profile: Profile,
+    sizes: Sizes,
+    rng: &mut StdRng,
+) -> StorageResult<Vec<NewLocation>> {
+    // The day of seeding where the demo stores are: the one closed date of the demo.
+    let today = jiff::Timestamp::now()
+        .to_zoned(Calendar::default().time_zone().clone())
+        .date();
+    let mut locs = Vec::with_capacity(sizes.warehouses + sizes.stores);
+    for i in 0..sizes.warehouses {
+        let (name, lat, lon) = WAREHOUSES[i % WAREHOUSES.len()];
+        let name = match i / WAREHOUSES.len() {
+            0 => name.to_owned(),
+            n => format!("{name} {}", n + 1),
+        };
+        locs.push((name, LocationKind::Warehouse, lat, lon, None));
+    }
+    let city_weights: u32 = CITIES.iter().map(|c| c.3).sum();
+    let mut per_city = vec![0u32; CITIES.len()];
+    for i in 0..sizes.stores {
+        let (name, lat, lon) = STORES[i % STORES.len()];
+        if i < STORES.len() {
+            let calendar = match profile {
+                Profile::Demo => demo_calendar(name, today)?,
+                Profile::Bench | Profile::Retail => None,
+            };
+            locs.push((name.to_owned(), LocationKind::Store, lat, lon, calendar));
+        } else if profile == Profile::Retail {
+            // A branch around a city drawn by weight, within about 5 km of its centre.
+            let mut draw = rng.gen_range(0..city_weights);
+            let c = CITIES
+                .iter()
+                .position(|c| {
+                    let hit = draw < c.3;
+                    draw = draw.saturating_sub(c.3);
+                    hit
+                })
+                .expect("a draw below the sum of the weights");
+            let (city, lat, lon, _) = CITIES[c];
+            per_city[c] += 1;
+            let dlat = rng.gen_range(-0.045..0.045);
+            let dlon = rng.gen_range(-0.055..0.055);
+            locs.push((
+                format!("{city} {}", per_city[c]),
+                LocationKind::Store,
+                lat + dlat,
+                lon + dlon,
+                None,
+            ));
+        } else {
+            // Beyond the named list: a second branch nearby.
+            let dlat = rng.gen_range(-0.02..0.02);
+            let dlon = rng.gen_range(-0.02..0.02);
+            locs.push((
+                format!("{name} 2"),
+                LocationKind::Store,
+                lat + dlat,
+                lon + dlon,
+                None,
+            ));
+        }
+    }
+    Ok(locs)
 }
 
 /// A location as the seed reads it back, with the id MySQL gave it.

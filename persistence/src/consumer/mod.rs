@@ -69,9 +69,10 @@ pub struct ConsumerConfig {
     pub name: String,
     /// Most events read per stream per round.
     pub batch: usize,
-    /// The longest the consumer waits before reading again while no new event comes: after an
-    /// empty round it waits 1 ms, doubling up to this (each location's stream is read on its own,
-    /// so an idle consumer reads every stream once per wait).
+    /// On a Redis Cluster, the longest the consumer waits before reading again while no new event
+    /// comes: after an empty round it waits 1 ms, doubling up to this (each location's stream is
+    /// read on its own there, so an idle consumer reads every stream once per wait). On one
+    /// server the read itself waits for events ([`READ_WAIT`]).
     pub idle: Duration,
     /// Events pending this long with another consumer are taken over.
     pub reclaim_idle: Duration,
@@ -87,6 +88,11 @@ impl Default for ConsumerConfig {
         }
     }
 }
+
+/// On one server, how long one read of every location's stream waits on the server for a new
+/// event; it answers as soon as one comes. Bounds how late the consumer notices a new location,
+/// a due reclaim or a shutdown.
+pub const READ_WAIT: Duration = Duration::from_millis(500);
 
 /// Counters the metrics endpoint reads.
 #[derive(Debug, Default)]
@@ -236,25 +242,43 @@ impl State {
             let opts = StreamReadOptions::default()
                 .group(GROUP, &config.name)
                 .count(config.batch);
-            // One read per stream (each location's stream lives on its own slot of a cluster),
-            // all at once over the consumer's multiplexed connection; none blocks.
+            // On one server, one read of every stream that waits on the server until any of them
+            // has a new event ([`READ_WAIT`]): an idle consumer costs one call per wait, however
+            // many locations there are. On a cluster each location's stream lives on its own
+            // slot, so each is read on its own, all at once; none blocks, and an idle consumer
+            // reads them all once per `idle`.
+            let blocking = !store.redis_settings.is_cluster();
             let replies: Vec<Option<StreamReadReply>> = {
-                // A connection of its own: its large replies must not hold up the requests.
-                // Opened anew after the circuit opened since (it may be bound to a dead server).
+                // A connection of its own: its large replies must not hold up the requests, and
+                // its reads wait. Opened anew after the circuit opened since (it may be bound to
+                // a dead server).
                 let trips = store.health().circuit().trips();
                 let redis = match &self.reader {
                     Some((c, at)) if *at == trips => c.clone(),
                     _ => {
-                        self.reader = Some((store.own_conn().await?, trips));
+                        let wait = if blocking { READ_WAIT } else { Duration::ZERO };
+                        self.reader = Some((store.own_conn_waiting(wait).await?, trips));
                         self.reader.as_ref().expect("reader").0.clone()
                     }
                 };
-                futures::future::try_join_all(streams.iter().zip(&ids).map(|(stream, id)| {
-                    let mut redis = redis.clone();
-                    let opts = &opts;
-                    async move { redis.xread_options(&[stream], &[id], opts).await }
-                }))
-                .await?
+                if blocking {
+                    // A pass over pending events reads what is there; only new ones are waited
+                    // for.
+                    let opts = if pending_pass {
+                        opts
+                    } else {
+                        opts.block(READ_WAIT.as_millis() as usize)
+                    };
+                    let mut redis = redis;
+                    vec![redis.xread_options(&streams, &ids, &opts).await?]
+                } else {
+                    futures::future::try_join_all(streams.iter().zip(&ids).map(|(stream, id)| {
+                        let mut redis = redis.clone();
+                        let opts = &opts;
+                        async move { redis.xread_options(&[stream], &[id], opts).await }
+                    }))
+                    .await?
+                }
             };
             let reply = replies.into_iter().flatten().flat_map(|r| r.keys);
             let mut n = 0;
@@ -273,7 +297,7 @@ impl State {
             if pending_pass && n == 0 {
                 self.own_pending_done = true;
             }
-            if n == 0 && !pending_pass {
+            if n == 0 && !pending_pass && !blocking {
                 // Nothing new anywhere: wait a little before asking again, longer each time.
                 self.idle = (self.idle * 2).clamp(Duration::from_millis(1), config.idle);
                 tokio::time::sleep(self.idle).await;

@@ -7,6 +7,7 @@ use super::Health;
 use super::{Keys, RedisPool};
 use crate::error::{StorageError, StorageResult};
 use crate::{Storage, StorageOptions};
+use std::time::Duration;
 
 /// What Redis keeps on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,15 +64,20 @@ impl Storage {
     }
 
     /// A Redis connection of its own, outside the pool, behind the circuit (the consumer's
-    /// reads: their large replies would otherwise delay the requests multiplexed beside them).
-    pub(crate) async fn own_conn(&self) -> StorageResult<circuit::GuardedConn> {
+    /// reads: their large replies would otherwise delay the requests multiplexed beside them),
+    /// whose calls may take `extra` beyond the command deadline: a blocking read waits up to
+    /// `extra` for data.
+    pub(crate) async fn own_conn_waiting(
+        &self,
+        extra: Duration,
+    ) -> StorageResult<circuit::GuardedConn> {
         if !self.circuit.passes() {
             return Err(StorageError::from(Circuit::open_error()));
         }
         let settings = &self.redis_settings;
         let conn = match tokio::time::timeout(
             settings.connect_timeout + settings.command_timeout,
-            settings.own_connection(&self.redis_client),
+            settings.own_connection_waiting(&self.redis_client, extra),
         )
         .await
         {
@@ -91,7 +97,7 @@ impl Storage {
         Ok(circuit::GuardedConn::new(
             conn,
             self.circuit.clone(),
-            settings.command_timeout,
+            settings.command_timeout + extra,
             false,
         ))
     }

@@ -114,11 +114,21 @@ impl RedisSettings {
 
     /// A connection of its own, outside the pool (the circuit's probe).
     pub async fn own_connection(&self, client: &RedisClient) -> StorageResult<RedisConn> {
+        self.own_connection_waiting(client, Duration::ZERO).await
+    }
+
+    /// [`RedisSettings::own_connection`] whose calls may take `extra` beyond the command deadline
+    /// (one server: a blocking read's wait).
+    pub async fn own_connection_waiting(
+        &self,
+        client: &RedisClient,
+        extra: Duration,
+    ) -> StorageResult<RedisConn> {
         Ok(match client {
             RedisClient::Single(c) => {
                 let config = redis::AsyncConnectionConfig::new()
                     .set_connection_timeout(self.connect_timeout)
-                    .set_response_timeout(self.command_timeout);
+                    .set_response_timeout(self.command_timeout + extra);
                 RedisConn::Plain(
                     c.get_multiplexed_async_connection_with_config(&config)
                         .await?,

@@ -9,6 +9,7 @@ use super::Recovery;
 use crate::error::StorageResult;
 use crate::recovery::sync::SyncMode;
 use crate::Storage;
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use sf_routing::{LocationId, ProductId};
 use std::collections::BTreeSet;
@@ -16,6 +17,26 @@ use std::time::Instant;
 
 /// Stock rows per batch (one share-locked range of one location).
 pub const BATCH: usize = 1000;
+
+/// Locations a pass works on at once, by mode.
+pub struct AtOnce {
+    /// A reconciliation runs beside the orders it must not slow: two locations at a time.
+    pub repair: usize,
+    /// A warm-up refills a Redis that lost its data; until it is done, orders for keys not yet
+    /// loaded load them themselves, one request at a time. Wider, to be done sooner.
+    pub load: usize,
+}
+
+pub const AT_ONCE: AtOnce = AtOnce { repair: 2, load: 6 };
+
+impl AtOnce {
+    fn of(&self, mode: SyncMode) -> usize {
+        match mode {
+            SyncMode::Repair => self.repair,
+            SyncMode::Load => self.load,
+        }
+    }
+}
 /// Repairs and mismatches listed in a report; the counts are always complete.
 const LISTED: usize = 100;
 
@@ -55,6 +76,21 @@ pub struct ReconcileReport {
     pub mismatches: Vec<LedgerMismatch>,
 }
 
+impl ReconcileReport {
+    /// Adds a part of the pass; the lists keep their first [`LISTED`] entries.
+    fn add(&mut self, part: ReconcileReport) {
+        self.keys_checked += part.keys_checked;
+        self.keys_loaded += part.keys_loaded;
+        self.keys_repaired += part.keys_repaired;
+        self.ledger_mismatches += part.ledger_mismatches;
+        let room = LISTED.saturating_sub(self.repairs.len());
+        self.repairs.extend(part.repairs.into_iter().take(room));
+        let room = LISTED.saturating_sub(self.mismatches.len());
+        self.mismatches
+            .extend(part.mismatches.into_iter().take(room));
+    }
+}
+
 impl Storage {
     /// One full pass over every stock row. `mode` is [`SyncMode::Repair`] for reconciliation and
     /// [`SyncMode::Load`] for warm-up (which only fills missing keys and skips the ledger).
@@ -69,39 +105,67 @@ impl Storage {
         self.reconcile_locations(mode, &locations, progress).await
     }
 
-    /// [`Storage::reconcile`] over the stock rows of `locations` only.
+    /// [`Storage::reconcile`] over the stock rows of `locations` only: [`AT_ONCE`] locations at a
+    /// time, each in batches of [`BATCH`] rows in product order, each batch one short transaction.
     pub(crate) async fn reconcile_locations(
         &self,
         mode: SyncMode,
         locations: &[LocationId],
         progress: &(dyn Fn(&ReconcileReport) + Send + Sync),
     ) -> StorageResult<ReconcileReport> {
-        let mut report = ReconcileReport::default();
-        for &loc in locations {
-            let mut after: u64 = 0;
-            loop {
-                let products: Vec<ProductId> = sqlx::query_scalar(
-                    "SELECT product_id FROM stock WHERE location_id = ? AND product_id > ? \
-                     ORDER BY product_id LIMIT ?",
-                )
-                .bind(loc)
-                .bind(after)
-                .bind(BATCH as u64)
-                .fetch_all(&self.db)
+        let report = std::sync::Mutex::new(ReconcileReport::default());
+        let report_ref = &report;
+        futures::stream::iter(locations.to_vec())
+            .map(move |loc| self.reconcile_location(loc, mode, report_ref, progress))
+            .buffer_unordered(AT_ONCE.of(mode))
+            .try_collect::<()>()
+            .await?;
+        let mut report = report.into_inner().expect("reconcile report");
+        // Locations finish in any order; the lists read in key order.
+        report
+            .repairs
+            .sort_by_key(|r| (r.location_id, r.product_id));
+        report
+            .mismatches
+            .sort_by_key(|m| (m.location_id, m.product_id));
+        Ok(report)
+    }
+
+    /// One location's part of a pass, batch by batch.
+    async fn reconcile_location(
+        &self,
+        loc: LocationId,
+        mode: SyncMode,
+        report: &std::sync::Mutex<ReconcileReport>,
+        progress: &(dyn Fn(&ReconcileReport) + Send + Sync),
+    ) -> StorageResult<()> {
+        let mut after: u64 = 0;
+        loop {
+            let products: Vec<ProductId> = sqlx::query_scalar(
+                "SELECT product_id FROM stock WHERE location_id = ? AND product_id > ? \
+                 ORDER BY product_id LIMIT ?",
+            )
+            .bind(loc)
+            .bind(after)
+            .bind(BATCH as u64)
+            .fetch_all(&self.db)
+            .await?;
+            let Some(last) = products.last() else {
+                return Ok(());
+            };
+            after = last.get();
+            let mut part = ReconcileReport::default();
+            self.reconcile_batch(loc, &products, mode, &mut part)
                 .await?;
-                let Some(last) = products.last() else {
-                    break;
-                };
-                after = last.get();
-                self.reconcile_batch(loc, &products, mode, &mut report)
-                    .await?;
+            {
+                let mut report = report.lock().expect("reconcile report");
+                report.add(part);
                 progress(&report);
-                if products.len() < BATCH {
-                    break;
-                }
+            }
+            if products.len() < BATCH {
+                return Ok(());
             }
         }
-        Ok(report)
     }
 
     async fn reconcile_batch(
@@ -124,14 +188,12 @@ impl Storage {
                 None if k.changed => report.keys_loaded += 1,
                 Some(before) if k.changed => {
                     report.keys_repaired += 1;
-                    if report.repairs.len() < LISTED {
-                        report.repairs.push(Repair {
-                            location_id: loc.get(),
-                            product_id: k.product.get(),
-                            before,
-                            after: k.expected,
-                        });
-                    }
+                    report.repairs.push(Repair {
+                        location_id: loc.get(),
+                        product_id: k.product.get(),
+                        before,
+                        after: k.expected,
+                    });
                 }
                 _ => {}
             }
