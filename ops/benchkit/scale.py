@@ -145,7 +145,7 @@ class ScaleBench(Bench):
             self.note(f"{name}: reusing {size['db']} ({counts['stock_rows']:,} stock rows, seeded "
                       f"{rec['seeded_at']} in {rec['seconds']:.1f} s)")
             return dict(rec, reused=True, available=True)
-        self.note(f"{name}: seeding {size['db']} (--profile {size['profile']} {' '.join(size['args'])})")
+        self.note(f"{name}: seeding {size['db']} ({' '.join(['--profile', size['profile']] + size['args'])})")
         self.sql_server(f"DROP DATABASE IF EXISTS {size['db']}; CREATE DATABASE {size['db']} "
                         "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
         env = dict(os.environ, DATABASE_URL=f"{self.server_url}/{size['db']}", REDIS_URL=self.a.redis_url,
