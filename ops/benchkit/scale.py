@@ -51,9 +51,11 @@ GOALS = {
 # Durations (s) and rates of the load figures, per mode.
 SCALE_MODES = {
     "full": {"idle_s": 30, "warmup_rate": 500, "warmup_window_s": 60, "recon_rate": 500,
-             "recon_load_s": (10, 120), "fixed_rate": 5_000, "fixed_s": 60, "burst_s": 10, "reads_s": 20},
+             "recon_load_s": (10, 120), "fixed_rate": 5_000, "fixed_s": 60, "burst_s": 10, "reads_s": 20,
+             "warmup_limit_s": 900},
     "quick": {"idle_s": 10, "warmup_rate": 200, "warmup_window_s": 15, "recon_rate": 200,
-              "recon_load_s": (5, 15), "fixed_rate": 2_000, "fixed_s": 5, "burst_s": 5, "reads_s": 3},
+              "recon_load_s": (5, 15), "fixed_rate": 2_000, "fixed_s": 5, "burst_s": 5, "reads_s": 3,
+              "warmup_limit_s": 120},
 }
 
 # How often the service checks that Redis still holds its data (its watcher; HEALTH_CHECK_MS).
@@ -241,6 +243,23 @@ class ScaleBench(Bench):
             time.sleep(0.2)
         return None
 
+    def wait_keys(self, n: int, limit_s: float) -> float | None:
+        """Seconds until Redis holds at least n keys (DBSIZE), None past limit_s; the DBSIZE when
+        called goes to markers_dbsize."""
+        t0 = time.monotonic()
+        self.markers_dbsize = None
+        while time.monotonic() - t0 < limit_s:
+            try:
+                size = int(self.redis_cmd("DBSIZE"))
+            except (BenchError, ValueError):
+                size = -1
+            if self.markers_dbsize is None:
+                self.markers_dbsize = size
+            if size >= n:
+                return time.monotonic() - t0
+            time.sleep(0.5)
+        return None
+
     def spec_params(self, path: str) -> list[str]:
         status, _, raw = self.http_full("GET", "/api/openapi.json", timeout=60)
         try:
@@ -338,6 +357,7 @@ class ScaleBench(Bench):
         self.progress(f"{name}: sizing figures ({rec.get('stock_rows', 0):,} stock rows)")
         fig: dict = {"seed": rec, "stock_rows": rec.get("stock_rows"), "locations": rec.get("locations"),
                      "products": rec.get("products")}
+        self.stock_rows = rec.get("stock_rows") or 0
         self.results["sizes"][name] = fig
         self.redis_cmd("FLUSHALL")
         t0 = time.monotonic()
@@ -409,7 +429,7 @@ class ScaleBench(Bench):
                                       "p50_ms", "p99_ms", "p999_ms", "max_ms", "ok_per_s")}
 
     def warmup(self, with_orders: bool) -> dict:
-        """FLUSHALL on the service's Redis, then the time until every epoch marker is back; with
+        """FLUSHALL on the service's Redis, then the time until every epoch marker and stock key is back; with
         orders flowing meanwhile (the largest data set), their statuses and latencies."""
         rate, window = self.sc["warmup_rate"], self.sc["warmup_window_s"]
         load: dict = {}
@@ -426,13 +446,18 @@ class ScaleBench(Bench):
             thread = threading.Thread(target=run, name="warmup-orders")
             thread.start()
         done = self.wait_epochs(1800)
-        took = None if done is None else round(time.monotonic() - flush["at"], 2)
+        markers = None if done is None else round(time.monotonic() - flush["at"], 2)
+        # A marker says its location was loaded, but an order's own key load may set it too: all
+        # keys back is also Redis holding at least as many keys as there are stock rows.
+        keys = self.wait_keys(self.stock_rows, self.sc["warmup_limit_s"]) if done is not None else None
+        took = None if keys is None else round(time.monotonic() - flush["at"], 2)
         if thread:
             thread.join()
-        out = {"seconds": took, "health_check_ms": HEALTH_CHECK_MS, "flush": flush}
+        out = {"seconds": took, "markers_s": markers, "keys_expected": self.stock_rows,
+               "keys_at_markers": self.markers_dbsize, "health_check_ms": HEALTH_CHECK_MS, "flush": flush}
         if with_orders:
             out["orders"] = dict(load, rate=rate, window_s=window)
-        self.note(f"warm-up after FLUSHALL: {took} s" + (
+        self.note(f"warm-up after FLUSHALL: markers back {markers} s, keys back {took} s" + (
             f"; orders during it: {load.get('statuses')}, p99 {fmt_ms(load.get('p99_ms'))} ms, "
             f"max {fmt_ms(load.get('max_ms'))} ms" if with_orders else ""))
         self.wait_backlog(self.cfg["drain_limit"])
