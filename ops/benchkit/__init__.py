@@ -13,4 +13,6 @@
 - measure: CPU per process, the service's RSS, the machine's facts;
 - targets: the targets and the notes on what stands out;
 - report, charts and report.md.tmpl: report.md, report.json and the charts.
+- scale and scale_report: `ops/bench --scale retail`, the costs against catalogue size, run on
+  the parts above, and its own report.
 """

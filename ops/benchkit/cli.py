@@ -25,7 +25,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--base-url", required=True)
+    ap.add_argument("--base-url", help="the service's URL (not with --scale, which starts its own)")
     ap.add_argument("--database-url", required=True)
     ap.add_argument("--redis-url", required=True)
     ap.add_argument("--redis-prefix", default="sf:")
@@ -47,7 +47,18 @@ def main() -> int:
     ap.add_argument("--soak-rate", type=int, help=f"orders/s of the memory soak (default {SOAK_RATE:,})")
     ap.add_argument("--soak-seconds", type=float,
                     help="length of the memory soak's load (default 600, 10 with --quick)")
+    ap.add_argument("--scale", choices=["retail"],
+                    help="the scale run (benchkit/scale.py) instead of the scenarios: it seeds the data sets "
+                    "and starts the service itself")
+    ap.add_argument("--service-bin", help="the stock-flow binary (--scale)")
+    ap.add_argument("--data-dir", help="where the scale run's MariaDB, Redis and seed records live (--scale)")
     a = ap.parse_args()
+    if a.scale and not (a.service_bin and a.data_dir):
+        ap.error("--scale needs --service-bin and --data-dir")
+    if not a.scale and not a.base_url:
+        ap.error("--base-url is required")
+    if a.scale:
+        a.base_url = "http://127.0.0.1:1"  # replaced once the first service is up
     if not a.channel_key:
         ap.error("--channel-key must not be empty")
     if a.fixed_only is not None and a.fixed_only <= 0:
@@ -57,6 +68,9 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stop_on_signal)
     signal.signal(signal.SIGINT, stop_on_signal)
     try:
+        if a.scale:
+            from .scale import ScaleBench
+            return ScaleBench(a).run()
         bench = Bench(a)
         return bench.run()
     except BenchError as e:
