@@ -141,47 +141,43 @@ impl Storage {
     ) -> StorageResult<()> {
         let mut after: u64 = 0;
         loop {
-            let products: Vec<ProductId> = sqlx::query_scalar(
-                "SELECT product_id FROM stock WHERE location_id = ? AND product_id > ? \
-                 ORDER BY product_id LIMIT ?",
-            )
-            .bind(loc)
-            .bind(after)
-            .bind(BATCH as u64)
-            .fetch_all(&self.db)
-            .await?;
-            let Some(last) = products.last() else {
+            let mut part = ReconcileReport::default();
+            let Some(last) = self.reconcile_batch(loc, after, mode, &mut part).await? else {
                 return Ok(());
             };
-            after = last.get();
-            let mut part = ReconcileReport::default();
-            self.reconcile_batch(loc, &products, mode, &mut part)
-                .await?;
             {
                 let mut report = report.lock().expect("reconcile report");
                 report.add(part);
                 progress(&report);
             }
-            if products.len() < BATCH {
-                return Ok(());
+            match last {
+                Some(last) => after = last.get(),
+                None => return Ok(()),
             }
         }
     }
 
+    /// The next batch of `loc` after product `after`: answers `None` when there was none, else
+    /// the last product of a full batch (`Some(None)` when it was not full: the location is done).
     async fn reconcile_batch(
         &self,
         loc: LocationId,
-        products: &[ProductId],
+        after: u64,
         mode: SyncMode,
         report: &mut ReconcileReport,
-    ) -> StorageResult<()> {
+    ) -> StorageResult<Option<Option<ProductId>>> {
         let synced = crate::infra::mysql::with_retry("reconcile batch", || async {
             let mut tx = self.db.begin().await?;
-            let synced = self.sync_keys(&mut tx, loc, products, mode).await?;
+            let synced = self.sync_next(&mut tx, loc, after, BATCH, mode).await?;
             tx.commit().await?;
             Ok(synced)
         })
         .await?;
+        let products: Vec<ProductId> = synced.iter().map(|k| k.product).collect();
+        let (Some(first), Some(last)) = (products.first().copied(), products.last().copied())
+        else {
+            return Ok(None);
+        };
         for k in synced {
             report.keys_checked += 1;
             match k.before {
@@ -199,9 +195,9 @@ impl Storage {
             }
         }
         if mode == SyncMode::Repair {
-            self.check_ledger(loc, products, report).await?;
+            self.check_ledger(loc, first, last, report).await?;
         }
-        Ok(())
+        Ok(Some((products.len() == BATCH).then_some(last)))
     }
 
     /// Reports every row of the batch whose available figure is not initial stock plus the
@@ -209,10 +205,10 @@ impl Storage {
     async fn check_ledger(
         &self,
         loc: LocationId,
-        products: &[ProductId],
+        first: ProductId,
+        last: ProductId,
         report: &mut ReconcileReport,
     ) -> StorageResult<()> {
-        let (first, last) = (products[0], products[products.len() - 1]);
         let rows: Vec<LedgerMismatch> = sqlx::query_as(
             "SELECT s.location_id, s.product_id, s.available, \
              CAST(s.initial_quantity + COALESCE(m.total, 0) AS SIGNED) AS expected, \

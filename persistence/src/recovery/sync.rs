@@ -45,6 +45,15 @@ pub struct SyncedKey {
     pub changed: bool,
 }
 
+/// The stock rows of one location a key sync sets from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Rows<'a> {
+    /// These products' rows.
+    These(&'a [ProductId]),
+    /// The first `limit` rows after product `after`, in product order (a pass's batch).
+    After { after: u64, limit: usize },
+}
+
 /// A stock row's figure and buffer, as a key sync reads them.
 #[derive(sqlx::FromRow)]
 struct Figures {
@@ -157,6 +166,21 @@ impl Storage {
         self.sync_keys_before(conn, loc, products, mode, &[]).await
     }
 
+    /// [`Storage::sync_keys`] over the next `limit` stock rows of `loc` after product `after`
+    /// (none: the location is done).
+    pub(crate) async fn sync_next(
+        &self,
+        conn: &mut MySqlConnection,
+        loc: LocationId,
+        after: u64,
+        limit: usize,
+        mode: SyncMode,
+    ) -> StorageResult<Vec<SyncedKey>> {
+        self.sync_keys_replicated(conn, loc, Rows::After { after, limit }, mode, &[], None)
+            .await
+            .map(|(out, _)| out)
+    }
+
     /// Like [`Storage::sync_keys`], from within a transaction that already changed some of these
     /// rows by `own` and has not yet told Redis: the keys are computed from the rows as they were
     /// before that change, which then reaches Redis as a change like any other.
@@ -168,7 +192,7 @@ impl Storage {
         mode: SyncMode,
         own: &[(ProductId, i64)],
     ) -> StorageResult<Vec<SyncedKey>> {
-        self.sync_keys_replicated(conn, loc, products, mode, own, None)
+        self.sync_keys_replicated(conn, loc, Rows::These(products), mode, own, None)
             .await
             .map(|(out, _)| out)
     }
@@ -179,22 +203,46 @@ impl Storage {
         &self,
         conn: &mut MySqlConnection,
         loc: LocationId,
-        products: &[ProductId],
+        rows: Rows<'_>,
         mode: SyncMode,
         own: &[(ProductId, i64)],
         replication: Option<crate::scripts::Replication>,
     ) -> StorageResult<(Vec<SyncedKey>, Option<u32>)> {
-        if products.is_empty() {
-            return Ok((Vec::new(), None));
-        }
         // The figures and the buffers, under one share lock each.
-        let mut q = QueryBuilder::new(
-            "SELECT product_id, available, safety_stock FROM stock WHERE location_id = ",
-        );
-        q.push_bind(loc).push(" AND product_id IN ");
-        push_list(&mut q, products.iter().copied());
-        q.push(" ORDER BY product_id LOCK IN SHARE MODE");
-        let rows: Vec<Figures> = q.build_query_as().fetch_all(&mut *conn).await?;
+        let (rows, products): (Vec<Figures>, std::borrow::Cow<'_, [ProductId]>) = match rows {
+            Rows::These(products) => {
+                if products.is_empty() {
+                    return Ok((Vec::new(), None));
+                }
+                let mut q = QueryBuilder::new(
+                    "SELECT product_id, available, safety_stock FROM stock WHERE location_id = ",
+                );
+                q.push_bind(loc).push(" AND product_id IN ");
+                push_list(&mut q, products.iter().copied());
+                q.push(" ORDER BY product_id LOCK IN SHARE MODE");
+                let rows = q.build_query_as().fetch_all(&mut *conn).await?;
+                (rows, products.into())
+            }
+            Rows::After { after, limit } => {
+                // One index range: a pass's batch is the next rows of the location.
+                let rows: Vec<Figures> = sqlx::query_as(
+                    "SELECT product_id, available, safety_stock FROM stock \
+                     WHERE location_id = ? AND product_id > ? \
+                     ORDER BY product_id LIMIT ? LOCK IN SHARE MODE",
+                )
+                .bind(loc)
+                .bind(after)
+                .bind(limit as u64)
+                .fetch_all(&mut *conn)
+                .await?;
+                if rows.is_empty() {
+                    return Ok((Vec::new(), None));
+                }
+                let products: Vec<ProductId> = rows.iter().map(|r| r.product_id).collect();
+                (rows, products.into())
+            }
+        };
+        let products: &[ProductId] = &products;
         let mut available: HashMap<ProductId, i64> = rows
             .iter()
             .map(|row| (row.product_id, row.available))
@@ -461,7 +509,7 @@ impl Recovery<'_> {
                         .sync_keys_replicated(
                             &mut tx,
                             loc,
-                            &products,
+                            Rows::These(&products),
                             SyncMode::Repair,
                             &[],
                             replication,
