@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sf_persistence::infra::jobs::{JobKind, JobRunner, RunOutcome};
 use sf_persistence::Storage;
 use sf_routing::LocationId;
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_cron_scheduler::{Job, JobScheduler};
@@ -92,6 +92,7 @@ pub async fn watch_redis(
 ) {
     let mut last_check: Option<tokio::time::Instant> = None;
     let mut last_attempt: Option<tokio::time::Instant> = None;
+    let mut owed = Owed::default();
     loop {
         if !storage.health().circuit().trusted() {
             // At most one recovery attempt per `probe`, however often the circuit opens.
@@ -110,7 +111,7 @@ pub async fn watch_redis(
         }
         if storage.health().circuit().trusted() && last_check.is_none_or(|t| t.elapsed() >= every) {
             last_check = Some(tokio::time::Instant::now());
-            check_redis(&storage).await;
+            check_redis(&storage, &mut owed).await;
         }
         tokio::select! {
             _ = tokio::time::sleep(probe.min(every)) => {}
@@ -155,11 +156,21 @@ pub async fn watch_mysql(
     }
 }
 
+/// What a Redis check left to do, done at the next checks until it succeeds.
+#[derive(Default)]
+struct Owed {
+    /// Locations to warm up.
+    cold: BTreeSet<LocationId>,
+    /// Losses to record, oldest first.
+    losses: Vec<(DateTime<Utc>, Vec<LocationId>)>,
+}
+
 /// One check of a trusted Redis: each location's data, stale keys, queued keys. A location whose
 /// epoch marker is gone, or is not one this instance met (at the last check, or in a key load
-/// since), had its data lost (on a cluster, with the shard that held it) — once for each data set
-/// it met that is gone; only such locations are recorded and reloaded.
-async fn check_redis(storage: &Storage) {
+/// since), had its data lost (on a cluster, with the shard that held it). The locations found so
+/// in one check are one loss, since the earliest data set of theirs that is gone; only they are
+/// recorded (once) and reloaded.
+async fn check_redis(storage: &Storage, owed: &mut Owed) {
     let locations = storage.catalog().all_location_ids();
     let met: Vec<_> = locations
         .iter()
@@ -172,33 +183,49 @@ async fn check_redis(storage: &Storage) {
             return;
         }
     };
-    let mut cold = Vec::new();
-    let mut lost: BTreeMap<DateTime<Utc>, Vec<LocationId>> = BTreeMap::new();
+    // Every location found without data it held: one loss, since the earliest data set gone.
+    // (Each location's data was loaded at a moment of its own, so a flush of a Redis holding
+    // 1,310 locations finds up to 1,310 different markers gone; they are one loss, recorded
+    // and announced once.)
+    let mut lost: Vec<LocationId> = Vec::new();
+    let mut since: Option<DateTime<Utc>> = None;
     for ((loc, epoch), met) in epochs.into_iter().zip(met) {
         let gone = storage.recovery().check_epoch(loc, met, epoch);
         if epoch.is_none() || !gone.is_empty() {
-            cold.push(loc);
+            owed.cold.insert(loc);
         }
-        for since in gone {
-            lost.entry(since).or_default().push(loc);
-        }
-    }
-    for (since, locations) in &lost {
-        tracing::warn!(loaded_at = %since, locations = ?locations, "redis lost the data of {} locations (restart without persistence, flush, or a shard that lost it); reloading their stock from MySQL", locations.len());
-        if let Err(e) = storage.orders().record_data_loss(*since, locations).await {
-            tracing::error!(error = %e, "could not record the redis data loss");
+        if let Some(first) = gone.first() {
+            lost.push(loc);
+            since = Some(since.map_or(*first, |s| s.min(*first)));
         }
     }
-    if !cold.is_empty() {
-        if lost.is_empty() {
+    if let Some(since) = since {
+        tracing::warn!(loaded_at = %since, locations = ?lost, "redis lost the data of {} locations (restart without persistence, flush, or a shard that lost it); reloading their stock from MySQL", lost.len());
+        owed.losses.push((since, lost));
+    }
+    // A loss not recorded yet (MySQL did not answer) is recorded at a later check.
+    while let Some((since, lost)) = owed.losses.first() {
+        if let Err(e) = storage.orders().record_data_loss(*since, lost).await {
+            tracing::error!(error = %e, "could not record the redis data loss; retrying at the next check");
+            break;
+        }
+        owed.losses.remove(0);
+    }
+    if !owed.cold.is_empty() {
+        if since.is_none() {
             tracing::info!(
-                locations = cold.len(),
+                locations = owed.cold.len(),
                 "warming redis up: loading stock from MySQL"
             );
         }
-        // The markers the warm-up set or found are checked at the next round.
-        if let Err(e) = storage.recovery().warm_up(&cold).await {
-            tracing::error!(error = %e, "warm-up failed; retrying");
+        // Until a warm-up of them succeeds: an order's own key load sets a location's marker, so
+        // a later check may find it and yet the location is not whole in Redis.
+        let cold: Vec<LocationId> = owed.cold.iter().copied().collect();
+        match storage.recovery().warm_up(&cold).await {
+            Ok(_) => owed.cold.clear(),
+            Err(e) => {
+                tracing::error!(error = %e, locations = cold.len(), "warm-up failed; retrying at the next check")
+            }
         }
     }
     match storage.recovery().resync_stale_keys().await {

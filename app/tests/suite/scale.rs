@@ -197,9 +197,8 @@ async fn a_retail_catalogue_warms_up_under_orders_reconciles_and_pages_its_produ
     let url = server.url();
     let t = TestApp::spawn_with(|c| {
         c.storage.redis_url = url.clone().into();
-        // The service's own Redis check stays out of the way: the test warms Redis up itself, and
-        // counts what that warm-up loaded.
-        c.health_check_ms = 3_600_000;
+        // The service checks Redis every second: it must notice the loss below once.
+        c.health_check_ms = 1_000;
         // No scheduled pass: the test's own must find the drift it made.
         c.reconcile_schedule = "0 0 3 1 1 *".into();
     })
@@ -210,10 +209,17 @@ async fn a_retail_catalogue_warms_up_under_orders_reconciles_and_pages_its_produ
     let locations: Vec<LocationId> = t.storage().catalog().all_location_ids();
     assert_eq!(locations.len() as u64, LOCATIONS);
     t.storage().recovery().warm_up(&locations).await.unwrap();
+    // The service's own check, every second, finds Redis warm (or finishes a warm-up it began
+    // before the one above was done).
+    tokio::time::sleep(Duration::from_secs(3)).await;
 
     // Redis loses everything; 8 clients order meanwhile, each at stores of its own (one unit of a
     // product the store has), while the warm-up refills Redis.
-    t.lose_redis_data().await;
+    // (A Redis of the test's own: everything goes at once, as in a restart without data.)
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut t.redis().await)
+        .await
+        .unwrap();
     let stocked: Vec<(u64, u64)> = sqlx::query_as(
         "SELECT s.location_id, MIN(s.product_id) FROM stock s JOIN locations l \
          ON l.id = s.location_id AND l.kind = 'STORE' WHERE s.available > 0 \
@@ -256,6 +262,34 @@ async fn a_retail_catalogue_warms_up_under_orders_reconciles_and_pages_its_produ
     assert!(warmed.keys_loaded <= ROWS, "{warmed:?}");
     assert_eq!(warmed.keys_repaired, 0, "{warmed:?}");
     t.wait_persisted().await;
+
+    // The service noticed the loss: one record and one `order.lost` naming all 210 locations
+    // (each location's data was loaded at a moment of its own, but it is one loss).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM redis_data_losses")
+        .fetch_one(&t.db)
+        .await
+        .unwrap()
+        == 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no data loss recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let losses: Vec<String> = sqlx::query_scalar("SELECT locations FROM redis_data_losses")
+        .fetch_all(&t.db)
+        .await
+        .unwrap();
+    let all: Vec<String> = locations.iter().map(|l| l.get().to_string()).collect();
+    assert_eq!(losses, [all.join(",")]);
+    let lost: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE type = 'order.lost'")
+        .fetch_one(&t.db)
+        .await
+        .unwrap();
+    assert_eq!(lost, 1);
     for (key, redis, mysql) in redis_and_mysql(&t).await {
         assert_eq!(redis, Some(mysql), "redis vs mysql at {key:?}");
     }
