@@ -326,8 +326,9 @@ pub const NEAR_RADIUS_KM_DEFAULT: f64 = 10.0;
 pub const NEAR_RADIUS_KM_MAX: f64 = 500.0;
 
 /// Which locations a product page shows, from its query parameters once their validators passed
-/// (`limit` 1 to 500, `after` 0 or more). `near` is `latitude,longitude`; `radiusKm` goes with
-/// it, and `after` without it.
+/// (`near` two numbers, `radiusKm` more than 0 and at most 500, `limit` 1 to 500, `after` 0 or
+/// more). What the schema cannot say is 422: a `near` off the globe, `radiusKm` without `near`,
+/// `after` with it.
 pub(crate) fn stock_scope(
     near: Option<&str>,
     radius_km: Option<f64>,
@@ -337,7 +338,7 @@ pub(crate) fn stock_scope(
     let limit = limit.map_or(STOCK_ENTRIES_DEFAULT, |l| l as u32);
     let Some(near) = near else {
         if radius_km.is_some() {
-            return Err(Problem::bad_request(
+            return Err(Problem::validation(
                 "radiusKm goes with near=latitude,longitude",
             ));
         }
@@ -347,7 +348,7 @@ pub(crate) fn stock_scope(
         });
     };
     if after.is_some() {
-        return Err(Problem::bad_request(
+        return Err(Problem::validation(
             "after pages the locations by id; with near they come nearest first, at most limit",
         ));
     }
@@ -361,12 +362,13 @@ pub(crate) fn stock_scope(
         })
         .and_then(|(lat, lon)| Coordinates::new(lat, lon).ok())
         .ok_or_else(|| {
-            Problem::bad_request(format!(
+            Problem::validation(format!(
                 "near must be latitude,longitude in degrees (latitude -90 to 90, longitude -180 \
                  to 180), e.g. 37.5665,126.9780; got {near:?}"
             ))
         })?;
     let radius_km = radius_km.unwrap_or(NEAR_RADIUS_KM_DEFAULT);
+    // The schema bounds it; a NaN passes no bound.
     if !(radius_km > 0.0 && radius_km <= NEAR_RADIUS_KM_MAX) {
         return Err(Problem::bad_request(format!(
             "radiusKm must be more than 0 and at most {NEAR_RADIUS_KM_MAX}; got {radius_km}"
@@ -459,15 +461,24 @@ impl CatalogApi {
         #[oai(name = "If-None-Match")]
         if_none_match: Header<Option<String>>,
         /// `latitude,longitude` (WGS 84 degrees, e.g. `37.5665,126.9780`): only the locations
-        /// within `radiusKm` of this point, nearest first, each with its `distanceKm`.
+        /// within `radiusKm` of this point, nearest first, each with its `distanceKm`. A
+        /// latitude beyond ±90 or a longitude beyond ±180 is 422.
+        #[oai(validator(
+            pattern = r"^-?[0-9]{1,3}(\.[0-9]{1,12})?,-?[0-9]{1,3}(\.[0-9]{1,12})?$"
+        ))]
         near: Query<Option<String>>,
-        /// With `near`: how far to look, in kilometres (more than 0, at most 500; default 10).
-        #[oai(name = "radiusKm")]
+        /// With `near` only (422 without it): how far to look, in kilometres (more than 0, at
+        /// most 500; default 10).
+        #[oai(
+            name = "radiusKm",
+            validator(minimum(value = "0", exclusive), maximum(value = "500"))
+        )]
         radius_km: Query<Option<f64>>,
         /// Locations per answer: 1 to 500 (default 100).
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<i64>>,
-        /// Without `near`: the locations after this location id (the previous answer's `next`).
+        /// Without `near` only (422 with it): the locations after this location id (the previous
+        /// answer's `next`).
         #[oai(validator(minimum(value = "0")))]
         after: Query<Option<i64>>,
     ) -> ApiResult<ProductWithStock> {

@@ -113,15 +113,24 @@ impl RedisApi {
         #[oai(name = "If-None-Match")]
         if_none_match: Header<Option<String>>,
         /// `latitude,longitude` (WGS 84 degrees, e.g. `37.5665,126.9780`): only the locations
-        /// within `radiusKm` of this point, nearest first, each with its `distanceKm`.
+        /// within `radiusKm` of this point, nearest first, each with its `distanceKm`. A
+        /// latitude beyond ±90 or a longitude beyond ±180 is 422.
+        #[oai(validator(
+            pattern = r"^-?[0-9]{1,3}(\.[0-9]{1,12})?,-?[0-9]{1,3}(\.[0-9]{1,12})?$"
+        ))]
         near: Query<Option<String>>,
-        /// With `near`: how far to look, in kilometres (more than 0, at most 500; default 10).
-        #[oai(name = "radiusKm")]
+        /// With `near` only (422 without it): how far to look, in kilometres (more than 0, at
+        /// most 500; default 10).
+        #[oai(
+            name = "radiusKm",
+            validator(minimum(value = "0", exclusive), maximum(value = "500"))
+        )]
         radius_km: Query<Option<f64>>,
         /// Locations per answer: 1 to 500 (default 100).
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<i64>>,
-        /// Without `near`: the locations after this location id (the previous answer's `next`).
+        /// Without `near` only (422 with it): the locations after this location id (the previous
+        /// answer's `next`).
         #[oai(validator(minimum(value = "0")))]
         after: Query<Option<i64>>,
     ) -> ApiResult<ProductWithStock> {

@@ -20,14 +20,16 @@ pub const BATCH: usize = 1000;
 
 /// Locations a pass works on at once, by mode.
 pub struct AtOnce {
-    /// A reconciliation runs beside the orders it must not slow: two locations at a time.
+    /// A reconciliation runs beside the orders it must not slow: one location at a time (a batch
+    /// holds share locks on its rows while it reads the location's stream; two at once made
+    /// writers at both wait at once, past their deadline under load).
     pub repair: usize,
     /// A warm-up refills a Redis that lost its data; until it is done, orders for keys not yet
     /// loaded load them themselves, one request at a time. Wider, to be done sooner.
     pub load: usize,
 }
 
-pub const AT_ONCE: AtOnce = AtOnce { repair: 2, load: 6 };
+pub const AT_ONCE: AtOnce = AtOnce { repair: 1, load: 6 };
 
 impl AtOnce {
     fn of(&self, mode: SyncMode) -> usize {
