@@ -9,18 +9,11 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_keys_the_demo_prints_work() {
     let t = TestApp::spawn().await;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stock-flow"))
-        .args(["seed", "--profile", "demo"])
-        .env("DATABASE_URL", &t.database_url)
-        .env("REDIS_URL", &t.redis_url)
-        .env("REDIS_KEY_PREFIX", &t.prefix)
-        .output()
-        .expect("the seed runs");
-    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{printed}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let printed = run_seed(
+        &["--profile", "demo"],
+        &t.database_url,
+        &t.redis_url,
+        &t.prefix,
     );
     let channel_key = printed
         .lines()

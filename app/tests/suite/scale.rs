@@ -26,23 +26,26 @@ const ROWS: u64 = LOCATIONS * PRODUCTS as u64;
 /// Runs `stock-flow seed --profile retail` at the reduced size into `database_url`; answers what
 /// it printed.
 fn seed_retail(database_url: &str, redis_url: &str, prefix: &str) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stock-flow"))
-        .args(["seed", "--profile", "retail"])
-        .args(["--stores", &STORES.to_string()])
-        .args(["--warehouses", &WAREHOUSES.to_string()])
-        .args(["--products", &PRODUCTS.to_string()])
-        .env("DATABASE_URL", database_url)
-        .env("REDIS_URL", redis_url)
-        .env("REDIS_KEY_PREFIX", prefix)
-        .output()
-        .expect("the seed runs");
-    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{printed}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (stores, warehouses, products) = (
+        STORES.to_string(),
+        WAREHOUSES.to_string(),
+        PRODUCTS.to_string(),
     );
-    printed
+    run_seed(
+        &[
+            "--profile",
+            "retail",
+            "--stores",
+            &stores,
+            "--warehouses",
+            &warehouses,
+            "--products",
+            &products,
+        ],
+        database_url,
+        redis_url,
+        prefix,
+    )
 }
 
 /// A digest of every stock row and location, to compare two seeds.

@@ -20,6 +20,11 @@
 //! several at once and each committed on its own, with the (location, product) key built after
 //! them: 13.1 million rows would otherwise update that key at random places row by row.
 
+mod csv;
+mod places;
+pub use csv::write_csv;
+use places::{CITIES, STORES, WAREHOUSES};
+
 use crate::error::{Refusal, StorageError, StorageResult};
 use futures::{StreamExt, TryStreamExt};
 use rand::rngs::StdRng;
@@ -27,8 +32,6 @@ use rand::{Rng, SeedableRng};
 use sf_routing::{Calendar, CalendarSpec, LocationKind, OpeningHoursSpec};
 use sqlx::{MySqlPool, QueryBuilder};
 use std::fmt::Write as _;
-use std::io::Write;
-use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
@@ -77,104 +80,6 @@ impl Profile {
         }
     }
 }
-
-/// Seoul-area logistics centers and neighbourhoods, with their real coordinates.
-const WAREHOUSES: &[(&str, f64, f64)] = &[
-    ("Icheon Logistics Center", 37.2792, 127.4425),
-    ("Gimpo Logistics Center", 37.6152, 126.7156),
-    ("Yongin Logistics Center", 37.2411, 127.1776),
-    ("Namyangju Logistics Center", 37.6360, 127.2165),
-    ("Pyeongtaek Logistics Center", 36.9921, 127.1129),
-    // Beyond the bench profile's five: the other regions of a national chain.
-    ("Busan Gangseo Logistics Center", 35.1120, 128.9440),
-    ("Daegu Dalseong Logistics Center", 35.7746, 128.4314),
-    ("Daejeon Daedeok Logistics Center", 36.3700, 127.4300),
-    ("Gwangju Logistics Center", 35.2000, 126.8000),
-    ("Cheonan Logistics Center", 36.8500, 127.1500),
-];
-
-/// Korean cities with their real coordinates (city hall) and a weight: the retail profile places
-/// each store beyond the demo's 30 around a city drawn with these weights.
-const CITIES: &[(&str, f64, f64, u32)] = &[
-    ("Seoul", 37.5665, 126.9780, 20),
-    ("Busan", 35.1796, 129.0756, 7),
-    ("Incheon", 37.4563, 126.7052, 6),
-    ("Daegu", 35.8714, 128.6014, 5),
-    ("Daejeon", 36.3504, 127.3845, 3),
-    ("Gwangju", 35.1595, 126.8526, 3),
-    ("Suwon", 37.2636, 127.0286, 3),
-    ("Ulsan", 35.5384, 129.3114, 2),
-    ("Goyang", 37.6584, 126.8320, 2),
-    ("Yongin", 37.2411, 127.1776, 2),
-    ("Seongnam", 37.4200, 127.1267, 2),
-    ("Changwon", 35.2280, 128.6811, 2),
-    ("Bucheon", 37.5034, 126.7660, 2),
-    ("Cheongju", 36.6424, 127.4890, 2),
-    ("Hwaseong", 37.1995, 126.8310, 2),
-    ("Ansan", 37.3219, 126.8309, 2),
-    ("Namyangju", 37.6360, 127.2165, 2),
-    ("Anyang", 37.3943, 126.9568, 2),
-    ("Jeonju", 35.8242, 127.1480, 2),
-    ("Cheonan", 36.8151, 127.1139, 2),
-    ("Gimhae", 35.2285, 128.8894, 1),
-    ("Pyeongtaek", 36.9921, 127.1129, 1),
-    ("Pohang", 36.0190, 129.3435, 1),
-    ("Uijeongbu", 37.7381, 127.0338, 1),
-    ("Siheung", 37.3800, 126.8029, 1),
-    ("Paju", 37.7599, 126.7802, 1),
-    ("Gimpo", 37.6152, 126.7156, 1),
-    ("Gumi", 36.1195, 128.3446, 1),
-    ("Gwangmyeong", 37.4786, 126.8646, 1),
-    ("Hanam", 37.5393, 127.2148, 1),
-    ("Wonju", 37.3422, 127.9202, 1),
-    ("Chuncheon", 37.8813, 127.7298, 1),
-    ("Gangneung", 37.7519, 128.8761, 1),
-    ("Jeju", 33.4996, 126.5312, 1),
-    ("Seogwipo", 33.2541, 126.5600, 1),
-    ("Mokpo", 34.8118, 126.3922, 1),
-    ("Yeosu", 34.7604, 127.6622, 1),
-    ("Suncheon", 34.9506, 127.4872, 1),
-    ("Gunsan", 35.9676, 126.7366, 1),
-    ("Iksan", 35.9483, 126.9577, 1),
-    ("Gyeongju", 35.8562, 129.2247, 1),
-    ("Jinju", 35.1800, 128.1076, 1),
-    ("Andong", 36.5684, 128.7294, 1),
-    ("Geoje", 34.8806, 128.6211, 1),
-    ("Sokcho", 38.2070, 128.5918, 1),
-];
-
-const STORES: &[(&str, f64, f64)] = &[
-    ("Gangnam Station", 37.4979, 127.0276),
-    ("Hongdae", 37.5563, 126.9236),
-    ("Myeongdong", 37.5636, 126.9826),
-    ("Jamsil", 37.5133, 127.1001),
-    ("Yeouido", 37.5219, 126.9245),
-    ("Sinchon", 37.5551, 126.9368),
-    ("Konkuk University", 37.5404, 127.0692),
-    ("Itaewon", 37.5345, 126.9946),
-    ("Apgujeong", 37.5270, 127.0286),
-    ("Jongno 3-ga", 37.5704, 126.9921),
-    ("Dongdaemun", 37.5714, 127.0095),
-    ("Seoul Station", 37.5547, 126.9707),
-    ("Yongsan", 37.5299, 126.9648),
-    ("Mapo", 37.5440, 126.9516),
-    ("Mok-dong", 37.5265, 126.8750),
-    ("Guro Digital Complex", 37.4852, 126.9015),
-    ("Sillim", 37.4842, 126.9297),
-    ("Sadang", 37.4766, 126.9816),
-    ("Seocho", 37.4837, 127.0324),
-    ("Samseong", 37.5089, 127.0631),
-    ("Seongsu", 37.5446, 127.0557),
-    ("Wangsimni", 37.5612, 127.0380),
-    ("Cheongnyangni", 37.5802, 127.0470),
-    ("Nowon", 37.6551, 127.0613),
-    ("Suyu", 37.6380, 127.0257),
-    ("Yeonsinnae", 37.6190, 126.9210),
-    ("Magok", 37.5602, 126.8254),
-    ("Cheonho", 37.5386, 127.1236),
-    ("Pangyo", 37.3948, 127.1112),
-    ("Bundang Seohyeon", 37.3850, 127.1233),
-];
 
 /// A demo store's hours: the same range on each of `days`.
 struct DemoHours {
@@ -617,78 +522,6 @@ async fn existing_demo_keys(db: &MySqlPool) -> StorageResult<Vec<(u64, String, S
         .into_iter()
         .map(|s| (s.id, s.name, demo_key(s.id)))
         .collect())
-}
-
-/// A product as the CSV files list it.
-#[derive(sqlx::FromRow)]
-struct CsvProduct {
-    id: u64,
-    sku: String,
-    price: i64,
-}
-
-/// An active location as the CSV files list it.
-#[derive(sqlx::FromRow)]
-struct CsvLocation {
-    id: u64,
-    kind: LocationKind,
-    name: String,
-    latitude: f64,
-    longitude: f64,
-}
-
-/// Writes the CSV files the JMeter plans read: products, warehouses, stores, store keys, and
-/// delivery addresses around the stores.
-pub async fn write_csv(db: &MySqlPool, dir: &Path) -> StorageResult<()> {
-    let io = |e: std::io::Error| StorageError::internal(format!("writing {}: {e}", dir.display()));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let products: Vec<CsvProduct> =
-        sqlx::query_as("SELECT id, sku, price FROM products WHERE active ORDER BY id")
-            .fetch_all(db)
-            .await?;
-    let mut f = std::fs::File::create(dir.join("products.csv")).map_err(io)?;
-    writeln!(f, "productId,sku,price").map_err(io)?;
-    for CsvProduct { id, sku, price } in &products {
-        writeln!(f, "{id},{sku},{price}").map_err(io)?;
-    }
-    let locs: Vec<CsvLocation> = sqlx::query_as(
-        "SELECT id, CAST(kind AS CHAR) AS kind, name, latitude, longitude FROM locations \
-         WHERE active ORDER BY id",
-    )
-    .fetch_all(db)
-    .await?;
-    for (kind, file) in [
-        (LocationKind::Warehouse, "warehouses.csv"),
-        (LocationKind::Store, "stores.csv"),
-    ] {
-        let mut f = std::fs::File::create(dir.join(file)).map_err(io)?;
-        writeln!(f, "locationId,name,latitude,longitude").map_err(io)?;
-        for l in locs.iter().filter(|l| l.kind == kind) {
-            writeln!(f, "{},{},{},{}", l.id, l.name, l.latitude, l.longitude).map_err(io)?;
-        }
-    }
-    let mut f = std::fs::File::create(dir.join("store_keys.csv")).map_err(io)?;
-    writeln!(f, "storeId,storeKey").map_err(io)?;
-    for (id, _, key) in existing_demo_keys(db).await? {
-        writeln!(f, "{id},{key}").map_err(io)?;
-    }
-    let mut rng = StdRng::seed_from_u64(7);
-    let stores: Vec<_> = locs
-        .iter()
-        .filter(|l| l.kind == LocationKind::Store)
-        .collect();
-    let mut f = std::fs::File::create(dir.join("addresses.csv")).map_err(io)?;
-    writeln!(f, "latitude,longitude,nearStoreId").map_err(io)?;
-    for _ in 0..1000 {
-        if stores.is_empty() {
-            break;
-        }
-        let s = stores[rng.gen_range(0..stores.len())];
-        let lat = s.latitude + rng.gen_range(-0.03..0.03);
-        let lon = s.longitude + rng.gen_range(-0.03..0.03);
-        writeln!(f, "{lat:.5},{lon:.5},{}", s.id).map_err(io)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

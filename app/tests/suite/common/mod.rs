@@ -33,6 +33,26 @@ pub use servers::*;
 
 pub const ADMIN: &str = "test-admin-token";
 
+/// Runs `stock-flow seed <args>` into `database_url` (Redis keys under `prefix`), which must
+/// succeed; answers what it printed.
+pub fn run_seed(args: &[&str], database_url: &str, redis_url: &str, prefix: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stock-flow"))
+        .arg("seed")
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("REDIS_URL", redis_url)
+        .env("REDIS_KEY_PREFIX", prefix)
+        .output()
+        .expect("the seed runs");
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{printed}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    printed
+}
+
 pub fn server_url() -> String {
     std::env::var("DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/mysql".into())
 }
