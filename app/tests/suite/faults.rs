@@ -56,6 +56,38 @@ async fn assert_confirmed(t: &TestApp, ids: &[String]) {
 /// I2 nothing lost, with large orders: 300 orders of 50 lines each are accepted while no consumer
 /// runs; once one starts, every one of them is CONFIRMED, no statement exceeds the server's
 /// placeholder limit, and stock, ledger and Redis agree.
+/// A `BEGIN` given up halfway (slow to reach the server, its caller's deadline gone) leaves its pooled
+/// connection outside any transaction, so the next user's plain statements commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_begin_given_up_halfway_leaves_no_transaction_open() {
+    use sf_persistence::infra::mysql;
+    let proxy = Proxy::start(&host_port(&server_url())).await;
+    let url = via(&with_database(&server_url(), "mysql"), proxy.port);
+    let second = Duration::from_secs(1);
+    // One connection, so every step below uses the same one.
+    let pool = mysql::connect(&url, 1, 5 * second, 3 * second, 10 * second)
+        .await
+        .unwrap();
+    for round in 0..5 {
+        proxy.slow_down(Some((b"BEGIN", Duration::from_millis(200))));
+        let given_up = tokio::time::timeout(Duration::from_millis(50), mysql::begin(&pool)).await;
+        assert!(
+            given_up.is_err(),
+            "round {round}: BEGIN answered in 50 ms though held 200"
+        );
+        proxy.slow_down(None);
+        let mut conn = pool.acquire().await.unwrap();
+        let open: u64 = sqlx::query_scalar("SELECT @@in_transaction")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            open, 0,
+            "round {round}: the pooled connection is inside a transaction"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn consumer_outage_with_fifty_line_orders_recovers() {
     let mut t = TestApp::spawn_with(|c| c.consumer_enabled = false).await;
@@ -1084,7 +1116,7 @@ async fn a_batch_that_nets_to_zero_still_waits_for_a_sync_on_its_rows() {
         .unwrap();
     assert_eq!(cancelled, [1]);
     // A sync's share lock on the row, held from another connection.
-    let mut sync = t.db.begin().await.unwrap();
+    let mut sync = sf_persistence::infra::mysql::begin(&t.db).await.unwrap();
     sqlx::query(
         "SELECT available FROM stock WHERE location_id = ? AND product_id = ? LOCK IN SHARE MODE",
     )

@@ -95,7 +95,7 @@ impl Catalog<'_> {
         change: LocationChange,
     ) -> StorageResult<Location> {
         self.in_time(self.db_deadline(), async {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.begin().await?;
             // MariaDB's JSON is a binary-collated text: read as text (see `refresh_locations`).
             let stored: Option<Option<String>> = sqlx::query_scalar(
                 "SELECT CAST(calendar AS CHAR) FROM locations WHERE id = ? FOR UPDATE",

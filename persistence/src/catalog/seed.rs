@@ -239,7 +239,7 @@ pub async fn seed(
         products: n_prod,
     } = sizes;
     let mut rng = StdRng::seed_from_u64(20_261_124);
-    let mut tx = db.begin().await?;
+    let mut tx = crate::infra::mysql::begin(db).await?;
 
     progress(&format!("locations: {n_wh} warehouses, {n_st} stores"));
     let locs = locations(profile, sizes, &mut rng)?;

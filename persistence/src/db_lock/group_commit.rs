@@ -227,7 +227,7 @@ impl Storage {
         deadline: Instant,
     ) -> StorageResult<Outcome> {
         let statements = async {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.begin().await?;
             let mut answers: Vec<Option<StorageResult<Attempt>>> =
                 members.iter().map(|_| None).collect();
             // Each keyed order's claim; a replay or a mismatch is that order's answer alone.

@@ -89,7 +89,7 @@ impl Storage {
             .collect();
         let products: Vec<ProductId> = deltas.iter().map(|(p, _)| *p).collect();
         let statements = async {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.begin().await?;
             if let Some(idem) = &req.idempotency {
                 if let Claim::Replay(order) =
                     claim_mysql(&mut tx, idem, self.config.idempotency_ttl_secs).await?
@@ -174,7 +174,7 @@ impl Storage {
         sqlx::Transaction<'static, sqlx::MySql>,
         Option<(LocationId, Vec<(ProductId, i64)>)>,
     )> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.begin().await?;
         let LockedOrder {
             status,
             path,
@@ -228,7 +228,7 @@ impl Storage {
         deadline: Instant,
     ) -> StorageResult<Order> {
         let statements = async {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.begin().await?;
             let order = LockedOrder::lock(&mut tx, order_id).await?;
             if order.status != OrderStatus::Rejected {
                 return Err(Refusal::Conflict(format!(

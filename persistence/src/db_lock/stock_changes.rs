@@ -68,7 +68,7 @@ impl Storage {
         reason: Reason,
         by: &Attribution,
     ) -> StorageResult<(sqlx::Transaction<'static, sqlx::MySql>, i64, i64)> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.begin().await?;
         let lock = || {
             sqlx::query_scalar::<_, i64>(
                 "SELECT available + committed + reserved FROM stock \

@@ -238,7 +238,7 @@ impl Events<'_> {
     /// its types), and moves its mark on; answers how many it created. Harmless to repeat.
     pub async fn fan_out(&self, endpoint: &ActiveEndpoint) -> StorageResult<u64> {
         self.in_time(self.db_deadline(), async {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.begin().await?;
             let row = sqlx::query(
                 "SELECT fanned_to_seq, event_types, \
                  (SELECT CAST(COALESCE(MAX(seq), 0) AS UNSIGNED) FROM events) AS last \
@@ -390,7 +390,7 @@ impl Events<'_> {
             // The delivery and its attempt together; the endpoint's streak after, in statements
             // of their own (in the same transaction, two attempts' records would deadlock on the
             // endpoint's row, which the attempt's foreign key locks).
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.begin().await?;
             sqlx::query(
                 "INSERT INTO webhook_attempts (endpoint_id, seq, status_code, error, duration_ms, \
                  created_at) VALUES (?, ?, ?, ?, ?, NOW(3) - INTERVAL ? MICROSECOND)",
@@ -600,7 +600,7 @@ impl Events<'_> {
     /// Makes the deliveries of the events `filter` picks (and the endpoint's types) pending and
     /// due now; answers how many events it picked.
     async fn requeue(&self, endpoint_id: u64, pick: Pick<'_>) -> StorageResult<u64> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.begin().await?;
         let mut count = QueryBuilder::new("SELECT COUNT(*)");
         pick.from(&mut count, endpoint_id);
         let picked: i64 = count.build_query_scalar().fetch_one(&mut *tx).await?;

@@ -2,7 +2,7 @@
 
 use super::Events;
 use crate::error::StorageResult;
-use sqlx::{Acquire, QueryBuilder};
+use sqlx::QueryBuilder;
 
 /// Events one sequencing pass places; the next pass places the rest.
 const PER_PASS: u32 = 1000;
@@ -50,11 +50,8 @@ impl Events<'_> {
     /// is still open is neither waited for nor blocked, and its event is placed by a later pass.
     pub async fn sequence(&self) -> StorageResult<u64> {
         self.in_time(self.db_deadline(), async {
-            let mut conn = self.db.acquire().await?;
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                .execute(&mut *conn)
-                .await?;
-            let mut tx = conn.begin().await?;
+            // Read committed: every connection of the pool runs at that level.
+            let mut tx = self.begin().await?;
             sqlx::query(
                 "INSERT INTO leases (name, holder, until) VALUES ('events-sequence', '', NOW(3)) \
                  ON DUPLICATE KEY UPDATE name = name",

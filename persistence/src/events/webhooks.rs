@@ -271,7 +271,7 @@ impl Events<'_> {
             self.sequence().await?;
         }
         self.in_time(self.db_deadline(), async {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.begin().await?;
             let was: Option<i8> =
                 sqlx::query_scalar("SELECT enabled FROM webhook_endpoints WHERE id = ? FOR UPDATE")
                     .bind(id)

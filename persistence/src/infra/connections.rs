@@ -133,9 +133,9 @@ impl Storage {
         &self.keys
     }
 
-    /// A MySQL transaction on the storage's pool.
+    /// A MySQL transaction on the storage's pool (see [`crate::infra::mysql::begin`]).
     pub(crate) async fn begin(&self) -> StorageResult<sqlx::Transaction<'static, sqlx::MySql>> {
-        Ok(self.db.begin().await?)
+        crate::infra::mysql::begin(&self.db).await
     }
 
     /// How often a Redis found down is probed.

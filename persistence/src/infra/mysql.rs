@@ -77,6 +77,25 @@ pub async fn connect(
     Ok(pool)
 }
 
+/// Opens a transaction on `pool`: the one way this service begins one.
+///
+/// `BEGIN` runs to its end in a task of its own, so a caller that gives up halfway (a deadline, a
+/// dropped request) never leaves a pooled connection inside a transaction the pool does not know
+/// of: such a connection would run the next user's plain statements inside it, uncommitted, and
+/// lose them when it closes. Given up, the transaction is dropped (rolled back) when `BEGIN` ends.
+pub async fn begin(pool: &MySqlPool) -> StorageResult<sqlx::Transaction<'static, MySql>> {
+    let pool = pool.clone();
+    #[allow(clippy::disallowed_methods)] // the one place a transaction is begun
+    let begun = tokio::spawn(async move { pool.begin().await });
+    match begun.await {
+        Ok(tx) => Ok(tx?),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(StorageError::unavailable(
+            "MySQL did not begin a transaction",
+        )),
+    }
+}
+
 /// How long a transaction of this service may stay idle between two statements before the
 /// server ends it: twice its longest Redis step (`command` plus a replication `wait`), and at
 /// least 5 s.

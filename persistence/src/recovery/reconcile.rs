@@ -169,7 +169,7 @@ impl Storage {
         report: &mut ReconcileReport,
     ) -> StorageResult<Option<Option<ProductId>>> {
         let synced = crate::infra::mysql::with_retry("reconcile batch", || async {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.begin().await?;
             let synced = self.sync_next(&mut tx, loc, after, BATCH, mode).await?;
             tx.commit().await?;
             Ok(synced)

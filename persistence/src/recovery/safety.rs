@@ -86,7 +86,7 @@ impl Storage {
     /// effort: Redis keeps the old buffer until the next re-sync of these keys, which sets it).
     pub(crate) async fn push_safety(&self, loc: LocationId, products: &[ProductId]) {
         let pushed: StorageResult<()> = async {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.begin().await?;
             let mut redis = self.conn().await?;
             self.write_safety(&mut tx, &mut redis, loc, products)
                 .await?;

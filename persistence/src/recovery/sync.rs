@@ -95,7 +95,7 @@ impl Storage {
         self.in_time(
             deadline,
             crate::infra::mysql::with_retry("set stock keys from MySQL", || async {
-                let mut tx = self.db.begin().await?;
+                let mut tx = self.begin().await?;
                 self.sync_keys(&mut tx, loc, products, mode).await?;
                 tx.commit().await?;
                 Ok(())
@@ -504,7 +504,7 @@ impl Recovery<'_> {
                 let slot_key = self.keys.stream(loc);
                 let replication = wanted.and_then(|_| self.replication_at(&slot_key));
                 let cleared = crate::infra::mysql::with_retry("re-sync stale keys", || async {
-                    let mut tx = self.db.begin().await?;
+                    let mut tx = self.begin().await?;
                     let (_, held) = self
                         .sync_keys_replicated(
                             &mut tx,

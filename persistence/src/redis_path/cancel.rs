@@ -39,7 +39,7 @@ impl Storage {
         // computing these keys (under its share locks) then sees either neither the cancel's row
         // nor its script's effect, or both.
         let statements = async {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.begin().await?;
             insert_orders(
                 &mut tx,
                 &[(&order, Actor::of_order(&order))],

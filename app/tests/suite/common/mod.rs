@@ -490,7 +490,7 @@ impl TestApp {
         loc: u64,
         product: u64,
     ) -> sqlx::Transaction<'static, sqlx::MySql> {
-        let mut tx = self.db.begin().await.unwrap();
+        let mut tx = sf_persistence::infra::mysql::begin(&self.db).await.unwrap();
         sqlx::query(
             "SELECT available FROM stock WHERE location_id = ? AND product_id = ? FOR UPDATE",
         )

@@ -35,6 +35,8 @@ struct Control {
     /// Replies lost so far.
     fired: AtomicU64,
     latency_ms: AtomicU64,
+    /// Client chunks containing this are held this long before they are forwarded.
+    slow: Mutex<Option<(Vec<u8>, Duration)>>,
     refuse: AtomicBool,
 }
 
@@ -125,6 +127,11 @@ impl Proxy {
         self.control.refuse.store(on, Ordering::SeqCst);
     }
 
+    /// Holds each client chunk containing `pattern` for `d` before forwarding it (`None`: none).
+    pub fn slow_down(&self, slow: Option<(&[u8], Duration)>) {
+        *self.control.slow.lock().unwrap() = slow.map(|(p, d)| (p.to_vec(), d));
+    }
+
     pub fn set_latency(&self, d: Duration) {
         self.control
             .latency_ms
@@ -165,6 +172,13 @@ async fn pump(
         let latency = ctl.latency_ms.load(Ordering::SeqCst);
         if latency > 0 {
             tokio::time::sleep(Duration::from_millis(latency)).await;
+        }
+        let hold = match ctl.slow.lock().unwrap().as_ref() {
+            Some((pattern, d)) if contains(&buf[..n], pattern) => Some(*d),
+            _ => None,
+        };
+        if let Some(d) = hold {
+            tokio::time::sleep(d).await;
         }
         let fire = {
             let mut armed = ctl.armed.lock().unwrap();
