@@ -54,6 +54,8 @@ pub struct Metrics {
     in_flight: IntGaugeVec,
     group_commits: IntCounter,
     grouped_orders: IntCounter,
+    cancel_groups: IntCounter,
+    grouped_cancels: IntCounter,
     holds_active: IntGauge,
     holds: IntCounterVec,
     holds_overdue: Gauge,
@@ -185,6 +187,14 @@ impl Metrics {
             "stockflow_db_lock_grouped_orders_total",
             "Order attempts decided in those transactions (an order tried at a second location counts again)",
         );
+        let cancel_groups = counter(
+            "stockflow_db_lock_cancel_groups_total",
+            "Transactions that cancelled MySQL-held orders together",
+        );
+        let grouped_cancels = counter(
+            "stockflow_db_lock_grouped_cancels_total",
+            "Cancels done in those transactions",
+        );
         let consumer_events = counters(
             "stockflow_consumer_events_total",
             "Order events this instance's consumer handled, by outcome",
@@ -307,6 +317,8 @@ impl Metrics {
             in_flight,
             group_commits,
             grouped_orders,
+            cancel_groups,
+            grouped_cancels,
             holds_active,
             holds,
             holds_overdue,
@@ -455,6 +467,9 @@ impl Metrics {
         let (groups, grouped) = storage.health().group_commits();
         catch_up(&self.group_commits, groups);
         catch_up(&self.grouped_orders, grouped);
+        let (groups, grouped) = storage.health().cancel_groups();
+        catch_up(&self.cancel_groups, groups);
+        catch_up(&self.grouped_cancels, grouped);
         for kind in crate::edge::Kind::ALL {
             catch_up(
                 &self.shed.with_label_values(&[kind.name()]),

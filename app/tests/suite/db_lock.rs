@@ -255,6 +255,71 @@ async fn cancel_storm_restores_stock_once() {
     t.assert_converged(InRedis::All).await;
 }
 
+/// A cancel burst on one hot row, with new orders arriving at once: 120 cancels of 120 orders
+/// of one product and 60 new orders, all sent together. Every cancel answers `CANCELLED` and
+/// every new order is created; the cancels are done in groups (fewer transactions than cancels),
+/// each order's units come back once, with one ledger row and one `order.cancelled` event each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_burst_on_a_hot_row_is_done_in_groups_beside_new_orders() {
+    let t = TestApp::spawn().await;
+    let (wh, p) = t.warehouse_with_product(1_000, 500).await;
+    let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
+    let mut ids = Vec::new();
+    for r in join_all((0..120).map(|_| t.post("/api/orders", &body))).await {
+        let (status, b) = json_of(r).await;
+        assert_eq!(status, StatusCode::CREATED, "{b}");
+        ids.push(b["orderId"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(t.available(wh, p).await, 380);
+
+    let paths: Vec<String> = ids
+        .iter()
+        .map(|id| format!("/api/orders/{id}/cancel"))
+        .collect();
+    let cancels = join_all(paths.iter().map(|path| t.patch(path)));
+    let orders = join_all((0..60).map(|_| t.post("/api/orders", &body)));
+    let (cancels, orders) = tokio::join!(cancels, orders);
+    for (id, r) in ids.iter().zip(cancels) {
+        let (status, b) = json_of(r).await;
+        assert_eq!(
+            (status, b["status"].as_str()),
+            (StatusCode::OK, Some("CANCELLED")),
+            "{b}"
+        );
+        assert_eq!(b["orderId"], id.as_str());
+    }
+    for r in orders {
+        let (status, b) = json_of(r).await;
+        assert_eq!(status, StatusCode::CREATED, "{b}");
+    }
+    assert_eq!(t.available(wh, p).await, 440);
+    assert_eq!(t.ledger_sum(wh, p).await, -60);
+    assert_eq!(t.count_orders("CANCELLED").await, 120);
+    assert_eq!(t.count_orders("CONFIRMED").await, 60);
+    let (back, cancelled): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(DISTINCT ref_id) FROM stock_movements WHERE product_id = ? \
+         AND reason = 'CANCEL' AND available_delta = 1), \
+         (SELECT COUNT(DISTINCT subject) FROM events WHERE type = 'order.cancelled')",
+    )
+    .bind(p)
+    .fetch_one(&t.db)
+    .await
+    .unwrap();
+    assert_eq!((back, cancelled), (120, 120));
+    t.assert_converged(InRedis::All).await;
+
+    let metrics = t
+        .wait_for_metrics(&["stockflow_db_lock_grouped_cancels_total 120"])
+        .await;
+    let groups: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("stockflow_db_lock_cancel_groups_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(groups < 120, "120 cancels in {groups} groups");
+}
+
 /// I5 idempotent creation: 20 concurrent requests with one key create one order; all get the same
 /// answer. The same key with another body is refused with 422.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -142,6 +142,8 @@ impl Storage {
         Ok(Attempt::Placed(Placed::New(order)))
     }
 
+    /// Cancels `order_id` from MySQL in its location's lane ([`crate::db_lock::group_commit`]),
+    /// beside the other cancels and orders waiting there, and answers it as MySQL then holds it.
     /// `by`: who cancels, when not the order's own channel (a shop cancel).
     pub(crate) async fn try_cancel_db_lock(
         &self,
@@ -149,76 +151,20 @@ impl Storage {
         by: Option<Actor>,
         deadline: Instant,
     ) -> StorageResult<Order> {
-        let (tx, change) = self
-            .in_time(deadline, self.cancel_statements(order_id, by))
-            .await?;
-        match change {
-            // Increments are never refused, so this never answers a short product.
-            Some((loc, deltas)) => {
-                self.commit_with_redis(tx, loc, &deltas).await?;
-            }
-            None => self.commit_in_time(tx).await?,
-        }
-        self.order_from_mysql(order_id)
-            .await?
-            .ok_or_else(|| Refusal::UnknownOrder(order_id.to_owned()).into())
-    }
-
-    /// The statements of a cancel, up to its commit step, and the stock change it makes.
-    #[allow(clippy::type_complexity)]
-    async fn cancel_statements(
-        &self,
-        order_id: &str,
-        by: Option<Actor>,
-    ) -> StorageResult<(
-        sqlx::Transaction<'static, sqlx::MySql>,
-        Option<(LocationId, Vec<(ProductId, i64)>)>,
-    )> {
-        let mut tx = self.begin().await?;
-        let LockedOrder {
-            status,
-            path,
-            location_id: loc,
-            fulfillment,
-            channel_id,
-        } = LockedOrder::lock(&mut tx, order_id).await?;
-        if let Some(refused) = crate::fulfilment::decide::refuse_cancel(order_id, path, fulfillment)
-        {
-            return Err(refused.into());
-        }
-        match status {
-            OrderStatus::Confirmed => {
-                sqlx::query(
-                    "UPDATE orders SET status = 'CANCELLED', cancelled_at = NOW(3) WHERE id = ?",
-                )
-                .bind(order_id)
-                .execute(&mut *tx)
-                .await?;
-                order_changed(&mut tx, EventType::OrderCancelled, &[order_id]).await?;
-                let deltas = order_deltas(&mut tx, order_id, 1).await?;
-                let reason = if path == OrderPath::Pos {
-                    Reason::PosReturn
-                } else {
-                    Reason::Cancel
-                };
-                change_mysql_stock(&mut tx, loc, &deltas, reason).await?;
-                let by = Attribution::of(by.unwrap_or(Actor::of_channel(channel_id)));
-                let moves: Vec<_> = Move::all(loc, &deltas, order_id, &by).collect();
-                insert_movements(&mut tx, &moves, reason).await?;
-                Ok((tx, Some((loc, deltas))))
-            }
-            OrderStatus::Rejected => {
-                sqlx::query(
-                    "UPDATE orders SET status = 'CANCELLED', cancelled_at = NOW(3) WHERE id = ?",
-                )
-                .bind(order_id)
-                .execute(&mut *tx)
-                .await?;
-                order_changed(&mut tx, EventType::OrderCancelled, &[order_id]).await?;
-                Ok((tx, None))
-            }
-            _ => Ok((tx, None)),
-        }
+        let unknown = || StorageError::from(Refusal::UnknownOrder(order_id.to_owned()));
+        // Where an order is fulfilled never changes: its lane can be chosen before any lock.
+        let order = self.order_from_mysql(order_id).await?.ok_or_else(unknown)?;
+        let loc = LocationId::new_unchecked(order.fulfillment_location_id);
+        self.cancel_in_group(
+            loc,
+            group_commit::Cancelling {
+                order_id: order_id.to_owned(),
+                by,
+                deadline,
+            },
+        )
+        .await?;
+        self.order_from_mysql(order_id).await?.ok_or_else(unknown)
     }
 
     async fn try_retry_rejected(
@@ -406,11 +352,9 @@ impl DbLock<'_> {
     /// give back. `by`: who cancels, when not the order's own channel (`None`: a shop cancel).
     #[tracing::instrument(skip(self))]
     pub async fn cancel(&self, order_id: &str, by: Option<Actor>) -> StorageResult<Order> {
-        let deadline = self.db_deadline();
-        with_retry("mysql-first cancel", || {
-            self.try_cancel_db_lock(order_id, by, deadline)
-        })
-        .await
+        // The lane retries what MySQL aborts (a deadlock, a lock wait timeout).
+        self.try_cancel_db_lock(order_id, by, self.db_deadline())
+            .await
     }
 
     /// An operator's retry of a `REJECTED` order (after a restock): if the location has the units
@@ -424,6 +368,57 @@ impl DbLock<'_> {
         })
         .await
     }
+}
+
+/// What cancelling one order changed of its own rows, and what it gives back.
+pub(crate) struct CancelChange {
+    pub order_id: String,
+    pub loc: LocationId,
+    /// The units it gives back (none for a `REJECTED` order, which took none).
+    pub deltas: Vec<(ProductId, i64)>,
+    pub reason: Reason,
+    pub by: Attribution,
+}
+
+/// Locks `order_id` and marks it `CANCELLED` if it is `CONFIRMED` or `REJECTED`; answers what that
+/// gives back (the stock, the ledger and its event are the caller's to write), or `None` when
+/// it is already past cancelling (cancelled before: nothing to do). Refuses an order handed
+/// over, before it writes anything. `by`: who cancels, when not the order's own channel.
+pub(crate) async fn cancel_order_in(
+    tx: &mut MySqlConnection,
+    order_id: &str,
+    by: Option<Actor>,
+) -> StorageResult<Option<CancelChange>> {
+    let LockedOrder {
+        status,
+        path,
+        location_id: loc,
+        fulfillment,
+        channel_id,
+    } = LockedOrder::lock(&mut *tx, order_id).await?;
+    if let Some(refused) = crate::fulfilment::decide::refuse_cancel(order_id, path, fulfillment) {
+        return Err(refused.into());
+    }
+    let deltas = match status {
+        OrderStatus::Confirmed => order_deltas(&mut *tx, order_id, 1).await?,
+        OrderStatus::Rejected => Vec::new(),
+        _ => return Ok(None),
+    };
+    sqlx::query("UPDATE orders SET status = 'CANCELLED', cancelled_at = NOW(3) WHERE id = ?")
+        .bind(order_id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(Some(CancelChange {
+        order_id: order_id.to_owned(),
+        loc,
+        deltas,
+        reason: if path == OrderPath::Pos {
+            Reason::PosReturn
+        } else {
+            Reason::Cancel
+        },
+        by: Attribution::of(by.unwrap_or(Actor::of_channel(channel_id))),
+    }))
 }
 
 /// What a cancel or a retry reads of the order it locks.

@@ -167,6 +167,15 @@ impl<'a> Health<'a> {
         )
     }
 
+    /// DB-lock cancel groups done in one transaction, and the cancels they did.
+    pub fn cancel_groups(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.groups.cancel_groups.load(Relaxed),
+            self.groups.cancels.load(Relaxed),
+        )
+    }
+
     /// The Redis circuit: its state and the work done in degraded mode.
     pub fn circuit(&self) -> &'a Circuit {
         &self.0.circuit

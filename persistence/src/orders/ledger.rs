@@ -12,7 +12,7 @@ use sqlx::{MySqlConnection, QueryBuilder};
 /// Why a stock change was made, as the ledger names it. The reason also decides what the change
 /// does to each state of the row ([`Reason::committed_delta`]) and what a decrement needs
 /// ([`Reason::need`]): one definition, used by every writer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Reason {
     /// An online order persisted: its units move from `available` to `committed`.
     Order,
