@@ -92,6 +92,9 @@ pub struct Storage {
     replicas_short: Mutex<std::collections::HashMap<u16, std::time::Instant>>,
     /// The DB-lock path's group commit: one lane per location.
     groups: db_lock::group_commit::GroupCommit,
+    /// Key loads that Redis-path orders may run at once (see
+    /// [`Storage::order_key_load`]): an eighth of the MySQL pool.
+    order_loads: tokio::sync::Semaphore,
 }
 
 /// Declares a handle: a view of [`Storage`] for one concern, with the operations that concern's
@@ -166,7 +169,7 @@ impl Storage {
         config: StorageOptions,
     ) -> StorageResult<Self> {
         let store = Self {
-            db,
+            db: db.clone(),
             redis: ArcSwap::from_pointee(redis.pool),
             redis_client: redis.client,
             redis_settings: redis.settings,
@@ -181,6 +184,9 @@ impl Storage {
             epochs: Mutex::default(),
             replicas_short: Mutex::default(),
             groups: Default::default(),
+            order_loads: tokio::sync::Semaphore::new(
+                (db.options().get_max_connections() as usize / 8).max(1),
+            ),
         };
         store.catalog().refresh_catalog().await?;
         store.catalog().refresh_locations().await?;

@@ -14,7 +14,7 @@ use crate::orders::build::{build_order, ready_by};
 use crate::orders::idempotency::IdempotencyRequest;
 use crate::scripts::reserve::{Decision, Reserve};
 use crate::Storage;
-use sf_routing::{candidates_at, Destination, OrderLines, ProductId};
+use sf_routing::{candidates_at, Destination, LocationId, OrderLines, ProductId};
 use std::time::Duration;
 
 crate::handle!(
@@ -129,12 +129,13 @@ impl Storage {
                         }
                         break;
                     }
-                    Decision::NotLoaded { .. } if loads < 3 => {
+                    Decision::NotLoaded { index } if loads < 3 => {
                         loads += 1;
                         let products: Vec<ProductId> = req.lines.products().collect();
                         // Never past the attempt's deadline: the claim's lease outlives it.
-                        self.load_keys(loc, &products, deadline.min(self.db_deadline()))
-                            .await?;
+                        let by = deadline.min(self.db_deadline());
+                        let _loading = self.order_key_load(loc, &req.lines, index, by).await?;
+                        self.load_keys(loc, &products, by).await?;
                     }
                     Decision::NotLoaded { index } => {
                         return Err(StorageError::unavailable(format!(
@@ -152,6 +153,27 @@ impl Storage {
         Err(self
             .no_location(req.lines.clone(), &req.destination, shortest, now)
             .await)
+    }
+
+    /// A turn to load an order's missing keys. Orders load at most an eighth of the MySQL pool's
+    /// worth of keys at once: after Redis lost its data nearly every order misses a key, and
+    /// unbounded they would take the connections (and the CPU) the warm-up needs, so that both
+    /// crawl. An order that gets no turn by `deadline` is refused then (503, `Retry-After`).
+    async fn order_key_load(
+        &self,
+        loc: LocationId,
+        lines: &OrderLines,
+        index: usize,
+        deadline: tokio::time::Instant,
+    ) -> StorageResult<tokio::sync::SemaphorePermit<'_>> {
+        match tokio::time::timeout_at(deadline, self.order_loads.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(StorageError::unavailable(format!(
+                "stock of product {} at location {loc} is not loaded into redis yet (it is being \
+                 loaded); retry in a moment, or order through POST /api/orders",
+                lines.iter().nth(index).map(|(p, _)| p.get()).unwrap_or(0)
+            ))),
+        }
     }
 
     /// Refuses at once (503) while Redis is not trusted to decide orders: its circuit is open,
