@@ -50,6 +50,14 @@ pub(super) enum Claimed {
     Replay(Box<Order>),
 }
 
+/// An order's turn to load keys ([`Storage::order_key_load`]).
+enum Turn<'a> {
+    /// Its turn, held while it loads.
+    Now(tokio::sync::SemaphorePermit<'a>),
+    /// It waited for another order's load to end.
+    Waited,
+}
+
 impl Storage {
     pub(super) async fn decide_redis(
         &self,
@@ -130,12 +138,17 @@ impl Storage {
                         break;
                     }
                     Decision::NotLoaded { index } if loads < 3 => {
-                        loads += 1;
-                        let products: Vec<ProductId> = req.lines.products().collect();
                         // Never past the attempt's deadline: the claim's lease outlives it.
                         let by = deadline.min(self.db_deadline());
-                        let _loading = self.order_key_load(loc, &req.lines, index, by).await?;
-                        self.load_keys(loc, &products, by).await?;
+                        match self.order_key_load(loc, &req.lines, index, by).await? {
+                            Turn::Now(_loading) => {
+                                loads += 1;
+                                let products: Vec<ProductId> = req.lines.products().collect();
+                                self.load_keys(loc, &products, by).await?;
+                            }
+                            // Another order's load may have loaded these keys: decide again.
+                            Turn::Waited => {}
+                        }
                     }
                     Decision::NotLoaded { index } => {
                         return Err(StorageError::unavailable(format!(
@@ -155,19 +168,23 @@ impl Storage {
             .await)
     }
 
-    /// A turn to load an order's missing keys. Orders load at most an eighth of the MySQL pool's
-    /// worth of keys at once: after Redis lost its data nearly every order misses a key, and
-    /// unbounded they would take the connections (and the CPU) the warm-up needs, so that both
-    /// crawl. An order that gets no turn by `deadline` is refused then (503, `Retry-After`).
+    /// A turn to load an order's missing keys. Orders load keys at most an eighth of the MySQL
+    /// pool at a time: after Redis lost its data nearly every order misses a key, and unbounded
+    /// they would take the connections (and the CPU) the warm-up needs, so that both crawl. An
+    /// order that finds every turn taken waits for one to end ([`Turn::Waited`]: that load may
+    /// have been of its keys), and is refused at `deadline` (503, `Retry-After`).
     async fn order_key_load(
         &self,
         loc: LocationId,
         lines: &OrderLines,
         index: usize,
         deadline: tokio::time::Instant,
-    ) -> StorageResult<tokio::sync::SemaphorePermit<'_>> {
+    ) -> StorageResult<Turn<'_>> {
+        if let Ok(permit) = self.order_loads.try_acquire() {
+            return Ok(Turn::Now(permit));
+        }
         match tokio::time::timeout_at(deadline, self.order_loads.acquire()).await {
-            Ok(Ok(permit)) => Ok(permit),
+            Ok(Ok(_)) => Ok(Turn::Waited),
             _ => Err(StorageError::unavailable(format!(
                 "stock of product {} at location {loc} is not loaded into redis yet (it is being \
                  loaded); retry in a moment, or order through POST /api/orders",
