@@ -206,6 +206,49 @@ async fn pagination_walks_every_product_exactly_once() {
     }
 }
 
+/// A location opened after the Redis page first read Redis: the page shows its stock, and follows
+/// an order there at once (its changes reach the instance's copy of the stock keys as any
+/// location's do).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_page_follows_a_location_opened_after_it_first_read() {
+    let t = TestApp::spawn().await;
+    let (wh, p) = t.warehouse_with_product(4_500, 9).await;
+    let path = format!("/api/redis/products/{p}");
+    let quantities = |body: &Value| -> Vec<(u64, i64)> {
+        body["stock"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["locationId"].as_u64().unwrap(),
+                    s["quantity"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (s, _, body) = read(&t, &path, None).await;
+    assert_eq!((s, quantities(&body)), (StatusCode::OK, vec![(wh, 9)]));
+
+    let store = t.add_location("STORE", "S", SEOUL.0, SEOUL.1).await;
+    t.stock_row(store, p, 3).await;
+    let (_, _, body) = read(&t, &path, None).await;
+    assert_eq!(quantities(&body), [(wh, 9), (store, 3)]);
+    for left in [2, 1, 0] {
+        let (s, b) = json_of(
+            t.post("/api/redis/orders", &same_day_order(&[(p, 1)]))
+                .await,
+        )
+        .await;
+        assert_eq!(
+            (s, b["fulfillmentLocationId"].as_u64()),
+            (StatusCode::ACCEPTED, Some(store))
+        );
+        let (_, _, body) = read(&t, &path, None).await;
+        assert_eq!(quantities(&body), [(wh, 9), (store, left)]);
+    }
+}
+
 /// The product page shows the stock at every active location (by location id, with its type) and
 /// its sum: MySQL's on-hand on `/api/products/{id}`, Redis's sellable figure on
 /// `/api/redis/products/{id}`, which already counts a Redis-path order MySQL has not seen yet.

@@ -49,6 +49,17 @@ impl Keys {
     pub fn stock_prefix(&self, loc: LocationId) -> String {
         format!("{}{{L{}}}:s:", self.prefix, loc)
     }
+    /// What every key of every location starts with (`<p>{L`): the one prefix the stock mirror
+    /// asks Redis to report changes under. (One prefix, not one per location: Redis matches
+    /// each written key against every prefix it tracks, one by one.)
+    pub fn locations_prefix(&self) -> String {
+        format!("{}{{L", self.prefix)
+    }
+    /// Whether `key` is a key of a location (starts with [`Keys::locations_prefix`]).
+    pub fn is_location_key(&self, key: &[u8]) -> bool {
+        key.strip_prefix(self.prefix.as_bytes())
+            .is_some_and(|rest| rest.starts_with(b"{L"))
+    }
     /// (location, product) of a stock key under this prefix; `None` for any other key.
     pub fn parse_stock(&self, key: &[u8]) -> Option<(u64, u64)> {
         let rest = key
@@ -156,6 +167,30 @@ impl StockKeyTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_key_of_a_location_is_under_the_locations_prefix_and_no_other() {
+        let keys = Keys::new("sf:");
+        let loc = LocationId::new_unchecked(12);
+        let stock = keys.stock(loc, ProductId::new_unchecked(3));
+        for key in [
+            stock.as_str(),
+            "sf:{L12}:ev",
+            "sf:{L12}:o:12-x",
+            "sf:{L12}:epoch",
+        ] {
+            assert!(key.starts_with(&keys.locations_prefix()), "{key}");
+            assert!(keys.is_location_key(key.as_bytes()), "{key}");
+        }
+        for key in [
+            "sf:lease:reconcile",
+            "sf:idem:{1:k}",
+            "sf:{cred}:ck:x",
+            "other:{L12}:ev",
+        ] {
+            assert!(!keys.is_location_key(key.as_bytes()), "{key}");
+        }
+    }
 
     #[test]
     fn a_stock_key_parses_back_to_its_location_and_product() {
