@@ -92,9 +92,12 @@ pub struct Storage {
     replicas_short: Mutex<std::collections::HashMap<u16, std::time::Instant>>,
     /// The DB-lock path's group commit: one lane per location.
     groups: db_lock::group_commit::GroupCommit,
-    /// Key loads that Redis-path orders may run at once (see
-    /// [`Storage::order_key_load`]): an eighth of the MySQL pool.
+    /// Key loads of Redis-path orders ([`Storage::order_key_load`]): those of the same keys
+    /// shared, the turns (an eighth of the MySQL pool), and the places in line for a turn (four
+    /// times as many).
+    key_loads: catalog::ReadGroups<(sf_routing::LocationId, Vec<sf_routing::ProductId>), ()>,
     order_loads: tokio::sync::Semaphore,
+    load_line: tokio::sync::Semaphore,
 }
 
 /// Declares a handle: a view of [`Storage`] for one concern, with the operations that concern's
@@ -168,8 +171,9 @@ impl Storage {
         redis: RedisLink,
         config: StorageOptions,
     ) -> StorageResult<Self> {
+        let load_turns = (db.options().get_max_connections() as usize / 8).max(1);
         let store = Self {
-            db: db.clone(),
+            db,
             redis: ArcSwap::from_pointee(redis.pool),
             redis_client: redis.client,
             redis_settings: redis.settings,
@@ -184,9 +188,9 @@ impl Storage {
             epochs: Mutex::default(),
             replicas_short: Mutex::default(),
             groups: Default::default(),
-            order_loads: tokio::sync::Semaphore::new(
-                (db.options().get_max_connections() as usize / 8).max(1),
-            ),
+            key_loads: Default::default(),
+            order_loads: tokio::sync::Semaphore::new(load_turns),
+            load_line: tokio::sync::Semaphore::new(4 * load_turns),
         };
         store.catalog().refresh_catalog().await?;
         store.catalog().refresh_locations().await?;

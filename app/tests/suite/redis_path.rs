@@ -532,6 +532,84 @@ async fn script_flush_causes_no_failed_order() {
     t.assert_converged(InRedis::All).await;
 }
 
+/// Orders that miss keys while every load turn is taken wait in a bounded line; one beyond it is
+/// refused at once (503 with `Retry-After`, nothing changed) instead of waiting out its deadline,
+/// and those in line are served once the turn is free. (A pool of 8: one turn, four in line. The
+/// turn is held by an order whose key load waits for a stock row the test keeps locked.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_order_beyond_the_line_for_a_key_load_is_refused_at_once() {
+    let t = Arc::new(
+        TestApp::spawn_with(|c| {
+            c.storage.db_max_connections = 8;
+            c.storage.db_command_timeout_ms = 15_000;
+        })
+        .await,
+    );
+    let s = t.store_with(6, 10).await;
+    let mut redis = t.redis().await;
+    for p in &s.products {
+        let _: () = redis::cmd("DEL")
+            .arg(t.stock_key(s.store, *p))
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+    }
+    let order = |p: u64| {
+        let t = t.clone();
+        let body = serde_json::json!({
+            "items": [{"productId": p, "quantity": 1}],
+            "deliveryType": "PICKUP",
+            "storeId": s.store,
+        });
+        async move { t.post("/api/redis/orders", &body).await }
+    };
+    let mut lock = sf_persistence::infra::mysql::begin(&t.db).await.unwrap();
+    sqlx::query("SELECT available FROM stock WHERE location_id = ? AND product_id = ? FOR UPDATE")
+        .bind(s.store)
+        .bind(s.products[0])
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    // The first takes the turn and waits for the row; four more take the places in line.
+    let holder = tokio::spawn(order(s.products[0]));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let in_line: Vec<_> = s.products[1..5]
+        .iter()
+        .map(|p| tokio::spawn(order(*p)))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+
+    let beyond = tokio::select! {
+        r = order(s.products[5]) => r,
+        _ = tokio::time::sleep(Duration::from_secs(5)) => panic!("the sixth order waited for a turn"),
+    };
+    assert!(beyond.headers().get("retry-after").is_some());
+    let (status, body) = json_of(beyond).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not loaded into redis yet"),
+        "{body}"
+    );
+    assert!(
+        !holder.is_finished(),
+        "the first order did not wait for the locked row"
+    );
+
+    lock.rollback().await.unwrap();
+    for r in std::iter::once(holder).chain(in_line) {
+        let (status, body) = json_of(r.await.unwrap()).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    t.wait_persisted().await;
+    for (i, p) in s.products.iter().enumerate() {
+        assert_eq!(t.available(s.store, *p).await, if i < 5 { 9 } else { 10 });
+    }
+    assert_eq!(t.count_orders("CONFIRMED").await, 5);
+}
+
 /// One stock, several writers: DB-lock orders, Redis orders, Redis cancels and admin adjustments
 /// on one product at once. No oversell; after quiescence Redis equals MySQL and the ledger sums.
 /// (150 MySQL-first writes queue on one row lock: on a loaded machine the last ones wait longer

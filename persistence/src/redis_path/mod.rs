@@ -50,14 +50,6 @@ pub(super) enum Claimed {
     Replay(Box<Order>),
 }
 
-/// An order's turn to load keys ([`Storage::order_key_load`]).
-enum Turn<'a> {
-    /// Its turn, held while it loads.
-    Now(tokio::sync::SemaphorePermit<'a>),
-    /// It waited for another order's load to end.
-    Waited,
-}
-
 impl Storage {
     pub(super) async fn decide_redis(
         &self,
@@ -138,17 +130,10 @@ impl Storage {
                         break;
                     }
                     Decision::NotLoaded { index } if loads < 3 => {
+                        loads += 1;
                         // Never past the attempt's deadline: the claim's lease outlives it.
                         let by = deadline.min(self.db_deadline());
-                        match self.order_key_load(loc, &req.lines, index, by).await? {
-                            Turn::Now(_loading) => {
-                                loads += 1;
-                                let products: Vec<ProductId> = req.lines.products().collect();
-                                self.load_keys(loc, &products, by).await?;
-                            }
-                            // Another order's load may have loaded these keys: decide again.
-                            Turn::Waited => {}
-                        }
+                        self.order_key_load(loc, &req.lines, index, by).await?;
                     }
                     Decision::NotLoaded { index } => {
                         return Err(StorageError::unavailable(format!(
@@ -168,28 +153,46 @@ impl Storage {
             .await)
     }
 
-    /// A turn to load an order's missing keys. Orders load keys at most an eighth of the MySQL
-    /// pool at a time: after Redis lost its data nearly every order misses a key, and unbounded
-    /// they would take the connections (and the CPU) the warm-up needs, so that both crawl. An
-    /// order that finds every turn taken waits for one to end ([`Turn::Waited`]: that load may
-    /// have been of its keys), and is refused at `deadline` (503, `Retry-After`).
+    /// Loads the keys of an order's products at `loc`, which it found missing, by `deadline`.
+    ///
+    /// After Redis lost its data nearly every order misses a key, and unbounded the orders' loads
+    /// would take the connections (and the CPU) the warm-up needs, so that both crawl. So orders
+    /// that miss the same keys share one load ([`ReadGroups`]: each still gets a load that began
+    /// after it asked), loads run at most an eighth of the MySQL pool at a time, and at most four
+    /// times as many wait for a turn: an order beyond those is refused at once, and one whose
+    /// turn does not come by `deadline` then (503 with `Retry-After`, the keys still loading).
     async fn order_key_load(
         &self,
         loc: LocationId,
         lines: &OrderLines,
         index: usize,
         deadline: tokio::time::Instant,
-    ) -> StorageResult<Turn<'_>> {
-        if let Ok(permit) = self.order_loads.try_acquire() {
-            return Ok(Turn::Now(permit));
-        }
-        match tokio::time::timeout_at(deadline, self.order_loads.acquire()).await {
-            Ok(Ok(_)) => Ok(Turn::Waited),
-            _ => Err(StorageError::unavailable(format!(
+    ) -> StorageResult<()> {
+        let products: Vec<ProductId> = lines.products().collect();
+        let refused = || {
+            StorageError::unavailable(format!(
                 "stock of product {} at location {loc} is not loaded into redis yet (it is being \
                  loaded); retry in a moment, or order through POST /api/orders",
                 lines.iter().nth(index).map(|(p, _)| p.get()).unwrap_or(0)
-            ))),
+            ))
+        };
+        let load = self.key_loads.read((loc, products.clone()), || async {
+            let _turn = match self.order_loads.try_acquire() {
+                Ok(turn) => turn,
+                Err(_) => {
+                    // A place in the line for a turn, or refused at once.
+                    let _in_line = self.load_line.try_acquire().map_err(|_| refused())?;
+                    match tokio::time::timeout_at(deadline, self.order_loads.acquire()).await {
+                        Ok(Ok(turn)) => turn,
+                        _ => return Err(refused()),
+                    }
+                }
+            };
+            self.load_keys(loc, &products, deadline).await
+        });
+        match tokio::time::timeout_at(deadline, load).await {
+            Ok(loaded) => loaded.map(|_| ()),
+            Err(_) => Err(refused()),
         }
     }
 
