@@ -17,25 +17,22 @@
 //! group is decided again with Redis's figure for it; after [`REDECIDES`] tries the group's
 //! orders are decided one by one.
 //!
-//! Cancels of orders MySQL holds wait in the same lanes ([`Storage::cancel_in_group`]): a group's
-//! cancels run first, in one transaction of their own (each order locked and marked, one refused
-//! alone; each stock row changed once; one commit step), so a cancel in a burst waits for one
-//! group rather than for every writer of its rows in turn.
+//! Cancels of orders MySQL holds wait in the same lanes ([`crate::db_lock::group_cancel`]): a
+//! group's cancels run first, in one transaction of their own, so a cancel in a burst waits for
+//! one group rather than for every writer of its rows in turn.
 //!
 //! Groups run inside the write's own task ([`crate::db_lock::DbLock::place`] is called from one), so a
 //! client that goes away never cuts a group short.
 
 use crate::access::Actor;
-use crate::db_lock::{cancel_order_in, Attempt, DbLockOrder, Placed};
+use crate::db_lock::group_cancel::Cancelling;
+use crate::db_lock::{Attempt, DbLockOrder, Placed};
 use crate::error::{Refusal, StorageError, StorageResult};
-use crate::events::{order_changed, EventType};
 use crate::infra::mysql::{push_list, with_retry};
 use crate::model::{Order, OrderPath, OrderStatus};
 use crate::orders::build::build_order;
 use crate::orders::idempotency::{claim_mysql, complete_mysql, Claim};
-use crate::orders::ledger::{
-    change_mysql_stock, insert_movements, insert_orders, location_safety, Move, Reason,
-};
+use crate::orders::ledger::{insert_orders, location_safety, Reason};
 use crate::scripts::adjust::AdjustMode;
 use crate::Storage;
 use sf_routing::{Candidate, LocationId, OrderLines, ProductId};
@@ -60,16 +57,8 @@ pub(crate) struct Member {
     pub ready_by: Option<Arc<str>>,
 }
 
-/// A cancel of an order the lane's location sold.
-pub(crate) struct Cancelling {
-    pub order_id: String,
-    /// Who cancels, when not the order's own channel.
-    pub by: Option<Actor>,
-    pub deadline: Instant,
-}
-
 /// What waits in a lane.
-enum Work {
+pub(super) enum Work {
     Order(Member),
     Cancel(Cancelling),
 }
@@ -77,7 +66,7 @@ enum Work {
 /// What a group answers one of its members. (Sent once per order through a oneshot: boxing the
 /// large variant would add an allocation per order for nothing.)
 #[allow(clippy::large_enum_variant)]
-enum Answer {
+pub(super) enum Answer {
     Decided(StorageResult<Attempt>),
     /// An earlier member of the group holds the same `Idempotency-Key`: this one joins the next
     /// group, which finds that member's answer.
@@ -147,21 +136,9 @@ impl Storage {
         }
     }
 
-    /// Cancels an order of `loc` in one transaction with the cancels that wait beside it.
-    pub(crate) async fn cancel_in_group(
-        &self,
-        loc: LocationId,
-        cancel: Cancelling,
-    ) -> StorageResult<()> {
-        match self.through_lane(loc, Work::Cancel(cancel)).await? {
-            Answer::Cancelled(r) => r,
-            _ => Err(StorageError::internal("a cancel was answered as an order")),
-        }
-    }
-
     /// Queues `work` in `loc`'s lane and answers it, running the lane's next group when its turn
     /// comes and no group took the work meanwhile.
-    async fn through_lane(&self, loc: LocationId, work: Work) -> StorageResult<Answer> {
+    pub(super) async fn through_lane(&self, loc: LocationId, work: Work) -> StorageResult<Answer> {
         let lane = self.groups.lane(loc);
         let (tx, mut rx) = oneshot::channel();
         lane.queue
@@ -239,7 +216,7 @@ impl Storage {
         }
     }
 
-    fn late(&self) -> StorageError {
+    pub(super) fn late(&self) -> StorageError {
         StorageError::unavailable(format!(
             "MySQL did not answer within {} ms; nothing was changed",
             self.config.db_timeout.as_millis()
@@ -285,105 +262,6 @@ impl Storage {
             answers.push(with_retry("mysql-first order", || self.try_db_lock(m)).await);
         }
         answers
-    }
-
-    /// Cancels a group of orders of `loc` in one transaction (retried whole when MySQL aborts
-    /// it); a refused cancel is that member's answer alone.
-    async fn cancel_group(
-        &self,
-        loc: LocationId,
-        members: &[Cancelling],
-    ) -> Vec<StorageResult<()>> {
-        let deadline = members
-            .iter()
-            .map(|m| m.deadline)
-            .min()
-            .unwrap_or_else(Instant::now);
-        let tried = with_retry("mysql-first cancel group", || {
-            self.try_cancel_group(loc, members, deadline)
-        })
-        .await;
-        match tried {
-            Ok(answers) => {
-                self.groups.cancel_groups.fetch_add(1, Ordering::Relaxed);
-                self.groups
-                    .cancels
-                    .fetch_add(members.len() as u64, Ordering::Relaxed);
-                answers
-            }
-            // One failure answers every member as it is; each request logs it with its id.
-            Err(e) => members.iter().map(|_| Err(e.clone())).collect(),
-        }
-    }
-
-    /// One try at a cancel group: each order's row, then the group's stock rows (in product
-    /// order, like every writer), ledger entries and events, then the commit step.
-    async fn try_cancel_group(
-        &self,
-        loc: LocationId,
-        members: &[Cancelling],
-        deadline: Instant,
-    ) -> StorageResult<Vec<StorageResult<()>>> {
-        let statements = async {
-            let mut tx = self.begin().await?;
-            let mut answers = Vec::with_capacity(members.len());
-            let mut changes = Vec::new();
-            for m in members {
-                match cancel_order_in(&mut tx, &m.order_id, m.by).await {
-                    Ok(change) => {
-                        answers.push(Ok(()));
-                        changes.extend(change);
-                    }
-                    Err(e @ StorageError::Refused(_)) => answers.push(Err(e)),
-                    Err(e) => return Err(e),
-                }
-            }
-            if let Some(other) = changes.iter().find(|c| c.loc != loc) {
-                return Err(StorageError::internal(format!(
-                    "order {} of location {} cancelled in the lane of {loc}",
-                    other.order_id, other.loc
-                )));
-            }
-            // Per product, what each reason gives back; written in product order.
-            let mut back: BTreeMap<ProductId, BTreeMap<Reason, i64>> = BTreeMap::new();
-            for c in &changes {
-                for (p, d) in &c.deltas {
-                    *back.entry(*p).or_default().entry(c.reason).or_default() += d;
-                }
-            }
-            for (p, by_reason) in &back {
-                for (reason, d) in by_reason {
-                    change_mysql_stock(&mut tx, loc, &[(*p, *d)], *reason).await?;
-                }
-            }
-            for reason in [Reason::Cancel, Reason::PosReturn] {
-                let moves: Vec<_> = changes
-                    .iter()
-                    .filter(|c| c.reason == reason)
-                    .flat_map(|c| Move::all(loc, &c.deltas, &c.order_id, &c.by))
-                    .collect();
-                if !moves.is_empty() {
-                    insert_movements(&mut tx, &moves, reason).await?;
-                }
-            }
-            let ids: Vec<&str> = changes.iter().map(|c| c.order_id.as_str()).collect();
-            if !ids.is_empty() {
-                order_changed(&mut tx, EventType::OrderCancelled, &ids).await?;
-            }
-            let deltas: Vec<(ProductId, i64)> = back
-                .iter()
-                .map(|(p, by_reason)| (*p, by_reason.values().sum()))
-                .collect();
-            Ok((tx, answers, deltas))
-        };
-        let (tx, answers, deltas) = self.in_time(deadline, statements).await?;
-        if deltas.is_empty() {
-            self.commit_in_time(tx).await?;
-        } else {
-            // Increments are never refused, so this never answers a short product.
-            self.commit_with_redis(tx, loc, &deltas).await?;
-        }
-        Ok(answers)
     }
 
     /// One try at a group: its statements, then the commit step.

@@ -10,6 +10,7 @@
 
 pub(crate) mod commit;
 
+pub(crate) mod group_cancel;
 pub(crate) mod group_commit;
 pub(crate) mod pos;
 pub(crate) mod stock_changes;
@@ -157,7 +158,7 @@ impl Storage {
         let loc = LocationId::new_unchecked(order.fulfillment_location_id);
         self.cancel_in_group(
             loc,
-            group_commit::Cancelling {
+            group_cancel::Cancelling {
                 order_id: order_id.to_owned(),
                 by,
                 deadline,
