@@ -98,12 +98,7 @@ async fn a_group_places_the_orders_that_fit_and_refuses_the_others_alone() {
     let metrics = t
         .wait_for_metrics(&["stockflow_db_lock_grouped_orders_total 60"])
         .await;
-    let groups: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("stockflow_db_lock_group_commits_total "))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let groups = metric(&metrics, "stockflow_db_lock_group_commits_total").unwrap();
     assert!(groups < 60, "60 orders in {groups} groups");
 
     // A created keyed order replays; a refused key is free for a new request.
@@ -311,12 +306,7 @@ async fn a_cancel_burst_on_a_hot_row_is_done_in_groups_beside_new_orders() {
     let metrics = t
         .wait_for_metrics(&["stockflow_db_lock_grouped_cancels_total 120"])
         .await;
-    let groups: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("stockflow_db_lock_cancel_groups_total "))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let groups = metric(&metrics, "stockflow_db_lock_cancel_groups_total").unwrap();
     assert!(groups < 120, "120 cancels in {groups} groups");
 }
 

@@ -505,9 +505,11 @@ async fn db_lock_orders_on_an_instance_whose_circuit_is_open_still_reach_redis_f
             .text()
             .await
             .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix("stockflow_degraded_total{kind=\"mysql_only_writes\"} "))
-            .map_or(0, |n| n.trim().parse::<u64>().unwrap())
+        metric(
+            &text,
+            "stockflow_degraded_total{kind=\"mysql_only_writes\"}",
+        )
+        .unwrap_or(0)
     };
     // The second instance's Redis circuit, as its readiness reports it.
     let second_circuit = || async {

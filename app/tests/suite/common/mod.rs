@@ -61,6 +61,14 @@ pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
 }
 
+/// The value of the sample `name` (with its labels, if any) in a `/metrics` text; `None` when it
+/// is not there.
+pub fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .map(|n| n.trim().parse::<f64>().expect("a number") as u64)
+}
+
 /// `mysql://user@host:port/anything` with another database name.
 pub fn with_database(url: &str, name: &str) -> String {
     let mut parsed = url::Url::parse(url).expect("a database URL");
