@@ -46,24 +46,13 @@ impl PrivateCluster {
         // answers.
         static PICKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let picking = PICKING.lock().unwrap_or_else(|e| e.into_inner());
-        // Client port and cluster-bus port per node, all distinct: the listeners are held until
-        // every port is chosen. The bus port is given explicitly because client port + 10000 (the
-        // default) may be taken or past 65535.
-        let ports = {
-            let listeners: Vec<_> = (0..2 * NODES)
-                .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-                .collect();
-            listeners
-                .iter()
-                .map(|l| l.local_addr().unwrap().port())
-                .collect::<Vec<_>>()
-        };
+        let ports = port_pairs(NODES);
         static STARTED: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "sf-cluster-{}-{}-{}",
             std::process::id(),
             STARTED.fetch_add(1, Ordering::Relaxed),
-            ports[0],
+            ports[0].0,
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -73,13 +62,11 @@ impl PrivateCluster {
             nodes: Vec::with_capacity(NODES),
             former_slots: HashMap::new(),
         };
-        for pair in ports.chunks(2) {
-            cluster.spawn_node(pair[0], pair[1]);
+        for &(port, bus_port) in &ports {
+            cluster.spawn_node(port, bus_port);
         }
-        for node in &cluster.nodes {
-            wait_until(deadline, || {
-                ping(node.port).map_err(|e| format!("node {} does not answer: {e}", node.port))
-            });
+        for i in 0..NODES {
+            cluster.wait_answering(i, deadline);
         }
         drop(picking);
         cluster.create(deadline);
@@ -219,6 +206,44 @@ impl PrivateCluster {
             port,
             bus_port,
             child: Some(child),
+        });
+    }
+
+    /// Waits until node `i` answers `PING`. A free port can be taken between being picked and the
+    /// node listening on it (an outgoing connection's local port comes from the same range): a
+    /// node that exits before it answers is started again on other ports, a few times.
+    fn wait_answering(&mut self, i: usize, deadline: Instant) {
+        let mut restarts = 0;
+        wait_until(deadline, || {
+            let node = &mut self.nodes[i];
+            let why = match ping(node.port) {
+                Ok(()) => return Ok(()),
+                Err(e) => format!("node {} does not answer: {e}", node.port),
+            };
+            let exited = node
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            let Some(status) = exited else {
+                return Err(why);
+            };
+            let log =
+                std::fs::read_to_string(self.dir.join(node.port.to_string()).join("redis.log"))
+                    .unwrap_or_default();
+            restarts += 1;
+            assert!(
+                restarts <= 5,
+                "node {} exited ({status}) at each of 5 starts; its log:\n{log}",
+                node.port
+            );
+            let (port, bus_port) = port_pairs(1)[0];
+            let child = self.node_process(port, bus_port);
+            self.nodes[i] = Node {
+                port,
+                bus_port,
+                child: Some(child),
+            };
+            Err(why)
         });
     }
 
@@ -562,6 +587,20 @@ impl Drop for PrivateCluster {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// `n` pairs of free loopback ports (client, cluster bus), all distinct: the listeners are held
+/// until every port is chosen. The bus port is given explicitly because client port + 10000 (the
+/// default) may be taken or past 65535.
+fn port_pairs(n: usize) -> Vec<(u16, u16)> {
+    let listeners: Vec<_> = (0..2 * n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
+    ports.chunks(2).map(|p| (p[0], p[1])).collect()
 }
 
 /// One line of `CLUSTER NODES`.

@@ -24,17 +24,26 @@ pub struct PrivateRedis {
 }
 
 impl PrivateRedis {
+    /// Starts a server on a free port. A free port can be taken between being picked and the
+    /// server listening on it (an outgoing connection's local port comes from the same range): a
+    /// server that exits before it answers is started again on another port, a few times.
     pub fn start() -> Self {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("sf-redis-{port}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut r = Self {
-            port,
-            dir,
-            child: None,
-        };
-        r.restart();
-        r
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let dir = std::env::temp_dir().join(format!("sf-redis-{port}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut r = Self {
+                port,
+                dir,
+                child: None,
+            };
+            match r.launch() {
+                Ok(()) => return r,
+                Err(why) => last = why,
+            }
+        }
+        panic!("private redis exited at each of 5 starts: {last}");
     }
 
     /// A second private server replicating `master`, started once the replication link is up.
@@ -69,8 +78,15 @@ impl PrivateRedis {
 
     /// Starts the server again on the same port and folder (it replays its append-only file).
     pub fn restart(&mut self) {
+        if let Err(why) = self.launch() {
+            panic!("private redis did not start again on {}: {why}", self.port);
+        }
+    }
+
+    /// Starts the server and waits until it answers `PING` (within 20 s); `Err` if it exits first.
+    fn launch(&mut self) -> Result<(), String> {
         let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
-        let child = std::process::Command::new(bin)
+        let mut child = std::process::Command::new(bin)
             .args([
                 "--port",
                 &self.port.to_string(),
@@ -87,10 +103,9 @@ impl PrivateRedis {
                 "--daemonize",
                 "no",
             ])
-            .stdout(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("redis-server starts (set REDIS_SERVER_BIN)");
-        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
@@ -101,8 +116,18 @@ impl PrivateRedis {
                         .map(|n| &buf[..n] == b"+PONG\r\n")
                         .unwrap_or(false)
                 {
-                    return;
+                    // Its log goes on to a pipe nobody reads: drained, so that it never blocks.
+                    let mut out = child.stdout.take().expect("piped");
+                    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+                    self.child = Some(child);
+                    return Ok(());
                 }
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut log = String::new();
+                use std::io::Read;
+                let _ = child.stdout.take().expect("piped").read_to_string(&mut log);
+                return Err(format!("exited ({status}): {}", log.trim_end()));
             }
             assert!(Instant::now() < deadline, "private redis did not start");
             std::thread::sleep(Duration::from_millis(50));
