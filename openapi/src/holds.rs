@@ -61,7 +61,11 @@ impl HoldsApi {
         /// Makes retries safe: 1 to 128 visible ASCII characters.
         #[oai(
             name = "Idempotency-Key",
-            validator(min_length = 1, max_length = 128, pattern = r"^[!-~]+$")
+            validator(
+                min_length = 1,
+                max_length = 128,
+                custom = "crate::types::Matches(&crate::types::IDEMPOTENCY_KEY)"
+            )
         )]
         key: Header<Option<String>>,
     ) -> ApiResult<HoldCreated> {
@@ -179,7 +183,11 @@ impl HoldsApi {
         /// Makes retries safe: 1 to 128 visible ASCII characters.
         #[oai(
             name = "Idempotency-Key",
-            validator(min_length = 1, max_length = 128, pattern = r"^[!-~]+$")
+            validator(
+                min_length = 1,
+                max_length = 128,
+                custom = "crate::types::Matches(&crate::types::IDEMPOTENCY_KEY)"
+            )
         )]
         key: Header<Option<String>>,
     ) -> ApiResult<Created> {

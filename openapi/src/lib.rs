@@ -350,6 +350,7 @@ pub fn spec_document(service: &OpenApiService<Apis, ()>) -> serde_json::Value {
     add_links(&mut doc);
     add_required_roles(&mut doc);
     add_request_id_header(&mut doc);
+    types::add_parameter_patterns(&mut doc);
     // Schemas reachable from a request body.
     let mut pending: Vec<String> = Vec::new();
     for op in doc["paths"]

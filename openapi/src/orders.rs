@@ -86,7 +86,11 @@ impl OrdersApi {
         body: Json<OrderRequest>,
         #[oai(
             name = "Idempotency-Key",
-            validator(min_length = 1, max_length = 128, pattern = r"^[!-~]+$")
+            validator(
+                min_length = 1,
+                max_length = 128,
+                custom = "crate::types::Matches(&crate::types::IDEMPOTENCY_KEY)"
+            )
         )]
         key: Header<Option<String>>,
     ) -> ApiResult<Created> {

@@ -115,9 +115,7 @@ impl RedisApi {
         /// `latitude,longitude` (WGS 84 degrees, e.g. `37.5665,126.9780`): only the locations
         /// within `radiusKm` of this point, nearest first, each with its `distanceKm`. A
         /// latitude beyond ±90 or a longitude beyond ±180 is 422.
-        #[oai(validator(
-            pattern = r"^-?[0-9]{1,3}(\.[0-9]{1,12})?,-?[0-9]{1,3}(\.[0-9]{1,12})?$"
-        ))]
+        #[oai(validator(custom = "crate::types::Matches(&crate::types::NEAR)"))]
         near: Query<Option<String>>,
         /// With `near` only (422 without it): how far to look, in kilometres (more than 0, at
         /// most 500; default 10).
@@ -172,7 +170,11 @@ impl RedisApi {
         /// Makes retries safe: 1 to 128 visible ASCII characters.
         #[oai(
             name = "Idempotency-Key",
-            validator(min_length = 1, max_length = 128, pattern = r"^[!-~]+$")
+            validator(
+                min_length = 1,
+                max_length = 128,
+                custom = "crate::types::Matches(&crate::types::IDEMPOTENCY_KEY)"
+            )
         )]
         key: Header<Option<String>>,
     ) -> ApiResult<Accepted> {

@@ -386,7 +386,11 @@ impl StoresApi {
         /// Makes retries safe: 1 to 128 visible ASCII characters.
         #[oai(
             name = "Idempotency-Key",
-            validator(min_length = 1, max_length = 128, pattern = r"^[!-~]+$")
+            validator(
+                min_length = 1,
+                max_length = 128,
+                custom = "crate::types::Matches(&crate::types::IDEMPOTENCY_KEY)"
+            )
         )]
         key: Header<Option<String>>,
     ) -> ApiResult<PosSold> {

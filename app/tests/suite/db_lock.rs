@@ -357,6 +357,58 @@ async fn idempotency_key_creates_one_order() {
     assert_eq!(t.available(wh, p).await, 99);
 }
 
+/// An `Idempotency-Key` that is empty, too long or has a character outside visible ASCII is
+/// refused (400, naming the header) on both order paths, and no order is placed; the longest and
+/// oddest key that is allowed places its order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_off_its_pattern_is_refused() {
+    let t = TestApp::spawn().await;
+    let (wh, p) = t.warehouse_with_product(1_000, 100).await;
+    let body = normal_order(&[(p, 1)], SEOUL.0, SEOUL.1);
+    let too_long = "k".repeat(129);
+    for route in ["/api/orders", "/api/redis/orders"] {
+        for bad in ["", "has space", "tab\there", "caf\u{e9}", too_long.as_str()] {
+            let r = t
+                .client
+                .post(format!("{}{route}", t.base))
+                .header("Idempotency-Key", bad)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let (status, problem) = json_of(r).await;
+            assert_eq!(
+                status,
+                StatusCode::BAD_REQUEST,
+                "{route} {bad:?}: {problem}"
+            );
+            assert!(
+                problem["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("Idempotency-Key"),
+                "{route} {bad:?}: {problem}"
+            );
+        }
+    }
+    assert_eq!(t.available(wh, p).await, 100);
+    for route in ["/api/orders", "/api/redis/orders"] {
+        // 128 characters, from `!` to `~`.
+        let longest = format!("!{route}{}", "~".repeat(127 - route.len()));
+        let r = t
+            .client
+            .post(format!("{}{route}", t.base))
+            .header("Idempotency-Key", longest)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{route}: {}", r.status());
+    }
+    t.wait_persisted().await;
+    assert_eq!(t.available(wh, p).await, 98);
+}
+
 /// I6 bad input changes nothing: each malformed or out-of-range request gets its problem and the
 /// stock stays as it was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -785,3 +785,46 @@ async fn with_redis_slow_a_redis_page_answers_from_mysql_in_time() {
     }
     proxy.set_latency(std::time::Duration::ZERO);
 }
+
+/// The locations near a point are kept between pages (a shopper reads many products from one
+/// point), and a change of the locations shows at once: a store closed is gone from the next
+/// page near the same point, and one opened there appears, on both routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_near_page_follows_the_locations_opened_and_closed_near_its_point() {
+    let t = TestApp::spawn().await;
+    let p = t.add_product(1_000).await;
+    let a = t.add_location("STORE", "A", 35.1000, 129.0400).await;
+    let b = t.add_location("STORE", "B", 35.1100, 129.0400).await;
+    t.stock_row(a, p, 5).await;
+    t.stock_row(b, p, 7).await;
+    t.storage().catalog().refresh_locations().await.unwrap();
+    let near = |route: &'static str| {
+        let t = &t;
+        async move {
+            let url = format!("{route}/{p}?near=35.1000,129.0400&radiusKm=3");
+            let (s, page) = json_of(t.get(&url).await).await;
+            assert_eq!(s, StatusCode::OK, "{page}");
+            page["stock"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    (
+                        e["locationId"].as_u64().unwrap(),
+                        e["quantity"].as_i64().unwrap(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    for route in ["/api/products", "/api/redis/products"] {
+        assert_eq!(near(route).await, [(a, 5), (b, 7)], "{route}");
+        assert_eq!(near(route).await, [(a, 5), (b, 7)], "{route}, again");
+    }
+    deactivate(&t, "locations", a).await;
+    let c = t.add_location("STORE", "C", 35.1050, 129.0400).await;
+    t.stock_row(c, p, 9).await;
+    for route in ["/api/products", "/api/redis/products"] {
+        assert_eq!(near(route).await, [(c, 9), (b, 7)], "{route}");
+    }
+}

@@ -4,12 +4,14 @@
 mod bodies;
 mod calendar;
 mod holds;
+mod patterns;
 mod requests;
 mod text;
 
 pub use bodies::*;
 pub use calendar::*;
 pub use holds::*;
+pub use patterns::{add_parameter_patterns, Matches, IDEMPOTENCY_KEY, NEAR};
 pub use requests::*;
 pub use text::Text;
 

@@ -80,6 +80,9 @@ pub struct Locations {
     own_safety: std::collections::HashMap<(LocationId, ProductId), i64>,
     /// Which load this is (see [`crate::catalog::Catalog::refresh_locations`]).
     load: u64,
+    /// The locations near a point that product pages showed lately (see
+    /// [`pages::NearPoints`]): a shopper reads many products from one point.
+    near: pages::NearPoints,
 }
 
 impl Locations {
@@ -263,6 +266,7 @@ impl Catalog<'_> {
             active,
             own_safety,
             load,
+            near: Default::default(),
         });
         replace_if_newer(&self.locations, fresh, |l| l.load);
         Ok(())

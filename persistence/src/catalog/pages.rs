@@ -59,8 +59,7 @@ pub enum StockScope {
 /// The locations a scope shows: each with its kind and, for [`StockScope::Near`], its distance.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) struct Shown {
-    /// (location, kind, distance in km as `f64` bits).
-    pub(super) at: Vec<(LocationId, LocationKind, Option<u64>)>,
+    pub(super) at: Vec<ShownAt>,
     pub(super) next: Option<u64>,
 }
 
@@ -100,20 +99,65 @@ impl Locations {
                 from,
                 radius_km,
                 limit,
-            } => Shown {
-                at: self
-                    .index
-                    .near(from, radius_km)
-                    .into_iter()
-                    .take(limit as usize)
-                    .filter_map(|c| {
-                        let site = self.index.get(c.location)?;
-                        Some((c.location, site.kind, c.distance_km.map(f64::to_bits)))
-                    })
-                    .collect(),
-                next: None,
-            },
+            } => {
+                let key = (
+                    from.latitude().to_bits(),
+                    from.longitude().to_bits(),
+                    radius_km.to_bits(),
+                    limit,
+                );
+                let at = self.near.points.get(&key).unwrap_or_else(|| {
+                    let at: Arc<Vec<ShownAt>> = Arc::new(
+                        self.index
+                            .near(from, radius_km)
+                            .into_iter()
+                            .take(limit as usize)
+                            .filter_map(|c| {
+                                let site = self.index.get(c.location)?;
+                                Some((c.location, site.kind, c.distance_km.map(f64::to_bits)))
+                            })
+                            .collect(),
+                    );
+                    self.near.points.insert(key, at.clone());
+                    at
+                });
+                Shown {
+                    at: Vec::clone(&at),
+                    next: None,
+                }
+            }
         }
+    }
+}
+
+/// The active locations within a radius of a point, nearest first, for the last
+/// [`NearPoints::KEPT`] (point, radius, limit) product pages asked for. Measuring every location
+/// in the point's latitude band geodesically was about a fifth of a product page's CPU; a shopper
+/// reads many products from one point. Part of one [`Locations`] load, so a change of the
+/// locations starts it empty.
+pub(super) struct NearPoints {
+    /// By (latitude, longitude, radius as `f64` bits, limit).
+    points: quick_cache::sync::Cache<(u64, u64, u64, u32), Arc<Vec<ShownAt>>>,
+}
+
+/// A location a page shows: its id, its kind and its distance in km as `f64` bits.
+pub(super) type ShownAt = (LocationId, LocationKind, Option<u64>);
+
+impl NearPoints {
+    const KEPT: usize = 4096;
+}
+
+impl Default for NearPoints {
+    fn default() -> Self {
+        Self {
+            points: quick_cache::sync::Cache::new(Self::KEPT),
+        }
+    }
+}
+
+impl std::fmt::Debug for NearPoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NearPoints({} kept)", self.points.len())
     }
 }
 
