@@ -10,6 +10,7 @@ use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::types::{Example, ToJSON};
 use poem_openapi::{Object, OpenApi, SecurityScheme, Tags};
+use serde_json::value::RawValue;
 use sf_persistence::access::KeyLookup;
 use sf_persistence::events::{Bodies, FeedEvent, FeedReader};
 use sf_persistence::holds::Hold;
@@ -21,13 +22,24 @@ use std::sync::Arc;
 pub struct EventBodies;
 
 impl Bodies for EventBodies {
-    fn order(&self, order: &Order) -> serde_json::Value {
-        OrderBody::from(order.clone()).to_json().unwrap_or_default()
+    /// Rendered with serde, which writes what `ToJSON` does
+    /// (`order_bodies_render_as_the_spec_describes`) without building a JSON tree first.
+    fn order(&self, order: &Order) -> Box<RawValue> {
+        raw(serde_json::value::to_raw_value(&OrderBody::from(
+            order.clone(),
+        )))
     }
 
-    fn hold(&self, hold: &Hold) -> serde_json::Value {
-        HoldBody::from(hold.clone()).to_json().unwrap_or_default()
+    fn hold(&self, hold: &Hold) -> Box<RawValue> {
+        raw(serde_json::value::to_raw_value(
+            &HoldBody::from(hold.clone()).to_json(),
+        ))
     }
+}
+
+/// A rendered body, or `null` if it could not be rendered (a body of plain fields always can).
+fn raw(rendered: serde_json::Result<Box<RawValue>>) -> Box<RawValue> {
+    rendered.unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
 
 #[derive(Tags)]

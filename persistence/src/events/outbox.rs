@@ -5,14 +5,15 @@ use crate::error::{StorageError, StorageResult};
 use crate::holds::Hold;
 use crate::model::{Order, OrderPath, OrderStatus};
 use crate::orders::ledger::ROWS_PER_STATEMENT;
+use serde_json::value::RawValue;
 use sqlx::{MySqlConnection, QueryBuilder};
 use std::sync::OnceLock;
 
-/// How an event's `data` shows its resource: as `GET` shows it. The API layer knows the bodies;
-/// it gives them here once at start ([`set_bodies`]).
+/// How an event's `data` shows its resource: as `GET` shows it, rendered to JSON text once. The
+/// API layer knows the bodies; it gives them here once at start ([`set_bodies`]).
 pub trait Bodies: Send + Sync + 'static {
-    fn order(&self, order: &Order) -> serde_json::Value;
-    fn hold(&self, hold: &Hold) -> serde_json::Value;
+    fn order(&self, order: &Order) -> Box<RawValue>;
+    fn hold(&self, hold: &Hold) -> Box<RawValue>;
 }
 
 static BODIES: OnceLock<Box<dyn Bodies>> = OnceLock::new();
@@ -37,7 +38,17 @@ pub(crate) struct NewEvent {
     /// What it is about: the key its deliveries keep the order of.
     pub subject: String,
     pub channel: Option<u64>,
-    pub data: serde_json::Value,
+    /// Its `data`, as JSON text.
+    pub data: Box<RawValue>,
+}
+
+/// An event's payload as it is stored and sent: `{"type", "timestamp", "data"}`.
+#[derive(serde::Serialize)]
+struct Payload<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    timestamp: &'a str,
+    data: &'a RawValue,
 }
 
 impl NewEvent {
@@ -67,11 +78,11 @@ pub(crate) async fn record(conn: &mut MySqlConnection, events: &[NewEvent]) -> S
         let rows = chunk
             .iter()
             .map(|e| {
-                let payload = serde_json::to_string(&serde_json::json!({
-                    "type": e.kind.as_str(),
-                    "timestamp": now,
-                    "data": e.data,
-                }))?;
+                let payload = serde_json::to_string(&Payload {
+                    kind: e.kind.as_str(),
+                    timestamp: &now,
+                    data: &e.data,
+                })?;
                 Ok((e, payload))
             })
             .collect::<StorageResult<Vec<_>>>()?;

@@ -279,12 +279,12 @@ impl Orders<'_> {
                 kind: EventType::OrderLost,
                 subject: format!("loss:{}", inserted.last_insert_id()),
                 channel: None,
-                data: serde_json::json!({
+                data: serde_json::value::to_raw_value(&serde_json::json!({
                     "lostSince": since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                     "detectedAt": chrono::Utc::now()
                         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                     "locations": locations.iter().map(|l| l.get()).collect::<Vec<_>>(),
-                }),
+                }))?,
             };
             crate::events::record(&mut tx, &[event]).await?;
         }
