@@ -603,13 +603,24 @@ impl TestApp {
             .unwrap()
     }
 
-    /// The status MySQL holds for order `id` (which it must hold).
+    /// The status MySQL holds for order `id`, which it must hold within 10 s: a dead-lettered
+    /// reservation's order is listed in MySQL just after its event left the stream, so an empty
+    /// backlog ([`TestApp::wait_persisted`]) does not yet mean the row is there.
     pub async fn order_status(&self, id: &str) -> String {
-        sqlx::query_scalar("SELECT status FROM orders WHERE id = ?")
-            .bind(id)
-            .fetch_one(&self.db)
-            .await
-            .unwrap()
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let status: Option<String> =
+                sqlx::query_scalar("SELECT status FROM orders WHERE id = ?")
+                    .bind(id)
+                    .fetch_optional(&self.db)
+                    .await
+                    .unwrap();
+            if let Some(status) = status {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "order {id} is not in MySQL");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Ids of the orders in MySQL.
