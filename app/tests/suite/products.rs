@@ -77,6 +77,21 @@ fn totals(page: &Value) -> Vec<(u64, i64)> {
         .collect()
 }
 
+/// A product page's stock entries as (locationId, quantity), in the page's order.
+fn quantities(page: &Value) -> Vec<(u64, i64)> {
+    page["stock"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["locationId"].as_u64().unwrap(),
+                s["quantity"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 /// Which figures each page shows: MySQL's on-hand, or Redis's sellable stock.
 fn source_of(path: &str) -> &'static str {
     if path.starts_with("/api/redis/") {
@@ -214,19 +229,6 @@ async fn the_redis_page_follows_a_location_opened_after_it_first_read() {
     let t = TestApp::spawn().await;
     let (wh, p) = t.warehouse_with_product(4_500, 9).await;
     let path = format!("/api/redis/products/{p}");
-    let quantities = |body: &Value| -> Vec<(u64, i64)> {
-        body["stock"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                (
-                    s["locationId"].as_u64().unwrap(),
-                    s["quantity"].as_i64().unwrap(),
-                )
-            })
-            .collect()
-    };
     let (s, _, body) = read(&t, &path, None).await;
     assert_eq!((s, quantities(&body)), (StatusCode::OK, vec![(wh, 9)]));
 
@@ -804,17 +806,7 @@ async fn a_near_page_follows_the_locations_opened_and_closed_near_its_point() {
             let url = format!("{route}/{p}?near=35.1000,129.0400&radiusKm=3");
             let (s, page) = json_of(t.get(&url).await).await;
             assert_eq!(s, StatusCode::OK, "{page}");
-            page["stock"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| {
-                    (
-                        e["locationId"].as_u64().unwrap(),
-                        e["quantity"].as_i64().unwrap(),
-                    )
-                })
-                .collect::<Vec<_>>()
+            quantities(&page)
         }
     };
     for route in ["/api/products", "/api/redis/products"] {

@@ -10,45 +10,35 @@
 
 use poem_openapi::validation::Validator;
 use regex::Regex;
-use std::sync::LazyLock;
+use std::sync::OnceLock;
 
 /// A regular expression, compiled on first use.
 pub struct Pattern {
     source: &'static str,
-    regex: LazyLock<Regex>,
+    regex: OnceLock<Regex>,
 }
 
 impl Pattern {
-    const fn new(source: &'static str, compile: fn() -> Regex) -> Self {
+    const fn new(source: &'static str) -> Self {
         Self {
             source,
-            regex: LazyLock::new(compile),
+            regex: OnceLock::new(),
         }
     }
 
-    pub fn source(&self) -> &'static str {
-        self.source
+    fn is_match(&self, value: &str) -> bool {
+        self.regex
+            .get_or_init(|| Regex::new(self.source).expect("the expression compiles"))
+            .is_match(value)
     }
 }
 
-/// Defines a [`Pattern`] static from its expression, written once.
-macro_rules! pattern {
-    ($(#[$doc:meta])* $name:ident = $source:literal) => {
-        $(#[$doc])*
-        pub static $name: Pattern =
-            Pattern::new($source, || Regex::new($source).expect("the expression compiles"));
-    };
-}
+/// An `Idempotency-Key`: visible ASCII (its length is bounded by the parameter's own validators).
+pub static IDEMPOTENCY_KEY: Pattern = Pattern::new(r"^[!-~]+$");
 
-pattern!(
-    /// An `Idempotency-Key`: visible ASCII (its length is bounded by the parameter's own
-    /// validators).
-    IDEMPOTENCY_KEY = r"^[!-~]+$"
-);
-pattern!(
-    /// `near`: `latitude,longitude` in degrees (the ranges are checked where it is read).
-    NEAR = r"^-?[0-9]{1,3}(\.[0-9]{1,12})?,-?[0-9]{1,3}(\.[0-9]{1,12})?$"
-);
+/// `near`: `latitude,longitude` in degrees (the ranges are checked where it is read).
+pub static NEAR: Pattern =
+    Pattern::new(r"^-?[0-9]{1,3}(\.[0-9]{1,12})?,-?[0-9]{1,3}(\.[0-9]{1,12})?$");
 
 /// The parameters, by name, whose value must match a pattern wherever they appear.
 pub const PARAMETER_PATTERNS: &[(&str, &Pattern)] =
@@ -66,7 +56,7 @@ impl std::fmt::Display for Matches {
 
 impl<T: AsRef<str>> Validator<T> for Matches {
     fn check(&self, value: &T) -> bool {
-        self.0.regex.is_match(value.as_ref())
+        self.0.is_match(value.as_ref())
     }
 }
 

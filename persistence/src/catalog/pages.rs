@@ -59,7 +59,8 @@ pub enum StockScope {
 /// The locations a scope shows: each with its kind and, for [`StockScope::Near`], its distance.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) struct Shown {
-    pub(super) at: Vec<ShownAt>,
+    /// Shared with the near points kept ([`NearPoints`]): a page copies none of it.
+    pub(super) at: Arc<[ShownAt]>,
     pub(super) next: Option<u64>,
 }
 
@@ -86,7 +87,7 @@ impl Locations {
             StockScope::ById { after, limit } => {
                 let start = self.active.partition_point(|(l, _)| l.get() <= after);
                 let end = start.saturating_add(limit as usize).min(self.active.len());
-                let at: Vec<_> = self.active[start..end]
+                let at: Arc<[ShownAt]> = self.active[start..end]
                     .iter()
                     .map(|(l, k)| (*l, *k, None))
                     .collect();
@@ -107,24 +108,20 @@ impl Locations {
                     limit,
                 );
                 let at = self.near.points.get(&key).unwrap_or_else(|| {
-                    let at: Arc<Vec<ShownAt>> = Arc::new(
-                        self.index
-                            .near(from, radius_km)
-                            .into_iter()
-                            .take(limit as usize)
-                            .filter_map(|c| {
-                                let site = self.index.get(c.location)?;
-                                Some((c.location, site.kind, c.distance_km.map(f64::to_bits)))
-                            })
-                            .collect(),
-                    );
+                    let at: Arc<[ShownAt]> = self
+                        .index
+                        .near(from, radius_km)
+                        .into_iter()
+                        .take(limit as usize)
+                        .filter_map(|c| {
+                            let site = self.index.get(c.location)?;
+                            Some((c.location, site.kind, c.distance_km.map(f64::to_bits)))
+                        })
+                        .collect();
                     self.near.points.insert(key, at.clone());
                     at
                 });
-                Shown {
-                    at: Vec::clone(&at),
-                    next: None,
-                }
+                Shown { at, next: None }
             }
         }
     }
@@ -137,7 +134,7 @@ impl Locations {
 /// locations starts it empty.
 pub(super) struct NearPoints {
     /// By (latitude, longitude, radius as `f64` bits, limit).
-    points: quick_cache::sync::Cache<(u64, u64, u64, u32), Arc<Vec<ShownAt>>>,
+    points: quick_cache::sync::Cache<(u64, u64, u64, u32), Arc<[ShownAt]>>,
 }
 
 /// A location a page shows: its id, its kind and its distance in km as `f64` bits.
