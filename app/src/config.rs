@@ -151,9 +151,9 @@ pub struct Config {
     /// Largest request body, in bytes (the largest valid order, 50 lines, is about 3 KB).
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(256..=16_777_216))]
     pub max_body_bytes: u64,
-    /// Products whose rendered product-read answer (body and ETag) is kept, per stock source,
-    /// for as long as the product's reading shows the same; 0 keeps none. About 4 KB each at 50
-    /// locations.
+    /// Rendered product-read answers (body and ETag) kept per stock source, one per product and
+    /// scope (a page of locations, or those near a point), for as long as the reading shows the
+    /// same; 0 keeps none. About 4 KB each at 50 locations.
     #[arg(long, env = "PRODUCT_PAGES_KEPT", default_value_t = 16_384)]
     pub product_pages_kept: usize,
     /// Most DB-lock orders and cancels in flight at once (default: 4 × DB_MAX_CONNECTIONS);

@@ -23,7 +23,7 @@ use poem_openapi::payload::{Json, Payload};
 use poem_openapi::registry::{MetaSchemaRef, Registry};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
-use sf_persistence::catalog::{ProductStock, StockScope};
+use sf_persistence::catalog::{ProductStock, ScopeKey, StockScope};
 use sf_persistence::model::StockSource;
 use sf_routing::{Coordinates, ProductId};
 use std::marker::PhantomData;
@@ -131,17 +131,18 @@ fn render<T: serde::Serialize>(value: &T) -> ApiResult<Bytes> {
     Ok(body.into())
 }
 
-/// The rendered answers of one product read (MySQL's or Redis's), kept by product while what
-/// they show stays the same.
+/// The rendered answers of one product read (MySQL's or Redis's), kept by product and scope
+/// (the locations shown: a page of them, or those near a point) while what they show stays the
+/// same.
 ///
 /// Each request still reads the product's stock as of its own arrival; only when that reading
 /// equals the one an answer was rendered from (the product, every location's figure and the
 /// stock source) is the kept body and `ETag` sent again, instead of rendering and hashing the
 /// same bytes once more. A figure that moved renders anew, so no answer is older than its
-/// request. At most `most` products are kept (`PRODUCT_PAGES_KEPT`), in a bounded cache that
-/// keeps the products asked for most (`quick_cache`'s CLOCK-Pro eviction).
+/// request. At most `most` answers are kept (`PRODUCT_PAGES_KEPT`), in a bounded cache that
+/// keeps the ones asked for most (`quick_cache`'s CLOCK-Pro eviction).
 pub struct ProductPages {
-    kept: Option<quick_cache::sync::Cache<u64, Arc<Kept>>>,
+    kept: Option<quick_cache::sync::Cache<(u64, ScopeKey), Arc<Kept>>>,
 }
 
 struct Kept {
@@ -151,7 +152,7 @@ struct Kept {
 }
 
 impl ProductPages {
-    /// Keeps the answers of at most `most` products (0: none).
+    /// Keeps at most `most` answers (0: none).
     pub fn new(most: usize) -> Self {
         Self {
             kept: (most > 0).then(|| quick_cache::sync::Cache::new(most)),
@@ -164,7 +165,7 @@ impl ProductPages {
         p: Arc<ProductStock>,
         if_none_match: Option<&str>,
     ) -> ApiResult<Answer<ProductBody>> {
-        let id = p.product.product_id;
+        let id = (p.product.product_id, p.scope);
         let source = p.source.as_str();
         let hit = self.kept.as_ref().and_then(|kept| {
             kept.get(&id)
@@ -192,7 +193,7 @@ impl ProductPages {
         Ok(Answer::of(body, etag, source, if_none_match))
     }
 
-    /// How many products' answers are kept now.
+    /// How many answers are kept now.
     pub fn len(&self) -> usize {
         self.kept.as_ref().map_or(0, |k| k.len())
     }
@@ -538,7 +539,22 @@ mod tests {
         assert!(!names(tag.trim_matches('"'), &tag));
     }
 
+    /// The first page of locations by id.
+    const FIRST: StockScope = StockScope::ById {
+        after: 0,
+        limit: 100,
+    };
+
     fn stock(id: u64, quantities: &[i64], source: StockSource) -> Arc<ProductStock> {
+        stock_in(FIRST, id, quantities, source)
+    }
+
+    fn stock_in(
+        scope: StockScope,
+        id: u64,
+        quantities: &[i64],
+        source: StockSource,
+    ) -> Arc<ProductStock> {
         use sf_persistence::model::{Product, StockLevel};
         use sf_routing::LocationKind;
         Arc::new(ProductStock {
@@ -561,6 +577,7 @@ mod tests {
                 .collect(),
             source,
             next: None,
+            scope: scope.into(),
         })
     }
 
@@ -620,6 +637,37 @@ mod tests {
         assert_eq!(mysql, moved);
         assert_ne!(tag4, tag3);
         assert_eq!(pages.len(), 1);
+    }
+
+    #[test]
+    fn a_product_read_in_two_scopes_keeps_an_answer_for_each() {
+        let pages = ProductPages::new(16);
+        let near = |latitude| StockScope::Near {
+            from: Coordinates::new(latitude, 126.978).unwrap(),
+            radius_km: 10.0,
+            limit: 100,
+        };
+        let read = |scope, quantities: &[i64]| {
+            fresh(
+                pages
+                    .answer(stock_in(scope, 7, quantities, StockSource::Redis), None)
+                    .unwrap(),
+            )
+        };
+        let (seoul, _) = read(near(37.5665), &[5, 3]);
+        let (busan, _) = read(near(35.1796), &[4]);
+        let (first, _) = read(FIRST, &[5, 3, 4]);
+        assert_eq!(pages.len(), 3);
+        // Each scope's answer is sent again while its reading is the same, whatever the others
+        // showed in between.
+        assert_eq!(read(near(37.5665), &[5, 3]).0.as_ptr(), seoul.as_ptr());
+        assert_eq!(read(near(35.1796), &[4]).0.as_ptr(), busan.as_ptr());
+        assert_eq!(read(FIRST, &[5, 3, 4]).0.as_ptr(), first.as_ptr());
+        // A figure that moved in one scope renders that one anew, and only it.
+        let (moved, _) = read(near(37.5665), &[5, 2]);
+        assert_ne!(moved.as_ptr(), seoul.as_ptr());
+        assert_eq!(read(near(35.1796), &[4]).0.as_ptr(), busan.as_ptr());
+        assert_eq!(pages.len(), 3);
     }
 
     #[test]

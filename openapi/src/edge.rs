@@ -227,10 +227,12 @@ impl Methods {
 
     /// The route `path` names, if any.
     fn route(&self, path: &str) -> Option<&Route> {
-        let segments: Vec<&str> = path.split('/').collect();
+        // Compared segment by segment as the path is split: no list of segments is built (this
+        // runs a few times for every request).
+        let count = path.split('/').count();
         self.0.iter().find(|(_, pattern, _)| {
-            pattern.len() == segments.len()
-                && pattern.iter().zip(&segments).all(|(p, s)| {
+            pattern.len() == count
+                && pattern.iter().zip(path.split('/')).all(|(p, s)| {
                     p == s || (p.starts_with('{') && p.ends_with('}') && !s.is_empty())
                 })
         })

@@ -21,7 +21,7 @@ pub use changes::{LocationChange, ProductChange};
 pub use credentials::IssuedKey;
 pub(crate) use mirror::StockMirror;
 use pages::Shown;
-pub use pages::{ListedProduct, ProductStock, ProductsAfter, StockScope};
+pub use pages::{ListedProduct, ProductStock, ProductsAfter, ScopeKey, StockScope};
 pub(crate) use read_groups::ReadGroups;
 
 use crate::error::{Refusal, StorageResult};
@@ -77,7 +77,7 @@ pub struct Locations {
     active: Vec<(LocationId, LocationKind)>,
     /// The products with a safety stock of their own, per location (the others take their
     /// location's default): what the shop's figures keep back.
-    own_safety: std::collections::HashMap<(LocationId, ProductId), i64>,
+    own_safety: rustc_hash::FxHashMap<(LocationId, ProductId), i64>,
     /// Which load this is (see [`crate::catalog::Catalog::refresh_locations`]).
     load: u64,
     /// The locations near a point that product pages showed lately (see

@@ -40,6 +40,8 @@ pub struct ProductStock {
     pub source: StockSource,
     /// The `after` of the next page of locations ([`StockScope::ById`]), when more follow.
     pub next: Option<u64>,
+    /// The scope it shows.
+    pub scope: ScopeKey,
 }
 
 /// Which active locations a product page shows. A page never shows more than `limit`: at a
@@ -57,11 +59,61 @@ pub enum StockScope {
 }
 
 /// The locations a scope shows: each with its kind and, for [`StockScope::Near`], its distance.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Two are the same when they come from the same scope and the same load of the locations: what
+/// the read groups compare and hash, instead of every location shown.
+#[derive(Debug, Clone)]
 pub(super) struct Shown {
     /// Shared with the near points kept ([`NearPoints`]): a page copies none of it.
     pub(super) at: Arc<[ShownAt]>,
     pub(super) next: Option<u64>,
+    /// The scope and [`Locations::load`] these locations follow from.
+    from: (ScopeKey, u64),
+}
+
+impl PartialEq for Shown {
+    fn eq(&self, other: &Self) -> bool {
+        self.from == other.from
+    }
+}
+
+impl Eq for Shown {}
+
+impl std::hash::Hash for Shown {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.from.hash(state);
+    }
+}
+
+/// A [`StockScope`] as a key (its floating-point figures as their bits): two pages of one
+/// product with the same key show the same locations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ScopeKey {
+    ById {
+        after: u64,
+        limit: u32,
+    },
+    Near {
+        at: (u64, u64),
+        radius: u64,
+        limit: u32,
+    },
+}
+
+impl From<StockScope> for ScopeKey {
+    fn from(scope: StockScope) -> Self {
+        match scope {
+            StockScope::ById { after, limit } => Self::ById { after, limit },
+            StockScope::Near {
+                from,
+                radius_km,
+                limit,
+            } => Self::Near {
+                at: (from.latitude().to_bits(), from.longitude().to_bits()),
+                radius: radius_km.to_bits(),
+                limit,
+            },
+        }
+    }
 }
 
 impl Shown {
@@ -83,6 +135,8 @@ impl Shown {
 impl Locations {
     /// The active locations `scope` shows.
     pub(super) fn shown(&self, scope: StockScope) -> Shown {
+        let key = ScopeKey::from(scope);
+        let from = (key, self.load);
         match scope {
             StockScope::ById { after, limit } => {
                 let start = self.active.partition_point(|(l, _)| l.get() <= after);
@@ -94,23 +148,17 @@ impl Locations {
                 let next = (end < self.active.len())
                     .then(|| at.last().map(|(l, _, _)| l.get()))
                     .flatten();
-                Shown { at, next }
+                Shown { at, next, from }
             }
             StockScope::Near {
-                from,
+                from: point,
                 radius_km,
                 limit,
             } => {
-                let key = (
-                    from.latitude().to_bits(),
-                    from.longitude().to_bits(),
-                    radius_km.to_bits(),
-                    limit,
-                );
                 let at = self.near.points.get(&key).unwrap_or_else(|| {
                     let at: Arc<[ShownAt]> = self
                         .index
-                        .near(from, radius_km)
+                        .near(point, radius_km)
                         .into_iter()
                         .take(limit as usize)
                         .filter_map(|c| {
@@ -121,7 +169,11 @@ impl Locations {
                     self.near.points.insert(key, at.clone());
                     at
                 });
-                Shown { at, next: None }
+                Shown {
+                    at,
+                    next: None,
+                    from,
+                }
             }
         }
     }
@@ -133,8 +185,8 @@ impl Locations {
 /// reads many products from one point. Part of one [`Locations`] load, so a change of the
 /// locations starts it empty.
 pub(super) struct NearPoints {
-    /// By (latitude, longitude, radius as `f64` bits, limit).
-    points: quick_cache::sync::Cache<(u64, u64, u64, u32), Arc<[ShownAt]>>,
+    /// By [`ScopeKey::Near`].
+    points: quick_cache::sync::Cache<ScopeKey, Arc<[ShownAt]>>,
 }
 
 /// A location a page shows: its id, its kind and its distance in km as `f64` bits.
@@ -243,6 +295,7 @@ impl Storage {
                 stock,
                 source: StockSource::Mysql,
                 next: shown.next,
+                scope: shown.from.0,
             })
         })
         .await
@@ -396,6 +449,7 @@ impl Catalog<'_> {
                         .collect(),
                     source,
                     next: shown.next,
+                    scope: shown.from.0,
                 })
             })
             .await
