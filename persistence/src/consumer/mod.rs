@@ -37,6 +37,7 @@ mod classify;
 mod dead_letters;
 mod pending_cancels;
 mod records;
+mod reply;
 mod rows;
 mod settle;
 
@@ -53,10 +54,9 @@ pub use crate::infra::keys::GROUP;
 use crate::error::StorageResult;
 use crate::formats::{EventKind, StreamEvent};
 use crate::Storage;
-use redis::streams::{
-    StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply,
-};
+use redis::streams::{StreamAutoClaimOptions, StreamAutoClaimReply, StreamReadOptions};
 use redis::AsyncCommands;
+use reply::ReadReply;
 use sf_routing::{LocationId, ProductId};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -120,12 +120,16 @@ pub(super) struct Event {
     pub(super) unreadable: Option<String>,
 }
 
-pub(super) fn parse_event(loc: LocationId, entry: &StreamId) -> Event {
-    let field = |name: &str| entry.get::<String>(name);
-    match StreamEvent::read(field) {
+/// The event of stream entry `id` at `loc`, whose fields `field` gives by name.
+pub(super) fn parse_event(
+    loc: LocationId,
+    id: &str,
+    field: impl Fn(&str) -> Option<String>,
+) -> Event {
+    match StreamEvent::read(&field) {
         Ok(e) => Event {
             loc,
-            stream_id: entry.id.clone(),
+            stream_id: id.to_owned(),
             kind: e.kind,
             order_id: e.order_id,
             lines: e.lines,
@@ -134,7 +138,7 @@ pub(super) fn parse_event(loc: LocationId, entry: &StreamId) -> Event {
         },
         Err(why) => Event {
             loc,
-            stream_id: entry.id.clone(),
+            stream_id: id.to_owned(),
             kind: EventKind::Other('?'),
             order_id: field("o").unwrap_or_default(),
             lines: Vec::new(),
@@ -248,7 +252,7 @@ impl State {
             // slot, so each is read on its own, all at once; none blocks, and an idle consumer
             // reads them all once per `idle`.
             let blocking = !store.redis_settings.is_cluster();
-            let replies: Vec<Option<StreamReadReply>> = {
+            let replies: Vec<ReadReply> = {
                 // A connection of its own: its large replies must not hold up the requests, and
                 // its reads wait. Opened anew after the circuit opened since (it may be bound to
                 // a dead server).
@@ -280,18 +284,25 @@ impl State {
                     .await?
                 }
             };
-            let reply = replies.into_iter().flatten().flat_map(|r| r.keys);
+            let reply = replies.into_iter().flat_map(|r| r.0);
             let mut n = 0;
+            // Redis answers the streams in the order asked for: each is looked for from where
+            // the last one was found (in any other order each would still be found).
+            let mut at = 0;
             for key in reply {
-                let Some(li) = streams.iter().position(|s| *s == key.key) else {
+                let Some(li) = (at..streams.len())
+                    .chain(0..at)
+                    .find(|i| streams[*i] == key.key)
+                else {
                     continue;
                 };
-                for entry in &key.ids {
+                at = li;
+                for entry in &key.entries {
                     n += 1;
                     if pending_pass {
                         cursors.insert(key.key.clone(), entry.id.clone());
                     }
-                    events.push(parse_event(locations[li], entry));
+                    events.push(parse_event(locations[li], &entry.id, |f| entry.get(f)));
                 }
             }
             if pending_pass && n == 0 {
@@ -371,7 +382,12 @@ pub(super) async fn reclaim(
         if !reply.claimed.is_empty() {
             tracing::info!(location = %loc, events = reply.claimed.len(), "reclaimed events from a stalled consumer");
         }
-        out.extend(reply.claimed.iter().map(|e| parse_event(*loc, e)));
+        out.extend(
+            reply
+                .claimed
+                .iter()
+                .map(|e| parse_event(*loc, &e.id, |f| e.get(f))),
+        );
     }
     Ok(out)
 }
@@ -415,19 +431,18 @@ pub async fn backlog(store: &Storage) -> StorageResult<(u64, u64)> {
 mod tests {
     use super::*;
 
-    fn entry(fields: &[(&str, &str)]) -> StreamId {
-        StreamId {
+    fn entry(fields: &[(&str, &str)]) -> reply::Entry {
+        reply::Entry {
             id: "1-0".into(),
-            map: fields
+            fields: fields
                 .iter()
-                .map(|(k, v)| {
-                    (
-                        k.to_string(),
-                        redis::Value::BulkString(v.as_bytes().to_vec()),
-                    )
-                })
+                .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         }
+    }
+
+    fn parse(loc: LocationId, e: &reply::Entry) -> Event {
+        parse_event(loc, &e.id, |f| e.get(f))
     }
 
     /// A poison entry that lacks a field is read as unreadable, so that `persist` dead-letters it
@@ -435,15 +450,15 @@ mod tests {
     #[test]
     fn an_entry_that_lacks_a_field_is_unreadable() {
         let loc = LocationId::new_unchecked(4);
-        let e = parse_event(loc, &entry(&[("t", "R"), ("o", "4-bad")]));
+        let e = parse(loc, &entry(&[("t", "R"), ("o", "4-bad")]));
         assert_eq!(e.kind, EventKind::Other('?'));
         assert_eq!(e.order_id, "4-bad");
         assert!(e.unreadable.is_some());
-        let e = parse_event(loc, &entry(&[("t", "C"), ("o", "4-a"), ("l", "9:2")]));
+        let e = parse(loc, &entry(&[("t", "C"), ("o", "4-a"), ("l", "9:2")]));
         assert_eq!((e.kind, e.unreadable), (EventKind::Cancel, None));
         assert_eq!(e.lines, [(ProductId::new_unchecked(9), 2)]);
         // An unknown kind is readable: `classify` acknowledges it without effect.
-        let e = parse_event(loc, &entry(&[("t", "Z"), ("o", "4-a"), ("l", "9:1")]));
+        let e = parse(loc, &entry(&[("t", "Z"), ("o", "4-a"), ("l", "9:1")]));
         assert_eq!((e.kind, e.unreadable), (EventKind::Other('Z'), None));
     }
 }

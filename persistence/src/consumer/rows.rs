@@ -5,37 +5,47 @@ use super::*;
 
 use crate::error::StorageResult;
 use crate::infra::mysql::push_list;
-use crate::orders::ledger::{Available, ROWS_PER_STATEMENT};
+use crate::orders::ledger::ROWS_PER_STATEMENT;
 use crate::Storage;
 use sf_routing::LocationId;
 use sqlx::QueryBuilder;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Locks the stock rows of `keys` (sorted by location and product: the order every writer locks
-/// in) and answers their on-hand figures; a missing row is absent from the answer.
+/// in) and answers their on-hand figures; a missing row is absent from the answer. One statement
+/// for up to [`ROWS_PER_STATEMENT`] rows, whatever the number of locations: point ranges of the
+/// (location, product) key, read (so locked) in its order. One statement per location made a
+/// batch of orders spread over 1,310 locations cost a statement per order.
 pub(super) async fn lock_stock(
     conn: &mut sqlx::MySqlConnection,
     keys: &BTreeSet<(u64, u64)>,
 ) -> StorageResult<HashMap<(u64, u64), i64>> {
-    let mut by_loc: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-    for (l, p) in keys {
-        by_loc.entry(*l).or_default().push(*p);
+    #[derive(sqlx::FromRow)]
+    struct Locked {
+        location_id: u64,
+        product_id: u64,
+        available: i64,
     }
-    let mut available = HashMap::new();
-    for (loc, products) in by_loc {
-        for chunk in products.chunks(ROWS_PER_STATEMENT) {
-            let mut q =
-                QueryBuilder::new("SELECT product_id, available FROM stock WHERE location_id = ");
-            q.push_bind(loc).push(" AND product_id IN ");
-            push_list(&mut q, chunk.iter().copied());
-            q.push(" ORDER BY product_id FOR UPDATE");
-            for row in q
-                .build_query_as::<Available>()
-                .fetch_all(&mut *conn)
-                .await?
-            {
-                available.insert((loc, row.product_id.get()), row.available);
+    let keys: Vec<(u64, u64)> = keys.iter().copied().collect();
+    let mut available = HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::new(
+            "SELECT location_id, product_id, available FROM stock \
+             FORCE INDEX (uq_stock_location_product) WHERE ",
+        );
+        for (i, at) in chunk.chunk_by(|a, b| a.0 == b.0).enumerate() {
+            if i > 0 {
+                q.push(" OR ");
             }
+            q.push("(location_id = ")
+                .push_bind(at[0].0)
+                .push(" AND product_id IN ");
+            push_list(&mut q, at.iter().map(|(_, p)| *p));
+            q.push(")");
+        }
+        q.push(" ORDER BY location_id, product_id FOR UPDATE");
+        for row in q.build_query_as::<Locked>().fetch_all(&mut *conn).await? {
+            available.insert((row.location_id, row.product_id), row.available);
         }
     }
     Ok(available)

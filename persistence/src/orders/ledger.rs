@@ -229,13 +229,6 @@ fn push_attribution(
         .push_bind(by.request_id.clone());
 }
 
-/// A stock row's available figure, as the reads of one location's rows return it.
-#[derive(Debug, sqlx::FromRow)]
-pub(crate) struct Available {
-    pub product_id: ProductId,
-    pub available: i64,
-}
-
 /// Inserts orders, their lines and their ledger rows (no stock change), a bounded number of rows
 /// per statement; each order's rows name the actor paired with it (most often
 /// [`Actor::of_order`]). Only `CONFIRMED` orders get ledger rows: the others took no stock.
