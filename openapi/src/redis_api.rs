@@ -135,12 +135,15 @@ impl RedisApi {
         let scope = stock_scope(near.0.as_deref(), radius_km.0, limit.0, after.0)?;
         // The validator keeps the id positive, so it always names a possible product.
         let id = ProductId::new_unchecked(product_id.0 as u64);
-        let p = self
-            .state
-            .storage
-            .catalog()
-            .redis_product_with_stock(id, scope)
-            .await?;
+        // Boxed: the web framework moves this handler's future into a box at each routing level,
+        // and the read's state held inline made each of those copies large.
+        let p = Box::pin(
+            self.state
+                .storage
+                .catalog()
+                .redis_product_with_stock(id, scope),
+        )
+        .await?;
         Ok(self
             .state
             .pages

@@ -337,6 +337,11 @@ impl StockMirror {
         }
     }
 
+    /// Whether the mirror's connection is up: its pages read no other connection.
+    pub(crate) fn is_live(&self) -> bool {
+        self.live_conn().is_some()
+    }
+
     fn live_conn(&self) -> Option<Tracked> {
         let conn = self.conn.lock().expect("stock mirror").clone()?;
         let live = self.copy.lock().expect("stock mirror").live;

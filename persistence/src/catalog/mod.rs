@@ -6,7 +6,8 @@
 //! Redis. Every answer holds the figures as they were after its request arrived: concurrent
 //! requests for the same page share one read that starts after they all arrived
 //! ([`ReadGroups`]), and the Redis pages read through a copy of the stock keys that Redis itself
-//! keeps exact ([`StockMirror`]). Nothing is served from a cache that could be stale.
+//! keeps exact ([`StockMirror`]), whose one round trip per read (a `PING`) all the pages read at
+//! the same time share. Nothing is served from a cache that could be stale.
 
 mod calendars;
 mod changes;
