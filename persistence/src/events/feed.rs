@@ -7,6 +7,11 @@ use sqlx::QueryBuilder;
 /// Events one sequencing pass places; the next pass places the rest.
 const PER_PASS: u32 = 1000;
 
+/// The oldest events without a place, at most `?`: the first entries of the NULL range of a key
+/// in (place, id) order (migration 0016), not a sort of every event without one.
+pub const UNPLACED: &str =
+    "SELECT id FROM events FORCE INDEX (ix_events_unplaced) WHERE seq IS NULL ORDER BY id LIMIT ?";
+
 /// How long events stay in the feed (and can be redelivered): well past the 24 h of retries.
 pub const RETENTION_DAYS: u32 = 30;
 
@@ -61,11 +66,10 @@ impl Events<'_> {
             sqlx::query("SELECT name FROM leases WHERE name = 'events-sequence' FOR UPDATE")
                 .execute(&mut *tx)
                 .await?;
-            let ids: Vec<u64> =
-                sqlx::query_scalar("SELECT id FROM events WHERE seq IS NULL ORDER BY id LIMIT ?")
-                    .bind(PER_PASS)
-                    .fetch_all(&mut *tx)
-                    .await?;
+            let ids: Vec<u64> = sqlx::query_scalar(UNPLACED)
+                .bind(PER_PASS)
+                .fetch_all(&mut *tx)
+                .await?;
             if ids.is_empty() {
                 tx.rollback().await?;
                 return Ok(0);

@@ -15,7 +15,7 @@ pub mod lease;
 mod outbox;
 pub mod webhooks;
 
-pub use feed::{FeedEvent, FeedPage, FeedReader};
+pub use feed::{FeedEvent, FeedPage, FeedReader, UNPLACED};
 pub(crate) use outbox::{order_changed, orders_placed, record, NewEvent};
 pub use outbox::{set_bodies, Bodies};
 
