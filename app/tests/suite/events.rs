@@ -634,7 +634,7 @@ async fn the_sequencer_reads_unplaced_events_in_order_without_a_sort() {
     .fetch_one(&t.db)
     .await
     .unwrap();
-    assert!(plan.contains("\"ix_events_unplaced\""), "{plan}");
+    assert!(plan.contains("\"ix_events_seq_id\""), "{plan}");
     assert!(!plan.contains("filesort"), "{plan}");
 
     let mut placed = 0;

@@ -10,7 +10,7 @@ const PER_PASS: u32 = 1000;
 /// The oldest events without a place, at most `?`: the first entries of the NULL range of a key
 /// in (place, id) order (migration 0016), not a sort of every event without one.
 pub const UNPLACED: &str =
-    "SELECT id FROM events FORCE INDEX (ix_events_unplaced) WHERE seq IS NULL ORDER BY id LIMIT ?";
+    "SELECT id FROM events FORCE INDEX (ix_events_seq_id) WHERE seq IS NULL ORDER BY id LIMIT ?";
 
 /// How long events stay in the feed (and can be redelivered): well past the 24 h of retries.
 pub const RETENTION_DAYS: u32 = 30;
