@@ -820,3 +820,46 @@ async fn a_near_page_follows_the_locations_opened_and_closed_near_its_point() {
         assert_eq!(near(route).await, [(c, 9), (b, 7)], "{route}");
     }
 }
+
+/// The refresh every few seconds keeps the locations in place when nothing changed (with the
+/// points the pages measured around them), and replaces them when a location or a product's own
+/// safety stock did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_that_finds_nothing_changed_keeps_the_locations_in_place() {
+    let t = TestApp::spawn().await;
+    let p = t.add_product(1_000).await;
+    let a = t.add_location("STORE", "A", 35.2000, 129.1400).await;
+    t.stock_row(a, p, 5).await;
+    let catalog = t.storage().catalog();
+    catalog.refresh_locations().await.unwrap();
+    let before = catalog.locations();
+    catalog.refresh_locations().await.unwrap();
+    assert!(
+        Arc::ptr_eq(&before, &catalog.locations()),
+        "an unchanged refresh replaced the locations"
+    );
+    sqlx::query("UPDATE stock SET safety_stock = 2 WHERE location_id = ? AND product_id = ?")
+        .bind(a)
+        .bind(p)
+        .execute(&t.db)
+        .await
+        .unwrap();
+    catalog.refresh_locations().await.unwrap();
+    let after = catalog.locations();
+    assert!(!Arc::ptr_eq(&before, &after));
+    assert_eq!(
+        after.sellable_online(
+            sf_routing::LocationId::new_unchecked(a),
+            sf_routing::ProductId::new_unchecked(p),
+            5
+        ),
+        3
+    );
+    sqlx::query("UPDATE locations SET name = 'A2' WHERE id = ?")
+        .bind(a)
+        .execute(&t.db)
+        .await
+        .unwrap();
+    catalog.refresh_locations().await.unwrap();
+    assert!(!Arc::ptr_eq(&after, &catalog.locations()));
+}

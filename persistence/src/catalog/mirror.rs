@@ -63,6 +63,11 @@ struct Mirrored {
     values: HashMap<u64, Vec<(u64, Slot)>, rustc_hash::FxBuildHasher>,
     /// Slots in `values`; past [`SLOTS_MOST`] everything is forgotten.
     slots: usize,
+    /// `MGET`s of keys not held, in flight ([`Mirrored::start_read`]): only while one is does
+    /// an invalidation of a key not held need a slot (the figure on its way may be the old one).
+    /// Otherwise a write to a key no page reads costs nothing here, and a warm-up's millions of
+    /// writes fill nothing.
+    reading: usize,
     /// The key names of the storage it mirrors (parses the stock keys Redis reports).
     keys: crate::infra::Keys,
     /// Counts invalidations (a key, or everything).
@@ -97,10 +102,32 @@ impl Mirrored {
         };
         self.seq += 1;
         let seq = self.seq;
+        if self.reading == 0 && self.held_slot(id).is_none() {
+            return;
+        }
         let slot = self.slot(id);
         slot.value = None;
         slot.invalidated = seq;
         self.bound();
+    }
+
+    /// The slot of (location, product), if there is one.
+    fn held_slot(&mut self, (loc, product): (u64, u64)) -> Option<&mut Slot> {
+        let at = self.values.get_mut(&product)?;
+        let i = at.binary_search_by_key(&loc, |(l, _)| *l).ok()?;
+        Some(&mut at[i].1)
+    }
+
+    /// An `MGET` of keys not held is about to be sent: answers the count of invalidations it
+    /// goes by ([`Mirrored::keep`]'s `sent_at`). [`Mirrored::end_read`] when its answer is kept,
+    /// or lost.
+    fn start_read(&mut self) -> u64 {
+        self.reading += 1;
+        self.seq
+    }
+
+    fn end_read(&mut self) {
+        self.reading -= 1;
     }
 
     /// The slot of (location, product), made when there is none.
@@ -214,6 +241,15 @@ fn gallop(held: &[(u64, Slot)], l: u64) -> usize {
     start + held[start..end].partition_point(|(at, _)| *at < l)
 }
 
+/// An `MGET` of the mirror in flight ([`Mirrored::start_read`]), counted out when dropped.
+struct Reading<'a>(&'a Mutex<Mirrored>);
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        self.0.lock().expect("stock mirror").end_read();
+    }
+}
+
 /// How long the mirror waits before it tries to connect again after a failure.
 const MIRROR_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -252,7 +288,7 @@ impl StockMirror {
         let mut out = vec![None; locations.len() * products.len()];
         let mut missing = Vec::new();
         let sent_at = {
-            let copy = self.copy.lock().expect("stock mirror");
+            let mut copy = self.copy.lock().expect("stock mirror");
             if copy.live != Some(tracked.generation) {
                 return Err(StorageError::unavailable(
                     "the stock mirror's connection was lost",
@@ -284,23 +320,28 @@ impl StockMirror {
                     }
                 }
             }
-            copy.seq
+            if missing.is_empty() {
+                return Ok(out);
+            }
+            copy.start_read()
         };
-        if missing.is_empty() {
-            return Ok(out);
-        }
+        // Counted out whatever happens to the read (an error, or the request dropped).
+        let reading = Reading(&self.copy);
         let mut mget = redis::cmd("MGET");
         for (_, (l, p)) in &missing {
             mget.arg(storage.keys.stock(*l, *p));
         }
         let values: Vec<Option<i64>> = mget.query_async(&mut tracked.conn.clone()).await?;
-        let mut copy = self.copy.lock().expect("stock mirror");
-        for ((i, (l, p)), v) in missing.into_iter().zip(values) {
-            out[i] = v;
-            if let Some(v) = v {
-                copy.keep((l.get(), p.get()), v, sent_at);
+        {
+            let mut copy = self.copy.lock().expect("stock mirror");
+            for ((i, (l, p)), v) in missing.into_iter().zip(values) {
+                out[i] = v;
+                if let Some(v) = v {
+                    copy.keep((l.get(), p.get()), v, sent_at);
+                }
             }
         }
+        drop(reading);
         Ok(out)
     }
 
@@ -477,10 +518,31 @@ mod tests {
         m.keep((1, 2), 4, m.seq);
         assert_eq!(held(&m, (1, 2)), Some(4));
         // Nor is a figure of a key invalidated while it was being read, before it was held.
-        let sent_at = m.seq;
+        let sent_at = m.start_read();
         m.apply(1, invalidation(&["sf:{L9}:s:9"]));
         m.keep((9, 9), 1, sent_at);
+        m.end_read();
         assert_eq!(held(&m, (9, 9)), None);
+    }
+
+    #[test]
+    fn writes_to_keys_not_held_fill_nothing_while_no_read_is_in_flight() {
+        let mut m = mirrored(1);
+        m.keep((1, 2), 5, m.seq);
+        let keys: Vec<String> = (1..=1_000).map(|p| format!("sf:{{L3}}:s:{p}")).collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        m.apply(1, invalidation(&keys));
+        assert_eq!((m.slots, held(&m, (1, 2))), (1, Some(5)));
+        // A held key is still forgotten.
+        m.apply(1, invalidation(&["sf:{L1}:s:2"]));
+        assert_eq!((m.slots, held(&m, (1, 2))), (1, None));
+        // With a read in flight, a key not held is noted, and its figure on the way not kept.
+        let sent_at = m.start_read();
+        m.apply(1, invalidation(&["sf:{L3}:s:7"]));
+        m.keep((3, 7), 9, sent_at);
+        m.keep((3, 8), 4, sent_at);
+        m.end_read();
+        assert_eq!((held(&m, (3, 7)), held(&m, (3, 8))), (None, Some(4)));
     }
 
     #[test]

@@ -90,12 +90,29 @@ impl Locations {
     /// What the shop sees of `available` units of `product` at `loc`: `sellableOnline`, the
     /// units above the safety stock (as of the last load of the locations).
     pub fn sellable_online(&self, loc: LocationId, product: ProductId, available: i64) -> i64 {
+        self.sellable_with(loc, product, self.default_safety(loc), available)
+    }
+
+    /// [`Locations::sellable_online`], with the location's own safety stock (`default`, what
+    /// [`Locations::default_safety`] answers) looked up already.
+    pub(crate) fn sellable_with(
+        &self,
+        loc: LocationId,
+        product: ProductId,
+        default: i64,
+        available: i64,
+    ) -> i64 {
         let safety = self
             .own_safety
             .get(&(loc, product))
             .copied()
-            .unwrap_or_else(|| self.get(loc).map_or(0, |l| l.safety_stock));
+            .unwrap_or(default);
         (available - safety).max(0)
+    }
+
+    /// The safety stock of `loc`'s products that have none of their own (0: no such location).
+    pub(crate) fn default_safety(&self, loc: LocationId) -> i64 {
+        self.get(loc).map_or(0, |l| l.safety_stock)
     }
 
     pub fn get(&self, id: LocationId) -> Option<&Location> {
@@ -237,7 +254,8 @@ impl Catalog<'_> {
             .collect();
         active.sort_unstable_by_key(|(id, _)| *id);
         let ids = rows.iter().map(|l| l.id).collect();
-        let own_safety = sqlx::query_as::<_, (LocationId, ProductId, i64)>(
+        let own_safety: rustc_hash::FxHashMap<(LocationId, ProductId), i64> =
+            sqlx::query_as::<_, (LocationId, ProductId, i64)>(
             "SELECT location_id, product_id, safety_stock FROM stock WHERE safety_stock IS NOT NULL",
         )
         .fetch_all(&self.db)
@@ -245,7 +263,7 @@ impl Catalog<'_> {
         .into_iter()
         .map(|(l, p, s)| ((l, p), s))
         .collect();
-        let all = rows
+        let all: Vec<Location> = rows
             .into_iter()
             .zip(calendars)
             .map(|(l, calendar)| Location {
@@ -260,6 +278,12 @@ impl Catalog<'_> {
                 calendar,
             })
             .collect();
+        // Nothing changed: the load in place stays, with the locations near the points the pages
+        // asked about (measuring them again after every refresh was a fiftieth of a page).
+        let current = self.locations.load();
+        if current.all == all && current.own_safety == own_safety {
+            return Ok(());
+        }
         let fresh = Arc::new(Locations {
             all,
             index,

@@ -118,16 +118,16 @@ impl From<StockScope> for ScopeKey {
 
 impl Shown {
     fn ids(&self) -> Vec<LocationId> {
-        self.at.iter().map(|(l, _, _)| *l).collect()
+        self.at.iter().map(|at| at.id).collect()
     }
 
     fn level(&self, i: usize, quantity: i64) -> StockLevel {
-        let (loc, kind, distance) = self.at[i];
+        let at = self.at[i];
         StockLevel {
-            location_id: loc.get(),
-            location_type: kind,
+            location_id: at.id.get(),
+            location_type: at.kind,
             quantity,
-            distance_km: distance.map(f64::from_bits),
+            distance_km: at.distance.map(f64::from_bits),
         }
     }
 }
@@ -143,10 +143,10 @@ impl Locations {
                 let end = start.saturating_add(limit as usize).min(self.active.len());
                 let at: Arc<[ShownAt]> = self.active[start..end]
                     .iter()
-                    .map(|(l, k)| (*l, *k, None))
+                    .map(|(l, k)| self.shown_at(*l, *k, None))
                     .collect();
                 let next = (end < self.active.len())
-                    .then(|| at.last().map(|(l, _, _)| l.get()))
+                    .then(|| at.last().map(|at| at.id.get()))
                     .flatten();
                 Shown { at, next, from }
             }
@@ -163,7 +163,11 @@ impl Locations {
                         .take(limit as usize)
                         .filter_map(|c| {
                             let site = self.index.get(c.location)?;
-                            Some((c.location, site.kind, c.distance_km.map(f64::to_bits)))
+                            Some(self.shown_at(
+                                c.location,
+                                site.kind,
+                                c.distance_km.map(f64::to_bits),
+                            ))
                         })
                         .collect();
                     self.near.points.insert(key, at.clone());
@@ -189,8 +193,28 @@ pub(super) struct NearPoints {
     points: quick_cache::sync::Cache<ScopeKey, Arc<[ShownAt]>>,
 }
 
-/// A location a page shows: its id, its kind and its distance in km as `f64` bits.
-pub(super) type ShownAt = (LocationId, LocationKind, Option<u64>);
+/// A location a page shows.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ShownAt {
+    id: LocationId,
+    kind: LocationKind,
+    /// From the point asked about, in km as `f64` bits.
+    distance: Option<u64>,
+    /// The location's own safety stock, for products without one of their own (looked up once
+    /// per scope, not once per page).
+    safety: i64,
+}
+
+impl Locations {
+    fn shown_at(&self, id: LocationId, kind: LocationKind, distance: Option<u64>) -> ShownAt {
+        ShownAt {
+            id,
+            kind,
+            distance,
+            safety: self.default_safety(id),
+        }
+    }
+}
 
 impl NearPoints {
     const KEPT: usize = 4096;
@@ -287,7 +311,7 @@ impl Storage {
                 .at
                 .iter()
                 .enumerate()
-                .filter_map(|(i, (l, _, _))| Some(shown.level(i, *found.get(&l.get())?)))
+                .filter_map(|(i, at)| Some(shown.level(i, *found.get(&at.id.get())?)))
                 .collect();
             let first = rows.into_iter().next();
             Ok(ProductStock {
@@ -437,9 +461,13 @@ impl Catalog<'_> {
                     .iter()
                     .enumerate()
                     .map(|(i, at)| {
-                        let loc = shown.at[i].0;
-                        let quantity =
-                            sites.sellable_online(loc, id, at.first().copied().unwrap_or(0));
+                        let loc = shown.at[i];
+                        let quantity = sites.sellable_with(
+                            loc.id,
+                            id,
+                            loc.safety,
+                            at.first().copied().unwrap_or(0),
+                        );
                         shown.level(i, quantity)
                     })
                     .collect(),
