@@ -14,7 +14,8 @@
 -- KEYS[n+2]   the location's epoch marker <prefix>{L<loc>}:epoch, set to ARGV[5] if missing: the
 --             location's data is now in Redis, and a marker that goes missing (or comes back with
 --             another time) later means Redis lost it
--- ARGV[1]     'load' (set missing keys only) or 'repair' (set every key whose value differs)
+-- ARGV[1]     'load' (set missing keys only: one SET ... NX GET each, Redis 7.0 or later) or
+--             'repair' (set every key whose value differs)
 -- ARGV[2]     product ids, comma separated, in KEYS[2..] order
 -- ARGV[3]     per product, MySQL's on-hand minus the units of the unapplied reservations up to
 --             ARGV[4], plus those of the unapplied cancels; comma separated, same order
@@ -75,21 +76,30 @@ for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '(' .. ARGV[4], '+')) do
 end
 
 local out = {}
+local load = ARGV[1] == 'load'
 for k = 1, #products do
   local key = KEYS[k + 1]
-  local before = redis.call('GET', key)
-  local changed = 0
-  local present = 1
-  if not before then
-    redis.call('SET', key, expected[k])
-    changed = 1
-    present = 0
-    before = 0
+  local before, present, changed
+  if load then
+    -- One call: set when missing, else answer the figure there and leave it.
+    before = redis.call('SET', key, expected[k], 'NX', 'GET')
+    if before then
+      present, changed, before = 1, 0, tonumber(before)
+    else
+      present, changed, before = 0, 1, 0
+    end
   else
-    before = tonumber(before)
-    if ARGV[1] == 'repair' and before ~= expected[k] then
+    before = redis.call('GET', key)
+    present, changed = 1, 0
+    if not before then
       redis.call('SET', key, expected[k])
-      changed = 1
+      present, changed, before = 0, 1, 0
+    else
+      before = tonumber(before)
+      if before ~= expected[k] then
+        redis.call('SET', key, expected[k])
+        changed = 1
+      end
     end
   end
   out[#out + 1] = present
