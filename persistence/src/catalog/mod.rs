@@ -229,44 +229,19 @@ impl Catalog<'_> {
         )
         .fetch_all(&self.db)
         .await?;
-        let calendars: Vec<_> = rows
-            .iter()
-            .map(|l| calendars::from_column(l.id, l.calendar.as_deref()))
-            .collect();
-        let index = LocationIndex::new(
-            rows.iter()
-                .zip(&calendars)
-                .filter(|(l, _)| l.active)
-                .filter_map(|(l, calendar)| {
-                    Some(Site {
-                        id: l.id,
-                        kind: l.kind,
-                        name: l.name.clone(),
-                        coordinates: Coordinates::new(l.latitude, l.longitude).ok()?,
-                        calendar: calendar.clone(),
-                    })
-                }),
-        );
-        let mut active: Vec<(LocationId, LocationKind)> = rows
-            .iter()
-            .filter(|l| l.active)
-            .map(|l| (l.id, l.kind))
-            .collect();
-        active.sort_unstable_by_key(|(id, _)| *id);
-        let ids = rows.iter().map(|l| l.id).collect();
         let own_safety: rustc_hash::FxHashMap<(LocationId, ProductId), i64> =
             sqlx::query_as::<_, (LocationId, ProductId, i64)>(
-            "SELECT location_id, product_id, safety_stock FROM stock WHERE safety_stock IS NOT NULL",
-        )
-        .fetch_all(&self.db)
-        .await?
-        .into_iter()
-        .map(|(l, p, s)| ((l, p), s))
-        .collect();
+                "SELECT location_id, product_id, safety_stock FROM stock WHERE safety_stock IS NOT NULL",
+            )
+            .fetch_all(&self.db)
+            .await?
+            .into_iter()
+            .map(|(l, p, s)| ((l, p), s))
+            .collect();
         let all: Vec<Location> = rows
             .into_iter()
-            .zip(calendars)
-            .map(|(l, calendar)| Location {
+            .map(|l| Location {
+                calendar: calendars::from_column(l.id, l.calendar.as_deref()),
                 location_id: l.id.get(),
                 location_type: l.kind,
                 name: l.name,
@@ -275,15 +250,32 @@ impl Catalog<'_> {
                 active: l.active,
                 safety_stock: l.safety_stock,
                 low_stock_threshold: l.low_stock_threshold,
-                calendar,
             })
             .collect();
         // Nothing changed: the load in place stays, with the locations near the points the pages
-        // asked about (measuring them again after every refresh was a fiftieth of a page).
+        // asked about (measuring them again after every refresh was a fiftieth of a page), and
+        // nothing is rebuilt.
         let current = self.locations.load();
         if current.all == all && current.own_safety == own_safety {
             return Ok(());
         }
+        let id = |l: &Location| LocationId::new_unchecked(l.location_id);
+        let index = LocationIndex::new(all.iter().filter(|l| l.active).filter_map(|l| {
+            Some(Site {
+                id: id(l),
+                kind: l.location_type,
+                name: l.name.clone(),
+                coordinates: Coordinates::new(l.latitude, l.longitude).ok()?,
+                calendar: l.calendar.clone(),
+            })
+        }));
+        // `all` is in id order (the query's), and so are these.
+        let active = all
+            .iter()
+            .filter(|l| l.active)
+            .map(|l| (id(l), l.location_type))
+            .collect();
+        let ids = all.iter().map(id).collect();
         let fresh = Arc::new(Locations {
             all,
             index,
