@@ -3,7 +3,7 @@
 //! across both order paths.
 
 use crate::common::*;
-use reqwest::{Client, StatusCode};
+use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -325,17 +325,14 @@ async fn one_idempotency_key_is_one_order_across_both_paths() {
             let t = t.clone();
             let order = order.clone();
             tokio::spawn(async move {
-                loop {
-                    let (st, b) =
-                        json_of(t.post_idempotent(paths[i % 2], "at-once", &order).await).await;
-                    if st == StatusCode::CONFLICT && b["type"] == "/problems/idempotency-in-flight"
-                    {
-                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                        continue;
-                    }
-                    assert!(st.is_success(), "{b}");
-                    break b["orderId"].as_str().unwrap().to_owned();
-                }
+                let (st, b, _) = until_final(|| {
+                    t.request(Method::POST, paths[i % 2])
+                        .header("Idempotency-Key", "at-once")
+                        .json(&order)
+                })
+                .await;
+                assert!(st.is_success(), "{b}");
+                b["orderId"].as_str().unwrap().to_owned()
             })
         })
         .collect();

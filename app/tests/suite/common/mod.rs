@@ -769,6 +769,11 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A request to this instance, to finish and send (see [`until_final`]).
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base))
+    }
+
     /// The operators' API, with the admin bearer token (`ADMIN_TOKEN`: the operator
     /// `bootstrap`).
     pub fn admin(&self) -> Admin<'_> {
@@ -1075,6 +1080,28 @@ async fn harness_conn(
 }
 
 // ---- waiting and checking ----
+
+/// The problem type of a 409 whose `Idempotency-Key` is still in flight.
+pub const KEY_IN_FLIGHT: &str = "/problems/idempotency-key-in-flight";
+
+/// Sends the request `make` builds until its answer is final, as the API asks of a client: a 503
+/// (a dependency slow or down: nothing changed, or an outcome the same `Idempotency-Key` tells)
+/// or a 409 saying that key is still in flight is followed by the same request again, 50 ms
+/// later, for up to 30 s. Answers the final status and body, and how many answers came before.
+pub async fn until_final(make: impl Fn() -> RequestBuilder) -> (StatusCode, Value, u32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut retries = 0;
+    loop {
+        let (status, body) = json_of(make().send().await.unwrap()).await;
+        let again = status == StatusCode::SERVICE_UNAVAILABLE
+            || (status == StatusCode::CONFLICT && body["type"] == KEY_IN_FLIGHT);
+        if !again || Instant::now() > deadline {
+            return (status, body, retries);
+        }
+        retries += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
 /// Waits until the consumer caught up and nothing waits for a re-sync.
 pub async fn settle(t: &TestApp) {
