@@ -350,7 +350,7 @@ impl StoresApi {
                     NearbyStore {
                         store_id: c.location.get(),
                         name,
-                        distance_km: (c.distance_km.unwrap_or(0.0) * 1000.0).round() / 1000.0,
+                        distance_km: sf_routing::index::to_the_metre(c.distance_km.unwrap_or(0.0)),
                         quantity: q[0],
                         open_now: calendar.is_some_and(|cal| cal.is_open(now)),
                         same_day_open_until: calendar.and_then(|cal| same_day_open_until(cal, now)),

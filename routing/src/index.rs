@@ -176,6 +176,12 @@ fn longitude_window(from: Coordinates, radius_km: f64) -> Option<f64> {
     (from.longitude().abs() + w < 180.0).then_some(w)
 }
 
+/// A distance in km as the service tells it (orders, product pages, nearby stores): to the
+/// metre, enough for a shop's "2.4 km away".
+pub fn to_the_metre(km: f64) -> f64 {
+    (km * 1000.0).round() / 1000.0
+}
+
 pub fn distance_km(a: Coordinates, b: Coordinates) -> f64 {
     let pa = Point::new(a.longitude(), a.latitude());
     let pb = Point::new(b.longitude(), b.latitude());

@@ -296,8 +296,7 @@ impl From<&model::StockLevel> for StockBody {
             location_id: s.location_id,
             location_type: s.location_type.into(),
             quantity: s.quantity,
-            // Metres are enough for a shop's "2.4 km away".
-            distance_km: s.distance_km.map(|d| (d * 1000.0).round() / 1000.0),
+            distance_km: s.distance_km.map(sf_routing::index::to_the_metre),
         }
     }
 }

@@ -60,7 +60,7 @@ pub(crate) fn build_order(
         path,
         delivery_type,
         fulfillment_location_id: candidate.location.get(),
-        distance_km: candidate.distance_km.map(|d| (d * 1000.0).round() / 1000.0),
+        distance_km: candidate.distance_km.map(sf_routing::index::to_the_metre),
         delivery_address: address.map(|a| Address {
             latitude: a.latitude(),
             longitude: a.longitude(),

@@ -189,7 +189,7 @@ impl Storage {
                     .find(|(x, _, _)| x.location == c.location)
                     .map(|(_, n, _)| n.clone())
                     .unwrap_or_default(),
-                distance_km: c.distance_km.map(|d| (d * 1000.0).round() / 1000.0),
+                distance_km: c.distance_km.map(sf_routing::index::to_the_metre),
                 ready_by: sf_routing::ready_by(index, c.location, now)
                     .ok()
                     .flatten()
@@ -248,10 +248,7 @@ impl Storage {
                     .get(a.candidate.location)
                     .map(|s| s.name.clone())
                     .unwrap_or_default(),
-                distance_km: a
-                    .candidate
-                    .distance_km
-                    .map(|d| (d * 1000.0).round() / 1000.0),
+                distance_km: a.candidate.distance_km.map(sf_routing::index::to_the_metre),
                 ready_by: a.ready_by.as_ref().map(sf_routing::rfc3339),
             })
             .collect();
