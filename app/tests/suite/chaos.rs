@@ -943,6 +943,7 @@ fn script_shas() -> Vec<(&'static str, String)> {
         ("cancel", cancel::SOURCE),
         ("adjust", adjust::SOURCE),
         ("sync", sync::SOURCE),
+        ("safety", safety::SOURCE),
         ("ack", ack::SOURCE),
         ("reject", reject::SOURCE),
     ]

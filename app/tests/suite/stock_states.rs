@@ -268,3 +268,86 @@ async fn a_redis_data_loss_keeps_committed_orders_and_the_buffer() {
     assert_eq!(t.stock_states(w.near, w.product).await, (2, 5, 7));
     t.assert_converged(InRedis::All).await;
 }
+
+/// A reconciliation pass that finds the safety stock's copy in Redis right writes nothing to it
+/// (under `appendfsync always` each write is an fsync, and every batch of a pass wrote one); a
+/// buffer changed in MySQL alone is set by the next pass, that field alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_writes_the_safety_copy_only_where_it_differs() {
+    let redis = PrivateRedis::start();
+    let url = redis.url();
+    let t = TestApp::spawn_with(|c| {
+        c.storage.redis_url = url.clone().into();
+        c.reconcile_schedule = "0 0 3 1 1 *".into();
+    })
+    .await;
+    let wh = t.add_warehouse().await;
+    let kept = t.add_stocked_product(wh, 1_000, 10).await;
+    // A product without a buffer of its own: no field, whatever the passes do.
+    t.add_stocked_product(wh, 1_000, 10).await;
+    set_safety(&t, wh, kept, json!(3)).await;
+    t.run_reconcile().await;
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let hash = t.keys().safety(sf_routing::LocationId::new_unchecked(wh));
+    let copy = |conn: &mut redis::aio::MultiplexedConnection| {
+        let (mut conn, hash) = (conn.clone(), hash.clone());
+        async move {
+            let fields: std::collections::BTreeMap<String, String> = redis::cmd("HGETALL")
+                .arg(&hash)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            fields
+        }
+    };
+    let hset_calls = |conn: &mut redis::aio::MultiplexedConnection| {
+        let mut conn = conn.clone();
+        async move {
+            let stats: String = redis::cmd("INFO")
+                .arg("commandstats")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            stats
+                .lines()
+                .find_map(|l| l.strip_prefix("cmdstat_hset:calls="))
+                .map_or(0, |v| v.split(',').next().unwrap().parse::<u64>().unwrap())
+        }
+    };
+    let expected = |own: &str| {
+        [("*", "0"), ("v", "1"), (&*kept.to_string(), own)]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    assert_eq!(copy(&mut conn).await, expected("3"));
+
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let run = t.run_reconcile().await;
+    assert_eq!(run["keysChecked"], 2, "{run}");
+    assert_eq!(
+        hset_calls(&mut conn).await,
+        0,
+        "a pass over a right copy wrote"
+    );
+    assert_eq!(copy(&mut conn).await, expected("3"));
+
+    // Changed in MySQL alone (not through the API, which pushes it): the next pass sets it.
+    sqlx::query("UPDATE stock SET safety_stock = 4 WHERE location_id = ? AND product_id = ?")
+        .bind(wh)
+        .bind(kept)
+        .execute(&t.db)
+        .await
+        .unwrap();
+    t.run_reconcile().await;
+    assert_eq!(hset_calls(&mut conn).await, 1);
+    assert_eq!(copy(&mut conn).await, expected("4"));
+}

@@ -7,6 +7,7 @@
 use crate::error::StorageResult;
 use crate::infra::circuit::GuardedConn;
 use crate::infra::mysql::push_list;
+use crate::scripts::safety::SafetyCopy;
 use crate::Storage;
 use sf_routing::{LocationId, ProductId};
 use sqlx::{MySqlConnection, QueryBuilder};
@@ -44,7 +45,7 @@ impl Storage {
     }
 
     /// Sets the location's default (read on `conn`) and the buffers of `own` (read by the caller
-    /// on `conn`) in Redis.
+    /// on `conn`) in Redis, writing only what differs there (`safety.lua`).
     pub(crate) async fn write_safety_of(
         &self,
         conn: &mut MySqlConnection,
@@ -53,32 +54,16 @@ impl Storage {
         own: &[Own],
     ) -> StorageResult<()> {
         let default = crate::orders::ledger::location_safety(&mut *conn, loc).await?;
-        let key = self.keys.safety(loc);
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .hset(&key, "v", VERSION)
-            .ignore()
-            .hset(&key, "*", default)
-            .ignore();
-        // A product without a buffer of its own needs its field gone: one `HDEL` for them all.
-        let mut none = redis::cmd("HDEL");
-        none.arg(&key);
-        let mut any_none = false;
-        for row in own {
-            match row.safety_stock {
-                Some(s) => {
-                    pipe.hset(&key, row.product_id.get(), s).ignore();
-                }
-                None => {
-                    none.arg(row.product_id.get());
-                    any_none = true;
-                }
-            }
+        let own: Vec<(ProductId, Option<i64>)> =
+            own.iter().map(|o| (o.product_id, o.safety_stock)).collect();
+        SafetyCopy {
+            key: &self.keys.safety(loc),
+            version: VERSION,
+            default,
+            own: &own,
         }
-        if any_none {
-            pipe.add_command(none).ignore();
-        }
-        let () = pipe.query_async(redis).await?;
+        .run(redis)
+        .await?;
         Ok(())
     }
 

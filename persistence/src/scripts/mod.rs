@@ -24,6 +24,7 @@
 //! | `reject.lua` | [`reject::Reject`] | one [`reject::Mark`] per order |
 //! | `dead.lua` | [`dead::DeadLetter`] | whether the event was moved |
 //! | `credential.lua` | [`credential::Credential`] | whether it was done |
+//! | `safety.lua` | [`safety::SafetyCopy`] | fields set or removed |
 
 pub mod ack;
 pub mod adjust;
@@ -34,6 +35,7 @@ pub mod dead;
 pub mod lease;
 pub mod reject;
 pub mod reserve;
+pub mod safety;
 pub mod sync;
 
 use crate::error::{StorageError, StorageResult};
