@@ -4,6 +4,7 @@
 use crate::common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 async fn set_safety(t: &TestApp, loc: u64, p: u64, quantity: Value) -> Value {
     let (s, b) = json_of(
@@ -275,9 +276,8 @@ async fn a_redis_data_loss_keeps_committed_orders_and_the_buffer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pass_writes_the_safety_copy_only_where_it_differs() {
     let redis = PrivateRedis::start();
-    let url = redis.url();
     let t = TestApp::spawn_with(|c| {
-        c.storage.redis_url = url.clone().into();
+        c.storage.redis_url = redis.url().into();
         c.reconcile_schedule = "0 0 3 1 1 *".into();
     })
     .await;
@@ -287,44 +287,15 @@ async fn a_pass_writes_the_safety_copy_only_where_it_differs() {
     t.add_stocked_product(wh, 1_000, 10).await;
     set_safety(&t, wh, kept, json!(3)).await;
     t.run_reconcile().await;
-    let mut conn = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
     let hash = t.keys().safety(sf_routing::LocationId::new_unchecked(wh));
-    let copy = |conn: &mut redis::aio::MultiplexedConnection| {
-        let (mut conn, hash) = (conn.clone(), hash.clone());
-        async move {
-            let fields: std::collections::BTreeMap<String, String> = redis::cmd("HGETALL")
-                .arg(&hash)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            fields
-        }
-    };
-    let hset_calls = |conn: &mut redis::aio::MultiplexedConnection| {
-        let mut conn = conn.clone();
-        async move {
-            let stats: String = redis::cmd("INFO")
-                .arg("commandstats")
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            stats
-                .lines()
-                .find_map(|l| l.strip_prefix("cmdstat_hset:calls="))
-                .map_or(0, |v| v.split(',').next().unwrap().parse::<u64>().unwrap())
-        }
-    };
     let expected = |own: &str| {
         [("*", "0"), ("v", "1"), (&*kept.to_string(), own)]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect::<std::collections::BTreeMap<_, _>>()
+            .collect::<BTreeMap<_, _>>()
     };
-    assert_eq!(copy(&mut conn).await, expected("3"));
+    let mut conn = t.redis().await;
+    assert_eq!(safety_copy(&mut conn, &hash).await, expected("3"));
 
     let _: () = redis::cmd("CONFIG")
         .arg("RESETSTAT")
@@ -338,7 +309,7 @@ async fn a_pass_writes_the_safety_copy_only_where_it_differs() {
         0,
         "a pass over a right copy wrote"
     );
-    assert_eq!(copy(&mut conn).await, expected("3"));
+    assert_eq!(safety_copy(&mut conn, &hash).await, expected("3"));
 
     // Changed in MySQL alone (not through the API, which pushes it): the next pass sets it.
     sqlx::query("UPDATE stock SET safety_stock = 4 WHERE location_id = ? AND product_id = ?")
@@ -349,5 +320,27 @@ async fn a_pass_writes_the_safety_copy_only_where_it_differs() {
         .unwrap();
     t.run_reconcile().await;
     assert_eq!(hset_calls(&mut conn).await, 1);
-    assert_eq!(copy(&mut conn).await, expected("4"));
+    assert_eq!(safety_copy(&mut conn, &hash).await, expected("4"));
+}
+
+/// A location's safety-stock hash, field by field.
+async fn safety_copy(conn: &mut sf_persistence::RedisConn, hash: &str) -> BTreeMap<String, String> {
+    redis::cmd("HGETALL")
+        .arg(hash)
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+/// How many `HSET`s Redis ran since its statistics were reset (scripts' calls included).
+async fn hset_calls(conn: &mut sf_persistence::RedisConn) -> u64 {
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_hset:calls="))
+        .map_or(0, |v| v.split(',').next().unwrap().parse().unwrap())
 }
